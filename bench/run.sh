@@ -1,0 +1,573 @@
+#!/usr/bin/env bash
+# nlds-rs end-to-end benchmark against rclone, on one S3 endpoint (s3s-fs).
+# Not part of CI. See bench/README.md for what it measures and the knobs.
+#
+#   bench/run.sh                                  # full run (~2 GiB of data)
+#   SMALL_N=1000 LARGE_N=2 LARGE_MB=64 bench/run.sh   # quick run
+#   MODES="rclone embedded" BUILD=0 bench/run.sh
+#   BENCH_APPEND=BENCHMARKS.md bench/run.sh       # also append the markdown
+#
+# Everything listens on 127.0.0.1 only. Every process started here is stopped
+# on exit (trap EXIT); the RabbitMQ vhost and PostgreSQL database created for
+# the distributed mode are removed again unless KEEP=1.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# ---------------------------------------------------------------- knobs
+SMALL_N="${SMALL_N:-10000}"          # number of small files
+SMALL_KB="${SMALL_KB:-4}"            # size of each small file, KiB
+SMALL_PER_DIR="${SMALL_PER_DIR:-100}" # small files per leaf directory
+LARGE_N="${LARGE_N:-8}"              # number of large files
+LARGE_MB="${LARGE_MB:-256}"          # size of each large file, MiB
+MODES="${MODES:-rclone embedded distributed}"
+DIST_WORKERS="${DIST_WORKERS:-roles}" # roles: one process per role; all: `nlds-workers all`
+BUILD="${BUILD:-1}"                  # 0: use the binaries already in $BIN_DIR
+VERIFY="${VERIFY:-1}"                # compare what came back with what went in
+KEEP="${KEEP:-0}"                    # 1: keep the work dir, vhost and database
+S3_PORT="${S3_PORT:-8014}"
+EMB_PORT="${EMB_PORT:-8731}"
+DIST_PORT="${DIST_PORT:-8732}"
+AMQP_HOSTPORT="127.0.0.1:5672"
+PG_HOSTPORT="127.0.0.1:5432"
+RCLONE_FLAGS="${RCLONE_FLAGS:-}"     # extra flags for rclone copy (defaults: --transfers 4)
+BENCH_WORKERS_TOML="${BENCH_WORKERS_TOML:-}" # file appended to the workers config (tuning)
+TIMEOUT_STEP="${TIMEOUT_STEP:-3600}" # seconds before one put/get is abandoned
+S3_ACCESS_KEY="bench-access"
+S3_SECRET_KEY="bench-secret-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN_DIR="${BIN_DIR:-$CARGO_TARGET_DIR/release}"
+
+STAMP="$(date +%Y%m%d%H%M%S)-$$"
+WORK="${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/nlds-bench.XXXXXX")}"
+mkdir -p "$WORK"/{logs,time}
+RESULTS="$WORK/results.tsv" # mode workload seconds bytes files status client_rss_kb services_rss_kb
+PROCS="$WORK/procs.tsv"     # mode process peak_rss_kb cpu_s
+: >"$RESULTS"
+: >"$PROCS"
+BENCH_OUT="${BENCH_OUT:-${TMPDIR:-/tmp}/nlds-bench-results-$STAMP.md}"
+
+# Local endpoints only: the machine-wide CA bundle breaks rclone's and the AWS
+# SDK's plain-http S3 clients, and no instance metadata lookups.
+unset AWS_CA_BUNDLE AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
+export AWS_EC2_METADATA_DISABLED=true
+unset NLDS_CONFIG NLDS_URL NLDS_TOKEN
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+# ---------------------------------------------------------------- cleanup
+PIDS=()          # long-running processes started here
+CLEANUP_CMDS=()  # extra cleanup (vhost, database)
+cleanup() {
+    local rc=$? pid i
+    set +e
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid="${PIDS[$i]}"
+        kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    done
+    for c in "${CLEANUP_CMDS[@]}"; do eval "$c" >/dev/null 2>&1; done
+    if [ "$KEEP" = 1 ]; then
+        log "kept work dir $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop_pids PID...: stop some of the tracked processes now.
+stop_pids() {
+    local pid
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "$@"; do
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+
+# stop_svc: stop every process listed in SVC ("name=pid" entries).
+stop_svc() {
+    local e pids=()
+    for e in "${SVC[@]}"; do pids+=("${e#*=}"); done
+    stop_pids "${pids[@]}"
+}
+
+# ---------------------------------------------------------------- helpers
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+
+hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Reset the peak-RSS counter of a process (Linux: clear_refs 5), so each
+# workload gets its own peak. Harmless if not permitted.
+reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
+cpu_s() {
+    local tck
+    tck="$(getconf CLK_TCK)"
+    # fields after the ")" of comm: utime is $12, stime $13 counting from state.
+    sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk -v t="$tck" '{ printf "%.1f", ($12 + $13) / t }' || echo 0
+}
+
+# timed LOGNAME CMD...: run CMD under GNU time; sets ELAPSED (s) and
+# CLIENT_RSS_KB; returns CMD's exit status. Output goes to logs/LOGNAME.log.
+ELAPSED=0
+CLIENT_RSS_KB=0
+timed() {
+    local name="$1" tf="$WORK/time/$1" t0 rc=0
+    shift
+    t0="$(now)"
+    timeout "$TIMEOUT_STEP" /usr/bin/time -v -o "$tf" "$@" >"$WORK/logs/$name.log" 2>&1 || rc=$?
+    ELAPSED="$(since "$t0")"
+    CLIENT_RSS_KB="$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$tf" 2>/dev/null || true)"
+    CLIENT_RSS_KB="${CLIENT_RSS_KB:-0}"
+    if [ "$rc" -ne 0 ]; then
+        log "$name exited $rc; last lines of its log:"
+        tail -n 15 "$WORK/logs/$name.log" >&2 || true
+    fi
+    return "$rc"
+}
+
+tree_files() { find "$1" -type f | wc -l; }
+tree_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }'; }
+# Order- and layout-independent digest of the file contents under a tree.
+tree_digest() { find "$1" -type f -print0 | xargs -0 -r md5sum | awk '{ print $1 }' | sort | md5sum | awk '{ print $1 }'; }
+
+# check_tree DIR SRC_DIR: status of a retrieved tree against its source.
+check_tree() {
+    local got_n want_n got_b want_b
+    [ -d "$1" ] || { echo "MISSING"; return; }
+    got_n="$(tree_files "$1")"
+    want_n="$(tree_files "$2")"
+    got_b="$(tree_bytes "$1")"
+    want_b="$(tree_bytes "$2")"
+    if [ "$got_n" != "$want_n" ] || [ "$got_b" != "$want_b" ]; then
+        echo "MISMATCH($got_n/$want_n files)"
+    elif [ "$VERIFY" = 1 ] && [ "$(tree_digest "$1")" != "${DIGEST[$(basename "$2")]}" ]; then
+        echo "CORRUPT"
+    else
+        echo "ok"
+    fi
+}
+
+# record MODE WORKLOAD SECONDS BYTES FILES STATUS CLIENT_RSS_KB SERVICES_RSS_KB
+record() {
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"
+    log "$1 $2: $3 s, $6"
+}
+
+apt_install() {
+    [ "$(id -u)" -eq 0 ] || die "need root to apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null ||
+        { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null; } ||
+        die "apt-get install $* failed"
+}
+
+# ---------------------------------------------------------------- tools
+[ -x /usr/bin/time ] || apt_install time
+command -v rclone >/dev/null 2>&1 || { log "installing rclone (Debian)"; apt_install rclone; }
+S3S_FS="$(command -v s3s-fs || true)"
+[ -n "$S3S_FS" ] || [ ! -x "$HOME/.cargo/bin/s3s-fs" ] || S3S_FS="$HOME/.cargo/bin/s3s-fs"
+if [ -z "$S3S_FS" ]; then
+    log "installing s3s-fs 0.14.1 (cargo install; a few minutes)"
+    cargo install s3s-fs --version 0.14.1 --features binary --locked >"$WORK/logs/s3s-fs-install.log" 2>&1 ||
+        die "cargo install s3s-fs failed (see $WORK/logs/s3s-fs-install.log)"
+    S3S_FS="$HOME/.cargo/bin/s3s-fs"
+fi
+
+want_nlds=0
+case " $MODES " in *" embedded "* | *" distributed "*) want_nlds=1 ;; esac
+if [ "$want_nlds" = 1 ]; then
+    if [ "$BUILD" = 1 ]; then
+        log "building release binaries (cargo build --release; CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+        t0="$(now)"
+        (cd "$ROOT" && cargo build --release -p nlds-server -p nlds-workers -p nlds-client -p nlds-migration --bins) \
+            >"$WORK/logs/build.log" 2>&1 || { tail -n 30 "$WORK/logs/build.log" >&2; die "release build failed"; }
+        log "release build took $(since "$t0") s"
+    fi
+    for b in nlds-server nlds nlds-workers nlds-migration; do
+        [ -x "$BIN_DIR/$b" ] || die "missing $BIN_DIR/$b (build with BUILD=1 or set BIN_DIR)"
+    done
+fi
+
+# ---------------------------------------------------------------- data
+DATA="$WORK/data"
+mkdir -p "$DATA"
+log "generating data: $SMALL_N x $SMALL_KB KiB (small), $LARGE_N x $LARGE_MB MiB (large) under $DATA"
+python3 - "$DATA/small" "$SMALL_N" "$SMALL_KB" "$SMALL_PER_DIR" <<'PY'
+import os, sys
+root, n, kb, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+for i in range(n):
+    leaf = i // per
+    d = os.path.join(root, f"d{leaf // 10:03d}", f"e{leaf % 10}")
+    if i % per == 0:
+        os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:06d}.dat"), "wb") as f:
+        f.write(os.urandom(kb * 1024))
+PY
+mkdir -p "$DATA/large"
+for i in $(seq 1 "$LARGE_N"); do
+    head -c "$((LARGE_MB * 1024 * 1024))" /dev/urandom >"$DATA/large/big$i.bin"
+done
+declare -A DIGEST NFILES NBYTES
+for set in small large; do
+    NFILES[$set]="$(tree_files "$DATA/$set")"
+    NBYTES[$set]="$(tree_bytes "$DATA/$set")"
+    if [ "$VERIFY" = 1 ]; then DIGEST[$set]="$(tree_digest "$DATA/$set")"; fi
+done
+sync
+
+# ---------------------------------------------------------------- s3s-fs
+S3_ROOT="$WORK/s3"
+mkdir -p "$S3_ROOT"
+port_open "$S3_PORT" && die "port $S3_PORT is already in use (set S3_PORT)"
+"$S3S_FS" --host 127.0.0.1 --port "$S3_PORT" --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" "$S3_ROOT" \
+    >"$WORK/logs/s3s-fs.log" 2>&1 &
+S3_PID=$!
+PIDS+=("$S3_PID")
+for _ in $(seq 1 100); do port_open "$S3_PORT" && break; sleep 0.1; done
+port_open "$S3_PORT" || die "s3s-fs did not start (see $WORK/logs/s3s-fs.log)"
+S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+log "s3s-fs $("$S3S_FS" --version 2>/dev/null | awk '{print $2}') on $S3_ENDPOINT (pid $S3_PID)"
+
+export RCLONE_CONFIG="$WORK/rclone.conf"
+: >"$RCLONE_CONFIG"
+export RCLONE_CONFIG_BENCH_TYPE=s3
+export RCLONE_CONFIG_BENCH_PROVIDER=Other
+export RCLONE_CONFIG_BENCH_ENDPOINT="$S3_ENDPOINT"
+export RCLONE_CONFIG_BENCH_REGION=us-east-1
+export RCLONE_CONFIG_BENCH_ACCESS_KEY_ID="$S3_ACCESS_KEY"
+export RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY="$S3_SECRET_KEY"
+export RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
+export RCLONE_CONFIG_BENCH_ENV_AUTH=false
+
+make_bucket() { rclone mkdir "bench:$1" >>"$WORK/logs/rclone-mkdir.log" 2>&1 || die "cannot create bucket $1 on s3s-fs"; }
+
+# s3s_sample MODE WORKLOAD: s3s-fs's own peak for this workload (not summed).
+s3s_sample() {
+    printf '%s\t%s\t%s\t%s\n' "$1" "s3s-fs ($2)" "$(hwm_kb "$S3_PID")" "" >>"$PROCS"
+    reset_hwm "$S3_PID"
+}
+
+# ---------------------------------------------------------------- rclone
+# Each tree gets a bucket of its own and is copied to/from the bucket root:
+# rclone first HEADs a source path that is not a bucket root, s3s-fs answers
+# 500 for a key that is a directory on its disk, and rclone's low-level
+# retries then stall the copy for about 90 s.
+mode_rclone() {
+    local set rc st
+    for set in small large; do
+        make_bucket "rclone-$set"
+        reset_hwm "$S3_PID"
+        rc=0
+        # shellcheck disable=SC2086
+        timed "rclone-put-$set" rclone copy $RCLONE_FLAGS "$DATA/$set" "bench:rclone-$set" || rc=$?
+        if [ "$rc" -eq 0 ]; then st=ok; else st="FAIL(rc=$rc)"; fi
+        record rclone "put $set" "$ELAPSED" "${NBYTES[$set]}" "${NFILES[$set]}" "$st" "$CLIENT_RSS_KB" ""
+        s3s_sample rclone "put $set"
+
+        rc=0
+        # shellcheck disable=SC2086
+        timed "rclone-get-$set" rclone copy $RCLONE_FLAGS "bench:rclone-$set" "$WORK/rclone-get/$set" || rc=$?
+        if [ "$rc" -eq 0 ]; then st="$(check_tree "$WORK/rclone-get/$set" "$DATA/$set")"; else st="FAIL(rc=$rc)"; fi
+        record rclone "get $set" "$ELAPSED" "${NBYTES[$set]}" "${NFILES[$set]}" "$st" "$CLIENT_RSS_KB" ""
+        s3s_sample rclone "get $set"
+        rm -rf "$WORK/rclone-get/$set" "${S3_ROOT:?}/rclone-$set"
+    done
+}
+
+# ---------------------------------------------------------------- nlds common
+# nlds_workloads MODE PIDS_NAME...: put and get both trees with the nlds CLI
+# (configured by the caller's environment); samples each service's peak RSS
+# per workload. SVC is an array of "name=pid".
+nlds_workloads() {
+    local mode="$1" set op rc st label target sum entry pid
+    for set in small large; do
+        label="bench-$mode-$set-$STAMP"
+        for op in put get; do
+            for entry in "${SVC[@]}"; do reset_hwm "${entry#*=}"; done
+            reset_hwm "$S3_PID"
+            rc=0
+            if [ "$op" = put ]; then
+                # shellcheck disable=SC2086
+                timed "$mode-put-$set" "$BIN_DIR/nlds" put "$DATA/$set" -l "$label" -t "bench:$set" --wait ${NLDS_PUT_FLAGS:-} || rc=$?
+                if [ "$rc" -eq 0 ]; then st=ok; else st="FAIL(rc=$rc)"; fi
+            else
+                target="$WORK/$mode-get/$set"
+                mkdir -p "$target"
+                # shellcheck disable=SC2086
+                timed "$mode-get-$set" "$BIN_DIR/nlds" get "$DATA/$set" -r "$target" --wait ${NLDS_GET_FLAGS:-} || rc=$?
+                if [ "$rc" -eq 0 ]; then st="$(check_tree "$target" "$DATA/$set")"; else st="FAIL(rc=$rc)"; fi
+                rm -rf "$target"
+            fi
+            sum=0
+            for entry in "${SVC[@]}"; do
+                pid="${entry#*=}"
+                kill -0 "$pid" 2>/dev/null || st="$st; ${entry%%=*} died"
+                sum=$((sum + $(hwm_kb "$pid")))
+                printf '%s\t%s\t%s\t%s\n' "$mode" "${entry%%=*} ($op $set)" "$(hwm_kb "$pid")" "" >>"$PROCS"
+            done
+            record "$mode" "$op $set" "$ELAPSED" "${NBYTES[$set]}" "${NFILES[$set]}" "$st" "$CLIENT_RSS_KB" "$sum"
+            s3s_sample "$mode" "$op $set"
+        done
+    done
+    for entry in "${SVC[@]}"; do
+        printf '%s\t%s\t%s\t%s\n' "$mode" "${entry%%=*} (total CPU)" "" "$(cpu_s "${entry#*=}")" >>"$PROCS"
+    done
+}
+
+# wait_ready URL PID LOG: wait up to 120 s for URL to answer 2xx while PID lives.
+wait_ready() {
+    local url="$1" pid="$2" logf="$3"
+    for _ in $(seq 1 600); do
+        curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || { log "process $pid exited; log tail:"; tail -n 30 "$logf" >&2; return 1; }
+        sleep 0.2
+    done
+    log "$url not ready after 120 s; log tail:"
+    tail -n 30 "$logf" >&2
+    return 1
+}
+
+record_failed_mode() {
+    local set op
+    for set in small large; do for op in put get; do
+        record "$1" "$op $set" "" "${NBYTES[$set]}" "${NFILES[$set]}" "$2" "" ""
+    done; done
+}
+
+object_store_toml() { # BUCKET
+    cat <<EOF
+[workers.object_store]
+endpoint = "$S3_ENDPOINT"
+region = "us-east-1"
+access_key = "$S3_ACCESS_KEY"
+secret_key_file = "$WORK/s3-secret"
+bucket = "$1"
+EOF
+}
+
+# ---------------------------------------------------------------- embedded
+mode_embedded() {
+    local dd="$WORK/emb-data" args pid
+    mkdir -p "$dd"
+    args=(embedded --data-dir "$dd" --listen "127.0.0.1:$EMB_PORT")
+    EMB_S3="its own in-process s3s-fs"
+    local help
+    help="$("$BIN_DIR/nlds-server" embedded --help 2>&1 || true)"
+    # --config applies [workers.index]/[workers.transfer]; with --external-s3
+    # its [workers.object_store] replaces the embedded S3 endpoint.
+    if grep -q -- '--config' <<<"$help"; then
+        {
+            if grep -q -- '--external-s3' <<<"$help"; then object_store_toml nlds-emb; fi
+            [ -z "$BENCH_WORKERS_TOML" ] || cat "$BENCH_WORKERS_TOML"
+        } >"$WORK/embedded.toml"
+        args+=(--config "$WORK/embedded.toml")
+    fi
+    if grep -q -- '--external-s3' <<<"$help"; then
+        make_bucket nlds-emb
+        args+=(--external-s3)
+        EMB_S3="the external s3s-fs at $S3_ENDPOINT"
+    fi
+    log "embedded: nlds-server ${args[*]} (object store: $EMB_S3)"
+    (cd "$dd" && exec "$BIN_DIR/nlds-server" "${args[@]}") >"$WORK/logs/embedded-server.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    if ! wait_ready "http://127.0.0.1:$EMB_PORT/readyz" "$pid" "$WORK/logs/embedded-server.log"; then
+        record_failed_mode embedded "FAIL(startup)"
+        stop_pids "$pid"
+        return 1
+    fi
+    for _ in $(seq 1 50); do [ -s "$dd/client.toml" ] && break; sleep 0.2; done
+    [ -s "$dd/client.toml" ] || { log "embedded: $dd/client.toml not written"; record_failed_mode embedded "FAIL(no client.toml)"; stop_pids "$pid"; return 1; }
+    SVC=("nlds-server embedded=$pid")
+    NLDS_CONFIG="$dd/client.toml" nlds_workloads embedded
+    stop_pids "$pid"
+    rm -rf "${S3_ROOT:?}/nlds-emb" "$dd"
+}
+
+# ---------------------------------------------------------------- distributed
+mode_distributed() {
+    local vhost="nlds-bench-$STAMP" amqp_url db db_url token pid role roles
+    if ! port_open "${AMQP_HOSTPORT##*:}" || ! port_open "${PG_HOSTPORT##*:}"; then
+        log "distributed: starting RabbitMQ/PostgreSQL with scripts/services.sh"
+        "$ROOT/scripts/services.sh" >"$WORK/logs/services.log" 2>&1 ||
+            { tail -n 5 "$WORK/logs/services.log" >&2; record_failed_mode distributed "FAIL(services)"; return 1; }
+    fi
+    # A vhost of our own: no leftovers from, or interference with, other users.
+    if rabbitmqctl -q add_vhost "$vhost" >/dev/null 2>&1 &&
+        rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null 2>&1; then
+        [ "$KEEP" = 1 ] || CLEANUP_CMDS+=("rabbitmqctl -q delete_vhost '$vhost'")
+        amqp_url="amqp://guest:guest@$AMQP_HOSTPORT/$vhost"
+    else
+        log "distributed: cannot create a RabbitMQ vhost (not root?); using the default vhost"
+        amqp_url="amqp://guest:guest@$AMQP_HOSTPORT/%2f"
+    fi
+    db="nlds_bench_${STAMP//-/_}"
+    psql -h "${PG_HOSTPORT%%:*}" -p "${PG_HOSTPORT##*:}" -U postgres -w -d postgres -qc "create database $db" >/dev/null ||
+        { record_failed_mode distributed "FAIL(createdb)"; return 1; }
+    [ "$KEEP" = 1 ] || CLEANUP_CMDS+=("psql -h ${PG_HOSTPORT%%:*} -p ${PG_HOSTPORT##*:} -U postgres -w -d postgres -qc 'drop database if exists $db with (force)'")
+    db_url="postgres://postgres@$PG_HOSTPORT/$db"
+    if ! "$BIN_DIR/nlds-migration" up -u "$db_url" >"$WORK/logs/migration.log" 2>&1; then
+        tail -n 20 "$WORK/logs/migration.log" >&2
+        record_failed_mode distributed "FAIL(migration)"
+        return 1
+    fi
+    make_bucket nlds-dist
+    token="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+    cat >"$WORK/tokens.toml" <<EOF
+[[token]]
+token = "$token"
+user = "bench"
+groups = ["bench"]
+EOF
+    cat >"$WORK/server.toml" <<EOF
+[bus]
+kind = "rabbitmq"
+amqp_url = "$amqp_url"
+prefetch = 8
+
+[server]
+listen = "127.0.0.1:$DIST_PORT"
+public_url = "http://127.0.0.1:$DIST_PORT"
+tokens_file = "$WORK/tokens.toml"
+rpc_timeout_secs = 30
+EOF
+    {
+        cat <<EOF
+[bus]
+kind = "rabbitmq"
+amqp_url = "$amqp_url"
+prefetch = 8
+
+[workers]
+database_url = "$db_url"
+log_dir = "$WORK/dist-logs"
+
+EOF
+        object_store_toml nlds-dist
+        [ -z "$BENCH_WORKERS_TOML" ] || cat "$BENCH_WORKERS_TOML"
+    } >"$WORK/workers.toml"
+    mkdir -p "$WORK/dist-logs"
+
+    SVC=()
+    if [ "$DIST_WORKERS" = all ]; then
+        roles=(all)
+    else
+        roles=(router indexer transfer-put transfer-get catalogue catalogue-rpc monitor monitor-rpc logger)
+    fi
+    for role in "${roles[@]}"; do
+        "$BIN_DIR/nlds-workers" "$role" --config "$WORK/workers.toml" >"$WORK/logs/worker-$role.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        SVC+=("nlds-workers $role=$pid")
+    done
+    "$BIN_DIR/nlds-server" serve --config "$WORK/server.toml" >"$WORK/logs/dist-server.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    SVC=("nlds-server serve=$pid" "${SVC[@]}")
+    log "distributed: server + ${#roles[@]} worker process(es), vhost $vhost, database $db"
+    if ! wait_ready "http://127.0.0.1:$DIST_PORT/readyz" "$pid" "$WORK/logs/dist-server.log"; then
+        record_failed_mode distributed "FAIL(startup)"
+        stop_svc
+        return 1
+    fi
+    sleep 1 # let the workers declare their queues
+    local entry name
+    for entry in "${SVC[@]}"; do
+        name="${entry%%=*}"
+        if ! kill -0 "${entry#*=}" 2>/dev/null; then
+            log "distributed: $name exited at startup; log tail:"
+            tail -n 20 "$WORK/logs/worker-${name#nlds-workers }.log" >&2 2>/dev/null || true
+            record_failed_mode distributed "FAIL($name died)"
+            stop_svc
+            return 1
+        fi
+    done
+    NLDS_URL="http://127.0.0.1:$DIST_PORT" NLDS_TOKEN="$token" nlds_workloads distributed
+    stop_svc
+    rm -rf "${S3_ROOT:?}/nlds-dist"
+}
+
+# ---------------------------------------------------------------- run
+printf '%s' "$S3_SECRET_KEY" >"$WORK/s3-secret"
+chmod 600 "$WORK/s3-secret"
+EMB_S3="-"
+for m in $MODES; do
+    log "=== mode $m ==="
+    case "$m" in
+    rclone) mode_rclone ;;
+    embedded) mode_embedded || log "embedded mode failed (see above)" ;;
+    distributed) mode_distributed || log "distributed mode failed (see above)" ;;
+    *) die "unknown mode $m (rclone, embedded, distributed)" ;;
+    esac
+done
+
+# ---------------------------------------------------------------- report
+GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
+git -C "$ROOT" diff --quiet HEAD 2>/dev/null || GIT_REV="$GIT_REV+dirty"
+python3 - "$RESULTS" "$PROCS" >"$BENCH_OUT" <<PY
+import sys, collections
+res = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+procs = [l.rstrip("\n").split("\t") for l in open(sys.argv[2]) if l.strip()]
+mib = lambda kb: f"{int(kb) / 1024:.0f}" if kb not in ("", "0") else "-"
+rclone = {r[1]: float(r[2]) for r in res if r[0] == "rclone" and r[2] and r[5] == "ok"}
+print("### nlds-rs vs rclone, $(date -u +%Y-%m-%d) ($GIT_REV)")
+print()
+print("Machine: $(nproc) vCPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); "
+      "S3: s3s-fs 0.14.1 on loopback; $(rclone version 2>/dev/null | head -n1); "
+      "small = $SMALL_N x $SMALL_KB KiB, large = $LARGE_N x $LARGE_MB MiB; "
+      "distributed = RabbitMQ + PostgreSQL, workers: $DIST_WORKERS; embedded object store: $EMB_S3.")
+print()
+print("| tool | workload | seconds | MB/s | files/s | nlds / rclone | peak RSS client MiB | peak RSS services MiB | status |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+for mode, wl, sec, nbytes, nfiles, st, crss, srss in res:
+    if sec:
+        s = float(sec)
+        mbs = f"{int(nbytes) / 1e6 / s:.1f}" if s > 0 else "-"
+        fps = f"{int(nfiles) / s:.0f}" if s > 0 else "-"
+        ratio = f"{s / rclone[wl]:.2f}" if mode != "rclone" and wl in rclone and rclone[wl] > 0 else "-"
+    else:
+        sec = mbs = fps = ratio = "-"
+    print(f"| {mode} | {wl} | {sec} | {mbs} | {fps} | {ratio} | {mib(crss)} | {mib(srss)} | {st} |")
+print()
+print("Peak RSS per process (MiB, highest over the four workloads) and CPU seconds over the whole mode:")
+print()
+peak = collections.OrderedDict()
+cpu = {}
+for mode, name, kb, c in procs:
+    base = name.rsplit(" (", 1)[0]
+    key = (mode, base)
+    if name.endswith("(total CPU)"):
+        cpu[key] = c
+        peak.setdefault(key, 0)
+    else:
+        peak[key] = max(peak.get(key, 0), int(kb or 0))
+print("| mode | process | peak RSS MiB | CPU s |")
+print("|---|---|---:|---:|")
+for (mode, base), kb in peak.items():
+    print(f"| {mode} | {base} | {mib(kb)} | {cpu.get((mode, base), '-')} |")
+PY
+
+echo
+cat "$BENCH_OUT"
+echo
+log "markdown written to $BENCH_OUT"
+if [ -n "${BENCH_APPEND:-}" ]; then
+    { echo; cat "$BENCH_OUT"; } >>"$BENCH_APPEND"
+    log "appended to $BENCH_APPEND"
+fi
+if grep -qvP '\tok\t' "$RESULTS" 2>/dev/null; then
+    log "some steps did not finish ok (see the status column)"
+    exit 2
+fi

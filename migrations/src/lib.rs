@@ -1,0 +1,134 @@
+//! The nlds-rs database schema as sea-orm migrations, for PostgreSQL and SQLite.
+//!
+//! * [`m20261125_000001_create_catalogue`]: holdings, tags, transactions, files, locations and
+//!   checksums (owned by the catalogue role);
+//! * [`m20261125_000002_create_monitor`]: transaction records, sub-records, failed files and
+//!   warnings (owned by the monitor role).
+//!
+//! Every migration has a working `down`.
+
+pub use sea_orm_migration::prelude::*;
+
+pub mod m20261125_000001_create_catalogue;
+pub mod m20261125_000002_create_monitor;
+
+/// All nlds-rs migrations, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_create_catalogue::Migration),
+            Box::new(m20261125_000002_create_monitor::Migration),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+
+    const TABLES: [&str; 10] = [
+        "holding",
+        "tag",
+        "transaction",
+        "file",
+        "location",
+        "checksum",
+        "transaction_record",
+        "sub_record",
+        "failed_file",
+        "warning",
+    ];
+
+    async fn tables(db: &impl ConnectionTrait) -> Vec<String> {
+        let sql = match db.get_database_backend() {
+            DbBackend::Sqlite => {
+                "SELECT name AS t FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            }
+            _ => {
+                "SELECT table_name::text AS t FROM information_schema.tables \
+                  WHERE table_schema = 'public' ORDER BY table_name"
+            }
+        };
+        db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String>("", "t").unwrap())
+            .filter(|t| TABLES.contains(&t.as_str()))
+            .collect()
+    }
+
+    async fn up_down_up(url: &str) {
+        let db = Database::connect(url).await.unwrap();
+        Migrator::up(&db, None).await.unwrap();
+        assert_eq!(tables(&db).await.len(), TABLES.len());
+        // Reserved words as column names, the unique constraints and the cascades work.
+        let be = db.get_database_backend();
+        let exec = |sql: &str| Statement::from_string(be, sql.to_owned());
+        db.execute_raw(exec(
+            r#"INSERT INTO holding (label, "user", "group", created) VALUES ('l', 'u', 'g', CURRENT_TIMESTAMP)"#,
+        ))
+        .await
+        .unwrap();
+        let dup = db
+            .execute_raw(exec(
+                r#"INSERT INTO holding (label, "user", "group", created) VALUES ('l', 'u', 'h', CURRENT_TIMESTAMP)"#,
+            ))
+            .await
+            .unwrap_err();
+        assert!(dup.sql_err().is_some(), "{dup}");
+        Migrator::down(&db, None).await.unwrap();
+        assert!(tables(&db).await.is_empty());
+        Migrator::up(&db, None).await.unwrap();
+        assert_eq!(tables(&db).await.len(), TABLES.len());
+        Migrator::down(&db, Some(1)).await.unwrap();
+        let left = tables(&db).await;
+        assert_eq!(left, {
+            let mut v: Vec<String> = TABLES[..6].iter().map(|s| String::from(*s)).collect();
+            v.sort();
+            v
+        });
+    }
+
+    #[tokio::test]
+    async fn sqlite_up_down_up() {
+        up_down_up("sqlite::memory:").await;
+    }
+
+    /// Runs against PostgreSQL when `NLDS_TEST_DATABASE_URL` names a server (a fresh database is
+    /// created for the run); required when `CI` is set.
+    #[tokio::test]
+    async fn postgres_up_down_up() {
+        let Ok(base) = std::env::var("NLDS_TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but NLDS_TEST_DATABASE_URL is not: the PostgreSQL test must run"
+            );
+            eprintln!("NLDS_TEST_DATABASE_URL not set: skipping the PostgreSQL migration test");
+            return;
+        };
+        let base = base.trim_end_matches('/');
+        let admin = Database::connect(format!("{base}/postgres")).await.unwrap();
+        let name = format!(
+            "nlds_migration_test_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        up_down_up(&format!("{base}/{name}")).await;
+        admin
+            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
+}

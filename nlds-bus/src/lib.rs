@@ -1,0 +1,160 @@
+//! The nlds-rs message bus.
+//!
+//! Workers implement [`Handler`]; a [`Bus`] delivers messages to them and publishes what they
+//! return. Two implementations share the same routing semantics (topic bindings from
+//! [`nlds_core::Role::bindings`]):
+//!
+//! * [`rabbit::RabbitBus`]: RabbitMQ via lapin, durable, with publisher confirms, mandatory
+//!   publishing, dead-letter queues, TTL delay queues for retries and RPC over direct reply-to.
+//! * [`memory::MemoryBus`]: in-process, for the embedded default and fast tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nlds_core::error::ErrorCode;
+use nlds_core::{Envelope, Role, RoutingKey};
+use tokio_util::sync::CancellationToken;
+
+pub mod memory;
+pub mod rabbit;
+mod runtime;
+
+pub use runtime::{RetryPolicy, failure_for};
+
+/// What a handler wants done after it handled a message. The bus publishes every message (and the
+/// RPC reply) and only then acknowledges the delivery.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub publish: Vec<(RoutingKey, Envelope)>,
+    /// The answer to an RPC request.
+    pub reply: Option<Envelope>,
+}
+
+impl Outcome {
+    pub fn none() -> Self {
+        Self::default()
+    }
+    pub fn publish(key: RoutingKey, env: Envelope) -> Self {
+        Self {
+            publish: vec![(key, env)],
+            reply: None,
+        }
+    }
+    pub fn reply(env: Envelope) -> Self {
+        Self {
+            publish: Vec::new(),
+            reply: Some(env),
+        }
+    }
+    pub fn and(mut self, key: RoutingKey, env: Envelope) -> Self {
+        self.publish.push((key, env));
+        self
+    }
+}
+
+/// A handler's failure: its code, a message naming what failed, and whether trying again later
+/// may succeed (a storage outage) or not (bad input).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl HandlerError {
+    /// A fault that will not go away by itself.
+    pub fn permanent(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retryable: false,
+        }
+    }
+    /// A transient fault (a service down, a timeout): retried with back-off.
+    pub fn transient(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+/// One worker role's message handler. Handlers must be idempotent: a message may be delivered
+/// more than once (after a crash, before its ack).
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError>;
+}
+
+/// Errors of the bus itself.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("message broker unavailable: {0}")]
+    Unavailable(String),
+    #[error("no queue is bound to routing key {0}")]
+    Unroutable(String),
+    #[error("the broker did not confirm the message to {0}")]
+    NotConfirmed(String),
+    #[error("no answer from {0} within {1:?}")]
+    Timeout(String, Duration),
+    #[error("malformed message: {0}")]
+    Decode(String),
+}
+
+impl BusError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            BusError::Unavailable(_) | BusError::NotConfirmed(_) => ErrorCode::Unavailable,
+            BusError::Unroutable(_) | BusError::Decode(_) => ErrorCode::Internal,
+            BusError::Timeout(..) => ErrorCode::Timeout,
+        }
+    }
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone)]
+pub struct ConsumeOptions {
+    /// Deliveries handled at once by this consumer.
+    pub prefetch: u16,
+    pub retry: RetryPolicy,
+}
+
+impl Default for ConsumeOptions {
+    fn default() -> Self {
+        Self {
+            prefetch: 4,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A message bus.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Publishes a message; returns once it is stored by the bus (confirmed). A key no queue is
+    /// bound to is an error, never a silent drop.
+    async fn publish(&self, key: RoutingKey, env: &Envelope) -> Result<(), BusError>;
+
+    /// Sends a request and waits for the reply, at most `timeout`.
+    async fn rpc(
+        &self,
+        key: RoutingKey,
+        env: &Envelope,
+        timeout: Duration,
+    ) -> Result<Envelope, BusError>;
+
+    /// Consumes `role`'s queue with `handler` until `shutdown` is cancelled.
+    async fn consume(
+        &self,
+        role: Role,
+        handler: Arc<dyn Handler>,
+        options: ConsumeOptions,
+        shutdown: CancellationToken,
+    ) -> Result<(), BusError>;
+
+    /// Is the bus usable now (for `/readyz`)?
+    async fn ready(&self) -> Result<(), BusError>;
+}

@@ -1,0 +1,544 @@
+//! The RabbitMQ bus (lapin).
+//!
+//! Topology, declared by code at startup (idempotent):
+//!
+//! * `nlds`: durable topic exchange every message is published to, `mandatory`, persistent,
+//!   with publisher confirms: an unroutable message is an error, never a silent drop.
+//! * `nlds.<role>`: one durable queue per role, bound by [`Role::bindings`], dead-lettering to
+//!   `nlds.dlx` with routing key `nlds.<role>.dead`.
+//! * `nlds.<role>.dead`: the role's dead-letter queue (poison messages, permanent failures).
+//! * `nlds.retry.<ms>`: durable delay queues, one per back-off step, each fed by a fanout exchange
+//!   of the same name; `x-message-ttl` expires the message back into `nlds` with its original
+//!   routing key. The attempt count travels in the `x-nlds-attempt` header.
+//! * RPC uses direct reply-to (`amq.rabbitmq.reply-to`) with a per-request expiration and a
+//!   caller-side timeout.
+//!
+//! Consumers ack a delivery only after every follow-up message is confirmed, and reconnect with
+//! back-off when the broker goes away.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use nlds_core::routing::{EXCHANGE, roles_for};
+use nlds_core::{Envelope, Role, RoutingKey};
+use tokio::sync::{RwLock, Semaphore, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::runtime::{Disposition, process};
+use crate::{Bus, BusError, ConsumeOptions, Handler, RetryPolicy};
+
+const DLX: &str = "nlds.dlx";
+const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+const ATTEMPT_HEADER: &str = "x-nlds-attempt";
+
+fn unavailable(e: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+fn retry_exchange(delay: Duration) -> String {
+    format!("nlds.retry.{}", delay.as_millis())
+}
+
+/// Declares the whole topology on `ch`. Safe to call repeatedly and from every process.
+pub async fn declare_topology(ch: &Channel, retry: &RetryPolicy) -> Result<(), BusError> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(EXCHANGE.into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .await
+        .map_err(unavailable)?;
+    ch.exchange_declare(DLX.into(), ExchangeKind::Direct, durable, FieldTable::default())
+        .await
+        .map_err(unavailable)?;
+    for role in Role::ALL.iter().copied() {
+        let queue = role.queue();
+        let dead = format!("{queue}.dead");
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(DLX.into()),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(dead.as_str().into()),
+        );
+        ch.queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), args)
+            .await
+            .map_err(unavailable)?;
+        for pattern in role.bindings() {
+            ch.queue_bind(
+                queue.as_str().into(),
+                EXCHANGE.into(),
+                (*pattern).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        ch.queue_declare(
+            dead.as_str().into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+        ch.queue_bind(
+            dead.as_str().into(),
+            DLX.into(),
+            dead.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+    }
+    for delay in &retry.delays {
+        let name = retry_exchange(*delay);
+        ch.exchange_declare(
+            name.as_str().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(delay.as_millis() as i64),
+        );
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(EXCHANGE.into()),
+        );
+        ch.queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), args)
+            .await
+            .map_err(unavailable)?;
+        ch.queue_bind(
+            name.as_str().into(),
+            name.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// A connection plus a confirming publisher channel and the RPC reply channel.
+struct Link {
+    conn: Connection,
+    publisher: Channel,
+    rpc: Channel,
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>;
+
+/// The RabbitMQ bus. Cheap to clone.
+#[derive(Clone)]
+pub struct RabbitBus {
+    url: Arc<str>,
+    retry: RetryPolicy,
+    link: Arc<RwLock<Option<Arc<Link>>>>,
+    pending: Pending,
+}
+
+impl RabbitBus {
+    /// Connects and declares the topology. `retry` fixes the delay queues.
+    pub async fn connect(url: &str, retry: RetryPolicy) -> Result<Self, BusError> {
+        let bus = Self {
+            url: url.into(),
+            retry,
+            link: Arc::new(RwLock::new(None)),
+            pending: Arc::new(Mutex::new(HashMap::new())),
+        };
+        bus.link().await?;
+        Ok(bus)
+    }
+
+    async fn open(&self) -> Result<Connection, BusError> {
+        Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The live link, reconnecting (and re-declaring) if the broker went away.
+    async fn link(&self) -> Result<Arc<Link>, BusError> {
+        if let Some(link) = self.link.read().await.as_ref()
+            && link.conn.status().connected()
+            && link.publisher.status().connected()
+            && link.rpc.status().connected()
+        {
+            return Ok(link.clone());
+        }
+        let mut slot = self.link.write().await;
+        if let Some(link) = slot.as_ref()
+            && link.conn.status().connected()
+            && link.publisher.status().connected()
+            && link.rpc.status().connected()
+        {
+            return Ok(link.clone());
+        }
+        let conn = self.open().await?;
+        let publisher = conn.create_channel().await.map_err(unavailable)?;
+        declare_topology(&publisher, &self.retry).await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let rpc = conn.create_channel().await.map_err(unavailable)?;
+        rpc.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let mut replies = rpc
+            .basic_consume(
+                REPLY_TO.into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let pending = self.pending.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(d)) = replies.next().await {
+                let id = d
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
+                let waiter = pending.lock().ok().and_then(|mut p| p.remove(&id));
+                if let Some(tx) = waiter {
+                    let _ = tx.send(d.data);
+                }
+            }
+        });
+        let link = Arc::new(Link {
+            conn,
+            publisher,
+            rpc,
+        });
+        *slot = Some(link.clone());
+        Ok(link)
+    }
+
+    async fn publish_raw(
+        &self,
+        ch: &Channel,
+        exchange: &str,
+        key: &str,
+        data: &[u8],
+        properties: BasicProperties,
+        mandatory: bool,
+    ) -> Result<(), BusError> {
+        let confirm = ch
+            .basic_publish(
+                exchange.into(),
+                key.into(),
+                BasicPublishOptions {
+                    mandatory,
+                    ..Default::default()
+                },
+                data,
+                properties,
+            )
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        if confirm.is_nack() {
+            return Err(BusError::NotConfirmed(key.to_owned()));
+        }
+        if confirm.take_message().is_some() {
+            return Err(BusError::Unroutable(key.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Publishes with one reconnect-and-retry if the link was broken.
+    async fn publish_bytes(
+        &self,
+        exchange: &str,
+        key: &str,
+        data: &[u8],
+        attempt: u32,
+    ) -> Result<(), BusError> {
+        let mut headers = FieldTable::default();
+        headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongLongInt(attempt as i64));
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_headers(headers);
+        let mut last = None;
+        for _ in 0..2 {
+            let link = self.link().await?;
+            match self
+                .publish_raw(&link.publisher, exchange, key, data, props.clone(), true)
+                .await
+            {
+                Err(BusError::Unavailable(e)) => last = Some(BusError::Unavailable(e)),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| BusError::Unavailable("publish failed".into())))
+    }
+
+    /// One consumer session: returns when the channel breaks (to reconnect) or on shutdown.
+    async fn consume_session(
+        &self,
+        role: Role,
+        handler: &Arc<dyn Handler>,
+        options: &ConsumeOptions,
+        shutdown: &CancellationToken,
+    ) -> Result<(), BusError> {
+        let conn = self.open().await?;
+        let ch = conn.create_channel().await.map_err(unavailable)?;
+        declare_topology(&ch, &self.retry).await?;
+        ch.basic_qos(options.prefetch.max(1), BasicQosOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let mut consumer = ch
+            .basic_consume(
+                role.queue().as_str().into(),
+                format!("{role}-{}", Uuid::new_v4()).as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(%role, queue = %role.queue(), prefetch = options.prefetch, "consuming");
+        let slots = Arc::new(Semaphore::new(options.prefetch.max(1) as usize));
+        let retry = Arc::new(options.retry.clone());
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                d = consumer.next() => d,
+            };
+            let delivery = match next {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => return Err(unavailable(e)),
+                None => return Err(BusError::Unavailable("consumer cancelled".into())),
+            };
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let bus = self.clone();
+            let handler = handler.clone();
+            let retry = retry.clone();
+            let rpc_channel = ch.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                bus.handle_delivery(role, handler.as_ref(), &retry, delivery, &rpc_channel)
+                    .await;
+            });
+        }
+        // Let in-flight deliveries finish (bounded), then close; unacked ones are redelivered.
+        let all = options.prefetch.max(1) as u32;
+        let _ = tokio::time::timeout(Duration::from_secs(8), slots.acquire_many(all)).await;
+        let _ = conn.close(200, "shutdown".into()).await;
+        Ok(())
+    }
+
+    async fn handle_delivery(
+        &self,
+        role: Role,
+        handler: &dyn Handler,
+        retry: &RetryPolicy,
+        delivery: Delivery,
+        channel: &Channel,
+    ) {
+        let key = delivery.routing_key.to_string();
+        let attempt = delivery
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get(ATTEMPT_HEADER).cloned())
+            .and_then(|v| match v {
+                AMQPValue::LongLongInt(n) => Some(n as u32),
+                AMQPValue::LongInt(n) => Some(n as u32),
+                _ => None,
+            })
+            .unwrap_or(1);
+        let disposition = process(handler, &key, &delivery.data, attempt, retry).await;
+        let result = match disposition {
+            Disposition::Done(outcome) => {
+                let mut ok = true;
+                for (k, env) in &outcome.publish {
+                    if let Err(e) = self.publish(*k, env).await {
+                        tracing::error!(error = %e, key = %k, "follow-up publish failed; message will be redelivered");
+                        ok = false;
+                        break;
+                    }
+                }
+                if ok && let Some(reply) = outcome.reply {
+                    let reply_to = delivery.properties.reply_to().as_ref().map(|r| r.to_string());
+                    let corr = delivery.properties.correlation_id().clone();
+                    if let Some(reply_to) = reply_to {
+                        let mut props =
+                            BasicProperties::default().with_content_type("application/json".into());
+                        if let Some(c) = corr {
+                            props = props.with_correlation_id(c);
+                        }
+                        // The caller may have given up: an unroutable reply is not an error.
+                        let _ = channel
+                            .basic_publish(
+                                "".into(),
+                                reply_to.as_str().into(),
+                                BasicPublishOptions::default(),
+                                &reply.to_json(),
+                                props,
+                            )
+                            .await;
+                    }
+                }
+                if ok {
+                    delivery.acker.ack(BasicAckOptions::default()).await.map(|_| ())
+                } else {
+                    delivery
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await
+                        .map(|_| ())
+                }
+            }
+            Disposition::Retry(delay) if !role.is_rpc() => {
+                match self
+                    .publish_bytes(&retry_exchange(delay), &key, &delivery.data, attempt + 1)
+                    .await
+                {
+                    Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await.map(|_| ()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not schedule retry; requeueing");
+                        tokio::time::sleep(delay.min(Duration::from_secs(5))).await;
+                        delivery
+                            .acker
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                ..Default::default()
+                            })
+                            .await
+                            .map(|_| ())
+                    }
+                }
+            }
+            Disposition::Retry(_) => delivery
+                .acker
+                .nack(BasicNackOptions::default())
+                .await
+                .map(|_| ()),
+            Disposition::DeadLetter(publish, reason) => {
+                tracing::error!(%key, %reason, queue = %role.queue(), "dead-lettering message");
+                for (k, env) in &publish {
+                    if let Err(e) = self.publish(*k, env).await {
+                        tracing::error!(error = %e, "could not publish failure report");
+                    }
+                }
+                delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: false,
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ())
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "ack/nack failed; the broker will redeliver");
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for RabbitBus {
+    async fn publish(&self, key: RoutingKey, env: &Envelope) -> Result<(), BusError> {
+        self.publish_bytes(EXCHANGE, &key.to_string(), &env.to_json(), 1)
+            .await
+    }
+
+    async fn rpc(
+        &self,
+        key: RoutingKey,
+        env: &Envelope,
+        timeout: Duration,
+    ) -> Result<Envelope, BusError> {
+        if roles_for(&key).len() != 1 {
+            return Err(BusError::Unroutable(key.to_string()));
+        }
+        let link = self.link().await?;
+        let id = Uuid::new_v4().to_string();
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(id.clone(), tx);
+        }
+        let props = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_reply_to(REPLY_TO.into())
+            .with_correlation_id(ShortString::from(id.as_str()))
+            .with_expiration(timeout.as_millis().to_string().as_str().into());
+        let sent = self
+            .publish_raw(&link.rpc, EXCHANGE, &key.to_string(), &env.to_json(), props, true)
+            .await;
+        let answer = match sent {
+            Ok(()) => tokio::time::timeout(timeout, rx)
+                .await
+                .map_err(|_| BusError::Timeout(key.to_string(), timeout))
+                .and_then(|r| r.map_err(|_| BusError::Unavailable("reply channel closed".into()))),
+            Err(e) => Err(e),
+        };
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(&id);
+        }
+        let data = answer?;
+        serde_json::from_slice(&data).map_err(|e| BusError::Decode(e.to_string()))
+    }
+
+    async fn consume(
+        &self,
+        role: Role,
+        handler: Arc<dyn Handler>,
+        options: ConsumeOptions,
+        shutdown: CancellationToken,
+    ) -> Result<(), BusError> {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            match self.consume_session(role, &handler, &options, &shutdown).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(%role, error = %e, ?backoff, "consumer lost the broker; reconnecting");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn ready(&self) -> Result<(), BusError> {
+        self.link().await.map(|_| ())
+    }
+}

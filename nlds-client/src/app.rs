@@ -1,0 +1,724 @@
+//! What the `nlds` commands do: [`prepare`] turns the command line into a [`Plan`] (requests,
+//! with paths, tags and FILELISTs checked), [`run`] resolves the configuration, sends the plan
+//! and prints the answer.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nlds_core::api::{GetRequest, HoldingQuery, MetaRequest, PutRequest, StatQuery};
+use nlds_core::error::{ApiError, ErrorBody};
+use nlds_core::{ErrorCode, State};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::cli::{Cli, Command, HoldingSel};
+use crate::client::{Client, ClientOptions, WaitProgress};
+use crate::config::{self, Overrides};
+use crate::error::Error;
+use crate::exit;
+use crate::paths::{absolutize, parse_filelist};
+use crate::progress::Reporter;
+use crate::render::{self, Zone};
+use crate::tags;
+
+/// The process environment as the CLI sees it; tests build their own.
+#[derive(Debug, Clone)]
+pub struct Env {
+    vars: HashMap<String, String>,
+    /// The directory relative paths are made absolute against.
+    pub cwd: PathBuf,
+    /// Whether standard error is a terminal (progress bar or plain progress lines).
+    pub stderr_is_terminal: bool,
+}
+
+impl Env {
+    /// The real environment of this process.
+    pub fn from_process() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            vars: std::env::vars().collect(),
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            stderr_is_terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// An environment with just these variables, in `cwd`, without a terminal.
+    pub fn new<K, V>(vars: impl IntoIterator<Item = (K, V)>, cwd: impl Into<PathBuf>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self {
+            vars: vars
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            cwd: cwd.into(),
+            stderr_is_terminal: false,
+        }
+    }
+
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.vars.get(name).cloned()
+    }
+
+    fn home(&self) -> Option<PathBuf> {
+        self.var("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+    }
+}
+
+/// Where a command reads and writes.
+pub struct Io<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+    pub stdin: &'a mut dyn Read,
+}
+
+/// Why a command failed; knows its exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// From the client library (server answers, network, configuration, wait timeout).
+    Client(Error),
+    /// Found by the CLI itself (bad input, nothing found for an id, ...).
+    Local {
+        exit: u8,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl Failure {
+    /// A usage error: bad input on the command line or in a FILELIST (exit code 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure::Local {
+            exit: exit::USAGE,
+            code: ErrorCode::BadRequest,
+            message: message.into(),
+        }
+    }
+
+    /// Nothing matched an id the user gave (exit code 5).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Failure::Local {
+            exit: exit::NOT_FOUND,
+            code: ErrorCode::NotFound,
+            message: message.into(),
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Client(e) => exit::for_error(e),
+            Failure::Local { exit, .. } => *exit,
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Failure::Client(e) => e.code(),
+            Failure::Local { code, .. } => *code,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Client(e) => e.to_string(),
+            Failure::Local { message, .. } => message.clone(),
+        }
+    }
+
+    /// The line(s) printed on standard error (without `--json`).
+    pub fn human(&self) -> String {
+        match self {
+            Failure::Client(e @ Error::Api { code, .. }) => format!("error: {e} ({code})"),
+            other => format!("error: {}", other.message()),
+        }
+    }
+
+    /// The `--json` form: `{"error":{"code":...,"message":...}}`.
+    pub fn json(&self) -> String {
+        let body = ErrorBody {
+            error: ApiError::new(self.code(), self.message()),
+        };
+        serde_json::to_string(&body).unwrap_or_default()
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Client(e)
+    }
+}
+
+/// How long and how often to wait.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WaitPlan {
+    pub poll: Duration,
+    pub timeout: Option<Duration>,
+}
+
+/// A command, ready to send.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    Put(PutRequest, Option<WaitPlan>),
+    Get(GetRequest, Option<WaitPlan>),
+    List(HoldingQuery),
+    Find {
+        query: HoldingQuery,
+        simple: bool,
+        url: bool,
+    },
+    Meta(MetaRequest),
+    Stat {
+        query: StatQuery,
+        sub_records: bool,
+        errors: bool,
+        failed_files: bool,
+    },
+    Wait(Uuid, WaitPlan),
+    Whoami,
+}
+
+impl Plan {
+    /// Sets the group of every request that has one.
+    pub fn set_group(&mut self, group: Option<String>) {
+        match self {
+            Plan::Put(r, _) => r.group = group,
+            Plan::Get(r, _) => r.group = group,
+            Plan::List(q) | Plan::Find { query: q, .. } => q.group = group,
+            Plan::Meta(r) => r.group = group,
+            Plan::Stat { query, .. } => query.group = group,
+            Plan::Wait(..) | Plan::Whoami => {}
+        }
+    }
+}
+
+fn wait_plan(w: &crate::cli::WaitOpts) -> Option<WaitPlan> {
+    w.wait.then_some(WaitPlan {
+        poll: w.poll,
+        timeout: w.timeout,
+    })
+}
+
+fn all_tags(sel: &HoldingSel) -> nlds_core::api::Tags {
+    tags::merge(&sel.tag)
+}
+
+fn query_tag(sel: &HoldingSel) -> Result<Option<String>, Failure> {
+    tags::query_form(&all_tags(sel)).map_err(Failure::usage)
+}
+
+fn abs(p: &str, env: &Env) -> Result<String, Failure> {
+    absolutize(p, &env.cwd, env.home().as_deref()).map_err(Failure::usage)
+}
+
+fn read_filelist(name: &str, env: &Env, stdin: &mut dyn Read) -> Result<Vec<String>, Failure> {
+    let text = if name == "-" {
+        let mut s = String::new();
+        stdin.read_to_string(&mut s).map_err(|e| {
+            Failure::usage(format!("cannot read FILELIST from standard input: {e}"))
+        })?;
+        s
+    } else {
+        let path = env.cwd.join(name);
+        std::fs::read_to_string(&path)
+            .map_err(|e| Failure::usage(format!("cannot read FILELIST {name}: {e}")))?
+    };
+    parse_filelist(&text, &env.cwd, env.home().as_deref()).map_err(Failure::usage)
+}
+
+/// The target directory of a get: absolute, and it must exist, as with the Python client.
+fn target_dir(target: &Option<String>, env: &Env) -> Result<Option<String>, Failure> {
+    let Some(t) = target else { return Ok(None) };
+    let abs = abs(t, env)?;
+    if !Path::new(&abs).is_dir() {
+        return Err(Failure::usage(format!(
+            "the target directory {abs} does not exist (or is not a directory)"
+        )));
+    }
+    Ok(Some(abs))
+}
+
+/// Turns the command line into requests. Does not read the configuration or talk to the server;
+/// the group is filled in later ([`Plan::set_group`]).
+pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Plan, Failure> {
+    Ok(match command {
+        Command::Put(a) => Plan::Put(
+            PutRequest {
+                transaction_id: Some(Uuid::new_v4()),
+                paths: vec![abs(&a.path, env)?],
+                label: a.holding.label.clone(),
+                holding_id: a.holding.holding_id,
+                tags: all_tags(&a.holding),
+                job_label: a.job_label.clone(),
+                group: None,
+            },
+            wait_plan(&a.wait),
+        ),
+        Command::Putlist(a) => Plan::Put(
+            PutRequest {
+                transaction_id: Some(Uuid::new_v4()),
+                paths: read_filelist(&a.filelist, env, stdin)?,
+                label: a.holding.label.clone(),
+                holding_id: a.holding.holding_id,
+                tags: all_tags(&a.holding),
+                job_label: a.job_label.clone(),
+                group: None,
+            },
+            wait_plan(&a.wait),
+        ),
+        Command::Get(a) => Plan::Get(
+            GetRequest {
+                transaction_id: Some(Uuid::new_v4()),
+                paths: vec![if a.regex {
+                    a.path.clone()
+                } else {
+                    abs(&a.path, env)?
+                }],
+                label: a.holding.label.clone(),
+                holding_id: a.holding.holding_id,
+                tags: all_tags(&a.holding),
+                regex: a.regex,
+                target: target_dir(&a.target, env)?,
+                overwrite: a.overwrite,
+                groupall: a.groupall,
+                job_label: a.job_label.clone(),
+                group: None,
+            },
+            wait_plan(&a.wait),
+        ),
+        Command::Getlist(a) => Plan::Get(
+            GetRequest {
+                transaction_id: Some(Uuid::new_v4()),
+                paths: read_filelist(&a.filelist, env, stdin)?,
+                label: a.holding.label.clone(),
+                holding_id: a.holding.holding_id,
+                tags: all_tags(&a.holding),
+                regex: false,
+                target: target_dir(&a.target, env)?,
+                overwrite: a.overwrite,
+                groupall: a.groupall,
+                job_label: a.job_label.clone(),
+                group: None,
+            },
+            wait_plan(&a.wait),
+        ),
+        Command::List(a) => Plan::List(HoldingQuery {
+            group: None,
+            groupall: a.groupall,
+            label: a.holding.label.clone(),
+            holding_id: a.holding.holding_id,
+            transaction_id: a.transaction_id.map(|t| t.to_string()),
+            tag: query_tag(&a.holding)?,
+            path: None,
+            regex: a.regex,
+            limit: a.limit,
+            offset: None,
+            descending: a.order.descending(),
+        }),
+        Command::Find(a) => Plan::Find {
+            query: HoldingQuery {
+                group: None,
+                groupall: a.groupall,
+                label: a.holding.label.clone(),
+                holding_id: a.holding.holding_id,
+                transaction_id: a.transaction_id.map(|t| t.to_string()),
+                tag: query_tag(&a.holding)?,
+                path: match &a.path {
+                    Some(p) if !a.regex => Some(abs(p, env)?),
+                    other => other.clone(),
+                },
+                regex: a.regex,
+                limit: Some(a.limit),
+                offset: None,
+                descending: a.order.descending(),
+            },
+            simple: a.simple,
+            url: a.url,
+        },
+        Command::Meta(a) => {
+            let sel = &a.holding;
+            if sel.label.is_none() && sel.holding_id.is_none() && sel.tag.is_empty() {
+                return Err(Failure::usage(
+                    "meta needs the holding(s) to change: give -l/--label, -i/--holding-id or -t/--tag",
+                ));
+            }
+            if a.new_label.is_none() && a.new_tag.is_empty() && a.del_tag.is_empty() {
+                return Err(Failure::usage(
+                    "meta has nothing to change: give -L/--new-label, -T/--new-tag or -D/--del-tag",
+                ));
+            }
+            Plan::Meta(MetaRequest {
+                group: None,
+                label: sel.label.clone(),
+                holding_id: sel.holding_id,
+                tags: all_tags(sel),
+                new_label: a.new_label.clone(),
+                new_tags: tags::merge(&a.new_tag),
+                del_tags: tags::merge(&a.del_tag),
+            })
+        }
+        Command::Stat(a) => {
+            let join = |v: Vec<String>| (!v.is_empty()).then(|| v.join(","));
+            Plan::Stat {
+                query: StatQuery {
+                    group: None,
+                    groupall: a.groupall,
+                    id: a.id,
+                    transaction_id: a.transaction_id.map(|t| t.to_string()),
+                    job_label: a.job_label.clone(),
+                    api_action: join(a.api_action.iter().map(|x| x.to_string()).collect()),
+                    exclude_api_action: join(
+                        a.exclude_api_action.iter().map(|x| x.to_string()).collect(),
+                    ),
+                    state: join(a.state.iter().map(|s| s.name().to_owned()).collect()),
+                    regex: a.regex,
+                    limit: a.limit,
+                    offset: None,
+                    descending: a.order.descending(),
+                },
+                sub_records: a.sub_records,
+                errors: a.errors,
+                failed_files: a.failed_files,
+            }
+        }
+        Command::Wait(a) => Plan::Wait(
+            a.transaction_id,
+            WaitPlan {
+                poll: a.poll,
+                timeout: a.timeout,
+            },
+        ),
+        Command::Whoami => Plan::Whoami,
+    })
+}
+
+/// Runs the command line; returns the exit code. Never panics on server answers.
+pub async fn run(cli: Cli, env: &Env, io: &mut Io<'_>) -> u8 {
+    let json = cli.global.json;
+    match run_inner(cli, env, io).await {
+        Ok(code) => code,
+        Err(f) => {
+            if json {
+                let _ = writeln!(io.out, "{}", f.json());
+            } else {
+                let _ = writeln!(io.err, "{}", f.human());
+            }
+            f.exit_code()
+        }
+    }
+}
+
+async fn run_inner(cli: Cli, env: &Env, io: &mut Io<'_>) -> Result<u8, Failure> {
+    let Some(command) = &cli.command else {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let _ = writeln!(io.out, "{}", cmd.render_help());
+        return Ok(exit::OK);
+    };
+    let mut plan = prepare(command, env, io.stdin)?;
+    let overrides = Overrides {
+        url: cli.url.clone(),
+        token: cli.global.token.clone(),
+        group: cli.global.group.clone(),
+    };
+    let settings = config::resolve(&overrides, &|k| env.var(k))?;
+    if !cli.global.json {
+        for w in &settings.warnings {
+            let _ = writeln!(io.err, "warning: {w}");
+        }
+    }
+    plan.set_group(settings.group.clone());
+    let client = Client::with_options(
+        &settings.url,
+        settings.token.expose(),
+        ClientOptions::default(),
+    )?;
+    let ctx = Ctx {
+        json: cli.global.json,
+        zone: if cli.global.utc {
+            Zone::Utc
+        } else {
+            Zone::Local
+        },
+        terminal: env.stderr_is_terminal,
+    };
+    execute(plan, &client, &ctx, io).await
+}
+
+/// How to print.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub json: bool,
+    pub zone: Zone,
+    /// Standard error is a terminal.
+    pub terminal: bool,
+}
+
+fn print_json<T: Serialize>(io: &mut Io<'_>, v: &T) -> Result<(), Failure> {
+    let text = serde_json::to_string(v).map_err(|e| Error::Decode(e.to_string()))?;
+    let _ = writeln!(io.out, "{text}");
+    Ok(())
+}
+
+fn print(io: &mut Io<'_>, text: &str) {
+    let _ = io.out.write_all(text.as_bytes());
+}
+
+fn note(io: &mut Io<'_>, ctx: &Ctx, text: &str) {
+    if !ctx.json {
+        let _ = writeln!(io.err, "{text}");
+    }
+}
+
+fn more_note(io: &mut Io<'_>, ctx: &Ctx, shown: usize, total: u64, what: &str) {
+    if total > shown as u64 {
+        note(
+            io,
+            ctx,
+            &format!("note: showing {shown} of {total} {what}; use -L/--limit to see more"),
+        );
+    }
+}
+
+/// Sends the plan and prints the result; returns the exit code.
+pub async fn execute(
+    plan: Plan,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    match plan {
+        Plan::Put(req, wait) => {
+            let id = req.transaction_id;
+            let accepted = client.put(&req).await.map_err(|e| submit_failure(e, id))?;
+            after_submit(client, ctx, io, accepted, wait).await
+        }
+        Plan::Get(req, wait) => {
+            let id = req.transaction_id;
+            let accepted = client.get(&req).await.map_err(|e| submit_failure(e, id))?;
+            after_submit(client, ctx, io, accepted, wait).await
+        }
+        Plan::List(q) => {
+            let page = client.list(&q).await?;
+            if ctx.json {
+                print_json(io, &page)?;
+                return Ok(exit::OK);
+            }
+            match page.holdings.as_slice() {
+                [] => {
+                    if let Some(id) = q.holding_id {
+                        return Err(Failure::not_found(format!("no holding with id {id} found")));
+                    }
+                    if let Some(t) = &q.transaction_id {
+                        return Err(Failure::not_found(format!(
+                            "no holding holds transaction {t}"
+                        )));
+                    }
+                    note(io, ctx, "No holdings found.");
+                }
+                [one] => print(io, &render::holding_view(one, ctx.zone)),
+                many => print(io, &render::holdings_table(many, ctx.zone)),
+            }
+            more_note(io, ctx, page.holdings.len(), page.total, "holdings");
+            Ok(exit::OK)
+        }
+        Plan::Find { query, simple, url } => {
+            let page = client.find(&query).await?;
+            if ctx.json {
+                print_json(io, &page)?;
+                return Ok(exit::OK);
+            }
+            if simple {
+                print(io, &render::simple_paths(&page.files, url));
+            } else {
+                match page.files.as_slice() {
+                    [] => {
+                        if let (Some(p), false) = (&query.path, query.regex) {
+                            return Err(Failure::not_found(format!("no file {p} found")));
+                        }
+                        note(io, ctx, "No files found.");
+                    }
+                    [one] => print(io, &render::file_view(one, url, ctx.zone)),
+                    many => print(io, &render::files_table(many, url, ctx.zone)),
+                }
+            }
+            more_note(io, ctx, page.files.len(), page.total, "files");
+            Ok(exit::OK)
+        }
+        Plan::Meta(req) => {
+            let resp = client.meta(&req).await?;
+            if ctx.json {
+                print_json(io, &resp)?;
+            } else {
+                print(io, &render::meta_view(&resp));
+            }
+            Ok(exit::OK)
+        }
+        Plan::Stat {
+            query,
+            sub_records,
+            errors,
+            failed_files,
+        } => {
+            let page = client.stat(&query).await?;
+            if ctx.json {
+                print_json(io, &page)?;
+                return Ok(exit::OK);
+            }
+            if failed_files {
+                print(io, &render::failed_paths(&page.transactions));
+                return Ok(exit::OK);
+            }
+            match page.transactions.as_slice() {
+                [] => {
+                    if let Some(id) = query.id {
+                        return Err(Failure::not_found(format!(
+                            "no transaction with id {id} found"
+                        )));
+                    }
+                    if let Some(t) = &query.transaction_id {
+                        return Err(Failure::not_found(format!("no transaction {t} found")));
+                    }
+                    note(io, ctx, "No transactions found.");
+                }
+                [one] => print(
+                    io,
+                    &render::transaction_view(one, sub_records, errors, ctx.zone),
+                ),
+                many => print(io, &render::stat_table(many, ctx.zone)),
+            }
+            more_note(io, ctx, page.transactions.len(), page.total, "transactions");
+            Ok(exit::OK)
+        }
+        Plan::Wait(id, w) => wait_for(client, ctx, io, id, w).await,
+        Plan::Whoami => {
+            let who = client.whoami().await?;
+            if ctx.json {
+                print_json(io, &who)?;
+            } else {
+                print(io, &render::whoami_view(&who));
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// A put or get whose answer never came may still have been accepted: say how to check.
+fn submit_failure(e: Error, id: Option<Uuid>) -> Failure {
+    match (&e, id) {
+        (Error::Transport(_), Some(id)) => Failure::Local {
+            exit: exit::for_error(&e),
+            code: e.code(),
+            message: format!(
+                "{e}\nThe request may still have been accepted: check with `nlds stat -n {id}`."
+            ),
+        },
+        _ => Failure::Client(e),
+    }
+}
+
+async fn after_submit(
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+    accepted: nlds_core::api::Accepted,
+    wait: Option<WaitPlan>,
+) -> Result<u8, Failure> {
+    match wait {
+        None => {
+            if ctx.json {
+                print_json(io, &accepted)?;
+            } else {
+                print(io, &render::accepted_view(&accepted));
+                let id = accepted.transaction_id;
+                note(
+                    io,
+                    ctx,
+                    &format!(
+                        "Follow it with `nlds stat -n {id}`, or wait for it with `nlds wait {id}`."
+                    ),
+                );
+            }
+            Ok(exit::OK)
+        }
+        Some(w) => {
+            if !ctx.json {
+                print(io, &render::accepted_view(&accepted));
+            }
+            wait_for(client, ctx, io, accepted.transaction_id, w).await
+        }
+    }
+}
+
+/// Waits for a transaction, showing progress on standard error, and prints its final status.
+async fn wait_for(
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+    id: Uuid,
+    w: WaitPlan,
+) -> Result<u8, Failure> {
+    let mut reporter = Reporter::new(id, ctx.terminal, ctx.json && !ctx.terminal);
+    let mut last: Option<State> = None;
+    let result = {
+        let err = &mut *io.err;
+        client
+            .wait(id, w.poll, w.timeout, |p| {
+                if let WaitProgress::Status(s) = p {
+                    last = Some(s.state);
+                }
+                reporter.update(p, err);
+            })
+            .await
+    };
+    reporter.finish();
+    match result {
+        Ok(status) => {
+            if ctx.json {
+                print_json(io, &status)?;
+            } else {
+                print(
+                    io,
+                    &render::transaction_view(&status, false, true, ctx.zone),
+                );
+            }
+            let code = exit::for_state(status.state);
+            if code != exit::OK {
+                note(
+                    io,
+                    ctx,
+                    &format!(
+                        "error: transaction {id} ended {}",
+                        render::state_name(status.state)
+                    ),
+                );
+            }
+            Ok(code)
+        }
+        Err(Error::Timeout) => Err(Failure::Local {
+            exit: exit::TIMEOUT,
+            code: ErrorCode::Timeout,
+            message: format!(
+                "gave up waiting after {}: transaction {id} is still {}; follow it with `nlds stat -n {id}` or `nlds wait {id}`",
+                humantime(w.timeout.unwrap_or_default()),
+                render::state_name(last.unwrap_or(State::Searching)),
+            ),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 120.0 {
+        format!("{s:.0}s")
+    } else if s < 7200.0 {
+        format!("{:.0}m", s / 60.0)
+    } else {
+        format!("{:.1}h", s / 3600.0)
+    }
+}

@@ -1,0 +1,530 @@
+//! The `nlds` command line (clap derive).
+//!
+//! Commands and options mirror the Python NLDS client (same short letters); long options are
+//! kebab-case and accept the Python client's snake_case spellings as aliases (`--job-label` and
+//! `--job_label`, `--holding-id` and `--holding_id`, ...).
+
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use nlds_core::State;
+use nlds_core::api::{ApiAction, MAX_LIMIT, Tags};
+use uuid::Uuid;
+
+use crate::config::Secret;
+use crate::tags::{parse_del_tag_arg, parse_tag_arg};
+
+/// The `nlds` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "nlds",
+    version,
+    disable_version_flag = true,
+    about = "Near-line data store client: put files into the store, get them back, list and find what is stored, follow transactions.",
+    after_help = crate::exit::HELP
+)]
+pub struct Cli {
+    /// Print the version.
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    pub version: Option<bool>,
+
+    /// The server's URL [overrides $NLDS_URL and the config file]. Give it before the command.
+    #[arg(long, value_name = "URL", help_heading = "Global options")]
+    pub url: Option<String>,
+
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options accepted by every command, before or after its name.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Global {
+    /// Accepted for compatibility with the Python client, and ignored: the server takes your
+    /// identity from the token.
+    #[arg(
+        short = 'u',
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "USER"
+    )]
+    pub user: Option<String>,
+
+    /// The group (group workspace) to act in [overrides $NLDS_GROUP and the config file].
+    #[arg(
+        short = 'g',
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "GROUP"
+    )]
+    pub group: Option<String>,
+
+    /// Print the server's JSON answer on stdout; errors too, as {"error":{"code":..,"message":..}}.
+    #[arg(short = 'j', long, global = true, help_heading = "Global options")]
+    pub json: bool,
+
+    /// The bearer token [overrides $NLDS_TOKEN and the config file]. Prefer those: other users
+    /// can see command lines.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "TOKEN",
+        hide_default_value = true
+    )]
+    pub token: Option<Secret>,
+
+    /// Show times in UTC instead of the local time zone.
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub utc: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Put a file or a directory (recursively) into the store.
+    Put(PutArgs),
+    /// Put the files listed in FILELIST (one path per line; `-` reads standard input).
+    Putlist(PutlistArgs),
+    /// Get a file back from the store.
+    Get(GetArgs),
+    /// Get the files listed in FILELIST back from the store.
+    Getlist(GetlistArgs),
+    /// List holdings.
+    List(ListArgs),
+    /// Find and list files.
+    Find(FindArgs),
+    /// Change the label or tags of holding(s).
+    Meta(MetaArgs),
+    /// List transactions and their state.
+    Stat(StatArgs),
+    /// Wait for a transaction to finish; the exit code tells how it ended.
+    Wait(WaitArgs),
+    /// Show who the server takes you for, and your groups.
+    Whoami,
+}
+
+/// Selects a holding by label, id or tags.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HoldingSel {
+    /// Label of the holding.
+    #[arg(short = 'l', long, value_name = "LABEL")]
+    pub label: Option<String>,
+
+    /// Id of the holding.
+    #[arg(
+        short = 'i',
+        long = "holding-id",
+        alias = "holding_id",
+        value_name = "ID"
+    )]
+    pub holding_id: Option<i64>,
+
+    /// Tag(s) of the holding, KEY:VALUE[,KEY:VALUE...]; repeatable. The first `:` separates key
+    /// and value; write `\,` for a comma inside a value.
+    #[arg(short = 't', long = "tag", value_name = "KEY:VALUE", value_parser = parse_tag_arg, action = ArgAction::Append)]
+    pub tag: Vec<Tags>,
+}
+
+/// `--wait` and its tunables.
+#[derive(Debug, Clone, Args)]
+pub struct WaitOpts {
+    /// Wait until the transaction has finished, showing its progress; the exit code then tells
+    /// how it ended (0 only for COMPLETE).
+    #[arg(long)]
+    pub wait: bool,
+
+    /// Time between two polls with --wait (e.g. 5, 5s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, requires = "wait")]
+    pub poll: Duration,
+
+    /// Give up waiting after this long (e.g. 30m, 2h); no limit by default.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "wait")]
+    pub timeout: Option<Duration>,
+}
+
+/// `-9/--descending` and `-0/--ascending`; the last one given wins.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct Order {
+    /// Newest first.
+    #[arg(short = '9', long, overrides_with = "ascending")]
+    pub descending: bool,
+
+    /// Oldest first.
+    #[arg(short = '0', long, overrides_with = "descending")]
+    pub ascending: bool,
+}
+
+impl Order {
+    /// `Some(true)` for descending, `Some(false)` for ascending, `None` for the server's default.
+    pub fn descending(&self) -> Option<bool> {
+        match (self.descending, self.ascending) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PutArgs {
+    /// The file or directory to put. Made absolute; symlinks are not resolved.
+    #[arg(value_name = "PATH")]
+    pub path: String,
+
+    #[command(flatten)]
+    pub holding: HoldingSel,
+
+    /// Label for the job, shown by `stat`.
+    #[arg(
+        short = 'b',
+        long = "job-label",
+        alias = "job_label",
+        value_name = "JOB_LABEL"
+    )]
+    pub job_label: Option<String>,
+
+    #[command(flatten)]
+    pub wait: WaitOpts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PutlistArgs {
+    /// A file with one path per line (`-` for standard input). Blank lines are skipped, relative
+    /// paths are made absolute against the current directory, duplicates are dropped.
+    #[arg(value_name = "FILELIST")]
+    pub filelist: String,
+
+    #[command(flatten)]
+    pub holding: HoldingSel,
+
+    /// Label for the job, shown by `stat`.
+    #[arg(
+        short = 'b',
+        long = "job-label",
+        alias = "job_label",
+        value_name = "JOB_LABEL"
+    )]
+    pub job_label: Option<String>,
+
+    #[command(flatten)]
+    pub wait: WaitOpts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GetArgs {
+    /// The original path of the file (a regular expression with -x).
+    #[arg(value_name = "PATH")]
+    pub path: String,
+
+    /// Get from the holdings of the whole group, not only yours.
+    #[arg(short = 'A', long)]
+    pub groupall: bool,
+
+    /// Directory to restore under (it must exist); without it files go back to their original paths.
+    #[arg(short = 'r', long, value_name = "DIR")]
+    pub target: Option<String>,
+
+    #[command(flatten)]
+    pub holding: HoldingSel,
+
+    /// Label for the job, shown by `stat`.
+    #[arg(
+        short = 'b',
+        long = "job-label",
+        alias = "job_label",
+        value_name = "JOB_LABEL"
+    )]
+    pub job_label: Option<String>,
+
+    /// Treat PATH as a regular expression.
+    #[arg(short = 'x', long)]
+    pub regex: bool,
+
+    /// Replace existing files whose content differs.
+    #[arg(long)]
+    pub overwrite: bool,
+
+    #[command(flatten)]
+    pub wait: WaitOpts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GetlistArgs {
+    /// A file with one original path per line (`-` for standard input).
+    #[arg(value_name = "FILELIST")]
+    pub filelist: String,
+
+    /// Get from the holdings of the whole group, not only yours.
+    #[arg(short = 'A', long)]
+    pub groupall: bool,
+
+    /// Directory to restore under (it must exist); without it files go back to their original paths.
+    #[arg(short = 'r', long, value_name = "DIR")]
+    pub target: Option<String>,
+
+    #[command(flatten)]
+    pub holding: HoldingSel,
+
+    /// Label for the job, shown by `stat`.
+    #[arg(
+        short = 'b',
+        long = "job-label",
+        alias = "job_label",
+        value_name = "JOB_LABEL"
+    )]
+    pub job_label: Option<String>,
+
+    /// Replace existing files whose content differs.
+    #[arg(long)]
+    pub overwrite: bool,
+
+    #[command(flatten)]
+    pub wait: WaitOpts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// List the holdings of the whole group, not only yours.
+    #[arg(short = 'A', long)]
+    pub groupall: bool,
+
+    #[command(flatten)]
+    pub holding: HoldingSel,
+
+    /// The holding that holds this transaction.
+    #[arg(
+        short = 'n',
+        long = "transaction-id",
+        alias = "transaction_id",
+        value_name = "UUID"
+    )]
+    pub transaction_id: Option<Uuid>,
+
+    /// Treat the label as a regular expression.
+    #[arg(short = 'x', long)]
+    pub regex: bool,
+
+    /// At most this many holdings.
+    #[arg(short = 'L', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT))]
+    pub limit: Option<u64>,
+
+    #[command(flatten)]
+    pub order: Order,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FindArgs {
+    /// Find in the holdings of the whole group, not only yours.
+    #[arg(short = 'A', long)]
+    pub groupall: bool,
+
+    #[command(flatten)]
+    pub holding: HoldingSel,
+
+    /// Files put by this transaction.
+    #[arg(
+        short = 'n',
+        long = "transaction-id",
+        alias = "transaction_id",
+        value_name = "UUID"
+    )]
+    pub transaction_id: Option<Uuid>,
+
+    /// The file's path (exact; a regular expression with -x).
+    #[arg(short = 'p', long, value_name = "PATH")]
+    pub path: Option<String>,
+
+    /// Print only the paths, one per line (e.g. for getlist).
+    #[arg(short = '1', long)]
+    pub simple: bool,
+
+    /// Print the object-store URL (s3://bucket/key) of the warm copy instead of the path.
+    #[arg(short = 'U', long)]
+    pub url: bool,
+
+    /// Treat the path and the label as regular expressions.
+    #[arg(short = 'x', long)]
+    pub regex: bool,
+
+    /// At most this many files.
+    #[arg(short = 'L', long, value_name = "N", default_value_t = nlds_core::api::DEFAULT_LIMIT, value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT))]
+    pub limit: u64,
+
+    #[command(flatten)]
+    pub order: Order,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MetaArgs {
+    #[command(flatten)]
+    pub holding: HoldingSel,
+
+    /// The new label.
+    #[arg(
+        short = 'L',
+        long = "new-label",
+        alias = "new_label",
+        value_name = "LABEL"
+    )]
+    pub new_label: Option<String>,
+
+    /// Tag(s) to add or change, KEY:VALUE[,KEY:VALUE...]; repeatable.
+    #[arg(short = 'T', long = "new-tag", alias = "new_tag", value_name = "KEY:VALUE", value_parser = parse_tag_arg, action = ArgAction::Append)]
+    pub new_tag: Vec<Tags>,
+
+    /// Tag(s) to delete, KEY[:VALUE][,...]; repeatable. With a value, the tag is deleted only if
+    /// it has that value.
+    #[arg(short = 'D', long = "del-tag", alias = "del_tag", value_name = "KEY[:VALUE]", value_parser = parse_del_tag_arg, action = ArgAction::Append)]
+    pub del_tag: Vec<Tags>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatArgs {
+    /// Transactions of the whole group, not only yours.
+    #[arg(short = 'A', long)]
+    pub groupall: bool,
+
+    /// The numeric id of a transaction record.
+    #[arg(short = 'i', long, value_name = "ID")]
+    pub id: Option<i64>,
+
+    /// The transaction's UUID.
+    #[arg(
+        short = 'n',
+        long = "transaction-id",
+        alias = "transaction_id",
+        value_name = "UUID"
+    )]
+    pub transaction_id: Option<Uuid>,
+
+    /// The job label (a regular expression with -x).
+    #[arg(
+        short = 'b',
+        long = "job-label",
+        alias = "job_label",
+        value_name = "JOB_LABEL"
+    )]
+    pub job_label: Option<String>,
+
+    /// Only these actions (put, putlist, get, getlist, archive-put, archive-get); repeatable.
+    #[arg(short = 'a', long = "api-action", alias = "api_action", value_name = "ACTION", value_parser = parse_api_action, action = ArgAction::Append, value_delimiter = ',')]
+    pub api_action: Vec<ApiAction>,
+
+    /// Not these actions; repeatable.
+    #[arg(short = 'c', long = "exclude-api-action", alias = "exclude_api_action", value_name = "ACTION", value_parser = parse_api_action, action = ArgAction::Append, value_delimiter = ',')]
+    pub exclude_api_action: Vec<ApiAction>,
+
+    /// Only transactions in this state (a name like COMPLETE or QUEUED, or a number); repeatable.
+    #[arg(short = 's', long, value_name = "STATE", value_parser = parse_state, action = ArgAction::Append, value_delimiter = ',')]
+    pub state: Vec<State>,
+
+    /// Treat the job label as a regular expression.
+    #[arg(short = 'x', long)]
+    pub regex: bool,
+
+    /// Show the sub-records of a transaction.
+    #[arg(short = 'S', long = "sub-records", alias = "sub_records")]
+    pub sub_records: bool,
+
+    /// Show the failed files and why they failed.
+    #[arg(short = 'E', long)]
+    pub errors: bool,
+
+    /// Print only the paths of the failed files, one per line (e.g. for putlist).
+    #[arg(short = 'F', long = "failed-files", alias = "failed_files")]
+    pub failed_files: bool,
+
+    /// At most this many transactions.
+    #[arg(short = 'L', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT))]
+    pub limit: Option<u64>,
+
+    #[command(flatten)]
+    pub order: Order,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WaitArgs {
+    /// The transaction's UUID.
+    #[arg(value_name = "TRANSACTION_ID")]
+    pub transaction_id: Uuid,
+
+    /// Time between two polls (e.g. 5, 5s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub poll: Duration,
+
+    /// Give up after this long (e.g. 30m, 2h); no limit by default.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// `put`, `putlist`, ...: accepts the exact names and is case-insensitive.
+pub fn parse_api_action(s: &str) -> Result<ApiAction, String> {
+    ApiAction::parse(&s.trim().to_ascii_lowercase()).ok_or_else(|| {
+        format!(
+            "{s:?} is not an action: use put, putlist, get, getlist, archive-put or archive-get"
+        )
+    })
+}
+
+/// A state name in any case, `QUEUED` (= SEARCHING), or an NLDS state number.
+pub fn parse_state(s: &str) -> Result<State, String> {
+    let upper = s.trim().to_ascii_uppercase();
+    if upper == "QUEUED" {
+        return Ok(State::Searching);
+    }
+    upper.parse::<State>().map_err(|e| e.to_string())
+}
+
+/// `5` or `5s` (seconds, fractions allowed), `250ms`, `10m`, `2h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 30, 30s, 500ms, 5m, 2h)"))?;
+    if !v.is_finite() || v < 0.0 || v * mult > 1e9 {
+        return Err(format!("{s:?} is not a sensible duration"));
+    }
+    Ok(Duration::from_secs_f64(v * mult))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn states_and_actions() {
+        assert_eq!(parse_state("complete").unwrap(), State::Complete);
+        assert_eq!(parse_state("queued").unwrap(), State::Searching);
+        assert_eq!(parse_state("101").unwrap(), State::Failed);
+        assert!(parse_state("CATALOG_ROLLBACK").is_err());
+        assert_eq!(parse_api_action("PUT").unwrap(), ApiAction::Put);
+        assert!(parse_api_action("dance").is_err());
+    }
+}

@@ -1,0 +1,447 @@
+//! The HTTP client of the native API (`/api/v2`).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use nlds_core::ErrorCode;
+use nlds_core::api::{
+    API_PREFIX, Accepted, FilePage, GetRequest, HoldingPage, HoldingQuery, MetaRequest,
+    MetaResponse, PutRequest, StatQuery, TransactionPage, TransactionStatus, WhoAmI,
+};
+use nlds_core::error::ErrorBody;
+use reqwest::{Method, RequestBuilder, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::error::{Error, Result, code_for_status};
+
+/// How often and how patiently a request is retried after a connection error or a 502/503/504.
+/// A 4xx (or any other answer) is never retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total tries, the first included (1 = no retries).
+    pub attempts: u32,
+    /// Delay before the first retry; doubled for each further retry.
+    pub base_delay: Duration,
+    /// Upper bound of a delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 4,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(4),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Never retry.
+    pub fn none() -> Self {
+        Self {
+            attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The delay before retry number `retry` (1-based): "equal jitter", i.e. half of the capped
+    /// exponential back-off plus a random part of the other half.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(20));
+        let capped = exp.min(self.max_delay);
+        let half = capped / 2;
+        half + half.mul_f64(random_fraction())
+    }
+}
+
+/// A number in `[0, 1)` from the OS randomness behind uuid v4 (no extra dependency needed).
+fn random_fraction() -> f64 {
+    let bits = (Uuid::new_v4().as_u128() & 0xffff_ffff) as u32;
+    f64::from(bits) / (f64::from(u32::MAX) + 1.0)
+}
+
+/// Tunables of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for a whole request, answer included.
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+    /// How long [`Client::wait`] takes a 404 for "not recorded yet" (QUEUED) rather than an error:
+    /// the monitor records a transaction shortly after the put or get was accepted.
+    pub not_found_grace: Duration,
+    /// Consecutive transient failures [`Client::wait`] rides out before giving up.
+    pub wait_transient_failures: u32,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+            not_found_grace: Duration::from_secs(30),
+            wait_transient_failures: 10,
+        }
+    }
+}
+
+/// What [`Client::wait`] reports after each poll.
+#[derive(Debug, Clone, Copy)]
+pub enum WaitProgress<'a> {
+    /// The server does not know the transaction yet (404 within the grace period): QUEUED.
+    Queued,
+    /// The transaction's current status.
+    Status(&'a TransactionStatus),
+    /// A poll failed with a transient error; waiting goes on.
+    Unreachable(&'a Error),
+}
+
+/// A client of one NLDS server, acting with one bearer token. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    /// The server URL without a trailing slash, e.g. `https://nlds.example.org`.
+    base: String,
+    token: String,
+    http: reqwest::Client,
+    options: ClientOptions,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &"<redacted>")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client with the default [`ClientOptions`].
+    pub fn new(base_url: &str, token: impl Into<String>) -> Result<Self> {
+        Self::with_options(base_url, token, ClientOptions::default())
+    }
+
+    /// `base_url` is the server's root (`https://host` or `https://host/prefix`); the API lives
+    /// under `/api/v2` below it.
+    pub fn with_options(
+        base_url: &str,
+        token: impl Into<String>,
+        options: ClientOptions,
+    ) -> Result<Self> {
+        let url = Url::parse(base_url.trim())
+            .map_err(|e| Error::Config(format!("server URL {base_url:?} is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(Error::Config(format!(
+                "server URL {base_url:?} must be an http:// or https:// URL"
+            )));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(Error::Config(format!(
+                "server URL {base_url:?} must not have a query or fragment"
+            )));
+        }
+        let token = token.into();
+        if token.trim().is_empty() {
+            return Err(Error::Config("the token is empty".into()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.request_timeout)
+            .user_agent(concat!("nlds-rs-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot set up HTTP: {e}")))?;
+        Ok(Self {
+            base: url.as_str().trim_end_matches('/').to_owned(),
+            token: token.trim().to_owned(),
+            http,
+            options,
+        })
+    }
+
+    /// The server URL this client talks to.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// Starts a put. A `transaction_id` is generated when the request has none, so the request
+    /// can be retried without starting a second transaction.
+    pub async fn put(&self, req: &PutRequest) -> Result<Accepted> {
+        let mut req = req.clone();
+        req.transaction_id.get_or_insert_with(Uuid::new_v4);
+        self.send(Method::POST, "/put", None::<&()>, Some(&req))
+            .await
+    }
+
+    /// Starts a get; see [`Client::put`] about the `transaction_id`.
+    pub async fn get(&self, req: &GetRequest) -> Result<Accepted> {
+        let mut req = req.clone();
+        req.transaction_id.get_or_insert_with(Uuid::new_v4);
+        self.send(Method::POST, "/get", None::<&()>, Some(&req))
+            .await
+    }
+
+    /// Lists holdings.
+    pub async fn list(&self, query: &HoldingQuery) -> Result<HoldingPage> {
+        self.send(Method::GET, "/holdings", Some(query), None::<&()>)
+            .await
+    }
+
+    /// Finds files.
+    pub async fn find(&self, query: &HoldingQuery) -> Result<FilePage> {
+        self.send(Method::GET, "/files", Some(query), None::<&()>)
+            .await
+    }
+
+    /// Changes the label or tags of the selected holding(s).
+    pub async fn meta(&self, req: &MetaRequest) -> Result<MetaResponse> {
+        self.send(Method::POST, "/meta", None::<&()>, Some(req))
+            .await
+    }
+
+    /// Lists transactions.
+    pub async fn stat(&self, query: &StatQuery) -> Result<TransactionPage> {
+        self.send(Method::GET, "/transactions", Some(query), None::<&()>)
+            .await
+    }
+
+    /// One transaction's status; [`Error::Api`] with `not_found` if the server does not know it.
+    pub async fn transaction(&self, transaction_id: Uuid) -> Result<TransactionStatus> {
+        let path = format!("/transactions/{transaction_id}");
+        self.send(Method::GET, &path, None::<&()>, None::<&()>)
+            .await
+    }
+
+    /// Who the server takes the token's bearer to be.
+    pub async fn whoami(&self) -> Result<WhoAmI> {
+        self.send(Method::GET, "/whoami", None::<&()>, None::<&()>)
+            .await
+    }
+
+    /// Polls a transaction every `poll` until its state is final (or failed) and returns that
+    /// status. `on_progress` is called after every poll. With a `timeout`, gives up with
+    /// [`Error::Timeout`] once it has passed.
+    ///
+    /// A 404 within [`ClientOptions::not_found_grace`] of the start counts as QUEUED; transient
+    /// failures (connection errors, 502-504) are ridden out up to
+    /// [`ClientOptions::wait_transient_failures`] polls in a row.
+    pub async fn wait<F>(
+        &self,
+        transaction_id: Uuid,
+        poll: Duration,
+        timeout: Option<Duration>,
+        mut on_progress: F,
+    ) -> Result<TransactionStatus>
+    where
+        F: FnMut(WaitProgress<'_>),
+    {
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start + t);
+        let poll = poll.max(Duration::from_millis(10));
+        let mut transient = 0u32;
+        loop {
+            match self.transaction(transaction_id).await {
+                Ok(status) => {
+                    transient = 0;
+                    on_progress(WaitProgress::Status(&status));
+                    if status.state.is_final() || status.state.is_failed() {
+                        return Ok(status);
+                    }
+                }
+                Err(Error::Api {
+                    code: ErrorCode::NotFound,
+                    ..
+                }) if start.elapsed() < self.options.not_found_grace => {
+                    on_progress(WaitProgress::Queued);
+                }
+                Err(e) if e.is_transient() && transient < self.options.wait_transient_failures => {
+                    transient += 1;
+                    on_progress(WaitProgress::Unreachable(&e));
+                }
+                Err(e) => return Err(e),
+            }
+            let mut pause = poll;
+            if let Some(deadline) = deadline {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(Error::Timeout);
+                }
+                pause = pause.min(deadline - now);
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}{}", self.base, API_PREFIX, path)
+    }
+
+    /// Sends one request, retrying as the [`RetryPolicy`] says, and decodes the answer.
+    async fn send<T, Q, B>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&Q>,
+        body: Option<&B>,
+    ) -> Result<T>
+    where
+        T: DeserializeOwned,
+        Q: Serialize + ?Sized,
+        B: Serialize + ?Sized,
+    {
+        let mut template = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(q) = query {
+            template = template.query(q);
+        }
+        if let Some(b) = body {
+            template = template.json(b);
+        }
+        let attempts = self.options.retry.attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let request = clone_request(&template)?;
+            let retry_allowed = attempt < attempts;
+            match request.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if matches!(status, 502..=504) && retry_allowed {
+                        tokio::time::sleep(self.options.retry.delay(attempt)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return decode(resp).await;
+                }
+                Err(e) if retry_allowed && is_connection_error(&e) => {
+                    tokio::time::sleep(self.options.retry.delay(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(Error::Transport(e)),
+            }
+        }
+    }
+}
+
+fn clone_request(template: &RequestBuilder) -> Result<RequestBuilder> {
+    // Bodies are always in-memory JSON here, so the clone cannot fail; stay total anyway.
+    template
+        .try_clone()
+        .ok_or_else(|| Error::Config("the request body cannot be replayed".into()))
+}
+
+/// A connection could not be opened, or broke before an answer came. Timeouts are not retried:
+/// the request may still be running on the server and the total wait would multiply.
+fn is_connection_error(e: &reqwest::Error) -> bool {
+    !e.is_timeout() && (e.is_connect() || e.is_request())
+}
+
+async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
+    let status = resp.status();
+    let url_path = resp.url().path().to_owned();
+    let bytes = resp.bytes().await.map_err(Error::Transport)?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Decode(format!("{url_path}: {e}")));
+    }
+    let status = status.as_u16();
+    if let Ok(body) = serde_json::from_slice::<ErrorBody>(&bytes) {
+        return Err(Error::Api {
+            status,
+            code: body.error.code,
+            message: body.error.message,
+        });
+    }
+    // Not our envelope (a proxy's error page, say): keep a short, single-line excerpt.
+    let text: String = String::from_utf8_lossy(&bytes)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect();
+    let reason = reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("error");
+    let message = if text.is_empty() {
+        format!("HTTP {status} {reason} from {url_path}")
+    } else {
+        format!("HTTP {status} {reason} from {url_path}: {text}")
+    };
+    Err(Error::Api {
+        status,
+        code: code_for_status(status),
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_are_jittered_and_capped() {
+        let p = RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(300),
+        };
+        for _ in 0..50 {
+            let d1 = p.delay(1);
+            assert!(
+                d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100),
+                "{d1:?}"
+            );
+            let d2 = p.delay(2);
+            assert!(
+                d2 >= Duration::from_millis(100) && d2 <= Duration::from_millis(200),
+                "{d2:?}"
+            );
+            let d9 = p.delay(9);
+            assert!(
+                d9 >= Duration::from_millis(150) && d9 <= Duration::from_millis(300),
+                "{d9:?}"
+            );
+        }
+        assert_eq!(RetryPolicy::none().attempts, 1);
+    }
+
+    #[test]
+    fn urls_and_validation() {
+        let c = Client::new("https://nlds.example.org/base/", "t0k3n").unwrap();
+        assert_eq!(c.base_url(), "https://nlds.example.org/base");
+        assert_eq!(c.url("/put"), "https://nlds.example.org/base/api/v2/put");
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("t0k3n"), "{dbg}");
+        assert!(matches!(
+            Client::new("nlds.example.org", "t"),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            Client::new("ftp://nlds.example.org", "t"),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            Client::new("https://h/?a=b", "t"),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            Client::new("https://h", "  "),
+            Err(Error::Config(_))
+        ));
+    }
+}

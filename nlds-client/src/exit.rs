@@ -1,0 +1,80 @@
+//! Exit codes of the `nlds` command.
+//!
+//! | Code | Name                     | When                                                               |
+//! |-----:|--------------------------|--------------------------------------------------------------------|
+//! |    0 | [`OK`]                   | success; with `--wait`, the transaction ended `COMPLETE`           |
+//! |    1 | [`GENERIC`]              | any other error (a server error, an unexpected answer, ...)        |
+//! |    2 | [`USAGE`]                | bad command line or input (unknown option, empty FILELIST, ...)    |
+//! |    3 | [`AUTH`]                 | the server refused the token or the action (HTTP 401 or 403)       |
+//! |    4 | [`CONFIG`]               | nlds is not configured (no server URL or token) or misconfigured   |
+//! |    5 | [`NOT_FOUND`]            | the holding, transaction or file does not exist (HTTP 404)         |
+//! |    6 | [`NETWORK`]              | the server cannot be reached, or is unavailable (after retries)    |
+//! |    7 | [`TIMEOUT`]              | `--wait` gave up (`--timeout`), or the server timed out (HTTP 504) |
+//! |   10 | [`COMPLETE_WITH_WARNINGS`] | with `--wait`: the transaction ended `COMPLETE_WITH_WARNINGS`    |
+//! |   11 | [`COMPLETE_WITH_ERRORS`] | with `--wait`: the transaction ended `COMPLETE_WITH_ERRORS`        |
+//! |   12 | [`FAILED`]               | with `--wait`: the transaction ended `FAILED`                      |
+
+use nlds_core::{ErrorCode, State};
+
+use crate::error::Error;
+
+pub const OK: u8 = 0;
+pub const GENERIC: u8 = 1;
+pub const USAGE: u8 = 2;
+pub const AUTH: u8 = 3;
+pub const CONFIG: u8 = 4;
+pub const NOT_FOUND: u8 = 5;
+pub const NETWORK: u8 = 6;
+pub const TIMEOUT: u8 = 7;
+pub const COMPLETE_WITH_WARNINGS: u8 = 10;
+pub const COMPLETE_WITH_ERRORS: u8 = 11;
+pub const FAILED: u8 = 12;
+
+/// The table above, for `nlds --help`.
+pub const HELP: &str = "\
+Exit codes:
+   0  success (with --wait: the transaction ended COMPLETE)
+   1  other error
+   2  usage error
+   3  authentication or permission refused (HTTP 401/403)
+   4  not configured (no server URL or token)
+   5  not found (HTTP 404)
+   6  network error, server unreachable or unavailable
+   7  timeout (--wait --timeout passed, or HTTP 504)
+  10  ended COMPLETE_WITH_WARNINGS (--wait)
+  11  ended COMPLETE_WITH_ERRORS (--wait)
+  12  ended FAILED (--wait)";
+
+/// The exit code for a client error.
+pub fn for_error(e: &Error) -> u8 {
+    match e {
+        Error::Api { status, code, .. } => match code {
+            ErrorCode::Unauthorized | ErrorCode::Forbidden | ErrorCode::PermissionDenied => AUTH,
+            ErrorCode::NotFound => NOT_FOUND,
+            ErrorCode::Timeout => TIMEOUT,
+            ErrorCode::Unavailable => NETWORK,
+            _ => match status {
+                401 | 403 => AUTH,
+                404 => NOT_FOUND,
+                504 => TIMEOUT,
+                503 => NETWORK,
+                _ => GENERIC,
+            },
+        },
+        Error::Transport(_) => NETWORK,
+        Error::Decode(_) => GENERIC,
+        Error::Config(_) => CONFIG,
+        Error::Timeout => TIMEOUT,
+    }
+}
+
+/// The exit code for the final state of a waited-for transaction.
+pub fn for_state(state: State) -> u8 {
+    match state {
+        State::Complete => OK,
+        State::CompleteWithWarnings => COMPLETE_WITH_WARNINGS,
+        State::CompleteWithErrors => COMPLETE_WITH_ERRORS,
+        s if s.is_failed() => FAILED,
+        _ => GENERIC,
+    }
+}

@@ -1,0 +1,1564 @@
+//! Integration tests of the `nlds` client: command-line parsing, FILELISTs, golden outputs, exit
+//! codes, and the library and the CLI against a fake HTTP server.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{CommandFactory, Parser};
+use nlds_client::app::{self, Env, Failure, Io, Plan};
+use nlds_client::cli::{Cli, Command};
+use nlds_client::render::{self, Zone};
+use nlds_client::{Client, ClientOptions, Error, RetryPolicy, WaitProgress, exit};
+use nlds_core::api::{
+    ApiAction, FileEntry, FileLocation, HoldingMeta, HoldingQuery, HoldingSummary, MetaChange,
+    MetaResponse, PutRequest, StatQuery, SubRecordStatus, Tags, Tier, TransactionStatus,
+};
+use nlds_core::{ErrorCode, FailedFile, PathKind, State};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+fn parse(args: &[&str]) -> Cli {
+    let mut all = vec!["nlds"];
+    all.extend_from_slice(args);
+    Cli::try_parse_from(all).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn parse_err(args: &[&str]) -> clap::Error {
+    let mut all = vec!["nlds"];
+    all.extend_from_slice(args);
+    Cli::try_parse_from(all).expect_err("should not parse")
+}
+
+fn env_in(cwd: &str) -> Env {
+    Env::new([("HOME", "/home/alice")], cwd)
+}
+
+fn plan(args: &[&str], env: &Env) -> Result<Plan, Failure> {
+    plan_with_stdin(args, env, "")
+}
+
+fn plan_with_stdin(args: &[&str], env: &Env, stdin: &str) -> Result<Plan, Failure> {
+    let cli = parse(args);
+    let mut input = stdin.as_bytes();
+    app::prepare(cli.command.as_ref().unwrap(), env, &mut input)
+}
+
+fn tags(pairs: &[(&str, &str)]) -> Tags {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn ts(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn uuid(n: u8) -> Uuid {
+    Uuid::from_bytes([n; 16])
+}
+
+// ---------------------------------------------------------------------------------------------
+// command line
+
+#[test]
+fn clap_definition_is_consistent() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn snake_case_aliases_and_kebab_case_names() {
+    for (jl, hid) in [
+        ("--job-label", "--holding-id"),
+        ("--job_label", "--holding_id"),
+    ] {
+        let cli = parse(&["put", jl, "nightly", hid, "42", "/data/f.nc"]);
+        let Some(Command::Put(a)) = cli.command else {
+            panic!("not put")
+        };
+        assert_eq!(a.job_label.as_deref(), Some("nightly"));
+        assert_eq!(a.holding.holding_id, Some(42));
+        assert_eq!(a.path, "/data/f.nc");
+    }
+    let cli = parse(&[
+        "stat",
+        "--transaction_id",
+        "01010101-0101-0101-0101-010101010101",
+        "--api_action",
+        "put",
+        "--exclude_api_action",
+        "get",
+        "--sub_records",
+        "--failed_files",
+    ]);
+    let Some(Command::Stat(a)) = cli.command else {
+        panic!("not stat")
+    };
+    assert_eq!(a.transaction_id, Some(uuid(1)));
+    assert_eq!(a.api_action, vec![ApiAction::Put]);
+    assert_eq!(a.exclude_api_action, vec![ApiAction::Get]);
+    assert!(a.sub_records && a.failed_files);
+    let cli = parse(&[
+        "meta",
+        "-l",
+        "old",
+        "--new_label",
+        "new",
+        "--new_tag",
+        "a:1",
+        "--del_tag",
+        "b",
+    ]);
+    let Some(Command::Meta(a)) = cli.command else {
+        panic!("not meta")
+    };
+    assert_eq!(a.new_label.as_deref(), Some("new"));
+    assert_eq!(a.new_tag, vec![tags(&[("a", "1")])]);
+    assert_eq!(a.del_tag, vec![tags(&[("b", "")])]);
+}
+
+#[test]
+fn python_short_letters() {
+    let cli = parse(&[
+        "get", "-A", "-r", "/tmp", "-l", "L", "-b", "B", "-i", "7", "-t", "k:v", "-x", "a.*",
+    ]);
+    let Some(Command::Get(a)) = cli.command else {
+        panic!("not get")
+    };
+    assert!(a.groupall && a.regex && !a.overwrite);
+    assert_eq!(a.target.as_deref(), Some("/tmp"));
+    assert_eq!(
+        (
+            a.holding.label.as_deref(),
+            a.job_label.as_deref(),
+            a.holding.holding_id
+        ),
+        (Some("L"), Some("B"), Some(7))
+    );
+
+    let cli = parse(&[
+        "find", "-A", "-l", "L", "-i", "3", "-p", "/a", "-1", "-U", "-x", "-L", "5", "-9",
+    ]);
+    let Some(Command::Find(a)) = cli.command else {
+        panic!("not find")
+    };
+    assert!(a.groupall && a.simple && a.url && a.regex);
+    assert_eq!((a.limit, a.order.descending()), (5, Some(true)));
+    assert_eq!(a.path.as_deref(), Some("/a"));
+
+    let cli = parse(&[
+        "stat",
+        "-A",
+        "-i",
+        "12",
+        "-b",
+        "job",
+        "-a",
+        "put",
+        "-a",
+        "getlist,get",
+        "-c",
+        "archive-put",
+        "-s",
+        "complete",
+        "-s",
+        "QUEUED",
+        "-s",
+        "101",
+        "-x",
+        "-S",
+        "-E",
+        "-L",
+        "20",
+        "-0",
+    ]);
+    let Some(Command::Stat(a)) = cli.command else {
+        panic!("not stat")
+    };
+    assert_eq!(a.id, Some(12));
+    assert_eq!(
+        a.api_action,
+        vec![ApiAction::Put, ApiAction::Getlist, ApiAction::Get]
+    );
+    assert_eq!(a.exclude_api_action, vec![ApiAction::ArchivePut]);
+    assert_eq!(
+        a.state,
+        vec![State::Complete, State::Searching, State::Failed]
+    );
+    assert!(a.regex && a.sub_records && a.errors && !a.failed_files);
+    assert_eq!((a.limit, a.order.descending()), (Some(20), Some(false)));
+}
+
+#[test]
+fn global_options_go_anywhere_and_user_is_accepted() {
+    let cli = parse(&[
+        "put", "-u", "bob", "-g", "gws1", "-j", "--token", "s3cr3t", "/f",
+    ]);
+    assert_eq!(cli.global.user.as_deref(), Some("bob"));
+    assert_eq!(cli.global.group.as_deref(), Some("gws1"));
+    assert!(cli.global.json);
+    assert_eq!(cli.global.token.as_ref().unwrap().expose(), "s3cr3t");
+    assert!(
+        !format!("{cli:?}").contains("s3cr3t"),
+        "the token leaks through Debug"
+    );
+
+    let cli = parse(&["-g", "gws2", "--url", "https://nlds.example", "find", "-U"]);
+    assert_eq!(cli.url.as_deref(), Some("https://nlds.example"));
+    assert_eq!(cli.global.group.as_deref(), Some("gws2"));
+    let Some(Command::Find(a)) = cli.command else {
+        panic!("not find")
+    };
+    assert!(a.url, "find -U is the object-store URL flag");
+    assert_eq!(a.limit, 1000, "find's default limit");
+}
+
+#[test]
+fn order_flags_last_one_wins() {
+    let order = |args: &[&str]| {
+        let Some(Command::List(a)) = parse(args).command else {
+            panic!("not list")
+        };
+        a.order.descending()
+    };
+    assert_eq!(order(&["list"]), None);
+    assert_eq!(order(&["list", "-9"]), Some(true));
+    assert_eq!(order(&["list", "--ascending"]), Some(false));
+    assert_eq!(order(&["list", "-9", "-0"]), Some(false));
+    assert_eq!(order(&["list", "-0", "-9"]), Some(true));
+}
+
+#[test]
+fn bad_options_are_usage_errors() {
+    use clap::error::ErrorKind;
+    assert_eq!(
+        parse_err(&["find", "-L", "0"]).kind(),
+        ErrorKind::ValueValidation
+    );
+    assert_eq!(
+        parse_err(&["list", "-L", "10001"]).kind(),
+        ErrorKind::ValueValidation
+    );
+    assert_eq!(
+        parse_err(&["stat", "-s", "CATALOG_ROLLBACK"]).kind(),
+        ErrorKind::ValueValidation
+    );
+    assert_eq!(
+        parse_err(&["stat", "-a", "dance"]).kind(),
+        ErrorKind::ValueValidation
+    );
+    assert_eq!(
+        parse_err(&["stat", "-n", "not-a-uuid"]).kind(),
+        ErrorKind::ValueValidation
+    );
+    assert_eq!(
+        parse_err(&["put", "--poll", "5", "/f"]).kind(),
+        ErrorKind::MissingRequiredArgument
+    );
+    assert_eq!(
+        parse_err(&["getlist", "-x", "f"]).kind(),
+        ErrorKind::UnknownArgument
+    );
+    assert_eq!(parse_err(&["put"]).exit_code(), 2);
+    let e = parse_err(&["put", "-t", "site:Rutherford Appleton, UK", "/f"]);
+    assert_eq!(e.kind(), ErrorKind::ValueValidation);
+    let text = e.to_string();
+    assert!(text.contains(r#"tag "UK" is not key:value"#), "{text}");
+}
+
+#[test]
+fn help_documents_exit_codes_and_hides_the_token() {
+    let help = Cli::command().render_long_help().to_string();
+    assert!(help.contains("Exit codes:"), "{help}");
+    assert!(help.contains("12  ended FAILED"), "{help}");
+    assert!(help.contains("--token <TOKEN>"), "{help}");
+    let mut cmd = Cli::command();
+    cmd.build(); // propagates the global options to the subcommands
+    let put_help = cmd
+        .find_subcommand_mut("put")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    for opt in [
+        "--label",
+        "--job-label",
+        "--holding-id",
+        "--tag",
+        "--wait",
+        "--group",
+        "--json",
+    ] {
+        assert!(put_help.contains(opt), "{opt} missing from\n{put_help}");
+    }
+}
+
+#[test]
+fn repeated_tags_merge_and_values_keep_spaces_colons_and_escaped_commas() {
+    let env = env_in("/gws/proj");
+    let p = plan(
+        &[
+            "put",
+            "-t",
+            "a:1,b:2",
+            "-t",
+            "site: Rutherford Appleton\\, UK ",
+            "-t",
+            "url:https://x.org:8443/p",
+            "-t",
+            "a:3",
+            "f.nc",
+        ],
+        &env,
+    )
+    .unwrap();
+    let Plan::Put(req, None) = p else {
+        panic!("{p:?}")
+    };
+    assert_eq!(
+        req.tags,
+        tags(&[
+            ("a", "3"),
+            ("b", "2"),
+            ("site", "Rutherford Appleton, UK"),
+            ("url", "https://x.org:8443/p")
+        ])
+    );
+    assert_eq!(req.paths, vec!["/gws/proj/f.nc"]);
+    assert!(req.transaction_id.is_some());
+
+    // list and find send tags in the query string, where a ',' in a value cannot be expressed.
+    let Plan::List(q) = plan(&["list", "-t", "b:2", "-t", "a:1"], &env).unwrap() else {
+        panic!()
+    };
+    assert_eq!(q.tag.as_deref(), Some("a:1,b:2"));
+    let err = plan(&["find", "-t", "site:A\\, B"], &env).unwrap_err();
+    assert_eq!(err.exit_code(), exit::USAGE);
+    assert!(
+        err.message().contains("cannot be used to select holdings"),
+        "{}",
+        err.message()
+    );
+}
+
+#[test]
+fn requests_built_from_options() {
+    let env = env_in("/gws/proj");
+    let Plan::Get(req, Some(w)) = plan(
+        &[
+            "get",
+            "-x",
+            "--overwrite",
+            "-l",
+            "L",
+            ".*\\.nc",
+            "--wait",
+            "--poll",
+            "2s",
+            "--timeout",
+            "1h",
+        ],
+        &env,
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(req.paths, vec![".*\\.nc"], "regexes are sent untouched");
+    assert!(req.regex && req.overwrite && !req.groupall);
+    assert_eq!(
+        (w.poll, w.timeout),
+        (Duration::from_secs(2), Some(Duration::from_secs(3600)))
+    );
+
+    let Plan::Get(req, None) = plan(&["get", "../other/./f.nc"], &env).unwrap() else {
+        panic!()
+    };
+    assert_eq!(req.paths, vec!["/gws/other/f.nc"]);
+
+    let err = plan(&["get", "-r", "/definitely/not/here", "f"], &env).unwrap_err();
+    assert_eq!(err.exit_code(), exit::USAGE);
+    assert!(
+        err.message()
+            .contains("/definitely/not/here does not exist")
+    );
+
+    let Plan::Find { query, simple, url } = plan(
+        &[
+            "find",
+            "-p",
+            "sub/f.nc",
+            "-n",
+            "01010101-0101-0101-0101-010101010101",
+        ],
+        &env,
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(query.path.as_deref(), Some("/gws/proj/sub/f.nc"));
+    assert_eq!(
+        query.transaction_id.as_deref(),
+        Some("01010101-0101-0101-0101-010101010101")
+    );
+    assert_eq!(query.limit, Some(1000));
+    assert!(!simple && !url);
+
+    let Plan::Stat { query, .. } = plan(
+        &[
+            "stat",
+            "-a",
+            "put",
+            "-a",
+            "putlist",
+            "-c",
+            "archive-put",
+            "-s",
+            "failed",
+            "-s",
+            "queued",
+        ],
+        &env,
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(query.api_action.as_deref(), Some("put,putlist"));
+    assert_eq!(query.exclude_api_action.as_deref(), Some("archive-put"));
+    assert_eq!(query.state.as_deref(), Some("FAILED,SEARCHING"));
+
+    let Plan::Meta(m) = plan(
+        &["meta", "-i", "3", "-L", "new", "-T", "k:v", "-D", "old,x:1"],
+        &env,
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(m.holding_id, Some(3));
+    assert_eq!(m.new_label.as_deref(), Some("new"));
+    assert_eq!(m.new_tags, tags(&[("k", "v")]));
+    assert_eq!(m.del_tags, tags(&[("old", ""), ("x", "1")]));
+    let err = plan(&["meta", "-L", "new"], &env).unwrap_err();
+    assert_eq!(err.exit_code(), exit::USAGE);
+    let err = plan(&["meta", "-l", "x"], &env).unwrap_err();
+    assert!(err.message().contains("nothing to change"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// FILELIST
+
+#[test]
+fn putlist_filelist_parsing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().join("work");
+    std::fs::create_dir(&cwd).unwrap();
+    let list = cwd.join("files.txt");
+    std::fs::write(
+        &list,
+        "  /abs/one.nc  \n\n\t\nrel/two.nc\n./rel/two.nc\n/abs/one.nc\n../up.nc\r\nname with spaces.nc\n",
+    )
+    .unwrap();
+    let cwd_s = cwd.to_str().unwrap().to_owned();
+    let env = env_in(&cwd_s);
+    let Plan::Put(req, _) = plan(&["putlist", "files.txt"], &env).unwrap() else {
+        panic!()
+    };
+    let parent = dir.path().to_str().unwrap();
+    assert_eq!(
+        req.paths,
+        vec![
+            "/abs/one.nc".to_owned(),
+            format!("{cwd_s}/rel/two.nc"),
+            format!("{parent}/up.nc"),
+            format!("{cwd_s}/name with spaces.nc"),
+        ]
+    );
+
+    // `-` reads standard input; getlist parses the same way.
+    let Plan::Get(req, _) = plan_with_stdin(&["getlist", "-"], &env, "b\n\na\nb\n").unwrap() else {
+        panic!()
+    };
+    assert_eq!(req.paths, vec![format!("{cwd_s}/b"), format!("{cwd_s}/a")]);
+
+    std::fs::write(&list, "\n   \n\t\n").unwrap();
+    let err = plan(&["putlist", "files.txt"], &env).unwrap_err();
+    assert_eq!(err.message(), "FILELIST contains no paths");
+    assert_eq!(err.exit_code(), exit::USAGE);
+
+    let err = plan(&["putlist", "missing.txt"], &env).unwrap_err();
+    assert!(
+        err.message()
+            .starts_with("cannot read FILELIST missing.txt"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(err.exit_code(), exit::USAGE);
+}
+
+// ---------------------------------------------------------------------------------------------
+// golden outputs
+
+fn sample_transactions() -> Vec<TransactionStatus> {
+    let t1 = TransactionStatus {
+        id: 41,
+        transaction_id: uuid(0x11),
+        user: "alice".into(),
+        group: "climate".into(),
+        api_action: ApiAction::Putlist,
+        job_label: "nightly-backup".into(),
+        label: Some("run42".into()),
+        holding_id: Some(7),
+        state: State::CompleteWithErrors,
+        percent: 50,
+        created: ts("2026-05-01T10:00:00Z"),
+        updated: ts("2026-05-01T10:05:30Z"),
+        files_total: 4,
+        files_done: 3,
+        files_failed: 1,
+        bytes_total: 3 * 1024 * 1024,
+        bytes_done: 2 * 1024 * 1024 + 512 * 1024,
+        warnings: vec!["2 files were empty".into()],
+        sub_records: vec![
+            SubRecordStatus {
+                id: 1,
+                sub_id: uuid(0x21),
+                state: State::Split,
+                last_updated: ts("2026-05-01T10:00:01Z"),
+                files: 0,
+                bytes: 0,
+                failed_files: vec![],
+            },
+            SubRecordStatus {
+                id: 2,
+                sub_id: uuid(0x22),
+                state: State::Complete,
+                last_updated: ts("2026-05-01T10:05:30Z"),
+                files: 3,
+                bytes: 2 * 1024 * 1024 + 512 * 1024,
+                failed_files: vec![],
+            },
+            SubRecordStatus {
+                id: 3,
+                sub_id: uuid(0x23),
+                state: State::Failed,
+                last_updated: ts("2026-05-01T10:03:00Z"),
+                files: 1,
+                bytes: 0,
+                failed_files: vec![FailedFile::new(
+                    "/gws/climate/run42/missing.nc",
+                    ErrorCode::PathMissing,
+                    "no such file or directory",
+                )],
+            },
+        ],
+    };
+    let t2 = TransactionStatus {
+        id: 42,
+        transaction_id: uuid(0x12),
+        user: "bob".into(),
+        group: "climate".into(),
+        api_action: ApiAction::Get,
+        job_label: "restore".into(),
+        label: None,
+        holding_id: None,
+        state: State::Searching,
+        percent: 0,
+        created: ts("2026-05-02T08:00:00Z"),
+        updated: ts("2026-05-02T08:00:00Z"),
+        files_total: 0,
+        files_done: 0,
+        files_failed: 0,
+        bytes_total: 0,
+        bytes_done: 0,
+        warnings: vec![],
+        sub_records: vec![],
+    };
+    let mut t3 = t2.clone();
+    t3.id = 1043;
+    t3.transaction_id = uuid(0x13);
+    t3.state = State::TransferGetting;
+    t3.percent = 67;
+    t3.label = Some("a-much-longer-holding-label".into());
+    t3.updated = ts("2026-05-02T09:30:15Z");
+    vec![t1, t2, t3]
+}
+
+fn sample_holdings() -> Vec<HoldingSummary> {
+    vec![
+        HoldingSummary {
+            id: 7,
+            label: "run42".into(),
+            user: "alice".into(),
+            group: "climate".into(),
+            tags: tags(&[
+                ("experiment", "ssp585"),
+                ("site", "Rutherford Appleton, UK"),
+            ]),
+            transactions: vec![uuid(0x11), uuid(0x14)],
+            created: ts("2026-05-01T10:00:00Z"),
+            files: 1234,
+            bytes: 5 * 1024 * 1024 * 1024 + 300 * 1024 * 1024,
+        },
+        HoldingSummary {
+            id: 12,
+            label: "b".into(),
+            user: "bob".into(),
+            group: "climate".into(),
+            tags: Tags::new(),
+            transactions: vec![uuid(0x15)],
+            created: ts("2026-04-30T23:59:59Z"),
+            files: 1,
+            bytes: 999,
+        },
+    ]
+}
+
+fn sample_files() -> Vec<FileEntry> {
+    let base = FileEntry {
+        path: "/gws/climate/run42/tas_day.nc".into(),
+        kind: PathKind::File,
+        link_target: None,
+        size: 1536 * 1024,
+        uid: 1001,
+        gid: 2001,
+        mode: 0o640,
+        mtime: ts("2026-04-28T17:45:00Z"),
+        holding_id: 7,
+        label: "run42".into(),
+        user: "alice".into(),
+        group: "climate".into(),
+        transaction_id: uuid(0x11),
+        ingest_time: ts("2026-05-01T10:02:00Z"),
+        blake3: Some("af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262".into()),
+        locations: vec![
+            FileLocation {
+                tier: Tier::Warm,
+                bucket: "nlds-climate".into(),
+                key: "7/tas_day.nc".into(),
+            },
+            FileLocation {
+                tier: Tier::Cold,
+                bucket: "tape".into(),
+                key: "agg-0001".into(),
+            },
+        ],
+    };
+    let mut warm = base.clone();
+    warm.path = "/gws/climate/run42/pr_day.nc".into();
+    warm.size = 100;
+    warm.locations.truncate(1);
+    warm.locations[0].key = "7/pr_day.nc".into();
+    let mut cold = base.clone();
+    cold.path = "/gws/climate/old/psl.nc".into();
+    cold.holding_id = 3;
+    cold.label = "archive-2019".into();
+    cold.size = 7 * 1024 * 1024 * 1024 * 1024;
+    cold.locations.remove(0);
+    let mut link = base.clone();
+    link.path = "/gws/climate/run42/latest".into();
+    link.kind = PathKind::Link;
+    link.link_target = Some("tas_day.nc".into());
+    link.size = 10;
+    link.mode = 0o777;
+    link.locations.clear();
+    vec![base, warm, cold, link]
+}
+
+#[test]
+fn golden_stat_outputs() {
+    let txs = sample_transactions();
+    insta::assert_snapshot!("stat_table", render::stat_table(&txs, Zone::Utc));
+    insta::assert_snapshot!(
+        "stat_single",
+        render::transaction_view(&txs[0], false, false, Zone::Utc)
+    );
+    insta::assert_snapshot!(
+        "stat_single_sub_records_errors",
+        render::transaction_view(&txs[0], true, true, Zone::Utc)
+    );
+    assert_eq!(
+        render::failed_paths(&txs),
+        "/gws/climate/run42/missing.nc\n"
+    );
+    assert_eq!(
+        render::progress_line(&txs[0]),
+        "11111111-1111-1111-1111-111111111111: COMPLETE_WITH_ERRORS files 3/4, 2.5 MiB/3.0 MiB, 1 failed"
+    );
+}
+
+#[test]
+fn golden_list_outputs() {
+    let hs = sample_holdings();
+    insta::assert_snapshot!("list_table", render::holdings_table(&hs, Zone::Utc));
+    insta::assert_snapshot!("list_single", render::holding_view(&hs[0], Zone::Utc));
+}
+
+#[test]
+fn golden_find_outputs() {
+    let fs = sample_files();
+    insta::assert_snapshot!("find_table", render::files_table(&fs, false, Zone::Utc));
+    insta::assert_snapshot!("find_table_urls", render::files_table(&fs, true, Zone::Utc));
+    insta::assert_snapshot!("find_single", render::file_view(&fs[0], true, Zone::Utc));
+    insta::assert_snapshot!(
+        "find_single_link",
+        render::file_view(&fs[3], false, Zone::Utc)
+    );
+    assert_eq!(
+        render::simple_paths(&fs, false),
+        "/gws/climate/run42/tas_day.nc\n/gws/climate/run42/pr_day.nc\n/gws/climate/old/psl.nc\n/gws/climate/run42/latest\n"
+    );
+    assert_eq!(
+        render::simple_paths(&fs, true),
+        "s3://nlds-climate/7/tas_day.nc\ns3://nlds-climate/7/pr_day.nc\n"
+    );
+}
+
+#[test]
+fn golden_meta_output() {
+    let m = MetaResponse {
+        holdings: vec![MetaChange {
+            id: 7,
+            user: "alice".into(),
+            group: "climate".into(),
+            old: HoldingMeta {
+                label: "run42".into(),
+                tags: tags(&[("a", "1")]),
+            },
+            new: HoldingMeta {
+                label: "run42-final".into(),
+                tags: tags(&[("a", "1"), ("b", "x:y")]),
+            },
+        }],
+    };
+    insta::assert_snapshot!("meta", render::meta_view(&m));
+}
+
+// ---------------------------------------------------------------------------------------------
+// exit codes
+
+fn api(status: u16, code: ErrorCode) -> Error {
+    Error::Api {
+        status,
+        code,
+        message: "m".into(),
+    }
+}
+
+#[tokio::test]
+async fn exit_code_mapping() {
+    assert_eq!(exit::for_error(&api(401, ErrorCode::Unauthorized)), 3);
+    assert_eq!(exit::for_error(&api(403, ErrorCode::Forbidden)), 3);
+    assert_eq!(exit::for_error(&api(403, ErrorCode::PermissionDenied)), 3);
+    assert_eq!(exit::for_error(&api(404, ErrorCode::NotFound)), 5);
+    assert_eq!(exit::for_error(&api(504, ErrorCode::Timeout)), 7);
+    assert_eq!(exit::for_error(&api(503, ErrorCode::Unavailable)), 6);
+    assert_eq!(exit::for_error(&api(400, ErrorCode::BadRequest)), 1);
+    assert_eq!(exit::for_error(&api(409, ErrorCode::Conflict)), 1);
+    assert_eq!(exit::for_error(&api(502, ErrorCode::StorageError)), 1);
+    assert_eq!(exit::for_error(&api(500, ErrorCode::Internal)), 1);
+    assert_eq!(exit::for_error(&Error::Decode("x".into())), 1);
+    assert_eq!(exit::for_error(&Error::Config("x".into())), 4);
+    assert_eq!(exit::for_error(&Error::Timeout), 7);
+
+    let closed = closed_port().await;
+    let client = fast_client(&format!("http://{closed}"));
+    let e = client.whoami().await.unwrap_err();
+    assert!(matches!(e, Error::Transport(_)), "{e:?}");
+    assert_eq!(exit::for_error(&e), 6);
+    assert!(
+        e.to_string().starts_with("cannot talk to the NLDS server"),
+        "{e}"
+    );
+
+    assert_eq!(exit::for_state(State::Complete), 0);
+    assert_eq!(exit::for_state(State::CompleteWithWarnings), 10);
+    assert_eq!(exit::for_state(State::CompleteWithErrors), 11);
+    assert_eq!(exit::for_state(State::Failed), 12);
+    assert_eq!(exit::for_state(State::CatalogRemoving), 12);
+    assert_eq!(
+        (
+            exit::OK,
+            exit::GENERIC,
+            exit::USAGE,
+            exit::AUTH,
+            exit::CONFIG,
+            exit::NOT_FOUND
+        ),
+        (0, 1, 2, 3, 4, 5)
+    );
+    assert_eq!((exit::NETWORK, exit::TIMEOUT), (6, 7));
+}
+
+// ---------------------------------------------------------------------------------------------
+// fake server
+
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    /// Path and query, as sent.
+    target: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+struct Fake {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Fake {
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Answers requests, in order, with `answers` (status, JSON body); the last answer repeats.
+async fn fake_server(answers: Vec<(u16, String)>) -> Fake {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let queue = Arc::new(Mutex::new(VecDeque::from(answers)));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let Some(req) = read_request(&mut sock).await else {
+                continue;
+            };
+            seen2.lock().unwrap().push(req);
+            let (status, body) = {
+                let mut q = queue.lock().unwrap();
+                if q.len() > 1 {
+                    q.pop_front().unwrap()
+                } else {
+                    q.front().cloned().unwrap_or((500, "{}".into()))
+                }
+            };
+            let resp = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        }
+    });
+    Fake { addr, seen }
+}
+
+async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Seen> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let method = first.next()?.to_owned();
+    let target = first.next()?.to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+    Some(Seen {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+async fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}
+
+fn fast_options() -> ClientOptions {
+    ClientOptions {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(2),
+            max_delay: Duration::from_millis(10),
+        },
+        ..ClientOptions::default()
+    }
+}
+
+fn fast_client(url: &str) -> Client {
+    Client::with_options(url, "tok-123", fast_options()).unwrap()
+}
+
+fn err_body(code: &str, message: &str) -> String {
+    serde_json::json!({"error": {"code": code, "message": message}}).to_string()
+}
+
+fn accepted_body(tid: Uuid, action: &str) -> String {
+    serde_json::json!({
+        "transaction_id": tid,
+        "api_action": action,
+        "status_url": format!("/api/v2/transactions/{tid}"),
+        "job_label": "job1",
+        "holding_id": 7,
+        "label": "run42",
+    })
+    .to_string()
+}
+
+fn status_body(tid: Uuid, state: State, done: u64) -> String {
+    let mut t = sample_transactions()[0].clone();
+    t.transaction_id = tid;
+    t.state = state;
+    t.files_done = done;
+    if state == State::Complete {
+        t.files_failed = 0;
+        t.sub_records.retain(|s| s.state != State::Failed);
+    }
+    serde_json::to_string(&t).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// library against the fake server
+
+#[tokio::test]
+async fn library_requests_retries_and_errors() {
+    let tid = uuid(0x31);
+    let holdings = serde_json::json!({
+        "holdings": sample_holdings(), "total": 2, "limit": 10, "offset": 0
+    });
+    let files =
+        serde_json::json!({"files": sample_files(), "total": 4, "limit": 1000, "offset": 0});
+    let txs = serde_json::json!({
+        "transactions": sample_transactions(), "total": 3, "limit": 20, "offset": 0
+    });
+    let fake = fake_server(vec![
+        (503, err_body("unavailable", "the bus is down")),
+        (202, accepted_body(tid, "put")),
+        (200, holdings.to_string()),
+        (200, files.to_string()),
+        (200, txs.to_string()),
+        (404, err_body("not_found", "transaction 31313131 not found")),
+        (
+            200,
+            r#"{"user":"alice","groups":["climate","cmip"]}"#.into(),
+        ),
+        (
+            400,
+            err_body("bad_request", "label and holding_id disagree"),
+        ),
+        (502, "<html>bad gateway</html>".into()),
+    ])
+    .await;
+    let client = fast_client(&format!("{}/", fake.url()));
+
+    // put: 503 then 202, the retry carrying the same transaction id.
+    let req = PutRequest {
+        transaction_id: Some(tid),
+        paths: vec!["/gws/a.nc".into()],
+        label: Some("run42".into()),
+        tags: tags(&[("k", "v w")]),
+        group: Some("climate".into()),
+        ..PutRequest::default()
+    };
+    let acc = client.put(&req).await.unwrap();
+    assert_eq!(acc.transaction_id, tid);
+    assert_eq!(acc.api_action, ApiAction::Put);
+    assert_eq!(acc.holding_id, Some(7));
+
+    // list, find, stat with their query strings.
+    let page = client
+        .list(&HoldingQuery {
+            groupall: true,
+            label: Some("run 42".into()),
+            tag: Some("a:1,b:x y".into()),
+            limit: Some(10),
+            descending: Some(true),
+            ..HoldingQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.holdings, sample_holdings());
+    let fpage = client
+        .find(&HoldingQuery {
+            path: Some("/gws/a.nc".into()),
+            holding_id: Some(7),
+            limit: Some(1000),
+            ..HoldingQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(fpage.files, sample_files());
+    let tpage = client
+        .stat(&StatQuery {
+            group: Some("climate".into()),
+            state: Some("FAILED,SEARCHING".into()),
+            api_action: Some("put,get".into()),
+            limit: Some(20),
+            ..StatQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tpage.total, 3);
+    assert_eq!(tpage.transactions, sample_transactions());
+
+    // 404 with the error envelope.
+    match client.transaction(tid).await.unwrap_err() {
+        Error::Api {
+            status,
+            code,
+            message,
+        } => {
+            assert_eq!((status, code), (404, ErrorCode::NotFound));
+            assert_eq!(message, "transaction 31313131 not found");
+        }
+        other => panic!("{other:?}"),
+    }
+    let who = client.whoami().await.unwrap();
+    assert_eq!((who.user.as_str(), who.groups.len()), ("alice", 2));
+
+    // A 4xx is not retried.
+    let e = client.put(&PutRequest::default()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Api {
+                status: 400,
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // A 502 without our envelope is retried (3 attempts), then reported with a guessed code.
+    let e = client.whoami().await.unwrap_err();
+    match &e {
+        Error::Api {
+            status,
+            code,
+            message,
+        } => {
+            assert_eq!((*status, *code), (502, ErrorCode::Unavailable));
+            assert!(
+                message
+                    .contains("HTTP 502 Bad Gateway from /api/v2/whoami: <html>bad gateway</html>"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let seen = fake.seen();
+    let summary: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|s| (s.method.as_str(), s.target.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("POST", "/api/v2/put"),
+            ("POST", "/api/v2/put"),
+            (
+                "GET",
+                "/api/v2/holdings?groupall=true&label=run+42&tag=a%3A1%2Cb%3Ax+y&regex=false&limit=10&descending=true"
+            ),
+            (
+                "GET",
+                "/api/v2/files?groupall=false&holding_id=7&path=%2Fgws%2Fa.nc&regex=false&limit=1000"
+            ),
+            (
+                "GET",
+                "/api/v2/transactions?group=climate&groupall=false&api_action=put%2Cget&state=FAILED%2CSEARCHING&regex=false&limit=20"
+            ),
+            (
+                "GET",
+                "/api/v2/transactions/31313131-3131-3131-3131-313131313131"
+            ),
+            ("GET", "/api/v2/whoami"),
+            ("POST", "/api/v2/put"),
+            ("GET", "/api/v2/whoami"),
+            ("GET", "/api/v2/whoami"),
+            ("GET", "/api/v2/whoami"),
+        ]
+    );
+    for s in &seen {
+        assert_eq!(s.header("authorization"), Some("Bearer tok-123"), "{s:?}");
+    }
+    assert_eq!(
+        seen[0].body, seen[1].body,
+        "a retried put is the same request"
+    );
+    let body = seen[0].json();
+    assert_eq!(body["transaction_id"], tid.to_string());
+    assert_eq!(body["paths"], serde_json::json!(["/gws/a.nc"]));
+    assert_eq!(body["tags"], serde_json::json!({"k": "v w"}));
+    assert_eq!(body["group"], "climate");
+    assert_eq!(seen[0].header("content-type"), Some("application/json"));
+    // A put without an id gets a fresh v4 one.
+    let generated: Uuid = seen[7].json()["transaction_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(generated.get_version_num(), 4);
+}
+
+#[tokio::test]
+async fn retries_give_up_after_the_policy() {
+    let fake = fake_server(vec![(503, err_body("unavailable", "still down"))]).await;
+    let client = fast_client(&fake.url());
+    let e = client.whoami().await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Api {
+                status: 503,
+                code: ErrorCode::Unavailable,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "still down");
+    assert_eq!(fake.seen().len(), 3);
+}
+
+#[tokio::test]
+async fn wait_treats_an_early_404_as_queued_and_stops_at_a_final_state() {
+    let tid = uuid(0x41);
+    let fake = fake_server(vec![
+        (404, err_body("not_found", "no such transaction")),
+        (503, err_body("unavailable", "blip")),
+        (200, status_body(tid, State::TransferPutting, 1)),
+        (200, status_body(tid, State::TransferPutting, 2)),
+        (200, status_body(tid, State::Complete, 4)),
+    ])
+    .await;
+    let client = Client::with_options(
+        &fake.url(),
+        "tok-123",
+        ClientOptions {
+            retry: RetryPolicy::none(),
+            ..fast_options()
+        },
+    )
+    .unwrap();
+    let mut events = Vec::new();
+    let status = client
+        .wait(
+            tid,
+            Duration::from_millis(5),
+            Some(Duration::from_secs(10)),
+            |p| {
+                events.push(match p {
+                    WaitProgress::Queued => "queued".to_owned(),
+                    WaitProgress::Status(s) => format!("{} {}", s.state, s.files_done),
+                    WaitProgress::Unreachable(e) => format!("unreachable {e}"),
+                })
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.state, State::Complete);
+    assert_eq!(
+        events,
+        vec![
+            "queued",
+            "unreachable blip",
+            "TRANSFER_PUTTING 1",
+            "TRANSFER_PUTTING 2",
+            "COMPLETE 4"
+        ]
+    );
+    assert!(
+        fake.seen()
+            .iter()
+            .all(|s| s.target == "/api/v2/transactions/41414141-4141-4141-4141-414141414141")
+    );
+}
+
+#[tokio::test]
+async fn wait_times_out_and_a_late_404_is_an_error() {
+    let tid = uuid(0x42);
+    let fake = fake_server(vec![(200, status_body(tid, State::ArchiveGetting, 0))]).await;
+    let client = fast_client(&fake.url());
+    let e = client
+        .wait(
+            tid,
+            Duration::from_millis(10),
+            Some(Duration::from_millis(60)),
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout), "{e:?}");
+    assert!(fake.seen().len() >= 3, "polled {} times", fake.seen().len());
+
+    let fake = fake_server(vec![(404, err_body("not_found", "unknown transaction"))]).await;
+    let client = Client::with_options(
+        &fake.url(),
+        "tok-123",
+        ClientOptions {
+            not_found_grace: Duration::ZERO,
+            ..fast_options()
+        },
+    )
+    .unwrap();
+    let e = client
+        .wait(tid, Duration::from_millis(5), None, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Api {
+                status: 404,
+                code: ErrorCode::NotFound,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// the CLI against the fake server
+
+struct Outcome {
+    code: u8,
+    out: String,
+    err: String,
+}
+
+async fn run_cli(args: &[&str], env: &Env) -> Outcome {
+    let mut all = vec!["nlds"];
+    all.extend_from_slice(args);
+    let cli = Cli::try_parse_from(all).unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut stdin: &[u8] = b"";
+    let code = {
+        let mut io = Io {
+            out: &mut out,
+            err: &mut err,
+            stdin: &mut stdin,
+        };
+        app::run(cli, env, &mut io).await
+    };
+    Outcome {
+        code,
+        out: String::from_utf8(out).unwrap(),
+        err: String::from_utf8(err).unwrap(),
+    }
+}
+
+fn server_env(fake: &Fake) -> Env {
+    Env::new(
+        [
+            ("HOME", "/nonexistent-home"),
+            ("NLDS_URL", fake.url().as_str()),
+            ("NLDS_TOKEN", "env-token"),
+            ("NLDS_GROUP", "climate"),
+        ],
+        "/gws/climate",
+    )
+}
+
+#[tokio::test]
+async fn cli_put_wait_reports_the_final_state_in_the_exit_code() {
+    let tid = uuid(0x51);
+    let fake = fake_server(vec![
+        (202, accepted_body(tid, "put")),
+        (200, status_body(tid, State::TransferPutting, 2)),
+        (200, status_body(tid, State::CompleteWithErrors, 3)),
+    ])
+    .await;
+    let env = server_env(&fake);
+    let o = run_cli(
+        &[
+            "put",
+            "-l",
+            "run42",
+            "-b",
+            "job1",
+            "-t",
+            r"site:RAL\, UK",
+            "run42/f.nc",
+            "--wait",
+            "--poll",
+            "5ms",
+            "--utc",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(
+        o.code,
+        exit::COMPLETE_WITH_ERRORS,
+        "out: {}\nerr: {}",
+        o.out,
+        o.err
+    );
+    assert!(
+        o.out
+            .starts_with("put transaction accepted for processing.\n"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out
+            .contains("    state           : COMPLETE_WITH_ERRORS\n"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out
+            .contains("        + path            : /gws/climate/run42/missing.nc\n"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.err.contains("COMPLETE_WITH_ERRORS files 3/4"),
+        "{}",
+        o.err
+    );
+    assert!(
+        o.err.contains(&format!(
+            "error: transaction {tid} ended COMPLETE_WITH_ERRORS"
+        )),
+        "{}",
+        o.err
+    );
+
+    let seen = fake.seen();
+    assert_eq!(seen[0].target, "/api/v2/put");
+    assert_eq!(seen[0].header("authorization"), Some("Bearer env-token"));
+    let body = seen[0].json();
+    assert_eq!(
+        body["paths"],
+        serde_json::json!(["/gws/climate/run42/f.nc"])
+    );
+    assert_eq!(body["tags"], serde_json::json!({"site": "RAL, UK"}));
+    assert_eq!(body["label"], "run42");
+    assert_eq!(body["job_label"], "job1");
+    assert_eq!(body["group"], "climate");
+    assert_eq!(seen[1].target, format!("/api/v2/transactions/{tid}"));
+    assert_eq!(seen.len(), 3);
+}
+
+#[tokio::test]
+async fn cli_list_and_stat_tables_and_json() {
+    let holdings =
+        serde_json::json!({"holdings": sample_holdings(), "total": 5, "limit": 2, "offset": 0});
+    let txs = serde_json::json!({"transactions": sample_transactions(), "total": 3, "limit": 1000, "offset": 0});
+    let fake = fake_server(vec![
+        (200, holdings.to_string()),
+        (200, txs.to_string()),
+        (200, txs.to_string()),
+    ])
+    .await;
+    let env = server_env(&fake);
+    let o = run_cli(&["list", "-L", "2", "-A", "--utc", "-g", "cmip"], &env).await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    assert_eq!(o.out, render::holdings_table(&sample_holdings(), Zone::Utc));
+    assert!(o.err.contains("note: showing 2 of 5 holdings"), "{}", o.err);
+
+    let o = run_cli(&["stat", "-F"], &env).await;
+    assert_eq!(
+        (o.code, o.out.as_str()),
+        (0, "/gws/climate/run42/missing.nc\n")
+    );
+
+    let o = run_cli(&["-j", "stat"], &env).await;
+    assert_eq!(o.code, 0);
+    let v: serde_json::Value = serde_json::from_str(o.out.trim()).unwrap();
+    assert_eq!(v["total"], 3);
+    assert_eq!(v["transactions"][0]["state"], "COMPLETE_WITH_ERRORS");
+    assert!(o.err.is_empty(), "{}", o.err);
+
+    let seen = fake.seen();
+    assert_eq!(
+        seen[0].target, "/api/v2/holdings?group=cmip&groupall=true&regex=false&limit=2",
+        "--group overrides NLDS_GROUP"
+    );
+    assert_eq!(
+        seen[1].target,
+        "/api/v2/transactions?group=climate&groupall=false&regex=false"
+    );
+}
+
+#[tokio::test]
+async fn cli_errors_are_plain_or_json_with_their_exit_codes() {
+    let fake = fake_server(vec![
+        (
+            404,
+            err_body(
+                "not_found",
+                "no transaction 61616161-6161-6161-6161-616161616161",
+            ),
+        ),
+        (
+            404,
+            err_body(
+                "not_found",
+                "no transaction 61616161-6161-6161-6161-616161616161",
+            ),
+        ),
+        (403, err_body("forbidden", "you are not in group cmip")),
+    ])
+    .await;
+    let env = server_env(&fake);
+    let id = "61616161-6161-6161-6161-616161616161";
+
+    let o = run_cli(&["stat", "-n", id], &env).await;
+    assert_eq!(o.code, exit::NOT_FOUND);
+    assert_eq!(o.err, format!("error: no transaction {id} (not_found)\n"));
+    assert!(o.out.is_empty());
+    assert!(
+        !o.err.contains("Usage"),
+        "no usage banner for a server error"
+    );
+
+    let o = run_cli(&["-j", "stat", "-n", id], &env).await;
+    assert_eq!(o.code, exit::NOT_FOUND);
+    assert_eq!(
+        o.out,
+        format!("{{\"error\":{{\"code\":\"not_found\",\"message\":\"no transaction {id}\"}}}}\n")
+    );
+    assert!(o.err.is_empty());
+
+    let o = run_cli(&["list", "-g", "cmip"], &env).await;
+    assert_eq!(o.code, exit::AUTH);
+    assert_eq!(o.err, "error: you are not in group cmip (forbidden)\n");
+
+    // Nothing reachable: network error, exit 6, and a put says how to check it was not accepted.
+    let closed = closed_port().await;
+    let env = Env::new(
+        [
+            ("NLDS_URL", format!("http://{closed}")),
+            ("NLDS_TOKEN", "t".into()),
+        ],
+        "/",
+    );
+    let o = run_cli(&["put", "/f"], &env).await;
+    assert_eq!(o.code, exit::NETWORK, "{}", o.err);
+    assert!(
+        o.err.starts_with("error: cannot talk to the NLDS server"),
+        "{}",
+        o.err
+    );
+    assert!(o.err.contains("check with `nlds stat -n "), "{}", o.err);
+}
+
+#[tokio::test]
+async fn cli_without_configuration_says_how_to_configure() {
+    let home = tempfile::tempdir().unwrap();
+    let env = Env::new([("HOME", home.path().to_str().unwrap())], "/");
+    let o = run_cli(&["list"], &env).await;
+    assert_eq!(o.code, exit::CONFIG);
+    let path = home.path().join(".config/nlds/config.toml");
+    assert!(
+        o.err
+            .starts_with("error: nlds is not configured: it needs a server URL and a token."),
+        "{}",
+        o.err
+    );
+    assert!(o.err.contains(&path.display().to_string()), "{}", o.err);
+    assert!(
+        o.err.contains("NLDS_URL, NLDS_TOKEN and NLDS_GROUP"),
+        "{}",
+        o.err
+    );
+
+    let o = run_cli(&["-j", "list"], &env).await;
+    assert_eq!(o.code, exit::CONFIG);
+    let v: serde_json::Value = serde_json::from_str(o.out.trim()).unwrap();
+    assert_eq!(v["error"]["code"], "bad_request");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NLDS_TOKEN")
+    );
+}
+
+#[test]
+fn the_binary_exits_4_unconfigured_and_never_prints_the_token() {
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nlds"))
+        .args(["stat"])
+        .env_clear()
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nlds is not configured"), "{stderr}");
+    assert!(stderr.contains(".config/nlds/config.toml"), "{stderr}");
+
+    // A token given but no URL: the message names what is missing and not the token.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nlds"))
+        .args(["--token", "super-secret-token", "list"])
+        .env_clear()
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("it needs a server URL."), "{all}");
+    assert!(!all.contains("super-secret-token"), "{all}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nlds"))
+        .args(["put"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+}

@@ -1,0 +1,404 @@
+//! REST API types of the native API (`/api/v2`), shared by the server and the client.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::message::{FailedFile, PathKind};
+use crate::state::State;
+
+/// Holding tags, `key -> value`.
+pub type Tags = BTreeMap<String, String>;
+
+/// The prefix of the native API.
+pub const API_PREFIX: &str = "/api/v2";
+/// Default and maximum page sizes of list, find and stat.
+pub const DEFAULT_LIMIT: u64 = 1000;
+pub const MAX_LIMIT: u64 = 10_000;
+
+/// What a transaction does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApiAction {
+    Put,
+    Putlist,
+    Get,
+    Getlist,
+    ArchivePut,
+    ArchiveGet,
+}
+
+impl ApiAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiAction::Put => "put",
+            ApiAction::Putlist => "putlist",
+            ApiAction::Get => "get",
+            ApiAction::Getlist => "getlist",
+            ApiAction::ArchivePut => "archive-put",
+            ApiAction::ArchiveGet => "archive-get",
+        }
+    }
+    pub fn is_put(self) -> bool {
+        matches!(self, ApiAction::Put | ApiAction::Putlist)
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ApiAction::Put,
+            ApiAction::Putlist,
+            ApiAction::Get,
+            ApiAction::Getlist,
+            ApiAction::ArchivePut,
+            ApiAction::ArchiveGet,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ApiAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses `k1:v1,k2:v2` (the NLDS client's tag syntax). Braces are ignored, as upstream does.
+pub fn parse_tags(s: &str) -> Result<Tags, ApiError> {
+    let mut tags = Tags::new();
+    let cleaned: String = s.chars().filter(|c| *c != '{' && *c != '}').collect();
+    for item in cleaned.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let Some((k, v)) = item.split_once(':') else {
+            return Err(ApiError::bad_request(format!(
+                "tag {item:?} is not key:value"
+            )));
+        };
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(ApiError::bad_request(format!("tag {item:?} has an empty key")));
+        }
+        tags.insert(k.to_owned(), v.trim().to_owned());
+    }
+    Ok(tags)
+}
+
+/// `POST /api/v2/put`: copy files from POSIX disk into the store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct PutRequest {
+    /// Client-chosen id; retrying with the same id does not start a second transaction.
+    #[serde(default)]
+    pub transaction_id: Option<Uuid>,
+    /// Absolute paths of files or directories (directories are copied recursively).
+    pub paths: Vec<String>,
+    /// Holding to add to, created if the user has none with this label.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Existing holding to add to.
+    #[serde(default)]
+    pub holding_id: Option<i64>,
+    /// Tags to add to the holding.
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default)]
+    pub job_label: Option<String>,
+    /// Group to act in; defaults to the caller's first group.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// `POST /api/v2/get`: copy files back to POSIX disk.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct GetRequest {
+    #[serde(default)]
+    pub transaction_id: Option<Uuid>,
+    /// Original paths (or regular expressions with `regex`).
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub holding_id: Option<i64>,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default)]
+    pub regex: bool,
+    /// Directory to restore under; files go back to their original paths without it.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Replace existing files whose content differs.
+    #[serde(default)]
+    pub overwrite: bool,
+    #[serde(default)]
+    pub groupall: bool,
+    #[serde(default)]
+    pub job_label: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// The answer to an accepted put or get (HTTP 202).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Accepted {
+    pub transaction_id: Uuid,
+    pub api_action: ApiAction,
+    pub status_url: String,
+    pub job_label: String,
+    #[serde(default)]
+    pub holding_id: Option<i64>,
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// Query string of `GET /api/v2/holdings` and `GET /api/v2/files`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+pub struct HoldingQuery {
+    pub group: Option<String>,
+    #[serde(default)]
+    pub groupall: bool,
+    pub label: Option<String>,
+    pub holding_id: Option<i64>,
+    pub transaction_id: Option<String>,
+    /// `k1:v1,k2:v2`
+    pub tag: Option<String>,
+    /// Exact path (find only).
+    pub path: Option<String>,
+    /// Treat `path` and `label` as regular expressions.
+    #[serde(default)]
+    pub regex: bool,
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
+    pub descending: Option<bool>,
+}
+
+/// One holding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HoldingSummary {
+    pub id: i64,
+    pub label: String,
+    pub user: String,
+    pub group: String,
+    pub tags: Tags,
+    pub transactions: Vec<Uuid>,
+    pub created: DateTime<Utc>,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HoldingPage {
+    pub holdings: Vec<HoldingSummary>,
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+/// Where a copy of a file is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// S3 object storage.
+    Warm,
+    /// Tape (aggregates).
+    Cold,
+}
+
+/// One stored copy of a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FileLocation {
+    pub tier: Tier,
+    pub bucket: String,
+    pub key: String,
+}
+
+/// One catalogued file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FileEntry {
+    pub path: String,
+    pub kind: PathKind,
+    #[serde(default)]
+    pub link_target: Option<String>,
+    pub size: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub mtime: DateTime<Utc>,
+    pub holding_id: i64,
+    pub label: String,
+    pub user: String,
+    pub group: String,
+    pub transaction_id: Uuid,
+    pub ingest_time: DateTime<Utc>,
+    #[serde(default)]
+    pub blake3: Option<String>,
+    pub locations: Vec<FileLocation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FilePage {
+    pub files: Vec<FileEntry>,
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+/// `POST /api/v2/meta`: relabel a holding, add or delete tags.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct MetaRequest {
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Select by label ...
+    #[serde(default)]
+    pub label: Option<String>,
+    /// ... or id ...
+    #[serde(default)]
+    pub holding_id: Option<i64>,
+    /// ... or tags (every one must match).
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default)]
+    pub new_label: Option<String>,
+    #[serde(default)]
+    pub new_tags: Tags,
+    /// Tags to delete: a key with an empty value deletes whatever its value; otherwise the value must match.
+    #[serde(default)]
+    pub del_tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HoldingMeta {
+    pub label: String,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MetaChange {
+    pub id: i64,
+    pub user: String,
+    pub group: String,
+    pub old: HoldingMeta,
+    pub new: HoldingMeta,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MetaResponse {
+    pub holdings: Vec<MetaChange>,
+}
+
+/// Query string of `GET /api/v2/transactions`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+pub struct StatQuery {
+    pub group: Option<String>,
+    #[serde(default)]
+    pub groupall: bool,
+    /// Numeric transaction record id.
+    pub id: Option<i64>,
+    pub transaction_id: Option<String>,
+    pub job_label: Option<String>,
+    /// Comma-separated api actions to include.
+    pub api_action: Option<String>,
+    /// Comma-separated api actions to exclude.
+    pub exclude_api_action: Option<String>,
+    /// Comma-separated state names or numbers (of the derived transaction state).
+    pub state: Option<String>,
+    #[serde(default)]
+    pub regex: bool,
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
+    pub descending: Option<bool>,
+}
+
+/// A sub-record: one batch of a transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SubRecordStatus {
+    pub id: i64,
+    pub sub_id: Uuid,
+    pub state: State,
+    pub last_updated: DateTime<Utc>,
+    pub files: u64,
+    pub bytes: u64,
+    pub failed_files: Vec<FailedFile>,
+}
+
+/// The state of one transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TransactionStatus {
+    pub id: i64,
+    pub transaction_id: Uuid,
+    pub user: String,
+    pub group: String,
+    pub api_action: ApiAction,
+    pub job_label: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub holding_id: Option<i64>,
+    pub state: State,
+    pub percent: u8,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+    pub files_total: u64,
+    pub files_done: u64,
+    pub files_failed: u64,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub warnings: Vec<String>,
+    pub sub_records: Vec<SubRecordStatus>,
+}
+
+impl TransactionStatus {
+    /// Every failed file of every sub-record.
+    pub fn failed_files(&self) -> impl Iterator<Item = &FailedFile> {
+        self.sub_records.iter().flat_map(|s| s.failed_files.iter())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TransactionPage {
+    pub transactions: Vec<TransactionStatus>,
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+/// `GET /readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    pub checks: BTreeMap<String, String>,
+}
+
+/// `GET /api/v2/whoami`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_parse_like_the_nlds_client_sends_them() {
+        let t = parse_tags("{a:1, b : two,c:x:y}").unwrap();
+        assert_eq!(t.get("a").unwrap(), "1");
+        assert_eq!(t.get("b").unwrap(), "two");
+        assert_eq!(t.get("c").unwrap(), "x:y");
+        assert!(parse_tags("").unwrap().is_empty());
+        let e = parse_tags("novalue").unwrap_err();
+        assert!(e.message.contains("novalue"), "{e}");
+        assert!(parse_tags(":v").is_err());
+    }
+
+    #[test]
+    fn actions_round_trip() {
+        for a in ["put", "putlist", "get", "getlist", "archive-put", "archive-get"] {
+            let act = ApiAction::parse(a).unwrap();
+            assert_eq!(act.as_str(), a);
+            assert_eq!(serde_json::to_string(&act).unwrap(), format!("\"{a}\""));
+        }
+        assert!(ApiAction::parse("dance").is_none());
+    }
+}

@@ -1,0 +1,17 @@
+//! The nlds-rs contract.
+//!
+//! Everything two sides of a queue or an HTTP call must agree on lives here: typed routing keys and
+//! the queue topology ([`routing`]), the message envelope ([`message`]), transaction states and their
+//! derivation ([`state`]), the closed set of error codes ([`error`]) and the REST API types ([`api`]).
+//! This crate does no I/O: it must never depend on axum, lapin, sea-orm or an S3 client.
+
+pub mod api;
+pub mod error;
+pub mod message;
+pub mod routing;
+pub mod state;
+
+pub use error::ErrorCode;
+pub use message::{Envelope, FailedFile, FileRecord, PathKind, Payload};
+pub use routing::{Action, Role, RoutingKey, Worker};
+pub use state::State;

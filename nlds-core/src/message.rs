@@ -1,0 +1,411 @@
+//! The message envelope every worker sends and receives, and its typed payloads.
+//!
+//! Secrets never travel in messages: object-store credentials live on the worker side.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::api::{ApiAction, Tags};
+use crate::error::{ApiError, ErrorCode};
+use crate::state::State;
+
+/// The current envelope version.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// One message on the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub version: u32,
+    pub transaction_id: Uuid,
+    /// The batch this message is about; equals `transaction_id` before the request is split.
+    pub sub_id: Uuid,
+    pub user: String,
+    pub group: String,
+    pub action: ApiAction,
+    pub job_label: String,
+    pub payload: Payload,
+}
+
+impl Envelope {
+    pub fn new(
+        transaction_id: Uuid,
+        user: impl Into<String>,
+        group: impl Into<String>,
+        action: ApiAction,
+        job_label: impl Into<String>,
+        payload: Payload,
+    ) -> Self {
+        Self {
+            version: ENVELOPE_VERSION,
+            transaction_id,
+            sub_id: transaction_id,
+            user: user.into(),
+            group: group.into(),
+            action,
+            job_label: job_label.into(),
+            payload,
+        }
+    }
+
+    /// The same transaction, batch and identity with another payload.
+    pub fn reply(&self, payload: Payload) -> Self {
+        Self {
+            payload,
+            ..self.clone()
+        }
+    }
+
+    /// A derived batch of this transaction.
+    pub fn with_sub(&self, sub_id: Uuid, payload: Payload) -> Self {
+        Self {
+            sub_id,
+            payload,
+            ..self.clone()
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// A deterministic sub id: the same transaction and batch number always give the same id, so a
+/// redelivered message creates no new sub-record.
+pub fn sub_id(transaction_id: Uuid, stage: &str, batch: usize) -> Uuid {
+    Uuid::new_v5(&transaction_id, format!("{stage}/{batch}").as_bytes())
+}
+
+/// What a path on POSIX disk is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PathKind {
+    File,
+    Directory,
+    Link,
+}
+
+impl PathKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::File => "file",
+            PathKind::Directory => "directory",
+            PathKind::Link => "link",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "file" => Some(PathKind::File),
+            "directory" => Some(PathKind::Directory),
+            "link" => Some(PathKind::Link),
+            _ => None,
+        }
+    }
+}
+
+/// Where a file's warm copy lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// A file as it travels through the pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Absolute original path.
+    pub path: String,
+    pub kind: PathKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_target: Option<String>,
+    pub size: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectRef>,
+    /// The holding the file is catalogued in (get only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holding_id: Option<i64>,
+}
+
+/// A file that could not be handled, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FailedFile {
+    pub path: String,
+    pub code: ErrorCode,
+    pub reason: String,
+}
+
+impl FailedFile {
+    pub fn new(path: impl Into<String>, code: ErrorCode, reason: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Selects holdings, resolved and validated by the server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HoldingFilter {
+    /// See the whole group's holdings, not only the user's.
+    pub groupall: bool,
+    pub label: Option<String>,
+    pub label_regex: bool,
+    pub holding_id: Option<i64>,
+    pub transaction_id: Option<Uuid>,
+    pub tags: Tags,
+    pub limit: u64,
+    pub offset: u64,
+    pub descending: bool,
+}
+
+/// Selects transactions for stat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusFilter {
+    pub groupall: bool,
+    pub id: Option<i64>,
+    pub transaction_id: Option<Uuid>,
+    pub job_label: Option<String>,
+    pub job_label_regex: bool,
+    pub api_actions: Vec<ApiAction>,
+    pub exclude_api_actions: Vec<ApiAction>,
+    pub states: Vec<State>,
+    pub limit: u64,
+    pub offset: u64,
+    pub descending: bool,
+}
+
+/// The typed body of a message. Tagged by `kind`, so the JSON says what it carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "body", rename_all = "snake_case")]
+pub enum Payload {
+    /// API → router: copy these paths into `holding_id`.
+    PutRequest { holding_id: i64, paths: Vec<String> },
+    /// API → router: copy these paths back.
+    GetRequest {
+        filter: HoldingFilter,
+        paths: Vec<String>,
+        regex: bool,
+        target: Option<String>,
+        overwrite: bool,
+    },
+    /// A batch of files moving to the next step.
+    Files {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        holding_id: Option<i64>,
+        files: Vec<FileRecord>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        #[serde(default)]
+        overwrite: bool,
+    },
+    /// Files that failed at a step, each with its reason.
+    Failed { files: Vec<FailedFile> },
+    /// Router → monitor: a transaction starts.
+    MonitorInit {
+        label: Option<String>,
+        holding_id: Option<i64>,
+    },
+    /// Router → monitor: a sub-record changes state.
+    MonitorUpdate {
+        state: State,
+        files: u64,
+        bytes: u64,
+        failed: Vec<FailedFile>,
+        warnings: Vec<String>,
+    },
+    /// Any role → logger.
+    Log {
+        service: String,
+        level: String,
+        message: String,
+    },
+    /// RPC: make sure the holding for a put exists and is the caller's.
+    SetupHolding {
+        label: Option<String>,
+        holding_id: Option<i64>,
+        tags: Tags,
+    },
+    /// RPC: list holdings.
+    ListHoldings { filter: HoldingFilter },
+    /// RPC: find files.
+    FindFiles {
+        filter: HoldingFilter,
+        path: Option<String>,
+        path_regex: bool,
+    },
+    /// RPC: change a holding's label or tags.
+    ChangeMeta {
+        filter: HoldingFilter,
+        new_label: Option<String>,
+        new_tags: Tags,
+        del_tags: Tags,
+    },
+    /// RPC: transaction status.
+    Stat { filter: StatusFilter },
+    /// RPC answer.
+    Reply(RpcReply),
+}
+
+/// An RPC answer: the typed result, or an error with its code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RpcReply {
+    Holding { id: i64, label: String },
+    Holdings(crate::api::HoldingPage),
+    Files(crate::api::FilePage),
+    Meta(crate::api::MetaResponse),
+    Transactions(crate::api::TransactionPage),
+    Error(ApiError),
+}
+
+impl PartialEq for crate::api::HoldingPage {
+    fn eq(&self, o: &Self) -> bool {
+        self.holdings == o.holdings && self.total == o.total
+    }
+}
+impl PartialEq for crate::api::FilePage {
+    fn eq(&self, o: &Self) -> bool {
+        self.files == o.files && self.total == o.total
+    }
+}
+impl PartialEq for crate::api::MetaResponse {
+    fn eq(&self, o: &Self) -> bool {
+        self.holdings == o.holdings
+    }
+}
+impl PartialEq for crate::api::TransactionPage {
+    fn eq(&self, o: &Self) -> bool {
+        self.transactions == o.transactions && self.total == o.total
+    }
+}
+
+/// The timestamp format used in messages and the API.
+pub fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tid() -> Uuid {
+        Uuid::parse_str("6f1c7a52-2b7e-4c39-9d1e-2a7e5b3c9d10").unwrap()
+    }
+
+    fn file() -> FileRecord {
+        FileRecord {
+            path: "/data/run 42/ü.nc".into(),
+            kind: PathKind::File,
+            link_target: None,
+            size: 4096,
+            uid: 1000,
+            gid: 1000,
+            mode: 0o644,
+            mtime_ns: 1_700_000_000_000_000_000,
+            blake3: Some("af13".into()),
+            object: Some(ObjectRef {
+                bucket: "nlds".into(),
+                key: "tx/6f1c/ab".into(),
+            }),
+            holding_id: None,
+        }
+    }
+
+    fn round_trip(e: &Envelope) -> serde_json::Value {
+        let bytes = e.to_json();
+        let back: Envelope = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(&back, e);
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn put_request_envelope_shape() {
+        let e = Envelope::new(
+            tid(),
+            "alice",
+            "climate",
+            ApiAction::Putlist,
+            "run42",
+            Payload::PutRequest {
+                holding_id: 3,
+                paths: vec!["/data/a".into(), "/data/b".into()],
+            },
+        );
+        insta::assert_json_snapshot!("put_request", round_trip(&e));
+    }
+
+    #[test]
+    fn files_envelope_shape() {
+        let e = Envelope::new(
+            tid(),
+            "alice",
+            "climate",
+            ApiAction::Put,
+            "run42",
+            Payload::Files {
+                holding_id: Some(3),
+                files: vec![file()],
+                target: None,
+                overwrite: false,
+            },
+        );
+        let e = e.with_sub(sub_id(tid(), "index", 0), e.payload.clone());
+        insta::assert_json_snapshot!("files", round_trip(&e));
+    }
+
+    #[test]
+    fn failed_and_monitor_shapes() {
+        let failed = FailedFile::new("/data/x", ErrorCode::PathMissing, "no such file or directory");
+        let e = Envelope::new(
+            tid(),
+            "alice",
+            "climate",
+            ApiAction::Get,
+            "j",
+            Payload::MonitorUpdate {
+                state: State::Failed,
+                files: 1,
+                bytes: 0,
+                failed: vec![failed.clone()],
+                warnings: vec!["careful".into()],
+            },
+        );
+        insta::assert_json_snapshot!("monitor_update", round_trip(&e));
+        let e = e.reply(Payload::Failed { files: vec![failed] });
+        insta::assert_json_snapshot!("failed", round_trip(&e));
+    }
+
+    #[test]
+    fn rpc_reply_shapes() {
+        let e = Envelope::new(
+            tid(),
+            "alice",
+            "climate",
+            ApiAction::Put,
+            "j",
+            Payload::Reply(RpcReply::Error(ApiError::not_found("holding 9 not found"))),
+        );
+        insta::assert_json_snapshot!("rpc_error", round_trip(&e));
+        let e = e.reply(Payload::Reply(RpcReply::Holding {
+            id: 9,
+            label: "run42".into(),
+        }));
+        insta::assert_json_snapshot!("rpc_holding", round_trip(&e));
+    }
+
+    #[test]
+    fn sub_ids_are_deterministic_and_distinct() {
+        assert_eq!(sub_id(tid(), "index", 1), sub_id(tid(), "index", 1));
+        assert_ne!(sub_id(tid(), "index", 1), sub_id(tid(), "index", 2));
+        assert_ne!(sub_id(tid(), "index", 1), sub_id(tid(), "get", 1));
+    }
+}

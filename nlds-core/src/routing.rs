@@ -1,0 +1,303 @@
+//! Typed routing keys `nlds-api.<worker>.<action>` and the queue topology each role declares.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The first part of every routing key.
+pub const APPLICATION: &str = "nlds-api";
+/// The durable topic exchange every message is published to.
+pub const EXCHANGE: &str = "nlds";
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The wire spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = RoutingKeyError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(RoutingKeyError::UnknownPart {
+                        kind: stringify!($name),
+                        part: other.to_owned(),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// The middle part of a routing key: which worker step a message is for (or comes from).
+    Worker {
+        Route => "route",
+        Index => "index",
+        CatalogCheck => "catalog-check",
+        CatalogPut => "catalog-put",
+        CatalogGet => "catalog-get",
+        Catalog => "catalog",
+        MonitorPut => "monitor-put",
+        Monitor => "monitor",
+        TransferPut => "transfer-put",
+        TransferGet => "transfer-get",
+        TransferDel => "transfer-del",
+        ArchivePut => "archive-put",
+        ArchiveGet => "archive-get",
+        Log => "log",
+    }
+);
+
+string_enum!(
+    /// The last part of a routing key: a workflow step, an API action, an RPC query or a log level.
+    Action {
+        Init => "init",
+        Start => "start",
+        Complete => "complete",
+        Failed => "failed",
+        Next => "next",
+        Prepare => "prepare",
+        PrepareCheck => "prepare-check",
+        Put => "put",
+        Putlist => "putlist",
+        Get => "get",
+        Getlist => "getlist",
+        Del => "del",
+        Dellist => "dellist",
+        List => "list",
+        Find => "find",
+        Meta => "meta",
+        Stat => "stat",
+        Setup => "setup",
+        SystemStat => "system-stat",
+        Debug => "debug",
+        Info => "info",
+        Warning => "warning",
+        Error => "error",
+        Critical => "critical",
+    }
+);
+
+/// A parse failure of a routing key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingKeyError {
+    #[error("routing key {0:?} must have exactly three dot-separated parts")]
+    Shape(String),
+    #[error("routing key must start with {APPLICATION:?}, not {0:?}")]
+    Application(String),
+    #[error("unknown {kind} {part:?} in routing key")]
+    UnknownPart { kind: &'static str, part: String },
+}
+
+/// A routing key `nlds-api.<worker>.<action>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RoutingKey {
+    pub worker: Worker,
+    pub action: Action,
+}
+
+impl RoutingKey {
+    /// Builds a key from its two variable parts.
+    pub const fn new(worker: Worker, action: Action) -> Self {
+        Self { worker, action }
+    }
+}
+
+impl fmt::Display for RoutingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{APPLICATION}.{}.{}", self.worker, self.action)
+    }
+}
+
+impl FromStr for RoutingKey {
+    type Err = RoutingKeyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.split('.');
+        let (Some(app), Some(worker), Some(action), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(RoutingKeyError::Shape(s.to_owned()));
+        };
+        if app != APPLICATION {
+            return Err(RoutingKeyError::Application(app.to_owned()));
+        }
+        Ok(Self {
+            worker: worker.parse()?,
+            action: action.parse()?,
+        })
+    }
+}
+
+impl serde::Serialize for RoutingKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RoutingKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Does `key` match the topic `pattern` (`*` is one word, `#` is zero or more words)?
+pub fn topic_matches(pattern: &str, key: &str) -> bool {
+    fn go(p: &[&str], k: &[&str]) -> bool {
+        match (p.first(), k.first()) {
+            (None, None) => true,
+            (Some(&"#"), _) => go(&p[1..], k) || (!k.is_empty() && go(p, &k[1..])),
+            (Some(&"*"), Some(_)) => go(&p[1..], &k[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &k[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<&str> = pattern.split('.').collect();
+    let k: Vec<&str> = key.split('.').collect();
+    go(&p, &k)
+}
+
+string_enum!(
+    /// A worker role: one consumer process kind, with its own durable queue and bindings.
+    Role {
+        Router => "router",
+        Indexer => "indexer",
+        TransferPut => "transfer-put",
+        TransferGet => "transfer-get",
+        Catalogue => "catalogue",
+        CatalogueRpc => "catalogue-rpc",
+        Monitor => "monitor",
+        MonitorRpc => "monitor-rpc",
+        Logger => "logger",
+    }
+);
+
+impl Role {
+    /// The durable queue this role consumes.
+    pub fn queue(self) -> String {
+        format!("nlds.{}", self.as_str())
+    }
+
+    /// The binding patterns of this role's queue on [`EXCHANGE`].
+    pub fn bindings(self) -> &'static [&'static str] {
+        match self {
+            Role::Router => &["nlds-api.route.*", "nlds-api.*.complete", "nlds-api.*.failed"],
+            Role::Indexer => &["nlds-api.index.start"],
+            Role::TransferPut => &["nlds-api.transfer-put.start", "nlds-api.transfer-del.start"],
+            Role::TransferGet => &["nlds-api.transfer-get.start"],
+            Role::Catalogue => &[
+                "nlds-api.catalog-check.start",
+                "nlds-api.catalog-put.start",
+                "nlds-api.catalog-get.start",
+            ],
+            Role::CatalogueRpc => &["nlds-api.catalog.*"],
+            Role::Monitor => &["nlds-api.monitor-put.*"],
+            Role::MonitorRpc => &["nlds-api.monitor.*"],
+            Role::Logger => &["nlds-api.log.*"],
+        }
+    }
+
+    /// Roles whose handlers answer RPCs (and so never publish follow-up work).
+    pub fn is_rpc(self) -> bool {
+        matches!(self, Role::CatalogueRpc | Role::MonitorRpc)
+    }
+}
+
+/// The roles a routing key is delivered to.
+pub fn roles_for(key: &RoutingKey) -> Vec<Role> {
+    let key = key.to_string();
+    Role::ALL
+        .iter()
+        .copied()
+        .filter(|r| r.bindings().iter().any(|p| topic_matches(p, &key)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_round_trips() {
+        for &w in Worker::ALL {
+            for &a in Action::ALL {
+                let key = RoutingKey::new(w, a);
+                let text = key.to_string();
+                assert_eq!(text, format!("nlds-api.{}.{}", w.as_str(), a.as_str()));
+                assert_eq!(text.parse::<RoutingKey>().unwrap(), key);
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_keys_are_rejected_with_the_reason() {
+        assert!(matches!("nlds-api.route".parse::<RoutingKey>(), Err(RoutingKeyError::Shape(_))));
+        assert!(matches!(
+            "nlds-api.route.put.x".parse::<RoutingKey>(),
+            Err(RoutingKeyError::Shape(_))
+        ));
+        assert!(matches!(
+            "other.route.put".parse::<RoutingKey>(),
+            Err(RoutingKeyError::Application(_))
+        ));
+        let err = "nlds-api.nowhere.put".parse::<RoutingKey>().unwrap_err();
+        assert_eq!(err.to_string(), "unknown Worker \"nowhere\" in routing key");
+        assert!("nlds-api.route.dance".parse::<RoutingKey>().is_err());
+    }
+
+    #[test]
+    fn topic_patterns_match_like_rabbitmq() {
+        assert!(topic_matches("nlds-api.*.complete", "nlds-api.index.complete"));
+        assert!(!topic_matches("nlds-api.*.complete", "nlds-api.index.start"));
+        assert!(topic_matches("nlds-api.#", "nlds-api.index.start"));
+        assert!(topic_matches("#.start", "nlds-api.index.start"));
+        assert!(topic_matches("nlds-api.#.start", "nlds-api.start"));
+        assert!(!topic_matches("nlds-api.*", "nlds-api.index.start"));
+    }
+
+    #[test]
+    fn every_work_key_reaches_exactly_one_role() {
+        use Action::*;
+        use Worker::*;
+        let work = [
+            (Route, Put),
+            (Route, Get),
+            (Index, Start),
+            (Index, Complete),
+            (Index, Failed),
+            (CatalogCheck, Start),
+            (CatalogPut, Start),
+            (CatalogGet, Start),
+            (TransferPut, Start),
+            (TransferGet, Start),
+            (TransferDel, Start),
+            (MonitorPut, Init),
+            (MonitorPut, Start),
+            (Catalog, List),
+            (Monitor, Stat),
+            (Log, Error),
+        ];
+        for (w, a) in work {
+            let key = RoutingKey::new(w, a);
+            assert_eq!(roles_for(&key).len(), 1, "{key} reaches {:?}", roles_for(&key));
+        }
+        assert_eq!(roles_for(&RoutingKey::new(TransferPut, Complete)), vec![Role::Router]);
+    }
+}

@@ -1,0 +1,159 @@
+//! The axum application: state, extractors (authentication, JSON and query with our error
+//! envelope) and the router.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::Router;
+use nlds_bus::Bus;
+use nlds_core::error::ApiError;
+use nlds_core::message::RpcReply;
+use nlds_core::{Envelope, ErrorCode, Payload, RoutingKey};
+use serde::de::DeserializeOwned;
+
+use crate::auth::{Authenticator, Identity};
+use crate::config::ServerConfig;
+use crate::error::{Result, ServerError};
+use crate::routes;
+
+/// Shared state of every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub bus: Arc<dyn Bus>,
+    pub auth: Arc<dyn Authenticator>,
+    pub cfg: Arc<ServerConfig>,
+}
+
+impl AppState {
+    /// Sends an RPC and unwraps its typed reply (an error reply becomes the API error).
+    pub async fn rpc(&self, key: RoutingKey, env: Envelope) -> Result<RpcReply> {
+        let timeout = Duration::from_secs(self.cfg.rpc_timeout_secs.max(1));
+        let reply = self.bus.rpc(key, &env, timeout).await?;
+        match reply.payload {
+            Payload::Reply(RpcReply::Error(e)) => Err(e.into()),
+            Payload::Reply(r) => Ok(r),
+            _ => Err(ServerError::new(ErrorCode::Internal, format!("{key} answered without a reply"))),
+        }
+    }
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Identity);
+
+impl Caller {
+    /// The group to act in: the one asked for (which the caller must belong to), else their first.
+    pub fn group(&self, requested: Option<&str>) -> Result<String> {
+        match requested.map(str::trim).filter(|g| !g.is_empty()) {
+            Some(g) if self.0.groups.iter().any(|x| x == g) => Ok(g.to_owned()),
+            Some(g) => Err(ServerError::new(
+                ErrorCode::Forbidden,
+                format!("user {} is not a member of group {g}", self.0.user),
+            )),
+            None => self.0.groups.first().cloned().ok_or_else(|| {
+                ServerError::new(ErrorCode::Forbidden, format!("user {} has no group", self.0.user))
+            }),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .ok_or_else(|| {
+                ServerError::new(
+                    ErrorCode::Unauthorized,
+                    "missing bearer token: send the header 'Authorization: Bearer <token>'",
+                )
+            })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ServerError::new(ErrorCode::Unauthorized, "the Authorization header is not 'Bearer <token>'")
+            })?;
+        state
+            .auth
+            .authenticate(token)
+            .await
+            .map(Caller)
+            .ok_or_else(|| ServerError::new(ErrorCode::Unauthorized, "invalid or expired token"))
+    }
+}
+
+/// `Json` whose rejections use our error envelope.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ServerError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(e) => Err(json_rejection(e)),
+        }
+    }
+}
+
+fn json_rejection(e: JsonRejection) -> ServerError {
+    let code = if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ErrorCode::PayloadTooLarge
+    } else {
+        ErrorCode::BadRequest
+    };
+    ServerError::new(code, format!("invalid JSON body: {}", e.body_text()))
+}
+
+/// `Query` whose rejections use our error envelope.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => Err(query_rejection(e)),
+        }
+    }
+}
+
+fn query_rejection(e: QueryRejection) -> ServerError {
+    ServerError::bad_request(format!("invalid query string: {}", e.body_text()))
+}
+
+async fn not_found() -> ServerError {
+    ServerError(ApiError::not_found("no such endpoint; see /api/v2/openapi.json"))
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let limit = state.cfg.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/api/v2/openapi.json", get(crate::openapi::serve))
+        .route("/api/v2/whoami", get(routes::whoami))
+        .route("/api/v2/put", post(routes::put))
+        .route("/api/v2/get", post(routes::get))
+        .route("/api/v2/holdings", get(routes::list))
+        .route("/api/v2/files", get(routes::find))
+        .route("/api/v2/meta", post(routes::meta))
+        .route("/api/v2/transactions", get(routes::stat))
+        .route("/api/v2/transactions/{transaction_id}", get(routes::transaction))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

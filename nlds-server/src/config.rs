@@ -1,0 +1,57 @@
+//! Server settings: `[server]` plus the shared `[bus]` and `[workers]` sections.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use nlds_workers::WorkerConfig;
+use nlds_workers::run::BusConfig;
+use serde::{Deserialize, Serialize};
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The URL clients reach the server at (used in status URLs).
+    pub public_url: Option<String>,
+    /// Static bearer tokens: `[[token]] token = "..." user = "..." groups = [...]`.
+    pub tokens_file: PathBuf,
+    /// How long list, find, meta and stat wait for the catalogue or monitor.
+    pub rpc_timeout_secs: u64,
+    /// Most paths accepted in one put or get request.
+    pub max_paths: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7070".parse().expect("valid address"),
+            public_url: None,
+            tokens_file: PathBuf::from("tokens.toml"),
+            rpc_timeout_secs: 30,
+            max_paths: 50_000,
+            max_body_bytes: 64 << 20,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn base_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}
+
+/// The whole settings file as the server reads it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    pub server: ServerConfig,
+    pub bus: BusConfig,
+    pub workers: WorkerConfig,
+}

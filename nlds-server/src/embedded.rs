@@ -1,0 +1,232 @@
+//! The embedded default: the API server and every worker role in one process, with SQLite, the
+//! in-process bus, an embedded S3 endpoint (s3s-fs) on loopback and everything under one data
+//! directory:
+//!
+//! ```text
+//! DATA/nlds.db        catalogue and monitor (SQLite)
+//! DATA/objects/       the warm tier (s3s-fs root; bucket `nlds`)
+//! DATA/logs/          the logger role's files
+//! DATA/tokens.toml    bearer tokens (generated on first start, mode 0600)
+//! DATA/client.toml    url + token for the CLI (NLDS_CONFIG=DATA/client.toml)
+//! DATA/s3.secret      the embedded S3 endpoint's secret key (mode 0600)
+//! ```
+//!
+//! The in-process bus does not survive a crash, so at start every transaction still in progress is
+//! marked FAILED with the reason "interrupted" (never left in progress).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use nlds_bus::memory::MemoryBus;
+use nlds_workers::run::{self, BusKind};
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{AppState, router};
+use crate::auth::StaticTokens;
+use crate::config::ServerSettings;
+
+/// What an embedded instance needs to start.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Use this settings' `[workers.object_store]` instead of the embedded S3 endpoint.
+    pub external_object_store: Option<nlds_workers::config::ObjectStoreConfig>,
+    /// Overrides of `[workers.index]` / `[workers.transfer]` and the server limits.
+    pub settings: ServerSettings,
+}
+
+/// A running embedded instance.
+pub struct Embedded {
+    pub url: String,
+    pub token: String,
+    pub s3_endpoint: String,
+    pub data_dir: PathBuf,
+    shutdown: CancellationToken,
+    tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn random_secret() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// Reads the first token of the tokens file, creating the file with a new token if missing.
+fn ensure_token(data: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let path = data.join("tokens.toml");
+    if !path.exists() {
+        let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "researcher".into());
+        let token = random_secret();
+        write_private(
+            &path,
+            &format!("# bearer tokens of this embedded nlds-rs\n[[token]]\ntoken = \"{token}\"\nuser = \"{user}\"\ngroups = [\"{user}\"]\n"),
+        )?;
+    }
+    let text = std::fs::read_to_string(&path)?;
+    let v: toml::Value = toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+    let token = v
+        .get("token")
+        .and_then(|t| t.as_array())
+        .and_then(|a| a.first())
+        .and_then(|t| t.get("token"))
+        .and_then(|t| t.as_str())
+        .context("tokens.toml has no [[token]]")?
+        .to_owned();
+    Ok((path, token))
+}
+
+/// Serves the data directory's objects over S3 on loopback; returns the endpoint URL.
+async fn start_s3(
+    root: &Path,
+    access: &str,
+    secret: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    std::fs::create_dir_all(root)?;
+    let fs = s3s_fs::FileSystem::new(root).map_err(|e| anyhow::anyhow!("cannot open {}: {e:?}", root.display()))?;
+    let mut b = S3ServiceBuilder::new(fs);
+    b.set_auth(SimpleAuth::from_single(access, secret));
+    let service = b.build();
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let handle = tokio::spawn(async move {
+        let http = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        loop {
+            let (socket, _) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
+            };
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone()).into_owned();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+    });
+    Ok((format!("http://{addr}"), handle))
+}
+
+impl Embedded {
+    /// Starts everything; returns once the API is listening.
+    pub async fn start(opts: EmbeddedOptions) -> anyhow::Result<Self> {
+        let data = &opts.data_dir;
+        std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
+        let data = data.canonicalize()?;
+        let shutdown = CancellationToken::new();
+        let mut settings = opts.settings.clone();
+        let (tokens_path, token) = ensure_token(&data)?;
+        settings.server.tokens_file = tokens_path;
+
+        let s3_endpoint = match &opts.external_object_store {
+            Some(os) => {
+                settings.workers.object_store = os.clone();
+                os.endpoint.clone()
+            }
+            None => {
+                let secret_path = data.join("s3.secret");
+                if !secret_path.exists() {
+                    write_private(&secret_path, &random_secret())?;
+                }
+                let secret = std::fs::read_to_string(&secret_path)?.trim().to_owned();
+                let (endpoint, _) = start_s3(&data.join("objects"), "nlds-embedded", &secret, shutdown.clone()).await?;
+                let os = &mut settings.workers.object_store;
+                os.endpoint = endpoint.clone();
+                os.access_key = "nlds-embedded".into();
+                os.secret_key = String::new();
+                os.secret_key_file = Some(secret_path);
+                os.bucket = "nlds".into();
+                endpoint
+            }
+        };
+        settings.workers.database_url = format!("sqlite://{}?mode=rwc", data.join("nlds.db").display());
+        settings.workers.log_dir = data.join("logs");
+        settings.bus.kind = BusKind::Memory;
+
+        let db = nlds_workers::db::connect(&settings.workers.database_url).await?;
+        let interrupted = nlds_workers::recovery::fail_unfinished(&db, "interrupted: nlds-server stopped before this transaction finished; run it again")
+            .await
+            .context("cannot mark interrupted transactions")?;
+        if interrupted > 0 {
+            tracing::warn!(interrupted, "marked transactions interrupted by the last stop as FAILED");
+        }
+        drop(db);
+
+        let bus = Arc::new(MemoryBus::new());
+        let mut tasks = tokio::task::JoinSet::new();
+        {
+            let (bus, w, b, stop) = (bus.clone(), settings.workers.clone(), settings.bus.clone(), shutdown.clone());
+            tasks.spawn(async move { run::run_roles(bus, &run::all_roles(), &w, &b, stop).await });
+        }
+
+        let listener = TcpListener::bind(opts.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        let addr = listener.local_addr()?;
+        settings.server.listen = addr;
+        let url = settings.server.base_url();
+        let state = AppState {
+            bus,
+            auth: Arc::new(StaticTokens::load(&settings.server.tokens_file)?),
+            cfg: Arc::new(settings.server.clone()),
+        };
+        write_private(
+            &data.join("client.toml"),
+            &format!("url = \"{url}\"\ntoken = \"{token}\"\n"),
+        )?;
+        let app = router(state);
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+                .context("API server failed")
+        });
+        Ok(Self {
+            url,
+            token,
+            s3_endpoint,
+            data_dir: data,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Runs until `stop` is cancelled or a part fails.
+    pub async fn run_until(mut self, stop: CancellationToken) -> anyhow::Result<()> {
+        let result = tokio::select! {
+            _ = stop.cancelled() => Ok(()),
+            r = self.tasks.join_next() => match r {
+                Some(Ok(Err(e))) => Err(e),
+                Some(Err(e)) => Err(e.into()),
+                _ => Ok(()),
+            },
+        };
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        result
+    }
+
+    /// Stops everything.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let t = CancellationToken::new();
+        t.cancel();
+        self.run_until(t).await
+    }
+}

@@ -1,0 +1,16 @@
+//! nlds-rs API server (axum) and the embedded single-process mode.
+//!
+//! The server authenticates, validates, and turns each command into bus messages: put and get are
+//! published to the router (`nlds-api.route.*`) and answered 202 with a transaction id; list,
+//! find, meta and stat are RPCs to the catalogue and monitor with a timeout (504, never a hang).
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod embedded;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+
+pub use app::{AppState, router};
+pub use config::{ServerConfig, ServerSettings};

@@ -1,0 +1,83 @@
+//! `nlds-server`: the API server (`serve`, distributed mode) or everything in one process
+//! (`embedded`, the default way to run nlds-rs on one machine).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use nlds_server::auth::StaticTokens;
+use nlds_server::embedded::{Embedded, EmbeddedOptions};
+use nlds_server::{AppState, ServerSettings, router};
+use nlds_workers::run;
+
+#[derive(Debug, Parser)]
+#[command(name = "nlds-server", version, about = "nlds-rs API server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API against RabbitMQ (distributed mode; run the workers with `nlds-workers`).
+    Serve {
+        /// Settings file (TOML: [server], [bus], [workers]).
+        #[arg(long, short, env = "NLDS_SETTINGS")]
+        config: Option<PathBuf>,
+    },
+    /// Run the API server and every worker in this process, with SQLite, an in-process bus and
+    /// an embedded S3 endpoint, all under DATA_DIR.
+    Embedded {
+        #[arg(long, default_value = "nlds-data", env = "NLDS_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: SocketAddr,
+        /// Optional settings file: its [workers.index] and [workers.transfer] apply, and with
+        /// --external-s3 its [workers.object_store] replaces the embedded S3 endpoint.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        external_s3: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    run::init_tracing();
+    let cli = Cli::parse();
+    let stop = run::shutdown_on_signals();
+    match cli.command {
+        Command::Serve { config } => {
+            let mut s: ServerSettings = run::load(config.as_deref())?;
+            run::apply_env(&mut s.bus, &mut s.workers);
+            let bus = run::connect_bus(&s.bus).await?;
+            let state = AppState {
+                bus,
+                auth: Arc::new(StaticTokens::load(&s.server.tokens_file)?),
+                cfg: Arc::new(s.server.clone()),
+            };
+            let listener = tokio::net::TcpListener::bind(s.server.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", s.server.listen))?;
+            tracing::info!(url = %s.server.base_url(), "nlds-server listening");
+            axum::serve(listener, router(state))
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await?;
+            Ok(())
+        }
+        Command::Embedded { data_dir, listen, config, external_s3 } => {
+            let mut settings: ServerSettings = run::load(config.as_deref())?;
+            run::apply_env(&mut settings.bus, &mut settings.workers);
+            let external = external_s3.then(|| settings.workers.object_store.clone());
+            let e = Embedded::start(EmbeddedOptions { data_dir, listen, external_object_store: external, settings }).await?;
+            println!("nlds-rs embedded server running at {}", e.url);
+            println!("  data directory: {}", e.data_dir.display());
+            println!("  S3 endpoint:    {}", e.s3_endpoint);
+            println!("  token:          {}", e.token);
+            println!("use it with:  export NLDS_CONFIG={}", e.data_dir.join("client.toml").display());
+            e.run_until(stop).await
+        }
+    }
+}

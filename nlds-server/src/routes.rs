@@ -1,0 +1,491 @@
+//! Handlers of the native API (`/api/v2`).
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use nlds_core::api::{
+    Accepted, ApiAction, FilePage, GetRequest, HoldingPage, HoldingQuery, MetaRequest,
+    MetaResponse, PutRequest, Readiness, StatQuery, TransactionPage, TransactionStatus, WhoAmI,
+    DEFAULT_LIMIT, MAX_LIMIT, parse_tags,
+};
+use nlds_core::message::{HoldingFilter, RpcReply, StatusFilter};
+use nlds_core::{Action, Envelope, ErrorCode, Payload, RoutingKey, State as TxState, Worker};
+use uuid::Uuid;
+
+use crate::app::{ApiJson, ApiQuery, AppState, Caller};
+use crate::error::{Result, ServerError};
+
+const MAX_PATH_LEN: usize = 4096;
+
+/// Checks the paths of a put or get; names every problem (up to five) by entry number.
+pub fn validate_paths(paths: &[String], max: usize, allow_relative: bool) -> Result<()> {
+    if paths.is_empty() {
+        return Err(ServerError::bad_request("no paths given: the request must list at least one path"));
+    }
+    if paths.len() > max {
+        return Err(ServerError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the request lists {} paths; at most {max} are accepted in one request: split the list", paths.len()),
+        ));
+    }
+    let mut problems = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(paths.len());
+    for (i, p) in paths.iter().enumerate() {
+        let n = i + 1;
+        if p.trim().is_empty() {
+            problems.push(format!("entry {n} is blank"));
+        } else if p.contains('\0') {
+            problems.push(format!("entry {n} contains a NUL character"));
+        } else if p.len() > MAX_PATH_LEN {
+            problems.push(format!("entry {n} is longer than {MAX_PATH_LEN} bytes"));
+        } else if !allow_relative && !p.starts_with('/') {
+            problems.push(format!("entry {n} ({p:?}) is not an absolute path"));
+        } else if let Some(first) = seen.insert(p.as_str(), n) {
+            problems.push(format!("entry {n} repeats entry {first} ({p:?})"));
+        }
+        if problems.len() >= 5 {
+            break;
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ServerError::bad_request(format!("invalid paths: {}", problems.join("; "))))
+    }
+}
+
+fn job_label(given: Option<&str>, tid: Uuid) -> Result<String> {
+    match given.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(l) if l.len() > 256 || l.chars().any(char::is_control) => Err(ServerError::bad_request(
+            "job label must be at most 256 characters without control characters",
+        )),
+        Some(l) => Ok(l.to_owned()),
+        None => Ok(tid.to_string()[..8].to_owned()),
+    }
+}
+
+fn limit(l: Option<u64>) -> Result<u64> {
+    match l {
+        None => Ok(DEFAULT_LIMIT),
+        Some(0) => Err(ServerError::bad_request("limit must be at least 1")),
+        Some(n) if n > MAX_LIMIT => Err(ServerError::bad_request(format!(
+            "limit {n} is above the maximum of {MAX_LIMIT}; page with offset instead"
+        ))),
+        Some(n) => Ok(n),
+    }
+}
+
+fn parse_tid(s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s.trim())
+        .map_err(|_| ServerError::bad_request(format!("{s:?} is not a valid transaction id (a UUID)")))
+}
+
+fn filter_from(q: &HoldingQuery) -> Result<HoldingFilter> {
+    Ok(HoldingFilter {
+        groupall: q.groupall,
+        label: q.label.clone().filter(|l| !l.is_empty()),
+        label_regex: q.regex,
+        holding_id: q.holding_id,
+        transaction_id: q.transaction_id.as_deref().map(parse_tid).transpose()?,
+        tags: q.tag.as_deref().map(parse_tags).transpose()?.unwrap_or_default(),
+        limit: limit(q.limit)?,
+        offset: q.offset.unwrap_or(0),
+        descending: q.descending.unwrap_or(true),
+    })
+}
+
+fn rpc_env(caller: &Caller, group: &str, payload: Payload) -> Envelope {
+    Envelope::new(Uuid::new_v4(), &caller.0.user, group, ApiAction::Get, "rpc", payload)
+}
+
+fn unexpected(what: &str) -> ServerError {
+    ServerError::new(ErrorCode::Internal, format!("unexpected reply to {what}"))
+}
+
+/// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the bus is reachable.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let mut checks = std::collections::BTreeMap::new();
+    let ok = match s.bus.ready().await {
+        Ok(()) => {
+            checks.insert("bus".into(), "ok".into());
+            true
+        }
+        Err(e) => {
+            checks.insert("bus".into(), e.to_string());
+            false
+        }
+    };
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Readiness { ready: ok, checks }))
+}
+
+/// `GET /api/v2/whoami`
+#[utoipa::path(get, path = "/api/v2/whoami", responses((status = 200, body = WhoAmI)), security(("bearer" = [])))]
+pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        user: caller.0.user,
+        groups: caller.0.groups,
+    })
+}
+
+/// `POST /api/v2/put`: copy files into the store.
+#[utoipa::path(post, path = "/api/v2/put", request_body = PutRequest,
+    responses((status = 202, body = Accepted), (status = 400, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn put(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<PutRequest>,
+) -> Result<(StatusCode, Json<Accepted>)> {
+    let group = caller.group(req.group.as_deref())?;
+    validate_paths(&req.paths, s.cfg.max_paths, false)?;
+    let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
+    let job_label = job_label(req.job_label.as_deref(), tid)?;
+    let action = if req.paths.len() == 1 { ApiAction::Put } else { ApiAction::Putlist };
+    let setup = Envelope::new(
+        tid,
+        &caller.0.user,
+        &group,
+        action,
+        &job_label,
+        Payload::SetupHolding {
+            label: req.label.clone(),
+            holding_id: req.holding_id,
+            tags: req.tags.clone(),
+        },
+    );
+    let (holding_id, label) = match s.rpc(RoutingKey::new(Worker::Catalog, Action::Setup), setup).await? {
+        RpcReply::Holding { id, label } => (id, label),
+        _ => return Err(unexpected("catalog.setup")),
+    };
+    let env = Envelope::new(
+        tid,
+        &caller.0.user,
+        &group,
+        action,
+        &job_label,
+        Payload::PutRequest { holding_id, paths: req.paths },
+    );
+    let key_action = if action == ApiAction::Put { Action::Put } else { Action::Putlist };
+    s.bus.publish(RoutingKey::new(Worker::Route, key_action), &env).await?;
+    tracing::info!(transaction.id = %tid, user = %caller.0.user, holding_id, "put accepted");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            transaction_id: tid,
+            api_action: action,
+            status_url: format!("{}/api/v2/transactions/{tid}", s.cfg.base_url()),
+            job_label,
+            holding_id: Some(holding_id),
+            label: Some(label),
+        }),
+    ))
+}
+
+/// Checks that a named holding exists and is visible, so a get naming a wrong one fails at once.
+async fn check_holding(s: &AppState, caller: &Caller, group: &str, filter: &HoldingFilter) -> Result<()> {
+    if filter.holding_id.is_none() && filter.label.is_none() {
+        return Ok(());
+    }
+    let probe = HoldingFilter { limit: 1, offset: 0, ..filter.clone() };
+    let env = rpc_env(caller, group, Payload::ListHoldings { filter: probe });
+    match s.rpc(RoutingKey::new(Worker::Catalog, Action::List), env).await? {
+        RpcReply::Holdings(page) if page.total > 0 => Ok(()),
+        RpcReply::Holdings(_) => Err(ServerError::new(
+            ErrorCode::NotFound,
+            match (&filter.holding_id, &filter.label) {
+                (Some(id), _) => format!("holding {id} not found among the holdings you can see"),
+                (None, Some(l)) => format!("no holding labelled {l:?} among the holdings you can see"),
+                _ => "holding not found".into(),
+            },
+        )),
+        _ => Err(unexpected("catalog.list")),
+    }
+}
+
+/// `POST /api/v2/get`: copy files back to disk.
+#[utoipa::path(post, path = "/api/v2/get", request_body = GetRequest,
+    responses((status = 202, body = Accepted), (status = 404, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<GetRequest>,
+) -> Result<(StatusCode, Json<Accepted>)> {
+    let group = caller.group(req.group.as_deref())?;
+    validate_paths(&req.paths, s.cfg.max_paths, req.regex)?;
+    if req.regex {
+        for p in &req.paths {
+            regex::Regex::new(p)
+                .map_err(|e| ServerError::bad_request(format!("invalid regular expression {p:?}: {e}")))?;
+        }
+    }
+    if let Some(t) = &req.target
+        && !t.starts_with('/')
+    {
+        return Err(ServerError::bad_request(format!("target {t:?} is not an absolute path")));
+    }
+    let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
+    let job_label = job_label(req.job_label.as_deref().or(req.label.as_deref()), tid)?;
+    let filter = HoldingFilter {
+        groupall: req.groupall,
+        label: req.label.clone().filter(|l| !l.is_empty()),
+        label_regex: false,
+        holding_id: req.holding_id,
+        transaction_id: None,
+        tags: req.tags.clone(),
+        limit: 0,
+        offset: 0,
+        descending: true,
+    };
+    check_holding(&s, &caller, &group, &filter).await?;
+    let action = if req.paths.len() == 1 && !req.regex { ApiAction::Get } else { ApiAction::Getlist };
+    let env = Envelope::new(
+        tid,
+        &caller.0.user,
+        &group,
+        action,
+        &job_label,
+        Payload::GetRequest {
+            filter,
+            paths: req.paths,
+            regex: req.regex,
+            target: req.target,
+            overwrite: req.overwrite,
+        },
+    );
+    let key_action = if action == ApiAction::Get { Action::Get } else { Action::Getlist };
+    s.bus.publish(RoutingKey::new(Worker::Route, key_action), &env).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            transaction_id: tid,
+            api_action: action,
+            status_url: format!("{}/api/v2/transactions/{tid}", s.cfg.base_url()),
+            job_label,
+            holding_id: req.holding_id,
+            label: req.label,
+        }),
+    ))
+}
+
+/// `GET /api/v2/holdings`: list holdings.
+#[utoipa::path(get, path = "/api/v2/holdings", params(HoldingQuery), responses((status = 200, body = HoldingPage)), security(("bearer" = [])))]
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<HoldingQuery>,
+) -> Result<Json<HoldingPage>> {
+    let group = caller.group(q.group.as_deref())?;
+    let filter = filter_from(&q)?;
+    let named = filter.holding_id.is_some() || (filter.label.is_some() && !filter.label_regex);
+    let env = rpc_env(&caller, &group, Payload::ListHoldings { filter: filter.clone() });
+    match s.rpc(RoutingKey::new(Worker::Catalog, Action::List), env).await? {
+        RpcReply::Holdings(page) if named && page.total == 0 => Err(ServerError::new(
+            ErrorCode::NotFound,
+            match (filter.holding_id, &filter.label) {
+                (Some(id), _) => format!("holding {id} not found among the holdings you can see"),
+                (None, l) => format!("no holding labelled {:?} among the holdings you can see", l.clone().unwrap_or_default()),
+            },
+        )),
+        RpcReply::Holdings(page) => Ok(Json(page)),
+        _ => Err(unexpected("catalog.list")),
+    }
+}
+
+/// `GET /api/v2/files`: find files.
+#[utoipa::path(get, path = "/api/v2/files", params(HoldingQuery), responses((status = 200, body = FilePage)), security(("bearer" = [])))]
+pub async fn find(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<HoldingQuery>,
+) -> Result<Json<FilePage>> {
+    let group = caller.group(q.group.as_deref())?;
+    let filter = filter_from(&q)?;
+    if q.regex
+        && let Some(p) = &q.path
+    {
+        regex::Regex::new(p)
+            .map_err(|e| ServerError::bad_request(format!("invalid regular expression {p:?}: {e}")))?;
+    }
+    let env = rpc_env(
+        &caller,
+        &group,
+        Payload::FindFiles {
+            filter,
+            path: q.path.clone().filter(|p| !p.is_empty()),
+            path_regex: q.regex,
+        },
+    );
+    match s.rpc(RoutingKey::new(Worker::Catalog, Action::Find), env).await? {
+        RpcReply::Files(page) => Ok(Json(page)),
+        _ => Err(unexpected("catalog.find")),
+    }
+}
+
+/// `POST /api/v2/meta`: change a holding's label or tags.
+#[utoipa::path(post, path = "/api/v2/meta", request_body = MetaRequest, responses((status = 200, body = MetaResponse)), security(("bearer" = [])))]
+pub async fn meta(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<MetaRequest>,
+) -> Result<Json<MetaResponse>> {
+    let group = caller.group(req.group.as_deref())?;
+    if req.holding_id.is_none() && req.label.is_none() && req.tags.is_empty() {
+        return Err(ServerError::bad_request("give a holding id, label or tags to select the holding to change"));
+    }
+    if req.new_label.is_none() && req.new_tags.is_empty() && req.del_tags.is_empty() {
+        return Err(ServerError::bad_request("nothing to change: give a new label, new tags or tags to delete"));
+    }
+    let filter = HoldingFilter {
+        label: req.label.clone(),
+        holding_id: req.holding_id,
+        tags: req.tags.clone(),
+        limit: MAX_LIMIT,
+        descending: true,
+        ..Default::default()
+    };
+    let env = rpc_env(
+        &caller,
+        &group,
+        Payload::ChangeMeta {
+            filter,
+            new_label: req.new_label,
+            new_tags: req.new_tags,
+            del_tags: req.del_tags,
+        },
+    );
+    match s.rpc(RoutingKey::new(Worker::Catalog, Action::Meta), env).await? {
+        RpcReply::Meta(m) => Ok(Json(m)),
+        _ => Err(unexpected("catalog.meta")),
+    }
+}
+
+fn actions(list: Option<&str>) -> Result<Vec<ApiAction>> {
+    list.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|a| {
+            ApiAction::parse(a).ok_or_else(|| {
+                ServerError::bad_request(format!(
+                    "{a:?} is not an api action (put, putlist, get, getlist, archive-put, archive-get)"
+                ))
+            })
+        })
+        .collect()
+}
+
+fn status_filter(q: &StatQuery) -> Result<StatusFilter> {
+    let states = q
+        .state
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|st| st.parse::<TxState>().map_err(|e| ServerError::bad_request(e.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(StatusFilter {
+        groupall: q.groupall,
+        id: q.id,
+        transaction_id: q.transaction_id.as_deref().map(parse_tid).transpose()?,
+        job_label: q.job_label.clone().filter(|s| !s.is_empty()),
+        job_label_regex: q.regex,
+        api_actions: actions(q.api_action.as_deref())?,
+        exclude_api_actions: actions(q.exclude_api_action.as_deref())?,
+        states,
+        limit: limit(q.limit)?,
+        offset: q.offset.unwrap_or(0),
+        descending: q.descending.unwrap_or(true),
+    })
+}
+
+async fn stat_rpc(s: &AppState, caller: &Caller, group: &str, filter: StatusFilter) -> Result<TransactionPage> {
+    let env = rpc_env(caller, group, Payload::Stat { filter });
+    match s.rpc(RoutingKey::new(Worker::Monitor, Action::Stat), env).await? {
+        RpcReply::Transactions(page) => Ok(page),
+        _ => Err(unexpected("monitor.stat")),
+    }
+}
+
+/// `GET /api/v2/transactions`: transaction states.
+#[utoipa::path(get, path = "/api/v2/transactions", params(StatQuery), responses((status = 200, body = TransactionPage)), security(("bearer" = [])))]
+pub async fn stat(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<StatQuery>,
+) -> Result<Json<TransactionPage>> {
+    let group = caller.group(q.group.as_deref())?;
+    let filter = status_filter(&q)?;
+    Ok(Json(stat_rpc(&s, &caller, &group, filter).await?))
+}
+
+/// `GET /api/v2/transactions/{transaction_id}`: one transaction.
+#[utoipa::path(get, path = "/api/v2/transactions/{transaction_id}", params(("transaction_id" = String, Path, description = "UUID")),
+    responses((status = 200, body = TransactionStatus), (status = 404, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn transaction(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TransactionStatus>> {
+    let tid = parse_tid(&id)?;
+    let group = caller.group(None)?;
+    let filter = StatusFilter {
+        transaction_id: Some(tid),
+        limit: 1,
+        descending: true,
+        ..Default::default()
+    };
+    stat_rpc(&s, &caller, &group, filter)
+        .await?
+        .transactions
+        .into_iter()
+        .next()
+        .map(Json)
+        .ok_or_else(|| ServerError::new(ErrorCode::NotFound, format!("transaction {tid} not found")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(paths: &[&str]) -> std::result::Result<(), String> {
+        let p: Vec<String> = paths.iter().map(|s| s.to_string()).collect();
+        validate_paths(&p, 3, false).map_err(|e| format!("{} {}", e.0.code, e.0.message))
+    }
+
+    #[test]
+    fn path_lists_are_checked_with_reasons() {
+        assert!(v(&["/a", "/b"]).is_ok());
+        assert_eq!(v(&[]).unwrap_err(), "bad_request no paths given: the request must list at least one path");
+        let e = v(&["/a", "  ", "rel/x"]).unwrap_err();
+        assert!(e.contains("entry 2 is blank") && e.contains("entry 3 (\"rel/x\") is not an absolute path"), "{e}");
+        let e = v(&["/a", "/a"]).unwrap_err();
+        assert!(e.contains("entry 2 repeats entry 1 (\"/a\")"), "{e}");
+        let e = v(&["/a", "/b", "/c", "/d"]).unwrap_err();
+        assert!(e.starts_with("payload_too_large the request lists 4 paths; at most 3"), "{e}");
+        assert!(validate_paths(&["a.*".into()], 3, true).is_ok());
+    }
+
+    #[test]
+    fn limits_and_ids_are_validated() {
+        assert_eq!(limit(None).unwrap(), DEFAULT_LIMIT);
+        assert!(limit(Some(0)).is_err());
+        assert!(limit(Some(MAX_LIMIT + 1)).is_err());
+        assert!(parse_tid("nope").unwrap_err().0.message.contains("not a valid transaction id"));
+        let q = StatQuery { state: Some("COMPLETE,101".into()), api_action: Some("put,get".into()), ..Default::default() };
+        let f = status_filter(&q).unwrap();
+        assert_eq!(f.states, [TxState::Complete, TxState::Failed]);
+        assert_eq!(f.api_actions, [ApiAction::Put, ApiAction::Get]);
+        let q = StatQuery { state: Some("complete".into()), ..Default::default() };
+        assert!(status_filter(&q).is_err());
+    }
+}

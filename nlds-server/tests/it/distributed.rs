@@ -1,0 +1,229 @@
+//! The scenario in distributed mode over real RabbitMQ, PostgreSQL and S3 (moto), and a kill -9 of
+//! the transfer-put process in the middle of a put.
+
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nlds_core::State;
+use nlds_server::auth::StaticTokens;
+use nlds_server::{AppState, ServerConfig, router};
+use nlds_workers::run::{BusConfig, BusKind, Settings};
+use nlds_workers::WorkerConfig;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::embedded::scenario;
+use crate::helpers::{Api, service, temp};
+
+const TOKEN: &str = "distributed-test-token-0123456789";
+
+/// Isolated services for one test: a RabbitMQ vhost, a PostgreSQL database and an S3 bucket.
+pub struct Services {
+    pub amqp_url: String,
+    pub database_url: String,
+    pub s3_endpoint: String,
+    pub bucket: String,
+    vhost: String,
+}
+
+impl Services {
+    pub async fn new() -> Option<Self> {
+        let amqp = service("NLDS_TEST_AMQP_URL")?;
+        let pg = service("NLDS_TEST_DATABASE_URL")?;
+        let s3 = service("NLDS_TEST_S3_ENDPOINT")?;
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let vhost = format!("nlds-test-{id}");
+        for args in [
+            vec!["add_vhost", vhost.as_str()],
+            vec!["set_permissions", "-p", vhost.as_str(), "guest", ".*", ".*", ".*"],
+        ] {
+            let out = Command::new("rabbitmqctl").args(&args).output().expect("rabbitmqctl runs");
+            assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let base = amqp.trim_end_matches('/').rsplit_once('/').map(|(b, _)| b.to_owned());
+        let base = base.filter(|b| b.starts_with("amqp://") && b.len() > 7).unwrap_or(amqp.trim_end_matches('/').to_owned());
+        let admin = Database::connect(format!("{}/postgres", pg.trim_end_matches('/'))).await.unwrap();
+        let db = format!("nlds_test_{id}");
+        admin.execute_unprepared(&format!("CREATE DATABASE {db}")).await.unwrap();
+        Some(Self {
+            amqp_url: format!("{base}/{vhost}"),
+            database_url: format!("{}/{db}", pg.trim_end_matches('/')),
+            s3_endpoint: s3,
+            bucket: format!("nlds-test-{id}"),
+            vhost,
+        })
+    }
+
+    pub fn settings(&self) -> Settings {
+        let mut workers = WorkerConfig::default();
+        workers.database_url = self.database_url.clone();
+        workers.object_store.endpoint = self.s3_endpoint.clone();
+        workers.object_store.access_key = "testing".into();
+        workers.object_store.secret_key = "testing".into();
+        workers.object_store.bucket = self.bucket.clone();
+        workers.log_dir = std::env::temp_dir().join(format!("{}-logs", self.vhost));
+        Settings {
+            bus: BusConfig {
+                kind: BusKind::Rabbitmq,
+                amqp_url: self.amqp_url.clone(),
+                prefetch: 8,
+                retry_delays_ms: vec![200, 1000, 3000],
+            },
+            workers,
+        }
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.vhost]).output();
+    }
+}
+
+/// Starts the API server against the bus; returns its URL.
+async fn start_server(settings: &Settings, stop: CancellationToken) -> String {
+    let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
+    let auth = StaticTokens::from_toml(&format!(
+        "[[token]]\ntoken = \"{TOKEN}\"\nuser = \"alice\"\ngroups = [\"climate\"]\n"
+    ))
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cfg = ServerConfig {
+        listen: addr,
+        ..Default::default()
+    };
+    let state = AppState {
+        bus,
+        auth: Arc::new(auth),
+        cfg: Arc::new(cfg),
+    };
+    tokio::spawn(async move {
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    format!("http://{addr}")
+}
+
+fn start_roles(settings: &Settings, roles: Vec<nlds_core::Role>, stop: CancellationToken) {
+    let s = settings.clone();
+    tokio::spawn(async move {
+        let bus = nlds_workers::run::connect_bus(&s.bus).await.unwrap();
+        nlds_workers::run::run_roles(bus, &roles, &s.workers, &s.bus, stop).await
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn distributed_put_get_list_find_meta_stat() {
+    let Some(svc) = Services::new().await else { return };
+    let settings = svc.settings();
+    let stop = CancellationToken::new();
+    start_roles(&settings, nlds_workers::run::all_roles(), stop.clone());
+    let url = start_server(&settings, stop.clone()).await;
+    scenario(&Api::new(&url, TOKEN), 100).await;
+    stop.cancel();
+}
+
+fn workers_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("nlds-workers");
+    assert!(bin.exists(), "{} not built: run the tests with --workspace", bin.display());
+    bin
+}
+
+fn spawn_transfer_put(config: &std::path::Path) -> Child {
+    Command::new(workers_binary())
+        .args(["--config", &config.to_string_lossy(), "transfer-put"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_transfer_put_mid_put_loses_and_duplicates_nothing() {
+    let Some(svc) = Services::new().await else { return };
+    let mut settings = svc.settings();
+    settings.workers.index.batch_files = 50;
+    settings.bus.prefetch = 2;
+    let dir = temp();
+    let config = dir.path().join("workers.toml");
+    std::fs::write(&config, toml::to_string(&settings).unwrap()).unwrap();
+
+    let stop = CancellationToken::new();
+    let others: Vec<_> = nlds_workers::run::all_roles()
+        .into_iter()
+        .filter(|r| *r != nlds_core::Role::TransferPut)
+        .collect();
+    start_roles(&settings, others, stop.clone());
+    let url = start_server(&settings, stop.clone()).await;
+    let api = Api::new(&url, TOKEN);
+
+    let src = temp();
+    let n = crate::helpers::make_tree(src.path(), 400, 60);
+    let mut child = spawn_transfer_put(&config);
+    let (s, r) = api
+        .post("/api/v2/put", &json!({"paths": [src.path()], "label": "crash"}))
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let tid = r["transaction_id"].as_str().unwrap().to_owned();
+
+    // Kill -9 once transfers are under way.
+    let start = std::time::Instant::now();
+    loop {
+        let (_, t) = api.get(&format!("/api/v2/transactions/{tid}")).await;
+        let putting = t["sub_records"]
+            .as_array()
+            .is_some_and(|subs| subs.iter().any(|s| s["state"] == "TRANSFER_PUTTING" || s["state"] == "CATALOG_UPDATING"));
+        if putting {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "transfers never started: {t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut child = spawn_transfer_put(&config);
+
+    let t = api.wait(&tid, Duration::from_secs(600)).await;
+    child.kill().ok();
+    child.wait().ok();
+    assert_eq!(t.state, State::Complete, "{t:#?}");
+
+    // Every file catalogued exactly once ...
+    let (_, found) = api.get("/api/v2/files?label=crash&limit=10000").await;
+    let files = found["files"].as_array().unwrap();
+    let mut paths: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    let total = paths.len();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), total, "duplicate catalogue rows");
+    let regular = files.iter().filter(|f| f["kind"] == "file").count();
+    assert_eq!(regular, n, "every regular file catalogued");
+    // ... and stored exactly once.
+    let os = &settings.workers.object_store;
+    let client = nlds_workers::s3::client(os).await.unwrap();
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(&os.bucket)
+            .prefix(format!("tx/{tid}/"))
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        token = page.next_continuation_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(keys.len(), n, "one object per file, no orphans");
+    stop.cancel();
+}

@@ -1,0 +1,180 @@
+//! Shared fixtures: a test tree, an HTTP client for the native API, waiting for transactions,
+//! comparing trees, and the external services (with CI set, a missing service fails the test).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nlds_core::api::TransactionStatus;
+use rand::RngCore;
+use serde_json::Value;
+
+/// An external service's address from the environment; `None` (with a loud notice) when it is not
+/// configured, and a panic when `CI` is set.
+pub fn service(var: &str) -> Option<String> {
+    match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+        Some(v) => Some(v),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set: CI must run this test against the real service (see scripts/test.sh)")
+        }
+        None => {
+            eprintln!("SKIPPED: {var} is not set; run scripts/services.sh and scripts/test.sh to test against the real service");
+            None
+        }
+    }
+}
+
+pub struct Api {
+    pub url: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(url: &str, token: &str) -> Self {
+        Self {
+            url: url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn raw_post(&self, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls a transaction until it reaches a final state.
+    pub async fn wait(&self, tid: &str, limit: Duration) -> TransactionStatus {
+        let start = Instant::now();
+        loop {
+            let (status, body) = self.get(&format!("/api/v2/transactions/{tid}")).await;
+            if status == 200 {
+                let t: TransactionStatus = serde_json::from_value(body).unwrap();
+                if t.state.is_final() || t.state.is_failed() {
+                    return t;
+                }
+                if start.elapsed() > limit {
+                    panic!("transaction {tid} still {} after {limit:?}: {t:#?}", t.state);
+                }
+            } else {
+                assert_eq!(status, 404, "{body}");
+                assert!(start.elapsed() < Duration::from_secs(30), "transaction {tid} never appeared");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Starts a put and waits for it.
+    pub async fn put_and_wait(&self, body: Value) -> TransactionStatus {
+        let (status, r) = self.post("/api/v2/put", &body).await;
+        assert_eq!(status, 202, "{r}");
+        self.wait(r["transaction_id"].as_str().unwrap(), Duration::from_secs(600)).await
+    }
+
+    pub async fn get_and_wait(&self, body: Value) -> TransactionStatus {
+        let (status, r) = self.post("/api/v2/get", &body).await;
+        assert_eq!(status, 202, "{r}");
+        self.wait(r["transaction_id"].as_str().unwrap(), Duration::from_secs(600)).await
+    }
+}
+
+/// What a tree looks like: relative path -> (kind, mode, content hash or link target).
+pub type Shape = BTreeMap<String, (char, u32, String)>;
+
+pub fn shape(root: &Path) -> Shape {
+    let mut out = Shape::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let md = std::fs::symlink_metadata(e.path()).unwrap();
+        let entry = if md.file_type().is_symlink() {
+            ('l', 0, std::fs::read_link(e.path()).unwrap().to_string_lossy().into_owned())
+        } else if md.is_dir() {
+            ('d', md.mode() & 0o7777, String::new())
+        } else {
+            let hash = blake3::hash(&std::fs::read(e.path()).unwrap()).to_hex().to_string();
+            ('f', md.mode() & 0o7777, hash)
+        };
+        out.insert(rel, entry);
+    }
+    out
+}
+
+/// The test tree: `files` small files in nested directories, plus an empty file, names with
+/// spaces and non-ASCII characters, a symlink, unusual modes and one large file of `big_mib` MiB.
+pub fn make_tree(root: &Path, files: usize, big_mib: usize) -> usize {
+    let mut rng = rand::rng();
+    let mut n = 0;
+    for i in 0..files {
+        let dir = root.join(format!("d{:02}/sub {}/ü-{}", i % 10, i % 7, i % 3));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut data = vec![0u8; 100 + (i * 37) % 4000];
+        rng.fill_bytes(&mut data);
+        let p = dir.join(format!("file {i} é.dat"));
+        std::fs::write(&p, &data).unwrap();
+        if i % 5 == 0 {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        n += 1;
+    }
+    std::fs::write(root.join("empty"), b"").unwrap();
+    std::fs::set_permissions(root.join("empty"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::symlink("d00/sub 0/ü-0/file 0 é.dat", root.join("link to first")).unwrap();
+    if big_mib > 0 {
+        use std::io::Write;
+        let mut f = std::fs::File::create(root.join("big.bin")).unwrap();
+        let mut chunk = vec![0u8; 1 << 20];
+        for _ in 0..big_mib {
+            rng.fill_bytes(&mut chunk);
+            f.write_all(&chunk).unwrap();
+        }
+        n += 1;
+    }
+    n + 1 // the empty file
+}
+
+pub fn temp() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("nlds-it-").tempdir().unwrap()
+}
+
+pub fn restored(target: &Path, original: &Path) -> PathBuf {
+    target.join(original.strip_prefix("/").unwrap())
+}

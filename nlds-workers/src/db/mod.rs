@@ -1,0 +1,348 @@
+//! The catalogue and monitor database: sea-orm entities of the tables created by `nlds-migration`,
+//! connecting (which applies pending migrations) and the mapping of database errors to handler
+//! errors.
+
+use std::time::Duration;
+
+use nlds_bus::{HandlerError, Outcome};
+use nlds_core::error::ApiError;
+use nlds_core::message::RpcReply;
+use nlds_core::{Envelope, ErrorCode, Payload, RoutingKey};
+use nlds_migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
+
+pub mod checksum;
+pub mod failed_file;
+pub mod file;
+pub mod holding;
+pub mod location;
+pub mod sub_record;
+pub mod tag;
+pub mod transaction;
+pub mod transaction_record;
+pub mod warning;
+
+/// Connections of a file-backed SQLite pool (WAL lets readers run beside the one writer).
+const SQLITE_POOL: u32 = 4;
+/// Connections of a PostgreSQL pool.
+const POSTGRES_POOL: u32 = 8;
+
+/// Connects to `url` (`postgres://...`, `sqlite://path?mode=rwc` or `sqlite::memory:`) and applies
+/// pending migrations.
+///
+/// SQLite gets WAL, foreign keys and a busy timeout; an in-memory database keeps exactly one
+/// connection for its whole life (each connection would otherwise see its own empty database).
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30));
+    if url.starts_with("sqlite:") {
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        opts.max_connections(if memory { 1 } else { SQLITE_POOL })
+            .min_connections(1)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10))
+            });
+        if memory {
+            opts.idle_timeout(None).max_lifetime(None);
+        }
+    } else {
+        opts.max_connections(POSTGRES_POOL);
+    }
+    let db = Database::connect(opts).await?;
+    // Several roles may start at once against one database: a losing migration run fails on the
+    // winner's tables, and the next attempt finds them applied.
+    let mut attempt = 0;
+    loop {
+        match Migrator::up(&db, None).await {
+            Ok(()) => return Ok(db),
+            Err(e) if attempt < 3 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "database migration failed, retrying");
+                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Is this a fault that may go away by itself (connection lost, pool exhausted, lock contention,
+/// serialization failure)?
+pub fn is_transient(err: &DbErr) -> bool {
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match &**e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::BeginFailed => true,
+                sqlx::Error::Database(d) => {
+                    let code = d.code().unwrap_or_default();
+                    // PostgreSQL: serialization failure, deadlock, too many connections,
+                    // shutdown, cannot connect now. SQLite: BUSY, LOCKED and their extended codes.
+                    matches!(
+                        &*code,
+                        "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+                    ) || code.starts_with("08")
+                        || code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Does this error say a UNIQUE constraint was violated?
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+/// The handler error for a database error: transient (`unavailable`) for connection problems and
+/// contention, permanent (`internal`) otherwise.
+pub fn handler_error(err: DbErr) -> HandlerError {
+    if is_transient(&err) {
+        HandlerError::transient(
+            ErrorCode::Unavailable,
+            format!("database unavailable: {err}"),
+        )
+    } else {
+        HandlerError::permanent(ErrorCode::Internal, format!("database error: {err}"))
+    }
+}
+
+/// Attempts of an operation that failed on a transient database error before the error is
+/// handed to the bus (which retries with back-off).
+const ATTEMPTS: u32 = 3;
+
+/// Why a catalogue or monitor operation failed: a refusal with its code, or a database error.
+#[derive(Debug)]
+pub(crate) enum OpError {
+    Api(ApiError),
+    Db(DbErr),
+}
+
+impl From<ApiError> for OpError {
+    fn from(e: ApiError) -> Self {
+        OpError::Api(e)
+    }
+}
+
+impl From<DbErr> for OpError {
+    fn from(e: DbErr) -> Self {
+        OpError::Db(e)
+    }
+}
+
+impl OpError {
+    fn is_transient(&self) -> bool {
+        matches!(self, OpError::Db(e) if is_transient(e))
+    }
+    fn into_handler(self) -> HandlerError {
+        match self {
+            OpError::Api(e) => HandlerError::permanent(e.code, e.message),
+            OpError::Db(e) => handler_error(e),
+        }
+    }
+}
+
+pub(crate) fn conflict(message: impl Into<String>) -> OpError {
+    OpError::Api(ApiError::new(ErrorCode::Conflict, message))
+}
+
+pub(crate) fn bad_request(message: impl Into<String>) -> OpError {
+    OpError::Api(ApiError::bad_request(message))
+}
+
+pub(crate) fn internal(message: impl Into<String>) -> OpError {
+    OpError::Api(ApiError::internal(message))
+}
+
+/// Runs an idempotent operation, again (a few times, briefly) while it fails on a transient
+/// database error such as SQLite lock contention.
+pub(crate) async fn retrying<T, F, Fut>(mut op: F) -> Result<T, OpError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, OpError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match op().await {
+            Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                tracing::debug!(error = ?e, attempt, "transient database error, trying again");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The handler's answer: RPC errors become an [`RpcReply::Error`] reply (so the caller gets the
+/// message); work errors become handler errors.
+pub(crate) fn finish(
+    key: RoutingKey,
+    env: &Envelope,
+    rpc: bool,
+    result: Result<Outcome, OpError>,
+) -> Result<Outcome, HandlerError> {
+    match result {
+        Ok(outcome) => Ok(outcome),
+        Err(e) => {
+            let e = e.into_handler();
+            if rpc {
+                tracing::info!(%key, transaction_id = %env.transaction_id, code = %e.code, "{}", e.message);
+                let api = ApiError::new(e.code, e.message);
+                Ok(Outcome::reply(
+                    env.reply(Payload::Reply(RpcReply::Error(api))),
+                ))
+            } else {
+                tracing::warn!(%key, transaction_id = %env.transaction_id, code = %e.code, "{}", e.message);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Test databases: SQLite in memory, and PostgreSQL when `NLDS_TEST_DATABASE_URL` is set.
+#[cfg(test)]
+pub(crate) mod testing {
+    use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+
+    pub async fn memory() -> DatabaseConnection {
+        super::connect("sqlite::memory:")
+            .await
+            .expect("in-memory SQLite")
+    }
+
+    /// A freshly created PostgreSQL database; dropped with [`PgDatabase::drop_now`].
+    pub struct PgDatabase {
+        pub db: DatabaseConnection,
+        admin: DatabaseConnection,
+        name: String,
+    }
+
+    impl PgDatabase {
+        pub async fn drop_now(self) {
+            let PgDatabase { db, admin, name } = self;
+            let _ = db.close().await;
+            admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .expect("drop test database");
+        }
+    }
+
+    /// A new uniquely named database on the server named by `NLDS_TEST_DATABASE_URL`
+    /// (`postgres://user@host:port`). `None` (skip) when it is not set, except under `CI`, where
+    /// the test must run and so fails.
+    pub async fn postgres(purpose: &str) -> Option<PgDatabase> {
+        let Ok(base) = std::env::var("NLDS_TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but NLDS_TEST_DATABASE_URL is not: the PostgreSQL tests must run"
+            );
+            eprintln!("NLDS_TEST_DATABASE_URL is not set: skipping the PostgreSQL {purpose} test");
+            return None;
+        };
+        let base = base.trim_end_matches('/');
+        let admin = Database::connect(format!("{base}/postgres"))
+            .await
+            .expect("connect to the postgres database");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let name = format!("nlds_test_{purpose}_{}_{nanos}", std::process::id());
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let db = super::connect(&format!("{base}/{name}"))
+            .await
+            .expect("connect to the test database");
+        Some(PgDatabase { db, admin, name })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::{ConnectionTrait, EntityTrait, Set};
+
+    #[tokio::test]
+    async fn connect_migrates_and_enforces_foreign_keys() {
+        let db = testing::memory().await;
+        // Migrating again is a no-op.
+        Migrator::up(&db, None).await.unwrap();
+        let orphan = tag::ActiveModel {
+            holding_id: Set(42),
+            key: Set("k".into()),
+            value: Set("v".into()),
+            ..Default::default()
+        };
+        let err = tag::Entity::insert(orphan).exec(&db).await.unwrap_err();
+        assert!(!is_transient(&err), "{err}");
+        assert!(
+            matches!(
+                err.sql_err(),
+                Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))
+            ),
+            "{err}"
+        );
+        assert_eq!(handler_error(err).code, ErrorCode::Internal);
+        let mode = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "PRAGMA foreign_keys",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(mode.try_get_by_index::<i32>(0).unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn file_database_uses_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("nlds.db").display());
+        let db = connect(&url).await.unwrap();
+        let mode = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "PRAGMA journal_mode",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(mode.try_get_by_index::<String>(0).unwrap(), "wal");
+        db.close().await.unwrap();
+        // Reconnecting to a migrated database works.
+        connect(&url).await.unwrap();
+    }
+
+    #[test]
+    fn connection_errors_are_transient() {
+        let e = DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
+        assert!(is_transient(&e));
+        assert!(handler_error(e).retryable);
+        let e = DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(
+            sqlx::Error::PoolTimedOut,
+        )));
+        assert!(is_transient(&e));
+        assert_eq!(handler_error(e).code, ErrorCode::Unavailable);
+        assert!(!is_transient(&DbErr::RecordNotFound("x".into())));
+    }
+}

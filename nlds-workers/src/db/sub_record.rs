@@ -1,0 +1,44 @@
+//! `sub_record`: one batch of a transaction and its state (the NLDS number).
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "sub_record")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub transaction_record_id: i64,
+    pub sub_id: String,
+    /// `nlds_core::State::value`.
+    pub state: i32,
+    pub files: i64,
+    pub bytes: i64,
+    pub last_updated: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::transaction_record::Entity",
+        from = "Column::TransactionRecordId",
+        to = "super::transaction_record::Column::Id",
+        on_delete = "Cascade"
+    )]
+    TransactionRecord,
+    #[sea_orm(has_many = "super::failed_file::Entity")]
+    FailedFile,
+}
+
+impl Related<super::transaction_record::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::TransactionRecord.def()
+    }
+}
+
+impl Related<super::failed_file::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::FailedFile.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

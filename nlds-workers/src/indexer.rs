@@ -1,0 +1,393 @@
+//! The indexer: expands the paths of a put into files, directories and links (recursively, never
+//! following symlinks), stats every entry and splits the result into batches by file count and
+//! bytes. Every path that is missing or unreadable becomes a failed file with its reason.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use async_trait::async_trait;
+use nlds_bus::{Handler, HandlerError, Outcome};
+use nlds_core::error::ErrorCode;
+use nlds_core::message::{FailedFile, FileRecord, sub_id};
+use nlds_core::{Action, Envelope, PathKind, Payload, RoutingKey, State, Worker};
+
+use crate::config::IndexConfig;
+
+/// The indexer role.
+#[derive(Debug, Clone)]
+pub struct Indexer {
+    cfg: IndexConfig,
+}
+
+/// The result of indexing a request.
+#[derive(Debug, Default)]
+pub struct Index {
+    pub batches: Vec<Vec<FileRecord>>,
+    pub failed: Vec<FailedFile>,
+}
+
+/// Turns an I/O error on `path` into a failed file with a reason a user understands.
+pub fn io_failure(path: &str, what: &str, e: &io::Error) -> FailedFile {
+    let code = match e.kind() {
+        io::ErrorKind::NotFound => ErrorCode::PathMissing,
+        io::ErrorKind::PermissionDenied => ErrorCode::PermissionDenied,
+        _ => ErrorCode::StorageError,
+    };
+    let reason = match e.kind() {
+        io::ErrorKind::NotFound => "no such file or directory".to_owned(),
+        io::ErrorKind::PermissionDenied => format!("permission denied: cannot {what}"),
+        _ => format!("cannot {what}: {e}"),
+    };
+    FailedFile::new(path, code, reason)
+}
+
+fn record(path: &str, md: &std::fs::Metadata) -> io::Result<FileRecord> {
+    let ft = md.file_type();
+    let (kind, link_target, size) = if ft.is_symlink() {
+        let target = std::fs::read_link(path)?;
+        (PathKind::Link, Some(target.to_string_lossy().into_owned()), 0)
+    } else if ft.is_dir() {
+        (PathKind::Directory, None, 0)
+    } else {
+        (PathKind::File, None, md.len())
+    };
+    Ok(FileRecord {
+        path: path.to_owned(),
+        kind,
+        link_target,
+        size,
+        uid: md.uid(),
+        gid: md.gid(),
+        mode: md.mode() & 0o7777,
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        blake3: None,
+        object: None,
+        holding_id: None,
+    })
+}
+
+struct Batcher<'a> {
+    cfg: &'a IndexConfig,
+    out: Index,
+    current: Vec<FileRecord>,
+    bytes: u64,
+    seen: HashSet<String>,
+}
+
+impl Batcher<'_> {
+    fn push(&mut self, rec: FileRecord) {
+        if !self.seen.insert(rec.path.clone()) {
+            return; // listed twice, or inside a directory that is also listed
+        }
+        if !self.current.is_empty()
+            && (self.current.len() >= self.cfg.batch_files
+                || self.bytes + rec.size > self.cfg.batch_bytes)
+        {
+            self.out.batches.push(std::mem::take(&mut self.current));
+            self.bytes = 0;
+        }
+        self.bytes += rec.size;
+        self.current.push(rec);
+    }
+
+    fn fail(&mut self, f: FailedFile) {
+        if self.seen.insert(f.path.clone()) {
+            self.out.failed.push(f);
+        }
+    }
+
+    /// Indexes one requested path.
+    fn index_path(&mut self, path: &str) {
+        if !Path::new(path).is_absolute() {
+            self.fail(FailedFile::new(
+                path,
+                ErrorCode::BadRequest,
+                "path is not absolute",
+            ));
+            return;
+        }
+        let md = match std::fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(e) => return self.fail(io_failure(path, "stat", &e)),
+        };
+        if !md.is_dir() {
+            return self.index_entry(path, &md);
+        }
+        for entry in walkdir::WalkDir::new(path).follow_links(false) {
+            match entry {
+                Ok(entry) => {
+                    let p = entry.path().to_string_lossy().into_owned();
+                    match entry.metadata() {
+                        Ok(md) => self.index_entry(&p, &md),
+                        Err(e) => {
+                            let ioe = e.into_io_error().unwrap_or_else(|| io::Error::other("walk error"));
+                            self.fail(io_failure(&p, "stat", &ioe));
+                        }
+                    }
+                }
+                Err(e) => {
+                    let p = e
+                        .path()
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| path.to_owned());
+                    let ioe = e.into_io_error().unwrap_or_else(|| io::Error::other("walk error"));
+                    self.fail(io_failure(&p, "read directory", &ioe));
+                }
+            }
+        }
+    }
+
+    fn index_entry(&mut self, path: &str, md: &std::fs::Metadata) {
+        if md.is_file() {
+            // Readable by us? (Per-user POSIX checks come with the identity work.)
+            if let Err(e) = std::fs::File::open(path) {
+                return self.fail(io_failure(path, "read file", &e));
+            }
+        } else if md.is_dir() {
+            if let Err(e) = std::fs::read_dir(path) {
+                return self.fail(io_failure(path, "read directory", &e));
+            }
+        } else if !md.file_type().is_symlink() {
+            return self.fail(FailedFile::new(
+                path,
+                ErrorCode::BadRequest,
+                "not a regular file, directory or symlink",
+            ));
+        }
+        match record(path, md) {
+            Ok(rec) => self.push(rec),
+            Err(e) => self.fail(io_failure(path, "read link", &e)),
+        }
+    }
+}
+
+/// Indexes `paths` (blocking file-system work: call from a blocking thread).
+pub fn index(paths: &[String], cfg: &IndexConfig) -> Index {
+    let mut b = Batcher {
+        cfg,
+        out: Index::default(),
+        current: Vec::new(),
+        bytes: 0,
+        seen: HashSet::new(),
+    };
+    for p in paths {
+        b.index_path(p);
+    }
+    if !b.current.is_empty() {
+        let last = std::mem::take(&mut b.current);
+        b.out.batches.push(last);
+    }
+    b.out
+}
+
+impl Indexer {
+    pub fn new(cfg: IndexConfig) -> Self {
+        Self { cfg }
+    }
+}
+
+#[async_trait]
+impl Handler for Indexer {
+    async fn handle(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
+        let Payload::PutRequest { holding_id, paths } = &env.payload else {
+            return Err(HandlerError::permanent(
+                ErrorCode::Internal,
+                format!("{key} needs a put request"),
+            ));
+        };
+        let (holding_id, paths, cfg) = (*holding_id, paths.clone(), self.cfg.clone());
+        let result = tokio::task::spawn_blocking(move || index(&paths, &cfg))
+            .await
+            .map_err(|e| HandlerError::permanent(ErrorCode::Internal, format!("indexing crashed: {e}")))?;
+        let mut out = Outcome::none();
+        let monitor = RoutingKey::new(Worker::MonitorPut, Action::Start);
+        for (i, files) in result.batches.into_iter().enumerate() {
+            let sub = sub_id(env.transaction_id, "index", i);
+            let bytes = files.iter().map(|f| f.size).sum();
+            out = out
+                .and(
+                    monitor,
+                    env.with_sub(
+                        sub,
+                        Payload::MonitorUpdate {
+                            state: State::Indexing,
+                            files: files.len() as u64,
+                            bytes,
+                            failed: Vec::new(),
+                            warnings: Vec::new(),
+                        },
+                    ),
+                )
+                .and(
+                    RoutingKey::new(Worker::Index, Action::Complete),
+                    env.with_sub(
+                        sub,
+                        Payload::Files {
+                            holding_id: Some(holding_id),
+                            files,
+                            target: None,
+                            overwrite: false,
+                        },
+                    ),
+                );
+        }
+        if !result.failed.is_empty() {
+            out = out.and(
+                RoutingKey::new(Worker::Index, Action::Failed),
+                env.reply(Payload::Failed {
+                    files: result.failed,
+                }),
+            );
+        }
+        Ok(out.and(
+            monitor,
+            env.reply(Payload::MonitorUpdate {
+                state: State::Split,
+                files: 0,
+                bytes: 0,
+                failed: Vec::new(),
+                warnings: Vec::new(),
+            }),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn cfg(files: usize, bytes: u64) -> IndexConfig {
+        IndexConfig {
+            batch_files: files,
+            batch_bytes: bytes,
+        }
+    }
+
+    fn tree() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("a/b c/ü")).unwrap();
+        std::fs::write(r.join("a/one"), b"1").unwrap();
+        std::fs::write(r.join("a/b c/two"), vec![0u8; 100]).unwrap();
+        std::fs::write(r.join("a/b c/ü/empty"), b"").unwrap();
+        std::os::unix::fs::symlink("/nonexistent/target", r.join("a/link")).unwrap();
+        std::os::unix::fs::symlink(r.join("a/b c"), r.join("a/dirlink")).unwrap();
+        d
+    }
+
+    fn s(p: &Path) -> String {
+        p.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn indexes_recursively_without_following_links() {
+        let d = tree();
+        let idx = index(&[s(&d.path().join("a"))], &cfg(1000, u64::MAX));
+        assert!(idx.failed.is_empty(), "{:?}", idx.failed);
+        let all: Vec<&FileRecord> = idx.batches.iter().flatten().collect();
+        let by = |suffix: &str| {
+            all.iter()
+                .find(|f| f.path.ends_with(suffix))
+                .unwrap_or_else(|| panic!("{suffix} missing"))
+        };
+        assert_eq!(all.len(), 8, "{all:#?}"); // a, b c, ü, one, two, empty, link, dirlink
+        assert_eq!(by("/a/one").size, 1);
+        assert_eq!(by("/two").size, 100);
+        assert_eq!(by("/ü/empty").kind, PathKind::File);
+        assert_eq!(by("/link").kind, PathKind::Link);
+        assert_eq!(by("/link").link_target.as_deref(), Some("/nonexistent/target"));
+        assert_eq!(by("/dirlink").kind, PathKind::Link);
+        assert_eq!(by("/b c").kind, PathKind::Directory);
+        assert!(!all.iter().any(|f| f.path.contains("dirlink/")), "followed a link");
+    }
+
+    #[test]
+    fn splits_by_count_and_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..10 {
+            std::fs::write(d.path().join(format!("f{i}")), vec![0u8; 10]).unwrap();
+        }
+        let paths: Vec<String> = (0..10).map(|i| s(&d.path().join(format!("f{i}")))).collect();
+        let idx = index(&paths, &cfg(4, u64::MAX));
+        assert_eq!(idx.batches.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4, 2]);
+        let idx = index(&paths, &cfg(1000, 25));
+        assert_eq!(idx.batches.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 2, 2, 2]);
+        // one file larger than the byte limit still gets a batch of its own
+        let idx = index(&paths[..2], &cfg(1000, 5));
+        assert_eq!(idx.batches.len(), 2);
+    }
+
+    #[test]
+    fn duplicates_and_nested_paths_are_indexed_once() {
+        let d = tree();
+        let a = s(&d.path().join("a"));
+        let one = s(&d.path().join("a/one"));
+        let idx = index(&[one.clone(), a.clone(), one, a], &cfg(1000, u64::MAX));
+        assert_eq!(idx.batches.iter().flatten().count(), 8);
+    }
+
+    #[test]
+    fn missing_and_unreadable_paths_fail_with_reasons() {
+        let d = tree();
+        let missing = s(&d.path().join("nope"));
+        let idx = index(&[missing.clone(), "relative/path".into()], &cfg(10, 100));
+        assert!(idx.batches.is_empty());
+        assert_eq!(idx.failed[0].path, missing);
+        assert_eq!(idx.failed[0].code, ErrorCode::PathMissing);
+        assert_eq!(idx.failed[0].reason, "no such file or directory");
+        assert_eq!(idx.failed[1].code, ErrorCode::BadRequest);
+
+        if nix_is_root() {
+            return; // root reads everything; the permission cases are covered in the integration tests as a normal user
+        }
+        let secret = d.path().join("a/one");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let idx = index(&[s(&d.path().join("a"))], &cfg(1000, u64::MAX));
+        assert_eq!(idx.failed.len(), 1);
+        assert_eq!(idx.failed[0].code, ErrorCode::PermissionDenied);
+    }
+
+    fn nix_is_root() -> bool {
+        std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    }
+
+    #[tokio::test]
+    async fn handler_emits_batches_failures_and_split() {
+        let d = tree();
+        let env = Envelope::new(
+            uuid::Uuid::new_v4(),
+            "u",
+            "g",
+            nlds_core::api::ApiAction::Putlist,
+            "j",
+            Payload::PutRequest {
+                holding_id: 7,
+                paths: vec![s(&d.path().join("a")), s(&d.path().join("gone"))],
+            },
+        );
+        let h = Indexer::new(cfg(3, u64::MAX));
+        let out = h
+            .handle(RoutingKey::new(Worker::Index, Action::Start), env.clone())
+            .await
+            .unwrap();
+        let keys: Vec<String> = out.publish.iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(keys.iter().filter(|k| k.ends_with("index.complete")).count(), 3);
+        assert_eq!(keys.iter().filter(|k| k.ends_with("index.failed")).count(), 1);
+        let (last_key, last) = out.publish.last().unwrap();
+        assert_eq!(last_key.to_string(), "nlds-api.monitor-put.start");
+        assert!(matches!(last.payload, Payload::MonitorUpdate { state: State::Split, .. }));
+        assert_eq!(last.sub_id, env.transaction_id);
+        // batches carry the holding and distinct, deterministic sub ids
+        let subs: HashSet<_> = out
+            .publish
+            .iter()
+            .filter(|(k, _)| k.action == Action::Complete)
+            .map(|(_, e)| e.sub_id)
+            .collect();
+        assert_eq!(subs.len(), 3);
+        assert!(subs.contains(&sub_id(env.transaction_id, "index", 0)));
+    }
+}

@@ -1,0 +1,250 @@
+//! Running roles: settings, the bus, the resources each role needs, and the consume loops.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use nlds_bus::memory::MemoryBus;
+use nlds_bus::rabbit::RabbitBus;
+use nlds_bus::{Bus, ConsumeOptions, Handler, RetryPolicy};
+use nlds_core::Role;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::WorkerConfig;
+
+/// Which bus to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    Rabbitmq,
+    Memory,
+}
+
+/// `[bus]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BusConfig {
+    pub kind: BusKind,
+    pub amqp_url: String,
+    /// Deliveries each consumer handles at once.
+    pub prefetch: u16,
+    /// Back-off delays of transient-fault retries, in milliseconds (their count bounds the attempts).
+    pub retry_delays_ms: Vec<u64>,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            kind: BusKind::Rabbitmq,
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            prefetch: 8,
+            retry_delays_ms: vec![2_000, 10_000, 60_000, 300_000],
+        }
+    }
+}
+
+impl BusConfig {
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            delays: self.retry_delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect(),
+        }
+    }
+}
+
+/// The settings file shared by `nlds-server` and `nlds-workers` (`[bus]` and `[workers]`; the
+/// server also reads `[server]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub bus: BusConfig,
+    pub workers: WorkerConfig,
+}
+
+/// Reads a TOML settings file (any struct with defaults), then applies the `NLDS_*` environment
+/// overrides documented in the README.
+pub fn load<T: serde::de::DeserializeOwned + Default>(path: Option<&Path>) -> anyhow::Result<T> {
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read settings file {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("invalid settings file {}", p.display()))
+        }
+        None => Ok(T::default()),
+    }
+}
+
+/// Applies environment overrides to the bus and worker settings.
+pub fn apply_env(bus: &mut BusConfig, workers: &mut WorkerConfig) {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(v) = var("NLDS_AMQP_URL") {
+        bus.amqp_url = v;
+        bus.kind = BusKind::Rabbitmq;
+    }
+    if let Some(v) = var("NLDS_DATABASE_URL") {
+        workers.database_url = v;
+    }
+    if let Some(v) = var("NLDS_S3_ENDPOINT") {
+        workers.object_store.endpoint = v;
+    }
+    if let Some(v) = var("NLDS_S3_ACCESS_KEY") {
+        workers.object_store.access_key = v;
+    }
+    if let Some(v) = var("NLDS_S3_SECRET_KEY_FILE") {
+        workers.object_store.secret_key_file = Some(v.into());
+    }
+    if let Some(v) = var("NLDS_S3_BUCKET") {
+        workers.object_store.bucket = v;
+    }
+}
+
+/// Connects the configured bus.
+pub async fn connect_bus(cfg: &BusConfig) -> anyhow::Result<Arc<dyn Bus>> {
+    Ok(match cfg.kind {
+        BusKind::Memory => Arc::new(MemoryBus::new()),
+        BusKind::Rabbitmq => Arc::new(
+            RabbitBus::connect(&cfg.amqp_url, cfg.retry_policy())
+                .await
+                .with_context(|| "cannot connect to RabbitMQ (bus.amqp_url)")?,
+        ),
+    })
+}
+
+/// Connections shared by the roles of one process, opened on first use.
+#[derive(Default)]
+pub struct Resources {
+    db: OnceCell<sea_orm::DatabaseConnection>,
+    s3: OnceCell<aws_sdk_s3::Client>,
+}
+
+impl Resources {
+    pub async fn db(&self, cfg: &WorkerConfig) -> anyhow::Result<sea_orm::DatabaseConnection> {
+        self.db
+            .get_or_try_init(|| async {
+                crate::db::connect(&cfg.database_url)
+                    .await
+                    .context("cannot open the catalogue database (workers.database_url)")
+            })
+            .await
+            .cloned()
+    }
+
+    pub async fn s3(&self, cfg: &WorkerConfig) -> anyhow::Result<aws_sdk_s3::Client> {
+        self.s3
+            .get_or_try_init(|| async {
+                let client = crate::s3::client(&cfg.object_store)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot configure the object store: {e}"))?;
+                crate::s3::ensure_bucket(&client, &cfg.object_store.bucket)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot use bucket {} at {}: {e}",
+                            cfg.object_store.bucket,
+                            cfg.object_store.endpoint
+                        )
+                    })?;
+                Ok::<_, anyhow::Error>(client)
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// Builds the handler of a role.
+pub async fn handler(
+    role: Role,
+    cfg: &WorkerConfig,
+    res: &Resources,
+) -> anyhow::Result<Arc<dyn Handler>> {
+    Ok(match role {
+        Role::Router => Arc::new(crate::router::Router),
+        Role::Indexer => Arc::new(crate::indexer::Indexer::new(cfg.index.clone())),
+        Role::Logger => Arc::new(crate::logger::Logger::new(cfg.log_dir.clone())),
+        Role::TransferPut => Arc::new(crate::transfer::TransferPut::new(
+            res.s3(cfg).await?,
+            cfg.object_store.bucket.clone(),
+            cfg.transfer.clone(),
+        )),
+        Role::TransferGet => Arc::new(crate::transfer::TransferGet::new(
+            res.s3(cfg).await?,
+            cfg.object_store.bucket.clone(),
+            cfg.transfer.clone(),
+        )),
+        Role::Catalogue | Role::CatalogueRpc => Arc::new(crate::catalogue::Catalogue::new(
+            res.db(cfg).await?,
+            cfg.index.batch_files,
+            cfg.index.batch_bytes,
+        )),
+        Role::Monitor | Role::MonitorRpc => Arc::new(crate::monitor::Monitor::new(res.db(cfg).await?)),
+    })
+}
+
+/// Runs `roles` on `bus` until `shutdown`; returns the first consumer error.
+pub async fn run_roles(
+    bus: Arc<dyn Bus>,
+    roles: &[Role],
+    cfg: &WorkerConfig,
+    bus_cfg: &BusConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let res = Resources::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for &role in roles {
+        let h = handler(role, cfg, &res).await.with_context(|| format!("cannot start role {role}"))?;
+        let opts = ConsumeOptions {
+            prefetch: bus_cfg.prefetch,
+            retry: bus_cfg.retry_policy(),
+        };
+        let (bus, stop) = (bus.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            bus.consume(role, h, opts, stop)
+                .await
+                .with_context(|| format!("role {role} stopped"))
+        });
+        tracing::info!(%role, "role started");
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.context("role task crashed")??;
+    }
+    Ok(())
+}
+
+/// Every role.
+pub fn all_roles() -> Vec<Role> {
+    Role::ALL.to_vec()
+}
+
+/// Installs the tracing subscriber: `RUST_LOG` (default `info`), JSON when `NLDS_LOG_JSON` is set.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,aws=warn,lapin=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if std::env::var_os("NLDS_LOG_JSON").is_some() {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// A token cancelled on SIGINT or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("install SIGTERM handler");
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}

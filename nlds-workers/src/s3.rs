@@ -1,0 +1,313 @@
+//! The warm tier's S3 client, its object layout and the classification of S3 failures.
+//!
+//! # Object layout
+//!
+//! Everything lives in ONE bucket ([`ObjectStoreConfig::bucket`]), so nlds works on providers that
+//! cap the number of buckets per account. A file copied by transaction `T` is stored under
+//!
+//! ```text
+//! tx/<T as a lowercase hyphenated UUID>/<first 32 hex chars of blake3(original path)>
+//! ```
+//!
+//! e.g. `tx/6f1c7a52-2b7e-4c39-9d1e-2a7e5b3c9d10/3f0a...` (always 72 characters). The key:
+//!
+//! * never starts with `/` and holds only `[0-9a-z/-]`, so it needs no escaping anywhere;
+//! * has a fixed length whatever the path (paths may be 4 KiB long, keys are capped at 1 KiB);
+//! * is deterministic: a redelivered upload overwrites the same object (idempotent), and two
+//!   transactions never share an object, so deleting one copy cannot touch another;
+//! * groups a transaction's objects under one prefix (listing or cleaning up a transaction).
+//!
+//! 128 bits of blake3 make a collision between two paths of one transaction practically
+//! impossible. The catalogue records the key with each file, so it is never recomputed to read.
+//! The original path is also stored as object metadata (`x-amz-meta-nlds-path`) when it is safe
+//! as an HTTP header value (printable ASCII, bounded length), to help humans looking at the
+//! bucket; it is never needed to restore a file.
+//!
+//! # Client
+//!
+//! [`client`] builds the SDK client from [`ObjectStoreConfig`] only: static credentials,
+//! explicit region and endpoint, path-style addressing. Nothing is read from `~/.aws`, `AWS_*`
+//! environment variables or instance metadata (there is no `aws-config` in the build).
+
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use nlds_bus::HandlerError;
+use nlds_core::ErrorCode;
+use uuid::Uuid;
+
+use crate::config::ObjectStoreConfig;
+
+/// The first segment of every object key.
+pub const KEY_PREFIX: &str = "tx";
+/// How many hex characters of blake3(path) name an object (128 bits).
+pub const KEY_HASH_HEX_CHARS: usize = 32;
+/// The user-metadata key holding the original path (sent as `x-amz-meta-nlds-path`).
+pub const PATH_METADATA: &str = "nlds-path";
+/// Paths longer than this are not stored as metadata (S3 allows 2 KiB of user metadata).
+const MAX_METADATA_PATH: usize = 1024;
+/// The region used when the configuration leaves it empty.
+const DEFAULT_REGION: &str = "us-east-1";
+
+/// The object key of `path` copied by transaction `transaction_id` (see the module docs).
+pub fn object_key(transaction_id: Uuid, path: &str) -> String {
+    let hash = blake3::hash(path.as_bytes());
+    let hex = hash.to_hex();
+    format!(
+        "{KEY_PREFIX}/{}/{}",
+        transaction_id.as_hyphenated(),
+        &hex.as_str()[..KEY_HASH_HEX_CHARS]
+    )
+}
+
+/// `path` if it can be sent as an HTTP header value unchanged (printable ASCII, no leading or
+/// trailing blanks a proxy could trim, bounded length); `None` otherwise.
+pub fn path_metadata(path: &str) -> Option<&str> {
+    let printable = path.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let trimmed = path.trim() == path;
+    (printable && trimmed && !path.is_empty() && path.len() <= MAX_METADATA_PATH).then_some(path)
+}
+
+/// An object-store failure: a code, a message naming what failed, and whether trying again later
+/// may succeed (endpoint down, 5xx, throttling, timeouts).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct S3Error {
+    pub code: ErrorCode,
+    pub message: String,
+    pub transient: bool,
+}
+
+impl S3Error {
+    pub fn permanent(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    pub fn transient(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            transient: true,
+        }
+    }
+
+    /// Classifies an SDK error. `context` says what was attempted ("upload of /a/b to x/y").
+    pub fn from_sdk<E>(context: impl std::fmt::Display, err: &SdkError<E>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let message = format!("{context}: {}", DisplayErrorContext(err));
+        match err {
+            SdkError::ConstructionFailure(_) => Self::permanent(ErrorCode::Internal, message),
+            SdkError::TimeoutError(_) => Self::transient(ErrorCode::Timeout, message),
+            SdkError::DispatchFailure(d) if d.is_timeout() => {
+                Self::transient(ErrorCode::Timeout, message)
+            }
+            // A user error is ours (e.g. a body that failed to read): retrying will not help.
+            SdkError::DispatchFailure(d) if d.is_user() => {
+                Self::permanent(ErrorCode::StorageError, message)
+            }
+            SdkError::DispatchFailure(_) => Self::transient(ErrorCode::Unavailable, message),
+            // An unparseable answer: usually a cut connection or a proxy in trouble.
+            SdkError::ResponseError(_) => Self::transient(ErrorCode::StorageError, message),
+            SdkError::ServiceError(s) => {
+                let status = s.raw().status().as_u16();
+                let code = s.err().code().unwrap_or_default();
+                if is_transient_status(status) || is_transient_code(code) {
+                    let ec = if status == 503 || status == 429 {
+                        ErrorCode::Unavailable
+                    } else {
+                        ErrorCode::StorageError
+                    };
+                    Self::transient(ec, message)
+                } else if status == 404 {
+                    Self::permanent(ErrorCode::NotFound, message)
+                } else {
+                    Self::permanent(ErrorCode::StorageError, message)
+                }
+            }
+            _ => Self::transient(ErrorCode::StorageError, message),
+        }
+    }
+}
+
+impl From<S3Error> for HandlerError {
+    fn from(e: S3Error) -> Self {
+        if e.transient {
+            HandlerError::transient(e.code, e.message)
+        } else {
+            HandlerError::permanent(e.code, e.message)
+        }
+    }
+}
+
+fn is_transient_status(status: u16) -> bool {
+    status >= 500 || status == 429 || status == 408
+}
+
+fn is_transient_code(code: &str) -> bool {
+    matches!(
+        code,
+        "SlowDown"
+            | "Throttling"
+            | "ThrottlingException"
+            | "RequestThrottled"
+            | "RequestTimeout"
+            | "RequestTimeoutException"
+            | "InternalError"
+            | "ServiceUnavailable"
+    )
+}
+
+/// Builds the S3 client for `cfg` (path style, explicit region, static credentials).
+pub async fn client(cfg: &ObjectStoreConfig) -> Result<Client, S3Error> {
+    if cfg.endpoint.trim().is_empty() {
+        return Err(S3Error::permanent(
+            ErrorCode::BadRequest,
+            "object_store.endpoint is empty",
+        ));
+    }
+    let secret = cfg.secret().map_err(|e| {
+        let file = cfg
+            .secret_key_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        S3Error::permanent(
+            ErrorCode::Internal,
+            format!("cannot read the object-store secret key file {file}: {e}"),
+        )
+    })?;
+    let region = match cfg.region.trim() {
+        "" => DEFAULT_REGION.to_owned(),
+        r => r.to_owned(),
+    };
+    let credentials = Credentials::new(cfg.access_key.clone(), secret, None, None, "nlds-config");
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(cfg.endpoint.trim())
+        .region(Region::new(region))
+        .credentials_provider(credentials)
+        .force_path_style(true)
+        // We check integrity ourselves (blake3 on read back); S3-compatible stores differ in
+        // their support of the newer flexible checksums, so send them only where required.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(200))
+                .with_max_backoff(Duration::from_secs(5)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .read_timeout(Duration::from_secs(120))
+                .build(),
+        )
+        .build();
+    Ok(Client::from_conf(config))
+}
+
+/// Makes sure `bucket` exists, creating it if it is missing. A bucket we already own is fine.
+pub async fn ensure_bucket(client: &Client, bucket: &str) -> Result<(), S3Error> {
+    match client.head_bucket().bucket(bucket).send().await {
+        Ok(_) => return Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
+        Err(e) => return Err(S3Error::from_sdk(format!("checking bucket {bucket}"), &e)),
+    }
+    let mut req = client.create_bucket().bucket(bucket);
+    if let Some(region) = client.config().region().map(|r| r.as_ref())
+        && region != DEFAULT_REGION
+    {
+        req = req.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    match req.send().await {
+        Ok(_) => {
+            tracing::info!(bucket, "created bucket");
+            Ok(())
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_bucket_already_owned_by_you()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(S3Error::from_sdk(format!("creating bucket {bucket}"), &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tid(n: u128) -> Uuid {
+        Uuid::from_u128(0x6f1c7a52_2b7e_4c39_9d1e_2a7e5b3c9d10 + n)
+    }
+
+    #[test]
+    fn object_keys_follow_the_documented_scheme() {
+        let key = object_key(tid(0), "/data/run 42/ü.nc");
+        let expected_hash = &blake3::hash("/data/run 42/ü.nc".as_bytes()).to_hex()[..32];
+        assert_eq!(
+            key,
+            format!("tx/6f1c7a52-2b7e-4c39-9d1e-2a7e5b3c9d10/{expected_hash}")
+        );
+        assert_eq!(key.len(), 72);
+    }
+
+    #[test]
+    fn object_keys_are_bounded_safe_and_deterministic() {
+        let long = format!("/{}", "a/".repeat(4000));
+        for path in [
+            "/",
+            "",
+            "relative",
+            "/data/x",
+            "//double",
+            long.as_str(),
+            "/ü ñ/\n\t",
+        ] {
+            let key = object_key(tid(0), path);
+            assert!(!key.starts_with('/'), "{key}");
+            assert_eq!(key.len(), 72, "{key}");
+            assert!(
+                key.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"/-".contains(&b)),
+                "{key}"
+            );
+            assert_eq!(key, object_key(tid(0), path));
+        }
+        assert_ne!(object_key(tid(0), "/a"), object_key(tid(0), "/b"));
+        assert_ne!(object_key(tid(0), "/a"), object_key(tid(1), "/a"));
+        assert!(object_key(tid(1), "/a").starts_with(&format!("tx/{}/", tid(1))));
+    }
+
+    #[test]
+    fn only_header_safe_paths_become_metadata() {
+        assert_eq!(
+            path_metadata("/data/run 42/x.nc"),
+            Some("/data/run 42/x.nc")
+        );
+        assert_eq!(path_metadata("/data/ü.nc"), None);
+        assert_eq!(path_metadata("/data/a\nb"), None);
+        assert_eq!(path_metadata("/data/a "), None);
+        assert_eq!(path_metadata(""), None);
+        assert_eq!(path_metadata(&format!("/{}", "a".repeat(2000))), None);
+    }
+}

@@ -1,0 +1,178 @@
+//! The warm-tier transfer roles: [`TransferPut`] (POSIX -> S3, and deleting objects) and
+//! [`TransferGet`] (S3 -> POSIX).
+//!
+//! * Files are streamed: a file is read once, in chunks of at most the part size, and its blake3
+//!   is computed from the same bytes that are uploaded. Small files (below
+//!   `multipart_threshold`) go in one PutObject, larger ones in a multipart upload with
+//!   `parts_in_flight` parts in flight; a failed multipart upload is aborted.
+//! * Downloads go to a temporary file next to the destination, are verified against the
+//!   catalogue's blake3, get their mode and mtime, are fsynced and only then renamed into place.
+//! * Up to `files_in_flight` files of a batch are transferred at once.
+//! * Per-file problems (a vanished source, a permission, a checksum mismatch, a conflict) become
+//!   [`FailedFile`]s; an object store that is down or overloaded (connection failures, timeouts,
+//!   5xx, throttling) makes the whole batch a transient [`HandlerError`], so the bus retries it
+//!   later. Both directions are idempotent: an upload overwrites the same key, a download finds
+//!   identical files already in place.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::Client;
+use nlds_bus::{HandlerError, Outcome};
+use nlds_core::{Action, Envelope, ErrorCode, FailedFile, FileRecord, Payload, RoutingKey, Worker};
+
+use crate::config::TransferConfig;
+use crate::s3::S3Error;
+
+mod get;
+mod put;
+#[cfg(test)]
+mod tests;
+
+pub use get::TransferGet;
+pub use put::TransferPut;
+
+/// What both roles share: the client, the bucket new objects go to, the tuning.
+struct Store {
+    client: Client,
+    bucket: String,
+    cfg: TransferConfig,
+}
+
+impl Store {
+    fn files_in_flight(&self) -> usize {
+        self.cfg.files_in_flight.max(1)
+    }
+    fn parts_in_flight(&self) -> usize {
+        self.cfg.parts_in_flight.max(1)
+    }
+}
+
+/// The outcome of one path of a batch.
+enum Step {
+    Done(FileRecord),
+    Failed(FailedFile),
+    /// The object store is unavailable: the whole batch is retried later.
+    Outage(S3Error),
+    /// Not attempted, because an outage was already seen in this batch.
+    NotStarted,
+}
+
+/// The results of a batch, by index in the incoming list.
+#[derive(Default)]
+struct Batch {
+    done: Vec<(usize, FileRecord)>,
+    failed: Vec<(usize, FailedFile)>,
+    outage: Option<S3Error>,
+    outages: usize,
+    not_started: usize,
+}
+
+impl Batch {
+    fn add(&mut self, index: usize, step: Step) {
+        match step {
+            Step::Done(r) => self.done.push((index, r)),
+            Step::Failed(f) => self.failed.push((index, f)),
+            Step::Outage(e) => {
+                self.outages += 1;
+                self.outage.get_or_insert(e);
+            }
+            Step::NotStarted => self.not_started += 1,
+        }
+    }
+
+    /// A transient error for the whole batch if the object store was unavailable.
+    fn outage_error(&self, env: &Envelope, what: &str) -> Option<HandlerError> {
+        let e = self.outage.as_ref()?;
+        let message = format!(
+            "object store unavailable during {what} of batch {} of transaction {} ({} file(s) hit it, \
+             {} not started); the batch will be retried: {}",
+            env.sub_id, env.transaction_id, self.outages, self.not_started, e.message
+        );
+        tracing::warn!(transaction = %env.transaction_id, sub = %env.sub_id, "{message}");
+        Some(HandlerError::transient(e.code, message))
+    }
+
+    /// `<worker>.complete` with the files that made it (always, possibly empty) and
+    /// `<worker>.failed` with those that did not (if any), both in the incoming order.
+    fn outcome(
+        mut self,
+        env: &Envelope,
+        worker: Worker,
+        holding_id: Option<i64>,
+        target: Option<String>,
+        overwrite: bool,
+    ) -> Outcome {
+        self.done.sort_by_key(|(i, _)| *i);
+        self.failed.sort_by_key(|(i, _)| *i);
+        let files = self.done.into_iter().map(|(_, r)| r).collect();
+        let complete = env.reply(Payload::Files {
+            holding_id,
+            files,
+            target,
+            overwrite,
+        });
+        let mut out = Outcome::publish(RoutingKey::new(worker, Action::Complete), complete);
+        if !self.failed.is_empty() {
+            let files = self.failed.into_iter().map(|(_, f)| f).collect();
+            out = out.and(
+                RoutingKey::new(worker, Action::Failed),
+                env.reply(Payload::Failed { files }),
+            );
+        }
+        out
+    }
+}
+
+/// A failed file for an I/O error on `subject` (the path, or the destination it was written to).
+fn io_failed(path: &str, what: &str, subject: &str, err: &io::Error) -> FailedFile {
+    let code = match err.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ErrorCode::PathMissing,
+        io::ErrorKind::PermissionDenied => ErrorCode::PermissionDenied,
+        io::ErrorKind::AlreadyExists | io::ErrorKind::IsADirectory => ErrorCode::Conflict,
+        _ => ErrorCode::StorageError,
+    };
+    FailedFile::new(path, code, format!("{what} {subject}: {err}"))
+}
+
+/// The payload was not what `key` carries.
+fn bad_payload(key: RoutingKey, env: &Envelope) -> HandlerError {
+    let kind = serde_json::to_value(&env.payload)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str().map(str::to_owned)))
+        .unwrap_or_default();
+    HandlerError::permanent(
+        ErrorCode::BadRequest,
+        format!("{key} expects a files payload, got {kind:?}"),
+    )
+}
+
+/// Runs blocking file-system work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("blocking file-system task cancelled: {e}"),
+    }
+}
+
+/// Nanoseconds since the epoch as a `SystemTime`.
+fn system_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(ns.unsigned_abs())
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+/// Modification time of `meta` in nanoseconds since the epoch.
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
+}
+
+/// Shared handle type of both roles.
+type SharedStore = Arc<Store>;

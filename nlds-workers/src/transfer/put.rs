@@ -1,0 +1,753 @@
+//! transfer-put: uploads regular files to the warm tier, and deletes objects (`transfer-del`).
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt, stream};
+use nlds_bus::{Handler, HandlerError, Outcome};
+use nlds_core::message::ObjectRef;
+use nlds_core::{
+    Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey, Worker,
+};
+use uuid::Uuid;
+
+use super::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, mtime_ns};
+use crate::config::TransferConfig;
+use crate::s3::{PATH_METADATA, S3Error, object_key, path_metadata};
+
+/// S3's smallest part (all parts but the last).
+const MIN_PART: u64 = 5 << 20;
+/// S3's largest part.
+const MAX_PART: u64 = 5 << 30;
+/// S3's largest part number.
+const MAX_PARTS: u64 = 10_000;
+
+/// The transfer-put role: handles `transfer-put.start` and `transfer-del.start`.
+pub struct TransferPut {
+    store: SharedStore,
+}
+
+impl TransferPut {
+    /// Uploads go to `bucket`, under [`object_key`]s.
+    pub fn new(client: Client, bucket: String, cfg: TransferConfig) -> Self {
+        Self {
+            store: Arc::new(Store {
+                client,
+                bucket,
+                cfg,
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for TransferPut {
+    async fn handle(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
+        match (key.worker, key.action) {
+            (Worker::TransferPut, Action::Start) => self.put_batch(key, env).await,
+            (Worker::TransferDel, Action::Start) => self.delete_batch(key, env).await,
+            _ => Err(HandlerError::permanent(
+                ErrorCode::Internal,
+                format!("the transfer-put role does not handle {key}"),
+            )),
+        }
+    }
+}
+
+/// Why an upload failed: the file (a FailedFile), or the object store.
+enum UploadError {
+    File(FailedFile),
+    Store(S3Error),
+}
+
+impl From<FailedFile> for UploadError {
+    fn from(f: FailedFile) -> Self {
+        UploadError::File(f)
+    }
+}
+
+impl From<S3Error> for UploadError {
+    fn from(e: S3Error) -> Self {
+        UploadError::Store(e)
+    }
+}
+
+/// What identifies a version of a file's content, for "did it change while we read it".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Version {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl Version {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            size: meta.len(),
+            mtime_ns: mtime_ns(meta),
+            ctime_ns: meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
+        }
+    }
+}
+
+/// An opened source file and what it was when opened.
+struct Source {
+    file: File,
+    meta: std::fs::Metadata,
+}
+
+/// What was read from a file: its blake3, its length, and its version after the read.
+struct ReadResult {
+    blake3: String,
+    len: u64,
+    after: Version,
+}
+
+impl TransferPut {
+    async fn put_batch(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
+        let Payload::Files {
+            holding_id,
+            files,
+            target,
+            overwrite,
+        } = &env.payload
+        else {
+            return Err(bad_payload(key, &env));
+        };
+        let started = Instant::now();
+        let outage = AtomicBool::new(false);
+        let tid = env.transaction_id;
+        let mut batch = Batch::default();
+        let mut steps = stream::iter(files.iter().cloned().enumerate())
+            .map(|(i, rec)| {
+                let outage = &outage;
+                async move { (i, self.put_one(tid, rec, outage).await) }.boxed()
+            })
+            .buffer_unordered(self.store.files_in_flight());
+        while let Some((i, step)) = steps.next().await {
+            batch.add(i, step);
+        }
+        drop(steps);
+        if let Some(err) = batch.outage_error(&env, "upload") {
+            return Err(err);
+        }
+        let bytes: u64 = batch
+            .done
+            .iter()
+            .filter(|(_, r)| r.kind == PathKind::File)
+            .map(|(_, r)| r.size)
+            .sum();
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(
+            transaction = %env.transaction_id,
+            sub = %env.sub_id,
+            done = batch.done.len(),
+            failed = batch.failed.len(),
+            bytes,
+            seconds = secs,
+            mib_per_s = bytes as f64 / (1 << 20) as f64 / secs.max(1e-9),
+            "transfer-put batch done"
+        );
+        for (_, f) in &batch.failed {
+            tracing::warn!(transaction = %env.transaction_id, path = %f.path, code = %f.code, "{}", f.reason);
+        }
+        Ok(batch.outcome(
+            &env,
+            Worker::TransferPut,
+            *holding_id,
+            target.clone(),
+            *overwrite,
+        ))
+    }
+
+    async fn put_one(&self, tid: Uuid, mut rec: FileRecord, outage: &AtomicBool) -> Step {
+        if rec.kind != PathKind::File {
+            return Step::Done(rec);
+        }
+        if outage.load(Ordering::Relaxed) {
+            return Step::NotStarted;
+        }
+        let path = rec.path.clone();
+        let source = match blocking(move || open_source(&path)).await {
+            Ok(s) => s,
+            Err(f) => return Step::Failed(f),
+        };
+        let key = object_key(tid, &rec.path);
+        let size = source.meta.len();
+        let result = if size == 0 || size < self.store.cfg.multipart_threshold {
+            self.put_single(source.file, &source.meta, &key, &rec.path)
+                .await
+        } else {
+            self.put_multipart(source.file, &source.meta, &key, &rec.path)
+                .await
+        };
+        match result {
+            Ok(read) => {
+                let meta = &source.meta;
+                rec.size = read.len;
+                rec.mtime_ns = read.after.mtime_ns;
+                rec.mode = meta.mode() & 0o7777;
+                rec.uid = meta.uid();
+                rec.gid = meta.gid();
+                rec.blake3 = Some(read.blake3);
+                rec.object = Some(ObjectRef {
+                    bucket: self.store.bucket.clone(),
+                    key,
+                });
+                Step::Done(rec)
+            }
+            Err(UploadError::File(f)) => Step::Failed(f),
+            Err(UploadError::Store(e)) if e.transient => {
+                outage.store(true, Ordering::Relaxed);
+                Step::Outage(e)
+            }
+            Err(UploadError::Store(e)) => {
+                Step::Failed(FailedFile::new(&rec.path, e.code, e.message))
+            }
+        }
+    }
+
+    /// One PutObject with a body read (and hashed) in chunks of at most the part size.
+    async fn put_single(
+        &self,
+        file: File,
+        meta: &std::fs::Metadata,
+        key: &str,
+        path: &str,
+    ) -> Result<ReadResult, UploadError> {
+        let before = Version::of(meta);
+        let chunk = chunk_size(self.store.cfg.part_size);
+        let (data, read) = blocking(move || read_small(file, before.size, chunk))
+            .await
+            .map_err(|e| io_failed(path, "cannot read", path, &e))?;
+        check_unchanged(path, before, &read)?;
+        let store = &self.store;
+        let mut req = store
+            .client
+            .put_object()
+            .bucket(&store.bucket)
+            .key(key)
+            .content_length(data.len() as i64)
+            .body(ByteStream::from(data));
+        if let Some(m) = path_metadata(path) {
+            req = req.metadata(PATH_METADATA, m);
+        }
+        req.send().await.map_err(|e| {
+            S3Error::from_sdk(format!("uploading {path} to {}/{key}", store.bucket), &e)
+        })?;
+        Ok(read)
+    }
+
+    /// A multipart upload, aborted on any failure.
+    async fn put_multipart(
+        &self,
+        file: File,
+        meta: &std::fs::Metadata,
+        key: &str,
+        path: &str,
+    ) -> Result<ReadResult, UploadError> {
+        let store = &self.store;
+        let mut req = store
+            .client
+            .create_multipart_upload()
+            .bucket(&store.bucket)
+            .key(key);
+        if let Some(m) = path_metadata(path) {
+            req = req.metadata(PATH_METADATA, m);
+        }
+        let created = req.send().await.map_err(|e| {
+            S3Error::from_sdk(
+                format!(
+                    "starting the multipart upload of {path} to {}/{key}",
+                    store.bucket
+                ),
+                &e,
+            )
+        })?;
+        let Some(upload_id) = created.upload_id().map(str::to_owned) else {
+            return Err(S3Error::permanent(
+                ErrorCode::StorageError,
+                format!("the object store returned no upload id for {path}"),
+            )
+            .into());
+        };
+        let guard = AbortGuard {
+            upload: Some((
+                store.client.clone(),
+                store.bucket.clone(),
+                key.to_owned(),
+                upload_id.clone(),
+            )),
+        };
+        match self.upload_parts(file, meta, key, &upload_id, path).await {
+            Ok(read) => {
+                guard.disarm();
+                Ok(read)
+            }
+            Err(e) => {
+                guard.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_parts(
+        &self,
+        file: File,
+        meta: &std::fs::Metadata,
+        key: &str,
+        upload_id: &str,
+        path: &str,
+    ) -> Result<ReadResult, UploadError> {
+        let store = &self.store;
+        let before = Version::of(meta);
+        let part_size = part_size(store.cfg.part_size, before.size);
+        // The reader hashes each part as it reads it and hands it over; at most one part waits
+        // in the channel while `parts_in_flight` are being uploaded.
+        let (tx, rx) = tokio::sync::mpsc::channel::<(i32, Bytes)>(1);
+        let reader = tokio::task::spawn_blocking(move || read_parts(file, part_size, tx));
+        let mut uploads =
+            stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) })
+                .map(|(number, data)| self.upload_part(key, upload_id, path, number, data).boxed())
+                .buffer_unordered(store.parts_in_flight())
+                .boxed();
+        let mut parts = Vec::new();
+        let mut failure = None;
+        while let Some(r) = uploads.next().await {
+            match r {
+                Ok(p) => parts.push(p),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        // Dropping the stream closes the channel, which stops the reader.
+        drop(uploads);
+        let read = reader.await;
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        let read = match read {
+            Ok(r) => r.map_err(|e| io_failed(path, "cannot read", path, &e))?,
+            Err(e) => {
+                return Err(FailedFile::new(
+                    path,
+                    ErrorCode::Internal,
+                    format!("reading {path} failed: {e}"),
+                )
+                .into());
+            }
+        };
+        check_unchanged(path, before, &read)?;
+        parts.sort_by_key(|p: &CompletedPart| p.part_number());
+        let completed = store
+            .client
+            .complete_multipart_upload()
+            .bucket(&store.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await;
+        match completed {
+            Ok(_) => Ok(read),
+            Err(e)
+                if unparseable_success(&e)
+                    && self.confirm_completed(key, upload_id, read.len).await =>
+            {
+                tracing::debug!(
+                    path,
+                    key,
+                    "the object store answered CompleteMultipartUpload with an unexpected body; \
+                     completion confirmed"
+                );
+                Ok(read)
+            }
+            Err(e) => Err(S3Error::from_sdk(
+                format!(
+                    "completing the multipart upload of {path} to {}/{key}",
+                    store.bucket
+                ),
+                &e,
+            )
+            .into()),
+        }
+    }
+
+    /// After a successful (2xx) CompleteMultipartUpload whose body did not parse (some
+    /// S3-compatible stores name the XML root differently): the upload is complete if it is
+    /// gone (ListParts says NoSuchUpload) and the object has the size we uploaded.
+    async fn confirm_completed(&self, key: &str, upload_id: &str, len: u64) -> bool {
+        let store = &self.store;
+        let upload_gone = match store
+            .client
+            .list_parts()
+            .bucket(&store.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => false,
+            Err(e) => e.raw_response().is_some_and(|r| r.status().as_u16() == 404),
+        };
+        if !upload_gone {
+            return false;
+        }
+        match store
+            .client
+            .head_object()
+            .bucket(&store.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => head.content_length() == i64::try_from(len).ok(),
+            Err(_) => false,
+        }
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        path: &str,
+        number: i32,
+        data: Bytes,
+    ) -> Result<CompletedPart, S3Error> {
+        let store = &self.store;
+        let out = store
+            .client
+            .upload_part()
+            .bucket(&store.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(data.len() as i64)
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| {
+                S3Error::from_sdk(
+                    format!(
+                        "uploading part {number} of {path} to {}/{key}",
+                        store.bucket
+                    ),
+                    &e,
+                )
+            })?;
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(out.e_tag().map(str::to_owned))
+            .build())
+    }
+
+    /// `transfer-del.start`: deletes the objects of the files; missing objects are fine.
+    async fn delete_batch(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
+        let Payload::Files { files, .. } = &env.payload else {
+            return Err(bad_payload(key, &env));
+        };
+        let store = &self.store;
+        let objects: Vec<ObjectRef> = files.iter().filter_map(|f| f.object.clone()).collect();
+        let total = objects.len();
+        let deletions: Vec<_> = objects
+            .into_iter()
+            .map(|o| async move {
+                match store
+                    .client
+                    .delete_object()
+                    .bucket(&o.bucket)
+                    .key(&o.key)
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                        Ok(())
+                    }
+                    Err(e) => Err(S3Error::from_sdk(
+                        format!("deleting {}/{}", o.bucket, o.key),
+                        &e,
+                    )),
+                }
+            })
+            .collect();
+        let results: Vec<Result<(), S3Error>> = stream::iter(deletions)
+            .buffer_unordered(store.files_in_flight())
+            .collect()
+            .await;
+        let errors: Vec<S3Error> = results.into_iter().filter_map(Result::err).collect();
+        let deleted = total - errors.len();
+        tracing::info!(transaction = %env.transaction_id, sub = %env.sub_id, deleted, failed = errors.len(), "transfer-del batch done");
+        match errors.iter().find(|e| e.transient).or(errors.first()) {
+            None => Ok(Outcome::none()),
+            Some(e) => {
+                let message = format!(
+                    "{} of {} object(s) could not be deleted: {}",
+                    errors.len(),
+                    errors.len() + deleted,
+                    e.message
+                );
+                Err(if e.transient {
+                    HandlerError::transient(e.code, message)
+                } else {
+                    HandlerError::permanent(e.code, message)
+                })
+            }
+        }
+    }
+}
+
+/// A 2xx answer the SDK could not parse (no error code: not an S3 `<Error>` body).
+fn unparseable_success<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
+    match e {
+        SdkError::ServiceError(s) => s.raw().status().is_success() && s.err().code().is_none(),
+        SdkError::ResponseError(r) => r.raw().status().is_success(),
+        _ => false,
+    }
+}
+
+/// Aborts a multipart upload that did not complete, even if the upload future is dropped.
+struct AbortGuard {
+    upload: Option<(Client, String, String, String)>,
+}
+
+impl AbortGuard {
+    fn disarm(mut self) {
+        self.upload = None;
+    }
+
+    async fn abort(mut self) {
+        if let Some((client, bucket, key, id)) = self.upload.take() {
+            abort_upload(client, bucket, key, id).await;
+        }
+    }
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        if let Some((client, bucket, key, id)) = self.upload.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(abort_upload(client, bucket, key, id));
+        }
+    }
+}
+
+async fn abort_upload(client: Client, bucket: String, key: String, upload_id: String) {
+    if let Err(e) = client
+        .abort_multipart_upload()
+        .bucket(&bucket)
+        .key(&key)
+        .upload_id(&upload_id)
+        .send()
+        .await
+    {
+        let e = S3Error::from_sdk(
+            format!("aborting the multipart upload {upload_id} of {bucket}/{key}"),
+            &e,
+        );
+        tracing::warn!("{e}");
+    }
+}
+
+/// Opens a source that the indexer saw as a regular file, checking it still is one.
+fn open_source(path: &str) -> Result<Source, FailedFile> {
+    let lmeta =
+        std::fs::symlink_metadata(path).map_err(|e| io_failed(path, "cannot stat", path, &e))?;
+    if !lmeta.file_type().is_file() {
+        let now = if lmeta.is_dir() {
+            "a directory"
+        } else if lmeta.file_type().is_symlink() {
+            "a symbolic link"
+        } else {
+            "not a regular file"
+        };
+        return Err(FailedFile::new(
+            path,
+            ErrorCode::Conflict,
+            format!("{path} was a regular file when indexed but is now {now}"),
+        ));
+    }
+    let file = File::open(path).map_err(|e| io_failed(path, "cannot open", path, &e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_failed(path, "cannot stat", path, &e))?;
+    if (meta.dev(), meta.ino()) != (lmeta.dev(), lmeta.ino()) {
+        return Err(FailedFile::new(
+            path,
+            ErrorCode::Conflict,
+            format!("{path} was replaced while it was being opened; put it again"),
+        ));
+    }
+    Ok(Source { file, meta })
+}
+
+fn check_unchanged(path: &str, before: Version, read: &ReadResult) -> Result<(), FailedFile> {
+    if read.after == before && read.len == before.size {
+        Ok(())
+    } else {
+        Err(FailedFile::new(
+            path,
+            ErrorCode::Conflict,
+            format!(
+                "{path} changed while it was being uploaded ({} bytes when opened, {} read); put it again",
+                before.size, read.len
+            ),
+        ))
+    }
+}
+
+/// The read chunk of small files: the part size, within sane bounds.
+fn chunk_size(part_size: u64) -> usize {
+    part_size.clamp(64 << 10, MAX_PART) as usize
+}
+
+/// The part size for a file of `size` bytes: the configured one, raised to S3's minimum and as
+/// far as needed to stay within S3's 10 000 parts.
+fn part_size(configured: u64, size: u64) -> usize {
+    let mut part = configured.max(MIN_PART);
+    let needed = size.div_ceil(MAX_PARTS);
+    if needed > part {
+        part = needed.next_multiple_of(1 << 20);
+    }
+    part.min(MAX_PART) as usize
+}
+
+/// Appends up to `want` bytes of `file` to `buf` (fewer only at end of file).
+fn fill(file: &mut File, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + want, 0);
+    let mut n = 0;
+    while n < want {
+        match file.read(&mut buf[start + n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.truncate(start + n);
+                return Err(e);
+            }
+        }
+    }
+    buf.truncate(start + n);
+    Ok(n)
+}
+
+/// Reads a small file whole (at most `size + 1` bytes, so growth is noticed), hashing as it goes.
+fn read_small(mut file: File, size: u64, chunk: usize) -> io::Result<(Bytes, ReadResult)> {
+    let limit = size.saturating_add(1);
+    // `size` is below the multipart threshold: the whole (small) file is held in memory.
+    let mut buf = Vec::with_capacity(usize::try_from(limit).unwrap_or(usize::MAX));
+    let mut hasher = blake3::Hasher::new();
+    loop {
+        let left = limit - buf.len() as u64;
+        if left == 0 {
+            break;
+        }
+        let start = buf.len();
+        let n = fill(&mut file, &mut buf, (chunk as u64).min(left) as usize)?;
+        hasher.update(&buf[start..]);
+        if n == 0 {
+            break;
+        }
+    }
+    let after = Version::of(&file.metadata()?);
+    let len = buf.len() as u64;
+    let read = ReadResult {
+        blake3: hasher.finalize().to_hex().to_string(),
+        len,
+        after,
+    };
+    Ok((Bytes::from(buf), read))
+}
+
+/// Reads `file` once in parts of `part_size`, hashing each part and sending it to the uploader.
+/// Stops early (reporting what was read so far) if the uploader went away or the file grew past
+/// S3's part limit.
+fn read_parts(
+    mut file: File,
+    part_size: usize,
+    tx: tokio::sync::mpsc::Sender<(i32, Bytes)>,
+) -> io::Result<ReadResult> {
+    let mut hasher = blake3::Hasher::new();
+    let mut len = 0u64;
+    let mut number = 0u64;
+    loop {
+        if number == MAX_PARTS {
+            // More than S3 allows: the file grew a lot; check_unchanged reports it.
+            len += 1;
+            break;
+        }
+        let mut buf = Vec::with_capacity(part_size);
+        let n = fill(&mut file, &mut buf, part_size)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf);
+        len += n as u64;
+        number += 1;
+        if tx.blocking_send((number as i32, Bytes::from(buf))).is_err() {
+            break;
+        }
+        if n < part_size {
+            break;
+        }
+    }
+    Ok(ReadResult {
+        blake3: hasher.finalize().to_hex().to_string(),
+        len,
+        after: Version::of(&file.metadata()?),
+    })
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn part_sizes_respect_s3_limits() {
+        assert_eq!(part_size(16 << 20, 100 << 20), 16 << 20);
+        assert_eq!(part_size(1 << 20, 100 << 20), 5 << 20);
+        // 1 TiB in 16 MiB parts would be 65 536 parts: raised to stay within 10 000.
+        let p = part_size(16 << 20, 1 << 40) as u64;
+        assert!((1u64 << 40).div_ceil(p) <= MAX_PARTS, "{p}");
+        assert_eq!(p % (1 << 20), 0);
+        assert!(p <= MAX_PART);
+    }
+
+    #[test]
+    fn small_reads_hash_what_they_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let (bytes, read) =
+            read_small(File::open(&path).unwrap(), data.len() as u64, 65_536).unwrap();
+        assert_eq!(&bytes[..], &data[..]);
+        assert_eq!(read.len, data.len() as u64);
+        assert_eq!(read.blake3, blake3::hash(&data).to_hex().to_string());
+        // A file larger than announced is noticed (one byte over), never read whole.
+        let (bytes, read) = read_small(File::open(&path).unwrap(), 1000, 65_536).unwrap();
+        assert_eq!(bytes.len(), 1001);
+        assert_eq!(read.len, 1001);
+    }
+}

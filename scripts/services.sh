@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# Start (and if needed install) the local services that nlds-rs's integration
+# tests and distributed mode talk to, all on loopback only:
+#
+#   RabbitMQ    127.0.0.1:5672   guest/guest
+#   PostgreSQL  127.0.0.1:5432   user postgres, trust auth on loopback
+#   moto (S3)   127.0.0.1:9000   any credentials
+#
+# Idempotent: services that already answer are only confirmed. Meant to be run
+# (not sourced), as root when something has to be installed or configured. It
+# exports nothing; at the end it prints the environment lines the tests need.
+# Exits non-zero naming the first service that did not come up.
+#
+# Overridable: NLDS_SVC_TIMEOUT (seconds per service, default 90),
+# NLDS_MOTO_PORT (default 9000), NLDS_MOTO_VERSION (default below),
+# NLDS_VENV (default $HOME/.cache/nlds-venv), NLDS_SVC_LOG_DIR.
+set -euo pipefail
+
+TIMEOUT="${NLDS_SVC_TIMEOUT:-90}"
+AMQP_PORT=5672
+PG_PORT=5432
+MOTO_PORT="${NLDS_MOTO_PORT:-9000}"
+MOTO_VERSION="${NLDS_MOTO_VERSION:-5.2.5}"
+VENV="${NLDS_VENV:-$HOME/.cache/nlds-venv}"
+LOG_DIR="${NLDS_SVC_LOG_DIR:-$HOME/.cache/nlds-services}"
+
+# Local endpoints only: a global CA bundle must not leak into anything we start.
+unset AWS_CA_BUNDLE
+
+log() { printf '[services] %s\n' "$*"; }
+fail() {
+    printf '[services] FAILED: %s\n' "$*" >&2
+    exit 1
+}
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# port_open PORT: true if something accepts TCP connections on 127.0.0.1:PORT.
+port_open() {
+    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# wait_port NAME PORT: wait up to $TIMEOUT s for the port, or fail naming NAME.
+wait_port() {
+    local name="$1" port="$2" waited=0
+    until port_open "$port"; do
+        if [ "$waited" -ge "$TIMEOUT" ]; then
+            fail "$name did not come up on 127.0.0.1:$port within ${TIMEOUT}s"
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+}
+
+APT_UPDATED=0
+apt_install() {
+    is_root || fail "must run as root to install: $*"
+    export DEBIAN_FRONTEND=noninteractive
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    # policy-rc.d (exit 101) keeps the packages from starting their services
+    # with default (all-interfaces) settings before we configure them.
+    local made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    local rc=0
+    apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold "$@" || rc=$?
+    if [ "$made_policy" -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+    [ "$rc" -eq 0 ] || fail "apt-get install $* (exit $rc)"
+}
+
+mkdir -p "$LOG_DIR"
+
+# ---------------------------------------------------------------- install
+need_pkgs=()
+command -v rabbitmq-server >/dev/null 2>&1 || need_pkgs+=(rabbitmq-server)
+command -v pg_ctlcluster >/dev/null 2>&1 || need_pkgs+=(postgresql)
+command -v psql >/dev/null 2>&1 || need_pkgs+=(postgresql-client)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+    apt_install "${need_pkgs[@]}"
+fi
+
+# ---------------------------------------------------------------- RabbitMQ
+start_rabbitmq() {
+    if port_open "$AMQP_PORT"; then
+        # Already listening: just make sure the node finished booting.
+        if ! rabbitmqctl -q await_startup --timeout "$TIMEOUT" >/dev/null 2>&1; then
+            log "rabbitmq: port $AMQP_PORT answers but rabbitmqctl cannot reach the node (continuing)"
+        fi
+        log "rabbitmq:   OK   amqp://127.0.0.1:$AMQP_PORT (already running)"
+        return
+    fi
+    is_root || fail "rabbitmq is not running and starting it needs root"
+    mkdir -p /etc/rabbitmq
+    # Loopback only. Leave existing settings alone if they already pin the
+    # listener (as on the prepared machines); on a fresh install pin it.
+    if ! grep -qsE '^[[:space:]]*listeners\.tcp\.' /etc/rabbitmq/rabbitmq.conf &&
+        ! grep -qsE '^[[:space:]]*(export[[:space:]]+)?(RABBITMQ_)?NODE_IP_ADDRESS=' /etc/rabbitmq/rabbitmq-env.conf; then
+        log "rabbitmq: pinning the AMQP listener to 127.0.0.1:$AMQP_PORT in /etc/rabbitmq"
+        printf 'listeners.tcp.default = 127.0.0.1:%s\n' "$AMQP_PORT" >>/etc/rabbitmq/rabbitmq.conf
+        printf 'NODE_IP_ADDRESS=127.0.0.1\n' >>/etc/rabbitmq/rabbitmq-env.conf
+    fi
+    if ! grep -qsE '^[[:space:]]*(export[[:space:]]+)?(RABBITMQ_)?ERL_EPMD_ADDRESS=' /etc/rabbitmq/rabbitmq-env.conf; then
+        printf 'ERL_EPMD_ADDRESS=127.0.0.1\n' >>/etc/rabbitmq/rabbitmq-env.conf
+    fi
+    log "rabbitmq: starting (rabbitmq-server -detached)"
+    # epmd must listen on loopback only as well.
+    ERL_EPMD_ADDRESS=127.0.0.1 rabbitmq-server -detached >>"$LOG_DIR/rabbitmq-start.log" 2>&1 ||
+        fail "rabbitmq: rabbitmq-server -detached failed (see $LOG_DIR/rabbitmq-start.log)"
+    # Right after -detached the node may not be registered with epmd yet, so
+    # await_startup can fail at once: retry it until the deadline.
+    local deadline=$((SECONDS + TIMEOUT))
+    until rabbitmqctl -q await_startup --timeout 30 >>"$LOG_DIR/rabbitmq-start.log" 2>&1; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            fail "rabbitmq did not finish starting within ${TIMEOUT}s (see $LOG_DIR/rabbitmq-start.log)"
+        fi
+        sleep 2
+    done
+    wait_port rabbitmq "$AMQP_PORT"
+    log "rabbitmq:   OK   amqp://127.0.0.1:$AMQP_PORT (started)"
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+pg_ok() { psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -w -d postgres -Atqc 'select 1' >/dev/null 2>&1; }
+
+start_postgres() {
+    local ver cluster_conf hba state="already running"
+    ver="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1 || true)"
+    if ! port_open "$PG_PORT"; then
+        is_root || fail "postgresql is not running and starting it needs root"
+        if [ -z "$ver" ] || [ ! -d "/etc/postgresql/$ver/main" ]; then
+            ver="$(ls /usr/lib/postgresql | sort -V | tail -n1)"
+            log "postgresql: creating cluster $ver/main"
+            pg_createcluster "$ver" main >>"$LOG_DIR/postgresql-start.log" 2>&1 ||
+                fail "postgresql: pg_createcluster $ver main failed"
+        fi
+        log "postgresql: starting cluster $ver/main"
+        pg_ctlcluster --skip-systemctl-redirect "$ver" main start >>"$LOG_DIR/postgresql-start.log" 2>&1 ||
+            fail "postgresql: pg_ctlcluster $ver main start failed (see $LOG_DIR/postgresql-start.log)"
+        wait_port postgresql "$PG_PORT"
+        state="started"
+    fi
+    if ! pg_ok; then
+        # Fresh Debian installs use scram-sha-256 on loopback: allow trust for
+        # loopback TCP (tests connect as postgres without a password).
+        is_root || fail "postgresql: psql -h 127.0.0.1 -U postgres fails and fixing pg_hba.conf needs root"
+        cluster_conf="/etc/postgresql/$ver/main"
+        hba="$cluster_conf/pg_hba.conf"
+        [ -f "$hba" ] || fail "postgresql: cannot find $hba to enable trust auth on loopback"
+        log "postgresql: enabling trust auth for 127.0.0.1 and ::1 in $hba"
+        cp -n "$hba" "$hba.nlds-orig" || true
+        {
+            printf '# added by nlds-rs scripts/services.sh: trust on loopback for tests\n'
+            printf 'host    all    all    127.0.0.1/32    trust\n'
+            printf 'host    all    all    ::1/128         trust\n'
+            grep -v '^# added by nlds-rs scripts/services.sh' "$hba" |
+                grep -vE '^host[[:space:]]+all[[:space:]]+all[[:space:]]+(127\.0\.0\.1/32|::1/128)[[:space:]]+trust[[:space:]]*$' || true
+        } >"$hba.new"
+        chown --reference="$hba" "$hba.new"
+        chmod --reference="$hba" "$hba.new"
+        mv "$hba.new" "$hba"
+        pg_ctlcluster --skip-systemctl-redirect "$ver" main reload >>"$LOG_DIR/postgresql-start.log" 2>&1 ||
+            fail "postgresql: reload after editing pg_hba.conf failed"
+        local waited=0
+        until pg_ok; do
+            [ "$waited" -ge 10 ] && fail "postgresql: still cannot connect as postgres on 127.0.0.1:$PG_PORT"
+            sleep 1
+            waited=$((waited + 1))
+        done
+    fi
+    log "postgresql: OK   postgres://postgres@127.0.0.1:$PG_PORT ($state, $(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -w -d postgres -Atqc 'show server_version'))"
+}
+
+# ---------------------------------------------------------------- moto (S3)
+ensure_moto_venv() {
+    local have=""
+    if [ -x "$VENV/bin/moto_server" ]; then
+        have="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null || true)"
+    fi
+    if [ "$have" = "$MOTO_VERSION" ]; then
+        MOTO_BIN="$VENV/bin/moto_server"
+        return
+    fi
+    log "moto: installing moto[server]==$MOTO_VERSION into $VENV"
+    if ! python3 -m venv "$VENV" >>"$LOG_DIR/moto-install.log" 2>&1; then
+        apt_install python3-venv python3-pip
+        python3 -m venv "$VENV" >>"$LOG_DIR/moto-install.log" 2>&1 || fail "moto: cannot create venv $VENV"
+    fi
+    if "$VENV/bin/pip" install -q "moto[server]==$MOTO_VERSION" >>"$LOG_DIR/moto-install.log" 2>&1; then
+        MOTO_BIN="$VENV/bin/moto_server"
+    elif command -v moto_server >/dev/null 2>&1; then
+        log "moto: pip install failed (see $LOG_DIR/moto-install.log); falling back to $(command -v moto_server)"
+        MOTO_BIN="$(command -v moto_server)"
+    else
+        fail "moto: pip install moto[server]==$MOTO_VERSION failed (see $LOG_DIR/moto-install.log)"
+    fi
+}
+
+start_moto() {
+    if port_open "$MOTO_PORT"; then
+        log "moto (S3): OK   http://127.0.0.1:$MOTO_PORT (already running)"
+        return
+    fi
+    MOTO_BIN=""
+    ensure_moto_venv
+    log "moto: starting $MOTO_BIN -H 127.0.0.1 -p $MOTO_PORT (log: $LOG_DIR/moto.log)"
+    # setsid + nohup: keep running after this script (and CI's shell) exits.
+    setsid nohup env -u AWS_CA_BUNDLE "$MOTO_BIN" -H 127.0.0.1 -p "$MOTO_PORT" \
+        >>"$LOG_DIR/moto.log" 2>&1 </dev/null &
+    echo $! >"$LOG_DIR/moto.pid"
+    wait_port "moto (S3)" "$MOTO_PORT"
+    # Port is open; make sure it really speaks S3 (ListBuckets).
+    local waited=0
+    until curl -fsS -o /dev/null "http://127.0.0.1:$MOTO_PORT/"; do
+        [ "$waited" -ge "$TIMEOUT" ] && fail "moto (S3) listens on $MOTO_PORT but does not answer HTTP"
+        sleep 1
+        waited=$((waited + 1))
+    done
+    log "moto (S3): OK   http://127.0.0.1:$MOTO_PORT (started, pid $(cat "$LOG_DIR/moto.pid"))"
+}
+
+start_rabbitmq
+start_postgres
+start_moto
+
+cat <<EOF
+[services] all services up. Environment for the tests:
+export NLDS_TEST_AMQP_URL='amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f'
+export NLDS_TEST_DATABASE_URL='postgres://postgres@127.0.0.1:$PG_PORT'
+export NLDS_TEST_S3_ENDPOINT='http://127.0.0.1:$MOTO_PORT'
+unset AWS_CA_BUNDLE
+EOF

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Run the whole nlds-rs test suite against the local services started by
+# scripts/services.sh (RabbitMQ, PostgreSQL, moto S3 on 127.0.0.1).
+#
+#   scripts/services.sh && scripts/test.sh            # everything
+#   scripts/test.sh -p nlds-core                      # one crate
+#   scripts/test.sh -E 'test(put_roundtrip)'          # nextest filter
+#
+# Uses cargo-nextest when installed (cargo nextest run --workspace
+# --no-fail-fast), else cargo test --workspace --all-targets. Extra arguments
+# are passed through. Pre-set NLDS_TEST_* variables win over the defaults.
+# With CI set, integration tests fail (rather than skip) when a service is
+# missing.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export NLDS_TEST_AMQP_URL="${NLDS_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+export NLDS_TEST_DATABASE_URL="${NLDS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}"
+export NLDS_TEST_S3_ENDPOINT="${NLDS_TEST_S3_ENDPOINT:-http://127.0.0.1:9000}"
+# The machine-wide CA bundle breaks S3 clients talking to plain-http local
+# endpoints; never send credentials lookups to an instance metadata service.
+unset AWS_CA_BUNDLE
+export AWS_EC2_METADATA_DISABLED=true
+
+echo "[test] NLDS_TEST_AMQP_URL=$NLDS_TEST_AMQP_URL"
+echo "[test] NLDS_TEST_DATABASE_URL=$NLDS_TEST_DATABASE_URL"
+echo "[test] NLDS_TEST_S3_ENDPOINT=$NLDS_TEST_S3_ENDPOINT"
+
+# Let `-p/--package` narrow the run: drop `--workspace` when
+# the caller picks packages.
+scope=(--workspace)
+for a in "$@"; do
+    case "$a" in
+    -p | --package | --package=* | -p*) scope=() ;;
+    esac
+done
+
+if cargo nextest --version >/dev/null 2>&1; then
+    echo "[test] cargo nextest run ${scope[*]} --no-fail-fast $*"
+    exec cargo nextest run "${scope[@]}" --no-fail-fast "$@"
+else
+    echo "[test] cargo-nextest not found; cargo test ${scope[*]} --all-targets --no-fail-fast $*"
+    exec cargo test "${scope[@]}" --all-targets --no-fail-fast "$@"
+fi
