@@ -300,13 +300,13 @@ nlds_workloads() {
             rc=0
             if [ "$op" = put ]; then
                 # shellcheck disable=SC2086
-                timed "$mode-put-$set" "$BIN_DIR/nlds" put "$DATA/$set" -l "$label" -t "bench:$set" --wait ${NLDS_PUT_FLAGS:-} || rc=$?
+                timed "$mode-put-$set" "$BIN_DIR/nlds" put "$DATA/$set" -l "$label" -t "bench:$set" "${WAIT_ARGS[@]}" ${NLDS_PUT_FLAGS:-} || rc=$?
                 if [ "$rc" -eq 0 ]; then st=ok; else st="FAIL(rc=$rc)"; fi
             else
                 target="$WORK/$mode-get/$set"
                 mkdir -p "$target"
                 # shellcheck disable=SC2086
-                timed "$mode-get-$set" "$BIN_DIR/nlds" get "$DATA/$set" -r "$target" --wait ${NLDS_GET_FLAGS:-} || rc=$?
+                timed "$mode-get-$set" "$BIN_DIR/nlds" get $(get_selector "$DATA/$set") -l "$label" -r "$target" "${WAIT_ARGS[@]}" ${NLDS_GET_FLAGS:-} || rc=$?
                 if [ "$rc" -eq 0 ]; then st="$(check_tree "$target" "$DATA/$set")"; else st="FAIL(rc=$rc)"; fi
                 rm -rf "$target"
             fi
@@ -324,6 +324,30 @@ nlds_workloads() {
     for entry in "${SVC[@]}"; do
         printf '%s\t%s\t%s\t%s\n' "$mode" "${entry%%=*} (total CPU)" "" "$(cpu_s "${entry#*=}")" >>"$PROCS"
     done
+}
+
+# How the nlds client waits, and how a whole tree is selected for get: with
+# `-x` an anchored regular expression of the tree's paths (the default when the
+# client has --regex), else the directory path itself. --poll keeps the
+# --wait polling from adding up to its default 5 s to every measurement.
+WAIT_ARGS=(--wait)
+GET_MODE="${NLDS_GET_MODE:-}"
+nlds_client_caps() {
+    local put_help get_help
+    put_help="$("$BIN_DIR/nlds" put --help 2>&1 || true)"
+    get_help="$("$BIN_DIR/nlds" get --help 2>&1 || true)"
+    if grep -q -- '--poll' <<<"$put_help"; then WAIT_ARGS+=(--poll "${NLDS_POLL:-200ms}"); fi
+    if [ -z "$GET_MODE" ]; then
+        if grep -q -- '--regex' <<<"$get_help"; then GET_MODE=regex; else GET_MODE=path; fi
+    fi
+}
+# get_selector DIR: the words selecting every file under DIR.
+get_selector() {
+    if [ "$GET_MODE" = regex ]; then
+        printf '%s\n' "-x" "^$(printf '%s' "$1" | sed 's/[\\.^$|?*+()[{}]/\\&/g; s/]/\\]/g')/"
+    else
+        printf '%s\n' "$1"
+    fi
 }
 
 # wait_ready URL PID LOG: wait up to 120 s for URL to answer 2xx while PID lives.
@@ -500,6 +524,7 @@ EOF
 }
 
 # ---------------------------------------------------------------- run
+[ "$want_nlds" = 1 ] && nlds_client_caps
 printf '%s' "$S3_SECRET_KEY" >"$WORK/s3-secret"
 chmod 600 "$WORK/s3-secret"
 EMB_S3="-"

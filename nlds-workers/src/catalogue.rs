@@ -65,7 +65,7 @@ impl Handler for Catalogue {
     async fn handle(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
         let rpc = key.worker == Worker::Catalog;
         let result = db::retrying(|| self.dispatch(key, &env)).await;
-        Ok(db::finish(key, &env, rpc, result)?)
+        db::finish(key, &env, rpc, result)
     }
 }
 
@@ -490,6 +490,9 @@ impl Catalogue {
     ) -> Result<Outcome> {
         if paths.is_empty() {
             return Err(bad_request("a get needs at least one path"));
+        }
+        if paths.iter().any(|p| p.trim().is_empty()) {
+            return Err(bad_request("a get path must not be empty"));
         }
         if regex && !has_selector(filter) {
             return Err(bad_request(

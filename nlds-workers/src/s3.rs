@@ -107,7 +107,19 @@ impl S3Error {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let message = format!("{context}: {}", DisplayErrorContext(err));
+        let message = match err {
+            SdkError::ServiceError(s) => {
+                let detail = match (s.err().code(), s.err().message()) {
+                    (Some(c), Some(m)) => format!("{c}: {m}"),
+                    (Some(c), None) => c.to_owned(),
+                    (None, Some(m)) => m.to_owned(),
+                    (None, None) => chain(s.err()),
+                };
+                format!("{context}: {detail} (HTTP {})", s.raw().status().as_u16())
+            }
+            _ => format!("{context}: {}", chain(err)),
+        };
+        tracing::debug!("{message}: {}", DisplayErrorContext(err));
         match err {
             SdkError::ConstructionFailure(_) => Self::permanent(ErrorCode::Internal, message),
             SdkError::TimeoutError(_) => Self::transient(ErrorCode::Timeout, message),
@@ -150,6 +162,20 @@ impl From<S3Error> for HandlerError {
             HandlerError::permanent(e.code, e.message)
         }
     }
+}
+
+/// An error and its sources, `a: b: c`, without repeats.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if parts.last().is_none_or(|last| !last.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 fn is_transient_status(status: u16) -> bool {

@@ -99,7 +99,6 @@ The tokens file.
 {{- define "nlds.tokensToml" -}}
 # API bearer tokens (rendered from .Values.tokens).
 {{- range .Values.tokens }}
-
 [[token]]
 token = {{ required "every entry of tokens needs a token" .token | toString | toJson }}
 user = {{ required "every entry of tokens needs a user" .user | toString | toJson }}

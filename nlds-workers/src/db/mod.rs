@@ -87,13 +87,18 @@ pub fn is_transient(err: &DbErr) -> bool {
                 | sqlx::Error::BeginFailed => true,
                 sqlx::Error::Database(d) => {
                     let code = d.code().unwrap_or_default();
-                    // PostgreSQL: serialization failure, deadlock, too many connections,
-                    // shutdown, cannot connect now. SQLite: BUSY, LOCKED and their extended codes.
-                    matches!(
-                        &*code,
-                        "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
-                    ) || code.starts_with("08")
-                        || code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+                    if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                        // SQLITE_BUSY, SQLITE_LOCKED and their extended codes.
+                        code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+                    } else {
+                        // PostgreSQL: connection exceptions, serialization failure, deadlock,
+                        // too many connections, shutdown, cannot connect now.
+                        code.starts_with("08")
+                            || matches!(
+                                &*code,
+                                "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+                            )
+                    }
                 }
                 _ => false,
             }
@@ -280,7 +285,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sea_orm::{ConnectionTrait, EntityTrait, Set};
+    use sea_orm::{ConnectionTrait, EntityTrait, Set, TransactionTrait};
 
     #[tokio::test]
     async fn connect_migrates_and_enforces_foreign_keys() {
@@ -331,6 +336,37 @@ mod tests {
         db.close().await.unwrap();
         // Reconnecting to a migrated database works.
         connect(&url).await.unwrap();
+    }
+
+    /// A write blocked by another connection's write lock is transient (retried), not a fault.
+    #[tokio::test]
+    async fn sqlite_lock_contention_is_transient() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("nlds.db").display());
+        let db = connect(&url).await.unwrap();
+        let mut opts = ConnectOptions::new(url);
+        opts.max_connections(1)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::ZERO));
+        let impatient = Database::connect(opts).await.unwrap();
+        let writer = db.begin().await.unwrap();
+        writer
+            .execute_unprepared(
+                r#"INSERT INTO holding (label, "user", "group", created)
+                   VALUES ('a', 'u', 'g', CURRENT_TIMESTAMP)"#,
+            )
+            .await
+            .unwrap();
+        let err = impatient
+            .execute_unprepared(
+                r#"INSERT INTO holding (label, "user", "group", created)
+                   VALUES ('b', 'u', 'g', CURRENT_TIMESTAMP)"#,
+            )
+            .await
+            .unwrap_err();
+        assert!(is_transient(&err), "{err}");
+        assert!(handler_error(err).retryable);
+        writer.rollback().await.unwrap();
     }
 
     #[test]

@@ -684,6 +684,49 @@ async fn transfer_put_reports_missing_and_unreadable_sources() {
 }
 
 #[tokio::test]
+async fn transfer_put_to_a_missing_bucket_fails_per_file() {
+    let Some(fx) = Fixture::new(
+        "transfer_put_to_a_missing_bucket_fails_per_file",
+        small_parts(),
+    )
+    .await
+    else {
+        return;
+    };
+    let small = fx.src("small");
+    let big = fx.src("big");
+    write(&small, b"small", 0o644, 1_600_000_000_000_000_000);
+    write(&big, &data(6 << 20, 9), 0o644, 1_600_000_000_000_000_000);
+    // Not an outage: every file fails with the store's reason, nothing is retried.
+    let put = TransferPut::new(
+        fx.client.clone(),
+        format!("{}-missing", fx.bucket),
+        small_parts(),
+    );
+    let env = envelope(
+        fx.tid,
+        ApiAction::Put,
+        vec![record(&small), record(&big)],
+        None,
+        false,
+    );
+    let out = put
+        .handle(
+            RoutingKey::new(Worker::TransferPut, Action::Start),
+            env.clone(),
+        )
+        .await
+        .unwrap();
+    let (done, failed) = split(out, Worker::TransferPut, &env);
+    assert!(done.is_empty(), "{done:?}");
+    assert_eq!(failed.len(), 2);
+    for f in &failed {
+        assert!(f.reason.contains("NoSuchBucket"), "{}", f.reason);
+        assert!(f.reason.contains(&f.path), "{}", f.reason);
+    }
+}
+
+#[tokio::test]
 async fn transfer_get_needs_an_existing_target_directory() {
     let Some(fx) = Fixture::new(
         "transfer_get_needs_an_existing_target_directory",
