@@ -291,7 +291,7 @@ mode_rclone() {
 # (configured by the caller's environment); samples each service's peak RSS
 # per workload. SVC is an array of "name=pid".
 nlds_workloads() {
-    local mode="$1" set op rc st label target sum entry pid
+    local mode="$1" set op rc st label target sum entry pid sel=()
     for set in small large; do
         label="bench-$mode-$set-$STAMP"
         for op in put get; do
@@ -305,8 +305,9 @@ nlds_workloads() {
             else
                 target="$WORK/$mode-get/$set"
                 mkdir -p "$target"
+                mapfile -t sel < <(get_selector "$DATA/$set")
                 # shellcheck disable=SC2086
-                timed "$mode-get-$set" "$BIN_DIR/nlds" get $(get_selector "$DATA/$set") -l "$label" -r "$target" "${WAIT_ARGS[@]}" ${NLDS_GET_FLAGS:-} || rc=$?
+                timed "$mode-get-$set" "$BIN_DIR/nlds" get "${sel[@]}" -l "$label" -r "$target" "${WAIT_ARGS[@]}" ${NLDS_GET_FLAGS:-} || rc=$?
                 if [ "$rc" -eq 0 ]; then st="$(check_tree "$target" "$DATA/$set")"; else st="FAIL(rc=$rc)"; fi
                 rm -rf "$target"
             fi

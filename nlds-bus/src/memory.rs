@@ -79,7 +79,11 @@ impl MemoryBus {
 
     /// Messages dead-lettered so far.
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.inner.dead.lock().map(|d| d.clone()).unwrap_or_default()
+        self.inner
+            .dead
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
     }
 
     fn route(&self, key: &str, data: Vec<u8>, attempt: u32) -> Result<(), BusError> {
@@ -165,11 +169,17 @@ impl Bus for MemoryBus {
             let retry = retry.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let disposition =
-                    process(handler.as_ref(), &delivery.key, &delivery.data, delivery.attempt, &retry)
-                        .await;
+                let disposition = process(
+                    handler.as_ref(),
+                    &delivery.key,
+                    &delivery.data,
+                    delivery.attempt,
+                    &retry,
+                )
+                .await;
                 match disposition {
                     Disposition::Done(outcome) => {
+                        let outcome = *outcome;
                         for (key, env) in outcome.publish {
                             if let Err(e) = bus.publish(key, &env).await {
                                 tracing::error!(error = %e, %key, "in-process publish failed");
@@ -239,7 +249,10 @@ mod tests {
     impl Handler for Relay {
         async fn handle(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
             if key.worker == Worker::Route {
-                return Ok(Outcome::publish(RoutingKey::new(Worker::Index, Action::Start), env));
+                return Ok(Outcome::publish(
+                    RoutingKey::new(Worker::Index, Action::Start),
+                    env,
+                ));
             }
             Ok(Outcome::none())
         }
@@ -310,15 +323,23 @@ mod tests {
     async fn rpc_answers_and_times_out() {
         let bus = MemoryBus::new();
         let key = RoutingKey::new(Worker::Catalog, Action::List);
-        let err = bus.rpc(key, &env(), Duration::from_millis(50)).await.unwrap_err();
+        let err = bus
+            .rpc(key, &env(), Duration::from_millis(50))
+            .await
+            .unwrap_err();
         assert!(matches!(err, BusError::Timeout(..)));
         let stop = CancellationToken::new();
         let hits = Arc::new(AtomicU32::new(0));
         let b = bus.clone();
         let s = stop.clone();
         tokio::spawn(async move {
-            b.consume(Role::CatalogueRpc, Arc::new(Count(hits, 0)), ConsumeOptions::default(), s)
-                .await
+            b.consume(
+                Role::CatalogueRpc,
+                Arc::new(Count(hits, 0)),
+                ConsumeOptions::default(),
+                s,
+            )
+            .await
         });
         let e = env();
         let reply = bus.rpc(key, &e, Duration::from_secs(5)).await.unwrap();

@@ -56,12 +56,22 @@ pub async fn declare_topology(ch: &Channel, retry: &RetryPolicy) -> Result<(), B
         durable: true,
         ..Default::default()
     };
-    ch.exchange_declare(EXCHANGE.into(), ExchangeKind::Topic, durable, FieldTable::default())
-        .await
-        .map_err(unavailable)?;
-    ch.exchange_declare(DLX.into(), ExchangeKind::Direct, durable, FieldTable::default())
-        .await
-        .map_err(unavailable)?;
+    ch.exchange_declare(
+        EXCHANGE.into(),
+        ExchangeKind::Topic,
+        durable,
+        FieldTable::default(),
+    )
+    .await
+    .map_err(unavailable)?;
+    ch.exchange_declare(
+        DLX.into(),
+        ExchangeKind::Direct,
+        durable,
+        FieldTable::default(),
+    )
+    .await
+    .map_err(unavailable)?;
     for role in Role::ALL.iter().copied() {
         let queue = role.queue();
         let dead = format!("{queue}.dead");
@@ -283,7 +293,10 @@ impl RabbitBus {
         attempt: u32,
     ) -> Result<(), BusError> {
         let mut headers = FieldTable::default();
-        headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongLongInt(attempt as i64));
+        headers.insert(
+            ATTEMPT_HEADER.into(),
+            AMQPValue::LongLongInt(attempt as i64),
+        );
         let props = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
@@ -382,6 +395,7 @@ impl RabbitBus {
         let result = match disposition {
             Disposition::Done(outcome) => {
                 let mut ok = true;
+                let outcome = *outcome;
                 for (k, env) in &outcome.publish {
                     if let Err(e) = self.publish(*k, env).await {
                         tracing::error!(error = %e, key = %k, "follow-up publish failed; message will be redelivered");
@@ -390,7 +404,11 @@ impl RabbitBus {
                     }
                 }
                 if ok && let Some(reply) = outcome.reply {
-                    let reply_to = delivery.properties.reply_to().as_ref().map(|r| r.to_string());
+                    let reply_to = delivery
+                        .properties
+                        .reply_to()
+                        .as_ref()
+                        .map(|r| r.to_string());
                     let corr = delivery.properties.correlation_id().clone();
                     if let Some(reply_to) = reply_to {
                         let mut props =
@@ -411,7 +429,11 @@ impl RabbitBus {
                     }
                 }
                 if ok {
-                    delivery.acker.ack(BasicAckOptions::default()).await.map(|_| ())
+                    delivery
+                        .acker
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .map(|_| ())
                 } else {
                     delivery
                         .acker
@@ -428,7 +450,11 @@ impl RabbitBus {
                     .publish_bytes(&retry_exchange(delay), &key, &delivery.data, attempt + 1)
                     .await
                 {
-                    Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await.map(|_| ()),
+                    Ok(()) => delivery
+                        .acker
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .map(|_| ()),
                     Err(e) => {
                         tracing::error!(error = %e, "could not schedule retry; requeueing");
                         tokio::time::sleep(delay.min(Duration::from_secs(5))).await;
@@ -499,7 +525,14 @@ impl Bus for RabbitBus {
             .with_correlation_id(ShortString::from(id.as_str()))
             .with_expiration(timeout.as_millis().to_string().as_str().into());
         let sent = self
-            .publish_raw(&link.rpc, EXCHANGE, &key.to_string(), &env.to_json(), props, true)
+            .publish_raw(
+                &link.rpc,
+                EXCHANGE,
+                &key.to_string(),
+                &env.to_json(),
+                props,
+                true,
+            )
             .await;
         let answer = match sent {
             Ok(()) => tokio::time::timeout(timeout, rx)
@@ -524,7 +557,10 @@ impl Bus for RabbitBus {
     ) -> Result<(), BusError> {
         let mut backoff = Duration::from_millis(250);
         loop {
-            match self.consume_session(role, &handler, &options, &shutdown).await {
+            match self
+                .consume_session(role, &handler, &options, &shutdown)
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::warn!(%role, error = %e, ?backoff, "consumer lost the broker; reconnecting");

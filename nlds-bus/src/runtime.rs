@@ -40,7 +40,7 @@ impl RetryPolicy {
 #[derive(Debug)]
 pub(crate) enum Disposition {
     /// Publish these (and the reply), then ack.
-    Done(Outcome),
+    Done(Box<Outcome>),
     /// Transient fault: redeliver after this delay with the attempt count raised.
     Retry(Duration),
     /// Poison or permanent failure: publish these (the failure report), then dead-letter.
@@ -63,7 +63,10 @@ pub(crate) async fn process(
         Ok(env) => env,
         Err(e) => {
             let reason = format!("malformed message on {key}: {e}");
-            return Disposition::DeadLetter(failure_for_raw(data, &reason).into_iter().collect(), reason);
+            return Disposition::DeadLetter(
+                failure_for_raw(data, &reason).into_iter().collect(),
+                reason,
+            );
         }
     };
     let span = tracing::info_span!(
@@ -89,7 +92,7 @@ pub(crate) async fn process(
             ))
         });
     match result {
-        Ok(outcome) => Disposition::Done(outcome),
+        Ok(outcome) => Disposition::Done(Box::new(outcome)),
         Err(e) if e.retryable => match retry.next_delay(attempt) {
             Some(delay) => {
                 tracing::warn!(error = %e, ?delay, "transient failure, will retry");
@@ -200,7 +203,9 @@ fn failure_for_raw(data: &[u8], reason: &str) -> Option<(RoutingKey, Envelope)> 
         v.get("user")?.as_str()?,
         v.get("group")?.as_str()?,
         action,
-        v.get("job_label").and_then(|s| s.as_str()).unwrap_or_default(),
+        v.get("job_label")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default(),
         Payload::MonitorUpdate {
             state: State::Failed,
             files: 0,
@@ -264,7 +269,9 @@ mod tests {
                 assert!(reason.contains("gave up after 3 attempts"), "{reason}");
                 let (key, env) = &publish[0];
                 assert_eq!(key.to_string(), "nlds-api.index.failed");
-                let Payload::Failed { files } = &env.payload else { panic!() };
+                let Payload::Failed { files } = &env.payload else {
+                    panic!()
+                };
                 assert_eq!(files.len(), 2);
                 assert_eq!(files[0].code, ErrorCode::Unavailable);
             }
@@ -293,7 +300,10 @@ mod tests {
         let data = serde_json::to_vec(&v).unwrap();
         match process(&h, "nlds-api.index.start", &data, 1, &policy()).await {
             Disposition::DeadLetter(publish, reason) => {
-                assert!(reason.starts_with("malformed message on nlds-api.index.start"), "{reason}");
+                assert!(
+                    reason.starts_with("malformed message on nlds-api.index.start"),
+                    "{reason}"
+                );
                 assert_eq!(publish[0].0.to_string(), "nlds-api.monitor-put.start");
             }
             other => panic!("{other:?}"),

@@ -78,7 +78,9 @@ pub fn parse_tags(s: &str) -> Result<Tags, ApiError> {
         };
         let k = k.trim();
         if k.is_empty() {
-            return Err(ApiError::bad_request(format!("tag {item:?} has an empty key")));
+            return Err(ApiError::bad_request(format!(
+                "tag {item:?} has an empty key"
+            )));
         }
         tags.insert(k.to_owned(), v.trim().to_owned());
     }
@@ -394,7 +396,14 @@ mod tests {
 
     #[test]
     fn actions_round_trip() {
-        for a in ["put", "putlist", "get", "getlist", "archive-put", "archive-get"] {
+        for a in [
+            "put",
+            "putlist",
+            "get",
+            "getlist",
+            "archive-put",
+            "archive-get",
+        ] {
             let act = ApiAction::parse(a).unwrap();
             assert_eq!(act.as_str(), a);
             assert_eq!(serde_json::to_string(&act).unwrap(), format!("\"{a}\""));

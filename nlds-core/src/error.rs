@@ -79,7 +79,9 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// A failure with its code and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema,
+)]
 #[error("{message}")]
 pub struct ApiError {
     pub code: ErrorCode,
@@ -135,7 +137,10 @@ mod tests {
             ErrorCode::Internal,
         ];
         for c in all {
-            assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{}\"", c.as_str()));
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.as_str())
+            );
             assert!((400..600).contains(&c.http_status()));
         }
         let body = ErrorBody {

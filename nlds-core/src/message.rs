@@ -364,7 +364,11 @@ mod tests {
 
     #[test]
     fn failed_and_monitor_shapes() {
-        let failed = FailedFile::new("/data/x", ErrorCode::PathMissing, "no such file or directory");
+        let failed = FailedFile::new(
+            "/data/x",
+            ErrorCode::PathMissing,
+            "no such file or directory",
+        );
         let e = Envelope::new(
             tid(),
             "alice",
@@ -380,7 +384,9 @@ mod tests {
             },
         );
         insta::assert_json_snapshot!("monitor_update", round_trip(&e));
-        let e = e.reply(Payload::Failed { files: vec![failed] });
+        let e = e.reply(Payload::Failed {
+            files: vec![failed],
+        });
         insta::assert_json_snapshot!("failed", round_trip(&e));
     }
 

@@ -198,7 +198,11 @@ impl Role {
     /// The binding patterns of this role's queue on [`EXCHANGE`].
     pub fn bindings(self) -> &'static [&'static str] {
         match self {
-            Role::Router => &["nlds-api.route.*", "nlds-api.*.complete", "nlds-api.*.failed"],
+            Role::Router => &[
+                "nlds-api.route.*",
+                "nlds-api.*.complete",
+                "nlds-api.*.failed",
+            ],
             Role::Indexer => &["nlds-api.index.start"],
             Role::TransferPut => &["nlds-api.transfer-put.start", "nlds-api.transfer-del.start"],
             Role::TransferGet => &["nlds-api.transfer-get.start"],
@@ -248,7 +252,10 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_rejected_with_the_reason() {
-        assert!(matches!("nlds-api.route".parse::<RoutingKey>(), Err(RoutingKeyError::Shape(_))));
+        assert!(matches!(
+            "nlds-api.route".parse::<RoutingKey>(),
+            Err(RoutingKeyError::Shape(_))
+        ));
         assert!(matches!(
             "nlds-api.route.put.x".parse::<RoutingKey>(),
             Err(RoutingKeyError::Shape(_))
@@ -264,8 +271,14 @@ mod tests {
 
     #[test]
     fn topic_patterns_match_like_rabbitmq() {
-        assert!(topic_matches("nlds-api.*.complete", "nlds-api.index.complete"));
-        assert!(!topic_matches("nlds-api.*.complete", "nlds-api.index.start"));
+        assert!(topic_matches(
+            "nlds-api.*.complete",
+            "nlds-api.index.complete"
+        ));
+        assert!(!topic_matches(
+            "nlds-api.*.complete",
+            "nlds-api.index.start"
+        ));
         assert!(topic_matches("nlds-api.#", "nlds-api.index.start"));
         assert!(topic_matches("#.start", "nlds-api.index.start"));
         assert!(topic_matches("nlds-api.#.start", "nlds-api.start"));
@@ -296,8 +309,16 @@ mod tests {
         ];
         for (w, a) in work {
             let key = RoutingKey::new(w, a);
-            assert_eq!(roles_for(&key).len(), 1, "{key} reaches {:?}", roles_for(&key));
+            assert_eq!(
+                roles_for(&key).len(),
+                1,
+                "{key} reaches {:?}",
+                roles_for(&key)
+            );
         }
-        assert_eq!(roles_for(&RoutingKey::new(TransferPut, Complete)), vec![Role::Router]);
+        assert_eq!(
+            roles_for(&RoutingKey::new(TransferPut, Complete)),
+            vec![Role::Router]
+        );
     }
 }

@@ -140,7 +140,10 @@ impl State {
 
     /// The transaction ended and the user's files are not (all) where they asked.
     pub const fn is_failed(self) -> bool {
-        matches!(self, State::Failed | State::CatalogDeleting | State::CatalogRemoving)
+        matches!(
+            self,
+            State::Failed | State::CatalogDeleting | State::CatalogRemoving
+        )
     }
 }
 
@@ -208,7 +211,11 @@ pub struct Derived {
 /// * if every sub-record failed: `FAILED`;
 /// * if it is still `COMPLETE` and the transaction has warnings: `COMPLETE_WITH_WARNINGS`.
 pub fn derive(sub_states: &[State], has_warnings: bool) -> Derived {
-    let live: Vec<State> = sub_states.iter().copied().filter(|s| *s != State::Split).collect();
+    let live: Vec<State> = sub_states
+        .iter()
+        .copied()
+        .filter(|s| *s != State::Split)
+        .collect();
     if live.is_empty() {
         return Derived {
             state: State::Searching,
@@ -218,7 +225,11 @@ pub fn derive(sub_states: &[State], has_warnings: bool) -> Derived {
     let complete = live.iter().filter(|s| **s == State::Complete).count();
     let failed = live.iter().filter(|s| s.is_failed()).count();
     let percent = (100 * complete).div_ceil(live.len()) as u8;
-    let min = live.iter().copied().min_by_key(|s| s.value()).unwrap_or(State::Searching);
+    let min = live
+        .iter()
+        .copied()
+        .min_by_key(|s| s.value())
+        .unwrap_or(State::Searching);
     let state = if failed == live.len() {
         State::Failed
     } else if min == State::Complete && failed > 0 {
@@ -288,31 +299,70 @@ mod tests {
 
     #[test]
     fn no_sub_records_is_searching() {
-        assert_eq!(derive(&[], false), Derived { state: Searching, percent: 0 });
+        assert_eq!(
+            derive(&[], false),
+            Derived {
+                state: Searching,
+                percent: 0
+            }
+        );
         assert_eq!(derive(&[Split], true).state, Searching);
     }
 
     #[test]
     fn in_progress_is_the_minimum_state() {
-        assert_eq!(derive(&[Complete, TransferPutting, Indexing], false).state, Indexing);
-        assert_eq!(derive(&[Complete, TransferPutting, Indexing], false).percent, 34);
-        assert_eq!(derive(&[Split, TransferPutting], false).state, TransferPutting);
+        assert_eq!(
+            derive(&[Complete, TransferPutting, Indexing], false).state,
+            Indexing
+        );
+        assert_eq!(
+            derive(&[Complete, TransferPutting, Indexing], false).percent,
+            34
+        );
+        assert_eq!(
+            derive(&[Split, TransferPutting], false).state,
+            TransferPutting
+        );
     }
 
     #[test]
     fn finished_transactions() {
-        assert_eq!(derive(&[Complete, Complete], false), Derived { state: Complete, percent: 100 });
+        assert_eq!(
+            derive(&[Complete, Complete], false),
+            Derived {
+                state: Complete,
+                percent: 100
+            }
+        );
         assert_eq!(derive(&[Complete, Split], true).state, CompleteWithWarnings);
-        assert_eq!(derive(&[Complete, Failed], false), Derived { state: CompleteWithErrors, percent: 50 });
+        assert_eq!(
+            derive(&[Complete, Failed], false),
+            Derived {
+                state: CompleteWithErrors,
+                percent: 50
+            }
+        );
         assert_eq!(derive(&[Complete, Failed], true).state, CompleteWithErrors);
-        assert_eq!(derive(&[Failed, Failed], false), Derived { state: Failed, percent: 0 });
+        assert_eq!(
+            derive(&[Failed, Failed], false),
+            Derived {
+                state: Failed,
+                percent: 0
+            }
+        );
         assert_eq!(derive(&[CatalogRemoving], false).state, Failed);
     }
 
     #[test]
     fn a_failure_does_not_hide_work_still_in_progress() {
-        assert_eq!(derive(&[Failed, TransferPutting], false).state, TransferPutting);
-        assert_eq!(derive(&[CatalogRemoving, Complete], false).state, CompleteWithErrors);
+        assert_eq!(
+            derive(&[Failed, TransferPutting], false).state,
+            TransferPutting
+        );
+        assert_eq!(
+            derive(&[CatalogRemoving, Complete], false).state,
+            CompleteWithErrors
+        );
     }
 
     /// Every pair of sub-record states gives a state that is final iff both are final.

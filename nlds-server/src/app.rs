@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
-use axum::Router;
 use nlds_bus::Bus;
 use nlds_core::error::ApiError;
 use nlds_core::message::RpcReply;
@@ -36,7 +36,10 @@ impl AppState {
         match reply.payload {
             Payload::Reply(RpcReply::Error(e)) => Err(e.into()),
             Payload::Reply(r) => Ok(r),
-            _ => Err(ServerError::new(ErrorCode::Internal, format!("{key} answered without a reply"))),
+            _ => Err(ServerError::new(
+                ErrorCode::Internal,
+                format!("{key} answered without a reply"),
+            )),
         }
     }
 }
@@ -55,7 +58,10 @@ impl Caller {
                 format!("user {} is not a member of group {g}", self.0.user),
             )),
             None => self.0.groups.first().cloned().ok_or_else(|| {
-                ServerError::new(ErrorCode::Forbidden, format!("user {} has no group", self.0.user))
+                ServerError::new(
+                    ErrorCode::Forbidden,
+                    format!("user {} has no group", self.0.user),
+                )
             }),
         }
     }
@@ -81,7 +87,10 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                ServerError::new(ErrorCode::Unauthorized, "the Authorization header is not 'Bearer <token>'")
+                ServerError::new(
+                    ErrorCode::Unauthorized,
+                    "the Authorization header is not 'Bearer <token>'",
+                )
             })?;
         state
             .auth
@@ -134,7 +143,9 @@ fn query_rejection(e: QueryRejection) -> ServerError {
 }
 
 async fn not_found() -> ServerError {
-    ServerError(ApiError::not_found("no such endpoint; see /api/v2/openapi.json"))
+    ServerError(ApiError::not_found(
+        "no such endpoint; see /api/v2/openapi.json",
+    ))
 }
 
 /// The whole HTTP application.
@@ -151,7 +162,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/files", get(routes::find))
         .route("/api/v2/meta", post(routes::meta))
         .route("/api/v2/transactions", get(routes::stat))
-        .route("/api/v2/transactions/{transaction_id}", get(routes::transaction))
+        .route(
+            "/api/v2/transactions/{transaction_id}",
+            get(routes::transaction),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())

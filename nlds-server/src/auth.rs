@@ -44,7 +44,11 @@ impl StaticTokens {
         let file: TokenFile = toml::from_str(text)?;
         let mut entries = Vec::new();
         for e in file.token {
-            anyhow::ensure!(e.token.len() >= 16, "token of user {} is shorter than 16 characters", e.user);
+            anyhow::ensure!(
+                e.token.len() >= 16,
+                "token of user {} is shorter than 16 characters",
+                e.user
+            );
             anyhow::ensure!(!e.groups.is_empty(), "user {} has no groups", e.user);
             entries.push((
                 e.token.into_bytes(),
@@ -60,7 +64,8 @@ impl StaticTokens {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read tokens file {}: {e}", path.display()))?;
-        Self::from_toml(&text).map_err(|e| anyhow::anyhow!("invalid tokens file {}: {e}", path.display()))
+        Self::from_toml(&text)
+            .map_err(|e| anyhow::anyhow!("invalid tokens file {}: {e}", path.display()))
     }
 }
 
@@ -98,10 +103,18 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(a.authenticate("aaaaaaaaaaaaaaaaaaaa").await.unwrap().user, "alice");
-        assert_eq!(a.authenticate("bbbbbbbbbbbbbbbbbbbb").await.unwrap().groups, ["ocean"]);
+        assert_eq!(
+            a.authenticate("aaaaaaaaaaaaaaaaaaaa").await.unwrap().user,
+            "alice"
+        );
+        assert_eq!(
+            a.authenticate("bbbbbbbbbbbbbbbbbbbb").await.unwrap().groups,
+            ["ocean"]
+        );
         assert!(a.authenticate("aaaaaaaaaaaaaaaaaaa").await.is_none());
         assert!(a.authenticate("").await.is_none());
-        assert!(StaticTokens::from_toml("[[token]]\ntoken='short'\nuser='x'\ngroups=['g']").is_err());
+        assert!(
+            StaticTokens::from_toml("[[token]]\ntoken='short'\nuser='x'\ngroups=['g']").is_err()
+        );
     }
 }

@@ -66,22 +66,32 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 fn random_secret() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// Reads the first token of the tokens file, creating the file with a new token if missing.
 fn ensure_token(data: &Path) -> anyhow::Result<(PathBuf, String)> {
     let path = data.join("tokens.toml");
     if !path.exists() {
-        let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "researcher".into());
+        let user = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "researcher".into());
         let token = random_secret();
         write_private(
             &path,
-            &format!("# bearer tokens of this embedded nlds-rs\n[[token]]\ntoken = \"{token}\"\nuser = \"{user}\"\ngroups = [\"{user}\"]\n"),
+            &format!(
+                "# bearer tokens of this embedded nlds-rs\n[[token]]\ntoken = \"{token}\"\nuser = \"{user}\"\ngroups = [\"{user}\"]\n"
+            ),
         )?;
     }
     let text = std::fs::read_to_string(&path)?;
-    let v: toml::Value = toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+    let v: toml::Value =
+        toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
     let token = v
         .get("token")
         .and_then(|t| t.as_array())
@@ -101,20 +111,24 @@ async fn start_s3(
     shutdown: CancellationToken,
 ) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     std::fs::create_dir_all(root)?;
-    let fs = s3s_fs::FileSystem::new(root).map_err(|e| anyhow::anyhow!("cannot open {}: {e:?}", root.display()))?;
+    let fs = s3s_fs::FileSystem::new(root)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e:?}", root.display()))?;
     let mut b = S3ServiceBuilder::new(fs);
     b.set_auth(SimpleAuth::from_single(access, secret));
     let service = b.build();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let handle = tokio::spawn(async move {
-        let http = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        let http =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
         loop {
             let (socket, _) = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
             };
-            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone()).into_owned();
+            let conn = http
+                .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
+                .into_owned();
             tokio::spawn(async move {
                 let _ = conn.await;
             });
@@ -127,7 +141,8 @@ impl Embedded {
     /// Starts everything; returns once the API is listening.
     pub async fn start(opts: EmbeddedOptions) -> anyhow::Result<Self> {
         let data = &opts.data_dir;
-        std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("cannot create data directory {}", data.display()))?;
         let data = data.canonicalize()?;
         let shutdown = CancellationToken::new();
         let mut settings = opts.settings.clone();
@@ -145,7 +160,13 @@ impl Embedded {
                     write_private(&secret_path, &random_secret())?;
                 }
                 let secret = std::fs::read_to_string(&secret_path)?.trim().to_owned();
-                let (endpoint, _) = start_s3(&data.join("objects"), "nlds-embedded", &secret, shutdown.clone()).await?;
+                let (endpoint, _) = start_s3(
+                    &data.join("objects"),
+                    "nlds-embedded",
+                    &secret,
+                    shutdown.clone(),
+                )
+                .await?;
                 let os = &mut settings.workers.object_store;
                 os.endpoint = endpoint.clone();
                 os.access_key = "nlds-embedded".into();
@@ -155,23 +176,35 @@ impl Embedded {
                 endpoint
             }
         };
-        settings.workers.database_url = format!("sqlite://{}?mode=rwc", data.join("nlds.db").display());
+        settings.workers.database_url =
+            format!("sqlite://{}?mode=rwc", data.join("nlds.db").display());
         settings.workers.log_dir = data.join("logs");
         settings.bus.kind = BusKind::Memory;
 
         let db = nlds_workers::db::connect(&settings.workers.database_url).await?;
-        let interrupted = nlds_workers::recovery::fail_unfinished(&db, "interrupted: nlds-server stopped before this transaction finished; run it again")
-            .await
-            .context("cannot mark interrupted transactions")?;
+        let interrupted = nlds_workers::recovery::fail_unfinished(
+            &db,
+            "interrupted: nlds-server stopped before this transaction finished; run it again",
+        )
+        .await
+        .context("cannot mark interrupted transactions")?;
         if interrupted > 0 {
-            tracing::warn!(interrupted, "marked transactions interrupted by the last stop as FAILED");
+            tracing::warn!(
+                interrupted,
+                "marked transactions interrupted by the last stop as FAILED"
+            );
         }
         drop(db);
 
         let bus = Arc::new(MemoryBus::new());
         let mut tasks = tokio::task::JoinSet::new();
         {
-            let (bus, w, b, stop) = (bus.clone(), settings.workers.clone(), settings.bus.clone(), shutdown.clone());
+            let (bus, w, b, stop) = (
+                bus.clone(),
+                settings.workers.clone(),
+                settings.bus.clone(),
+                shutdown.clone(),
+            );
             tasks.spawn(async move { run::run_roles(bus, &run::all_roles(), &w, &b, stop).await });
         }
 

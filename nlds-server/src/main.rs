@@ -67,16 +67,30 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             Ok(())
         }
-        Command::Embedded { data_dir, listen, config, external_s3 } => {
+        Command::Embedded {
+            data_dir,
+            listen,
+            config,
+            external_s3,
+        } => {
             let mut settings: ServerSettings = run::load(config.as_deref())?;
             run::apply_env(&mut settings.bus, &mut settings.workers);
             let external = external_s3.then(|| settings.workers.object_store.clone());
-            let e = Embedded::start(EmbeddedOptions { data_dir, listen, external_object_store: external, settings }).await?;
+            let e = Embedded::start(EmbeddedOptions {
+                data_dir,
+                listen,
+                external_object_store: external,
+                settings,
+            })
+            .await?;
             println!("nlds-rs embedded server running at {}", e.url);
             println!("  data directory: {}", e.data_dir.display());
             println!("  S3 endpoint:    {}", e.s3_endpoint);
             println!("  token:          {}", e.token);
-            println!("use it with:  export NLDS_CONFIG={}", e.data_dir.join("client.toml").display());
+            println!(
+                "use it with:  export NLDS_CONFIG={}",
+                e.data_dir.join("client.toml").display()
+            );
             e.run_until(stop).await
         }
     }

@@ -6,9 +6,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use nlds_core::api::{
-    Accepted, ApiAction, FilePage, GetRequest, HoldingPage, HoldingQuery, MetaRequest,
-    MetaResponse, PutRequest, Readiness, StatQuery, TransactionPage, TransactionStatus, WhoAmI,
-    DEFAULT_LIMIT, MAX_LIMIT, parse_tags,
+    Accepted, ApiAction, DEFAULT_LIMIT, FilePage, GetRequest, HoldingPage, HoldingQuery, MAX_LIMIT,
+    MetaRequest, MetaResponse, PutRequest, Readiness, StatQuery, TransactionPage,
+    TransactionStatus, WhoAmI, parse_tags,
 };
 use nlds_core::message::{HoldingFilter, RpcReply, StatusFilter};
 use nlds_core::{Action, Envelope, ErrorCode, Payload, RoutingKey, State as TxState, Worker};
@@ -22,12 +22,17 @@ const MAX_PATH_LEN: usize = 4096;
 /// Checks the paths of a put or get; names every problem (up to five) by entry number.
 pub fn validate_paths(paths: &[String], max: usize, allow_relative: bool) -> Result<()> {
     if paths.is_empty() {
-        return Err(ServerError::bad_request("no paths given: the request must list at least one path"));
+        return Err(ServerError::bad_request(
+            "no paths given: the request must list at least one path",
+        ));
     }
     if paths.len() > max {
         return Err(ServerError::new(
             ErrorCode::PayloadTooLarge,
-            format!("the request lists {} paths; at most {max} are accepted in one request: split the list", paths.len()),
+            format!(
+                "the request lists {} paths; at most {max} are accepted in one request: split the list",
+                paths.len()
+            ),
         ));
     }
     let mut problems = Vec::new();
@@ -52,15 +57,20 @@ pub fn validate_paths(paths: &[String], max: usize, allow_relative: bool) -> Res
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ServerError::bad_request(format!("invalid paths: {}", problems.join("; "))))
+        Err(ServerError::bad_request(format!(
+            "invalid paths: {}",
+            problems.join("; ")
+        )))
     }
 }
 
 fn job_label(given: Option<&str>, tid: Uuid) -> Result<String> {
     match given.map(str::trim).filter(|s| !s.is_empty()) {
-        Some(l) if l.len() > 256 || l.chars().any(char::is_control) => Err(ServerError::bad_request(
-            "job label must be at most 256 characters without control characters",
-        )),
+        Some(l) if l.len() > 256 || l.chars().any(char::is_control) => {
+            Err(ServerError::bad_request(
+                "job label must be at most 256 characters without control characters",
+            ))
+        }
         Some(l) => Ok(l.to_owned()),
         None => Ok(tid.to_string()[..8].to_owned()),
     }
@@ -78,8 +88,9 @@ fn limit(l: Option<u64>) -> Result<u64> {
 }
 
 fn parse_tid(s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s.trim())
-        .map_err(|_| ServerError::bad_request(format!("{s:?} is not a valid transaction id (a UUID)")))
+    Uuid::parse_str(s.trim()).map_err(|_| {
+        ServerError::bad_request(format!("{s:?} is not a valid transaction id (a UUID)"))
+    })
 }
 
 fn filter_from(q: &HoldingQuery) -> Result<HoldingFilter> {
@@ -89,7 +100,12 @@ fn filter_from(q: &HoldingQuery) -> Result<HoldingFilter> {
         label_regex: q.regex,
         holding_id: q.holding_id,
         transaction_id: q.transaction_id.as_deref().map(parse_tid).transpose()?,
-        tags: q.tag.as_deref().map(parse_tags).transpose()?.unwrap_or_default(),
+        tags: q
+            .tag
+            .as_deref()
+            .map(parse_tags)
+            .transpose()?
+            .unwrap_or_default(),
         limit: limit(q.limit)?,
         offset: q.offset.unwrap_or(0),
         descending: q.descending.unwrap_or(true),
@@ -97,7 +113,14 @@ fn filter_from(q: &HoldingQuery) -> Result<HoldingFilter> {
 }
 
 fn rpc_env(caller: &Caller, group: &str, payload: Payload) -> Envelope {
-    Envelope::new(Uuid::new_v4(), &caller.0.user, group, ApiAction::Get, "rpc", payload)
+    Envelope::new(
+        Uuid::new_v4(),
+        &caller.0.user,
+        group,
+        ApiAction::Get,
+        "rpc",
+        payload,
+    )
 }
 
 fn unexpected(what: &str) -> ServerError {
@@ -124,7 +147,11 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Readiness>) 
             false
         }
     };
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(Readiness { ready: ok, checks }))
 }
 
@@ -149,7 +176,11 @@ pub async fn put(
     validate_paths(&req.paths, s.cfg.max_paths, false)?;
     let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
     let job_label = job_label(req.job_label.as_deref(), tid)?;
-    let action = if req.paths.len() == 1 { ApiAction::Put } else { ApiAction::Putlist };
+    let action = if req.paths.len() == 1 {
+        ApiAction::Put
+    } else {
+        ApiAction::Putlist
+    };
     let setup = Envelope::new(
         tid,
         &caller.0.user,
@@ -162,7 +193,10 @@ pub async fn put(
             tags: req.tags.clone(),
         },
     );
-    let (holding_id, label) = match s.rpc(RoutingKey::new(Worker::Catalog, Action::Setup), setup).await? {
+    let (holding_id, label) = match s
+        .rpc(RoutingKey::new(Worker::Catalog, Action::Setup), setup)
+        .await?
+    {
         RpcReply::Holding { id, label } => (id, label),
         _ => return Err(unexpected("catalog.setup")),
     };
@@ -172,10 +206,19 @@ pub async fn put(
         &group,
         action,
         &job_label,
-        Payload::PutRequest { holding_id, paths: req.paths },
+        Payload::PutRequest {
+            holding_id,
+            paths: req.paths,
+        },
     );
-    let key_action = if action == ApiAction::Put { Action::Put } else { Action::Putlist };
-    s.bus.publish(RoutingKey::new(Worker::Route, key_action), &env).await?;
+    let key_action = if action == ApiAction::Put {
+        Action::Put
+    } else {
+        Action::Putlist
+    };
+    s.bus
+        .publish(RoutingKey::new(Worker::Route, key_action), &env)
+        .await?;
     tracing::info!(transaction.id = %tid, user = %caller.0.user, holding_id, "put accepted");
     Ok((
         StatusCode::ACCEPTED,
@@ -191,19 +234,33 @@ pub async fn put(
 }
 
 /// Checks that a named holding exists and is visible, so a get naming a wrong one fails at once.
-async fn check_holding(s: &AppState, caller: &Caller, group: &str, filter: &HoldingFilter) -> Result<()> {
+async fn check_holding(
+    s: &AppState,
+    caller: &Caller,
+    group: &str,
+    filter: &HoldingFilter,
+) -> Result<()> {
     if filter.holding_id.is_none() && filter.label.is_none() {
         return Ok(());
     }
-    let probe = HoldingFilter { limit: 1, offset: 0, ..filter.clone() };
+    let probe = HoldingFilter {
+        limit: 1,
+        offset: 0,
+        ..filter.clone()
+    };
     let env = rpc_env(caller, group, Payload::ListHoldings { filter: probe });
-    match s.rpc(RoutingKey::new(Worker::Catalog, Action::List), env).await? {
+    match s
+        .rpc(RoutingKey::new(Worker::Catalog, Action::List), env)
+        .await?
+    {
         RpcReply::Holdings(page) if page.total > 0 => Ok(()),
         RpcReply::Holdings(_) => Err(ServerError::new(
             ErrorCode::NotFound,
             match (&filter.holding_id, &filter.label) {
                 (Some(id), _) => format!("holding {id} not found among the holdings you can see"),
-                (None, Some(l)) => format!("no holding labelled {l:?} among the holdings you can see"),
+                (None, Some(l)) => {
+                    format!("no holding labelled {l:?} among the holdings you can see")
+                }
                 _ => "holding not found".into(),
             },
         )),
@@ -223,14 +280,17 @@ pub async fn get(
     validate_paths(&req.paths, s.cfg.max_paths, req.regex)?;
     if req.regex {
         for p in &req.paths {
-            regex::Regex::new(p)
-                .map_err(|e| ServerError::bad_request(format!("invalid regular expression {p:?}: {e}")))?;
+            regex::Regex::new(p).map_err(|e| {
+                ServerError::bad_request(format!("invalid regular expression {p:?}: {e}"))
+            })?;
         }
     }
     if let Some(t) = &req.target
         && !t.starts_with('/')
     {
-        return Err(ServerError::bad_request(format!("target {t:?} is not an absolute path")));
+        return Err(ServerError::bad_request(format!(
+            "target {t:?} is not an absolute path"
+        )));
     }
     let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
     let job_label = job_label(req.job_label.as_deref().or(req.label.as_deref()), tid)?;
@@ -246,7 +306,11 @@ pub async fn get(
         descending: true,
     };
     check_holding(&s, &caller, &group, &filter).await?;
-    let action = if req.paths.len() == 1 && !req.regex { ApiAction::Get } else { ApiAction::Getlist };
+    let action = if req.paths.len() == 1 && !req.regex {
+        ApiAction::Get
+    } else {
+        ApiAction::Getlist
+    };
     let env = Envelope::new(
         tid,
         &caller.0.user,
@@ -261,8 +325,14 @@ pub async fn get(
             overwrite: req.overwrite,
         },
     );
-    let key_action = if action == ApiAction::Get { Action::Get } else { Action::Getlist };
-    s.bus.publish(RoutingKey::new(Worker::Route, key_action), &env).await?;
+    let key_action = if action == ApiAction::Get {
+        Action::Get
+    } else {
+        Action::Getlist
+    };
+    s.bus
+        .publish(RoutingKey::new(Worker::Route, key_action), &env)
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
@@ -286,13 +356,25 @@ pub async fn list(
     let group = caller.group(q.group.as_deref())?;
     let filter = filter_from(&q)?;
     let named = filter.holding_id.is_some() || (filter.label.is_some() && !filter.label_regex);
-    let env = rpc_env(&caller, &group, Payload::ListHoldings { filter: filter.clone() });
-    match s.rpc(RoutingKey::new(Worker::Catalog, Action::List), env).await? {
+    let env = rpc_env(
+        &caller,
+        &group,
+        Payload::ListHoldings {
+            filter: filter.clone(),
+        },
+    );
+    match s
+        .rpc(RoutingKey::new(Worker::Catalog, Action::List), env)
+        .await?
+    {
         RpcReply::Holdings(page) if named && page.total == 0 => Err(ServerError::new(
             ErrorCode::NotFound,
             match (filter.holding_id, &filter.label) {
                 (Some(id), _) => format!("holding {id} not found among the holdings you can see"),
-                (None, l) => format!("no holding labelled {:?} among the holdings you can see", l.clone().unwrap_or_default()),
+                (None, l) => format!(
+                    "no holding labelled {:?} among the holdings you can see",
+                    l.clone().unwrap_or_default()
+                ),
             },
         )),
         RpcReply::Holdings(page) => Ok(Json(page)),
@@ -312,8 +394,9 @@ pub async fn find(
     if q.regex
         && let Some(p) = &q.path
     {
-        regex::Regex::new(p)
-            .map_err(|e| ServerError::bad_request(format!("invalid regular expression {p:?}: {e}")))?;
+        regex::Regex::new(p).map_err(|e| {
+            ServerError::bad_request(format!("invalid regular expression {p:?}: {e}"))
+        })?;
     }
     let env = rpc_env(
         &caller,
@@ -324,7 +407,10 @@ pub async fn find(
             path_regex: q.regex,
         },
     );
-    match s.rpc(RoutingKey::new(Worker::Catalog, Action::Find), env).await? {
+    match s
+        .rpc(RoutingKey::new(Worker::Catalog, Action::Find), env)
+        .await?
+    {
         RpcReply::Files(page) => Ok(Json(page)),
         _ => Err(unexpected("catalog.find")),
     }
@@ -339,10 +425,14 @@ pub async fn meta(
 ) -> Result<Json<MetaResponse>> {
     let group = caller.group(req.group.as_deref())?;
     if req.holding_id.is_none() && req.label.is_none() && req.tags.is_empty() {
-        return Err(ServerError::bad_request("give a holding id, label or tags to select the holding to change"));
+        return Err(ServerError::bad_request(
+            "give a holding id, label or tags to select the holding to change",
+        ));
     }
     if req.new_label.is_none() && req.new_tags.is_empty() && req.del_tags.is_empty() {
-        return Err(ServerError::bad_request("nothing to change: give a new label, new tags or tags to delete"));
+        return Err(ServerError::bad_request(
+            "nothing to change: give a new label, new tags or tags to delete",
+        ));
     }
     let filter = HoldingFilter {
         label: req.label.clone(),
@@ -362,7 +452,10 @@ pub async fn meta(
             del_tags: req.del_tags,
         },
     );
-    match s.rpc(RoutingKey::new(Worker::Catalog, Action::Meta), env).await? {
+    match s
+        .rpc(RoutingKey::new(Worker::Catalog, Action::Meta), env)
+        .await?
+    {
         RpcReply::Meta(m) => Ok(Json(m)),
         _ => Err(unexpected("catalog.meta")),
     }
@@ -391,7 +484,10 @@ fn status_filter(q: &StatQuery) -> Result<StatusFilter> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|st| st.parse::<TxState>().map_err(|e| ServerError::bad_request(e.to_string())))
+        .map(|st| {
+            st.parse::<TxState>()
+                .map_err(|e| ServerError::bad_request(e.to_string()))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(StatusFilter {
         groupall: q.groupall,
@@ -408,9 +504,17 @@ fn status_filter(q: &StatQuery) -> Result<StatusFilter> {
     })
 }
 
-async fn stat_rpc(s: &AppState, caller: &Caller, group: &str, filter: StatusFilter) -> Result<TransactionPage> {
+async fn stat_rpc(
+    s: &AppState,
+    caller: &Caller,
+    group: &str,
+    filter: StatusFilter,
+) -> Result<TransactionPage> {
     let env = rpc_env(caller, group, Payload::Stat { filter });
-    match s.rpc(RoutingKey::new(Worker::Monitor, Action::Stat), env).await? {
+    match s
+        .rpc(RoutingKey::new(Worker::Monitor, Action::Stat), env)
+        .await?
+    {
         RpcReply::Transactions(page) => Ok(page),
         _ => Err(unexpected("monitor.stat")),
     }
@@ -450,7 +554,9 @@ pub async fn transaction(
         .into_iter()
         .next()
         .map(Json)
-        .ok_or_else(|| ServerError::new(ErrorCode::NotFound, format!("transaction {tid} not found")))
+        .ok_or_else(|| {
+            ServerError::new(ErrorCode::NotFound, format!("transaction {tid} not found"))
+        })
 }
 
 #[cfg(test)]
@@ -465,13 +571,23 @@ mod tests {
     #[test]
     fn path_lists_are_checked_with_reasons() {
         assert!(v(&["/a", "/b"]).is_ok());
-        assert_eq!(v(&[]).unwrap_err(), "bad_request no paths given: the request must list at least one path");
+        assert_eq!(
+            v(&[]).unwrap_err(),
+            "bad_request no paths given: the request must list at least one path"
+        );
         let e = v(&["/a", "  ", "rel/x"]).unwrap_err();
-        assert!(e.contains("entry 2 is blank") && e.contains("entry 3 (\"rel/x\") is not an absolute path"), "{e}");
+        assert!(
+            e.contains("entry 2 is blank")
+                && e.contains("entry 3 (\"rel/x\") is not an absolute path"),
+            "{e}"
+        );
         let e = v(&["/a", "/a"]).unwrap_err();
         assert!(e.contains("entry 2 repeats entry 1 (\"/a\")"), "{e}");
         let e = v(&["/a", "/b", "/c", "/d"]).unwrap_err();
-        assert!(e.starts_with("payload_too_large the request lists 4 paths; at most 3"), "{e}");
+        assert!(
+            e.starts_with("payload_too_large the request lists 4 paths; at most 3"),
+            "{e}"
+        );
         assert!(validate_paths(&["a.*".into()], 3, true).is_ok());
     }
 
@@ -480,12 +596,25 @@ mod tests {
         assert_eq!(limit(None).unwrap(), DEFAULT_LIMIT);
         assert!(limit(Some(0)).is_err());
         assert!(limit(Some(MAX_LIMIT + 1)).is_err());
-        assert!(parse_tid("nope").unwrap_err().0.message.contains("not a valid transaction id"));
-        let q = StatQuery { state: Some("COMPLETE,101".into()), api_action: Some("put,get".into()), ..Default::default() };
+        assert!(
+            parse_tid("nope")
+                .unwrap_err()
+                .0
+                .message
+                .contains("not a valid transaction id")
+        );
+        let q = StatQuery {
+            state: Some("COMPLETE,101".into()),
+            api_action: Some("put,get".into()),
+            ..Default::default()
+        };
         let f = status_filter(&q).unwrap();
         assert_eq!(f.states, [TxState::Complete, TxState::Failed]);
         assert_eq!(f.api_actions, [ApiAction::Put, ApiAction::Get]);
-        let q = StatQuery { state: Some("complete".into()), ..Default::default() };
+        let q = StatQuery {
+            state: Some("complete".into()),
+            ..Default::default()
+        };
         assert!(status_filter(&q).is_err());
     }
 }

@@ -47,7 +47,11 @@ fn record(path: &str, md: &std::fs::Metadata) -> io::Result<FileRecord> {
     let ft = md.file_type();
     let (kind, link_target, size) = if ft.is_symlink() {
         let target = std::fs::read_link(path)?;
-        (PathKind::Link, Some(target.to_string_lossy().into_owned()), 0)
+        (
+            PathKind::Link,
+            Some(target.to_string_lossy().into_owned()),
+            0,
+        )
     } else if ft.is_dir() {
         (PathKind::Directory, None, 0)
     } else {
@@ -122,7 +126,9 @@ impl Batcher<'_> {
                     match entry.metadata() {
                         Ok(md) => self.index_entry(&p, &md),
                         Err(e) => {
-                            let ioe = e.into_io_error().unwrap_or_else(|| io::Error::other("walk error"));
+                            let ioe = e
+                                .into_io_error()
+                                .unwrap_or_else(|| io::Error::other("walk error"));
                             self.fail(io_failure(&p, "stat", &ioe));
                         }
                     }
@@ -132,7 +138,9 @@ impl Batcher<'_> {
                         .path()
                         .map(|p| p.to_string_lossy().into_owned())
                         .unwrap_or_else(|| path.to_owned());
-                    let ioe = e.into_io_error().unwrap_or_else(|| io::Error::other("walk error"));
+                    let ioe = e
+                        .into_io_error()
+                        .unwrap_or_else(|| io::Error::other("walk error"));
                     self.fail(io_failure(&p, "read directory", &ioe));
                 }
             }
@@ -200,7 +208,9 @@ impl Handler for Indexer {
         let (holding_id, paths, cfg) = (*holding_id, paths.clone(), self.cfg.clone());
         let result = tokio::task::spawn_blocking(move || index(&paths, &cfg))
             .await
-            .map_err(|e| HandlerError::permanent(ErrorCode::Internal, format!("indexing crashed: {e}")))?;
+            .map_err(|e| {
+                HandlerError::permanent(ErrorCode::Internal, format!("indexing crashed: {e}"))
+            })?;
         let mut out = Outcome::none();
         let monitor = RoutingKey::new(Worker::MonitorPut, Action::Start);
         for (i, files) in result.batches.into_iter().enumerate() {
@@ -298,10 +308,16 @@ mod tests {
         assert_eq!(by("/two").size, 100);
         assert_eq!(by("/ü/empty").kind, PathKind::File);
         assert_eq!(by("/link").kind, PathKind::Link);
-        assert_eq!(by("/link").link_target.as_deref(), Some("/nonexistent/target"));
+        assert_eq!(
+            by("/link").link_target.as_deref(),
+            Some("/nonexistent/target")
+        );
         assert_eq!(by("/dirlink").kind, PathKind::Link);
         assert_eq!(by("/b c").kind, PathKind::Directory);
-        assert!(!all.iter().any(|f| f.path.contains("dirlink/")), "followed a link");
+        assert!(
+            !all.iter().any(|f| f.path.contains("dirlink/")),
+            "followed a link"
+        );
     }
 
     #[test]
@@ -310,11 +326,19 @@ mod tests {
         for i in 0..10 {
             std::fs::write(d.path().join(format!("f{i}")), vec![0u8; 10]).unwrap();
         }
-        let paths: Vec<String> = (0..10).map(|i| s(&d.path().join(format!("f{i}")))).collect();
+        let paths: Vec<String> = (0..10)
+            .map(|i| s(&d.path().join(format!("f{i}"))))
+            .collect();
         let idx = index(&paths, &cfg(4, u64::MAX));
-        assert_eq!(idx.batches.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4, 2]);
+        assert_eq!(
+            idx.batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            [4, 4, 2]
+        );
         let idx = index(&paths, &cfg(1000, 25));
-        assert_eq!(idx.batches.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 2, 2, 2]);
+        assert_eq!(
+            idx.batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            [2, 2, 2, 2, 2]
+        );
         // one file larger than the byte limit still gets a batch of its own
         let idx = index(&paths[..2], &cfg(1000, 5));
         assert_eq!(idx.batches.len(), 2);
@@ -351,7 +375,9 @@ mod tests {
     }
 
     fn nix_is_root() -> bool {
-        std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false)
     }
 
     #[tokio::test]
@@ -374,11 +400,25 @@ mod tests {
             .await
             .unwrap();
         let keys: Vec<String> = out.publish.iter().map(|(k, _)| k.to_string()).collect();
-        assert_eq!(keys.iter().filter(|k| k.ends_with("index.complete")).count(), 3);
-        assert_eq!(keys.iter().filter(|k| k.ends_with("index.failed")).count(), 1);
+        assert_eq!(
+            keys.iter()
+                .filter(|k| k.ends_with("index.complete"))
+                .count(),
+            3
+        );
+        assert_eq!(
+            keys.iter().filter(|k| k.ends_with("index.failed")).count(),
+            1
+        );
         let (last_key, last) = out.publish.last().unwrap();
         assert_eq!(last_key.to_string(), "nlds-api.monitor-put.start");
-        assert!(matches!(last.payload, Payload::MonitorUpdate { state: State::Split, .. }));
+        assert!(matches!(
+            last.payload,
+            Payload::MonitorUpdate {
+                state: State::Split,
+                ..
+            }
+        ));
         assert_eq!(last.sub_id, env.transaction_id);
         // batches carry the holding and distinct, deterministic sub ids
         let subs: HashSet<_> = out

@@ -24,15 +24,30 @@ impl Logger {
     pub fn file_for(&self, service: &str) -> PathBuf {
         let clean: String = service
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
-        let clean = if clean.is_empty() { "unknown".into() } else { clean };
+        let clean = if clean.is_empty() {
+            "unknown".into()
+        } else {
+            clean
+        };
         self.dir.join(format!("{clean}.log"))
     }
 }
 
 /// A `log.<level>` message for the logger.
-pub fn log_message(env: &Envelope, level: Action, service: &str, message: String) -> (RoutingKey, Envelope) {
+pub fn log_message(
+    env: &Envelope,
+    level: Action,
+    service: &str,
+    message: String,
+) -> (RoutingKey, Envelope) {
     (
         RoutingKey::new(Worker::Log, level),
         env.reply(Payload::Log {
@@ -46,8 +61,16 @@ pub fn log_message(env: &Envelope, level: Action, service: &str, message: String
 #[async_trait]
 impl Handler for Logger {
     async fn handle(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
-        let Payload::Log { service, level, message } = &env.payload else {
-            return Err(HandlerError::permanent(ErrorCode::Internal, format!("{key} without a log record")));
+        let Payload::Log {
+            service,
+            level,
+            message,
+        } = &env.payload
+        else {
+            return Err(HandlerError::permanent(
+                ErrorCode::Internal,
+                format!("{key} without a log record"),
+            ));
         };
         let line = format!(
             "{} {} transaction={} sub={} user={} {}\n",
@@ -61,11 +84,18 @@ impl Handler for Logger {
         let path = self.file_for(service);
         let write = async {
             tokio::fs::create_dir_all(&self.dir).await?;
-            let mut f = tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await?;
+            let mut f = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .await?;
             f.write_all(line.as_bytes()).await
         };
         write.await.map_err(|e| {
-            HandlerError::transient(ErrorCode::StorageError, format!("cannot write {}: {e}", path.display()))
+            HandlerError::transient(
+                ErrorCode::StorageError,
+                format!("cannot write {}: {e}", path.display()),
+            )
         })?;
         Ok(Outcome::none())
     }
@@ -80,8 +110,22 @@ mod tests {
     async fn writes_one_file_per_service() {
         let d = tempfile::tempdir().unwrap();
         let l = Logger::new(d.path().join("logs"));
-        let env = Envelope::new(uuid::Uuid::new_v4(), "alice", "g", ApiAction::Put, "j", Payload::PutRequest { holding_id: 1, paths: vec![] });
-        for (svc, msg) in [("transfer-put", "s3 slow\nreally"), ("indexer", "x"), ("transfer-put", "again")] {
+        let env = Envelope::new(
+            uuid::Uuid::new_v4(),
+            "alice",
+            "g",
+            ApiAction::Put,
+            "j",
+            Payload::PutRequest {
+                holding_id: 1,
+                paths: vec![],
+            },
+        );
+        for (svc, msg) in [
+            ("transfer-put", "s3 slow\nreally"),
+            ("indexer", "x"),
+            ("transfer-put", "again"),
+        ] {
             let (k, e) = log_message(&env, Action::Warning, svc, msg.into());
             l.handle(k, e).await.unwrap();
         }
@@ -91,6 +135,9 @@ mod tests {
         assert!(t.contains("s3 slow really"));
         assert!(t.contains(&env.transaction_id.to_string()));
         assert!(d.path().join("logs/indexer.log").exists());
-        assert_eq!(l.file_for("../../etc/passwd"), d.path().join("logs/______etc_passwd.log"));
+        assert_eq!(
+            l.file_for("../../etc/passwd"),
+            d.path().join("logs/______etc_passwd.log")
+        );
     }
 }

@@ -36,7 +36,11 @@ async fn main() -> anyhow::Result<()> {
             anyhow::anyhow!(
                 "unknown role {:?}; roles are: all, {}",
                 cli.role,
-                Role::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                Role::ALL
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })?]
     };

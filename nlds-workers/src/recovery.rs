@@ -6,8 +6,8 @@ use chrono::Utc;
 use nlds_core::{ErrorCode, State};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
+    TransactionTrait,
 };
 
 use crate::db::{failed_file, sub_record, transaction_record};
@@ -59,7 +59,10 @@ pub async fn fail_unfinished(db: &sea_orm::DatabaseConnection, reason: &str) -> 
     for &id in &ids {
         let txn = db.begin().await?;
         sub_record::Entity::update_many()
-            .col_expr(sub_record::Column::State, Expr::value(State::Failed.value()))
+            .col_expr(
+                sub_record::Column::State,
+                Expr::value(State::Failed.value()),
+            )
             .col_expr(sub_record::Column::LastUpdated, Expr::value(Utc::now()))
             .filter(sub_record::Column::TransactionRecordId.eq(id))
             .filter(sub_record::Column::State.is_not_in(final_states()))

@@ -59,7 +59,11 @@ impl Router {
             Worker::TransferPut => step(State::CatalogUpdating, Worker::CatalogPut),
             Worker::CatalogGet => step(State::TransferGetting, Worker::TransferGet),
             Worker::CatalogPut | Worker::TransferGet => {
-                let state = if is_empty_batch(&env) { State::Failed } else { State::Complete };
+                let state = if is_empty_batch(&env) {
+                    State::Failed
+                } else {
+                    State::Complete
+                };
                 let (mk, me) = monitor(&env, state);
                 Outcome::publish(mk, me)
             }
@@ -80,7 +84,10 @@ impl Router {
                 format!("{worker}.failed without a list of failed files"),
             ));
         };
-        let first = files.first().map(|f| format!("{}: {}", f.path, f.reason)).unwrap_or_default();
+        let first = files
+            .first()
+            .map(|f| format!("{}: {}", f.path, f.reason))
+            .unwrap_or_default();
         let (lk, le) = crate::logger::log_message(
             &env,
             Action::Warning,
@@ -128,9 +135,11 @@ impl Router {
             }
         };
         let (mk, me) = monitor(&env, first_state);
-        Ok(Outcome::publish(key(Worker::MonitorPut, Action::Init), init)
-            .and(mk, me)
-            .and(key(first_step, Action::Start), env))
+        Ok(
+            Outcome::publish(key(Worker::MonitorPut, Action::Init), init)
+                .and(mk, me)
+                .and(key(first_step, Action::Start), env),
+        )
     }
 }
 
@@ -152,9 +161,9 @@ impl Handler for Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nlds_core::PathKind;
     use nlds_core::api::ApiAction;
     use nlds_core::message::{FailedFile, FileRecord};
-    use nlds_core::PathKind;
 
     fn env(payload: Payload) -> Envelope {
         Envelope::new(Uuid::new_v4(), "u", "g", ApiAction::Putlist, "j", payload)
@@ -204,18 +213,40 @@ mod tests {
             holding_id: 1,
             paths: vec!["/d".into()],
         });
-        let o = r.handle(key(Worker::Route, Action::Putlist), put).await.unwrap();
+        let o = r
+            .handle(key(Worker::Route, Action::Putlist), put)
+            .await
+            .unwrap();
         assert_eq!(
             keys(&o),
-            ["nlds-api.monitor-put.init", "nlds-api.monitor-put.start", "nlds-api.index.start"]
+            [
+                "nlds-api.monitor-put.init",
+                "nlds-api.monitor-put.start",
+                "nlds-api.index.start"
+            ]
         );
         let steps = [
-            (Worker::Index, "nlds-api.catalog-check.start", State::CatalogPutting),
-            (Worker::CatalogCheck, "nlds-api.transfer-put.start", State::TransferPutting),
-            (Worker::TransferPut, "nlds-api.catalog-put.start", State::CatalogUpdating),
+            (
+                Worker::Index,
+                "nlds-api.catalog-check.start",
+                State::CatalogPutting,
+            ),
+            (
+                Worker::CatalogCheck,
+                "nlds-api.transfer-put.start",
+                State::TransferPutting,
+            ),
+            (
+                Worker::TransferPut,
+                "nlds-api.catalog-put.start",
+                State::CatalogUpdating,
+            ),
         ];
         for (w, next, state) in steps {
-            let o = r.handle(key(w, Action::Complete), env(files(3))).await.unwrap();
+            let o = r
+                .handle(key(w, Action::Complete), env(files(3)))
+                .await
+                .unwrap();
             assert_eq!(keys(&o), ["nlds-api.monitor-put.start", next]);
             assert_eq!(states(&o), [state]);
             let Payload::MonitorUpdate { files, bytes, .. } = &o.publish[0].1.payload else {
@@ -223,7 +254,10 @@ mod tests {
             };
             assert_eq!((*files, *bytes), (3, 30));
         }
-        let o = r.handle(key(Worker::CatalogPut, Action::Complete), env(files(3))).await.unwrap();
+        let o = r
+            .handle(key(Worker::CatalogPut, Action::Complete), env(files(3)))
+            .await
+            .unwrap();
         assert_eq!(states(&o), [State::Complete]);
     }
 
@@ -244,11 +278,20 @@ mod tests {
                 overwrite: false,
             },
         );
-        let o = r.handle(key(Worker::Route, Action::Get), get).await.unwrap();
+        let o = r
+            .handle(key(Worker::Route, Action::Get), get)
+            .await
+            .unwrap();
         assert_eq!(keys(&o)[2], "nlds-api.catalog-get.start");
-        let o = r.handle(key(Worker::CatalogGet, Action::Complete), env(files(1))).await.unwrap();
+        let o = r
+            .handle(key(Worker::CatalogGet, Action::Complete), env(files(1)))
+            .await
+            .unwrap();
         assert_eq!(keys(&o)[1], "nlds-api.transfer-get.start");
-        let o = r.handle(key(Worker::TransferGet, Action::Complete), env(files(1))).await.unwrap();
+        let o = r
+            .handle(key(Worker::TransferGet, Action::Complete), env(files(1)))
+            .await
+            .unwrap();
         assert_eq!(states(&o), [State::Complete]);
     }
 
@@ -256,21 +299,40 @@ mod tests {
     async fn failures_become_their_own_failed_sub_record() {
         let r = Router;
         let e = env(Payload::Failed {
-            files: vec![FailedFile::new("/d/x", ErrorCode::PathMissing, "no such file")],
+            files: vec![FailedFile::new(
+                "/d/x",
+                ErrorCode::PathMissing,
+                "no such file",
+            )],
         });
-        let o = r.handle(key(Worker::Index, Action::Failed), e.clone()).await.unwrap();
+        let o = r
+            .handle(key(Worker::Index, Action::Failed), e.clone())
+            .await
+            .unwrap();
         let (k, m) = &o.publish[0];
         assert_eq!(k.to_string(), "nlds-api.monitor-put.start");
         assert_ne!(m.sub_id, e.sub_id);
-        let Payload::MonitorUpdate { state, failed, .. } = &m.payload else { panic!() };
+        let Payload::MonitorUpdate { state, failed, .. } = &m.payload else {
+            panic!()
+        };
         assert_eq!(*state, State::Failed);
         assert_eq!(failed[0].path, "/d/x");
         // an emptied batch ends FAILED instead of moving on
-        let o = r.handle(key(Worker::CatalogCheck, Action::Complete), env(files(0))).await.unwrap();
+        let o = r
+            .handle(key(Worker::CatalogCheck, Action::Complete), env(files(0)))
+            .await
+            .unwrap();
         assert_eq!(keys(&o), ["nlds-api.monitor-put.start"]);
         assert_eq!(states(&o), [State::Failed]);
         // a put request routed as a get is refused
-        let bad = env(Payload::PutRequest { holding_id: 1, paths: vec![] });
-        assert!(r.handle(key(Worker::Route, Action::Get), bad).await.is_err());
+        let bad = env(Payload::PutRequest {
+            holding_id: 1,
+            paths: vec![],
+        });
+        assert!(
+            r.handle(key(Worker::Route, Action::Get), bad)
+                .await
+                .is_err()
+        );
     }
 }

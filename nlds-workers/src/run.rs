@@ -49,7 +49,11 @@ impl Default for BusConfig {
 impl BusConfig {
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
-            delays: self.retry_delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect(),
+            delays: self
+                .retry_delays_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
         }
     }
 }
@@ -178,7 +182,9 @@ pub async fn handler(
             cfg.index.batch_files,
             cfg.index.batch_bytes,
         )),
-        Role::Monitor | Role::MonitorRpc => Arc::new(crate::monitor::Monitor::new(res.db(cfg).await?)),
+        Role::Monitor | Role::MonitorRpc => {
+            Arc::new(crate::monitor::Monitor::new(res.db(cfg).await?))
+        }
     })
 }
 
@@ -193,7 +199,9 @@ pub async fn run_roles(
     let res = Resources::default();
     let mut tasks = tokio::task::JoinSet::new();
     for &role in roles {
-        let h = handler(role, cfg, &res).await.with_context(|| format!("cannot start role {role}"))?;
+        let h = handler(role, cfg, &res)
+            .await
+            .with_context(|| format!("cannot start role {role}"))?;
         let opts = ConsumeOptions {
             prefetch: bus_cfg.prefetch,
             retry: bus_cfg.retry_policy(),
@@ -220,8 +228,11 @@ pub fn all_roles() -> Vec<Role> {
 /// Installs the tracing subscriber: `RUST_LOG` (default `info`), JSON when `NLDS_LOG_JSON` is set.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,aws=warn,lapin=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,aws=warn,lapin=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if std::env::var_os("NLDS_LOG_JSON").is_some() {
         builder.json().try_init()
     } else {
@@ -237,8 +248,9 @@ pub fn shutdown_on_signals() -> CancellationToken {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("install SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("install SIGTERM handler");
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]

@@ -32,7 +32,10 @@ fn assert_error(status: u16, body: &Value, want: u16, code: &str, needle: &str) 
     assert_eq!(status, want, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
     let msg = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(msg.contains(needle), "message {msg:?} should mention {needle:?}");
+    assert!(
+        msg.contains(needle),
+        "message {msg:?} should mention {needle:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -47,14 +50,18 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
     let src = temp();
     let f = src.path().join("kept.txt");
     std::fs::write(&f, b"precious").unwrap();
-    let t = alice.put_and_wait(json!({"paths": [f], "label": "mine"})).await;
+    let t = alice
+        .put_and_wait(json!({"paths": [f], "label": "mine"}))
+        .await;
     assert_eq!(t.state, State::Complete);
     let (_, list) = alice.get("/api/v2/holdings?label=mine").await;
     let hid = list["holdings"][0]["id"].as_i64().unwrap();
 
     // A missing path fails that file, naming it.
     let missing = src.path().join("not here");
-    let t = alice.put_and_wait(json!({"paths": [missing], "label": "mine"})).await;
+    let t = alice
+        .put_and_wait(json!({"paths": [missing], "label": "mine"}))
+        .await;
     assert_eq!(t.state, State::Failed, "{t:#?}");
     let ff: Vec<_> = t.failed_files().collect();
     assert_eq!(ff.len(), 1);
@@ -65,43 +72,70 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
     // Request-level errors.
     let (s, b) = alice.post("/api/v2/put", &json!({"paths": []})).await;
     assert_error(s, &b, 400, "bad_request", "no paths given");
-    let (s, b) = alice.post("/api/v2/put", &json!({"paths": ["/a", "", "relative/b"]})).await;
+    let (s, b) = alice
+        .post("/api/v2/put", &json!({"paths": ["/a", "", "relative/b"]}))
+        .await;
     assert_error(s, &b, 400, "bad_request", "entry 2 is blank");
-    assert!(b["error"]["message"].as_str().unwrap().contains("entry 3 (\"relative/b\") is not an absolute path"));
-    let (s, b) = alice.post("/api/v2/put", &json!({"paths": ["/a", "/b", "/a"]})).await;
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("entry 3 (\"relative/b\") is not an absolute path")
+    );
+    let (s, b) = alice
+        .post("/api/v2/put", &json!({"paths": ["/a", "/b", "/a"]}))
+        .await;
     assert_error(s, &b, 400, "bad_request", "entry 3 repeats entry 1");
     let many: Vec<String> = (0..100_000).map(|i| format!("/data/f{i}")).collect();
     let (s, b) = alice.post("/api/v2/put", &json!({"paths": many})).await;
     assert_error(s, &b, 413, "payload_too_large", "100000 paths");
-    let (s, b) = alice.post("/api/v2/put", &json!({"paths": [f], "holding_id": 999_999})).await;
+    let (s, b) = alice
+        .post("/api/v2/put", &json!({"paths": [f], "holding_id": 999_999}))
+        .await;
     assert_error(s, &b, 404, "not_found", "holding 999999");
-    let (s, b) = alice.post("/api/v2/get", &json!({"paths": [f], "holding_id": 999_999})).await;
+    let (s, b) = alice
+        .post("/api/v2/get", &json!({"paths": [f], "holding_id": 999_999}))
+        .await;
     assert_error(s, &b, 404, "not_found", "holding 999999");
     let (s, b) = alice.get("/api/v2/transactions/not-a-uuid").await;
     assert_error(s, &b, 400, "bad_request", "not a valid transaction id");
-    let (s, b) = alice.get(&format!("/api/v2/transactions/{}", uuid::Uuid::new_v4())).await;
+    let (s, b) = alice
+        .get(&format!("/api/v2/transactions/{}", uuid::Uuid::new_v4()))
+        .await;
     assert_error(s, &b, 404, "not_found", "not found");
-    let (s, b) = alice.raw_post("/api/v2/put", "{\"paths\": [", Some(&e.token)).await;
+    let (s, b) = alice
+        .raw_post("/api/v2/put", "{\"paths\": [", Some(&e.token))
+        .await;
     assert_error(s, &b, 400, "bad_request", "invalid JSON body");
-    let (s, b) = alice.raw_post("/api/v2/put", "{\"paths\": 7}", Some(&e.token)).await;
+    let (s, b) = alice
+        .raw_post("/api/v2/put", "{\"paths\": 7}", Some(&e.token))
+        .await;
     assert_error(s, &b, 400, "bad_request", "invalid JSON body");
     let (s, b) = alice.raw_post("/api/v2/put", "{}", None).await;
     assert_error(s, &b, 401, "unauthorized", "missing bearer token");
-    let (s, b) = alice.raw_post("/api/v2/put", "{}", Some("wrong-token-xxxxxxxxxxxx")).await;
+    let (s, b) = alice
+        .raw_post("/api/v2/put", "{}", Some("wrong-token-xxxxxxxxxxxx"))
+        .await;
     assert_error(s, &b, 401, "unauthorized", "invalid or expired token");
     let (s, b) = alice.get("/api/v2/holdings?limit=abc").await;
     assert_error(s, &b, 400, "bad_request", "invalid query string");
     let (s, b) = alice.get("/api/v2/transactions?state=DANCING").await;
     assert_error(s, &b, 400, "bad_request", "DANCING");
-    let (s, b) = alice.post("/api/v2/put", &json!({"paths": [f], "group": "ocean"})).await;
+    let (s, b) = alice
+        .post("/api/v2/put", &json!({"paths": [f], "group": "ocean"}))
+        .await;
     assert_error(s, &b, 403, "forbidden", "not a member of group ocean");
 
     // Another user's holding: bob can neither add to it nor see it, and his own label is his own.
-    let (s, b) = bob.post("/api/v2/put", &json!({"paths": [f], "holding_id": hid})).await;
+    let (s, b) = bob
+        .post("/api/v2/put", &json!({"paths": [f], "holding_id": hid}))
+        .await;
     assert_error(s, &b, 403, "forbidden", "belongs to another user");
     let (s, b) = bob.get(&format!("/api/v2/holdings?holding_id={hid}")).await;
     assert_error(s, &b, 404, "not_found", &hid.to_string());
-    let t = bob.put_and_wait(json!({"paths": [f], "label": "mine"})).await;
+    let t = bob
+        .put_and_wait(json!({"paths": [f], "label": "mine"}))
+        .await;
     assert_eq!(t.state, State::Complete);
     let (_, bl) = bob.get("/api/v2/holdings?label=mine").await;
     assert_ne!(bl["holdings"][0]["id"].as_i64().unwrap(), hid);
@@ -109,7 +143,9 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
     assert_eq!(gl["total"], 2, "groupall shows the group's holdings: {gl}");
 
     // Nothing of alice's was lost along the way.
-    let (_, list) = alice.get(&format!("/api/v2/holdings?holding_id={hid}")).await;
+    let (_, list) = alice
+        .get(&format!("/api/v2/holdings?holding_id={hid}"))
+        .await;
     assert_eq!(list["holdings"][0]["files"], 1, "{list}");
     let tgt = temp();
     let t = alice
@@ -125,7 +161,10 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
 /// the tests run as root the server runs as `nobody` in a child process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_files_and_directories_fail_with_their_reason() {
-    let base = tempfile::Builder::new().prefix("nlds-perm-").tempdir_in("/tmp").unwrap();
+    let base = tempfile::Builder::new()
+        .prefix("nlds-perm-")
+        .tempdir_in("/tmp")
+        .unwrap();
     std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let data = base.path().join("data");
     let src = base.path().join("src");
@@ -133,22 +172,40 @@ async fn unreadable_files_and_directories_fail_with_their_reason() {
     std::fs::write(src.join("open.txt"), b"ok").unwrap();
     std::fs::write(src.join("secret.txt"), b"no").unwrap();
     std::fs::write(src.join("closed/inside.txt"), b"no").unwrap();
-    std::fs::set_permissions(src.join("secret.txt"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(
+        src.join("secret.txt"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
     std::fs::set_permissions(src.join("closed"), std::fs::Permissions::from_mode(0o000)).unwrap();
 
     let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
     let mut cmd = if root {
         std::fs::create_dir_all(&data).unwrap();
-        let chown = Command::new("chown").args(["-R", "65534:65534", &data.to_string_lossy()]).status().unwrap();
+        let chown = Command::new("chown")
+            .args(["-R", "65534:65534", &data.to_string_lossy()])
+            .status()
+            .unwrap();
         assert!(chown.success());
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_nlds-server")]);
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_nlds-server"),
+        ]);
         c
     } else {
         Command::new(env!("CARGO_BIN_EXE_nlds-server"))
     };
     let mut child = cmd
-        .args(["embedded", "--listen", "127.0.0.1:0", "--data-dir", &data.to_string_lossy()])
+        .args([
+            "embedded",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data.to_string_lossy(),
+        ])
         .env("RUST_LOG", "warn")
         .env("USER", "tester")
         .stdout(Stdio::piped())
@@ -157,25 +214,38 @@ async fn unreadable_files_and_directories_fail_with_their_reason() {
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().expect("server printed its URL").unwrap();
     let url = first.rsplit(' ').next().unwrap().to_owned();
-    let client: toml::Value = toml::from_str(&std::fs::read_to_string(data.join("client.toml")).unwrap()).unwrap();
+    let client: toml::Value =
+        toml::from_str(&std::fs::read_to_string(data.join("client.toml")).unwrap()).unwrap();
     let api = Api::new(&url, client["token"].as_str().unwrap());
 
-    let t = api.put_and_wait(json!({"paths": [src], "label": "perm"})).await;
+    let t = api
+        .put_and_wait(json!({"paths": [src], "label": "perm"}))
+        .await;
     child.kill().ok();
     child.wait().ok();
     assert_eq!(t.state, State::CompleteWithErrors, "{t:#?}");
-    let mut failed: Vec<_> = t.failed_files().map(|f| (f.path.clone(), f.code, f.reason.clone())).collect();
+    let mut failed: Vec<_> = t
+        .failed_files()
+        .map(|f| (f.path.clone(), f.code, f.reason.clone()))
+        .collect();
     failed.sort_by(|a, b| a.0.cmp(&b.0));
     let secret = src.join("secret.txt").to_string_lossy().into_owned();
     let closed = src.join("closed").to_string_lossy().into_owned();
     assert!(
-        failed.iter().any(|(p, c, r)| *p == secret && *c == ErrorCode::PermissionDenied && r.contains("permission denied")),
+        failed.iter().any(|(p, c, r)| *p == secret
+            && *c == ErrorCode::PermissionDenied
+            && r.contains("permission denied")),
         "{failed:?}"
     );
     assert!(
-        failed.iter().any(|(p, c, _)| *p == closed && *c == ErrorCode::PermissionDenied),
+        failed
+            .iter()
+            .any(|(p, c, _)| *p == closed && *c == ErrorCode::PermissionDenied),
         "{failed:?}"
     );
-    assert_eq!(t.files_done, 2, "the root directory and open.txt are stored: {t:#?}");
+    assert_eq!(
+        t.files_done, 2,
+        "the root directory and open.txt are stored: {t:#?}"
+    );
     let _ = Duration::from_secs(0);
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use nlds_core::State;
 use nlds_server::auth::StaticTokens;
 use nlds_server::{AppState, ServerConfig, router};
-use nlds_workers::run::{BusConfig, BusKind, Settings};
 use nlds_workers::WorkerConfig;
+use nlds_workers::run::{BusConfig, BusKind, Settings};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,7 @@ const TOKEN: &str = "distributed-test-token-0123456789";
 
 /// Isolated services for one test: a RabbitMQ vhost, a PostgreSQL database and an S3 bucket.
 pub struct Services {
+    db: String,
     pub amqp_url: String,
     pub database_url: String,
     pub s3_endpoint: String,
@@ -37,17 +38,43 @@ impl Services {
         let vhost = format!("nlds-test-{id}");
         for args in [
             vec!["add_vhost", vhost.as_str()],
-            vec!["set_permissions", "-p", vhost.as_str(), "guest", ".*", ".*", ".*"],
+            vec![
+                "set_permissions",
+                "-p",
+                vhost.as_str(),
+                "guest",
+                ".*",
+                ".*",
+                ".*",
+            ],
         ] {
-            let out = Command::new("rabbitmqctl").args(&args).output().expect("rabbitmqctl runs");
-            assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("rabbitmqctl")
+                .args(&args)
+                .output()
+                .expect("rabbitmqctl runs");
+            assert!(
+                out.status.success(),
+                "rabbitmqctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        let base = amqp.trim_end_matches('/').rsplit_once('/').map(|(b, _)| b.to_owned());
-        let base = base.filter(|b| b.starts_with("amqp://") && b.len() > 7).unwrap_or(amqp.trim_end_matches('/').to_owned());
-        let admin = Database::connect(format!("{}/postgres", pg.trim_end_matches('/'))).await.unwrap();
+        let base = amqp
+            .trim_end_matches('/')
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_owned());
+        let base = base
+            .filter(|b| b.starts_with("amqp://") && b.len() > 7)
+            .unwrap_or(amqp.trim_end_matches('/').to_owned());
+        let admin = Database::connect(format!("{}/postgres", pg.trim_end_matches('/')))
+            .await
+            .unwrap();
         let db = format!("nlds_test_{id}");
-        admin.execute_unprepared(&format!("CREATE DATABASE {db}")).await.unwrap();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
         Some(Self {
+            db: db.clone(),
             amqp_url: format!("{base}/{vhost}"),
             database_url: format!("{}/{db}", pg.trim_end_matches('/')),
             s3_endpoint: s3,
@@ -57,13 +84,15 @@ impl Services {
     }
 
     pub fn settings(&self) -> Settings {
-        let mut workers = WorkerConfig::default();
-        workers.database_url = self.database_url.clone();
+        let mut workers = WorkerConfig {
+            database_url: self.database_url.clone(),
+            log_dir: std::env::temp_dir().join(format!("{}-logs", self.vhost)),
+            ..Default::default()
+        };
         workers.object_store.endpoint = self.s3_endpoint.clone();
         workers.object_store.access_key = "testing".into();
         workers.object_store.secret_key = "testing".into();
         workers.object_store.bucket = self.bucket.clone();
-        workers.log_dir = std::env::temp_dir().join(format!("{}-logs", self.vhost));
         Settings {
             bus: BusConfig {
                 kind: BusKind::Rabbitmq,
@@ -78,7 +107,13 @@ impl Services {
 
 impl Drop for Services {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.vhost]).output();
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.vhost])
+            .output();
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db))
+            .output();
     }
 }
 
@@ -118,7 +153,9 @@ fn start_roles(settings: &Settings, roles: Vec<nlds_core::Role>, stop: Cancellat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn distributed_put_get_list_find_meta_stat() {
-    let Some(svc) = Services::new().await else { return };
+    let Some(svc) = Services::new().await else {
+        return;
+    };
     let settings = svc.settings();
     let stop = CancellationToken::new();
     start_roles(&settings, nlds_workers::run::all_roles(), stop.clone());
@@ -131,7 +168,11 @@ fn workers_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join("nlds-workers");
-    assert!(bin.exists(), "{} not built: run the tests with --workspace", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not built: run the tests with --workspace",
+        bin.display()
+    );
     bin
 }
 
@@ -145,7 +186,9 @@ fn spawn_transfer_put(config: &std::path::Path) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_transfer_put_mid_put_loses_and_duplicates_nothing() {
-    let Some(svc) = Services::new().await else { return };
+    let Some(svc) = Services::new().await else {
+        return;
+    };
     let mut settings = svc.settings();
     settings.workers.index.batch_files = 50;
     settings.bus.prefetch = 2;
@@ -166,7 +209,10 @@ async fn killing_transfer_put_mid_put_loses_and_duplicates_nothing() {
     let n = crate::helpers::make_tree(src.path(), 400, 60);
     let mut child = spawn_transfer_put(&config);
     let (s, r) = api
-        .post("/api/v2/put", &json!({"paths": [src.path()], "label": "crash"}))
+        .post(
+            "/api/v2/put",
+            &json!({"paths": [src.path()], "label": "crash"}),
+        )
         .await;
     assert_eq!(s, 202, "{r}");
     let tid = r["transaction_id"].as_str().unwrap().to_owned();
@@ -175,13 +221,17 @@ async fn killing_transfer_put_mid_put_loses_and_duplicates_nothing() {
     let start = std::time::Instant::now();
     loop {
         let (_, t) = api.get(&format!("/api/v2/transactions/{tid}")).await;
-        let putting = t["sub_records"]
-            .as_array()
-            .is_some_and(|subs| subs.iter().any(|s| s["state"] == "TRANSFER_PUTTING" || s["state"] == "CATALOG_UPDATING"));
+        let putting = t["sub_records"].as_array().is_some_and(|subs| {
+            subs.iter()
+                .any(|s| s["state"] == "TRANSFER_PUTTING" || s["state"] == "CATALOG_UPDATING")
+        });
         if putting {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "transfers never started: {t}");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "transfers never started: {t}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     child.kill().unwrap(); // SIGKILL
@@ -218,7 +268,11 @@ async fn killing_transfer_put_mid_put_loses_and_duplicates_nothing() {
             .send()
             .await
             .unwrap();
-        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
         token = page.next_continuation_token().map(str::to_owned);
         if token.is_none() {
             break;

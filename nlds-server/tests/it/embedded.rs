@@ -47,7 +47,11 @@ pub async fn scenario(api: &Api, big_mib: usize) {
         .get_and_wait(json!({"paths": [root_s], "label": "run42", "target": tgt.path()}))
         .await;
     assert_eq!(got.state, State::Complete, "{got:#?}");
-    assert_eq!(shape(&restored(tgt.path(), &root)), shape(&root), "restored tree differs");
+    assert_eq!(
+        shape(&restored(tgt.path(), &root)),
+        shape(&root),
+        "restored tree differs"
+    );
 
     let (s, list) = api.get("/api/v2/holdings?label=run42").await;
     assert_eq!(s, 200, "{list}");
@@ -61,7 +65,10 @@ pub async fn scenario(api: &Api, big_mib: usize) {
 
     let empty = root.join("empty");
     let (s, found) = api
-        .get(&format!("/api/v2/files?path={}", urlencode(&empty.to_string_lossy())))
+        .get(&format!(
+            "/api/v2/files?path={}",
+            urlencode(&empty.to_string_lossy())
+        ))
         .await;
     assert_eq!(s, 200, "{found}");
     assert_eq!(found["total"], 1, "{found}");
@@ -73,7 +80,10 @@ pub async fn scenario(api: &Api, big_mib: usize) {
     assert_eq!(f["locations"][0]["tier"], "warm");
 
     let (s, found) = api
-        .get(&format!("/api/v2/files?holding_id={hid}&regex=true&path={}", urlencode(r"file 1\d é\.dat$")))
+        .get(&format!(
+            "/api/v2/files?holding_id={hid}&regex=true&path={}",
+            urlencode(r"file 1\d é\.dat$")
+        ))
         .await;
     assert_eq!(s, 200, "{found}");
     assert_eq!(found["total"], 10, "{found}");
@@ -153,7 +163,10 @@ async fn embedded_restart_keeps_the_catalogue_and_fails_interrupted_transactions
     assert_eq!(done.state, State::Complete);
     // Start a put and stop the server before it can finish.
     let (s, r) = api
-        .post("/api/v2/put", &json!({"paths": [src.path().join("a")], "label": "cut"}))
+        .post(
+            "/api/v2/put",
+            &json!({"paths": [src.path().join("a")], "label": "cut"}),
+        )
         .await;
     assert_eq!(s, 202);
     e.stop().await.unwrap();
@@ -163,13 +176,21 @@ async fn embedded_restart_keeps_the_catalogue_and_fails_interrupted_transactions
     let api = Api::new(&e.url, &e.token);
     let (_, list) = api.get("/api/v2/holdings?label=keep").await;
     assert_eq!(list["total"], 1, "{list}");
-    let t = api.wait(r["transaction_id"].as_str().unwrap(), std::time::Duration::from_secs(30)).await;
+    let t = api
+        .wait(
+            r["transaction_id"].as_str().unwrap(),
+            std::time::Duration::from_secs(30),
+        )
+        .await;
     assert!(
         t.state == State::Complete || t.state == State::Failed,
         "an interrupted transaction ends, it is not left in progress: {t:#?}"
     );
     if t.state == State::Failed {
-        assert!(t.failed_files().any(|f| f.reason.contains("interrupted")), "{t:#?}");
+        assert!(
+            t.failed_files().any(|f| f.reason.contains("interrupted")),
+            "{t:#?}"
+        );
     }
     e.stop().await.unwrap();
 }

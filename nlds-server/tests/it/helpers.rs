@@ -18,10 +18,14 @@ pub fn service(var: &str) -> Option<String> {
     match std::env::var(var).ok().filter(|v| !v.is_empty()) {
         Some(v) => Some(v),
         None if std::env::var_os("CI").is_some() => {
-            panic!("{var} is not set: CI must run this test against the real service (see scripts/test.sh)")
+            panic!(
+                "{var} is not set: CI must run this test against the real service (see scripts/test.sh)"
+            )
         }
         None => {
-            eprintln!("SKIPPED: {var} is not set; run scripts/services.sh and scripts/test.sh to test against the real service");
+            eprintln!(
+                "SKIPPED: {var} is not set; run scripts/services.sh and scripts/test.sh to test against the real service"
+            );
             None
         }
     }
@@ -38,7 +42,10 @@ impl Api {
         Self {
             url: url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
         }
     }
 
@@ -92,11 +99,17 @@ impl Api {
                     return t;
                 }
                 if start.elapsed() > limit {
-                    panic!("transaction {tid} still {} after {limit:?}: {t:#?}", t.state);
+                    panic!(
+                        "transaction {tid} still {} after {limit:?}: {t:#?}",
+                        t.state
+                    );
                 }
             } else {
                 assert_eq!(status, 404, "{body}");
-                assert!(start.elapsed() < Duration::from_secs(30), "transaction {tid} never appeared");
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "transaction {tid} never appeared"
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -106,13 +119,21 @@ impl Api {
     pub async fn put_and_wait(&self, body: Value) -> TransactionStatus {
         let (status, r) = self.post("/api/v2/put", &body).await;
         assert_eq!(status, 202, "{r}");
-        self.wait(r["transaction_id"].as_str().unwrap(), Duration::from_secs(600)).await
+        self.wait(
+            r["transaction_id"].as_str().unwrap(),
+            Duration::from_secs(600),
+        )
+        .await
     }
 
     pub async fn get_and_wait(&self, body: Value) -> TransactionStatus {
         let (status, r) = self.post("/api/v2/get", &body).await;
         assert_eq!(status, 202, "{r}");
-        self.wait(r["transaction_id"].as_str().unwrap(), Duration::from_secs(600)).await
+        self.wait(
+            r["transaction_id"].as_str().unwrap(),
+            Duration::from_secs(600),
+        )
+        .await
     }
 }
 
@@ -123,14 +144,28 @@ pub fn shape(root: &Path) -> Shape {
     let mut out = Shape::new();
     for e in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
         let e = e.unwrap();
-        let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let md = std::fs::symlink_metadata(e.path()).unwrap();
         let entry = if md.file_type().is_symlink() {
-            ('l', 0, std::fs::read_link(e.path()).unwrap().to_string_lossy().into_owned())
+            (
+                'l',
+                0,
+                std::fs::read_link(e.path())
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            )
         } else if md.is_dir() {
             ('d', md.mode() & 0o7777, String::new())
         } else {
-            let hash = blake3::hash(&std::fs::read(e.path()).unwrap()).to_hex().to_string();
+            let hash = blake3::hash(&std::fs::read(e.path()).unwrap())
+                .to_hex()
+                .to_string();
             ('f', md.mode() & 0o7777, hash)
         };
         out.insert(rel, entry);
@@ -172,7 +207,10 @@ pub fn make_tree(root: &Path, files: usize, big_mib: usize) -> usize {
 }
 
 pub fn temp() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("nlds-it-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("nlds-it-")
+        .tempdir()
+        .unwrap()
 }
 
 pub fn restored(target: &Path, original: &Path) -> PathBuf {

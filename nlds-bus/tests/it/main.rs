@@ -1,0 +1,419 @@
+//! The RabbitMQ bus against a real broker: confirms and mandatory publishing, durable retries
+//! through TTL queues, dead-lettering, RPC with timeout, and reconnecting after the broker drops
+//! the connections. Each test gets its own vhost.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lapin::options::BasicGetOptions;
+use lapin::{Connection, ConnectionProperties};
+use nlds_bus::rabbit::RabbitBus;
+use nlds_bus::{Bus, BusError, ConsumeOptions, Handler, HandlerError, Outcome, RetryPolicy};
+use nlds_core::api::ApiAction;
+use nlds_core::{Action, Envelope, ErrorCode, Payload, Role, RoutingKey, Worker};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+struct Vhost {
+    name: String,
+    url: String,
+}
+
+impl Vhost {
+    fn new() -> Option<Self> {
+        let base = match std::env::var("NLDS_TEST_AMQP_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            Some(v) => v,
+            None if std::env::var_os("CI").is_some() => {
+                panic!("NLDS_TEST_AMQP_URL is not set: CI must test the real broker")
+            }
+            None => {
+                eprintln!(
+                    "SKIPPED: NLDS_TEST_AMQP_URL is not set (run scripts/services.sh and scripts/test.sh)"
+                );
+                return None;
+            }
+        };
+        let name = format!(
+            "nlds-bus-test-{}",
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        let root = base
+            .trim_end_matches('/')
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_owned())
+            .unwrap_or(base);
+        Some(Self {
+            url: format!("{root}/{name}"),
+            name,
+        })
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .output();
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) -> String {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn env(paths: &[&str]) -> Envelope {
+    Envelope::new(
+        Uuid::new_v4(),
+        "alice",
+        "climate",
+        ApiAction::Putlist,
+        "j",
+        Payload::PutRequest {
+            holding_id: 1,
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        },
+    )
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        delays: vec![Duration::from_millis(200), Duration::from_millis(400)],
+    }
+}
+
+/// Fails transiently `fail` times, then forwards the message to `index.start`.
+struct Flaky {
+    calls: Arc<AtomicU32>,
+    fail: u32,
+    permanent: bool,
+}
+
+#[async_trait]
+impl Handler for Flaky {
+    async fn handle(&self, _: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.permanent {
+            return Err(HandlerError::permanent(
+                ErrorCode::BadRequest,
+                "cannot do this",
+            ));
+        }
+        if n <= self.fail {
+            return Err(HandlerError::transient(
+                ErrorCode::Unavailable,
+                "object store down",
+            ));
+        }
+        Ok(Outcome::publish(
+            RoutingKey::new(Worker::Index, Action::Start),
+            env,
+        ))
+    }
+}
+
+async fn count_in(url: &str, queue: &str) -> Vec<Vec<u8>> {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        out.push(m.delivery.data.clone());
+    }
+    out
+}
+
+async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn unroutable_messages_are_errors_not_drops() {
+    let Some(v) = Vhost::new() else { return };
+    let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
+    let err = bus
+        .publish(
+            RoutingKey::new(Worker::ArchivePut, Action::Start),
+            &env(&["/a"]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BusError::Unroutable(ref k) if k == "nlds-api.archive-put.start"),
+        "{err}"
+    );
+    bus.publish(RoutingKey::new(Worker::Index, Action::Start), &env(&["/a"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        count_in(&v.url, "nlds.indexer").await.len(),
+        1,
+        "the routed message is stored durably"
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_through_delay_queues() {
+    let Some(v) = Vhost::new() else { return };
+    let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let stop = CancellationToken::new();
+    let h = Arc::new(Flaky {
+        calls: calls.clone(),
+        fail: 2,
+        permanent: false,
+    });
+    let b = bus.clone();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        b.consume(
+            Role::Router,
+            h,
+            ConsumeOptions {
+                prefetch: 1,
+                retry: fast_retry(),
+            },
+            s,
+        )
+        .await
+    });
+    let e = env(&["/x"]);
+    bus.publish(RoutingKey::new(Worker::Route, Action::Putlist), &e)
+        .await
+        .unwrap();
+    eventually("three attempts", || calls.load(Ordering::SeqCst) >= 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    let forwarded = count_in(&v.url, "nlds.indexer").await;
+    assert_eq!(
+        forwarded.len(),
+        1,
+        "forwarded exactly once after the retries"
+    );
+    let got: Envelope = serde_json::from_slice(&forwarded[0]).unwrap();
+    assert_eq!(got.transaction_id, e.transaction_id);
+    assert!(count_in(&v.url, "nlds.router.dead").await.is_empty());
+}
+
+#[tokio::test]
+async fn exhausted_and_permanent_failures_dead_letter_and_fail_the_batch() {
+    let Some(v) = Vhost::new() else { return };
+    let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
+    let stop = CancellationToken::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let h = Arc::new(Flaky {
+        calls: calls.clone(),
+        fail: 0,
+        permanent: true,
+    });
+    let b = bus.clone();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        b.consume(
+            Role::Indexer,
+            h,
+            ConsumeOptions {
+                prefetch: 1,
+                retry: fast_retry(),
+            },
+            s,
+        )
+        .await
+    });
+    let e = env(&["/p1", "/p2"]);
+    bus.publish(RoutingKey::new(Worker::Index, Action::Start), &e)
+        .await
+        .unwrap();
+    eventually("one attempt", || calls.load(Ordering::SeqCst) >= 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    let dead = count_in(&v.url, "nlds.indexer.dead").await;
+    assert_eq!(dead.len(), 1, "the message is in the dead-letter queue");
+    // The router got the failure report: both paths, with the reason.
+    let reports = count_in(&v.url, "nlds.router").await;
+    let report: Envelope = serde_json::from_slice(&reports[0]).unwrap();
+    let Payload::Failed { files } = report.payload else {
+        panic!("{report:?}")
+    };
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0].reason, "cannot do this");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a permanent failure is not retried"
+    );
+    assert_eq!(
+        count_in(&v.url, "nlds.logger").await.len(),
+        1,
+        "an error record for the logger"
+    );
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dead_letter_queue() {
+    let Some(v) = Vhost::new() else { return };
+    let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let stop = CancellationToken::new();
+    let h = Arc::new(Flaky {
+        calls: calls.clone(),
+        fail: 0,
+        permanent: false,
+    });
+    let b = bus.clone();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        b.consume(Role::Indexer, h, ConsumeOptions::default(), s)
+            .await
+    });
+    let conn = Connection::connect(&v.url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_publish(
+        "nlds".into(),
+        "nlds-api.index.start".into(),
+        Default::default(),
+        b"{this is not json",
+        Default::default(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let url = v.url.clone();
+    let mut dead = Vec::new();
+    for _ in 0..100 {
+        dead = count_in(&url, "nlds.indexer.dead").await;
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    assert_eq!(dead, vec![b"{this is not json".to_vec()]);
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the handler never saw it");
+}
+
+struct Echo;
+#[async_trait]
+impl Handler for Echo {
+    async fn handle(&self, _: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
+        Ok(Outcome::reply(env))
+    }
+}
+
+#[tokio::test]
+async fn rpc_answers_and_times_out_instead_of_hanging() {
+    let Some(v) = Vhost::new() else { return };
+    let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
+    let key = RoutingKey::new(Worker::Catalog, Action::List);
+    let start = std::time::Instant::now();
+    let err = bus
+        .rpc(key, &env(&[]), Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BusError::Timeout(..)), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let stop = CancellationToken::new();
+    let b = bus.clone();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        b.consume(
+            Role::CatalogueRpc,
+            Arc::new(Echo),
+            ConsumeOptions::default(),
+            s,
+        )
+        .await
+    });
+    let e = env(&["/q"]);
+    let mut answer = None;
+    for _ in 0..20 {
+        match bus.rpc(key, &e, Duration::from_secs(2)).await {
+            Ok(r) => {
+                answer = Some(r);
+                break;
+            }
+            Err(BusError::Timeout(..)) => continue, // the consumer may not be attached yet
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(answer.expect("an answer").transaction_id, e.transaction_id);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn publisher_and_consumers_reconnect_after_the_broker_drops_them() {
+    let Some(v) = Vhost::new() else { return };
+    let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let stop = CancellationToken::new();
+    let h = Arc::new(Flaky {
+        calls: calls.clone(),
+        fail: 0,
+        permanent: false,
+    });
+    let b = bus.clone();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        b.consume(Role::Router, h, ConsumeOptions::default(), s)
+            .await
+    });
+    bus.publish(RoutingKey::new(Worker::Route, Action::Put), &env(&["/1"]))
+        .await
+        .unwrap();
+    eventually("first delivery", || calls.load(Ordering::SeqCst) >= 1).await;
+
+    // Close every connection of this vhost, as a broker restart would.
+    let conns = rabbitmqctl(&[
+        "list_connections",
+        "-q",
+        "--no-table-headers",
+        "pid",
+        "vhost",
+    ]);
+    for line in conns.lines().filter(|l| l.ends_with(&v.name)) {
+        let pid = line.split_whitespace().next().unwrap();
+        let _ = Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "test restart"])
+            .output();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    bus.publish(RoutingKey::new(Worker::Route, Action::Put), &env(&["/2"]))
+        .await
+        .unwrap();
+    eventually("delivery after reconnect", || {
+        calls.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    stop.cancel();
+}
