@@ -39,7 +39,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN_DIR="${BIN_DIR:-$CARGO_TARGET_DIR/release}"
 
 STAMP="$(date +%Y%m%d%H%M%S)-$$"
-WORK="${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/nlds-bench.XXXXXX")}"
+# A fresh work directory (under BENCH_DIR if given, e.g. on a bigger disk);
+# only this directory is removed at exit.
+mkdir -p "${BENCH_DIR:-${TMPDIR:-/tmp}}"
+WORK="$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/nlds-bench.XXXXXX")"
 mkdir -p "$WORK"/{logs,time}
 RESULTS="$WORK/results.tsv" # mode workload seconds bytes files status client_rss_kb services_rss_kb
 PROCS="$WORK/procs.tsv"     # mode process peak_rss_kb cpu_s
@@ -51,7 +54,8 @@ BENCH_OUT="${BENCH_OUT:-${TMPDIR:-/tmp}/nlds-bench-results-$STAMP.md}"
 # SDK's plain-http S3 clients, and no instance metadata lookups.
 unset AWS_CA_BUNDLE AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
 export AWS_EC2_METADATA_DISABLED=true
-unset NLDS_CONFIG NLDS_URL NLDS_TOKEN
+# No NLDS_* settings from the caller's environment (they override the files).
+while read -r v; do unset "$v"; done < <(compgen -e | grep '^NLDS_' || true)
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -300,14 +304,14 @@ nlds_workloads() {
             rc=0
             if [ "$op" = put ]; then
                 # shellcheck disable=SC2086
-                timed "$mode-put-$set" "$BIN_DIR/nlds" put "$DATA/$set" -l "$label" -t "bench:$set" "${WAIT_ARGS[@]}" ${NLDS_PUT_FLAGS:-} || rc=$?
+                timed "$mode-put-$set" "$BIN_DIR/nlds" put "$DATA/$set" -l "$label" -t "bench:$set" "${WAIT_ARGS[@]}" ${BENCH_PUT_FLAGS:-} || rc=$?
                 if [ "$rc" -eq 0 ]; then st=ok; else st="FAIL(rc=$rc)"; fi
             else
                 target="$WORK/$mode-get/$set"
                 mkdir -p "$target"
                 mapfile -t sel < <(get_selector "$DATA/$set")
                 # shellcheck disable=SC2086
-                timed "$mode-get-$set" "$BIN_DIR/nlds" get "${sel[@]}" -l "$label" -r "$target" "${WAIT_ARGS[@]}" ${NLDS_GET_FLAGS:-} || rc=$?
+                timed "$mode-get-$set" "$BIN_DIR/nlds" get "${sel[@]}" -l "$label" -r "$target" "${WAIT_ARGS[@]}" ${BENCH_GET_FLAGS:-} || rc=$?
                 if [ "$rc" -eq 0 ]; then st="$(check_tree "$target" "$DATA/$set")"; else st="FAIL(rc=$rc)"; fi
                 rm -rf "$target"
             fi
@@ -332,12 +336,12 @@ nlds_workloads() {
 # client has --regex), else the directory path itself. --poll keeps the
 # --wait polling from adding up to its default 5 s to every measurement.
 WAIT_ARGS=(--wait)
-GET_MODE="${NLDS_GET_MODE:-}"
+GET_MODE="${BENCH_GET_MODE:-}"
 nlds_client_caps() {
     local put_help get_help
     put_help="$("$BIN_DIR/nlds" put --help 2>&1 || true)"
     get_help="$("$BIN_DIR/nlds" get --help 2>&1 || true)"
-    if grep -q -- '--poll' <<<"$put_help"; then WAIT_ARGS+=(--poll "${NLDS_POLL:-200ms}"); fi
+    if grep -q -- '--poll' <<<"$put_help"; then WAIT_ARGS+=(--poll "${BENCH_POLL:-200ms}"); fi
     if [ -z "$GET_MODE" ]; then
         if grep -q -- '--regex' <<<"$get_help"; then GET_MODE=regex; else GET_MODE=path; fi
     fi

@@ -2,6 +2,7 @@
 //! embedded S3) and the distributed mode (RabbitMQ, PostgreSQL, moto S3).
 
 mod bad_input;
+mod cli;
 mod distributed;
 mod embedded;
 mod helpers;
