@@ -565,7 +565,7 @@ for mode, wl, sec, nbytes, nfiles, st, crss, srss in res:
     if sec:
         s = float(sec)
         mbs = f"{int(nbytes) / 1e6 / s:.1f}" if s > 0 else "-"
-        fps = f"{int(nfiles) / s:.0f}" if s > 0 else "-"
+        fps = (f"{int(nfiles) / s:.0f}" if int(nfiles) / s >= 10 else f"{int(nfiles) / s:.1f}") if s > 0 else "-"
         ratio = f"{s / rclone[wl]:.2f}" if mode != "rclone" and wl in rclone and rclone[wl] > 0 else "-"
     else:
         sec = mbs = fps = ratio = "-"

@@ -36,6 +36,11 @@ for a in "$@"; do
     esac
 done
 
+# Integration tests start the real binaries (nlds-workers, nlds-server, nlds) as child
+# processes; test runners only build the binaries of the package under test.
+echo "[test] cargo build --workspace --bins"
+cargo build --workspace --bins
+
 if cargo nextest --version >/dev/null 2>&1; then
     echo "[test] cargo nextest run ${scope[*]} --no-fail-fast $*"
     exec cargo nextest run "${scope[@]}" --no-fail-fast "$@"

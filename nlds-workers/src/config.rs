@@ -109,15 +109,19 @@ pub struct TransferConfig {
     pub files_in_flight: usize,
     /// Parts in flight per multipart file.
     pub parts_in_flight: usize,
+    /// Most bytes of upload buffers one process holds at once (small files are read whole; a
+    /// multipart file holds `(parts_in_flight + 2) * part_size`). Bounds memory whatever the batch.
+    pub memory_budget: u64,
 }
 
 impl Default for TransferConfig {
     fn default() -> Self {
         Self {
-            multipart_threshold: 32 << 20,
-            part_size: 16 << 20,
+            multipart_threshold: 16 << 20,
+            part_size: 8 << 20,
             files_in_flight: 16,
             parts_in_flight: 4,
+            memory_budget: 128 << 20,
         }
     }
 }

@@ -89,7 +89,9 @@ impl Handler for Logger {
                 .append(true)
                 .open(&path)
                 .await?;
-            f.write_all(line.as_bytes()).await
+            f.write_all(line.as_bytes()).await?;
+            // tokio writes in the background: flush so the record is on disk before the ack.
+            f.flush().await
         };
         write.await.map_err(|e| {
             HandlerError::transient(

@@ -40,11 +40,7 @@ impl TransferGet {
     /// default of this deployment (kept for symmetry with [`super::TransferPut`]).
     pub fn new(client: Client, bucket: String, cfg: TransferConfig) -> Self {
         Self {
-            store: Arc::new(Store {
-                client,
-                bucket,
-                cfg,
-            }),
+            store: Arc::new(Store::new(client, bucket, cfg)),
         }
     }
 }

@@ -38,9 +38,28 @@ struct Store {
     client: Client,
     bucket: String,
     cfg: TransferConfig,
+    /// Upload buffers of this process, in KiB (see [`TransferConfig::memory_budget`]).
+    budget: tokio::sync::Semaphore,
 }
 
 impl Store {
+    fn new(client: Client, bucket: String, cfg: TransferConfig) -> Self {
+        let kib = (cfg.memory_budget / 1024).clamp(1, u32::MAX as u64 / 2) as usize;
+        Self {
+            client,
+            bucket,
+            cfg,
+            budget: tokio::sync::Semaphore::new(kib),
+        }
+    }
+
+    /// Waits until `bytes` of buffer may be held (a request above the whole budget takes it all).
+    async fn reserve(&self, bytes: u64) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let total = (self.cfg.memory_budget / 1024).clamp(1, u32::MAX as u64 / 2);
+        let kib = bytes.div_ceil(1024).clamp(1, total) as u32;
+        self.budget.acquire_many(kib).await.ok()
+    }
+
     fn files_in_flight(&self) -> usize {
         self.cfg.files_in_flight.max(1)
     }

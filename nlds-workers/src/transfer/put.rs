@@ -41,11 +41,7 @@ impl TransferPut {
     /// Uploads go to `bucket`, under [`object_key`]s.
     pub fn new(client: Client, bucket: String, cfg: TransferConfig) -> Self {
         Self {
-            store: Arc::new(Store {
-                client,
-                bucket,
-                cfg,
-            }),
+            store: Arc::new(Store::new(client, bucket, cfg)),
         }
     }
 }
@@ -187,7 +183,16 @@ impl TransferPut {
         };
         let key = object_key(tid, &rec.path);
         let size = source.meta.len();
-        let result = if size == 0 || size < self.store.cfg.multipart_threshold {
+        let single = size == 0 || size < self.store.cfg.multipart_threshold;
+        // Hold the buffer memory this upload needs for its whole duration.
+        let need = if single {
+            size
+        } else {
+            (self.store.parts_in_flight() as u64 + 2)
+                * part_size(self.store.cfg.part_size, size) as u64
+        };
+        let _buffers = self.store.reserve(need).await;
+        let result = if single {
             self.put_single(source.file, &source.meta, &key, &rec.path)
                 .await
         } else {

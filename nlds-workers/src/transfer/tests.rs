@@ -60,6 +60,7 @@ fn small_parts() -> TransferConfig {
         part_size: 5 << 20,
         files_in_flight: 4,
         parts_in_flight: 3,
+        memory_budget: 32 << 20,
     }
 }
 
