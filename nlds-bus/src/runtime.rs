@@ -8,6 +8,7 @@ use futures::FutureExt;
 use nlds_core::error::ErrorCode;
 use nlds_core::message::FailedFile;
 use nlds_core::{Action, Envelope, Payload, RoutingKey, State, Worker};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{Handler, HandlerError, Outcome};
@@ -76,9 +77,9 @@ pub(crate) async fn process(
         sub.id = %env.sub_id,
         attempt
     );
-    let _enter = span.enter();
     let result = AssertUnwindSafe(handler.handle(key, env.clone()))
         .catch_unwind()
+        .instrument(span.clone())
         .await
         .unwrap_or_else(|panic| {
             let what = panic
@@ -91,6 +92,7 @@ pub(crate) async fn process(
                 format!("handler for {key} panicked: {what}"),
             ))
         });
+    let _enter = span.enter(); // for the logging below; no await from here on
     match result {
         Ok(outcome) => Disposition::Done(Box::new(outcome)),
         Err(e) if e.retryable => match retry.next_delay(attempt) {

@@ -206,6 +206,10 @@ pub enum Payload {
         target: Option<String>,
         #[serde(default)]
         overwrite: bool,
+        /// Files of this batch that failed at the step that sends this message. They travel with
+        /// the batch's result so the monitor records both at once (no race between the two).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failed: Vec<FailedFile>,
     },
     /// Files that failed at a step, each with its reason.
     Failed { files: Vec<FailedFile> },
@@ -259,7 +263,12 @@ pub enum Payload {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RpcReply {
-    Holding { id: i64, label: String },
+    Holding {
+        id: i64,
+        label: String,
+    },
+    /// The transaction is recorded by the monitor (answer to `monitor.init`).
+    Recorded,
     Holdings(crate::api::HoldingPage),
     Files(crate::api::FilePage),
     Meta(crate::api::MetaResponse),
@@ -352,6 +361,7 @@ mod tests {
             ApiAction::Put,
             "run42",
             Payload::Files {
+                failed: Vec::new(),
                 holding_id: Some(3),
                 files: vec![file()],
                 target: None,

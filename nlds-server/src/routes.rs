@@ -123,6 +123,24 @@ fn rpc_env(caller: &Caller, group: &str, payload: Payload) -> Envelope {
     )
 }
 
+/// Records the transaction with the monitor before it is accepted, so a client polling its id
+/// never gets "not found", even if the process stops before the workflow starts.
+async fn record(
+    s: &AppState,
+    env: &Envelope,
+    label: Option<String>,
+    holding_id: Option<i64>,
+) -> Result<()> {
+    let init = env.reply(Payload::MonitorInit { label, holding_id });
+    match s
+        .rpc(RoutingKey::new(Worker::Monitor, Action::Init), init)
+        .await?
+    {
+        RpcReply::Recorded => Ok(()),
+        _ => Err(unexpected("monitor.init")),
+    }
+}
+
 fn unexpected(what: &str) -> ServerError {
     ServerError::new(ErrorCode::Internal, format!("unexpected reply to {what}"))
 }
@@ -211,6 +229,7 @@ pub async fn put(
             paths: req.paths,
         },
     );
+    record(&s, &env, Some(label.clone()), Some(holding_id)).await?;
     let key_action = if action == ApiAction::Put {
         Action::Put
     } else {
@@ -325,6 +344,7 @@ pub async fn get(
             overwrite: req.overwrite,
         },
     );
+    record(&s, &env, req.label.clone(), req.holding_id).await?;
     let key_action = if action == ApiAction::Get {
         Action::Get
     } else {

@@ -91,6 +91,7 @@ impl Catalogue {
                     files,
                     target,
                     overwrite,
+                    ..
                 },
             ) => {
                 self.check(env, *holding_id, files, target, *overwrite)
@@ -104,6 +105,7 @@ impl Catalogue {
                     files,
                     target,
                     overwrite,
+                    ..
                 },
             ) => self.put(env, *holding_id, files, target, *overwrite).await,
             (
@@ -270,22 +272,16 @@ impl Catalogue {
             }
         }
         let complete = env.reply(Payload::Files {
+            failed,
             holding_id: Some(h),
             files: keep,
             target: target.clone(),
             overwrite,
         });
-        let mut out = Outcome::publish(
+        Ok(Outcome::publish(
             RoutingKey::new(Worker::CatalogCheck, Action::Complete),
             complete,
-        );
-        if !failed.is_empty() {
-            out = out.and(
-                RoutingKey::new(Worker::CatalogCheck, Action::Failed),
-                env.reply(Payload::Failed { files: failed }),
-            );
-        }
-        Ok(out)
+        ))
     }
 
     // ---------------------------------------------------------------------------------------
@@ -448,24 +444,18 @@ impl Catalogue {
         let mut out = Outcome::publish(
             RoutingKey::new(Worker::CatalogPut, Action::Complete),
             env.reply(Payload::Files {
+                failed: failed.into_values().collect(),
                 holding_id: Some(h),
                 files: complete,
                 target: target.clone(),
                 overwrite,
             }),
         );
-        if !failed.is_empty() {
-            out = out.and(
-                RoutingKey::new(Worker::CatalogPut, Action::Failed),
-                env.reply(Payload::Failed {
-                    files: failed.into_values().collect(),
-                }),
-            );
-        }
         if !to_delete.is_empty() {
             out = out.and(
                 RoutingKey::new(Worker::TransferDel, Action::Start),
                 env.reply(Payload::Files {
+                    failed: Vec::new(),
                     holding_id: Some(h),
                     files: to_delete,
                     target: None,
@@ -668,6 +658,7 @@ impl Catalogue {
                 env.with_sub(
                     sub_id(env.transaction_id, "get", i),
                     Payload::Files {
+                        failed: Vec::new(),
                         holding_id,
                         files: batch,
                         target: target.clone(),
@@ -679,7 +670,10 @@ impl Catalogue {
         if !failed.is_empty() {
             out = out.and(
                 RoutingKey::new(Worker::CatalogGet, Action::Failed),
-                env.reply(Payload::Failed { files: failed }),
+                env.with_sub(
+                    nlds_core::message::sub_id(env.transaction_id, "get-failed", 0),
+                    Payload::Failed { files: failed },
+                ),
             );
         }
         out = out.and(
@@ -1599,6 +1593,7 @@ mod tests {
 
     fn files_msg(h: i64, files: Vec<FileRecord>) -> Payload {
         Payload::Files {
+            failed: Vec::new(),
             holding_id: Some(h),
             files,
             target: None,
@@ -1642,6 +1637,7 @@ mod tests {
     fn failed_of(e: &Envelope) -> Vec<FailedFile> {
         match &e.payload {
             Payload::Failed { files } => files.clone(),
+            Payload::Files { failed, .. } => failed.clone(),
             other => panic!("not a failure: {other:?}"),
         }
     }
@@ -1846,7 +1842,7 @@ mod tests {
         assert_eq!(complete.len(), 1);
         assert_eq!(paths_of(complete[0]), ["/d", "/d/a", "/d/b", "/d/l"]);
         assert_eq!(complete[0].sub_id, t1);
-        assert!(sent(&out, Worker::CatalogPut, Action::Failed).is_empty());
+        assert!(failed_of(sent(&out, Worker::CatalogPut, Action::Complete)[0]).is_empty());
         let counts = |db: DatabaseConnection| async move {
             (
                 rows(&db, file::Entity).await,
@@ -1862,7 +1858,7 @@ mod tests {
             paths_of(sent(&out, Worker::CatalogPut, Action::Complete)[0]),
             ["/d", "/d/a", "/d/b", "/d/l"]
         );
-        assert!(sent(&out, Worker::CatalogPut, Action::Failed).is_empty());
+        assert!(failed_of(sent(&out, Worker::CatalogPut, Action::Complete)[0]).is_empty());
         assert!(sent(&out, Worker::TransferDel, Action::Start).is_empty());
         assert_eq!(counts(db.clone()).await, (4, 2, 2));
 
@@ -1907,7 +1903,7 @@ mod tests {
             paths_of(sent(&out, Worker::CatalogCheck, Action::Complete)[0]),
             ["/d/c"]
         );
-        let failed = failed_of(sent(&out, Worker::CatalogCheck, Action::Failed)[0]);
+        let failed = failed_of(sent(&out, Worker::CatalogCheck, Action::Complete)[0]);
         assert_eq!(failed.len(), 1);
         assert_eq!(
             (failed[0].path.as_str(), failed[0].code),
@@ -1924,7 +1920,7 @@ mod tests {
             paths_of(sent(&out, Worker::CatalogCheck, Action::Complete)[0]),
             ["/d/a"]
         );
-        assert!(sent(&out, Worker::CatalogCheck, Action::Failed).is_empty());
+        assert!(failed_of(sent(&out, Worker::CatalogCheck, Action::Complete)[0]).is_empty());
         // Everything dropped still completes (empty), so the batch can finish.
         let out = check(t2, vec![file_rec("/d/b", 1)]).await.unwrap();
         assert!(paths_of(sent(&out, Worker::CatalogCheck, Action::Complete)[0]).is_empty());
@@ -1956,7 +1952,7 @@ mod tests {
             paths_of(sent(&out, Worker::CatalogPut, Action::Complete)[0]),
             ["/d/c"]
         );
-        let failed = failed_of(sent(&out, Worker::CatalogPut, Action::Failed)[0]);
+        let failed = failed_of(sent(&out, Worker::CatalogPut, Action::Complete)[0]);
         let codes: Vec<(&str, ErrorCode)> =
             failed.iter().map(|f| (f.path.as_str(), f.code)).collect();
         assert_eq!(
@@ -1993,6 +1989,7 @@ mod tests {
                     CLIMATE,
                     t1,
                     Payload::Files {
+                        failed: Vec::new(),
                         holding_id: None,
                         files: vec![],
                         target: None,

@@ -235,6 +235,7 @@ impl Handler for Indexer {
                     env.with_sub(
                         sub,
                         Payload::Files {
+                            failed: Vec::new(),
                             holding_id: Some(holding_id),
                             files,
                             target: None,
@@ -246,9 +247,12 @@ impl Handler for Indexer {
         if !result.failed.is_empty() {
             out = out.and(
                 RoutingKey::new(Worker::Index, Action::Failed),
-                env.reply(Payload::Failed {
-                    files: result.failed,
-                }),
+                env.with_sub(
+                    sub_id(env.transaction_id, "index-failed", 0),
+                    Payload::Failed {
+                        files: result.failed,
+                    },
+                ),
             );
         }
         Ok(out.and(

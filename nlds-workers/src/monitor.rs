@@ -59,6 +59,13 @@ impl Monitor {
                 self.init(env, label.clone(), *holding_id).await?;
                 Ok(Outcome::none())
             }
+            // The API records a transaction before accepting it, so its id is never unknown.
+            (Worker::Monitor, Action::Init, Payload::MonitorInit { label, holding_id }) => {
+                self.init(env, label.clone(), *holding_id).await?;
+                Ok(Outcome::reply(
+                    env.reply(Payload::Reply(RpcReply::Recorded)),
+                ))
+            }
             (
                 Worker::MonitorPut,
                 Action::Start,
@@ -81,7 +88,7 @@ impl Monitor {
                 ))
             }
             (Worker::MonitorPut, Action::Init | Action::Start, _)
-            | (Worker::Monitor, Action::Stat, _) => {
+            | (Worker::Monitor, Action::Stat | Action::Init, _) => {
                 Err(bad_request(format!("{key} got the wrong kind of payload")))
             }
             _ => Err(bad_request(format!("the monitor does not handle {key}"))),
@@ -313,17 +320,45 @@ impl Monitor {
                     .from(transaction_record::Entity)
                     .cond_where(cond.clone())
                     .to_owned();
-                let subs: Vec<(i64, i32)> = sub_record::Entity::find()
+                let subs: Vec<(i64, i64, i32)> = sub_record::Entity::find()
                     .select_only()
                     .column(sub_record::Column::TransactionRecordId)
+                    .column(sub_record::Column::Id)
                     .column(sub_record::Column::State)
                     .filter(sub_record::Column::TransactionRecordId.in_subquery(in_scope.clone()))
                     .into_tuple()
                     .all(&self.db)
                     .await?;
+                use sea_orm::sea_query::ExprTrait as _;
+                let subs_in_scope = Query::select()
+                    .column((sub_record::Entity, sub_record::Column::Id))
+                    .from(sub_record::Entity)
+                    .and_where(
+                        sea_orm::sea_query::Expr::col((
+                            sub_record::Entity,
+                            sub_record::Column::TransactionRecordId,
+                        ))
+                        .in_subquery(in_scope.clone()),
+                    )
+                    .to_owned();
+                let with_failures: HashSet<i64> = failed_file::Entity::find()
+                    .select_only()
+                    .column(failed_file::Column::SubRecordId)
+                    .distinct()
+                    .filter(failed_file::Column::SubRecordId.in_subquery(subs_in_scope))
+                    .into_tuple::<i64>()
+                    .all(&self.db)
+                    .await?
+                    .into_iter()
+                    .collect();
                 let mut states: HashMap<i64, Vec<State>> = HashMap::new();
-                for (id, s) in subs {
-                    states.entry(id).or_default().push(state_of(s));
+                for (id, sub, s) in subs {
+                    let st = state_of(s);
+                    let entry = states.entry(id).or_default();
+                    entry.push(st);
+                    if with_failures.contains(&sub) && !st.is_failed() {
+                        entry.push(State::Failed);
+                    }
                 }
                 let warned: HashSet<i64> = warning::Entity::find()
                     .select_only()
@@ -427,9 +462,9 @@ async fn status(
             let state = state_of(s.state);
             let failed_files = failed.remove(&s.id).unwrap_or_default();
             let (files, bytes) = (to_u64(s.files), to_u64(s.bytes));
-            // SPLIT parents repeat their children's counts; failure sub-records repeat files
-            // counted by the batch they came from.
-            if state != State::Split && failed_files.is_empty() {
+            // SPLIT parents repeat their children's counts; a failed sub-record's files are
+            // its failed files, counted below.
+            if state != State::Split && !state.is_failed() {
                 files_total += files;
                 bytes_total += bytes;
             }
@@ -438,7 +473,12 @@ async fn status(
                 bytes_done += bytes;
             }
             files_failed += failed_files.len() as u64;
+            files_total += failed_files.len() as u64;
             states.push(state);
+            // A batch that finished with some files failed counts as one with errors.
+            if !failed_files.is_empty() && !state.is_failed() {
+                states.push(State::Failed);
+            }
             sub_records.push(SubRecordStatus {
                 id: s.id,
                 sub_id: Uuid::parse_str(&s.sub_id).unwrap_or_default(),
@@ -771,7 +811,7 @@ mod tests {
         let s = &page.transactions[0];
         assert_eq!((s.state, s.percent), (State::CompleteWithErrors, 50));
         assert_eq!(s.warnings, ["slow disk", "retry"]);
-        assert_eq!((s.files_total, s.files_done, s.files_failed), (10, 10, 3));
+        assert_eq!((s.files_total, s.files_done, s.files_failed), (13, 10, 3));
         assert_eq!((s.bytes_total, s.bytes_done), (1000, 1000));
         assert_eq!(
             (s.label.as_deref(), s.holding_id, s.api_action),
@@ -877,7 +917,7 @@ mod tests {
         let errors = &all.transactions[1];
         assert_eq!(
             (errors.files_total, errors.files_done, errors.files_failed),
-            (4, 4, 1)
+            (5, 4, 1)
         );
         let running = &all.transactions[3];
         assert_eq!(

@@ -5,7 +5,6 @@ use async_trait::async_trait;
 use nlds_bus::{Handler, HandlerError, Outcome};
 use nlds_core::error::ErrorCode;
 use nlds_core::{Action, Envelope, Payload, RoutingKey, State, Worker};
-use uuid::Uuid;
 
 /// The router role.
 #[derive(Debug, Default, Clone)]
@@ -15,14 +14,16 @@ fn key(worker: Worker, action: Action) -> RoutingKey {
     RoutingKey::new(worker, action)
 }
 
-/// A monitor update for the message's sub-record.
+/// A monitor update for the message's sub-record, with the files that failed at the step that
+/// sent it (recorded together, so a final state never overtakes its failures).
 pub fn monitor(env: &Envelope, state: State) -> (RoutingKey, Envelope) {
-    let (files, bytes) = match &env.payload {
-        Payload::Files { files, .. } => (
+    let (files, bytes, failed) = match &env.payload {
+        Payload::Files { files, failed, .. } => (
             files.len() as u64,
             files.iter().map(|f| f.size).sum::<u64>(),
+            failed.clone(),
         ),
-        _ => (0, 0),
+        _ => (0, 0, Vec::new()),
     };
     (
         key(Worker::MonitorPut, Action::Start),
@@ -30,10 +31,39 @@ pub fn monitor(env: &Envelope, state: State) -> (RoutingKey, Envelope) {
             state,
             files,
             bytes,
-            failed: Vec::new(),
+            failed,
             warnings: Vec::new(),
         }),
     )
+}
+
+/// The batch to pass on: the same files, without the failures already reported.
+fn forward(env: &Envelope) -> Envelope {
+    let mut next = env.clone();
+    if let Payload::Files { failed, .. } = &mut next.payload {
+        failed.clear();
+    }
+    next
+}
+
+/// A warning for the logger when a step failed some files.
+fn log_failures(
+    worker: Worker,
+    env: &Envelope,
+    failed: &[nlds_core::FailedFile],
+) -> Option<(RoutingKey, Envelope)> {
+    let first = failed.first()?;
+    Some(crate::logger::log_message(
+        env,
+        Action::Warning,
+        worker.as_str(),
+        format!(
+            "{} file(s) failed at {worker}, e.g. {}: {}",
+            failed.len(),
+            first.path,
+            first.reason
+        ),
+    ))
 }
 
 fn is_empty_batch(env: &Envelope) -> bool {
@@ -43,6 +73,17 @@ fn is_empty_batch(env: &Envelope) -> bool {
 impl Router {
     /// The next step after `worker` completed a batch.
     fn next(&self, worker: Worker, env: Envelope) -> Result<Outcome, HandlerError> {
+        let mut outcome = self.next_step(worker, &env)?;
+        if let Payload::Files { failed, .. } = &env.payload
+            && let Some((k, e)) = log_failures(worker, &env, failed)
+        {
+            outcome = outcome.and(k, e);
+        }
+        Ok(outcome)
+    }
+
+    fn next_step(&self, worker: Worker, env: &Envelope) -> Result<Outcome, HandlerError> {
+        let env = env.clone();
         // A batch whose files all failed at an earlier step ends here, as FAILED (its failures
         // are recorded in their own sub-records).
         if is_empty_batch(&env) && worker != Worker::CatalogPut && worker != Worker::TransferGet {
@@ -51,7 +92,7 @@ impl Router {
         }
         let step = |state: State, to: Worker| {
             let (mk, me) = monitor(&env, state);
-            Outcome::publish(mk, me).and(key(to, Action::Start), env.clone())
+            Outcome::publish(mk, me).and(key(to, Action::Start), forward(&env))
         };
         let outcome = match worker {
             Worker::Index => step(State::CatalogPutting, Worker::CatalogCheck),
@@ -84,28 +125,21 @@ impl Router {
                 format!("{worker}.failed without a list of failed files"),
             ));
         };
-        let first = files
-            .first()
-            .map(|f| format!("{}: {}", f.path, f.reason))
-            .unwrap_or_default();
-        let (lk, le) = crate::logger::log_message(
-            &env,
-            Action::Warning,
-            worker.as_str(),
-            format!("{} file(s) failed at {worker}, e.g. {first}", files.len()),
-        );
-        let sub = Uuid::new_v5(&env.sub_id, format!("failed/{worker}").as_bytes());
-        let update = env.with_sub(
-            sub,
-            Payload::MonitorUpdate {
-                state: State::Failed,
-                files: files.len() as u64,
-                bytes: 0,
-                failed: files,
-                warnings: Vec::new(),
-            },
-        );
-        Ok(Outcome::publish(key(Worker::MonitorPut, Action::Start), update).and(lk, le))
+        let log = log_failures(worker, &env, &files);
+        // The sub-record that sent the failures ends FAILED with them: a batch the bus gave up
+        // on, or the failure sub-record of the indexer or the catalogue's get resolution.
+        let update = env.reply(Payload::MonitorUpdate {
+            state: State::Failed,
+            files: files.len() as u64,
+            bytes: 0,
+            failed: files,
+            warnings: Vec::new(),
+        });
+        let mut out = Outcome::publish(key(Worker::MonitorPut, Action::Start), update);
+        if let Some((k, e)) = log {
+            out = out.and(k, e);
+        }
+        Ok(out)
     }
 
     fn start(&self, action: Action, env: Envelope) -> Result<Outcome, HandlerError> {
@@ -164,6 +198,7 @@ mod tests {
     use nlds_core::PathKind;
     use nlds_core::api::ApiAction;
     use nlds_core::message::{FailedFile, FileRecord};
+    use uuid::Uuid;
 
     fn env(payload: Payload) -> Envelope {
         Envelope::new(Uuid::new_v4(), "u", "g", ApiAction::Putlist, "j", payload)
@@ -189,6 +224,7 @@ mod tests {
                 .collect(),
             target: None,
             overwrite: false,
+            failed: Vec::new(),
         }
     }
 
@@ -296,7 +332,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failures_become_their_own_failed_sub_record() {
+    async fn failures_end_their_sub_record_failed_and_travel_with_results() {
         let r = Router;
         let e = env(Payload::Failed {
             files: vec![FailedFile::new(
@@ -311,7 +347,7 @@ mod tests {
             .unwrap();
         let (k, m) = &o.publish[0];
         assert_eq!(k.to_string(), "nlds-api.monitor-put.start");
-        assert_ne!(m.sub_id, e.sub_id);
+        assert_eq!(m.sub_id, e.sub_id, "the sub-record that failed ends FAILED");
         let Payload::MonitorUpdate { state, failed, .. } = &m.payload else {
             panic!()
         };

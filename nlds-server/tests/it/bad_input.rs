@@ -68,6 +68,19 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
     assert_eq!(ff[0].path, missing.to_string_lossy());
     assert_eq!(ff[0].code, ErrorCode::PathMissing);
     assert_eq!(ff[0].reason, "no such file or directory");
+    // The logger collected the failure in the indexer's log file.
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = std::fs::read_to_string(data.path().join("logs/index.log")).unwrap_or_default();
+        if log.contains("not here") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        log.contains("WARNING") && log.contains("not here"),
+        "index.log: {log}"
+    );
 
     // Request-level errors.
     let (s, b) = alice.post("/api/v2/put", &json!({"paths": []})).await;
@@ -141,6 +154,32 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
     assert_ne!(bl["holdings"][0]["id"].as_i64().unwrap(), hid);
     let (_, gl) = bob.get("/api/v2/holdings?groupall=true&label=mine").await;
     assert_eq!(gl["total"], 2, "groupall shows the group's holdings: {gl}");
+
+    // Health, readiness and the OpenAPI document are served; unknown endpoints answer JSON 404s.
+    let anon = Api::new(&e.url, "");
+    for path in ["/healthz", "/readyz", "/api/v2/openapi.json"] {
+        let r = anon
+            .http
+            .get(format!("{}{path}", e.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+    }
+    let (s, doc) = alice.get("/api/v2/openapi.json").await;
+    assert_eq!(s, 200);
+    for path in [
+        "/api/v2/put",
+        "/api/v2/get",
+        "/api/v2/holdings",
+        "/api/v2/files",
+        "/api/v2/meta",
+        "/api/v2/transactions",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
+    }
+    let (s, b) = alice.get("/api/v2/nowhere").await;
+    assert_error(s, &b, 404, "not_found", "no such endpoint");
 
     // Nothing of alice's was lost along the way.
     let (_, list) = alice

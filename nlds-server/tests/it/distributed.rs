@@ -119,6 +119,14 @@ impl Drop for Services {
 
 /// Starts the API server against the bus; returns its URL.
 async fn start_server(settings: &Settings, stop: CancellationToken) -> String {
+    start_server_with(settings, stop, 30).await
+}
+
+async fn start_server_with(
+    settings: &Settings,
+    stop: CancellationToken,
+    rpc_timeout_secs: u64,
+) -> String {
     let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
     let auth = StaticTokens::from_toml(&format!(
         "[[token]]\ntoken = \"{TOKEN}\"\nuser = \"alice\"\ngroups = [\"climate\"]\n"
@@ -128,6 +136,7 @@ async fn start_server(settings: &Settings, stop: CancellationToken) -> String {
     let addr = listener.local_addr().unwrap();
     let cfg = ServerConfig {
         listen: addr,
+        rpc_timeout_secs,
         ..Default::default()
     };
     let state = AppState {
@@ -279,5 +288,45 @@ async fn killing_transfer_put_mid_put_loses_and_duplicates_nothing() {
         }
     }
     assert_eq!(keys.len(), n, "one object per file, no orphans");
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_answer_504_when_the_catalogue_does_not() {
+    let Some(svc) = Services::new().await else {
+        return;
+    };
+    let settings = svc.settings();
+    let stop = CancellationToken::new();
+    // No worker runs: nothing will answer the catalogue and monitor RPCs.
+    let url = start_server_with(&settings, stop.clone(), 1).await;
+    let api = Api::new(&url, TOKEN);
+    for path in [
+        "/api/v2/holdings",
+        "/api/v2/files?label=x",
+        "/api/v2/transactions",
+    ] {
+        let start = std::time::Instant::now();
+        let (s, b) = api.get(path).await;
+        assert_eq!(s, 504, "{path}: {b}");
+        assert_eq!(b["error"]["code"], "timeout", "{b}");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("did not answer within 1s"),
+            "{b}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{path} took {:?}",
+            start.elapsed()
+        );
+    }
+    let (s, b) = api.post("/api/v2/put", &json!({"paths": ["/tmp"]})).await;
+    assert_eq!(s, 504, "{b}");
+    // The broker is up, so the server is ready even though no worker answers.
+    let (s, _) = api.get("/readyz").await;
+    assert_eq!(s, 200);
     stop.cancel();
 }

@@ -120,7 +120,7 @@ pub async fn scenario(api: &Api, big_mib: usize) {
         .await;
     assert_eq!(again.state, State::Failed, "{again:#?}");
     let failed: Vec<_> = again.failed_files().collect();
-    assert_eq!(failed.len(), 1);
+    assert_eq!(failed.len(), 1, "{again:#?}");
     assert_eq!(failed[0].code, nlds_core::ErrorCode::Conflict);
     let (_, list) = api.get(&format!("/api/v2/holdings?holding_id={hid}")).await;
     assert_eq!(list["holdings"][0]["files"], entries);

@@ -145,6 +145,7 @@ impl TransferGet {
             files,
             target,
             overwrite,
+            ..
         } = &env.payload
         else {
             return Err(bad_payload(key, &env));

@@ -113,8 +113,8 @@ impl Batch {
         Some(HandlerError::transient(e.code, message))
     }
 
-    /// `<worker>.complete` with the files that made it (always, possibly empty) and
-    /// `<worker>.failed` with those that did not (if any), both in the incoming order.
+    /// `<worker>.complete` with the files that made it (always, possibly empty) and, in the same
+    /// message, those that did not, each in the incoming order.
     fn outcome(
         mut self,
         env: &Envelope,
@@ -126,21 +126,15 @@ impl Batch {
         self.done.sort_by_key(|(i, _)| *i);
         self.failed.sort_by_key(|(i, _)| *i);
         let files = self.done.into_iter().map(|(_, r)| r).collect();
+        let failed = self.failed.into_iter().map(|(_, f)| f).collect();
         let complete = env.reply(Payload::Files {
             holding_id,
             files,
             target,
             overwrite,
+            failed,
         });
-        let mut out = Outcome::publish(RoutingKey::new(worker, Action::Complete), complete);
-        if !self.failed.is_empty() {
-            let files = self.failed.into_iter().map(|(_, f)| f).collect();
-            out = out.and(
-                RoutingKey::new(worker, Action::Failed),
-                env.reply(Payload::Failed { files }),
-            );
-        }
-        out
+        Outcome::publish(RoutingKey::new(worker, Action::Complete), complete)
     }
 }
 

@@ -119,6 +119,7 @@ impl TransferPut {
             files,
             target,
             overwrite,
+            ..
         } = &env.payload
         else {
             return Err(bad_payload(key, &env));

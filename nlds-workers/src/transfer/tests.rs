@@ -166,6 +166,7 @@ fn envelope(
         action,
         "job",
         Payload::Files {
+            failed: Vec::new(),
             holding_id: Some(7),
             files,
             target,
@@ -197,8 +198,10 @@ fn split(
                     files,
                     target,
                     overwrite,
+                    failed: f,
                 },
             ) => {
+                failed = f;
                 let Payload::Files {
                     target: t,
                     overwrite: o,
@@ -210,10 +213,6 @@ fn split(
                 assert_eq!(holding_id, Some(7));
                 assert_eq!((&target, overwrite), (t, *o));
                 assert!(done.replace(files).is_none(), "two complete messages");
-            }
-            (Action::Failed, Payload::Failed { files }) => {
-                assert!(!files.is_empty(), "an empty failed message");
-                failed = files;
             }
             other => panic!("unexpected output {key}: {other:?}"),
         }
@@ -893,37 +892,4 @@ async fn transfer_rejects_foreign_keys_and_payloads() {
         .await
         .unwrap_err();
     assert!(!err.retryable);
-}
-
-/// `NLDS_TEST_S3_ENDPOINT=... cargo test -p nlds-workers --lib transfer_throughput -- --ignored --nocapture`
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "measures throughput; run explicitly"]
-async fn transfer_throughput_100_mib() {
-    let Some(fx) = Fixture::new("transfer_throughput_100_mib", TransferConfig::default()).await
-    else {
-        return;
-    };
-    let big = fx.src("big.bin");
-    let bytes = data(100 << 20, 5);
-    write(&big, &bytes, 0o644, 1_700_000_000_000_000_000);
-    let started = Instant::now();
-    let (done, failed) = fx.put(vec![record(&big)]).await;
-    let up = started.elapsed();
-    assert!(failed.is_empty(), "{failed:?}");
-    let target = fx.restore_dir();
-    let started = Instant::now();
-    let (_, failed) = fx.get(&done, Some(&target), false).await;
-    let down = started.elapsed();
-    assert!(failed.is_empty(), "{failed:?}");
-    assert_eq!(
-        std::fs::read(restored(&target, &done[0].path)).unwrap(),
-        bytes
-    );
-    eprintln!(
-        "100 MiB: upload {:.2}s ({:.1} MiB/s), download {:.2}s ({:.1} MiB/s)",
-        up.as_secs_f64(),
-        100.0 / up.as_secs_f64(),
-        down.as_secs_f64(),
-        100.0 / down.as_secs_f64()
-    );
 }
