@@ -123,6 +123,37 @@ fn rpc_env(caller: &Caller, group: &str, payload: Payload) -> Envelope {
     )
 }
 
+/// Accepts a put or get: records it, hands it to the router, and answers 202 with its status URL.
+async fn accept(
+    s: &AppState,
+    env: Envelope,
+    holding_id: Option<i64>,
+    label: Option<String>,
+) -> Result<(StatusCode, Json<Accepted>)> {
+    record(s, &env, label.clone(), holding_id).await?;
+    let action = match env.action {
+        ApiAction::Put => Action::Put,
+        ApiAction::Putlist => Action::Putlist,
+        ApiAction::Get => Action::Get,
+        _ => Action::Getlist,
+    };
+    s.bus
+        .publish(RoutingKey::new(Worker::Route, action), &env)
+        .await?;
+    let tid = env.transaction_id;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            transaction_id: tid,
+            api_action: env.action,
+            status_url: format!("{}/api/v2/transactions/{tid}", s.cfg.base_url()),
+            job_label: env.job_label,
+            holding_id,
+            label,
+        }),
+    ))
+}
+
 /// Records the transaction with the monitor before it is accepted, so a client polling its id
 /// never gets "not found", even if the process stops before the workflow starts.
 async fn record(
@@ -229,27 +260,8 @@ pub async fn put(
             paths: req.paths,
         },
     );
-    record(&s, &env, Some(label.clone()), Some(holding_id)).await?;
-    let key_action = if action == ApiAction::Put {
-        Action::Put
-    } else {
-        Action::Putlist
-    };
-    s.bus
-        .publish(RoutingKey::new(Worker::Route, key_action), &env)
-        .await?;
     tracing::info!(transaction.id = %tid, user = %caller.0.user, holding_id, "put accepted");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            transaction_id: tid,
-            api_action: action,
-            status_url: format!("{}/api/v2/transactions/{tid}", s.cfg.base_url()),
-            job_label,
-            holding_id: Some(holding_id),
-            label: Some(label),
-        }),
-    ))
+    accept(&s, env, Some(holding_id), Some(label)).await
 }
 
 /// Checks that a named holding exists and is visible, so a get naming a wrong one fails at once.
@@ -344,26 +356,7 @@ pub async fn get(
             overwrite: req.overwrite,
         },
     );
-    record(&s, &env, req.label.clone(), req.holding_id).await?;
-    let key_action = if action == ApiAction::Get {
-        Action::Get
-    } else {
-        Action::Getlist
-    };
-    s.bus
-        .publish(RoutingKey::new(Worker::Route, key_action), &env)
-        .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            transaction_id: tid,
-            api_action: action,
-            status_url: format!("{}/api/v2/transactions/{tid}", s.cfg.base_url()),
-            job_label,
-            holding_id: req.holding_id,
-            label: req.label,
-        }),
-    ))
+    accept(&s, env, req.holding_id, req.label).await
 }
 
 /// `GET /api/v2/holdings`: list holdings.

@@ -142,18 +142,9 @@ impl Router {
         Ok(out)
     }
 
+    /// The first step of a workflow. The API recorded the transaction with the monitor before
+    /// publishing (`monitor.init`), so only its first state is reported here.
     fn start(&self, action: Action, env: Envelope) -> Result<Outcome, HandlerError> {
-        let (label, holding_id) = match &env.payload {
-            Payload::PutRequest { holding_id, .. } => (None, Some(*holding_id)),
-            Payload::GetRequest { filter, .. } => (filter.label.clone(), filter.holding_id),
-            _ => {
-                return Err(HandlerError::permanent(
-                    ErrorCode::BadRequest,
-                    format!("route.{action} needs a put or get request"),
-                ));
-            }
-        };
-        let init = env.reply(Payload::MonitorInit { label, holding_id });
         let (first_state, first_step) = match (&env.payload, action) {
             (Payload::PutRequest { .. }, Action::Put | Action::Putlist) => {
                 (State::Indexing, Worker::Index)
@@ -169,11 +160,7 @@ impl Router {
             }
         };
         let (mk, me) = monitor(&env, first_state);
-        Ok(
-            Outcome::publish(key(Worker::MonitorPut, Action::Init), init)
-                .and(mk, me)
-                .and(key(first_step, Action::Start), env),
-        )
+        Ok(Outcome::publish(mk, me).and(key(first_step, Action::Start), env))
     }
 }
 
@@ -255,11 +242,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             keys(&o),
-            [
-                "nlds-api.monitor-put.init",
-                "nlds-api.monitor-put.start",
-                "nlds-api.index.start"
-            ]
+            ["nlds-api.monitor-put.start", "nlds-api.index.start"]
         );
         let steps = [
             (
@@ -318,7 +301,7 @@ mod tests {
             .handle(key(Worker::Route, Action::Get), get)
             .await
             .unwrap();
-        assert_eq!(keys(&o)[2], "nlds-api.catalog-get.start");
+        assert_eq!(keys(&o)[1], "nlds-api.catalog-get.start");
         let o = r
             .handle(key(Worker::CatalogGet, Action::Complete), env(files(1)))
             .await

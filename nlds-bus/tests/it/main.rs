@@ -128,6 +128,26 @@ impl Handler for Flaky {
     }
 }
 
+/// Consumes `role` with `handler` in the background until the returned token is cancelled.
+fn spawn_consumer(
+    bus: &RabbitBus,
+    role: Role,
+    handler: Arc<dyn Handler>,
+    opts: ConsumeOptions,
+) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let (b, s) = (bus.clone(), stop.clone());
+    tokio::spawn(async move { b.consume(role, handler, opts, s).await });
+    stop
+}
+
+fn once(prefetch: u16) -> ConsumeOptions {
+    ConsumeOptions {
+        prefetch,
+        retry: fast_retry(),
+    }
+}
+
 async fn count_in(url: &str, queue: &str) -> Vec<Vec<u8>> {
     let conn = Connection::connect(url, ConnectionProperties::default())
         .await
@@ -184,26 +204,12 @@ async fn transient_failures_are_retried_through_delay_queues() {
     let Some(v) = Vhost::new() else { return };
     let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
     let calls = Arc::new(AtomicU32::new(0));
-    let stop = CancellationToken::new();
     let h = Arc::new(Flaky {
         calls: calls.clone(),
         fail: 2,
         permanent: false,
     });
-    let b = bus.clone();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        b.consume(
-            Role::Router,
-            h,
-            ConsumeOptions {
-                prefetch: 1,
-                retry: fast_retry(),
-            },
-            s,
-        )
-        .await
-    });
+    let stop = spawn_consumer(&bus, Role::Router, h, once(1));
     let e = env(&["/x"]);
     bus.publish(RoutingKey::new(Worker::Route, Action::Putlist), &e)
         .await
@@ -226,27 +232,13 @@ async fn transient_failures_are_retried_through_delay_queues() {
 async fn exhausted_and_permanent_failures_dead_letter_and_fail_the_batch() {
     let Some(v) = Vhost::new() else { return };
     let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
-    let stop = CancellationToken::new();
     let calls = Arc::new(AtomicU32::new(0));
     let h = Arc::new(Flaky {
         calls: calls.clone(),
         fail: 0,
         permanent: true,
     });
-    let b = bus.clone();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        b.consume(
-            Role::Indexer,
-            h,
-            ConsumeOptions {
-                prefetch: 1,
-                retry: fast_retry(),
-            },
-            s,
-        )
-        .await
-    });
+    let stop = spawn_consumer(&bus, Role::Indexer, h, once(1));
     let e = env(&["/p1", "/p2"]);
     bus.publish(RoutingKey::new(Worker::Index, Action::Start), &e)
         .await
@@ -281,18 +273,12 @@ async fn poison_messages_go_to_the_dead_letter_queue() {
     let Some(v) = Vhost::new() else { return };
     let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
     let calls = Arc::new(AtomicU32::new(0));
-    let stop = CancellationToken::new();
     let h = Arc::new(Flaky {
         calls: calls.clone(),
         fail: 0,
         permanent: false,
     });
-    let b = bus.clone();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        b.consume(Role::Indexer, h, ConsumeOptions::default(), s)
-            .await
-    });
+    let stop = spawn_consumer(&bus, Role::Indexer, h, ConsumeOptions::default());
     let conn = Connection::connect(&v.url, ConnectionProperties::default())
         .await
         .unwrap();
@@ -342,18 +328,12 @@ async fn rpc_answers_and_times_out_instead_of_hanging() {
         .unwrap_err();
     assert!(matches!(err, BusError::Timeout(..)), "{err}");
     assert!(start.elapsed() < Duration::from_secs(5));
-    let stop = CancellationToken::new();
-    let b = bus.clone();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        b.consume(
-            Role::CatalogueRpc,
-            Arc::new(Echo),
-            ConsumeOptions::default(),
-            s,
-        )
-        .await
-    });
+    let stop = spawn_consumer(
+        &bus,
+        Role::CatalogueRpc,
+        Arc::new(Echo),
+        ConsumeOptions::default(),
+    );
     let e = env(&["/q"]);
     let mut answer = None;
     for _ in 0..20 {
@@ -375,18 +355,12 @@ async fn publisher_and_consumers_reconnect_after_the_broker_drops_them() {
     let Some(v) = Vhost::new() else { return };
     let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
     let calls = Arc::new(AtomicU32::new(0));
-    let stop = CancellationToken::new();
     let h = Arc::new(Flaky {
         calls: calls.clone(),
         fail: 0,
         permanent: false,
     });
-    let b = bus.clone();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        b.consume(Role::Router, h, ConsumeOptions::default(), s)
-            .await
-    });
+    let stop = spawn_consumer(&bus, Role::Router, h, ConsumeOptions::default());
     bus.publish(RoutingKey::new(Worker::Route, Action::Put), &env(&["/1"]))
         .await
         .unwrap();

@@ -39,6 +39,12 @@ pub async fn scenario(api: &Api, big_mib: usize) {
     assert_eq!(put.state, State::Complete, "{put:#?}");
     assert_eq!(put.files_failed, 0);
     assert_eq!(put.percent, 100);
+    assert_eq!(
+        put.label.as_deref(),
+        Some("run42"),
+        "the transaction knows its holding"
+    );
+    assert!(put.holding_id.is_some());
     let entries = shape(&root).len() as u64 + 1; // plus the root directory itself
     assert_eq!(put.files_done, entries, "{put:#?}");
 
