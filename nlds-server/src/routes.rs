@@ -310,6 +310,11 @@ pub async fn get(
     let group = caller.group(req.group.as_deref())?;
     validate_paths(&req.paths, s.cfg.max_paths, req.regex)?;
     if req.regex {
+        if req.holding_id.is_none() && req.label.is_none() && req.tags.is_empty() {
+            return Err(ServerError::bad_request(
+                "a regular expression can only search named holdings: give a holding id, label or tags",
+            ));
+        }
         for p in &req.paths {
             regex::Regex::new(p).map_err(|e| {
                 ServerError::bad_request(format!("invalid regular expression {p:?}: {e}"))

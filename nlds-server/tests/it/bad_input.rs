@@ -110,6 +110,24 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
         .post("/api/v2/get", &json!({"paths": [f], "holding_id": 999_999}))
         .await;
     assert_error(s, &b, 404, "not_found", "holding 999999");
+    let (s, b) = alice
+        .post("/api/v2/get", &json!({"paths": [".*"], "regex": true}))
+        .await;
+    assert_error(s, &b, 400, "bad_request", "can only search named holdings");
+    let (s, b) = alice
+        .post(
+            "/api/v2/get",
+            &json!({"paths": ["(unclosed"], "regex": true, "label": "mine"}),
+        )
+        .await;
+    assert_error(s, &b, 400, "bad_request", "invalid regular expression");
+    let (s, b) = alice
+        .post(
+            "/api/v2/get",
+            &json!({"paths": [f], "target": "relative/dir"}),
+        )
+        .await;
+    assert_error(s, &b, 400, "bad_request", "not an absolute path");
     let (s, b) = alice.get("/api/v2/transactions/not-a-uuid").await;
     assert_error(s, &b, 400, "bad_request", "not a valid transaction id");
     let (s, b) = alice
