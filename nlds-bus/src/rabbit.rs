@@ -50,6 +50,19 @@ fn retry_exchange(delay: Duration) -> String {
     format!("nlds.retry.{}", delay.as_millis())
 }
 
+/// Persistent JSON with the delivery attempt in a header.
+fn message_properties(attempt: u32) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        ATTEMPT_HEADER.into(),
+        AMQPValue::LongLongInt(attempt as i64),
+    );
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_headers(headers)
+}
+
 /// Declares the whole topology on `ch`. Safe to call repeatedly and from every process.
 pub async fn declare_topology(ch: &Channel, retry: &RetryPolicy) -> Result<(), BusError> {
     let durable = ExchangeDeclareOptions {
@@ -284,6 +297,56 @@ impl RabbitBus {
         Ok(())
     }
 
+    /// Publishes every message, then waits for all their confirms: one round of broker writes
+    /// instead of one per message. AMQP keeps the order of a channel, so they are routed in the
+    /// order given. One reconnect-and-retry if the link was broken (a repeated message is
+    /// harmless: handlers are idempotent).
+    pub async fn publish_all(&self, msgs: &[(RoutingKey, Envelope)]) -> Result<(), BusError> {
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let mut last = None;
+        for _ in 0..2 {
+            let link = self.link().await?;
+            match Self::publish_batch(&link.publisher, msgs).await {
+                Err(BusError::Unavailable(e)) => last = Some(BusError::Unavailable(e)),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| BusError::Unavailable("publish failed".into())))
+    }
+
+    async fn publish_batch(ch: &Channel, msgs: &[(RoutingKey, Envelope)]) -> Result<(), BusError> {
+        let mut confirms = Vec::with_capacity(msgs.len());
+        for (k, env) in msgs {
+            let key = k.to_string();
+            let confirm = ch
+                .basic_publish(
+                    EXCHANGE.into(),
+                    key.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &env.to_json(),
+                    message_properties(1),
+                )
+                .await
+                .map_err(unavailable)?;
+            confirms.push((key, confirm));
+        }
+        for (key, confirm) in confirms {
+            let confirm = confirm.await.map_err(unavailable)?;
+            if confirm.is_nack() {
+                return Err(BusError::NotConfirmed(key));
+            }
+            if confirm.take_message().is_some() {
+                return Err(BusError::Unroutable(key));
+            }
+        }
+        Ok(())
+    }
+
     /// Publishes with one reconnect-and-retry if the link was broken.
     async fn publish_bytes(
         &self,
@@ -394,15 +457,14 @@ impl RabbitBus {
         let disposition = process(handler, &key, &delivery.data, attempt, retry).await;
         let result = match disposition {
             Disposition::Done(outcome) => {
-                let mut ok = true;
                 let outcome = *outcome;
-                for (k, env) in &outcome.publish {
-                    if let Err(e) = self.publish(*k, env).await {
-                        tracing::error!(error = %e, key = %k, "follow-up publish failed; message will be redelivered");
-                        ok = false;
-                        break;
+                let ok = match self.publish_all(&outcome.publish).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "follow-up publish failed; message will be redelivered");
+                        false
                     }
-                }
+                };
                 if ok && let Some(reply) = outcome.reply {
                     let reply_to = delivery
                         .properties
@@ -476,10 +538,8 @@ impl RabbitBus {
                 .map(|_| ()),
             Disposition::DeadLetter(publish, reason) => {
                 tracing::error!(%key, %reason, queue = %role.queue(), "dead-lettering message");
-                for (k, env) in &publish {
-                    if let Err(e) = self.publish(*k, env).await {
-                        tracing::error!(error = %e, "could not publish failure report");
-                    }
+                if let Err(e) = self.publish_all(&publish).await {
+                    tracing::error!(error = %e, "could not publish failure report");
                 }
                 delivery
                     .acker

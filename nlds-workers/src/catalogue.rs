@@ -658,7 +658,8 @@ impl Catalogue {
                 env.with_sub(
                     sub_id(env.transaction_id, "get", i),
                     Payload::Files {
-                        failed: Vec::new(),
+                        // Unknown paths travel with the first batch (see the indexer).
+                        failed: std::mem::take(&mut failed),
                         holding_id,
                         files: batch,
                         target: target.clone(),
@@ -1642,6 +1643,16 @@ mod tests {
         }
     }
 
+    /// The failures of a get resolution, wherever they travel (with the first batch, or on
+    /// their own `.failed` when nothing was found).
+    fn get_failures(out: &Outcome) -> Vec<FailedFile> {
+        sent(out, Worker::CatalogGet, Action::Complete)
+            .into_iter()
+            .chain(sent(out, Worker::CatalogGet, Action::Failed))
+            .flat_map(failed_of)
+            .collect()
+    }
+
     fn records_of(out: &Outcome, w: Worker) -> Vec<FileRecord> {
         sent(out, w, Action::Complete)
             .into_iter()
@@ -2129,7 +2140,7 @@ mod tests {
                 ]
             );
             assert!(recs[0].object.is_none(), "directories have no object");
-            assert!(sent(&out, Worker::CatalogGet, Action::Failed).is_empty());
+            assert!(get_failures(&out).is_empty());
         }
         // A prefix that is not a catalogued directory still selects what is under it.
         let out = get(
@@ -2203,7 +2214,7 @@ mod tests {
                 ("/data/dirx/c.nc", Some(h1))
             ]
         );
-        let failed = failed_of(sent(&out, Worker::CatalogGet, Action::Failed)[0]);
+        let failed = get_failures(&out);
         assert_eq!(failed.len(), 1);
         assert_eq!(
             (failed[0].path.as_str(), failed[0].code),
@@ -2243,9 +2254,11 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(records_of(&out, Worker::CatalogGet).len(), 1);
-        let failed_msgs = sent(&out, Worker::CatalogGet, Action::Failed);
-        assert_eq!(failed_msgs.len(), 1);
-        let failed = failed_of(failed_msgs[0]);
+        assert!(
+            sent(&out, Worker::CatalogGet, Action::Failed).is_empty(),
+            "with a batch, the failures travel in it"
+        );
+        let failed = get_failures(&out);
         assert_eq!(failed.len(), 2);
         for (f, p) in failed.iter().zip(["/nope", "/data/bob.nc"]) {
             assert_eq!((f.path.as_str(), f.code), (p, ErrorCode::NotFound));
@@ -2273,7 +2286,7 @@ mod tests {
         .unwrap();
         let recs = records_of(&out, Worker::CatalogGet);
         assert_eq!((recs.len(), recs[0].holding_id), (1, Some(hb)));
-        let failed = failed_of(sent(&out, Worker::CatalogGet, Action::Failed)[0]);
+        let failed = get_failures(&out);
         assert_eq!(failed[0].path, "/data/carol.nc");
 
         // A file without a warm copy fails with storage_error.
@@ -2300,7 +2313,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(records_of(&out, Worker::CatalogGet).len(), 1);
-        let failed = failed_of(sent(&out, Worker::CatalogGet, Action::Failed)[0]);
+        let failed = get_failures(&out);
         assert_eq!(
             (failed[0].path.as_str(), failed[0].code),
             ("/data/dir/sub/b.nc", ErrorCode::StorageError)

@@ -213,6 +213,9 @@ impl Handler for Indexer {
             })?;
         let mut out = Outcome::none();
         let monitor = RoutingKey::new(Worker::MonitorPut, Action::Start);
+        // Paths that failed travel with the first batch (recorded with its next state); only a
+        // request with no batch at all reports them on a sub-record of their own.
+        let mut failed = result.failed;
         for (i, files) in result.batches.into_iter().enumerate() {
             let sub = sub_id(env.transaction_id, "index", i);
             let bytes = files.iter().map(|f| f.size).sum();
@@ -235,7 +238,7 @@ impl Handler for Indexer {
                     env.with_sub(
                         sub,
                         Payload::Files {
-                            failed: Vec::new(),
+                            failed: std::mem::take(&mut failed),
                             holding_id: Some(holding_id),
                             files,
                             target: None,
@@ -244,14 +247,12 @@ impl Handler for Indexer {
                     ),
                 );
         }
-        if !result.failed.is_empty() {
+        if !failed.is_empty() {
             out = out.and(
                 RoutingKey::new(Worker::Index, Action::Failed),
                 env.with_sub(
                     sub_id(env.transaction_id, "index-failed", 0),
-                    Payload::Failed {
-                        files: result.failed,
-                    },
+                    Payload::Failed { files: failed },
                 ),
             );
         }
@@ -410,10 +411,22 @@ mod tests {
                 .count(),
             3
         );
+        // The missing path travels with the first batch, not in a message of its own.
         assert_eq!(
             keys.iter().filter(|k| k.ends_with("index.failed")).count(),
-            1
+            0
         );
+        let first = out
+            .publish
+            .iter()
+            .find(|(k, _)| k.action == Action::Complete)
+            .unwrap();
+        let Payload::Files { failed, .. } = &first.1.payload else {
+            panic!()
+        };
+        assert_eq!(failed.len(), 1);
+        assert!(failed[0].path.ends_with("/gone"));
+        assert_eq!(failed[0].code, ErrorCode::PathMissing);
         let (last_key, last) = out.publish.last().unwrap();
         assert_eq!(last_key.to_string(), "nlds-api.monitor-put.start");
         assert!(matches!(

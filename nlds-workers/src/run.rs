@@ -203,7 +203,13 @@ pub async fn run_roles(
             .await
             .with_context(|| format!("cannot start role {role}"))?;
         let opts = ConsumeOptions {
-            prefetch: bus_cfg.prefetch,
+            // The monitor applies updates in queue order, so a state never overtakes the
+            // updates causally before it (run one monitor consumer: it is the single writer).
+            prefetch: if role == Role::Monitor {
+                1
+            } else {
+                bus_cfg.prefetch
+            },
             retry: bus_cfg.retry_policy(),
         };
         let (bus, stop) = (bus.clone(), shutdown.clone());
