@@ -121,7 +121,7 @@ impl Default for TransferConfig {
             part_size: 8 << 20,
             files_in_flight: 16,
             parts_in_flight: 4,
-            memory_budget: 128 << 20,
+            memory_budget: 96 << 20,
         }
     }
 }

@@ -40,16 +40,80 @@ struct Store {
     cfg: TransferConfig,
     /// Upload buffers of this process, in KiB (see [`TransferConfig::memory_budget`]).
     budget: tokio::sync::Semaphore,
+    /// Part buffers, reused.
+    parts: Arc<BufferPool>,
+}
+
+/// Part buffers kept for reuse. Allocating and freeing a multi-MiB buffer per part makes the
+/// allocator keep ever more of them in its per-thread arenas; reusing a fixed set keeps the
+/// process's memory at its budget.
+pub(crate) struct BufferPool {
+    free: std::sync::Mutex<Vec<Vec<u8>>>,
+    keep: usize,
+}
+
+impl BufferPool {
+    fn new(keep: usize) -> Self {
+        Self {
+            free: std::sync::Mutex::new(Vec::new()),
+            keep,
+        }
+    }
+
+    /// An empty buffer with room for `size` bytes.
+    pub(crate) fn take(&self, size: usize) -> Vec<u8> {
+        let reused = self.free.lock().ok().and_then(|mut f| {
+            let i = f.iter().position(|b| b.capacity() >= size)?;
+            Some(f.swap_remove(i))
+        });
+        reused.unwrap_or_else(|| Vec::with_capacity(size))
+    }
+
+    /// `buf` as `Bytes` that come back to the pool when the last reference is dropped.
+    pub(crate) fn share(self: &Arc<Self>, buf: Vec<u8>) -> bytes::Bytes {
+        bytes::Bytes::from_owner(Pooled {
+            buf,
+            pool: self.clone(),
+        })
+    }
+
+    fn give(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        if let Ok(mut f) = self.free.lock()
+            && f.len() < self.keep
+        {
+            f.push(buf);
+        }
+    }
+}
+
+struct Pooled {
+    buf: Vec<u8>,
+    pool: Arc<BufferPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.buf));
+    }
 }
 
 impl Store {
     fn new(client: Client, bucket: String, cfg: TransferConfig) -> Self {
         let kib = (cfg.memory_budget / 1024).clamp(1, u32::MAX as u64 / 2) as usize;
+        let keep = (cfg.memory_budget / cfg.part_size.max(1 << 20)).clamp(1, 1024) as usize;
         Self {
             client,
             bucket,
             cfg,
             budget: tokio::sync::Semaphore::new(kib),
+            parts: Arc::new(BufferPool::new(keep)),
         }
     }
 
@@ -189,3 +253,34 @@ fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
 
 /// Shared handle type of both roles.
 type SharedStore = Arc<Store>;
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    #[test]
+    fn part_buffers_return_to_the_pool_when_the_last_reference_drops() {
+        let pool = Arc::new(BufferPool::new(2));
+        let mut buf = pool.take(1 << 20);
+        buf.extend_from_slice(b"part one");
+        let ptr = buf.as_ptr();
+        let bytes = pool.share(buf);
+        let clone = bytes.clone();
+        assert_eq!(&clone[..], b"part one");
+        drop(bytes);
+        assert!(
+            pool.free.lock().unwrap().is_empty(),
+            "still referenced by the clone"
+        );
+        drop(clone);
+        let again = pool.take(1 << 20);
+        assert_eq!(again.as_ptr(), ptr, "the same allocation is reused");
+        assert!(again.is_empty() && again.capacity() >= 1 << 20);
+        // At most `keep` buffers are kept.
+        for _ in 0..4 {
+            let b = pool.take(16);
+            drop(pool.share(b));
+        }
+        assert!(pool.free.lock().unwrap().len() <= 2);
+    }
+}

@@ -324,7 +324,8 @@ impl TransferPut {
         // The reader hashes each part as it reads it and hands it over; at most one part waits
         // in the channel while `parts_in_flight` are being uploaded.
         let (tx, rx) = tokio::sync::mpsc::channel::<(i32, Bytes)>(1);
-        let reader = tokio::task::spawn_blocking(move || read_parts(file, part_size, tx));
+        let pool = store.parts.clone();
+        let reader = tokio::task::spawn_blocking(move || read_parts(file, part_size, tx, &pool));
         let mut uploads =
             stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) })
                 .map(|(number, data)| self.upload_part(key, upload_id, path, number, data).boxed())
@@ -693,6 +694,7 @@ fn read_parts(
     mut file: File,
     part_size: usize,
     tx: tokio::sync::mpsc::Sender<(i32, Bytes)>,
+    pool: &Arc<super::BufferPool>,
 ) -> io::Result<ReadResult> {
     let mut hasher = blake3::Hasher::new();
     let mut len = 0u64;
@@ -703,7 +705,7 @@ fn read_parts(
             len += 1;
             break;
         }
-        let mut buf = Vec::with_capacity(part_size);
+        let mut buf = pool.take(part_size);
         let n = fill(&mut file, &mut buf, part_size)?;
         if n == 0 {
             break;
@@ -711,7 +713,7 @@ fn read_parts(
         hasher.update(&buf);
         len += n as u64;
         number += 1;
-        if tx.blocking_send((number as i32, Bytes::from(buf))).is_err() {
+        if tx.blocking_send((number as i32, pool.share(buf))).is_err() {
             break;
         }
         if n < part_size {
