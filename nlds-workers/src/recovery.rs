@@ -99,3 +99,131 @@ pub async fn fail_unfinished(db: &sea_orm::DatabaseConnection, reason: &str) -> 
     }
     Ok(ids.len() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::Monitor;
+    use nlds_bus::Handler;
+    use nlds_core::api::ApiAction;
+    use nlds_core::message::{StatusFilter, sub_id};
+    use nlds_core::{Action, Envelope, Payload, RoutingKey, Worker};
+    use uuid::Uuid;
+
+    async fn update(m: &Monitor, tid: Uuid, sub: Uuid, state: State) {
+        let env = Envelope::new(
+            tid,
+            "alice",
+            "climate",
+            ApiAction::Put,
+            "j",
+            Payload::PutRequest {
+                holding_id: 1,
+                paths: vec![],
+            },
+        );
+        let env = env.with_sub(
+            sub,
+            Payload::MonitorUpdate {
+                state,
+                files: 1,
+                bytes: 1,
+                failed: vec![],
+                warnings: vec![],
+            },
+        );
+        m.handle(RoutingKey::new(Worker::MonitorPut, Action::Start), env)
+            .await
+            .unwrap();
+    }
+
+    async fn init(m: &Monitor, tid: Uuid) {
+        let env = Envelope::new(
+            tid,
+            "alice",
+            "climate",
+            ApiAction::Put,
+            "j",
+            Payload::MonitorInit {
+                label: None,
+                holding_id: None,
+            },
+        );
+        m.handle(RoutingKey::new(Worker::MonitorPut, Action::Init), env)
+            .await
+            .unwrap();
+    }
+
+    async fn state_of(m: &Monitor, tid: Uuid) -> (State, Vec<String>) {
+        let env = Envelope::new(
+            Uuid::new_v4(),
+            "alice",
+            "climate",
+            ApiAction::Put,
+            "rpc",
+            Payload::Stat {
+                filter: StatusFilter {
+                    transaction_id: Some(tid),
+                    limit: 1,
+                    ..Default::default()
+                },
+            },
+        );
+        let out = m
+            .handle(RoutingKey::new(Worker::Monitor, Action::Stat), env)
+            .await
+            .unwrap();
+        let Some(Payload::Reply(nlds_core::message::RpcReply::Transactions(page))) =
+            out.reply.map(|r| r.payload)
+        else {
+            panic!("no stat reply")
+        };
+        let t = &page.transactions[0];
+        (
+            t.state,
+            t.failed_files().map(|f| f.reason.clone()).collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn unfinished_transactions_end_failed_with_the_reason_and_finished_ones_stay() {
+        let db = crate::db::testing::memory().await;
+        let m = Monitor::new(db.clone());
+        let (running, queued, split_only, done) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        init(&m, running).await;
+        update(&m, running, running, State::Split).await;
+        update(&m, running, sub_id(running, "index", 0), State::Complete).await;
+        update(
+            &m,
+            running,
+            sub_id(running, "index", 1),
+            State::TransferPutting,
+        )
+        .await;
+        init(&m, queued).await;
+        init(&m, split_only).await;
+        update(&m, split_only, split_only, State::Split).await;
+        init(&m, done).await;
+        update(&m, done, done, State::Complete).await;
+
+        assert_eq!(fail_unfinished(&db, "interrupted: test").await.unwrap(), 3);
+        for tid in [queued, split_only] {
+            let (state, reasons) = state_of(&m, tid).await;
+            assert_eq!(state, State::Failed);
+            assert_eq!(reasons, ["interrupted: test"]);
+        }
+        // One batch finished before the stop: the transaction ends with errors, not in progress.
+        let (state, reasons) = state_of(&m, running).await;
+        assert_eq!(state, State::CompleteWithErrors);
+        assert_eq!(reasons, ["interrupted: test"]);
+        assert_eq!(state_of(&m, done).await, (State::Complete, vec![]));
+        // Nothing is left unfinished, so a second start changes nothing.
+        assert_eq!(fail_unfinished(&db, "again").await.unwrap(), 0);
+        assert_eq!(state_of(&m, running).await.1, ["interrupted: test"]);
+    }
+}
