@@ -157,4 +157,7 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Is the bus usable now (for `/readyz`)?
     async fn ready(&self) -> Result<(), BusError>;
+
+    /// How many consumers `role`'s queue has now (for the system status page).
+    async fn consumers(&self, role: Role) -> Result<u32, BusError>;
 }

@@ -25,6 +25,8 @@ struct Delivery {
 struct Queue {
     tx: mpsc::UnboundedSender<Delivery>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Delivery>>>,
+    /// Consumers running now (0 or 1: an in-process queue has one consumer).
+    consumers: std::sync::atomic::AtomicU32,
 }
 
 /// A message that was dead-lettered, kept for inspection.
@@ -65,6 +67,7 @@ impl MemoryBus {
                     Queue {
                         tx,
                         rx: Mutex::new(Some(rx)),
+                        consumers: std::sync::atomic::AtomicU32::new(0),
                     },
                 )
             })
@@ -156,6 +159,15 @@ impl Bus for MemoryBus {
             .ok_or_else(|| BusError::Unavailable(format!("{role} is already consumed")))?;
         let slots = Arc::new(Semaphore::new(options.prefetch.max(1) as usize));
         let retry = Arc::new(options.retry);
+        let queue = &self.inner.queues[&role];
+        queue
+            .consumers
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _running = scopeguard(|| {
+            queue
+                .consumers
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        });
         loop {
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -217,6 +229,25 @@ impl Bus for MemoryBus {
     async fn ready(&self) -> Result<(), BusError> {
         Ok(())
     }
+
+    async fn consumers(&self, role: Role) -> Result<u32, BusError> {
+        Ok(self.inner.queues[&role]
+            .consumers
+            .load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// Runs `f` when dropped (also when the consuming future is dropped mid-way).
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }
 
 #[cfg(test)]

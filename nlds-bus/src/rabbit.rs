@@ -637,4 +637,23 @@ impl Bus for RabbitBus {
     async fn ready(&self) -> Result<(), BusError> {
         self.link().await.map(|_| ())
     }
+
+    async fn consumers(&self, role: Role) -> Result<u32, BusError> {
+        let link = self.link().await?;
+        // A channel of its own: a failed passive declare closes the channel it runs on.
+        let ch = link.conn.create_channel().await.map_err(unavailable)?;
+        let q = ch
+            .queue_declare(
+                role.queue().as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let _ = ch.close(200, "done".into()).await;
+        Ok(q.consumer_count())
+    }
 }

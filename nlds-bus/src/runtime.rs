@@ -70,6 +70,17 @@ pub(crate) async fn process(
             );
         }
     };
+    if key.action == nlds_core::Action::SystemStat {
+        // A health ping (the system status page): answered by the runtime for every role.
+        let alive = nlds_core::message::RpcReply::Alive {
+            role: key.worker.to_string(),
+            pid: std::process::id(),
+            hostname: hostname(),
+        };
+        return Disposition::Done(Box::new(Outcome::reply(
+            env.reply(nlds_core::Payload::Reply(alive)),
+        )));
+    }
     let span = tracing::info_span!(
         "handle",
         key = %key,
@@ -220,6 +231,19 @@ fn failure_for_raw(data: &[u8], reason: &str) -> Option<(RoutingKey, Envelope)> 
         RoutingKey::new(Worker::MonitorPut, Action::Start),
         env.with_sub(Uuid::new_v5(&sub, b"failed/poison"), env.payload.clone()),
     ))
+}
+
+/// This machine's name, for health pings.
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(test)]

@@ -109,6 +109,9 @@ pub struct PutRequest {
     /// Group to act in; defaults to the caller's first group.
     #[serde(default)]
     pub group: Option<String>,
+    /// Answer with a [`PutPlan`] (HTTP 200) instead of starting a transaction.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// `POST /api/v2/get`: copy files back to POSIX disk.
@@ -138,6 +141,38 @@ pub struct GetRequest {
     pub job_label: Option<String>,
     #[serde(default)]
     pub group: Option<String>,
+    /// Answer with a [`GetPlan`] (HTTP 200) instead of starting a transaction.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The answer to a put with `dry_run` (HTTP 200): which holding the files would go to. Nothing
+/// is created or changed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PutPlan {
+    /// The existing holding the files would be added to, if there is one.
+    #[serde(default)]
+    pub holding: Option<HoldingSummary>,
+    /// The label a new holding would get, when no existing one matches.
+    #[serde(default)]
+    pub new_label: Option<String>,
+    /// The group the put would act in.
+    pub group: String,
+    /// The paths as the server would receive them.
+    pub paths: Vec<String>,
+}
+
+/// The answer to a get with `dry_run` (HTTP 200): the files that would be restored, and the
+/// requested paths that match nothing.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GetPlan {
+    pub files: Vec<FileEntry>,
+    pub missing: Vec<crate::message::FailedFile>,
+    pub files_total: u64,
+    pub bytes_total: u64,
+    /// Where the files would be written: the target directory, or their original paths.
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 /// The answer to an accepted put or get (HTTP 202).
@@ -266,6 +301,9 @@ pub struct MetaRequest {
     /// Tags to delete: a key with an empty value deletes whatever its value; otherwise the value must match.
     #[serde(default)]
     pub del_tags: Tags,
+    /// Show the changes without making them.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -286,6 +324,9 @@ pub struct MetaChange {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MetaResponse {
     pub holdings: Vec<MetaChange>,
+    /// True when nothing was changed because the request was a dry run.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// Query string of `GET /api/v2/transactions`.

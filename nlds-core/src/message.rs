@@ -160,6 +160,9 @@ pub struct HoldingFilter {
     pub label: Option<String>,
     pub label_regex: bool,
     pub holding_id: Option<i64>,
+    /// Any of these holdings (empty: no restriction).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holding_ids: Vec<i64>,
     pub transaction_id: Option<Uuid>,
     pub tags: Tags,
     pub limit: u64,
@@ -252,9 +255,20 @@ pub enum Payload {
         new_label: Option<String>,
         new_tags: Tags,
         del_tags: Tags,
+        /// Compute the changes and roll them back.
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// RPC: the files a get would restore, without starting it.
+    PlanGet {
+        filter: HoldingFilter,
+        paths: Vec<String>,
+        regex: bool,
     },
     /// RPC: transaction status.
     Stat { filter: StatusFilter },
+    /// RPC `<worker>.system-stat`: is a consumer alive? Answered with [`RpcReply::Alive`].
+    SystemStat,
     /// RPC answer.
     Reply(RpcReply),
 }
@@ -273,6 +287,17 @@ pub enum RpcReply {
     Files(crate::api::FilePage),
     Meta(crate::api::MetaResponse),
     Transactions(crate::api::TransactionPage),
+    /// Answer to `catalog.plan`.
+    Plan {
+        files: Vec<crate::api::FileEntry>,
+        missing: Vec<FailedFile>,
+    },
+    /// Answer to `<worker>.system-stat`: a consumer of `role` is alive.
+    Alive {
+        role: String,
+        pid: u32,
+        hostname: String,
+    },
     Error(ApiError),
 }
 

@@ -86,6 +86,7 @@ string_enum!(
         Meta => "meta",
         Stat => "stat",
         Setup => "setup",
+        Plan => "plan",
         SystemStat => "system-stat",
         Debug => "debug",
         Info => "info",
@@ -203,19 +204,43 @@ impl Role {
                 "nlds-api.*.complete",
                 "nlds-api.*.failed",
             ],
-            Role::Indexer => &["nlds-api.index.start"],
-            Role::TransferPut => &["nlds-api.transfer-put.start", "nlds-api.transfer-del.start"],
-            Role::TransferGet => &["nlds-api.transfer-get.start"],
+            Role::Indexer => &["nlds-api.index.start", "nlds-api.index.system-stat"],
+            Role::TransferPut => &[
+                "nlds-api.transfer-put.start",
+                "nlds-api.transfer-del.start",
+                "nlds-api.transfer-put.system-stat",
+            ],
+            Role::TransferGet => &[
+                "nlds-api.transfer-get.start",
+                "nlds-api.transfer-get.system-stat",
+            ],
             Role::Catalogue => &[
                 "nlds-api.catalog-check.start",
                 "nlds-api.catalog-put.start",
                 "nlds-api.catalog-get.start",
+                "nlds-api.catalog-put.system-stat",
             ],
             Role::CatalogueRpc => &["nlds-api.catalog.*"],
             Role::Monitor => &["nlds-api.monitor-put.*"],
             Role::MonitorRpc => &["nlds-api.monitor.*"],
             Role::Logger => &["nlds-api.log.*"],
         }
+    }
+
+    /// The key a health ping (`system-stat`) to this role's consumers is sent on.
+    pub fn ping_key(self) -> RoutingKey {
+        let worker = match self {
+            Role::Router => Worker::Route,
+            Role::Indexer => Worker::Index,
+            Role::TransferPut => Worker::TransferPut,
+            Role::TransferGet => Worker::TransferGet,
+            Role::Catalogue => Worker::CatalogPut,
+            Role::CatalogueRpc => Worker::Catalog,
+            Role::Monitor => Worker::MonitorPut,
+            Role::MonitorRpc => Worker::Monitor,
+            Role::Logger => Worker::Log,
+        };
+        RoutingKey::new(worker, Action::SystemStat)
     }
 
     /// Roles whose handlers answer RPCs (and so never publish follow-up work).
@@ -237,6 +262,13 @@ pub fn roles_for(key: &RoutingKey) -> Vec<Role> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_health_ping_reaches_exactly_its_role() {
+        for &r in Role::ALL {
+            assert_eq!(roles_for(&r.ping_key()), [r], "{r}: {}", r.ping_key());
+        }
+    }
 
     #[test]
     fn every_key_round_trips() {

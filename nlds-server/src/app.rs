@@ -166,8 +166,21 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/transactions/{transaction_id}",
             get(routes::transaction),
         )
+        .merge(crate::legacy::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // The span names the path only: a query string may hold a legacy client's
+        // `secret_key`, which must never reach a log.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<axum::body::Body>| {
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                    )
+                },
+            ),
+        )
         .with_state(state)
 }

@@ -12,6 +12,8 @@ use subtle::ConstantTimeEq;
 pub struct Identity {
     pub user: String,
     pub groups: Vec<String>,
+    /// A service operator: may act for any user and group on `/api/1.0.0`.
+    pub admin: bool,
 }
 
 /// Turns a bearer token into an identity, or refuses it.
@@ -26,6 +28,8 @@ struct TokenEntry {
     user: String,
     #[serde(default)]
     groups: Vec<String>,
+    #[serde(default)]
+    admin: bool,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +59,7 @@ impl StaticTokens {
                 Identity {
                     user: e.user,
                     groups: e.groups,
+                    admin: e.admin,
                 },
             ));
         }

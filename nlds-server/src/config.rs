@@ -22,6 +22,8 @@ pub struct ServerConfig {
     pub max_paths: usize,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// The public client settings `/api/1.0.0/init/` serves to `nlds init` of the Python client.
+    pub legacy_init: crate::legacy::LegacyInit,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +35,7 @@ impl Default for ServerConfig {
             rpc_timeout_secs: 30,
             max_paths: 50_000,
             max_body_bytes: 64 << 20,
+            legacy_init: Default::default(),
         }
     }
 }

@@ -3,12 +3,15 @@
 //! The server authenticates, validates, and turns each command into bus messages: put and get are
 //! published to the router (`nlds-api.route.*`) and answered 202 with a transaction id; list,
 //! find, meta and stat are RPCs to the catalogue and monitor with a timeout (504, never a hang).
+//! Two APIs share that core: the native `/api/v2` ([`routes`]) and CEDA NLDS's `/api/1.0.0`
+//! ([`legacy`]), which the published Python client speaks.
 
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod embedded;
 pub mod error;
+pub mod legacy;
 pub mod openapi;
 pub mod routes;
 

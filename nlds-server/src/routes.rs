@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use nlds_core::api::{
-    Accepted, ApiAction, DEFAULT_LIMIT, FilePage, GetRequest, HoldingPage, HoldingQuery, MAX_LIMIT,
-    MetaRequest, MetaResponse, PutRequest, Readiness, StatQuery, TransactionPage,
-    TransactionStatus, WhoAmI, parse_tags,
+    Accepted, ApiAction, DEFAULT_LIMIT, FilePage, GetPlan, GetRequest, HoldingPage, HoldingQuery,
+    MAX_LIMIT, MetaRequest, MetaResponse, PutPlan, PutRequest, Readiness, StatQuery,
+    TransactionPage, TransactionStatus, WhoAmI, parse_tags,
 };
 use nlds_core::message::{HoldingFilter, RpcReply, StatusFilter};
 use nlds_core::{Action, Envelope, ErrorCode, Payload, RoutingKey, State as TxState, Worker};
@@ -99,6 +100,7 @@ fn filter_from(q: &HoldingQuery) -> Result<HoldingFilter> {
         label: q.label.clone().filter(|l| !l.is_empty()),
         label_regex: q.regex,
         holding_id: q.holding_id,
+        holding_ids: Vec::new(),
         transaction_id: q.transaction_id.as_deref().map(parse_tid).transpose()?,
         tags: q
             .tag
@@ -113,14 +115,12 @@ fn filter_from(q: &HoldingQuery) -> Result<HoldingFilter> {
 }
 
 fn rpc_env(caller: &Caller, group: &str, payload: Payload) -> Envelope {
-    Envelope::new(
-        Uuid::new_v4(),
-        &caller.0.user,
-        group,
-        ApiAction::Get,
-        "rpc",
-        payload,
-    )
+    rpc_env_as(&caller.0.user, group, payload)
+}
+
+/// The envelope of a query RPC made on behalf of `user`.
+pub fn rpc_env_as(user: &str, group: &str, payload: Payload) -> Envelope {
+    Envelope::new(Uuid::new_v4(), user, group, ApiAction::Get, "rpc", payload)
 }
 
 /// Accepts a put or get: records it, hands it to the router, and answers 202 with its status URL.
@@ -129,7 +129,7 @@ async fn accept(
     env: Envelope,
     holding_id: Option<i64>,
     label: Option<String>,
-) -> Result<(StatusCode, Json<Accepted>)> {
+) -> Result<Accepted> {
     record(s, &env, label.clone(), holding_id).await?;
     let action = match env.action {
         ApiAction::Put => Action::Put,
@@ -141,17 +141,14 @@ async fn accept(
         .publish(RoutingKey::new(Worker::Route, action), &env)
         .await?;
     let tid = env.transaction_id;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            transaction_id: tid,
-            api_action: env.action,
-            status_url: format!("{}/api/v2/transactions/{tid}", s.cfg.base_url()),
-            job_label: env.job_label,
-            holding_id,
-            label,
-        }),
-    ))
+    Ok(Accepted {
+        transaction_id: tid,
+        api_action: env.action,
+        status_url: format!("{}/api/v2/transactions/{tid}", s.cfg.base_url()),
+        job_label: env.job_label,
+        holding_id,
+        label,
+    })
 }
 
 /// Records the transaction with the monitor before it is accepted, so a client polling its id
@@ -213,15 +210,31 @@ pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
     })
 }
 
-/// `POST /api/v2/put`: copy files into the store.
+/// `POST /api/v2/put`: copy files into the store (202), or with `dry_run` say where they would
+/// go (200).
 #[utoipa::path(post, path = "/api/v2/put", request_body = PutRequest,
-    responses((status = 202, body = Accepted), (status = 400, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 202, body = Accepted), (status = 200, body = PutPlan), (status = 400, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn put(
     State(s): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<PutRequest>,
-) -> Result<(StatusCode, Json<Accepted>)> {
+) -> Result<axum::response::Response> {
     let group = caller.group(req.group.as_deref())?;
+    if req.dry_run {
+        let plan = plan_put(&s, &caller.0.user, &group, req).await?;
+        return Ok((StatusCode::OK, Json(plan)).into_response());
+    }
+    let accepted = submit_put(&s, &caller.0.user, &group, req).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+/// Starts a put for `user` in `group` (shared by both APIs).
+pub async fn submit_put(
+    s: &AppState,
+    user: &str,
+    group: &str,
+    req: PutRequest,
+) -> Result<Accepted> {
     validate_paths(&req.paths, s.cfg.max_paths, false)?;
     let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
     let job_label = job_label(req.job_label.as_deref(), tid)?;
@@ -232,8 +245,8 @@ pub async fn put(
     };
     let setup = Envelope::new(
         tid,
-        &caller.0.user,
-        &group,
+        user,
+        group,
         action,
         &job_label,
         Payload::SetupHolding {
@@ -251,8 +264,8 @@ pub async fn put(
     };
     let env = Envelope::new(
         tid,
-        &caller.0.user,
-        &group,
+        user,
+        group,
         action,
         &job_label,
         Payload::PutRequest {
@@ -260,14 +273,57 @@ pub async fn put(
             paths: req.paths,
         },
     );
-    tracing::info!(transaction.id = %tid, user = %caller.0.user, holding_id, "put accepted");
-    accept(&s, env, Some(holding_id), Some(label)).await
+    tracing::info!(transaction.id = %tid, user = %user, holding_id, "put accepted");
+    accept(s, env, Some(holding_id), Some(label)).await
+}
+
+/// What a put would do: the holding it would add to (or the label of the one it would create).
+pub async fn plan_put(s: &AppState, user: &str, group: &str, req: PutRequest) -> Result<PutPlan> {
+    validate_paths(&req.paths, s.cfg.max_paths, false)?;
+    let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
+    let label = req.label.clone().filter(|l| !l.trim().is_empty());
+    let mut holding = None;
+    if req.holding_id.is_some() || label.is_some() || !req.tags.is_empty() {
+        let filter = HoldingFilter {
+            label: label.clone(),
+            holding_id: req.holding_id,
+            tags: req.tags.clone(),
+            limit: 2,
+            descending: true,
+            ..Default::default()
+        };
+        let env = rpc_env_as(user, group, Payload::ListHoldings { filter });
+        match s
+            .rpc(RoutingKey::new(Worker::Catalog, Action::List), env)
+            .await?
+        {
+            RpcReply::Holdings(page) => holding = page.holdings.into_iter().next(),
+            _ => return Err(unexpected("catalog.list")),
+        }
+        if holding.is_none()
+            && let Some(id) = req.holding_id
+        {
+            return Err(ServerError::new(
+                ErrorCode::NotFound,
+                format!("holding {id} not found among your holdings"),
+            ));
+        }
+    }
+    let new_label = holding
+        .is_none()
+        .then(|| label.unwrap_or_else(|| tid.to_string()[..8].to_owned()));
+    Ok(PutPlan {
+        holding,
+        new_label,
+        group: group.to_owned(),
+        paths: req.paths,
+    })
 }
 
 /// Checks that a named holding exists and is visible, so a get naming a wrong one fails at once.
 async fn check_holding(
     s: &AppState,
-    caller: &Caller,
+    user: &str,
     group: &str,
     filter: &HoldingFilter,
 ) -> Result<()> {
@@ -279,7 +335,7 @@ async fn check_holding(
         offset: 0,
         ..filter.clone()
     };
-    let env = rpc_env(caller, group, Payload::ListHoldings { filter: probe });
+    let env = rpc_env_as(user, group, Payload::ListHoldings { filter: probe });
     match s
         .rpc(RoutingKey::new(Worker::Catalog, Action::List), env)
         .await?
@@ -299,15 +355,31 @@ async fn check_holding(
     }
 }
 
-/// `POST /api/v2/get`: copy files back to disk.
+/// `POST /api/v2/get`: copy files back to disk (202), or with `dry_run` list what would be
+/// restored (200).
 #[utoipa::path(post, path = "/api/v2/get", request_body = GetRequest,
-    responses((status = 202, body = Accepted), (status = 404, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 202, body = Accepted), (status = 200, body = GetPlan), (status = 404, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(s): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<GetRequest>,
-) -> Result<(StatusCode, Json<Accepted>)> {
+) -> Result<axum::response::Response> {
     let group = caller.group(req.group.as_deref())?;
+    if req.dry_run {
+        let plan = plan_get(&s, &caller.0.user, &group, req).await?;
+        return Ok((StatusCode::OK, Json(plan)).into_response());
+    }
+    let accepted = submit_get(&s, &caller.0.user, &group, req).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+/// Checks a get and turns it into the holding filter it names.
+async fn check_get(
+    s: &AppState,
+    user: &str,
+    group: &str,
+    req: &GetRequest,
+) -> Result<HoldingFilter> {
     validate_paths(&req.paths, s.cfg.max_paths, req.regex)?;
     if req.regex {
         if req.holding_id.is_none() && req.label.is_none() && req.tags.is_empty() {
@@ -328,20 +400,32 @@ pub async fn get(
             "target {t:?} is not an absolute path"
         )));
     }
-    let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
-    let job_label = job_label(req.job_label.as_deref().or(req.label.as_deref()), tid)?;
     let filter = HoldingFilter {
         groupall: req.groupall,
         label: req.label.clone().filter(|l| !l.is_empty()),
         label_regex: false,
         holding_id: req.holding_id,
+        holding_ids: Vec::new(),
         transaction_id: None,
         tags: req.tags.clone(),
         limit: 0,
         offset: 0,
         descending: true,
     };
-    check_holding(&s, &caller, &group, &filter).await?;
+    check_holding(s, user, group, &filter).await?;
+    Ok(filter)
+}
+
+/// Starts a get for `user` in `group` (shared by both APIs).
+pub async fn submit_get(
+    s: &AppState,
+    user: &str,
+    group: &str,
+    req: GetRequest,
+) -> Result<Accepted> {
+    let filter = check_get(s, user, group, &req).await?;
+    let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
+    let job_label = job_label(req.job_label.as_deref().or(req.label.as_deref()), tid)?;
     let action = if req.paths.len() == 1 && !req.regex {
         ApiAction::Get
     } else {
@@ -349,8 +433,8 @@ pub async fn get(
     };
     let env = Envelope::new(
         tid,
-        &caller.0.user,
-        &group,
+        user,
+        group,
         action,
         &job_label,
         Payload::GetRequest {
@@ -361,7 +445,34 @@ pub async fn get(
             overwrite: req.overwrite,
         },
     );
-    accept(&s, env, req.holding_id, req.label).await
+    accept(s, env, req.holding_id, req.label).await
+}
+
+/// What a get would restore, without starting it.
+pub async fn plan_get(s: &AppState, user: &str, group: &str, req: GetRequest) -> Result<GetPlan> {
+    let filter = check_get(s, user, group, &req).await?;
+    let env = rpc_env_as(
+        user,
+        group,
+        Payload::PlanGet {
+            filter,
+            paths: req.paths,
+            regex: req.regex,
+        },
+    );
+    match s
+        .rpc(RoutingKey::new(Worker::Catalog, Action::Plan), env)
+        .await?
+    {
+        RpcReply::Plan { files, missing } => Ok(GetPlan {
+            files_total: files.len() as u64,
+            bytes_total: files.iter().map(|f| f.size).sum(),
+            files,
+            missing,
+            target: req.target,
+        }),
+        _ => Err(unexpected("catalog.plan")),
+    }
 }
 
 /// `GET /api/v2/holdings`: list holdings.
@@ -468,6 +579,7 @@ pub async fn meta(
             new_label: req.new_label,
             new_tags: req.new_tags,
             del_tags: req.del_tags,
+            dry_run: req.dry_run,
         },
     );
     match s
@@ -522,20 +634,61 @@ fn status_filter(q: &StatQuery) -> Result<StatusFilter> {
     })
 }
 
-async fn stat_rpc(
+pub(crate) async fn stat_rpc(
     s: &AppState,
-    caller: &Caller,
+    user: &str,
     group: &str,
     filter: StatusFilter,
 ) -> Result<TransactionPage> {
-    let env = rpc_env(caller, group, Payload::Stat { filter });
-    match s
+    let groupall = filter.groupall;
+    let env = rpc_env_as(user, group, Payload::Stat { filter });
+    let mut page = match s
         .rpc(RoutingKey::new(Worker::Monitor, Action::Stat), env)
         .await?
     {
-        RpcReply::Transactions(page) => Ok(page),
-        _ => Err(unexpected("monitor.stat")),
+        RpcReply::Transactions(page) => page,
+        _ => return Err(unexpected("monitor.stat")),
+    };
+    current_labels(s, user, group, groupall, &mut page.transactions).await?;
+    Ok(page)
+}
+
+/// The monitor records a transaction's holding label when it starts; a holding relabelled since
+/// shows its current label (the catalogue owns labels).
+async fn current_labels(
+    s: &AppState,
+    user: &str,
+    group: &str,
+    groupall: bool,
+    txs: &mut [TransactionStatus],
+) -> Result<()> {
+    let mut ids: Vec<i64> = txs.iter().filter_map(|t| t.holding_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(());
     }
+    let filter = HoldingFilter {
+        groupall,
+        holding_ids: ids.clone(),
+        limit: ids.len() as u64,
+        descending: true,
+        ..Default::default()
+    };
+    let env = rpc_env_as(user, group, Payload::ListHoldings { filter });
+    let RpcReply::Holdings(page) = s
+        .rpc(RoutingKey::new(Worker::Catalog, Action::List), env)
+        .await?
+    else {
+        return Err(unexpected("catalog.list"));
+    };
+    let labels: HashMap<i64, String> = page.holdings.into_iter().map(|h| (h.id, h.label)).collect();
+    for t in txs {
+        if let Some(l) = t.holding_id.and_then(|id| labels.get(&id)) {
+            t.label = Some(l.clone());
+        }
+    }
+    Ok(())
 }
 
 /// `GET /api/v2/transactions`: transaction states.
@@ -547,7 +700,7 @@ pub async fn stat(
 ) -> Result<Json<TransactionPage>> {
     let group = caller.group(q.group.as_deref())?;
     let filter = status_filter(&q)?;
-    Ok(Json(stat_rpc(&s, &caller, &group, filter).await?))
+    Ok(Json(stat_rpc(&s, &caller.0.user, &group, filter).await?))
 }
 
 /// `GET /api/v2/transactions/{transaction_id}`: one transaction.
@@ -566,7 +719,7 @@ pub async fn transaction(
         descending: true,
         ..Default::default()
     };
-    stat_rpc(&s, &caller, &group, filter)
+    stat_rpc(&s, &caller.0.user, &group, filter)
         .await?
         .transactions
         .into_iter()

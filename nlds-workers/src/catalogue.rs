@@ -155,14 +155,36 @@ impl Catalogue {
                     new_label,
                     new_tags,
                     del_tags,
+                    dry_run,
                 },
             ) => Ok(reply(RpcReply::Meta(
-                self.meta(env, filter, new_label.as_deref(), new_tags, del_tags)
-                    .await?,
+                self.meta(
+                    env,
+                    filter,
+                    new_label.as_deref(),
+                    new_tags,
+                    del_tags,
+                    *dry_run,
+                )
+                .await?,
             ))),
             (
+                Worker::Catalog,
+                Action::Plan,
+                Payload::PlanGet {
+                    filter,
+                    paths,
+                    regex,
+                },
+            ) => Ok(reply(self.plan(env, filter, paths, *regex).await?)),
+            (
                 Worker::CatalogCheck | Worker::CatalogPut | Worker::CatalogGet | Worker::Catalog,
-                Action::Start | Action::Setup | Action::List | Action::Find | Action::Meta,
+                Action::Start
+                | Action::Setup
+                | Action::List
+                | Action::Find
+                | Action::Meta
+                | Action::Plan,
                 _,
             ) => Err(bad_request(format!(
                 "{key} does not take a {} payload",
@@ -469,15 +491,15 @@ impl Catalogue {
     // ---------------------------------------------------------------------------------------
     // catalog-get.start
 
-    async fn get(
+    /// The files a get of `paths` restores (the newest catalogued copy of each path, in path
+    /// order), and the requested paths that match nothing.
+    async fn resolve_get(
         &self,
         env: &Envelope,
         filter: &HoldingFilter,
         paths: &[String],
         regex: bool,
-        target: &Option<String>,
-        overwrite: bool,
-    ) -> Result<Outcome> {
+    ) -> Result<(Vec<file::Model>, Vec<FailedFile>)> {
         if paths.is_empty() {
             return Err(bad_request("a get needs at least one path"));
         }
@@ -602,10 +624,7 @@ impl Catalogue {
                 best.insert(m.path.clone(), m);
             }
         }
-        let ids: Vec<i64> = best.values().map(|m| m.id).collect();
-        let (locations, checksums) = load_copies(&self.db, &ids).await?;
-
-        let mut failed: Vec<FailedFile> = unmatched
+        let failed: Vec<FailedFile> = unmatched
             .iter()
             .map(|p| {
                 let whose = if filter.groupall {
@@ -620,8 +639,38 @@ impl Catalogue {
                 )
             })
             .collect();
+        Ok((best.into_values().collect(), failed))
+    }
+
+    /// `catalog.plan`: what a get would restore, as catalogue entries.
+    async fn plan(
+        &self,
+        env: &Envelope,
+        filter: &HoldingFilter,
+        paths: &[String],
+        regex: bool,
+    ) -> Result<RpcReply> {
+        let (best, missing) = self.resolve_get(env, filter, paths, regex).await?;
+        Ok(RpcReply::Plan {
+            files: self.entries(best).await?,
+            missing,
+        })
+    }
+
+    async fn get(
+        &self,
+        env: &Envelope,
+        filter: &HoldingFilter,
+        paths: &[String],
+        regex: bool,
+        target: &Option<String>,
+        overwrite: bool,
+    ) -> Result<Outcome> {
+        let (best, mut failed) = self.resolve_get(env, filter, paths, regex).await?;
+        let ids: Vec<i64> = best.iter().map(|m| m.id).collect();
+        let (locations, checksums) = load_copies(&self.db, &ids).await?;
         let mut records = Vec::with_capacity(best.len());
-        for m in best.into_values() {
+        for m in best {
             let warm = locations
                 .get(&m.id)
                 .and_then(|ls| ls.iter().find(|l| l.tier == WARM));
@@ -929,6 +978,7 @@ impl Catalogue {
         new_label: Option<&str>,
         new_tags: &Tags,
         del_tags: &Tags,
+        dry_run: bool,
     ) -> Result<MetaResponse> {
         if !has_selector(filter) {
             return Err(bad_request("give a holding id, label or tags"));
@@ -1038,8 +1088,15 @@ impl Catalogue {
                 new: HoldingMeta { label, tags },
             });
         }
-        txn.commit().await?;
-        Ok(MetaResponse { holdings: changes })
+        if dry_run {
+            txn.rollback().await?;
+        } else {
+            txn.commit().await?;
+        }
+        Ok(MetaResponse {
+            holdings: changes,
+            dry_run,
+        })
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1060,6 +1117,9 @@ impl Catalogue {
         let mut cond = Condition::all().add(visible);
         if let Some(id) = filter.holding_id {
             cond = cond.add(holding::Column::Id.eq(id));
+        }
+        if !filter.holding_ids.is_empty() {
+            cond = cond.add(holding_id_in(&filter.holding_ids));
         }
         if let Some(t) = filter.transaction_id {
             cond = cond.add(
@@ -1474,7 +1534,9 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::ListHoldings { .. } => "list_holdings",
         Payload::FindFiles { .. } => "find_files",
         Payload::ChangeMeta { .. } => "change_meta",
+        Payload::PlanGet { .. } => "plan_get",
         Payload::Stat { .. } => "stat",
+        Payload::SystemStat => "system_stat",
         Payload::Reply(_) => "reply",
     }
 }
@@ -2630,6 +2692,7 @@ mod tests {
                     new_label: new_label.map(str::to_owned),
                     new_tags: tags(new),
                     del_tags: tags(del),
+                    dry_run: false,
                 },
             )
         };
@@ -2861,6 +2924,93 @@ mod tests {
         for pg in dbs {
             pg.drop_now().await;
         }
+    }
+
+    #[tokio::test]
+    async fn plan_lists_what_a_get_restores_and_meta_dry_run_changes_nothing() {
+        let db = testing::memory().await;
+        let cat = Catalogue::new(db.clone(), 1000, 1 << 30);
+        let (h1, h2, _, _) = get_world(&cat).await;
+        let plan = Payload::PlanGet {
+            filter: get_filter(),
+            paths: vec!["/data/dir".into(), "/data/x.txt".into(), "/nowhere".into()],
+            regex: false,
+        };
+        let RpcReply::Plan { files, missing } =
+            rpc(&cat, Action::Plan, env(ALICE, CLIMATE, tid(9), plan)).await
+        else {
+            panic!("not a plan")
+        };
+        let got: Vec<(&str, i64, u64)> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.holding_id, f.size))
+            .collect();
+        // The newest copy of each path wins, as in a real get; nothing is published.
+        assert!(got.contains(&("/data/x.txt", h2, 2)), "{got:?}");
+        assert!(got.contains(&("/data/dir/a.nc", h2, 101)), "{got:?}");
+        assert!(got.contains(&("/data/dir/sub/b.nc", h1, 200)), "{got:?}");
+        assert!(
+            !got.iter().any(|(p, _, _)| p.starts_with("/data/dirx")),
+            "{got:?}"
+        );
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].path, "/nowhere");
+        assert_eq!(missing[0].code, ErrorCode::NotFound);
+
+        let change = |dry_run| Payload::ChangeMeta {
+            filter: HoldingFilter {
+                holding_id: Some(h1),
+                ..get_filter()
+            },
+            new_label: Some("renamed".into()),
+            new_tags: [("k".to_string(), "v".to_string())].into(),
+            del_tags: Tags::new(),
+            dry_run,
+        };
+        let RpcReply::Meta(m) = rpc(
+            &cat,
+            Action::Meta,
+            env(ALICE, CLIMATE, tid(9), change(true)),
+        )
+        .await
+        else {
+            panic!("not a meta reply")
+        };
+        assert!(m.dry_run);
+        assert_eq!(m.holdings[0].new.label, "renamed");
+        assert_eq!(
+            m.holdings[0].new.tags.get("k").map(String::as_str),
+            Some("v")
+        );
+        let stored = holding::Entity::find_by_id(h1)
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.label, "one", "a dry run must not rename");
+        assert!(
+            load_tags(&db, &[h1])
+                .await
+                .unwrap()
+                .get(&h1)
+                .is_none_or(|t| t.is_empty())
+        );
+        let RpcReply::Meta(m) = rpc(
+            &cat,
+            Action::Meta,
+            env(ALICE, CLIMATE, tid(9), change(false)),
+        )
+        .await
+        else {
+            panic!("not a meta reply")
+        };
+        assert!(!m.dry_run);
+        let stored = holding::Entity::find_by_id(h1)
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.label, "renamed");
     }
 
     #[tokio::test]

@@ -152,7 +152,7 @@ async fn start_server_with(
     format!("http://{addr}")
 }
 
-fn start_roles(settings: &Settings, roles: Vec<nlds_core::Role>, stop: CancellationToken) {
+pub fn start_roles(settings: &Settings, roles: Vec<nlds_core::Role>, stop: CancellationToken) {
     let s = settings.clone();
     tokio::spawn(async move {
         let bus = nlds_workers::run::connect_bus(&s.bus).await.unwrap();
