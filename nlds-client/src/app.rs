@@ -1,6 +1,7 @@
 //! What the `nlds` commands do: [`prepare`] turns the command line into a [`Plan`] (requests,
 //! with paths, tags and FILELISTs checked), [`run`] resolves the configuration, sends the plan
-//! and prints the answer.
+//! and prints the answer. The commands that set nlds up (`init`, `renew`, `config show`) live in
+//! [`crate::setup`]; `completions` and `man` need neither configuration nor server.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -13,14 +14,16 @@ use nlds_core::{ErrorCode, State};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::cli::{Cli, Command, HoldingSel};
-use crate::client::{Client, ClientOptions, WaitProgress};
+use crate::cli::{Cli, Command, ConfigCommand, HoldingSel, ManArgs};
+use crate::client::{Client, WaitProgress};
 use crate::config::{self, Overrides};
 use crate::error::Error;
 use crate::exit;
+use crate::local;
 use crate::paths::{absolutize, parse_filelist};
 use crate::progress::Reporter;
 use crate::render::{self, Zone};
+use crate::setup;
 use crate::tags;
 
 /// The process environment as the CLI sees it; tests build their own.
@@ -31,6 +34,10 @@ pub struct Env {
     pub cwd: PathBuf,
     /// Whether standard error is a terminal (progress bar or plain progress lines).
     pub stderr_is_terminal: bool,
+    /// Whether standard input is a terminal (a token is then asked for, hidden).
+    pub stdin_is_terminal: bool,
+    /// The width of the terminal standard output is, if it is one.
+    pub stdout_width: Option<usize>,
 }
 
 impl Env {
@@ -41,6 +48,10 @@ impl Env {
             vars: std::env::vars().collect(),
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             stderr_is_terminal: std::io::stderr().is_terminal(),
+            stdin_is_terminal: std::io::stdin().is_terminal(),
+            stdout_width: console::Term::stdout()
+                .size_checked()
+                .map(|(_rows, cols)| usize::from(cols)),
         }
     }
 
@@ -57,14 +68,22 @@ impl Env {
                 .collect(),
             cwd: cwd.into(),
             stderr_is_terminal: false,
+            stdin_is_terminal: false,
+            stdout_width: None,
         }
+    }
+
+    /// The same environment with standard output on a terminal this wide.
+    pub fn with_stdout_width(mut self, width: Option<usize>) -> Self {
+        self.stdout_width = width;
+        self
     }
 
     pub fn var(&self, name: &str) -> Option<String> {
         self.vars.get(name).cloned()
     }
 
-    fn home(&self) -> Option<PathBuf> {
+    pub(crate) fn home(&self) -> Option<PathBuf> {
         self.var("HOME")
             .filter(|h| !h.is_empty())
             .map(PathBuf::from)
@@ -135,6 +154,8 @@ impl Failure {
     pub fn human(&self) -> String {
         match self {
             Failure::Client(e @ Error::Api { code, .. }) => format!("error: {e} ({code})"),
+            // A first run: not an error dump, just what to do.
+            Failure::Client(e @ Error::NotConfigured(_)) => e.to_string(),
             other => format!("error: {}", other.message()),
         }
     }
@@ -256,6 +277,7 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
                 tags: all_tags(&a.holding),
                 job_label: a.job_label.clone(),
                 group: None,
+                dry_run: a.dry_run.dry_run,
             },
             wait_plan(&a.wait),
         ),
@@ -268,6 +290,7 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
                 tags: all_tags(&a.holding),
                 job_label: a.job_label.clone(),
                 group: None,
+                dry_run: a.dry_run.dry_run,
             },
             wait_plan(&a.wait),
         ),
@@ -284,10 +307,11 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
                 tags: all_tags(&a.holding),
                 regex: a.regex,
                 target: target_dir(&a.target, env)?,
-                overwrite: a.overwrite,
+                overwrite: a.clobber.overwrite,
                 groupall: a.groupall,
                 job_label: a.job_label.clone(),
                 group: None,
+                dry_run: a.dry_run.dry_run,
             },
             wait_plan(&a.wait),
         ),
@@ -300,10 +324,11 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
                 tags: all_tags(&a.holding),
                 regex: false,
                 target: target_dir(&a.target, env)?,
-                overwrite: a.overwrite,
+                overwrite: a.clobber.overwrite,
                 groupall: a.groupall,
                 job_label: a.job_label.clone(),
                 group: None,
+                dry_run: a.dry_run.dry_run,
             },
             wait_plan(&a.wait),
         ),
@@ -360,6 +385,7 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
                 new_label: a.new_label.clone(),
                 new_tags: tags::merge(&a.new_tag),
                 del_tags: tags::merge(&a.del_tag),
+                dry_run: a.dry_run,
             })
         }
         Command::Stat(a) => {
@@ -394,6 +420,15 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
             },
         ),
         Command::Whoami => Plan::Whoami,
+        Command::Init(_)
+        | Command::Renew(_)
+        | Command::Config(_)
+        | Command::Completions(_)
+        | Command::Man(_) => {
+            return Err(Failure::usage(
+                "this command does not talk to the server (it is run by `run`, not `prepare`)",
+            ));
+        }
     })
 }
 
@@ -413,19 +448,64 @@ pub async fn run(cli: Cli, env: &Env, io: &mut Io<'_>) -> u8 {
     }
 }
 
+/// The command-line settings that override the environment and the config file.
+pub fn overrides(cli: &Cli) -> Overrides {
+    Overrides {
+        url: cli.url.clone(),
+        token: cli.global.token.clone(),
+        group: cli.global.group.clone(),
+        user: cli.global.user.clone(),
+        insecure: cli.global.insecure,
+        connect_timeout: cli.global.connect_timeout,
+        request_timeout: cli.global.request_timeout,
+    }
+}
+
+/// How wide tables may be: unlimited with `--wide`, else `$COLUMNS`, else the terminal's width
+/// when standard output is a terminal, else unlimited (a pipe or a file gets everything).
+pub fn table_width(wide: bool, env: &Env) -> Option<usize> {
+    if wide {
+        return None;
+    }
+    env.var("COLUMNS")
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|c| *c > 0)
+        .or(env.stdout_width)
+}
+
 async fn run_inner(cli: Cli, env: &Env, io: &mut Io<'_>) -> Result<u8, Failure> {
     let Some(command) = &cli.command else {
         let mut cmd = <Cli as clap::CommandFactory>::command();
         let _ = writeln!(io.out, "{}", cmd.render_help());
         return Ok(exit::OK);
     };
-    let mut plan = prepare(command, env, io.stdin)?;
-    let overrides = Overrides {
-        url: cli.url.clone(),
-        token: cli.global.token.clone(),
-        group: cli.global.group.clone(),
+    let ctx = Ctx {
+        json: cli.global.json,
+        zone: if cli.global.utc {
+            Zone::Utc
+        } else {
+            Zone::Local
+        },
+        terminal: env.stderr_is_terminal,
+        width: table_width(cli.global.wide, env),
+        group: None,
     };
-    let settings = config::resolve(&overrides, &|k| env.var(k))?;
+    match command {
+        Command::Completions(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cmd, "nlds", io.out);
+            return Ok(exit::OK);
+        }
+        Command::Man(a) => return man(a, &ctx, io),
+        Command::Config(ConfigCommand::Show) => {
+            return setup::config_show(&overrides(&cli), env, &ctx, io);
+        }
+        Command::Init(a) => return setup::init(&cli, a, env, &ctx, io).await,
+        Command::Renew(a) => return setup::renew(&cli, a, env, &ctx, io).await,
+        _ => {}
+    }
+    let mut plan = prepare(command, env, io.stdin)?;
+    let settings = config::resolve(&overrides(&cli), &|k| env.var(k))?;
     if !cli.global.json {
         for w in &settings.warnings {
             let _ = writeln!(io.err, "warning: {w}");
@@ -435,40 +515,102 @@ async fn run_inner(cli: Cli, env: &Env, io: &mut Io<'_>) -> Result<u8, Failure> 
     let client = Client::with_options(
         &settings.url,
         settings.token.expose(),
-        ClientOptions::default(),
+        settings.client_options(),
     )?;
     let ctx = Ctx {
-        json: cli.global.json,
-        zone: if cli.global.utc {
-            Zone::Utc
-        } else {
-            Zone::Local
-        },
-        terminal: env.stderr_is_terminal,
+        group: settings.group.clone(),
+        ..ctx
     };
     execute(plan, &client, &ctx, io).await
 }
 
+/// `nlds man`: one page on standard output, or every page into a directory.
+fn man(a: &ManArgs, ctx: &Ctx, io: &mut Io<'_>) -> Result<u8, Failure> {
+    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    cmd.build();
+    let io_failure = |what: String, e: std::io::Error| Failure::Local {
+        exit: exit::GENERIC,
+        code: ErrorCode::Internal,
+        message: format!("{what}: {e}"),
+    };
+    if let Some(dir) = &a.dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| io_failure(format!("cannot create {}", dir.display()), e))?;
+        let mut pages = Vec::new();
+        fn collect(cmd: &clap::Command, out: &mut Vec<clap::Command>) {
+            out.push(cmd.clone());
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                collect(sub, out);
+            }
+        }
+        collect(&cmd, &mut pages);
+        let mut written = Vec::new();
+        for page in pages {
+            let path = clap_mangen::Man::new(page)
+                .generate_to(dir)
+                .map_err(|e| io_failure(format!("cannot write into {}", dir.display()), e))?;
+            written.push(path.display().to_string());
+        }
+        if ctx.json {
+            print_json(io, &serde_json::json!({ "written": written }))?;
+        } else {
+            let _ = writeln!(
+                io.out,
+                "Wrote {} manual pages into {}:",
+                written.len(),
+                dir.display()
+            );
+            for w in &written {
+                let _ = writeln!(io.out, "    {w}");
+            }
+            note(
+                io,
+                ctx,
+                "Read them with `man nlds` once that directory is on your MANPATH (~/.local/share/man is, on most systems).",
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let page = match &a.command {
+        None => cmd,
+        Some(name) => cmd.find_subcommand(name).cloned().ok_or_else(|| {
+            let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+            Failure::usage(format!(
+                "nlds has no command {name:?}; the commands are: {}",
+                names.join(", ")
+            ))
+        })?,
+    };
+    clap_mangen::Man::new(page)
+        .render(io.out)
+        .map_err(|e| io_failure("cannot write the manual page".into(), e))?;
+    Ok(exit::OK)
+}
+
 /// How to print.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Ctx {
     pub json: bool,
     pub zone: Zone,
     /// Standard error is a terminal.
     pub terminal: bool,
+    /// The width tables must fit in (`None`: any width).
+    pub width: Option<usize>,
+    /// The group commands act in, if one is configured (shown by `whoami`).
+    pub group: Option<String>,
 }
 
-fn print_json<T: Serialize>(io: &mut Io<'_>, v: &T) -> Result<(), Failure> {
+pub(crate) fn print_json<T: Serialize>(io: &mut Io<'_>, v: &T) -> Result<(), Failure> {
     let text = serde_json::to_string(v).map_err(|e| Error::Decode(e.to_string()))?;
     let _ = writeln!(io.out, "{text}");
     Ok(())
 }
 
-fn print(io: &mut Io<'_>, text: &str) {
+pub(crate) fn print(io: &mut Io<'_>, text: &str) {
     let _ = io.out.write_all(text.as_bytes());
 }
 
-fn note(io: &mut Io<'_>, ctx: &Ctx, text: &str) {
+pub(crate) fn note(io: &mut Io<'_>, ctx: &Ctx, text: &str) {
     if !ctx.json {
         let _ = writeln!(io.err, "{text}");
     }
@@ -492,6 +634,8 @@ pub async fn execute(
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
     match plan {
+        Plan::Put(req, _) if req.dry_run => put_dry_run(req, client, ctx, io).await,
+        Plan::Get(req, _) if req.dry_run => get_dry_run(req, client, ctx, io).await,
         Plan::Put(req, wait) => {
             let id = req.transaction_id;
             let accepted = client.put(&req).await.map_err(|e| submit_failure(e, id))?;
@@ -521,7 +665,7 @@ pub async fn execute(
                     note(io, ctx, "No holdings found.");
                 }
                 [one] => print(io, &render::holding_view(one, ctx.zone)),
-                many => print(io, &render::holdings_table(many, ctx.zone)),
+                many => print(io, &render::holdings_table(many, ctx.zone, ctx.width)),
             }
             more_note(io, ctx, page.holdings.len(), page.total, "holdings");
             Ok(exit::OK)
@@ -543,7 +687,7 @@ pub async fn execute(
                         note(io, ctx, "No files found.");
                     }
                     [one] => print(io, &render::file_view(one, url, ctx.zone)),
-                    many => print(io, &render::files_table(many, url, ctx.zone)),
+                    many => print(io, &render::files_table(many, url, ctx.zone, ctx.width)),
                 }
             }
             more_note(io, ctx, page.files.len(), page.total, "files");
@@ -555,6 +699,10 @@ pub async fn execute(
                 print_json(io, &resp)?;
             } else {
                 print(io, &render::meta_view(&resp));
+            }
+            if req.dry_run && resp.holdings.is_empty() {
+                note(io, ctx, "error: no holding matches: nothing would change");
+                return Ok(exit::NOT_FOUND);
             }
             Ok(exit::OK)
         }
@@ -589,22 +737,138 @@ pub async fn execute(
                     io,
                     &render::transaction_view(one, sub_records, errors, ctx.zone),
                 ),
-                many => print(io, &render::stat_table(many, ctx.zone)),
+                many => print(io, &render::stat_table(many, ctx.zone, ctx.width)),
             }
             more_note(io, ctx, page.transactions.len(), page.total, "transactions");
             Ok(exit::OK)
         }
         Plan::Wait(id, w) => wait_for(client, ctx, io, id, w).await,
         Plan::Whoami => {
-            let who = client.whoami().await?;
+            let who = client.whoami_full().await?;
             if ctx.json {
                 print_json(io, &who)?;
             } else {
-                print(io, &render::whoami_view(&who));
+                print(
+                    io,
+                    &render::whoami_view(&who, client.base_url(), ctx.group.as_deref(), ctx.zone),
+                );
             }
             Ok(exit::OK)
         }
     }
+}
+
+/// `put --dry-run` / `putlist --dry-run`: walks the local paths, asks the server which holding
+/// would be used, and prints both. Exits [`exit::NOT_FOUND`] when nothing would be put.
+async fn put_dry_run(
+    req: PutRequest,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let paths = req.paths.clone();
+    let scan = tokio::task::spawn_blocking(move || local::scan(&paths))
+        .await
+        .map_err(|e| Error::Decode(format!("the local scan failed: {e}")))?;
+    let plan = client.put_plan(&req).await?;
+    // An existing holding may already have some of these entries: the put would fail for them.
+    let already = match (&plan.holding, local::stored_paths_regex(&scan)) {
+        (Some(h), Some(re)) => {
+            let page = client
+                .find(&HoldingQuery {
+                    group: req.group.clone(),
+                    holding_id: Some(h.id),
+                    path: Some(re),
+                    regex: true,
+                    limit: Some(10),
+                    ..HoldingQuery::default()
+                })
+                .await?;
+            Some(local::AlreadyStored {
+                holding_id: h.id,
+                total: page.total,
+                examples: page.files.into_iter().map(|f| f.path).collect(),
+            })
+        }
+        _ => None,
+    };
+    if ctx.json {
+        print_json(
+            io,
+            &serde_json::json!({
+                "dry_run": true,
+                "request": req,
+                "plan": plan,
+                "local": scan,
+                "already_stored": already,
+            }),
+        )?;
+    } else {
+        print(
+            io,
+            &render::put_plan_view(&req, &plan, &scan, already.as_ref(), ctx.width),
+        );
+    }
+    if scan.found() == 0 {
+        note(
+            io,
+            ctx,
+            "error: nothing would be put: none of the paths exists or can be read",
+        );
+        return Ok(exit::NOT_FOUND);
+    }
+    if let Some(a) = &already
+        && a.total >= scan.total.entries()
+    {
+        note(
+            io,
+            ctx,
+            &format!(
+                "error: nothing would be put: holding {} already has every entry",
+                a.holding_id
+            ),
+        );
+        return Ok(exit::NOT_FOUND);
+    }
+    Ok(exit::OK)
+}
+
+/// `get --dry-run` / `getlist --dry-run`: asks the server what would be restored and looks at
+/// each destination. Exits [`exit::NOT_FOUND`] when nothing would be restored.
+async fn get_dry_run(
+    req: GetRequest,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let plan = client.get_plan(&req).await?;
+    let (files, target, overwrite) = (
+        plan.files.clone(),
+        plan.target.clone().or_else(|| req.target.clone()),
+        req.overwrite,
+    );
+    let dests = tokio::task::spawn_blocking(move || {
+        local::destinations(&files, target.as_deref(), overwrite)
+    })
+    .await
+    .map_err(|e| Error::Decode(format!("the destination check failed: {e}")))?;
+    if ctx.json {
+        print_json(
+            io,
+            &serde_json::json!({"dry_run": true, "request": req, "plan": plan, "destinations": dests}),
+        )?;
+    } else {
+        print(io, &render::get_plan_view(&req, &plan, &dests, ctx.width));
+    }
+    if plan.files.is_empty() {
+        note(
+            io,
+            ctx,
+            "error: nothing would be restored: no stored file matches",
+        );
+        return Ok(exit::NOT_FOUND);
+    }
+    Ok(exit::OK)
 }
 
 /// A put or get whose answer never came may still have been accepted: say how to check.

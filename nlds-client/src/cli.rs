@@ -1,8 +1,10 @@
 //! The `nlds` command line (clap derive).
 //!
-//! Commands and options mirror the Python NLDS client (same short letters); long options are
-//! kebab-case and accept the Python client's snake_case spellings as aliases (`--job-label` and
-//! `--job_label`, `--holding-id` and `--holding_id`, ...).
+//! Commands and options mirror the Python NLDS client 1.0.17 (same short letters); long options
+//! are kebab-case and accept the Python client's snake_case spellings as aliases (`--job-label`
+//! and `--job_label`, `--holding-id` and `--holding_id`, ...). On top of those: `--wait`,
+//! `--dry-run`, `--no-clobber`/`--overwrite`, `--wide`, `wait`, `whoami`, `config show`,
+//! `completions` and `man`.
 
 use std::time::Duration;
 
@@ -21,14 +23,15 @@ use crate::tags::{parse_del_tag_arg, parse_tag_arg};
     version,
     disable_version_flag = true,
     about = "Near-line data store client: put files into the store, get them back, list and find what is stored, follow transactions.",
-    after_help = crate::exit::HELP
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// Print the version.
     #[arg(short = 'v', long = "version", action = ArgAction::Version)]
     pub version: Option<bool>,
 
-    /// The server's URL [overrides $NLDS_URL and the config file]. Give it before the command.
+    /// The server's URL [overrides $NLDS_URL and the config file]. Give it before the command
+    /// (`nlds --url URL list`); `init` also takes -U/--url.
     #[arg(long, value_name = "URL", help_heading = "Global options")]
     pub url: Option<String>,
 
@@ -39,11 +42,41 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// The end of `nlds --help`: first steps, shell completion, the manual page and the exit codes.
+pub const AFTER_HELP: &str = concat!(
+    "First run:
+  nlds init --url https://nlds.example.org      # asks for your token, checks it, saves it
+  nlds config show                              # what is set, and where it comes from
+
+Shell completion and manual page:
+  nlds completions bash > ~/.local/share/bash-completion/completions/nlds
+  nlds completions zsh > ~/.zfunc/_nlds          # with fpath+=(~/.zfunc) before compinit
+  nlds completions fish > ~/.config/fish/completions/nlds.fish
+  nlds man --dir ~/.local/share/man/man1         # then: man nlds, man nlds-put, ...
+
+",
+    crate::exit_codes_help!()
+);
+
+/// The tag syntax, for the `--help` of every tag option.
+macro_rules! tag_syntax {
+    () => {
+        "Repeatable (-t a:1 -t b:2), or several in one option (-t a:1,b:2); all are merged, a later \
+value for a key wins.
+
+The first `:` separates the key from the value, so a value may contain `:` \
+(-t url:https://x.org:8443). Quote a value with spaces (-t \"site:Rutherford Appleton\"): spaces \
+around keys and values are dropped, spaces inside them kept. Escape with a backslash: `\\,` for a \
+comma inside a value (-t 'site:Harwell\\, UK'), `\\:` for a colon inside a key, `\\\\` for a \
+backslash."
+    };
+}
+
 /// Options accepted by every command, before or after its name.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Global {
-    /// Accepted for compatibility with the Python client, and ignored: the server takes your
-    /// identity from the token.
+    /// Accepted for compatibility with the Python client: the server takes your identity from the
+    /// token. `init -u` saves it as the default user (informational).
     #[arg(
         short = 'u',
         long,
@@ -81,6 +114,26 @@ pub struct Global {
     /// Show times in UTC instead of the local time zone.
     #[arg(long, global = true, help_heading = "Global options")]
     pub utc: bool,
+
+    /// Show tables in full, however wide. By default, when a table is wider than the terminal
+    /// (or $COLUMNS), long labels and paths are shortened with `…`.
+    #[arg(short = 'w', long, global = true, help_heading = "Global options")]
+    pub wide: bool,
+
+    /// Do not verify the server's TLS certificate (test servers with self-signed certificates
+    /// only). With `init`, saved in the config file [also: NLDS_INSECURE=1, insecure = true].
+    #[arg(short = 'k', long, global = true, help_heading = "Global options")]
+    pub insecure: bool,
+
+    /// Time allowed to open a connection (e.g. 10s) [default: 10s; also NLDS_CONNECT_TIMEOUT,
+    /// connect_timeout in the config file].
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, help_heading = "Global options")]
+    pub connect_timeout: Option<Duration>,
+
+    /// Time allowed for one request, answer included (e.g. 2m) [default: 2m; also
+    /// NLDS_REQUEST_TIMEOUT, request_timeout in the config file].
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, help_heading = "Global options")]
+    pub request_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,10 +141,16 @@ pub enum Command {
     /// Put a file or a directory (recursively) into the store.
     Put(PutArgs),
     /// Put the files listed in FILELIST (one path per line; `-` reads standard input).
+    ///
+    /// Blank lines are skipped, relative paths are made absolute against the current directory,
+    /// duplicates are dropped: `nlds stat -n ID -F | nlds putlist - -l LABEL` retries the failed
+    /// files of a put.
     Putlist(PutlistArgs),
     /// Get a file back from the store.
     Get(GetArgs),
-    /// Get the files listed in FILELIST back from the store.
+    /// Get the files listed in FILELIST back from the store (`-` reads standard input).
+    ///
+    /// E.g. `nlds find -l run42 -x -p '.*\.nc$' -1 | nlds getlist - -l run42 -r /tmp/restore`.
     Getlist(GetlistArgs),
     /// List holdings.
     List(ListArgs),
@@ -103,8 +162,114 @@ pub enum Command {
     Stat(StatArgs),
     /// Wait for a transaction to finish; the exit code tells how it ended.
     Wait(WaitArgs),
-    /// Show who the server takes you for, and your groups.
+    /// Show who the server takes you for, your groups, and when your token expires (if known).
     Whoami,
+    /// Set up nlds: save the server URL, your token and default group in the config file.
+    ///
+    /// Writes ~/.config/nlds/config.toml (or $NLDS_CONFIG) with mode 0600, creating the
+    /// directories. The token comes from --token, else $NLDS_TOKEN, else standard input (asked
+    /// for, hidden, on a terminal); it is only asked for when the config file has none yet. Run it
+    /// again to change only what you give: other settings are kept (use `nlds renew` to replace
+    /// the token). The settings are checked with the server (whoami) before they are written.
+    /// -u/--user saves a default user (informational: the token says who you are), -g/--group a
+    /// default group, -k/--insecure skips TLS certificate verification from then on.
+    Init(InitArgs),
+    /// Replace the stored token with a new one, after checking it with the server.
+    ///
+    /// The new token comes from --token, else $NLDS_TOKEN, else standard input (asked for, hidden,
+    /// on a terminal). It replaces `token` in the config file, or the contents of its
+    /// `token_file`, written with mode 0600.
+    Renew(RenewArgs),
+    /// Show the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell)
+    ///
+    /// Install it with, e.g.:
+    ///   nlds completions bash > ~/.local/share/bash-completion/completions/nlds
+    ///   nlds completions zsh > ~/.zfunc/_nlds   (with fpath+=(~/.zfunc) before compinit)
+    ///   nlds completions fish > ~/.config/fish/completions/nlds.fish
+    #[command(verbatim_doc_comment)]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write every page to a directory
+    ///
+    /// Install them with:
+    ///   nlds man --dir ~/.local/share/man/man1   (then: man nlds, man nlds-put, ...)
+    /// or view one page without installing it:
+    ///   nlds man put | man -l -
+    #[command(verbatim_doc_comment)]
+    Man(ManArgs),
+}
+
+/// `nlds config ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigCommand {
+    /// Show every setting, its value and where it comes from (option, environment variable,
+    /// config file or default). The token is never shown.
+    Show,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// The server's URL, e.g. `https://nlds.example.org` [kept from the config file if not given;
+    /// else $NLDS_URL].
+    #[arg(short = 'U', long = "url", value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Verify TLS certificates again (undoes an earlier `init -k`).
+    #[arg(long, conflicts_with = "insecure")]
+    pub no_insecure: bool,
+
+    /// Write the settings without checking them with the server first.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RenewArgs {
+    /// Write the token without checking it with the server first.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// The page of this command (e.g. put); without it, the page of nlds itself.
+    #[arg(value_name = "COMMAND", conflicts_with = "dir")]
+    pub command: Option<String>,
+
+    /// Write every page (nlds.1, nlds-put.1, ...) into this directory instead of printing one.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// What `get` does with a file that already exists at its destination.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct Clobber {
+    /// Never replace an existing file (the default): one with the same content is skipped, one
+    /// with different content fails.
+    #[arg(long, conflicts_with = "overwrite")]
+    pub no_clobber: bool,
+
+    /// Replace existing files whose content differs.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// `--dry-run`, on put, putlist, get, getlist and meta.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct DryRun {
+    /// Show what would be done (what would be sent, the resolved paths, the holding, file counts
+    /// and sizes) and do nothing. Exits 5 when nothing would be transferred or changed.
+    #[arg(long, conflicts_with = "wait")]
+    pub dry_run: bool,
 }
 
 /// Selects a holding by label, id or tags.
@@ -123,9 +288,9 @@ pub struct HoldingSel {
     )]
     pub holding_id: Option<i64>,
 
-    /// Tag(s) of the holding, KEY:VALUE[,KEY:VALUE...]; repeatable. The first `:` separates key
-    /// and value; write `\,` for a comma inside a value.
-    #[arg(short = 't', long = "tag", value_name = "KEY:VALUE", value_parser = parse_tag_arg, action = ArgAction::Append)]
+    /// Tag(s) of the holding, KEY:VALUE[,KEY:VALUE...]; repeatable. A value may hold spaces and
+    /// `:`; write `\,` for a comma in a value (see --help).
+    #[arg(short = 't', long = "tag", value_name = "KEY:VALUE", value_parser = parse_tag_arg, action = ArgAction::Append, long_help = concat!("Tag(s) of the holding, KEY:VALUE.\n\n", tag_syntax!()))]
     pub tag: Vec<Tags>,
 }
 
@@ -188,6 +353,9 @@ pub struct PutArgs {
     pub job_label: Option<String>,
 
     #[command(flatten)]
+    pub dry_run: DryRun,
+
+    #[command(flatten)]
     pub wait: WaitOpts,
 }
 
@@ -209,6 +377,9 @@ pub struct PutlistArgs {
         value_name = "JOB_LABEL"
     )]
     pub job_label: Option<String>,
+
+    #[command(flatten)]
+    pub dry_run: DryRun,
 
     #[command(flatten)]
     pub wait: WaitOpts,
@@ -244,9 +415,11 @@ pub struct GetArgs {
     #[arg(short = 'x', long)]
     pub regex: bool,
 
-    /// Replace existing files whose content differs.
-    #[arg(long)]
-    pub overwrite: bool,
+    #[command(flatten)]
+    pub clobber: Clobber,
+
+    #[command(flatten)]
+    pub dry_run: DryRun,
 
     #[command(flatten)]
     pub wait: WaitOpts,
@@ -278,9 +451,11 @@ pub struct GetlistArgs {
     )]
     pub job_label: Option<String>,
 
-    /// Replace existing files whose content differs.
-    #[arg(long)]
-    pub overwrite: bool,
+    #[command(flatten)]
+    pub clobber: Clobber,
+
+    #[command(flatten)]
+    pub dry_run: DryRun,
 
     #[command(flatten)]
     pub wait: WaitOpts,
@@ -372,14 +547,20 @@ pub struct MetaArgs {
     )]
     pub new_label: Option<String>,
 
-    /// Tag(s) to add or change, KEY:VALUE[,KEY:VALUE...]; repeatable.
-    #[arg(short = 'T', long = "new-tag", alias = "new_tag", value_name = "KEY:VALUE", value_parser = parse_tag_arg, action = ArgAction::Append)]
+    /// Tag(s) to add or change, KEY:VALUE[,KEY:VALUE...]; repeatable (see --help).
+    #[arg(short = 'T', long = "new-tag", alias = "new_tag", value_name = "KEY:VALUE", value_parser = parse_tag_arg, action = ArgAction::Append,
+        long_help = concat!("Tag(s) to add, or to change the value of, KEY:VALUE.\n\n", tag_syntax!()))]
     pub new_tag: Vec<Tags>,
 
     /// Tag(s) to delete, KEY[:VALUE][,...]; repeatable. With a value, the tag is deleted only if
     /// it has that value.
     #[arg(short = 'D', long = "del-tag", alias = "del_tag", value_name = "KEY[:VALUE]", value_parser = parse_del_tag_arg, action = ArgAction::Append)]
     pub del_tag: Vec<Tags>,
+
+    /// Show which holdings would change, and how, and change nothing. Exits 5 when no holding
+    /// matches.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -3,15 +3,16 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use nlds_core::ErrorCode;
 use nlds_core::api::{
-    API_PREFIX, Accepted, FilePage, GetRequest, HoldingPage, HoldingQuery, MetaRequest,
-    MetaResponse, PutRequest, StatQuery, TransactionPage, TransactionStatus, WhoAmI,
+    API_PREFIX, Accepted, FilePage, GetPlan, GetRequest, HoldingPage, HoldingQuery, MetaRequest,
+    MetaResponse, PutPlan, PutRequest, StatQuery, TransactionPage, TransactionStatus, WhoAmI,
 };
 use nlds_core::error::ErrorBody;
 use reqwest::{Method, RequestBuilder, Url};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result, code_for_status};
@@ -78,6 +79,8 @@ pub struct ClientOptions {
     pub not_found_grace: Duration,
     /// Consecutive transient failures [`Client::wait`] rides out before giving up.
     pub wait_transient_failures: u32,
+    /// Do not verify the server's TLS certificate (test servers with self-signed certificates).
+    pub insecure: bool,
 }
 
 impl Default for ClientOptions {
@@ -88,6 +91,7 @@ impl Default for ClientOptions {
             retry: RetryPolicy::default(),
             not_found_grace: Duration::from_secs(30),
             wait_transient_failures: 10,
+            insecure: false,
         }
     }
 }
@@ -101,6 +105,25 @@ pub enum WaitProgress<'a> {
     Status(&'a TransactionStatus),
     /// A poll failed with a transient error; waiting goes on.
     Unreachable(&'a Error),
+}
+
+/// [`Client::whoami_full`]: who the server takes the token's bearer to be, and when the token
+/// expires if the server (or the token itself) says.
+#[derive(Debug, Clone, Serialize)]
+pub struct Identity {
+    #[serde(flatten)]
+    pub who: WhoAmI,
+    /// When the token stops being accepted, if known.
+    pub token_expires: Option<DateTime<Utc>>,
+}
+
+/// `/whoami` as sent by servers that also say when the token expires.
+#[derive(Deserialize)]
+struct WhoAmIWire {
+    #[serde(flatten)]
+    who: WhoAmI,
+    #[serde(default, alias = "expires_at", alias = "token_expires_at")]
+    token_expires: Option<DateTime<Utc>>,
 }
 
 /// A client of one NLDS server, acting with one bearer token. Cheap to clone.
@@ -155,6 +178,7 @@ impl Client {
         let http = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
+            .danger_accept_invalid_certs(options.insecure)
             .user_agent(concat!("nlds-rs-client/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Config(format!("cannot set up HTTP: {e}")))?;
@@ -184,6 +208,26 @@ impl Client {
             .await
     }
 
+    /// What a put would do (`dry_run`): nothing is started or changed.
+    pub async fn put_plan(&self, req: &PutRequest) -> Result<PutPlan> {
+        let mut req = req.clone();
+        req.dry_run = true;
+        let resp = self
+            .send_response(Method::POST, "/put", None::<&()>, Some(&req))
+            .await?;
+        plan_answer(resp).await
+    }
+
+    /// What a get would restore (`dry_run`): nothing is started or written.
+    pub async fn get_plan(&self, req: &GetRequest) -> Result<GetPlan> {
+        let mut req = req.clone();
+        req.dry_run = true;
+        let resp = self
+            .send_response(Method::POST, "/get", None::<&()>, Some(&req))
+            .await?;
+        plan_answer(resp).await
+    }
+
     /// Starts a get; see [`Client::put`] about the `transaction_id`.
     pub async fn get(&self, req: &GetRequest) -> Result<Accepted> {
         let mut req = req.clone();
@@ -204,7 +248,8 @@ impl Client {
             .await
     }
 
-    /// Changes the label or tags of the selected holding(s).
+    /// Changes the label or tags of the selected holding(s); with `dry_run` set in the request,
+    /// says what would change and changes nothing.
     pub async fn meta(&self, req: &MetaRequest) -> Result<MetaResponse> {
         self.send(Method::POST, "/meta", None::<&()>, Some(req))
             .await
@@ -227,6 +272,19 @@ impl Client {
     pub async fn whoami(&self) -> Result<WhoAmI> {
         self.send(Method::GET, "/whoami", None::<&()>, None::<&()>)
             .await
+    }
+
+    /// Like [`Client::whoami`], with the token's expiry when the server (or a JWT token's `exp`
+    /// claim) tells it.
+    pub async fn whoami_full(&self) -> Result<Identity> {
+        let wire: WhoAmIWire = self
+            .send(Method::GET, "/whoami", None::<&()>, None::<&()>)
+            .await?;
+        let token_expires = wire.token_expires.or_else(|| jwt_expiry(&self.token));
+        Ok(Identity {
+            who: wire.who,
+            token_expires,
+        })
     }
 
     /// Polls a transaction every `poll` until its state is final (or failed) and returns that
@@ -300,6 +358,22 @@ impl Client {
         Q: Serialize + ?Sized,
         B: Serialize + ?Sized,
     {
+        let resp = self.send_response(method, path, query, body).await?;
+        decode(resp).await
+    }
+
+    /// Sends one request, retrying as the [`RetryPolicy`] says; the answer is not decoded.
+    async fn send_response<Q, B>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&Q>,
+        body: Option<&B>,
+    ) -> Result<reqwest::Response>
+    where
+        Q: Serialize + ?Sized,
+        B: Serialize + ?Sized,
+    {
         let mut template = self
             .http
             .request(method, self.url(path))
@@ -324,7 +398,7 @@ impl Client {
                         attempt += 1;
                         continue;
                     }
-                    return decode(resp).await;
+                    return Ok(resp);
                 }
                 Err(e) if retry_allowed && is_connection_error(&e) => {
                     tokio::time::sleep(self.options.retry.delay(attempt)).await;
@@ -343,10 +417,59 @@ fn clone_request(template: &RequestBuilder) -> Result<RequestBuilder> {
         .ok_or_else(|| Error::Config("the request body cannot be replayed".into()))
 }
 
-/// A connection could not be opened, or broke before an answer came. Timeouts are not retried:
-/// the request may still be running on the server and the total wait would multiply.
+/// A connection could not be opened (refused, reset, or not within the connect timeout), or broke
+/// before an answer came. A request timeout is not retried: the request may still be running on
+/// the server, and the total wait would multiply.
 fn is_connection_error(e: &reqwest::Error) -> bool {
-    !e.is_timeout() && (e.is_connect() || e.is_request())
+    e.is_connect() || (e.is_request() && !e.is_timeout())
+}
+
+/// The answer to a dry run: 200 with the plan. A 202 means the server does not know `dry_run`
+/// and started a real transaction: say so rather than pretend.
+async fn plan_answer<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
+    if resp.status() == reqwest::StatusCode::ACCEPTED {
+        let accepted: Accepted = decode(resp).await?;
+        let id = accepted.transaction_id;
+        return Err(Error::Decode(format!(
+            "this server does not support dry runs and started transaction {id} instead; follow it with `nlds stat -n {id}`"
+        )));
+    }
+    decode(resp).await
+}
+
+/// The `exp` claim of a JWT bearer token, if the token is one.
+fn jwt_expiry(token: &str) -> Option<DateTime<Utc>> {
+    let mut parts = token.split('.');
+    let (_, payload, _, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else {
+        return None;
+    };
+    let bytes = base64url_decode(payload)?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    DateTime::from_timestamp(claims.get("exp")?.as_i64()?, 0)
+}
+
+/// Decodes unpadded (or padded) base64url.
+fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
@@ -418,6 +541,22 @@ mod tests {
             );
         }
         assert_eq!(RetryPolicy::none().attempts, 1);
+    }
+
+    #[test]
+    fn jwt_expiry_is_read_from_the_token() {
+        assert_eq!(base64url_decode("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(base64url_decode("aGVsbG8h").unwrap(), b"hello!");
+        assert_eq!(base64url_decode("_-8").unwrap(), vec![0xff, 0xef]);
+        assert!(base64url_decode("a b").is_none());
+        // {"sub":"alice","exp":1800000000}
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTgwMDAwMDAwMH0.c2ln";
+        assert_eq!(
+            jwt_expiry(token).unwrap().to_rfc3339(),
+            "2027-01-15T08:00:00+00:00"
+        );
+        assert_eq!(jwt_expiry("opaque-token-123"), None);
+        assert_eq!(jwt_expiry("a.b.c.d"), None);
     }
 
     #[test]

@@ -20,9 +20,12 @@ pub enum Error {
     /// The server answered 2xx with a body we do not understand.
     #[error("unexpected answer from the server: {0}")]
     Decode(String),
-    /// The client is not (correctly) configured, or was given something it cannot send.
+    /// The client is misconfigured, or was given something it cannot send.
     #[error("{0}")]
     Config(String),
+    /// No server URL or no token is configured at all (a first run): the text says how to fix it.
+    #[error("{0}")]
+    NotConfigured(String),
     /// The transaction did not reach a final state in time.
     #[error("timed out waiting for the transaction to finish")]
     Timeout,
@@ -35,9 +38,14 @@ impl Error {
             Error::Api { code, .. } => *code,
             Error::Transport(_) => ErrorCode::Unavailable,
             Error::Decode(_) => ErrorCode::Internal,
-            Error::Config(_) => ErrorCode::BadRequest,
+            Error::Config(_) | Error::NotConfigured(_) => ErrorCode::BadRequest,
             Error::Timeout => ErrorCode::Timeout,
         }
+    }
+
+    /// The request was sent (or a connection attempted) but no answer came in time.
+    pub fn is_request_timeout(&self) -> bool {
+        matches!(self, Error::Transport(e) if e.is_timeout() && !e.is_connect())
     }
 
     /// A failure that may go away by itself: a broken connection or a 502/503/504.
@@ -61,7 +69,13 @@ impl Error {
 /// reqwest's own message is terse ("error sending request for url (...)"); the reason is in the
 /// source chain, so show all of it.
 fn transport_message(e: &reqwest::Error) -> String {
-    let mut msg = String::from("cannot talk to the NLDS server: ");
+    let mut msg = if e.is_timeout() && !e.is_connect() {
+        String::from(
+            "the NLDS server did not answer in time (raise the limit with --request-timeout or request_timeout in the config file): ",
+        )
+    } else {
+        String::from("cannot talk to the NLDS server: ")
+    };
     msg.push_str(&e.to_string());
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {

@@ -1,18 +1,18 @@
 //! Exit codes of the `nlds` command.
 //!
-//! | Code | Name                     | When                                                               |
-//! |-----:|--------------------------|--------------------------------------------------------------------|
-//! |    0 | [`OK`]                   | success; with `--wait`, the transaction ended `COMPLETE`           |
-//! |    1 | [`GENERIC`]              | any other error (a server error, an unexpected answer, ...)        |
-//! |    2 | [`USAGE`]                | bad command line or input (unknown option, empty FILELIST, ...)    |
-//! |    3 | [`AUTH`]                 | the server refused the token or the action (HTTP 401 or 403)       |
-//! |    4 | [`CONFIG`]               | nlds is not configured (no server URL or token) or misconfigured   |
-//! |    5 | [`NOT_FOUND`]            | the holding, transaction or file does not exist (HTTP 404)         |
-//! |    6 | [`NETWORK`]              | the server cannot be reached, or is unavailable (after retries)    |
-//! |    7 | [`TIMEOUT`]              | `--wait` gave up (`--timeout`), or the server timed out (HTTP 504) |
-//! |   10 | [`COMPLETE_WITH_WARNINGS`] | with `--wait`: the transaction ended `COMPLETE_WITH_WARNINGS`    |
-//! |   11 | [`COMPLETE_WITH_ERRORS`] | with `--wait`: the transaction ended `COMPLETE_WITH_ERRORS`        |
-//! |   12 | [`FAILED`]               | with `--wait`: the transaction ended `FAILED`                      |
+//! | Code | Name                       | When                                                                   |
+//! |-----:|----------------------------|------------------------------------------------------------------------|
+//! |    0 | [`OK`]                     | success; with `--wait`, the transaction ended `COMPLETE`               |
+//! |    1 | [`GENERIC`]                | any other error (a server error, an unexpected answer, ...)            |
+//! |    2 | [`USAGE`]                  | bad command line or input (unknown option, empty FILELIST, ...)        |
+//! |    3 | [`AUTH`]                   | the server refused the token or the action (HTTP 401 or 403)           |
+//! |    4 | [`CONFIG`]                 | nlds is not configured (no server URL or token) or misconfigured       |
+//! |    5 | [`NOT_FOUND`]              | the holding, transaction or file does not exist (HTTP 404); a dry run that would transfer or change nothing |
+//! |    6 | [`NETWORK`]                | the server cannot be reached, or is unavailable (after retries)        |
+//! |    7 | [`TIMEOUT`]                | `--wait` gave up (`--timeout`), no answer within the request timeout, or HTTP 504 |
+//! |   10 | [`COMPLETE_WITH_WARNINGS`] | with `--wait`: the transaction ended `COMPLETE_WITH_WARNINGS`          |
+//! |   11 | [`COMPLETE_WITH_ERRORS`]   | with `--wait`: the transaction ended `COMPLETE_WITH_ERRORS`            |
+//! |   12 | [`FAILED`]                 | with `--wait`: the transaction ended `FAILED`                          |
 
 use nlds_core::{ErrorCode, State};
 
@@ -30,20 +30,28 @@ pub const COMPLETE_WITH_WARNINGS: u8 = 10;
 pub const COMPLETE_WITH_ERRORS: u8 = 11;
 pub const FAILED: u8 = 12;
 
-/// The table above, for `nlds --help`.
-pub const HELP: &str = "\
+/// The exit-code table as a string literal, for `concat!` (`nlds --help`).
+#[macro_export]
+macro_rules! exit_codes_help {
+    () => {
+        "\
 Exit codes:
    0  success (with --wait: the transaction ended COMPLETE)
    1  other error
    2  usage error
    3  authentication or permission refused (HTTP 401/403)
-   4  not configured (no server URL or token)
-   5  not found (HTTP 404)
+   4  not configured (no server URL or token: run `nlds init`) or misconfigured
+   5  not found (HTTP 404), or a --dry-run that would transfer or change nothing
    6  network error, server unreachable or unavailable
-   7  timeout (--wait --timeout passed, or HTTP 504)
+   7  timeout (--wait --timeout passed, no answer within --request-timeout, or HTTP 504)
   10  ended COMPLETE_WITH_WARNINGS (--wait)
   11  ended COMPLETE_WITH_ERRORS (--wait)
-  12  ended FAILED (--wait)";
+  12  ended FAILED (--wait)"
+    };
+}
+
+/// The table above, for `nlds --help`.
+pub const HELP: &str = exit_codes_help!();
 
 /// The exit code for a client error.
 pub fn for_error(e: &Error) -> u8 {
@@ -61,9 +69,10 @@ pub fn for_error(e: &Error) -> u8 {
                 _ => GENERIC,
             },
         },
+        e @ Error::Transport(_) if e.is_request_timeout() => TIMEOUT,
         Error::Transport(_) => NETWORK,
         Error::Decode(_) => GENERIC,
-        Error::Config(_) => CONFIG,
+        Error::Config(_) | Error::NotConfigured(_) => CONFIG,
         Error::Timeout => TIMEOUT,
     }
 }

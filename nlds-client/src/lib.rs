@@ -2,8 +2,10 @@
 //!
 //! * [`Client`] talks to a server: put, get, list, find, meta, stat, one transaction's status,
 //!   whoami, and [`Client::wait`] for a transaction to finish. Failures are [`Error`]s.
-//! * [`config`] finds the server URL, token and group; [`cli`] is the command line, [`app`] runs
-//!   it, [`render`] formats answers as text and [`exit`] documents the exit codes.
+//! * [`config`] finds the server URL, token, group and HTTP settings, and writes them
+//!   ([`setup`]: `nlds init`, `nlds renew`, `nlds config show`); [`cli`] is the command line,
+//!   [`app`] runs it, [`render`] formats answers as text (tables fit the terminal), [`local`]
+//!   looks at the local disk for dry runs and [`exit`] documents the exit codes.
 
 pub mod app;
 pub mod cli;
@@ -11,10 +13,12 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod local;
 pub mod paths;
 pub mod progress;
 pub mod render;
+pub mod setup;
 pub mod tags;
 
-pub use client::{Client, ClientOptions, RetryPolicy, WaitProgress};
+pub use client::{Client, ClientOptions, Identity, RetryPolicy, WaitProgress};
 pub use error::{Error, Result};

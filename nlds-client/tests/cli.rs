@@ -10,11 +10,13 @@ use chrono::{DateTime, Utc};
 use clap::{CommandFactory, Parser};
 use nlds_client::app::{self, Env, Failure, Io, Plan};
 use nlds_client::cli::{Cli, Command};
+use nlds_client::local::{DestAction, Destination};
 use nlds_client::render::{self, Zone};
-use nlds_client::{Client, ClientOptions, Error, RetryPolicy, WaitProgress, exit};
+use nlds_client::{Client, ClientOptions, Error, Identity, RetryPolicy, WaitProgress, exit};
 use nlds_core::api::{
-    ApiAction, FileEntry, FileLocation, HoldingMeta, HoldingQuery, HoldingSummary, MetaChange,
-    MetaResponse, PutRequest, StatQuery, SubRecordStatus, Tags, Tier, TransactionStatus,
+    ApiAction, FileEntry, FileLocation, GetPlan, GetRequest, HoldingMeta, HoldingQuery,
+    HoldingSummary, MetaChange, MetaResponse, PutPlan, PutRequest, StatQuery, SubRecordStatus,
+    Tags, Tier, TransactionStatus, WhoAmI,
 };
 use nlds_core::{ErrorCode, FailedFile, PathKind, State};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -132,7 +134,7 @@ fn python_short_letters() {
     let Some(Command::Get(a)) = cli.command else {
         panic!("not get")
     };
-    assert!(a.groupall && a.regex && !a.overwrite);
+    assert!(a.groupall && a.regex && !a.clobber.overwrite && !a.clobber.no_clobber);
     assert_eq!(a.target.as_deref(), Some("/tmp"));
     assert_eq!(
         (
@@ -672,7 +674,7 @@ fn sample_files() -> Vec<FileEntry> {
 #[test]
 fn golden_stat_outputs() {
     let txs = sample_transactions();
-    insta::assert_snapshot!("stat_table", render::stat_table(&txs, Zone::Utc));
+    insta::assert_snapshot!("stat_table", render::stat_table(&txs, Zone::Utc, None));
     insta::assert_snapshot!(
         "stat_single",
         render::transaction_view(&txs[0], false, false, Zone::Utc)
@@ -694,15 +696,21 @@ fn golden_stat_outputs() {
 #[test]
 fn golden_list_outputs() {
     let hs = sample_holdings();
-    insta::assert_snapshot!("list_table", render::holdings_table(&hs, Zone::Utc));
+    insta::assert_snapshot!("list_table", render::holdings_table(&hs, Zone::Utc, None));
     insta::assert_snapshot!("list_single", render::holding_view(&hs[0], Zone::Utc));
 }
 
 #[test]
 fn golden_find_outputs() {
     let fs = sample_files();
-    insta::assert_snapshot!("find_table", render::files_table(&fs, false, Zone::Utc));
-    insta::assert_snapshot!("find_table_urls", render::files_table(&fs, true, Zone::Utc));
+    insta::assert_snapshot!(
+        "find_table",
+        render::files_table(&fs, false, Zone::Utc, None)
+    );
+    insta::assert_snapshot!(
+        "find_table_urls",
+        render::files_table(&fs, true, Zone::Utc, None)
+    );
     insta::assert_snapshot!("find_single", render::file_view(&fs[0], true, Zone::Utc));
     insta::assert_snapshot!(
         "find_single_link",
@@ -720,7 +728,8 @@ fn golden_find_outputs() {
 
 #[test]
 fn golden_meta_output() {
-    let m = MetaResponse {
+    let mut m = MetaResponse {
+        dry_run: false,
         holdings: vec![MetaChange {
             id: 7,
             user: "alice".into(),
@@ -736,6 +745,8 @@ fn golden_meta_output() {
         }],
     };
     insta::assert_snapshot!("meta", render::meta_view(&m));
+    m.dry_run = true;
+    insta::assert_snapshot!("meta_dry_run", render::meta_view(&m));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -832,7 +843,13 @@ impl Fake {
     }
 }
 
+/// A fake answer: close the connection without answering.
+const DROP: u16 = 0;
+/// A fake answer: never answer (within any test's request timeout).
+const STALL: u16 = 1;
+
 /// Answers requests, in order, with `answers` (status, JSON body); the last answer repeats.
+/// [`DROP`] and [`STALL`] are not answers but misbehaviours.
 async fn fake_server(answers: Vec<(u16, String)>) -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -856,6 +873,19 @@ async fn fake_server(answers: Vec<(u16, String)>) -> Fake {
                     q.front().cloned().unwrap_or((500, "{}".into()))
                 }
             };
+            match status {
+                // Hang up without answering.
+                DROP => continue,
+                // Answer far too late.
+                STALL => {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        drop(sock);
+                    });
+                    continue;
+                }
+                _ => {}
+            }
             let resp = format!(
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
@@ -1275,11 +1305,15 @@ struct Outcome {
 }
 
 async fn run_cli(args: &[&str], env: &Env) -> Outcome {
+    run_cli_stdin(args, env, "").await
+}
+
+async fn run_cli_stdin(args: &[&str], env: &Env, input: &str) -> Outcome {
     let mut all = vec!["nlds"];
     all.extend_from_slice(args);
     let cli = Cli::try_parse_from(all).unwrap();
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut stdin: &[u8] = b"";
+    let mut stdin: &[u8] = input.as_bytes();
     let code = {
         let mut io = Io {
             out: &mut out,
@@ -1403,7 +1437,10 @@ async fn cli_list_and_stat_tables_and_json() {
     let env = server_env(&fake);
     let o = run_cli(&["list", "-L", "2", "-A", "--utc", "-g", "cmip"], &env).await;
     assert_eq!(o.code, 0, "{}", o.err);
-    assert_eq!(o.out, render::holdings_table(&sample_holdings(), Zone::Utc));
+    assert_eq!(
+        o.out,
+        render::holdings_table(&sample_holdings(), Zone::Utc, None)
+    );
     assert!(o.err.contains("note: showing 2 of 5 holdings"), "{}", o.err);
 
     let o = run_cli(&["stat", "-F"], &env).await;
@@ -1500,18 +1537,15 @@ async fn cli_without_configuration_says_how_to_configure() {
     let o = run_cli(&["list"], &env).await;
     assert_eq!(o.code, exit::CONFIG);
     let path = home.path().join(".config/nlds/config.toml");
-    assert!(
-        o.err
-            .starts_with("error: nlds is not configured: it needs a server URL and a token."),
-        "{}",
-        o.err
+    assert_eq!(
+        o.err,
+        format!(
+            "nlds is not configured yet: run `nlds init --url URL` or set NLDS_URL and NLDS_TOKEN; config file would be at {}\n",
+            path.display()
+        ),
+        "a short first-run message, not an error dump"
     );
-    assert!(o.err.contains(&path.display().to_string()), "{}", o.err);
-    assert!(
-        o.err.contains("NLDS_URL, NLDS_TOKEN and NLDS_GROUP"),
-        "{}",
-        o.err
-    );
+    assert!(o.out.is_empty());
 
     let o = run_cli(&["-j", "list"], &env).await;
     assert_eq!(o.code, exit::CONFIG);
@@ -1552,7 +1586,7 @@ fn the_binary_exits_4_unconfigured_and_never_prints_the_token() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(all.contains("it needs a server URL."), "{all}");
+    assert!(all.contains("nlds does not know the server's URL"), "{all}");
     assert!(!all.contains("super-secret-token"), "{all}");
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nlds"))
@@ -1561,4 +1595,1299 @@ fn the_binary_exits_4_unconfigured_and_never_prints_the_token() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+}
+
+// ---------------------------------------------------------------------------------------------
+// tables that fit the terminal
+
+fn long_holdings() -> Vec<HoldingSummary> {
+    let mut hs = sample_holdings();
+    hs[0].label = "ice-core-isotopes-2026-campaign-halley-station-final-v2".into();
+    hs[1].user = "alexandra-with-a-long-name".into();
+    hs[1].label = "b".into();
+    hs
+}
+
+fn long_files() -> Vec<FileEntry> {
+    let mut fs = sample_files();
+    fs[0].path =
+        "/gws/nopw/j04/climate-project/run42/atmos/daily/tas/tas_day_UKESM1_ssp585_r1i1p1f2_20150101-20491230.nc"
+            .into();
+    fs[2].label = "archive-2019-with-a-much-longer-label".into();
+    fs
+}
+
+/// Every line fits in `width` cells, and the columns still line up under the header.
+fn assert_fits(table: &str, width: usize) {
+    for line in table.lines() {
+        assert!(
+            render::text_width(line) <= width,
+            "{line:?} is {} cells wide, more than {width}\n{table}",
+            render::text_width(line)
+        );
+    }
+    assert!(
+        table.contains('\u{2026}'),
+        "nothing was shortened:\n{table}"
+    );
+}
+
+#[test]
+fn golden_narrow_and_wide_tables() {
+    let hs = long_holdings();
+    let narrow = render::holdings_table(&hs, Zone::Utc, Some(70));
+    assert_fits(&narrow, 70);
+    insta::assert_snapshot!("list_table_narrow", narrow);
+    let wide = render::holdings_table(&hs, Zone::Utc, None);
+    assert!(wide.contains("ice-core-isotopes-2026-campaign-halley-station-final-v2"));
+    assert!(!wide.contains('\u{2026}'));
+    insta::assert_snapshot!("list_table_wide", wide);
+    // A table that fits is never shortened.
+    assert_eq!(
+        render::holdings_table(&sample_holdings(), Zone::Utc, Some(200)),
+        render::holdings_table(&sample_holdings(), Zone::Utc, None)
+    );
+
+    let fs = long_files();
+    let narrow = render::files_table(&fs, false, Zone::Utc, Some(100));
+    assert_fits(&narrow, 100);
+    assert!(
+        narrow.contains("20491230.nc"),
+        "a path keeps its end:\n{narrow}"
+    );
+    insta::assert_snapshot!("find_table_narrow", narrow);
+    insta::assert_snapshot!(
+        "find_table_wide",
+        render::files_table(&fs, false, Zone::Utc, None)
+    );
+
+    let txs = sample_transactions();
+    let narrow = render::stat_table(&txs, Zone::Utc, Some(110));
+    assert_fits(&narrow, 110);
+    insta::assert_snapshot!("stat_table_narrow", narrow);
+}
+
+// ---------------------------------------------------------------------------------------------
+// dry-run summaries, whoami, config show
+
+fn sample_scan() -> nlds_client::local::LocalScan {
+    use nlds_client::local::{Counts, LocalScan, PathScan, ScanKind};
+    let counts = |files, directories, links, bytes| Counts {
+        files,
+        directories,
+        links,
+        bytes,
+    };
+    LocalScan {
+        paths: vec![
+            PathScan {
+                path: "/gws/climate/run42/atmos/daily/a-rather-long-directory-name-for-the-table"
+                    .into(),
+                kind: ScanKind::Directory,
+                counts: counts(1230, 12, 2, 5 * 1024 * 1024 * 1024),
+            },
+            PathScan {
+                path: "/gws/climate/x.nc".into(),
+                kind: ScanKind::File,
+                counts: counts(1, 0, 0, 1024),
+            },
+            PathScan {
+                path: "/gws/climate/missing.nc".into(),
+                kind: ScanKind::Missing,
+                counts: Counts::default(),
+            },
+        ],
+        total: counts(1231, 12, 2, 5 * 1024 * 1024 * 1024 + 1024),
+        problems: vec![
+            FailedFile::new(
+                "/gws/climate/missing.nc",
+                ErrorCode::PathMissing,
+                "no such file or directory",
+            ),
+            FailedFile::new(
+                "/gws/climate/run42/atmos/daily/a-rather-long-directory-name-for-the-table/private",
+                ErrorCode::PermissionDenied,
+                "permission denied: cannot read directory",
+            ),
+        ],
+    }
+}
+
+fn sample_put_request() -> PutRequest {
+    PutRequest {
+        transaction_id: Some(uuid(0x71)),
+        paths: sample_scan().paths.iter().map(|p| p.path.clone()).collect(),
+        label: Some("run42".into()),
+        tags: tags(&[("site", "Rutherford Appleton, UK")]),
+        job_label: Some("nightly".into()),
+        group: Some("climate".into()),
+        dry_run: true,
+        ..PutRequest::default()
+    }
+}
+
+fn sample_get_plan() -> (GetRequest, GetPlan, Vec<Destination>) {
+    let fs = long_files();
+    let req = GetRequest {
+        transaction_id: Some(uuid(0x72)),
+        paths: vec!["/gws/.*".into()],
+        label: Some("run42".into()),
+        regex: true,
+        target: Some("/tmp/restore".into()),
+        group: Some("climate".into()),
+        dry_run: true,
+        ..GetRequest::default()
+    };
+    let plan = GetPlan {
+        files: fs[..3].to_vec(),
+        missing: vec![FailedFile::new(
+            "/gws/climate/never-stored.nc",
+            ErrorCode::NotFound,
+            "no stored file has this path",
+        )],
+        files_total: 3,
+        bytes_total: fs[..3].iter().map(|f| f.size).sum(),
+        target: Some("/tmp/restore".into()),
+    };
+    let actions = [DestAction::Restore, DestAction::Skip, DestAction::Conflict];
+    let dests = plan
+        .files
+        .iter()
+        .zip(actions)
+        .map(|(f, action)| Destination {
+            path: f.path.clone(),
+            destination: format!("/tmp/restore{}", f.path),
+            action,
+        })
+        .collect();
+    (req, plan, dests)
+}
+
+#[test]
+fn golden_dry_run_summaries() {
+    let scan = sample_scan();
+    let req = sample_put_request();
+    let new_holding = PutPlan {
+        holding: None,
+        new_label: Some("run42".into()),
+        group: "climate".into(),
+        paths: req.paths.clone(),
+    };
+    let narrow = render::put_plan_view(&req, &new_holding, &scan, None, Some(72));
+    for line in narrow.lines().filter(|l| !l.starts_with("    ")) {
+        assert!(render::text_width(line) <= 72, "{line:?}");
+    }
+    insta::assert_snapshot!("put_dry_run_narrow", narrow);
+    let existing = PutPlan {
+        holding: Some(sample_holdings()[0].clone()),
+        new_label: None,
+        ..new_holding.clone()
+    };
+    let already = nlds_client::local::AlreadyStored {
+        holding_id: 7,
+        total: 12,
+        examples: vec![
+            "/gws/climate/x.nc".into(),
+            "/gws/climate/run42/atmos".into(),
+        ],
+    };
+    let wide = render::put_plan_view(&req, &existing, &scan, Some(&already), None);
+    assert!(
+        wide.contains("    already stored  : 12 of these entries are already in holding 7: the put would fail for them\n"),
+        "{wide}"
+    );
+    assert!(wide.contains("a-rather-long-directory-name-for-the-table  directory"));
+    assert!(wide.contains("    holding         : 7 (run42): existing, 1234 files, 5.3 GiB\n"));
+    insta::assert_snapshot!("put_dry_run_wide", wide);
+
+    let (req, plan, dests) = sample_get_plan();
+    let narrow = render::get_plan_view(&req, &plan, &dests, Some(80));
+    for line in narrow.lines().filter(|l| !l.starts_with("    ")) {
+        assert!(render::text_width(line) <= 80, "{line:?}");
+    }
+    insta::assert_snapshot!("get_dry_run_narrow", narrow);
+    let wide = render::get_plan_view(&req, &plan, &dests, None);
+    assert!(wide.contains("tas_day_UKESM1_ssp585_r1i1p1f2_20150101-20491230.nc  restore"));
+    insta::assert_snapshot!("get_dry_run_wide", wide);
+}
+
+#[test]
+fn golden_whoami_and_config_show() {
+    use nlds_client::config::{Effective, Secret, Source, Sourced};
+    use std::path::PathBuf;
+    let id = Identity {
+        who: WhoAmI {
+            user: "alice".into(),
+            groups: vec!["climate".into(), "cmip".into()],
+        },
+        token_expires: Some(ts("2027-01-15T08:00:00Z")),
+    };
+    insta::assert_snapshot!(
+        "whoami",
+        render::whoami_view(&id, "https://nlds.example.org", None, Zone::Utc)
+    );
+    let no_expiry = Identity {
+        token_expires: None,
+        ..id.clone()
+    };
+    let text = render::whoami_view(&no_expiry, "https://x", Some("cmip"), Zone::Utc);
+    assert!(text.contains("    group           : cmip\n"), "{text}");
+    assert!(text.contains("token expires   : not known"), "{text}");
+
+    let file = PathBuf::from("/home/alice/.config/nlds/config.toml");
+    let e = Effective {
+        config_file: Some(file.clone()),
+        config_file_source: Source::Default,
+        config_file_found: true,
+        url: Some(Sourced {
+            value: "https://nlds.example.org".into(),
+            source: Source::Env("NLDS_URL"),
+        }),
+        token: Some(Sourced {
+            value: Secret::new("very-secret-token-0123"),
+            source: Source::File(file.clone()),
+        }),
+        group: Some(Sourced {
+            value: "climate".into(),
+            source: Source::Flag("--group"),
+        }),
+        user: None,
+        insecure: Sourced {
+            value: false,
+            source: Source::Default,
+        },
+        connect_timeout: Sourced {
+            value: Duration::from_secs(10),
+            source: Source::Default,
+        },
+        request_timeout: Sourced {
+            value: Duration::from_secs(45),
+            source: Source::Env("NLDS_REQUEST_TIMEOUT"),
+        },
+        file_has_url: false,
+        file_has_token: true,
+        token_problem: None,
+        warnings: vec![],
+    };
+    let shown = render::config_view(&e, None);
+    assert!(!shown.contains("very-secret-token"), "{shown}");
+    insta::assert_snapshot!("config_show", shown);
+}
+
+// ---------------------------------------------------------------------------------------------
+// more of the command line
+
+#[test]
+fn new_commands_and_options_parse() {
+    let cli = parse(&[
+        "init",
+        "-U",
+        "https://nlds.example.org",
+        "-u",
+        "alice",
+        "-g",
+        "gws1",
+        "-k",
+    ]);
+    let Some(Command::Init(a)) = &cli.command else {
+        panic!("not init")
+    };
+    assert_eq!(a.url.as_deref(), Some("https://nlds.example.org"));
+    assert!(cli.global.insecure && !a.no_insecure && !a.no_verify);
+    assert_eq!(
+        (cli.global.user.as_deref(), cli.global.group.as_deref()),
+        (Some("alice"), Some("gws1"))
+    );
+    assert!(matches!(parse(&["renew"]).command, Some(Command::Renew(_))));
+    assert!(matches!(
+        parse(&["config", "show"]).command,
+        Some(Command::Config(_))
+    ));
+    let cli = parse(&[
+        "--connect-timeout",
+        "3s",
+        "list",
+        "--request-timeout",
+        "1m",
+        "-w",
+    ]);
+    assert_eq!(cli.global.connect_timeout, Some(Duration::from_secs(3)));
+    assert_eq!(cli.global.request_timeout, Some(Duration::from_secs(60)));
+    assert!(cli.global.wide);
+
+    use clap::error::ErrorKind;
+    assert_eq!(
+        parse_err(&["get", "--no-clobber", "--overwrite", "/f"]).kind(),
+        ErrorKind::ArgumentConflict
+    );
+    assert_eq!(
+        parse_err(&["getlist", "--overwrite", "--no-clobber", "l"]).kind(),
+        ErrorKind::ArgumentConflict
+    );
+    assert_eq!(
+        parse_err(&["put", "--dry-run", "--wait", "/f"]).kind(),
+        ErrorKind::ArgumentConflict
+    );
+    assert_eq!(
+        parse_err(&["init", "-k", "--no-insecure"]).kind(),
+        ErrorKind::ArgumentConflict
+    );
+    assert_eq!(
+        parse_err(&["completions", "tcsh"]).kind(),
+        ErrorKind::InvalidValue
+    );
+    assert_eq!(
+        parse_err(&["man", "put", "--dir", "/tmp/x"]).kind(),
+        ErrorKind::ArgumentConflict
+    );
+
+    let env = env_in("/gws/proj");
+    let Plan::Get(req, None) = plan(&["get", "--no-clobber", "f"], &env).unwrap() else {
+        panic!()
+    };
+    assert!(!req.overwrite && !req.dry_run);
+    let Plan::Get(req, None) = plan(&["getlist", "--overwrite", "--dry-run", "-"], &env)
+        .map_err(|e| e.message())
+        .or_else(|_| plan_with_stdin(&["getlist", "--overwrite", "--dry-run", "-"], &env, "a\n"))
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(req.overwrite && req.dry_run);
+    let Plan::Put(req, None) = plan(&["put", "--dry-run", "f"], &env).unwrap() else {
+        panic!()
+    };
+    assert!(req.dry_run);
+    let Plan::Meta(m) = plan(&["meta", "-l", "x", "-L", "y", "--dry-run"], &env).unwrap() else {
+        panic!()
+    };
+    assert!(m.dry_run);
+}
+
+#[test]
+fn help_explains_tags_completions_and_the_manual() {
+    let help = Cli::command().render_long_help().to_string();
+    for want in [
+        "nlds completions bash",
+        "nlds completions zsh",
+        "nlds completions fish",
+        "nlds man --dir ~/.local/share/man/man1",
+        "nlds init --url",
+    ] {
+        assert!(help.contains(want), "{want} missing from\n{help}");
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    for sub in ["put", "putlist", "get", "getlist", "list", "find", "meta"] {
+        let h = cmd
+            .find_subcommand_mut(sub)
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(h.contains(r"`\,` for a comma inside a value"), "{sub}: {h}");
+        assert!(h.contains("Quote a value with spaces"), "{sub}: {h}");
+    }
+    let get = cmd
+        .find_subcommand_mut("get")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    for want in ["--no-clobber", "--overwrite", "--dry-run", "--wide"] {
+        assert!(get.contains(want), "{want} missing from\n{get}");
+    }
+}
+
+#[tokio::test]
+async fn completions_and_manual_pages() {
+    let env = Env::new([("HOME", "/nonexistent")], "/");
+    for (shell, marker) in [
+        ("bash", "_nlds()"),
+        ("zsh", "#compdef nlds"),
+        ("fish", "complete -c nlds"),
+    ] {
+        let o = run_cli(&["completions", shell], &env).await;
+        assert_eq!(o.code, 0, "{}", o.err);
+        assert!(o.out.contains(marker), "{shell}: no {marker}");
+        for word in ["putlist", "getlist", "renew", "dry-run", "no-clobber"] {
+            assert!(o.out.contains(word), "{shell}: {word} not completed");
+        }
+    }
+    let o = run_cli(&["man"], &env).await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    assert!(o.out.contains(".TH nlds 1"), "{}", o.out);
+    assert!(
+        o.out.contains("Exit codes:"),
+        "the man page has the exit codes"
+    );
+    let o = run_cli(&["man", "get"], &env).await;
+    assert!(o.out.contains(".TH nlds-get 1"), "{}", o.out);
+    assert!(o.out.contains(r"\-\-no\-clobber"), "{}", o.out);
+    let o = run_cli(&["man", "dance"], &env).await;
+    assert_eq!(o.code, exit::USAGE);
+    assert!(o.err.contains("nlds has no command \"dance\""), "{}", o.err);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mandir = dir.path().join("man/man1");
+    let o = run_cli(&["man", "--dir", mandir.to_str().unwrap()], &env).await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    for page in ["nlds.1", "nlds-put.1", "nlds-init.1", "nlds-config-show.1"] {
+        let text = std::fs::read_to_string(mandir.join(page))
+            .unwrap_or_else(|e| panic!("{page}: {e}\n{}", o.out));
+        assert!(text.starts_with(".ie"), "{page} is not roff");
+    }
+    assert!(o.out.starts_with("Wrote "), "{}", o.out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the CLI against the fake server: dry runs, stdin lists, tables, whoami, timeouts
+
+fn put_plan_body(paths: &[String]) -> String {
+    serde_json::json!({"holding": null, "new_label": "run42", "group": "climate", "paths": paths})
+        .to_string()
+}
+
+#[tokio::test]
+async fn cli_put_dry_run_walks_the_local_paths_and_asks_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("run42");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("a.nc"), vec![0u8; 1000]).unwrap();
+    std::fs::write(root.join("sub/b.nc"), vec![0u8; 24]).unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
+    let root_s = root.to_str().unwrap().to_owned();
+    let missing = dir.path().join("missing").to_str().unwrap().to_owned();
+    let fake = fake_server(vec![(
+        200,
+        put_plan_body(&[root_s.clone(), missing.clone()]),
+    )])
+    .await;
+    let env = server_env(&fake);
+    let o = run_cli_stdin(
+        &["putlist", "-", "-l", "run42", "--dry-run", "--wide"],
+        &env,
+        &format!("{root_s}\n{missing}\n"),
+    )
+    .await;
+    assert_eq!(o.code, 0, "out: {}\nerr: {}", o.out, o.err);
+    assert!(
+        o.out
+            .starts_with("Dry run: nothing was sent to be stored.\n"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out.contains("    action          : putlist\n"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out
+            .contains("    holding         : new holding labelled \"run42\"\n"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out
+            .contains("    paths           : 2 given: 1 found, 1 missing or unreadable\n"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out.contains(
+            "    would put       : 2 files, 2 directories, 1 links: 1.0 KiB (1024 bytes)\n"
+        ),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out.contains(&format!(
+            "{missing}: no such file or directory (path_missing)"
+        )),
+        "{}",
+        o.out
+    );
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, "/api/v2/put");
+    let body = seen[0].json();
+    assert_eq!(body["dry_run"], true);
+    assert_eq!(body["paths"], serde_json::json!([root_s, missing]));
+    assert_eq!(body["label"], "run42");
+
+    // JSON: the request, the server's plan and the local scan.
+    let o = run_cli(&["-j", "put", &root_s, "--dry-run"], &env).await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    let v: serde_json::Value = serde_json::from_str(o.out.trim()).unwrap();
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["request"]["paths"], serde_json::json!([root_s]));
+    assert_eq!(v["plan"]["new_label"], "run42");
+    assert_eq!(v["local"]["files"], 2);
+    assert_eq!(v["local"]["bytes"], 1024);
+    assert_eq!(v["local"]["paths"][0]["kind"], "directory");
+
+    // Nothing that exists: exit 5, after the summary.
+    let o = run_cli(&["put", &missing, "--dry-run"], &env).await;
+    assert_eq!(o.code, exit::NOT_FOUND, "{}", o.err);
+    assert!(o.out.contains("missing"), "{}", o.out);
+    assert!(
+        o.err
+            .contains("nothing would be put: none of the paths exists"),
+        "{}",
+        o.err
+    );
+}
+
+fn plan_file(path: &str, content: &[u8]) -> FileEntry {
+    let mut f = sample_files()[1].clone();
+    f.path = path.into();
+    f.size = content.len() as u64;
+    f.blake3 = Some(blake3::hash(content).to_hex().to_string());
+    f
+}
+
+#[tokio::test]
+async fn cli_get_dry_run_checks_each_destination() {
+    let target = tempfile::tempdir().unwrap();
+    let t = target.path().to_str().unwrap().to_owned();
+    std::fs::create_dir_all(target.path().join("data")).unwrap();
+    std::fs::write(target.path().join("data/same.nc"), b"same").unwrap();
+    std::fs::write(target.path().join("data/diff.nc"), b"old!").unwrap();
+    let files = vec![
+        plan_file("/data/new.nc", b"new"),
+        plan_file("/data/same.nc", b"same"),
+        plan_file("/data/diff.nc", b"new!"),
+    ];
+    let plan = serde_json::json!({
+        "files": files,
+        "missing": [{"path": "/data/gone.nc", "code": "not_found", "reason": "no stored file has this path"}],
+        "files_total": 3,
+        "bytes_total": 11,
+        "target": t,
+    });
+    let empty = serde_json::json!({
+        "files": [], "missing": [{"path": "/data/gone.nc", "code": "not_found", "reason": "no stored file has this path"}],
+        "files_total": 0, "bytes_total": 0, "target": null,
+    });
+    let fake = fake_server(vec![
+        (200, plan.to_string()),
+        (200, plan.to_string()),
+        (200, plan.to_string()),
+        (200, empty.to_string()),
+    ])
+    .await;
+    let env = server_env(&fake);
+
+    let o = run_cli_stdin(
+        &[
+            "getlist",
+            "-",
+            "-r",
+            &t,
+            "-l",
+            "run42",
+            "--dry-run",
+            "--no-clobber",
+        ],
+        &env,
+        "/data/new.nc\n/data/same.nc\n\n/data/diff.nc\n/data/gone.nc\n",
+    )
+    .await;
+    assert_eq!(o.code, 0, "out: {}\nerr: {}", o.out, o.err);
+    assert!(
+        o.out.starts_with("Dry run: nothing was restored.\n"),
+        "{}",
+        o.out
+    );
+    let row = |path: &str| {
+        o.out
+            .lines()
+            .find(|l| l.contains(path))
+            .unwrap_or_else(|| panic!("no row for {path} in\n{}", o.out))
+            .to_owned()
+    };
+    assert!(row("/data/new.nc").ends_with("restore"), "{}", o.out);
+    assert!(
+        row("/data/same.nc").ends_with("skip (identical)"),
+        "{}",
+        o.out
+    );
+    assert!(row("/data/diff.nc").ends_with("conflict"), "{}", o.out);
+    assert!(
+        o.out
+            .contains("/data/gone.nc: no stored file has this path (not_found)"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out.contains("1 file(s) exist with different content"),
+        "{}",
+        o.out
+    );
+    assert_eq!(
+        std::fs::read(target.path().join("data/diff.nc")).unwrap(),
+        b"old!",
+        "a dry run writes nothing"
+    );
+    assert!(!target.path().join("data/new.nc").exists());
+    let body = fake.seen()[0].json();
+    assert_eq!(body["dry_run"], true);
+    assert_eq!(body["overwrite"], false);
+    assert_eq!(body["target"], t.as_str());
+    assert_eq!(
+        body["paths"],
+        serde_json::json!([
+            "/data/new.nc",
+            "/data/same.nc",
+            "/data/diff.nc",
+            "/data/gone.nc"
+        ])
+    );
+
+    let o = run_cli(
+        &["get", "/data/diff.nc", "-r", &t, "--overwrite", "--dry-run"],
+        &env,
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    assert!(
+        o.out
+            .lines()
+            .any(|l| l.contains("/data/diff.nc") && l.ends_with("overwrite")),
+        "{}",
+        o.out
+    );
+    assert_eq!(fake.seen()[1].json()["overwrite"], true);
+
+    let o = run_cli(&["-j", "get", "/data/diff.nc", "-r", &t, "--dry-run"], &env).await;
+    let v: serde_json::Value = serde_json::from_str(o.out.trim()).unwrap();
+    assert_eq!(v["plan"]["files_total"], 3);
+    assert_eq!(v["destinations"][2]["action"], "conflict");
+    assert_eq!(
+        v["destinations"][0]["destination"],
+        format!("{t}/data/new.nc")
+    );
+
+    // Nothing matches: exit 5.
+    let o = run_cli(&["get", "/data/gone.nc", "--dry-run"], &env).await;
+    assert_eq!(o.code, exit::NOT_FOUND, "{}", o.out);
+    assert!(o.err.contains("nothing would be restored"), "{}", o.err);
+}
+
+#[tokio::test]
+async fn cli_getlist_and_putlist_read_standard_input() {
+    let tid = uuid(0x73);
+    let fake = fake_server(vec![(202, accepted_body(tid, "getlist"))]).await;
+    let env = server_env(&fake);
+    let o = run_cli_stdin(
+        &["getlist", "-", "-l", "run42"],
+        &env,
+        "/gws/a.nc\n  rel/b.nc  \n\n/gws/a.nc\n",
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    let body = fake.seen()[0].json();
+    assert_eq!(
+        body["paths"],
+        serde_json::json!(["/gws/a.nc", "/gws/climate/rel/b.nc"])
+    );
+    assert_eq!(body["overwrite"], false, "no-clobber is the default");
+    assert_eq!(body["dry_run"], false);
+
+    let o = run_cli_stdin(&["putlist", "-"], &env, "\n \n").await;
+    assert_eq!(o.code, exit::USAGE);
+    assert_eq!(o.err, "error: FILELIST contains no paths\n");
+}
+
+#[tokio::test]
+async fn cli_meta_dry_run_changes_nothing() {
+    let change = serde_json::json!({
+        "holdings": [{
+            "id": 7, "user": "alice", "group": "climate",
+            "old": {"label": "run42", "tags": {"a": "1"}},
+            "new": {"label": "run42-final", "tags": {"a": "1"}},
+        }],
+        "dry_run": true,
+    });
+    let fake = fake_server(vec![
+        (200, change.to_string()),
+        (200, r#"{"holdings": [], "dry_run": true}"#.into()),
+    ])
+    .await;
+    let env = server_env(&fake);
+    let o = run_cli(
+        &["meta", "-l", "run42", "-L", "run42-final", "--dry-run"],
+        &env,
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    assert!(
+        o.out.starts_with(
+            "Dry run: would change the metadata of 1 holding(s); nothing was changed.\n"
+        ),
+        "{}",
+        o.out
+    );
+    assert!(o.out.contains("    new label       : run42-final\n"));
+    let body = fake.seen()[0].json();
+    assert_eq!(
+        (body["dry_run"].clone(), body["new_label"].clone()),
+        (true.into(), "run42-final".into())
+    );
+    let o = run_cli(&["meta", "-l", "nope", "-L", "x", "--dry-run"], &env).await;
+    assert_eq!(o.code, exit::NOT_FOUND);
+    assert!(o.err.contains("no holding matches"), "{}", o.err);
+}
+
+#[tokio::test]
+async fn cli_tables_fit_the_terminal_unless_wide() {
+    let page =
+        serde_json::json!({"holdings": long_holdings(), "total": 2, "limit": 1000, "offset": 0});
+    let fake = fake_server(vec![(200, page.to_string())]).await;
+    let long = "ice-core-isotopes-2026-campaign-halley-station-final-v2";
+
+    // $COLUMNS, or the width of the terminal standard output is.
+    let mut env = server_env(&fake);
+    let o = run_cli(&["list", "--utc"], &env.clone().with_stdout_width(Some(70))).await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    assert_fits(&o.out, 70);
+    assert_eq!(
+        o.out,
+        render::holdings_table(&long_holdings(), Zone::Utc, Some(70))
+    );
+
+    env = Env::new(
+        [
+            ("HOME", "/nonexistent-home".to_owned()),
+            ("NLDS_URL", fake.url()),
+            ("NLDS_TOKEN", "t".to_owned()),
+            ("COLUMNS", "64".to_owned()),
+        ],
+        "/",
+    );
+    let o = run_cli(&["list"], &env).await;
+    assert!(
+        o.out.contains('\u{2026}') && !o.out.contains(long),
+        "{}",
+        o.out
+    );
+    let o = run_cli(&["list", "--wide"], &env).await;
+    assert!(
+        o.out.contains(long) && !o.out.contains('\u{2026}'),
+        "{}",
+        o.out
+    );
+
+    // Not a terminal and no $COLUMNS (a pipe): everything, untruncated.
+    let o = run_cli(&["list"], &server_env(&fake)).await;
+    assert!(o.out.contains(long), "{}", o.out);
+}
+
+#[tokio::test]
+async fn cli_whoami_shows_identity_groups_and_token_expiry() {
+    // {"sub":"alice","exp":1800000000}
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTgwMDAwMDAwMH0.c2ln";
+    let fake = fake_server(vec![
+        (
+            200,
+            r#"{"user":"alice","groups":["climate","cmip"]}"#.into(),
+        ),
+        (
+            200,
+            r#"{"user":"alice","groups":["cmip"],"token_expires":"2026-12-31T00:00:00Z"}"#.into(),
+        ),
+        (200, r#"{"user":"alice","groups":["cmip"]}"#.into()),
+    ])
+    .await;
+    let env = Env::new(
+        [
+            ("HOME", "/nonexistent-home".to_owned()),
+            ("NLDS_URL", fake.url()),
+            ("NLDS_TOKEN", jwt.to_owned()),
+            ("NLDS_GROUP", "climate".to_owned()),
+        ],
+        "/",
+    );
+    let o = run_cli(&["whoami", "--utc"], &env).await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    assert_eq!(
+        o.out,
+        format!(
+            "    user            : alice\n    groups          : climate, cmip\n    group           : climate\n    server          : {}\n    token expires   : 2027-01-15T08:00:00+00:00\n",
+            fake.url()
+        )
+    );
+    let o = run_cli(
+        &["whoami", "--utc", "-g", "cmip", "--token", "opaque-token"],
+        &env,
+    )
+    .await;
+    assert!(
+        o.out
+            .contains("    token expires   : 2026-12-31T00:00:00+00:00\n"),
+        "{}",
+        o.out
+    );
+    let o = run_cli(&["-j", "whoami", "--token", "opaque-token"], &env).await;
+    let v: serde_json::Value = serde_json::from_str(o.out.trim()).unwrap();
+    assert_eq!(v["user"], "alice");
+    assert_eq!(v["groups"], serde_json::json!(["cmip"]));
+    assert_eq!(v["token_expires"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn request_timeouts_exit_7_and_are_not_retried() {
+    let fake = fake_server(vec![(STALL, String::new())]).await;
+    let env = server_env(&fake);
+    let start = std::time::Instant::now();
+    let o = run_cli(&["--request-timeout", "300ms", "list"], &env).await;
+    assert_eq!(o.code, exit::TIMEOUT, "{}", o.err);
+    assert!(
+        o.err
+            .starts_with("error: the NLDS server did not answer in time"),
+        "{}",
+        o.err
+    );
+    assert!(o.err.contains("--request-timeout"), "{}", o.err);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        fake.seen().len(),
+        1,
+        "a request that timed out is not resent"
+    );
+
+    // From the config file, too.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "url = \"{}\"\ntoken = \"t\"\nrequest_timeout = \"200ms\"\n",
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let env = Env::new([("NLDS_CONFIG", cfg.to_str().unwrap())], "/");
+    let o = run_cli(&["-j", "stat"], &env).await;
+    assert_eq!(o.code, exit::TIMEOUT, "{}", o.out);
+    let v: serde_json::Value = serde_json::from_str(o.out.trim()).unwrap();
+    assert_eq!(v["error"]["code"], "unavailable");
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried() {
+    let fake = fake_server(vec![
+        (DROP, String::new()),
+        (DROP, String::new()),
+        (200, r#"{"user":"alice","groups":["climate"]}"#.into()),
+    ])
+    .await;
+    let who = fast_client(&fake.url()).whoami().await.unwrap();
+    assert_eq!(who.user, "alice");
+    assert_eq!(
+        fake.seen().len(),
+        3,
+        "two dropped connections, then an answer"
+    );
+
+    // More drops than attempts: a network error (exit 6), never a usage banner.
+    let fake = fake_server(vec![(DROP, String::new())]).await;
+    let e = fast_client(&fake.url()).whoami().await.unwrap_err();
+    assert!(matches!(e, Error::Transport(_)), "{e:?}");
+    assert_eq!(exit::for_error(&e), exit::NETWORK);
+    assert_eq!(fake.seen().len(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// init, renew, config show
+
+#[cfg(unix)]
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn whoami_body(groups: &[&str]) -> String {
+    serde_json::json!({"user": "alice", "groups": groups}).to_string()
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn cli_init_writes_a_private_config_and_keeps_what_is_not_given() {
+    let fake = fake_server(vec![(200, whoami_body(&["climate", "cmip"]))]).await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap().to_owned();
+    let env = Env::new([("HOME", h.as_str())], "/");
+    let cfg = home.path().join(".config/nlds/config.toml");
+
+    // First run: the token comes from standard input.
+    let o = run_cli_stdin(
+        &["init", "-U", &fake.url(), "-g", "climate"],
+        &env,
+        "\n  tok-from-stdin-1  \n",
+    )
+    .await;
+    assert_eq!(o.code, 0, "out: {}\nerr: {}", o.out, o.err);
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        format!(
+            "url = \"{}\"\ntoken = \"tok-from-stdin-1\"\ngroup = \"climate\"\n",
+            fake.url()
+        )
+    );
+    assert_eq!(mode(&cfg), 0o600);
+    assert_eq!(mode(cfg.parent().unwrap()), 0o700);
+    assert_eq!(
+        o.out,
+        format!(
+            "Created {} (mode 0600):\n    url             : {}\n    token           : <hidden, 16 characters>\n    group           : climate\n    insecure        : false  (default)\nChecked with the server: you are alice, in group(s) climate, cmip.\n",
+            cfg.display(),
+            fake.url()
+        )
+    );
+    assert!(!o.out.contains("tok-from-stdin") && !o.err.contains("tok-from-stdin"));
+    assert_eq!(
+        fake.seen()[0].header("authorization"),
+        Some("Bearer tok-from-stdin-1")
+    );
+    assert_eq!(fake.seen()[0].target, "/api/v2/whoami");
+
+    // The config now works for every other command.
+    let o = run_cli(&["whoami"], &env).await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    assert!(
+        o.out.contains("    group           : climate\n"),
+        "{}",
+        o.out
+    );
+
+    // Again, with only a group (and -k): the URL and token stay (the Python client resets the URL).
+    let o = run_cli(&["init", "-g", "cmip", "-k", "-u", "alice"], &env).await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "url = \"{}\"\ntoken = \"tok-from-stdin-1\"\ngroup = \"cmip\"\nuser = \"alice\"\ninsecure = true\n",
+            fake.url()
+        )
+    );
+    assert!(o.out.starts_with("Updated "), "{}", o.out);
+    assert!(
+        o.out
+            .contains(&format!("    url             : {}  (kept)\n", fake.url())),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out.contains("<hidden, 16 characters>  (kept)"),
+        "{}",
+        o.out
+    );
+    let o = run_cli(&["init", "--no-insecure"], &env).await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    assert!(
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .contains("insecure = false\n")
+    );
+
+    // A group the server says you are not in: nothing is written (exit 4).
+    let before = std::fs::read_to_string(&cfg).unwrap();
+    let o = run_cli(&["init", "-g", "strangers"], &env).await;
+    assert_eq!(o.code, exit::CONFIG, "{}", o.err);
+    assert!(
+        o.err.contains("are not in group \"strangers\"") && o.err.contains("Nothing was written"),
+        "{}",
+        o.err
+    );
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), before);
+
+    // No URL anywhere: a usage error that says what to give.
+    let empty_home = tempfile::tempdir().unwrap();
+    let env2 = Env::new([("HOME", empty_home.path().to_str().unwrap())], "/");
+    let o = run_cli_stdin(&["init"], &env2, "tok\n").await;
+    assert_eq!(o.code, exit::USAGE);
+    assert!(o.err.contains("nlds init --url"), "{}", o.err);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn cli_init_refused_token_writes_nothing_and_no_verify_writes_anyway() {
+    let fake = fake_server(vec![(
+        401,
+        err_body("unauthorized", "invalid or expired token"),
+    )])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sub/dir/nlds.toml");
+    let env = Env::new(
+        [
+            ("NLDS_CONFIG", cfg.to_str().unwrap().to_owned()),
+            ("NLDS_TOKEN", "env-token-123".to_owned()),
+        ],
+        "/",
+    );
+    let o = run_cli(&["init", "--url", &fake.url()], &env).await;
+    assert_eq!(o.code, exit::AUTH, "{}", o.err);
+    assert!(o.err.contains("did not accept these settings"), "{}", o.err);
+    assert!(o.err.contains("--no-verify"), "{}", o.err);
+    assert!(!cfg.exists(), "nothing written after a refusal");
+    assert_eq!(
+        fake.seen()[0].header("authorization"),
+        Some("Bearer env-token-123")
+    );
+
+    let o = run_cli(&["-j", "init", "--url", &fake.url(), "--no-verify"], &env).await;
+    assert_eq!(o.code, 0, "{}", o.out);
+    assert_eq!(fake.seen().len(), 1, "--no-verify sends nothing");
+    assert_eq!(mode(&cfg), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        format!("url = \"{}\"\ntoken = \"env-token-123\"\n", fake.url())
+    );
+    let v: serde_json::Value = serde_json::from_str(o.out.trim()).unwrap();
+    assert_eq!(v["created"], true);
+    assert_eq!(v["written"], serde_json::json!(["url", "token"]));
+    assert_eq!(v["settings"]["token"], "<hidden, 13 characters>");
+    assert_eq!(v["whoami"], serde_json::Value::Null);
+    assert!(!o.out.contains("env-token-123"));
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn cli_renew_replaces_the_stored_token() {
+    let fake = fake_server(vec![
+        (200, whoami_body(&["climate"])),
+        (401, err_body("unauthorized", "invalid or expired token")),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("nlds.toml");
+    let tf = dir.path().join("token");
+    std::fs::write(
+        &cfg,
+        format!(
+            "# my nlds\nurl = \"{}\"\ntoken_file = \"token\"\n",
+            fake.url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(&tf, "old-token\n").unwrap();
+    let env = Env::new([("NLDS_CONFIG", cfg.to_str().unwrap())], "/");
+    let o = run_cli_stdin(&["renew"], &env, "new-token-456\n").await;
+    assert_eq!(o.code, 0, "out: {}\nerr: {}", o.out, o.err);
+    assert_eq!(std::fs::read_to_string(&tf).unwrap(), "new-token-456\n");
+    assert_eq!(mode(&tf), 0o600);
+    assert!(
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .starts_with("# my nlds\n"),
+        "the config file keeps its comments"
+    );
+    assert!(
+        o.out.starts_with(&format!(
+            "Renewed the token in {} (mode 0600).\n",
+            tf.display()
+        )),
+        "{}",
+        o.out
+    );
+    assert!(o.out.contains("you are alice"), "{}", o.out);
+    assert_eq!(
+        fake.seen()[0].header("authorization"),
+        Some("Bearer new-token-456")
+    );
+
+    // A token the server refuses is not stored.
+    let o = run_cli(&["renew", "--token", "bad-token-789"], &env).await;
+    assert_eq!(o.code, exit::AUTH, "{}", o.err);
+    assert_eq!(std::fs::read_to_string(&tf).unwrap(), "new-token-456\n");
+
+    // Nothing on standard input.
+    let o = run_cli(&["renew"], &env).await;
+    assert_eq!(o.code, exit::USAGE);
+    assert!(o.err.contains("no token given"), "{}", o.err);
+
+    // Not configured at all: the first-run message.
+    let home = tempfile::tempdir().unwrap();
+    let env = Env::new([("HOME", home.path().to_str().unwrap())], "/");
+    let o = run_cli_stdin(&["renew"], &env, "tok\n").await;
+    assert_eq!(o.code, exit::CONFIG);
+    assert!(o.err.starts_with("nlds is not configured yet"), "{}", o.err);
+}
+
+#[tokio::test]
+async fn cli_config_show_names_every_source_and_never_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("nlds.toml");
+    std::fs::write(
+        &cfg,
+        "url = \"https://file.example\"\ntoken = \"file-secret-token\"\ngroup = \"g-file\"\ninsecure = true\n",
+    )
+    .unwrap();
+    let env = Env::new(
+        [
+            ("NLDS_CONFIG", cfg.to_str().unwrap()),
+            ("NLDS_URL", "https://env.example"),
+            ("NLDS_CONNECT_TIMEOUT", "3s"),
+        ],
+        "/",
+    );
+    let o = run_cli(
+        &["config", "show", "-g", "g-flag", "--request-timeout", "45s"],
+        &env,
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    assert!(!o.out.contains("file-secret-token") && !o.err.contains("file-secret-token"));
+    let line = |name: &str| {
+        o.out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{}", o.out))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let c = cfg.display().to_string();
+    assert_eq!(
+        line("config file"),
+        format!("config file {c} environment variable NLDS_CONFIG (found)")
+    );
+    assert_eq!(
+        line("url"),
+        "url https://env.example environment variable NLDS_URL"
+    );
+    assert_eq!(
+        line("token"),
+        format!("token <hidden, 17 characters> config file {c}")
+    );
+    assert_eq!(line("group"), "group g-flag option --group");
+    assert_eq!(line("user"), "user (not set) -");
+    assert_eq!(line("insecure"), format!("insecure true config file {c}"));
+    assert_eq!(
+        line("connect timeout"),
+        "connect timeout 3s environment variable NLDS_CONNECT_TIMEOUT"
+    );
+    assert_eq!(
+        line("request timeout"),
+        "request timeout 45s option --request-timeout"
+    );
+
+    let o = run_cli(&["-j", "config", "show"], &env).await;
+    let v: serde_json::Value = serde_json::from_str(o.out.trim()).unwrap();
+    assert_eq!(v["token"]["value"], "<hidden, 17 characters>");
+    assert_eq!(v["url"]["source"], "environment variable NLDS_URL");
+    assert_eq!(v["group"]["value"], "g-file");
+    assert_eq!(v["config_file"]["found"], true);
+    assert!(!o.out.contains("file-secret-token"));
+
+    // Nothing configured: still shows everything, says how to start, exits 0.
+    let home = tempfile::tempdir().unwrap();
+    let env = Env::new([("HOME", home.path().to_str().unwrap())], "/");
+    let o = run_cli(&["config", "show"], &env).await;
+    assert_eq!(o.code, 0);
+    assert!(o.out.contains("(not found)"), "{}", o.out);
+    assert!(o.err.starts_with("nlds is not configured yet"), "{}", o.err);
+}
+
+#[tokio::test]
+async fn cli_put_dry_run_checks_what_the_holding_already_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("run (42)");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.nc"), b"a").unwrap();
+    std::fs::write(root.join("b.nc"), b"b").unwrap();
+    let r = root.to_str().unwrap().to_owned();
+    let plan = serde_json::json!({
+        "holding": sample_holdings()[0], "new_label": null, "group": "climate", "paths": [r],
+    });
+    let mut stored = sample_files()[1].clone();
+    stored.path = format!("{r}/a.nc");
+    let some = serde_json::json!({"files": [stored], "total": 1, "limit": 10, "offset": 0});
+    let all = serde_json::json!({"files": [], "total": 3, "limit": 10, "offset": 0});
+    let fake = fake_server(vec![
+        (200, plan.to_string()),
+        (200, some.to_string()),
+        (200, plan.to_string()),
+        (200, all.to_string()),
+    ])
+    .await;
+    let env = server_env(&fake);
+    let o = run_cli(&["put", &r, "-l", "run42", "--dry-run"], &env).await;
+    assert_eq!(o.code, 0, "out: {}\nerr: {}", o.out, o.err);
+    assert!(
+        o.out.contains(
+            "    already stored  : 1 of these entries are already in holding 7: the put would fail for them\n"
+        ),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out
+            .contains(&format!("\nAlready in holding 7 (1):\n    {r}/a.nc\n")),
+        "{}",
+        o.out
+    );
+    let seen = fake.seen();
+    assert_eq!(seen[1].method, "GET");
+    let (path, query) = seen[1].target.split_once('?').unwrap();
+    assert_eq!(path, "/api/v2/files");
+    let pairs: Vec<(String, String)> = query
+        .split('&')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), percent_decode(v))
+        })
+        .collect();
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get("holding_id"), Some("7"));
+    assert_eq!(get("regex"), Some("true"));
+    assert_eq!(get("group"), Some("climate"));
+    let escaped = r
+        .replace('(', r"\(")
+        .replace(')', r"\)")
+        .replace('.', r"\.");
+    assert_eq!(
+        get("path"),
+        Some(format!("^(?:{escaped}(?:/.*)?)$").as_str())
+    );
+
+    // Everything is already there: nothing would be put (exit 5).
+    let o = run_cli(&["put", &r, "-l", "run42", "--dry-run"], &env).await;
+    assert_eq!(o.code, exit::NOT_FOUND, "{}", o.out);
+    assert!(
+        o.err.contains("holding 7 already has every entry"),
+        "{}",
+        o.err
+    );
+}
+
+/// Decodes a query-string value (`+` and `%XX`).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
 }
