@@ -6,6 +6,9 @@
 #   PostgreSQL  127.0.0.1:5432   user postgres, trust auth on loopback
 #   moto (S3)   127.0.0.1:9000   any credentials
 #
+# and installs the published Python client (nlds-client, the `nlds` command)
+# into its own venv, for the legacy-API compatibility tests.
+#
 # Idempotent: services that already answer are only confirmed. Meant to be run
 # (not sourced), as root when something has to be installed or configured. It
 # exports nothing; at the end it prints the environment lines the tests need.
@@ -13,7 +16,8 @@
 #
 # Overridable: NLDS_SVC_TIMEOUT (seconds per service, default 90),
 # NLDS_MOTO_PORT (default 9000), NLDS_MOTO_VERSION (default below),
-# NLDS_VENV (default $HOME/.cache/nlds-venv), NLDS_SVC_LOG_DIR.
+# NLDS_VENV (default $HOME/.cache/nlds-venv), NLDS_SVC_LOG_DIR,
+# NLDS_PYCLIENT_VENV (default $HOME/.cache/nlds-pyclient).
 set -euo pipefail
 
 TIMEOUT="${NLDS_SVC_TIMEOUT:-90}"
@@ -23,6 +27,10 @@ MOTO_PORT="${NLDS_MOTO_PORT:-9000}"
 MOTO_VERSION="${NLDS_MOTO_VERSION:-5.2.5}"
 VENV="${NLDS_VENV:-$HOME/.cache/nlds-venv}"
 LOG_DIR="${NLDS_SVC_LOG_DIR:-$HOME/.cache/nlds-services}"
+# The published Python client pins exact versions of its dependencies, so it
+# gets a venv of its own (never the moto one).
+PYCLIENT_VERSION=1.0.17
+PYCLIENT_VENV="${NLDS_PYCLIENT_VENV:-$HOME/.cache/nlds-pyclient}"
 
 # Local endpoints only: a global CA bundle must not leak into anything we start.
 unset AWS_CA_BUNDLE
@@ -226,14 +234,50 @@ start_moto() {
     log "moto (S3): OK   http://127.0.0.1:$MOTO_PORT (started, pid $(cat "$LOG_DIR/moto.pid"))"
 }
 
+# ---------------------------------------------------------------- nlds-client (Python)
+pyclient_version() {
+    "$PYCLIENT_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("nlds-client"))' 2>/dev/null || true
+}
+
+ensure_pyclient_venv() {
+    local have=""
+    if [ -x "$PYCLIENT_VENV/bin/nlds" ]; then
+        have="$(pyclient_version)"
+    fi
+    if [ "$have" = "$PYCLIENT_VERSION" ]; then
+        log "nlds-client: OK   $PYCLIENT_VENV/bin/nlds (nlds-client $have, already installed)"
+        return
+    fi
+    log "nlds-client: installing nlds-client==$PYCLIENT_VERSION into $PYCLIENT_VENV (log: $LOG_DIR/pyclient-install.log)"
+    if ! python3 -m venv "$PYCLIENT_VENV" >>"$LOG_DIR/pyclient-install.log" 2>&1; then
+        apt_install python3-venv python3-pip
+        python3 -m venv "$PYCLIENT_VENV" >>"$LOG_DIR/pyclient-install.log" 2>&1 ||
+            fail "nlds-client: cannot create venv $PYCLIENT_VENV"
+    fi
+    # nlds-client 1.0.17 requires Python >= 3.10: pip says so in the log.
+    "$PYCLIENT_VENV/bin/pip" install -q "nlds-client==$PYCLIENT_VERSION" >>"$LOG_DIR/pyclient-install.log" 2>&1 ||
+        fail "nlds-client: pip install nlds-client==$PYCLIENT_VERSION failed (see $LOG_DIR/pyclient-install.log)"
+    have="$(pyclient_version)"
+    [ "$have" = "$PYCLIENT_VERSION" ] ||
+        fail "nlds-client: $PYCLIENT_VENV holds nlds-client '${have:-none}' after installing $PYCLIENT_VERSION"
+    # The tests run the `nlds` script and decrypt /init/ with the venv's cryptography.
+    "$PYCLIENT_VENV/bin/nlds" --version >>"$LOG_DIR/pyclient-install.log" 2>&1 ||
+        fail "nlds-client: $PYCLIENT_VENV/bin/nlds --version fails (see $LOG_DIR/pyclient-install.log)"
+    "$PYCLIENT_VENV/bin/python" -c 'import cryptography.fernet' >>"$LOG_DIR/pyclient-install.log" 2>&1 ||
+        fail "nlds-client: cryptography is missing from $PYCLIENT_VENV"
+    log "nlds-client: OK   $PYCLIENT_VENV/bin/nlds (nlds-client $have, installed)"
+}
+
 start_rabbitmq
 start_postgres
 start_moto
+ensure_pyclient_venv
 
 cat <<EOF
 [services] all services up. Environment for the tests:
 export NLDS_TEST_AMQP_URL='amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f'
 export NLDS_TEST_DATABASE_URL='postgres://postgres@127.0.0.1:$PG_PORT'
 export NLDS_TEST_S3_ENDPOINT='http://127.0.0.1:$MOTO_PORT'
+export NLDS_TEST_PYCLIENT='$PYCLIENT_VENV/bin/nlds'
 unset AWS_CA_BUNDLE
 EOF

@@ -18,6 +18,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export NLDS_TEST_AMQP_URL="${NLDS_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 export NLDS_TEST_DATABASE_URL="${NLDS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}"
 export NLDS_TEST_S3_ENDPOINT="${NLDS_TEST_S3_ENDPOINT:-http://127.0.0.1:9000}"
+# The published Python client (nlds-client), installed by scripts/services.sh.
+PYCLIENT_VENV="${NLDS_PYCLIENT_VENV:-$HOME/.cache/nlds-pyclient}"
+if [ -n "${NLDS_TEST_PYCLIENT:-}" ] || [ -x "$PYCLIENT_VENV/bin/nlds" ]; then
+    export NLDS_TEST_PYCLIENT="${NLDS_TEST_PYCLIENT:-$PYCLIENT_VENV/bin/nlds}"
+fi
 # The machine-wide CA bundle breaks S3 clients talking to plain-http local
 # endpoints; never send credentials lookups to an instance metadata service.
 unset AWS_CA_BUNDLE
@@ -26,6 +31,7 @@ export AWS_EC2_METADATA_DISABLED=true
 echo "[test] NLDS_TEST_AMQP_URL=$NLDS_TEST_AMQP_URL"
 echo "[test] NLDS_TEST_DATABASE_URL=$NLDS_TEST_DATABASE_URL"
 echo "[test] NLDS_TEST_S3_ENDPOINT=$NLDS_TEST_S3_ENDPOINT"
+echo "[test] NLDS_TEST_PYCLIENT=${NLDS_TEST_PYCLIENT:-(not installed: run scripts/services.sh)}"
 
 # Let `-p/--package` narrow the run: drop `--workspace` when
 # the caller picks packages.

@@ -216,3 +216,150 @@ pub fn temp() -> tempfile::TempDir {
 pub fn restored(target: &Path, original: &Path) -> PathBuf {
     target.join(original.strip_prefix("/").unwrap())
 }
+
+/// The published Python client's `nlds` script (nlds-client from PyPI, installed by
+/// scripts/services.sh) from `NLDS_TEST_PYCLIENT`; `None` (skipped loudly) when not configured,
+/// a panic under CI or when the variable names a missing file.
+pub fn python_client() -> Option<PathBuf> {
+    let bin = PathBuf::from(service("NLDS_TEST_PYCLIENT")?);
+    assert!(
+        bin.is_file(),
+        "NLDS_TEST_PYCLIENT={} does not exist: run scripts/services.sh",
+        bin.display()
+    );
+    Some(bin)
+}
+
+/// `nlds-server embedded` as a child process, its stdout and stderr written to files (so every
+/// line it logs can be inspected afterwards and a full pipe never stalls it). Killed on drop.
+pub struct ServerProcess {
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+    child: std::process::Child,
+}
+
+impl ServerProcess {
+    /// Starts the server on a free loopback port with `data_dir` (which may already hold a
+    /// `tokens.toml`), an optional settings file and the given `RUST_LOG`; returns once it
+    /// printed its URL.
+    pub async fn start(
+        data_dir: &Path,
+        log_dir: &Path,
+        config: Option<&Path>,
+        rust_log: &str,
+    ) -> Self {
+        std::fs::create_dir_all(log_dir).unwrap();
+        let stdout = log_dir.join("server.stdout");
+        let stderr = log_dir.join("server.stderr");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nlds-server"));
+        cmd.arg("embedded")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir);
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        for var in [
+            "NLDS_AMQP_URL",
+            "NLDS_DATABASE_URL",
+            "NLDS_S3_ENDPOINT",
+            "NLDS_S3_ACCESS_KEY",
+            "NLDS_S3_SECRET_KEY_FILE",
+            "NLDS_S3_BUCKET",
+            "NLDS_SETTINGS",
+            "NLDS_LOG_JSON",
+        ] {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd
+            .env("RUST_LOG", rust_log)
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start nlds-server embedded");
+        let start = Instant::now();
+        let url = loop {
+            let text = std::fs::read_to_string(&stdout).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains("server running at ")) {
+                break line.rsplit(' ').next().unwrap().trim().to_owned();
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "nlds-server embedded exited ({status}) before serving:\n{}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "nlds-server embedded printed no URL within 60 s:\n{}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        Self {
+            url,
+            data_dir: data_dir.to_owned(),
+            stdout,
+            stderr,
+            child,
+        }
+    }
+
+    /// Everything the server printed so far (stdout, then stderr).
+    pub fn output(&self) -> String {
+        let mut s = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+        s.push_str(&std::fs::read_to_string(&self.stderr).unwrap_or_default());
+        s
+    }
+
+    /// Stops the server as an operator would (SIGTERM, so it flushes its logs), killing it if
+    /// it has not exited within 10 s.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let start = Instant::now();
+        while self.child.try_wait().ok().flatten().is_none()
+            && start.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every regular file under `root` whose bytes contain `needle` (a scan for leaked secrets).
+pub fn files_containing(root: &Path, needle: &str) -> Vec<PathBuf> {
+    let needle = needle.as_bytes();
+    walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            std::fs::read(e.path())
+                .map(|b| b.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+        })
+        .map(|e| e.path().to_owned())
+        .collect()
+}

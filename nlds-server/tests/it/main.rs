@@ -6,3 +6,5 @@ mod cli;
 mod distributed;
 mod embedded;
 mod helpers;
+mod legacy;
+mod python_client;
