@@ -3,7 +3,9 @@
 //! * [`m20261125_000001_create_catalogue`]: holdings, tags, transactions, files, locations and
 //!   checksums (owned by the catalogue role);
 //! * [`m20261125_000002_create_monitor`]: transaction records, sub-records, failed files and
-//!   warnings (owned by the monitor role).
+//!   warnings (owned by the monitor role);
+//! * [`m20261125_000003_create_cold`]: aggregations and their members (the cold tier, owned by
+//!   the catalogue role).
 //!
 //! Every migration has a working `down`.
 
@@ -11,6 +13,7 @@ pub use sea_orm_migration::prelude::*;
 
 pub mod m20261125_000001_create_catalogue;
 pub mod m20261125_000002_create_monitor;
+pub mod m20261125_000003_create_cold;
 
 /// All nlds-rs migrations, in order.
 pub struct Migrator;
@@ -21,6 +24,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_catalogue::Migration),
             Box::new(m20261125_000002_create_monitor::Migration),
+            Box::new(m20261125_000003_create_cold::Migration),
         ]
     }
 }
@@ -30,7 +34,7 @@ mod tests {
     use super::*;
     use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 
-    const TABLES: [&str; 10] = [
+    const TABLES: [&str; 12] = [
         "holding",
         "tag",
         "transaction",
@@ -41,6 +45,8 @@ mod tests {
         "sub_record",
         "failed_file",
         "warning",
+        "aggregation",
+        "aggregation_member",
     ];
 
     async fn tables(db: &impl ConnectionTrait) -> Vec<String> {
@@ -85,13 +91,16 @@ mod tests {
         assert!(tables(&db).await.is_empty());
         Migrator::up(&db, None).await.unwrap();
         assert_eq!(tables(&db).await.len(), TABLES.len());
-        Migrator::down(&db, Some(1)).await.unwrap();
-        let left = tables(&db).await;
-        assert_eq!(left, {
-            let mut v: Vec<String> = TABLES[..6].iter().map(|s| String::from(*s)).collect();
+        let first = |n: usize| {
+            let mut v: Vec<String> = TABLES[..n].iter().map(|s| String::from(*s)).collect();
             v.sort();
             v
-        });
+        };
+        // One step down removes the cold tables, the next the monitor's.
+        Migrator::down(&db, Some(1)).await.unwrap();
+        assert_eq!(tables(&db).await, first(10));
+        Migrator::down(&db, Some(1)).await.unwrap();
+        assert_eq!(tables(&db).await, first(6));
     }
 
     #[tokio::test]

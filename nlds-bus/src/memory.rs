@@ -344,10 +344,10 @@ mod tests {
             .await;
         assert!(err.is_ok(), "route.complete reaches the router");
         let err = bus
-            .publish(RoutingKey::new(Worker::ArchivePut, Action::Start), &env())
+            .publish(RoutingKey::new(Worker::ArchiveGet, Action::Start), &env())
             .await
             .unwrap_err();
-        assert!(matches!(err, BusError::Unroutable(k) if k == "nlds-api.archive-put.start"));
+        assert!(matches!(err, BusError::Unroutable(k) if k == "nlds-api.archive-get.start"));
     }
 
     #[tokio::test]

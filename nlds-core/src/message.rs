@@ -152,6 +152,30 @@ impl FailedFile {
     }
 }
 
+/// A file to pack into an aggregate: where its warm copy is, and what the tar header records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveMember {
+    pub file_id: i64,
+    pub path: String,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime_ns: i64,
+    pub uid: u32,
+    pub gid: u32,
+    pub object: ObjectRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+}
+
+/// Checksums of an aggregate's bytes as written (and verified with the cold store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregateSums {
+    pub size: u64,
+    pub adler32: u32,
+    pub crc32c: u32,
+    pub blake3: String,
+}
+
 /// Selects holdings, resolved and validated by the server.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HoldingFilter {
@@ -267,6 +291,22 @@ pub enum Payload {
     },
     /// RPC: transaction status.
     Stat { filter: StatusFilter },
+    /// Scheduler or admin → catalogue (`catalog-archive-next.start`): pick files to archive now.
+    ArchiveNext,
+    /// Catalogue → archive-put (`archive-put.start`): write this aggregate to the cold store.
+    ArchiveAggregate {
+        aggregation_id: i64,
+        name: String,
+        holding_id: i64,
+        members: Vec<ArchiveMember>,
+    },
+    /// archive-put → router → catalogue (`archive-put.complete`, `catalog-archive-update.start`):
+    /// the aggregate is written and verified.
+    ArchiveStored {
+        aggregation_id: i64,
+        name: String,
+        sums: AggregateSums,
+    },
     /// RPC `<worker>.system-stat`: is a consumer alive? Answered with [`RpcReply::Alive`].
     SystemStat,
     /// RPC answer.

@@ -53,6 +53,8 @@ string_enum!(
         CatalogCheck => "catalog-check",
         CatalogPut => "catalog-put",
         CatalogGet => "catalog-get",
+        CatalogArchiveNext => "catalog-archive-next",
+        CatalogArchiveUpdate => "catalog-archive-update",
         Catalog => "catalog",
         MonitorPut => "monitor-put",
         Monitor => "monitor",
@@ -187,6 +189,7 @@ string_enum!(
         Monitor => "monitor",
         MonitorRpc => "monitor-rpc",
         Logger => "logger",
+        ArchivePut => "archive-put",
     }
 );
 
@@ -218,12 +221,18 @@ impl Role {
                 "nlds-api.catalog-check.start",
                 "nlds-api.catalog-put.start",
                 "nlds-api.catalog-get.start",
+                "nlds-api.catalog-archive-next.start",
+                "nlds-api.catalog-archive-update.start",
                 "nlds-api.catalog-put.system-stat",
             ],
             Role::CatalogueRpc => &["nlds-api.catalog.*"],
             Role::Monitor => &["nlds-api.monitor-put.*"],
             Role::MonitorRpc => &["nlds-api.monitor.*"],
             Role::Logger => &["nlds-api.log.*"],
+            Role::ArchivePut => &[
+                "nlds-api.archive-put.start",
+                "nlds-api.archive-put.system-stat",
+            ],
         }
     }
 
@@ -239,6 +248,7 @@ impl Role {
             Role::Monitor => Worker::MonitorPut,
             Role::MonitorRpc => Worker::Monitor,
             Role::Logger => Worker::Log,
+            Role::ArchivePut => Worker::ArchivePut,
         };
         RoutingKey::new(worker, Action::SystemStat)
     }

@@ -85,7 +85,7 @@ fn ensure_token(data: &Path) -> anyhow::Result<(PathBuf, String)> {
         write_private(
             &path,
             &format!(
-                "# bearer tokens of this embedded nlds-rs\n[[token]]\ntoken = \"{token}\"\nuser = \"{user}\"\ngroups = [\"{user}\"]\n"
+                "# bearer tokens of this embedded nlds-rs\n[[token]]\ntoken = \"{token}\"\nuser = \"{user}\"\ngroups = [\"{user}\"]\n# the operator of this instance: may trigger archive rounds\nadmin = true\n"
             ),
         )?;
     }
@@ -179,6 +179,10 @@ impl Embedded {
         settings.workers.database_url =
             format!("sqlite://{}?mode=rwc", data.join("nlds.db").display());
         settings.workers.log_dir = data.join("logs");
+        // The cold tier: the tape-library emulator under the data directory, unless configured.
+        if settings.workers.cold.backend == "dir" && settings.workers.cold.dir.root.is_relative() {
+            settings.workers.cold.dir.root = data.join(&settings.workers.cold.dir.root);
+        }
         settings.bus.kind = BusKind::Memory;
 
         let db = nlds_workers::db::connect(&settings.workers.database_url).await?;

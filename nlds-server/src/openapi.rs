@@ -31,6 +31,7 @@ impl Modify for Bearer {
         crate::routes::meta,
         crate::routes::stat,
         crate::routes::transaction,
+        crate::routes::admin_archive,
     ),
     components(schemas(
         nlds_core::error::ErrorBody,

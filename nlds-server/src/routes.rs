@@ -201,6 +201,26 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Readiness>) 
     (status, Json(Readiness { ready: ok, checks }))
 }
 
+/// `POST /api/v2/admin/archive`: start an archive round now (service operators only).
+#[utoipa::path(post, path = "/api/v2/admin/archive", responses((status = 202, description = "round requested"), (status = 403, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn admin_archive(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<(StatusCode, Json<serde_json::Value>)> {
+    if !caller.0.admin {
+        return Err(ServerError::new(
+            ErrorCode::Forbidden,
+            format!("{} is not a service operator (admin)", caller.0.user),
+        ));
+    }
+    let round = nlds_workers::archive::request_round(s.bus.as_ref()).await?;
+    tracing::info!(user = %caller.0.user, %round, "archive round requested");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "round": round })),
+    ))
+}
+
 /// `GET /api/v2/whoami`
 #[utoipa::path(get, path = "/api/v2/whoami", responses((status = 200, body = WhoAmI)), security(("bearer" = [])))]
 pub async fn whoami(caller: Caller) -> Json<WhoAmI> {

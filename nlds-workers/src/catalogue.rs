@@ -51,11 +51,17 @@ const BLAKE3: &str = "blake3";
 const WARM: &str = "warm";
 const COLD: &str = "cold";
 
+mod archive;
+pub use archive::{ArchiveConfig, member_of};
+
 /// The catalogue handler (roles `catalogue` and `catalogue-rpc`).
 pub struct Catalogue {
     db: DatabaseConnection,
     batch_files: usize,
     batch_bytes: u64,
+    archive: ArchiveConfig,
+    /// The cold store's kind, recorded with each aggregation and cold location.
+    cold_backend: String,
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -77,7 +83,16 @@ impl Catalogue {
             db,
             batch_files: batch_files.max(1),
             batch_bytes: batch_bytes.max(1),
+            archive: ArchiveConfig::default(),
+            cold_backend: "dir".into(),
         }
+    }
+
+    /// How archive rounds pack files, and the cold store's kind.
+    pub fn with_archive(mut self, archive: ArchiveConfig, cold_backend: impl Into<String>) -> Self {
+        self.archive = archive;
+        self.cold_backend = cold_backend.into();
+        self
     }
 
     async fn dispatch(&self, key: RoutingKey, env: &Envelope) -> Result<Outcome> {
@@ -168,6 +183,21 @@ impl Catalogue {
                 )
                 .await?,
             ))),
+            (Worker::CatalogArchiveNext, Action::Start, Payload::ArchiveNext) => {
+                self.archive_next().await
+            }
+            (
+                Worker::CatalogArchiveUpdate,
+                Action::Start,
+                Payload::ArchiveStored {
+                    aggregation_id,
+                    name,
+                    sums,
+                },
+            ) => self.archive_stored(env, *aggregation_id, name, sums).await,
+            (Worker::CatalogArchiveUpdate, Action::Start, Payload::Failed { files }) => {
+                self.archive_failed(env, files).await
+            }
             (
                 Worker::Catalog,
                 Action::Plan,
@@ -178,7 +208,12 @@ impl Catalogue {
                 },
             ) => Ok(reply(self.plan(env, filter, paths, *regex).await?)),
             (
-                Worker::CatalogCheck | Worker::CatalogPut | Worker::CatalogGet | Worker::Catalog,
+                Worker::CatalogCheck
+                | Worker::CatalogPut
+                | Worker::CatalogGet
+                | Worker::Catalog
+                | Worker::CatalogArchiveNext
+                | Worker::CatalogArchiveUpdate,
                 Action::Start
                 | Action::Setup
                 | Action::List
@@ -1537,6 +1572,9 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::PlanGet { .. } => "plan_get",
         Payload::Stat { .. } => "stat",
         Payload::SystemStat => "system_stat",
+        Payload::ArchiveNext => "archive_next",
+        Payload::ArchiveAggregate { .. } => "archive_aggregate",
+        Payload::ArchiveStored { .. } => "archive_stored",
         Payload::Reply(_) => "reply",
     }
 }

@@ -15,6 +15,10 @@ pub struct WorkerConfig {
     pub transfer: TransferConfig,
     /// Where the logger role writes one file per service.
     pub log_dir: PathBuf,
+    /// The cold tier's store.
+    pub cold: crate::cold::ColdConfig,
+    /// How archive rounds pack files and how often they run.
+    pub archive: crate::catalogue::ArchiveConfig,
 }
 
 impl Default for WorkerConfig {
@@ -25,6 +29,8 @@ impl Default for WorkerConfig {
             index: IndexConfig::default(),
             transfer: TransferConfig::default(),
             log_dir: PathBuf::from("logs"),
+            cold: Default::default(),
+            archive: Default::default(),
         }
     }
 }

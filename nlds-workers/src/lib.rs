@@ -9,10 +9,13 @@
 //! | catalogue | `catalog-check.start`, `catalog-put.start`, `catalog-get.start`, RPC `catalog.*` | `.complete` / `.failed` |
 //! | monitor | `monitor-put.init`, `monitor-put.start`, RPC `monitor.stat` | nothing |
 //! | logger | `log.*` | files under the log directory |
+//! | archive-put | `archive-put.start` (and a round timer) | `archive-put.complete` / `.failed`, `catalog-archive-next.start` |
 //!
 //! Handlers are idempotent and return an [`nlds_bus::Outcome`]; the bus publishes and acks.
 
+pub mod archive;
 pub mod catalogue;
+pub mod cold;
 pub mod config;
 pub mod db;
 pub mod indexer;

@@ -169,6 +169,17 @@ impl Handler for Router {
     async fn handle(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
         match (key.worker, key.action) {
             (Worker::Route, action) => self.start(action, env),
+            // Archiving: the writer's report goes to the catalogue, success or failure.
+            (Worker::ArchivePut, Action::Complete | Action::Failed) => Ok(Outcome::publish(
+                RoutingKey::new(Worker::CatalogArchiveUpdate, Action::Start),
+                env,
+            )),
+            // The catalogue gave up on an archive round or update (it logged why); an expired
+            // lease releases the files, so there is nothing to route.
+            (Worker::CatalogArchiveNext | Worker::CatalogArchiveUpdate, _) => {
+                tracing::warn!(%key, transaction.id = %env.transaction_id, "archive bookkeeping failed");
+                Ok(Outcome::none())
+            }
             (worker, Action::Complete) => self.next(worker, env),
             (worker, Action::Failed) => self.failed(worker, env),
             _ => Err(HandlerError::permanent(

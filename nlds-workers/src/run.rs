@@ -121,6 +121,7 @@ pub async fn connect_bus(cfg: &BusConfig) -> anyhow::Result<Arc<dyn Bus>> {
 pub struct Resources {
     db: OnceCell<sea_orm::DatabaseConnection>,
     s3: OnceCell<aws_sdk_s3::Client>,
+    cold: OnceCell<Arc<dyn crate::cold::ColdStore>>,
 }
 
 impl Resources {
@@ -157,6 +158,25 @@ impl Resources {
     }
 }
 
+impl Resources {
+    pub async fn cold(
+        &self,
+        cfg: &WorkerConfig,
+    ) -> anyhow::Result<Arc<dyn crate::cold::ColdStore>> {
+        self.cold
+            .get_or_try_init(|| async {
+                crate::cold::open(&cfg.cold).await.with_context(|| {
+                    format!(
+                        "cannot open the {} cold store (workers.cold)",
+                        cfg.cold.backend
+                    )
+                })
+            })
+            .await
+            .cloned()
+    }
+}
+
 /// Builds the handler of a role.
 pub async fn handler(
     role: Role,
@@ -177,10 +197,17 @@ pub async fn handler(
             cfg.object_store.bucket.clone(),
             cfg.transfer.clone(),
         )),
-        Role::Catalogue | Role::CatalogueRpc => Arc::new(crate::catalogue::Catalogue::new(
-            res.db(cfg).await?,
-            cfg.index.batch_files,
-            cfg.index.batch_bytes,
+        Role::Catalogue | Role::CatalogueRpc => Arc::new(
+            crate::catalogue::Catalogue::new(
+                res.db(cfg).await?,
+                cfg.index.batch_files,
+                cfg.index.batch_bytes,
+            )
+            .with_archive(cfg.archive.clone(), cfg.cold.backend.clone()),
+        ),
+        Role::ArchivePut => Arc::new(crate::archive::ArchivePut::new(
+            res.s3(cfg).await?,
+            res.cold(cfg).await?,
         )),
         Role::Monitor | Role::MonitorRpc => {
             Arc::new(crate::monitor::Monitor::new(res.db(cfg).await?))
@@ -219,6 +246,14 @@ pub async fn run_roles(
                 .with_context(|| format!("role {role} stopped"))
         });
         tracing::info!(%role, "role started");
+    }
+    if roles.contains(&Role::ArchivePut) {
+        let (bus, stop) = (bus.clone(), shutdown.clone());
+        let every = std::time::Duration::from_secs(cfg.archive.interval_secs);
+        tasks.spawn(async move {
+            crate::archive::run_scheduler(bus, every, stop).await;
+            Ok(())
+        });
     }
     while let Some(r) = tasks.join_next().await {
         r.context("role task crashed")??;

@@ -180,13 +180,13 @@ async fn unroutable_messages_are_errors_not_drops() {
     let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
     let err = bus
         .publish(
-            RoutingKey::new(Worker::ArchivePut, Action::Start),
+            RoutingKey::new(Worker::ArchiveGet, Action::Start),
             &env(&["/a"]),
         )
         .await
         .unwrap_err();
     assert!(
-        matches!(err, BusError::Unroutable(ref k) if k == "nlds-api.archive-put.start"),
+        matches!(err, BusError::Unroutable(ref k) if k == "nlds-api.archive-get.start"),
         "{err}"
     );
     bus.publish(RoutingKey::new(Worker::Index, Action::Start), &env(&["/a"]))

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::embedded::scenario;
 use crate::helpers::{Api, service, temp};
 
-const TOKEN: &str = "distributed-test-token-0123456789";
+pub const TOKEN: &str = "distributed-test-token-0123456789";
 
 /// Isolated services for one test: a RabbitMQ vhost, a PostgreSQL database and an S3 bucket.
 pub struct Services {
@@ -93,6 +93,7 @@ impl Services {
         workers.object_store.access_key = "testing".into();
         workers.object_store.secret_key = "testing".into();
         workers.object_store.bucket = self.bucket.clone();
+        workers.cold.dir.root = std::env::temp_dir().join(format!("{}-cold", self.vhost));
         Settings {
             bus: BusConfig {
                 kind: BusKind::Rabbitmq,
@@ -118,7 +119,7 @@ impl Drop for Services {
 }
 
 /// Starts the API server against the bus; returns its URL.
-async fn start_server(settings: &Settings, stop: CancellationToken) -> String {
+pub async fn start_server(settings: &Settings, stop: CancellationToken) -> String {
     start_server_with(settings, stop, 30).await
 }
 

@@ -12,6 +12,8 @@ use nlds_migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
+pub mod aggregation;
+pub mod aggregation_member;
 pub mod checksum;
 pub mod failed_file;
 pub mod file;

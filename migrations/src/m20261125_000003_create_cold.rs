@@ -1,0 +1,199 @@
+//! The cold tier's tables (owned by the catalogue role): `aggregation`, a tar file on the cold
+//! store, and `aggregation_member`, a file's place in one. A file's cold copy is its `location`
+//! row of tier `cold` (bucket = backend kind, key = aggregation name), written only once the
+//! aggregation is stored and verified.
+
+use sea_orm_migration::prelude::*;
+
+use crate::m20261125_000001_create_catalogue::{File, Holding};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+pub enum Aggregation {
+    Table,
+    Id,
+    Name,
+    /// The archive transaction writing it (the envelope's transaction id).
+    TransactionId,
+    HoldingId,
+    Backend,
+    /// `writing` (leased to an archive-put worker until `lease_until`) or `stored`.
+    State,
+    Size,
+    Members,
+    Adler32,
+    Crc32c,
+    Blake3,
+    Created,
+    LeaseUntil,
+    Stored,
+}
+
+#[derive(DeriveIden)]
+pub enum AggregationMember {
+    Table,
+    Id,
+    AggregationId,
+    FileId,
+    Position,
+    DataOffset,
+}
+
+fn id() -> ColumnDef {
+    ColumnDef::new(Alias::new("id"))
+        .big_integer()
+        .not_null()
+        .auto_increment()
+        .primary_key()
+        .take()
+}
+
+fn big(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col).big_integer().not_null().take()
+}
+
+fn big_null(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col).big_integer().null().take()
+}
+
+fn text(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col).text().not_null().take()
+}
+
+fn ts(col: impl IntoIden, null: bool) -> ColumnDef {
+    let mut c = ColumnDef::new(col);
+    c.timestamp_with_time_zone();
+    if null {
+        c.null();
+    } else {
+        c.not_null();
+    }
+    c.take()
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Aggregation::Table)
+                    .col(id())
+                    .col(text(Aggregation::Name))
+                    .col(text(Aggregation::TransactionId))
+                    .col(big(Aggregation::HoldingId))
+                    .col(text(Aggregation::Backend))
+                    .col(text(Aggregation::State))
+                    .col(big(Aggregation::Size))
+                    .col(big(Aggregation::Members))
+                    .col(big_null(Aggregation::Adler32))
+                    .col(big_null(Aggregation::Crc32c))
+                    .col(ColumnDef::new(Aggregation::Blake3).text().null())
+                    .col(ts(Aggregation::Created, false))
+                    .col(ts(Aggregation::LeaseUntil, true))
+                    .col(ts(Aggregation::Stored, true))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_aggregation_holding")
+                            .from(Aggregation::Table, Aggregation::HoldingId)
+                            .to(Holding::Table, Holding::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .take(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("uq_aggregation_name")
+                    .table(Aggregation::Table)
+                    .col(Aggregation::Name)
+                    .unique()
+                    .take(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("uq_aggregation_transaction")
+                    .table(Aggregation::Table)
+                    .col(Aggregation::TransactionId)
+                    .unique()
+                    .take(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_aggregation_holding")
+                    .table(Aggregation::Table)
+                    .col(Aggregation::HoldingId)
+                    .take(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(AggregationMember::Table)
+                    .col(id())
+                    .col(big(AggregationMember::AggregationId))
+                    .col(big(AggregationMember::FileId))
+                    .col(big(AggregationMember::Position))
+                    .col(big(AggregationMember::DataOffset))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_member_aggregation")
+                            .from(AggregationMember::Table, AggregationMember::AggregationId)
+                            .to(Aggregation::Table, Aggregation::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_member_file")
+                            .from(AggregationMember::Table, AggregationMember::FileId)
+                            .to(File::Table, File::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .take(),
+            )
+            .await?;
+        // A file is in at most one aggregation: two archivers can never both take it.
+        manager
+            .create_index(
+                Index::create()
+                    .name("uq_member_file")
+                    .table(AggregationMember::Table)
+                    .col(AggregationMember::FileId)
+                    .unique()
+                    .take(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("uq_member_position")
+                    .table(AggregationMember::Table)
+                    .col(AggregationMember::AggregationId)
+                    .col(AggregationMember::Position)
+                    .unique()
+                    .take(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            AggregationMember::Table.into_iden(),
+            Aggregation::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).if_exists().take())
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,260 @@
+//! Archiving to the cold tier in embedded mode (the `dir` tape emulator): an admin-triggered round
+//! packs every warm-only file into verified tar aggregates, and only then does `find` show cold
+//! copies.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use nlds_core::State;
+use nlds_core::api::{FilePage, Tier};
+use nlds_server::ServerSettings;
+use nlds_server::embedded::{Embedded, EmbeddedOptions};
+use sea_orm::{ConnectionTrait, Database, Statement};
+use serde_json::json;
+
+use crate::helpers::{Api, temp};
+
+async fn start(data: &std::path::Path) -> Embedded {
+    let mut settings = ServerSettings::default();
+    settings.workers.archive.interval_secs = 0; // rounds only when asked
+    settings.workers.archive.aggregate_bytes = 64 * 1024;
+    settings.workers.archive.aggregate_members = 40;
+    settings.workers.archive.aggregates_per_holding = 1000;
+    Embedded::start(EmbeddedOptions {
+        data_dir: data.to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        external_object_store: None,
+        settings,
+    })
+    .await
+    .unwrap()
+}
+
+async fn files(api: &Api, label: &str) -> FilePage {
+    let (s, b) = api
+        .get(&format!("/api/v2/files?label={label}&limit=10000"))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    serde_json::from_value(b).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_round_packs_warm_files_into_verified_aggregates() {
+    let data = temp();
+    let e = start(data.path()).await;
+    let api = Api::new(&e.url, &e.token);
+    let src = temp();
+    let root = src.path().join("campaign");
+    std::fs::create_dir_all(root.join("small")).unwrap();
+    let mut originals: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for i in 0..120 {
+        let p = root.join(format!("small/f{i:03}.dat"));
+        let body: Vec<u8> = (0..(i * 37 % 3000)).map(|j| (i + j) as u8).collect();
+        std::fs::write(&p, &body).unwrap();
+        originals.insert(p.to_string_lossy().into_owned(), body);
+    }
+    let big = root.join("big.bin");
+    let body: Vec<u8> = (0..300_000u32).map(|j| (j % 251) as u8).collect();
+    std::fs::write(&big, &body).unwrap();
+    originals.insert(big.to_string_lossy().into_owned(), body);
+    let put = api
+        .put_and_wait(json!({"paths": [root], "label": "campaign"}))
+        .await;
+    assert_eq!(put.state, State::Complete, "{put:#?}");
+
+    // Before a round: warm copies only.
+    let before = files(&api, "campaign").await;
+    assert!(
+        before
+            .files
+            .iter()
+            .all(|f| f.locations.iter().all(|l| l.tier == Tier::Warm))
+    );
+
+    // Only an operator may start a round.
+    let (s, b) = api.post("/api/v2/admin/archive", &json!({})).await;
+    assert_eq!(s, 202, "{b}");
+
+    let start = Instant::now();
+    let page = loop {
+        let page = files(&api, "campaign").await;
+        let plain: Vec<_> = page
+            .files
+            .iter()
+            .filter(|f| f.kind == nlds_core::PathKind::File)
+            .collect();
+        if plain
+            .iter()
+            .all(|f| f.locations.iter().any(|l| l.tier == Tier::Cold))
+        {
+            break page;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not archived: {page:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // Every file keeps its warm copy and has exactly one cold one, in a named aggregate.
+    let mut by_aggregate: HashMap<String, Vec<String>> = HashMap::new();
+    for f in page
+        .files
+        .iter()
+        .filter(|f| f.kind == nlds_core::PathKind::File)
+    {
+        assert!(f.locations.iter().any(|l| l.tier == Tier::Warm), "{f:?}");
+        let cold: Vec<_> = f
+            .locations
+            .iter()
+            .filter(|l| l.tier == Tier::Cold)
+            .collect();
+        assert_eq!(cold.len(), 1, "{f:?}");
+        assert_eq!(cold[0].bucket, "dir");
+        by_aggregate
+            .entry(cold[0].key.clone())
+            .or_default()
+            .push(f.path.clone());
+    }
+    // The big file (over the 64 KiB target) is alone; the small ones share aggregates of at most
+    // 40 members.
+    let big_s = big.to_string_lossy().into_owned();
+    let alone: Vec<_> = by_aggregate
+        .values()
+        .filter(|v| v.contains(&big_s))
+        .collect();
+    assert_eq!(alone.len(), 1);
+    assert_eq!(alone[0].len(), 1, "a large file is archived alone");
+    assert!(by_aggregate.values().all(|v| v.len() <= 40));
+    assert!(by_aggregate.len() >= 4, "{:?}", by_aggregate.keys());
+
+    // Each aggregate on the tape emulator is a tar holding exactly its members' bytes, and the
+    // checksums the catalogue recorded are those of the file on tape.
+    let db = Database::connect(format!(
+        "sqlite://{}?mode=ro",
+        data.path().join("nlds.db").display()
+    ))
+    .await
+    .unwrap();
+    for (name, paths) in &by_aggregate {
+        let tar_path = data.path().join("cold/tape").join(name);
+        let bytes = std::fs::read(&tar_path).unwrap();
+        let mut ar = tar::Archive::new(std::io::Cursor::new(&bytes));
+        let mut seen = Vec::new();
+        for entry in ar.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = format!("/{}", entry.path().unwrap().display());
+            let mut content = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+            assert_eq!(&content, originals.get(&path).unwrap(), "{path} in {name}");
+            seen.push(path);
+        }
+        let mut want = paths.clone();
+        want.sort();
+        seen.sort();
+        assert_eq!(seen, want, "{name}");
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!(
+                    "SELECT state, size, adler32, blake3 FROM aggregation WHERE name = '{name}'"
+                ),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<String>("", "state").unwrap(), "stored");
+        assert_eq!(row.try_get::<i64>("", "size").unwrap(), bytes.len() as i64);
+        let mut a = adler2::Adler32::new();
+        a.write_slice(&bytes);
+        assert_eq!(
+            row.try_get::<i64>("", "adler32").unwrap(),
+            i64::from(a.checksum())
+        );
+        assert_eq!(
+            row.try_get::<String>("", "blake3").unwrap(),
+            blake3::hash(&bytes).to_hex().to_string()
+        );
+    }
+
+    // A second round finds nothing left to archive.
+    let (s, _) = api.post("/api/v2/admin/archive", &json!({})).await;
+    assert_eq!(s, 202);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let count = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM aggregation".to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(count as usize, by_aggregate.len());
+    e.stop().await.unwrap();
+}
+
+/// The same over RabbitMQ, PostgreSQL and moto: the round runs through the real broker and the
+/// catalogue's leases live in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_archive_round_over_the_distributed_services() {
+    use crate::distributed::{Services, TOKEN, start_roles, start_server};
+    let Some(svc) = Services::new().await else {
+        return;
+    };
+    let mut settings = svc.settings();
+    settings.workers.archive.interval_secs = 0;
+    settings.workers.archive.aggregate_bytes = 4096;
+    settings.workers.archive.aggregate_members = 10;
+    settings.workers.archive.aggregates_per_holding = 100;
+    let cold = temp();
+    settings.workers.cold.dir.root = cold.path().to_owned();
+    let stop = tokio_util::sync::CancellationToken::new();
+    start_roles(&settings, nlds_workers::run::all_roles(), stop.clone());
+    let url = start_server(&settings, stop.clone()).await;
+    let api = Api::new(&url, TOKEN);
+    let src = temp();
+    for i in 0..25 {
+        std::fs::write(src.path().join(format!("f{i}")), vec![i as u8; 1000]).unwrap();
+    }
+    let put = api
+        .put_and_wait(json!({"paths": [src.path()], "label": "dist-archive"}))
+        .await;
+    assert_eq!(put.state, State::Complete, "{put:#?}");
+    let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
+    nlds_workers::archive::request_round(bus.as_ref())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let page = loop {
+        let page = files(&api, "dist-archive").await;
+        let plain: Vec<_> = page
+            .files
+            .iter()
+            .filter(|f| f.kind == nlds_core::PathKind::File)
+            .collect();
+        if plain.len() == 25
+            && plain
+                .iter()
+                .all(|f| f.locations.iter().any(|l| l.tier == Tier::Cold))
+        {
+            break page;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{page:#?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let aggregates: std::collections::BTreeSet<String> = page
+        .files
+        .iter()
+        .flat_map(|f| f.locations.iter())
+        .filter(|l| l.tier == Tier::Cold)
+        .map(|l| l.key.clone())
+        .collect();
+    // 25 files of 1000 bytes, at most 4 KiB (so 4 files) per aggregate: 7 aggregates on "tape".
+    assert_eq!(aggregates.len(), 7, "{aggregates:?}");
+    for a in &aggregates {
+        assert!(cold.path().join("tape").join(a).is_file(), "{a}");
+    }
+    stop.cancel();
+}

@@ -1,0 +1,227 @@
+//! The archive-put role: writes an aggregate to the cold store, streaming its members from the
+//! warm tier (no local copy), and verifies it with the store before reporting it stored.
+//!
+//! `archive-put.start` ([`Payload::ArchiveAggregate`]) → tar stream ([`aggregate::stream`]) →
+//! [`ColdStore::write`] → [`ColdStore::checksum`] compared with the checksums of the bytes sent →
+//! `archive-put.complete` ([`Payload::ArchiveStored`]). A store that cannot be reached is a
+//! transient failure (the bus retries with back-off; the catalogue's lease frees the files if the
+//! retries run out); a write that fails or does not verify is removed from the store and reported
+//! as `archive-put.failed`, which makes the catalogue forget the aggregation.
+//!
+//! The scheduler ([`run_scheduler`]) also lives here: every `archive.interval_secs` it asks the
+//! catalogue for a round (`catalog-archive-next.start`). Rounds are safe to run concurrently, so
+//! every archive-put process may run one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nlds_bus::{Bus, Handler, HandlerError, Outcome};
+use nlds_core::api::ApiAction;
+use nlds_core::message::{AggregateSums, ArchiveMember};
+use nlds_core::{Action, Envelope, ErrorCode, FailedFile, Payload, RoutingKey, Worker};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::catalogue::member_of;
+use crate::cold::aggregate::{self, Checksums};
+use crate::cold::{ByteReader, ColdError, ColdStore, StoredChecksum};
+use crate::s3::S3Error;
+
+/// The archive-put handler.
+pub struct ArchivePut {
+    s3: aws_sdk_s3::Client,
+    cold: Arc<dyn ColdStore>,
+}
+
+impl ArchivePut {
+    pub fn new(s3: aws_sdk_s3::Client, cold: Arc<dyn ColdStore>) -> Self {
+        Self { s3, cold }
+    }
+
+    async fn write(
+        &self,
+        env: &Envelope,
+        aggregation_id: i64,
+        name: &str,
+        members: &[ArchiveMember],
+    ) -> Result<Outcome, HandlerError> {
+        let tar: Vec<aggregate::Member> = members.iter().map(member_of).collect();
+        let layout = aggregate::layout(&tar).map_err(|e| fail(name, &e))?;
+        let objects: Vec<(String, String, String)> = members
+            .iter()
+            .map(|m| {
+                (
+                    m.object.bucket.clone(),
+                    m.object.key.clone(),
+                    m.path.clone(),
+                )
+            })
+            .collect();
+        let s3 = self.s3.clone();
+        let (reader, sums) = aggregate::stream(tar, move |i| {
+            let (bucket, key, path) = objects[i].clone();
+            let s3 = s3.clone();
+            async move { open_object(&s3, &bucket, &key, &path).await }
+        });
+        let written = self.cold.write(name, layout.size, reader).await;
+        let streamed = sums
+            .await
+            .unwrap_or_else(|_| Err(ColdError::Failed("the aggregate stream was dropped".into())));
+        let sums = match (streamed, written) {
+            (Ok(sums), Ok(())) => sums,
+            // A member that could not be read explains a short write better than the store does.
+            (Err(e), _) | (Ok(_), Err(e)) => return self.failed(env, name, e).await,
+        };
+        if let Err(e) = self.verify(name, &sums).await {
+            return self.failed(env, name, e).await;
+        }
+        tracing::info!(aggregation = %name, bytes = sums.size, adler32 = format!("{:08x}", sums.adler32),
+            "aggregate written and verified");
+        Ok(Outcome::publish(
+            RoutingKey::new(Worker::ArchivePut, Action::Complete),
+            env.reply(Payload::ArchiveStored {
+                aggregation_id,
+                name: name.to_owned(),
+                sums: AggregateSums {
+                    size: sums.size,
+                    adler32: sums.adler32,
+                    crc32c: sums.crc32c,
+                    blake3: sums.blake3,
+                },
+            }),
+        ))
+    }
+
+    /// Compares the store's own checksum of what it holds with the checksums of what was sent.
+    async fn verify(&self, name: &str, sent: &Checksums) -> Result<(), ColdError> {
+        match self.cold.checksum(name).await? {
+            Some(StoredChecksum::Adler32(got)) if got != sent.adler32 => {
+                Err(ColdError::Failed(format!(
+                    "aggregate {name} failed verification: the {} store reports adler32 {got:08x}, {:08x} was written",
+                    self.cold.kind(),
+                    sent.adler32
+                )))
+            }
+            Some(StoredChecksum::Crc32c(got)) if got != sent.crc32c => {
+                Err(ColdError::Failed(format!(
+                    "aggregate {name} failed verification: the {} store reports crc32c {got:08x}, {:08x} was written",
+                    self.cold.kind(),
+                    sent.crc32c
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A transient failure goes back to the bus (retried with back-off); any other removes what
+    /// was written and reports the aggregate failed.
+    async fn failed(
+        &self,
+        env: &Envelope,
+        name: &str,
+        e: ColdError,
+    ) -> Result<Outcome, HandlerError> {
+        if e.is_transient() {
+            return Err(HandlerError::transient(e.code(), e.to_string()));
+        }
+        if let Err(rm) = self.cold.remove(name).await {
+            tracing::warn!(aggregation = %name, error = %rm, "could not remove a failed aggregate");
+        }
+        tracing::warn!(aggregation = %name, error = %e, "aggregate not archived");
+        Ok(Outcome::publish(
+            RoutingKey::new(Worker::ArchivePut, Action::Failed),
+            env.reply(Payload::Failed {
+                files: vec![FailedFile::new(
+                    format!("aggregate {name}"),
+                    ErrorCode::StorageError,
+                    e.to_string(),
+                )],
+            }),
+        ))
+    }
+}
+
+fn fail(name: &str, e: &ColdError) -> HandlerError {
+    HandlerError::permanent(ErrorCode::Internal, format!("aggregate {name}: {e}"))
+}
+
+/// A warm object as a stream.
+async fn open_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    path: &str,
+) -> Result<ByteReader, ColdError> {
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => Ok(Box::pin(o.body.into_async_read())),
+        Err(e) => {
+            let e = S3Error::from_sdk(format!("reading the warm copy of {path}"), &e);
+            Err(if e.transient {
+                ColdError::Unavailable(e.message)
+            } else {
+                ColdError::Failed(e.message)
+            })
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for ArchivePut {
+    async fn handle(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
+        match (key.worker, key.action, &env.payload) {
+            (
+                Worker::ArchivePut,
+                Action::Start,
+                Payload::ArchiveAggregate {
+                    aggregation_id,
+                    name,
+                    members,
+                    ..
+                },
+            ) => self.write(&env, *aggregation_id, name, members).await,
+            _ => Err(HandlerError::permanent(
+                ErrorCode::BadRequest,
+                format!("archive-put does not handle {key}"),
+            )),
+        }
+    }
+}
+
+/// Asks the catalogue for an archive round now.
+pub async fn request_round(bus: &dyn Bus) -> Result<Uuid, nlds_bus::BusError> {
+    let tid = Uuid::new_v4();
+    let env = Envelope::new(
+        tid,
+        "nlds",
+        "nlds",
+        ApiAction::ArchivePut,
+        "archive-next",
+        Payload::ArchiveNext,
+    );
+    bus.publish(
+        RoutingKey::new(Worker::CatalogArchiveNext, Action::Start),
+        &env,
+    )
+    .await?;
+    Ok(tid)
+}
+
+/// Requests a round every `interval` until `shutdown` (nothing when `interval` is zero).
+pub async fn run_scheduler(bus: Arc<dyn Bus>, interval: Duration, shutdown: CancellationToken) {
+    if interval.is_zero() {
+        return;
+    }
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = request_round(bus.as_ref()).await {
+                    tracing::warn!(error = %e, "could not request an archive round; will try at the next tick");
+                }
+            }
+        }
+    }
+}

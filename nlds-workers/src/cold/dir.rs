@@ -1,0 +1,1078 @@
+//! `dir`: a tape-library emulator on a local directory, the embedded default.
+//!
+//! It behaves like a tape library: an aggregate goes "to tape" when it is written and is then
+//! *offline*. It must be staged (recalled) before it can be read, staging takes
+//! [`DirConfig::stage_delay_ms`], and reading an unstaged aggregate fails with
+//! [`ColdError::Offline`], as a read from tape that was not recalled does.
+//!
+//! Layout under [`DirConfig::root`] (a name `h1/a.tar` maps to the same relative path in each):
+//! - `tape/<name>`: the cold copy. Written atomically: a temporary file in the same directory,
+//!   fsync, rename, fsync of the directory. A failed, short or over-long stream never leaves a
+//!   file under the final name (the temporary is removed, also when the write is cancelled).
+//! - `staged/<name>`: the online copy, a hard link to the cold copy (or a copy where hard links
+//!   are not supported).
+//! - `requests/<name>`: a durable stage request, JSON `{"requested_at_ms": <unix ms>}`, written
+//!   atomically. Requests are the only staging state, so a request made before a restart still
+//!   completes after the delay: there is no background task, the staged copy is materialised by
+//!   the first [`ColdStore::stat`] or [`ColdStore::read`] that finds the request old enough.
+//!
+//! Temporary files are named `<file>.~tmp.<uuid>`; `~` is not allowed in names, so a temporary
+//! can never collide with an aggregate. Temporaries orphaned by a crash are not swept (they are
+//! never visible under a name; only their space is lost).
+//!
+//! Semantics worth knowing:
+//! - a freshly written (or rewritten) aggregate is **offline**: any earlier staged copy and stage
+//!   request of that name are dropped, as a new copy went to tape;
+//! - [`ColdStore::checksum`] hashes `tape/<name>` itself (adler32), the emulator's equivalent of
+//!   a tape front end's checksum query; it does not need the aggregate to be staged;
+//! - [`ColdStore::stage`] keeps the time of the first request (re-staging does not restart the
+//!   delay) and answers [`ColdError::NotFound`] (naming the first missing one) if any name has no
+//!   aggregate, after recording requests for the others;
+//! - a failed rewrite leaves the previous aggregate of that name intact (the rename never
+//!   happened).
+
+use std::fmt::Display;
+use std::io::{self, ErrorKind};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::fs;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{
+    AggregateStat, ByteReader, ColdError, ColdResult, ColdStore, StoredChecksum, check_name,
+};
+
+/// Bytes read from a write's stream at a time.
+const CHUNK: usize = 1 << 20;
+
+/// `[workers.cold.dir]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DirConfig {
+    /// The library's directory; `tape/`, `staged/` and `requests/` are created under it.
+    pub root: PathBuf,
+    /// How long a stage request takes to bring an aggregate online, in milliseconds.
+    pub stage_delay_ms: u64,
+}
+
+impl Default for DirConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("cold"),
+            stage_delay_ms: 2000,
+        }
+    }
+}
+
+/// A stage request as stored under `requests/`.
+#[derive(Debug, Serialize, Deserialize)]
+struct StageRequest {
+    requested_at_ms: u64,
+}
+
+/// The `dir` cold store. Cheap to clone; `Send + Sync`, so it can be shared in an `Arc`.
+#[derive(Debug, Clone)]
+pub struct DirStore {
+    tape: PathBuf,
+    staged: PathBuf,
+    requests: PathBuf,
+    stage_delay_ms: u64,
+}
+
+impl DirStore {
+    /// Opens (creating if needed) the library under `cfg.root`. Existing aggregates, staged
+    /// copies and stage requests are kept.
+    pub fn new(cfg: DirConfig) -> ColdResult<Self> {
+        let store = Self {
+            tape: cfg.root.join("tape"),
+            staged: cfg.root.join("staged"),
+            requests: cfg.root.join("requests"),
+            stage_delay_ms: cfg.stage_delay_ms,
+        };
+        for dir in [&store.tape, &store.staged, &store.requests] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| io_error(format_args!("creating {}", dir.display()), e))?;
+        }
+        Ok(store)
+    }
+
+    /// Where the cold copy of `name` lives, for tests that tamper with an aggregate (e.g. flip
+    /// a byte to check that verification catches it). `name` must be valid ([`check_name`]).
+    pub fn tape_path(&self, name: &str) -> PathBuf {
+        self.tape.join(name)
+    }
+
+    fn staged_path(&self, name: &str) -> PathBuf {
+        self.staged.join(name)
+    }
+
+    fn request_path(&self, name: &str) -> PathBuf {
+        self.requests.join(name)
+    }
+
+    /// The size of the cold copy, or `None` if there is no aggregate `name`.
+    async fn tape_size(&self, name: &str) -> ColdResult<Option<u64>> {
+        let path = self.tape_path(name);
+        match fs::metadata(&path).await {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None), // a directory of aggregates, not an aggregate
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(io_error(format_args!("stat {}", path.display()), e)),
+        }
+    }
+
+    /// When `name` was asked to be staged, if it was.
+    async fn request_time(&self, name: &str) -> ColdResult<Option<u64>> {
+        let path = self.request_path(name);
+        let text = match fs::read(&path).await {
+            Ok(t) => t,
+            Err(e) if is_missing(&e) || e.kind() == ErrorKind::IsADirectory => return Ok(None),
+            Err(e) => return Err(io_error(format_args!("reading {}", path.display()), e)),
+        };
+        if let Ok(req) = serde_json::from_slice::<StageRequest>(&text) {
+            return Ok(Some(req.requested_at_ms));
+        }
+        // Unreadable record (written by hand?): it is still a request; date it by its mtime.
+        let mtime = fs::metadata(&path)
+            .await
+            .and_then(|m| m.modified())
+            .ok()
+            .map_or(0, unix_ms);
+        Ok(Some(mtime))
+    }
+
+    /// Records a stage request for `name` made at `at_ms`, durably.
+    async fn write_request(&self, name: &str, at_ms: u64) -> ColdResult<()> {
+        let path = self.request_path(name);
+        let body = serde_json::to_vec(&StageRequest {
+            requested_at_ms: at_ms,
+        })
+        .map_err(|e| ColdError::Failed(format!("encoding the stage request for {name}: {e}")))?;
+        blocking(
+            format!("recording the stage request for {name}"),
+            move || {
+                let dir = parent(&path);
+                std::fs::create_dir_all(dir)?;
+                let tmp = TempFile::new(temp_path(&path));
+                {
+                    let mut f = std::fs::File::create(tmp.path())?;
+                    io::Write::write_all(&mut f, &body)?;
+                    f.sync_all()?;
+                }
+                std::fs::rename(tmp.path(), &path)?;
+                tmp.disarm();
+                sync_dir(dir)
+            },
+        )
+        .await
+    }
+
+    /// Is `name` online? Materialises the staged copy of a request older than the delay.
+    async fn ensure_online(&self, name: &str) -> ColdResult<bool> {
+        if is_file(&self.staged_path(name)).await? {
+            return Ok(true);
+        }
+        let Some(at) = self.request_time(name).await? else {
+            return Ok(false);
+        };
+        if now_ms().saturating_sub(at) < self.stage_delay_ms {
+            return Ok(false);
+        }
+        self.materialise(name).await
+    }
+
+    /// Creates `staged/<name>` from `tape/<name>`; `false` if the cold copy has gone.
+    async fn materialise(&self, name: &str) -> ColdResult<bool> {
+        let src = self.tape_path(name);
+        let dst = self.staged_path(name);
+        blocking(format!("staging {name}"), move || {
+            let dir = parent(&dst);
+            std::fs::create_dir_all(dir)?;
+            let tmp = TempFile::new(temp_path(&dst));
+            match std::fs::hard_link(&src, tmp.path()) {
+                Ok(()) => {}
+                Err(e) if is_missing(&e) => return Ok(false),
+                Err(_) => {
+                    // No hard links here (or across these directories): copy instead.
+                    match std::fs::copy(&src, tmp.path()) {
+                        Ok(_) => {}
+                        Err(e) if is_missing(&e) => return Ok(false),
+                        Err(e) => return Err(e),
+                    }
+                    std::fs::File::open(tmp.path())?.sync_all()?;
+                }
+            }
+            std::fs::rename(tmp.path(), &dst)?;
+            tmp.disarm();
+            sync_dir(dir)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Drops the online state of `name`: its staged copy and its stage request.
+    async fn clear_online(&self, name: &str) -> ColdResult<()> {
+        remove_if_present(&self.request_path(name)).await?;
+        remove_if_present(&self.staged_path(name)).await
+    }
+
+    /// Streams exactly `size` bytes of `body` into the temporary `tmp` and syncs it.
+    async fn write_temp(
+        &self,
+        name: &str,
+        tmp: &Path,
+        size: u64,
+        body: &mut ByteReader,
+    ) -> ColdResult<()> {
+        let mut file = fs::File::create(tmp)
+            .await
+            .map_err(|e| io_error(format_args!("creating {}", tmp.display()), e))?;
+        let werr = |e| io_error(format_args!("writing {}", tmp.display()), e);
+        let mut buf = vec![0u8; CHUNK];
+        let mut total: u64 = 0;
+        loop {
+            let n = body.read(&mut buf).await.map_err(|e| {
+                ColdError::Failed(format!(
+                    "reading the stream for {name} after {total} bytes: {e}"
+                ))
+            })?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > size {
+                return Err(ColdError::Failed(format!(
+                    "the stream for {name} is longer than the declared {size} bytes"
+                )));
+            }
+            file.write_all(&buf[..n]).await.map_err(werr)?;
+        }
+        if total < size {
+            return Err(ColdError::Failed(format!(
+                "the stream for {name} ended after {total} of {size} bytes"
+            )));
+        }
+        file.flush().await.map_err(werr)?;
+        file.sync_all().await.map_err(werr)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ColdStore for DirStore {
+    fn kind(&self) -> &'static str {
+        "dir"
+    }
+
+    async fn write(&self, name: &str, size: u64, mut body: ByteReader) -> ColdResult<()> {
+        check_name(name)?;
+        let dest = self.tape_path(name);
+        let dir = parent(&dest).to_path_buf();
+        fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| io_error(format_args!("creating {}", dir.display()), e))?;
+        // Removed on every early return and on cancellation.
+        let tmp = TempFile::new(temp_path(&dest));
+        self.write_temp(name, tmp.path(), size, &mut body).await?;
+        // A new copy went to tape: whatever was online is stale. Cleared before the rename (so
+        // no stale copy can outlive it) and after (a stat racing the write could have
+        // materialised the old copy in between).
+        self.clear_online(name).await?;
+        fs::rename(tmp.path(), &dest)
+            .await
+            .map_err(|e| io_error(format_args!("renaming into {}", dest.display()), e))?;
+        tmp.disarm();
+        blocking(format!("syncing {}", dir.display()), move || sync_dir(&dir)).await?;
+        self.clear_online(name).await
+    }
+
+    async fn stat(&self, name: &str) -> ColdResult<Option<AggregateStat>> {
+        check_name(name)?;
+        let Some(size) = self.tape_size(name).await? else {
+            return Ok(None);
+        };
+        let online = self.ensure_online(name).await?;
+        Ok(Some(AggregateStat { size, online }))
+    }
+
+    async fn checksum(&self, name: &str) -> ColdResult<Option<StoredChecksum>> {
+        check_name(name)?;
+        let path = self.tape_path(name);
+        let missing = ColdError::NotFound(name.to_string());
+        let sum = tokio::task::spawn_blocking(move || -> io::Result<Option<u32>> {
+            let file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if is_missing(&e) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if !file.metadata()?.is_file() {
+                return Ok(None);
+            }
+            adler2::adler32(io::BufReader::with_capacity(CHUNK, file)).map(Some)
+        })
+        .await
+        .map_err(|e| ColdError::Failed(format!("checksumming {name}: {e}")))?
+        .map_err(|e| io_error(format_args!("checksumming {name}"), e))?;
+        match sum {
+            Some(sum) => Ok(Some(StoredChecksum::Adler32(sum))),
+            None => Err(missing),
+        }
+    }
+
+    async fn stage(&self, names: &[String]) -> ColdResult<()> {
+        for name in names {
+            check_name(name)?;
+        }
+        let mut missing = None;
+        for name in names {
+            if self.tape_size(name).await?.is_none() {
+                missing.get_or_insert_with(|| name.clone());
+                continue;
+            }
+            if is_file(&self.staged_path(name)).await? || self.request_time(name).await?.is_some() {
+                continue; // online already, or on its way: keep the first request's time
+            }
+            self.write_request(name, now_ms()).await?;
+        }
+        match missing {
+            Some(name) => Err(ColdError::NotFound(name)),
+            None => Ok(()),
+        }
+    }
+
+    async fn read(&self, name: &str) -> ColdResult<ByteReader> {
+        check_name(name)?;
+        if self.tape_size(name).await?.is_none() {
+            return Err(ColdError::NotFound(name.to_string()));
+        }
+        if !self.ensure_online(name).await? {
+            return Err(ColdError::Offline(name.to_string()));
+        }
+        let path = self.staged_path(name);
+        match fs::File::open(&path).await {
+            Ok(f) => Ok(Box::pin(f)),
+            // Evicted between the check and the open.
+            Err(e) if is_missing(&e) => Err(ColdError::Offline(name.to_string())),
+            Err(e) => Err(io_error(format_args!("opening {}", path.display()), e)),
+        }
+    }
+
+    async fn evict(&self, name: &str) -> ColdResult<()> {
+        check_name(name)?;
+        self.clear_online(name).await
+    }
+
+    async fn remove(&self, name: &str) -> ColdResult<()> {
+        check_name(name)?;
+        // The request first, so nothing re-stages it while the copies go.
+        remove_if_present(&self.request_path(name)).await?;
+        remove_if_present(&self.tape_path(name)).await?;
+        remove_if_present(&self.staged_path(name)).await
+    }
+}
+
+/// A temporary file removed on drop unless disarmed.
+struct TempFile(Option<PathBuf>);
+
+impl TempFile {
+    fn new(path: PathBuf) -> Self {
+        Self(Some(path))
+    }
+
+    fn path(&self) -> &Path {
+        self.0
+            .as_deref()
+            .expect("a TempFile has a path until disarmed")
+    }
+
+    /// It was renamed into place: keep it.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// `<dir>/<file>.~tmp.<uuid>`: beside `path`, and never a valid aggregate name.
+fn temp_path(path: &Path) -> PathBuf {
+    let file = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!("{file}.~tmp.{}", uuid::Uuid::new_v4().simple()))
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
+}
+
+/// Makes a rename or unlink in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// No such file, or a path component that is a file rather than a directory.
+fn is_missing(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory)
+}
+
+async fn is_file(path: &Path) -> ColdResult<bool> {
+    match fs::metadata(path).await {
+        Ok(m) => Ok(m.is_file()),
+        Err(e) if is_missing(&e) => Ok(false),
+        Err(e) => Err(io_error(format_args!("stat {}", path.display()), e)),
+    }
+}
+
+/// Removes the file at `path`; a missing file (or a directory, which is not an aggregate) is fine.
+async fn remove_if_present(path: &Path) -> ColdResult<()> {
+    match fs::remove_file(path).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_missing(&e) || e.kind() == ErrorKind::IsADirectory => Ok(()),
+        Err(e) => Err(io_error(format_args!("removing {}", path.display()), e)),
+    }
+}
+
+/// Runs blocking file-system work off the async threads.
+async fn blocking<T: Send + 'static>(
+    what: String,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> ColdResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(io_error(what, e)),
+        Err(e) => Err(ColdError::Failed(format!("{what}: {e}"))),
+    }
+}
+
+/// A full disk or a timeout is worth retrying; anything else is a failure.
+fn io_error(what: impl Display, e: io::Error) -> ColdError {
+    let msg = format!("{what}: {e}");
+    match e.kind() {
+        ErrorKind::StorageFull
+        | ErrorKind::QuotaExceeded
+        | ErrorKind::TimedOut
+        | ErrorKind::Interrupted
+        | ErrorKind::WouldBlock => ColdError::Unavailable(msg),
+        _ => ColdError::Failed(msg),
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn now_ms() -> u64 {
+    unix_ms(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::task::{Context, Poll};
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    use super::*;
+
+    const MOD_ADLER: u32 = 65521;
+
+    /// A reference adler32 (RFC 1950), independent of the crate the store uses.
+    #[derive(Clone, Copy)]
+    struct RefAdler(u32, u32);
+
+    impl RefAdler {
+        fn new() -> Self {
+            Self(1, 0)
+        }
+        fn update(&mut self, data: &[u8]) {
+            for &x in data {
+                self.0 = (self.0 + u32::from(x)) % MOD_ADLER;
+                self.1 = (self.1 + self.0) % MOD_ADLER;
+            }
+        }
+        fn sum(self) -> u32 {
+            (self.1 << 16) | self.0
+        }
+    }
+
+    fn ref_adler32(data: &[u8]) -> u32 {
+        let mut a = RefAdler::new();
+        a.update(data);
+        a.sum()
+    }
+
+    fn store(root: &Path, delay_ms: u64) -> DirStore {
+        DirStore::new(DirConfig {
+            root: root.to_path_buf(),
+            stage_delay_ms: delay_ms,
+        })
+        .unwrap()
+    }
+
+    fn body(bytes: &[u8]) -> ByteReader {
+        Box::pin(io::Cursor::new(bytes.to_vec()))
+    }
+
+    fn content(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+            .collect()
+    }
+
+    async fn read_all(s: &DirStore, name: &str) -> Vec<u8> {
+        let mut r = s.read(name).await.unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        out
+    }
+
+    /// Every file under `dir`, relative to it.
+    fn files_under(dir: &Path) -> Vec<String> {
+        let mut out: Vec<String> = walkdir::WalkDir::new(dir)
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                e.path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Polls `stat` until online; the time it took.
+    async fn wait_online(s: &DirStore, name: &str, since: Instant) -> Duration {
+        loop {
+            let st = s.stat(name).await.unwrap().expect("aggregate exists");
+            if st.online {
+                return since.elapsed();
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(20),
+                "never came online"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[test]
+    fn config_defaults_and_overrides() {
+        let d: DirConfig = toml::from_str("").unwrap();
+        assert_eq!(d, DirConfig::default());
+        assert_eq!(d.root, PathBuf::from("cold"));
+        assert_eq!(d.stage_delay_ms, 2000);
+        let c: DirConfig = toml::from_str("root = \"/srv/tape\"\nstage_delay_ms = 5").unwrap();
+        assert_eq!(c.root, PathBuf::from("/srv/tape"));
+        assert_eq!(c.stage_delay_ms, 5);
+    }
+
+    #[test]
+    fn reference_adler32_known_answer() {
+        assert_eq!(ref_adler32(b"Wikipedia"), 0x11E6_0398);
+        assert_eq!(ref_adler32(b""), 1);
+    }
+
+    #[tokio::test]
+    async fn new_creates_the_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("lib");
+        let s = store(&root, 0);
+        assert_eq!(s.kind(), "dir");
+        for d in ["tape", "staged", "requests"] {
+            assert!(root.join(d).is_dir(), "{d}");
+        }
+        assert_eq!(s.tape_path("h1/a.tar"), root.join("tape/h1/a.tar"));
+    }
+
+    #[tokio::test]
+    async fn written_aggregate_is_offline_and_unreadable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), 0);
+        let data = content(10_000, 1);
+        s.write("h000001/a.tar", data.len() as u64, body(&data))
+            .await
+            .unwrap();
+        let st = s.stat("h000001/a.tar").await.unwrap().unwrap();
+        assert_eq!(
+            st,
+            AggregateStat {
+                size: 10_000,
+                online: false
+            }
+        );
+        // Even with no delay at all, nothing is online until it is staged.
+        match s.read("h000001/a.tar").await {
+            Err(ColdError::Offline(n)) => assert_eq!(n, "h000001/a.tar"),
+            Err(e) => panic!("expected Offline, got {e}"),
+            Ok(_) => panic!("expected Offline, got a reader"),
+        }
+        assert_eq!(std::fs::read(s.tape_path("h000001/a.tar")).unwrap(), data);
+        assert!(s.stat("h000001/other.tar").await.unwrap().is_none());
+        assert!(matches!(
+            s.read("h000001/other.tar").await,
+            Err(ColdError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn stage_comes_online_only_after_the_delay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let delay = Duration::from_millis(400);
+        let s = store(tmp.path(), delay.as_millis() as u64);
+        let data = content(300_000, 2);
+        s.write("a.tar", data.len() as u64, body(&data))
+            .await
+            .unwrap();
+        let t0 = Instant::now();
+        s.stage(&["a.tar".to_string()]).await.unwrap();
+        assert!(!s.stat("a.tar").await.unwrap().unwrap().online);
+        assert!(matches!(s.read("a.tar").await, Err(ColdError::Offline(_))));
+        assert!(!tmp.path().join("staged/a.tar").exists());
+
+        let took = wait_online(&s, "a.tar", t0).await;
+        assert!(
+            took >= delay,
+            "online after {took:?}, before the {delay:?} delay"
+        );
+        assert!(tmp.path().join("staged/a.tar").is_file());
+        assert_eq!(read_all(&s, "a.tar").await, data);
+        // Staging an online aggregate again is a no-op.
+        s.stage(&["a.tar".to_string()]).await.unwrap();
+        assert!(s.stat("a.tar").await.unwrap().unwrap().online);
+    }
+
+    #[tokio::test]
+    async fn read_streams_back_identical_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), 0);
+        let data = content(3 * CHUNK + 12_345, 3);
+        s.write("h2/b.tar", data.len() as u64, body(&data))
+            .await
+            .unwrap();
+        s.stage(&["h2/b.tar".to_string()]).await.unwrap();
+        let st = s.stat("h2/b.tar").await.unwrap().unwrap();
+        assert!(st.online);
+        assert_eq!(st.size, data.len() as u64);
+        assert_eq!(read_all(&s, "h2/b.tar").await, data);
+        // A read straight after stage (no stat in between) materialises it too.
+        s.write("h2/c.tar", 3, body(b"xyz")).await.unwrap();
+        s.stage(&["h2/c.tar".to_string()]).await.unwrap();
+        assert_eq!(read_all(&s, "h2/c.tar").await, b"xyz");
+    }
+
+    #[tokio::test]
+    async fn checksum_is_adler32_of_the_stored_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), 60_000);
+        let data = content(2 * CHUNK + 777, 4);
+        s.write("c.tar", data.len() as u64, body(&data))
+            .await
+            .unwrap();
+        // Offline is fine: the front end checksums what is on tape.
+        assert_eq!(
+            s.checksum("c.tar").await.unwrap(),
+            Some(StoredChecksum::Adler32(ref_adler32(&data)))
+        );
+        s.write("w.tar", 9, body(b"Wikipedia")).await.unwrap();
+        assert_eq!(
+            s.checksum("w.tar").await.unwrap(),
+            Some(StoredChecksum::Adler32(0x11E6_0398))
+        );
+        s.write("empty.tar", 0, body(b"")).await.unwrap();
+        assert_eq!(
+            s.checksum("empty.tar").await.unwrap(),
+            Some(StoredChecksum::Adler32(1))
+        );
+
+        // The hook: corrupt the cold copy and the store's checksum tells.
+        let path = s.tape_path("c.tar");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[1_000_000] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let Some(StoredChecksum::Adler32(after)) = s.checksum("c.tar").await.unwrap() else {
+            panic!("expected adler32");
+        };
+        assert_ne!(after, ref_adler32(&data));
+        assert_eq!(after, ref_adler32(&bytes));
+
+        assert!(matches!(
+            s.checksum("nope.tar").await,
+            Err(ColdError::NotFound(n)) if n == "nope.tar"
+        ));
+    }
+
+    /// Yields its bytes, then an I/O error.
+    struct FailingReader(io::Cursor<Vec<u8>>);
+
+    impl AsyncRead for FailingReader {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let before = buf.filled().len();
+            match Pin::new(&mut self.0).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) if buf.filled().len() == before => Poll::Ready(Err(
+                    io::Error::new(ErrorKind::ConnectionReset, "source went away"),
+                )),
+                other => other,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_streams_fail_and_leave_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), 0);
+        let data = content(CHUNK + 10, 5);
+
+        // Short.
+        let e = s
+            .write("h3/short.tar", data.len() as u64 + 1, body(&data))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ColdError::Failed(_)), "{e}");
+        // Long.
+        let e = s
+            .write("h3/long.tar", data.len() as u64 - 1, body(&data))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ColdError::Failed(_)), "{e}");
+        // Broken source.
+        let reader: ByteReader = Box::pin(FailingReader(io::Cursor::new(data.clone())));
+        let e = s
+            .write("h3/broken.tar", 2 * data.len() as u64, reader)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ColdError::Failed(_)), "{e}");
+
+        for name in ["h3/short.tar", "h3/long.tar", "h3/broken.tar"] {
+            assert!(s.stat(name).await.unwrap().is_none(), "{name}");
+        }
+        // No temporary left behind either.
+        assert_eq!(files_under(&tmp.path().join("tape")), Vec::<String>::new());
+
+        // A failed rewrite keeps the previous aggregate intact.
+        s.write("h3/keep.tar", 4, body(b"good")).await.unwrap();
+        let e = s.write("h3/keep.tar", 10, body(b"bad")).await.unwrap_err();
+        assert!(matches!(e, ColdError::Failed(_)), "{e}");
+        assert_eq!(std::fs::read(s.tape_path("h3/keep.tar")).unwrap(), b"good");
+        assert_eq!(files_under(&tmp.path().join("tape")), ["h3/keep.tar"]);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_write_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), 0);
+        // A source that sends some bytes and then stalls forever.
+        let (mut tx, rx) = tokio::io::duplex(64 * 1024);
+        tx.write_all(&content(50_000, 6)).await.unwrap();
+        let reader: ByteReader = Box::pin(rx);
+        let r = tokio::time::timeout(
+            Duration::from_millis(300),
+            s.write("stall.tar", 1_000_000, reader),
+        )
+        .await;
+        assert!(r.is_err(), "the write should still be waiting");
+        assert!(s.stat("stall.tar").await.unwrap().is_none());
+        assert_eq!(files_under(&tmp.path().join("tape")), Vec::<String>::new());
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn rewrite_replaces_and_goes_back_to_tape() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), 0);
+        s.write("r.tar", 3, body(b"old")).await.unwrap();
+        s.stage(&["r.tar".to_string()]).await.unwrap();
+        assert_eq!(read_all(&s, "r.tar").await, b"old");
+
+        let new = content(5000, 7);
+        s.write("r.tar", new.len() as u64, body(&new))
+            .await
+            .unwrap();
+        let st = s.stat("r.tar").await.unwrap().unwrap();
+        assert_eq!(st.size, 5000);
+        assert!(!st.online, "a rewritten aggregate is on tape again");
+        assert!(matches!(s.read("r.tar").await, Err(ColdError::Offline(_))));
+        assert_eq!(
+            s.checksum("r.tar").await.unwrap(),
+            Some(StoredChecksum::Adler32(ref_adler32(&new)))
+        );
+        s.stage(&["r.tar".to_string()]).await.unwrap();
+        assert_eq!(read_all(&s, "r.tar").await, new);
+        assert_eq!(files_under(&tmp.path().join("tape")), ["r.tar"]);
+    }
+
+    #[tokio::test]
+    async fn a_stage_request_survives_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let delay = Duration::from_millis(1500);
+        let data = content(4096, 8);
+        let t0;
+        {
+            let s = store(tmp.path(), delay.as_millis() as u64);
+            s.write("h9/x.tar", data.len() as u64, body(&data))
+                .await
+                .unwrap();
+            t0 = Instant::now();
+            s.stage(&["h9/x.tar".to_string()]).await.unwrap();
+            assert!(!s.stat("h9/x.tar").await.unwrap().unwrap().online);
+        } // the process "stops"
+        tokio::time::sleep(Duration::from_millis(700)).await;
+
+        let s = store(tmp.path(), delay.as_millis() as u64);
+        assert!(!s.stat("h9/x.tar").await.unwrap().unwrap().online);
+        // Asking again after the restart does not restart the clock.
+        s.stage(&["h9/x.tar".to_string()]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let st = s.stat("h9/x.tar").await.unwrap().unwrap();
+        assert!(
+            st.online,
+            "offline {:?} after the first request (delay {delay:?})",
+            t0.elapsed()
+        );
+        assert!(t0.elapsed() >= delay);
+        assert_eq!(read_all(&s, "h9/x.tar").await, data);
+    }
+
+    #[tokio::test]
+    async fn evict_takes_it_offline_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let delay = Duration::from_millis(200);
+        let s = store(tmp.path(), delay.as_millis() as u64);
+        s.write("e.tar", 5, body(b"hello")).await.unwrap();
+        s.stage(&["e.tar".to_string()]).await.unwrap();
+        wait_online(&s, "e.tar", Instant::now()).await;
+        assert_eq!(read_all(&s, "e.tar").await, b"hello");
+
+        s.evict("e.tar").await.unwrap();
+        assert!(!s.stat("e.tar").await.unwrap().unwrap().online);
+        assert!(matches!(s.read("e.tar").await, Err(ColdError::Offline(_))));
+        assert!(!tmp.path().join("staged/e.tar").exists());
+        // The request went too: it does not come back by itself.
+        tokio::time::sleep(delay + Duration::from_millis(200)).await;
+        assert!(!s.stat("e.tar").await.unwrap().unwrap().online);
+        // The cold copy stays, and evicting again is fine.
+        assert_eq!(std::fs::read(s.tape_path("e.tar")).unwrap(), b"hello");
+        s.evict("e.tar").await.unwrap();
+        s.evict("never-written.tar").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn remove_deletes_everything_and_is_idempotent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), 0);
+        s.write("h5/d.tar", 3, body(b"abc")).await.unwrap();
+        s.write("h5/pending.tar", 3, body(b"def")).await.unwrap();
+        s.stage(&["h5/d.tar".to_string()]).await.unwrap();
+        assert!(s.stat("h5/d.tar").await.unwrap().unwrap().online);
+        let slow = store(tmp.path(), 60_000);
+        slow.stage(&["h5/pending.tar".to_string()]).await.unwrap();
+
+        for name in ["h5/d.tar", "h5/pending.tar"] {
+            s.remove(name).await.unwrap();
+            assert!(s.stat(name).await.unwrap().is_none(), "{name}");
+            assert!(matches!(s.read(name).await, Err(ColdError::NotFound(_))));
+            s.remove(name).await.unwrap();
+        }
+        for dir in ["tape", "staged", "requests"] {
+            assert_eq!(
+                files_under(&tmp.path().join(dir)),
+                Vec::<String>::new(),
+                "{dir}"
+            );
+        }
+        // A directory of aggregates is not an aggregate.
+        s.write("h6/a.tar", 1, body(b"z")).await.unwrap();
+        assert!(s.stat("h6").await.unwrap().is_none());
+        s.remove("h6").await.unwrap();
+        assert!(s.stat("h6/a.tar").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn stage_of_a_missing_aggregate_is_not_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), 0);
+        s.write("here.tar", 2, body(b"ok")).await.unwrap();
+        let e = s
+            .stage(&["gone.tar".to_string(), "here.tar".to_string()])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, ColdError::NotFound(n) if n == "gone.tar"),
+            "{e}"
+        );
+        // The others were still requested.
+        assert!(s.stat("here.tar").await.unwrap().unwrap().online);
+    }
+
+    #[tokio::test]
+    async fn bad_names_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("lib");
+        let s = store(&root, 0);
+        s.write("ok.tar", 1, body(b"x")).await.unwrap();
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../escape.tar",
+            "a/../../escape.tar",
+            "a//b",
+            "./x",
+            "UPPER.tar",
+            "sp ace.tar",
+            "ok.tar.~tmp.0",
+        ] {
+            let failed = |r: ColdResult<()>| matches!(r, Err(ColdError::Failed(_)));
+            assert!(failed(s.write(bad, 1, body(b"x")).await), "write {bad:?}");
+            assert!(failed(s.stat(bad).await.map(drop)), "stat {bad:?}");
+            assert!(failed(s.checksum(bad).await.map(drop)), "checksum {bad:?}");
+            assert!(failed(s.read(bad).await.map(drop)), "read {bad:?}");
+            assert!(failed(s.stage(&[bad.to_string()]).await), "stage {bad:?}");
+            assert!(failed(s.evict(bad).await), "evict {bad:?}");
+            assert!(failed(s.remove(bad).await), "remove {bad:?}");
+        }
+        // One bad name refuses the whole stage request.
+        assert!(
+            s.stage(&["ok.tar".to_string(), "../x".to_string()])
+                .await
+                .is_err()
+        );
+        assert!(!s.stat("ok.tar").await.unwrap().unwrap().online);
+        // Nothing escaped the root.
+        assert!(!tmp.path().join("escape.tar").exists());
+        assert!(!root.join("escape.tar").exists());
+        assert_eq!(files_under(&root), ["tape/ok.tar"]);
+    }
+
+    /// The byte at offset `i` of a generated stream.
+    fn gen_byte(i: u64) -> u8 {
+        (i.wrapping_mul(2_654_435_761) >> 13) as u8
+    }
+
+    /// Generates `len` bytes, and records how far it ran ahead of the bytes on disk in `watch`'s
+    /// temporary file: a writer that buffered the stream would let it run far ahead.
+    struct Generator {
+        pos: u64,
+        len: u64,
+        watch: PathBuf,
+        max_lead: Arc<AtomicU64>,
+    }
+
+    impl Generator {
+        fn bytes_on_disk(&self) -> u64 {
+            std::fs::read_dir(&self.watch)
+                .unwrap()
+                .map(|e| e.unwrap())
+                .filter(|e| e.file_name().to_string_lossy().contains(".~tmp."))
+                .map(|e| e.metadata().map_or(0, |m| m.len()))
+                .max()
+                .unwrap_or(0)
+        }
+    }
+
+    impl AsyncRead for Generator {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let lead = self.pos.saturating_sub(self.bytes_on_disk());
+            self.max_lead.fetch_max(lead, Ordering::Relaxed);
+            let n = (self.len - self.pos)
+                .min(buf.remaining() as u64)
+                .min(256 * 1024);
+            let chunk: Vec<u8> = (self.pos..self.pos + n).map(gen_byte).collect();
+            buf.put_slice(&chunk);
+            self.pos += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_write_streams_through() {
+        const LEN: u64 = 64 << 20;
+        const MAX_LEAD: u64 = 16 << 20;
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), 0);
+        let max_lead = Arc::new(AtomicU64::new(0));
+        let reader: ByteReader = Box::pin(Generator {
+            pos: 0,
+            len: LEN,
+            watch: tmp.path().join("tape"),
+            max_lead: max_lead.clone(),
+        });
+        s.write("big.tar", LEN, reader).await.unwrap();
+        let lead = max_lead.load(Ordering::Relaxed);
+        assert!(
+            lead <= MAX_LEAD,
+            "the stream ran {lead} bytes ahead of the disk: buffered, not streamed"
+        );
+        assert_eq!(s.stat("big.tar").await.unwrap().unwrap().size, LEN);
+
+        s.stage(&["big.tar".to_string()]).await.unwrap();
+        let mut r = s.read("big.tar").await.unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut pos = 0u64;
+        let mut expect = RefAdler::new();
+        loop {
+            let n = r.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            let want: Vec<u8> = (pos..pos + n as u64).map(gen_byte).collect();
+            assert!(
+                buf[..n] == want[..],
+                "bytes differ in [{pos}, {})",
+                pos + n as u64
+            );
+            expect.update(&want);
+            pos += n as u64;
+        }
+        assert_eq!(pos, LEN);
+        assert_eq!(
+            s.checksum("big.tar").await.unwrap(),
+            Some(StoredChecksum::Adler32(expect.sum()))
+        );
+    }
+
+    #[tokio::test]
+    async fn shared_in_an_arc_across_tasks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Arc::new(store(tmp.path(), 0));
+        let mut tasks = Vec::new();
+        for i in 0..8u8 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let name = format!("p/{i}.tar");
+                let data = content(10_000 + usize::from(i), i);
+                s.write(&name, data.len() as u64, body(&data))
+                    .await
+                    .unwrap();
+                s.stage(std::slice::from_ref(&name)).await.unwrap();
+                assert_eq!(read_all(&s, &name).await, data);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let cold: Arc<dyn ColdStore> = s;
+        assert_eq!(cold.kind(), "dir");
+    }
+}
