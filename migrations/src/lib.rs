@@ -34,7 +34,7 @@ mod tests {
     use super::*;
     use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 
-    const TABLES: [&str; 12] = [
+    const TABLES: [&str; 14] = [
         "holding",
         "tag",
         "transaction",
@@ -47,6 +47,8 @@ mod tests {
         "warning",
         "aggregation",
         "aggregation_member",
+        "recall",
+        "recall_request",
     ];
 
     async fn tables(db: &impl ConnectionTrait) -> Vec<String> {

@@ -41,6 +41,26 @@ pub enum AggregationMember {
     DataOffset,
 }
 
+/// A recall in progress: one per aggregation, however many gets wait for it.
+#[derive(DeriveIden)]
+pub enum Recall {
+    Table,
+    Id,
+    AggregationId,
+    Created,
+}
+
+/// A get batch waiting for a recall: the envelope to resume it with, and its files.
+#[derive(DeriveIden)]
+pub enum RecallRequest {
+    Table,
+    Id,
+    RecallId,
+    SubId,
+    Envelope,
+    FileIds,
+}
+
 fn id() -> ColumnDef {
     ColumnDef::new(Alias::new("id"))
         .big_integer()
@@ -182,11 +202,71 @@ impl MigrationTrait for Migration {
                     .take(),
             )
             .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Recall::Table)
+                    .col(id())
+                    .col(big(Recall::AggregationId))
+                    .col(ts(Recall::Created, false))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_recall_aggregation")
+                            .from(Recall::Table, Recall::AggregationId)
+                            .to(Aggregation::Table, Aggregation::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .take(),
+            )
+            .await?;
+        // One recall per aggregation: concurrent gets share it.
+        manager
+            .create_index(
+                Index::create()
+                    .name("uq_recall_aggregation")
+                    .table(Recall::Table)
+                    .col(Recall::AggregationId)
+                    .unique()
+                    .take(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(RecallRequest::Table)
+                    .col(id())
+                    .col(big(RecallRequest::RecallId))
+                    .col(text(RecallRequest::SubId))
+                    .col(text(RecallRequest::Envelope))
+                    .col(text(RecallRequest::FileIds))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_request_recall")
+                            .from(RecallRequest::Table, RecallRequest::RecallId)
+                            .to(Recall::Table, Recall::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .take(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("uq_request_sub")
+                    .table(RecallRequest::Table)
+                    .col(RecallRequest::RecallId)
+                    .col(RecallRequest::SubId)
+                    .unique()
+                    .take(),
+            )
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            RecallRequest::Table.into_iden(),
+            Recall::Table.into_iden(),
             AggregationMember::Table.into_iden(),
             Aggregation::Table.into_iden(),
         ] {

@@ -158,6 +158,15 @@ pub trait Bus: Send + Sync + 'static {
     /// Is the bus usable now (for `/readyz`)?
     async fn ready(&self) -> Result<(), BusError>;
 
+    /// Publishes a message to be delivered after `delay`, durably (a broker restart keeps it):
+    /// how a worker waits for something slow, such as a tape recall, without holding it in memory.
+    async fn publish_delayed(
+        &self,
+        key: RoutingKey,
+        env: &Envelope,
+        delay: Duration,
+    ) -> Result<(), BusError>;
+
     /// How many consumers `role`'s queue has now (for the system status page).
     async fn consumers(&self, role: Role) -> Result<u32, BusError>;
 }

@@ -230,6 +230,27 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
+    /// In memory, so not durable: the embedded mode marks interrupted transactions failed at start.
+    async fn publish_delayed(
+        &self,
+        key: RoutingKey,
+        env: &Envelope,
+        delay: Duration,
+    ) -> Result<(), BusError> {
+        let parsed = key.to_string();
+        if roles_for(&key).is_empty() {
+            return Err(BusError::Unroutable(parsed));
+        }
+        let (bus, data) = (self.clone(), env.to_json());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Err(e) = bus.route(&parsed, data, 1) {
+                tracing::warn!(error = %e, key = %parsed, "delayed publish failed");
+            }
+        });
+        Ok(())
+    }
+
     async fn consumers(&self, role: Role) -> Result<u32, BusError> {
         Ok(self.inner.queues[&role]
             .consumers
@@ -344,10 +365,10 @@ mod tests {
             .await;
         assert!(err.is_ok(), "route.complete reaches the router");
         let err = bus
-            .publish(RoutingKey::new(Worker::ArchiveGet, Action::Start), &env())
+            .publish(RoutingKey::new(Worker::ArchiveGet, Action::Next), &env())
             .await
             .unwrap_err();
-        assert!(matches!(err, BusError::Unroutable(k) if k == "nlds-api.archive-get.start"));
+        assert!(matches!(err, BusError::Unroutable(k) if k == "nlds-api.archive-get.next"));
     }
 
     #[tokio::test]

@@ -10,6 +10,10 @@
 //! * `nlds.retry.<ms>`: durable delay queues, one per back-off step, each fed by a fanout exchange
 //!   of the same name; `x-message-ttl` expires the message back into `nlds` with its original
 //!   routing key. The attempt count travels in the `x-nlds-attempt` header.
+//! * `nlds.delay`: a durable queue (fed by a fanout exchange of the same name) holding delayed
+//!   messages, each with its own `expiration`, dead-lettered back into `nlds` with its routing key
+//!   when it expires ([`Bus::publish_delayed`]; callers use one delay per purpose, so FIFO
+//!   expiry is exact).
 //! * RPC uses direct reply-to (`amq.rabbitmq.reply-to`) with a per-request expiration and a
 //!   caller-side timeout.
 //!
@@ -39,6 +43,7 @@ use crate::runtime::{Disposition, process};
 use crate::{Bus, BusError, ConsumeOptions, Handler, RetryPolicy};
 
 const DLX: &str = "nlds.dlx";
+const DELAY: &str = "nlds.delay";
 const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 const ATTEMPT_HEADER: &str = "x-nlds-attempt";
 
@@ -122,6 +127,33 @@ pub async fn declare_topology(ch: &Channel, retry: &RetryPolicy) -> Result<(), B
             dead.as_str().into(),
             DLX.into(),
             dead.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+    }
+    {
+        ch.exchange_declare(
+            DELAY.into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(EXCHANGE.into()),
+        );
+        ch.queue_declare(DELAY.into(), QueueDeclareOptions::durable(), args)
+            .await
+            .map_err(unavailable)?;
+        ch.queue_bind(
+            DELAY.into(),
+            DELAY.into(),
+            "".into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
@@ -636,6 +668,31 @@ impl Bus for RabbitBus {
 
     async fn ready(&self) -> Result<(), BusError> {
         self.link().await.map(|_| ())
+    }
+
+    async fn publish_delayed(
+        &self,
+        key: RoutingKey,
+        env: &Envelope,
+        delay: Duration,
+    ) -> Result<(), BusError> {
+        if roles_for(&key).is_empty() {
+            return Err(BusError::Unroutable(key.to_string()));
+        }
+        let link = self.link().await?;
+        let props = message_properties(1)
+            .with_expiration(delay.as_millis().max(1).to_string().as_str().into());
+        // The delay queue always takes the message; routing is checked above, since mandatory
+        // cannot see through the dead-letter hop.
+        self.publish_raw(
+            &link.publisher,
+            DELAY,
+            &key.to_string(),
+            &env.to_json(),
+            props,
+            true,
+        )
+        .await
     }
 
     async fn consumers(&self, role: Role) -> Result<u32, BusError> {

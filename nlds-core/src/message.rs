@@ -167,6 +167,31 @@ pub struct ArchiveMember {
     pub blake3: Option<String>,
 }
 
+/// A member of an aggregate being recalled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecallMember {
+    pub file_id: i64,
+    pub path: String,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime_ns: i64,
+    pub uid: u32,
+    pub gid: u32,
+    /// The put transaction (names the warm object).
+    pub transaction_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+    /// Restore this one (it has no warm copy).
+    pub restore: bool,
+}
+
+/// A file given a warm copy again by a recall.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoredFile {
+    pub file_id: i64,
+    pub object: ObjectRef,
+}
+
 /// Checksums of an aggregate's bytes as written (and verified with the cold store).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AggregateSums {
@@ -307,6 +332,28 @@ pub enum Payload {
         name: String,
         sums: AggregateSums,
     },
+    /// Catalogue → archive-get (`archive-get.start`, then delayed `archive-get.prepare-check`):
+    /// bring the aggregate back and restore its members that have no warm copy.
+    ArchiveRecall {
+        aggregation_id: i64,
+        name: String,
+        /// Every member, in aggregate order (the tar is checked header by header).
+        members: Vec<RecallMember>,
+        /// The checksums recorded when the aggregate was written.
+        sums: AggregateSums,
+        /// How many times staging was found not done yet.
+        #[serde(default)]
+        checks: u32,
+    },
+    /// archive-get → router → catalogue: the recall reached `state` (ARCHIVE_GETTING).
+    RecallProgress { aggregation_id: i64, state: State },
+    /// archive-get → router → catalogue: these members have warm copies again.
+    ArchiveRestored {
+        aggregation_id: i64,
+        restored: Vec<RestoredFile>,
+    },
+    /// RPC `catalog.evict`: drop the warm copies of a holding's files that have a verified cold copy.
+    Evict { holding_id: i64 },
     /// RPC `<worker>.system-stat`: is a consumer alive? Answered with [`RpcReply::Alive`].
     SystemStat,
     /// RPC answer.
@@ -331,6 +378,11 @@ pub enum RpcReply {
     Plan {
         files: Vec<crate::api::FileEntry>,
         missing: Vec<FailedFile>,
+    },
+    /// Answer to `catalog.evict`: the warm copies dropped from the catalogue (their objects are
+    /// to be deleted).
+    Evicted {
+        files: Vec<FileRecord>,
     },
     /// Answer to `<worker>.system-stat`: a consumer of `role` is alive.
     Alive {

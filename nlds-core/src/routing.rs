@@ -89,6 +89,7 @@ string_enum!(
         Stat => "stat",
         Setup => "setup",
         Plan => "plan",
+        Evict => "evict",
         SystemStat => "system-stat",
         Debug => "debug",
         Info => "info",
@@ -190,6 +191,7 @@ string_enum!(
         MonitorRpc => "monitor-rpc",
         Logger => "logger",
         ArchivePut => "archive-put",
+        ArchiveGet => "archive-get",
     }
 );
 
@@ -233,6 +235,11 @@ impl Role {
                 "nlds-api.archive-put.start",
                 "nlds-api.archive-put.system-stat",
             ],
+            Role::ArchiveGet => &[
+                "nlds-api.archive-get.start",
+                "nlds-api.archive-get.prepare-check",
+                "nlds-api.archive-get.system-stat",
+            ],
         }
     }
 
@@ -249,6 +256,7 @@ impl Role {
             Role::MonitorRpc => Worker::Monitor,
             Role::Logger => Worker::Log,
             Role::ArchivePut => Worker::ArchivePut,
+            Role::ArchiveGet => Worker::ArchiveGet,
         };
         RoutingKey::new(worker, Action::SystemStat)
     }

@@ -157,6 +157,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/openapi.json", get(crate::openapi::serve))
         .route("/api/v2/whoami", get(routes::whoami))
         .route("/api/v2/admin/archive", post(routes::admin_archive))
+        .route("/api/v2/admin/evict", post(routes::admin_evict))
         .route("/api/v2/put", post(routes::put))
         .route("/api/v2/get", post(routes::get))
         .route("/api/v2/holdings", get(routes::list))

@@ -32,6 +32,7 @@ impl Modify for Bearer {
         crate::routes::stat,
         crate::routes::transaction,
         crate::routes::admin_archive,
+        crate::routes::admin_evict,
     ),
     components(schemas(
         nlds_core::error::ErrorBody,

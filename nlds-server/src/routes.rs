@@ -221,6 +221,54 @@ pub async fn admin_archive(
     ))
 }
 
+/// `POST /api/v2/admin/evict`: drop the warm copies of a holding's files that have a verified
+/// cold copy (service operators only; eviction policies use the same path).
+#[utoipa::path(post, path = "/api/v2/admin/evict", responses((status = 200, description = "warm copies dropped"), (status = 403, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn admin_evict(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<serde_json::Value>,
+) -> Result<Json<serde_json::Value>> {
+    if !caller.0.admin {
+        return Err(ServerError::new(
+            ErrorCode::Forbidden,
+            format!("{} is not a service operator (admin)", caller.0.user),
+        ));
+    }
+    let holding_id = req["holding_id"].as_i64().ok_or_else(|| {
+        ServerError::bad_request("give the holding to evict: {\"holding_id\": N}")
+    })?;
+    let group = caller.group(None)?;
+    let env = rpc_env(&caller, &group, Payload::Evict { holding_id });
+    let RpcReply::Evicted { files } = s
+        .rpc(RoutingKey::new(Worker::Catalog, Action::Evict), env.clone())
+        .await?
+    else {
+        return Err(unexpected("catalog.evict"));
+    };
+    let bytes: u64 = files.iter().map(|f| f.size).sum();
+    let n = files.len();
+    if !files.is_empty() {
+        // The catalogue no longer lists these warm copies; delete their objects.
+        s.bus
+            .publish(
+                RoutingKey::new(Worker::TransferDel, Action::Start),
+                &env.reply(Payload::Files {
+                    holding_id: Some(holding_id),
+                    files,
+                    target: None,
+                    overwrite: false,
+                    failed: Vec::new(),
+                }),
+            )
+            .await?;
+    }
+    tracing::info!(user = %caller.0.user, holding_id, files = n, bytes, "warm copies evicted");
+    Ok(Json(
+        serde_json::json!({ "holding_id": holding_id, "files": n, "bytes": bytes }),
+    ))
+}
+
 /// `GET /api/v2/whoami`
 #[utoipa::path(get, path = "/api/v2/whoami", responses((status = 200, body = WhoAmI)), security(("bearer" = [])))]
 pub async fn whoami(caller: Caller) -> Json<WhoAmI> {

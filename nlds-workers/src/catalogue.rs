@@ -52,7 +52,9 @@ const WARM: &str = "warm";
 const COLD: &str = "cold";
 
 mod archive;
+mod recall;
 pub use archive::{ArchiveConfig, member_of};
+pub use recall::recall_sub;
 
 /// The catalogue handler (roles `catalogue` and `catalogue-rpc`).
 pub struct Catalogue {
@@ -195,8 +197,34 @@ impl Catalogue {
                     sums,
                 },
             ) => self.archive_stored(env, *aggregation_id, name, sums).await,
+            (Worker::CatalogArchiveUpdate, Action::Start, Payload::Failed { files })
+                if env.action == nlds_core::api::ApiAction::ArchiveGet =>
+            {
+                self.recall_failed(env, files).await
+            }
             (Worker::CatalogArchiveUpdate, Action::Start, Payload::Failed { files }) => {
                 self.archive_failed(env, files).await
+            }
+            (
+                Worker::CatalogArchiveUpdate,
+                Action::Start,
+                Payload::RecallProgress {
+                    aggregation_id,
+                    state,
+                },
+            ) => self.recall_progress(*aggregation_id, *state).await,
+            (
+                Worker::CatalogArchiveUpdate,
+                Action::Start,
+                Payload::ArchiveRestored {
+                    aggregation_id,
+                    restored,
+                },
+            ) => self.recall_restored(*aggregation_id, restored).await,
+            (Worker::Catalog, Action::Evict, Payload::Evict { holding_id }) => {
+                Ok(reply(RpcReply::Evicted {
+                    files: self.evict(*holding_id).await?,
+                }))
             }
             (
                 Worker::Catalog,
@@ -219,7 +247,8 @@ impl Catalogue {
                 | Action::List
                 | Action::Find
                 | Action::Meta
-                | Action::Plan,
+                | Action::Plan
+                | Action::Evict,
                 _,
             ) => Err(bad_request(format!(
                 "{key} does not take a {} payload",
@@ -705,17 +734,25 @@ impl Catalogue {
         let ids: Vec<i64> = best.iter().map(|m| m.id).collect();
         let (locations, checksums) = load_copies(&self.db, &ids).await?;
         let mut records = Vec::with_capacity(best.len());
+        let mut cold_only: BTreeMap<String, Vec<file::Model>> = BTreeMap::new();
         for m in best {
             let warm = locations
                 .get(&m.id)
                 .and_then(|ls| ls.iter().find(|l| l.tier == WARM));
             let kind = PathKind::parse(&m.kind).unwrap_or(PathKind::File);
             if kind == PathKind::File && warm.is_none() {
-                failed.push(FailedFile::new(
-                    &m.path,
-                    ErrorCode::StorageError,
-                    format!("{}: no warm copy (holding {})", m.path, m.holding_id),
-                ));
+                match locations
+                    .get(&m.id)
+                    .and_then(|ls| ls.iter().find(|l| l.tier == COLD))
+                {
+                    // Only on tape: recalled first (see catalogue::recall).
+                    Some(c) => cold_only.entry(c.key.clone()).or_default().push(m),
+                    None => failed.push(FailedFile::new(
+                        &m.path,
+                        ErrorCode::StorageError,
+                        format!("{}: no stored copy (holding {})", m.path, m.holding_id),
+                    )),
+                }
                 continue;
             }
             let mut r = record(&m);
@@ -727,9 +764,14 @@ impl Catalogue {
             records.push(r);
         }
 
-        let files_total = records.len() as u64;
-        let bytes_total: u64 = records.iter().map(|r| r.size).sum();
-        let mut out = Outcome::none();
+        let recalled: u64 = cold_only.values().map(|v| v.len() as u64).sum();
+        let recalled_bytes: u64 = cold_only.values().flatten().map(|m| to_u64(m.size)).sum();
+        let (mut out, unrecallable) = self
+            .register_recalls(env, cold_only, target, overwrite)
+            .await?;
+        failed.extend(unrecallable);
+        let files_total = records.len() as u64 + recalled;
+        let bytes_total: u64 = records.iter().map(|r| r.size).sum::<u64>() + recalled_bytes;
         for (i, batch) in self.batches(records).into_iter().enumerate() {
             let holdings: HashSet<Option<i64>> = batch.iter().map(|r| r.holding_id).collect();
             let holding_id = if holdings.len() == 1 {
@@ -1575,6 +1617,10 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::ArchiveNext => "archive_next",
         Payload::ArchiveAggregate { .. } => "archive_aggregate",
         Payload::ArchiveStored { .. } => "archive_stored",
+        Payload::ArchiveRecall { .. } => "archive_recall",
+        Payload::RecallProgress { .. } => "recall_progress",
+        Payload::ArchiveRestored { .. } => "archive_restored",
+        Payload::Evict { .. } => "evict",
         Payload::Reply(_) => "reply",
     }
 }
@@ -2419,7 +2465,7 @@ mod tests {
             ("/data/dir/sub/b.nc", ErrorCode::StorageError)
         );
         assert!(
-            failed[0].reason.contains("no warm copy"),
+            failed[0].reason.contains("no stored copy"),
             "{}",
             failed[0].reason
         );

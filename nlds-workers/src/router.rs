@@ -170,10 +170,12 @@ impl Handler for Router {
         match (key.worker, key.action) {
             (Worker::Route, action) => self.start(action, env),
             // Archiving: the writer's report goes to the catalogue, success or failure.
-            (Worker::ArchivePut, Action::Complete | Action::Failed) => Ok(Outcome::publish(
-                RoutingKey::new(Worker::CatalogArchiveUpdate, Action::Start),
-                env,
-            )),
+            (Worker::ArchivePut | Worker::ArchiveGet, Action::Complete | Action::Failed) => {
+                Ok(Outcome::publish(
+                    RoutingKey::new(Worker::CatalogArchiveUpdate, Action::Start),
+                    env,
+                ))
+            }
             // The catalogue gave up on an archive round or update (it logged why); an expired
             // lease releases the files, so there is nothing to route.
             (Worker::CatalogArchiveNext | Worker::CatalogArchiveUpdate, _) => {

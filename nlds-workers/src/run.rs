@@ -182,6 +182,7 @@ pub async fn handler(
     role: Role,
     cfg: &WorkerConfig,
     res: &Resources,
+    bus: &Arc<dyn Bus>,
 ) -> anyhow::Result<Arc<dyn Handler>> {
     Ok(match role {
         Role::Router => Arc::new(crate::router::Router),
@@ -209,6 +210,13 @@ pub async fn handler(
             res.s3(cfg).await?,
             res.cold(cfg).await?,
         )),
+        Role::ArchiveGet => Arc::new(crate::archive::ArchiveGet::new(
+            res.s3(cfg).await?,
+            cfg.object_store.bucket.clone(),
+            res.cold(cfg).await?,
+            bus.clone(),
+            &cfg.archive,
+        )),
         Role::Monitor | Role::MonitorRpc => {
             Arc::new(crate::monitor::Monitor::new(res.db(cfg).await?))
         }
@@ -226,7 +234,7 @@ pub async fn run_roles(
     let res = Resources::default();
     let mut tasks = tokio::task::JoinSet::new();
     for &role in roles {
-        let h = handler(role, cfg, &res)
+        let h = handler(role, cfg, &res, &bus)
             .await
             .with_context(|| format!("cannot start role {role}"))?;
         let opts = ConsumeOptions {

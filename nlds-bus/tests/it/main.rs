@@ -180,13 +180,13 @@ async fn unroutable_messages_are_errors_not_drops() {
     let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
     let err = bus
         .publish(
-            RoutingKey::new(Worker::ArchiveGet, Action::Start),
+            RoutingKey::new(Worker::ArchiveGet, Action::Next),
             &env(&["/a"]),
         )
         .await
         .unwrap_err();
     assert!(
-        matches!(err, BusError::Unroutable(ref k) if k == "nlds-api.archive-get.start"),
+        matches!(err, BusError::Unroutable(ref k) if k == "nlds-api.archive-get.next"),
         "{err}"
     );
     bus.publish(RoutingKey::new(Worker::Index, Action::Start), &env(&["/a"]))
@@ -390,4 +390,50 @@ async fn publisher_and_consumers_reconnect_after_the_broker_drops_them() {
     })
     .await;
     stop.cancel();
+}
+
+/// A delayed message is held by the broker (not by this process) and delivered after its delay.
+#[tokio::test]
+async fn delayed_messages_arrive_after_their_delay_from_the_broker() {
+    let Some(v) = Vhost::new() else { return };
+    let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
+    let e = env(&["/late"]);
+    let sent = std::time::Instant::now();
+    bus.publish_delayed(
+        RoutingKey::new(Worker::Index, Action::Start),
+        &e,
+        Duration::from_millis(1200),
+    )
+    .await
+    .unwrap();
+    // A publisher that goes away does not lose it: drop our connection at once.
+    drop(bus);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        count_in(&v.url, &Role::Indexer.queue()).await.is_empty(),
+        "delivered before its delay"
+    );
+    let mut got = Vec::new();
+    for _ in 0..60 {
+        got = count_in(&v.url, &Role::Indexer.queue()).await;
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sent.elapsed() >= Duration::from_millis(1200));
+    assert_eq!(got.len(), 1, "delivered exactly once");
+    let back: Envelope = serde_json::from_slice(&got[0]).unwrap();
+    assert_eq!(back.transaction_id, e.transaction_id);
+    // Unroutable keys are refused up front.
+    let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
+    assert!(matches!(
+        bus.publish_delayed(
+            RoutingKey::new(Worker::ArchiveGet, Action::Next),
+            &e,
+            Duration::from_millis(10)
+        )
+        .await,
+        Err(BusError::Unroutable(_))
+    ));
 }

@@ -258,3 +258,208 @@ async fn an_archive_round_over_the_distributed_services() {
     }
     stop.cancel();
 }
+
+/// Recall in embedded mode: a get of files whose only copy is cold stages their aggregate once
+/// (two concurrent gets share the recall), restores them to the warm tier and completes like any
+/// get; a corrupt aggregate fails the get with its name and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gets_of_cold_only_files_recall_their_aggregate_once_and_detect_corruption() {
+    let data = temp();
+    let mut settings = ServerSettings::default();
+    settings.workers.archive.interval_secs = 0;
+    settings.workers.archive.aggregate_bytes = 1 << 20;
+    settings.workers.archive.recall_poll_secs = 1;
+    settings.workers.cold.dir.stage_delay_ms = 1500;
+    let e = Embedded::start(EmbeddedOptions {
+        data_dir: data.path().to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        external_object_store: None,
+        settings,
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&e.url, &e.token);
+    let src = temp();
+    let root = src.path().join("cold");
+    std::fs::create_dir_all(&root).unwrap();
+    for i in 0..6 {
+        std::fs::write(
+            root.join(format!("m{i}")),
+            format!("member {i} ").repeat(100 + i),
+        )
+        .unwrap();
+    }
+    let put = api
+        .put_and_wait(json!({"paths": [root], "label": "recall"}))
+        .await;
+    assert_eq!(put.state, State::Complete);
+    let holding_id = put.holding_id.unwrap();
+    api.post("/api/v2/admin/archive", &json!({})).await;
+    let start = Instant::now();
+    let name = loop {
+        let page = files(&api, "recall").await;
+        let colds: Vec<String> = page
+            .files
+            .iter()
+            .filter(|f| f.kind == nlds_core::PathKind::File)
+            .filter_map(|f| {
+                f.locations
+                    .iter()
+                    .find(|l| l.tier == Tier::Cold)
+                    .map(|l| l.key.clone())
+            })
+            .collect();
+        if colds.len() == 6 {
+            assert!(colds.iter().all(|c| *c == colds[0]), "one aggregate");
+            break colds[0].clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // Evict the warm copies: find then shows cold copies only.
+    let (s, b) = api
+        .post("/api/v2/admin/evict", &json!({"holding_id": holding_id}))
+        .await;
+    assert_eq!((s, b["files"].as_u64()), (200, Some(6)), "{b}");
+    let page = files(&api, "recall").await;
+    assert!(
+        page.files
+            .iter()
+            .filter(|f| f.kind == nlds_core::PathKind::File)
+            .all(|f| f.locations.len() == 1 && f.locations[0].tier == Tier::Cold)
+    );
+
+    // Two concurrent gets of members of the same aggregate share one recall.
+    let db = Database::connect(format!(
+        "sqlite://{}?mode=ro",
+        data.path().join("nlds.db").display()
+    ))
+    .await
+    .unwrap();
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            db.query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap()
+        }
+    };
+    let t1 = temp();
+    let t2 = temp();
+    let m0 = root.join("m0").to_string_lossy().into_owned();
+    let m1 = root.join("m1").to_string_lossy().into_owned();
+    let m2 = root.join("m2").to_string_lossy().into_owned();
+    let (s1, r1) = api
+        .post(
+            "/api/v2/get",
+            &json!({"paths": [m0, m1], "target": t1.path()}),
+        )
+        .await;
+    let (s2, r2) = api
+        .post("/api/v2/get", &json!({"paths": [m2], "target": t2.path()}))
+        .await;
+    assert_eq!((s1, s2), (202, 202), "{r1} {r2}");
+    let start = Instant::now();
+    while count("SELECT COUNT(*) AS n FROM recall_request").await < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "requests not registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM recall").await,
+        1,
+        "one recall for both gets"
+    );
+    // While the aggregate is staged, the get shows ARCHIVE_PREPARING.
+    let start = Instant::now();
+    loop {
+        let (_, t) = api
+            .get(&format!(
+                "/api/v2/transactions/{}",
+                r1["transaction_id"].as_str().unwrap()
+            ))
+            .await;
+        if t["state"] == "ARCHIVE_PREPARING" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{t}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let g1 = api
+        .wait(
+            r1["transaction_id"].as_str().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await;
+    let g2 = api
+        .wait(
+            r2["transaction_id"].as_str().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(
+        (g1.state, g2.state),
+        (State::Complete, State::Complete),
+        "{g1:#?} {g2:#?}"
+    );
+    for (t, p) in [(&t1, &m0), (&t1, &m1), (&t2, &m2)] {
+        let restored = t.path().join(p.trim_start_matches('/'));
+        assert_eq!(
+            std::fs::read(&restored).unwrap(),
+            std::fs::read(p).unwrap(),
+            "{p}"
+        );
+    }
+    assert_eq!(count("SELECT COUNT(*) AS n FROM recall").await, 0);
+    // Every member is warm again (the recall restores the whole aggregate).
+    let page = files(&api, "recall").await;
+    assert!(
+        page.files
+            .iter()
+            .filter(|f| f.kind == nlds_core::PathKind::File)
+            .all(|f| f.locations.iter().any(|l| l.tier == Tier::Warm))
+    );
+
+    // Corruption: evict again, flip a byte of the aggregate on "tape", get: the get fails
+    // naming the aggregate, and no warm copy appears.
+    let (s, _) = api
+        .post("/api/v2/admin/evict", &json!({"holding_id": holding_id}))
+        .await;
+    assert_eq!(s, 200);
+    let tape = data.path().join("cold/tape").join(&name);
+    let mut bytes = std::fs::read(&tape).unwrap();
+    let at = 512 + 10; // inside the first member's data
+    bytes[at] ^= 0x55;
+    std::fs::write(&tape, &bytes).unwrap();
+    let t3 = temp();
+    let got = api
+        .get_and_wait(json!({"paths": [m0], "target": t3.path()}))
+        .await;
+    assert_eq!(got.state, State::Failed, "{got:#?}");
+    let reasons: Vec<&str> = got.failed_files().map(|f| f.reason.as_str()).collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains(&format!("aggregate {name} is corrupt"))),
+        "{reasons:?}"
+    );
+    assert!(!t3.path().join(m0.trim_start_matches('/')).exists());
+    let page = files(&api, "recall").await;
+    assert!(
+        page.files
+            .iter()
+            .filter(|f| f.kind == nlds_core::PathKind::File)
+            .all(|f| f.locations.len() == 1 && f.locations[0].tier == Tier::Cold)
+    );
+    assert_eq!(count("SELECT COUNT(*) AS n FROM recall").await, 0);
+    e.stop().await.unwrap();
+}

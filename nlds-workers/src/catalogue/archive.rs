@@ -46,6 +46,13 @@ pub struct ArchiveConfig {
     pub aggregates_per_holding: usize,
     /// How long a worker may take to write an aggregate before it is given up.
     pub lease_secs: u64,
+    /// Seconds between two checks of a staging aggregate (a durable delayed message each).
+    pub recall_poll_secs: u64,
+    /// Give a recall up when staging takes longer than this.
+    pub recall_timeout_secs: u64,
+    /// Where recalled members are spooled (and verified) before they are uploaded; the system's
+    /// temporary directory by default.
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ArchiveConfig {
@@ -57,6 +64,9 @@ impl Default for ArchiveConfig {
             holdings_per_round: 16,
             aggregates_per_holding: 4,
             lease_secs: 6 * 3600,
+            recall_poll_secs: 60,
+            recall_timeout_secs: 7 * 24 * 3600,
+            spool_dir: None,
         }
     }
 }

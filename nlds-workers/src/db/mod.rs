@@ -19,6 +19,8 @@ pub mod failed_file;
 pub mod file;
 pub mod holding;
 pub mod location;
+pub mod recall;
+pub mod recall_request;
 pub mod sub_record;
 pub mod tag;
 pub mod transaction;

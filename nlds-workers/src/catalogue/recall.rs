@@ -1,0 +1,451 @@
+//! The catalogue's side of recalls (cold → warm) and of evicting warm copies.
+//!
+//! A get of files whose only copy is cold registers, per aggregation, a `recall_request` (the get
+//! batch's envelope and file ids) under the aggregation's single `recall` row. Only the request
+//! that creates the recall sends `archive-get.start`: concurrent gets of members of one aggregate
+//! share one stage. When archive-get reports the members restored, the catalogue records their
+//! warm copies and resumes every waiting batch as a `catalog-get.complete` (the normal get
+//! continues with transfer-get); when it reports a failure, every waiting batch fails with the
+//! reason.
+//!
+//! Evicting (`catalog.evict`) drops a holding's warm copies, but only of files whose cold copy is
+//! in a stored (written and verified) aggregation: the last verified copy is never dropped.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::Utc;
+use nlds_bus::Outcome;
+use nlds_core::message::{AggregateSums, ObjectRef, RecallMember, RestoredFile};
+use nlds_core::{
+    Action, Envelope, ErrorCode, FailedFile, FileRecord, Payload, RoutingKey, State, Worker,
+};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::{
+    BLAKE3, CHUNK, COLD, Catalogue, Result, WARM, load_copies, parse_uuid, record, to_u32, to_u64,
+};
+use crate::db::{
+    aggregation, aggregation_member, checksum, file, location, recall, recall_request, transaction,
+};
+
+/// The sub id of a get batch waiting for an aggregation.
+pub fn recall_sub(transaction_id: Uuid, aggregation_id: i64) -> Uuid {
+    Uuid::new_v5(
+        &transaction_id,
+        format!("recall/{aggregation_id}").as_bytes(),
+    )
+}
+
+impl Catalogue {
+    /// Registers the get's files that only have cold copies (grouped by aggregation name) and
+    /// starts the recalls that are not running yet. Returns what to publish, and the files that
+    /// cannot be recalled.
+    pub(super) async fn register_recalls(
+        &self,
+        env: &Envelope,
+        by_aggregate: BTreeMap<String, Vec<file::Model>>,
+        target: &Option<String>,
+        overwrite: bool,
+    ) -> Result<(Outcome, Vec<FailedFile>)> {
+        let mut out = Outcome::none();
+        let mut failed = Vec::new();
+        for (name, files) in by_aggregate {
+            let Some(agg) = aggregation::Entity::find()
+                .filter(aggregation::Column::Name.eq(&name))
+                .filter(aggregation::Column::State.eq(aggregation::STORED))
+                .one(&self.db)
+                .await?
+            else {
+                failed.extend(files.iter().map(|m| {
+                    FailedFile::new(
+                        &m.path,
+                        ErrorCode::StorageError,
+                        format!("{}: its cold copy (aggregate {name}) is not stored", m.path),
+                    )
+                }));
+                continue;
+            };
+            let sub = recall_sub(env.transaction_id, agg.id);
+            let waiting = env.with_sub(
+                sub,
+                Payload::Files {
+                    holding_id: None,
+                    files: Vec::new(),
+                    target: target.clone(),
+                    overwrite,
+                    failed: Vec::new(),
+                },
+            );
+            let ids: Vec<i64> = files.iter().map(|m| m.id).collect();
+            let txn = self.db.begin().await?;
+            let created = recall::Entity::insert(recall::ActiveModel {
+                aggregation_id: Set(agg.id),
+                created: Set(Utc::now()),
+                ..Default::default()
+            })
+            .on_conflict(
+                OnConflict::column(recall::Column::AggregationId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?
+                > 0;
+            let r = recall::Entity::find()
+                .filter(recall::Column::AggregationId.eq(agg.id))
+                .one(&txn)
+                .await?
+                .ok_or_else(|| super::internal(format!("recall of {name} vanished")))?;
+            recall_request::Entity::insert(recall_request::ActiveModel {
+                recall_id: Set(r.id),
+                sub_id: Set(sub.to_string()),
+                envelope: Set(String::from_utf8_lossy(&waiting.to_json()).into_owned()),
+                file_ids: Set(serde_json::to_string(&ids).unwrap_or_default()),
+                ..Default::default()
+            })
+            .on_conflict(
+                OnConflict::columns([
+                    recall_request::Column::RecallId,
+                    recall_request::Column::SubId,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+            txn.commit().await?;
+            let bytes: u64 = files.iter().map(|m| to_u64(m.size)).sum();
+            out = out.and(
+                RoutingKey::new(Worker::MonitorPut, Action::Start),
+                env.with_sub(
+                    sub,
+                    Payload::MonitorUpdate {
+                        state: State::ArchivePreparing,
+                        files: files.len() as u64,
+                        bytes,
+                        failed: Vec::new(),
+                        warnings: Vec::new(),
+                    },
+                ),
+            );
+            if created {
+                let members = self.recall_members(agg.id).await?;
+                tracing::info!(aggregation = %name, restore = members.iter().filter(|m| m.restore).count(),
+                    "recall started");
+                let job = nlds_core::Envelope::new(
+                    parse_uuid(&agg.transaction_id),
+                    &env.user,
+                    &env.group,
+                    nlds_core::api::ApiAction::ArchiveGet,
+                    "recall",
+                    Payload::ArchiveRecall {
+                        aggregation_id: agg.id,
+                        name: agg.name.clone(),
+                        members,
+                        sums: AggregateSums {
+                            size: to_u64(agg.size),
+                            adler32: agg.adler32.unwrap_or_default() as u32,
+                            crc32c: agg.crc32c.unwrap_or_default() as u32,
+                            blake3: agg.blake3.clone().unwrap_or_default(),
+                        },
+                        checks: 0,
+                    },
+                );
+                out = out.and(RoutingKey::new(Worker::ArchiveGet, Action::Start), job);
+            }
+        }
+        Ok((out, failed))
+    }
+
+    /// Every member of an aggregation in tar order; those without a warm copy are to be restored.
+    async fn recall_members(&self, aggregation_id: i64) -> Result<Vec<RecallMember>> {
+        let rows = aggregation_member::Entity::find()
+            .filter(aggregation_member::Column::AggregationId.eq(aggregation_id))
+            .order_by_asc(aggregation_member::Column::Position)
+            .all(&self.db)
+            .await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.file_id).collect();
+        let mut files: HashMap<i64, file::Model> = HashMap::new();
+        let mut warm: HashMap<i64, bool> = HashMap::new();
+        let mut sums: HashMap<i64, String> = HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            for f in file::Entity::find()
+                .filter(file::Column::Id.is_in(chunk.iter().copied()))
+                .all(&self.db)
+                .await?
+            {
+                files.insert(f.id, f);
+            }
+            for l in location::Entity::find()
+                .filter(location::Column::FileId.is_in(chunk.iter().copied()))
+                .filter(location::Column::Tier.eq(WARM))
+                .all(&self.db)
+                .await?
+            {
+                warm.insert(l.file_id, true);
+            }
+            for c in checksum::Entity::find()
+                .filter(checksum::Column::FileId.is_in(chunk.iter().copied()))
+                .filter(checksum::Column::Algorithm.eq(BLAKE3))
+                .all(&self.db)
+                .await?
+            {
+                sums.insert(c.file_id, c.value);
+            }
+        }
+        let tx_ids: Vec<i64> = files.values().map(|f| f.transaction_id).collect();
+        let txs: HashMap<i64, String> = transaction::Entity::find()
+            .filter(transaction::Column::Id.is_in(tx_ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|t| (t.id, t.transaction_id))
+            .collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let f = files
+                .get(&r.file_id)
+                .ok_or_else(|| super::internal(format!("member file {} vanished", r.file_id)))?;
+            out.push(RecallMember {
+                file_id: f.id,
+                path: f.path.clone(),
+                size: to_u64(f.size),
+                mode: to_u32(f.mode),
+                mtime_ns: f.mtime_ns,
+                uid: to_u32(f.uid),
+                gid: to_u32(f.gid),
+                transaction_id: parse_uuid(txs.get(&f.transaction_id).map_or("", String::as_str)),
+                blake3: sums.get(&f.id).cloned(),
+                restore: !warm.contains_key(&f.id),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The waiting requests of an aggregation's recall, removed with it.
+    async fn take_requests(&self, aggregation_id: i64) -> Result<Vec<recall_request::Model>> {
+        let txn = self.db.begin().await?;
+        let Some(r) = recall::Entity::find()
+            .filter(recall::Column::AggregationId.eq(aggregation_id))
+            .one(&txn)
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let requests = recall_request::Entity::find()
+            .filter(recall_request::Column::RecallId.eq(r.id))
+            .all(&txn)
+            .await?;
+        recall::Entity::delete_by_id(r.id).exec(&txn).await?;
+        txn.commit().await?;
+        Ok(requests)
+    }
+
+    /// `RecallProgress`: every waiting batch moves to `state`.
+    pub(super) async fn recall_progress(
+        &self,
+        aggregation_id: i64,
+        state: State,
+    ) -> Result<Outcome> {
+        let Some(r) = recall::Entity::find()
+            .filter(recall::Column::AggregationId.eq(aggregation_id))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(Outcome::none());
+        };
+        let mut out = Outcome::none();
+        for req in recall_request::Entity::find()
+            .filter(recall_request::Column::RecallId.eq(r.id))
+            .all(&self.db)
+            .await?
+        {
+            let Ok(env) = serde_json::from_str::<Envelope>(&req.envelope) else {
+                continue;
+            };
+            let n = serde_json::from_str::<Vec<i64>>(&req.file_ids).map_or(0, |v| v.len());
+            out = out.and(
+                RoutingKey::new(Worker::MonitorPut, Action::Start),
+                env.reply(Payload::MonitorUpdate {
+                    state,
+                    files: n as u64,
+                    bytes: 0,
+                    failed: Vec::new(),
+                    warnings: Vec::new(),
+                }),
+            );
+        }
+        Ok(out)
+    }
+
+    /// `ArchiveRestored`: record the warm copies, then resume every waiting get batch.
+    pub(super) async fn recall_restored(
+        &self,
+        aggregation_id: i64,
+        restored: &[RestoredFile],
+    ) -> Result<Outcome> {
+        let now = Utc::now();
+        for chunk in restored.chunks(CHUNK) {
+            let rows: Vec<location::ActiveModel> = chunk
+                .iter()
+                .map(|r| location::ActiveModel {
+                    file_id: Set(r.file_id),
+                    tier: Set(WARM.into()),
+                    bucket: Set(r.object.bucket.clone()),
+                    key: Set(r.object.key.clone()),
+                    created: Set(now),
+                    ..Default::default()
+                })
+                .collect();
+            location::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::columns([location::Column::FileId, location::Column::Tier])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(&self.db)
+                .await?;
+        }
+        let mut out = Outcome::none();
+        for req in self.take_requests(aggregation_id).await? {
+            let Ok(env) = serde_json::from_str::<Envelope>(&req.envelope) else {
+                continue;
+            };
+            let ids: Vec<i64> = serde_json::from_str(&req.file_ids).unwrap_or_default();
+            let models = file::Entity::find()
+                .filter(file::Column::Id.is_in(ids.iter().copied()))
+                .order_by_asc(file::Column::Path)
+                .all(&self.db)
+                .await?;
+            let (locations, checksums) = load_copies(&self.db, &ids).await?;
+            let mut files = Vec::new();
+            let mut failed = Vec::new();
+            for m in &models {
+                match locations
+                    .get(&m.id)
+                    .and_then(|ls| ls.iter().find(|l| l.tier == WARM))
+                {
+                    Some(w) => {
+                        let mut r: FileRecord = record(m);
+                        r.blake3 = checksums.get(&m.id).cloned();
+                        r.object = Some(ObjectRef {
+                            bucket: w.bucket.clone(),
+                            key: w.key.clone(),
+                        });
+                        files.push(r);
+                    }
+                    None => failed.push(FailedFile::new(
+                        &m.path,
+                        ErrorCode::StorageError,
+                        format!("{}: the recall did not restore it", m.path),
+                    )),
+                }
+            }
+            let (target, overwrite) = match &env.payload {
+                Payload::Files {
+                    target, overwrite, ..
+                } => (target.clone(), *overwrite),
+                _ => (None, false),
+            };
+            out = out.and(
+                RoutingKey::new(Worker::CatalogGet, Action::Complete),
+                env.reply(Payload::Files {
+                    holding_id: None,
+                    files,
+                    target,
+                    overwrite,
+                    failed,
+                }),
+            );
+        }
+        Ok(out)
+    }
+
+    /// archive-get failed: every waiting batch fails with the reason.
+    pub(super) async fn recall_failed(
+        &self,
+        env: &Envelope,
+        reasons: &[FailedFile],
+    ) -> Result<Outcome> {
+        let Some(agg) = aggregation::Entity::find()
+            .filter(aggregation::Column::TransactionId.eq(env.transaction_id.to_string()))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(Outcome::none());
+        };
+        let reason = reasons
+            .first()
+            .map(|f| f.reason.clone())
+            .unwrap_or_else(|| format!("the recall of aggregate {} failed", agg.name));
+        let code = reasons.first().map_or(ErrorCode::StorageError, |f| f.code);
+        tracing::warn!(aggregation = %agg.name, %reason, "recall failed");
+        let mut out = Outcome::none();
+        for req in self.take_requests(agg.id).await? {
+            let Ok(waiting) = serde_json::from_str::<Envelope>(&req.envelope) else {
+                continue;
+            };
+            let ids: Vec<i64> = serde_json::from_str(&req.file_ids).unwrap_or_default();
+            let files = file::Entity::find()
+                .filter(file::Column::Id.is_in(ids))
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .map(|m| FailedFile::new(&m.path, code, format!("{}: {reason}", m.path)))
+                .collect();
+            out = out.and(
+                RoutingKey::new(Worker::CatalogGet, Action::Failed),
+                waiting.reply(Payload::Failed { files }),
+            );
+        }
+        Ok(out)
+    }
+
+    /// `catalog.evict`: drops the warm copies of the holding's files whose cold copy is in a
+    /// stored aggregation; answers the dropped copies (their objects are deleted next).
+    pub(super) async fn evict(&self, holding_id: i64) -> Result<Vec<FileRecord>> {
+        let stored: Vec<String> = aggregation::Entity::find()
+            .filter(aggregation::Column::HoldingId.eq(holding_id))
+            .filter(aggregation::Column::State.eq(aggregation::STORED))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        let txn = self.db.begin().await?;
+        let files = file::Entity::find()
+            .filter(file::Column::HoldingId.eq(holding_id))
+            .all(&txn)
+            .await?;
+        let ids: Vec<i64> = files.iter().map(|f| f.id).collect();
+        let (locations, _) = load_copies(&txn, &ids).await?;
+        let mut out = Vec::new();
+        let mut drop = Vec::new();
+        for f in &files {
+            let ls = locations.get(&f.id).map(Vec::as_slice).unwrap_or_default();
+            let warm = ls.iter().find(|l| l.tier == WARM);
+            let verified_cold = ls.iter().any(|l| l.tier == COLD && stored.contains(&l.key));
+            if let (Some(w), true) = (warm, verified_cold) {
+                let mut r = record(f);
+                r.object = Some(ObjectRef {
+                    bucket: w.bucket.clone(),
+                    key: w.key.clone(),
+                });
+                drop.push(w.id);
+                out.push(r);
+            }
+        }
+        for chunk in drop.chunks(CHUNK) {
+            location::Entity::delete_many()
+                .filter(location::Column::Id.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(out)
+    }
+}
