@@ -5,6 +5,7 @@
 #   RabbitMQ    127.0.0.1:5672   guest/guest
 #   PostgreSQL  127.0.0.1:5432   user postgres, trust auth on loopback
 #   moto (S3)   127.0.0.1:9000   any credentials
+#   XRootD      127.0.0.1:1094   tape front end for the cold tier (scripts/xrootd.sh)
 #
 # and installs the published Python client (nlds-client, the `nlds` command)
 # into its own venv, for the legacy-API compatibility tests.
@@ -268,9 +269,23 @@ ensure_pyclient_venv() {
     log "nlds-client: OK   $PYCLIENT_VENV/bin/nlds (nlds-client $have, installed)"
 }
 
+# ---------------------------------------------------------------- XRootD (tape)
+# An HSM-like XRootD tape front end for the cold tier's xrootd backend, loopback
+# only, as user xrootd: everything about it lives in scripts/xrootd.sh.
+XROOTD_URL=""
+start_xrootd() {
+    local here
+    here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+    NLDS_SVC_TIMEOUT="$TIMEOUT" "$here/xrootd.sh" start >/dev/null ||
+        fail "xrootd (tape front end): scripts/xrootd.sh start failed"
+    XROOTD_URL="$("$here/xrootd.sh" url)" || fail "xrootd (tape front end) does not answer"
+    log "xrootd:     OK   $XROOTD_URL"
+}
+
 start_rabbitmq
 start_postgres
 start_moto
+start_xrootd
 ensure_pyclient_venv
 
 cat <<EOF
@@ -279,5 +294,6 @@ export NLDS_TEST_AMQP_URL='amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f'
 export NLDS_TEST_DATABASE_URL='postgres://postgres@127.0.0.1:$PG_PORT'
 export NLDS_TEST_S3_ENDPOINT='http://127.0.0.1:$MOTO_PORT'
 export NLDS_TEST_PYCLIENT='$PYCLIENT_VENV/bin/nlds'
+export NLDS_TEST_XROOTD_URL='$XROOTD_URL'
 unset AWS_CA_BUNDLE
 EOF

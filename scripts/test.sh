@@ -23,6 +23,10 @@ PYCLIENT_VENV="${NLDS_PYCLIENT_VENV:-$HOME/.cache/nlds-pyclient}"
 if [ -n "${NLDS_TEST_PYCLIENT:-}" ] || [ -x "$PYCLIENT_VENV/bin/nlds" ]; then
     export NLDS_TEST_PYCLIENT="${NLDS_TEST_PYCLIENT:-$PYCLIENT_VENV/bin/nlds}"
 fi
+# The XRootD tape front end started by scripts/services.sh (scripts/xrootd.sh), if it answers.
+if [ -z "${NLDS_TEST_XROOTD_URL:-}" ]; then
+    NLDS_TEST_XROOTD_URL="$(scripts/xrootd.sh url 2>/dev/null)" && export NLDS_TEST_XROOTD_URL || unset NLDS_TEST_XROOTD_URL
+fi
 # The machine-wide CA bundle breaks S3 clients talking to plain-http local
 # endpoints; never send credentials lookups to an instance metadata service.
 unset AWS_CA_BUNDLE
@@ -32,6 +36,7 @@ echo "[test] NLDS_TEST_AMQP_URL=$NLDS_TEST_AMQP_URL"
 echo "[test] NLDS_TEST_DATABASE_URL=$NLDS_TEST_DATABASE_URL"
 echo "[test] NLDS_TEST_S3_ENDPOINT=$NLDS_TEST_S3_ENDPOINT"
 echo "[test] NLDS_TEST_PYCLIENT=${NLDS_TEST_PYCLIENT:-(not installed: run scripts/services.sh)}"
+echo "[test] NLDS_TEST_XROOTD_URL=${NLDS_TEST_XROOTD_URL:-(not running: run scripts/services.sh)}"
 
 # Let `-p/--package` narrow the run: drop `--workspace` when
 # the caller picks packages.

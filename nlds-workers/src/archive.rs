@@ -70,7 +70,13 @@ impl ArchivePut {
             .unwrap_or_else(|_| Err(ColdError::Failed("the aggregate stream was dropped".into())));
         let sums = match (streamed, written) {
             (Ok(sums), Ok(())) => sums,
-            // A member that could not be read explains a short write better than the store does.
+            // A store that went away is retried, whatever the stream saw.
+            (_, Err(w)) if w.is_transient() => return self.failed(env, name, w).await,
+            // A store that stopped reading explains the stream's broken pipe...
+            (Err(s), Err(w)) if s.to_string().contains(STOPPED_READING) => {
+                return self.failed(env, name, w).await;
+            }
+            // ...and a member that could not be read explains a short write.
             (Err(e), _) | (Ok(_), Err(e)) => return self.failed(env, name, e).await,
         };
         if let Err(e) = self.verify(name, &sums).await {
@@ -141,6 +147,12 @@ impl ArchivePut {
         ))
     }
 }
+
+/// Staging checks between two repeated stage requests.
+const STAGE_REPEAT: u32 = 10;
+
+/// What [`aggregate::stream`] reports when the store stops reading.
+const STOPPED_READING: &str = "stopped reading";
 
 fn fail(name: &str, e: &ColdError) -> HandlerError {
     HandlerError::permanent(ErrorCode::Internal, format!("aggregate {name}: {e}"))
@@ -340,7 +352,9 @@ impl ArchiveGet {
         name: &str,
         checks: u32,
     ) -> Result<Outcome, HandlerError> {
-        if checks == 0
+        // Staging is asked for at once, and again every STAGE_REPEAT checks: a tape system may
+        // drop a request (a restart of its front end), and asking again is harmless.
+        if checks.is_multiple_of(STAGE_REPEAT)
             && let Err(e) = self.cold.stage(&[name.to_owned()]).await
         {
             return self.recall_failed(env, name, e);

@@ -463,3 +463,400 @@ async fn gets_of_cold_only_files_recall_their_aggregate_once_and_detect_corrupti
     assert_eq!(count("SELECT COUNT(*) AS n FROM recall").await, 0);
     e.stop().await.unwrap();
 }
+
+/// The round trip for one cold backend: 2,000 small files and 3 files of 64 MiB are put,
+/// archived (small files packed together, each large one alone), checked, evicted from the warm
+/// tier, and got back byte-identical from the cold tier alone.
+async fn backend_round_trip(cold: nlds_workers::cold::ColdConfig) {
+    let data = temp();
+    let mut settings = ServerSettings::default();
+    settings.workers.archive.interval_secs = 0;
+    settings.workers.archive.aggregate_bytes = 32 << 20;
+    settings.workers.archive.recall_poll_secs = 1;
+    settings.workers.cold = cold;
+    let backend = settings.workers.cold.backend.clone();
+    let e = Embedded::start(EmbeddedOptions {
+        data_dir: data.path().to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        external_object_store: None,
+        settings,
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&e.url, &e.token);
+    let src = temp();
+    let root = src.path().join("round trip");
+    std::fs::create_dir_all(&root).unwrap();
+    crate::helpers::make_tree(&root, 2000, 0);
+    for i in 0..3 {
+        use std::io::Write;
+        let mut f = std::fs::File::create(root.join(format!("big{i}.bin"))).unwrap();
+        let chunk: Vec<u8> = (0..(1u32 << 20))
+            .map(|j| (j.wrapping_mul(2654435761) >> (i + 3)) as u8)
+            .collect();
+        for _ in 0..64 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    let put = api
+        .put_and_wait(json!({"paths": [root], "label": "rt"}))
+        .await;
+    assert_eq!(put.state, State::Complete, "{put:#?}");
+    let (s, _) = api.post("/api/v2/admin/archive", &json!({})).await;
+    assert_eq!(s, 202);
+    let start = Instant::now();
+    let page = loop {
+        let page = files(&api, "rt").await;
+        let plain: Vec<_> = page
+            .files
+            .iter()
+            .filter(|f| f.kind == nlds_core::PathKind::File)
+            .collect();
+        if plain.len() == 2004
+            && plain
+                .iter()
+                .all(|f| f.locations.iter().any(|l| l.tier == Tier::Cold))
+        {
+            break page;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "{backend}: not archived"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut members: HashMap<String, Vec<(String, u64)>> = HashMap::new();
+    for f in page
+        .files
+        .iter()
+        .filter(|f| f.kind == nlds_core::PathKind::File)
+    {
+        let c = f.locations.iter().find(|l| l.tier == Tier::Cold).unwrap();
+        assert_eq!(c.bucket, backend);
+        members
+            .entry(c.key.clone())
+            .or_default()
+            .push((f.path.clone(), f.size));
+    }
+    // Each 64 MiB file alone; the 2,001 small ones (with the empty file) together.
+    assert_eq!(members.len(), 4, "{backend}: {:?}", members.keys());
+    assert_eq!(
+        members
+            .values()
+            .filter(|m| m.len() == 1 && m[0].1 == 64 << 20)
+            .count(),
+        3
+    );
+    let db = Database::connect(format!(
+        "sqlite://{}?mode=ro",
+        data.path().join("nlds.db").display()
+    ))
+    .await
+    .unwrap();
+    for (name, m) in &members {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT state, size, adler32, blake3, members FROM aggregation WHERE name = '{name}'"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<String>("", "state").unwrap(), "stored");
+        assert_eq!(row.try_get::<i64>("", "members").unwrap() as usize, m.len());
+        assert_eq!(row.try_get::<String>("", "blake3").unwrap().len(), 64);
+        let payload: u64 = m.iter().map(|(_, s)| *s).sum();
+        assert!(row.try_get::<i64>("", "size").unwrap() as u64 > payload);
+    }
+
+    let holding = put.holding_id.unwrap();
+    let (s, b) = api
+        .post("/api/v2/admin/evict", &json!({"holding_id": holding}))
+        .await;
+    assert_eq!((s, b["files"].as_u64()), (200, Some(2004)), "{b}");
+
+    let tgt = temp();
+    let got = api
+        .get_and_wait(json!({"paths": [root], "label": "rt", "target": tgt.path()}))
+        .await;
+    assert_eq!(got.state, State::Complete, "{backend}: {got:#?}");
+    assert_eq!(
+        crate::helpers::shape(&crate::helpers::restored(tgt.path(), &root)),
+        crate::helpers::shape(&root),
+        "{backend}: restored tree differs"
+    );
+    e.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_through_the_dir_tape_emulator() {
+    let mut cold = nlds_workers::cold::ColdConfig::default();
+    cold.dir.stage_delay_ms = 1000;
+    backend_round_trip(cold).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_through_s3_glacier_on_moto() {
+    let Some(endpoint) = crate::helpers::service("NLDS_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let mut cold = nlds_workers::cold::ColdConfig {
+        backend: "s3-glacier".into(),
+        ..Default::default()
+    };
+    cold.glacier.store.endpoint = endpoint;
+    cold.glacier.store.access_key = "testing".into();
+    cold.glacier.store.secret_key = "testing".into();
+    cold.glacier.store.bucket = format!(
+        "nlds-cold-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    // moto computes multipart composite checksums with CRC32 instead of CRC32C; every part's
+    // CRC32C is still sent (see cold::glacier).
+    cold.glacier.verify_multipart_checksum = false;
+    cold.glacier.part_size = 16 << 20;
+    backend_round_trip(cold).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_through_xrootd() {
+    let Some(url) = crate::helpers::service("NLDS_TEST_XROOTD_URL") else {
+        return;
+    };
+    let mut cold = nlds_workers::cold::ColdConfig {
+        backend: "xrootd".into(),
+        ..Default::default()
+    };
+    // Each test writes under its own directory of the server's export.
+    cold.xrootd.url = format!(
+        "{}/rt-{}",
+        url.trim_end_matches('/'),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    backend_round_trip(cold).await;
+}
+
+/// An unreachable cold store: the write is retried with back-off, then given up; nothing is
+/// marked archived and the files stay eligible (the next round leases them again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_cold_store_is_retried_then_leaves_the_holding_eligible() {
+    let data = temp();
+    let mut settings = ServerSettings::default();
+    settings.workers.archive.interval_secs = 0;
+    settings.bus.retry_delays_ms = vec![200, 400];
+    settings.workers.cold.backend = "xrootd".into();
+    // A port nothing listens on: every operation is "unavailable" (transient).
+    settings.workers.cold.xrootd.url = "root://127.0.0.1:1//tape".into();
+    settings.workers.cold.xrootd.timeout_secs = 2;
+    let e = Embedded::start(EmbeddedOptions {
+        data_dir: data.path().to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        external_object_store: None,
+        settings,
+    })
+    .await
+    .unwrap();
+    if which("xrdcp").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have xrdcp (scripts/xrootd.sh installs it)"
+        );
+        eprintln!("SKIPPED: xrdcp is not installed; run scripts/services.sh");
+        return;
+    }
+    let api = Api::new(&e.url, &e.token);
+    let src = temp();
+    for i in 0..5 {
+        std::fs::write(src.path().join(format!("f{i}")), vec![b'x'; 100]).unwrap();
+    }
+    let put = api
+        .put_and_wait(json!({"paths": [src.path()], "label": "down"}))
+        .await;
+    assert_eq!(put.state, State::Complete);
+    let db = Database::connect(format!(
+        "sqlite://{}?mode=ro",
+        data.path().join("nlds.db").display()
+    ))
+    .await
+    .unwrap();
+    let scalar = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            db.query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap()
+        }
+    };
+    let log = data.path().join("logs/archive-put.log");
+    for round in 1..=2 {
+        api.post("/api/v2/admin/archive", &json!({})).await;
+        // Leased, retried (3 attempts), given up, released.
+        let start = Instant::now();
+        loop {
+            let gave_up = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("gave up after 3 attempts")
+                .count();
+            if gave_up >= round && scalar("SELECT COUNT(*) AS n FROM aggregation").await == 0 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "round {round}: aggregations {}, logs {:?}: {}",
+                scalar("SELECT COUNT(*) AS n FROM aggregation").await,
+                std::fs::read_dir(data.path().join("logs"))
+                    .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("cold store unavailable"), "{text}");
+        assert_eq!(
+            scalar("SELECT COUNT(*) AS n FROM location WHERE tier = 'cold'").await,
+            0,
+            "nothing is marked archived"
+        );
+    }
+    e.stop().await.unwrap();
+}
+
+fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(cmd))
+        .find(|p| p.is_file())
+}
+
+/// kill -9 of the archive-get worker while a recall waits for staging: the wait is a durable
+/// delayed message in RabbitMQ, so a restarted worker picks the recall up and the get completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_archive_get_while_a_recall_waits_loses_nothing() {
+    use crate::distributed::{Services, TOKEN, start_roles, start_server, workers_binary};
+    let Some(svc) = Services::new().await else {
+        return;
+    };
+    let mut settings = svc.settings();
+    settings.workers.archive.interval_secs = 0;
+    settings.workers.archive.recall_poll_secs = 1;
+    let cold = temp();
+    settings.workers.cold.dir.root = cold.path().to_owned();
+    settings.workers.cold.dir.stage_delay_ms = 4000;
+    let cfg_dir = temp();
+    let config = cfg_dir.path().join("workers.toml");
+    std::fs::write(&config, toml::to_string(&settings).unwrap()).unwrap();
+    let spawn = || {
+        std::process::Command::new(workers_binary())
+            .args(["--config", &config.to_string_lossy(), "archive-get"])
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap()
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let others: Vec<_> = nlds_workers::run::all_roles()
+        .into_iter()
+        .filter(|r| *r != nlds_core::Role::ArchiveGet)
+        .collect();
+    start_roles(&settings, others, stop.clone());
+    let url = start_server(&settings, stop.clone()).await;
+    let api = Api::new(&url, TOKEN);
+    let src = temp();
+    for i in 0..4 {
+        std::fs::write(
+            src.path().join(format!("k{i}")),
+            format!("kill {i}").repeat(500),
+        )
+        .unwrap();
+    }
+    let put = api
+        .put_and_wait(json!({"paths": [src.path()], "label": "kill"}))
+        .await;
+    assert_eq!(put.state, State::Complete);
+    let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
+    nlds_workers::archive::request_round(bus.as_ref())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while !files(&api, "kill")
+        .await
+        .files
+        .iter()
+        .filter(|f| f.kind == nlds_core::PathKind::File)
+        .all(|f| f.locations.iter().any(|l| l.tier == Tier::Cold))
+    {
+        assert!(start.elapsed() < Duration::from_secs(60), "not archived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Drop the warm copies through the catalogue (what the admin endpoint does).
+    let evict = nlds_core::Envelope::new(
+        uuid::Uuid::new_v4(),
+        "alice",
+        "climate",
+        nlds_core::api::ApiAction::Get,
+        "evict",
+        nlds_core::Payload::Evict {
+            holding_id: put.holding_id.unwrap(),
+        },
+    );
+    bus.rpc(
+        nlds_core::RoutingKey::new(nlds_core::Worker::Catalog, nlds_core::Action::Evict),
+        &evict,
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+
+    let mut child = spawn();
+    let tgt = temp();
+    let (s, r) = api
+        .post(
+            "/api/v2/get",
+            &json!({"paths": [src.path()], "label": "kill", "target": tgt.path()}),
+        )
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let tid = r["transaction_id"].as_str().unwrap().to_owned();
+    // Wait until the worker has asked for the stage (the emulator records the request).
+    let requests = cold.path().join("requests");
+    let start = Instant::now();
+    while walkdir::WalkDir::new(&requests)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .count()
+        == 0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no stage request"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (_, t) = api.get(&format!("/api/v2/transactions/{tid}")).await;
+    assert_eq!(t["state"], "ARCHIVE_PREPARING", "{t}");
+    // Nobody consumes the delayed checks for a while; then a new worker takes over.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut child = spawn();
+    let got = api.wait(&tid, Duration::from_secs(60)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(got.state, State::Complete, "{got:#?}");
+    for i in 0..4 {
+        let p = src.path().join(format!("k{i}"));
+        assert_eq!(
+            std::fs::read(crate::helpers::restored(tgt.path(), &p)).unwrap(),
+            std::fs::read(&p).unwrap()
+        );
+    }
+    stop.cancel();
+}

@@ -174,7 +174,7 @@ async fn distributed_put_get_list_find_meta_stat() {
     stop.cancel();
 }
 
-fn workers_binary() -> std::path::PathBuf {
+pub fn workers_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join("nlds-workers");

@@ -154,7 +154,16 @@ impl Default for ColdConfig {
 pub async fn open(cfg: &ColdConfig) -> anyhow::Result<std::sync::Arc<dyn ColdStore>> {
     Ok(match cfg.backend.as_str() {
         "dir" => std::sync::Arc::new(dir::DirStore::new(cfg.dir.clone())?),
-        "s3-glacier" => std::sync::Arc::new(glacier::GlacierStore::new(&cfg.glacier).await?),
+        "xrootd" => std::sync::Arc::new(xrootd::XrootdStore::new(cfg.xrootd.clone())?),
+        "s3-glacier" => {
+            let store = glacier::GlacierStore::new(&cfg.glacier).await?;
+            // An unreachable store must not stop the role: writes retry with back-off.
+            if let Err(e) = store.ensure_bucket().await {
+                tracing::warn!(error = %e, bucket = %cfg.glacier.store.bucket,
+                    "cannot check the cold bucket now; writes will retry");
+            }
+            std::sync::Arc::new(store)
+        }
         other => anyhow::bail!(
             "unknown cold store backend {other:?}: use \"dir\", \"xrootd\" or \"s3-glacier\""
         ),

@@ -926,10 +926,18 @@ mod tests {
         out
     }
 
-    /// Polls `stat` until `online` is `want`; the time it took.
+    /// Polls `stat` until `online` is `want`; the time it took. While waiting to come online the
+    /// stage request is repeated every 10 s, as the archive-get worker does: an HSM may drop a
+    /// request (the emulator's background recall can lose one on a loaded machine), and staging
+    /// is idempotent.
     async fn wait_for(s: &XrootdStore, name: &str, want: bool, limit: Duration) -> Duration {
         let since = Instant::now();
+        let mut asked = Instant::now();
         loop {
+            if want && asked.elapsed() > Duration::from_secs(10) {
+                let _ = s.stage(&[name.to_owned()]).await;
+                asked = Instant::now();
+            }
             let st = s.stat(name).await.unwrap().expect("aggregate exists");
             if st.online == want {
                 return since.elapsed();
