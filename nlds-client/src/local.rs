@@ -500,6 +500,7 @@ mod tests {
             ingest_time: chrono::DateTime::UNIX_EPOCH,
             blake3: Some(blake3::hash(content).to_hex().to_string()),
             locations: vec![],
+            recalling: false,
         };
         std::fs::create_dir_all(dir.path().join("d")).unwrap();
         std::fs::write(dir.path().join("d/same"), b"same").unwrap();

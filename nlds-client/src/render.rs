@@ -93,10 +93,14 @@ pub fn object_url(f: &FileEntry) -> Option<String> {
         .map(|l| format!("s3://{}/{}", l.bucket, l.key))
 }
 
-/// `W` (warm, object store), `C` (cold, tape), `W+C`; `L` for a link; `-` for none.
+/// `W` (warm, object store), `C` (cold, tape), `W+C`; `C+R` for a cold copy being recalled;
+/// `L` for a link; `-` for none.
 pub fn storage(f: &FileEntry) -> String {
     if f.kind == PathKind::Link {
         return "L".into();
+    }
+    if f.recalling && !f.locations.iter().any(|l| l.tier == Tier::Warm) {
+        return "C+R".into();
     }
     let warm = f.locations.iter().any(|l| l.tier == Tier::Warm);
     let cold = f.locations.iter().any(|l| l.tier == Tier::Cold);
@@ -1118,6 +1122,42 @@ pub fn get_plan_view(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_letters_show_tiers_and_recalls() {
+        let mut f = FileEntry {
+            path: "/a".into(),
+            kind: PathKind::File,
+            link_target: None,
+            size: 1,
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+            mtime: chrono::DateTime::UNIX_EPOCH,
+            holding_id: 1,
+            label: "l".into(),
+            user: "u".into(),
+            group: "g".into(),
+            transaction_id: uuid::Uuid::nil(),
+            ingest_time: chrono::DateTime::UNIX_EPOCH,
+            blake3: None,
+            locations: vec![nlds_core::api::FileLocation {
+                tier: Tier::Cold,
+                bucket: "dir".into(),
+                key: "h1/a.tar".into(),
+            }],
+            recalling: false,
+        };
+        assert_eq!(storage(&f), "C");
+        f.recalling = true;
+        assert_eq!(storage(&f), "C+R");
+        f.locations.push(nlds_core::api::FileLocation {
+            tier: Tier::Warm,
+            bucket: "nlds".into(),
+            key: "tx/x".into(),
+        });
+        assert_eq!(storage(&f), "W+C");
+    }
 
     #[test]
     fn sizes() {

@@ -605,6 +605,9 @@ fn sample_holdings() -> Vec<HoldingSummary> {
             created: ts("2026-05-01T10:00:00Z"),
             files: 1234,
             bytes: 5 * 1024 * 1024 * 1024 + 300 * 1024 * 1024,
+            warm_files: 0,
+            cold_files: 0,
+            recalling_files: 0,
         },
         HoldingSummary {
             id: 12,
@@ -616,6 +619,9 @@ fn sample_holdings() -> Vec<HoldingSummary> {
             created: ts("2026-04-30T23:59:59Z"),
             files: 1,
             bytes: 999,
+            warm_files: 0,
+            cold_files: 0,
+            recalling_files: 0,
         },
     ]
 }
@@ -649,6 +655,7 @@ fn sample_files() -> Vec<FileEntry> {
                 key: "agg-0001".into(),
             },
         ],
+        recalling: false,
     };
     let mut warm = base.clone();
     warm.path = "/gws/climate/run42/pr_day.nc".into();

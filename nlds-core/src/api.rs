@@ -221,6 +221,15 @@ pub struct HoldingSummary {
     pub created: DateTime<Utc>,
     pub files: u64,
     pub bytes: u64,
+    /// Files with a copy on the warm tier (object store).
+    #[serde(default)]
+    pub warm_files: u64,
+    /// Files with a copy on the cold tier (tape).
+    #[serde(default)]
+    pub cold_files: u64,
+    /// Files being recalled from the cold tier now.
+    #[serde(default)]
+    pub recalling_files: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -270,6 +279,9 @@ pub struct FileEntry {
     #[serde(default)]
     pub blake3: Option<String>,
     pub locations: Vec<FileLocation>,
+    /// Being recalled from the cold tier now (a get is waiting for it).
+    #[serde(default)]
+    pub recalling: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

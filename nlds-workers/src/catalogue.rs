@@ -861,6 +861,7 @@ impl Catalogue {
         let mut tags = load_tags(&self.db, &ids).await?;
         let mut transactions: HashMap<i64, Vec<Uuid>> = HashMap::new();
         let mut stats: HashMap<i64, (u64, u64)> = HashMap::new();
+        let mut tiers: HashMap<i64, (u64, u64)> = HashMap::new();
         for chunk in ids.chunks(CHUNK) {
             for t in transaction::Entity::find()
                 .filter(transaction::Column::HoldingId.is_in(chunk.iter().copied()))
@@ -889,12 +890,56 @@ impl Catalogue {
             for (h, n, b) in counts {
                 stats.insert(h, (to_u64(n), to_u64(b)));
             }
+            let per_tier: Vec<(i64, String, i64)> = location::Entity::find()
+                .join(JoinType::InnerJoin, location::Relation::File.def())
+                .select_only()
+                .column(file::Column::HoldingId)
+                .column(location::Column::Tier)
+                .expr(Expr::cust("CAST(COUNT(*) AS BIGINT)"))
+                .filter(file::Column::HoldingId.is_in(chunk.iter().copied()))
+                .group_by(file::Column::HoldingId)
+                .group_by(location::Column::Tier)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (h, tier, n) in per_tier {
+                let e = tiers.entry(h).or_default();
+                if tier == WARM {
+                    e.0 = to_u64(n);
+                } else if tier == COLD {
+                    e.1 = to_u64(n);
+                }
+            }
         }
+        let recalling = self.recalling_files().await?;
+        let recalling_by_holding: HashMap<i64, u64> = if recalling.is_empty() {
+            HashMap::new()
+        } else {
+            let mut m = HashMap::new();
+            let ids: Vec<i64> = recalling.iter().copied().collect();
+            for chunk in ids.chunks(CHUNK) {
+                for (h,) in file::Entity::find()
+                    .select_only()
+                    .column(file::Column::HoldingId)
+                    .filter(file::Column::Id.is_in(chunk.iter().copied()))
+                    .into_tuple::<(i64,)>()
+                    .all(&self.db)
+                    .await?
+                {
+                    *m.entry(h).or_insert(0) += 1;
+                }
+            }
+            m
+        };
         let holdings = rows
             .into_iter()
             .map(|h| {
                 let (files, bytes) = stats.get(&h.id).copied().unwrap_or_default();
+                let (warm_files, cold_files) = tiers.get(&h.id).copied().unwrap_or_default();
                 HoldingSummary {
+                    warm_files,
+                    cold_files,
+                    recalling_files: recalling_by_holding.get(&h.id).copied().unwrap_or(0),
                     tags: tags.remove(&h.id).unwrap_or_default(),
                     transactions: transactions.remove(&h.id).unwrap_or_default(),
                     id: h.id,
@@ -997,6 +1042,7 @@ impl Catalogue {
             .collect();
         let txs = load_transactions(&self.db, &tx_ids).await?;
         let (mut locations, mut checksums) = load_copies(&self.db, &ids).await?;
+        let recalling = self.recalling_files().await?;
         let mut out = Vec::with_capacity(models.len());
         for m in models {
             let h = holdings.get(&m.holding_id).ok_or_else(|| {
@@ -1038,6 +1084,7 @@ impl Catalogue {
                 transaction_id: parse_uuid(&t.transaction_id),
                 ingest_time: t.ingest_time,
                 blake3: checksums.remove(&m.id),
+                recalling: recalling.contains(&m.id),
                 locations: locs,
                 path: m.path,
             });

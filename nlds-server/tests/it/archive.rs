@@ -394,6 +394,27 @@ async fn gets_of_cold_only_files_recall_their_aggregate_once_and_detect_corrupti
         assert!(start.elapsed() < Duration::from_secs(5), "{t}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    // find and list show which files are being recalled, and the tiers.
+    let page = files(&api, "recall").await;
+    let recalling: Vec<&str> = page
+        .files
+        .iter()
+        .filter(|f| f.recalling)
+        .map(|f| f.path.as_str())
+        .collect();
+    assert_eq!(recalling.len(), 3, "{recalling:?}");
+    assert!(recalling.contains(&m0.as_str()) && recalling.contains(&m2.as_str()));
+    let (_, l) = api.get("/api/v2/holdings?label=recall").await;
+    let h = &l["holdings"][0];
+    assert_eq!(
+        (
+            h["warm_files"].as_u64(),
+            h["cold_files"].as_u64(),
+            h["recalling_files"].as_u64()
+        ),
+        (Some(0), Some(6), Some(3)),
+        "{l}"
+    );
     let g1 = api
         .wait(
             r1["transaction_id"].as_str().unwrap(),

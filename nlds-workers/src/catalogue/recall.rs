@@ -226,6 +226,15 @@ impl Catalogue {
         Ok(out)
     }
 
+    /// Files a get is waiting to recall now (shown as recalling by find and list).
+    pub(super) async fn recalling_files(&self) -> Result<std::collections::HashSet<i64>> {
+        let mut out = std::collections::HashSet::new();
+        for r in recall_request::Entity::find().all(&self.db).await? {
+            out.extend(serde_json::from_str::<Vec<i64>>(&r.file_ids).unwrap_or_default());
+        }
+        Ok(out)
+    }
+
     /// The waiting requests of an aggregation's recall, removed with it.
     async fn take_requests(&self, aggregation_id: i64) -> Result<Vec<recall_request::Model>> {
         let txn = self.db.begin().await?;
