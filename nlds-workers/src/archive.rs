@@ -58,12 +58,52 @@ impl ArchivePut {
                 )
             })
             .collect();
+        // Members are opened ahead of the tar writer, PREFETCH at a time, in order: small
+        // objects are read whole (at most PREFETCH x SMALL_OBJECT bytes buffered), large ones
+        // stream. One GET after the other would make small files latency-bound.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<ByteReader, ColdError>>(PREFETCH);
         let s3 = self.s3.clone();
-        let (reader, sums) = aggregate::stream(tar, move |i| {
-            let (bucket, key, path) = objects[i].clone();
-            let s3 = s3.clone();
-            async move { open_object(&s3, &bucket, &key, &path).await }
+        let sizes: Vec<u64> = members.iter().map(|m| m.size).collect();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut opened = futures::stream::iter(objects.into_iter().zip(sizes).map(
+                |((bucket, key, path), size)| {
+                    let s3 = s3.clone();
+                    async move {
+                        let body = open_object(&s3, &bucket, &key, &path).await?;
+                        if size > SMALL_OBJECT {
+                            return Ok(body);
+                        }
+                        let mut buf = Vec::with_capacity(size as usize);
+                        let mut body = body;
+                        tokio::io::AsyncReadExt::read_to_end(&mut body, &mut buf)
+                            .await
+                            .map_err(|e| {
+                                ColdError::Unavailable(format!(
+                                    "reading the warm copy of {path}: {e}"
+                                ))
+                            })?;
+                        Ok(aggregate::from_bytes(buf))
+                    }
+                },
+            ))
+            .buffered(PREFETCH);
+            while let Some(r) = opened.next().await {
+                if tx.send(r).await.is_err() {
+                    break;
+                }
+            }
         });
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let (reader, sums) =
+            aggregate::stream(tar, move |_| {
+                let rx = rx.clone();
+                async move {
+                    rx.lock().await.recv().await.unwrap_or_else(|| {
+                        Err(ColdError::Failed("the member prefetch stopped".into()))
+                    })
+                }
+            });
         let written = self.cold.write(name, layout.size, reader).await;
         let streamed = sums
             .await
@@ -147,6 +187,11 @@ impl ArchivePut {
         ))
     }
 }
+
+/// Members opened ahead of the tar writer.
+const PREFETCH: usize = 32;
+/// Members up to this size are read whole when prefetched.
+const SMALL_OBJECT: u64 = 1 << 20;
 
 /// Staging checks between two repeated stage requests.
 const STAGE_REPEAT: u32 = 10;
