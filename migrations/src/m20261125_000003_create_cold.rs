@@ -47,7 +47,10 @@ pub enum Recall {
     Table,
     Id,
     AggregationId,
+    /// When archive-get.start was (last) sent.
     Created,
+    /// archive-get has taken the recall up (it reported staging).
+    Started,
 }
 
 /// A get batch waiting for a recall: the envelope to resume it with, and its files.
@@ -209,6 +212,13 @@ impl MigrationTrait for Migration {
                     .col(id())
                     .col(big(Recall::AggregationId))
                     .col(ts(Recall::Created, false))
+                    .col(
+                        ColumnDef::new(Recall::Started)
+                            .boolean()
+                            .not_null()
+                            .default(false)
+                            .take(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_recall_aggregation")

@@ -404,6 +404,28 @@ impl ArchiveGet {
         {
             return self.recall_failed(env, name, e);
         }
+        if checks == 0
+            && let Payload::ArchiveRecall { aggregation_id, .. } = &env.payload
+        {
+            // Tells the catalogue the recall is taken up (so it is not sent again).
+            let taken = env.reply(Payload::RecallProgress {
+                aggregation_id: *aggregation_id,
+                state: nlds_core::State::ArchivePreparing,
+            });
+            if let Err(e) = self
+                .bus
+                .publish(
+                    RoutingKey::new(Worker::CatalogArchiveUpdate, Action::Start),
+                    &taken,
+                )
+                .await
+            {
+                return Err(HandlerError::transient(
+                    ErrorCode::Unavailable,
+                    e.to_string(),
+                ));
+            }
+        }
         if checks >= self.max_checks {
             return self.recall_failed(
                 env,

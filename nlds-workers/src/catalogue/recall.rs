@@ -133,32 +133,83 @@ impl Catalogue {
                 ),
             );
             if created {
-                let members = self.recall_members(agg.id).await?;
-                tracing::info!(aggregation = %name, restore = members.iter().filter(|m| m.restore).count(),
-                    "recall started");
-                let job = nlds_core::Envelope::new(
-                    parse_uuid(&agg.transaction_id),
-                    &env.user,
-                    &env.group,
-                    nlds_core::api::ApiAction::ArchiveGet,
-                    "recall",
-                    Payload::ArchiveRecall {
-                        aggregation_id: agg.id,
-                        name: agg.name.clone(),
-                        members,
-                        sums: AggregateSums {
-                            size: to_u64(agg.size),
-                            adler32: agg.adler32.unwrap_or_default() as u32,
-                            crc32c: agg.crc32c.unwrap_or_default() as u32,
-                            blake3: agg.blake3.clone().unwrap_or_default(),
-                        },
-                        checks: 0,
-                    },
-                );
+                tracing::info!(aggregation = %name, "recall started");
+                let job = self.recall_job(&agg, &env.user, &env.group).await?;
                 out = out.and(RoutingKey::new(Worker::ArchiveGet, Action::Start), job);
             }
         }
         Ok((out, failed))
+    }
+
+    /// The `archive-get.start` of an aggregation's recall.
+    async fn recall_job(
+        &self,
+        agg: &aggregation::Model,
+        user: &str,
+        group: &str,
+    ) -> Result<Envelope> {
+        let members = self.recall_members(agg.id).await?;
+        Ok(nlds_core::Envelope::new(
+            parse_uuid(&agg.transaction_id),
+            user,
+            group,
+            nlds_core::api::ApiAction::ArchiveGet,
+            "recall",
+            Payload::ArchiveRecall {
+                aggregation_id: agg.id,
+                name: agg.name.clone(),
+                members,
+                sums: AggregateSums {
+                    size: to_u64(agg.size),
+                    adler32: agg.adler32.unwrap_or_default() as u32,
+                    crc32c: agg.crc32c.unwrap_or_default() as u32,
+                    blake3: agg.blake3.clone().unwrap_or_default(),
+                },
+                checks: 0,
+            },
+        ))
+    }
+
+    /// Recalls nobody took up within `stale` (the catalogue stopped between recording one and
+    /// sending its `archive-get.start`, or the message was lost): sent again. Run by each archive
+    /// round.
+    pub(super) async fn resend_stale_recalls(&self, stale: chrono::Duration) -> Result<Outcome> {
+        let now = Utc::now();
+        let mut out = Outcome::none();
+        for r in recall::Entity::find()
+            .filter(recall::Column::Started.eq(false))
+            .filter(recall::Column::Created.lt(now - stale))
+            .all(&self.db)
+            .await?
+        {
+            let Some(agg) = aggregation::Entity::find_by_id(r.aggregation_id)
+                .one(&self.db)
+                .await?
+            else {
+                continue;
+            };
+            let Some(req) = recall_request::Entity::find()
+                .filter(recall_request::Column::RecallId.eq(r.id))
+                .one(&self.db)
+                .await?
+            else {
+                continue;
+            };
+            let Ok(waiting) = serde_json::from_str::<Envelope>(&req.envelope) else {
+                continue;
+            };
+            recall::Entity::update(recall::ActiveModel {
+                id: Set(r.id),
+                created: Set(now),
+                ..Default::default()
+            })
+            .exec(&self.db)
+            .await?;
+            tracing::warn!(aggregation = %agg.name, "a recall was not taken up; sending it again");
+            let job = self.recall_job(&agg, &waiting.user, &waiting.group).await?;
+            out = out.and(RoutingKey::new(Worker::ArchiveGet, Action::Start), job);
+        }
+        Ok(out)
     }
 
     /// Every member of an aggregation in tar order; those without a warm copy are to be restored.
@@ -267,6 +318,15 @@ impl Catalogue {
         else {
             return Ok(Outcome::none());
         };
+        if !r.started {
+            recall::Entity::update(recall::ActiveModel {
+                id: Set(r.id),
+                started: Set(true),
+                ..Default::default()
+            })
+            .exec(&self.db)
+            .await?;
+        }
         let mut out = Outcome::none();
         for req in recall_request::Entity::find()
             .filter(recall_request::Column::RecallId.eq(r.id))

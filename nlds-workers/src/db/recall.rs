@@ -8,7 +8,10 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub aggregation_id: i64,
+    /// When archive-get.start was (last) sent.
     pub created: DateTimeUtc,
+    /// archive-get has taken the recall up.
+    pub started: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
