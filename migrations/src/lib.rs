@@ -11,6 +11,7 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod columns;
 pub mod m20261125_000001_create_catalogue;
 pub mod m20261125_000002_create_monitor;
 pub mod m20261125_000003_create_cold;

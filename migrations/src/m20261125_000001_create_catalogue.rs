@@ -1,6 +1,8 @@
 //! The catalogue tables: `holding`, `tag`, `transaction`, `file`, `location`, `checksum`.
 
 use sea_orm_migration::prelude::*;
+
+use crate::columns::{big, id, index, text, timestamp};
 use sea_orm_migration::sea_orm::DbBackend;
 
 #[derive(DeriveMigrationName)]
@@ -68,47 +70,6 @@ pub enum Checksum {
     FileId,
     Algorithm,
     Value,
-}
-
-fn id() -> ColumnDef {
-    ColumnDef::new(Alias::new("id"))
-        .big_integer()
-        .not_null()
-        .auto_increment()
-        .primary_key()
-        .take()
-}
-
-fn text(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col).text().not_null().take()
-}
-
-fn big(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col).big_integer().not_null().take()
-}
-
-fn timestamp(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col)
-        .timestamp_with_time_zone()
-        .not_null()
-        .take()
-}
-
-fn index(
-    name: &str,
-    table: impl IntoIden,
-    cols: Vec<DynIden>,
-    unique: bool,
-) -> IndexCreateStatement {
-    let mut i = Index::create();
-    i.name(name).table(table);
-    for c in cols {
-        i.col(c);
-    }
-    if unique {
-        i.unique();
-    }
-    i.take()
 }
 
 // async_trait does not accept `SchemaManager<'_>` here.

@@ -5,6 +5,7 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::columns::{big, big_null, id, index, text, timestamp, timestamp_null};
 use crate::m20261125_000001_create_catalogue::{File, Holding};
 
 #[derive(DeriveMigrationName)]
@@ -64,38 +65,6 @@ pub enum RecallRequest {
     FileIds,
 }
 
-fn id() -> ColumnDef {
-    ColumnDef::new(Alias::new("id"))
-        .big_integer()
-        .not_null()
-        .auto_increment()
-        .primary_key()
-        .take()
-}
-
-fn big(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col).big_integer().not_null().take()
-}
-
-fn big_null(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col).big_integer().null().take()
-}
-
-fn text(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col).text().not_null().take()
-}
-
-fn ts(col: impl IntoIden, null: bool) -> ColumnDef {
-    let mut c = ColumnDef::new(col);
-    c.timestamp_with_time_zone();
-    if null {
-        c.null();
-    } else {
-        c.not_null();
-    }
-    c.take()
-}
-
 #[allow(elided_lifetimes_in_paths)]
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -115,9 +84,9 @@ impl MigrationTrait for Migration {
                     .col(big_null(Aggregation::Adler32))
                     .col(big_null(Aggregation::Crc32c))
                     .col(ColumnDef::new(Aggregation::Blake3).text().null())
-                    .col(ts(Aggregation::Created, false))
-                    .col(ts(Aggregation::LeaseUntil, true))
-                    .col(ts(Aggregation::Stored, true))
+                    .col(timestamp(Aggregation::Created))
+                    .col(timestamp_null(Aggregation::LeaseUntil))
+                    .col(timestamp_null(Aggregation::Stored))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_aggregation_holding")
@@ -129,33 +98,28 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("uq_aggregation_name")
-                    .table(Aggregation::Table)
-                    .col(Aggregation::Name)
-                    .unique()
-                    .take(),
-            )
+            .create_index(index(
+                "uq_aggregation_name",
+                Aggregation::Table,
+                vec![Aggregation::Name.into_iden()],
+                true,
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("uq_aggregation_transaction")
-                    .table(Aggregation::Table)
-                    .col(Aggregation::TransactionId)
-                    .unique()
-                    .take(),
-            )
+            .create_index(index(
+                "uq_aggregation_transaction",
+                Aggregation::Table,
+                vec![Aggregation::TransactionId.into_iden()],
+                true,
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_aggregation_holding")
-                    .table(Aggregation::Table)
-                    .col(Aggregation::HoldingId)
-                    .take(),
-            )
+            .create_index(index(
+                "ix_aggregation_holding",
+                Aggregation::Table,
+                vec![Aggregation::HoldingId.into_iden()],
+                false,
+            ))
             .await?;
         manager
             .create_table(
@@ -185,25 +149,23 @@ impl MigrationTrait for Migration {
             .await?;
         // A file is in at most one aggregation: two archivers can never both take it.
         manager
-            .create_index(
-                Index::create()
-                    .name("uq_member_file")
-                    .table(AggregationMember::Table)
-                    .col(AggregationMember::FileId)
-                    .unique()
-                    .take(),
-            )
+            .create_index(index(
+                "uq_member_file",
+                AggregationMember::Table,
+                vec![AggregationMember::FileId.into_iden()],
+                true,
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("uq_member_position")
-                    .table(AggregationMember::Table)
-                    .col(AggregationMember::AggregationId)
-                    .col(AggregationMember::Position)
-                    .unique()
-                    .take(),
-            )
+            .create_index(index(
+                "uq_member_position",
+                AggregationMember::Table,
+                vec![
+                    AggregationMember::AggregationId.into_iden(),
+                    AggregationMember::Position.into_iden(),
+                ],
+                true,
+            ))
             .await?;
         manager
             .create_table(
@@ -211,7 +173,7 @@ impl MigrationTrait for Migration {
                     .table(Recall::Table)
                     .col(id())
                     .col(big(Recall::AggregationId))
-                    .col(ts(Recall::Created, false))
+                    .col(timestamp(Recall::Created))
                     .col(
                         ColumnDef::new(Recall::Started)
                             .boolean()
@@ -231,14 +193,12 @@ impl MigrationTrait for Migration {
             .await?;
         // One recall per aggregation: concurrent gets share it.
         manager
-            .create_index(
-                Index::create()
-                    .name("uq_recall_aggregation")
-                    .table(Recall::Table)
-                    .col(Recall::AggregationId)
-                    .unique()
-                    .take(),
-            )
+            .create_index(index(
+                "uq_recall_aggregation",
+                Recall::Table,
+                vec![Recall::AggregationId.into_iden()],
+                true,
+            ))
             .await?;
         manager
             .create_table(
@@ -260,15 +220,15 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("uq_request_sub")
-                    .table(RecallRequest::Table)
-                    .col(RecallRequest::RecallId)
-                    .col(RecallRequest::SubId)
-                    .unique()
-                    .take(),
-            )
+            .create_index(index(
+                "uq_request_sub",
+                RecallRequest::Table,
+                vec![
+                    RecallRequest::RecallId.into_iden(),
+                    RecallRequest::SubId.into_iden(),
+                ],
+                true,
+            ))
             .await?;
         Ok(())
     }
