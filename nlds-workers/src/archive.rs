@@ -113,7 +113,7 @@ impl ArchivePut {
             // A store that went away is retried, whatever the stream saw.
             (_, Err(w)) if w.is_transient() => return self.failed(env, name, w).await,
             // A store that stopped reading explains the stream's broken pipe...
-            (Err(s), Err(w)) if s.to_string().contains(STOPPED_READING) => {
+            (Err(ColdError::ReaderGone(_)), Err(w)) => {
                 return self.failed(env, name, w).await;
             }
             // ...and a member that could not be read explains a short write.
@@ -196,9 +196,6 @@ const SMALL_OBJECT: u64 = 1 << 20;
 /// Staging checks between two repeated stage requests.
 const STAGE_REPEAT: u32 = 10;
 
-/// What [`aggregate::stream`] reports when the store stops reading.
-const STOPPED_READING: &str = "stopped reading";
-
 fn fail(name: &str, e: &ColdError) -> HandlerError {
     HandlerError::permanent(ErrorCode::Internal, format!("aggregate {name}: {e}"))
 }
@@ -212,14 +209,10 @@ async fn open_object(
 ) -> Result<ByteReader, ColdError> {
     match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(o) => Ok(Box::pin(o.body.into_async_read())),
-        Err(e) => {
-            let e = S3Error::from_sdk(format!("reading the warm copy of {path}"), &e);
-            Err(if e.transient {
-                ColdError::Unavailable(e.message)
-            } else {
-                ColdError::Failed(e.message)
-            })
-        }
+        Err(e) => Err(crate::cold::from_s3(S3Error::from_sdk(
+            format!("reading the warm copy of {path}"),
+            &e,
+        ))),
     }
 }
 
@@ -460,11 +453,7 @@ impl ArchiveGet {
             return Err(HandlerError::transient(e.code(), e.to_string()));
         }
         tracing::warn!(aggregation = %name, error = %e, "recall failed");
-        let code = if e.to_string().contains("corrupt") || e.to_string().contains("checksum") {
-            ErrorCode::ChecksumMismatch
-        } else {
-            e.code()
-        };
+        let code = e.code();
         Ok(Outcome::publish(
             RoutingKey::new(Worker::ArchiveGet, Action::Failed),
             env.reply(Payload::Failed {
@@ -491,14 +480,7 @@ impl ArchiveGet {
         })?;
         let tar: Vec<aggregate::Member> = members
             .iter()
-            .map(|m| aggregate::Member {
-                path: m.path.clone(),
-                size: m.size,
-                mode: m.mode,
-                mtime: m.mtime_ns.div_euclid(1_000_000_000),
-                uid: m.uid,
-                gid: m.gid,
-            })
+            .map(|m| aggregate::Member::new(&m.path, m.size, m.mode, m.mtime_ns, m.uid, m.gid))
             .collect();
         let wanted: std::collections::HashSet<usize> = members
             .iter()
@@ -541,7 +523,7 @@ impl ArchiveGet {
                     .map_err(|e| ColdError::Failed(format!("spooling {path}: {e}")))?;
                 let hash = h.finalize().to_hex().to_string();
                 match want {
-                    Some(w) if w != hash => Err(ColdError::Failed(format!(
+                    Some(w) if w != hash => Err(ColdError::Corrupt(format!(
                         "aggregate {agg} is corrupt: member {path} fails its blake3 checksum"
                     ))),
                     _ => Ok(()),
@@ -562,10 +544,13 @@ impl ArchiveGet {
             ColdError::Failed(m) => {
                 ColdError::Failed(format!("{m}; files affected: {}", affected()))
             }
+            ColdError::Corrupt(m) => {
+                ColdError::Corrupt(format!("{m}; files affected: {}", affected()))
+            }
             other => other,
         })?;
         if got.size != sums.size || got.adler32 != sums.adler32 || got.blake3 != sums.blake3 {
-            return Err(ColdError::Failed(format!(
+            return Err(ColdError::Corrupt(format!(
                 "aggregate {name} is corrupt: read {} bytes with adler32 {:08x}, recorded {} bytes with adler32 {:08x}; files affected: {}",
                 got.size,
                 got.adler32,
@@ -588,12 +573,10 @@ impl ArchiveGet {
                 .send()
                 .await
                 .map_err(|e| {
-                    let e = S3Error::from_sdk(format!("restoring {} to the warm tier", m.path), &e);
-                    if e.transient {
-                        ColdError::Unavailable(e.message)
-                    } else {
-                        ColdError::Failed(e.message)
-                    }
+                    crate::cold::from_s3(S3Error::from_sdk(
+                        format!("restoring {} to the warm tier", m.path),
+                        &e,
+                    ))
                 })?;
             restored.push(nlds_core::message::RestoredFile {
                 file_id: m.file_id,

@@ -479,12 +479,7 @@ impl Catalogue {
             }
             done.push(f.path.as_str());
         }
-        for chunk in chunks_of(locations) {
-            location::Entity::insert_many(chunk)
-                .on_conflict_do_nothing_on([location::Column::FileId, location::Column::Tier])
-                .exec_without_returning(&txn)
-                .await?;
-        }
+        add_locations(&txn, locations).await?;
         for chunk in chunks_of(checksums) {
             checksum::Entity::insert_many(chunk)
                 .on_conflict_do_nothing_on([checksum::Column::FileId, checksum::Column::Algorithm])
@@ -1504,6 +1499,29 @@ async fn load_copies(
 
 // -------------------------------------------------------------------------------------------
 // Helpers
+
+/// Records copies; a file's existing copy on the same tier is kept (idempotent).
+async fn add_locations(c: &impl ConnectionTrait, rows: Vec<location::ActiveModel>) -> Result<()> {
+    for chunk in chunks_of(rows) {
+        location::Entity::insert_many(chunk)
+            .on_conflict_do_nothing_on([location::Column::FileId, location::Column::Tier])
+            .exec_without_returning(c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A copy of file `file_id` on `tier`, at `bucket`/`key`.
+fn location_row(file_id: i64, tier: &str, bucket: &str, key: &str) -> location::ActiveModel {
+    location::ActiveModel {
+        file_id: Set(file_id),
+        tier: Set(tier.to_owned()),
+        bucket: Set(bucket.to_owned()),
+        key: Set(key.to_owned()),
+        created: Set(Utc::now()),
+        ..Default::default()
+    }
+}
 
 /// The order of a path's copies: newer ingest first wins.
 fn ingest_key(

@@ -19,7 +19,7 @@ use nlds_bus::Outcome;
 use nlds_core::api::ApiAction;
 use nlds_core::message::{AggregateSums, ArchiveMember, ObjectRef};
 use nlds_core::{Action, Envelope, FailedFile, Payload, RoutingKey, Worker};
-use sea_orm::sea_query::{OnConflict, Query};
+use sea_orm::sea_query::Query;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
@@ -347,28 +347,11 @@ impl Catalogue {
             .into_tuple()
             .all(&txn)
             .await?;
-        let now = Utc::now();
-        for chunk in members.chunks(super::CHUNK) {
-            let rows: Vec<location::ActiveModel> = chunk
-                .iter()
-                .map(|&file_id| location::ActiveModel {
-                    file_id: Set(file_id),
-                    tier: Set(COLD.into()),
-                    bucket: Set(agg.backend.clone()),
-                    key: Set(agg.name.clone()),
-                    created: Set(now),
-                    ..Default::default()
-                })
-                .collect();
-            location::Entity::insert_many(rows)
-                .on_conflict(
-                    OnConflict::columns([location::Column::FileId, location::Column::Tier])
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(&txn)
-                .await?;
-        }
+        let rows = members
+            .iter()
+            .map(|&file_id| super::location_row(file_id, COLD, &agg.backend, &agg.name))
+            .collect();
+        super::add_locations(&txn, rows).await?;
         txn.commit().await?;
         tracing::info!(aggregation = %name, members = members.len(), "aggregate catalogued as stored");
         Ok(Outcome::none())
@@ -395,14 +378,7 @@ impl Catalogue {
 
 /// The tar member of an archive member.
 pub fn member_of(m: &ArchiveMember) -> Member {
-    Member {
-        path: m.path.clone(),
-        size: m.size,
-        mode: m.mode,
-        mtime: m.mtime_ns.div_euclid(1_000_000_000),
-        uid: m.uid,
-        gid: m.gid,
-    }
+    Member::new(&m.path, m.size, m.mode, m.mtime_ns, m.uid, m.gid)
 }
 
 #[cfg(test)]

@@ -357,28 +357,11 @@ impl Catalogue {
         aggregation_id: i64,
         restored: &[RestoredFile],
     ) -> Result<Outcome> {
-        let now = Utc::now();
-        for chunk in restored.chunks(CHUNK) {
-            let rows: Vec<location::ActiveModel> = chunk
-                .iter()
-                .map(|r| location::ActiveModel {
-                    file_id: Set(r.file_id),
-                    tier: Set(WARM.into()),
-                    bucket: Set(r.object.bucket.clone()),
-                    key: Set(r.object.key.clone()),
-                    created: Set(now),
-                    ..Default::default()
-                })
-                .collect();
-            location::Entity::insert_many(rows)
-                .on_conflict(
-                    OnConflict::columns([location::Column::FileId, location::Column::Tier])
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(&self.db)
-                .await?;
-        }
+        let rows = restored
+            .iter()
+            .map(|r| super::location_row(r.file_id, WARM, &r.object.bucket, &r.object.key))
+            .collect();
+        super::add_locations(&self.db, rows).await?;
         let mut out = Outcome::none();
         for req in self.take_requests(aggregation_id).await? {
             let Ok(env) = serde_json::from_str::<Envelope>(&req.envelope) else {

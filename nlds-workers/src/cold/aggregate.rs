@@ -39,6 +39,20 @@ pub struct Member {
     pub gid: u32,
 }
 
+impl Member {
+    /// A member from catalogue values (`mtime_ns`: nanoseconds since the epoch).
+    pub fn new(path: &str, size: u64, mode: u32, mtime_ns: i64, uid: u32, gid: u32) -> Self {
+        Self {
+            path: path.to_owned(),
+            size,
+            mode,
+            mtime: mtime_ns.div_euclid(1_000_000_000),
+            uid,
+            gid,
+        }
+    }
+}
+
 /// Where a member sits in its aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placed {
@@ -267,7 +281,7 @@ where
 }
 
 fn closed(e: std::io::Error) -> ColdError {
-    ColdError::Failed(format!("the cold store stopped reading the aggregate: {e}"))
+    ColdError::ReaderGone(e.to_string())
 }
 
 /// Reads aggregate `name` (laid out as `members`) in one pass: checks every member header against
@@ -293,7 +307,7 @@ where
         read_exact(name, &mut reader, &mut got).await?;
         sum.update(&got);
         if !same_entry(&got, &expected) {
-            return Err(ColdError::Failed(format!(
+            return Err(ColdError::Corrupt(format!(
                 "aggregate {name} is corrupt: the header of member {} ({}) does not match the catalogue",
                 i + 1,
                 m.path

@@ -65,6 +65,7 @@ use tokio::io::AsyncReadExt;
 
 use super::{
     AggregateStat, ByteReader, ColdError, ColdResult, ColdStore, StoredChecksum, check_name,
+    from_s3,
 };
 use crate::config::ObjectStoreConfig;
 use crate::s3::{self, S3Error};
@@ -978,14 +979,6 @@ async fn undo(client: Client, bucket: String, key: String, upload_id: Option<Str
     };
     if let Some(e) = failed {
         tracing::warn!("cleaning up a failed cold write: {e}");
-    }
-}
-
-fn from_s3(e: S3Error) -> ColdError {
-    if e.transient {
-        ColdError::Unavailable(e.message)
-    } else {
-        ColdError::Failed(e.message)
     }
 }
 

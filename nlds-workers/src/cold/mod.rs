@@ -52,6 +52,12 @@ pub enum ColdError {
     /// The store cannot be reached or failed in a way worth retrying.
     #[error("cold store unavailable: {0}")]
     Unavailable(String),
+    /// The bytes read back do not match what was recorded (the message names the aggregate).
+    #[error("{0}")]
+    Corrupt(String),
+    /// The store stopped reading an aggregate being written (its own error says why).
+    #[error("the cold store stopped reading the aggregate: {0}")]
+    ReaderGone(String),
     /// Any other failure (bad name, refused write, short stream, ...).
     #[error("cold store error: {0}")]
     Failed(String),
@@ -67,12 +73,22 @@ impl ColdError {
         match self {
             ColdError::Offline(_) | ColdError::Unavailable(_) => ErrorCode::Unavailable,
             ColdError::NotFound(_) => ErrorCode::NotFound,
-            ColdError::Failed(_) => ErrorCode::StorageError,
+            ColdError::Corrupt(_) => ErrorCode::ChecksumMismatch,
+            ColdError::Failed(_) | ColdError::ReaderGone(_) => ErrorCode::StorageError,
         }
     }
 }
 
 pub type ColdResult<T> = Result<T, ColdError>;
+
+/// An S3 failure as a cold-store error: transient ones are [`ColdError::Unavailable`].
+pub fn from_s3(e: crate::s3::S3Error) -> ColdError {
+    if e.transient {
+        ColdError::Unavailable(e.message)
+    } else {
+        ColdError::Failed(e.message)
+    }
+}
 
 /// A tape-like store of aggregates.
 #[async_trait]
