@@ -30,6 +30,29 @@ async fn start(data: &std::path::Path) -> Embedded {
     .unwrap()
 }
 
+/// The embedded instance's catalogue, read-only.
+async fn catalogue_db(data: &std::path::Path) -> sea_orm::DatabaseConnection {
+    Database::connect(format!(
+        "sqlite://{}?mode=ro",
+        data.join("nlds.db").display()
+    ))
+    .await
+    .unwrap()
+}
+
+/// The `n` column of a one-row query.
+async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+    db.query_one_raw(Statement::from_string(
+        db.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get::<i64>("", "n")
+    .unwrap()
+}
+
 async fn files(api: &Api, label: &str) -> FilePage {
     let (s, b) = api
         .get(&format!("/api/v2/files?label={label}&limit=10000"))
@@ -130,12 +153,7 @@ async fn an_archive_round_packs_warm_files_into_verified_aggregates() {
 
     // Each aggregate on the tape emulator is a tar holding exactly its members' bytes, and the
     // checksums the catalogue recorded are those of the file on tape.
-    let db = Database::connect(format!(
-        "sqlite://{}?mode=ro",
-        data.path().join("nlds.db").display()
-    ))
-    .await
-    .unwrap();
+    let db = catalogue_db(data.path()).await;
     for (name, paths) in &by_aggregate {
         let tar_path = data.path().join("cold/tape").join(name);
         let bytes = std::fs::read(&tar_path).unwrap();
@@ -181,16 +199,7 @@ async fn an_archive_round_packs_warm_files_into_verified_aggregates() {
     let (s, _) = api.post("/api/v2/admin/archive", &json!({})).await;
     assert_eq!(s, 202);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let count = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM aggregation".to_owned(),
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "n")
-        .unwrap();
+    let count = scalar(&db, "SELECT COUNT(*) AS n FROM aggregation").await;
     assert_eq!(count as usize, by_aggregate.len());
     e.stop().await.unwrap();
 }
@@ -222,6 +231,21 @@ async fn an_archive_round_over_the_distributed_services() {
         .put_and_wait(json!({"paths": [src.path()], "label": "dist-archive"}))
         .await;
     assert_eq!(put.state, State::Complete, "{put:#?}");
+    // The API's archive and evict endpoints are for operators only.
+    for (path, body) in [
+        ("/api/v2/admin/archive", json!({})),
+        ("/api/v2/admin/evict", json!({"holding_id": put.holding_id})),
+    ] {
+        let (s, b) = api.post(path, &body).await;
+        assert_eq!(s, 403, "{path}: {b}");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("is not a service operator"),
+            "{b}"
+        );
+    }
     let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
     nlds_workers::archive::request_round(bus.as_ref())
         .await
@@ -317,6 +341,27 @@ async fn gets_of_cold_only_files_recall_their_aggregate_once_and_detect_corrupti
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
 
+    // Bad evict requests are refused with their reason, and change nothing.
+    let (s, b) = api.post("/api/v2/admin/evict", &json!({})).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("holding_id"),
+        "{b}"
+    );
+    let (s, b) = api
+        .post("/api/v2/admin/evict", &json!({"holding_id": 999_999}))
+        .await;
+    assert_eq!(s, 404, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("holding 999999 does not exist"),
+        "{b}"
+    );
     // Evict the warm copies: find then shows cold copies only.
     let (s, b) = api
         .post("/api/v2/admin/evict", &json!({"holding_id": holding_id}))
@@ -331,26 +376,7 @@ async fn gets_of_cold_only_files_recall_their_aggregate_once_and_detect_corrupti
     );
 
     // Two concurrent gets of members of the same aggregate share one recall.
-    let db = Database::connect(format!(
-        "sqlite://{}?mode=ro",
-        data.path().join("nlds.db").display()
-    ))
-    .await
-    .unwrap();
-    let count = |sql: &'static str| {
-        let db = db.clone();
-        async move {
-            db.query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                sql.to_owned(),
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get::<i64>("", "n")
-            .unwrap()
-        }
-    };
+    let db = catalogue_db(data.path()).await;
     let t1 = temp();
     let t2 = temp();
     let m0 = root.join("m0").to_string_lossy().into_owned();
@@ -367,7 +393,7 @@ async fn gets_of_cold_only_files_recall_their_aggregate_once_and_detect_corrupti
         .await;
     assert_eq!((s1, s2), (202, 202), "{r1} {r2}");
     let start = Instant::now();
-    while count("SELECT COUNT(*) AS n FROM recall_request").await < 2 {
+    while scalar(&db, "SELECT COUNT(*) AS n FROM recall_request").await < 2 {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "requests not registered"
@@ -375,7 +401,7 @@ async fn gets_of_cold_only_files_recall_their_aggregate_once_and_detect_corrupti
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        count("SELECT COUNT(*) AS n FROM recall").await,
+        scalar(&db, "SELECT COUNT(*) AS n FROM recall").await,
         1,
         "one recall for both gets"
     );
@@ -440,7 +466,7 @@ async fn gets_of_cold_only_files_recall_their_aggregate_once_and_detect_corrupti
             "{p}"
         );
     }
-    assert_eq!(count("SELECT COUNT(*) AS n FROM recall").await, 0);
+    assert_eq!(scalar(&db, "SELECT COUNT(*) AS n FROM recall").await, 0);
     // Every member is warm again (the recall restores the whole aggregate).
     let page = files(&api, "recall").await;
     assert!(
@@ -481,7 +507,7 @@ async fn gets_of_cold_only_files_recall_their_aggregate_once_and_detect_corrupti
             .filter(|f| f.kind == nlds_core::PathKind::File)
             .all(|f| f.locations.len() == 1 && f.locations[0].tier == Tier::Cold)
     );
-    assert_eq!(count("SELECT COUNT(*) AS n FROM recall").await, 0);
+    assert_eq!(scalar(&db, "SELECT COUNT(*) AS n FROM recall").await, 0);
     e.stop().await.unwrap();
 }
 
@@ -568,12 +594,7 @@ async fn backend_round_trip(cold: nlds_workers::cold::ColdConfig) {
             .count(),
         3
     );
-    let db = Database::connect(format!(
-        "sqlite://{}?mode=ro",
-        data.path().join("nlds.db").display()
-    ))
-    .await
-    .unwrap();
+    let db = catalogue_db(data.path()).await;
     for (name, m) in &members {
         let row = db
             .query_one_raw(Statement::from_string(
@@ -694,26 +715,7 @@ async fn an_unreachable_cold_store_is_retried_then_leaves_the_holding_eligible()
         .put_and_wait(json!({"paths": [src.path()], "label": "down"}))
         .await;
     assert_eq!(put.state, State::Complete);
-    let db = Database::connect(format!(
-        "sqlite://{}?mode=ro",
-        data.path().join("nlds.db").display()
-    ))
-    .await
-    .unwrap();
-    let scalar = |sql: &'static str| {
-        let db = db.clone();
-        async move {
-            db.query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                sql.to_owned(),
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get::<i64>("", "n")
-            .unwrap()
-        }
-    };
+    let db = catalogue_db(data.path()).await;
     let log = data.path().join("logs/archive-put.log");
     for round in 1..=2 {
         api.post("/api/v2/admin/archive", &json!({})).await;
@@ -724,13 +726,13 @@ async fn an_unreachable_cold_store_is_retried_then_leaves_the_holding_eligible()
                 .unwrap_or_default()
                 .matches("gave up after 3 attempts")
                 .count();
-            if gave_up >= round && scalar("SELECT COUNT(*) AS n FROM aggregation").await == 0 {
+            if gave_up >= round && scalar(&db, "SELECT COUNT(*) AS n FROM aggregation").await == 0 {
                 break;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "round {round}: aggregations {}, logs {:?}: {}",
-                scalar("SELECT COUNT(*) AS n FROM aggregation").await,
+                scalar(&db, "SELECT COUNT(*) AS n FROM aggregation").await,
                 std::fs::read_dir(data.path().join("logs"))
                     .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
                     .unwrap_or_default(),
@@ -741,7 +743,11 @@ async fn an_unreachable_cold_store_is_retried_then_leaves_the_holding_eligible()
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.contains("cold store unavailable"), "{text}");
         assert_eq!(
-            scalar("SELECT COUNT(*) AS n FROM location WHERE tier = 'cold'").await,
+            scalar(
+                &db,
+                "SELECT COUNT(*) AS n FROM location WHERE tier = 'cold'"
+            )
+            .await,
             0,
             "nothing is marked archived"
         );

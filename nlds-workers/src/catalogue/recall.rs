@@ -460,6 +460,16 @@ impl Catalogue {
     /// `catalog.evict`: drops the warm copies of the holding's files whose cold copy is in a
     /// stored aggregation; answers the dropped copies (their objects are deleted next).
     pub(super) async fn evict(&self, holding_id: i64) -> Result<Vec<FileRecord>> {
+        if crate::db::holding::Entity::find_by_id(holding_id)
+            .one(&self.db)
+            .await?
+            .is_none()
+        {
+            return Err(nlds_core::error::ApiError::not_found(format!(
+                "holding {holding_id} does not exist"
+            ))
+            .into());
+        }
         let stored: Vec<String> = aggregation::Entity::find()
             .filter(aggregation::Column::HoldingId.eq(holding_id))
             .filter(aggregation::Column::State.eq(aggregation::STORED))
