@@ -485,32 +485,7 @@ mod tests {
 
     use super::*;
 
-    const MOD_ADLER: u32 = 65521;
-
-    /// A reference adler32 (RFC 1950), independent of the crate the store uses.
-    #[derive(Clone, Copy)]
-    struct RefAdler(u32, u32);
-
-    impl RefAdler {
-        fn new() -> Self {
-            Self(1, 0)
-        }
-        fn update(&mut self, data: &[u8]) {
-            for &x in data {
-                self.0 = (self.0 + u32::from(x)) % MOD_ADLER;
-                self.1 = (self.1 + self.0) % MOD_ADLER;
-            }
-        }
-        fn sum(self) -> u32 {
-            (self.1 << 16) | self.0
-        }
-    }
-
-    fn ref_adler32(data: &[u8]) -> u32 {
-        let mut a = RefAdler::new();
-        a.update(data);
-        a.sum()
-    }
+    use crate::cold::testing::{RefAdler, ref_adler32};
 
     fn store(root: &Path, delay_ms: u64) -> DirStore {
         DirStore::new(DirConfig {

@@ -189,6 +189,8 @@ pub async fn open(cfg: &ColdConfig) -> anyhow::Result<std::sync::Arc<dyn ColdSto
 pub mod aggregate;
 pub mod dir;
 pub mod glacier;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod xrootd;
 
 #[cfg(test)]

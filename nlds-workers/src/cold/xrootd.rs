@@ -844,26 +844,7 @@ mod tests {
         ))
     }
 
-    const MOD_ADLER: u32 = 65521;
-
-    /// A reference adler32 (RFC 1950), independent of the server and of any crate.
-    #[derive(Clone, Copy)]
-    struct RefAdler(u32, u32);
-
-    impl RefAdler {
-        fn new() -> Self {
-            Self(1, 0)
-        }
-        fn update(&mut self, data: &[u8]) {
-            for &x in data {
-                self.0 = (self.0 + u32::from(x)) % MOD_ADLER;
-                self.1 = (self.1 + self.0) % MOD_ADLER;
-            }
-        }
-        fn sum(self) -> u32 {
-            (self.1 << 16) | self.0
-        }
-    }
+    use crate::cold::testing::RefAdler;
 
     fn content(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
