@@ -319,12 +319,6 @@ impl ArchiveGet {
         }
     }
 
-    /// For tests: check staging every `poll`.
-    pub fn with_poll(mut self, poll: Duration) -> Self {
-        self.poll = poll;
-        self
-    }
-
     async fn recall(
         &self,
         env: &Envelope,

@@ -305,7 +305,8 @@ impl Catalogue {
         Ok(requests)
     }
 
-    /// `RecallProgress`: every waiting batch moves to `state`.
+    /// `RecallProgress`: archive-get has taken the recall up; with ARCHIVE_GETTING every waiting
+    /// batch moves to that state.
     pub(super) async fn recall_progress(
         &self,
         aggregation_id: i64,
@@ -326,6 +327,10 @@ impl Catalogue {
             })
             .exec(&self.db)
             .await?;
+        }
+        if state == State::ArchivePreparing {
+            // The waiting batches show it since they were registered.
+            return Ok(Outcome::none());
         }
         let mut out = Outcome::none();
         for req in recall_request::Entity::find()

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use std::future::Future;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ByteReader, ColdError, ColdResult};
@@ -397,7 +397,8 @@ pub fn from_bytes(b: impl Into<Bytes>) -> ByteReader {
 }
 
 /// Reads a whole stream (tests).
-pub async fn read_all(mut r: impl AsyncRead + Unpin) -> std::io::Result<Vec<u8>> {
+#[cfg(test)]
+pub(crate) async fn read_all(mut r: impl tokio::io::AsyncRead + Unpin) -> std::io::Result<Vec<u8>> {
     let mut v = Vec::new();
     r.read_to_end(&mut v).await?;
     Ok(v)
