@@ -5,12 +5,14 @@
 //! derivation ([`state`]), the closed set of error codes ([`error`]) and the REST API types ([`api`]).
 //! This crate does no I/O: it must never depend on axum, lapin, sea-orm or an S3 client.
 
+pub mod access;
 pub mod api;
 pub mod error;
 pub mod message;
 pub mod routing;
 pub mod state;
 
+pub use access::AccessRole;
 pub use error::ErrorCode;
 pub use message::{Envelope, FailedFile, FileRecord, PathKind, Payload};
 pub use routing::{Action, Role, RoutingKey, Worker};

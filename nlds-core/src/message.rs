@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::access::AccessRole;
 use crate::api::{ApiAction, Tags};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::State;
@@ -24,7 +25,14 @@ pub struct Envelope {
     pub group: String,
     pub action: ApiAction,
     pub job_label: String,
+    /// The caller's role in `group`, worked out by the server (absent in old messages: user).
+    #[serde(default, skip_serializing_if = "is_user")]
+    pub role: AccessRole,
     pub payload: Payload,
+}
+
+fn is_user(r: &AccessRole) -> bool {
+    *r == AccessRole::User
 }
 
 impl Envelope {
@@ -44,8 +52,15 @@ impl Envelope {
             group: group.into(),
             action,
             job_label: job_label.into(),
+            role: AccessRole::User,
             payload,
         }
+    }
+
+    /// The same envelope, acting with `role`.
+    pub fn with_role(mut self, role: AccessRole) -> Self {
+        self.role = role;
+        self
     }
 
     /// The same transaction, batch and identity with another payload.

@@ -1,9 +1,11 @@
 //! Authentication: a trait, and the static bearer-token authenticator (tokens from a file, each
 //! mapped to a user and groups, compared in constant time).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use async_trait::async_trait;
+use nlds_core::AccessRole;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -14,6 +16,29 @@ pub struct Identity {
     pub groups: Vec<String>,
     /// A service operator: may act for any user and group on `/api/1.0.0`.
     pub admin: bool,
+    /// Roles above USER, per group (a group not listed here: USER).
+    pub roles: BTreeMap<String, AccessRole>,
+}
+
+impl Identity {
+    /// A plain user in `groups`.
+    pub fn user(user: impl Into<String>, groups: Vec<String>) -> Self {
+        Self {
+            user: user.into(),
+            groups,
+            admin: false,
+            roles: BTreeMap::new(),
+        }
+    }
+
+    /// The caller's role in `group`: ADMIN for operators, else what the token says (USER by
+    /// default). Membership of the group is checked separately.
+    pub fn role_in(&self, group: &str) -> AccessRole {
+        if self.admin {
+            return AccessRole::Admin;
+        }
+        self.roles.get(group).copied().unwrap_or_default()
+    }
 }
 
 /// Turns a bearer token into an identity, or refuses it.
@@ -30,6 +55,9 @@ struct TokenEntry {
     groups: Vec<String>,
     #[serde(default)]
     admin: bool,
+    /// Per-group roles, e.g. `roles = { climate = "manager" }`.
+    #[serde(default)]
+    roles: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -54,12 +82,28 @@ impl StaticTokens {
                 e.user
             );
             anyhow::ensure!(!e.groups.is_empty(), "user {} has no groups", e.user);
+            let mut roles = BTreeMap::new();
+            for (group, role) in e.roles {
+                let parsed = AccessRole::parse(&role).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "user {}: unknown role {role:?} for group {group} (expected user, deputy, manager or admin)",
+                        e.user
+                    )
+                })?;
+                anyhow::ensure!(
+                    e.groups.contains(&group),
+                    "user {} has a role in group {group} but is not a member of it",
+                    e.user
+                );
+                roles.insert(group, parsed);
+            }
             entries.push((
                 e.token.into_bytes(),
                 Identity {
                     user: e.user,
                     groups: e.groups,
                     admin: e.admin,
+                    roles,
                 },
             ));
         }
@@ -121,5 +165,20 @@ mod tests {
         assert!(
             StaticTokens::from_toml("[[token]]\ntoken='short'\nuser='x'\ngroups=['g']").is_err()
         );
+        let m = StaticTokens::from_toml(
+            "[[token]]\ntoken='cccccccccccccccccccc'\nuser='carol'\ngroups=['ocean','ice']\nroles={ocean='MANAGER'}",
+        )
+        .unwrap();
+        let carol = m.authenticate("cccccccccccccccccccc").await.unwrap();
+        assert_eq!(carol.role_in("ocean"), AccessRole::Manager);
+        assert_eq!(carol.role_in("ice"), AccessRole::User);
+        let bad_role = "[[token]]\ntoken='cccccccccccccccccccc'\nuser='c'\ngroups=['g']\nroles={g='owner'}";
+        assert!(StaticTokens::from_toml(bad_role)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("unknown role"));
+        let not_member = "[[token]]\ntoken='cccccccccccccccccccc'\nuser='c'\ngroups=['g']\nroles={h='deputy'}";
+        assert!(StaticTokens::from_toml(not_member).is_err());
     }
 }

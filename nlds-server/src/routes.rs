@@ -115,7 +115,7 @@ fn filter_from(q: &HoldingQuery) -> Result<HoldingFilter> {
 }
 
 fn rpc_env(caller: &Caller, group: &str, payload: Payload) -> Envelope {
-    rpc_env_as(&caller.0.user, group, payload)
+    rpc_env_as(&caller.0.user, group, payload).with_role(caller.0.role_in(group))
 }
 
 /// The envelope of a query RPC made on behalf of `user`.

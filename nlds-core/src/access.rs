@@ -1,0 +1,97 @@
+//! Who may do what: a caller's role in a group.
+//!
+//! The server works out the caller's role in the group a request acts in (from the static token
+//! file or from token claims, through configuration) and puts it in the envelope; workers decide
+//! ownership questions (may this caller delete that holding?) from it. The bus is internal and
+//! trusted: no worker accepts a role from outside the server.
+
+use serde::{Deserialize, Serialize};
+
+/// A caller's role in one group, weakest first.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessRole {
+    /// Reads the group's holdings (with `groupall`), changes and deletes only their own.
+    #[default]
+    User,
+    /// May change and delete anything in the group.
+    Deputy,
+    /// May change and delete anything in the group.
+    Manager,
+    /// A service operator: every group, and the sysadmin queries.
+    Admin,
+}
+
+impl AccessRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessRole::User => "user",
+            AccessRole::Deputy => "deputy",
+            AccessRole::Manager => "manager",
+            AccessRole::Admin => "admin",
+        }
+    }
+
+    /// Case-insensitive; accepts the upstream spellings (`USER`, `DEPUTY`, `MANAGER`, `ADMIN`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "user" => Some(AccessRole::User),
+            "deputy" => Some(AccessRole::Deputy),
+            "manager" => Some(AccessRole::Manager),
+            "admin" => Some(AccessRole::Admin),
+            _ => None,
+        }
+    }
+
+    /// May change or delete holdings of other users in the group.
+    pub fn manages_group(self) -> bool {
+        self >= AccessRole::Deputy
+    }
+
+    pub fn is_admin(self) -> bool {
+        self == AccessRole::Admin
+    }
+}
+
+impl std::fmt::Display for AccessRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_order_and_parse() {
+        assert!(AccessRole::User < AccessRole::Deputy);
+        assert!(!AccessRole::User.manages_group());
+        assert!(AccessRole::Deputy.manages_group());
+        assert!(AccessRole::Manager.manages_group());
+        assert!(AccessRole::Admin.manages_group() && AccessRole::Admin.is_admin());
+        for r in [
+            AccessRole::User,
+            AccessRole::Deputy,
+            AccessRole::Manager,
+            AccessRole::Admin,
+        ] {
+            assert_eq!(AccessRole::parse(&r.as_str().to_uppercase()), Some(r));
+            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{r}\""));
+        }
+        assert_eq!(AccessRole::parse("owner"), None);
+    }
+}
