@@ -5,6 +5,7 @@
 #   bench/archive.sh                                  # 10,000 x 4 KiB and 4 x 256 MiB, dir + xrootd
 #   SMALL_N=1000 LARGE_N=1 LARGE_MB=64 bench/archive.sh   # quick run
 #   BACKENDS=dir BUILD=0 bench/archive.sh
+#   WORKLOADS=large BACKENDS=dir BUILD=0 bench/archive.sh   # one workload
 #
 # For each backend and workload it runs the embedded server (release build; its own s3s-fs warm
 # tier), puts the files (not timed), then times one archive round from the admin request until
@@ -12,7 +13,9 @@
 # reference, in the same script and on the same disk:
 #   dir:    tar cf of the same files into the same filesystem as the tape directory;
 #   xrootd: that tar, then xrdcp of it to the same XRootD server (scripts/xrootd.sh).
-# It prints MB/s, files/s and nlds/reference throughput (target: >= 0.8).
+# and the same job from the same warm tier, as a site would do it by hand: rclone copy of the
+# objects out of the embedded S3 endpoint (32 transfers), then that tar [+ xrdcp] (needs rclone).
+# It prints MB/s, files/s and nlds/reference throughput for both (target: >= 0.8).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -115,11 +118,34 @@ archive_run() {
     local t0 t1
     t0="$(now)"
     api -X POST "http://127.0.0.1:$PORT/api/v2/admin/archive" -d '{}' >/dev/null
-    while [ "$(cold_count "$data")" -lt "$files" ]; do sleep 0.2; done
+    while [ "$(cold_count "$data")" -lt "$files" ]; do sleep 0.05; done
     t1="$(now)"
+    s3_reference "$backend" "$data" >"$WORK/s3ref.time"
     kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
     rm -rf "$data"
+    echo "$t1 - $t0" | bc -l
+}
+
+# The same job done by hand from the same warm tier: rclone copy of the holding's objects out of
+# the embedded S3 endpoint (32 transfers), tar of them into the tape filesystem, [xrdcp], sync.
+s3_reference() {
+    local backend="$1" data="$2" endpoint t0 t1 out="$WORK/s3ref-$RANDOM" tarball="$data/ref.tar"
+    endpoint="$(sed -n 's/.*S3 endpoint: *\(http[^ ]*\).*/\1/p' "$WORK/server.log" | head -1)"
+    export RCLONE_CONFIG_WARM_TYPE=s3 RCLONE_CONFIG_WARM_PROVIDER=Other RCLONE_CONFIG_WARM_REGION=us-east-1
+    export RCLONE_CONFIG_WARM_ENDPOINT="$endpoint" RCLONE_CONFIG_WARM_ACCESS_KEY_ID=nlds-embedded
+    RCLONE_CONFIG_WARM_SECRET_ACCESS_KEY="$(cat "$data/s3.secret")"
+    export RCLONE_CONFIG_WARM_SECRET_ACCESS_KEY
+    sync
+    t0="$(now)"
+    rclone copy --transfers 32 --checkers 32 warm:nlds "$out"
+    tar cf "$tarball" -C "$out" .
+    if [ "$backend" = xrootd ]; then
+        xrdcp -s -f "$tarball" "$XROOTD_URL/s3ref-$RANDOM$RANDOM.tar"
+    fi
+    sync
+    t1="$(now)"
+    rm -rf "$out" "$tarball"
     echo "$t1 - $t0" | bc -l
 }
 
@@ -137,9 +163,9 @@ reference_run() {
     echo "$t1 - $t0" | bc -l
 }
 
-printf '| backend | workload | files | MiB | nlds-rs s | MB/s | files/s | reference | ref s | nlds/ref throughput |\n'
-printf '|---|---|---:|---:|---:|---:|---:|---|---:|---:|\n'
-for workload in small large; do
+printf '| backend | workload | files | MiB | nlds-rs s | MB/s | files/s | reference | ref s | nlds/ref | same from S3: rclone + ref s | nlds/(rclone + ref) |\n'
+printf '|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n'
+for workload in ${WORKLOADS:-small large}; do
     src="$WORK/src-$workload"
     if [ "$workload" = small ]; then
         make_small "$src"
@@ -156,10 +182,11 @@ for workload in small large; do
         r="$(reference_run "$backend" "$src")"
         ref="tar"
         [ "$backend" = xrootd ] && ref="tar + xrdcp"
-        printf '| %s | %s | %d | %.0f | %.2f | %.1f | %.0f | %s | %.2f | %.2f |\n' \
+        s3r="$(cat "$WORK/s3ref.time")"
+        printf '| %s | %s | %d | %.0f | %.2f | %.1f | %.0f | %s | %.2f | %.2f | %.2f | %.2f |\n' \
             "$backend" "$workload" "$files" "$(echo "$bytes / 1048576" | bc -l)" "$s" \
             "$(echo "$bytes / 1000000 / $s" | bc -l)" "$(echo "$files / $s" | bc -l)" \
-            "$ref" "$r" "$(echo "$r / $s" | bc -l)"
+            "$ref" "$r" "$(echo "$r / $s" | bc -l)" "$s3r" "$(echo "$s3r / $s" | bc -l)"
     done
     rm -rf "$src"
 done

@@ -149,6 +149,12 @@ async fn not_found() -> ServerError {
 }
 
 /// The whole HTTP application.
+/// Sets TCP_NODELAY on an accepted API connection (`axum::serve(listener.tap_io(nodelay), ..)`):
+/// small replies must not wait for the client's delayed ACK.
+pub fn nodelay(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+}
+
 pub fn router(state: AppState) -> Router {
     let limit = state.cfg.max_body_bytes;
     Router::new()

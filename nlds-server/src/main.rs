@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use nlds_server::auth::StaticTokens;
 use nlds_server::embedded::{Embedded, EmbeddedOptions};
@@ -62,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", s.server.listen))?;
             tracing::info!(url = %s.server.base_url(), "nlds-server listening");
-            axum::serve(listener, router(state))
+            axum::serve(listener.tap_io(nlds_server::app::nodelay), router(state))
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await?;
             Ok(())

@@ -70,10 +70,20 @@ impl ArchivePut {
                 |((bucket, key, path), size)| {
                     let s3 = s3.clone();
                     async move {
-                        let body = open_object(&s3, &bucket, &key, &path).await?;
                         if size > SMALL_OBJECT {
-                            return Ok(body);
+                            // Large members are read with several ranged GETs at once.
+                            return crate::ranged::open(
+                                &s3,
+                                &bucket,
+                                &key,
+                                size,
+                                crate::ranged::Ranges::default(),
+                                &format!("reading the warm copy of {path}"),
+                            )
+                            .await
+                            .map_err(crate::cold::from_s3);
                         }
+                        let body = open_object(&s3, &bucket, &key, &path).await?;
                         let mut buf = Vec::with_capacity(size as usize);
                         let mut body = body;
                         tokio::io::AsyncReadExt::read_to_end(&mut body, &mut buf)

@@ -21,6 +21,7 @@ pub mod db;
 pub mod indexer;
 pub mod logger;
 pub mod monitor;
+pub mod ranged;
 pub mod recovery;
 pub mod router;
 pub mod run;

@@ -80,7 +80,7 @@ pub struct Checksums {
 
 /// Running checksums over a byte stream.
 pub struct Summer {
-    adler: adler2::Adler32,
+    adler: simd_adler32::Adler32,
     crc: u32,
     b3: blake3::Hasher,
     n: u64,
@@ -89,7 +89,7 @@ pub struct Summer {
 impl Default for Summer {
     fn default() -> Self {
         Self {
-            adler: adler2::Adler32::new(),
+            adler: simd_adler32::Adler32::new(),
             crc: 0,
             b3: blake3::Hasher::new(),
             n: 0,
@@ -99,7 +99,7 @@ impl Default for Summer {
 
 impl Summer {
     pub fn update(&mut self, buf: &[u8]) {
-        self.adler.write_slice(buf);
+        self.adler.write(buf);
         self.crc = crc32c::crc32c_append(self.crc, buf);
         self.b3.update(buf);
         self.n += buf.len() as u64;
@@ -108,7 +108,7 @@ impl Summer {
     pub fn finish(&self) -> Checksums {
         Checksums {
             size: self.n,
-            adler32: self.adler.checksum(),
+            adler32: self.adler.finish(),
             crc32c: self.crc,
             blake3: self.b3.finalize().to_hex().to_string(),
         }

@@ -311,7 +311,19 @@ impl ColdStore for DirStore {
             if !file.metadata()?.is_file() {
                 return Ok(None);
             }
-            adler2::adler32(io::BufReader::with_capacity(CHUNK, file)).map(Some)
+            let mut file = file;
+            let mut sum = simd_adler32::Adler32::new();
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let n = match io::Read::read(&mut file, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                sum.write(&buf[..n]);
+            }
+            Ok(Some(sum.finish()))
         })
         .await
         .map_err(|e| ColdError::Failed(format!("checksumming {name}: {e}")))?
