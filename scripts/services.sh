@@ -6,6 +6,7 @@
 #   PostgreSQL  127.0.0.1:5432   user postgres, trust auth on loopback
 #   moto (S3)   127.0.0.1:9000   any credentials
 #   XRootD      127.0.0.1:1094   tape front end for the cold tier (scripts/xrootd.sh)
+#   OIDC        127.0.0.1:9400   OpenID provider for the OAuth2 tests (scripts/oidc.sh)
 #
 # and installs the published Python client (nlds-client, the `nlds` command)
 # into its own venv, for the legacy-API compatibility tests.
@@ -282,10 +283,24 @@ start_xrootd() {
     log "xrootd:     OK   $XROOTD_URL"
 }
 
+# ---------------------------------------------------------------- OIDC provider
+# npm oidc-provider (scripts/oidc/provider.mjs) for the OAuth2 resource-server
+# tests: everything about it lives in scripts/oidc.sh.
+OIDC_ISSUER=""
+start_oidc() {
+    local here
+    here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+    NLDS_SVC_TIMEOUT="$TIMEOUT" "$here/oidc.sh" start >/dev/null ||
+        fail "oidc (OpenID provider): scripts/oidc.sh start failed"
+    OIDC_ISSUER="$("$here/oidc.sh" url)" || fail "oidc (OpenID provider) does not answer"
+    log "oidc:       OK   $OIDC_ISSUER"
+}
+
 start_rabbitmq
 start_postgres
 start_moto
 start_xrootd
+start_oidc
 ensure_pyclient_venv
 
 cat <<EOF
@@ -295,5 +310,7 @@ export NLDS_TEST_DATABASE_URL='postgres://postgres@127.0.0.1:$PG_PORT'
 export NLDS_TEST_S3_ENDPOINT='http://127.0.0.1:$MOTO_PORT'
 export NLDS_TEST_PYCLIENT='$PYCLIENT_VENV/bin/nlds'
 export NLDS_TEST_XROOTD_URL='$XROOTD_URL'
+export NLDS_TEST_OIDC_ISSUER='$OIDC_ISSUER'
+export NLDS_TEST_OIDC_SECRETS_DIR='${NLDS_OIDC_DIR:-$HOME/.cache/nlds-oidc}/secrets'
 unset AWS_CA_BUNDLE
 EOF

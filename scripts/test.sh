@@ -27,6 +27,12 @@ fi
 if [ -z "${NLDS_TEST_XROOTD_URL:-}" ]; then
     NLDS_TEST_XROOTD_URL="$(scripts/xrootd.sh url 2>/dev/null)" && export NLDS_TEST_XROOTD_URL || unset NLDS_TEST_XROOTD_URL
 fi
+# The OpenID provider started by scripts/services.sh (scripts/oidc.sh), if it answers.
+if [ -z "${NLDS_TEST_OIDC_ISSUER:-}" ]; then
+    if oidc_env="$(scripts/oidc.sh env 2>/dev/null)"; then
+        eval "$oidc_env"
+    fi
+fi
 # The machine-wide CA bundle breaks S3 clients talking to plain-http local
 # endpoints; never send credentials lookups to an instance metadata service.
 unset AWS_CA_BUNDLE
@@ -37,6 +43,7 @@ echo "[test] NLDS_TEST_DATABASE_URL=$NLDS_TEST_DATABASE_URL"
 echo "[test] NLDS_TEST_S3_ENDPOINT=$NLDS_TEST_S3_ENDPOINT"
 echo "[test] NLDS_TEST_PYCLIENT=${NLDS_TEST_PYCLIENT:-(not installed: run scripts/services.sh)}"
 echo "[test] NLDS_TEST_XROOTD_URL=${NLDS_TEST_XROOTD_URL:-(not running: run scripts/services.sh)}"
+echo "[test] NLDS_TEST_OIDC_ISSUER=${NLDS_TEST_OIDC_ISSUER:-(not running: run scripts/services.sh)}"
 
 # Let `-p/--package` narrow the run: drop `--workspace` when
 # the caller picks packages.

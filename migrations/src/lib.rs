@@ -5,7 +5,11 @@
 //! * [`m20261125_000002_create_monitor`]: transaction records, sub-records, failed files and
 //!   warnings (owned by the monitor role);
 //! * [`m20261125_000003_create_cold`]: aggregations and their members (the cold tier, owned by
-//!   the catalogue role).
+//!   the catalogue role);
+//! * [`m20261125_000004_soft_delete`]: soft-delete columns of holdings and files, and their
+//!   uniqueness among live rows only (owned by the catalogue role);
+//! * [`m20261125_000005_audit`]: the audit log and the collected log records (written by the
+//!   logger role, read by the monitor's admin queries).
 //!
 //! Every migration has a working `down`.
 
@@ -15,6 +19,8 @@ mod columns;
 pub mod m20261125_000001_create_catalogue;
 pub mod m20261125_000002_create_monitor;
 pub mod m20261125_000003_create_cold;
+pub mod m20261125_000004_soft_delete;
+pub mod m20261125_000005_audit;
 
 /// All nlds-rs migrations, in order.
 pub struct Migrator;
@@ -26,6 +32,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_catalogue::Migration),
             Box::new(m20261125_000002_create_monitor::Migration),
             Box::new(m20261125_000003_create_cold::Migration),
+            Box::new(m20261125_000004_soft_delete::Migration),
+            Box::new(m20261125_000005_audit::Migration),
         ]
     }
 }
@@ -99,7 +107,11 @@ mod tests {
             v.sort();
             v
         };
-        // One step down removes the cold tables, the next the monitor's.
+        // Stepping down past the later migrations (soft delete, ...) removes the cold tables,
+        // the next step the monitor's.
+        let later = Migrator::migrations().len() as u32 - 3;
+        Migrator::down(&db, Some(later)).await.unwrap();
+        assert_eq!(tables(&db).await.len(), TABLES.len(), "{later} steps down");
         Migrator::down(&db, Some(1)).await.unwrap();
         assert_eq!(tables(&db).await, first(10));
         Migrator::down(&db, Some(1)).await.unwrap();

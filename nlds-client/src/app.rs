@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::cli::{Cli, Command, ConfigCommand, HoldingSel, ManArgs};
 use crate::client::{Client, WaitProgress};
-use crate::config::{self, Overrides};
+use crate::config::Overrides;
 use crate::error::Error;
 use crate::exit;
 use crate::local;
@@ -202,6 +202,11 @@ pub enum Plan {
     },
     Wait(Uuid, WaitPlan),
     Whoami,
+    /// `del`, `dellist` (see `crate::delete`).
+    Delete(nlds_core::api::DeleteRequest, Option<WaitPlan>),
+    Undelete(nlds_core::api::UndeleteRequest),
+    Purge(nlds_core::api::PurgeRequest),
+    Admin(crate::admin::AdminPlan),
 }
 
 impl Plan {
@@ -213,19 +218,21 @@ impl Plan {
             Plan::List(q) | Plan::Find { query: q, .. } => q.group = group,
             Plan::Meta(r) => r.group = group,
             Plan::Stat { query, .. } => query.group = group,
-            Plan::Wait(..) | Plan::Whoami => {}
+            Plan::Delete(r, _) => r.group = group,
+            Plan::Undelete(r) => r.group = group,
+            Plan::Wait(..) | Plan::Whoami | Plan::Purge(_) | Plan::Admin(_) => {}
         }
     }
 }
 
-fn wait_plan(w: &crate::cli::WaitOpts) -> Option<WaitPlan> {
+pub(crate) fn wait_plan(w: &crate::cli::WaitOpts) -> Option<WaitPlan> {
     w.wait.then_some(WaitPlan {
         poll: w.poll,
         timeout: w.timeout,
     })
 }
 
-fn all_tags(sel: &HoldingSel) -> nlds_core::api::Tags {
+pub(crate) fn all_tags(sel: &HoldingSel) -> nlds_core::api::Tags {
     tags::merge(&sel.tag)
 }
 
@@ -233,11 +240,15 @@ fn query_tag(sel: &HoldingSel) -> Result<Option<String>, Failure> {
     tags::query_form(&all_tags(sel)).map_err(Failure::usage)
 }
 
-fn abs(p: &str, env: &Env) -> Result<String, Failure> {
+pub(crate) fn abs(p: &str, env: &Env) -> Result<String, Failure> {
     absolutize(p, &env.cwd, env.home().as_deref()).map_err(Failure::usage)
 }
 
-fn read_filelist(name: &str, env: &Env, stdin: &mut dyn Read) -> Result<Vec<String>, Failure> {
+pub(crate) fn read_filelist(
+    name: &str,
+    env: &Env,
+    stdin: &mut dyn Read,
+) -> Result<Vec<String>, Failure> {
     let text = if name == "-" {
         let mut s = String::new();
         stdin.read_to_string(&mut s).map_err(|e| {
@@ -312,6 +323,7 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
                 job_label: a.job_label.clone(),
                 group: None,
                 dry_run: a.dry_run.dry_run,
+                keep_owner: false,
             },
             wait_plan(&a.wait),
         ),
@@ -329,6 +341,7 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
                 job_label: a.job_label.clone(),
                 group: None,
                 dry_run: a.dry_run.dry_run,
+                keep_owner: false,
             },
             wait_plan(&a.wait),
         ),
@@ -420,8 +433,14 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
             },
         ),
         Command::Whoami => Plan::Whoami,
+        Command::Del(a) => crate::delete::prepare_del(a, env)?,
+        Command::Dellist(a) => crate::delete::prepare_dellist(a, env, stdin)?,
+        Command::Undelete(a) => crate::delete::prepare_undelete(a, env)?,
+        Command::Admin(a) => crate::admin::prepare(a, chrono::Utc::now())?,
         Command::Init(_)
         | Command::Renew(_)
+        | Command::Login(_)
+        | Command::Logout
         | Command::Config(_)
         | Command::Completions(_)
         | Command::Man(_) => {
@@ -502,21 +521,27 @@ async fn run_inner(cli: Cli, env: &Env, io: &mut Io<'_>) -> Result<u8, Failure> 
         }
         Command::Init(a) => return setup::init(&cli, a, env, &ctx, io).await,
         Command::Renew(a) => return setup::renew(&cli, a, env, &ctx, io).await,
+        Command::Login(a) => return crate::login::login(&cli, a, env, &ctx, io).await,
+        Command::Logout => return crate::login::logout(&cli, env, &ctx, io).await,
         _ => {}
     }
     let mut plan = prepare(command, env, io.stdin)?;
-    let settings = config::resolve(&overrides(&cli), &|k| env.var(k))?;
+    // A static token, or an OAuth2 login renewed before it expires (crate::login).
+    let (settings, oauth_session) = crate::login::resolve(&overrides(&cli), env).await?;
     if !cli.global.json {
         for w in &settings.warnings {
             let _ = writeln!(io.err, "warning: {w}");
         }
     }
     plan.set_group(settings.group.clone());
-    let client = Client::with_options(
+    let mut client = Client::with_options(
         &settings.url,
         settings.token.expose(),
         settings.client_options(),
     )?;
+    if let Some(session) = oauth_session {
+        client = client.with_token_source(session);
+    }
     let ctx = Ctx {
         group: settings.group.clone(),
         ..ctx
@@ -743,6 +768,10 @@ pub async fn execute(
             Ok(exit::OK)
         }
         Plan::Wait(id, w) => wait_for(client, ctx, io, id, w).await,
+        Plan::Delete(req, wait) => crate::delete::execute_delete(req, wait, client, ctx, io).await,
+        Plan::Undelete(req) => crate::delete::execute_undelete(req, client, ctx, io).await,
+        Plan::Purge(req) => crate::delete::execute_purge(req, client, ctx, io).await,
+        Plan::Admin(p) => crate::admin::execute(p, client, ctx, io).await,
         Plan::Whoami => {
             let who = client.whoami_full().await?;
             if ctx.json {
@@ -872,7 +901,7 @@ async fn get_dry_run(
 }
 
 /// A put or get whose answer never came may still have been accepted: say how to check.
-fn submit_failure(e: Error, id: Option<Uuid>) -> Failure {
+pub(crate) fn submit_failure(e: Error, id: Option<Uuid>) -> Failure {
     match (&e, id) {
         (Error::Transport(_), Some(id)) => Failure::Local {
             exit: exit::for_error(&e),
@@ -885,7 +914,7 @@ fn submit_failure(e: Error, id: Option<Uuid>) -> Failure {
     }
 }
 
-async fn after_submit(
+pub(crate) async fn after_submit(
     client: &Client,
     ctx: &Ctx,
     io: &mut Io<'_>,

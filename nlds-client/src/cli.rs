@@ -152,6 +152,18 @@ pub enum Command {
     ///
     /// E.g. `nlds find -l run42 -x -p '.*\.nc$' -1 | nlds getlist - -l run42 -r /tmp/restore`.
     Getlist(GetlistArgs),
+    /// Delete a file or directory (everything under it), or with no PATH a whole holding.
+    ///
+    /// Deleted files disappear from list, find and get at once, and can be brought back with
+    /// `nlds undelete` until the server's retention period (7 days by default) ends; then their
+    /// copies are removed. A user deletes only their own holdings' files; a deputy or manager of
+    /// the group anyone's (with -A). --dry-run lists what would be deleted.
+    Del(crate::delete::DelArgs),
+    /// Delete the files listed in FILELIST (one original path per line; `-` reads standard
+    /// input).
+    Dellist(crate::delete::DellistArgs),
+    /// Bring back deleted files (or with no PATH a deleted holding) within the retention period.
+    Undelete(crate::delete::UndeleteArgs),
     /// List holdings.
     List(ListArgs),
     /// Find and list files.
@@ -164,6 +176,9 @@ pub enum Command {
     Wait(WaitArgs),
     /// Show who the server takes you for, your groups, and when your token expires (if known).
     Whoami,
+    /// Service operators only: every user's transactions, failed files, logs, the audit log, purge.
+    #[command(subcommand)]
+    Admin(crate::admin::AdminCommand),
     /// Set up nlds: save the server URL, your token and default group in the config file.
     ///
     /// Writes ~/.config/nlds/config.toml (or $NLDS_CONFIG) with mode 0600, creating the
@@ -180,6 +195,22 @@ pub enum Command {
     /// on a terminal). It replaces `token` in the config file, or the contents of its
     /// `token_file`, written with mode 0600.
     Renew(RenewArgs),
+    /// Log in with OAuth2 and keep the tokens (renewed automatically) for the other commands.
+    ///
+    /// By default the device authorization grant: nlds prints an address and a code, you open
+    /// the address in any browser, log in at your identity provider and approve the code; nlds
+    /// waits for that. --client-credentials logs a service account or script in with its client
+    /// id and secret instead (the secret from --client-secret-file, $NLDS_AUTH_CLIENT_SECRET_FILE,
+    /// $NLDS_AUTH_CLIENT_SECRET or client_secret_file in the config file's `[auth]` section; never
+    /// on the command line, where others could see it). The provider is the `[auth]` issuer of the
+    /// config file ($NLDS_AUTH_ISSUER, --issuer); --issuer, --client-id, --scope and --audience
+    /// given here are saved in that section. The tokens go to a token file written with mode
+    /// 0600 (oauth-token.json next to the config file, or `[auth]` token_file); the access token is
+    /// renewed before it expires. Afterwards the login is checked with the server (whoami) when a
+    /// server URL is configured.
+    Login(LoginArgs),
+    /// Log out: revoke the OAuth2 tokens at the provider (RFC 7009) and remove the token file.
+    Logout,
     /// Show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -228,6 +259,41 @@ pub struct InitArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RenewArgs {
     /// Write the token without checking it with the server first.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct LoginArgs {
+    /// Log in as a service account with the client credentials grant (client id and secret)
+    /// instead of approving a device code in a browser.
+    #[arg(long)]
+    pub client_credentials: bool,
+
+    /// The OAuth2 provider's issuer URL (saved in the config file's `[auth]` section).
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+
+    /// The OAuth2 client id (saved in `[auth]`).
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+
+    /// A scope to ask for; repeatable, or several separated by spaces or commas (saved in
+    /// `[auth]`) [default: openid offline_access for the device grant, none for client
+    /// credentials].
+    #[arg(long = "scope", value_name = "SCOPE", action = ArgAction::Append)]
+    pub scopes: Vec<String>,
+
+    /// The API the tokens are for: the RFC 8707 `resource` indicator (saved in `[auth]`).
+    #[arg(long, value_name = "URI")]
+    pub audience: Option<String>,
+
+    /// With --client-credentials: the file holding the client secret (`-`: standard input).
+    /// Saved in `[auth]` as client_secret_file (the path, not the secret).
+    #[arg(long, value_name = "FILE", requires = "client_credentials")]
+    pub client_secret_file: Option<std::path::PathBuf>,
+
+    /// Do not check the new login with the server (whoami).
     #[arg(long)]
     pub no_verify: bool,
 }

@@ -1,6 +1,9 @@
 //! The HTTP client of the native API (`/api/v2`).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -126,6 +129,16 @@ struct WhoAmIWire {
     token_expires: Option<DateTime<Utc>>,
 }
 
+/// Where the bearer token comes from when it can change while the client runs: an OAuth2 login
+/// ([`crate::oauth::OAuthSession`]) renews its access token before it expires.
+pub trait TokenSource: Send + Sync {
+    /// The token to send now. `rejected`: the server has just refused the last one (401), so get
+    /// a new one if that is possible.
+    fn bearer(&self, rejected: bool) -> Pin<Box<dyn Future<Output = Result<String>> + Send + '_>>;
+    /// When the current token expires, if known.
+    fn expires_at(&self) -> Option<DateTime<Utc>>;
+}
+
 /// A client of one NLDS server, acting with one bearer token. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
@@ -134,6 +147,8 @@ pub struct Client {
     token: String,
     http: reqwest::Client,
     options: ClientOptions,
+    /// Asked for the token before every request, when set ([`Client::with_token_source`]).
+    source: Option<Arc<dyn TokenSource>>,
 }
 
 impl fmt::Debug for Client {
@@ -142,6 +157,7 @@ impl fmt::Debug for Client {
             .field("base", &self.base)
             .field("token", &"<redacted>")
             .field("options", &self.options)
+            .field("token_source", &self.source.is_some())
             .finish()
     }
 }
@@ -187,7 +203,16 @@ impl Client {
             token: token.trim().to_owned(),
             http,
             options,
+            source: None,
         })
+    }
+
+    /// The same client, taking its bearer token from `source` before every request (the token
+    /// given to [`Client::with_options`] is then only a fallback for `whoami`'s expiry). A 401
+    /// answer asks the source for a new token once and repeats the request.
+    pub fn with_token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// The server URL this client talks to.
@@ -255,6 +280,85 @@ impl Client {
             .await
     }
 
+    /// Deletes files or whole holdings (soft: undeletable within the retention period); see
+    /// [`Client::put`] about the `transaction_id`.
+    pub async fn delete(&self, req: &nlds_core::api::DeleteRequest) -> Result<Accepted> {
+        let mut req = req.clone();
+        req.dry_run = false;
+        req.transaction_id.get_or_insert_with(Uuid::new_v4);
+        self.send(Method::POST, "/delete", None::<&()>, Some(&req))
+            .await
+    }
+
+    /// What a delete would delete (`dry_run`): nothing is changed.
+    pub async fn delete_plan(
+        &self,
+        req: &nlds_core::api::DeleteRequest,
+    ) -> Result<nlds_core::api::DeletePlan> {
+        let mut req = req.clone();
+        req.dry_run = true;
+        let resp = self
+            .send_response(Method::POST, "/delete", None::<&()>, Some(&req))
+            .await?;
+        plan_answer(resp).await
+    }
+
+    /// Brings back deleted files or holdings (or with `dry_run`, says what it would).
+    pub async fn undelete(
+        &self,
+        req: &nlds_core::api::UndeleteRequest,
+    ) -> Result<nlds_core::api::DeletePlan> {
+        self.send(Method::POST, "/undelete", None::<&()>, Some(req))
+            .await
+    }
+
+    /// Purges deleted files now (service operators).
+    pub async fn purge(
+        &self,
+        req: &nlds_core::api::PurgeRequest,
+    ) -> Result<nlds_core::api::PurgeResponse> {
+        self.send(Method::POST, "/admin/purge", None::<&()>, Some(req))
+            .await
+    }
+
+    /// Transactions of every user (service operators only).
+    pub async fn admin_transactions(
+        &self,
+        query: &nlds_core::admin::AdminTransactionQuery,
+    ) -> Result<TransactionPage> {
+        self.send(Method::GET, "/admin/transactions", Some(query), None::<&()>)
+            .await
+    }
+
+    /// A page of any transaction's failed files (service operators only).
+    pub async fn admin_failed_files(
+        &self,
+        transaction_id: Uuid,
+        query: &nlds_core::admin::PageQuery,
+    ) -> Result<nlds_core::admin::FailedFilePage> {
+        let path = format!("/admin/transactions/{transaction_id}/failed");
+        self.send(Method::GET, &path, Some(query), None::<&()>)
+            .await
+    }
+
+    /// The records the logger collected (service operators only).
+    pub async fn admin_logs(
+        &self,
+        query: &nlds_core::admin::LogQuery,
+    ) -> Result<nlds_core::admin::LogPage> {
+        self.send(Method::GET, "/admin/logs", Some(query), None::<&()>)
+            .await
+    }
+
+    /// The audit log (service operators only).
+    pub async fn admin_audit(
+        &self,
+        query: &nlds_core::admin::AuditQuery,
+    ) -> Result<nlds_core::admin::AuditPage> {
+        self.send(Method::GET, "/admin/audit", Some(query), None::<&()>)
+            .await
+    }
+
     /// Lists transactions.
     pub async fn stat(&self, query: &StatQuery) -> Result<TransactionPage> {
         self.send(Method::GET, "/transactions", Some(query), None::<&()>)
@@ -280,7 +384,10 @@ impl Client {
         let wire: WhoAmIWire = self
             .send(Method::GET, "/whoami", None::<&()>, None::<&()>)
             .await?;
-        let token_expires = wire.token_expires.or_else(|| jwt_expiry(&self.token));
+        let token_expires = wire
+            .token_expires
+            .or_else(|| self.source.as_ref().and_then(|s| s.expires_at()))
+            .or_else(|| jwt_expiry(&self.token));
         Ok(Identity {
             who: wire.who,
             token_expires,
@@ -374,10 +481,13 @@ impl Client {
         Q: Serialize + ?Sized,
         B: Serialize + ?Sized,
     {
+        let mut token = match &self.source {
+            Some(source) => source.bearer(false).await?,
+            None => self.token.clone(),
+        };
         let mut template = self
             .http
             .request(method, self.url(path))
-            .bearer_auth(&self.token)
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(q) = query {
             template = template.query(q);
@@ -387,12 +497,25 @@ impl Client {
         }
         let attempts = self.options.retry.attempts.max(1);
         let mut attempt = 1;
+        let mut renewed = false;
         loop {
-            let request = clone_request(&template)?;
+            let request = clone_request(&template)?.bearer_auth(&token);
             let retry_allowed = attempt < attempts;
             match request.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
+                    // An OAuth2 token the server refuses (revoked, say): renew it once and repeat.
+                    if status == 401
+                        && !renewed
+                        && let Some(source) = &self.source
+                    {
+                        renewed = true;
+                        let fresh = source.bearer(true).await?;
+                        if fresh != token {
+                            token = fresh;
+                            continue;
+                        }
+                    }
                     if matches!(status, 502..=504) && retry_allowed {
                         tokio::time::sleep(self.options.retry.delay(attempt)).await;
                         attempt += 1;

@@ -168,7 +168,7 @@ impl Settings {
 }
 
 /// The keys the config file may hold.
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 9] = [
     "url",
     "token",
     "token_file",
@@ -177,6 +177,8 @@ pub const KEYS: [&str; 8] = [
     "insecure",
     "connect_timeout",
     "request_timeout",
+    // The OAuth2 login's section (crate::oauth reads it).
+    "auth",
 ];
 
 /// The config file's contents.

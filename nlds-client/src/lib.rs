@@ -6,14 +6,21 @@
 //!   ([`setup`]: `nlds init`, `nlds renew`, `nlds config show`); [`cli`] is the command line,
 //!   [`app`] runs it, [`render`] formats answers as text (tables fit the terminal), [`local`]
 //!   looks at the local disk for dry runs and [`exit`] documents the exit codes.
+//! * [`oauth`] logs in with OAuth2 (device grant, client credentials), keeps the tokens in a
+//!   private token file and renews them before they expire; [`login`] is `nlds login` /
+//!   `nlds logout` and picks the token a command sends.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod delete;
 pub mod error;
 pub mod exit;
 pub mod local;
+pub mod login;
+pub mod oauth;
 pub mod paths;
 pub mod progress;
 pub mod render;

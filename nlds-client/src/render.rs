@@ -679,6 +679,19 @@ pub fn whoami_view(id: &Identity, server: &str, group: Option<&str>, zone: Zone)
     let mut o = String::new();
     kv(&mut o, INDENT, "user", &id.who.user);
     kv(&mut o, INDENT, "groups", &id.who.groups.join(", "));
+    let roles: Vec<String> = if id.who.admin {
+        vec!["admin (service operator, every group)".to_owned()]
+    } else {
+        id.who
+            .roles
+            .iter()
+            .filter(|(_, r)| **r != nlds_core::AccessRole::User)
+            .map(|(g, r)| format!("{r} in {g}"))
+            .collect()
+    };
+    if !roles.is_empty() {
+        kv(&mut o, INDENT, "roles", &roles.join(", "));
+    }
     let acting = match (group, id.who.groups.first()) {
         (Some(g), _) => g.to_owned(),
         (None, Some(first)) => format!("{first} (your first group: no default group is set)"),

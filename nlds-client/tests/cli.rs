@@ -1826,6 +1826,8 @@ fn golden_whoami_and_config_show() {
         who: WhoAmI {
             user: "alice".into(),
             groups: vec!["climate".into(), "cmip".into()],
+            admin: false,
+            roles: [("cmip".to_string(), nlds_core::AccessRole::Manager)].into(),
         },
         token_expires: Some(ts("2027-01-15T08:00:00Z")),
     };
@@ -2898,3 +2900,7 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8(out).unwrap()
 }
+
+// OAuth2 login against the real provider.
+#[path = "cli/oauth.rs"]
+mod oauth;

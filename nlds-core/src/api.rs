@@ -30,6 +30,10 @@ pub enum ApiAction {
     Getlist,
     ArchivePut,
     ArchiveGet,
+    /// Delete one path, or whole holdings.
+    Del,
+    /// Delete a list of paths.
+    Dellist,
 }
 
 impl ApiAction {
@@ -41,6 +45,8 @@ impl ApiAction {
             ApiAction::Getlist => "getlist",
             ApiAction::ArchivePut => "archive-put",
             ApiAction::ArchiveGet => "archive-get",
+            ApiAction::Del => "del",
+            ApiAction::Dellist => "dellist",
         }
     }
     pub fn is_put(self) -> bool {
@@ -54,6 +60,8 @@ impl ApiAction {
             ApiAction::Getlist,
             ApiAction::ArchivePut,
             ApiAction::ArchiveGet,
+            ApiAction::Del,
+            ApiAction::Dellist,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -144,6 +152,10 @@ pub struct GetRequest {
     /// Answer with a [`GetPlan`] (HTTP 200) instead of starting a transaction.
     #[serde(default)]
     pub dry_run: bool,
+    /// Restore files with the owner and group they had when put, instead of giving them to the
+    /// requesting user (service operators only; 403 for anyone else).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_owner: bool,
 }
 
 /// The answer to a put with `dry_run` (HTTP 200): which holding the files would go to. Nothing
@@ -417,6 +429,129 @@ pub struct TransactionPage {
     pub offset: u64,
 }
 
+/// `POST /api/v2/delete`: delete files, or whole holdings (soft: they disappear at once and can
+/// be undeleted until the retention period ends; then their copies are purged).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct DeleteRequest {
+    /// Client-chosen id; retrying with the same id does not delete twice.
+    #[serde(default)]
+    pub transaction_id: Option<Uuid>,
+    /// Original paths (a directory path deletes everything under it; regular expressions with
+    /// `regex`). Empty: delete the selected holdings whole.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub holding_id: Option<i64>,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default)]
+    pub regex: bool,
+    /// Look in the holdings of the whole group (deleting another user's files needs the DEPUTY
+    /// or MANAGER role in the group).
+    #[serde(default)]
+    pub groupall: bool,
+    #[serde(default)]
+    pub job_label: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Answer with a [`DeletePlan`] (HTTP 200) of what would be deleted, changing nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /api/v2/undelete`: bring back deleted files or holdings within the retention period.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct UndeleteRequest {
+    /// Original paths (a directory path undeletes everything under it; regular expressions with
+    /// `regex`). Empty: undelete the selected holdings whole (with the files deleted with them).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub holding_id: Option<i64>,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default)]
+    pub regex: bool,
+    #[serde(default)]
+    pub groupall: bool,
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Answer with what would be undeleted, changing nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A holding deleted (or undeleted) whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeletedHolding {
+    pub id: i64,
+    pub label: String,
+    pub user: String,
+    pub group: String,
+}
+
+/// A file deleted (or undeleted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeletedFile {
+    pub path: String,
+    pub holding_id: i64,
+    pub label: String,
+    pub user: String,
+    pub size: u64,
+}
+
+/// What a delete or undelete did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeletePlan {
+    /// Holdings deleted (undeleted) whole.
+    pub holdings: Vec<DeletedHolding>,
+    /// Every file deleted (undeleted).
+    pub files: Vec<DeletedFile>,
+    pub files_total: u64,
+    pub bytes_total: u64,
+    /// Paths that match nothing, and files or holdings the caller may not delete (each with
+    /// the holding and the reason).
+    pub failed: Vec<FailedFile>,
+    /// Until when deleted files can be undeleted (after that they are purged).
+    #[serde(default)]
+    pub undelete_until: Option<DateTime<Utc>>,
+    /// True when nothing was changed because the request was a dry run.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /api/v2/admin/purge`: purge soft-deleted files now, whatever their retention.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct PurgeRequest {
+    /// Only this holding's deleted files (all holdings without it).
+    #[serde(default)]
+    pub holding_id: Option<i64>,
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PurgeResponse {
+    /// Deleted files whose catalogue entries and copies were removed.
+    pub files: u64,
+    pub bytes: u64,
+    /// Warm objects sent for deletion.
+    pub objects: u64,
+    /// Aggregates removed from the cold store (all their members were deleted).
+    pub aggregates: Vec<String>,
+    /// Deleted holdings removed (nothing of them was left).
+    pub holdings: u64,
+    /// Deleted files left for a later purge (a member of an aggregate being written, or of an
+    /// aggregate that still has live members: its bytes stay on tape until they go too).
+    pub deferred: u64,
+    /// Copies the last-copy guard refused to remove, each with its reason.
+    #[serde(default)]
+    pub refused: Vec<String>,
+}
+
 /// `GET /readyz`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {
@@ -429,6 +564,12 @@ pub struct Readiness {
 pub struct WhoAmI {
     pub user: String,
     pub groups: Vec<String>,
+    /// A service operator (ADMIN in every group).
+    #[serde(default)]
+    pub admin: bool,
+    /// The caller's role in each of their groups.
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, crate::access::AccessRole>,
 }
 
 #[cfg(test)]
@@ -456,6 +597,8 @@ mod tests {
             "getlist",
             "archive-put",
             "archive-get",
+            "del",
+            "dellist",
         ] {
             let act = ApiAction::parse(a).unwrap();
             assert_eq!(act.as_str(), a);

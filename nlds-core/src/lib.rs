@@ -6,6 +6,7 @@
 //! This crate does no I/O: it must never depend on axum, lapin, sea-orm or an S3 client.
 
 pub mod access;
+pub mod admin;
 pub mod api;
 pub mod error;
 pub mod message;

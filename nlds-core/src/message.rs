@@ -28,6 +28,11 @@ pub struct Envelope {
     /// The caller's role in `group`, worked out by the server (absent in old messages: user).
     #[serde(default, skip_serializing_if = "is_user")]
     pub role: AccessRole,
+    /// A get restores files with the owner and group recorded when they were put, instead of
+    /// giving them to `user` (service operators only: the server refuses it for other roles,
+    /// and transfer-get checks `role` again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_owner: bool,
     pub payload: Payload,
 }
 
@@ -53,6 +58,7 @@ impl Envelope {
             action,
             job_label: job_label.into(),
             role: AccessRole::User,
+            keep_owner: false,
             payload,
         }
     }
@@ -205,6 +211,13 @@ pub struct RecallMember {
 pub struct RestoredFile {
     pub file_id: i64,
     pub object: ObjectRef,
+}
+
+/// An aggregate to remove from the cold store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedAggregate {
+    pub aggregation_id: i64,
+    pub name: String,
 }
 
 /// Checksums of an aggregate's bytes as written (and verified with the cold store).
@@ -369,8 +382,37 @@ pub enum Payload {
     },
     /// RPC `catalog.evict`: drop the warm copies of a holding's files that have a verified cold copy.
     Evict { holding_id: i64 },
+    /// RPC `catalog.del`: soft-delete the files `paths` select in the holdings `filter` names
+    /// (without paths: those holdings whole), as far as `env.role` allows. With `dry_run`, only
+    /// says what would be deleted. Answered with [`RpcReply::Deleted`].
+    Delete {
+        filter: HoldingFilter,
+        paths: Vec<String>,
+        regex: bool,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// RPC `catalog.undelete`: bring back deleted files (without paths: deleted holdings whole)
+    /// within the retention period. Answered with [`RpcReply::Deleted`].
+    Undelete {
+        filter: HoldingFilter,
+        paths: Vec<String>,
+        regex: bool,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// RPC `catalog.purge` (operators): purge deleted files now, of one holding or all.
+    /// Answered with [`RpcReply::Purged`]; the caller sends the removals it lists.
+    Purge { holding_id: Option<i64> },
+    /// Catalogue or API → archive-put (`archive-put.del`): remove an aggregate from the cold
+    /// store; every member of it was deleted and purged.
+    ArchiveRemove { aggregation_id: i64, name: String },
     /// RPC `<worker>.system-stat`: is a consumer alive? Answered with [`RpcReply::Alive`].
     SystemStat,
+    /// RPC `monitor.admin` (service operators, checked by the server): an admin query.
+    Admin(crate::admin::AdminQuery),
+    /// API or monitor → logger (`log.audit`): an audit record to store.
+    Audit(crate::admin::AuditEvent),
     /// RPC answer.
     Reply(RpcReply),
 }
@@ -399,12 +441,23 @@ pub enum RpcReply {
     Evicted {
         files: Vec<FileRecord>,
     },
+    /// Answer to `catalog.del` and `catalog.undelete`.
+    Deleted(crate::api::DeletePlan),
+    /// Answer to `catalog.purge`: what was purged from the catalogue, the warm objects to delete
+    /// (`transfer-del.start`) and the aggregates to remove (`archive-put.del`).
+    Purged {
+        summary: crate::api::PurgeResponse,
+        objects: Vec<FileRecord>,
+        aggregates: Vec<RemovedAggregate>,
+    },
     /// Answer to `<worker>.system-stat`: a consumer of `role` is alive.
     Alive {
         role: String,
         pid: u32,
         hostname: String,
     },
+    /// Answer to `monitor.admin`.
+    Admin(crate::admin::AdminAnswer),
     Error(ApiError),
 }
 

@@ -90,6 +90,10 @@ string_enum!(
         Setup => "setup",
         Plan => "plan",
         Evict => "evict",
+        Undelete => "undelete",
+        Purge => "purge",
+        Admin => "admin",
+        Audit => "audit",
         SystemStat => "system-stat",
         Debug => "debug",
         Info => "info",
@@ -233,6 +237,7 @@ impl Role {
             Role::Logger => &["nlds-api.log.*"],
             Role::ArchivePut => &[
                 "nlds-api.archive-put.start",
+                "nlds-api.archive-put.del",
                 "nlds-api.archive-put.system-stat",
             ],
             Role::ArchiveGet => &[
@@ -356,6 +361,12 @@ mod tests {
             (Catalog, List),
             (Monitor, Stat),
             (Log, Error),
+            (Monitor, Admin),
+            (Log, Audit),
+            (ArchivePut, Del),
+            (Catalog, Del),
+            (Catalog, Undelete),
+            (Catalog, Purge),
         ];
         for (w, a) in work {
             let key = RoutingKey::new(w, a);

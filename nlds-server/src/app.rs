@@ -32,7 +32,11 @@ impl AppState {
     /// Sends an RPC and unwraps its typed reply (an error reply becomes the API error).
     pub async fn rpc(&self, key: RoutingKey, env: Envelope) -> Result<RpcReply> {
         let timeout = Duration::from_secs(self.cfg.rpc_timeout_secs.max(1));
+        crate::audit::observe_request(key, &env);
         let reply = self.bus.rpc(key, &env, timeout).await?;
+        if let Payload::Reply(r) = &reply.payload {
+            crate::audit::observe_reply(r);
+        }
         match reply.payload {
             Payload::Reply(RpcReply::Error(e)) => Err(e.into()),
             Payload::Reply(r) => Ok(r),
@@ -96,6 +100,7 @@ impl FromRequestParts<AppState> for Caller {
             .auth
             .authenticate(token)
             .await
+            .inspect(crate::audit::identify)
             .map(Caller)
             .ok_or_else(|| ServerError::new(ErrorCode::Unauthorized, "invalid or expired token"))
     }
@@ -164,6 +169,19 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/whoami", get(routes::whoami))
         .route("/api/v2/admin/archive", post(routes::admin_archive))
         .route("/api/v2/admin/evict", post(routes::admin_evict))
+        .route(
+            "/api/v2/admin/transactions",
+            get(crate::admin::transactions),
+        )
+        .route(
+            "/api/v2/admin/transactions/{transaction_id}/failed",
+            get(crate::admin::failed_files),
+        )
+        .route("/api/v2/admin/logs", get(crate::admin::logs))
+        .route("/api/v2/admin/audit", get(crate::admin::audit))
+        .route("/api/v2/delete", post(crate::delete::delete))
+        .route("/api/v2/undelete", post(crate::delete::undelete))
+        .route("/api/v2/admin/purge", post(crate::delete::admin_purge))
         .route("/api/v2/put", post(routes::put))
         .route("/api/v2/get", post(routes::get))
         .route("/api/v2/holdings", get(routes::list))
@@ -176,6 +194,11 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(crate::legacy::router())
         .fallback(not_found)
+        // Every request of both APIs: its audit record (changes carried out, refusals).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::middleware,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         // The span names the path only: a query string may hold a legacy client's
         // `secret_key`, which must never reach a log.

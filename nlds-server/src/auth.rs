@@ -1,8 +1,12 @@
-//! Authentication: a trait, and the static bearer-token authenticator (tokens from a file, each
-//! mapped to a user and groups, compared in constant time).
+//! Authentication: a trait, the static bearer-token authenticator (tokens from a file, each
+//! mapped to a user and groups, compared in constant time), and the OAuth2 resource server for
+//! an OpenID Connect provider ([`oidc`]). `[auth] kind` picks one ([`build`]).
+
+pub mod oidc;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use nlds_core::AccessRole;
@@ -45,6 +49,20 @@ impl Identity {
 #[async_trait]
 pub trait Authenticator: Send + Sync + 'static {
     async fn authenticate(&self, token: &str) -> Option<Identity>;
+}
+
+/// The authenticator the settings ask for (`[auth] kind`; the static tokens file by default).
+pub fn build(settings: &crate::config::ServerSettings) -> anyhow::Result<Arc<dyn Authenticator>> {
+    match settings.auth.kind {
+        crate::config::AuthKind::Static => {
+            Ok(Arc::new(StaticTokens::load(&settings.server.tokens_file)?))
+        }
+        crate::config::AuthKind::Oidc => {
+            let a = oidc::OidcAuthenticator::new(settings.auth.oidc.clone())?;
+            tracing::info!(issuer = %settings.auth.oidc.issuer, "bearer tokens: OpenID Connect provider");
+            Ok(Arc::new(a))
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -172,13 +190,17 @@ mod tests {
         let carol = m.authenticate("cccccccccccccccccccc").await.unwrap();
         assert_eq!(carol.role_in("ocean"), AccessRole::Manager);
         assert_eq!(carol.role_in("ice"), AccessRole::User);
-        let bad_role = "[[token]]\ntoken='cccccccccccccccccccc'\nuser='c'\ngroups=['g']\nroles={g='owner'}";
-        assert!(StaticTokens::from_toml(bad_role)
-            .err()
-            .unwrap()
-            .to_string()
-            .contains("unknown role"));
-        let not_member = "[[token]]\ntoken='cccccccccccccccccccc'\nuser='c'\ngroups=['g']\nroles={h='deputy'}";
+        let bad_role =
+            "[[token]]\ntoken='cccccccccccccccccccc'\nuser='c'\ngroups=['g']\nroles={g='owner'}";
+        assert!(
+            StaticTokens::from_toml(bad_role)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("unknown role")
+        );
+        let not_member =
+            "[[token]]\ntoken='cccccccccccccccccccc'\nuser='c'\ngroups=['g']\nroles={h='deputy'}";
         assert!(StaticTokens::from_toml(not_member).is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! Server settings: `[server]` plus the shared `[bus]` and `[workers]` sections.
+//! Server settings: `[server]`, `[auth]`, plus the shared `[bus]` and `[workers]` sections.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,11 +50,33 @@ impl ServerConfig {
     }
 }
 
+/// Which authenticator checks bearer tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthKind {
+    /// Tokens listed in `[server] tokens_file` (the embedded default).
+    #[default]
+    Static,
+    /// An OAuth2 resource server for an OpenID Connect provider: `[auth.oidc]`.
+    Oidc,
+}
+
+/// `[auth]`: how bearer tokens become identities (docs/AUTH.md). Without this section the
+/// static tokens file is used, as before.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub kind: AuthKind,
+    /// Used when `kind = "oidc"`.
+    pub oidc: crate::auth::oidc::OidcConfig,
+}
+
 /// The whole settings file as the server reads it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServerSettings {
     pub server: ServerConfig,
+    pub auth: AuthConfig,
     pub bus: BusConfig,
     pub workers: WorkerConfig,
 }

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use nlds_bus::memory::MemoryBus;
 use nlds_workers::run::{self, BusKind};
 use s3s::auth::SimpleAuth;
@@ -27,9 +28,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppState, nodelay, router};
-use crate::auth::StaticTokens;
 use crate::config::ServerSettings;
-use axum::serve::ListenerExt;
 
 /// What an embedded instance needs to start.
 #[derive(Debug, Clone)]
@@ -188,6 +187,12 @@ impl Embedded {
             settings.workers.cold.dir.root = data.join(&settings.workers.cold.dir.root);
         }
         settings.bus.kind = BusKind::Memory;
+        // One user on one machine, whose embedded user name is usually not a system account:
+        // the process's own access decides, unless `[workers] posix_checks` says otherwise.
+        settings
+            .workers
+            .posix_checks
+            .get_or_insert(nlds_workers::posix::PosixChecks::Service);
 
         let db = nlds_workers::db::connect(&settings.workers.database_url).await?;
         let interrupted = nlds_workers::recovery::fail_unfinished(
@@ -224,7 +229,7 @@ impl Embedded {
         let url = settings.server.base_url();
         let state = AppState {
             bus,
-            auth: Arc::new(StaticTokens::load(&settings.server.tokens_file)?),
+            auth: crate::auth::build(&settings)?,
             cfg: Arc::new(settings.server.clone()),
         };
         write_private(

@@ -98,6 +98,7 @@ impl IntoResponse for LegacyError {
 impl From<ServerError> for LegacyError {
     fn from(e: ServerError) -> Self {
         let e = e.0;
+        crate::audit::observe_error(&e);
         let (status, kind) = match e.code {
             ErrorCode::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized."),
             ErrorCode::Forbidden => (StatusCode::FORBIDDEN, "Forbidden."),
@@ -116,6 +117,9 @@ type LResult<T> = Result<T, LegacyError>;
 // -------------------------------------------------------------------------------------------
 // Query parameters
 
+/// Query parameters that carry credentials (the Python client sends its object-store keys).
+const CREDENTIAL_PARAMS: &[&str] = &["access_key", "secret_key"];
+
 /// The query string, parsed the way FastAPI reads it: the last value of a name wins, booleans
 /// are pydantic's (`True`, `true`, `1`, `yes`, `on`, ...).
 #[derive(Debug, Default)]
@@ -127,7 +131,14 @@ impl Params {
             serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|_| {
                 LegacyError::bad_request("the query string is not URL-encoded", "Bad request.")
             })?;
-        Ok(Self(pairs.into_iter().collect()))
+        // Object-store credentials of old clients are accepted and dropped here, so they can
+        // never reach a message, a log line or an error text.
+        Ok(Self(
+            pairs
+                .into_iter()
+                .filter(|(k, _)| !CREDENTIAL_PARAMS.contains(&k.as_str()))
+                .collect(),
+        ))
     }
 
     /// A present, non-empty value.
@@ -251,6 +262,7 @@ impl FromRequestParts<AppState> for Acting {
                 "Unauthorized.",
             ));
         };
+        crate::audit::identify(&caller);
         let user = params.required("user")?.trim().to_owned();
         let group = params.required("group")?.trim().to_owned();
         if user != caller.user && !caller.admin {
@@ -275,6 +287,13 @@ impl FromRequestParts<AppState> for Acting {
             group,
             params,
         })
+    }
+}
+
+impl Acting {
+    /// The caller's role in the group the request acts in (ADMIN for operators).
+    pub fn role(&self) -> nlds_core::AccessRole {
+        self.caller.role_in(&self.group)
     }
 }
 
@@ -418,7 +437,7 @@ async fn put_files(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult
         group: None,
         dry_run: false,
     };
-    let acc = routes::submit_put(&s, &a.user, &a.group, req).await?;
+    let acc = routes::submit_put(&s, &a.user, &a.group, a.role(), req).await?;
     let verb = acc.api_action.as_str();
     Ok(accepted(file_response(
         &a,
@@ -461,8 +480,9 @@ async fn submit_get(
         job_label: Some(job_label),
         group: None,
         dry_run: false,
+        keep_owner: false,
     };
-    let acc = routes::submit_get(s, &a.user, &a.group, req).await?;
+    let acc = routes::submit_get(s, &a.user, &a.group, a.role(), req).await?;
     let (msg, action) = if getlist {
         ("GETLIST", ApiAction::Getlist)
     } else {
@@ -499,6 +519,58 @@ async fn get_file(State(s): State<AppState>, a: Acting) -> LResult<Response> {
     let label = a.params.str("label").map(str::to_owned);
     let holding_id = a.params.int("holding_id")?;
     submit_get(&s, &a, paths, label, holding_id, tags, false).await
+}
+
+/// `DELETE files/`: delete the files of the body's `filelist` (`del` for one entry, `dellist`
+/// for more), or with an empty or missing list the holding named by `label`, `holding_id` or
+/// `tag` (in the body or the query) as a whole: the body and parameters of `PUT files/`, as the
+/// NLDS specification planned. The caller's role in `group` decides whose holdings may go.
+async fn delete_files(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Response> {
+    let p = &a.params;
+    let tid = p.uuid("transaction_id")?.unwrap_or_else(Uuid::new_v4);
+    let model = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(file_model(&body, "body data is incomplete")?)
+    };
+    let (paths, label, holding_id, tags) = match model {
+        Some(m) => (
+            clean_list(m.filelist),
+            m.label.filter(|l| !l.is_empty()),
+            m.holding_id,
+            m.tag.unwrap_or_default(),
+        ),
+        None => (Vec::new(), None, None, Tags::new()),
+    };
+    let label = label.or_else(|| p.str("label").map(str::to_owned));
+    let holding_id = holding_id.or(p.int("holding_id")?);
+    let tags = if tags.is_empty() { p.tags()? } else { tags };
+    let job_label = job_label_of(p, tid);
+    let req = nlds_core::api::DeleteRequest {
+        transaction_id: Some(tid),
+        paths,
+        label,
+        holding_id,
+        tags: tags.clone(),
+        regex: p.bool("regex")?,
+        groupall: p.bool("groupall")?,
+        job_label: Some(job_label),
+        group: None,
+        dry_run: false,
+    };
+    let role = a.caller.role_in(&a.group);
+    let (acc, _) = crate::delete::submit_delete(&s, &a.user, &a.group, role, req).await?;
+    let verb = acc.api_action.as_str().to_ascii_uppercase();
+    Ok(accepted(file_response(
+        &a,
+        tid,
+        format!("{verb} transaction accepted for processing."),
+        acc.api_action,
+        &acc.job_label,
+        acc.label,
+        acc.holding_id,
+        &tags,
+    )))
 }
 
 /// `PUT files/getlist/`: get a list of files.
@@ -603,7 +675,12 @@ async fn list(State(s): State<AppState>, a: Acting) -> LResult<Response> {
     let meta = catalog_meta(&a);
     let filter = holding_filter(&a)?;
     let groupall = filter.groupall;
-    let env = routes::rpc_env_as(&a.user, &a.group, Payload::ListHoldings { filter });
+    let env = routes::rpc_env_role(
+        &a.user,
+        &a.group,
+        a.role(),
+        Payload::ListHoldings { filter },
+    );
     match s
         .rpc(RoutingKey::new(Worker::Catalog, Action::List), env)
         .await
@@ -747,9 +824,10 @@ async fn find(State(s): State<AppState>, a: Acting) -> LResult<Response> {
         filter.limit = nlds_core::api::DEFAULT_LIMIT;
     }
     let groupall = filter.groupall;
-    let env = routes::rpc_env_as(
+    let env = routes::rpc_env_role(
         &a.user,
         &a.group,
+        a.role(),
         Payload::FindFiles {
             filter,
             path,
@@ -845,9 +923,10 @@ async fn meta(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Resp
         descending: true,
         ..Default::default()
     };
-    let env = routes::rpc_env_as(
+    let env = routes::rpc_env_role(
         &a.user,
         &a.group,
+        a.role(),
         Payload::ChangeMeta {
             filter,
             new_label,
@@ -1049,7 +1128,7 @@ async fn status(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Re
         "descending": filter.descending,
     });
     let groupall = filter.groupall;
-    match routes::stat_rpc(&s, &a.user, &a.group, filter).await {
+    match routes::stat_rpc(&s, &a.user, &a.group, a.role(), filter).await {
         Ok(page) => {
             let txs: Vec<&TransactionStatus> = page
                 .transactions
@@ -1401,7 +1480,13 @@ pub fn router() -> Router<AppState> {
             .route(&format!("{PREFIX}{bare}"), mr)
     };
     let mut r = Router::new();
-    r = both(r, "/files/", axum::routing::put(put_files).get(get_file));
+    r = both(
+        r,
+        "/files/",
+        axum::routing::put(put_files)
+            .get(get_file)
+            .delete(delete_files),
+    );
     r = both(r, "/files/getlist/", axum::routing::put(getlist));
     r = both(r, "/catalog/list/", get(list));
     r = both(r, "/catalog/find/", get(find));

@@ -6,9 +6,12 @@
 //! Two APIs share that core: the native `/api/v2` ([`routes`]) and CEDA NLDS's `/api/1.0.0`
 //! ([`legacy`]), which the published Python client speaks.
 
+pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod delete;
 pub mod embedded;
 pub mod error;
 pub mod legacy;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
-use nlds_server::auth::StaticTokens;
 use nlds_server::embedded::{Embedded, EmbeddedOptions};
 use nlds_server::{AppState, ServerSettings, router};
 use nlds_workers::run;
@@ -56,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
             let bus = run::connect_bus(&s.bus).await?;
             let state = AppState {
                 bus,
-                auth: Arc::new(StaticTokens::load(&s.server.tokens_file)?),
+                auth: nlds_server::auth::build(&s)?,
                 cfg: Arc::new(s.server.clone()),
             };
             let listener = tokio::net::TcpListener::bind(s.server.listen)

@@ -12,7 +12,9 @@ use nlds_core::api::{
     TransactionPage, TransactionStatus, WhoAmI, parse_tags,
 };
 use nlds_core::message::{HoldingFilter, RpcReply, StatusFilter};
-use nlds_core::{Action, Envelope, ErrorCode, Payload, RoutingKey, State as TxState, Worker};
+use nlds_core::{
+    AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, State as TxState, Worker,
+};
 use uuid::Uuid;
 
 use crate::app::{ApiJson, ApiQuery, AppState, Caller};
@@ -118,9 +120,15 @@ fn rpc_env(caller: &Caller, group: &str, payload: Payload) -> Envelope {
     rpc_env_as(&caller.0.user, group, payload).with_role(caller.0.role_in(group))
 }
 
-/// The envelope of a query RPC made on behalf of `user`.
+/// The envelope of a query RPC made on behalf of `user` (as a plain user: see
+/// [`rpc_env_role`]).
 pub fn rpc_env_as(user: &str, group: &str, payload: Payload) -> Envelope {
     Envelope::new(Uuid::new_v4(), user, group, ApiAction::Get, "rpc", payload)
+}
+
+/// The envelope of a query RPC made on behalf of `user`, whose role in `group` is `role`.
+pub fn rpc_env_role(user: &str, group: &str, role: AccessRole, payload: Payload) -> Envelope {
+    rpc_env_as(user, group, payload).with_role(role)
 }
 
 /// Accepts a put or get: records it, hands it to the router, and answers 202 with its status URL.
@@ -130,6 +138,9 @@ async fn accept(
     holding_id: Option<i64>,
     label: Option<String>,
 ) -> Result<Accepted> {
+    if let Payload::PutRequest { paths, .. } | Payload::GetRequest { paths, .. } = &env.payload {
+        crate::audit::note_paths(paths);
+    }
     record(s, &env, label.clone(), holding_id).await?;
     let action = match env.action {
         ApiAction::Put => Action::Put,
@@ -272,9 +283,17 @@ pub async fn admin_evict(
 /// `GET /api/v2/whoami`
 #[utoipa::path(get, path = "/api/v2/whoami", responses((status = 200, body = WhoAmI)), security(("bearer" = [])))]
 pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
+    let roles = caller
+        .0
+        .groups
+        .iter()
+        .map(|g| (g.clone(), caller.0.role_in(g)))
+        .collect();
     Json(WhoAmI {
         user: caller.0.user,
         groups: caller.0.groups,
+        admin: caller.0.admin,
+        roles,
     })
 }
 
@@ -289,18 +308,21 @@ pub async fn put(
 ) -> Result<axum::response::Response> {
     let group = caller.group(req.group.as_deref())?;
     if req.dry_run {
-        let plan = plan_put(&s, &caller.0.user, &group, req).await?;
+        let role = caller.0.role_in(&group);
+        let plan = plan_put(&s, &caller.0.user, &group, role, req).await?;
         return Ok((StatusCode::OK, Json(plan)).into_response());
     }
-    let accepted = submit_put(&s, &caller.0.user, &group, req).await?;
+    let role = caller.0.role_in(&group);
+    let accepted = submit_put(&s, &caller.0.user, &group, role, req).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
-/// Starts a put for `user` in `group` (shared by both APIs).
+/// Starts a put for `user` (whose role in `group` is `role`) in `group` (shared by both APIs).
 pub async fn submit_put(
     s: &AppState,
     user: &str,
     group: &str,
+    role: AccessRole,
     req: PutRequest,
 ) -> Result<Accepted> {
     validate_paths(&req.paths, s.cfg.max_paths, false)?;
@@ -322,7 +344,8 @@ pub async fn submit_put(
             holding_id: req.holding_id,
             tags: req.tags.clone(),
         },
-    );
+    )
+    .with_role(role);
     let (holding_id, label) = match s
         .rpc(RoutingKey::new(Worker::Catalog, Action::Setup), setup)
         .await?
@@ -340,13 +363,20 @@ pub async fn submit_put(
             holding_id,
             paths: req.paths,
         },
-    );
+    )
+    .with_role(role);
     tracing::info!(transaction.id = %tid, user = %user, holding_id, "put accepted");
     accept(s, env, Some(holding_id), Some(label)).await
 }
 
 /// What a put would do: the holding it would add to (or the label of the one it would create).
-pub async fn plan_put(s: &AppState, user: &str, group: &str, req: PutRequest) -> Result<PutPlan> {
+pub async fn plan_put(
+    s: &AppState,
+    user: &str,
+    group: &str,
+    role: AccessRole,
+    req: PutRequest,
+) -> Result<PutPlan> {
     validate_paths(&req.paths, s.cfg.max_paths, false)?;
     let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
     let label = req.label.clone().filter(|l| !l.trim().is_empty());
@@ -360,7 +390,7 @@ pub async fn plan_put(s: &AppState, user: &str, group: &str, req: PutRequest) ->
             descending: true,
             ..Default::default()
         };
-        let env = rpc_env_as(user, group, Payload::ListHoldings { filter });
+        let env = rpc_env_role(user, group, role, Payload::ListHoldings { filter });
         match s
             .rpc(RoutingKey::new(Worker::Catalog, Action::List), env)
             .await?
@@ -393,6 +423,7 @@ async fn check_holding(
     s: &AppState,
     user: &str,
     group: &str,
+    role: AccessRole,
     filter: &HoldingFilter,
 ) -> Result<()> {
     if filter.holding_id.is_none() && filter.label.is_none() {
@@ -403,7 +434,7 @@ async fn check_holding(
         offset: 0,
         ..filter.clone()
     };
-    let env = rpc_env_as(user, group, Payload::ListHoldings { filter: probe });
+    let env = rpc_env_role(user, group, role, Payload::ListHoldings { filter: probe });
     match s
         .rpc(RoutingKey::new(Worker::Catalog, Action::List), env)
         .await?
@@ -434,10 +465,12 @@ pub async fn get(
 ) -> Result<axum::response::Response> {
     let group = caller.group(req.group.as_deref())?;
     if req.dry_run {
-        let plan = plan_get(&s, &caller.0.user, &group, req).await?;
+        let role = caller.0.role_in(&group);
+        let plan = plan_get(&s, &caller.0.user, &group, role, req).await?;
         return Ok((StatusCode::OK, Json(plan)).into_response());
     }
-    let accepted = submit_get(&s, &caller.0.user, &group, req).await?;
+    let role = caller.0.role_in(&group);
+    let accepted = submit_get(&s, &caller.0.user, &group, role, req).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
@@ -446,9 +479,19 @@ async fn check_get(
     s: &AppState,
     user: &str,
     group: &str,
+    role: AccessRole,
     req: &GetRequest,
 ) -> Result<HoldingFilter> {
     validate_paths(&req.paths, s.cfg.max_paths, req.regex)?;
+    if req.keep_owner && !role.is_admin() {
+        return Err(ServerError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "keep_owner (restore files with their recorded owner) is for service operators \
+                 (admin); {user} is {role} in group {group}"
+            ),
+        ));
+    }
     if req.regex {
         if req.holding_id.is_none() && req.label.is_none() && req.tags.is_empty() {
             return Err(ServerError::bad_request(
@@ -480,18 +523,19 @@ async fn check_get(
         offset: 0,
         descending: true,
     };
-    check_holding(s, user, group, &filter).await?;
+    check_holding(s, user, group, role, &filter).await?;
     Ok(filter)
 }
 
-/// Starts a get for `user` in `group` (shared by both APIs).
+/// Starts a get for `user` (whose role in `group` is `role`) in `group` (shared by both APIs).
 pub async fn submit_get(
     s: &AppState,
     user: &str,
     group: &str,
+    role: AccessRole,
     req: GetRequest,
 ) -> Result<Accepted> {
-    let filter = check_get(s, user, group, &req).await?;
+    let filter = check_get(s, user, group, role, &req).await?;
     let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
     let job_label = job_label(req.job_label.as_deref().or(req.label.as_deref()), tid)?;
     let action = if req.paths.len() == 1 && !req.regex {
@@ -512,16 +556,28 @@ pub async fn submit_get(
             target: req.target,
             overwrite: req.overwrite,
         },
-    );
+    )
+    .with_role(role);
+    let env = Envelope {
+        keep_owner: req.keep_owner,
+        ..env
+    };
     accept(s, env, req.holding_id, req.label).await
 }
 
 /// What a get would restore, without starting it.
-pub async fn plan_get(s: &AppState, user: &str, group: &str, req: GetRequest) -> Result<GetPlan> {
-    let filter = check_get(s, user, group, &req).await?;
-    let env = rpc_env_as(
+pub async fn plan_get(
+    s: &AppState,
+    user: &str,
+    group: &str,
+    role: AccessRole,
+    req: GetRequest,
+) -> Result<GetPlan> {
+    let filter = check_get(s, user, group, role, &req).await?;
+    let env = rpc_env_role(
         user,
         group,
+        role,
         Payload::PlanGet {
             filter,
             paths: req.paths,
@@ -706,10 +762,11 @@ pub(crate) async fn stat_rpc(
     s: &AppState,
     user: &str,
     group: &str,
+    role: AccessRole,
     filter: StatusFilter,
 ) -> Result<TransactionPage> {
     let groupall = filter.groupall;
-    let env = rpc_env_as(user, group, Payload::Stat { filter });
+    let env = rpc_env_role(user, group, role, Payload::Stat { filter });
     let mut page = match s
         .rpc(RoutingKey::new(Worker::Monitor, Action::Stat), env)
         .await?
@@ -717,7 +774,7 @@ pub(crate) async fn stat_rpc(
         RpcReply::Transactions(page) => page,
         _ => return Err(unexpected("monitor.stat")),
     };
-    current_labels(s, user, group, groupall, &mut page.transactions).await?;
+    current_labels(s, user, group, role, groupall, &mut page.transactions).await?;
     Ok(page)
 }
 
@@ -727,6 +784,7 @@ async fn current_labels(
     s: &AppState,
     user: &str,
     group: &str,
+    role: AccessRole,
     groupall: bool,
     txs: &mut [TransactionStatus],
 ) -> Result<()> {
@@ -743,7 +801,7 @@ async fn current_labels(
         descending: true,
         ..Default::default()
     };
-    let env = rpc_env_as(user, group, Payload::ListHoldings { filter });
+    let env = rpc_env_role(user, group, role, Payload::ListHoldings { filter });
     let RpcReply::Holdings(page) = s
         .rpc(RoutingKey::new(Worker::Catalog, Action::List), env)
         .await?
@@ -768,7 +826,10 @@ pub async fn stat(
 ) -> Result<Json<TransactionPage>> {
     let group = caller.group(q.group.as_deref())?;
     let filter = status_filter(&q)?;
-    Ok(Json(stat_rpc(&s, &caller.0.user, &group, filter).await?))
+    let role = caller.0.role_in(&group);
+    Ok(Json(
+        stat_rpc(&s, &caller.0.user, &group, role, filter).await?,
+    ))
 }
 
 /// `GET /api/v2/transactions/{transaction_id}`: one transaction.
@@ -787,7 +848,8 @@ pub async fn transaction(
         descending: true,
         ..Default::default()
     };
-    stat_rpc(&s, &caller.0.user, &group, filter)
+    let role = caller.0.role_in(&group);
+    stat_rpc(&s, &caller.0.user, &group, role, filter)
         .await?
         .transactions
         .into_iter()

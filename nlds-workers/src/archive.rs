@@ -8,6 +8,9 @@
 //! retries run out); a write that fails or does not verify is removed from the store and reported
 //! as `archive-put.failed`, which makes the catalogue forget the aggregation.
 //!
+//! `archive-put.del` ([`Payload::ArchiveRemove`]) removes an aggregate whose members were all
+//! deleted and purged (see `catalogue::delete`).
+//!
 //! The scheduler ([`run_scheduler`]) also lives here: every `archive.interval_secs` it asks the
 //! catalogue for a round (`catalog-archive-next.start`). Rounds are safe to run concurrently, so
 //! every archive-put process may run one.
@@ -37,6 +40,26 @@ pub struct ArchivePut {
 impl ArchivePut {
     pub fn new(s3: aws_sdk_s3::Client, cold: Arc<dyn ColdStore>) -> Self {
         Self { s3, cold }
+    }
+
+    /// `archive-put.del`: removes an aggregate whose members were all deleted and purged (the
+    /// catalogue has forgotten it already). Removing a missing one is not an error.
+    async fn remove(&self, env: &Envelope, name: &str) -> Result<Outcome, HandlerError> {
+        match self.cold.remove(name).await {
+            Ok(()) => {
+                tracing::info!(aggregation = %name, transaction.id = %env.transaction_id,
+                    "aggregate removed from the cold store (every member deleted)");
+                Ok(Outcome::none())
+            }
+            Err(e) if e.is_transient() => Err(HandlerError::transient(
+                e.code(),
+                format!("removing aggregate {name}: {e}"),
+            )),
+            Err(e) => Err(HandlerError::permanent(
+                e.code(),
+                format!("removing aggregate {name}: {e}"),
+            )),
+        }
     }
 
     async fn write(
@@ -240,6 +263,9 @@ impl Handler for ArchivePut {
                     ..
                 },
             ) => self.write(&env, *aggregation_id, name, members).await,
+            (Worker::ArchivePut, Action::Del, Payload::ArchiveRemove { name, .. }) => {
+                self.remove(&env, name).await
+            }
             _ => Err(HandlerError::permanent(
                 ErrorCode::BadRequest,
                 format!("archive-put does not handle {key}"),

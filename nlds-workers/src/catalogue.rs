@@ -52,8 +52,10 @@ const WARM: &str = "warm";
 const COLD: &str = "cold";
 
 mod archive;
+mod delete;
 mod recall;
 pub use archive::{ArchiveConfig, member_of};
+pub use delete::{DeleteConfig, removal_messages};
 pub use recall::recall_sub;
 
 /// The catalogue handler (roles `catalogue` and `catalogue-rpc`).
@@ -64,6 +66,8 @@ pub struct Catalogue {
     archive: ArchiveConfig,
     /// The cold store's kind, recorded with each aggregation and cold location.
     cold_backend: String,
+    /// Retention of deleted files (see `catalogue::delete`).
+    delete: DeleteConfig,
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -87,6 +91,7 @@ impl Catalogue {
             batch_bytes: batch_bytes.max(1),
             archive: ArchiveConfig::default(),
             cold_backend: "dir".into(),
+            delete: DeleteConfig::default(),
         }
     }
 
@@ -236,6 +241,33 @@ impl Catalogue {
                 },
             ) => Ok(reply(self.plan(env, filter, paths, *regex).await?)),
             (
+                Worker::Catalog,
+                Action::Del,
+                Payload::Delete {
+                    filter,
+                    paths,
+                    regex,
+                    dry_run,
+                },
+            ) => Ok(reply(RpcReply::Deleted(
+                self.delete(env, filter, paths, *regex, *dry_run).await?,
+            ))),
+            (
+                Worker::Catalog,
+                Action::Undelete,
+                Payload::Undelete {
+                    filter,
+                    paths,
+                    regex,
+                    dry_run,
+                },
+            ) => Ok(reply(RpcReply::Deleted(
+                self.undelete(env, filter, paths, *regex, *dry_run).await?,
+            ))),
+            (Worker::Catalog, Action::Purge, Payload::Purge { holding_id }) => {
+                Ok(reply(self.purge_now(env, *holding_id).await?))
+            }
+            (
                 Worker::CatalogCheck
                 | Worker::CatalogPut
                 | Worker::CatalogGet
@@ -248,7 +280,10 @@ impl Catalogue {
                 | Action::Find
                 | Action::Meta
                 | Action::Plan
-                | Action::Evict,
+                | Action::Evict
+                | Action::Del
+                | Action::Undelete
+                | Action::Purge,
                 _,
             ) => Err(bad_request(format!(
                 "{key} does not take a {} payload",
@@ -278,6 +313,7 @@ impl Catalogue {
         let h = match holding_id {
             Some(id) => {
                 let h = holding::Entity::find_by_id(id)
+                    .filter(holding::Column::DeletedAt.is_null())
                     .one(&txn)
                     .await?
                     .ok_or_else(|| ApiError::not_found(format!("holding {id} not found")))?;
@@ -430,7 +466,8 @@ impl Catalogue {
             // A concurrent put of the same path from another transaction loses here and is
             // reported as a conflict below.
             file::Entity::insert_many(rows)
-                .on_conflict_do_nothing_on([file::Column::HoldingId, file::Column::Path])
+                .on_conflict(live_conflict([file::Column::HoldingId, file::Column::Path]))
+                .try_insert()
                 .exec_without_returning(&txn)
                 .await?;
         }
@@ -515,6 +552,26 @@ impl Catalogue {
             {
                 to_delete.push((*f).clone());
             }
+        }
+        // Never an object a live file still counts on (the last-copy guard decides).
+        if !to_delete.is_empty() {
+            let proposals = to_delete
+                .iter()
+                .filter_map(|f| f.object.as_ref())
+                .map(|o| delete::Removal::Warm {
+                    bucket: o.bucket.clone(),
+                    key: o.key.clone(),
+                })
+                .collect();
+            let verdict = delete::guard_removals(&self.db, proposals).await?;
+            to_delete.retain(|f| {
+                f.object.as_ref().is_some_and(|o| {
+                    verdict.allowed.contains(&delete::Removal::Warm {
+                        bucket: o.bucket.clone(),
+                        key: o.key.clone(),
+                    })
+                })
+            });
         }
         let done: HashSet<&str> = done.into_iter().collect();
         let complete: Vec<FileRecord> = files
@@ -878,6 +935,7 @@ impl Catalogue {
                     r#"CAST(COALESCE(SUM("file"."size"), 0) AS BIGINT)"#,
                 ))
                 .filter(file::Column::HoldingId.is_in(chunk.iter().copied()))
+                .filter(file::Column::DeletedAt.is_null())
                 .group_by(file::Column::HoldingId)
                 .into_tuple()
                 .all(&self.db)
@@ -892,6 +950,7 @@ impl Catalogue {
                 .column(location::Column::Tier)
                 .expr(Expr::cust("CAST(COUNT(*) AS BIGINT)"))
                 .filter(file::Column::HoldingId.is_in(chunk.iter().copied()))
+                .filter(file::Column::DeletedAt.is_null())
                 .group_by(file::Column::HoldingId)
                 .group_by(location::Column::Tier)
                 .into_tuple()
@@ -1108,7 +1167,7 @@ impl Catalogue {
         for (k, v) in new_tags {
             validate_tag(k, v)?;
         }
-        let scope = self.scope(env, filter, true).await?;
+        let scope = self.changeable(env, filter).await?;
         let txn = self.db.begin().await?;
         let holdings = holding::Entity::find()
             .filter(scope)
@@ -1117,14 +1176,19 @@ impl Catalogue {
             .await?;
         if holdings.is_empty() {
             if let Some(id) = filter.holding_id
-                && let Some(h) = holding::Entity::find_by_id(id).one(&txn).await?
-                && h.user != env.user
+                && let Some(h) = holding::Entity::find_by_id(id)
+                    .filter(holding::Column::DeletedAt.is_null())
+                    .one(&txn)
+                    .await?
+                && let Err(reason) = may_change(env, &h)
             {
-                return Err(
-                    ApiError::forbidden(format!("holding {id} belongs to another user")).into(),
-                );
+                return Err(ApiError::forbidden(reason).into());
             }
             return Err(ApiError::not_found(format!("no holding of {} matches", env.user)).into());
+        }
+        // All or nothing: one holding the caller may not change refuses the whole request.
+        if let Some(reason) = holdings.iter().find_map(|h| may_change(env, h).err()) {
+            return Err(ApiError::forbidden(reason).into());
         }
         if new_label.is_some() && holdings.len() > 1 {
             return Err(bad_request(format!(
@@ -1141,8 +1205,9 @@ impl Catalogue {
                 && nl != h.label
             {
                 if let Some(other) = holding::Entity::find()
-                    .filter(holding::Column::User.eq(&env.user))
+                    .filter(holding::Column::User.eq(&h.user))
                     .filter(holding::Column::Label.eq(nl))
+                    .filter(holding::Column::DeletedAt.is_null())
                     .one(&txn)
                     .await?
                 {
@@ -1218,6 +1283,25 @@ impl Catalogue {
         })
     }
 
+    /// The condition selecting the live holdings a `catalog.meta` request names, before the
+    /// per-holding permission check ([`may_change`]): the caller's own; with a holding id, that
+    /// holding if it is in the group (anywhere for an operator), so a refusal can say whose it
+    /// is; with `groupall`, the group's.
+    async fn changeable(&self, env: &Envelope, filter: &HoldingFilter) -> Result<Condition> {
+        if env.role.is_admin()
+            && let Some(id) = filter.holding_id
+        {
+            return Ok(Condition::all()
+                .add(holding::Column::Id.eq(id))
+                .add(holding::Column::DeletedAt.is_null()));
+        }
+        let widened = HoldingFilter {
+            groupall: filter.groupall || filter.holding_id.is_some(),
+            ..filter.clone()
+        };
+        self.scope(env, &widened, false).await
+    }
+
     // ---------------------------------------------------------------------------------------
     // Holding selection
 
@@ -1229,11 +1313,25 @@ impl Catalogue {
         filter: &HoldingFilter,
         own_only: bool,
     ) -> Result<Condition> {
+        self.scope_of(env, filter, own_only, true).await
+    }
+
+    /// [`Catalogue::scope`], of live holdings only (`live_only`) or of deleted ones too.
+    async fn scope_of(
+        &self,
+        env: &Envelope,
+        filter: &HoldingFilter,
+        own_only: bool,
+        live_only: bool,
+    ) -> Result<Condition> {
         let mut visible = Condition::any().add(holding::Column::User.eq(&env.user));
         if filter.groupall && !own_only {
             visible = visible.add(holding::Column::Group.eq(&env.group));
         }
         let mut cond = Condition::all().add(visible);
+        if live_only {
+            cond = cond.add(holding::Column::DeletedAt.is_null());
+        }
         if let Some(id) = filter.holding_id {
             cond = cond.add(holding::Column::Id.eq(id));
         }
@@ -1287,6 +1385,30 @@ impl Catalogue {
     }
 }
 
+/// May `env`'s caller change the label or tags of holding `h`? A USER changes only their own
+/// holdings, a DEPUTY or MANAGER any of their group's, an ADMIN any. The refusal names the
+/// holding, its owner and the reason.
+fn may_change(env: &Envelope, h: &holding::Model) -> std::result::Result<(), String> {
+    if h.user == env.user
+        || env.role.is_admin()
+        || (env.role.manages_group() && h.group == env.group)
+    {
+        return Ok(());
+    }
+    Err(if h.group == env.group {
+        format!(
+            "holding {} ({:?}) belongs to {}: {} is a {} of group {} and may change only their \
+             own holdings (a deputy or manager of the group may change it)",
+            h.id, h.label, h.user, env.user, env.role, h.group
+        )
+    } else {
+        format!(
+            "holding {} ({:?}) belongs to {} of group {}: {} acts in group {} and may not change it",
+            h.id, h.label, h.user, h.group, env.user, env.group
+        )
+    })
+}
+
 // -------------------------------------------------------------------------------------------
 // Queries
 
@@ -1295,6 +1417,7 @@ fn scoped_files(scope: &Condition) -> sea_orm::Select<file::Entity> {
     file::Entity::find()
         .join(JoinType::InnerJoin, file::Relation::Holding.def())
         .filter(scope.clone())
+        .filter(file::Column::DeletedAt.is_null())
 }
 
 /// Files of the holdings selected by `scope`, ordered by ingest time (then id).
@@ -1303,8 +1426,31 @@ fn find_query(scope: Condition, order: Order) -> sea_orm::Select<file::Entity> {
         .join(JoinType::InnerJoin, file::Relation::Holding.def())
         .join(JoinType::InnerJoin, file::Relation::Transaction.def())
         .filter(scope)
+        .filter(file::Column::DeletedAt.is_null())
         .order_by(transaction::Column::IngestTime, order.clone())
         .order_by(file::Column::Id, order)
+}
+
+/// `"file"."holding_id" IN (...)` with the ids inlined (integers only).
+fn holding_file_in(ids: &[i64]) -> Expr {
+    if ids.is_empty() {
+        return Expr::cust("1 = 0");
+    }
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    Expr::cust(format!(r#""file"."holding_id" IN ({})"#, list.join(",")))
+}
+
+/// `ON CONFLICT (cols) WHERE deleted_at IS NULL`: the target of the unique indexes that hold
+/// among live rows only (deleted rows keep their path or label until they are purged).
+fn live_conflict<C: sea_orm::sea_query::IntoIden + Copy>(
+    cols: impl IntoIterator<Item = C>,
+) -> OnConflict {
+    OnConflict::columns(cols)
+        .target_and_where(sea_orm::sea_query::ExprTrait::is_null(Expr::col(
+            sea_orm::sea_query::Alias::new("deleted_at"),
+        )))
+        .do_nothing()
+        .to_owned()
 }
 
 /// `"holding"."id" IN (...)` with the ids inlined (integers only), so any number of them fits.
@@ -1339,6 +1485,7 @@ async fn existing_files(
             .column_as(transaction::Column::TransactionId, "tid")
             .join(JoinType::InnerJoin, file::Relation::Transaction.def())
             .filter(file::Column::HoldingId.eq(h))
+            .filter(file::Column::DeletedAt.is_null())
             .filter(file::Column::Path.is_in(chunk.iter().copied()))
             .into_tuple()
             .all(c)
@@ -1369,6 +1516,7 @@ async fn get_or_create_holding(
         if let Some(h) = holding::Entity::find()
             .filter(holding::Column::User.eq(user))
             .filter(holding::Column::Label.eq(label))
+            .filter(holding::Column::DeletedAt.is_null())
             .one(c)
             .await?
         {
@@ -1388,7 +1536,11 @@ async fn get_or_create_holding(
             ..Default::default()
         };
         let res = holding::Entity::insert(new)
-            .on_conflict_do_nothing_on([holding::Column::User, holding::Column::Label])
+            .on_conflict(live_conflict([
+                holding::Column::User,
+                holding::Column::Label,
+            ]))
+            .try_insert()
             .exec(c)
             .await?;
         if let TryInsertResult::Inserted(r) = res
@@ -1686,6 +1838,12 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::RecallProgress { .. } => "recall_progress",
         Payload::ArchiveRestored { .. } => "archive_restored",
         Payload::Evict { .. } => "evict",
+        Payload::Delete { .. } => "delete",
+        Payload::Undelete { .. } => "undelete",
+        Payload::Purge { .. } => "purge",
+        Payload::ArchiveRemove { .. } => "archive_remove",
+        Payload::Admin(_) => "admin",
+        Payload::Audit(_) => "audit",
         Payload::Reply(_) => "reply",
     }
 }
@@ -3054,6 +3212,135 @@ mod tests {
     #[tokio::test]
     async fn list_find_meta_sqlite() {
         list_find_meta(testing::memory().await).await;
+    }
+
+    /// `catalog.meta` by role: a USER changes only their own holdings, a MANAGER (or DEPUTY)
+    /// any of their group's but not another group's, an ADMIN any; a refusal names the holding,
+    /// its owner and the reason, and changes nothing.
+    #[tokio::test]
+    async fn meta_changes_follow_the_callers_role() {
+        use nlds_core::AccessRole;
+        let cat = Catalogue::new(testing::memory().await, 1000, 1 << 30);
+        let ha = holding(&cat, ALICE, CLIMATE, tid(1), "alice-run").await;
+        let hb = holding(&cat, BOB, CLIMATE, tid(2), "bob-run").await;
+        let hc = holding(&cat, CAROL, OCEAN, tid(3), "carol-run").await;
+        let change = |user: &str, role: AccessRole, id: i64, tag: &str| {
+            env(
+                user,
+                CLIMATE,
+                tid(9),
+                Payload::ChangeMeta {
+                    filter: HoldingFilter {
+                        holding_id: Some(id),
+                        ..get_filter()
+                    },
+                    new_label: None,
+                    new_tags: [("by".to_owned(), tag.to_owned())].into(),
+                    del_tags: Tags::new(),
+                    dry_run: false,
+                },
+            )
+            .with_role(role)
+        };
+        let tags_of = async |id: i64| {
+            let m = tag::Entity::find()
+                .filter(tag::Column::HoldingId.eq(id))
+                .all(&cat.db)
+                .await
+                .unwrap();
+            m.into_iter()
+                .map(|t| format!("{}={}", t.key, t.value))
+                .collect::<Vec<_>>()
+        };
+
+        // A USER: not bob's holding in the same group, whatever the reply lets them see.
+        let err = api_error(
+            rpc(
+                &cat,
+                Action::Meta,
+                change(ALICE, AccessRole::User, hb, "alice"),
+            )
+            .await,
+        );
+        assert_eq!(err.code, ErrorCode::Forbidden, "{}", err.message);
+        assert!(
+            err.message
+                .contains(&format!("holding {hb} (\"bob-run\") belongs to bob"))
+                && err.message.contains("may change only their own holdings"),
+            "{}",
+            err.message
+        );
+        assert!(tags_of(hb).await.is_empty(), "nothing changed");
+        // ... but their own.
+        let ok = rpc(
+            &cat,
+            Action::Meta,
+            change(ALICE, AccessRole::User, ha, "alice"),
+        )
+        .await;
+        assert!(matches!(ok, RpcReply::Meta(_)), "{ok:?}");
+        assert_eq!(tags_of(ha).await, ["by=alice"]);
+
+        // A MANAGER (and a DEPUTY) of climate: bob's holding, not carol's in ocean.
+        for (role, tag) in [
+            (AccessRole::Manager, "manager"),
+            (AccessRole::Deputy, "deputy"),
+        ] {
+            let ok = rpc(&cat, Action::Meta, change(ALICE, role, hb, tag)).await;
+            let RpcReply::Meta(m) = ok else {
+                panic!("{role}: {ok:?}")
+            };
+            assert_eq!((m.holdings[0].id, m.holdings[0].user.as_str()), (hb, BOB));
+            assert_eq!(tags_of(hb).await, [format!("by={tag}")]);
+        }
+        let err = api_error(
+            rpc(
+                &cat,
+                Action::Meta,
+                change(ALICE, AccessRole::Manager, hc, "x"),
+            )
+            .await,
+        );
+        assert!(
+            matches!(err.code, ErrorCode::Forbidden | ErrorCode::NotFound),
+            "{err:?}"
+        );
+        assert!(
+            tags_of(hc).await.is_empty(),
+            "another group's holding is untouched"
+        );
+        // A manager renaming bob's holding: the label is unique among bob's holdings.
+        let relabel = env(
+            ALICE,
+            CLIMATE,
+            tid(9),
+            Payload::ChangeMeta {
+                filter: HoldingFilter {
+                    holding_id: Some(hb),
+                    ..get_filter()
+                },
+                new_label: Some("alice-run".into()),
+                new_tags: Tags::new(),
+                del_tags: Tags::new(),
+                dry_run: false,
+            },
+        )
+        .with_role(AccessRole::Manager);
+        let ok = rpc(&cat, Action::Meta, relabel).await;
+        assert!(
+            matches!(ok, RpcReply::Meta(_)),
+            "alice's own label does not clash: {ok:?}"
+        );
+
+        // An ADMIN: any group's holding.
+        let ok = rpc(
+            &cat,
+            Action::Meta,
+            change(ALICE, AccessRole::Admin, hc, "admin"),
+        )
+        .await;
+        assert!(matches!(ok, RpcReply::Meta(_)), "{ok:?}");
+        assert_eq!(tags_of(hc).await, ["by=admin"]);
     }
 
     /// The same scenarios on PostgreSQL (`NLDS_TEST_DATABASE_URL`; required under `CI`), each

@@ -1,6 +1,10 @@
 //! The indexer: expands the paths of a put into files, directories and links (recursively, never
 //! following symlinks), stats every entry and splits the result into batches by file count and
 //! bytes. Every path that is missing or unreadable becomes a failed file with its reason.
+//!
+//! With `posix_checks = "user"` every entry is checked against the requesting user's
+//! permissions ([`crate::posix`]): read on files, read and search on directories walked, search
+//! on every parent. A directory the user may not list is reported once and not descended into.
 
 use std::collections::HashSet;
 use std::io;
@@ -14,11 +18,13 @@ use nlds_core::message::{FailedFile, FileRecord, sub_id};
 use nlds_core::{Action, Envelope, PathKind, Payload, RoutingKey, State, Worker};
 
 use crate::config::IndexConfig;
+use crate::posix::{Checker, PosixChecks, PosixPolicy};
 
 /// The indexer role.
 #[derive(Debug, Clone)]
 pub struct Indexer {
     cfg: IndexConfig,
+    posix: PosixPolicy,
 }
 
 /// The result of indexing a request.
@@ -74,6 +80,7 @@ fn record(path: &str, md: &std::fs::Metadata) -> io::Result<FileRecord> {
 
 struct Batcher<'a> {
     cfg: &'a IndexConfig,
+    posix: Checker,
     out: Index,
     current: Vec<FileRecord>,
     bytes: u64,
@@ -117,14 +124,20 @@ impl Batcher<'_> {
             Err(e) => return self.fail(io_failure(path, "stat", &e)),
         };
         if !md.is_dir() {
-            return self.index_entry(path, &md);
+            self.index_entry(path, &md);
+            return;
         }
-        for entry in walkdir::WalkDir::new(path).follow_links(false) {
+        let mut walk = walkdir::WalkDir::new(path).follow_links(false).into_iter();
+        while let Some(entry) = walk.next() {
             match entry {
                 Ok(entry) => {
                     let p = entry.path().to_string_lossy().into_owned();
                     match entry.metadata() {
-                        Ok(md) => self.index_entry(&p, &md),
+                        Ok(md) => {
+                            if !self.index_entry(&p, &md) && md.is_dir() {
+                                walk.skip_current_dir();
+                            }
+                        }
                         Err(e) => {
                             let ioe = e
                                 .into_io_error()
@@ -147,34 +160,59 @@ impl Batcher<'_> {
         }
     }
 
-    fn index_entry(&mut self, path: &str, md: &std::fs::Metadata) {
+    /// Indexes one entry; false if it failed.
+    fn index_entry(&mut self, path: &str, md: &std::fs::Metadata) -> bool {
+        if let Err(f) = self.posix.may_read(path, md) {
+            self.fail(f);
+            return false;
+        }
         if md.is_file() {
             // Readable by us? (Per-user POSIX checks come with the identity work.)
             if let Err(e) = std::fs::File::open(path) {
-                return self.fail(io_failure(path, "read file", &e));
+                self.fail(io_failure(path, "read file", &e));
+                return false;
             }
         } else if md.is_dir() {
             if let Err(e) = std::fs::read_dir(path) {
-                return self.fail(io_failure(path, "read directory", &e));
+                self.fail(io_failure(path, "read directory", &e));
+                return false;
             }
         } else if !md.file_type().is_symlink() {
-            return self.fail(FailedFile::new(
+            self.fail(FailedFile::new(
                 path,
                 ErrorCode::BadRequest,
                 "not a regular file, directory or symlink",
             ));
+            return false;
         }
         match record(path, md) {
-            Ok(rec) => self.push(rec),
-            Err(e) => self.fail(io_failure(path, "read link", &e)),
+            Ok(rec) => {
+                self.push(rec);
+                true
+            }
+            Err(e) => {
+                self.fail(io_failure(path, "read link", &e));
+                false
+            }
         }
     }
 }
 
-/// Indexes `paths` (blocking file-system work: call from a blocking thread).
+/// Indexes `paths` with the process's own access (blocking file-system work: call from a
+/// blocking thread).
 pub fn index(paths: &[String], cfg: &IndexConfig) -> Index {
+    let service = PosixPolicy {
+        checks: PosixChecks::Service,
+        root_override: false,
+    };
+    index_as(paths, cfg, Checker::new(service, ""))
+}
+
+/// Indexes `paths` on behalf of the user `posix` checks for.
+pub fn index_as(paths: &[String], cfg: &IndexConfig, posix: Checker) -> Index {
     let mut b = Batcher {
         cfg,
+        posix,
         out: Index::default(),
         current: Vec::new(),
         bytes: 0,
@@ -191,8 +229,21 @@ pub fn index(paths: &[String], cfg: &IndexConfig) -> Index {
 }
 
 impl Indexer {
+    /// An indexer that checks the process's own access (see [`Indexer::with_posix`]).
     pub fn new(cfg: IndexConfig) -> Self {
-        Self { cfg }
+        Self {
+            cfg,
+            posix: PosixPolicy {
+                checks: PosixChecks::Service,
+                root_override: false,
+            },
+        }
+    }
+
+    /// Checks POSIX permissions as `posix` says (the requesting user's with `"user"`).
+    pub fn with_posix(mut self, posix: PosixPolicy) -> Self {
+        self.posix = posix;
+        self
     }
 }
 
@@ -206,7 +257,8 @@ impl Handler for Indexer {
             ));
         };
         let (holding_id, paths, cfg) = (*holding_id, paths.clone(), self.cfg.clone());
-        let result = tokio::task::spawn_blocking(move || index(&paths, &cfg))
+        let checker = Checker::new(self.posix, &env.user);
+        let result = tokio::task::spawn_blocking(move || index_as(&paths, &cfg, checker))
             .await
             .map_err(|e| {
                 HandlerError::permanent(ErrorCode::Internal, format!("indexing crashed: {e}"))

@@ -7,13 +7,14 @@
 //! | transfer-put | `transfer-put.start`, `transfer-del.start` | `transfer-put.complete` / `.failed` |
 //! | transfer-get | `transfer-get.start` | `transfer-get.complete` / `.failed` |
 //! | catalogue | `catalog-check.start`, `catalog-put.start`, `catalog-get.start`, RPC `catalog.*` | `.complete` / `.failed` |
-//! | monitor | `monitor-put.init`, `monitor-put.start`, RPC `monitor.stat` | nothing |
-//! | logger | `log.*` | files under the log directory |
+//! | monitor | `monitor-put.init`, `monitor-put.start`, RPC `monitor.stat`, `monitor.admin` | nothing |
+//! | logger | `log.*` (records, audit events) | `log_record` / `audit_record` rows, JSON-lines files under the log directory |
 //! | archive-put | `archive-put.start` (and a round timer) | `archive-put.complete` / `.failed`, `catalog-archive-next.start` |
 //!
 //! Handlers are idempotent and return an [`nlds_bus::Outcome`]; the bus publishes and acks.
 
 pub mod archive;
+pub mod audit;
 pub mod catalogue;
 pub mod cold;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod db;
 pub mod indexer;
 pub mod logger;
 pub mod monitor;
+pub mod posix;
 pub mod ranged;
 pub mod recovery;
 pub mod router;

@@ -29,6 +29,8 @@ use crate::db::{
     warning,
 };
 
+mod admin;
+
 type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Ids per `IN (...)` list.
@@ -87,8 +89,14 @@ impl Monitor {
                     env.reply(Payload::Reply(RpcReply::Transactions(page))),
                 ))
             }
+            (Worker::Monitor, Action::Admin, Payload::Admin(q)) => {
+                let answer = self.admin(q).await?;
+                Ok(Outcome::reply(
+                    env.reply(Payload::Reply(RpcReply::Admin(answer))),
+                ))
+            }
             (Worker::MonitorPut, Action::Init | Action::Start, _)
-            | (Worker::Monitor, Action::Stat | Action::Init, _) => {
+            | (Worker::Monitor, Action::Stat | Action::Init | Action::Admin, _) => {
                 Err(bad_request(format!("{key} got the wrong kind of payload")))
             }
             _ => Err(bad_request(format!("the monitor does not handle {key}"))),
@@ -220,6 +228,8 @@ impl Monitor {
                 .exec_without_returning(&txn)
                 .await?;
         }
+        // Files refused as not the user's or not permitted: audited with the update.
+        admin::audit_refused_files(&txn, env, record.holding_id, failed).await?;
         let warning_rows = warnings.iter().map(|w| warning::ActiveModel {
             transaction_record_id: Set(record.id),
             text: Set(w.clone()),
@@ -253,7 +263,18 @@ impl Monitor {
         if filter.groupall {
             visible = visible.add(C::Group.eq(&env.group));
         }
-        let mut cond = Condition::all().add(visible);
+        self.stat_where(Condition::all().add(visible), filter).await
+    }
+
+    /// A page of the transactions in `scope` (a condition on `transaction_record`) that `filter`
+    /// selects: the query behind `monitor.stat` and the admin's transaction list.
+    pub(crate) async fn stat_where(
+        &self,
+        scope: Condition,
+        filter: &StatusFilter,
+    ) -> Result<TransactionPage> {
+        use transaction_record::Column as C;
+        let mut cond = scope;
         if let Some(id) = filter.id {
             cond = cond.add(C::Id.eq(id));
         }

@@ -96,6 +96,9 @@ pub fn apply_env(bus: &mut BusConfig, workers: &mut WorkerConfig) {
     if let Some(v) = var("NLDS_S3_ACCESS_KEY") {
         workers.object_store.access_key = v;
     }
+    if let Some(v) = var("NLDS_S3_ACCESS_KEY_FILE") {
+        workers.object_store.access_key_file = Some(v.into());
+    }
     if let Some(v) = var("NLDS_S3_SECRET_KEY_FILE") {
         workers.object_store.secret_key_file = Some(v.into());
     }
@@ -186,25 +189,36 @@ pub async fn handler(
 ) -> anyhow::Result<Arc<dyn Handler>> {
     Ok(match role {
         Role::Router => Arc::new(crate::router::Router),
-        Role::Indexer => Arc::new(crate::indexer::Indexer::new(cfg.index.clone())),
-        Role::Logger => Arc::new(crate::logger::Logger::new(cfg.log_dir.clone())),
-        Role::TransferPut => Arc::new(crate::transfer::TransferPut::new(
-            res.s3(cfg).await?,
-            cfg.object_store.bucket.clone(),
-            cfg.transfer.clone(),
-        )),
-        Role::TransferGet => Arc::new(crate::transfer::TransferGet::new(
-            res.s3(cfg).await?,
-            cfg.object_store.bucket.clone(),
-            cfg.transfer.clone(),
-        )),
+        Role::Indexer => {
+            Arc::new(crate::indexer::Indexer::new(cfg.index.clone()).with_posix(cfg.posix_policy()))
+        }
+        Role::Logger => {
+            Arc::new(crate::logger::Logger::new(cfg.log_dir.clone()).with_db(res.db(cfg).await?))
+        }
+        Role::TransferPut => Arc::new(
+            crate::transfer::TransferPut::new(
+                res.s3(cfg).await?,
+                cfg.object_store.bucket.clone(),
+                cfg.transfer.clone(),
+            )
+            .with_posix(cfg.posix_policy()),
+        ),
+        Role::TransferGet => Arc::new(
+            crate::transfer::TransferGet::new(
+                res.s3(cfg).await?,
+                cfg.object_store.bucket.clone(),
+                cfg.transfer.clone(),
+            )
+            .with_posix(cfg.posix_policy()),
+        ),
         Role::Catalogue | Role::CatalogueRpc => Arc::new(
             crate::catalogue::Catalogue::new(
                 res.db(cfg).await?,
                 cfg.index.batch_files,
                 cfg.index.batch_bytes,
             )
-            .with_archive(cfg.archive.clone(), cfg.cold.backend.clone()),
+            .with_archive(cfg.archive.clone(), cfg.cold.backend.clone())
+            .with_delete(cfg.delete.clone()),
         ),
         Role::ArchivePut => Arc::new(crate::archive::ArchivePut::new(
             res.s3(cfg).await?,

@@ -204,22 +204,18 @@ pub async fn client(cfg: &ObjectStoreConfig) -> Result<Client, S3Error> {
             "object_store.endpoint is empty",
         ));
     }
-    let secret = cfg.secret().map_err(|e| {
-        let file = cfg
-            .secret_key_file
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        S3Error::permanent(
-            ErrorCode::Internal,
-            format!("cannot read the object-store secret key file {file}: {e}"),
-        )
-    })?;
+    // The errors name the file, never its content.
+    let secret = cfg
+        .secret()
+        .map_err(|e| S3Error::permanent(ErrorCode::Internal, e.to_string()))?;
+    let access = cfg
+        .access()
+        .map_err(|e| S3Error::permanent(ErrorCode::Internal, e.to_string()))?;
     let region = match cfg.region.trim() {
         "" => DEFAULT_REGION.to_owned(),
         r => r.to_owned(),
     };
-    let credentials = Credentials::new(cfg.access_key.clone(), secret, None, None, "nlds-config");
+    let credentials = Credentials::new(access, secret, None, None, "nlds-config");
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(cfg.endpoint.trim())

@@ -68,7 +68,7 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
     assert_eq!(ff[0].path, missing.to_string_lossy());
     assert_eq!(ff[0].code, ErrorCode::PathMissing);
     assert_eq!(ff[0].reason, "no such file or directory");
-    // The logger collected the failure in the indexer's log file.
+    // The logger collected the failure in the indexer's log file (JSON lines).
     let mut log = String::new();
     for _ in 0..100 {
         log = std::fs::read_to_string(data.path().join("logs/index.log")).unwrap_or_default();
@@ -78,7 +78,7 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        log.contains("WARNING") && log.contains("not here"),
+        log.contains(r#""level":"warning""#) && log.contains("not here"),
         "index.log: {log}"
     );
 

@@ -93,6 +93,8 @@ impl Services {
         workers.object_store.access_key = "testing".into();
         workers.object_store.secret_key = "testing".into();
         workers.object_store.bucket = self.bucket.clone();
+        // The test users are not system accounts (tests/it/posix.rs covers "user").
+        workers.posix_checks = Some(nlds_workers::posix::PosixChecks::Service);
         workers.cold.dir.root = std::env::temp_dir().join(format!("{}-cold", self.vhost));
         Settings {
             bus: BusConfig {

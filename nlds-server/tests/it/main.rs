@@ -1,11 +1,16 @@
 //! Integration tests of nlds-rs over real connections: the embedded mode (SQLite, in-process bus,
 //! embedded S3) and the distributed mode (RabbitMQ, PostgreSQL, moto S3).
 
+mod access;
 mod archive;
 mod bad_input;
 mod cli;
+mod delete;
 mod distributed;
 mod embedded;
 mod helpers;
 mod legacy;
+mod oidc;
+mod posix;
 mod python_client;
+mod secrets;

@@ -76,6 +76,12 @@ fn stale_recall() -> chrono::Duration {
     chrono::Duration::minutes(5)
 }
 
+/// `a`'s messages, then `b`'s.
+fn then(mut a: Outcome, b: Outcome) -> Outcome {
+    a.publish.extend(b.publish);
+    a
+}
+
 /// The condition "this file may be archived now".
 fn eligible() -> Condition {
     let warm = Query::select()
@@ -97,6 +103,7 @@ fn eligible() -> Condition {
         .to_owned();
     Condition::all()
         .add(file::Column::Kind.eq("file"))
+        .add(file::Column::DeletedAt.is_null())
         .add(file::Column::Id.in_subquery(warm))
         .add(file::Column::Id.not_in_subquery(cold))
         .add(file::Column::Id.not_in_subquery(taken))
@@ -129,8 +136,13 @@ impl Catalogue {
             .into_tuple()
             .all(&self.db)
             .await?;
+        // Deleted files past their retention are purged with every round.
+        let purged = self.purge_expired().await?;
         if candidates.is_empty() {
-            return self.resend_stale_recalls(stale_recall()).await;
+            return Ok(then(
+                purged,
+                self.resend_stale_recalls(stale_recall()).await?,
+            ));
         }
         let last: HashMap<i64, chrono::DateTime<Utc>> = aggregation::Entity::find()
             .select_only()
@@ -147,7 +159,7 @@ impl Catalogue {
         order.sort_by_key(|h| (last.get(h).copied(), *h));
         order.truncate(usize::try_from(cfg.holdings_per_round.max(1)).unwrap_or(usize::MAX));
 
-        let mut out = self.resend_stale_recalls(stale_recall()).await?;
+        let mut out = then(purged, self.resend_stale_recalls(stale_recall()).await?);
         for holding_id in order {
             let Some(h) = holding::Entity::find_by_id(holding_id)
                 .one(&self.db)

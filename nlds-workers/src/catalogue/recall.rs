@@ -9,7 +9,8 @@
 //! reason.
 //!
 //! Evicting (`catalog.evict`) drops a holding's warm copies, but only of files whose cold copy is
-//! in a stored (written and verified) aggregation: the last verified copy is never dropped.
+//! in a stored (written and verified) aggregation: the last verified copy is never dropped (the
+//! last-copy guard, `catalogue::delete::guard_removals`, decides).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,6 +26,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::delete::{Removal, guard_removals};
 use super::{
     BLAKE3, CHUNK, COLD, Catalogue, Result, WARM, load_copies, parse_uuid, record, to_u32, to_u64,
 };
@@ -475,14 +477,6 @@ impl Catalogue {
             ))
             .into());
         }
-        let stored: Vec<String> = aggregation::Entity::find()
-            .filter(aggregation::Column::HoldingId.eq(holding_id))
-            .filter(aggregation::Column::State.eq(aggregation::STORED))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|a| a.name)
-            .collect();
         let txn = self.db.begin().await?;
         let files = file::Entity::find()
             .filter(file::Column::HoldingId.eq(holding_id))
@@ -490,13 +484,35 @@ impl Catalogue {
             .await?;
         let ids: Vec<i64> = files.iter().map(|f| f.id).collect();
         let (locations, _) = load_copies(&txn, &ids).await?;
+        // Warm copies of files that have a cold one; the last-copy guard decides which may go
+        // (only those whose cold copy is in a stored, verified aggregation).
+        let proposals: Vec<Removal> = files
+            .iter()
+            .filter_map(|f| {
+                let ls = locations.get(&f.id).map(Vec::as_slice).unwrap_or_default();
+                let warm = ls.iter().find(|l| l.tier == WARM)?;
+                ls.iter().any(|l| l.tier == COLD).then(|| Removal::Warm {
+                    bucket: warm.bucket.clone(),
+                    key: warm.key.clone(),
+                })
+            })
+            .collect();
+        let verdict = guard_removals(&txn, proposals).await?;
+        let allowed: std::collections::HashSet<(String, String)> = verdict
+            .allowed
+            .into_iter()
+            .filter_map(|r| match r {
+                Removal::Warm { bucket, key } => Some((bucket, key)),
+                Removal::Aggregate { .. } => None,
+            })
+            .collect();
         let mut out = Vec::new();
         let mut drop = Vec::new();
         for f in &files {
             let ls = locations.get(&f.id).map(Vec::as_slice).unwrap_or_default();
             let warm = ls.iter().find(|l| l.tier == WARM);
-            let verified_cold = ls.iter().any(|l| l.tier == COLD && stored.contains(&l.key));
-            if let (Some(w), true) = (warm, verified_cold) {
+            let may_go = warm.is_some_and(|w| allowed.contains(&(w.bucket.clone(), w.key.clone())));
+            if let (Some(w), true) = (warm, may_go) {
                 let mut r = record(f);
                 r.object = Some(ObjectRef {
                     bucket: w.bucket.clone(),

@@ -1052,6 +1052,7 @@ mod tests {
                 secret_key: "nlds-test-secret".into(),
                 secret_key_file: None,
                 bucket: bucket.into(),
+                ..Default::default()
             },
             part_size: 5 * MIB,
             ..GlacierConfig::default()

@@ -11,6 +11,12 @@ pub struct Model {
     pub user: String,
     pub group: String,
     pub created: DateTimeUtc,
+    /// When it was deleted (soft delete; `None`: live).
+    pub deleted_at: Option<DateTimeUtc>,
+    /// Who deleted it.
+    pub deleted_by: Option<String>,
+    /// The delete transaction (an undelete of a holding restores the files deleted with it).
+    pub delete_transaction: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

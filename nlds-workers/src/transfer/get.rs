@@ -1,4 +1,11 @@
 //! transfer-get: restores files from the warm tier to POSIX disk.
+//!
+//! With `posix_checks = "user"` the requesting user must be able to write where each file lands
+//! (the target directory, or the nearest existing directory above the destination) and search
+//! every directory above it ([`crate::posix`]); what is created (files, links, directories,
+//! missing parents) is given to the user's uid and primary gid. A service operator's get with
+//! `keep_owner` gives them the owner and group recorded when they were put instead; anyone
+//! else asking for that is refused.
 
 use std::fs::{File, FileTimes, OpenOptions, Permissions};
 use std::io::{self, BufWriter, Write};
@@ -20,10 +27,11 @@ use uuid::Uuid;
 
 use super::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, system_time};
 use crate::config::TransferConfig;
+use crate::posix::{Checker, Ownership, PosixChecks, PosixPolicy};
 use crate::s3::S3Error;
 
-/// Permission bits restored on files: never setuid/setgid (the worker may run as another user
-/// than the owner, and does not restore ownership).
+/// Permission bits restored on files: never setuid/setgid (a restored file may be given to
+/// another owner than the one it was put by).
 const FILE_MODE_MASK: u32 = 0o1777;
 /// Permission bits restored on directories (setgid and sticky keep their meaning there).
 const DIR_MODE_MASK: u32 = 0o3777;
@@ -33,15 +41,28 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// The transfer-get role: handles `transfer-get.start`.
 pub struct TransferGet {
     store: SharedStore,
+    posix: PosixPolicy,
 }
 
 impl TransferGet {
     /// Objects are read from the bucket each file's object reference names; `bucket` is the
-    /// default of this deployment (kept for symmetry with [`super::TransferPut`]).
+    /// default of this deployment (kept for symmetry with [`super::TransferPut`]). Files are
+    /// written with the process's own access and left to it (see [`TransferGet::with_posix`]).
     pub fn new(client: Client, bucket: String, cfg: TransferConfig) -> Self {
         Self {
             store: Arc::new(Store::new(client, bucket, cfg)),
+            posix: PosixPolicy {
+                checks: PosixChecks::Service,
+                root_override: false,
+            },
         }
+    }
+
+    /// Checks the requesting user's permissions and gives them what is restored, when `posix`
+    /// says so.
+    pub fn with_posix(mut self, posix: PosixPolicy) -> Self {
+        self.posix = posix;
+        self
     }
 }
 
@@ -64,6 +85,8 @@ struct Destination {
     /// The target directory, canonical (None: restore to the original paths).
     root: Option<Arc<PathBuf>>,
     overwrite: bool,
+    /// Who what is created belongs to.
+    owner: Ownership,
 }
 
 impl Destination {
@@ -93,9 +116,11 @@ impl Destination {
         }
     }
 
-    /// Creates `dir` (and its parents). Under a target, refuses to go outside it through a
+    /// Creates `dir` (and its parents) for the file recorded as `rec`, giving each directory it
+    /// creates to the owner of this get. Under a target, refuses to go outside it through a
     /// symbolic link, checked on the deepest directory that already exists.
-    fn make_dirs(&self, path: &str, dir: &Path) -> Result<(), FailedFile> {
+    fn make_dirs(&self, rec: &FileRecord, dir: &Path) -> Result<(), FailedFile> {
+        let path = rec.path.as_str();
         let shown = dir.display().to_string();
         if let Some(root) = &self.root {
             let mut existing = dir.to_path_buf();
@@ -125,9 +150,56 @@ impl Destination {
                 ));
             }
         }
-        std::fs::create_dir_all(dir)
-            .map_err(|e| io_failed(path, "cannot create directory", &shown, &e))
+        let Some(ids) = self.owner.ids(rec.uid, rec.gid) else {
+            return std::fs::create_dir_all(dir)
+                .map_err(|e| io_failed(path, "cannot create directory", &shown, &e));
+        };
+        // One level at a time, so every directory created here is given away.
+        let mut missing = Vec::new();
+        let mut at = dir.to_path_buf();
+        while std::fs::symlink_metadata(&at).is_err() {
+            missing.push(at.clone());
+            if !at.pop() {
+                break;
+            }
+        }
+        for d in missing.into_iter().rev() {
+            let shown = d.display().to_string();
+            match std::fs::create_dir(&d) {
+                Ok(()) => give(path, &d, ids, false)?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+                Err(e) => return Err(io_failed(path, "cannot create directory", &shown, &e)),
+            }
+        }
+        Ok(())
     }
+}
+
+/// Gives `at` to `ids` (uid, gid); `link`: the symbolic link itself.
+fn give(path: &str, at: &Path, (uid, gid): (u32, u32), link: bool) -> Result<(), FailedFile> {
+    let r = if link {
+        std::os::unix::fs::lchown(at, Some(uid), Some(gid))
+    } else {
+        std::os::unix::fs::chown(at, Some(uid), Some(gid))
+    };
+    r.map_err(|e| ownership_failed(path, at, uid, gid, &e))
+}
+
+fn ownership_failed(path: &str, at: &Path, uid: u32, gid: u32, e: &io::Error) -> FailedFile {
+    let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+        " (the transfer-get workers must run as root to restore files for other users, or set \
+         [workers] posix_checks = \"service\")"
+    } else {
+        ""
+    };
+    FailedFile::new(
+        path,
+        ErrorCode::PermissionDenied,
+        format!(
+            "cannot give {} to uid {uid} gid {gid}: {e}{hint}",
+            at.display()
+        ),
+    )
 }
 
 /// What is at a file's destination before the download.
@@ -152,20 +224,72 @@ impl TransferGet {
         };
         let started = Instant::now();
         let mut batch = Batch::default();
+        let mut checker = Checker::new(self.posix, &env.user);
+        let refuse_all = |batch: &mut Batch, code: ErrorCode, reason: &str| {
+            for (i, f) in files.iter().enumerate() {
+                batch.add(i, Step::Failed(FailedFile::new(&f.path, code, reason)));
+            }
+            tracing::warn!(transaction = %env.transaction_id, "{reason}");
+        };
+        let owner = if env.keep_owner {
+            if !env.role.is_admin() {
+                let reason = format!(
+                    "keep_owner is for service operators (admin); user {} is {} in group {}: \
+                     nothing restored",
+                    env.user, env.role, env.group
+                );
+                refuse_all(&mut batch, ErrorCode::PermissionDenied, &reason);
+                return Ok(batch.outcome(
+                    &env,
+                    Worker::TransferGet,
+                    *holding_id,
+                    target.clone(),
+                    *overwrite,
+                ));
+            }
+            Ownership::Recorded
+        } else if checker.enabled() {
+            match blocking(move || checker.account().map(|a| (a, checker))).await {
+                Ok((a, c)) => {
+                    checker = c;
+                    Ownership::Requester {
+                        uid: a.uid,
+                        gid: a.gid,
+                    }
+                }
+                Err(reason) => {
+                    refuse_all(&mut batch, ErrorCode::PermissionDenied, &reason);
+                    return Ok(batch.outcome(
+                        &env,
+                        Worker::TransferGet,
+                        *holding_id,
+                        target.clone(),
+                        *overwrite,
+                    ));
+                }
+            }
+        } else {
+            Ownership::Process
+        };
         let root = match target {
             None => None,
             Some(t) => {
                 let t = t.clone();
-                match blocking(move || check_target(&t)).await {
-                    Ok(root) => Some(Arc::new(root)),
+                let checked = blocking(move || {
+                    let root = check_target(&t)?;
+                    checker
+                        .may_write_dir(&t, &root)
+                        .map_err(|f| (f.code, format!("the target directory {}", f.reason)))?;
+                    Ok((root, checker))
+                })
+                .await;
+                match checked {
+                    Ok((root, c)) => {
+                        checker = c;
+                        Some(Arc::new(root))
+                    }
                     Err((code, reason)) => {
-                        for (i, f) in files.iter().enumerate() {
-                            batch.add(
-                                i,
-                                Step::Failed(FailedFile::new(&f.path, code, reason.clone())),
-                            );
-                        }
-                        tracing::warn!(transaction = %env.transaction_id, "{reason}");
+                        refuse_all(&mut batch, code, &reason);
                         return Ok(batch.outcome(
                             &env,
                             Worker::TransferGet,
@@ -180,19 +304,41 @@ impl TransferGet {
         let dest = Destination {
             root,
             overwrite: *overwrite,
+            owner,
         };
 
-        let mut dirs = Vec::new();
-        let mut links = Vec::new();
-        let mut regular = Vec::new();
+        let mut wanted = Vec::new();
         for (i, rec) in files.iter().cloned().enumerate() {
             match dest.of(&rec.path) {
                 Err(f) => batch.add(i, Step::Failed(f)),
-                Ok(to) => match rec.kind {
-                    PathKind::Directory => dirs.push((i, rec, to)),
-                    PathKind::Link => links.push((i, rec, to)),
-                    PathKind::File => regular.push((i, rec, to)),
-                },
+                Ok(to) => wanted.push((i, rec, to)),
+            }
+        }
+        // May the user create each of them? (Asked before anything is created, so a directory
+        // this batch makes never counts as the user's own doing.)
+        let (wanted, refused) = blocking(move || {
+            let mut ok = Vec::new();
+            let mut refused = Vec::new();
+            for (i, rec, to) in wanted {
+                match checker.may_create(&rec.path, &to) {
+                    Ok(()) => ok.push((i, rec, to)),
+                    Err(f) => refused.push((i, f)),
+                }
+            }
+            (ok, refused)
+        })
+        .await;
+        for (i, f) in refused {
+            batch.add(i, Step::Failed(f));
+        }
+        let mut dirs = Vec::new();
+        let mut links = Vec::new();
+        let mut regular = Vec::new();
+        for (i, rec, to) in wanted {
+            match rec.kind {
+                PathKind::Directory => dirs.push((i, rec, to)),
+                PathKind::Link => links.push((i, rec, to)),
+                PathKind::File => regular.push((i, rec, to)),
             }
         }
 
@@ -203,7 +349,7 @@ impl TransferGet {
             let mut failed = Vec::new();
             for (i, rec, to) in dirs {
                 match make_directory(&d, &rec, &to) {
-                    Ok(()) => ok.push((i, rec, to)),
+                    Ok(existed) => ok.push((i, rec, to, existed)),
                     Err(f) => failed.push((i, f)),
                 }
             }
@@ -247,12 +393,15 @@ impl TransferGet {
         }
 
         // 4. Directory modes and times, now that nothing more is written into them.
+        let d = dest.clone();
         let dir_steps = blocking(move || {
             dirs.into_iter()
-                .map(|(i, rec, to)| match finish_directory(&rec, &to) {
-                    Ok(()) => (i, Step::Done(rec)),
-                    Err(f) => (i, Step::Failed(f)),
-                })
+                .map(
+                    |(i, rec, to, existed)| match finish_directory(&d, &rec, &to, existed) {
+                        Ok(()) => (i, Step::Done(rec)),
+                        Err(f) => (i, Step::Failed(f)),
+                    },
+                )
                 .collect::<Vec<_>>()
         })
         .await;
@@ -313,14 +462,14 @@ impl TransferGet {
         let shown = to.display().to_string();
 
         // What is there now?
-        let (d, p, t, e, size) = (
+        let (d, r, t, e, size) = (
             dest.clone(),
-            path.clone(),
+            rec.clone(),
             to.clone(),
             expected.clone(),
             rec.size,
         );
-        match blocking(move || prepare(&d, &p, &t, size, &e)).await {
+        match blocking(move || prepare(&d, &r, &t, size, &e)).await {
             Ok(Existing::Identical) => return Step::Done(rec),
             Ok(Existing::Download) => {}
             Err(f) => return Step::Failed(f),
@@ -436,9 +585,15 @@ impl TransferGet {
 
         // Mode, mtime, fsync, then into place.
         let (mode, mtime, overwrite) = (rec.mode, rec.mtime_ns, dest.overwrite);
+        let ids = dest.owner.ids(rec.uid, rec.gid);
         let p = path.clone();
         blocking(move || {
             let shown = to.display().to_string();
+            if let Some((uid, gid)) = ids {
+                // Before the mode: a change of owner clears setuid/setgid bits.
+                std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+                    .map_err(|e| ownership_failed(&p, &to, uid, gid, &e))?;
+            }
             let times = FileTimes::new().set_modified(system_time(mtime));
             file.set_times(times)
                 .and_then(|()| file.set_permissions(Permissions::from_mode(mode & FILE_MODE_MASK)))
@@ -494,11 +649,12 @@ fn check_target(target: &str) -> Result<PathBuf, (ErrorCode, String)> {
 /// Creates a file's parent and decides what to do about what is at `to`.
 fn prepare(
     dest: &Destination,
-    path: &str,
+    rec: &FileRecord,
     to: &Path,
     size: u64,
     expected: &str,
 ) -> Result<Existing, FailedFile> {
+    let path = rec.path.as_str();
     let shown = to.display().to_string();
     let Some(parent) = to.parent() else {
         return Err(FailedFile::new(
@@ -507,7 +663,7 @@ fn prepare(
             format!("{shown} has no parent directory"),
         ));
     };
-    dest.make_dirs(path, parent)?;
+    dest.make_dirs(rec, parent)?;
     match std::fs::symlink_metadata(to) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Existing::Download),
         Err(e) => Err(io_failed(path, "cannot look at", &shown, &e)),
@@ -534,21 +690,40 @@ fn hash_file(path: &Path) -> io::Result<String> {
     Ok(hasher.finalize().to_hex().to_string())
 }
 
-fn make_directory(dest: &Destination, rec: &FileRecord, to: &Path) -> Result<(), FailedFile> {
+/// Creates a directory of the batch; true if it was already there.
+fn make_directory(dest: &Destination, rec: &FileRecord, to: &Path) -> Result<bool, FailedFile> {
     let shown = to.display().to_string();
     match std::fs::metadata(to) {
-        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) if m.is_dir() => Ok(true),
         Ok(_) => Err(FailedFile::new(
             &rec.path,
             ErrorCode::Conflict,
             format!("{shown} exists and is not a directory"),
         )),
-        Err(_) => dest.make_dirs(&rec.path, to),
+        Err(_) => dest.make_dirs(rec, to).map(|()| false),
     }
 }
 
-fn finish_directory(rec: &FileRecord, to: &Path) -> Result<(), FailedFile> {
+/// Sets a restored directory's owner, mode and time. A directory that was already there and
+/// belongs to someone else than the one this get restores for is left as it is.
+fn finish_directory(
+    dest: &Destination,
+    rec: &FileRecord,
+    to: &Path,
+    existed: bool,
+) -> Result<(), FailedFile> {
     let shown = to.display().to_string();
+    let ids = dest.owner.ids(rec.uid, rec.gid);
+    if let Some((uid, gid)) = ids {
+        use std::os::unix::fs::MetadataExt;
+        if existed
+            && dest.owner != Ownership::Recorded
+            && std::fs::metadata(to).is_ok_and(|m| m.uid() != uid)
+        {
+            return Ok(());
+        }
+        give(&rec.path, to, (uid, gid), false)?;
+    }
     let times = FileTimes::new().set_modified(system_time(rec.mtime_ns));
     File::open(to)
         .and_then(|d| d.set_times(times))
@@ -575,7 +750,8 @@ fn make_link(dest: &Destination, rec: &FileRecord, to: &Path) -> Result<(), Fail
             format!("{shown} has no parent directory"),
         ));
     };
-    dest.make_dirs(path, parent)?;
+    dest.make_dirs(rec, parent)?;
+    let ids = dest.owner.ids(rec.uid, rec.gid);
     let create = |at: &Path| {
         std::os::unix::fs::symlink(target, at).map_err(|e| {
             io_failed(
@@ -584,7 +760,13 @@ fn make_link(dest: &Destination, rec: &FileRecord, to: &Path) -> Result<(), Fail
                 &at.display().to_string(),
                 &e,
             )
-        })
+        })?;
+        match ids {
+            Some(ids) => give(path, at, ids, true).inspect_err(|_| {
+                let _ = std::fs::remove_file(at);
+            }),
+            None => Ok(()),
+        }
     };
     match std::fs::symlink_metadata(to) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => create(to),
@@ -705,6 +887,7 @@ mod unit {
         let d = Destination {
             root: Some(Arc::new(PathBuf::from("/restore"))),
             overwrite: false,
+            owner: Ownership::Process,
         };
         assert_eq!(
             d.of("/data/a b/ü.nc").unwrap(),
@@ -719,6 +902,7 @@ mod unit {
         let d = Destination {
             root: None,
             overwrite: false,
+            owner: Ownership::Process,
         };
         assert_eq!(d.of("/data/x").unwrap(), PathBuf::from("/data/x"));
         assert_eq!(d.of("data/x").unwrap_err().code, ErrorCode::BadRequest);

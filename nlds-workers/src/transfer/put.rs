@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, mtime_ns};
 use crate::config::TransferConfig;
+use crate::posix::{Checker, PosixChecks, PosixPolicy};
 use crate::s3::{PATH_METADATA, S3Error, object_key, path_metadata};
 
 /// S3's smallest part (all parts but the last).
@@ -35,14 +36,27 @@ const MAX_PARTS: u64 = 10_000;
 /// The transfer-put role: handles `transfer-put.start` and `transfer-del.start`.
 pub struct TransferPut {
     store: SharedStore,
+    posix: PosixPolicy,
 }
 
 impl TransferPut {
-    /// Uploads go to `bucket`, under [`object_key`]s.
+    /// Uploads go to `bucket`, under [`object_key`]s. Files are read with the process's own
+    /// access (see [`TransferPut::with_posix`]).
     pub fn new(client: Client, bucket: String, cfg: TransferConfig) -> Self {
         Self {
             store: Arc::new(Store::new(client, bucket, cfg)),
+            posix: PosixPolicy {
+                checks: PosixChecks::Service,
+                root_override: false,
+            },
         }
+    }
+
+    /// Checks that the requesting user may read each file (and search its parents) before it is
+    /// uploaded, when `posix` says so: permissions may have changed since the indexer looked.
+    pub fn with_posix(mut self, posix: PosixPolicy) -> Self {
+        self.posix = posix;
+        self
     }
 }
 
@@ -128,7 +142,13 @@ impl TransferPut {
         let outage = AtomicBool::new(false);
         let tid = env.transaction_id;
         let mut batch = Batch::default();
+        let mut refused = std::collections::HashSet::new();
+        for (i, f) in self.denied(&env.user, files).await {
+            refused.insert(i);
+            batch.add(i, Step::Failed(f));
+        }
         let mut steps = stream::iter(files.iter().cloned().enumerate())
+            .filter(|(i, _)| std::future::ready(!refused.contains(i)))
             .map(|(i, rec)| {
                 let outage = &outage;
                 async move { (i, self.put_one(tid, rec, outage).await) }.boxed()
@@ -168,6 +188,31 @@ impl TransferPut {
             target.clone(),
             *overwrite,
         ))
+    }
+
+    /// The regular files of `files` the user may not read (by index), when the checks are the
+    /// user's. A file that vanished is left to the upload, which reports it.
+    async fn denied(&self, user: &str, files: &[FileRecord]) -> Vec<(usize, FailedFile)> {
+        if self.posix.checks != PosixChecks::User {
+            return Vec::new();
+        }
+        let mut checker = Checker::new(self.posix, user);
+        let paths: Vec<(usize, String)> = files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.kind == PathKind::File)
+            .map(|(i, f)| (i, f.path.clone()))
+            .collect();
+        blocking(move || {
+            paths
+                .into_iter()
+                .filter_map(|(i, p)| {
+                    let md = std::fs::symlink_metadata(&p).ok()?;
+                    checker.may_read(&p, &md).err().map(|f| (i, f))
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn put_one(&self, tid: Uuid, mut rec: FileRecord, outage: &AtomicBool) -> Step {

@@ -51,6 +51,7 @@ fn store_config(endpoint: &str, bucket: &str) -> ObjectStoreConfig {
         secret_key: "nlds-test-secret".into(),
         secret_key_file: None,
         bucket: bucket.into(),
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,699 @@
+//! The audit log, written by the API: who put, got, changed or deleted what, and every refused
+//! attempt (a 403 or 404, a refusal the catalogue answered, or a read that named a holding,
+//! transaction or path and saw nothing of it).
+//!
+//! One middleware ([`middleware`]) wraps every request of both APIs in a task-local scope of
+//! notes. The extractors note who the caller is ([`identify`]); [`crate::AppState::rpc`] notes what
+//! each RPC asked and answered ([`observe_request`], [`observe_reply`]); handlers may add facts
+//! ([`note_paths`], [`note_dry_run`], [`note_change`], [`note_refused`]). When the response is
+//! ready the middleware decides whether the request is audited and publishes one
+//! [`AuditEvent`] on `log.audit` (stored by the logger role in `audit_record`) before the response
+//! leaves: changes that were carried out, and refusals. Reads that succeed are not audited.
+//!
+//! Nothing secret is recorded: not the token, not the query string (only the values of
+//! `holding_id`, `label`, `transaction_id`, `id`, `path`, `filepath`, `user` and `group` are read),
+//! never a request body.
+//!
+//! Handlers added later (delete, undelete, purge) need nothing to be audited: their endpoint's
+//! action comes from its path ([`action_of`]). They can say what they did with [`note_change`]
+//! (holdings and a detail) and that a request was a dry run with [`note_dry_run`] (not audited).
+//! An audit record can also be written directly with [`record`].
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use chrono::Utc;
+use nlds_core::admin::{AUDIT_DETAIL_MAX, AuditAction, AuditEvent, AuditOutcome, clip};
+use nlds_core::api::ApiAction;
+use nlds_core::error::ApiError;
+use nlds_core::message::RpcReply;
+use nlds_core::{Action, Envelope, ErrorCode, Payload, RoutingKey, Worker};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::Identity;
+
+/// What a request revealed about itself while it was handled.
+#[derive(Debug, Default, Clone)]
+struct Notes {
+    identity: Option<Identity>,
+    /// The group the request acted in (from its RPCs).
+    group: Option<String>,
+    holding_id: Option<i64>,
+    label: Option<String>,
+    transaction_id: Option<Uuid>,
+    /// A put or get was recorded with the monitor (it was accepted).
+    recorded: bool,
+    /// Holdings a change touched.
+    changed: Vec<i64>,
+    dry_run: bool,
+    paths: Option<(usize, String)>,
+    refusal: Option<(ErrorCode, String)>,
+    /// Part of a change that was carried out was refused (e.g. another user's files of a delete).
+    partly_refused: Option<(ErrorCode, String)>,
+    /// A query answered nothing.
+    empty: bool,
+    detail: Vec<String>,
+}
+
+tokio::task_local! {
+    static NOTES: Arc<Mutex<Notes>>;
+}
+
+/// Runs `f` on this request's notes (nothing outside a request). `f` must not call back into this
+/// module's note functions: the notes are locked while it runs.
+fn with<R>(f: impl FnOnce(&mut Notes) -> R) -> Option<R> {
+    NOTES
+        .try_with(|n| n.lock().ok().map(|mut g| f(&mut g)))
+        .ok()
+        .flatten()
+}
+
+/// Notes who the caller is (the extractors call this once the token is accepted).
+pub fn identify(id: &Identity) {
+    with(|n| n.identity = Some(id.clone()));
+}
+
+/// Notes what an RPC of this request asks (before it is sent).
+pub fn observe_request(key: RoutingKey, env: &Envelope) {
+    with(|n| {
+        n.group = Some(env.group.clone());
+        match (&env.payload, key.worker, key.action) {
+            (Payload::MonitorInit { label, holding_id }, Worker::Monitor, Action::Init) => {
+                n.transaction_id = Some(env.transaction_id);
+                n.recorded = true;
+                if holding_id.is_some() {
+                    n.holding_id = *holding_id;
+                }
+                if label.is_some() {
+                    n.label = label.clone();
+                }
+            }
+            (
+                Payload::ChangeMeta {
+                    filter, dry_run, ..
+                },
+                ..,
+            ) => {
+                n.dry_run |= *dry_run;
+                n.holding_id = n.holding_id.or(filter.holding_id);
+                n.label = n.label.clone().or_else(|| filter.label.clone());
+            }
+            (Payload::Delete { dry_run: true, .. }, ..)
+            | (Payload::Undelete { dry_run: true, .. }, ..) => n.dry_run = true,
+            (
+                Payload::Delete { filter, paths, .. } | Payload::Undelete { filter, paths, .. },
+                ..,
+            ) => {
+                n.holding_id = n.holding_id.or(filter.holding_id);
+                n.label = n.label.clone().or_else(|| filter.label.clone());
+                if let Some(first) = paths.first() {
+                    n.paths = Some((paths.len(), first.clone()));
+                }
+            }
+            (Payload::Purge { holding_id }, ..) => n.holding_id = n.holding_id.or(*holding_id),
+            (Payload::ListHoldings { filter } | Payload::FindFiles { filter, .. }, ..) => {
+                n.holding_id = n.holding_id.or(filter.holding_id);
+                n.label = n.label.clone().or_else(|| filter.label.clone());
+            }
+            _ => {}
+        }
+    });
+}
+
+/// Notes what an RPC of this request answered.
+pub fn observe_reply(reply: &RpcReply) {
+    with(|n| match reply {
+        RpcReply::Holdings(p) if p.total == 0 => n.empty = true,
+        RpcReply::Files(p) if p.total == 0 => n.empty = true,
+        RpcReply::Transactions(p) if p.total == 0 => n.empty = true,
+        RpcReply::Holding { id, label } => {
+            n.holding_id = Some(*id);
+            n.label = Some(label.clone());
+        }
+        RpcReply::Meta(m) => {
+            if m.dry_run {
+                n.dry_run = true;
+            }
+            for c in &m.holdings {
+                n.changed.push(c.id);
+                if c.old != c.new {
+                    n.detail.push(format!(
+                        "holding {} ({} of {}): label {:?} -> {:?}, tags {:?} -> {:?}",
+                        c.id, c.user, c.group, c.old.label, c.new.label, c.old.tags, c.new.tags
+                    ));
+                }
+            }
+            if m.holdings.is_empty() {
+                n.empty = true;
+            }
+        }
+        RpcReply::Deleted(plan) => {
+            if plan.dry_run {
+                n.dry_run = true;
+            }
+            let mut ids: Vec<i64> = plan.holdings.iter().map(|h| h.id).collect();
+            ids.extend(plan.files.iter().map(|f| f.holding_id));
+            ids.sort_unstable();
+            ids.dedup();
+            n.changed.extend(ids.iter().copied());
+            if plan.files_total > 0 || !plan.holdings.is_empty() {
+                n.detail.push(format!(
+                    "{} file(s), {} byte(s) in holding(s) {:?}{}",
+                    plan.files_total,
+                    plan.bytes_total,
+                    ids,
+                    if plan.holdings.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({} whole)", plan.holdings.len())
+                    }
+                ));
+            }
+            if !plan.failed.is_empty() {
+                let named: Vec<String> = plan
+                    .failed
+                    .iter()
+                    .take(5)
+                    .map(|f| format!("{} ({})", f.path, f.reason))
+                    .collect();
+                n.detail.push(format!(
+                    "{} refused: {}{}",
+                    plan.failed.len(),
+                    named.join("; "),
+                    if plan.failed.len() > 5 { "; ..." } else { "" }
+                ));
+            }
+            // Something refused: the whole request when nothing was done, else a part of it.
+            if let Some(f) = plan.failed.iter().find(|f| is_refusal(f.code)) {
+                let why = (f.code, format!("{}: {}", f.path, f.reason));
+                if plan.files_total == 0 && plan.holdings.is_empty() {
+                    n.refusal.get_or_insert(why);
+                } else {
+                    n.partly_refused.get_or_insert(why);
+                }
+            }
+        }
+        RpcReply::Error(e) if is_refusal(e.code) && n.refusal.is_none() => {
+            n.refusal = Some((e.code, e.message.clone()));
+        }
+        _ => {}
+    });
+}
+
+fn is_refusal(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::Forbidden | ErrorCode::NotFound | ErrorCode::PermissionDenied
+    )
+}
+
+/// Notes an error of this request: a refusal when it says forbidden or not found.
+pub fn observe_error(e: &ApiError) {
+    if is_refusal(e.code) {
+        note_refused(e.code, &e.message);
+    }
+}
+
+/// Notes that this request was refused, and why.
+pub fn note_refused(code: ErrorCode, message: &str) {
+    with(|n| {
+        if n.refusal.is_none() {
+            n.refusal = Some((code, message.to_owned()));
+        }
+    });
+}
+
+/// Notes the paths a put, get or delete named.
+pub fn note_paths(paths: &[String]) {
+    if let Some(first) = paths.first() {
+        let first = first.clone();
+        with(|n| n.paths = Some((paths.len(), first)));
+    }
+}
+
+/// Notes that this request changes nothing (a dry run): it is not audited unless refused.
+pub fn note_dry_run() {
+    with(|n| n.dry_run = true);
+}
+
+/// Notes what a change did: the holdings it touched and a sentence about it (e.g. "deleted 12
+/// files of holding 4"). The delete, undelete and purge handlers call this.
+pub fn note_change(holding_ids: &[i64], detail: impl Into<String>) {
+    let detail = detail.into();
+    with(|n| {
+        n.changed.extend_from_slice(holding_ids);
+        if !detail.is_empty() {
+            n.detail.push(detail);
+        }
+    });
+}
+
+/// Notes the transaction a request started or acted on.
+pub fn note_transaction(id: Uuid) {
+    with(|n| n.transaction_id = Some(id));
+}
+
+/// The audited action of an endpoint (`None`: not audited, e.g. health, whoami, init).
+pub fn action_of(method: &Method, path: &str) -> Option<AuditAction> {
+    let p = path.trim_end_matches('/');
+    if let Some(rest) = p.strip_prefix("/api/v2/") {
+        let first = rest.split('/').next().unwrap_or("");
+        return match first {
+            "put" => Some(AuditAction::Put),
+            "get" => Some(AuditAction::Get),
+            "meta" => Some(AuditAction::Meta),
+            "delete" | "del" | "dellist" => Some(AuditAction::Delete),
+            "undelete" => Some(AuditAction::Undelete),
+            "purge" => Some(AuditAction::Purge),
+            "holdings" if *method == Method::DELETE => Some(AuditAction::Delete),
+            "holdings" => Some(AuditAction::List),
+            "files" if *method == Method::DELETE => Some(AuditAction::Delete),
+            "files" => Some(AuditAction::Find),
+            "transactions" => Some(AuditAction::Stat),
+            "admin" if rest.contains("purge") => Some(AuditAction::Purge),
+            "admin" => Some(AuditAction::Admin),
+            _ => None,
+        };
+    }
+    let rest = p
+        .strip_prefix(crate::legacy::PREFIX)?
+        .trim_start_matches('/');
+    match (method, rest) {
+        (&Method::PUT, "files") => Some(AuditAction::Put),
+        (&Method::GET, "files") => Some(AuditAction::Get),
+        (&Method::DELETE, "files") => Some(AuditAction::Delete),
+        (_, "files/getlist") => Some(AuditAction::Get),
+        (_, "files/dellist") => Some(AuditAction::Delete),
+        (_, "catalog/list") => Some(AuditAction::List),
+        (_, "catalog/find") => Some(AuditAction::Find),
+        (_, "catalog/meta") => Some(AuditAction::Meta),
+        (_, "status") => Some(AuditAction::Stat),
+        _ => None,
+    }
+}
+
+/// The request facts read before it is handled: only these query parameters, never the rest.
+#[derive(Debug, Default)]
+struct Named {
+    holding_id: Option<i64>,
+    label: Option<String>,
+    transaction_id: Option<Uuid>,
+    /// Names one thing (holding, label, transaction, record id, path).
+    names_target: bool,
+    user: Option<String>,
+    group: Option<String>,
+}
+
+fn named(method: &Method, path: &str, query: Option<&str>) -> Named {
+    let mut out = Named::default();
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.unwrap_or("")).unwrap_or_default();
+    for (k, v) in pairs {
+        let v = v.trim().to_owned();
+        if v.is_empty() {
+            continue;
+        }
+        match k.as_str() {
+            "holding_id" => {
+                out.holding_id = v.parse().ok();
+                out.names_target = true;
+            }
+            "label" => {
+                out.label = Some(clip(&v, 256));
+                out.names_target = true;
+            }
+            "transaction_id" => {
+                out.transaction_id = Uuid::parse_str(&v).ok();
+                out.names_target = true;
+            }
+            "id" | "path" | "filepath" => out.names_target = true,
+            "user" => out.user = Some(clip(&v, 256)),
+            "group" => out.group = Some(clip(&v, 256)),
+            _ => {}
+        }
+    }
+    // `/api/v2/transactions/{id}` names one transaction.
+    if let Some(id) = path
+        .trim_end_matches('/')
+        .strip_prefix("/api/v2/transactions/")
+        && *method == Method::GET
+    {
+        out.transaction_id = Uuid::parse_str(id).ok().or(out.transaction_id);
+        out.names_target = true;
+    }
+    out
+}
+
+/// The message of an error answer of either API (`{"error":{"message"}}` or the legacy
+/// `{"detail": "<json of {msg}>"}`).
+fn error_message(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if let Some(m) = v["error"]["message"].as_str() {
+        return Some(m.to_owned());
+    }
+    match &v["detail"] {
+        serde_json::Value::String(s) => {
+            let inner: serde_json::Value = serde_json::from_str(s).unwrap_or_default();
+            Some(inner["msg"].as_str().unwrap_or(s).to_owned())
+        }
+        serde_json::Value::Array(a) => a.first()?["msg"].as_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Wraps every request: collects notes while it is handled, then publishes its audit record.
+pub async fn middleware(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let Some(action) = action_of(&method, &path) else {
+        return next.run(req).await;
+    };
+    let asked = named(&method, &path, req.uri().query());
+    let notes = Arc::new(Mutex::new(Notes::default()));
+    let resp = NOTES.scope(notes.clone(), next.run(req)).await;
+    let notes = notes.lock().map(|n| n.clone()).unwrap_or_default();
+    let Some(identity) = notes.identity.clone() else {
+        // Not authenticated: nobody to name (the request log has it).
+        return resp;
+    };
+    let status = resp.status();
+    let (resp, message) = if matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) {
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20)
+            .await
+            .unwrap_or_default();
+        let message = error_message(&bytes);
+        (Response::from_parts(parts, Body::from(bytes)), message)
+    } else {
+        (resp, None)
+    };
+    let refusal = if matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) {
+        let code = if status == StatusCode::FORBIDDEN {
+            ErrorCode::Forbidden
+        } else {
+            ErrorCode::NotFound
+        };
+        Some((
+            notes.refusal.as_ref().map(|(c, _)| *c).unwrap_or(code),
+            message
+                .or_else(|| notes.refusal.as_ref().map(|(_, m)| m.clone()))
+                .unwrap_or_else(|| status.to_string()),
+        ))
+    } else if let Some(r) = notes.refusal.clone() {
+        Some(r)
+    } else if !action.is_change() && notes.empty && asked.names_target {
+        Some((
+            ErrorCode::NotFound,
+            format!(
+                "nothing {} named is visible to {}",
+                what_named(&asked),
+                identity.user
+            ),
+        ))
+    } else {
+        None
+    };
+    let outcome = match refusal {
+        Some(_) => AuditOutcome::Refused,
+        None if status.is_success() && action.is_change() && !notes.dry_run => {
+            let carried_out = match action {
+                AuditAction::Put | AuditAction::Get => notes.recorded,
+                AuditAction::Meta => !notes.changed.is_empty(),
+                _ => true,
+            };
+            if !carried_out {
+                return resp;
+            }
+            AuditOutcome::Allowed
+        }
+        None => return resp,
+    };
+    let group = notes
+        .group
+        .clone()
+        .or_else(|| asked.group.clone())
+        .or_else(|| identity.groups.first().cloned())
+        .unwrap_or_default();
+    let detail = match &refusal {
+        Some((_, m)) => m.clone(),
+        None => describe(action, &notes),
+    };
+    let target_user = asked.user.clone().filter(|u| *u != identity.user);
+    let partly = match (&refusal, &notes.partly_refused) {
+        (None, Some(p)) => Some(p.clone()),
+        _ => None,
+    };
+    let event = AuditEvent {
+        id: Uuid::new_v4(),
+        time: Utc::now(),
+        role: identity.role_in(&group),
+        user: identity.user.clone(),
+        group,
+        action,
+        outcome,
+        endpoint: format!("{method} {path}"),
+        holding_id: notes
+            .holding_id
+            .or(asked.holding_id)
+            .or_else(|| notes.changed.first().copied()),
+        label: notes.label.clone().or(asked.label.clone()),
+        transaction_id: notes.transaction_id.or(asked.transaction_id),
+        target_user,
+        code: refusal.as_ref().map(|(c, _)| *c),
+        detail: clip(&detail, AUDIT_DETAIL_MAX),
+    };
+    if let Some((code, why)) = partly {
+        let refused = AuditEvent {
+            id: Uuid::new_v4(),
+            outcome: AuditOutcome::Refused,
+            code: Some(code),
+            detail: clip(&why, AUDIT_DETAIL_MAX),
+            ..event.clone()
+        };
+        record(&s, event).await;
+        record(&s, refused).await;
+    } else {
+        record(&s, event).await;
+    }
+    resp
+}
+
+fn what_named(a: &Named) -> String {
+    let mut parts = Vec::new();
+    if let Some(h) = a.holding_id {
+        parts.push(format!("holding {h}"));
+    }
+    if let Some(l) = &a.label {
+        parts.push(format!("label {l:?}"));
+    }
+    if let Some(t) = a.transaction_id {
+        parts.push(format!("transaction {t}"));
+    }
+    if parts.is_empty() {
+        "the request".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn describe(action: AuditAction, n: &Notes) -> String {
+    let mut out = Vec::new();
+    match action {
+        AuditAction::Put | AuditAction::Get => {
+            let verb = if action == AuditAction::Put {
+                "put"
+            } else {
+                "get"
+            };
+            let what = match &n.paths {
+                Some((1, p)) => p.clone(),
+                Some((k, p)) => format!("{k} paths ({p}, ...)"),
+                None => "paths".into(),
+            };
+            let holding = match (n.holding_id, &n.label) {
+                (Some(h), Some(l)) => format!(" of holding {h} ({l})"),
+                (Some(h), None) => format!(" of holding {h}"),
+                (None, Some(l)) => format!(" of holding {l:?}"),
+                (None, None) => String::new(),
+            };
+            let tid = n
+                .transaction_id
+                .map(|t| format!(" as transaction {t}"))
+                .unwrap_or_default();
+            let prep = if action == AuditAction::Put {
+                " into"
+            } else {
+                ""
+            };
+            out.push(format!(
+                "{verb} {what}{}{tid}",
+                if prep.is_empty() {
+                    holding
+                } else {
+                    holding.replacen(" of", prep, 1)
+                }
+            ));
+        }
+        _ => {
+            if let Some((k, p)) = &n.paths {
+                out.push(format!(
+                    "{k} path(s): {p}{}",
+                    if *k > 1 { ", ..." } else { "" }
+                ));
+            }
+        }
+    }
+    out.extend(n.detail.iter().cloned());
+    if out.is_empty() && !n.changed.is_empty() {
+        out.push(format!("holdings {:?}", n.changed));
+    }
+    out.join("; ")
+}
+
+/// Publishes an audit record for the logger to store (`log.audit`); a failure to publish is
+/// logged (the record is then lost) but never fails the request.
+pub async fn record(s: &AppState, event: AuditEvent) {
+    tracing::info!(
+        audit.user = %event.user,
+        audit.action = %event.action,
+        audit.outcome = %event.outcome,
+        audit.endpoint = %event.endpoint,
+        holding_id = ?event.holding_id,
+        transaction.id = ?event.transaction_id,
+        "audit"
+    );
+    let env = Envelope::new(
+        event.transaction_id.unwrap_or(event.id),
+        event.user.clone(),
+        event.group.clone(),
+        ApiAction::Get,
+        "audit",
+        Payload::Audit(event),
+    );
+    if let Err(e) = s
+        .bus
+        .publish(RoutingKey::new(Worker::Log, Action::Audit), &env)
+        .await
+    {
+        tracing::error!(error = %e, "audit record could not be published; it is lost");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_map_to_actions() {
+        let a = |m: Method, p: &str| action_of(&m, p);
+        assert_eq!(a(Method::POST, "/api/v2/put"), Some(AuditAction::Put));
+        assert_eq!(a(Method::GET, "/api/v2/holdings"), Some(AuditAction::List));
+        assert_eq!(
+            a(Method::GET, "/api/v2/transactions/abc"),
+            Some(AuditAction::Stat)
+        );
+        assert_eq!(
+            a(Method::GET, "/api/v2/admin/audit"),
+            Some(AuditAction::Admin)
+        );
+        assert_eq!(a(Method::POST, "/api/v2/delete"), Some(AuditAction::Delete));
+        assert_eq!(a(Method::GET, "/api/v2/whoami"), None);
+        assert_eq!(a(Method::PUT, "/api/1.0.0/files/"), Some(AuditAction::Put));
+        assert_eq!(a(Method::GET, "/api/1.0.0/files"), Some(AuditAction::Get));
+        assert_eq!(
+            a(Method::DELETE, "/api/1.0.0/files/"),
+            Some(AuditAction::Delete)
+        );
+        assert_eq!(
+            a(Method::PUT, "/api/1.0.0/files/getlist/"),
+            Some(AuditAction::Get)
+        );
+        assert_eq!(
+            a(Method::POST, "/api/1.0.0/catalog/meta/"),
+            Some(AuditAction::Meta)
+        );
+        assert_eq!(
+            a(Method::GET, "/api/1.0.0/status/"),
+            Some(AuditAction::Stat)
+        );
+        assert_eq!(a(Method::GET, "/api/1.0.0/init/"), None);
+        assert_eq!(a(Method::GET, "/healthz"), None);
+    }
+
+    #[test]
+    fn only_known_parameters_are_read() {
+        let n = named(
+            &Method::GET,
+            "/api/1.0.0/catalog/list/",
+            Some("user=alice&group=g&secret_key=S3CRET&access_key=A&holding_id=4&label=run"),
+        );
+        assert_eq!(n.holding_id, Some(4));
+        assert_eq!(n.label.as_deref(), Some("run"));
+        assert_eq!(n.user.as_deref(), Some("alice"));
+        assert!(n.names_target);
+        assert!(!format!("{n:?}").contains("S3CRET"));
+        let n = named(&Method::GET, "/api/1.0.0/status/", Some("user=a&group=g"));
+        assert!(!n.names_target, "user and group name no target");
+        let t = Uuid::new_v4();
+        let n = named(&Method::GET, &format!("/api/v2/transactions/{t}"), None);
+        assert_eq!((n.transaction_id, n.names_target), (Some(t), true));
+    }
+
+    #[test]
+    fn error_messages_of_both_apis() {
+        assert_eq!(
+            error_message(br#"{"error":{"code":"forbidden","message":"no"}}"#).as_deref(),
+            Some("no")
+        );
+        let legacy = serde_json::json!({"detail": serde_json::json!({"loc": ["None"], "msg": "User alice could not be found.", "type": "x"}).to_string()});
+        assert_eq!(
+            error_message(legacy.to_string().as_bytes()).as_deref(),
+            Some("User alice could not be found.")
+        );
+        assert_eq!(error_message(b"not json"), None);
+    }
+
+    #[tokio::test]
+    async fn notes_are_per_request() {
+        // Outside a request scope, notes are dropped silently.
+        note_refused(ErrorCode::Forbidden, "x");
+        let notes = Arc::new(Mutex::new(Notes::default()));
+        NOTES
+            .scope(notes.clone(), async {
+                note_paths(&["/a".into(), "/b".into()]);
+                // An error reply is noted without re-entering the notes (no self-deadlock).
+                observe_reply(&RpcReply::Error(ApiError::new(ErrorCode::NotFound, "gone")));
+                observe_error(&ApiError::bad_request("not a refusal"));
+                observe_error(&ApiError::new(
+                    ErrorCode::Forbidden,
+                    "holding 4 belongs to another user",
+                ));
+                note_change(&[4], "deleted 2 files of holding 4");
+            })
+            .await;
+        let n = notes.lock().unwrap().clone();
+        assert_eq!(n.paths, Some((2, "/a".into())));
+        assert_eq!(
+            n.refusal.unwrap().0,
+            ErrorCode::NotFound,
+            "the first refusal is kept"
+        );
+        assert_eq!(n.changed, vec![4]);
+        assert_eq!(
+            describe(
+                AuditAction::Delete,
+                &Notes {
+                    paths: Some((1, "/x".into())),
+                    detail: vec!["gone".into()],
+                    ..Default::default()
+                }
+            ),
+            "1 path(s): /x; gone"
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! Delete, undelete and purge: `POST /api/v2/delete`, `POST /api/v2/undelete`,
+//! `POST /api/v2/admin/purge` (and the core [`submit_delete`] the `/api/1.0.0` adapter's
+//! `DELETE files/` calls too).
+//!
+//! A delete is a transaction: the catalogue soft-deletes what the request selects in one database
+//! transaction (RPC `catalog.del`, deciding from the caller's role who may delete what), then the
+//! transaction is recorded with the monitor and ended with the files deleted and those refused or
+//! not found, so `stat` shows it like any other. The files are gone from list, find and get as
+//! soon as the answer (202) is sent. Their copies are purged after the retention period, or when
+//! an operator purges.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use nlds_core::api::{
+    Accepted, ApiAction, DeletePlan, DeleteRequest, PurgeRequest, PurgeResponse, UndeleteRequest,
+};
+use nlds_core::message::{HoldingFilter, RpcReply};
+use nlds_core::{
+    AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, State as TxState, Worker,
+};
+use uuid::Uuid;
+
+use crate::app::{ApiJson, AppState, Caller};
+use crate::error::{Result, ServerError};
+use crate::routes::{rpc_env_as, validate_paths};
+
+fn unexpected(what: &str) -> ServerError {
+    ServerError::new(ErrorCode::Internal, format!("unexpected reply to {what}"))
+}
+
+fn selector(
+    paths: &[String],
+    regex: bool,
+    holding_id: Option<i64>,
+    label: &Option<String>,
+    tags: &nlds_core::api::Tags,
+    max: usize,
+    what: &str,
+) -> Result<()> {
+    let named = holding_id.is_some() || label.is_some() || !tags.is_empty();
+    if paths.is_empty() {
+        if !named {
+            return Err(ServerError::bad_request(format!(
+                "nothing to {what}: give the holding (holding_id, label or tags), or paths"
+            )));
+        }
+        return Ok(());
+    }
+    validate_paths(paths, max, regex)?;
+    if regex {
+        if !named {
+            return Err(ServerError::bad_request(
+                "a regular expression can only search named holdings: give a holding id, label or tags",
+            ));
+        }
+        for p in paths {
+            regex::Regex::new(p).map_err(|e| {
+                ServerError::bad_request(format!("invalid regular expression {p:?}: {e}"))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn filter(
+    groupall: bool,
+    label: Option<String>,
+    holding_id: Option<i64>,
+    tags: nlds_core::api::Tags,
+) -> HoldingFilter {
+    HoldingFilter {
+        groupall,
+        label: label.filter(|l| !l.is_empty()),
+        holding_id,
+        tags,
+        descending: true,
+        ..Default::default()
+    }
+}
+
+/// `POST /api/v2/delete`: delete files, or whole holdings (202 with the transaction), or with
+/// `dry_run` say what would be deleted (200).
+#[utoipa::path(post, path = "/api/v2/delete", request_body = DeleteRequest,
+    responses((status = 202, body = Accepted), (status = 200, body = DeletePlan),
+        (status = 403, body = nlds_core::error::ErrorBody), (status = 404, body = nlds_core::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<DeleteRequest>,
+) -> Result<axum::response::Response> {
+    let group = caller.group(req.group.as_deref())?;
+    let role = caller.0.role_in(&group);
+    if req.dry_run {
+        let plan = plan_delete(&s, &caller.0.user, &group, role, req).await?;
+        return Ok((StatusCode::OK, Json(plan)).into_response());
+    }
+    let (accepted, _) = submit_delete(&s, &caller.0.user, &group, role, req).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+async fn delete_rpc(s: &AppState, env: Envelope, action: Action, what: &str) -> Result<DeletePlan> {
+    match s.rpc(RoutingKey::new(Worker::Catalog, action), env).await? {
+        RpcReply::Deleted(plan) => Ok(plan),
+        _ => Err(unexpected(what)),
+    }
+}
+
+/// What a delete would do, changing nothing.
+pub async fn plan_delete(
+    s: &AppState,
+    user: &str,
+    group: &str,
+    role: AccessRole,
+    req: DeleteRequest,
+) -> Result<DeletePlan> {
+    selector(
+        &req.paths,
+        req.regex,
+        req.holding_id,
+        &req.label,
+        &req.tags,
+        s.cfg.max_paths,
+        "delete",
+    )?;
+    let env = rpc_env_as(
+        user,
+        group,
+        Payload::Delete {
+            filter: filter(req.groupall, req.label, req.holding_id, req.tags),
+            paths: req.paths,
+            regex: req.regex,
+            dry_run: true,
+        },
+    )
+    .with_role(role);
+    delete_rpc(s, env, Action::Del, "catalog.del").await
+}
+
+/// Deletes for `user` in `group` acting with `role` (shared by both APIs): the catalogue
+/// soft-deletes, then the transaction is recorded and ended with what was deleted and refused.
+pub async fn submit_delete(
+    s: &AppState,
+    user: &str,
+    group: &str,
+    role: AccessRole,
+    req: DeleteRequest,
+) -> Result<(Accepted, DeletePlan)> {
+    selector(
+        &req.paths,
+        req.regex,
+        req.holding_id,
+        &req.label,
+        &req.tags,
+        s.cfg.max_paths,
+        "delete",
+    )?;
+    let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
+    let job_label = match req.job_label.as_deref().map(str::trim) {
+        Some(l) if !l.is_empty() => {
+            if l.len() > 256 || l.chars().any(char::is_control) {
+                return Err(ServerError::bad_request(
+                    "job label must be at most 256 characters without control characters",
+                ));
+            }
+            l.to_owned()
+        }
+        _ => tid.to_string()[..8].to_owned(),
+    };
+    let action = if req.paths.len() > 1 || req.regex {
+        ApiAction::Dellist
+    } else {
+        ApiAction::Del
+    };
+    let env = Envelope::new(
+        tid,
+        user,
+        group,
+        action,
+        &job_label,
+        Payload::Delete {
+            filter: filter(req.groupall, req.label.clone(), req.holding_id, req.tags),
+            paths: req.paths,
+            regex: req.regex,
+            dry_run: false,
+        },
+    )
+    .with_role(role);
+    let plan = delete_rpc(s, env.clone(), Action::Del, "catalog.del").await?;
+    // The holding a one-holding delete acted on names the transaction.
+    let (holding_id, label) = match (plan.holdings.as_slice(), plan.files.first()) {
+        ([h], _) => (Some(h.id), Some(h.label.clone())),
+        ([], Some(f)) if plan.files.iter().all(|x| x.holding_id == f.holding_id) => {
+            (Some(f.holding_id), Some(f.label.clone()))
+        }
+        _ => (req.holding_id, req.label),
+    };
+    let init = env.reply(Payload::MonitorInit {
+        label: label.clone(),
+        holding_id,
+    });
+    match s
+        .rpc(RoutingKey::new(Worker::Monitor, Action::Init), init)
+        .await?
+    {
+        RpcReply::Recorded => {}
+        _ => return Err(unexpected("monitor.init")),
+    }
+    s.bus
+        .publish(
+            RoutingKey::new(Worker::MonitorPut, Action::Start),
+            &env.reply(Payload::MonitorUpdate {
+                // Nothing deleted and something refused or not found: the delete failed.
+                state: if plan.files_total == 0
+                    && plan.holdings.is_empty()
+                    && !plan.failed.is_empty()
+                {
+                    TxState::Failed
+                } else {
+                    TxState::Complete
+                },
+                files: plan.files_total + plan.failed.len() as u64,
+                bytes: plan.bytes_total,
+                failed: plan.failed.clone(),
+                warnings: Vec::new(),
+            }),
+        )
+        .await?;
+    tracing::info!(transaction.id = %tid, user = %user, %role, files = plan.files_total,
+        holdings = plan.holdings.len(), failed = plan.failed.len(), "delete done");
+    Ok((
+        Accepted {
+            transaction_id: tid,
+            api_action: action,
+            status_url: format!("{}/api/v2/transactions/{tid}", s.cfg.base_url()),
+            job_label,
+            holding_id,
+            label,
+        },
+        plan,
+    ))
+}
+
+/// `POST /api/v2/undelete`: bring back deleted files or holdings within the retention period
+/// (200 with what was undeleted, and what could not be and why).
+#[utoipa::path(post, path = "/api/v2/undelete", request_body = UndeleteRequest,
+    responses((status = 200, body = DeletePlan), (status = 404, body = nlds_core::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn undelete(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<UndeleteRequest>,
+) -> Result<Json<DeletePlan>> {
+    let group = caller.group(req.group.as_deref())?;
+    selector(
+        &req.paths,
+        req.regex,
+        req.holding_id,
+        &req.label,
+        &req.tags,
+        s.cfg.max_paths,
+        "undelete",
+    )?;
+    let env = rpc_env_as(
+        &caller.0.user,
+        &group,
+        Payload::Undelete {
+            filter: filter(req.groupall, req.label, req.holding_id, req.tags),
+            paths: req.paths,
+            regex: req.regex,
+            dry_run: req.dry_run,
+        },
+    )
+    .with_role(caller.0.role_in(&group));
+    Ok(Json(
+        delete_rpc(&s, env, Action::Undelete, "catalog.undelete").await?,
+    ))
+}
+
+/// `POST /api/v2/admin/purge`: purge soft-deleted files now, of one holding or all, whatever
+/// their retention (service operators only). The last-copy guard still applies.
+#[utoipa::path(post, path = "/api/v2/admin/purge", request_body = PurgeRequest,
+    responses((status = 200, body = PurgeResponse), (status = 403, body = nlds_core::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn admin_purge(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<PurgeRequest>,
+) -> Result<Json<PurgeResponse>> {
+    if !caller.0.admin {
+        return Err(ServerError::new(
+            ErrorCode::Forbidden,
+            format!("{} is not a service operator (admin)", caller.0.user),
+        ));
+    }
+    let group = caller.group(None)?;
+    let env = rpc_env_as(
+        &caller.0.user,
+        &group,
+        Payload::Purge {
+            holding_id: req.holding_id,
+        },
+    )
+    .with_role(AccessRole::Admin);
+    let RpcReply::Purged {
+        summary,
+        objects,
+        aggregates,
+    } = s
+        .rpc(RoutingKey::new(Worker::Catalog, Action::Purge), env)
+        .await?
+    else {
+        return Err(unexpected("catalog.purge"));
+    };
+    // The catalogue has forgotten these copies: remove them.
+    for (key, env) in nlds_workers::catalogue::removal_messages(objects, aggregates).publish {
+        s.bus.publish(key, &env).await?;
+    }
+    tracing::info!(user = %caller.0.user, holding_id = ?req.holding_id, files = summary.files,
+        objects = summary.objects, aggregates = summary.aggregates.len(),
+        deferred = summary.deferred, refused = summary.refused.len(), "purged");
+    Ok(Json(summary))
+}

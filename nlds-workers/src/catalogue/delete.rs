@@ -1,0 +1,1200 @@
+//! Deleting, undeleting and purging, and the last-copy guard every background removal goes
+//! through.
+//!
+//! **Soft delete** (`catalog.del`): the selected files (or whole holdings) are marked deleted in
+//! one database transaction (`deleted_at`, `deleted_by`, `delete_transaction`); from then on no
+//! list, find, get, meta or put sees them. Who may delete what is decided here from the caller's
+//! role in the group (`Envelope::role`, set by the server): a USER deletes only their own
+//! holdings' files, a DEPUTY or MANAGER anything in the group, an ADMIN anything.
+//!
+//! **Undelete** (`catalog.undelete`) clears the marks within the retention period
+//! ([`DeleteConfig::retention_secs`]); a path or label taken again since is a conflict.
+//!
+//! **Purge**: after the retention period (a sweep run with every archive round) or when an
+//! operator asks (`catalog.purge`), a deleted file's warm objects are deleted (`transfer-del`),
+//! and an aggregate whose members are all deleted is removed from the cold store
+//! (`archive-put.del`); then the rows go. A deleted member of an aggregate that still has live
+//! members keeps its cold copy (a tar on tape is not rewritten) until the last one goes.
+//!
+//! **The invariant**: no background action ever removes the last verified copy of a file that is
+//! not deleted. [`guard_removals`] is the one gate: eviction, the clean-up of objects a put could
+//! not catalogue, and purging all propose their removals to it and carry out only what it allows.
+//! A verified copy is a warm location (written and checksummed before it was catalogued) or a
+//! cold location in a `stored` (written and verified) aggregation.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use nlds_bus::Outcome;
+use nlds_core::api::{ApiAction, DeletePlan, DeletedFile, DeletedHolding, PurgeResponse};
+use nlds_core::error::ApiError;
+use nlds_core::message::{HoldingFilter, ObjectRef, RemovedAggregate, RpcReply};
+use nlds_core::{
+    AccessRole, Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey,
+    Worker,
+};
+use regex::Regex;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::{
+    CHUNK, COLD, Catalogue, Result, SCAN_PAGE, WARM, bad_request, compile, dedup, has_selector,
+    normalise, prefix_range, record, to_u64,
+};
+use crate::db::{
+    aggregation, aggregation_member, file, holding, location, recall, tag, transaction,
+};
+
+/// `[workers.delete]`: how long deleted files can be undeleted, and how much one purge takes on.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct DeleteConfig {
+    /// Seconds a deleted file or holding can be undeleted; then it is purged (7 days).
+    pub retention_secs: u64,
+    /// Most deleted files one purge handles (the next sweep takes the rest).
+    pub purge_batch: u64,
+}
+
+impl Default for DeleteConfig {
+    fn default() -> Self {
+        Self {
+            retention_secs: 7 * 24 * 3600,
+            purge_batch: 10_000,
+        }
+    }
+}
+
+impl DeleteConfig {
+    fn retention(&self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::try_from(self.retention_secs).unwrap_or(i64::MAX / 4))
+    }
+}
+
+/// A copy a background action wants to remove.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Removal {
+    /// A warm object (and every `warm` location naming it).
+    Warm { bucket: String, key: String },
+    /// An aggregate on the cold store (and every `cold` location naming it).
+    Aggregate { aggregation_id: i64, name: String },
+}
+
+impl std::fmt::Display for Removal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Removal::Warm { bucket, key } => write!(f, "warm object {bucket}/{key}"),
+            Removal::Aggregate { name, .. } => write!(f, "aggregate {name}"),
+        }
+    }
+}
+
+/// What the guard decided.
+#[derive(Debug, Default)]
+pub(crate) struct Verdict {
+    pub allowed: Vec<Removal>,
+    /// Each refused removal, with the live file it would leave without a verified copy.
+    pub refused: Vec<(Removal, String)>,
+}
+
+/// The last-copy guard: allows a removal only if every file that is not deleted and has a copy
+/// among the removed ones keeps at least one verified copy outside all of `proposals` taken
+/// together. Runs on `c` (the caller's database transaction, so what it checked is what the
+/// caller then changes).
+pub(crate) async fn guard_removals(
+    c: &impl ConnectionTrait,
+    proposals: Vec<Removal>,
+) -> Result<Verdict> {
+    let mut proposals = proposals;
+    let mut seen = HashSet::new();
+    proposals.retain(|p| seen.insert(p.clone()));
+    // The locations each proposal removes.
+    let mut touched: Vec<Vec<(i64, i64)>> = Vec::with_capacity(proposals.len());
+    for p in &proposals {
+        let q = location::Entity::find()
+            .select_only()
+            .column(location::Column::Id)
+            .column(location::Column::FileId);
+        let rows: Vec<(i64, i64)> = match p {
+            Removal::Warm { bucket, key } => q
+                .filter(location::Column::Tier.eq(WARM))
+                .filter(location::Column::Bucket.eq(bucket.as_str()))
+                .filter(location::Column::Key.eq(key.as_str())),
+            Removal::Aggregate { name, .. } => q
+                .filter(location::Column::Tier.eq(COLD))
+                .filter(location::Column::Key.eq(name.as_str())),
+        }
+        .into_tuple()
+        .all(c)
+        .await?;
+        touched.push(rows);
+    }
+    let removed: HashSet<i64> = touched.iter().flatten().map(|(l, _)| *l).collect();
+    let affected: Vec<i64> = dedup(
+        &touched
+            .iter()
+            .flatten()
+            .map(|(_, f)| *f)
+            .collect::<Vec<_>>(),
+    );
+    // Live files among them, and what copies they keep.
+    let mut live: HashMap<i64, String> = HashMap::new();
+    for chunk in affected.chunks(CHUNK) {
+        let rows: Vec<(i64, String, i64)> = file::Entity::find()
+            .select_only()
+            .column(file::Column::Id)
+            .column(file::Column::Path)
+            .column(file::Column::HoldingId)
+            .filter(file::Column::Id.is_in(chunk.iter().copied()))
+            .filter(file::Column::DeletedAt.is_null())
+            .into_tuple()
+            .all(c)
+            .await?;
+        live.extend(
+            rows.into_iter()
+                .map(|(id, path, h)| (id, format!("{path} (holding {h})"))),
+        );
+    }
+    let ids: Vec<i64> = live.keys().copied().collect();
+    let mut kept: HashMap<i64, u32> = HashMap::new();
+    let mut cold_names: HashMap<i64, Vec<String>> = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        for l in location::Entity::find()
+            .filter(location::Column::FileId.is_in(chunk.iter().copied()))
+            .all(c)
+            .await?
+        {
+            if removed.contains(&l.id) {
+                continue;
+            }
+            if l.tier == WARM {
+                *kept.entry(l.file_id).or_default() += 1;
+            } else if l.tier == COLD {
+                cold_names.entry(l.file_id).or_default().push(l.key);
+            }
+        }
+    }
+    let names: Vec<String> = dedup(
+        &cold_names
+            .values()
+            .flatten()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    let mut stored: HashSet<String> = HashSet::new();
+    for chunk in names.chunks(CHUNK) {
+        let rows: Vec<String> = aggregation::Entity::find()
+            .select_only()
+            .column(aggregation::Column::Name)
+            .filter(aggregation::Column::Name.is_in(chunk.iter().cloned()))
+            .filter(aggregation::Column::State.eq(aggregation::STORED))
+            .into_tuple()
+            .all(c)
+            .await?;
+        stored.extend(rows);
+    }
+    for (f, names) in &cold_names {
+        let n = names.iter().filter(|n| stored.contains(*n)).count() as u32;
+        *kept.entry(*f).or_default() += n;
+    }
+    let starving: HashSet<i64> = ids
+        .into_iter()
+        .filter(|f| kept.get(f).copied().unwrap_or(0) == 0)
+        .collect();
+    let mut verdict = Verdict::default();
+    for (p, rows) in proposals.into_iter().zip(touched) {
+        match rows.iter().find(|(_, f)| starving.contains(f)) {
+            Some((_, f)) => {
+                let what = live.get(f).cloned().unwrap_or_default();
+                tracing::warn!(removal = %p, file = %what,
+                    "refused: it would remove the last verified copy of a file that is not deleted");
+                verdict.refused.push((p, what));
+            }
+            None => verdict.allowed.push(p),
+        }
+    }
+    Ok(verdict)
+}
+
+/// May `env`'s caller delete (or undelete) holding `h`?
+fn may_delete(env: &Envelope, h: &holding::Model) -> std::result::Result<(), String> {
+    if h.user == env.user
+        || env.role.is_admin()
+        || (env.role.manages_group() && h.group == env.group)
+    {
+        return Ok(());
+    }
+    Err(if h.group == env.group {
+        format!(
+            "holding {} ({:?}) belongs to {}: a {} may delete only their own holdings; a deputy or \
+             manager of group {} may delete it",
+            h.id, h.label, h.user, env.role, h.group
+        )
+    } else {
+        format!(
+            "holding {} ({:?}) belongs to {} of group {}, not to group {}",
+            h.id, h.label, h.user, h.group, env.group
+        )
+    })
+}
+
+fn summary(h: &holding::Model) -> DeletedHolding {
+    DeletedHolding {
+        id: h.id,
+        label: h.label.clone(),
+        user: h.user.clone(),
+        group: h.group.clone(),
+    }
+}
+
+fn deleted_file(m: &file::Model, h: &holding::Model) -> DeletedFile {
+    DeletedFile {
+        path: m.path.clone(),
+        holding_id: h.id,
+        label: h.label.clone(),
+        user: h.user.clone(),
+        size: to_u64(m.size),
+    }
+}
+
+fn forbidden(e: impl Into<String>) -> super::Error {
+    ApiError::forbidden(e).into()
+}
+
+/// The operator of a background action (who the envelopes of a sweep are from).
+const SYSTEM: &str = "nlds";
+
+impl Catalogue {
+    /// How long deleted files can be undeleted, and how much one purge takes on.
+    pub fn with_delete(mut self, cfg: DeleteConfig) -> Self {
+        self.delete = cfg;
+        self
+    }
+
+    /// The holdings `filter` names that the caller could act on (live ones, or with
+    /// `deleted` deleted ones too), before the per-holding permission check. A named holding id
+    /// is looked for in the whole group (so that a refusal can say whose it is), and anywhere
+    /// for an operator.
+    async fn candidates(
+        &self,
+        c: &DatabaseTransaction,
+        env: &Envelope,
+        filter: &HoldingFilter,
+        deleted: bool,
+    ) -> Result<Vec<holding::Model>> {
+        if env.role.is_admin()
+            && let Some(id) = filter.holding_id
+        {
+            let mut q = holding::Entity::find_by_id(id);
+            if !deleted {
+                q = q.filter(holding::Column::DeletedAt.is_null());
+            }
+            return Ok(q.all(c).await?);
+        }
+        let widened = HoldingFilter {
+            groupall: filter.groupall || filter.holding_id.is_some(),
+            ..filter.clone()
+        };
+        let scope = self.scope_of(env, &widened, false, !deleted).await?;
+        Ok(holding::Entity::find()
+            .filter(scope)
+            .order_by(holding::Column::Id, sea_orm::Order::Asc)
+            .all(c)
+            .await?)
+    }
+
+    /// `catalog.del`: soft-deletes what the request selects, as far as the caller may.
+    pub(super) async fn delete(
+        &self,
+        env: &Envelope,
+        filter: &HoldingFilter,
+        paths: &[String],
+        regex: bool,
+        dry_run: bool,
+    ) -> Result<DeletePlan> {
+        if paths.is_empty() && !has_selector(filter) {
+            return Err(bad_request(
+                "give the holding to delete (holding id, label or tags), or the paths to delete",
+            ));
+        }
+        if regex && !has_selector(filter) {
+            return Err(bad_request(
+                "a regular expression can only search named holdings: \
+                 give a holding id, label, transaction id or tags",
+            ));
+        }
+        let now = Utc::now();
+        let tid = env.transaction_id.to_string();
+        let txn = self.db.begin().await?;
+        // A retried delete (same transaction) answers with what it deleted the first time.
+        if !dry_run && let Some(plan) = self.replay(&txn, &tid, now).await? {
+            txn.rollback().await?;
+            return Ok(plan);
+        }
+        let holdings = self.candidates(&txn, env, filter, false).await?;
+        let (allowed, refused): (Vec<_>, Vec<_>) = holdings
+            .into_iter()
+            .map(|h| {
+                let verdict = may_delete(env, &h);
+                (h, verdict)
+            })
+            .partition(|(_, v)| v.is_ok());
+        let allowed: Vec<holding::Model> = allowed.into_iter().map(|(h, _)| h).collect();
+        let refused: Vec<(holding::Model, String)> = refused
+            .into_iter()
+            .map(|(h, v)| (h, v.err().unwrap_or_default()))
+            .collect();
+        let named = filter.holding_id.is_some() || filter.label.is_some();
+        if allowed.is_empty() && !refused.is_empty() && (paths.is_empty() || named) {
+            let why: Vec<&str> = refused.iter().map(|(_, r)| r.as_str()).collect();
+            return Err(forbidden(format!(
+                "{} may not delete this: {}",
+                env.user,
+                why.join("; ")
+            )));
+        }
+        let mut failed = Vec::new();
+        let mut deleted_holdings = Vec::new();
+        let mut files: Vec<(file::Model, &holding::Model)> = Vec::new();
+        let by_id: HashMap<i64, &holding::Model> = allowed.iter().map(|h| (h.id, h)).collect();
+        if paths.is_empty() {
+            if allowed.is_empty() {
+                return Err(ApiError::not_found(format!(
+                    "no holding of {} matches{}",
+                    env.user,
+                    if filter.groupall {
+                        format!(" in group {}", env.group)
+                    } else {
+                        String::new()
+                    }
+                ))
+                .into());
+            }
+            for (h, why) in &refused {
+                failed.push(FailedFile::new(
+                    format!("holding {} ({})", h.id, h.label),
+                    ErrorCode::Forbidden,
+                    why.clone(),
+                ));
+            }
+            let ids: Vec<i64> = allowed.iter().map(|h| h.id).collect();
+            for chunk in ids.chunks(CHUNK) {
+                for m in file::Entity::find()
+                    .filter(file::Column::HoldingId.is_in(chunk.iter().copied()))
+                    .filter(file::Column::DeletedAt.is_null())
+                    .order_by(file::Column::Path, sea_orm::Order::Asc)
+                    .all(&txn)
+                    .await?
+                {
+                    if let Some(h) = by_id.get(&m.holding_id) {
+                        files.push((m, h));
+                    }
+                }
+            }
+            deleted_holdings = allowed.iter().map(summary).collect();
+            mark_holdings(&txn, &ids, Some((now, &env.user, &tid))).await?;
+        } else {
+            let all_ids: Vec<i64> = allowed
+                .iter()
+                .map(|h| h.id)
+                .chain(refused.iter().map(|(h, _)| h.id))
+                .collect();
+            let (matched, unmatched) = select_files(&txn, &all_ids, paths, regex, false).await?;
+            let refused_by: HashMap<i64, &String> =
+                refused.iter().map(|(h, r)| (h.id, r)).collect();
+            for m in matched {
+                if let Some(h) = by_id.get(&m.holding_id) {
+                    files.push((m, h));
+                } else if let Some(why) = refused_by.get(&m.holding_id) {
+                    failed.push(FailedFile::new(
+                        &m.path,
+                        ErrorCode::Forbidden,
+                        format!("{}: {why}", m.path),
+                    ));
+                }
+            }
+            for p in unmatched {
+                failed.push(FailedFile::new(
+                    &p,
+                    ErrorCode::NotFound,
+                    format!("{p} is in none of the holdings you can delete from"),
+                ));
+            }
+        }
+        let ids: Vec<i64> = files.iter().map(|(m, _)| m.id).collect();
+        mark_files(&txn, &ids, Some((now, &env.user, &tid))).await?;
+        let plan = DeletePlan {
+            holdings: deleted_holdings,
+            files_total: files.len() as u64,
+            bytes_total: files.iter().map(|(m, _)| to_u64(m.size)).sum(),
+            files: files.iter().map(|(m, h)| deleted_file(m, h)).collect(),
+            failed,
+            undelete_until: Some(now + self.delete.retention()),
+            dry_run,
+        };
+        if dry_run {
+            txn.rollback().await?;
+        } else {
+            txn.commit().await?;
+            tracing::info!(transaction.id = %env.transaction_id, user = %env.user,
+                role = %env.role, files = plan.files_total, holdings = plan.holdings.len(),
+                refused = plan.failed.len(), "deleted (soft)");
+        }
+        Ok(plan)
+    }
+
+    /// The plan of a delete transaction that already ran, if it did.
+    async fn replay(
+        &self,
+        c: &DatabaseTransaction,
+        tid: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeletePlan>> {
+        let holdings = holding::Entity::find()
+            .filter(holding::Column::DeleteTransaction.eq(tid))
+            .all(c)
+            .await?;
+        let files = file::Entity::find()
+            .filter(file::Column::DeleteTransaction.eq(tid))
+            .order_by(file::Column::Path, sea_orm::Order::Asc)
+            .all(c)
+            .await?;
+        if holdings.is_empty() && files.is_empty() {
+            return Ok(None);
+        }
+        let ids = dedup(&files.iter().map(|f| f.holding_id).collect::<Vec<_>>());
+        let owners: HashMap<i64, holding::Model> = holding::Entity::find()
+            .filter(holding::Column::Id.is_in(ids))
+            .all(c)
+            .await?
+            .into_iter()
+            .map(|h| (h.id, h))
+            .collect();
+        let when = files
+            .iter()
+            .filter_map(|f| f.deleted_at)
+            .chain(holdings.iter().filter_map(|h| h.deleted_at))
+            .min()
+            .unwrap_or(now);
+        Ok(Some(DeletePlan {
+            holdings: holdings.iter().map(summary).collect(),
+            files_total: files.len() as u64,
+            bytes_total: files.iter().map(|m| to_u64(m.size)).sum(),
+            files: files
+                .iter()
+                .filter_map(|m| owners.get(&m.holding_id).map(|h| deleted_file(m, h)))
+                .collect(),
+            failed: Vec::new(),
+            undelete_until: Some(when + self.delete.retention()),
+            dry_run: false,
+        }))
+    }
+
+    /// `catalog.undelete`: brings back deleted files (or holdings) within the retention period.
+    pub(super) async fn undelete(
+        &self,
+        env: &Envelope,
+        filter: &HoldingFilter,
+        paths: &[String],
+        regex: bool,
+        dry_run: bool,
+    ) -> Result<DeletePlan> {
+        if paths.is_empty() && !has_selector(filter) {
+            return Err(bad_request(
+                "give the holding to undelete (holding id, label or tags), or the paths",
+            ));
+        }
+        if regex && !has_selector(filter) {
+            return Err(bad_request(
+                "a regular expression can only search named holdings: \
+                 give a holding id, label, transaction id or tags",
+            ));
+        }
+        let now = Utc::now();
+        let cutoff = now - self.delete.retention();
+        let txn = self.db.begin().await?;
+        let holdings = self.candidates(&txn, env, filter, true).await?;
+        let mut failed = Vec::new();
+        let mut allowed = Vec::new();
+        for h in holdings {
+            match may_delete(env, &h) {
+                Ok(()) => allowed.push(h),
+                Err(why) if paths.is_empty() => failed.push(FailedFile::new(
+                    format!("holding {} ({})", h.id, h.label),
+                    ErrorCode::Forbidden,
+                    why.replace("may delete", "may undelete"),
+                )),
+                Err(_) => {}
+            }
+        }
+        let by_id: HashMap<i64, &holding::Model> = allowed.iter().map(|h| (h.id, h)).collect();
+        let mut restore_holdings: Vec<&holding::Model> = Vec::new();
+        let mut candidates: Vec<file::Model> = Vec::new();
+        if paths.is_empty() {
+            let deleted: Vec<&holding::Model> =
+                allowed.iter().filter(|h| h.deleted_at.is_some()).collect();
+            if deleted.is_empty() && failed.is_empty() {
+                return Err(ApiError::not_found(format!(
+                    "no deleted holding of {} matches",
+                    env.user
+                ))
+                .into());
+            }
+            if deleted.is_empty() {
+                let why: Vec<&str> = failed.iter().map(|f| f.reason.as_str()).collect();
+                return Err(forbidden(why.join("; ")));
+            }
+            for h in deleted {
+                restore_holdings.push(h);
+                if let Some(t) = &h.delete_transaction {
+                    candidates.extend(
+                        file::Entity::find()
+                            .filter(file::Column::HoldingId.eq(h.id))
+                            .filter(file::Column::DeleteTransaction.eq(t.as_str()))
+                            .order_by(file::Column::Path, sea_orm::Order::Asc)
+                            .all(&txn)
+                            .await?,
+                    );
+                }
+            }
+        } else {
+            let ids: Vec<i64> = allowed.iter().map(|h| h.id).collect();
+            let (matched, unmatched) = select_files(&txn, &ids, paths, regex, true).await?;
+            for p in unmatched {
+                failed.push(FailedFile::new(
+                    &p,
+                    ErrorCode::NotFound,
+                    format!("{p} matches no deleted file you can undelete"),
+                ));
+            }
+            let mut owners: HashSet<i64> = HashSet::new();
+            for m in &matched {
+                if let Some(h) = by_id.get(&m.holding_id)
+                    && h.deleted_at.is_some()
+                    && owners.insert(h.id)
+                {
+                    restore_holdings.push(h);
+                }
+            }
+            candidates = matched;
+        }
+        // A holding past its retention, or whose label was taken again, stays deleted.
+        let mut holding_ok: HashMap<i64, bool> = HashMap::new();
+        let mut restored_holdings = Vec::new();
+        for h in restore_holdings {
+            let ok = if h.deleted_at.is_some_and(|t| t < cutoff) {
+                failed.push(FailedFile::new(
+                    format!("holding {} ({})", h.id, h.label),
+                    ErrorCode::Conflict,
+                    format!(
+                        "holding {} ({:?}) was deleted more than {} ago: it is being purged",
+                        h.id,
+                        h.label,
+                        humantime(self.delete.retention_secs)
+                    ),
+                ));
+                false
+            } else if let Some(other) = holding::Entity::find()
+                .filter(holding::Column::User.eq(h.user.as_str()))
+                .filter(holding::Column::Label.eq(h.label.as_str()))
+                .filter(holding::Column::DeletedAt.is_null())
+                .one(&txn)
+                .await?
+            {
+                failed.push(FailedFile::new(
+                    format!("holding {} ({})", h.id, h.label),
+                    ErrorCode::Conflict,
+                    format!(
+                        "{} has a holding labelled {:?} again (id {}): relabel it first",
+                        h.user, h.label, other.id
+                    ),
+                ));
+                false
+            } else {
+                restored_holdings.push(summary(h));
+                true
+            };
+            holding_ok.insert(h.id, ok);
+        }
+        let ok_ids: Vec<i64> = holding_ok
+            .iter()
+            .filter(|(_, ok)| **ok)
+            .map(|(id, _)| *id)
+            .collect();
+        mark_holdings(&txn, &ok_ids, None).await?;
+        let mut files = Vec::new();
+        for m in candidates {
+            let Some(h) = by_id.get(&m.holding_id) else {
+                continue;
+            };
+            if holding_ok.get(&h.id) == Some(&false) {
+                failed.push(FailedFile::new(
+                    &m.path,
+                    ErrorCode::Conflict,
+                    format!("{}: holding {} stays deleted", m.path, h.id),
+                ));
+                continue;
+            }
+            if m.deleted_at.is_some_and(|t| t < cutoff) {
+                failed.push(FailedFile::new(
+                    &m.path,
+                    ErrorCode::Conflict,
+                    format!(
+                        "{} was deleted more than {} ago: it is being purged",
+                        m.path,
+                        humantime(self.delete.retention_secs)
+                    ),
+                ));
+                continue;
+            }
+            let again = file::Entity::find()
+                .filter(file::Column::HoldingId.eq(m.holding_id))
+                .filter(file::Column::Path.eq(m.path.as_str()))
+                .filter(file::Column::DeletedAt.is_null())
+                .one(&txn)
+                .await?;
+            if again.is_some()
+                || files.iter().any(|(f, _): &(file::Model, _)| {
+                    f.holding_id == m.holding_id && f.path == m.path
+                })
+            {
+                failed.push(FailedFile::new(
+                    &m.path,
+                    ErrorCode::Conflict,
+                    format!(
+                        "{} is in holding {} again: it cannot be undeleted beside it",
+                        m.path, h.id
+                    ),
+                ));
+                continue;
+            }
+            files.push((m, *h));
+        }
+        let ids: Vec<i64> = files.iter().map(|(m, _)| m.id).collect();
+        mark_files(&txn, &ids, None).await?;
+        let plan = DeletePlan {
+            holdings: restored_holdings,
+            files_total: files.len() as u64,
+            bytes_total: files.iter().map(|(m, _)| to_u64(m.size)).sum(),
+            files: files.iter().map(|(m, h)| deleted_file(m, h)).collect(),
+            failed,
+            undelete_until: None,
+            dry_run,
+        };
+        if dry_run {
+            txn.rollback().await?;
+        } else {
+            txn.commit().await?;
+            tracing::info!(transaction.id = %env.transaction_id, user = %env.user,
+                files = plan.files_total, holdings = plan.holdings.len(), "undeleted");
+        }
+        Ok(plan)
+    }
+
+    /// `catalog.purge` (operators): purges deleted files now, whatever their retention.
+    pub(super) async fn purge_now(
+        &self,
+        env: &Envelope,
+        holding_id: Option<i64>,
+    ) -> Result<RpcReply> {
+        if env.role != AccessRole::Admin {
+            return Err(forbidden(format!(
+                "{} is not a service operator (admin): only operators purge",
+                env.user
+            )));
+        }
+        let p = self.purge(holding_id, None).await?;
+        Ok(RpcReply::Purged {
+            summary: p.summary,
+            objects: p.objects,
+            aggregates: p.aggregates,
+        })
+    }
+
+    /// The purge sweep (run with every archive round): purges what has outlived the retention
+    /// period, and sends the removals.
+    pub(super) async fn purge_expired(&self) -> Result<Outcome> {
+        let cutoff = Utc::now() - self.delete.retention();
+        let p = self.purge(None, Some(cutoff)).await?;
+        if p.summary.files > 0 || p.summary.holdings > 0 {
+            tracing::info!(
+                files = p.summary.files,
+                objects = p.summary.objects,
+                aggregates = p.aggregates.len(),
+                holdings = p.summary.holdings,
+                deferred = p.summary.deferred,
+                "purged deleted files past their retention"
+            );
+        }
+        Ok(removal_messages(p.objects, p.aggregates))
+    }
+
+    /// Purges deleted files (those deleted before `cutoff`, or all), of one holding or all:
+    /// removes their copies as far as [`guard_removals`] allows, then their rows, and deleted
+    /// holdings left empty. Returns the warm objects and aggregates to remove.
+    async fn purge(&self, holding_id: Option<i64>, cutoff: Option<DateTime<Utc>>) -> Result<Purge> {
+        let txn = self.db.begin().await?;
+        let mut q = file::Entity::find().filter(file::Column::DeletedAt.is_not_null());
+        if let Some(t) = cutoff {
+            q = q.filter(file::Column::DeletedAt.lt(t));
+        }
+        if let Some(h) = holding_id {
+            q = q.filter(file::Column::HoldingId.eq(h));
+        }
+        let files = q
+            .order_by(file::Column::Id, sea_orm::Order::Asc)
+            .limit(self.delete.purge_batch.max(1))
+            .all(&txn)
+            .await?;
+        let ids: Vec<i64> = files.iter().map(|f| f.id).collect();
+        // Aggregations of these files.
+        let mut member_of: HashMap<i64, i64> = HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let rows: Vec<(i64, i64)> = aggregation_member::Entity::find()
+                .select_only()
+                .column(aggregation_member::Column::FileId)
+                .column(aggregation_member::Column::AggregationId)
+                .filter(aggregation_member::Column::FileId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            member_of.extend(rows);
+        }
+        let agg_ids = dedup(&member_of.values().copied().collect::<Vec<_>>());
+        let mut aggs: HashMap<i64, aggregation::Model> = HashMap::new();
+        for chunk in agg_ids.chunks(CHUNK) {
+            for a in aggregation::Entity::find()
+                .filter(aggregation::Column::Id.is_in(chunk.iter().copied()))
+                .all(&txn)
+                .await?
+            {
+                aggs.insert(a.id, a);
+            }
+        }
+        // An aggregate goes when none of its members is live (or deleted too recently), none
+        // is being recalled, and it is not being written.
+        let mut removable: BTreeMap<i64, String> = BTreeMap::new();
+        for a in aggs.values() {
+            if a.state != aggregation::STORED {
+                continue;
+            }
+            let mut keep = Condition::any().add(file::Column::DeletedAt.is_null());
+            if let Some(t) = cutoff {
+                keep = keep.add(file::Column::DeletedAt.gte(t));
+            }
+            let members = aggregation_member::Entity::find()
+                .select_only()
+                .column(aggregation_member::Column::FileId)
+                .filter(aggregation_member::Column::AggregationId.eq(a.id))
+                .into_query();
+            let keeping = file::Entity::find()
+                .filter(file::Column::Id.in_subquery(members))
+                .filter(keep)
+                .count(&txn)
+                .await?;
+            let recalling = recall::Entity::find()
+                .filter(recall::Column::AggregationId.eq(a.id))
+                .one(&txn)
+                .await?
+                .is_some();
+            if keeping == 0 && !recalling {
+                removable.insert(a.id, a.name.clone());
+            }
+        }
+        let (locations, _) = super::load_copies(&txn, &ids).await?;
+        let mut proposals = Vec::new();
+        let mut deferred_files: HashSet<i64> = HashSet::new();
+        for f in &files {
+            if let Some(a) = member_of.get(&f.id).and_then(|a| aggs.get(a))
+                && a.state != aggregation::STORED
+            {
+                // Being written from its warm copy now: next time.
+                deferred_files.insert(f.id);
+                continue;
+            }
+            for l in locations.get(&f.id).map(Vec::as_slice).unwrap_or_default() {
+                if l.tier == WARM {
+                    proposals.push(Removal::Warm {
+                        bucket: l.bucket.clone(),
+                        key: l.key.clone(),
+                    });
+                }
+            }
+        }
+        for (id, name) in &removable {
+            proposals.push(Removal::Aggregate {
+                aggregation_id: *id,
+                name: name.clone(),
+            });
+        }
+        let verdict = guard_removals(&txn, proposals).await?;
+        let mut objects = Vec::new();
+        let mut aggregates = Vec::new();
+        let allowed_warm: HashSet<(String, String)> = verdict
+            .allowed
+            .iter()
+            .filter_map(|r| match r {
+                Removal::Warm { bucket, key } => Some((bucket.clone(), key.clone())),
+                Removal::Aggregate { .. } => None,
+            })
+            .collect();
+        let mut gone_locations = Vec::new();
+        for r in &verdict.allowed {
+            if let Removal::Aggregate {
+                aggregation_id,
+                name,
+            } = r
+            {
+                location::Entity::delete_many()
+                    .filter(location::Column::Tier.eq(COLD))
+                    .filter(location::Column::Key.eq(name.as_str()))
+                    .exec(&txn)
+                    .await?;
+                aggregation::Entity::delete_by_id(*aggregation_id)
+                    .exec(&txn)
+                    .await?;
+                aggregates.push(RemovedAggregate {
+                    aggregation_id: *aggregation_id,
+                    name: name.clone(),
+                });
+            }
+        }
+        let mut summary = PurgeResponse {
+            aggregates: aggregates.iter().map(|a| a.name.clone()).collect(),
+            refused: verdict
+                .refused
+                .iter()
+                .map(|(r, f)| format!("{r}: the last verified copy of {f}"))
+                .collect(),
+            ..Default::default()
+        };
+        let mut emitted: HashSet<(String, String)> = HashSet::new();
+        for f in &files {
+            if deferred_files.contains(&f.id) {
+                continue;
+            }
+            for l in locations.get(&f.id).map(Vec::as_slice).unwrap_or_default() {
+                let k = (l.bucket.clone(), l.key.clone());
+                if l.tier == WARM && allowed_warm.contains(&k) {
+                    gone_locations.push(l.id);
+                    if emitted.insert(k) {
+                        let mut r = record(f);
+                        r.object = Some(ObjectRef {
+                            bucket: l.bucket.clone(),
+                            key: l.key.clone(),
+                        });
+                        objects.push(r);
+                    }
+                }
+            }
+        }
+        for chunk in gone_locations.chunks(CHUNK) {
+            location::Entity::delete_many()
+                .filter(location::Column::Id.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?;
+        }
+        // Rows of files with no copy and no aggregate left go; the others wait.
+        let mut with_copies: HashSet<i64> = HashSet::new();
+        let mut in_aggregate: HashSet<i64> = HashSet::new();
+        for chunk in ids.chunks(CHUNK) {
+            let rows: Vec<i64> = location::Entity::find()
+                .select_only()
+                .column(location::Column::FileId)
+                .filter(location::Column::FileId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            with_copies.extend(rows);
+            let rows: Vec<i64> = aggregation_member::Entity::find()
+                .select_only()
+                .column(aggregation_member::Column::FileId)
+                .filter(aggregation_member::Column::FileId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            in_aggregate.extend(rows);
+        }
+        let mut gone = Vec::new();
+        for f in &files {
+            if with_copies.contains(&f.id) || in_aggregate.contains(&f.id) {
+                summary.deferred += 1;
+            } else {
+                gone.push(f.id);
+                summary.bytes += to_u64(f.size);
+            }
+        }
+        for chunk in gone.chunks(CHUNK) {
+            file::Entity::delete_many()
+                .filter(file::Column::Id.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?;
+        }
+        summary.files = gone.len() as u64;
+        summary.objects = objects.len() as u64;
+        summary.holdings = purge_holdings(&txn, holding_id, cutoff).await?;
+        txn.commit().await?;
+        Ok(Purge {
+            summary,
+            objects,
+            aggregates,
+        })
+    }
+}
+
+/// What a purge took out of the catalogue.
+struct Purge {
+    summary: PurgeResponse,
+    objects: Vec<FileRecord>,
+    aggregates: Vec<RemovedAggregate>,
+}
+
+/// The messages that carry out a purge's removals: `transfer-del.start` for the warm objects,
+/// `archive-put.del` for each aggregate.
+pub fn removal_messages(objects: Vec<FileRecord>, aggregates: Vec<RemovedAggregate>) -> Outcome {
+    let mut out = Outcome::none();
+    let env = |payload| {
+        Envelope::new(
+            Uuid::new_v4(),
+            SYSTEM,
+            SYSTEM,
+            ApiAction::Del,
+            "purge",
+            payload,
+        )
+    };
+    for chunk in objects.chunks(CHUNK) {
+        out = out.and(
+            RoutingKey::new(Worker::TransferDel, Action::Start),
+            env(Payload::Files {
+                holding_id: None,
+                files: chunk.to_vec(),
+                target: None,
+                overwrite: false,
+                failed: Vec::new(),
+            }),
+        );
+    }
+    for a in aggregates {
+        out = out.and(
+            RoutingKey::new(Worker::ArchivePut, Action::Del),
+            env(Payload::ArchiveRemove {
+                aggregation_id: a.aggregation_id,
+                name: a.name,
+            }),
+        );
+    }
+    out
+}
+
+/// Removes deleted holdings (deleted before `cutoff`, or all) that have no file rows left, with
+/// their tags, transactions and aggregations. Returns how many.
+async fn purge_holdings(
+    c: &DatabaseTransaction,
+    holding_id: Option<i64>,
+    cutoff: Option<DateTime<Utc>>,
+) -> Result<u64> {
+    let mut q = holding::Entity::find().filter(holding::Column::DeletedAt.is_not_null());
+    if let Some(t) = cutoff {
+        q = q.filter(holding::Column::DeletedAt.lt(t));
+    }
+    if let Some(h) = holding_id {
+        q = q.filter(holding::Column::Id.eq(h));
+    }
+    let with_files = sea_orm::sea_query::Query::select()
+        .column((file::Entity, file::Column::HoldingId))
+        .from(file::Entity)
+        .to_owned();
+    let empty: Vec<i64> = q
+        .filter(holding::Column::Id.not_in_subquery(with_files))
+        .select_only()
+        .column(holding::Column::Id)
+        .into_tuple()
+        .all(c)
+        .await?;
+    for chunk in empty.chunks(CHUNK) {
+        let ids = || chunk.iter().copied();
+        tag::Entity::delete_many()
+            .filter(tag::Column::HoldingId.is_in(ids()))
+            .exec(c)
+            .await?;
+        transaction::Entity::delete_many()
+            .filter(transaction::Column::HoldingId.is_in(ids()))
+            .exec(c)
+            .await?;
+        aggregation::Entity::delete_many()
+            .filter(aggregation::Column::HoldingId.is_in(ids()))
+            .exec(c)
+            .await?;
+        holding::Entity::delete_many()
+            .filter(holding::Column::Id.is_in(ids()))
+            .exec(c)
+            .await?;
+    }
+    Ok(empty.len() as u64)
+}
+
+/// Marks holdings deleted (`Some((when, by, transaction))`) or live again (`None`).
+async fn mark_holdings(
+    c: &DatabaseTransaction,
+    ids: &[i64],
+    mark: Option<(DateTime<Utc>, &str, &str)>,
+) -> Result<()> {
+    for chunk in ids.chunks(CHUNK) {
+        let (at, by, t) = match mark {
+            Some((at, by, t)) => (Some(at), Some(by.to_owned()), Some(t.to_owned())),
+            None => (None, None, None),
+        };
+        holding::Entity::update_many()
+            .col_expr(holding::Column::DeletedAt, Expr::value(at))
+            .col_expr(holding::Column::DeletedBy, Expr::value(by))
+            .col_expr(holding::Column::DeleteTransaction, Expr::value(t))
+            .filter(holding::Column::Id.is_in(chunk.iter().copied()))
+            .exec(c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Marks files deleted (`Some((when, by, transaction))`) or live again (`None`).
+async fn mark_files(
+    c: &DatabaseTransaction,
+    ids: &[i64],
+    mark: Option<(DateTime<Utc>, &str, &str)>,
+) -> Result<()> {
+    for chunk in ids.chunks(CHUNK) {
+        let (at, by, t) = match mark {
+            Some((at, by, t)) => (Some(at), Some(by.to_owned()), Some(t.to_owned())),
+            None => (None, None, None),
+        };
+        file::Entity::update_many()
+            .col_expr(file::Column::DeletedAt, Expr::value(at))
+            .col_expr(file::Column::DeletedBy, Expr::value(by))
+            .col_expr(file::Column::DeleteTransaction, Expr::value(t))
+            .filter(file::Column::Id.is_in(chunk.iter().copied()))
+            .exec(c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The files of holdings `ids` that `paths` select (live ones, or with `deleted` deleted ones):
+/// an exact path, everything under a directory path (unless the path names only plain files and
+/// links), or with `regex` every path a pattern matches. Also the paths that select nothing.
+async fn select_files(
+    c: &DatabaseTransaction,
+    ids: &[i64],
+    paths: &[String],
+    regex: bool,
+    deleted: bool,
+) -> Result<(Vec<file::Model>, Vec<String>)> {
+    if paths.iter().any(|p| p.trim().is_empty()) {
+        return Err(bad_request("a path must not be empty"));
+    }
+    let state = if deleted {
+        file::Column::DeletedAt.is_not_null()
+    } else {
+        file::Column::DeletedAt.is_null()
+    };
+    let base = || {
+        file::Entity::find()
+            .filter(super::holding_file_in(ids))
+            .filter(state.clone())
+    };
+    let mut matched: BTreeMap<i64, file::Model> = BTreeMap::new();
+    let mut unmatched = Vec::new();
+    if ids.is_empty() {
+        return Ok((Vec::new(), paths.to_vec()));
+    }
+    if regex {
+        let res = paths
+            .iter()
+            .map(|p| compile(p))
+            .collect::<Result<Vec<Regex>>>()?;
+        let mut hit = vec![false; res.len()];
+        let mut last = 0i64;
+        loop {
+            let page = base()
+                .filter(file::Column::Id.gt(last))
+                .order_by(file::Column::Id, sea_orm::Order::Asc)
+                .limit(SCAN_PAGE)
+                .all(c)
+                .await?;
+            let Some(l) = page.last() else { break };
+            last = l.id;
+            let n = page.len() as u64;
+            for m in page {
+                let mut any = false;
+                for (i, re) in res.iter().enumerate() {
+                    if re.is_match(&m.path) {
+                        hit[i] = true;
+                        any = true;
+                    }
+                }
+                if any {
+                    matched.insert(m.id, m);
+                }
+            }
+            if n < SCAN_PAGE {
+                break;
+            }
+        }
+        unmatched.extend(
+            paths
+                .iter()
+                .zip(hit)
+                .filter(|(_, h)| !h)
+                .map(|(p, _)| p.clone()),
+        );
+    } else {
+        for p in paths {
+            let norm = normalise(p);
+            let exact = base()
+                .filter(file::Column::Path.eq(norm.as_str()))
+                .all(c)
+                .await?;
+            let directory =
+                exact.is_empty() || exact.iter().any(|m| m.kind == PathKind::Directory.as_str());
+            let mut any = !exact.is_empty();
+            for m in exact {
+                matched.insert(m.id, m);
+            }
+            if directory {
+                let (lo, hi) = prefix_range(&norm);
+                for m in base()
+                    .filter(file::Column::Path.gt(lo))
+                    .filter(file::Column::Path.lt(hi))
+                    .all(c)
+                    .await?
+                {
+                    any = true;
+                    matched.insert(m.id, m);
+                }
+            }
+            if !any {
+                unmatched.push(p.clone());
+            }
+        }
+    }
+    let mut files: Vec<file::Model> = matched.into_values().collect();
+    files.sort_by(|a, b| (a.holding_id, &a.path).cmp(&(b.holding_id, &b.path)));
+    Ok((files, unmatched))
+}
+
+/// `604800` → `7 days`.
+fn humantime(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{} day(s)", s / 86_400),
+        s if s >= 3600 && s % 3600 == 0 => format!("{} hour(s)", s / 3600),
+        s => format!("{s} second(s)"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,500 @@
+//! POSIX permission checks made on behalf of the requesting user, not the service account.
+//!
+//! The workers usually run as root (or as a service account that can read everyone's data), so
+//! "can the process open it" says nothing about whether the *user* may. With
+//! `[workers] posix_checks = "user"` (the distributed default) the indexer, transfer-put and
+//! transfer-get look the requesting user up through NSS (uid, primary gid, supplementary groups,
+//! once per message) and decide from each inode's owner, group and mode bits, exactly as the
+//! kernel's discretionary access check does for that user: the first matching class (owner, then
+//! group, then other) decides, and a class that matches but lacks the bit denies even if "other"
+//! would allow. ACLs and capabilities are not consulted. A requesting user that maps to uid 0
+//! gets root's override only with `posix_root_override = true`.
+//!
+//! With `posix_checks = "service"` (the embedded default: on a single-user laptop the embedded
+//! user name is not a system account) nothing is checked here and the process's own access
+//! decides, as any program's would.
+//!
+//! A denial is a per-file failure ([`ErrorCode::PermissionDenied`]) whose reason names the path,
+//! the user and the inode that stopped them, e.g. `/data/x/y: user bob may not search directory
+//! /data/x (mode 0700, owner alice)`. A user the host does not know fails every file with a
+//! clear reason; nothing here panics.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nlds_core::{ErrorCode, FailedFile};
+use serde::{Deserialize, Serialize};
+
+/// Whose permissions the workers check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PosixChecks {
+    /// The requesting user's (looked up through NSS); files restored by a get are given to them.
+    User,
+    /// The process's own access only; restored files belong to the process.
+    Service,
+}
+
+impl PosixChecks {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PosixChecks::User => "user",
+            PosixChecks::Service => "service",
+        }
+    }
+}
+
+/// What the checks need from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PosixPolicy {
+    pub checks: PosixChecks,
+    /// A requesting user with uid 0 bypasses the mode bits (as root does) only when set.
+    pub root_override: bool,
+}
+
+impl Default for PosixPolicy {
+    fn default() -> Self {
+        Self {
+            checks: PosixChecks::User,
+            root_override: false,
+        }
+    }
+}
+
+/// Read, write and search (execute) bits of one class.
+pub const READ: u32 = 4;
+pub const WRITE: u32 = 2;
+pub const SEARCH: u32 = 1;
+
+/// A system account: who a request's user is on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    /// Primary group.
+    pub gid: u32,
+    /// Every group the account is in (primary and supplementary), sorted.
+    pub groups: Vec<u32>,
+}
+
+impl Account {
+    /// Looks `name` up through NSS (`getpwnam_r`, `getgrouplist`).
+    pub fn lookup(name: &str) -> Result<Account, String> {
+        use nix::unistd::{Gid, User, getgrouplist};
+        let user = match User::from_name(name) {
+            Ok(Some(u)) => u,
+            Ok(None) => {
+                return Err(format!(
+                    "user {name} is not an account on this host, so their POSIX permissions \
+                     cannot be checked"
+                ));
+            }
+            Err(e) => return Err(format!("cannot look user {name} up: {e}")),
+        };
+        let cname = std::ffi::CString::new(name)
+            .map_err(|_| format!("user name {name:?} contains a NUL character"))?;
+        let mut groups: Vec<u32> = getgrouplist(&cname, Gid::from_raw(user.gid.as_raw()))
+            .map_err(|e| format!("cannot list the groups of user {name}: {e}"))?
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        groups.push(user.gid.as_raw());
+        groups.sort_unstable();
+        groups.dedup();
+        Ok(Account {
+            name: name.to_owned(),
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            groups,
+        })
+    }
+
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.groups.binary_search(&gid).is_ok()
+    }
+}
+
+/// The owner, group and permission bits of an inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inode {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub is_dir: bool,
+}
+
+impl Inode {
+    pub fn of(md: &std::fs::Metadata) -> Self {
+        Self {
+            uid: md.uid(),
+            gid: md.gid(),
+            mode: md.mode(),
+            is_dir: md.is_dir(),
+        }
+    }
+}
+
+/// Whether `who` may use `inode` for `want` (a combination of [`READ`], [`WRITE`], [`SEARCH`]),
+/// by the mode bits. The first class that matches decides (owner, then group, then other).
+pub fn allowed(who: &Account, inode: Inode, want: u32, root_override: bool) -> bool {
+    if who.uid == 0 && root_override {
+        // Root reads and writes anything; it searches directories and executes files with at
+        // least one execute bit.
+        return want & SEARCH == 0 || inode.is_dir || inode.mode & 0o111 != 0;
+    }
+    let bits = if inode.uid == who.uid {
+        (inode.mode >> 6) & 7
+    } else if who.in_group(inode.gid) {
+        (inode.mode >> 3) & 7
+    } else {
+        inode.mode & 7
+    };
+    bits & want == want
+}
+
+fn verb(want: u32, is_dir: bool) -> &'static str {
+    match (want, is_dir) {
+        (SEARCH, true) => "search directory",
+        (READ, true) => "read directory",
+        (w, true) if w == READ | SEARCH => "list directory",
+        (w, true) if w & WRITE != 0 => "write to directory",
+        (READ, false) => "read file",
+        (w, false) if w & WRITE != 0 => "write file",
+        (_, true) => "use directory",
+        (_, false) => "use file",
+    }
+}
+
+/// Names of uids and gids, looked up once each.
+#[derive(Default)]
+struct Names {
+    users: HashMap<u32, String>,
+    groups: HashMap<u32, String>,
+}
+
+impl Names {
+    fn user(&mut self, uid: u32) -> String {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+                    .unwrap_or_else(|| uid.to_string())
+            })
+            .clone()
+    }
+    fn group(&mut self, gid: u32) -> String {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| {
+                nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name)
+                    .unwrap_or_else(|| gid.to_string())
+            })
+            .clone()
+    }
+}
+
+/// The checks of one message: the requesting user, looked up once, and what was already found
+/// out about directories (a batch's files mostly share them).
+pub struct Checker {
+    policy: PosixPolicy,
+    user: String,
+    account: Option<Result<Arc<Account>, String>>,
+    /// Directory -> may the user reach it (search it and every ancestor)?
+    reach: HashMap<PathBuf, Result<(), String>>,
+    names: Names,
+}
+
+impl Checker {
+    pub fn new(policy: PosixPolicy, user: &str) -> Self {
+        Self {
+            policy,
+            user: user.to_owned(),
+            account: None,
+            reach: HashMap::new(),
+            names: Names::default(),
+        }
+    }
+
+    /// Whether checks are made for the user (`posix_checks = "user"`).
+    pub fn enabled(&self) -> bool {
+        self.policy.checks == PosixChecks::User
+    }
+
+    /// The requesting user's account (looked up on first use).
+    pub fn account(&mut self) -> Result<Arc<Account>, String> {
+        self.account
+            .get_or_insert_with(|| Account::lookup(&self.user).map(Arc::new))
+            .clone()
+    }
+
+    fn denied(&mut self, who: &Account, at: &Path, inode: Inode, want: u32) -> String {
+        format!(
+            "user {} may not {} {} (mode {:04o}, owner {}, group {})",
+            who.name,
+            verb(want, inode.is_dir),
+            at.display(),
+            inode.mode & 0o7777,
+            self.names.user(inode.uid),
+            self.names.group(inode.gid),
+        )
+    }
+
+    fn check_inode(&mut self, at: &Path, want: u32) -> Result<(), String> {
+        let who = self.account()?;
+        let md = std::fs::metadata(at).map_err(|e| format!("cannot stat {}: {e}", at.display()))?;
+        let inode = Inode::of(&md);
+        if allowed(&who, inode, want, self.policy.root_override) {
+            Ok(())
+        } else {
+            Err(self.denied(&who, at, inode, want))
+        }
+    }
+
+    /// May the user search `dir` and every directory above it? (Symbolic links on the way are
+    /// resolved first, so the directories actually traversed are the ones checked.)
+    fn reach(&mut self, dir: &Path) -> Result<(), String> {
+        if let Some(r) = self.reach.get(dir) {
+            return r.clone();
+        }
+        let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let result = match real.parent() {
+            Some(parent) if parent != real => self
+                .reach(parent)
+                .and_then(|()| self.check_inode(&real, SEARCH)),
+            _ => self.check_inode(&real, SEARCH),
+        };
+        self.reach.insert(dir.to_path_buf(), result.clone());
+        result
+    }
+
+    fn fail(path: &str, reason: String) -> FailedFile {
+        FailedFile::new(
+            path,
+            ErrorCode::PermissionDenied,
+            format!("{path}: {reason}"),
+        )
+    }
+
+    /// Put: may the user reach `path` (search every parent) and read it (a file) or list it
+    /// (a directory: read and search)? Symbolic links need only their parents.
+    pub fn may_read(&mut self, path: &str, md: &std::fs::Metadata) -> Result<(), FailedFile> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let p = Path::new(path);
+        if let Some(parent) = p.parent().filter(|x| !x.as_os_str().is_empty()) {
+            self.reach(parent).map_err(|r| Self::fail(path, r))?;
+        }
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            return Ok(());
+        }
+        let want = if ft.is_dir() { READ | SEARCH } else { READ };
+        let who = self.account().map_err(|r| Self::fail(path, r))?;
+        let inode = Inode::of(md);
+        if allowed(&who, inode, want, self.policy.root_override) {
+            Ok(())
+        } else {
+            let reason = self.denied(&who, p, inode, want);
+            Err(Self::fail(path, reason))
+        }
+    }
+
+    /// Get: may the user create `dest` (write and search its nearest existing ancestor, search
+    /// every directory above)? `path` is the original path, named in the failure. In a sticky
+    /// directory an existing `dest` may only be replaced by its owner or the directory's.
+    pub fn may_create(&mut self, path: &str, dest: &Path) -> Result<(), FailedFile> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let Some(parent) = dest.parent() else {
+            return Ok(());
+        };
+        let mut existing = parent.to_path_buf();
+        while std::fs::symlink_metadata(&existing).is_err() {
+            if !existing.pop() {
+                return Ok(());
+            }
+        }
+        self.may_write_dir(path, &existing)?;
+        if existing == parent
+            && let Ok(old) = std::fs::symlink_metadata(dest)
+            && let Ok(dir) = std::fs::metadata(parent)
+            && dir.mode() & 0o1000 != 0
+        {
+            let who = self.account().map_err(|r| Self::fail(path, r))?;
+            let root = who.uid == 0 && self.policy.root_override;
+            if !root && old.uid() != who.uid && dir.uid() != who.uid {
+                let owner = self.names.user(old.uid());
+                return Err(Self::fail(
+                    path,
+                    format!(
+                        "user {} may not replace {} in the sticky directory {} (it belongs to {owner})",
+                        who.name,
+                        dest.display(),
+                        parent.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// May the user write into `dir` (and reach it)?
+    pub fn may_write_dir(&mut self, path: &str, dir: &Path) -> Result<(), FailedFile> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        self.reach(dir).map_err(|r| Self::fail(path, r))?;
+        let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        self.check_inode(&real, WRITE | SEARCH)
+            .map_err(|r| Self::fail(path, r))
+    }
+}
+
+/// Who restored files and directories belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// Leave them to the process (`posix_checks = "service"`).
+    Process,
+    /// The requesting user's uid and primary gid.
+    Requester { uid: u32, gid: u32 },
+    /// The uid and gid recorded when they were put (an admin's `keep_owner`).
+    Recorded,
+}
+
+impl Ownership {
+    /// The uid and gid to give an entry recorded with `uid`/`gid`, if any.
+    pub fn ids(self, uid: u32, gid: u32) -> Option<(u32, u32)> {
+        match self {
+            Ownership::Process => None,
+            Ownership::Requester { uid, gid } => Some((uid, gid)),
+            Ownership::Recorded => Some((uid, gid)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bob() -> Account {
+        Account {
+            name: "bob".into(),
+            uid: 1001,
+            gid: 100,
+            groups: vec![100, 200],
+        }
+    }
+
+    fn inode(uid: u32, gid: u32, mode: u32) -> Inode {
+        Inode {
+            uid,
+            gid,
+            mode,
+            is_dir: false,
+        }
+    }
+
+    #[test]
+    fn the_first_matching_class_decides() {
+        let b = bob();
+        // owner class
+        assert!(allowed(&b, inode(1001, 5, 0o400), READ, false));
+        assert!(
+            !allowed(&b, inode(1001, 5, 0o044), READ, false),
+            "owner denied though group/other may"
+        );
+        assert!(allowed(&b, inode(1001, 5, 0o600), READ | WRITE, false));
+        assert!(!allowed(&b, inode(1001, 5, 0o400), READ | WRITE, false));
+        // group class: primary and supplementary
+        assert!(allowed(&b, inode(7, 100, 0o040), READ, false));
+        assert!(allowed(&b, inode(7, 200, 0o040), READ, false));
+        assert!(
+            !allowed(&b, inode(7, 200, 0o404), READ, false),
+            "group denied though other may"
+        );
+        // other class
+        assert!(allowed(&b, inode(7, 300, 0o004), READ, false));
+        assert!(!allowed(&b, inode(7, 300, 0o640), READ, false));
+        // search on directories
+        let dir = Inode {
+            is_dir: true,
+            ..inode(7, 300, 0o701)
+        };
+        assert!(allowed(&b, dir, SEARCH, false));
+        assert!(!allowed(&b, dir, READ | SEARCH, false));
+        let private = Inode {
+            is_dir: true,
+            ..inode(7, 300, 0o700)
+        };
+        assert!(!allowed(&b, private, SEARCH, false));
+    }
+
+    #[test]
+    fn root_bypasses_only_when_configured() {
+        let root = Account {
+            name: "root".into(),
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+        };
+        let f = inode(1001, 100, 0o600);
+        assert!(!allowed(&root, f, READ, false));
+        assert!(allowed(&root, f, READ | WRITE, true));
+        assert!(!allowed(&root, f, SEARCH, true), "no execute bit at all");
+        let d = Inode {
+            is_dir: true,
+            ..inode(1001, 100, 0o700)
+        };
+        assert!(allowed(&root, d, SEARCH | WRITE, true));
+    }
+
+    #[test]
+    fn reasons_name_the_verb() {
+        assert_eq!(verb(SEARCH, true), "search directory");
+        assert_eq!(verb(READ | SEARCH, true), "list directory");
+        assert_eq!(verb(WRITE | SEARCH, true), "write to directory");
+        assert_eq!(verb(READ, false), "read file");
+    }
+
+    #[test]
+    fn service_mode_checks_nothing_and_unknown_users_fail_clearly() {
+        let md = std::fs::metadata("/").unwrap();
+        let mut off = Checker::new(
+            PosixPolicy {
+                checks: PosixChecks::Service,
+                root_override: false,
+            },
+            "no-such-user-x9",
+        );
+        assert!(off.may_read("/etc", &md).is_ok());
+        let mut on = Checker::new(PosixPolicy::default(), "no-such-user-x9");
+        let f = on.may_read("/etc/hostname", &md).unwrap_err();
+        assert_eq!(f.code, ErrorCode::PermissionDenied);
+        assert!(
+            f.reason
+                .contains("user no-such-user-x9 is not an account on this host"),
+            "{}",
+            f.reason
+        );
+    }
+
+    #[test]
+    fn ownership_ids() {
+        assert_eq!(Ownership::Process.ids(1, 2), None);
+        assert_eq!(
+            Ownership::Requester { uid: 5, gid: 6 }.ids(1, 2),
+            Some((5, 6))
+        );
+        assert_eq!(Ownership::Recorded.ids(1, 2), Some((1, 2)));
+    }
+}
