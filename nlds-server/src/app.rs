@@ -15,7 +15,7 @@ use nlds_core::message::RpcReply;
 use nlds_core::{Envelope, ErrorCode, Payload, RoutingKey};
 use serde::de::DeserializeOwned;
 
-use crate::auth::{Authenticator, Identity};
+use crate::auth::{Authenticator, Checked, Identity};
 use crate::config::ServerConfig;
 use crate::error::{Result, ServerError};
 use crate::routes;
@@ -56,7 +56,8 @@ impl Caller {
     /// The group to act in: the one asked for (which the caller must belong to), else their first.
     pub fn group(&self, requested: Option<&str>) -> Result<String> {
         match requested.map(str::trim).filter(|g| !g.is_empty()) {
-            Some(g) if self.0.groups.iter().any(|x| x == g) => Ok(g.to_owned()),
+            // Operators (ADMIN) act in every group, member or not.
+            Some(g) if self.0.admin || self.0.groups.iter().any(|x| x == g) => Ok(g.to_owned()),
             Some(g) => Err(ServerError::new(
                 ErrorCode::Forbidden,
                 format!("user {} is not a member of group {g}", self.0.user),
@@ -96,13 +97,20 @@ impl FromRequestParts<AppState> for Caller {
                     "the Authorization header is not 'Bearer <token>'",
                 )
             })?;
-        state
-            .auth
-            .authenticate(token)
-            .await
-            .inspect(crate::audit::identify)
-            .map(Caller)
-            .ok_or_else(|| ServerError::new(ErrorCode::Unauthorized, "invalid or expired token"))
+        match state.auth.check(token).await {
+            Checked::Valid(id) => {
+                crate::audit::identify(&id);
+                Ok(Caller(id))
+            }
+            Checked::Refused => Err(ServerError::new(
+                ErrorCode::Unauthorized,
+                "invalid or expired token",
+            )),
+            Checked::Unavailable(why) => Err(ServerError::new(
+                ErrorCode::Unavailable,
+                format!("the token could not be checked, try again later: {why}"),
+            )),
+        }
     }
 }
 
@@ -214,4 +222,28 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .with_state(state)
+}
+
+#[cfg(test)]
+mod caller_tests {
+    use super::*;
+
+    #[test]
+    fn members_act_in_their_groups_and_operators_in_any() {
+        let alice = Caller(Identity::user(
+            "alice",
+            vec!["climate".into(), "ocean".into()],
+        ));
+        assert_eq!(alice.group(None).unwrap(), "climate");
+        assert_eq!(alice.group(Some(" ocean ")).unwrap(), "ocean");
+        let err = alice.group(Some("ice")).unwrap_err().0;
+        assert_eq!(err.code, ErrorCode::Forbidden);
+        assert!(
+            err.message.contains("alice is not a member of group ice"),
+            "{err:?}"
+        );
+        let mut op = Identity::user("op", vec!["nlds-admin".into()]);
+        op.admin = true;
+        assert_eq!(Caller(op).group(Some("ice")).unwrap(), "ice");
+    }
 }

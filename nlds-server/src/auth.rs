@@ -45,10 +45,30 @@ impl Identity {
     }
 }
 
+/// What checking a bearer token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    Valid(Identity),
+    /// The token is not valid (expired, forged, revoked, for someone else...).
+    Refused,
+    /// The token could not be checked: the identity provider did not answer. The caller may
+    /// retry; this is a 503, not a 401 (a client must not throw away a good token for it).
+    Unavailable(String),
+}
+
 /// Turns a bearer token into an identity, or refuses it.
 #[async_trait]
 pub trait Authenticator: Send + Sync + 'static {
     async fn authenticate(&self, token: &str) -> Option<Identity>;
+
+    /// Like [`Authenticator::authenticate`], telling a refused token from a provider that could
+    /// not be asked. Authenticators that need no provider keep this default.
+    async fn check(&self, token: &str) -> Checked {
+        match self.authenticate(token).await {
+            Some(id) => Checked::Valid(id),
+            None => Checked::Refused,
+        }
+    }
 }
 
 /// The authenticator the settings ask for (`[auth] kind`; the static tokens file by default).

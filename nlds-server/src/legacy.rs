@@ -254,13 +254,24 @@ impl FromRequestParts<AppState> for Acting {
                 "Forbidden.",
             ));
         };
-        let Some(caller) = s.auth.authenticate(token).await else {
-            return Err(LegacyError::new(
-                StatusCode::UNAUTHORIZED,
-                &["None"],
-                "OAuth token invalid or could not be found.",
-                "Unauthorized.",
-            ));
+        let caller = match s.auth.check(token).await {
+            crate::auth::Checked::Valid(id) => id,
+            crate::auth::Checked::Refused => {
+                return Err(LegacyError::new(
+                    StatusCode::UNAUTHORIZED,
+                    &["None"],
+                    "OAuth token invalid or could not be found.",
+                    "Unauthorized.",
+                ));
+            }
+            crate::auth::Checked::Unavailable(_) => {
+                return Err(LegacyError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &["None"],
+                    "The OAuth token could not be checked: the identity provider did not answer.",
+                    "Service unavailable.",
+                ));
+            }
         };
         crate::audit::identify(&caller);
         let user = params.required("user")?.trim().to_owned();

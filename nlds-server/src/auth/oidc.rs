@@ -28,7 +28,7 @@ use nlds_core::AccessRole;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Authenticator, Identity};
+use super::{Authenticator, Checked, Identity};
 
 /// The asymmetric algorithms accepted unless configured otherwise.
 const DEFAULT_ALGORITHMS: [&str; 9] = [
@@ -914,15 +914,22 @@ impl OidcAuthenticator {
 #[async_trait]
 impl Authenticator for OidcAuthenticator {
     async fn authenticate(&self, token: &str) -> Option<Identity> {
+        match self.check(token).await {
+            Checked::Valid(id) => Some(id),
+            Checked::Refused | Checked::Unavailable(_) => None,
+        }
+    }
+
+    async fn check(&self, token: &str) -> Checked {
         match self.verify(token).await {
-            Ok(id) => Some(id),
+            Ok(id) => Checked::Valid(id),
             Err(e @ AuthError::Unavailable(_)) => {
                 tracing::warn!(reason = e.code(), error = %e, "bearer token not checked");
-                None
+                Checked::Unavailable(e.to_string())
             }
             Err(e) => {
                 tracing::info!(reason = e.code(), error = %e, "bearer token refused");
-                None
+                Checked::Refused
             }
         }
     }

@@ -536,3 +536,25 @@ async fn introspection_answers_are_cached_and_checked() {
         AuthError::NoIntrospection
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_provider_is_unavailable_not_a_refusal() {
+    // A port nothing listens on: bind, note it, let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let iss = format!("http://127.0.0.1:{port}");
+    let auth = OidcAuthenticator::new(cfg(&iss)).unwrap();
+    let token = sign("a", KEY_A, claims(&iss));
+    match auth.check(&token).await {
+        Checked::Unavailable(why) => assert!(why.contains("127.0.0.1"), "{why}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert_eq!(auth.authenticate(&token).await, None);
+    // A provider that answers still refuses a bad token as Refused.
+    let (_f, iss) = fake_provider().await;
+    let auth = OidcAuthenticator::new(cfg(&iss)).unwrap();
+    assert_eq!(auth.check("not.a.jwt").await, Checked::Refused);
+}
