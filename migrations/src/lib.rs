@@ -9,7 +9,9 @@
 //! * [`m20261125_000004_soft_delete`]: soft-delete columns of holdings and files, and their
 //!   uniqueness among live rows only (owned by the catalogue role);
 //! * [`m20261125_000005_audit`]: the audit log and the collected log records (written by the
-//!   logger role, read by the monitor's admin queries).
+//!   logger role, read by the monitor's admin queries);
+//! * [`m20261125_000006_location_tenancy`]: the object-store tenancy of each copy (owned by the
+//!   catalogue role).
 //!
 //! Every migration has a working `down`.
 
@@ -21,6 +23,7 @@ pub mod m20261125_000002_create_monitor;
 pub mod m20261125_000003_create_cold;
 pub mod m20261125_000004_soft_delete;
 pub mod m20261125_000005_audit;
+pub mod m20261125_000006_location_tenancy;
 
 /// All nlds-rs migrations, in order.
 pub struct Migrator;
@@ -34,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_create_cold::Migration),
             Box::new(m20261125_000004_soft_delete::Migration),
             Box::new(m20261125_000005_audit::Migration),
+            Box::new(m20261125_000006_location_tenancy::Migration),
         ]
     }
 }

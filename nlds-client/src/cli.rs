@@ -418,6 +418,11 @@ pub struct PutArgs {
     )]
     pub job_label: Option<String>,
 
+    /// The object-store tenancy to put into, by name, as configured on the workers (default:
+    /// theirs). Only the name is sent; the credentials stay on the server side.
+    #[arg(long, value_name = "NAME")]
+    pub tenancy: Option<String>,
+
     #[command(flatten)]
     pub dry_run: DryRun,
 
@@ -443,6 +448,11 @@ pub struct PutlistArgs {
         value_name = "JOB_LABEL"
     )]
     pub job_label: Option<String>,
+
+    /// The object-store tenancy to put into, by name, as configured on the workers (default:
+    /// theirs). Only the name is sent; the credentials stay on the server side.
+    #[arg(long, value_name = "NAME")]
+    pub tenancy: Option<String>,
 
     #[command(flatten)]
     pub dry_run: DryRun,

@@ -2904,3 +2904,22 @@ fn percent_decode(s: &str) -> String {
 // OAuth2 login against the real provider.
 #[path = "cli/oauth.rs"]
 mod oauth;
+
+#[test]
+fn put_and_putlist_name_a_tenancy_only_when_asked() {
+    let env = env_in("/data");
+    for args in [
+        &["put", "--tenancy", "b", "f.nc"][..],
+        &["putlist", "--tenancy", "b", "-"][..],
+    ] {
+        let Plan::Put(req, _) = plan_with_stdin(args, &env, "f.nc\n").unwrap() else {
+            panic!("{args:?}: not a put")
+        };
+        assert_eq!(req.tenancy.as_deref(), Some("b"), "{args:?}");
+        assert_eq!(req.paths, ["/data/f.nc"], "{args:?}");
+    }
+    let Plan::Put(req, _) = plan(&["put", "f.nc"], &env).unwrap() else {
+        panic!("not a put")
+    };
+    assert_eq!(req.tenancy, None);
+}

@@ -120,6 +120,10 @@ pub struct PutRequest {
     /// Answer with a [`PutPlan`] (HTTP 200) instead of starting a transaction.
     #[serde(default)]
     pub dry_run: bool,
+    /// The object-store tenancy to write to: a name the service's configuration resolves to an
+    /// endpoint, bucket and credentials (never a credential itself). Absent: the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenancy: Option<String>,
 }
 
 /// `POST /api/v2/get`: copy files back to POSIX disk.

@@ -33,6 +33,10 @@ pub struct Envelope {
     /// and transfer-get checks `role` again).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_owner: bool,
+    /// The object-store tenancy a put writes to (a configured name, never a credential);
+    /// absent: the default object store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenancy: Option<String>,
     pub payload: Payload,
 }
 
@@ -59,8 +63,15 @@ impl Envelope {
             job_label: job_label.into(),
             role: AccessRole::User,
             keep_owner: false,
+            tenancy: None,
             payload,
         }
+    }
+
+    /// The same envelope, writing to object-store tenancy `tenancy` (`None`: the default).
+    pub fn with_tenancy(mut self, tenancy: Option<String>) -> Self {
+        self.tenancy = tenancy;
+        self
     }
 
     /// The same envelope, acting with `role`.
@@ -129,6 +140,11 @@ impl PathKind {
 pub struct ObjectRef {
     pub bucket: String,
     pub key: String,
+    /// The object-store tenancy (a name the workers' configuration resolves to an endpoint,
+    /// bucket and credentials) the object lives under; absent: the default object store.
+    /// Only the name ever travels, never a credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenancy: Option<String>,
 }
 
 /// A file as it travels through the pipeline.
@@ -509,6 +525,7 @@ mod tests {
             object: Some(ObjectRef {
                 bucket: "nlds".into(),
                 key: "tx/6f1c/ab".into(),
+                tenancy: None,
             }),
             holding_id: None,
         }

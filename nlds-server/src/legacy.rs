@@ -13,8 +13,10 @@
 //!   path ends in `/` (both spellings are served, so no redirect is needed);
 //! - `user` and `group` are required query parameters and must be the caller's own (an admin may
 //!   act for anyone), answered 404 otherwise as upstream does;
-//! - `access_key`, `secret_key` and `tenancy` are accepted and ignored: object-store credentials
-//!   live on the server. They never reach a log line, a queue message or an error text.
+//! - `access_key` and `secret_key` are accepted and ignored: object-store credentials live on
+//!   the server. They never reach a log line, a queue message or an error text. `tenancy` names
+//!   the object-store tenancy a put writes to when `[server.legacy_init] select_tenancy` is on
+//!   (a name only; the one `init/` advertises, or none, means the default); else it is ignored.
 //!
 //! Deliberate differences (each a fix an old client cannot notice): a put answers with the
 //! holding it resolved; `tag` is echoed as a dictionary on every endpoint; `list -x` matches the
@@ -429,6 +431,15 @@ fn file_response(
     })
 }
 
+/// The tenancy a legacy put writes to: with `[server.legacy_init] select_tenancy = true`, the
+/// `tenancy` parameter the client sends from its config, except the one `init/` advertises
+/// (`[server.legacy_init] tenancy`); otherwise, or without one, the default object store.
+fn legacy_tenancy(s: &AppState, p: &Params) -> Option<String> {
+    let init = &s.cfg.legacy_init;
+    let t = p.str("tenancy")?.trim();
+    (init.select_tenancy && !t.is_empty() && t != init.tenancy.trim()).then(|| t.to_owned())
+}
+
 /// `PUT files/`: put a list of files (`put` for one entry, `putlist` for more).
 async fn put_files(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Response> {
     let tid = a.params.uuid("transaction_id")?.ok_or_else(|| {
@@ -447,6 +458,7 @@ async fn put_files(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult
         job_label: Some(job_label.clone()),
         group: None,
         dry_run: false,
+        tenancy: legacy_tenancy(&s, &a.params),
     };
     let acc = routes::submit_put(&s, &a.user, &a.group, a.role(), req).await?;
     let verb = acc.api_action.as_str();
@@ -1197,6 +1209,12 @@ pub struct LegacyInit {
     /// The object-store "tenancy" name old clients keep in their config (informational: the
     /// server holds the object-store credentials).
     pub tenancy: String,
+    /// Let the `tenancy` parameter of a legacy put select the workers' object-store tenancy of
+    /// that name (`[workers.object_store.tenancies.<name>]`). Off by default: published clients
+    /// send the tenancy from their config on every request (upstream's object-store host), which
+    /// would otherwise fail every put of a client configured before the migration.
+    #[serde(skip_serializing)]
+    pub select_tenancy: bool,
 }
 
 impl LegacyInit {

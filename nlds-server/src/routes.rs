@@ -326,6 +326,7 @@ pub async fn submit_put(
     req: PutRequest,
 ) -> Result<Accepted> {
     validate_paths(&req.paths, s.cfg.max_paths, false)?;
+    let tenancy = tenancy_name(req.tenancy.as_deref())?;
     let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
     let job_label = job_label(req.job_label.as_deref(), tid)?;
     let action = if req.paths.len() == 1 {
@@ -364,9 +365,25 @@ pub async fn submit_put(
             paths: req.paths,
         },
     )
-    .with_role(role);
+    .with_role(role)
+    .with_tenancy(tenancy);
     tracing::info!(transaction.id = %tid, user = %user, holding_id, "put accepted");
     accept(s, env, Some(holding_id), Some(label)).await
+}
+
+/// The object-store tenancy a put names: `None` (the default) when absent or blank; else a
+/// name the workers resolve (only the name travels, never a credential).
+fn tenancy_name(t: Option<&str>) -> Result<Option<String>> {
+    let Some(t) = t.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if t.len() > 255 || t.chars().any(char::is_control) {
+        return Err(ServerError::new(
+            ErrorCode::BadRequest,
+            "tenancy must be a name of at most 255 characters without control characters",
+        ));
+    }
+    Ok(Some(t.to_owned()))
 }
 
 /// What a put would do: the holding it would add to (or the label of the one it would create).

@@ -29,16 +29,23 @@ use uuid::Uuid;
 use crate::catalogue::member_of;
 use crate::cold::aggregate::{self, Checksums};
 use crate::cold::{ByteReader, ColdError, ColdStore, StoredChecksum};
-use crate::s3::S3Error;
+use crate::s3::{S3Clients, S3Error};
 
 /// The archive-put handler.
 pub struct ArchivePut {
-    s3: aws_sdk_s3::Client,
+    /// Warm copies are read with the client of the tenancy their object reference names.
+    s3: S3Clients,
     cold: Arc<dyn ColdStore>,
 }
 
 impl ArchivePut {
+    /// Reads warm copies from the default object store only.
     pub fn new(s3: aws_sdk_s3::Client, cold: Arc<dyn ColdStore>) -> Self {
+        Self::with_clients(S3Clients::single(s3, String::new()), cold)
+    }
+
+    /// Reads each warm copy with the client of the tenancy its object reference names.
+    pub fn with_clients(s3: S3Clients, cold: Arc<dyn ColdStore>) -> Self {
         Self { s3, cold }
     }
 
@@ -71,10 +78,20 @@ impl ArchivePut {
     ) -> Result<Outcome, HandlerError> {
         let tar: Vec<aggregate::Member> = members.iter().map(member_of).collect();
         let layout = aggregate::layout(&tar).map_err(|e| fail(name, &e))?;
-        let objects: Vec<(String, String, String)> = members
+        // Each member's client is picked by the tenancy its warm copy lives under.
+        let objects: Vec<(Result<aws_sdk_s3::Client, S3Error>, String, String, String)> = members
             .iter()
             .map(|m| {
+                let client = self
+                    .s3
+                    .for_tenancy(m.object.tenancy.as_deref())
+                    .cloned()
+                    .map_err(|e| S3Error {
+                        message: format!("reading the warm copy of {}: {}", m.path, e.message),
+                        ..e
+                    });
                 (
+                    client,
                     m.object.bucket.clone(),
                     m.object.key.clone(),
                     m.path.clone(),
@@ -85,14 +102,13 @@ impl ArchivePut {
         // objects are read whole (at most PREFETCH x SMALL_OBJECT bytes buffered), large ones
         // stream. One GET after the other would make small files latency-bound.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<ByteReader, ColdError>>(PREFETCH);
-        let s3 = self.s3.clone();
         let sizes: Vec<u64> = members.iter().map(|m| m.size).collect();
         tokio::spawn(async move {
             use futures::StreamExt;
             let mut opened = futures::stream::iter(objects.into_iter().zip(sizes).map(
-                |((bucket, key, path), size)| {
-                    let s3 = s3.clone();
+                |((s3, bucket, key, path), size)| {
                     async move {
+                        let s3 = s3.map_err(crate::cold::from_s3)?;
                         if size > SMALL_OBJECT {
                             // Large members are read with several ranged GETs at once.
                             return crate::ranged::open(
@@ -613,6 +629,7 @@ impl ArchiveGet {
                 object: nlds_core::message::ObjectRef {
                     bucket: self.bucket.clone(),
                     key,
+                    tenancy: None,
                 },
             });
         }

@@ -502,6 +502,7 @@ impl Catalogue {
                         bucket: Set(o.bucket.clone()),
                         key: Set(o.key.clone()),
                         created: Set(now),
+                        tenancy: Set(o.tenancy.clone()),
                         ..Default::default()
                     });
                 }
@@ -812,6 +813,7 @@ impl Catalogue {
             r.object = warm.filter(|_| kind == PathKind::File).map(|l| ObjectRef {
                 bucket: l.bucket.clone(),
                 key: l.key.clone(),
+                tenancy: l.tenancy.clone(),
             });
             records.push(r);
         }
@@ -1887,6 +1889,7 @@ mod tests {
             object: Some(ObjectRef {
                 bucket: "nlds".into(),
                 key: format!("obj{path}"),
+                tenancy: None,
             }),
             holding_id: None,
         }
@@ -2311,6 +2314,7 @@ mod tests {
         same_object.object = Some(ObjectRef {
             bucket: "nlds".into(),
             key: "obj/d/b".into(),
+            tenancy: None,
         });
         let mut no_object = file_rec("/d/e", 5);
         no_object.object = None;
@@ -2318,6 +2322,7 @@ mod tests {
         other_object.object = Some(ObjectRef {
             bucket: "nlds".into(),
             key: "t2/d/a".into(),
+            tenancy: None,
         });
         let out = put(
             &cat,
@@ -2409,6 +2414,7 @@ mod tests {
         newer.object = Some(ObjectRef {
             bucket: "nlds".into(),
             key: "two/x.txt".into(),
+            tenancy: None,
         });
         put(
             cat,

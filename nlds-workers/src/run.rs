@@ -123,7 +123,7 @@ pub async fn connect_bus(cfg: &BusConfig) -> anyhow::Result<Arc<dyn Bus>> {
 #[derive(Default)]
 pub struct Resources {
     db: OnceCell<sea_orm::DatabaseConnection>,
-    s3: OnceCell<aws_sdk_s3::Client>,
+    s3: OnceCell<crate::s3::S3Clients>,
     cold: OnceCell<Arc<dyn crate::cold::ColdStore>>,
 }
 
@@ -139,22 +139,14 @@ impl Resources {
             .cloned()
     }
 
-    pub async fn s3(&self, cfg: &WorkerConfig) -> anyhow::Result<aws_sdk_s3::Client> {
+    /// The clients of the default object store and of every configured tenancy (built, and
+    /// their buckets checked, on first use).
+    pub async fn s3(&self, cfg: &WorkerConfig) -> anyhow::Result<crate::s3::S3Clients> {
         self.s3
             .get_or_try_init(|| async {
-                let client = crate::s3::client(&cfg.object_store)
+                crate::s3::S3Clients::build(&cfg.object_store)
                     .await
-                    .map_err(|e| anyhow::anyhow!("cannot configure the object store: {e}"))?;
-                crate::s3::ensure_bucket(&client, &cfg.object_store.bucket)
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot use bucket {} at {}: {e}",
-                            cfg.object_store.bucket,
-                            cfg.object_store.endpoint
-                        )
-                    })?;
-                Ok::<_, anyhow::Error>(client)
+                    .map_err(|e| anyhow::anyhow!("cannot configure the object store: {e}"))
             })
             .await
             .cloned()
@@ -196,20 +188,12 @@ pub async fn handler(
             Arc::new(crate::logger::Logger::new(cfg.log_dir.clone()).with_db(res.db(cfg).await?))
         }
         Role::TransferPut => Arc::new(
-            crate::transfer::TransferPut::new(
-                res.s3(cfg).await?,
-                cfg.object_store.bucket.clone(),
-                cfg.transfer.clone(),
-            )
-            .with_posix(cfg.posix_policy()),
+            crate::transfer::TransferPut::with_clients(res.s3(cfg).await?, cfg.transfer.clone())
+                .with_posix(cfg.posix_policy()),
         ),
         Role::TransferGet => Arc::new(
-            crate::transfer::TransferGet::new(
-                res.s3(cfg).await?,
-                cfg.object_store.bucket.clone(),
-                cfg.transfer.clone(),
-            )
-            .with_posix(cfg.posix_policy()),
+            crate::transfer::TransferGet::with_clients(res.s3(cfg).await?, cfg.transfer.clone())
+                .with_posix(cfg.posix_policy()),
         ),
         Role::Catalogue | Role::CatalogueRpc => Arc::new(
             crate::catalogue::Catalogue::new(
@@ -220,12 +204,13 @@ pub async fn handler(
             .with_archive(cfg.archive.clone(), cfg.cold.backend.clone())
             .with_delete(cfg.delete.clone()),
         ),
-        Role::ArchivePut => Arc::new(crate::archive::ArchivePut::new(
+        Role::ArchivePut => Arc::new(crate::archive::ArchivePut::with_clients(
             res.s3(cfg).await?,
             res.cold(cfg).await?,
         )),
+        // Recalled files are restored to the default object store (recorded as such).
         Role::ArchiveGet => Arc::new(crate::archive::ArchiveGet::new(
-            res.s3(cfg).await?,
+            res.s3(cfg).await?.default_tenant().client.clone(),
             cfg.object_store.bucket.clone(),
             res.cold(cfg).await?,
             bus.clone(),

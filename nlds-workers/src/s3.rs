@@ -23,12 +23,18 @@
 //! as an HTTP header value (printable ASCII, bounded length), to help humans looking at the
 //! bucket; it is never needed to restore a file.
 //!
-//! # Client
+//! # Clients
+//!
+//! [`S3Clients`] holds one client per object-store tenancy (the default plus each
+//! `[workers.object_store.tenancies.<name>]`); a put names the tenancy it writes to, and every
+//! object reference (and the catalogue's location row) names the tenancy its object lives under,
+//! so readers and removers pick the right endpoint, bucket and credentials.
 //!
 //! [`client`] builds the SDK client from [`ObjectStoreConfig`] only: static credentials,
 //! explicit region and endpoint, path-style addressing. Nothing is read from `~/.aws`, `AWS_*`
 //! environment variables or instance metadata (there is no `aws-config` in the build).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
@@ -242,6 +248,115 @@ pub async fn client(cfg: &ObjectStoreConfig) -> Result<Client, S3Error> {
     Ok(Client::from_conf(config))
 }
 
+/// One object-store target: a client (endpoint and credentials) and the bucket new objects go to.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// The tenancy's name; `None` for the default object store.
+    pub name: Option<String>,
+    pub client: Client,
+    pub bucket: String,
+}
+
+/// The S3 clients of a worker: the default object store and one per configured tenancy
+/// (`[workers.object_store.tenancies.<name>]`), built once at start. A request or an object
+/// reference names a tenancy; only the name travels, the credentials stay here.
+#[derive(Debug, Clone)]
+pub struct S3Clients {
+    default: Tenant,
+    named: BTreeMap<String, Tenant>,
+}
+
+impl S3Clients {
+    /// Only the default object store: `client`, writing to `bucket`.
+    pub fn single(client: Client, bucket: impl Into<String>) -> Self {
+        Self {
+            default: Tenant {
+                name: None,
+                client,
+                bucket: bucket.into(),
+            },
+            named: BTreeMap::new(),
+        }
+    }
+
+    /// Adds (or replaces) tenancy `name`.
+    pub fn with_tenancy(
+        mut self,
+        name: impl Into<String>,
+        client: Client,
+        bucket: impl Into<String>,
+    ) -> Self {
+        let name = name.into();
+        self.named.insert(
+            name.clone(),
+            Tenant {
+                name: Some(name),
+                client,
+                bucket: bucket.into(),
+            },
+        );
+        self
+    }
+
+    /// Builds the default client and one per tenancy of `cfg`, and makes sure each bucket
+    /// exists. An error names the tenancy, its bucket and endpoint, never a key.
+    pub async fn build(cfg: &ObjectStoreConfig) -> Result<Self, S3Error> {
+        let open = |c: ObjectStoreConfig, what: String| async move {
+            let client = client(&c).await.map_err(|e| S3Error {
+                message: format!("{what}: {}", e.message),
+                ..e
+            })?;
+            ensure_bucket(&client, &c.bucket)
+                .await
+                .map_err(|e| S3Error {
+                    message: format!(
+                        "{what}: cannot use bucket {} at {}: {}",
+                        c.bucket, c.endpoint, e.message
+                    ),
+                    ..e
+                })?;
+            Ok::<_, S3Error>((client, c.bucket))
+        };
+        let (client, bucket) = open(cfg.clone(), "the default object store".to_owned()).await?;
+        let mut clients = Self::single(client, bucket);
+        for name in cfg.tenancies.keys() {
+            let Some(c) = cfg.tenancy(name) else { continue };
+            let (client, bucket) = open(c, format!("object-store tenancy {name}")).await?;
+            clients = clients.with_tenancy(name.clone(), client, bucket);
+        }
+        Ok(clients)
+    }
+
+    /// The target of tenancy `name` (`None`: the default object store). A name this worker
+    /// has no configuration for is a permanent error saying so.
+    pub fn tenant(&self, name: Option<&str>) -> Result<&Tenant, S3Error> {
+        match name {
+            None => Ok(&self.default),
+            Some(n) => self.named.get(n).ok_or_else(|| {
+                S3Error::permanent(
+                    ErrorCode::BadRequest,
+                    format!("tenancy {n:?} is not configured on this worker"),
+                )
+            }),
+        }
+    }
+
+    /// The client of tenancy `name` (`None`: the default object store).
+    pub fn for_tenancy(&self, name: Option<&str>) -> Result<&Client, S3Error> {
+        self.tenant(name).map(|t| &t.client)
+    }
+
+    /// The default object store.
+    pub fn default_tenant(&self) -> &Tenant {
+        &self.default
+    }
+
+    /// The names of the configured tenancies.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.named.keys().map(String::as_str)
+    }
+}
+
 /// Makes sure `bucket` exists, creating it if it is missing. A bucket we already own is fine.
 pub async fn ensure_bucket(client: &Client, bucket: &str) -> Result<(), S3Error> {
     match client.head_bucket().bucket(bucket).send().await {
@@ -318,6 +433,77 @@ mod tests {
         assert_ne!(object_key(tid(0), "/a"), object_key(tid(0), "/b"));
         assert_ne!(object_key(tid(0), "/a"), object_key(tid(1), "/a"));
         assert!(object_key(tid(1), "/a").starts_with(&format!("tx/{}/", tid(1))));
+    }
+
+    fn store(endpoint: &str, bucket: &str, secret: &str) -> ObjectStoreConfig {
+        ObjectStoreConfig {
+            endpoint: endpoint.into(),
+            region: format!("region-{bucket}"),
+            secret_key: secret.into(),
+            bucket: bucket.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_are_picked_by_tenancy_and_unknown_names_are_refused() {
+        let default = client(&store("http://default.invalid", "main", "s-default"))
+            .await
+            .unwrap();
+        let other = client(&store("http://other.invalid", "b", "s-other"))
+            .await
+            .unwrap();
+        let clients = S3Clients::single(default, "main").with_tenancy("b", other, "bucket-b");
+        let d = clients.tenant(None).unwrap();
+        assert_eq!((d.name.as_deref(), d.bucket.as_str()), (None, "main"));
+        let b = clients.tenant(Some("b")).unwrap();
+        assert_eq!(
+            (b.name.as_deref(), b.bucket.as_str()),
+            (Some("b"), "bucket-b")
+        );
+        // Each name gets its own client (told apart here by their regions).
+        let region = |c: &Client| c.config().region().map(|r| r.to_string());
+        assert_eq!(
+            region(clients.for_tenancy(Some("b")).unwrap()).as_deref(),
+            Some("region-b")
+        );
+        assert_eq!(
+            region(clients.for_tenancy(None).unwrap()).as_deref(),
+            Some("region-main")
+        );
+        let e = clients.for_tenancy(Some("nope")).unwrap_err();
+        assert!(!e.transient);
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert_eq!(
+            e.message,
+            "tenancy \"nope\" is not configured on this worker"
+        );
+        assert_eq!(clients.names().collect::<Vec<_>>(), ["b"]);
+    }
+
+    #[tokio::test]
+    async fn building_clients_names_the_tenancy_that_failed_and_never_a_key() {
+        let mut cfg = store("http://127.0.0.1:9", "main", "s3cr3t-default");
+        cfg.tenancies.insert(
+            "broken".into(),
+            crate::config::TenancyConfig {
+                endpoint: Some(" ".into()),
+                secret_key: Some("s3cr3t-tenancy".into()),
+                ..Default::default()
+            },
+        );
+        // The default endpoint refuses connections, so building stops there first; an empty
+        // tenancy endpoint is caught before any connection.
+        let e = S3Clients::build(&cfg).await.unwrap_err();
+        assert!(
+            e.message.contains("the default object store"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("s3cr3t"), "{}", e.message);
+        let t = cfg.tenancy("broken").unwrap();
+        let e = client(&t).await.unwrap_err();
+        assert!(e.message.contains("endpoint is empty"), "{}", e.message);
     }
 
     #[test]

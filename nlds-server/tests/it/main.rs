@@ -14,3 +14,4 @@ mod oidc;
 mod posix;
 mod python_client;
 mod secrets;
+mod tenancy;

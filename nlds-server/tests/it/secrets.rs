@@ -104,8 +104,10 @@ async fn no_secret_reaches_the_broker_the_logs_or_an_answer() {
     let legacy_access = random("legacyaccess");
     let legacy_secret = random("legacysecret");
     let token = random("token");
+    let tenancy_secret = random("tenancysecret");
     let secrets = [
         ("the S3 secret key", s3_secret.as_str()),
+        ("tenancy b's S3 secret key", tenancy_secret.as_str()),
         ("the legacy access_key", legacy_access.as_str()),
         ("the legacy secret_key", legacy_secret.as_str()),
         ("the bearer token", token.as_str()),
@@ -123,6 +125,18 @@ async fn no_secret_reaches_the_broker_the_logs_or_an_answer() {
     let mut settings = svc.settings();
     // The secret key comes only from the file named by NLDS_S3_SECRET_KEY_FILE.
     settings.workers.object_store.secret_key = String::new();
+    // A second tenancy, its secret key in its own file.
+    let tenancy_file = dir.path().join("tenancy-b-secret-key");
+    std::fs::write(&tenancy_file, format!("{tenancy_secret}\n")).unwrap();
+    settings.workers.object_store.tenancies.insert(
+        "b".into(),
+        nlds_workers::config::TenancyConfig {
+            access_key: Some("tenancy-b-access".into()),
+            secret_key_file: Some(tenancy_file.clone()),
+            bucket: Some(format!("{}-b", svc.bucket)),
+            ..Default::default()
+        },
+    );
     let log_dir = dir.path().join("logger");
     settings.workers.log_dir = log_dir.clone();
     let port = {
@@ -258,6 +272,38 @@ async fn no_secret_reaches_the_broker_the_logs_or_an_answer() {
     assert_eq!(
         std::fs::read(&back).unwrap(),
         b"payload of the secrets test"
+    );
+
+    // A put into tenancy b and a get of it back (native API): its credentials are used by the
+    // workers only.
+    let file_b = src.path().join("data-b.nc");
+    std::fs::write(&file_b, b"payload of tenancy b").unwrap();
+    let t = api
+        .put_and_wait(
+            json!({"paths": [file_b.to_string_lossy()], "label": "secrets-b", "tenancy": "b"}),
+        )
+        .await;
+    assert_eq!(t.state, State::Complete, "{t:#?}");
+    let target_b = temp();
+    let (status, r) = api
+        .post(
+            "/api/v2/get",
+            &json!({"paths": [file_b.to_string_lossy()], "label": "secrets-b",
+                    "target": target_b.path().to_string_lossy()}),
+        )
+        .await;
+    assert_eq!(status, 202, "{r}");
+    answers.push(r.to_string());
+    let t = api
+        .wait(
+            r["transaction_id"].as_str().unwrap(),
+            Duration::from_secs(300),
+        )
+        .await;
+    assert_eq!(t.state, State::Complete, "{t:#?}");
+    assert_eq!(
+        std::fs::read(target_b.path().join(file_b.strip_prefix("/").unwrap())).unwrap(),
+        b"payload of tenancy b"
     );
 
     // Errors and queries carrying the keys: list, find, stat, a malformed request, a wrong

@@ -226,6 +226,7 @@ impl Catalogue {
                 object: ObjectRef {
                     bucket: w.bucket.clone(),
                     key: w.key.clone(),
+                    tenancy: w.tenancy.clone(),
                 },
                 blake3: sums.get(&f.id).cloned(),
             };

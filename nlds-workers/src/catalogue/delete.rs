@@ -888,6 +888,7 @@ impl Catalogue {
                         r.object = Some(ObjectRef {
                             bucket: l.bucket.clone(),
                             key: l.key.clone(),
+                            tenancy: l.tenancy.clone(),
                         });
                         objects.push(r);
                     }

@@ -366,7 +366,11 @@ impl Catalogue {
     ) -> Result<Outcome> {
         let rows = restored
             .iter()
-            .map(|r| super::location_row(r.file_id, WARM, &r.object.bucket, &r.object.key))
+            .map(|r| {
+                let mut row = super::location_row(r.file_id, WARM, &r.object.bucket, &r.object.key);
+                row.tenancy = Set(r.object.tenancy.clone());
+                row
+            })
             .collect();
         super::add_locations(&self.db, rows).await?;
         let mut out = Outcome::none();
@@ -394,6 +398,7 @@ impl Catalogue {
                         r.object = Some(ObjectRef {
                             bucket: w.bucket.clone(),
                             key: w.key.clone(),
+                            tenancy: w.tenancy.clone(),
                         });
                         files.push(r);
                     }
@@ -517,6 +522,7 @@ impl Catalogue {
                 r.object = Some(ObjectRef {
                     bucket: w.bucket.clone(),
                     key: w.key.clone(),
+                    tenancy: w.tenancy.clone(),
                 });
                 drop.push(w.id);
                 out.push(r);

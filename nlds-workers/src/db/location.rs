@@ -1,4 +1,5 @@
-//! `location`: where a copy of a file is kept (`tier` is `warm` or `cold`).
+//! `location`: where a copy of a file is kept (`tier` is `warm` or `cold`; a warm copy's
+//! `tenancy` names the object-store tenancy it lives under).
 
 use sea_orm::entity::prelude::*;
 
@@ -12,6 +13,8 @@ pub struct Model {
     pub bucket: String,
     pub key: String,
     pub created: DateTimeUtc,
+    /// The object-store tenancy of a warm copy (`None`: the default object store).
+    pub tenancy: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

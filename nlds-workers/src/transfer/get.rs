@@ -28,7 +28,7 @@ use uuid::Uuid;
 use super::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, system_time};
 use crate::config::TransferConfig;
 use crate::posix::{Checker, Ownership, PosixChecks, PosixPolicy};
-use crate::s3::S3Error;
+use crate::s3::{S3Clients, S3Error};
 
 /// Permission bits restored on files: never setuid/setgid (a restored file may be given to
 /// another owner than the one it was put by).
@@ -49,8 +49,13 @@ impl TransferGet {
     /// default of this deployment (kept for symmetry with [`super::TransferPut`]). Files are
     /// written with the process's own access and left to it (see [`TransferGet::with_posix`]).
     pub fn new(client: Client, bucket: String, cfg: TransferConfig) -> Self {
+        Self::with_clients(S3Clients::single(client, bucket), cfg)
+    }
+
+    /// Objects are read with the client of the tenancy each object reference names.
+    pub fn with_clients(clients: S3Clients, cfg: TransferConfig) -> Self {
         Self {
-            store: Arc::new(Store::new(client, bucket, cfg)),
+            store: Arc::new(Store::new(clients, cfg)),
             posix: PosixPolicy {
                 checks: PosixChecks::Service,
                 root_override: false,
@@ -476,9 +481,14 @@ impl TransferGet {
         }
 
         let what = format!("downloading {path} from {}/{}", object.bucket, object.key);
-        let response = match self
-            .store
-            .client
+        let client = match self.store.clients.for_tenancy(object.tenancy.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                let reason = format!("cannot restore {path}: {}", e.message);
+                return Step::Failed(FailedFile::new(&path, e.code, reason));
+            }
+        };
+        let response = match client
             .get_object()
             .bucket(&object.bucket)
             .key(&object.key)

@@ -18,12 +18,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_s3::Client;
 use nlds_bus::{HandlerError, Outcome};
 use nlds_core::{Action, Envelope, ErrorCode, FailedFile, FileRecord, Payload, RoutingKey, Worker};
 
 use crate::config::TransferConfig;
-use crate::s3::S3Error;
+use crate::s3::{S3Clients, S3Error};
 
 mod get;
 mod put;
@@ -33,10 +32,10 @@ mod tests;
 pub use get::TransferGet;
 pub use put::TransferPut;
 
-/// What both roles share: the client, the bucket new objects go to, the tuning.
+/// What both roles share: the clients of each tenancy (and the bucket new objects go to in
+/// each), the tuning.
 struct Store {
-    client: Client,
-    bucket: String,
+    clients: S3Clients,
     cfg: TransferConfig,
     /// Upload buffers of this process, in KiB (see [`TransferConfig::memory_budget`]).
     budget: tokio::sync::Semaphore,
@@ -105,12 +104,11 @@ impl Drop for Pooled {
 }
 
 impl Store {
-    fn new(client: Client, bucket: String, cfg: TransferConfig) -> Self {
+    fn new(clients: S3Clients, cfg: TransferConfig) -> Self {
         let kib = (cfg.memory_budget / 1024).clamp(1, u32::MAX as u64 / 2) as usize;
         let keep = (cfg.memory_budget / cfg.part_size.max(1 << 20)).clamp(1, 1024) as usize;
         Self {
-            client,
-            bucket,
+            clients,
             cfg,
             budget: tokio::sync::Semaphore::new(kib),
             parts: Arc::new(BufferPool::new(keep)),

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, mtime_ns};
 use crate::config::TransferConfig;
 use crate::posix::{Checker, PosixChecks, PosixPolicy};
-use crate::s3::{PATH_METADATA, S3Error, object_key, path_metadata};
+use crate::s3::{PATH_METADATA, S3Clients, S3Error, Tenant, object_key, path_metadata};
 
 /// S3's smallest part (all parts but the last).
 const MIN_PART: u64 = 5 << 20;
@@ -43,8 +43,14 @@ impl TransferPut {
     /// Uploads go to `bucket`, under [`object_key`]s. Files are read with the process's own
     /// access (see [`TransferPut::with_posix`]).
     pub fn new(client: Client, bucket: String, cfg: TransferConfig) -> Self {
+        Self::with_clients(S3Clients::single(client, bucket), cfg)
+    }
+
+    /// Uploads go to the tenancy each request names (the default object store if none);
+    /// deletions use the tenancy each object reference names.
+    pub fn with_clients(clients: S3Clients, cfg: TransferConfig) -> Self {
         Self {
-            store: Arc::new(Store::new(client, bucket, cfg)),
+            store: Arc::new(Store::new(clients, cfg)),
             posix: PosixPolicy {
                 checks: PosixChecks::Service,
                 root_override: false,
@@ -142,6 +148,24 @@ impl TransferPut {
         let outage = AtomicBool::new(false);
         let tid = env.transaction_id;
         let mut batch = Batch::default();
+        let t = match self.store.clients.tenant(env.tenancy.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                // Nothing is stored: every file fails, naming itself and the tenancy.
+                for (i, f) in files.iter().enumerate() {
+                    let reason = format!("cannot store {}: {}", f.path, e.message);
+                    batch.add(i, Step::Failed(FailedFile::new(&f.path, e.code, reason)));
+                }
+                tracing::warn!(transaction = %env.transaction_id, sub = %env.sub_id, files = files.len(), "{}", e.message);
+                return Ok(batch.outcome(
+                    &env,
+                    Worker::TransferPut,
+                    *holding_id,
+                    target.clone(),
+                    *overwrite,
+                ));
+            }
+        };
         let mut refused = std::collections::HashSet::new();
         for (i, f) in self.denied(&env.user, files).await {
             refused.insert(i);
@@ -151,7 +175,7 @@ impl TransferPut {
             .filter(|(i, _)| std::future::ready(!refused.contains(i)))
             .map(|(i, rec)| {
                 let outage = &outage;
-                async move { (i, self.put_one(tid, rec, outage).await) }.boxed()
+                async move { (i, self.put_one(t, tid, rec, outage).await) }.boxed()
             })
             .buffer_unordered(self.store.files_in_flight());
         while let Some((i, step)) = steps.next().await {
@@ -215,7 +239,13 @@ impl TransferPut {
         .await
     }
 
-    async fn put_one(&self, tid: Uuid, mut rec: FileRecord, outage: &AtomicBool) -> Step {
+    async fn put_one(
+        &self,
+        t: &Tenant,
+        tid: Uuid,
+        mut rec: FileRecord,
+        outage: &AtomicBool,
+    ) -> Step {
         if rec.kind != PathKind::File {
             return Step::Done(rec);
         }
@@ -239,10 +269,10 @@ impl TransferPut {
         };
         let _buffers = self.store.reserve(need).await;
         let result = if single {
-            self.put_single(source.file, &source.meta, &key, &rec.path)
+            self.put_single(t, source.file, &source.meta, &key, &rec.path)
                 .await
         } else {
-            self.put_multipart(source.file, &source.meta, &key, &rec.path)
+            self.put_multipart(t, source.file, &source.meta, &key, &rec.path)
                 .await
         };
         match result {
@@ -255,8 +285,9 @@ impl TransferPut {
                 rec.gid = meta.gid();
                 rec.blake3 = Some(read.blake3);
                 rec.object = Some(ObjectRef {
-                    bucket: self.store.bucket.clone(),
+                    bucket: t.bucket.clone(),
                     key,
+                    tenancy: t.name.clone(),
                 });
                 Step::Done(rec)
             }
@@ -274,6 +305,7 @@ impl TransferPut {
     /// One PutObject with a body read (and hashed) in chunks of at most the part size.
     async fn put_single(
         &self,
+        t: &Tenant,
         file: File,
         meta: &std::fs::Metadata,
         key: &str,
@@ -285,11 +317,10 @@ impl TransferPut {
             .await
             .map_err(|e| io_failed(path, "cannot read", path, &e))?;
         check_unchanged(path, before, &read)?;
-        let store = &self.store;
-        let mut req = store
+        let mut req = t
             .client
             .put_object()
-            .bucket(&store.bucket)
+            .bucket(&t.bucket)
             .key(key)
             .content_length(data.len() as i64)
             .body(ByteStream::from(data));
@@ -297,7 +328,7 @@ impl TransferPut {
             req = req.metadata(PATH_METADATA, m);
         }
         req.send().await.map_err(|e| {
-            S3Error::from_sdk(format!("uploading {path} to {}/{key}", store.bucket), &e)
+            S3Error::from_sdk(format!("uploading {path} to {}/{key}", t.bucket), &e)
         })?;
         Ok(read)
     }
@@ -305,16 +336,16 @@ impl TransferPut {
     /// A multipart upload, aborted on any failure.
     async fn put_multipart(
         &self,
+        t: &Tenant,
         file: File,
         meta: &std::fs::Metadata,
         key: &str,
         path: &str,
     ) -> Result<ReadResult, UploadError> {
-        let store = &self.store;
-        let mut req = store
+        let mut req = t
             .client
             .create_multipart_upload()
-            .bucket(&store.bucket)
+            .bucket(&t.bucket)
             .key(key);
         if let Some(m) = path_metadata(path) {
             req = req.metadata(PATH_METADATA, m);
@@ -323,7 +354,7 @@ impl TransferPut {
             S3Error::from_sdk(
                 format!(
                     "starting the multipart upload of {path} to {}/{key}",
-                    store.bucket
+                    t.bucket
                 ),
                 &e,
             )
@@ -337,13 +368,16 @@ impl TransferPut {
         };
         let guard = AbortGuard {
             upload: Some((
-                store.client.clone(),
-                store.bucket.clone(),
+                t.client.clone(),
+                t.bucket.clone(),
                 key.to_owned(),
                 upload_id.clone(),
             )),
         };
-        match self.upload_parts(file, meta, key, &upload_id, path).await {
+        match self
+            .upload_parts(t, file, meta, key, &upload_id, path)
+            .await
+        {
             Ok(read) => {
                 guard.disarm();
                 Ok(read)
@@ -357,6 +391,7 @@ impl TransferPut {
 
     async fn upload_parts(
         &self,
+        t: &Tenant,
         file: File,
         meta: &std::fs::Metadata,
         key: &str,
@@ -373,7 +408,10 @@ impl TransferPut {
         let reader = tokio::task::spawn_blocking(move || read_parts(file, part_size, tx, &pool));
         let mut uploads =
             stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) })
-                .map(|(number, data)| self.upload_part(key, upload_id, path, number, data).boxed())
+                .map(|(number, data)| {
+                    self.upload_part(t, key, upload_id, path, number, data)
+                        .boxed()
+                })
                 .buffer_unordered(store.parts_in_flight())
                 .boxed();
         let mut parts = Vec::new();
@@ -406,10 +444,10 @@ impl TransferPut {
         };
         check_unchanged(path, before, &read)?;
         parts.sort_by_key(|p: &CompletedPart| p.part_number());
-        let completed = store
+        let completed = t
             .client
             .complete_multipart_upload()
-            .bucket(&store.bucket)
+            .bucket(&t.bucket)
             .key(key)
             .upload_id(upload_id)
             .multipart_upload(
@@ -423,7 +461,7 @@ impl TransferPut {
             Ok(_) => Ok(read),
             Err(e)
                 if unparseable_success(&e)
-                    && self.confirm_completed(key, upload_id, read.len).await =>
+                    && self.confirm_completed(t, key, upload_id, read.len).await =>
             {
                 tracing::debug!(
                     path,
@@ -436,7 +474,7 @@ impl TransferPut {
             Err(e) => Err(S3Error::from_sdk(
                 format!(
                     "completing the multipart upload of {path} to {}/{key}",
-                    store.bucket
+                    t.bucket
                 ),
                 &e,
             )
@@ -447,12 +485,11 @@ impl TransferPut {
     /// After a successful (2xx) CompleteMultipartUpload whose body did not parse (some
     /// S3-compatible stores name the XML root differently): the upload is complete if it is
     /// gone (ListParts says NoSuchUpload) and the object has the size we uploaded.
-    async fn confirm_completed(&self, key: &str, upload_id: &str, len: u64) -> bool {
-        let store = &self.store;
-        let upload_gone = match store
+    async fn confirm_completed(&self, t: &Tenant, key: &str, upload_id: &str, len: u64) -> bool {
+        let upload_gone = match t
             .client
             .list_parts()
-            .bucket(&store.bucket)
+            .bucket(&t.bucket)
             .key(key)
             .upload_id(upload_id)
             .send()
@@ -464,10 +501,10 @@ impl TransferPut {
         if !upload_gone {
             return false;
         }
-        match store
+        match t
             .client
             .head_object()
-            .bucket(&store.bucket)
+            .bucket(&t.bucket)
             .key(key)
             .send()
             .await
@@ -479,17 +516,17 @@ impl TransferPut {
 
     async fn upload_part(
         &self,
+        t: &Tenant,
         key: &str,
         upload_id: &str,
         path: &str,
         number: i32,
         data: Bytes,
     ) -> Result<CompletedPart, S3Error> {
-        let store = &self.store;
-        let out = store
+        let out = t
             .client
             .upload_part()
-            .bucket(&store.bucket)
+            .bucket(&t.bucket)
             .key(key)
             .upload_id(upload_id)
             .part_number(number)
@@ -499,10 +536,7 @@ impl TransferPut {
             .await
             .map_err(|e| {
                 S3Error::from_sdk(
-                    format!(
-                        "uploading part {number} of {path} to {}/{key}",
-                        store.bucket
-                    ),
+                    format!("uploading part {number} of {path} to {}/{key}", t.bucket),
                     &e,
                 )
             })?;
@@ -523,8 +557,14 @@ impl TransferPut {
         let deletions: Vec<_> = objects
             .into_iter()
             .map(|o| async move {
-                match store
-                    .client
+                let client = store
+                    .clients
+                    .for_tenancy(o.tenancy.as_deref())
+                    .map_err(|e| S3Error {
+                        message: format!("deleting {}/{}: {}", o.bucket, o.key, e.message),
+                        ..e
+                    })?;
+                match client
                     .delete_object()
                     .bucket(&o.bucket)
                     .key(&o.key)

@@ -344,7 +344,8 @@ async fn transfer_round_trip_of_files_links_and_directories() {
             rec.object,
             Some(ObjectRef {
                 bucket: fx.bucket.clone(),
-                key: key.clone()
+                key: key.clone(),
+                tenancy: None,
             })
         );
         assert_eq!(
@@ -827,6 +828,7 @@ async fn transfer_unreachable_endpoint_is_transient() {
         r.object = Some(ObjectRef {
             bucket: "nlds".into(),
             key: s3::object_key(tid, &r.path),
+            tenancy: None,
         });
     }
     let target = dir.path().join("restore");

@@ -575,6 +575,7 @@ async fn the_last_verified_copy_is_never_removed(db: DatabaseConnection) {
     rec.object = Some(ObjectRef {
         bucket: "nlds".into(),
         key: shared_key.clone(),
+        tenancy: None,
     });
     let put = Envelope::new(
         t2,
