@@ -153,7 +153,9 @@ impl Failure {
     /// The line(s) printed on standard error (without `--json`).
     pub fn human(&self) -> String {
         match self {
-            Failure::Client(e @ Error::Api { code, .. }) => format!("error: {e} ({code})"),
+            Failure::Client(e @ (Error::Api { code, .. } | Error::Provider { code, .. })) => {
+                format!("error: {e} ({code})")
+            }
             // A first run: not an error dump, just what to do.
             Failure::Client(e @ Error::NotConfigured(_)) => e.to_string(),
             other => format!("error: {}", other.message()),

@@ -29,6 +29,10 @@ pub enum Error {
     /// The transaction did not reach a final state in time.
     #[error("timed out waiting for the transaction to finish")]
     Timeout,
+    /// The OAuth2 provider refused a login or renewal (`code` Unauthorized), or could not be
+    /// asked (`code` Unavailable); the message says which provider and why.
+    #[error("{message}")]
+    Provider { code: ErrorCode, message: String },
 }
 
 impl Error {
@@ -40,6 +44,7 @@ impl Error {
             Error::Decode(_) => ErrorCode::Internal,
             Error::Config(_) | Error::NotConfigured(_) => ErrorCode::BadRequest,
             Error::Timeout => ErrorCode::Timeout,
+            Error::Provider { code, .. } => *code,
         }
     }
 
@@ -53,6 +58,7 @@ impl Error {
         match self {
             Error::Transport(_) => true,
             Error::Api { status, .. } => matches!(status, 502..=504),
+            Error::Provider { code, .. } => *code == ErrorCode::Unavailable,
             _ => false,
         }
     }

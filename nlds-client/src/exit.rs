@@ -74,6 +74,10 @@ pub fn for_error(e: &Error) -> u8 {
         Error::Decode(_) => GENERIC,
         Error::Config(_) | Error::NotConfigured(_) => CONFIG,
         Error::Timeout => TIMEOUT,
+        Error::Provider { code, .. } => match code {
+            ErrorCode::Unavailable => NETWORK,
+            _ => AUTH,
+        },
     }
 }
 
@@ -85,5 +89,28 @@ pub fn for_state(state: State) -> u8 {
         State::CompleteWithErrors => COMPLETE_WITH_ERRORS,
         s if s.is_failed() => FAILED,
         _ => GENERIC,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_refusals_are_auth_and_outages_network() {
+        let refused = Error::Provider {
+            code: ErrorCode::Unauthorized,
+            message: "the OAuth2 provider https://id refused the login: access_denied".into(),
+        };
+        assert_eq!(for_error(&refused), AUTH);
+        assert!(!refused.is_transient());
+        assert_eq!(refused.code(), ErrorCode::Unauthorized);
+        assert_eq!(refused.status(), None, "not an answer of the NLDS server");
+        let down = Error::Provider {
+            code: ErrorCode::Unavailable,
+            message: "the OAuth2 provider https://id could not be reached".into(),
+        };
+        assert_eq!(for_error(&down), NETWORK);
+        assert!(down.is_transient());
     }
 }

@@ -526,8 +526,7 @@ fn provider_unreachable(issuer: &str, e: &dyn std::error::Error) -> Error {
         }
         src = s.source();
     }
-    Error::Api {
-        status: 503,
+    Error::Provider {
         code: ErrorCode::Unavailable,
         message: msg,
     }
@@ -803,8 +802,7 @@ where
     TE: ErrorResponse + 'static,
 {
     match e {
-        RequestTokenError::ServerResponse(r) => Error::Api {
-            status: 401,
+        RequestTokenError::ServerResponse(r) => Error::Provider {
             code: ErrorCode::Unauthorized,
             message: format!(
                 "the OAuth2 provider {} refused {what}: {}",
@@ -911,8 +909,7 @@ pub async fn device_login(
                         provider_said(&r)
                     ),
                 };
-                Error::Api {
-                    status: 401,
+                Error::Provider {
                     code: ErrorCode::Unauthorized,
                     message,
                 }
@@ -1014,10 +1011,9 @@ async fn renew(s: &AuthSettings, login: &StoredLogin) -> std::result::Result<Sto
             })?;
             match client_credentials(s, &http, &meta, secret).await {
                 Ok(l) => Ok(l),
-                Err(Error::Api {
-                    status: 401,
+                Err(Error::Provider {
+                    code: ErrorCode::Unauthorized,
                     message,
-                    ..
                 }) => Err(Renewal::Refused(message)),
                 Err(e) => Err(Renewal::Failed(e)),
             }
@@ -1045,8 +1041,7 @@ pub fn login_again(s: &AuthSettings, why: &str, removed: bool) -> Error {
     } else {
         String::new()
     };
-    Error::Api {
-        status: 401,
+    Error::Provider {
         code: ErrorCode::Unauthorized,
         message: format!(
             "your login at {} can no longer be renewed: {why}{removed}; run `nlds login{}` again",
