@@ -11,7 +11,7 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use nlds_core::ErrorCode;
 use serde::Serialize;
 
@@ -190,7 +190,7 @@ struct LoginReport<'a> {
     client_id: &'a str,
     grant: Grant,
     token_file: String,
-    expires_at: Option<chrono::DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
     /// Whether nlds can renew the access token by itself.
     renewable: bool,
     scope: Option<&'a str>,
@@ -438,4 +438,38 @@ pub async fn logout(cli: &Cli, env: &Env, ctx: &Ctx, io: &mut Io<'_>) -> Result<
         });
     }
     Ok(exit::OK)
+}
+
+/// What `nlds config show` says about OAuth2: the provider and client, where the tokens are,
+/// and whether a login is stored (never a token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoginStatus {
+    pub issuer: String,
+    pub client_id: String,
+    pub token_file: String,
+    /// `None`: not logged in (no token file).
+    pub grant: Option<Grant>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Why the token file could not be read, if it could not.
+    pub problem: Option<String>,
+}
+
+/// The OAuth2 login state of the effective configuration; `Ok(None)` when no issuer is set.
+pub fn login_status(env: &Env, eff: &Effective) -> Result<Option<LoginStatus>, Failure> {
+    let lookup = |k: &str| env.var(k);
+    let Some(s) = oauth::settings(&AuthFlags::default(), &lookup, options_of(eff))? else {
+        return Ok(None);
+    };
+    let (login, problem) = match TokenStore::new(&s.token_file).load() {
+        Ok(l) => (l, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Ok(Some(LoginStatus {
+        issuer: s.issuer.clone(),
+        client_id: s.client_id.clone(),
+        token_file: s.token_file.display().to_string(),
+        grant: login.as_ref().map(|l| l.grant),
+        expires_at: login.as_ref().and_then(|l| l.expires_at),
+        problem,
+    }))
 }

@@ -450,6 +450,7 @@ pub fn config_show(
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
     let e: Effective = config::effective(flags, &|k| env.var(k))?;
+    let login = crate::login::login_status(env, &e)?;
     if ctx.json {
         fn entry<T: Serialize>(v: &Option<config::Sourced<T>>) -> serde_json::Value {
             match v {
@@ -485,11 +486,15 @@ pub fn config_show(
                     "source": e.request_timeout.source.to_string(),
                 },
                 "warnings": e.warnings,
+                "login": login,
             }),
         )?;
         return Ok(exit::OK);
     }
     print(io, &render::config_view(&e, ctx.width));
+    if let Some(l) = &login {
+        print(io, &render::login_view(l, ctx.zone));
+    }
     for w in &e.warnings {
         let _ = writeln!(io.err, "warning: {w}");
     }

@@ -299,6 +299,22 @@ async fn device_login_refresh_whoami_logout() {
     assert_eq!(info["active"], true, "{info}");
     assert_eq!(info["preferred_username"], "alice", "{info}");
 
+    // config show says who the provider is and that a login is stored, never a token.
+    let out = home.run(&["config", "show", "--json"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["login"]["issuer"], oidc.issuer.as_str(), "{shown}");
+    assert_eq!(shown["login"]["client_id"], "nlds-cli", "{shown}");
+    assert_eq!(shown["login"]["grant"], "device_code", "{shown}");
+    assert_eq!(shown["login"]["expires_at"], first["expires_at"], "{shown}");
+    let out = home.run(&["config", "show", "--utc"], &[]).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("logged in (device_code), access token expires"),
+        "{table}"
+    );
+    assert!(!text(&out).contains(&at1) && !text(&out).contains(&rt1));
+
     // whoami sends the stored token and shows its expiry; nothing is renewed yet.
     let out = home.run(&["whoami", "--json", "--utc"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
