@@ -18,7 +18,7 @@ use nlds_core::message::{FailedFile, FileRecord, sub_id};
 use nlds_core::{Action, Envelope, PathKind, Payload, RoutingKey, State, Worker};
 
 use crate::config::IndexConfig;
-use crate::posix::{Checker, PosixChecks, PosixPolicy};
+use crate::posix::{Checker, PosixPolicy};
 
 /// The indexer role.
 #[derive(Debug, Clone)]
@@ -201,10 +201,7 @@ impl Batcher<'_> {
 /// Indexes `paths` with the process's own access (blocking file-system work: call from a
 /// blocking thread).
 pub fn index(paths: &[String], cfg: &IndexConfig) -> Index {
-    let service = PosixPolicy {
-        checks: PosixChecks::Service,
-        root_override: false,
-    };
+    let service = PosixPolicy::SERVICE;
     index_as(paths, cfg, Checker::new(service, ""))
 }
 
@@ -233,10 +230,7 @@ impl Indexer {
     pub fn new(cfg: IndexConfig) -> Self {
         Self {
             cfg,
-            posix: PosixPolicy {
-                checks: PosixChecks::Service,
-                root_override: false,
-            },
+            posix: PosixPolicy::SERVICE,
         }
     }
 

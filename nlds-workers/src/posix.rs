@@ -63,6 +63,15 @@ impl Default for PosixPolicy {
     }
 }
 
+impl PosixPolicy {
+    /// The process's own access decides (no checks on behalf of a user): what a role starts with
+    /// until `with_posix` says otherwise.
+    pub const SERVICE: Self = Self {
+        checks: PosixChecks::Service,
+        root_override: false,
+    };
+}
+
 /// Read, write and search (execute) bits of one class.
 pub const READ: u32 = 4;
 pub const WRITE: u32 = 2;

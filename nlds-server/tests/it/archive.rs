@@ -61,6 +61,35 @@ async fn files(api: &Api, label: &str) -> FilePage {
     serde_json::from_value(b).unwrap()
 }
 
+/// Polls holding `label` until it has at least `min_files` plain files and every one of them has
+/// a cold copy; fails after `limit`. Returns the last page.
+async fn wait_archived(
+    api: &Api,
+    label: &str,
+    min_files: usize,
+    limit: Duration,
+    poll: Duration,
+) -> FilePage {
+    let start = Instant::now();
+    loop {
+        let page = files(api, label).await;
+        let plain: Vec<_> = page
+            .files
+            .iter()
+            .filter(|f| f.kind == nlds_core::PathKind::File)
+            .collect();
+        if plain.len() >= min_files
+            && plain
+                .iter()
+                .all(|f| f.locations.iter().any(|l| l.tier == Tier::Cold))
+        {
+            return page;
+        }
+        assert!(start.elapsed() < limit, "{label}: not archived: {page:#?}");
+        tokio::time::sleep(poll).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_archive_round_packs_warm_files_into_verified_aggregates() {
     let data = temp();
@@ -98,26 +127,14 @@ async fn an_archive_round_packs_warm_files_into_verified_aggregates() {
     let (s, b) = api.post("/api/v2/admin/archive", &json!({})).await;
     assert_eq!(s, 202, "{b}");
 
-    let start = Instant::now();
-    let page = loop {
-        let page = files(&api, "campaign").await;
-        let plain: Vec<_> = page
-            .files
-            .iter()
-            .filter(|f| f.kind == nlds_core::PathKind::File)
-            .collect();
-        if plain
-            .iter()
-            .all(|f| f.locations.iter().any(|l| l.tier == Tier::Cold))
-        {
-            break page;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "not archived: {page:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let page = wait_archived(
+        &api,
+        "campaign",
+        0,
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+    )
+    .await;
 
     // Every file keeps its warm copy and has exactly one cold one, in a named aggregate.
     let mut by_aggregate: HashMap<String, Vec<String>> = HashMap::new();
@@ -250,24 +267,14 @@ async fn an_archive_round_over_the_distributed_services() {
     nlds_workers::archive::request_round(bus.as_ref())
         .await
         .unwrap();
-    let start = Instant::now();
-    let page = loop {
-        let page = files(&api, "dist-archive").await;
-        let plain: Vec<_> = page
-            .files
-            .iter()
-            .filter(|f| f.kind == nlds_core::PathKind::File)
-            .collect();
-        if plain.len() == 25
-            && plain
-                .iter()
-                .all(|f| f.locations.iter().any(|l| l.tier == Tier::Cold))
-        {
-            break page;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "{page:#?}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let page = wait_archived(
+        &api,
+        "dist-archive",
+        25,
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+    )
+    .await;
     let aggregates: std::collections::BTreeSet<String> = page
         .files
         .iter()
@@ -551,27 +558,14 @@ async fn backend_round_trip(cold: nlds_workers::cold::ColdConfig) {
     assert_eq!(put.state, State::Complete, "{put:#?}");
     let (s, _) = api.post("/api/v2/admin/archive", &json!({})).await;
     assert_eq!(s, 202);
-    let start = Instant::now();
-    let page = loop {
-        let page = files(&api, "rt").await;
-        let plain: Vec<_> = page
-            .files
-            .iter()
-            .filter(|f| f.kind == nlds_core::PathKind::File)
-            .collect();
-        if plain.len() == 2004
-            && plain
-                .iter()
-                .all(|f| f.locations.iter().any(|l| l.tier == Tier::Cold))
-        {
-            break page;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "{backend}: not archived"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let page = wait_archived(
+        &api,
+        "rt",
+        2004,
+        Duration::from_secs(240),
+        Duration::from_millis(500),
+    )
+    .await;
     let mut members: HashMap<String, Vec<(String, u64)>> = HashMap::new();
     for f in page
         .files
@@ -811,17 +805,14 @@ async fn killing_archive_get_while_a_recall_waits_loses_nothing() {
     nlds_workers::archive::request_round(bus.as_ref())
         .await
         .unwrap();
-    let start = Instant::now();
-    while !files(&api, "kill")
-        .await
-        .files
-        .iter()
-        .filter(|f| f.kind == nlds_core::PathKind::File)
-        .all(|f| f.locations.iter().any(|l| l.tier == Tier::Cold))
-    {
-        assert!(start.elapsed() < Duration::from_secs(60), "not archived");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_archived(
+        &api,
+        "kill",
+        0,
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+    )
+    .await;
     // Drop the warm copies through the catalogue (what the admin endpoint does).
     let evict = nlds_core::Envelope::new(
         uuid::Uuid::new_v4(),

@@ -318,17 +318,12 @@ impl Catalogue {
         regex: bool,
         dry_run: bool,
     ) -> Result<DeletePlan> {
-        if paths.is_empty() && !has_selector(filter) {
-            return Err(bad_request(
-                "give the holding to delete (holding id, label or tags), or the paths to delete",
-            ));
-        }
-        if regex && !has_selector(filter) {
-            return Err(bad_request(
-                "a regular expression can only search named holdings: \
-                 give a holding id, label, transaction id or tags",
-            ));
-        }
+        check_selection(
+            filter,
+            paths,
+            regex,
+            "give the holding to delete (holding id, label or tags), or the paths to delete",
+        )?;
         let now = Utc::now();
         let tid = env.transaction_id.to_string();
         let txn = self.db.begin().await?;
@@ -505,17 +500,12 @@ impl Catalogue {
         regex: bool,
         dry_run: bool,
     ) -> Result<DeletePlan> {
-        if paths.is_empty() && !has_selector(filter) {
-            return Err(bad_request(
-                "give the holding to undelete (holding id, label or tags), or the paths",
-            ));
-        }
-        if regex && !has_selector(filter) {
-            return Err(bad_request(
-                "a regular expression can only search named holdings: \
-                 give a holding id, label, transaction id or tags",
-            ));
-        }
+        check_selection(
+            filter,
+            paths,
+            regex,
+            "give the holding to undelete (holding id, label or tags), or the paths",
+        )?;
         let now = Utc::now();
         let cutoff = now - self.delete.retention();
         let txn = self.db.begin().await?;
@@ -1041,26 +1031,40 @@ async fn purge_holdings(
     Ok(empty.len() as u64)
 }
 
+/// A delete or undelete must name holdings or paths (`missing` says so), and a regular
+/// expression only searches named holdings.
+fn check_selection(
+    filter: &HoldingFilter,
+    paths: &[String],
+    regex: bool,
+    missing: &str,
+) -> Result<()> {
+    if paths.is_empty() && !has_selector(filter) {
+        return Err(bad_request(missing));
+    }
+    if regex && !has_selector(filter) {
+        return Err(bad_request(
+            "a regular expression can only search named holdings: \
+             give a holding id, label, transaction id or tags",
+        ));
+    }
+    Ok(())
+}
+
 /// Marks holdings deleted (`Some((when, by, transaction))`) or live again (`None`).
 async fn mark_holdings(
     c: &DatabaseTransaction,
     ids: &[i64],
     mark: Option<(DateTime<Utc>, &str, &str)>,
 ) -> Result<()> {
-    for chunk in ids.chunks(CHUNK) {
-        let (at, by, t) = match mark {
-            Some((at, by, t)) => (Some(at), Some(by.to_owned()), Some(t.to_owned())),
-            None => (None, None, None),
-        };
-        holding::Entity::update_many()
-            .col_expr(holding::Column::DeletedAt, Expr::value(at))
-            .col_expr(holding::Column::DeletedBy, Expr::value(by))
-            .col_expr(holding::Column::DeleteTransaction, Expr::value(t))
-            .filter(holding::Column::Id.is_in(chunk.iter().copied()))
-            .exec(c)
-            .await?;
-    }
-    Ok(())
+    use holding::Column as H;
+    mark_rows::<holding::Entity>(
+        c,
+        ids,
+        mark,
+        [H::DeletedAt, H::DeletedBy, H::DeleteTransaction, H::Id],
+    )
+    .await
 }
 
 /// Marks files deleted (`Some((when, by, transaction))`) or live again (`None`).
@@ -1069,16 +1073,34 @@ async fn mark_files(
     ids: &[i64],
     mark: Option<(DateTime<Utc>, &str, &str)>,
 ) -> Result<()> {
+    use file::Column as F;
+    mark_rows::<file::Entity>(
+        c,
+        ids,
+        mark,
+        [F::DeletedAt, F::DeletedBy, F::DeleteTransaction, F::Id],
+    )
+    .await
+}
+
+/// Sets (or clears) the soft-delete columns `[deleted_at, deleted_by, delete_transaction]` of
+/// the rows of `E` whose id column (the fourth) is in `ids`.
+async fn mark_rows<E: EntityTrait>(
+    c: &DatabaseTransaction,
+    ids: &[i64],
+    mark: Option<(DateTime<Utc>, &str, &str)>,
+    [at_col, by_col, tx_col, id_col]: [E::Column; 4],
+) -> Result<()> {
+    let (at, by, t) = match mark {
+        Some((at, by, t)) => (Some(at), Some(by.to_owned()), Some(t.to_owned())),
+        None => (None, None, None),
+    };
     for chunk in ids.chunks(CHUNK) {
-        let (at, by, t) = match mark {
-            Some((at, by, t)) => (Some(at), Some(by.to_owned()), Some(t.to_owned())),
-            None => (None, None, None),
-        };
-        file::Entity::update_many()
-            .col_expr(file::Column::DeletedAt, Expr::value(at))
-            .col_expr(file::Column::DeletedBy, Expr::value(by))
-            .col_expr(file::Column::DeleteTransaction, Expr::value(t))
-            .filter(file::Column::Id.is_in(chunk.iter().copied()))
+        E::update_many()
+            .col_expr(at_col, Expr::value(at))
+            .col_expr(by_col, Expr::value(by.clone()))
+            .col_expr(tx_col, Expr::value(t.clone()))
+            .filter(id_col.is_in(chunk.iter().copied()))
             .exec(c)
             .await?;
     }

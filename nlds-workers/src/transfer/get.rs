@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, system_time};
 use crate::config::TransferConfig;
-use crate::posix::{Checker, Ownership, PosixChecks, PosixPolicy};
+use crate::posix::{Checker, Ownership, PosixPolicy};
 use crate::s3::{S3Clients, S3Error};
 
 /// Permission bits restored on files: never setuid/setgid (a restored file may be given to
@@ -56,10 +56,7 @@ impl TransferGet {
     pub fn with_clients(clients: S3Clients, cfg: TransferConfig) -> Self {
         Self {
             store: Arc::new(Store::new(clients, cfg)),
-            posix: PosixPolicy {
-                checks: PosixChecks::Service,
-                root_override: false,
-            },
+            posix: PosixPolicy::SERVICE,
         }
     }
 

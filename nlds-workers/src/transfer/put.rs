@@ -51,10 +51,7 @@ impl TransferPut {
     pub fn with_clients(clients: S3Clients, cfg: TransferConfig) -> Self {
         Self {
             store: Arc::new(Store::new(clients, cfg)),
-            posix: PosixPolicy {
-                checks: PosixChecks::Service,
-                root_override: false,
-            },
+            posix: PosixPolicy::SERVICE,
         }
     }
 
