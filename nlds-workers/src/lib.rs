@@ -19,6 +19,7 @@ pub mod catalogue;
 pub mod cold;
 pub mod config;
 pub mod db;
+pub mod hooks;
 pub mod indexer;
 pub mod logger;
 pub mod monitor;
