@@ -5,10 +5,13 @@
 //! With `posix_checks = "user"` every entry is checked against the requesting user's
 //! permissions ([`crate::posix`]): read on files, read and search on directories walked, search
 //! on every parent. A directory the user may not list is reported once and not descended into.
+//! All of it goes through directory handles ([`crate::userfs`]): each path's parent is resolved
+//! component by component, directories are listed and descended into through the descriptors
+//! that were checked, and entries are looked at with `statat(.., AT_SYMLINK_NOFOLLOW)`.
 
 use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -18,7 +21,10 @@ use nlds_core::message::{FailedFile, FileRecord, sub_id};
 use nlds_core::{Action, Envelope, PathKind, Payload, RoutingKey, State, Worker};
 
 use crate::config::IndexConfig;
-use crate::posix::{Checker, PosixPolicy};
+use crate::hooks::{self, points};
+use crate::posix::{PosixPolicy, READ, SEARCH};
+use crate::userfs::read::{self, LstatError, OpenError};
+use crate::userfs::{Denial, Dir, Links, Meta, UserFs, components};
 
 /// The indexer role.
 #[derive(Debug, Clone)]
@@ -49,42 +55,46 @@ pub fn io_failure(path: &str, what: &str, e: &io::Error) -> FailedFile {
     FailedFile::new(path, code, reason)
 }
 
-fn record(path: &str, md: &std::fs::Metadata) -> io::Result<FileRecord> {
-    let ft = md.file_type();
-    let (kind, link_target, size) = if ft.is_symlink() {
-        let target = std::fs::read_link(path)?;
-        (
-            PathKind::Link,
-            Some(target.to_string_lossy().into_owned()),
-            0,
-        )
-    } else if ft.is_dir() {
-        (PathKind::Directory, None, 0)
+fn record(path: &str, md: &Meta, link_target: Option<OsString>) -> FileRecord {
+    let (kind, size) = if md.is_symlink() {
+        (PathKind::Link, 0)
+    } else if md.is_dir() {
+        (PathKind::Directory, 0)
     } else {
-        (PathKind::File, None, md.len())
+        (PathKind::File, md.size)
     };
-    Ok(FileRecord {
+    FileRecord {
         path: path.to_owned(),
         kind,
-        link_target,
+        link_target: link_target.map(|t| t.to_string_lossy().into_owned()),
         size,
-        uid: md.uid(),
-        gid: md.gid(),
-        mode: md.mode() & 0o7777,
-        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        uid: md.uid,
+        gid: md.gid,
+        mode: md.mode & 0o7777,
+        mtime_ns: md.mtime_ns,
         blake3: None,
         object: None,
         holding_id: None,
-    })
+    }
 }
 
 struct Batcher<'a> {
     cfg: &'a IndexConfig,
-    posix: Checker,
+    fs: UserFs,
     out: Index,
     current: Vec<FileRecord>,
     bytes: u64,
     seen: HashSet<String>,
+}
+
+/// The failure of `path` for a refusal of the file-system layer (a missing component reads as
+/// before: "no such file or directory").
+fn denied(path: &str, d: &Denial) -> FailedFile {
+    if d.missing {
+        FailedFile::new(path, ErrorCode::PathMissing, "no such file or directory")
+    } else {
+        d.failed(path)
+    }
 }
 
 impl Batcher<'_> {
@@ -109,91 +119,119 @@ impl Batcher<'_> {
         }
     }
 
-    /// Indexes one requested path.
+    /// Indexes one requested path: its parent is resolved as the user (links on the way
+    /// followed as the kernel would for them, search checked on each directory's handle), the
+    /// path itself is looked at through that handle and never followed.
     fn index_path(&mut self, path: &str) {
-        if !Path::new(path).is_absolute() {
-            self.fail(FailedFile::new(
-                path,
-                ErrorCode::BadRequest,
-                "path is not absolute",
-            ));
-            return;
-        }
-        let md = match std::fs::symlink_metadata(path) {
-            Ok(md) => md,
-            Err(e) => return self.fail(io_failure(path, "stat", &e)),
-        };
-        if !md.is_dir() {
-            self.index_entry(path, &md);
-            return;
-        }
-        let mut walk = walkdir::WalkDir::new(path).follow_links(false).into_iter();
-        while let Some(entry) = walk.next() {
-            match entry {
-                Ok(entry) => {
-                    let p = entry.path().to_string_lossy().into_owned();
-                    match entry.metadata() {
-                        Ok(md) => {
-                            if !self.index_entry(&p, &md) && md.is_dir() {
-                                walk.skip_current_dir();
-                            }
-                        }
-                        Err(e) => {
-                            let ioe = e
-                                .into_io_error()
-                                .unwrap_or_else(|| io::Error::other("walk error"));
-                            self.fail(io_failure(&p, "stat", &ioe));
-                        }
-                    }
-                }
-                Err(e) => {
-                    let p = e
-                        .path()
-                        .map(|p| p.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| path.to_owned());
-                    let ioe = e
-                        .into_io_error()
-                        .unwrap_or_else(|| io::Error::other("walk error"));
-                    self.fail(io_failure(&p, "read directory", &ioe));
-                }
+        let p = Path::new(path);
+        let comps = match components(p) {
+            Ok(c) => c,
+            Err(d) => {
+                let reason = if p.is_absolute() {
+                    d.reason
+                } else {
+                    "path is not absolute".to_owned()
+                };
+                return self.fail(FailedFile::new(path, ErrorCode::BadRequest, reason));
             }
-        }
+        };
+        let Some((name, parents)) = comps.split_last() else {
+            // "/" itself.
+            let root = match self.fs.root() {
+                Ok(r) => r,
+                Err(d) => return self.fail(denied(path, &d)),
+            };
+            return self.index_root(path, root);
+        };
+        let mut links = 0;
+        let parent = match self
+            .fs
+            .root()
+            .and_then(|r| self.fs.walk(r, parents, Links::Follow, &mut links))
+        {
+            Ok(d) => d,
+            Err(d) => return self.fail(denied(path, &d)),
+        };
+        self.index_at(&parent, name, path, true);
     }
 
-    /// Indexes one entry; false if it failed.
-    fn index_entry(&mut self, path: &str, md: &std::fs::Metadata) -> bool {
-        if let Err(f) = self.posix.may_read(path, md) {
-            self.fail(f);
-            return false;
-        }
-        if md.is_file() {
-            // Readable by us? (Per-user POSIX checks come with the identity work.)
-            if let Err(e) = std::fs::File::open(path) {
-                self.fail(io_failure(path, "read file", &e));
-                return false;
+    /// Indexes `/`, a directory the user asked for as a whole.
+    fn index_root(&mut self, path: &str, root: Dir) {
+        let dir = match self.fs.check(&root, READ | SEARCH) {
+            Ok(()) => root,
+            Err(d) => return self.fail(denied(path, &d)),
+        };
+        self.push(record(path, dir.meta(), None));
+        hooks::pause(points::INDEX_BEFORE_WALK, Path::new(path));
+        self.walk(&dir, path);
+    }
+
+    /// Indexes the entry `name` of `dir` (its path: `path`), descending into it if it is a
+    /// directory. `top`: one of the paths asked for.
+    fn index_at(&mut self, dir: &Dir, name: &OsStr, path: &str, top: bool) {
+        let md = match read::lstat_at(&mut self.fs, dir, name) {
+            Ok(md) => md,
+            Err(LstatError::Denied(d)) => return self.fail(denied(path, &d)),
+            Err(LstatError::Io(e)) => return self.fail(io_failure(path, "stat", &e)),
+        };
+        if md.is_dir() {
+            let sub = match read::open_listing(&mut self.fs, dir, name, &md) {
+                Ok(d) => d,
+                Err(d) => {
+                    return self.fail(match d.code {
+                        ErrorCode::PermissionDenied if d.reason.starts_with("cannot") => {
+                            FailedFile::new(
+                                path,
+                                ErrorCode::PermissionDenied,
+                                "permission denied: cannot read directory",
+                            )
+                        }
+                        _ => denied(path, &d),
+                    });
+                }
+            };
+            self.push(record(path, sub.meta(), None));
+            if top {
+                hooks::pause(points::INDEX_BEFORE_WALK, Path::new(path));
             }
-        } else if md.is_dir() {
-            if let Err(e) = std::fs::read_dir(path) {
-                self.fail(io_failure(path, "read directory", &e));
-                return false;
+            self.walk(&sub, path);
+        } else if md.is_symlink() {
+            match read::read_link_at(dir, name) {
+                Ok(t) => self.push(record(path, &md, Some(t))),
+                Err(e) => self.fail(io_failure(path, "read link", &e)),
             }
-        } else if !md.file_type().is_symlink() {
+        } else if md.is_file() {
+            match read::open_file(&mut self.fs, dir, name, Path::new(path)) {
+                Ok(opened) => self.push(record(path, &opened.meta, None)),
+                Err(OpenError::Denied(d)) => self.fail(denied(path, &d)),
+                Err(OpenError::Io(e)) => self.fail(io_failure(path, "read file", &e)),
+                Err(OpenError::NotAFile(m)) => self.fail(FailedFile::new(
+                    path,
+                    ErrorCode::Conflict,
+                    format!(
+                        "{path} is now {} (it changed while it was indexed)",
+                        m.kind_name()
+                    ),
+                )),
+            }
+        } else {
             self.fail(FailedFile::new(
                 path,
                 ErrorCode::BadRequest,
                 "not a regular file, directory or symlink",
             ));
-            return false;
         }
-        match record(path, md) {
-            Ok(rec) => {
-                self.push(rec);
-                true
-            }
-            Err(e) => {
-                self.fail(io_failure(path, "read link", &e));
-                false
-            }
+    }
+
+    /// Indexes what is in `dir` (its path: `path`), through its handle.
+    fn walk(&mut self, dir: &Dir, path: &str) {
+        let names = match read::list(dir) {
+            Ok(n) => n,
+            Err(d) => return self.fail(denied(path, &d)),
+        };
+        for name in names {
+            let child = Path::new(path).join(&name).to_string_lossy().into_owned();
+            self.index_at(dir, &name, &child, false);
         }
     }
 }
@@ -201,15 +239,14 @@ impl Batcher<'_> {
 /// Indexes `paths` with the process's own access (blocking file-system work: call from a
 /// blocking thread).
 pub fn index(paths: &[String], cfg: &IndexConfig) -> Index {
-    let service = PosixPolicy::SERVICE;
-    index_as(paths, cfg, Checker::new(service, ""))
+    index_as(paths, cfg, UserFs::service())
 }
 
-/// Indexes `paths` on behalf of the user `posix` checks for.
-pub fn index_as(paths: &[String], cfg: &IndexConfig, posix: Checker) -> Index {
+/// Indexes `paths` on behalf of the user `fs` acts for.
+pub fn index_as(paths: &[String], cfg: &IndexConfig, fs: UserFs) -> Index {
     let mut b = Batcher {
         cfg,
-        posix,
+        fs,
         out: Index::default(),
         current: Vec::new(),
         bytes: 0,
@@ -251,8 +288,8 @@ impl Handler for Indexer {
             ));
         };
         let (holding_id, paths, cfg) = (*holding_id, paths.clone(), self.cfg.clone());
-        let checker = Checker::new(self.posix, &env.user);
-        let result = tokio::task::spawn_blocking(move || index_as(&paths, &cfg, checker))
+        let fs = UserFs::new(self.posix, &env.user);
+        let result = tokio::task::spawn_blocking(move || index_as(&paths, &cfg, fs))
             .await
             .map_err(|e| {
                 HandlerError::permanent(ErrorCode::Internal, format!("indexing crashed: {e}"))
@@ -318,7 +355,7 @@ impl Handler for Indexer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn cfg(files: usize, bytes: u64) -> IndexConfig {
         IndexConfig {

@@ -30,5 +30,6 @@ pub mod router;
 pub mod run;
 pub mod s3;
 pub mod transfer;
+pub mod userfs;
 
 pub use config::WorkerConfig;

@@ -20,11 +20,10 @@
 //! clear reason; nothing here panics.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use nlds_core::{ErrorCode, FailedFile};
+use nlds_core::{ErrorCode, FailedFile, FileRecord, PathKind};
 use serde::{Deserialize, Serialize};
 
 /// Whose permissions the workers check.
@@ -134,17 +133,6 @@ pub struct Inode {
     pub is_dir: bool,
 }
 
-impl Inode {
-    pub fn of(md: &std::fs::Metadata) -> Self {
-        Self {
-            uid: md.uid(),
-            gid: md.gid(),
-            mode: md.mode(),
-            is_dir: md.is_dir(),
-        }
-    }
-}
-
 /// Whether `who` may use `inode` for `want` (a combination of [`READ`], [`WRITE`], [`SEARCH`]),
 /// by the mode bits. The first class that matches decides (owner, then group, then other).
 pub fn allowed(who: &Account, inode: Inode, want: u32, root_override: bool) -> bool {
@@ -216,8 +204,6 @@ pub struct Checker {
     policy: PosixPolicy,
     user: String,
     account: Option<Result<Arc<Account>, String>>,
-    /// Directory -> may the user reach it (search it and every ancestor)?
-    reach: HashMap<PathBuf, Result<(), String>>,
     names: Names,
 }
 
@@ -227,7 +213,6 @@ impl Checker {
             policy,
             user: user.to_owned(),
             account: None,
-            reach: HashMap::new(),
             names: Names::default(),
         }
     }
@@ -256,10 +241,14 @@ impl Checker {
         )
     }
 
-    fn check_inode(&mut self, at: &Path, want: u32) -> Result<(), String> {
+    /// Whether the user may use the inode found at `at` for `want` (always, when the checks are
+    /// off). The reason names the user, the inode and what stopped them, without the path
+    /// concerned (see [`Checker::fail`]).
+    pub fn check(&mut self, at: &Path, inode: Inode, want: u32) -> Result<(), String> {
+        if !self.enabled() {
+            return Ok(());
+        }
         let who = self.account()?;
-        let md = std::fs::metadata(at).map_err(|e| format!("cannot stat {}: {e}", at.display()))?;
-        let inode = Inode::of(&md);
         if allowed(&who, inode, want, self.policy.root_override) {
             Ok(())
         } else {
@@ -267,105 +256,97 @@ impl Checker {
         }
     }
 
-    /// May the user search `dir` and every directory above it? (Symbolic links on the way are
-    /// resolved first, so the directories actually traversed are the ones checked.)
-    fn reach(&mut self, dir: &Path) -> Result<(), String> {
-        if let Some(r) = self.reach.get(dir) {
-            return r.clone();
+    /// The sticky-directory rule of a replacement: in a sticky directory (owned by `dir_uid`)
+    /// an existing entry (owned by `old_uid`) may only be replaced by its owner or the
+    /// directory's.
+    pub fn may_replace(
+        &mut self,
+        dest: &Path,
+        dir: &Path,
+        dir_inode: Inode,
+        old_uid: u32,
+    ) -> Result<(), String> {
+        if !self.enabled() || dir_inode.mode & 0o1000 == 0 {
+            return Ok(());
         }
-        let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let result = match real.parent() {
-            Some(parent) if parent != real => self
-                .reach(parent)
-                .and_then(|()| self.check_inode(&real, SEARCH)),
-            _ => self.check_inode(&real, SEARCH),
-        };
-        self.reach.insert(dir.to_path_buf(), result.clone());
-        result
+        let who = self.account()?;
+        let root = who.uid == 0 && self.policy.root_override;
+        if root || old_uid == who.uid || dir_inode.uid == who.uid {
+            return Ok(());
+        }
+        let owner = self.names.user(old_uid);
+        Err(format!(
+            "user {} may not replace {} in the sticky directory {} (it belongs to {owner})",
+            who.name,
+            dest.display(),
+            dir.display()
+        ))
     }
 
-    fn fail(path: &str, reason: String) -> FailedFile {
+    /// Get, on behalf of a user (not `keep_owner`): an entry recorded as someone else's is
+    /// restored only if its recorded owner, group and mode would have let the user read it
+    /// (`groupall` must not turn another member's private file into the requester's).
+    pub fn may_restore(&mut self, rec: &FileRecord) -> Result<(), FailedFile> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let who = self.account().map_err(|r| Self::fail(&rec.path, r))?;
+        if rec.uid == who.uid {
+            return Ok(());
+        }
+        let inode = Inode {
+            uid: rec.uid,
+            gid: rec.gid,
+            mode: rec.mode,
+            is_dir: rec.kind == PathKind::Directory,
+        };
+        if allowed(&who, inode, READ, self.policy.root_override) {
+            return Ok(());
+        }
+        let what = match rec.kind {
+            PathKind::File => "file",
+            PathKind::Directory => "directory",
+            PathKind::Link => "symbolic link",
+        };
+        let owner = self.names.user(rec.uid);
+        let group = self.names.group(rec.gid);
+        Err(Self::fail(
+            &rec.path,
+            format!(
+                "user {} may not read {owner}'s {what} (recorded mode {:04o}, owner {owner}, \
+                 group {group}); only its owner or a reader by its recorded mode may restore it",
+                who.name,
+                rec.mode & 0o7777,
+            ),
+        ))
+    }
+
+    /// The name of `uid` (its number if it has none).
+    pub fn user_name(&mut self, uid: u32) -> String {
+        self.names.user(uid)
+    }
+
+    /// Who follows symbolic links for these checks: the user's uid, or the process's own when
+    /// the checks are off.
+    pub fn follower(&mut self) -> Result<(u32, String), String> {
+        if self.enabled() {
+            let who = self.account()?;
+            Ok((who.uid, format!("user {}", who.name)))
+        } else {
+            Ok((
+                rustix::process::geteuid().as_raw(),
+                "the service".to_owned(),
+            ))
+        }
+    }
+
+    /// A permission failure of `path`: `<path>: <reason>`.
+    pub fn fail(path: &str, reason: String) -> FailedFile {
         FailedFile::new(
             path,
             ErrorCode::PermissionDenied,
             format!("{path}: {reason}"),
         )
-    }
-
-    /// Put: may the user reach `path` (search every parent) and read it (a file) or list it
-    /// (a directory: read and search)? Symbolic links need only their parents.
-    pub fn may_read(&mut self, path: &str, md: &std::fs::Metadata) -> Result<(), FailedFile> {
-        if !self.enabled() {
-            return Ok(());
-        }
-        let p = Path::new(path);
-        if let Some(parent) = p.parent().filter(|x| !x.as_os_str().is_empty()) {
-            self.reach(parent).map_err(|r| Self::fail(path, r))?;
-        }
-        let ft = md.file_type();
-        if ft.is_symlink() {
-            return Ok(());
-        }
-        let want = if ft.is_dir() { READ | SEARCH } else { READ };
-        let who = self.account().map_err(|r| Self::fail(path, r))?;
-        let inode = Inode::of(md);
-        if allowed(&who, inode, want, self.policy.root_override) {
-            Ok(())
-        } else {
-            let reason = self.denied(&who, p, inode, want);
-            Err(Self::fail(path, reason))
-        }
-    }
-
-    /// Get: may the user create `dest` (write and search its nearest existing ancestor, search
-    /// every directory above)? `path` is the original path, named in the failure. In a sticky
-    /// directory an existing `dest` may only be replaced by its owner or the directory's.
-    pub fn may_create(&mut self, path: &str, dest: &Path) -> Result<(), FailedFile> {
-        if !self.enabled() {
-            return Ok(());
-        }
-        let Some(parent) = dest.parent() else {
-            return Ok(());
-        };
-        let mut existing = parent.to_path_buf();
-        while std::fs::symlink_metadata(&existing).is_err() {
-            if !existing.pop() {
-                return Ok(());
-            }
-        }
-        self.may_write_dir(path, &existing)?;
-        if existing == parent
-            && let Ok(old) = std::fs::symlink_metadata(dest)
-            && let Ok(dir) = std::fs::metadata(parent)
-            && dir.mode() & 0o1000 != 0
-        {
-            let who = self.account().map_err(|r| Self::fail(path, r))?;
-            let root = who.uid == 0 && self.policy.root_override;
-            if !root && old.uid() != who.uid && dir.uid() != who.uid {
-                let owner = self.names.user(old.uid());
-                return Err(Self::fail(
-                    path,
-                    format!(
-                        "user {} may not replace {} in the sticky directory {} (it belongs to {owner})",
-                        who.name,
-                        dest.display(),
-                        parent.display()
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// May the user write into `dir` (and reach it)?
-    pub fn may_write_dir(&mut self, path: &str, dir: &Path) -> Result<(), FailedFile> {
-        if !self.enabled() {
-            return Ok(());
-        }
-        self.reach(dir).map_err(|r| Self::fail(path, r))?;
-        let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        self.check_inode(&real, WRITE | SEARCH)
-            .map_err(|r| Self::fail(path, r))
     }
 }
 
@@ -477,23 +458,76 @@ mod tests {
 
     #[test]
     fn service_mode_checks_nothing_and_unknown_users_fail_clearly() {
-        let md = std::fs::metadata("/").unwrap();
-        let mut off = Checker::new(
-            PosixPolicy {
-                checks: PosixChecks::Service,
-                root_override: false,
-            },
-            "no-such-user-x9",
-        );
-        assert!(off.may_read("/etc", &md).is_ok());
+        let private = Inode {
+            is_dir: true,
+            ..inode(0, 0, 0o700)
+        };
+        let mut off = Checker::new(PosixPolicy::SERVICE, "no-such-user-x9");
+        assert!(off.check(Path::new("/root"), private, SEARCH).is_ok());
         let mut on = Checker::new(PosixPolicy::default(), "no-such-user-x9");
-        let f = on.may_read("/etc/hostname", &md).unwrap_err();
-        assert_eq!(f.code, ErrorCode::PermissionDenied);
+        let reason = on
+            .check(Path::new("/etc"), inode(0, 0, 0o755), READ)
+            .unwrap_err();
         assert!(
-            f.reason
-                .contains("user no-such-user-x9 is not an account on this host"),
-            "{}",
-            f.reason
+            reason.contains("user no-such-user-x9 is not an account on this host"),
+            "{reason}"
+        );
+        let f = Checker::fail("/etc/hostname", reason);
+        assert_eq!(f.code, ErrorCode::PermissionDenied);
+        assert!(f.reason.starts_with("/etc/hostname: user no-such-user-x9"));
+    }
+
+    fn record(uid: u32, gid: u32, mode: u32, kind: PathKind) -> FileRecord {
+        FileRecord {
+            path: "/data/x".into(),
+            kind,
+            link_target: None,
+            size: 0,
+            uid,
+            gid,
+            mode,
+            mtime_ns: 0,
+            blake3: None,
+            object: None,
+            holding_id: None,
+        }
+    }
+
+    #[test]
+    fn others_entries_are_restored_only_to_readers_by_their_recorded_mode() {
+        // root is an account on every host; its "other" class decides for entries of uid 4242.
+        let mut c = Checker::new(PosixPolicy::default(), "root");
+        assert!(
+            c.may_restore(&record(0, 0, 0o600, PathKind::File)).is_ok(),
+            "own"
+        );
+        assert!(
+            c.may_restore(&record(4242, 4242, 0o644, PathKind::File))
+                .is_ok()
+        );
+        assert!(
+            c.may_restore(&record(4242, 0, 0o640, PathKind::File))
+                .is_ok(),
+            "root's group"
+        );
+        let f = c
+            .may_restore(&record(4242, 4243, 0o600, PathKind::File))
+            .unwrap_err();
+        assert_eq!(f.code, ErrorCode::PermissionDenied);
+        assert_eq!(
+            f.reason,
+            "/data/x: user root may not read 4242's file (recorded mode 0600, owner 4242, \
+             group 4243); only its owner or a reader by its recorded mode may restore it"
+        );
+        let f = c
+            .may_restore(&record(4242, 4243, 0o700, PathKind::Directory))
+            .unwrap_err();
+        assert!(f.reason.contains("4242's directory"), "{}", f.reason);
+        // Off (service checks): nothing is refused.
+        let mut off = Checker::new(PosixPolicy::SERVICE, "root");
+        assert!(
+            off.may_restore(&record(4242, 4243, 0o600, PathKind::File))
+                .is_ok()
         );
     }
 

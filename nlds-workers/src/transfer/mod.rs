@@ -6,7 +6,8 @@
 //!   `multipart_threshold`) go in one PutObject, larger ones in a multipart upload with
 //!   `parts_in_flight` parts in flight; a failed multipart upload is aborted.
 //! * Downloads go to a temporary file next to the destination, are verified against the
-//!   catalogue's blake3, get their mode and mtime, are fsynced and only then renamed into place.
+//!   catalogue's blake3, get their mode and mtime, are fsynced and only then renamed into place,
+//!   all through handles ([`crate::userfs`]); uploads open each file through its parent's handle.
 //! * Up to `files_in_flight` files of a batch are transferred at once.
 //! * Per-file problems (a vanished source, a permission, a checksum mismatch, a conflict) become
 //!   [`FailedFile`]s; an object store that is down or overloaded (connection failures, timeouts,
@@ -239,14 +240,6 @@ fn system_time(ns: i64) -> SystemTime {
     } else {
         SystemTime::UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
     }
-}
-
-/// Modification time of `meta` in nanoseconds since the epoch.
-fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
-    use std::os::unix::fs::MetadataExt;
-    meta.mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(meta.mtime_nsec())
 }
 
 /// Shared handle type of both roles.

@@ -1,10 +1,11 @@
 //! transfer-put: uploads regular files to the warm tier, and deletes objects (`transfer-del`).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -21,10 +22,13 @@ use nlds_core::{
 };
 use uuid::Uuid;
 
-use super::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, mtime_ns};
+use super::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed};
 use crate::config::TransferConfig;
-use crate::posix::{Checker, PosixChecks, PosixPolicy};
+use crate::hooks::{self, points};
+use crate::posix::PosixPolicy;
 use crate::s3::{PATH_METADATA, S3Clients, S3Error, Tenant, object_key, path_metadata};
+use crate::userfs::read::{self, OpenError, Opened};
+use crate::userfs::{Denial, Dir, Links, Meta, UserFs, components};
 
 /// S3's smallest part (all parts but the last).
 const MIN_PART: u64 = 5 << 20;
@@ -55,8 +59,8 @@ impl TransferPut {
         }
     }
 
-    /// Checks that the requesting user may read each file (and search its parents) before it is
-    /// uploaded, when `posix` says so: permissions may have changed since the indexer looked.
+    /// Checks that the requesting user may read each file (and search its parents) when it is
+    /// opened, when `posix` says so: permissions may have changed since the indexer looked.
     pub fn with_posix(mut self, posix: PosixPolicy) -> Self {
         self.posix = posix;
         self
@@ -104,22 +108,24 @@ struct Version {
 }
 
 impl Version {
-    fn of(meta: &std::fs::Metadata) -> Self {
+    fn of(meta: &Meta) -> Self {
         Self {
-            size: meta.len(),
-            mtime_ns: mtime_ns(meta),
-            ctime_ns: meta
-                .ctime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(meta.ctime_nsec()),
+            size: meta.size,
+            mtime_ns: meta.mtime_ns,
+            ctime_ns: meta.ctime_ns,
         }
+    }
+
+    /// Of the open file `file` now.
+    fn now(file: &File) -> io::Result<Self> {
+        Ok(Self::of(&Meta::of(&rustix::fs::fstat(file)?)))
     }
 }
 
 /// An opened source file and what it was when opened.
 struct Source {
     file: File,
-    meta: std::fs::Metadata,
+    meta: Meta,
 }
 
 /// What was read from a file: its blake3, its length, and its version after the read.
@@ -163,16 +169,14 @@ impl TransferPut {
                 ));
             }
         };
-        let mut refused = std::collections::HashSet::new();
-        for (i, f) in self.denied(&env.user, files).await {
-            refused.insert(i);
-            batch.add(i, Step::Failed(f));
-        }
+        let fs = Arc::new(Mutex::new(PutFs {
+            fs: UserFs::new(self.posix, &env.user),
+            parents: HashMap::new(),
+        }));
         let mut steps = stream::iter(files.iter().cloned().enumerate())
-            .filter(|(i, _)| std::future::ready(!refused.contains(i)))
             .map(|(i, rec)| {
-                let outage = &outage;
-                async move { (i, self.put_one(t, tid, rec, outage).await) }.boxed()
+                let (outage, fs) = (&outage, fs.clone());
+                async move { (i, self.put_one(t, tid, rec, fs, outage).await) }.boxed()
             })
             .buffer_unordered(self.store.files_in_flight());
         while let Some((i, step)) = steps.next().await {
@@ -211,36 +215,12 @@ impl TransferPut {
         ))
     }
 
-    /// The regular files of `files` the user may not read (by index), when the checks are the
-    /// user's. A file that vanished is left to the upload, which reports it.
-    async fn denied(&self, user: &str, files: &[FileRecord]) -> Vec<(usize, FailedFile)> {
-        if self.posix.checks != PosixChecks::User {
-            return Vec::new();
-        }
-        let mut checker = Checker::new(self.posix, user);
-        let paths: Vec<(usize, String)> = files
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.kind == PathKind::File)
-            .map(|(i, f)| (i, f.path.clone()))
-            .collect();
-        blocking(move || {
-            paths
-                .into_iter()
-                .filter_map(|(i, p)| {
-                    let md = std::fs::symlink_metadata(&p).ok()?;
-                    checker.may_read(&p, &md).err().map(|f| (i, f))
-                })
-                .collect()
-        })
-        .await
-    }
-
     async fn put_one(
         &self,
         t: &Tenant,
         tid: Uuid,
         mut rec: FileRecord,
+        fs: Arc<Mutex<PutFs>>,
         outage: &AtomicBool,
     ) -> Step {
         if rec.kind != PathKind::File {
@@ -249,13 +229,13 @@ impl TransferPut {
         if outage.load(Ordering::Relaxed) {
             return Step::NotStarted;
         }
-        let path = rec.path.clone();
-        let source = match blocking(move || open_source(&path)).await {
+        let r = rec.clone();
+        let source = match blocking(move || open_source(&fs, &r)).await {
             Ok(s) => s,
             Err(f) => return Step::Failed(f),
         };
         let key = object_key(tid, &rec.path);
-        let size = source.meta.len();
+        let size = source.meta.size;
         let single = size == 0 || size < self.store.cfg.multipart_threshold;
         // Hold the buffer memory this upload needs for its whole duration.
         let need = if single {
@@ -277,9 +257,9 @@ impl TransferPut {
                 let meta = &source.meta;
                 rec.size = read.len;
                 rec.mtime_ns = read.after.mtime_ns;
-                rec.mode = meta.mode() & 0o7777;
-                rec.uid = meta.uid();
-                rec.gid = meta.gid();
+                rec.mode = meta.mode & 0o7777;
+                rec.uid = meta.uid;
+                rec.gid = meta.gid;
                 rec.blake3 = Some(read.blake3);
                 rec.object = Some(ObjectRef {
                     bucket: t.bucket.clone(),
@@ -304,7 +284,7 @@ impl TransferPut {
         &self,
         t: &Tenant,
         file: File,
-        meta: &std::fs::Metadata,
+        meta: &Meta,
         key: &str,
         path: &str,
     ) -> Result<ReadResult, UploadError> {
@@ -335,7 +315,7 @@ impl TransferPut {
         &self,
         t: &Tenant,
         file: File,
-        meta: &std::fs::Metadata,
+        meta: &Meta,
         key: &str,
         path: &str,
     ) -> Result<ReadResult, UploadError> {
@@ -390,7 +370,7 @@ impl TransferPut {
         &self,
         t: &Tenant,
         file: File,
-        meta: &std::fs::Metadata,
+        meta: &Meta,
         key: &str,
         upload_id: &str,
         path: &str,
@@ -658,33 +638,68 @@ async fn abort_upload(client: Client, bucket: String, key: String, upload_id: St
     }
 }
 
-/// Opens a source that the indexer saw as a regular file, checking it still is one.
-fn open_source(path: &str) -> Result<Source, FailedFile> {
-    let lmeta =
-        std::fs::symlink_metadata(path).map_err(|e| io_failed(path, "cannot stat", path, &e))?;
-    if !lmeta.file_type().is_file() {
-        let now = if lmeta.is_dir() {
-            "a directory"
-        } else if lmeta.file_type().is_symlink() {
-            "a symbolic link"
-        } else {
-            "not a regular file"
-        };
+/// The file-system access of one transfer-put batch: the user's, and the handles of the
+/// directories its files are in.
+struct PutFs {
+    fs: UserFs,
+    parents: HashMap<PathBuf, Result<Dir, Denial>>,
+}
+
+/// Opens a source that the indexer saw as a regular file, through the handle of its parent
+/// directory (resolved as the user): `openat(O_NOFOLLOW|O_NONBLOCK)`, then on that descriptor's
+/// `fstat`: still a regular file, readable by the user, the size and modification time the
+/// indexer recorded.
+fn open_source(fs: &Mutex<PutFs>, rec: &FileRecord) -> Result<Source, FailedFile> {
+    let path = rec.path.as_str();
+    let p = Path::new(path);
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
         return Err(FailedFile::new(
             path,
-            ErrorCode::Conflict,
-            format!("{path} was a regular file when indexed but is now {now}"),
+            ErrorCode::BadRequest,
+            format!("{path} is not a file path"),
         ));
-    }
-    let file = File::open(path).map_err(|e| io_failed(path, "cannot open", path, &e))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| io_failed(path, "cannot stat", path, &e))?;
-    if (meta.dev(), meta.ino()) != (lmeta.dev(), lmeta.ino()) {
+    };
+    let mut guard = fs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let PutFs { fs: user, parents } = &mut *guard;
+    let dir = parents
+        .entry(parent.to_path_buf())
+        .or_insert_with(|| {
+            let mut links = 0;
+            components(parent).and_then(|comps| {
+                let root = user.root()?;
+                user.walk(root, &comps, Links::Follow, &mut links)
+            })
+        })
+        .clone()
+        .map_err(|d| d.failed(path))?;
+    hooks::pause(points::PUT_BEFORE_OPEN, p);
+    let opened = read::open_file(user, &dir, name, p);
+    drop(guard);
+    let Opened { file, meta } = opened.map_err(|e| match e {
+        OpenError::Denied(d) => d.failed(path),
+        OpenError::Io(e) => io_failed(path, "cannot open", path, &e),
+        OpenError::NotAFile(m) => FailedFile::new(
+            path,
+            ErrorCode::Conflict,
+            format!(
+                "{path} was a regular file when indexed but is now {}",
+                if m.is_file() {
+                    "another file"
+                } else {
+                    m.kind_name()
+                }
+            ),
+        ),
+    })?;
+    if (meta.size, meta.mtime_ns) != (rec.size, rec.mtime_ns) {
         return Err(FailedFile::new(
             path,
             ErrorCode::Conflict,
-            format!("{path} was replaced while it was being opened; put it again"),
+            format!(
+                "{path} changed since it was indexed ({} bytes modified at {} ns then, {} bytes \
+                 modified at {} ns now); put it again",
+                rec.size, rec.mtime_ns, meta.size, meta.mtime_ns
+            ),
         ));
     }
     Ok(Source { file, meta })
@@ -759,7 +774,7 @@ fn read_small(mut file: File, size: u64, chunk: usize) -> io::Result<(Bytes, Rea
             break;
         }
     }
-    let after = Version::of(&file.metadata()?);
+    let after = Version::now(&file)?;
     let len = buf.len() as u64;
     let read = ReadResult {
         blake3: hasher.finalize().to_hex().to_string(),
@@ -805,7 +820,7 @@ fn read_parts(
     Ok(ReadResult {
         blake3: hasher.finalize().to_hex().to_string(),
         len,
-        after: Version::of(&file.metadata()?),
+        after: Version::now(&file)?,
     })
 }
 
