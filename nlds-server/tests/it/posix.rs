@@ -340,6 +340,45 @@ async fn workers_check_the_requesting_users_posix_permissions() {
     }
     assert!(!back.join("alice-secret.txt").exists());
 
+    // groupall: bob may restore a file alice put only if its recorded mode lets him read it;
+    // her 0600 file is refused (it would otherwise become his), her 0644 one is restored.
+    let alice_api = Api::new(&url, ALICE_TOKEN);
+    let public = shared.join("public.txt");
+    let t = alice_api
+        .put_and_wait(json!({"paths": [s(&secret), s(&public)], "label": "alice-data"}))
+        .await;
+    assert_eq!(t.state, State::Complete, "{t:#?}");
+    let theirs = root.join("bobs-groupall-restore");
+    dir(&theirs, &bob, 0o700);
+    let t = bob_api
+        .get_and_wait(json!({
+            "paths": [s(&secret), s(&public)], "label": "alice-data", "groupall": true,
+            "target": s(&theirs)
+        }))
+        .await;
+    assert_eq!(t.state, State::CompleteWithErrors, "{t:#?}");
+    let f = failed(&t);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].0, s(&secret));
+    assert_eq!(f[0].1, ErrorCode::PermissionDenied);
+    assert_eq!(
+        f[0].2,
+        format!(
+            "{}: user {b} may not read {a}'s file (recorded mode 0600, owner {a}, group {a}); \
+             only its owner or a reader by its recorded mode may restore it",
+            s(&secret),
+            a = alice.name,
+            b = bob.name,
+        )
+    );
+    let back = theirs.join(shared.strip_prefix("/").unwrap());
+    assert!(!back.join("alice-secret.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(back.join("public.txt")).unwrap(),
+        "alice, readable"
+    );
+    assert_eq!(owner(&back.join("public.txt")), (bob.uid, bob.gid));
+
     // keep_owner: refused for a user, at once ...
     let (status, body) = bob_api
         .post(
