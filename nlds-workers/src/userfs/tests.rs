@@ -416,3 +416,47 @@ fn put_opens_only_regular_files_the_user_may_read() {
     }
     let _ = WRITE;
 }
+
+#[test]
+fn existing_directories_are_finished_through_their_handle_or_left_alone() {
+    if !root_or_skip("existing_directories_are_finished_through_their_handle_or_left_alone") {
+        return;
+    }
+    let (_, uid, gid) = nobody();
+    let (d, secret) = tree();
+    let t = d.path().join("t");
+    mkdir(&t, uid, gid, 0o755);
+    mkdir(&t.join("x"), uid, gid, 0o700);
+    mkdir(&t.join("y"), 0, 0, 0o755);
+    mkdir(&t.join("s"), 0, 0, 0o1777);
+    std::fs::write(t.join("s/f"), b"root's").unwrap();
+    let target = t.to_string_lossy().into_owned();
+    let owner = Ownership::Requester { uid, gid };
+    let mut r = Restorer::new(as_nobody(), owner, Some(&target)).unwrap();
+    let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    // The user's own: owner, mode and time set, on the inode found (even once swapped).
+    assert!(r.make_directory("/x", &t.join("x"), (uid, gid)).unwrap());
+    let moved = swap(&t.join("x"), &secret);
+    let (dir, existed) = r.directory(&t.join("x")).unwrap();
+    restore::finish_dir(&dir, Some((uid, gid)), false, existed, 0o750, mtime).unwrap();
+    let m = std::fs::metadata(&moved).unwrap();
+    assert_eq!(
+        (m.uid(), m.mode() & 0o7777, m.mtime()),
+        (uid, 0o750, 1_500_000_000)
+    );
+    // Someone else's: left as it is.
+    assert!(r.make_directory("/y", &t.join("y"), (uid, gid)).unwrap());
+    let (dir, existed) = r.directory(&t.join("y")).unwrap();
+    restore::finish_dir(&dir, Some((uid, gid)), false, existed, 0o700, mtime).unwrap();
+    let m = std::fs::metadata(t.join("y")).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o755));
+    // A sticky directory: someone else's file there may not be replaced.
+    let f = r.parent("/s/f", &t.join("s/f"), (uid, gid)).unwrap_err();
+    assert_eq!(f.code, ErrorCode::PermissionDenied);
+    assert!(
+        f.reason.contains("may not replace") && f.reason.contains("sticky directory"),
+        "{}",
+        f.reason
+    );
+    untouched(&secret);
+}
