@@ -219,13 +219,17 @@ impl Restorer {
         }
         let dir = self.ensure(path, parent, rec_ids)?;
         self.may_write(path, parent)?;
-        if self.nodes.get(parent).is_some_and(|n| !n.created)
-            && let Ok(old) = statat(dir.fd(), name, AtFlags::SYMLINK_NOFOLLOW)
-        {
-            self.fs
-                .checker()
-                .may_replace(to, dir.path(), dir.meta().inode(), Meta::of(&old).uid)
-                .map_err(|r| crate::posix::Checker::fail(path, r))?;
+        if self.nodes.get(parent).is_some_and(|n| !n.created) && self.fs.enabled() {
+            // The sticky-directory rule, on what is there now (a failed lstat is a failure).
+            match statat(dir.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
+                Err(Errno::NOENT) => {}
+                Err(e) => return Err(io_failed(path, "cannot look at", to, &e.into())),
+                Ok(old) => self
+                    .fs
+                    .checker()
+                    .may_replace(to, dir.path(), dir.meta().inode(), Meta::of(&old).uid)
+                    .map_err(|r| crate::posix::Checker::fail(path, r))?,
+            }
         }
         Ok((dir, name.to_os_string()))
     }
@@ -620,6 +624,9 @@ pub fn make_link(
             .map_err(|e| io_failed(path, "cannot create the symbolic link", at_shown, &e.into()))?;
         if let Some((uid, gid)) = ids {
             give_link(dir, at, at_shown, uid, gid).map_err(|d| {
+                if at != name {
+                    hooks::pause(points::GET_BEFORE_UNLINK, at_shown);
+                }
                 let _ = rustix::fs::unlinkat(dir.fd(), at, AtFlags::empty());
                 FailedFile::new(path, d.code, d.reason)
             })?;
