@@ -172,7 +172,11 @@ mod tests {
         release(d.path(), point).unwrap();
         let waited = worker.join().unwrap();
         assert!(waited >= Duration::from_millis(50));
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "nothing left");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            0,
+            "nothing left"
+        );
         // Not armed any more: the next pass goes straight through.
         let t = Instant::now();
         pause_in(d.path(), point, Path::new("/ctx"), Duration::from_secs(30));
@@ -184,7 +188,12 @@ mod tests {
     fn a_test_that_never_releases_does_not_wedge_the_worker() {
         let d = tempfile::tempdir().unwrap();
         arm(d.path(), "unit.stuck").unwrap();
-        pause_in(d.path(), "unit.stuck", Path::new("/ctx"), Duration::from_millis(30));
+        pause_in(
+            d.path(),
+            "unit.stuck",
+            Path::new("/ctx"),
+            Duration::from_millis(30),
+        );
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
 
