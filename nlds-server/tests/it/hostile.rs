@@ -558,8 +558,9 @@ enum Attack {
     SwapParent,
     /// Moves the point's path (a directory) away and puts a symbolic link to the vault there.
     SwapItself,
-    /// Replaces the point's path (the temporary file) by a symbolic link to the victim file.
-    TempToVictim,
+    /// Replaces the point's path (the temporary file of a get, the file a put is about to
+    /// read) by a symbolic link to the victim file.
+    FileToVictim,
 }
 
 impl Deployment {
@@ -570,7 +571,7 @@ impl Deployment {
         let r = match attack {
             Attack::SwapParent => self.as_alice(SWAP, &[at.parent().unwrap(), &vault.dir]),
             Attack::SwapItself => self.as_alice(SWAP, &[at, &vault.dir]),
-            Attack::TempToVictim => self.as_alice(
+            Attack::FileToVictim => self.as_alice(
                 "rm -f -- \"$1\" && ln -s -- \"$2\" \"$1\"",
                 &[at, &vault.dir.join("f.txt")],
             ),
@@ -676,9 +677,20 @@ async fn get_race(
     eprintln!("{note}; the get ended {}", summary(&t));
 }
 
+/// Where alice plants a symbolic link to the vault before a get.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Plant {
+    /// Where the holding's top directory is restored.
+    Top,
+    /// Where its subdirectory `d1` is restored.
+    Sub,
+    /// Under the target, where the first directory of the restored paths goes (`target/tmp`).
+    TargetTop,
+}
+
 /// A get of `h` in `mode` where alice planted, beforehand, a symbolic link to the vault where
-/// the restore's directory `d1` goes.
-async fn get_planted(d: Arc<Deployment>, n: usize, mode: Mode, h: Holding) {
+/// a directory of the restore goes.
+async fn get_planted(d: Arc<Deployment>, n: usize, mode: Mode, h: Holding, plant: Plant) {
     let vault = Vault::new(&d.root.path().join(format!("vault-{n}")), &["f.txt"]);
     if mode == Mode::Original {
         d.clear(h.src.parent().unwrap());
@@ -688,9 +700,15 @@ async fn get_planted(d: Arc<Deployment>, n: usize, mode: Mode, h: Holding) {
         Some(t) => restored(t, &h.src),
         None => h.src.clone(),
     };
+    let link = match (plant, &target) {
+        (Plant::Top, _) => src,
+        (Plant::Sub, _) => src.join("d1"),
+        (Plant::TargetTop, Some(t)) => t.join(h.src.iter().nth(1).unwrap()),
+        (Plant::TargetTop, None) => unreachable!("no target"),
+    };
     d.as_alice(
-        "mkdir -p -- \"$1\" && ln -s -- \"$2\" \"$1/d1\"",
-        &[&src, &vault.dir],
+        "mkdir -p -- \"$1\" && ln -s -- \"$2\" \"$3\"",
+        &[link.parent().unwrap(), &vault.dir, &link],
     )
     .unwrap();
     let tid = d.begin(api, "get", body).await;
@@ -699,8 +717,8 @@ async fn get_planted(d: Arc<Deployment>, n: usize, mode: Mode, h: Holding) {
     problems.extend(unnamed_failures(&t, target.as_deref()));
     assert!(
         problems.is_empty(),
-        "{mode:?} get through a planted link {}/d1: {problems:#?}\nthe get ended {}",
-        src.display(),
+        "{mode:?} get through a link planted at {}: {problems:#?}\nthe get ended {}",
+        link.display(),
         summary(&t)
     );
     eprintln!("the get ended {}", summary(&t));
@@ -811,9 +829,9 @@ async fn run(d: Arc<Deployment>, scenarios: Vec<Scenario>) {
 const GET_RACES: &[(&str, Attack)] = &[
     (points::GET_DIR_CREATED, Attack::SwapItself),
     (points::GET_TEMP_WRITING, Attack::SwapParent),
-    (points::GET_TEMP_WRITING, Attack::TempToVictim),
+    (points::GET_TEMP_WRITING, Attack::FileToVictim),
     (points::GET_BEFORE_OWNER, Attack::SwapParent),
-    (points::GET_BEFORE_OWNER, Attack::TempToVictim),
+    (points::GET_BEFORE_OWNER, Attack::FileToVictim),
     (points::GET_BEFORE_RENAME, Attack::SwapParent),
     (points::GET_BEFORE_LINK, Attack::SwapParent),
     (points::GET_BEFORE_DIR_FINISH, Attack::SwapItself),
@@ -845,10 +863,22 @@ async fn get_scenarios(test: &str, mode: Mode, races: &[(&'static str, Attack)])
             Box::pin(get_race(d.clone(), n, mode, h, point, attack)),
         ));
     }
-    scenarios.push((
-        format!("{mode:?} get through a planted link"),
-        Box::pin(get_planted(d.clone(), races.len(), mode, tree)),
-    ));
+    let mut plants = vec![Plant::Top, Plant::Sub];
+    if mode != Mode::Original {
+        plants.push(Plant::TargetTop);
+    }
+    for (i, plant) in plants.into_iter().enumerate() {
+        scenarios.push((
+            format!("{mode:?} get through a link planted at {plant:?}"),
+            Box::pin(get_planted(
+                d.clone(),
+                races.len() + i,
+                mode,
+                tree.clone(),
+                plant,
+            )),
+        ));
+    }
     run(d, scenarios).await;
 }
 
@@ -912,8 +942,17 @@ async fn hostile_user_cannot_put_root_only_files() {
             )),
         ),
         (
+            "put, FileToVictim at put.before-open".into(),
+            Box::pin(put_race(
+                d.clone(),
+                2,
+                points::PUT_BEFORE_OPEN,
+                Attack::FileToVictim,
+            )),
+        ),
+        (
             "put through planted links".into(),
-            Box::pin(put_planted(d.clone(), 2)),
+            Box::pin(put_planted(d.clone(), 3)),
         ),
     ];
     run(d, scenarios).await;
