@@ -636,20 +636,52 @@ impl Deployment {
     }
 }
 
-/// A get of `h` in `mode`, alice attacking at `point` with `attack`.
-async fn get_race(
-    d: Arc<Deployment>,
-    n: usize,
-    mode: Mode,
-    h: Holding,
+/// One race of a get: where the worker pauses, what alice does there, and whether the get
+/// overwrites a restore of the tree that is already there (its file changed by alice since).
+#[derive(Debug, Clone, Copy)]
+struct Race {
     point: &'static str,
     attack: Attack,
-) {
+    overwrite: bool,
+}
+
+const fn race(point: &'static str, attack: Attack) -> Race {
+    Race {
+        point,
+        attack,
+        overwrite: false,
+    }
+}
+
+/// A get of `h` in `mode`, alice attacking at `point` with `attack`.
+async fn get_race(d: Arc<Deployment>, n: usize, mode: Mode, h: Holding, race: Race) {
+    let Race {
+        point,
+        attack,
+        overwrite,
+    } = race;
     let mut vault = Vault::new(&d.root.path().join(format!("vault-{n}")), &["f.txt"]);
     if mode == Mode::Original {
         d.clear(h.src.parent().unwrap());
     }
-    let (target, api, body) = d.get_request(mode, &h, n);
+    let (target, api, mut body) = d.get_request(mode, &h, n);
+    if overwrite {
+        let tid = d.begin(api, "get", body.clone()).await;
+        let t = d.finish(api, &tid).await;
+        assert_eq!(
+            t.state,
+            State::Complete,
+            "the first restore: {}",
+            summary(&t)
+        );
+        let dest = match &target {
+            Some(t) => restored(t, &h.src),
+            None => h.src.clone(),
+        };
+        d.as_alice("echo older > \"$1\"", &[&dest.join("d1/f.txt")])
+            .unwrap();
+        body["overwrite"] = json!(true);
+    }
     control::arm(d.pause.path(), point).unwrap();
     let tid = d.begin(api, "get", body).await;
     let at = d.reached(point);
@@ -671,7 +703,7 @@ async fn get_race(
     problems.extend(unnamed_failures(&t, target.as_deref()));
     assert!(
         problems.is_empty(),
-        "{mode:?} get, {attack:?} at {point}: {problems:#?}\n{note}; the get ended {}",
+        "{mode:?} get, {race:?}: {problems:#?}\n{note}; the get ended {}",
         summary(&t)
     );
     eprintln!("{note}; the get ended {}", summary(&t));
@@ -826,20 +858,28 @@ async fn run(d: Arc<Deployment>, scenarios: Vec<Scenario>) {
 }
 
 /// Every point at which a get touches a user's path, with alice's attack there.
-const GET_RACES: &[(&str, Attack)] = &[
-    (points::GET_DIR_CREATED, Attack::SwapItself),
-    (points::GET_TEMP_WRITING, Attack::SwapParent),
-    (points::GET_TEMP_WRITING, Attack::FileToVictim),
-    (points::GET_BEFORE_OWNER, Attack::SwapParent),
-    (points::GET_BEFORE_OWNER, Attack::FileToVictim),
-    (points::GET_BEFORE_RENAME, Attack::SwapParent),
-    (points::GET_BEFORE_LINK, Attack::SwapParent),
-    (points::GET_BEFORE_DIR_FINISH, Attack::SwapItself),
-    (points::GET_BEFORE_UNLINK, Attack::SwapParent),
+const GET_RACES: &[Race] = &[
+    race(points::GET_DIR_CREATED, Attack::SwapItself),
+    race(points::GET_TEMP_WRITING, Attack::SwapParent),
+    race(points::GET_TEMP_WRITING, Attack::FileToVictim),
+    race(points::GET_BEFORE_OWNER, Attack::SwapParent),
+    race(points::GET_BEFORE_OWNER, Attack::FileToVictim),
+    race(points::GET_BEFORE_RENAME, Attack::SwapParent),
+    Race {
+        overwrite: true,
+        ..race(points::GET_TEMP_WRITING, Attack::SwapParent)
+    },
+    Race {
+        overwrite: true,
+        ..race(points::GET_BEFORE_RENAME, Attack::SwapParent)
+    },
+    race(points::GET_BEFORE_LINK, Attack::SwapParent),
+    race(points::GET_BEFORE_DIR_FINISH, Attack::SwapItself),
+    race(points::GET_BEFORE_UNLINK, Attack::SwapParent),
 ];
 
 /// Every get race and the planted link, in `mode`, on one deployment.
-async fn get_scenarios(test: &str, mode: Mode, races: &[(&'static str, Attack)]) {
+async fn get_scenarios(test: &str, mode: Mode, races: &[Race]) {
     let Some(d) = Deployment::start(test).await else {
         return;
     };
@@ -852,15 +892,20 @@ async fn get_scenarios(test: &str, mode: Mode, races: &[(&'static str, Attack)])
     let (tree, _) = d.put_tree("tree", &base.join("src")).await;
     let corrupt = d.put_corrupted_tree("corrupt", &base.join("csrc")).await;
     let mut scenarios: Vec<Scenario> = Vec::new();
-    for (n, &(point, attack)) in races.iter().enumerate() {
-        let h = if point == points::GET_BEFORE_UNLINK {
+    for (n, &race) in races.iter().enumerate() {
+        let h = if race.point == points::GET_BEFORE_UNLINK {
             corrupt.clone()
         } else {
             tree.clone()
         };
         scenarios.push((
-            format!("{mode:?} get, {attack:?} at {point}"),
-            Box::pin(get_race(d.clone(), n, mode, h, point, attack)),
+            format!(
+                "{mode:?} get, {:?} at {}{}",
+                race.attack,
+                race.point,
+                if race.overwrite { " (overwrite)" } else { "" }
+            ),
+            Box::pin(get_race(d.clone(), n, mode, h, race)),
         ));
     }
     let mut plants = vec![Plant::Top, Plant::Sub];
@@ -908,10 +953,10 @@ async fn hostile_user_cannot_turn_an_operators_keep_owner_get_against_root() {
         "hostile_user_cannot_turn_an_operators_keep_owner_get_against_root",
         Mode::KeepOwner,
         &[
-            (points::GET_DIR_CREATED, Attack::SwapItself),
-            (points::GET_TEMP_WRITING, Attack::SwapParent),
-            (points::GET_BEFORE_LINK, Attack::SwapParent),
-            (points::GET_BEFORE_DIR_FINISH, Attack::SwapItself),
+            race(points::GET_DIR_CREATED, Attack::SwapItself),
+            race(points::GET_TEMP_WRITING, Attack::SwapParent),
+            race(points::GET_BEFORE_LINK, Attack::SwapParent),
+            race(points::GET_BEFORE_DIR_FINISH, Attack::SwapItself),
         ],
     )
     .await;
