@@ -7,14 +7,17 @@
 //! the host can do). The races are made deterministic by the workers' test pause points
 //! ([`nlds_workers::hooks`], armed through `NLDS_TEST_PAUSE_DIR`): the worker stops at the exact
 //! point where it touches alice's path, alice does her worst, the worker carries on. Her victims
-//! are root-owned 0600 files in a root-only (0700) directory, the vault.
+//! are root-owned 0600 files in a root-only (0700) directory, the vault. Gets are alice's (into
+//! a target of hers, or to the original paths in her home) or an operator's with keep_owner
+//! (the admin token's user is alice too) into a target of hers.
 //!
 //! What is asserted is the security property, whatever becomes of the attacked file (the
 //! service may fail it, or write it harmlessly into the directory alice moved away): the vault
 //! keeps its owner, mode and entries, and its files their owner, mode and content; no byte of a
 //! root-only file is stored in alice's holding; every transaction reaches a final state; a file
 //! that failed names itself (its path or its destination) in its reason. A pause point that is
-//! never reached fails its scenario: the race was not tested.
+//! never reached fails its scenario: the race was not tested. An attack the kernel refuses
+//! alice (the service left her no way to make the swap) is a defence, printed as a NOTE.
 //!
 //! Each test runs one deployment and its scenarios one after the other; a failed scenario is
 //! reported and the next one still runs; the test fails at the end if any scenario failed.
@@ -100,9 +103,11 @@ struct Deployment {
 impl Drop for Deployment {
     fn drop(&mut self) {
         self.stop.cancel();
-        let mut w = self.worker.lock().unwrap();
+        let w = self.worker.get_mut().unwrap_or_else(|e| e.into_inner());
         let _ = w.kill();
         let _ = w.wait();
+        let _ = std::fs::remove_dir_all(&self.settings.workers.log_dir);
+        let _ = std::fs::remove_dir_all(&self.settings.workers.cold.dir.root);
     }
 }
 
