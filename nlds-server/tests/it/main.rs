@@ -9,6 +9,7 @@ mod delete;
 mod distributed;
 mod embedded;
 mod helpers;
+mod hostile;
 mod legacy;
 mod oidc;
 mod posix;

@@ -28,7 +28,7 @@ const ADMIN_TOKEN: &str = "posix-test-admin-token-0123456789";
 
 /// Whether this process may create accounts and give files away. Without root the test is
 /// skipped loudly, except under CI, where it must run.
-fn root_or_skip(test: &str) -> bool {
+pub(crate) fn root_or_skip(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
@@ -44,14 +44,14 @@ fn root_or_skip(test: &str) -> bool {
 }
 
 /// A system account created for the test, removed on drop.
-struct SystemUser {
-    name: String,
-    uid: u32,
-    gid: u32,
+pub(crate) struct SystemUser {
+    pub(crate) name: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 impl SystemUser {
-    fn create(prefix: &str) -> Self {
+    pub(crate) fn create(prefix: &str) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("nlds{prefix}{}", &id[..8]);
         let out = Command::new("useradd")
