@@ -31,7 +31,9 @@ pub enum AccessRole {
     Deputy,
     /// May change and delete anything in the group.
     Manager,
-    /// A service operator: every group, and the sysadmin queries.
+    /// A service operator: every group, and the sysadmin queries. Only the operator flag grants
+    /// it (the tokens file's `admin = true`, the OIDC operator groups or roles), never a per-group
+    /// role: see [`AccessRole::in_group`].
     Admin,
 }
 
@@ -54,6 +56,13 @@ impl AccessRole {
             "admin" => Some(AccessRole::Admin),
             _ => None,
         }
+    }
+
+    /// This role as a role *in one group* (a tokens file's `roles = { g = "..." }` or a token's
+    /// roles claim): `admin` there means MANAGER of that group, never a service operator. The
+    /// operator comes only from the operator flag.
+    pub fn in_group(self) -> Self {
+        self.min(AccessRole::Manager)
     }
 
     /// May change or delete holdings of other users in the group.
@@ -93,5 +102,11 @@ mod tests {
             assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{r}\""));
         }
         assert_eq!(AccessRole::parse("owner"), None);
+        // A per-group "admin" is a manager of that group, never an operator.
+        assert_eq!(AccessRole::Admin.in_group(), AccessRole::Manager);
+        assert!(!AccessRole::Admin.in_group().is_admin());
+        for r in [AccessRole::User, AccessRole::Deputy, AccessRole::Manager] {
+            assert_eq!(r.in_group(), r);
+        }
     }
 }

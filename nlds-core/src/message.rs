@@ -314,6 +314,12 @@ pub enum Payload {
         label: Option<String>,
         holding_id: Option<i64>,
     },
+    /// RPC `monitor.init` (API → monitor), before a put, get or delete with a client-chosen
+    /// transaction id starts: may the envelope's user use `env.transaction_id`? Answered
+    /// [`RpcReply::Available`] when no transaction has that id, or when the one that has it is
+    /// the same user's, in the same group, for the same API action (a retry); else an error
+    /// `conflict` that says nothing of whose it is. Records nothing.
+    CheckTransactionId,
     /// Router → monitor: a sub-record changes state.
     MonitorUpdate {
         state: State,
@@ -443,6 +449,9 @@ pub enum RpcReply {
     },
     /// The transaction is recorded by the monitor (answer to `monitor.init`).
     Recorded,
+    /// The transaction id is free for the caller, or already theirs for the same action (answer
+    /// to [`Payload::CheckTransactionId`]).
+    Available,
     Holdings(crate::api::HoldingPage),
     Files(crate::api::FilePage),
     Meta(crate::api::MetaResponse),

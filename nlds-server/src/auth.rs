@@ -35,13 +35,18 @@ impl Identity {
         }
     }
 
-    /// The caller's role in `group`: ADMIN for operators, else what the token says (USER by
-    /// default). Membership of the group is checked separately.
+    /// The caller's role in `group`: ADMIN for operators (the operator flag only), else what the
+    /// token says (USER by default), at most MANAGER: a per-group role never makes an operator.
+    /// Membership of the group is checked separately.
     pub fn role_in(&self, group: &str) -> AccessRole {
         if self.admin {
             return AccessRole::Admin;
         }
-        self.roles.get(group).copied().unwrap_or_default()
+        self.roles
+            .get(group)
+            .copied()
+            .map(AccessRole::in_group)
+            .unwrap_or_default()
     }
 }
 
@@ -93,7 +98,8 @@ struct TokenEntry {
     groups: Vec<String>,
     #[serde(default)]
     admin: bool,
-    /// Per-group roles, e.g. `roles = { climate = "manager" }`.
+    /// Per-group roles, e.g. `roles = { climate = "manager" }`. `"admin"` here is read as
+    /// `"manager"` of that group (with a warning): an operator is `admin = true`.
     #[serde(default)]
     roles: BTreeMap<String, String>,
 }
@@ -133,7 +139,19 @@ impl StaticTokens {
                     "user {} has a role in group {group} but is not a member of it",
                     e.user
                 );
-                roles.insert(group, parsed);
+                if parsed.is_admin() {
+                    tracing::warn!(
+                        user = %e.user,
+                        %group,
+                        "tokens file: the [[token]] entry of user {} gives role \"admin\" in group \
+                         {group}; a per-group role never makes a service operator, so it is read \
+                         as \"manager\" of {group}. To make {} an operator, set `admin = true` in \
+                         that entry (and write roles = {{ {group} = \"manager\" }} to silence this)",
+                        e.user,
+                        e.user
+                    );
+                }
+                roles.insert(group, parsed.in_group());
             }
             entries.push((
                 e.token.into_bytes(),
@@ -219,6 +237,23 @@ mod tests {
                 .to_string()
                 .contains("unknown role")
         );
+        // A per-group "admin" is a manager of that group, not an operator.
+        let group_admin = StaticTokens::from_toml(
+            "[[token]]\ntoken='dddddddddddddddddddd'\nuser='dan'\ngroups=['ocean','ice']\nroles={ocean='admin'}",
+        )
+        .unwrap();
+        let dan = group_admin
+            .authenticate("dddddddddddddddddddd")
+            .await
+            .unwrap();
+        assert!(!dan.admin);
+        assert_eq!(dan.role_in("ocean"), AccessRole::Manager);
+        assert_eq!(dan.role_in("ice"), AccessRole::User);
+        assert_eq!(dan.role_in("climate"), AccessRole::User);
+        // Even an identity built by hand with ADMIN in a group is no operator there.
+        let mut forged = Identity::user("eve", vec!["ocean".into()]);
+        forged.roles.insert("ocean".into(), AccessRole::Admin);
+        assert_eq!(forged.role_in("ocean"), AccessRole::Manager);
         let not_member =
             "[[token]]\ntoken='cccccccccccccccccccc'\nuser='c'\ngroups=['g']\nroles={h='deputy'}";
         assert!(StaticTokens::from_toml(not_member).is_err());

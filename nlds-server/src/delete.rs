@@ -139,6 +139,15 @@ pub async fn plan_delete(
     delete_rpc(s, env, Action::Del, "catalog.del").await
 }
 
+/// The API action of a delete of `paths` (none: whole holdings).
+pub(crate) fn delete_action(paths: &[String], regex: bool) -> ApiAction {
+    if paths.len() > 1 || regex {
+        ApiAction::Dellist
+    } else {
+        ApiAction::Del
+    }
+}
+
 /// Deletes for `user` in `group` acting with `role` (shared by both APIs): the catalogue
 /// soft-deletes, then the transaction is recorded and ended with what was deleted and refused.
 pub async fn submit_delete(
@@ -169,11 +178,10 @@ pub async fn submit_delete(
         }
         _ => tid.to_string()[..8].to_owned(),
     };
-    let action = if req.paths.len() > 1 || req.regex {
-        ApiAction::Dellist
-    } else {
-        ApiAction::Del
-    };
+    let action = delete_action(&req.paths, req.regex);
+    if req.transaction_id.is_some() {
+        crate::routes::check_transaction_id(s, user, group, action, tid).await?;
+    }
     let env = Envelope::new(
         tid,
         user,

@@ -440,6 +440,21 @@ fn legacy_tenancy(s: &AppState, p: &Params) -> Option<String> {
     (init.select_tenancy && !t.is_empty() && t != init.tenancy.trim()).then(|| t.to_owned())
 }
 
+/// Refuses a transaction id the client chose that is another user's (or group's, or action's)
+/// with 409 and the reason, which names the id only. A 409, not the 400 of other refusals: the
+/// request is fine, the id is taken (the Python client prints it as `Response was: ...`).
+async fn check_tid(s: &AppState, a: &Acting, action: ApiAction, tid: Uuid) -> LResult<()> {
+    match routes::check_transaction_id(s, &a.user, &a.group, action, tid).await {
+        Err(e) if e.0.code == ErrorCode::Conflict => Err(LegacyError::new(
+            StatusCode::CONFLICT,
+            &["query", "transaction_id"],
+            e.0.message,
+            "Conflict.",
+        )),
+        r => r.map_err(Into::into),
+    }
+}
+
 /// `PUT files/`: put a list of files (`put` for one entry, `putlist` for more).
 async fn put_files(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Response> {
     let tid = a.params.uuid("transaction_id")?.ok_or_else(|| {
@@ -447,6 +462,7 @@ async fn put_files(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult
     })?;
     let model = file_model(&body, "body data is incomplete")?;
     let paths = clean_list(model.filelist);
+    check_tid(&s, &a, routes::put_action(&paths), tid).await?;
     let job_label = job_label_of(&a.params, tid);
     let tags = model.tag.unwrap_or_default();
     let req = PutRequest {
@@ -487,6 +503,8 @@ async fn submit_get(
     let tid = p.uuid("transaction_id")?.ok_or_else(|| {
         LegacyError::unprocessable("transaction_id", "field required", "value_error.missing")
     })?;
+    let regex = p.bool("regex")?;
+    check_tid(s, a, routes::get_action(&paths, regex), tid).await?;
     let job_label = job_label_of(p, tid);
     let req = GetRequest {
         transaction_id: Some(tid),
@@ -494,7 +512,7 @@ async fn submit_get(
         label: label.filter(|l| !l.is_empty()),
         holding_id,
         tags: tags.clone(),
-        regex: p.bool("regex")?,
+        regex,
         target: p.str("target").map(str::to_owned),
         // Upstream replaces existing files, and the Python client has no way to ask otherwise.
         // The replacement is atomic (a temporary file renamed over the old one).
@@ -550,7 +568,8 @@ async fn get_file(State(s): State<AppState>, a: Acting) -> LResult<Response> {
 /// NLDS specification planned. The caller's role in `group` decides whose holdings may go.
 async fn delete_files(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Response> {
     let p = &a.params;
-    let tid = p.uuid("transaction_id")?.unwrap_or_else(Uuid::new_v4);
+    let chosen = p.uuid("transaction_id")?;
+    let tid = chosen.unwrap_or_else(Uuid::new_v4);
     let model = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -568,6 +587,10 @@ async fn delete_files(State(s): State<AppState>, a: Acting, body: Bytes) -> LRes
     let label = label.or_else(|| p.str("label").map(str::to_owned));
     let holding_id = holding_id.or(p.int("holding_id")?);
     let tags = if tags.is_empty() { p.tags()? } else { tags };
+    let regex = p.bool("regex")?;
+    if chosen.is_some() {
+        check_tid(&s, &a, crate::delete::delete_action(&paths, regex), tid).await?;
+    }
     let job_label = job_label_of(p, tid);
     let req = nlds_core::api::DeleteRequest {
         transaction_id: Some(tid),
@@ -575,7 +598,7 @@ async fn delete_files(State(s): State<AppState>, a: Acting, body: Bytes) -> LRes
         label,
         holding_id,
         tags: tags.clone(),
-        regex: p.bool("regex")?,
+        regex,
         groupall: p.bool("groupall")?,
         job_label: Some(job_label),
         group: None,

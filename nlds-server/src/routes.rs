@@ -162,6 +162,53 @@ async fn accept(
     })
 }
 
+/// The API action of a put of `paths`.
+pub(crate) fn put_action(paths: &[String]) -> ApiAction {
+    if paths.len() == 1 {
+        ApiAction::Put
+    } else {
+        ApiAction::Putlist
+    }
+}
+
+/// The API action of a get of `paths`.
+pub(crate) fn get_action(paths: &[String], regex: bool) -> ApiAction {
+    if paths.len() == 1 && !regex {
+        ApiAction::Get
+    } else {
+        ApiAction::Getlist
+    }
+}
+
+/// A client-chosen transaction id (`transaction_id` of a put, get or delete, on both APIs) must
+/// be unknown, or already `user`'s in `group` for the same `action` (a retry, which then finds the
+/// existing transaction): else 409 `conflict`, naming the id only (never whose it is). Asked of
+/// the monitor before anything starts; the monitor's `init` refuses such an id again,
+/// atomically. A server-made id needs no check.
+pub(crate) async fn check_transaction_id(
+    s: &AppState,
+    user: &str,
+    group: &str,
+    action: ApiAction,
+    tid: Uuid,
+) -> Result<()> {
+    let env = Envelope::new(
+        tid,
+        user,
+        group,
+        action,
+        "check",
+        Payload::CheckTransactionId,
+    );
+    match s
+        .rpc(RoutingKey::new(Worker::Monitor, Action::Init), env)
+        .await?
+    {
+        RpcReply::Available => Ok(()),
+        _ => Err(unexpected("monitor.init")),
+    }
+}
+
 /// Records the transaction with the monitor before it is accepted, so a client polling its id
 /// never gets "not found", even if the process stops before the workflow starts.
 async fn record(
@@ -329,11 +376,10 @@ pub async fn submit_put(
     let tenancy = tenancy_name(req.tenancy.as_deref())?;
     let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
     let job_label = job_label(req.job_label.as_deref(), tid)?;
-    let action = if req.paths.len() == 1 {
-        ApiAction::Put
-    } else {
-        ApiAction::Putlist
-    };
+    let action = put_action(&req.paths);
+    if req.transaction_id.is_some() {
+        check_transaction_id(s, user, group, action, tid).await?;
+    }
     let setup = Envelope::new(
         tid,
         user,
@@ -457,18 +503,25 @@ async fn check_holding(
         .await?
     {
         RpcReply::Holdings(page) if page.total > 0 => Ok(()),
-        RpcReply::Holdings(_) => Err(ServerError::new(
-            ErrorCode::NotFound,
-            match (&filter.holding_id, &filter.label) {
-                (Some(id), _) => format!("holding {id} not found among the holdings you can see"),
-                (None, Some(l)) => {
-                    format!("no holding labelled {l:?} among the holdings you can see")
-                }
-                _ => "holding not found".into(),
-            },
-        )),
+        RpcReply::Holdings(_) => Err(not_visible(filter)),
         _ => Err(unexpected("catalog.list")),
     }
+}
+
+/// The 404 for a named holding (id or label) the caller cannot see: one text whether it exists
+/// in another group, belongs to a user whose holdings the caller may not read, or does not
+/// exist at all, so an answer never tells them apart.
+fn not_visible(filter: &HoldingFilter) -> ServerError {
+    ServerError::new(
+        ErrorCode::NotFound,
+        match (&filter.holding_id, &filter.label) {
+            (Some(id), _) => format!("holding {id} not found among the holdings you can see"),
+            (None, Some(l)) => {
+                format!("no holding labelled {l:?} among the holdings you can see")
+            }
+            _ => "holding not found".into(),
+        },
+    )
 }
 
 /// `POST /api/v2/get`: copy files back to disk (202), or with `dry_run` list what would be
@@ -555,11 +608,10 @@ pub async fn submit_get(
     let filter = check_get(s, user, group, role, &req).await?;
     let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
     let job_label = job_label(req.job_label.as_deref().or(req.label.as_deref()), tid)?;
-    let action = if req.paths.len() == 1 && !req.regex {
-        ApiAction::Get
-    } else {
-        ApiAction::Getlist
-    };
+    let action = get_action(&req.paths, req.regex);
+    if req.transaction_id.is_some() {
+        check_transaction_id(s, user, group, action, tid).await?;
+    }
     let env = Envelope::new(
         tid,
         user,
@@ -637,23 +689,14 @@ pub async fn list(
         .rpc(RoutingKey::new(Worker::Catalog, Action::List), env)
         .await?
     {
-        RpcReply::Holdings(page) if named && page.total == 0 => Err(ServerError::new(
-            ErrorCode::NotFound,
-            match (filter.holding_id, &filter.label) {
-                (Some(id), _) => format!("holding {id} not found among the holdings you can see"),
-                (None, l) => format!(
-                    "no holding labelled {:?} among the holdings you can see",
-                    l.clone().unwrap_or_default()
-                ),
-            },
-        )),
+        RpcReply::Holdings(page) if named && page.total == 0 => Err(not_visible(&filter)),
         RpcReply::Holdings(page) => Ok(Json(page)),
         _ => Err(unexpected("catalog.list")),
     }
 }
 
 /// `GET /api/v2/files`: find files.
-#[utoipa::path(get, path = "/api/v2/files", params(HoldingQuery), responses((status = 200, body = FilePage)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/files", params(HoldingQuery), responses((status = 200, body = FilePage), (status = 404, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn find(
     State(s): State<AppState>,
     caller: Caller,
@@ -667,6 +710,12 @@ pub async fn find(
         regex::Regex::new(p).map_err(|e| {
             ServerError::bad_request(format!("invalid regular expression {p:?}: {e}"))
         })?;
+    }
+    // A named holding the caller cannot see is not found (as on `GET /api/v2/holdings`), the
+    // same whether it is another group's or does not exist.
+    if filter.holding_id.is_some() || (filter.label.is_some() && !filter.label_regex) {
+        let role = caller.0.role_in(&group);
+        check_holding(&s, &caller.0.user, &group, role, &filter).await?;
     }
     let env = rpc_env(
         &caller,

@@ -312,10 +312,13 @@ impl Catalogue {
         let txn = self.db.begin().await?;
         let h = match holding_id {
             Some(id) => {
+                // Outside what the caller may read (another group's holding, for anyone but an
+                // operator), the answer is the one for an id that does not exist.
                 let h = holding::Entity::find_by_id(id)
                     .filter(holding::Column::DeletedAt.is_null())
                     .one(&txn)
                     .await?
+                    .filter(|h| h.user == env.user || h.group == env.group || env.role.is_admin())
                     .ok_or_else(|| ApiError::not_found(format!("holding {id} not found")))?;
                 if h.user != env.user {
                     return Err(ApiError::forbidden(format!(
@@ -1176,16 +1179,9 @@ impl Catalogue {
             .order_by(holding::Column::Id, Order::Asc)
             .all(&txn)
             .await?;
+        // Nothing in the caller's read scope: the same answer whether the holding exists
+        // elsewhere or not at all (no label, owner or group of another group's holding).
         if holdings.is_empty() {
-            if let Some(id) = filter.holding_id
-                && let Some(h) = holding::Entity::find_by_id(id)
-                    .filter(holding::Column::DeletedAt.is_null())
-                    .one(&txn)
-                    .await?
-                && let Err(reason) = may_change(env, &h)
-            {
-                return Err(ApiError::forbidden(reason).into());
-            }
             return Err(ApiError::not_found(format!("no holding of {} matches", env.user)).into());
         }
         // All or nothing: one holding the caller may not change refuses the whole request.
@@ -1213,10 +1209,17 @@ impl Catalogue {
                     .one(&txn)
                     .await?
                 {
-                    return Err(conflict(format!(
-                        "label {nl:?} is already used by holding {}",
-                        other.id
-                    )));
+                    // Name the other holding only if the caller may read it.
+                    return Err(conflict(
+                        if other.user == env.user || other.group == env.group {
+                            format!("label {nl:?} is already used by holding {}", other.id)
+                        } else {
+                            format!(
+                                "label {nl:?} is already used by another holding of {}",
+                                h.user
+                            )
+                        },
+                    ));
                 }
                 let update = holding::ActiveModel {
                     id: Set(h.id),
@@ -1287,8 +1290,9 @@ impl Catalogue {
 
     /// The condition selecting the live holdings a `catalog.meta` request names, before the
     /// per-holding permission check ([`may_change`]): the caller's own; with a holding id, that
-    /// holding if it is in the group (anywhere for an operator), so a refusal can say whose it
-    /// is; with `groupall`, the group's.
+    /// holding if it is in the group (which the caller may read), so a refusal can say whose it
+    /// is, and anywhere for an operator; with `groupall`, the group's. Another group's holding is
+    /// never selected, so it is not found, exactly like an id that does not exist.
     async fn changeable(&self, env: &Envelope, filter: &HoldingFilter) -> Result<Condition> {
         if env.role.is_admin()
             && let Some(id) = filter.holding_id
@@ -1388,8 +1392,10 @@ impl Catalogue {
 }
 
 /// May `env`'s caller change the label or tags of holding `h`? A USER changes only their own
-/// holdings, a DEPUTY or MANAGER any of their group's, an ADMIN any. The refusal names the
-/// holding, its owner and the reason.
+/// holdings, a DEPUTY or MANAGER any of their group's, an ADMIN (operator) any. A refusal of a
+/// holding of the caller's group names the holding, its owner and the reason: what a member of
+/// the group can read anyway (`groupall`). A holding of another group is never named (the
+/// selection leaves those out; this is the belt to its braces).
 fn may_change(env: &Envelope, h: &holding::Model) -> std::result::Result<(), String> {
     if h.user == env.user
         || env.role.is_admin()
@@ -1404,10 +1410,7 @@ fn may_change(env: &Envelope, h: &holding::Model) -> std::result::Result<(), Str
             h.id, h.label, h.user, env.user, env.role, h.group
         )
     } else {
-        format!(
-            "holding {} ({:?}) belongs to {} of group {}: {} acts in group {} and may not change it",
-            h.id, h.label, h.user, h.group, env.user, env.group
-        )
+        format!("holding {} not found", h.id)
     })
 }
 
@@ -1585,9 +1588,10 @@ async fn ensure_transaction(
         }
     };
     if t.holding_id != h {
+        // Whose it is, and which holding, is not the caller's business.
         return Err(conflict(format!(
-            "transaction {tid} belongs to holding {}, not {h}",
-            t.holding_id
+            "transaction id {tid} is already in use: choose another (or leave it out to have \
+             one made)"
         )));
     }
     Ok(t)
@@ -1824,6 +1828,7 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::Files { .. } => "files",
         Payload::Failed { .. } => "failed",
         Payload::MonitorInit { .. } => "monitor_init",
+        Payload::CheckTransactionId => "check_transaction_id",
         Payload::MonitorUpdate { .. } => "monitor_update",
         Payload::Log { .. } => "log",
         Payload::SetupHolding { .. } => "setup_holding",
@@ -2145,6 +2150,10 @@ mod tests {
         let e = api_error(setup_as(&cat, BOB, CLIMATE, tid(5), None, Some(h1), &[]).await);
         assert_eq!(e.code, ErrorCode::Forbidden);
         assert_eq!(e.message, format!("holding {h1} belongs to another user"));
+        // Outside the caller's group: the answer of an id that does not exist.
+        let e = api_error(setup_as(&cat, CAROL, OCEAN, tid(5), None, Some(h1), &[]).await);
+        assert_eq!(e.code, ErrorCode::NotFound);
+        assert_eq!(e.message, format!("holding {h1} not found"));
         assert_eq!(
             setup_as(&cat, ALICE, CLIMATE, tid(6), None, Some(h1), &[]).await,
             RpcReply::Holding {
@@ -2172,9 +2181,14 @@ mod tests {
             api_error(setup_as(&cat, ALICE, CLIMATE, tid(11), Some("t"), None, &[("", "v")]).await);
         assert_eq!(e.code, ErrorCode::BadRequest);
 
-        // A transaction belongs to one holding.
+        // A transaction belongs to one holding; the refusal does not say which.
         let e = api_error(setup_as(&cat, ALICE, CLIMATE, tid(2), None, Some(h0), &[]).await);
         assert_eq!(e.code, ErrorCode::Conflict);
+        assert!(
+            e.message.contains("already in use") && !e.message.contains("holding"),
+            "{}",
+            e.message
+        );
 
         // Concurrent puts to a new label create one holding.
         let mut tasks = tokio::task::JoinSet::new();
@@ -3221,8 +3235,9 @@ mod tests {
     }
 
     /// `catalog.meta` by role: a USER changes only their own holdings, a MANAGER (or DEPUTY)
-    /// any of their group's but not another group's, an ADMIN any; a refusal names the holding,
-    /// its owner and the reason, and changes nothing.
+    /// any of their group's but not another group's, an ADMIN any; a refusal in the group names
+    /// the holding, its owner and the reason, another group's holding is not found (as a missing
+    /// one), and nothing changes.
     #[tokio::test]
     async fn meta_changes_follow_the_callers_role() {
         use nlds_core::AccessRole;
@@ -3307,10 +3322,28 @@ mod tests {
             )
             .await,
         );
-        assert!(
-            matches!(err.code, ErrorCode::Forbidden | ErrorCode::NotFound),
-            "{err:?}"
+        // Another group's holding is outside alice's scope: not found, exactly like an id that
+        // does not exist, naming nothing of it (label, owner, group).
+        let missing = api_error(
+            rpc(
+                &cat,
+                Action::Meta,
+                change(ALICE, AccessRole::Manager, hc + 1000, "x"),
+            )
+            .await,
         );
+        assert_eq!(err.code, ErrorCode::NotFound, "{err:?}");
+        assert_eq!(
+            err, missing,
+            "another group's holding answers as a missing one"
+        );
+        for secret in ["carol-run", CAROL, OCEAN] {
+            assert!(!err.message.contains(secret), "{}", err.message);
+        }
+        for role in [AccessRole::User, AccessRole::Deputy] {
+            let e = api_error(rpc(&cat, Action::Meta, change(ALICE, role, hc, "x")).await);
+            assert_eq!(e, missing, "{role}");
+        }
         assert!(
             tags_of(hc).await.is_empty(),
             "another group's holding is untouched"

@@ -68,6 +68,12 @@ impl Monitor {
                     env.reply(Payload::Reply(RpcReply::Recorded)),
                 ))
             }
+            (Worker::Monitor, Action::Init, Payload::CheckTransactionId) => {
+                self.check_id(env).await?;
+                Ok(Outcome::reply(
+                    env.reply(Payload::Reply(RpcReply::Available)),
+                ))
+            }
             (
                 Worker::MonitorPut,
                 Action::Start,
@@ -103,36 +109,57 @@ impl Monitor {
         }
     }
 
-    /// `monitor-put.init`: creates the transaction record, or completes one an update created.
+    /// `monitor-put.init`: creates the transaction record, or completes one an update created
+    /// (or a retry of the same request: same user, group and API action). A record of another
+    /// user, group or action is never overwritten: the id is refused (`conflict`), atomically
+    /// (the upsert updates only a row whose owner matches).
     async fn init(
         &self,
         env: &Envelope,
         label: Option<String>,
         holding_id: Option<i64>,
     ) -> Result<()> {
+        use sea_orm::sea_query::{Alias, Expr, ExprTrait as _};
         use transaction_record::Column as C;
         let now = Utc::now();
         let mut model = new_record(env);
         model.label = Set(label);
         model.holding_id = Set(holding_id);
         model.updated = Set(now);
-        transaction_record::Entity::insert(model)
+        let excluded = |c: C| Expr::col((Alias::new("excluded"), c));
+        let same_owner = Expr::col((transaction_record::Entity, C::User))
+            .eq(excluded(C::User))
+            .and(Expr::col((transaction_record::Entity, C::Group)).eq(excluded(C::Group)))
+            .and(Expr::col((transaction_record::Entity, C::ApiAction)).eq(excluded(C::ApiAction)));
+        let n = transaction_record::Entity::insert(model)
             .on_conflict(
                 OnConflict::column(C::TransactionId)
-                    .update_columns([
-                        C::User,
-                        C::Group,
-                        C::ApiAction,
-                        C::JobLabel,
-                        C::Label,
-                        C::HoldingId,
-                        C::Updated,
-                    ])
+                    .update_columns([C::JobLabel, C::Label, C::HoldingId, C::Updated])
+                    .action_and_where(same_owner)
                     .to_owned(),
             )
             .exec_without_returning(&self.db)
             .await?;
+        if n == 0 {
+            tracing::warn!(transaction.id = %env.transaction_id, user = %env.user,
+                group = %env.group, api_action = %env.action,
+                "refused: the transaction id is another user's, group's or action's");
+            return Err(id_in_use(env));
+        }
         Ok(())
+    }
+
+    /// `monitor.init` with [`Payload::CheckTransactionId`]: may `env.user` use
+    /// `env.transaction_id` (free, or theirs for the same group and action)? Records nothing.
+    async fn check_id(&self, env: &Envelope) -> Result<()> {
+        let found = transaction_record::Entity::find()
+            .filter(transaction_record::Column::TransactionId.eq(env.transaction_id.to_string()))
+            .one(&self.db)
+            .await?;
+        match found {
+            Some(r) if !same_owner(&r, env) => Err(id_in_use(env)),
+            _ => Ok(()),
+        }
     }
 
     /// `monitor-put.start`: upserts the sub-record `env.sub_id` and adds its failed files and
@@ -149,6 +176,13 @@ impl Monitor {
         let now = Utc::now();
         let txn = self.db.begin().await?;
         let record = ensure_record(&txn, env).await?;
+        if record.user != env.user {
+            // Never add to another user's transaction (the API refuses such ids; this is the
+            // last line).
+            tracing::warn!(transaction.id = %env.transaction_id, user = %env.user,
+                "refused an update of another user's transaction");
+            return Err(id_in_use(env));
+        }
         let sid = env.sub_id.to_string();
         let find = || {
             sub_record::Entity::find()
@@ -534,6 +568,22 @@ async fn status(
         });
     }
     Ok(out)
+}
+
+/// Is `r` the record of `env`'s request (or of a retry of it): the same user, group and API
+/// action?
+fn same_owner(r: &transaction_record::Model, env: &Envelope) -> bool {
+    r.user == env.user && r.group == env.group && r.api_action == env.action.as_str()
+}
+
+/// The refusal of a transaction id that is already used by another user, group or action. It
+/// names the id only: whose it is is none of the caller's business.
+fn id_in_use(env: &Envelope) -> Error {
+    db::conflict(format!(
+        "transaction id {} is already in use: choose another transaction id (or leave it out to \
+         have one made)",
+        env.transaction_id
+    ))
 }
 
 /// A transaction record from the envelope's identity (no label or holding yet).
@@ -1132,6 +1182,117 @@ mod tests {
         }
     }
 
+    /// A transaction id belongs to one user, group and API action: `monitor.init` never moves
+    /// another's record to the caller (the upsert refuses, atomically), the check RPC refuses
+    /// it without saying whose it is, and a retry by the owner is accepted.
+    async fn ids_are_not_shared(db: DatabaseConnection) {
+        let m = Monitor::new(db.clone());
+        let rpc = |env: Envelope| {
+            let m = &m;
+            async move {
+                let out = m
+                    .handle(RoutingKey::new(Worker::Monitor, Action::Init), env)
+                    .await
+                    .unwrap();
+                match out.reply.expect("a reply").payload {
+                    Payload::Reply(r) => r,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let alice = Tx::new(50, ALICE, CLIMATE, ApiAction::Get, "mine");
+        send(&m, alice.init(Some("data"), Some(7))).await;
+        let check = |t: &Tx| t.env.reply(Payload::CheckTransactionId);
+        let init = |t: &Tx| {
+            t.env.reply(Payload::MonitorInit {
+                label: Some("stolen".into()),
+                holding_id: Some(8),
+            })
+        };
+        // The owner's retry: accepted.
+        assert_eq!(rpc(check(&alice)).await, RpcReply::Available);
+        assert_eq!(rpc(init(&alice)).await, RpcReply::Recorded);
+        // Another user, another group of the same user, another action: refused, by the check
+        // and by the init itself.
+        let mut others = vec![
+            Tx::new(50, BOB, CLIMATE, ApiAction::Get, "mine"),
+            Tx::new(50, ALICE, OCEAN, ApiAction::Get, "mine"),
+            Tx::new(50, ALICE, CLIMATE, ApiAction::Del, "mine"),
+        ];
+        for t in &mut others {
+            for reply in [rpc(check(t)).await, rpc(init(t)).await] {
+                let RpcReply::Error(e) = reply else {
+                    panic!("{} {} {}: {reply:?}", t.env.user, t.env.group, t.env.action)
+                };
+                assert_eq!(e.code, ErrorCode::Conflict);
+                assert_eq!(
+                    e.message,
+                    format!(
+                        "transaction id {} is already in use: choose another transaction id (or \
+                         leave it out to have one made)",
+                        tid(50)
+                    )
+                );
+            }
+        }
+        // ... and a stray update of bob's does not attach to alice's record.
+        let bob = &others[0];
+        assert!(
+            m.handle(
+                RoutingKey::new(Worker::MonitorPut, Action::Start),
+                bob.update(bob.sub(0), State::Complete, 1, 1, &[], &[]).1
+            )
+            .await
+            .is_err()
+        );
+        let r = transaction_record::Entity::find().all(&db).await.unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (
+                r[0].user.as_str(),
+                r[0].group.as_str(),
+                r[0].api_action.as_str()
+            ),
+            (ALICE, CLIMATE, "get")
+        );
+        assert_eq!(
+            (r[0].label.as_deref(), r[0].holding_id),
+            (Some("stolen"), Some(8))
+        );
+        assert_eq!(sub_record::Entity::find().all(&db).await.unwrap().len(), 0);
+        assert_eq!(
+            ids(&stat(
+                &m,
+                BOB,
+                CLIMATE,
+                StatusFilter {
+                    groupall: false,
+                    ..Default::default()
+                }
+            )
+            .await)
+            .len(),
+            0
+        );
+        // A fresh id is free for anyone.
+        let fresh = Tx::new(51, BOB, CLIMATE, ApiAction::Get, "his");
+        assert_eq!(rpc(check(&fresh)).await, RpcReply::Available);
+        assert_eq!(
+            transaction_record::Entity::find()
+                .all(&db)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "the check records nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn ids_are_not_shared_sqlite() {
+        ids_are_not_shared(testing::memory().await).await;
+    }
+
     #[tokio::test]
     async fn upserts_sqlite() {
         upserts(testing::memory().await).await;
@@ -1154,6 +1315,11 @@ mod tests {
         stat_filters(b.db.clone()).await;
         a.drop_now().await;
         b.drop_now().await;
+        let Some(c) = testing::postgres("monitor_c").await else {
+            return;
+        };
+        ids_are_not_shared(c.db.clone()).await;
+        c.drop_now().await;
     }
 
     /// The state filter over 10,000 transactions: a handful of queries, not one per transaction.

@@ -12,7 +12,7 @@
 //!
 //! Tokens and the client secret are never logged; refusals are logged with a stable reason code.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -280,12 +280,31 @@ fn strings(v: &Value, claim_name: &str) -> Result<Vec<String>, AuthError> {
     }
 }
 
+/// A role in one group from the roles claim. `admin` there is MANAGER of that group (with a
+/// warning, once per claim and group): operators come only from `admin_groups` and `admin_roles`.
 fn parse_role(claim_name: &str, group: &str, role: &str) -> Result<AccessRole, AuthError> {
-    AccessRole::parse(role).ok_or_else(|| {
+    let parsed = AccessRole::parse(role).ok_or_else(|| {
         AuthError::Claims(format!(
             "claim {claim_name}: unknown role {role:?} for group {group} (expected user, deputy, manager or admin)"
         ))
-    })
+    })?;
+    if parsed.is_admin() {
+        static WARNED: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+        let first = WARNED
+            .lock()
+            .map(|mut w| w.len() < 1000 && w.insert(format!("{claim_name}\0{group}")))
+            .unwrap_or(false);
+        if first {
+            tracing::warn!(
+                claim = claim_name,
+                %group,
+                "claim {claim_name} gives role \"admin\" in group {group}; a per-group role never \
+                 makes a service operator, so it is read as \"manager\" of {group}. Operators are \
+                 the members of [auth.oidc.claims] admin_groups or holders of admin_roles"
+            );
+        }
+    }
+    Ok(parsed.in_group())
 }
 
 impl ClaimMapping {

@@ -3,6 +3,7 @@
 
 mod access;
 mod archive;
+mod authz;
 mod bad_input;
 mod cli;
 mod delete;

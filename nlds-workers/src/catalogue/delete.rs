@@ -237,10 +237,9 @@ fn may_delete(env: &Envelope, h: &holding::Model) -> std::result::Result<(), Str
             h.id, h.label, h.user, env.role, h.group
         )
     } else {
-        format!(
-            "holding {} ({:?}) belongs to {} of group {}, not to group {}",
-            h.id, h.label, h.user, h.group, env.group
-        )
+        // Never selected (another group's holding is outside the caller's scope); if it were,
+        // it would be named no more than a missing one.
+        format!("holding {} not found", h.id)
     })
 }
 
@@ -279,8 +278,9 @@ impl Catalogue {
 
     /// The holdings `filter` names that the caller could act on (live ones, or with
     /// `deleted` deleted ones too), before the per-holding permission check. A named holding id
-    /// is looked for in the whole group (so that a refusal can say whose it is), and anywhere
-    /// for an operator.
+    /// is looked for in the whole group (which the caller may read, so that a refusal can say
+    /// whose it is), and anywhere for an operator; another group's holding is not selected, so
+    /// it is not found, exactly like an id that does not exist.
     async fn candidates(
         &self,
         c: &DatabaseTransaction,
@@ -328,7 +328,7 @@ impl Catalogue {
         let tid = env.transaction_id.to_string();
         let txn = self.db.begin().await?;
         // A retried delete (same transaction) answers with what it deleted the first time.
-        if !dry_run && let Some(plan) = self.replay(&txn, &tid, now).await? {
+        if !dry_run && let Some(plan) = self.replay(&txn, &tid, &env.user, now).await? {
             txn.rollback().await?;
             return Ok(plan);
         }
@@ -445,18 +445,23 @@ impl Catalogue {
     }
 
     /// The plan of a delete transaction that already ran, if it did.
+    /// Only the caller's own deletions count: another user's transaction id never replays
+    /// their delete under the caller's name.
     async fn replay(
         &self,
         c: &DatabaseTransaction,
         tid: &str,
+        user: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<DeletePlan>> {
         let holdings = holding::Entity::find()
             .filter(holding::Column::DeleteTransaction.eq(tid))
+            .filter(holding::Column::DeletedBy.eq(user))
             .all(c)
             .await?;
         let files = file::Entity::find()
             .filter(file::Column::DeleteTransaction.eq(tid))
+            .filter(file::Column::DeletedBy.eq(user))
             .order_by(file::Column::Path, sea_orm::Order::Asc)
             .all(c)
             .await?;

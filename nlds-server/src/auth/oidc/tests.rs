@@ -67,6 +67,17 @@ fn map_format_roles_groups_and_admin_groups() {
         .unwrap();
     assert_eq!(multi.role_in("g"), AccessRole::Deputy);
 
+    // A per-group "admin" in the roles claim is a manager of that group, never an operator.
+    let group_admin = m
+        .identity(&obj(
+            json!({"preferred_username": "ga", "groups": ["ocean", "ice"],
+            "nlds_roles": {"ocean": "admin"}}),
+        ))
+        .unwrap();
+    assert!(!group_admin.admin);
+    assert_eq!(group_admin.role_in("ocean"), AccessRole::Manager);
+    assert_eq!(group_admin.role_in("ice"), AccessRole::User);
+
     // No groups claim at all: no groups (the routes then refuse to act).
     let lone = m
         .identity(&obj(json!({"preferred_username": "lone"})))
@@ -99,6 +110,12 @@ fn list_format_nested_claims_and_admin_roles() {
         !bob.admin,
         "offline_access is some other application's role"
     );
+
+    let mut group_admin = claims.clone();
+    group_admin["resource_access"]["nlds"]["roles"] = json!(["ocean/admin"]);
+    let ga = m.identity(&group_admin).unwrap();
+    assert!(!ga.admin, "ocean/admin is no operator");
+    assert_eq!(ga.role_in("ocean"), AccessRole::Manager);
 
     let mut admin_claims = claims.clone();
     admin_claims["resource_access"]["nlds"]["roles"] = json!(["nlds-operator"]);

@@ -342,6 +342,18 @@ async fn roles_decide_who_deletes(db: DatabaseConnection) {
         regex: false,
         dry_run: false,
     };
+    let missing = Payload::Delete {
+        filter: holding(h + 1000),
+        paths: vec![],
+        regex: false,
+        dry_run: false,
+    };
+    let missing = rpc(
+        &cat,
+        Action::Del,
+        env_as("dave", "ocean", AccessRole::Deputy, missing),
+    )
+    .await;
     match rpc(
         &cat,
         Action::Del,
@@ -349,7 +361,15 @@ async fn roles_decide_who_deletes(db: DatabaseConnection) {
     )
     .await
     {
-        RpcReply::Error(e) => assert_eq!(e.code, ErrorCode::NotFound, "{e}"),
+        RpcReply::Error(e) => {
+            assert_eq!(e.code, ErrorCode::NotFound, "{e}");
+            // The same answer as an id that does not exist: nothing of alice's holding.
+            assert_eq!(RpcReply::Error(e.clone()), missing);
+            assert!(
+                !e.message.contains("alice") && !e.message.contains(G),
+                "{e}"
+            );
+        }
         r => panic!("{r:?}"),
     }
     match rpc(
