@@ -176,6 +176,10 @@ impl Params {
         self.str(name)
             .map(|v| {
                 v.trim().parse::<i64>().map_err(|_| {
+                    // An integer the database cannot hold is out of range, not "not an integer".
+                    if let Err(e) = nlds_core::number::parse_db(name, v) {
+                        return LegacyError::from(ServerError::from(e));
+                    }
                     LegacyError::unprocessable(
                         name,
                         "value is not a valid integer",
@@ -621,7 +625,10 @@ fn holding_filter(a: &Acting) -> LResult<HoldingFilter> {
         groupall: p.bool("groupall")?,
         label: p.str("label").map(str::to_owned),
         label_regex: p.bool("regex")?,
-        holding_id: p.int("holding_id")?,
+        holding_id: p
+            .int("holding_id")?
+            .map(|id| nlds_core::number::db_id("holding_id", id).map_err(ServerError::from))
+            .transpose()?,
         holding_ids: Vec::new(),
         transaction_id: match p.str("transaction_id") {
             None => None,
@@ -826,22 +833,16 @@ async fn find(State(s): State<AppState>, a: Acting) -> LResult<Response> {
     let path_regex = filter.label_regex;
     if let Some(l) = &filter.label
         && path_regex
-        && let Err(e) = regex::Regex::new(l)
+        && let Err(e) = nlds_core::pattern::check(&[l], "label")
     {
-        return Err(LegacyError::bad_request(
-            format!("invalid regular expression {l:?}: {e}"),
-            "Bad regex.",
-        ));
+        return Err(LegacyError::bad_request(e.message, "Bad regex."));
     }
     let path = a.params.str("path").map(str::to_owned);
     if path_regex
         && let Some(p) = &path
-        && let Err(e) = regex::Regex::new(p)
+        && let Err(e) = nlds_core::pattern::check(&[p], "path")
     {
-        return Err(LegacyError::bad_request(
-            format!("invalid regular expression {p:?}: {e}"),
-            "Bad regex.",
-        ));
+        return Err(LegacyError::bad_request(e.message, "Bad regex."));
     }
     if a.params.str("limit").is_none() {
         filter.limit = nlds_core::api::DEFAULT_LIMIT;
@@ -1121,7 +1122,10 @@ async fn status(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Re
     }
     let filter = StatusFilter {
         groupall: p.bool("groupall")?,
-        id: p.int("id")?,
+        id: p
+            .int("id")?
+            .map(|id| nlds_core::number::db_id("id", id).map_err(ServerError::from))
+            .transpose()?,
         transaction_id,
         job_label: p.str("job_label").map(str::to_owned),
         job_label_regex: p.bool("regex")?,
@@ -1132,6 +1136,12 @@ async fn status(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Re
         offset: 0,
         descending: p.bool("descending")?,
     };
+    if filter.job_label_regex
+        && let Some(j) = &filter.job_label
+        && let Err(e) = nlds_core::pattern::check(&[j], "job label")
+    {
+        return Err(LegacyError::bad_request(e.message, "Bad regex."));
+    }
     let details = json!({
         "user": a.user,
         "group": a.group,
