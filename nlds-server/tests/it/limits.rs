@@ -243,9 +243,7 @@ async fn limits_numbers_out_of_the_database_range_are_400_naming_the_parameter()
     let (status, body) = api.get(&format!("{q}&limit=99999999999999999999")).await;
     assert_400(status, &body, "limit 99999999999999999999 is out of range");
     let (status, body) = api
-        .get(&format!(
-            "/api/1.0.0/catalog/find/?user=alice&group=climate&holding_id=9223372036854775808"
-        ))
+        .get("/api/1.0.0/catalog/find/?user=alice&group=climate&holding_id=9223372036854775808")
         .await;
     assert_400(
         status,

@@ -580,8 +580,14 @@ async fn introspection_cache_keeps_refusals_briefly_and_evicts_the_oldest_when_f
                "preferred_username": "bob"}),
     );
     // A refusal of an expired token is cached as well (briefly).
-    assert_eq!(auth.verify("expired").await.unwrap_err(), AuthError::Expired);
-    assert_eq!(auth.verify("expired").await.unwrap_err(), AuthError::Expired);
+    assert_eq!(
+        auth.verify("expired").await.unwrap_err(),
+        AuthError::Expired
+    );
+    assert_eq!(
+        auth.verify("expired").await.unwrap_err(),
+        AuthError::Expired
+    );
     assert_eq!(hits(), 1, "the refusal of an expired token is reused");
     // Full (4 entries): a fifth evicts the oldest only, not everything.
     for t in ["r1", "r2", "r3"] {
@@ -604,7 +610,10 @@ async fn a_flood_of_unknown_tokens_cannot_hammer_the_provider() {
     let start = Instant::now();
     let tries = (0..300).map(|i| {
         let auth = auth.clone();
-        async move { auth.check(&format!("made-up-{i}-{}", uuid::Uuid::new_v4())).await }
+        async move {
+            auth.check(&format!("made-up-{i}-{}", uuid::Uuid::new_v4()))
+                .await
+        }
     });
     let answers = futures::future::join_all(tries).await;
     let secs = start.elapsed().as_secs_f64();
