@@ -10,6 +10,8 @@ pub mod admin;
 pub mod api;
 pub mod error;
 pub mod message;
+pub mod number;
+pub mod pattern;
 pub mod routing;
 pub mod state;
 

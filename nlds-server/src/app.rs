@@ -106,9 +106,10 @@ impl FromRequestParts<AppState> for Caller {
                 ErrorCode::Unauthorized,
                 "invalid or expired token",
             )),
-            Checked::Unavailable(why) => Err(ServerError::new(
+            // The reason (which names the provider's URL) is in the server log, not the answer.
+            Checked::Unavailable(_) => Err(ServerError::new(
                 ErrorCode::Unavailable,
-                format!("the token could not be checked, try again later: {why}"),
+                "the identity provider is unavailable; try again later",
             )),
         }
     }

@@ -55,11 +55,7 @@ fn selector(
                 "a regular expression can only search named holdings: give a holding id, label or tags",
             ));
         }
-        for p in paths {
-            regex::Regex::new(p).map_err(|e| {
-                ServerError::bad_request(format!("invalid regular expression {p:?}: {e}"))
-            })?;
-        }
+        nlds_core::pattern::check(paths, "path")?;
     }
     Ok(())
 }

@@ -11,6 +11,11 @@
 //! DATA/s3.secret      the embedded S3 endpoint's secret key (mode 0600)
 //! ```
 //!
+//! The data directory holds everyone's stored bytes: it is private to the account that runs the
+//! server. At start the process umask becomes 0077 (so the database, the objects the embedded S3
+//! endpoint writes and the logs are created 0600, their directories 0700) and the existing tree is
+//! made private too (directories 0700, files 0600), whatever it was.
+//!
 //! The in-process bus does not survive a crash, so at start every transaction still in progress is
 //! marked FAILED with the reason "interrupted" (never left in progress).
 
@@ -63,6 +68,41 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     f.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// Makes the data directory private: every directory 0700, every file 0600 (symbolic links are
+/// not followed). Returns how many entries were changed.
+fn make_private(root: &Path) -> anyhow::Result<usize> {
+    let mut changed = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        for entry in entries {
+            let entry = entry?;
+            let ft = entry.file_type()?;
+            let path = entry.path();
+            if ft.is_dir() {
+                stack.push(path.clone());
+            } else if !ft.is_file() {
+                continue;
+            }
+            changed += set_mode(&path, if ft.is_dir() { 0o700 } else { 0o600 })?;
+        }
+    }
+    changed += set_mode(root, 0o700)?;
+    Ok(changed)
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<usize> {
+    use std::os::unix::fs::PermissionsExt;
+    let md = std::fs::symlink_metadata(path)?;
+    if md.permissions().mode() & 0o7777 == mode {
+        return Ok(0);
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot make {} private", path.display()))?;
+    Ok(1)
 }
 
 fn random_secret() -> String {
@@ -144,9 +184,20 @@ impl Embedded {
     /// Starts everything; returns once the API is listening.
     pub async fn start(opts: EmbeddedOptions) -> anyhow::Result<Self> {
         let data = &opts.data_dir;
+        // Everything this process creates from now on (the database, the objects s3s-fs writes,
+        // logs) is private to its account, whatever the umask it was started with.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         std::fs::create_dir_all(data)
             .with_context(|| format!("cannot create data directory {}", data.display()))?;
         let data = data.canonicalize()?;
+        let changed = make_private(&data)?;
+        if changed > 0 {
+            tracing::warn!(
+                data_dir = %data.display(),
+                changed,
+                "made the data directory private (directories 0700, files 0600): it was readable by others"
+            );
+        }
         let shutdown = CancellationToken::new();
         let mut settings = opts.settings.clone();
         let (tokens_path, token) = ensure_token(&data)?;

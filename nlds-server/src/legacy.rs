@@ -176,6 +176,10 @@ impl Params {
         self.str(name)
             .map(|v| {
                 v.trim().parse::<i64>().map_err(|_| {
+                    // An integer the database cannot hold is out of range, not "not an integer".
+                    if let Err(e) = nlds_core::number::parse_db(name, v) {
+                        return LegacyError::from(ServerError::from(e));
+                    }
                     LegacyError::unprocessable(
                         name,
                         "value is not a valid integer",
@@ -644,7 +648,10 @@ fn holding_filter(a: &Acting) -> LResult<HoldingFilter> {
         groupall: p.bool("groupall")?,
         label: p.str("label").map(str::to_owned),
         label_regex: p.bool("regex")?,
-        holding_id: p.int("holding_id")?,
+        holding_id: p
+            .int("holding_id")?
+            .map(|id| nlds_core::number::db_id("holding_id", id).map_err(ServerError::from))
+            .transpose()?,
         holding_ids: Vec::new(),
         transaction_id: match p.str("transaction_id") {
             None => None,
@@ -849,22 +856,16 @@ async fn find(State(s): State<AppState>, a: Acting) -> LResult<Response> {
     let path_regex = filter.label_regex;
     if let Some(l) = &filter.label
         && path_regex
-        && let Err(e) = regex::Regex::new(l)
+        && let Err(e) = nlds_core::pattern::check(&[l], "label")
     {
-        return Err(LegacyError::bad_request(
-            format!("invalid regular expression {l:?}: {e}"),
-            "Bad regex.",
-        ));
+        return Err(LegacyError::bad_request(e.message, "Bad regex."));
     }
     let path = a.params.str("path").map(str::to_owned);
     if path_regex
         && let Some(p) = &path
-        && let Err(e) = regex::Regex::new(p)
+        && let Err(e) = nlds_core::pattern::check(&[p], "path")
     {
-        return Err(LegacyError::bad_request(
-            format!("invalid regular expression {p:?}: {e}"),
-            "Bad regex.",
-        ));
+        return Err(LegacyError::bad_request(e.message, "Bad regex."));
     }
     if a.params.str("limit").is_none() {
         filter.limit = nlds_core::api::DEFAULT_LIMIT;
@@ -1144,7 +1145,10 @@ async fn status(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Re
     }
     let filter = StatusFilter {
         groupall: p.bool("groupall")?,
-        id: p.int("id")?,
+        id: p
+            .int("id")?
+            .map(|id| nlds_core::number::db_id("id", id).map_err(ServerError::from))
+            .transpose()?,
         transaction_id,
         job_label: p.str("job_label").map(str::to_owned),
         job_label_regex: p.bool("regex")?,
@@ -1155,6 +1159,12 @@ async fn status(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Re
         offset: 0,
         descending: p.bool("descending")?,
     };
+    if filter.job_label_regex
+        && let Some(j) = &filter.job_label
+        && let Err(e) = nlds_core::pattern::check(&[j], "job label")
+    {
+        return Err(LegacyError::bad_request(e.message, "Bad regex."));
+    }
     let details = json!({
         "user": a.user,
         "group": a.group,
@@ -1371,10 +1381,69 @@ impl ServiceHealth {
             "GREEN"
         }
     }
+
+    /// The overall answer an anonymous caller gets.
+    fn overall(&self) -> &'static str {
+        match self.colour() {
+            "GREEN" => "up",
+            "ORANGE" => "degraded",
+            _ => "down",
+        }
+    }
+}
+
+/// How long a status probe's answer is reused: the page is unauthenticated, so N requests must
+/// not cause N fan-outs of pings over the bus.
+const PROBE_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
+
+type ProbeSlot = std::sync::Arc<tokio::sync::Mutex<Option<(std::time::Instant, ServiceHealth)>>>;
+
+/// The last probe of each service, per bus (an address: one process may serve several
+/// instances in tests). One fan-out at a time per service: later callers wait for it and share
+/// its answer.
+static PROBES: std::sync::LazyLock<std::sync::Mutex<HashMap<(usize, String), ProbeSlot>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The health of a service, from a probe at most [`PROBE_CACHE`] old.
+async fn probe(s: &AppState, name: &str, limit: std::time::Duration) -> ServiceHealth {
+    let bus = std::sync::Arc::as_ptr(&s.bus).cast::<()>() as usize;
+    let slot = PROBES
+        .lock()
+        .expect("probe cache lock")
+        .entry((bus, name.to_owned()))
+        .or_default()
+        .clone();
+    let mut last = slot.lock().await;
+    if let Some((at, h)) = last.as_ref()
+        && at.elapsed() < PROBE_CACHE
+    {
+        return h.clone();
+    }
+    let h = probe_now(s, name, limit).await;
+    *last = Some((std::time::Instant::now(), h.clone()));
+    h
+}
+
+/// Is the caller of the status page an operator (a valid bearer token with admin)? Only they see
+/// consumer counts, process ids and host names.
+async fn operator(s: &AppState, headers: &HeaderMap) -> bool {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    match token {
+        Some(t) => matches!(s.auth.check(t).await, crate::auth::Checked::Valid(id) if id.admin),
+        None => false,
+    }
 }
 
 /// Pings every consumer of the service's roles and counts the answers.
-async fn probe(s: &AppState, name: &str, limit: std::time::Duration) -> ServiceHealth {
+async fn probe_now(s: &AppState, name: &str, limit: std::time::Duration) -> ServiceHealth {
     let mut h = ServiceHealth {
         microservice_name: name.to_owned(),
         total_num: 0,
@@ -1431,6 +1500,7 @@ async fn system_service(
     State(s): State<AppState>,
     Path(service): Path<String>,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
 ) -> Response {
     let q: HashMap<String, String> =
         serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).unwrap_or_default();
@@ -1443,6 +1513,13 @@ async fn system_service(
         return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response();
     }
     let h = probe(&s, &name, time_limit(&q)).await;
+    if !operator(&s, &headers).await {
+        return (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"microservice_name": h.microservice_name, "status": h.overall()})),
+        )
+            .into_response();
+    }
     (StatusCode::ACCEPTED, axum::Json(h)).into_response()
 }
 
@@ -1450,7 +1527,9 @@ async fn system_service(
 async fn system_page(
     State(s): State<AppState>,
     Query(q): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
 ) -> Response {
+    let detail = operator(&s, &headers).await;
     let limit = time_limit(&q.iter().cloned().collect());
     let mut wanted: Vec<String> = q
         .iter()
@@ -1483,6 +1562,8 @@ async fn system_page(
             _ if h.total_num == 0 => "No consumers running".to_owned(),
             _ => format!("All {} consumers offline{failed}", h.total_num),
         };
+        // Anonymous callers learn whether a service is up, not how it is deployed.
+        let text = if detail { text } else { h.overall().to_owned() };
         rows.push_str(&format!(
             "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>\n",
             html_escape(&h.microservice_name),

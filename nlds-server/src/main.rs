@@ -86,11 +86,13 @@ async fn main() -> anyhow::Result<()> {
             println!("nlds-rs embedded server running at {}", e.url);
             println!("  data directory: {}", e.data_dir.display());
             println!("  S3 endpoint:    {}", e.s3_endpoint);
-            println!("  token:          {}", e.token);
+            // Never the token itself: terminals, screen shares and service logs keep this.
+            let client = e.data_dir.join("client.toml");
             println!(
-                "use it with:  export NLDS_CONFIG={}",
-                e.data_dir.join("client.toml").display()
+                "  token:          in {} (mode 0600, readable by you only)",
+                client.display()
             );
+            println!("use it with:  export NLDS_CONFIG={}", client.display());
             e.run_until(stop).await
         }
     }

@@ -12,6 +12,7 @@ use nlds_core::api::{
     TransactionPage, TransactionStatus, WhoAmI, parse_tags,
 };
 use nlds_core::message::{HoldingFilter, RpcReply, StatusFilter};
+use nlds_core::number::{db_count, db_id};
 use nlds_core::{
     AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, State as TxState, Worker,
 };
@@ -97,11 +98,16 @@ fn parse_tid(s: &str) -> Result<Uuid> {
 }
 
 fn filter_from(q: &HoldingQuery) -> Result<HoldingFilter> {
+    if q.regex
+        && let Some(l) = &q.label
+    {
+        nlds_core::pattern::check(&[l], "label")?;
+    }
     Ok(HoldingFilter {
         groupall: q.groupall,
         label: q.label.clone().filter(|l| !l.is_empty()),
         label_regex: q.regex,
-        holding_id: q.holding_id,
+        holding_id: q.holding_id.map(|id| db_id("holding_id", id)).transpose()?,
         holding_ids: Vec::new(),
         transaction_id: q.transaction_id.as_deref().map(parse_tid).transpose()?,
         tags: q
@@ -111,7 +117,7 @@ fn filter_from(q: &HoldingQuery) -> Result<HoldingFilter> {
             .transpose()?
             .unwrap_or_default(),
         limit: limit(q.limit)?,
-        offset: q.offset.unwrap_or(0),
+        offset: db_count("offset", q.offset.unwrap_or(0))?,
         descending: q.descending.unwrap_or(true),
     })
 }
@@ -568,11 +574,10 @@ async fn check_get(
                 "a regular expression can only search named holdings: give a holding id, label or tags",
             ));
         }
-        for p in &req.paths {
-            regex::Regex::new(p).map_err(|e| {
-                ServerError::bad_request(format!("invalid regular expression {p:?}: {e}"))
-            })?;
-        }
+        nlds_core::pattern::check(&req.paths, "path")?;
+    }
+    if let Some(id) = req.holding_id {
+        db_id("holding_id", id)?;
     }
     if let Some(t) = &req.target
         && !t.starts_with('/')
@@ -707,9 +712,7 @@ pub async fn find(
     if q.regex
         && let Some(p) = &q.path
     {
-        regex::Regex::new(p).map_err(|e| {
-            ServerError::bad_request(format!("invalid regular expression {p:?}: {e}"))
-        })?;
+        nlds_core::pattern::check(&[p], "path")?;
     }
     // A named holding the caller cannot see is not found (as on `GET /api/v2/holdings`), the
     // same whether it is another group's or does not exist.
@@ -809,9 +812,14 @@ fn status_filter(q: &StatQuery) -> Result<StatusFilter> {
                 .map_err(|e| ServerError::bad_request(e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
+    if q.regex
+        && let Some(j) = &q.job_label
+    {
+        nlds_core::pattern::check(&[j], "job label")?;
+    }
     Ok(StatusFilter {
         groupall: q.groupall,
-        id: q.id,
+        id: q.id.map(|id| db_id("id", id)).transpose()?,
         transaction_id: q.transaction_id.as_deref().map(parse_tid).transpose()?,
         job_label: q.job_label.clone().filter(|s| !s.is_empty()),
         job_label_regex: q.regex,
@@ -819,7 +827,7 @@ fn status_filter(q: &StatQuery) -> Result<StatusFilter> {
         exclude_api_actions: actions(q.exclude_api_action.as_deref())?,
         states,
         limit: limit(q.limit)?,
-        offset: q.offset.unwrap_or(0),
+        offset: db_count("offset", q.offset.unwrap_or(0))?,
         descending: q.descending.unwrap_or(true),
     })
 }

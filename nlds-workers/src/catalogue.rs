@@ -23,7 +23,7 @@ use nlds_core::{
     Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey, State,
     Worker,
 };
-use regex::{Regex, RegexBuilder};
+use regex::{Regex, RegexSet};
 use sea_orm::sea_query::{Expr, OnConflict, Order, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
@@ -638,11 +638,8 @@ impl Catalogue {
         let mut matched: Vec<file::Model> = Vec::new();
         let mut unmatched: Vec<&str> = Vec::new();
         if regex {
-            let res = paths
-                .iter()
-                .map(|p| compile(p))
-                .collect::<Result<Vec<Regex>>>()?;
-            let mut hit = vec![false; res.len()];
+            let set = compile_set(paths).await?;
+            let mut hit = vec![false; set.len()];
             let mut ids = Vec::new();
             let mut last = 0i64;
             loop {
@@ -659,14 +656,11 @@ impl Catalogue {
                 let Some((l, _)) = page.last() else { break };
                 last = *l;
                 for (id, path) in &page {
-                    let mut any = false;
-                    for (i, re) in res.iter().enumerate() {
-                        if re.is_match(path) {
+                    let matches = set.matches(path);
+                    if matches.matched_any() {
+                        for i in matches.iter() {
                             hit[i] = true;
-                            any = true;
                         }
-                    }
-                    if any {
                         ids.push(*id);
                     }
                 }
@@ -903,7 +897,7 @@ impl Catalogue {
 
     async fn list(&self, env: &Envelope, filter: &HoldingFilter) -> Result<HoldingPage> {
         let scope = self.scope(env, filter, false).await?;
-        let (limit, offset) = page(filter);
+        let (limit, offset) = page(filter)?;
         let order = order(filter);
         let query = holding::Entity::find().filter(scope);
         let total = query.clone().count(&self.db).await?;
@@ -1030,10 +1024,10 @@ impl Catalogue {
         path_regex: bool,
     ) -> Result<FilePage> {
         let scope = self.scope(env, filter, false).await?;
-        let (limit, offset) = page(filter);
+        let (limit, offset) = page(filter)?;
         let order = order(filter);
         let re = match (path, path_regex) {
-            (Some(p), true) => Some(compile(p)?),
+            (Some(p), true) => Some(compile(p).await?),
             _ => None,
         };
         let mut query = find_query(scope, order);
@@ -1369,7 +1363,7 @@ impl Catalogue {
         }
         match &filter.label {
             Some(l) if filter.label_regex => {
-                let re = compile(l)?;
+                let re = compile(l).await?;
                 let labels: Vec<(i64, String)> = holding::Entity::find()
                     .select_only()
                     .column(holding::Column::Id)
@@ -1731,11 +1725,23 @@ fn prefix_range(dir: &str) -> (String, String) {
     (format!("{base}/"), format!("{base}0"))
 }
 
-fn compile(pattern: &str) -> Result<Regex> {
-    RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| bad_request(format!("invalid regular expression {pattern:?}: {e}")))
+/// A request's regular expression, compiled with the request limits ([`nlds_core::pattern`]) off
+/// the async runtime.
+pub(crate) async fn compile(pattern: &str) -> Result<Regex> {
+    let p = pattern.to_owned();
+    tokio::task::spawn_blocking(move || nlds_core::pattern::compile(&p))
+        .await
+        .map_err(|e| internal(format!("compiling a regular expression failed: {e}")))?
+        .map_err(Error::from)
+}
+
+/// Several regular expressions as one set, compiled like [`compile`].
+pub(crate) async fn compile_set(patterns: &[String]) -> Result<RegexSet> {
+    let p = patterns.to_vec();
+    tokio::task::spawn_blocking(move || nlds_core::pattern::compile_set(&p))
+        .await
+        .map_err(|e| internal(format!("compiling regular expressions failed: {e}")))?
+        .map_err(Error::from)
 }
 
 fn validate_label(label: &str) -> Result<(), ApiError> {
@@ -1772,12 +1778,12 @@ fn validate_tag(key: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn page(filter: &HoldingFilter) -> (u64, u64) {
+fn page(filter: &HoldingFilter) -> Result<(u64, u64)> {
     let limit = match filter.limit {
         0 => DEFAULT_LIMIT,
         l => l.min(MAX_LIMIT),
     };
-    (limit, filter.offset)
+    Ok((limit, nlds_core::number::db_count("offset", filter.offset)?))
 }
 
 fn order(filter: &HoldingFilter) -> Order {

@@ -16,7 +16,6 @@ use nlds_core::api::{
 use nlds_core::message::{RpcReply, StatusFilter};
 use nlds_core::state::derive;
 use nlds_core::{Action, Envelope, ErrorCode, FailedFile, Payload, RoutingKey, State, Worker};
-use regex::RegexBuilder;
 use sea_orm::sea_query::{OnConflict, Order, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
@@ -316,12 +315,7 @@ impl Monitor {
             cond = cond.add(C::TransactionId.eq(t.to_string()));
         }
         let job_re = match &filter.job_label {
-            Some(j) if filter.job_label_regex => Some(
-                RegexBuilder::new(j)
-                    .size_limit(1 << 20)
-                    .build()
-                    .map_err(|e| bad_request(format!("invalid regular expression {j:?}: {e}")))?,
-            ),
+            Some(j) if filter.job_label_regex => Some(crate::catalogue::compile(j).await?),
             Some(j) => {
                 cond = cond.add(C::JobLabel.eq(j.as_str()));
                 None
@@ -339,7 +333,7 @@ impl Monitor {
             0 => DEFAULT_LIMIT,
             l => l.min(MAX_LIMIT),
         };
-        let offset = filter.offset;
+        let offset = nlds_core::number::db_count("offset", filter.offset)?;
         let order = if filter.descending {
             Order::Desc
         } else {

@@ -36,8 +36,10 @@ const DEFAULT_ALGORITHMS: [&str; 9] = [
 ];
 /// After a failed discovery, wait this long before asking again.
 const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
-/// Most cached introspection answers.
-const MAX_CACHED: usize = 10_000;
+/// Negative introspection answers (and refusals of active answers) are reused at most this long.
+const NEGATIVE_CACHE: Duration = Duration::from_secs(10);
+/// At most this many introspection requests in flight at once.
+const MAX_INTROSPECTIONS_IN_FLIGHT: usize = 8;
 
 /// A secret from the settings file: never printed by `Debug`, never written back out.
 #[derive(Clone, Default, Deserialize)]
@@ -95,8 +97,15 @@ pub struct OidcConfig {
     #[serde(skip_serializing)]
     pub client_secret: Option<Secret>,
     pub client_secret_file: Option<PathBuf>,
-    /// How long an introspection answer is reused, in seconds.
+    /// How long an introspection answer is reused, in seconds (a negative one at most 10 s).
     pub introspection_cache_secs: u64,
+    /// Most cached introspection answers; when full, expired answers and then the oldest go.
+    pub introspection_cache_entries: usize,
+    /// Introspections of tokens not in the cache: at most this many per second on average ...
+    pub introspection_rate_per_sec: u32,
+    /// ... with bursts of up to this many. Beyond that an unknown token gets a 503 (try again),
+    /// so a flood of made-up tokens cannot hammer the provider.
+    pub introspection_burst: u32,
     /// Refuse an active introspection answer that names no audience (a refresh token, or a
     /// token for nobody in particular).
     pub introspection_require_audience: bool,
@@ -125,6 +134,9 @@ impl Default for OidcConfig {
             client_secret: None,
             client_secret_file: None,
             introspection_cache_secs: 30,
+            introspection_cache_entries: 10_000,
+            introspection_rate_per_sec: 20,
+            introspection_burst: 50,
             introspection_require_audience: true,
             hmac_secret: None,
             hmac_secret_file: None,
@@ -206,6 +218,8 @@ pub enum AuthError {
     Claims(String),
     #[error("identity provider unavailable: {0}")]
     Unavailable(String),
+    #[error("too many unknown tokens to introspect right now")]
+    Busy,
 }
 
 impl AuthError {
@@ -225,6 +239,7 @@ impl AuthError {
             AuthError::NoIntrospection => "no_introspection",
             AuthError::Claims(_) => "bad_claims",
             AuthError::Unavailable(_) => "provider_unavailable",
+            AuthError::Busy => "introspection_rate_limited",
         }
     }
 }
@@ -451,6 +466,84 @@ impl Jwks {
 struct Cached {
     until: Instant,
     result: Result<Identity, AuthError>,
+    /// Insertion order (eviction of the oldest).
+    seq: u64,
+}
+
+/// Introspection answers under a hash of the token: bounded, and when full the expired answers
+/// go, then the oldest ones (never the whole cache at once).
+#[derive(Default)]
+struct IntrospectionCache {
+    map: HashMap<[u8; 32], Cached>,
+    /// Keys in insertion order, with the `seq` they were inserted with (stale pairs are skipped).
+    order: std::collections::VecDeque<([u8; 32], u64)>,
+    seq: u64,
+}
+
+impl IntrospectionCache {
+    fn get(&self, key: &[u8; 32]) -> Option<Result<Identity, AuthError>> {
+        self.map
+            .get(key)
+            .filter(|c| c.until > Instant::now())
+            .map(|c| c.result.clone())
+    }
+
+    fn insert(
+        &mut self,
+        key: [u8; 32],
+        until: Instant,
+        result: Result<Identity, AuthError>,
+        max: usize,
+    ) {
+        let max = max.max(1);
+        if !self.map.contains_key(&key) && self.map.len() >= max {
+            let now = Instant::now();
+            self.map.retain(|_, c| c.until > now);
+            while self.map.len() >= max {
+                let Some((k, seq)) = self.order.pop_front() else {
+                    break;
+                };
+                if self.map.get(&k).is_some_and(|c| c.seq == seq) {
+                    self.map.remove(&k);
+                }
+            }
+        }
+        self.seq += 1;
+        self.map.insert(
+            key,
+            Cached {
+                until,
+                result,
+                seq: self.seq,
+            },
+        );
+        self.order.push_back((key, self.seq));
+        if self.order.len() > 2 * max + 16 {
+            let map = &self.map;
+            self.order
+                .retain(|(k, seq)| map.get(k).is_some_and(|c| c.seq == *seq));
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, rate: f64, burst: f64) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Validates tokens of one OpenID Connect provider.
@@ -465,7 +558,9 @@ pub struct OidcAuthenticator {
     jwks_fetch: tokio::sync::Mutex<()>,
     jwks_fetches: AtomicU64,
     introspections: AtomicU64,
-    cache: Mutex<HashMap<[u8; 32], Cached>>,
+    cache: Mutex<IntrospectionCache>,
+    bucket: Mutex<Bucket>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 fn read_secret(
@@ -596,7 +691,12 @@ impl OidcAuthenticator {
             jwks_fetch: Default::default(),
             jwks_fetches: AtomicU64::new(0),
             introspections: AtomicU64::new(0),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(IntrospectionCache::default()),
+            bucket: Mutex::new(Bucket {
+                tokens: f64::from(cfg.introspection_burst.max(1)),
+                at: Instant::now(),
+            }),
+            in_flight: tokio::sync::Semaphore::new(MAX_INTROSPECTIONS_IN_FLIGHT),
             cfg,
         })
     }
@@ -831,10 +931,26 @@ impl OidcAuthenticator {
             return Err(AuthError::NoIntrospection);
         };
         let key: [u8; 32] = *blake3::hash(token.as_bytes()).as_bytes();
-        if let Some(c) = self.cache.lock().expect("cache lock").get(&key)
-            && c.until > Instant::now()
-        {
-            return c.result.clone();
+        if let Some(r) = self.cache.lock().expect("cache lock").get(&key) {
+            return r;
+        }
+        // A token not in the cache costs the provider a request: their rate is limited, and so
+        // is how many are in flight, so a flood of made-up tokens cannot hammer the provider.
+        let allowed = self.bucket.lock().expect("bucket lock").take(
+            f64::from(self.cfg.introspection_rate_per_sec.max(1)),
+            f64::from(self.cfg.introspection_burst.max(1)),
+        );
+        if !allowed {
+            return Err(AuthError::Busy);
+        }
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| AuthError::Busy)?;
+        // Another request may have asked about the same token while this one waited.
+        if let Some(r) = self.cache.lock().expect("cache lock").get(&key) {
+            return r;
         }
         let url = self.endpoints().await?.introspection.ok_or_else(|| {
             AuthError::Unavailable("the provider publishes no introspection_endpoint".into())
@@ -866,24 +982,20 @@ impl OidcAuthenticator {
         let answer: Map<String, Value> = r.json().await.map_err(|e| fail(e.to_string()))?;
         let result = self.judge_introspection(&answer);
         let mut ttl = Duration::from_secs(self.cfg.introspection_cache_secs);
-        if let Some(exp) = answer.get("exp").and_then(Value::as_u64) {
-            ttl = ttl.min(Duration::from_secs(exp.saturating_sub(now_secs())));
+        if result.is_ok() {
+            if let Some(exp) = answer.get("exp").and_then(Value::as_u64) {
+                ttl = ttl.min(Duration::from_secs(exp.saturating_sub(now_secs())));
+            }
+        } else {
+            // A refusal is reused briefly, so the same bad token does not ask again and again.
+            ttl = ttl.min(NEGATIVE_CACHE);
         }
         if !ttl.is_zero() {
-            let mut cache = self.cache.lock().expect("cache lock");
-            if cache.len() >= MAX_CACHED {
-                let now = Instant::now();
-                cache.retain(|_, c| c.until > now);
-                if cache.len() >= MAX_CACHED {
-                    cache.clear();
-                }
-            }
-            cache.insert(
+            self.cache.lock().expect("cache lock").insert(
                 key,
-                Cached {
-                    until: Instant::now() + ttl,
-                    result: result.clone(),
-                },
+                Instant::now() + ttl,
+                result.clone(),
+                self.cfg.introspection_cache_entries,
             );
         }
         result
@@ -942,7 +1054,7 @@ impl Authenticator for OidcAuthenticator {
     async fn check(&self, token: &str) -> Checked {
         match self.verify(token).await {
             Ok(id) => Checked::Valid(id),
-            Err(e @ AuthError::Unavailable(_)) => {
+            Err(e @ (AuthError::Unavailable(_) | AuthError::Busy)) => {
                 tracing::warn!(reason = e.code(), error = %e, "bearer token not checked");
                 Checked::Unavailable(e.to_string())
             }

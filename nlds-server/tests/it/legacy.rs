@@ -525,6 +525,7 @@ async fn system_status_pings_the_consumers_over_rabbitmq() {
     let v: Value = loop {
         let r = http
             .get(format!("{url}/system/status/catalog?time-limit=3"))
+            .bearer_auth(ADMIN)
             .send()
             .await
             .unwrap();
@@ -542,6 +543,7 @@ async fn system_status_pings_the_consumers_over_rabbitmq() {
     assert_eq!(v["pid"][0], std::process::id(), "{v}");
     let v: Value = http
         .get(format!("{url}/system/status/get_transfer"))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .unwrap()
@@ -557,6 +559,7 @@ async fn system_status_pings_the_consumers_over_rabbitmq() {
         .get(format!(
             "{url}/system/status/?microservice=PUT_TRANSFER&microservice=get_transfer"
         ))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .unwrap()

@@ -33,7 +33,6 @@ use nlds_core::{
     AccessRole, Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey,
     Worker,
 };
-use regex::Regex;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait,
@@ -42,7 +41,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    CHUNK, COLD, Catalogue, Result, SCAN_PAGE, WARM, bad_request, compile, dedup, has_selector,
+    CHUNK, COLD, Catalogue, Result, SCAN_PAGE, WARM, bad_request, compile_set, dedup, has_selector,
     normalise, prefix_range, record, to_u64,
 };
 use crate::db::{
@@ -1141,11 +1140,8 @@ async fn select_files(
         return Ok((Vec::new(), paths.to_vec()));
     }
     if regex {
-        let res = paths
-            .iter()
-            .map(|p| compile(p))
-            .collect::<Result<Vec<Regex>>>()?;
-        let mut hit = vec![false; res.len()];
+        let set = compile_set(paths).await?;
+        let mut hit = vec![false; set.len()];
         let mut last = 0i64;
         loop {
             let page = base()
@@ -1158,14 +1154,11 @@ async fn select_files(
             last = l.id;
             let n = page.len() as u64;
             for m in page {
-                let mut any = false;
-                for (i, re) in res.iter().enumerate() {
-                    if re.is_match(&m.path) {
+                let matches = set.matches(&m.path);
+                if matches.matched_any() {
+                    for i in matches.iter() {
                         hit[i] = true;
-                        any = true;
                     }
-                }
-                if any {
                     matched.insert(m.id, m);
                 }
             }

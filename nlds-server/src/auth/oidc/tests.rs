@@ -575,3 +575,80 @@ async fn an_unreachable_provider_is_unavailable_not_a_refusal() {
     let auth = OidcAuthenticator::new(cfg(&iss)).unwrap();
     assert_eq!(auth.check("not.a.jwt").await, Checked::Refused);
 }
+
+fn introspecting(iss: &str) -> OidcConfig {
+    let mut c = cfg(iss);
+    c.client_id = Some("nlds-server".into());
+    c.client_secret = Some(Secret::new("right+secret"));
+    c.introspection_cache_secs = 3600;
+    c
+}
+
+#[tokio::test]
+async fn introspection_cache_keeps_refusals_briefly_and_evicts_the_oldest_when_full() {
+    let (f, iss) = fake_provider().await;
+    let hits = || f.introspection_hits.load(Ordering::SeqCst);
+    let mut c = introspecting(&iss);
+    c.introspection_cache_entries = 4;
+    let auth = OidcAuthenticator::new(c).unwrap();
+    f.answers.lock().unwrap().insert(
+        "expired".into(),
+        json!({"active": true, "iss": iss, "aud": "nlds", "exp": now_secs() - 3600,
+               "preferred_username": "bob"}),
+    );
+    // A refusal of an expired token is cached as well (briefly).
+    assert_eq!(
+        auth.verify("expired").await.unwrap_err(),
+        AuthError::Expired
+    );
+    assert_eq!(
+        auth.verify("expired").await.unwrap_err(),
+        AuthError::Expired
+    );
+    assert_eq!(hits(), 1, "the refusal of an expired token is reused");
+    // Full (4 entries): a fifth evicts the oldest only, not everything.
+    for t in ["r1", "r2", "r3"] {
+        auth.verify(t).await.unwrap_err();
+    }
+    assert_eq!(hits(), 4);
+    auth.verify("r4").await.unwrap_err();
+    assert_eq!(hits(), 5);
+    auth.verify("r1").await.unwrap_err();
+    auth.verify("r4").await.unwrap_err();
+    assert_eq!(hits(), 5, "r1 and r4 are still cached");
+    auth.verify("expired").await.unwrap_err();
+    assert_eq!(hits(), 6, "the oldest entry was evicted");
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_tokens_cannot_hammer_the_provider() {
+    let (f, iss) = fake_provider().await;
+    let auth = Arc::new(OidcAuthenticator::new(introspecting(&iss)).unwrap());
+    let start = Instant::now();
+    let tries = (0..300).map(|i| {
+        let auth = auth.clone();
+        async move {
+            auth.check(&format!("made-up-{i}-{}", uuid::Uuid::new_v4()))
+                .await
+        }
+    });
+    let answers = futures::future::join_all(tries).await;
+    let secs = start.elapsed().as_secs_f64();
+    let hits = f.introspection_hits.load(Ordering::SeqCst) as f64;
+    let allowed = 50.0 + 20.0 * secs + 1.0;
+    assert!(
+        hits <= allowed,
+        "{hits} introspections in {secs:.2}s (burst 50, 20/s)"
+    );
+    assert_eq!(auth.introspections() as f64, hits);
+    // Those not asked about are "try again later" (503), never accepted.
+    assert!(answers.iter().all(|a| !matches!(a, Checked::Valid(_))));
+    assert!(
+        answers
+            .iter()
+            .filter(|a| matches!(a, Checked::Unavailable(_)))
+            .count()
+            >= 300 - allowed as usize,
+        "{answers:?}"
+    );
+}
