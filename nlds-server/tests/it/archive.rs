@@ -861,7 +861,21 @@ async fn killing_archive_get_while_a_recall_waits_loses_nothing() {
     child.kill().unwrap();
     child.wait().unwrap();
     let (_, t) = api.get(&format!("/api/v2/transactions/{tid}")).await;
-    assert_eq!(t["state"], "ARCHIVE_PREPARING", "{t}");
+    // The recall was waiting for its stage when the worker died. (The warm file's own
+    // sub-record may still be transferring on a loaded machine, so the overall state is not
+    // asserted, only that it is not final.)
+    let subs = t["sub_records"].as_array().expect("sub_records");
+    assert!(
+        subs.iter().any(|s| s["state"] == "ARCHIVE_PREPARING"),
+        "no recall waiting for its stage: {t}"
+    );
+    assert!(
+        !matches!(
+            t["state"].as_str(),
+            Some("COMPLETE" | "FAILED" | "COMPLETE_WITH_ERRORS")
+        ),
+        "{t}"
+    );
     // Nobody consumes the delayed checks for a while; then a new worker takes over.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut child = spawn();
