@@ -27,6 +27,8 @@ AMQP_PORT=5672
 PG_PORT=5432
 MOTO_PORT="${NLDS_MOTO_PORT:-9000}"
 MOTO_VERSION="${NLDS_MOTO_VERSION:-5.2.5}"
+# Validates the server's OpenAPI document (nlds-server's openapi test runs it); in moto's venv.
+OPENAPI_VALIDATOR_VERSION=0.9.0
 VENV="${NLDS_VENV:-$HOME/.cache/nlds-venv}"
 LOG_DIR="${NLDS_SVC_LOG_DIR:-$HOME/.cache/nlds-services}"
 # The published Python client pins exact versions of its dependencies, so it
@@ -191,19 +193,20 @@ start_postgres() {
 # ---------------------------------------------------------------- moto (S3)
 ensure_moto_venv() {
     local have=""
-    if [ -x "$VENV/bin/moto_server" ]; then
-        have="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null || true)"
+    if [ -x "$VENV/bin/moto_server" ] && [ -x "$VENV/bin/openapi-spec-validator" ]; then
+        have="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"), m.version("openapi-spec-validator"))' 2>/dev/null || true)"
     fi
-    if [ "$have" = "$MOTO_VERSION" ]; then
+    if [ "$have" = "$MOTO_VERSION $OPENAPI_VALIDATOR_VERSION" ]; then
         MOTO_BIN="$VENV/bin/moto_server"
         return
     fi
-    log "moto: installing moto[server]==$MOTO_VERSION into $VENV"
+    log "moto: installing moto[server]==$MOTO_VERSION openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION into $VENV"
     if ! python3 -m venv "$VENV" >>"$LOG_DIR/moto-install.log" 2>&1; then
         apt_install python3-venv python3-pip
         python3 -m venv "$VENV" >>"$LOG_DIR/moto-install.log" 2>&1 || fail "moto: cannot create venv $VENV"
     fi
-    if "$VENV/bin/pip" install -q "moto[server]==$MOTO_VERSION" >>"$LOG_DIR/moto-install.log" 2>&1; then
+    if "$VENV/bin/pip" install -q "moto[server]==$MOTO_VERSION" \
+        "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION" >>"$LOG_DIR/moto-install.log" 2>&1; then
         MOTO_BIN="$VENV/bin/moto_server"
     elif command -v moto_server >/dev/null 2>&1; then
         log "moto: pip install failed (see $LOG_DIR/moto-install.log); falling back to $(command -v moto_server)"

@@ -24,6 +24,7 @@ pub const AUDIT_DETAIL_MAX: usize = 2000;
 
 /// Query string of `GET /api/v2/admin/transactions`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AdminTransactionQuery {
     /// Only this user's transactions.
     pub user: Option<String>,
@@ -47,6 +48,7 @@ pub struct AdminTransactionQuery {
 
 /// Query string of `GET /api/v2/admin/transactions/{transaction_id}/failed`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     pub limit: Option<u64>,
     pub offset: Option<u64>,
@@ -54,6 +56,7 @@ pub struct PageQuery {
 
 /// Query string of `GET /api/v2/admin/logs`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Comma-separated service names (e.g. `transfer-put,catalog`).
     pub service: Option<String>,
@@ -72,6 +75,7 @@ pub struct LogQuery {
 
 /// Query string of `GET /api/v2/admin/audit`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Who acted.
     pub user: Option<String>,

@@ -206,6 +206,7 @@ pub struct Accepted {
 
 /// Query string of `GET /api/v2/holdings` and `GET /api/v2/files`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HoldingQuery {
     pub group: Option<String>,
     #[serde(default)]
@@ -359,6 +360,7 @@ pub struct MetaResponse {
 
 /// Query string of `GET /api/v2/transactions`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatQuery {
     pub group: Option<String>,
     #[serde(default)]

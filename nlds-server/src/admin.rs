@@ -213,8 +213,8 @@ fn mismatch() -> ServerError {
 
 /// `GET /api/v2/admin/transactions`: transactions of every user.
 #[utoipa::path(get, path = "/api/v2/admin/transactions", params(AdminTransactionQuery),
-    responses((status = 200, body = TransactionPage), (status = 400, body = nlds_core::error::ErrorBody),
-        (status = 403, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = TransactionPage, description = "the transactions found"), (status = 400, body = nlds_core::error::ErrorBody, description = "invalid query"),
+        (status = 403, body = nlds_core::error::ErrorBody, description = "not a service operator")), security(("bearer" = [])))]
 pub async fn transactions(
     State(s): State<AppState>,
     caller: Caller,
@@ -231,8 +231,8 @@ pub async fn transactions(
 /// `GET /api/v2/admin/transactions/{transaction_id}/failed`: a transaction's failed files.
 #[utoipa::path(get, path = "/api/v2/admin/transactions/{transaction_id}/failed",
     params(("transaction_id" = String, Path, description = "UUID"), PageQuery),
-    responses((status = 200, body = FailedFilePage), (status = 403, body = nlds_core::error::ErrorBody),
-        (status = 404, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = FailedFilePage, description = "the failed files of the transaction"), (status = 403, body = nlds_core::error::ErrorBody, description = "not a service operator"),
+        (status = 404, body = nlds_core::error::ErrorBody, description = "no such transaction")), security(("bearer" = [])))]
 pub async fn failed_files(
     State(s): State<AppState>,
     caller: Caller,
@@ -253,8 +253,8 @@ pub async fn failed_files(
 
 /// `GET /api/v2/admin/logs`: the records the logger collected.
 #[utoipa::path(get, path = "/api/v2/admin/logs", params(LogQuery),
-    responses((status = 200, body = LogPage), (status = 400, body = nlds_core::error::ErrorBody),
-        (status = 403, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = LogPage, description = "the log records found"), (status = 400, body = nlds_core::error::ErrorBody, description = "invalid query"),
+        (status = 403, body = nlds_core::error::ErrorBody, description = "not a service operator")), security(("bearer" = [])))]
 pub async fn logs(
     State(s): State<AppState>,
     caller: Caller,
@@ -270,8 +270,8 @@ pub async fn logs(
 
 /// `GET /api/v2/admin/audit`: the audit log.
 #[utoipa::path(get, path = "/api/v2/admin/audit", params(AuditQuery),
-    responses((status = 200, body = AuditPage), (status = 400, body = nlds_core::error::ErrorBody),
-        (status = 403, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = AuditPage, description = "the audit records found"), (status = 400, body = nlds_core::error::ErrorBody, description = "invalid query"),
+        (status = 403, body = nlds_core::error::ErrorBody, description = "not a service operator")), security(("bearer" = [])))]
 pub async fn audit(
     State(s): State<AppState>,
     caller: Caller,

@@ -8,16 +8,20 @@ use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
 use nlds_bus::Bus;
+use nlds_core::admin::AuditAction;
 use nlds_core::error::ApiError;
 use nlds_core::message::RpcReply;
 use nlds_core::{Envelope, ErrorCode, Payload, RoutingKey};
 use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
 use crate::auth::{Authenticator, Checked, Identity};
 use crate::config::ServerConfig;
 use crate::error::{Result, ServerError};
+use crate::openapi::AUDIT_EXTENSION;
 use crate::routes;
 
 /// Shared state of every request.
@@ -162,46 +166,83 @@ async fn not_found() -> ServerError {
     ))
 }
 
-/// The whole HTTP application.
 /// Sets TCP_NODELAY on an accepted API connection (`axum::serve(listener.tap_io(nodelay), ..)`):
 /// small replies must not wait for the client's delayed ACK.
 pub fn nodelay(tcp: &mut tokio::net::TcpStream) {
     let _ = tcp.set_nodelay(true);
 }
 
+/// Marks every operation of a route as audited with `action`: the audit middleware records its
+/// changes and refusals under that action ([`crate::audit::action_of`] reads it back from the
+/// OpenAPI document, where it is the extension `x-nlds-audit`).
+pub fn audited(
+    action: AuditAction,
+    mut route: UtoipaMethodRouter<AppState>,
+) -> UtoipaMethodRouter<AppState> {
+    for item in route.1.paths.values_mut() {
+        for op in operations_mut(item) {
+            op.extensions
+                .get_or_insert_with(Default::default)
+                .insert(AUDIT_EXTENSION.to_owned(), action.as_str().into());
+        }
+    }
+    route
+}
+
+/// The operations of a path item, whatever their method.
+pub(crate) fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The route table: every route the server answers, registered once with
+/// [`OpenApiRouter::routes`] so that its handler, its OpenAPI operation (from the handler's
+/// `#[utoipa::path]`) and its audit action (given with [`audited`]; none for a route that is
+/// never audited) come from the same line. A mutating route (POST, PUT, PATCH, DELETE) must be
+/// audited (a test checks). The only answers outside the table are the not-found fallbacks.
+pub fn routes() -> OpenApiRouter<AppState> {
+    use AuditAction::*;
+    use utoipa_axum::routes as r;
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(r!(routes::healthz))
+        .routes(r!(routes::readyz))
+        .routes(r!(crate::openapi::serve))
+        .routes(r!(routes::whoami))
+        .routes(audited(Admin, r!(routes::admin_archive)))
+        .routes(audited(Admin, r!(routes::admin_evict)))
+        .routes(audited(Admin, r!(crate::admin::transactions)))
+        .routes(audited(Admin, r!(crate::admin::failed_files)))
+        .routes(audited(Admin, r!(crate::admin::logs)))
+        .routes(audited(Admin, r!(crate::admin::audit)))
+        .routes(audited(Delete, r!(crate::delete::delete)))
+        .routes(audited(Undelete, r!(crate::delete::undelete)))
+        .routes(audited(Purge, r!(crate::delete::admin_purge)))
+        .routes(audited(Put, r!(routes::put)))
+        .routes(audited(Get, r!(routes::get)))
+        .routes(audited(List, r!(routes::list)))
+        .routes(audited(Find, r!(routes::find)))
+        .routes(audited(Meta, r!(routes::meta)))
+        .routes(audited(Stat, r!(routes::stat)))
+        .routes(audited(Stat, r!(routes::transaction)))
+        .merge(crate::legacy::routes())
+}
+
+/// The whole HTTP application: the route table ([`routes`]), the not-found fallback and the
+/// layers every request passes.
 pub fn router(state: AppState) -> Router {
     let limit = state.cfg.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/api/v2/openapi.json", get(crate::openapi::serve))
-        .route("/api/v2/whoami", get(routes::whoami))
-        .route("/api/v2/admin/archive", post(routes::admin_archive))
-        .route("/api/v2/admin/evict", post(routes::admin_evict))
-        .route(
-            "/api/v2/admin/transactions",
-            get(crate::admin::transactions),
-        )
-        .route(
-            "/api/v2/admin/transactions/{transaction_id}/failed",
-            get(crate::admin::failed_files),
-        )
-        .route("/api/v2/admin/logs", get(crate::admin::logs))
-        .route("/api/v2/admin/audit", get(crate::admin::audit))
-        .route("/api/v2/delete", post(crate::delete::delete))
-        .route("/api/v2/undelete", post(crate::delete::undelete))
-        .route("/api/v2/admin/purge", post(crate::delete::admin_purge))
-        .route("/api/v2/put", post(routes::put))
-        .route("/api/v2/get", post(routes::get))
-        .route("/api/v2/holdings", get(routes::list))
-        .route("/api/v2/files", get(routes::find))
-        .route("/api/v2/meta", post(routes::meta))
-        .route("/api/v2/transactions", get(routes::stat))
-        .route(
-            "/api/v2/transactions/{transaction_id}",
-            get(routes::transaction),
-        )
-        .merge(crate::legacy::router())
+    let (table, _doc) = routes().split_for_parts();
+    table
         .fallback(not_found)
         // Every request of both APIs: its audit record (changes carried out, refusals).
         .layer(axum::middleware::from_fn_with_state(
@@ -246,5 +287,229 @@ mod caller_tests {
         let mut op = Identity::user("op", vec!["nlds-admin".into()]);
         op.admin = true;
         assert_eq!(Caller(op).group(Some("ice")).unwrap(), "ice");
+    }
+}
+
+#[cfg(test)]
+mod route_table_tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Method, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::auth::StaticTokens;
+
+    const METHODS: [Method; 5] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+
+    fn app() -> Router {
+        router(AppState {
+            bus: Arc::new(nlds_bus::memory::MemoryBus::new()),
+            auth: Arc::new(StaticTokens::from_toml("").unwrap()),
+            cfg: Arc::new(ServerConfig::default()),
+        })
+    }
+
+    /// The documented operations: (method, path template, audit action).
+    fn documented() -> Vec<(Method, String, Option<AuditAction>)> {
+        let doc = crate::openapi::document();
+        let mut out = Vec::new();
+        for (path, item) in doc.paths.paths.iter() {
+            for (m, op) in [
+                (Method::GET, &item.get),
+                (Method::POST, &item.post),
+                (Method::PUT, &item.put),
+                (Method::PATCH, &item.patch),
+                (Method::DELETE, &item.delete),
+                (Method::HEAD, &item.head),
+                (Method::OPTIONS, &item.options),
+                (Method::TRACE, &item.trace),
+            ] {
+                if let Some(op) = op {
+                    out.push((m, path.clone(), crate::audit::audit_action(op)));
+                }
+            }
+        }
+        out
+    }
+
+    /// A concrete path for a template (`{name}` filled in).
+    fn concrete(template: &str) -> String {
+        template
+            .split('/')
+            .map(|s| {
+                if s.starts_with('{') {
+                    "00000000-0000-0000-0000-000000000000"
+                } else {
+                    s
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Whether the application answered from a route (not a not-found fallback, not 405).
+    async fn routed(app: &Router, method: &Method, path: &str) -> bool {
+        // The status page waits for each microservice: not long here.
+        let uri = if path.starts_with("/system/status") {
+            format!("{path}?time-limit=1")
+        } else {
+            path.to_owned()
+        };
+        let req = axum::http::Request::builder()
+            .method(method.clone())
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+            return false;
+        }
+        if resp.status() != StatusCode::NOT_FOUND {
+            return true;
+        }
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let fallback = v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("no such endpoint"))
+            || v == serde_json::json!({"detail": "Not Found"});
+        !fallback
+    }
+
+    #[test]
+    fn every_change_is_audited() {
+        let ops = documented();
+        assert!(ops.len() > 40, "{} operations", ops.len());
+        for (m, path, action) in &ops {
+            if [Method::POST, Method::PUT, Method::PATCH, Method::DELETE].contains(m) {
+                assert!(
+                    action.is_some(),
+                    "{m} {path} changes things but has no audit action"
+                );
+                assert_eq!(
+                    crate::audit::action_of(m, &concrete(path)),
+                    *action,
+                    "{m} {path}"
+                );
+            }
+        }
+    }
+
+    /// Every documented operation is answered by its route, and every route the server answers
+    /// (on a documented path, with any method, and every route it served before the table) is
+    /// documented.
+    #[tokio::test]
+    async fn every_route_is_documented_and_served() {
+        let app = app();
+        let ops = documented();
+        let is_documented = |m: &Method, p: &str| ops.iter().any(|(om, op, _)| om == m && op == p);
+        for (m, path, _) in &ops {
+            assert!(
+                routed(&app, m, &concrete(path)).await,
+                "{m} {path} is documented but not served"
+            );
+        }
+        let mut paths: Vec<&String> = ops.iter().map(|(_, p, _)| p).collect();
+        paths.dedup();
+        for path in paths {
+            for m in &METHODS {
+                if !is_documented(m, path) {
+                    assert!(
+                        !routed(&app, m, &concrete(path)).await,
+                        "{m} {path} is served but not documented"
+                    );
+                }
+            }
+        }
+        // The routes the server answered when the tables were written by hand.
+        let mut before: Vec<(Method, String)> = [
+            (Method::GET, "/healthz"),
+            (Method::GET, "/readyz"),
+            (Method::GET, "/api/v2/openapi.json"),
+            (Method::GET, "/api/v2/whoami"),
+            (Method::POST, "/api/v2/admin/archive"),
+            (Method::POST, "/api/v2/admin/evict"),
+            (Method::GET, "/api/v2/admin/transactions"),
+            (
+                Method::GET,
+                "/api/v2/admin/transactions/{transaction_id}/failed",
+            ),
+            (Method::GET, "/api/v2/admin/logs"),
+            (Method::GET, "/api/v2/admin/audit"),
+            (Method::POST, "/api/v2/delete"),
+            (Method::POST, "/api/v2/undelete"),
+            (Method::POST, "/api/v2/admin/purge"),
+            (Method::POST, "/api/v2/put"),
+            (Method::POST, "/api/v2/get"),
+            (Method::GET, "/api/v2/holdings"),
+            (Method::GET, "/api/v2/files"),
+            (Method::POST, "/api/v2/meta"),
+            (Method::GET, "/api/v2/transactions"),
+            (Method::GET, "/api/v2/transactions/{transaction_id}"),
+            (Method::GET, "/system/status/"),
+            (Method::GET, "/system/status"),
+            (Method::GET, "/system/status/{service}"),
+            (Method::GET, "/probe/healthz"),
+        ]
+        .into_iter()
+        .map(|(m, p)| (m, p.to_owned()))
+        .collect();
+        for (m, p) in [
+            (Method::PUT, "/files/"),
+            (Method::GET, "/files/"),
+            (Method::DELETE, "/files/"),
+            (Method::PUT, "/files/getlist/"),
+            (Method::GET, "/catalog/list/"),
+            (Method::GET, "/catalog/find/"),
+            (Method::POST, "/catalog/meta/"),
+            (Method::GET, "/status/"),
+            (Method::GET, "/init/"),
+            (Method::GET, "/init/token/"),
+        ] {
+            before.push((m.clone(), format!("/api/1.0.0{p}")));
+            before.push((m, format!("/api/1.0.0{}", p.trim_end_matches('/'))));
+        }
+        for (m, p) in &before {
+            assert!(is_documented(m, p), "{m} {p} is not documented");
+            assert!(routed(&app, m, &concrete(p)).await, "{m} {p} is not served");
+        }
+    }
+
+    /// Routes are registered in the table only: no module adds one to the router behind its back
+    /// (the legacy API's not-found catch-all is the one exception).
+    #[test]
+    fn no_route_outside_the_table() {
+        for (file, text) in [
+            ("app.rs", include_str!("app.rs")),
+            ("routes.rs", include_str!("routes.rs")),
+            ("legacy.rs", include_str!("legacy.rs")),
+            ("admin.rs", include_str!("admin.rs")),
+            ("delete.rs", include_str!("delete.rs")),
+            ("embedded.rs", include_str!("embedded.rs")),
+            ("main.rs", include_str!("main.rs")),
+            ("lib.rs", include_str!("lib.rs")),
+        ] {
+            let code: String = text
+                .split("#[cfg(test)]")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let n = code.matches(".route(").count()
+                + code.matches(".nest(").count()
+                + code.matches(".route_service(").count()
+                + code.matches(".nest_service(").count();
+            let allowed = usize::from(file == "legacy.rs");
+            assert_eq!(n, allowed, "{file} registers a route outside the table");
+        }
     }
 }

@@ -14,12 +14,14 @@
 //! `holding_id`, `label`, `transaction_id`, `id`, `path`, `filepath`, `user` and `group` are read),
 //! never a request body.
 //!
-//! Handlers added later (delete, undelete, purge) need nothing to be audited: their endpoint's
-//! action comes from its path ([`action_of`]). They can say what they did with [`note_change`]
+//! Which requests are audited, and as what action, is declared where each route is registered:
+//! the route table ([`crate::app::routes`]) marks a route with [`crate::app::audited`], which
+//! writes the action into the route's OpenAPI operation (`x-nlds-audit`); [`action_of`] reads it
+//! from there. A handler needs nothing more to be audited. They can say what they did with [`note_change`]
 //! (holdings and a detail) and that a request was a dry run with [`note_dry_run`] (not audited).
 //! An audit record can also be written directly with [`record`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -258,43 +260,80 @@ pub fn note_transaction(id: Uuid) {
     with(|n| n.transaction_id = Some(id));
 }
 
-/// The audited action of an endpoint (`None`: not audited, e.g. health, whoami, init).
+/// The audited action of an endpoint (`None`: not audited, e.g. health, whoami, init): the one
+/// its route declares in the route table ([`crate::app::routes`], with [`crate::app::audited`]),
+/// read back from its operation's `x-nlds-audit` in the OpenAPI document. A path no route serves
+/// has none. A HEAD request is its GET's.
 pub fn action_of(method: &Method, path: &str) -> Option<AuditAction> {
-    let p = path.trim_end_matches('/');
-    if let Some(rest) = p.strip_prefix("/api/v2/") {
-        let first = rest.split('/').next().unwrap_or("");
-        return match first {
-            "put" => Some(AuditAction::Put),
-            "get" => Some(AuditAction::Get),
-            "meta" => Some(AuditAction::Meta),
-            "delete" | "del" | "dellist" => Some(AuditAction::Delete),
-            "undelete" => Some(AuditAction::Undelete),
-            "purge" => Some(AuditAction::Purge),
-            "holdings" if *method == Method::DELETE => Some(AuditAction::Delete),
-            "holdings" => Some(AuditAction::List),
-            "files" if *method == Method::DELETE => Some(AuditAction::Delete),
-            "files" => Some(AuditAction::Find),
-            "transactions" => Some(AuditAction::Stat),
-            "admin" if rest.contains("purge") => Some(AuditAction::Purge),
-            "admin" => Some(AuditAction::Admin),
-            _ => None,
-        };
+    let method = if *method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    audited_routes()
+        .iter()
+        .find(|r| r.method == *method && r.matches(path))
+        .map(|r| r.action)
+}
+
+/// An audited route of the table: its method, its path's segments (`{name}` stands for any one
+/// segment, as in axum) and its action.
+struct AuditedRoute {
+    method: Method,
+    segments: Vec<String>,
+    action: AuditAction,
+}
+
+impl AuditedRoute {
+    fn matches(&self, path: &str) -> bool {
+        let mut given = path.split('/');
+        let mut want = self.segments.iter();
+        loop {
+            match (given.next(), want.next()) {
+                (None, None) => return true,
+                (Some(g), Some(w)) if w.starts_with('{') && w.ends_with('}') && !g.is_empty() => {}
+                (Some(g), Some(w)) if g == w => {}
+                _ => return false,
+            }
+        }
     }
-    let rest = p
-        .strip_prefix(crate::legacy::PREFIX)?
-        .trim_start_matches('/');
-    match (method, rest) {
-        (&Method::PUT, "files") => Some(AuditAction::Put),
-        (&Method::GET, "files") => Some(AuditAction::Get),
-        (&Method::DELETE, "files") => Some(AuditAction::Delete),
-        (_, "files/getlist") => Some(AuditAction::Get),
-        (_, "files/dellist") => Some(AuditAction::Delete),
-        (_, "catalog/list") => Some(AuditAction::List),
-        (_, "catalog/find") => Some(AuditAction::Find),
-        (_, "catalog/meta") => Some(AuditAction::Meta),
-        (_, "status") => Some(AuditAction::Stat),
-        _ => None,
-    }
+}
+
+/// Every audited route of the table, from the OpenAPI document (built once).
+fn audited_routes() -> &'static [AuditedRoute] {
+    static ROUTES: OnceLock<Vec<AuditedRoute>> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let mut out = Vec::new();
+        for (path, item) in crate::openapi::document().paths.paths.iter() {
+            for (method, op) in [
+                (Method::GET, &item.get),
+                (Method::PUT, &item.put),
+                (Method::POST, &item.post),
+                (Method::DELETE, &item.delete),
+                (Method::PATCH, &item.patch),
+            ] {
+                let Some(action) = op.as_ref().and_then(audit_action) else {
+                    continue;
+                };
+                out.push(AuditedRoute {
+                    method,
+                    segments: path.split('/').map(str::to_owned).collect(),
+                    action,
+                });
+            }
+        }
+        out
+    })
+}
+
+/// The audit action an OpenAPI operation declares (`x-nlds-audit`).
+pub fn audit_action(op: &utoipa::openapi::path::Operation) -> Option<AuditAction> {
+    let name = op
+        .extensions
+        .as_ref()?
+        .get(crate::openapi::AUDIT_EXTENSION)?
+        .as_str()?;
+    AuditAction::ALL.into_iter().find(|a| a.as_str() == name)
 }
 
 /// The request facts read before it is handled: only these query parameters, never the rest.
@@ -623,6 +662,26 @@ mod tests {
         );
         assert_eq!(a(Method::GET, "/api/1.0.0/init/"), None);
         assert_eq!(a(Method::GET, "/healthz"), None);
+    }
+
+    #[test]
+    fn routes_that_do_not_exist_have_no_action() {
+        let a = |m: Method, p: &str| action_of(&m, p);
+        // Once mapped by a hand-written table, never served.
+        assert_eq!(a(Method::POST, "/api/v2/purge"), None);
+        assert_eq!(a(Method::POST, "/api/v2/del"), None);
+        assert_eq!(a(Method::POST, "/api/v2/dellist"), None);
+        assert_eq!(a(Method::DELETE, "/api/v2/holdings"), None);
+        assert_eq!(a(Method::DELETE, "/api/v2/files"), None);
+        assert_eq!(a(Method::PUT, "/api/1.0.0/files/dellist/"), None);
+        assert_eq!(a(Method::GET, "/api/v2/admin/nowhere"), None);
+        // Served ones, by method: a HEAD is its GET.
+        assert_eq!(
+            a(Method::POST, "/api/v2/admin/purge"),
+            Some(AuditAction::Purge)
+        );
+        assert_eq!(a(Method::HEAD, "/api/v2/files"), Some(AuditAction::Find));
+        assert_eq!(a(Method::GET, "/api/v2/transactions/"), None);
     }
 
     #[test]

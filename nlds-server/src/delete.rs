@@ -79,8 +79,8 @@ fn filter(
 /// `POST /api/v2/delete`: delete files, or whole holdings (202 with the transaction), or with
 /// `dry_run` say what would be deleted (200).
 #[utoipa::path(post, path = "/api/v2/delete", request_body = DeleteRequest,
-    responses((status = 202, body = Accepted), (status = 200, body = DeletePlan),
-        (status = 403, body = nlds_core::error::ErrorBody), (status = 404, body = nlds_core::error::ErrorBody)),
+    responses((status = 202, body = Accepted, description = "accepted: the transaction to follow"), (status = 200, body = DeletePlan, description = "dry run: what would be deleted"),
+        (status = 403, body = nlds_core::error::ErrorBody, description = "the caller may not delete these"), (status = 404, body = nlds_core::error::ErrorBody, description = "nothing to delete is visible to the caller")),
     security(("bearer" = [])))]
 pub async fn delete(
     State(s): State<AppState>,
@@ -250,7 +250,7 @@ pub async fn submit_delete(
 /// `POST /api/v2/undelete`: bring back deleted files or holdings within the retention period
 /// (200 with what was undeleted, and what could not be and why).
 #[utoipa::path(post, path = "/api/v2/undelete", request_body = UndeleteRequest,
-    responses((status = 200, body = DeletePlan), (status = 404, body = nlds_core::error::ErrorBody)),
+    responses((status = 200, body = DeletePlan, description = "what was undeleted, and what could not be and why"), (status = 404, body = nlds_core::error::ErrorBody, description = "nothing to undelete is visible to the caller")),
     security(("bearer" = [])))]
 pub async fn undelete(
     State(s): State<AppState>,
@@ -286,7 +286,7 @@ pub async fn undelete(
 /// `POST /api/v2/admin/purge`: purge soft-deleted files now, of one holding or all, whatever
 /// their retention (service operators only). The last-copy guard still applies.
 #[utoipa::path(post, path = "/api/v2/admin/purge", request_body = PurgeRequest,
-    responses((status = 200, body = PurgeResponse), (status = 403, body = nlds_core::error::ErrorBody)),
+    responses((status = 200, body = PurgeResponse, description = "what was purged"), (status = 403, body = nlds_core::error::ErrorBody, description = "not a service operator")),
     security(("bearer" = [])))]
 pub async fn admin_purge(
     State(s): State<AppState>,

@@ -25,14 +25,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
 use chrono::{DateTime, Utc};
+use nlds_core::admin::AuditAction;
 use nlds_core::api::{
     ApiAction, FileEntry, GetRequest, HoldingSummary, MAX_LIMIT, PutRequest, Tags, Tier,
     TransactionStatus, parse_tags,
@@ -41,9 +40,10 @@ use nlds_core::message::{HoldingFilter, PathKind, RpcReply, StatusFilter};
 use nlds_core::{Action, ErrorCode, Payload, Role, RoutingKey, State as TxState, Worker};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use uuid::Uuid;
 
-use crate::app::AppState;
+use crate::app::{AppState, audited};
 use crate::auth::Identity;
 use crate::error::ServerError;
 use crate::routes;
@@ -460,6 +460,13 @@ async fn check_tid(s: &AppState, a: &Acting, action: ApiAction, tid: Uuid) -> LR
 }
 
 /// `PUT files/`: put a list of files (`put` for one entry, `putlist` for more).
+#[utoipa::path(
+    put, path = "/api/1.0.0/files/", tag = "legacy", operation_id = "legacy_put_files",
+    params(ActingAs),
+    request_body(content = serde_json::Value, description = "the legacy client's JSON body"),
+    responses(Answers),
+    security(("bearer" = []))
+)]
 async fn put_files(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Response> {
     let tid = a.params.uuid("transaction_id")?.ok_or_else(|| {
         LegacyError::unprocessable("transaction_id", "field required", "value_error.missing")
@@ -546,6 +553,12 @@ async fn submit_get(
 }
 
 /// `GET files/`: get one file (`filepath`), or the files a regular expression matches.
+#[utoipa::path(
+    get, path = "/api/1.0.0/files/", tag = "legacy", operation_id = "legacy_get_file",
+    params(ActingAs),
+    responses(Answers),
+    security(("bearer" = []))
+)]
 async fn get_file(State(s): State<AppState>, a: Acting) -> LResult<Response> {
     let Some(path) = a.params.str("filepath").map(str::to_owned) else {
         return Err(LegacyError::bad_request(
@@ -570,6 +583,13 @@ async fn get_file(State(s): State<AppState>, a: Acting) -> LResult<Response> {
 /// for more), or with an empty or missing list the holding named by `label`, `holding_id` or
 /// `tag` (in the body or the query) as a whole: the body and parameters of `PUT files/`, as the
 /// NLDS specification planned. The caller's role in `group` decides whose holdings may go.
+#[utoipa::path(
+    delete, path = "/api/1.0.0/files/", tag = "legacy", operation_id = "legacy_delete_files",
+    params(ActingAs),
+    request_body(content = serde_json::Value, description = "the legacy client's JSON body"),
+    responses(Answers),
+    security(("bearer" = []))
+)]
 async fn delete_files(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Response> {
     let p = &a.params;
     let chosen = p.uuid("transaction_id")?;
@@ -624,6 +644,13 @@ async fn delete_files(State(s): State<AppState>, a: Acting, body: Bytes) -> LRes
 }
 
 /// `PUT files/getlist/`: get a list of files.
+#[utoipa::path(
+    put, path = "/api/1.0.0/files/getlist/", tag = "legacy", operation_id = "legacy_getlist",
+    params(ActingAs),
+    request_body(content = serde_json::Value, description = "the legacy client's JSON body"),
+    responses(Answers),
+    security(("bearer" = []))
+)]
 async fn getlist(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Response> {
     let model = file_model(&body, "filelist not supplied.")?;
     let paths = clean_list(model.filelist);
@@ -723,6 +750,12 @@ fn holding_value(h: &HoldingSummary) -> Value {
 }
 
 /// `GET catalog/list/`: list holdings.
+#[utoipa::path(
+    get, path = "/api/1.0.0/catalog/list/", tag = "legacy", operation_id = "legacy_list",
+    params(ActingAs),
+    responses(Answers),
+    security(("bearer" = []))
+)]
 async fn list(State(s): State<AppState>, a: Acting) -> LResult<Response> {
     let details = catalog_details(&a, "list")?;
     let meta = catalog_meta(&a);
@@ -849,6 +882,12 @@ fn find_holdings(files: &[FileEntry]) -> Value {
 }
 
 /// `GET catalog/find/`: find files.
+#[utoipa::path(
+    get, path = "/api/1.0.0/catalog/find/", tag = "legacy", operation_id = "legacy_find",
+    params(ActingAs),
+    responses(Answers),
+    security(("bearer" = []))
+)]
 async fn find(State(s): State<AppState>, a: Acting) -> LResult<Response> {
     let details = catalog_details(&a, "find")?;
     let meta = catalog_meta(&a);
@@ -915,6 +954,13 @@ struct MetaModel {
 }
 
 /// `POST catalog/meta/`: change the label or tags of the selected holding(s).
+#[utoipa::path(
+    post, path = "/api/1.0.0/catalog/meta/", tag = "legacy", operation_id = "legacy_meta",
+    params(ActingAs),
+    request_body(content = serde_json::Value, description = "the legacy client's JSON body"),
+    responses(Answers),
+    security(("bearer" = []))
+)]
 async fn meta(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Response> {
     let details = json!({"user": a.user, "group": a.group, "api_action": "meta"});
     let model: MetaModel = if body.iter().all(u8::is_ascii_whitespace) {
@@ -1105,6 +1151,13 @@ fn record_value(t: &TransactionStatus) -> Value {
 }
 
 /// `GET status/`: transaction states, filtered by the query and by the JSON body.
+#[utoipa::path(
+    get, path = "/api/1.0.0/status/", tag = "legacy", operation_id = "legacy_status",
+    params(ActingAs),
+    request_body(content = serde_json::Value, description = "the legacy client's JSON body"),
+    responses(Answers),
+    security(("bearer" = []))
+)]
 async fn status(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Response> {
     let p = &a.params;
     let body: StatBody = if body.iter().all(u8::is_ascii_whitespace) {
@@ -1292,6 +1345,12 @@ fn init_unconfigured(cfg: &LegacyInit) -> LegacyError {
 }
 
 /// `GET init/`: `{"encrypted_keys": Fernet(json)}` of the public client settings.
+#[utoipa::path(
+    get, path = "/api/1.0.0/init/", tag = "legacy", operation_id = "legacy_init",
+    responses((status = 202,
+            description = "`{\"encrypted_keys\": ...}`: the public client settings, Fernet-encrypted"),
+        (status = 500, description = "`[server.legacy_init]` is not configured"))
+)]
 async fn init(State(s): State<AppState>) -> LResult<Response> {
     let cfg = &s.cfg.legacy_init;
     if !cfg.missing().is_empty() {
@@ -1319,6 +1378,11 @@ async fn init(State(s): State<AppState>) -> LResult<Response> {
 }
 
 /// `GET init/token`: the Fernet key, base64-encoded once more as upstream does.
+#[utoipa::path(
+    get, path = "/api/1.0.0/init/token/", tag = "legacy", operation_id = "legacy_init_token",
+    responses((status = 202, description = "`{\"token\": ...}`: the Fernet key"),
+        (status = 500, description = "`[server.legacy_init]` is not configured"))
+)]
 async fn init_token(State(s): State<AppState>) -> LResult<Response> {
     let cfg = &s.cfg.legacy_init;
     if !cfg.missing().is_empty() {
@@ -1496,6 +1560,13 @@ fn time_limit(q: &HashMap<String, String>) -> std::time::Duration {
 }
 
 /// `GET /system/status/{service}`: JSON health of one microservice (202, as upstream).
+#[utoipa::path(
+    get, path = "/system/status/{service}", tag = "legacy", operation_id = "legacy_system_service",
+    params(("service" = String, Path, description = "a microservice"),
+        ("time-limit" = Option<u64>, Query, description = "seconds to wait (1 to 15, default 5)")),
+    responses((status = 202, description = "the health of the microservice (in detail for an operator)"),
+        (status = 307, description = "not a microservice: to the page of all"))
+)]
 async fn system_service(
     State(s): State<AppState>,
     Path(service): Path<String>,
@@ -1524,6 +1595,13 @@ async fn system_service(
 }
 
 /// `GET /system/status/`: an HTML table of the microservices' health.
+#[utoipa::path(
+    get, path = "/system/status/", tag = "legacy", operation_id = "legacy_system_page",
+    params(("microservice" = Option<String>, Query, description = "a microservice, or `all`"),
+        ("time-limit" = Option<u64>, Query, description = "seconds to wait for each (1 to 15, default 5)")),
+    responses((status = 200, description = "an HTML table of the microservices' health",
+        content_type = "text/html"))
+)]
 async fn system_page(
     State(s): State<AppState>,
     Query(q): Query<Vec<(String, String)>>,
@@ -1591,6 +1669,10 @@ fn html_escape(s: &str) -> String {
 
 /// `GET /probe/healthz`: upstream answers the Python set `{"status", "healthy"}`, which FastAPI
 /// serialises as a two-element list.
+#[utoipa::path(
+    get, path = "/probe/healthz", tag = "legacy", operation_id = "legacy_healthz",
+    responses((status = 200, description = "`[\"status\", \"healthy\"]`"))
+)]
 async fn healthz() -> axum::Json<Value> {
     axum::Json(json!(["status", "healthy"]))
 }
@@ -1605,36 +1687,88 @@ async fn not_found(headers: HeaderMap) -> Response {
         .into_response()
 }
 
-/// The legacy routes, each served with and without its trailing slash.
-pub fn router() -> Router<AppState> {
-    let both = |r: Router<AppState>, path: &str, mr: axum::routing::MethodRouter<AppState>| {
-        let bare = path.trim_end_matches('/');
-        r.route(&format!("{PREFIX}{bare}/"), mr.clone())
-            .route(&format!("{PREFIX}{bare}"), mr)
-    };
-    let mut r = Router::new();
-    r = both(
-        r,
-        "/files/",
-        axum::routing::put(put_files)
-            .get(get_file)
-            .delete(delete_files),
-    );
-    r = both(r, "/files/getlist/", axum::routing::put(getlist));
-    r = both(r, "/catalog/list/", get(list));
-    r = both(r, "/catalog/find/", get(find));
-    r = both(r, "/catalog/meta/", axum::routing::post(meta));
-    r = both(r, "/status/", get(status));
-    r = both(r, "/init/", get(init));
-    r = both(r, "/init/token/", get(init_token));
-    r.route("/system/status/", get(system_page))
-        .route("/system/status", get(system_page))
-        .route("/system/status/{service}", get(system_service))
-        .route("/probe/healthz", get(healthz))
+/// The query parameters every authenticated legacy endpoint requires (for the OpenAPI document;
+/// [`Acting`] reads them).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct ActingAs {
+    /// The caller (an admin may name anyone).
+    user: String,
+    /// A group of the caller.
+    group: String,
+}
+
+/// The answers of an authenticated legacy endpoint (for the OpenAPI document).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum Answers {
+    /// Accepted: a JSON string holding the JSON answer.
+    #[response(status = 202)]
+    Accepted,
+    /// Malformed request: `{"detail": "<JSON of {loc, msg, type}>"}`.
+    #[response(status = 400)]
+    BadRequest,
+    /// The token is invalid or expired.
+    #[response(status = 401)]
+    Unauthorized,
+    /// No token, or the action is not allowed.
+    #[response(status = 403)]
+    Forbidden,
+    /// `user` or `group` is not the caller's own.
+    #[response(status = 404)]
+    NotFound,
+    /// A query parameter is missing or malformed (FastAPI's shape).
+    #[response(status = 422)]
+    Unprocessable,
+}
+
+/// The legacy routes of the route table ([`crate::app::routes`]), each under `/api/1.0.0`
+/// served with and without its trailing slash (both spellings are in the OpenAPI document; the
+/// one without is an alias with no `operationId`).
+pub fn routes() -> OpenApiRouter<AppState> {
+    use AuditAction::*;
+    use utoipa_axum::routes as r;
+    OpenApiRouter::new()
+        .routes(both(audited(Put, r!(put_files))))
+        .routes(both(audited(Get, r!(get_file))))
+        .routes(both(audited(Delete, r!(delete_files))))
+        .routes(both(audited(Get, r!(getlist))))
+        .routes(both(audited(List, r!(list))))
+        .routes(both(audited(Find, r!(find))))
+        .routes(both(audited(Meta, r!(meta))))
+        .routes(both(audited(Stat, r!(status))))
+        .routes(both(r!(init)))
+        .routes(both(r!(init_token)))
+        .routes(both(r!(system_page)))
+        .routes(r!(system_service))
+        .routes(r!(healthz))
+        // Not a route: unknown paths under the prefix get FastAPI's 404, as upstream.
         .route(
             &format!("{PREFIX}/{{*rest}}"),
             axum::routing::any(not_found),
         )
+}
+
+/// Adds the spelling without the trailing slash to a route's one path: served by the same
+/// handlers, documented as an alias (the same operations without an `operationId`).
+fn both(mut route: UtoipaMethodRouter<AppState>) -> UtoipaMethodRouter<AppState> {
+    let (path, item) = route
+        .1
+        .paths
+        .iter()
+        .next()
+        .map(|(p, i)| (p.clone(), i.clone()))
+        .expect("one path");
+    let bare = path.trim_end_matches('/').to_owned();
+    assert_ne!(bare, path, "{path} has no trailing slash");
+    let mut alias = item;
+    for op in crate::app::operations_mut(&mut alias) {
+        op.operation_id = None;
+        op.summary = Some(format!("{path} (without its trailing slash)"));
+    }
+    route.1.paths.insert(bare, alias);
+    route
 }
 
 #[cfg(test)]

@@ -244,7 +244,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// `GET /readyz`: the bus is reachable.
-#[utoipa::path(get, path = "/readyz", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+#[utoipa::path(get, path = "/readyz", responses((status = 200, body = Readiness, description = "ready: every check is ok"), (status = 503, body = Readiness, description = "not ready: the failing check says why")))]
 pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let mut checks = std::collections::BTreeMap::new();
     let ok = match s.bus.ready().await {
@@ -266,7 +266,7 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Readiness>) 
 }
 
 /// `POST /api/v2/admin/archive`: start an archive round now (service operators only).
-#[utoipa::path(post, path = "/api/v2/admin/archive", responses((status = 202, description = "round requested"), (status = 403, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v2/admin/archive", responses((status = 202, description = "round requested"), (status = 403, body = nlds_core::error::ErrorBody, description = "not a service operator")), security(("bearer" = [])))]
 pub async fn admin_archive(
     State(s): State<AppState>,
     caller: Caller,
@@ -287,7 +287,7 @@ pub async fn admin_archive(
 
 /// `POST /api/v2/admin/evict`: drop the warm copies of a holding's files that have a verified
 /// cold copy (service operators only; eviction policies use the same path).
-#[utoipa::path(post, path = "/api/v2/admin/evict", responses((status = 200, description = "warm copies dropped"), (status = 403, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v2/admin/evict", responses((status = 200, description = "warm copies dropped"), (status = 403, body = nlds_core::error::ErrorBody, description = "not a service operator")), security(("bearer" = [])))]
 pub async fn admin_evict(
     State(s): State<AppState>,
     caller: Caller,
@@ -334,7 +334,7 @@ pub async fn admin_evict(
 }
 
 /// `GET /api/v2/whoami`
-#[utoipa::path(get, path = "/api/v2/whoami", responses((status = 200, body = WhoAmI)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/whoami", responses((status = 200, body = WhoAmI, description = "the caller: user, groups, admin and role in each group")), security(("bearer" = [])))]
 pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
     let roles = caller
         .0
@@ -353,7 +353,7 @@ pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
 /// `POST /api/v2/put`: copy files into the store (202), or with `dry_run` say where they would
 /// go (200).
 #[utoipa::path(post, path = "/api/v2/put", request_body = PutRequest,
-    responses((status = 202, body = Accepted), (status = 200, body = PutPlan), (status = 400, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 202, body = Accepted, description = "accepted: the transaction to follow"), (status = 200, body = PutPlan, description = "dry run: what would be put"), (status = 400, body = nlds_core::error::ErrorBody, description = "invalid request")), security(("bearer" = [])))]
 pub async fn put(
     State(s): State<AppState>,
     caller: Caller,
@@ -533,7 +533,7 @@ fn not_visible(filter: &HoldingFilter) -> ServerError {
 /// `POST /api/v2/get`: copy files back to disk (202), or with `dry_run` list what would be
 /// restored (200).
 #[utoipa::path(post, path = "/api/v2/get", request_body = GetRequest,
-    responses((status = 202, body = Accepted), (status = 200, body = GetPlan), (status = 404, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 202, body = Accepted, description = "accepted: the transaction to follow"), (status = 200, body = GetPlan, description = "dry run: what would be restored"), (status = 404, body = nlds_core::error::ErrorBody, description = "no such holding or file visible to the caller")), security(("bearer" = [])))]
 pub async fn get(
     State(s): State<AppState>,
     caller: Caller,
@@ -674,7 +674,7 @@ pub async fn plan_get(
 }
 
 /// `GET /api/v2/holdings`: list holdings.
-#[utoipa::path(get, path = "/api/v2/holdings", params(HoldingQuery), responses((status = 200, body = HoldingPage)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/holdings", params(HoldingQuery), responses((status = 200, body = HoldingPage, description = "the holdings visible to the caller")), security(("bearer" = [])))]
 pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
@@ -701,7 +701,7 @@ pub async fn list(
 }
 
 /// `GET /api/v2/files`: find files.
-#[utoipa::path(get, path = "/api/v2/files", params(HoldingQuery), responses((status = 200, body = FilePage), (status = 404, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/files", params(HoldingQuery), responses((status = 200, body = FilePage, description = "the files found"), (status = 404, body = nlds_core::error::ErrorBody, description = "the named holding is not visible to the caller")), security(("bearer" = [])))]
 pub async fn find(
     State(s): State<AppState>,
     caller: Caller,
@@ -739,7 +739,7 @@ pub async fn find(
 }
 
 /// `POST /api/v2/meta`: change a holding's label or tags.
-#[utoipa::path(post, path = "/api/v2/meta", request_body = MetaRequest, responses((status = 200, body = MetaResponse)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v2/meta", request_body = MetaRequest, responses((status = 200, body = MetaResponse, description = "the holdings changed (or, on a dry run, that would be)")), security(("bearer" = [])))]
 pub async fn meta(
     State(s): State<AppState>,
     caller: Caller,
@@ -892,7 +892,7 @@ async fn current_labels(
 }
 
 /// `GET /api/v2/transactions`: transaction states.
-#[utoipa::path(get, path = "/api/v2/transactions", params(StatQuery), responses((status = 200, body = TransactionPage)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/transactions", params(StatQuery), responses((status = 200, body = TransactionPage, description = "the transactions found")), security(("bearer" = [])))]
 pub async fn stat(
     State(s): State<AppState>,
     caller: Caller,
@@ -908,7 +908,7 @@ pub async fn stat(
 
 /// `GET /api/v2/transactions/{transaction_id}`: one transaction.
 #[utoipa::path(get, path = "/api/v2/transactions/{transaction_id}", params(("transaction_id" = String, Path, description = "UUID")),
-    responses((status = 200, body = TransactionStatus), (status = 404, body = nlds_core::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = TransactionStatus, description = "the transaction"), (status = 404, body = nlds_core::error::ErrorBody, description = "no such transaction visible to the caller")), security(("bearer" = [])))]
 pub async fn transaction(
     State(s): State<AppState>,
     caller: Caller,
