@@ -1,5 +1,5 @@
 //! `nlds login` and `nlds logout`, and how the other commands find their bearer token when an
-//! OAuth2 provider is configured ([`resolve`]). The OAuth2 machinery is in [`crate::oauth`].
+//! OAuth2 provider is configured ([`resolve`]). The OAuth2 machinery is in [`nlds_client::oauth`].
 //!
 //! Which token a command sends, first match wins:
 //! 1. `--token` or `$NLDS_TOKEN` (a static token given explicitly);
@@ -17,12 +17,14 @@ use serde::Serialize;
 
 use crate::app::{Ctx, Env, Failure, Io, note, overrides, print_json};
 use crate::cli::{Cli, LoginArgs};
-use crate::client::{Client, ClientOptions, Identity};
-use crate::config::{self, Effective, Overrides, Secret, Settings, Source, Sourced};
-use crate::error::Error;
 use crate::exit;
-use crate::oauth::{self, AuthFlags, AuthSettings, DevicePrompt, Grant, OAuthSession, TokenStore};
 use crate::render::{self, Zone};
+use nlds_client::client::{Client, ClientOptions, Identity};
+use nlds_client::config::{self, Effective, Overrides, Secret, Settings, Source, Sourced};
+use nlds_client::error::Error;
+use nlds_client::oauth::{
+    self, AuthFlags, AuthSettings, DevicePrompt, Grant, OAuthSession, TokenStore,
+};
 
 /// The HTTP options (timeouts, TLS verification) of the effective configuration.
 fn options_of(eff: &Effective) -> ClientOptions {

@@ -15,16 +15,16 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::cli::{Cli, Command, ConfigCommand, HoldingSel, ManArgs};
-use crate::client::{Client, WaitProgress};
-use crate::config::Overrides;
-use crate::error::Error;
 use crate::exit;
-use crate::local;
-use crate::paths::{absolutize, parse_filelist};
 use crate::progress::Reporter;
 use crate::render::{self, Zone};
 use crate::setup;
-use crate::tags;
+use nlds_client::client::{Client, WaitProgress};
+use nlds_client::config::Overrides;
+use nlds_client::error::Error;
+use nlds_client::local;
+use nlds_client::paths::{absolutize, parse_filelist};
+use nlds_client::tags;
 
 /// The process environment as the CLI sees it; tests build their own.
 #[derive(Debug, Clone)]

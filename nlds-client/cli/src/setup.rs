@@ -8,11 +8,11 @@ use serde::Serialize;
 
 use crate::app::{Ctx, Env, Failure, Io, note, print, print_json};
 use crate::cli::{Cli, InitArgs, RenewArgs};
-use crate::client::{Client, ClientOptions, Identity};
-use crate::config::{self, Effective, Overrides, Secret, Update, Written};
-use crate::error::Error;
 use crate::exit;
 use crate::render::{self, INDENT, kv};
+use nlds_client::client::{Client, ClientOptions, Identity};
+use nlds_client::config::{self, Effective, Overrides, Secret, Update, Written};
+use nlds_client::error::Error;
 
 /// The variables that say which config file is read.
 const FILE_VARS: [&str; 3] = ["NLDS_CONFIG", "XDG_CONFIG_HOME", "HOME"];

@@ -13,8 +13,8 @@ use nlds_core::State;
 use nlds_core::api::{ApiAction, MAX_LIMIT, Tags};
 use uuid::Uuid;
 
-use crate::config::Secret;
-use crate::tags::{parse_del_tag_arg, parse_tag_arg};
+use nlds_client::config::{Secret, parse_duration};
+use nlds_client::tags::{parse_del_tag_arg, parse_tag_arg};
 
 /// The `nlds` command line.
 #[derive(Debug, Parser)]
@@ -736,44 +736,9 @@ pub fn parse_state(s: &str) -> Result<State, String> {
     upper.parse::<State>().map_err(|e| e.to_string())
 }
 
-/// `5` or `5s` (seconds, fractions allowed), `250ms`, `10m`, `2h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 30, 30s, 500ms, 5m, 2h)"))?;
-    if !v.is_finite() || v < 0.0 || v * mult > 1e9 {
-        return Err(format!("{s:?} is not a sensible duration"));
-    }
-    Ok(Duration::from_secs_f64(v * mult))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("-1").is_err());
-    }
 
     #[test]
     fn states_and_actions() {

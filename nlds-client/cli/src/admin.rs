@@ -14,10 +14,11 @@ use nlds_core::api::{ApiAction, MAX_LIMIT, TransactionPage};
 use uuid::Uuid;
 
 use crate::app::{Ctx, Failure, Io, Plan, note, print, print_json};
-use crate::cli::{Order, parse_api_action, parse_duration, parse_state};
-use crate::client::Client;
+use crate::cli::{Order, parse_api_action, parse_state};
 use crate::exit;
 use crate::render::{Align, Fit, Zone, col, state_name, table, time};
+use nlds_client::client::Client;
+use nlds_client::config::parse_duration;
 
 /// `nlds admin ...`
 #[derive(Debug, Clone, Subcommand)]

@@ -14,9 +14,9 @@ use nlds_core::api::{
 };
 use nlds_core::{FailedFile, PathKind, State};
 
-use crate::client::Identity;
-use crate::config::{Effective, Sourced};
-use crate::local::{AlreadyStored, DestAction, Destination, LocalScan};
+use nlds_client::client::Identity;
+use nlds_client::config::{Effective, Sourced};
+use nlds_client::local::{AlreadyStored, DestAction, Destination, LocalScan};
 
 /// The time zone times are shown in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -916,7 +916,7 @@ pub fn put_plan_view(
             ),
             None => format!(
                 "not checked (more than {} paths)",
-                crate::local::MAX_CHECKED_PATHS
+                nlds_client::local::MAX_CHECKED_PATHS
             ),
         };
         kv(&mut o, INDENT, "already stored", &text);

@@ -12,8 +12,8 @@ use crate::app::{
     read_filelist, submit_failure, wait_plan,
 };
 use crate::cli::{DryRun, HoldingSel, WaitOpts};
-use crate::client::Client;
 use crate::exit;
+use nlds_client::client::Client;
 
 /// `nlds del [PATH]`.
 #[derive(Debug, Clone, Args)]
