@@ -13,9 +13,11 @@ use nlds_core::admin::{
 use nlds_core::api::{ApiAction, MAX_LIMIT, TransactionPage};
 use uuid::Uuid;
 
-use crate::app::{Ctx, Failure, Io, Plan, note, print, print_json};
-use crate::cli::{Order, parse_api_action, parse_state};
+use crate::args::{Order, parse_api_action, parse_state};
+use crate::ctx::{Ctx, Failure, Io, note, print, print_json};
 use crate::exit;
+pub use crate::plan::AdminPlan;
+use crate::plan::Plan;
 use crate::render::{Align, Fit, Zone, col, state_name, table, time};
 use nlds_client::client::Client;
 use nlds_client::config::parse_duration;
@@ -229,15 +231,6 @@ fn minutes(d: Option<std::time::Duration>) -> Option<u64> {
 
 fn join<T: ToString>(v: &[T]) -> Option<String> {
     (!v.is_empty()).then(|| v.iter().map(T::to_string).collect::<Vec<_>>().join(","))
-}
-
-/// One admin query, ready to send.
-#[derive(Debug, Clone)]
-pub enum AdminPlan {
-    Transactions(AdminTransactionQuery),
-    Failed(Uuid, PageQuery),
-    Logs(LogQuery),
-    Audit(AuditQuery),
 }
 
 /// The request of `nlds admin ...`.

@@ -7,10 +7,14 @@
 
 pub mod admin;
 pub mod app;
+#[macro_use]
+pub mod args;
 pub mod cli;
+pub mod ctx;
 pub mod delete;
 pub mod exit;
 pub mod login;
+pub mod plan;
 pub mod progress;
 pub mod render;
 pub mod setup;

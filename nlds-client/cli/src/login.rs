@@ -15,10 +15,10 @@ use chrono::{DateTime, Utc};
 use nlds_core::ErrorCode;
 use serde::Serialize;
 
-use crate::app::{Ctx, Env, Failure, Io, note, overrides, print_json};
-use crate::cli::{Cli, LoginArgs};
+use crate::cli::{Cli, LoginArgs, overrides};
+use crate::ctx::{Ctx, Env, Failure, Io, note, print_json};
 use crate::exit;
-use crate::render::{self, Zone};
+use crate::render::{self, INDENT, Zone, kv, time};
 use nlds_client::client::{Client, ClientOptions, Identity};
 use nlds_client::config::{self, Effective, Overrides, Secret, Settings, Source, Sourced};
 use nlds_client::error::Error;
@@ -474,4 +474,31 @@ pub fn login_status(env: &Env, eff: &Effective) -> Result<Option<LoginStatus>, F
         expires_at: login.as_ref().and_then(|l| l.expires_at),
         problem,
     }))
+}
+
+/// The OAuth2 part of `nlds config show`.
+pub fn login_view(l: &LoginStatus, zone: Zone) -> String {
+    let mut o = String::from("OAuth2 login ([auth]):\n");
+    kv(&mut o, INDENT, "issuer", &l.issuer);
+    kv(&mut o, INDENT, "client id", &l.client_id);
+    kv(&mut o, INDENT, "token file", &l.token_file);
+    let state = match (&l.problem, l.grant) {
+        (Some(p), _) => format!("unreadable: {p}"),
+        (None, None) => "not logged in (run `nlds login`)".to_owned(),
+        (None, Some(g)) => {
+            let until = l
+                .expires_at
+                .map(|t| format!(", access token expires {}", time(&t, zone)))
+                .unwrap_or_default();
+            format!(
+                "logged in ({}){until}",
+                serde_json::to_value(g)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )
+        }
+    };
+    kv(&mut o, INDENT, "login", &state);
+    o
 }

@@ -6,8 +6,8 @@ use std::io::BufRead;
 use nlds_core::ErrorCode;
 use serde::Serialize;
 
-use crate::app::{Ctx, Env, Failure, Io, note, print, print_json};
 use crate::cli::{Cli, InitArgs, RenewArgs};
+use crate::ctx::{Ctx, Env, Failure, Io, note, print, print_json};
 use crate::exit;
 use crate::render::{self, INDENT, kv};
 use nlds_client::client::{Client, ClientOptions, Identity};
@@ -149,7 +149,7 @@ pub async fn init(
     // What the file holds now (not the environment), and the timeouts in force.
     let exists = path.exists();
     let file = config::effective(&Overrides::default(), &file_only(env, exists))?;
-    let all = config::effective(&crate::app::overrides(cli), &with_file_if(env, exists))?;
+    let all = config::effective(&crate::cli::overrides(cli), &with_file_if(env, exists))?;
 
     let mut update = Update::default();
     let url = match non_empty(a.url.clone()).or_else(|| non_empty(cli.url.clone())) {
@@ -373,7 +373,7 @@ pub async fn renew(
         ))
     })?;
     let exists = path.exists();
-    let all = config::effective(&crate::app::overrides(cli), &with_file_if(env, exists))?;
+    let all = config::effective(&crate::cli::overrides(cli), &with_file_if(env, exists))?;
     let Some(url) = all.url.as_ref().map(|u| u.value.clone()) else {
         return Err(Failure::Client(Error::NotConfigured(
             config::not_configured_message(true, all.token.is_none(), Some(&path), exists),
@@ -493,7 +493,7 @@ pub fn config_show(
     }
     print(io, &render::config_view(&e, ctx.width));
     if let Some(l) = &login {
-        print(io, &render::login_view(l, ctx.zone));
+        print(io, &crate::login::login_view(l, ctx.zone));
     }
     for w in &e.warnings {
         let _ = writeln!(io.err, "warning: {w}");
