@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 pub use crate::cli::overrides;
 use crate::cli::{Cli, Command, ConfigCommand, HoldingSel, ManArgs};
+use crate::commands::setup;
 pub use crate::ctx::{Ctx, Env, Failure, Io};
 use crate::ctx::{
     abs, after_submit, all_tags, more_note, note, print, print_json, read_filelist, submit_failure,
@@ -20,7 +21,6 @@ use crate::ctx::{
 use crate::exit;
 pub use crate::plan::{Plan, WaitPlan};
 use crate::render::{self, Zone};
-use crate::setup;
 use nlds_client::client::Client;
 use nlds_client::error::Error;
 use nlds_client::local;
@@ -202,10 +202,10 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
             },
         ),
         Command::Whoami => Plan::Whoami,
-        Command::Del(a) => crate::delete::prepare_del(a, env)?,
-        Command::Dellist(a) => crate::delete::prepare_dellist(a, env, stdin)?,
-        Command::Undelete(a) => crate::delete::prepare_undelete(a, env)?,
-        Command::Admin(a) => crate::admin::prepare(a, chrono::Utc::now())?,
+        Command::Del(a) => crate::commands::del::prepare_del(a, env)?,
+        Command::Dellist(a) => crate::commands::del::prepare_dellist(a, env, stdin)?,
+        Command::Undelete(a) => crate::commands::del::prepare_undelete(a, env)?,
+        Command::Admin(a) => crate::commands::admin::prepare(a, chrono::Utc::now())?,
         Command::Init(_)
         | Command::Renew(_)
         | Command::Login(_)
@@ -263,15 +263,19 @@ async fn run_inner(cli: Cli, env: &Env, io: &mut Io<'_>) -> Result<u8, Failure> 
         Command::Config(ConfigCommand::Show) => {
             return setup::config_show(&overrides(&cli), env, &ctx, io);
         }
-        Command::Init(a) => return setup::init(&cli, a, env, &ctx, io).await,
-        Command::Renew(a) => return setup::renew(&cli, a, env, &ctx, io).await,
-        Command::Login(a) => return crate::login::login(&cli, a, env, &ctx, io).await,
-        Command::Logout => return crate::login::logout(&cli, env, &ctx, io).await,
+        Command::Init(a) => return setup::init(&overrides(&cli), a, env, &ctx, io).await,
+        Command::Renew(a) => return setup::renew(&overrides(&cli), a, env, &ctx, io).await,
+        Command::Login(a) => {
+            return crate::commands::login::login(&overrides(&cli), a, env, &ctx, io).await;
+        }
+        Command::Logout => {
+            return crate::commands::login::logout(&overrides(&cli), env, &ctx, io).await;
+        }
         _ => {}
     }
     let mut plan = prepare(command, env, io.stdin)?;
     // A static token, or an OAuth2 login renewed before it expires (crate::login).
-    let (settings, oauth_session) = crate::login::resolve(&overrides(&cli), env).await?;
+    let (settings, oauth_session) = crate::commands::login::resolve(&overrides(&cli), env).await?;
     if !cli.global.json {
         for w in &settings.warnings {
             let _ = writeln!(io.err, "warning: {w}");
@@ -473,10 +477,12 @@ pub async fn execute(
             Ok(exit::OK)
         }
         Plan::Wait(id, w) => wait_for(client, ctx, io, id, w).await,
-        Plan::Delete(req, wait) => crate::delete::execute_delete(req, wait, client, ctx, io).await,
-        Plan::Undelete(req) => crate::delete::execute_undelete(req, client, ctx, io).await,
-        Plan::Purge(req) => crate::delete::execute_purge(req, client, ctx, io).await,
-        Plan::Admin(p) => crate::admin::execute(p, client, ctx, io).await,
+        Plan::Delete(req, wait) => {
+            crate::commands::del::execute_delete(req, wait, client, ctx, io).await
+        }
+        Plan::Undelete(req) => crate::commands::del::execute_undelete(req, client, ctx, io).await,
+        Plan::Purge(req) => crate::commands::del::execute_purge(req, client, ctx, io).await,
+        Plan::Admin(p) => crate::commands::admin::execute(p, client, ctx, io).await,
         Plan::Whoami => {
             let who = client.whoami_full().await?;
             if ctx.json {

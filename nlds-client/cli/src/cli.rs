@@ -19,6 +19,8 @@ use nlds_client::tags::{parse_del_tag_arg, parse_tag_arg};
 pub use crate::args::{
     Clobber, DryRun, HoldingSel, Order, WaitOpts, parse_api_action, parse_state,
 };
+pub use crate::commands::login::LoginArgs;
+pub use crate::commands::setup::{InitArgs, RenewArgs};
 
 /// The `nlds` command line.
 #[derive(Debug, Parser)]
@@ -148,12 +150,12 @@ pub enum Command {
     /// `nlds undelete` until the server's retention period (7 days by default) ends; then their
     /// copies are removed. A user deletes only their own holdings' files; a deputy or manager of
     /// the group anyone's (with -A). --dry-run lists what would be deleted.
-    Del(crate::delete::DelArgs),
+    Del(crate::commands::del::DelArgs),
     /// Delete the files listed in FILELIST (one original path per line; `-` reads standard
     /// input).
-    Dellist(crate::delete::DellistArgs),
+    Dellist(crate::commands::del::DellistArgs),
     /// Bring back deleted files (or with no PATH a deleted holding) within the retention period.
-    Undelete(crate::delete::UndeleteArgs),
+    Undelete(crate::commands::del::UndeleteArgs),
     /// List holdings.
     List(ListArgs),
     /// Find and list files.
@@ -168,7 +170,7 @@ pub enum Command {
     Whoami,
     /// Service operators only: every user's transactions, failed files, logs, the audit log, purge.
     #[command(subcommand)]
-    Admin(crate::admin::AdminCommand),
+    Admin(crate::commands::admin::AdminCommand),
     /// Set up nlds: save the server URL, your token and default group in the config file.
     ///
     /// Writes ~/.config/nlds/config.toml (or $NLDS_CONFIG) with mode 0600, creating the
@@ -228,64 +230,6 @@ pub enum ConfigCommand {
     /// Show every setting, its value and where it comes from (option, environment variable,
     /// config file or default). The token is never shown.
     Show,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct InitArgs {
-    /// The server's URL, e.g. `https://nlds.example.org` [kept from the config file if not given;
-    /// else $NLDS_URL].
-    #[arg(short = 'U', long = "url", value_name = "URL")]
-    pub url: Option<String>,
-
-    /// Verify TLS certificates again (undoes an earlier `init -k`).
-    #[arg(long, conflicts_with = "insecure")]
-    pub no_insecure: bool,
-
-    /// Write the settings without checking them with the server first.
-    #[arg(long)]
-    pub no_verify: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct RenewArgs {
-    /// Write the token without checking it with the server first.
-    #[arg(long)]
-    pub no_verify: bool,
-}
-
-#[derive(Debug, Clone, Default, Args)]
-pub struct LoginArgs {
-    /// Log in as a service account with the client credentials grant (client id and secret)
-    /// instead of approving a device code in a browser.
-    #[arg(long)]
-    pub client_credentials: bool,
-
-    /// The OAuth2 provider's issuer URL (saved in the config file's `[auth]` section).
-    #[arg(long, value_name = "URL")]
-    pub issuer: Option<String>,
-
-    /// The OAuth2 client id (saved in `[auth]`).
-    #[arg(long, value_name = "ID")]
-    pub client_id: Option<String>,
-
-    /// A scope to ask for; repeatable, or several separated by spaces or commas (saved in
-    /// `[auth]`) [default: openid offline_access for the device grant, none for client
-    /// credentials].
-    #[arg(long = "scope", value_name = "SCOPE", action = ArgAction::Append)]
-    pub scopes: Vec<String>,
-
-    /// The API the tokens are for: the RFC 8707 `resource` indicator (saved in `[auth]`).
-    #[arg(long, value_name = "URI")]
-    pub audience: Option<String>,
-
-    /// With --client-credentials: the file holding the client secret (`-`: standard input).
-    /// Saved in `[auth]` as client_secret_file (the path, not the secret).
-    #[arg(long, value_name = "FILE", requires = "client_credentials")]
-    pub client_secret_file: Option<std::path::PathBuf>,
-
-    /// Do not check the new login with the server (whoami).
-    #[arg(long)]
-    pub no_verify: bool,
 }
 
 #[derive(Debug, Clone, Args)]

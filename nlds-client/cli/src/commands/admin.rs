@@ -35,7 +35,7 @@ pub enum AdminCommand {
     /// The audit log: who put, got, changed or deleted what, and every refused attempt.
     Audit(AuditArgs),
     /// Purge deleted files now, whatever their retention period (of one holding, or all).
-    Purge(crate::delete::PurgeArgs),
+    Purge(crate::commands::del::PurgeArgs),
 }
 
 /// Paging options shared by the admin commands.
@@ -236,7 +236,7 @@ fn join<T: ToString>(v: &[T]) -> Option<String> {
 /// The request of `nlds admin ...`.
 pub fn prepare(c: &AdminCommand, now: DateTime<Utc>) -> Result<Plan, Failure> {
     Ok(Plan::Admin(match c {
-        AdminCommand::Purge(a) => return Ok(crate::delete::prepare_purge(a)),
+        AdminCommand::Purge(a) => return Ok(crate::commands::del::prepare_purge(a)),
         AdminCommand::Transactions(a) => AdminPlan::Transactions(AdminTransactionQuery {
             user: a.by_user.clone(),
             group: a.in_group.clone(),

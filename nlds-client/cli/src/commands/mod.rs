@@ -1,0 +1,8 @@
+//! One module per command (or family of commands): its arguments, what it does and how it shows
+//! the answer. Commands import the shared modules (`args`, `ctx`, `plan`, `render`, `exit`), never
+//! `cli` or `app`, which dispatch to them.
+
+pub mod admin;
+pub mod del;
+pub mod login;
+pub mod setup;
