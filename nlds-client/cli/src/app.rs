@@ -4,19 +4,16 @@
 //! [`crate::setup`]; `completions` and `man` need neither configuration nor server.
 
 use std::io::Read;
-use std::path::Path;
 
 use nlds_core::ErrorCode;
-use nlds_core::api::{GetRequest, HoldingQuery, MetaRequest, PutRequest, StatQuery};
-use uuid::Uuid;
+use nlds_core::api::{GetRequest, HoldingQuery, PutRequest};
 
 pub use crate::cli::overrides;
-use crate::cli::{Cli, Command, ConfigCommand, HoldingSel, ManArgs};
+use crate::cli::{Cli, Command, ConfigCommand, ManArgs};
 use crate::commands::setup;
 pub use crate::ctx::{Ctx, Env, Failure, Io};
 use crate::ctx::{
-    abs, after_submit, all_tags, more_note, note, print, print_json, read_filelist, submit_failure,
-    table_width, wait_for, wait_plan,
+    after_submit, more_note, note, print, print_json, submit_failure, table_width, wait_for,
 };
 use crate::exit;
 pub use crate::plan::{Plan, WaitPlan};
@@ -24,183 +21,20 @@ use crate::render::{self, Zone};
 use nlds_client::client::Client;
 use nlds_client::error::Error;
 use nlds_client::local;
-use nlds_client::tags;
-
-fn query_tag(sel: &HoldingSel) -> Result<Option<String>, Failure> {
-    tags::query_form(&all_tags(sel)).map_err(Failure::usage)
-}
-
-/// The target directory of a get: absolute, and it must exist, as with the Python client.
-fn target_dir(target: &Option<String>, env: &Env) -> Result<Option<String>, Failure> {
-    let Some(t) = target else { return Ok(None) };
-    let abs = abs(t, env)?;
-    if !Path::new(&abs).is_dir() {
-        return Err(Failure::usage(format!(
-            "the target directory {abs} does not exist (or is not a directory)"
-        )));
-    }
-    Ok(Some(abs))
-}
 
 /// Turns the command line into requests. Does not read the configuration or talk to the server;
 /// the group is filled in later ([`Plan::set_group`]).
 pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Plan, Failure> {
     Ok(match command {
-        Command::Put(a) => Plan::Put(
-            PutRequest {
-                transaction_id: Some(Uuid::new_v4()),
-                paths: vec![abs(&a.path, env)?],
-                label: a.holding.label.clone(),
-                holding_id: a.holding.holding_id,
-                tags: all_tags(&a.holding),
-                job_label: a.job_label.clone(),
-                group: None,
-                dry_run: a.dry_run.dry_run,
-                tenancy: a.tenancy.clone(),
-            },
-            wait_plan(&a.wait),
-        ),
-        Command::Putlist(a) => Plan::Put(
-            PutRequest {
-                transaction_id: Some(Uuid::new_v4()),
-                paths: read_filelist(&a.filelist, env, stdin)?,
-                label: a.holding.label.clone(),
-                holding_id: a.holding.holding_id,
-                tags: all_tags(&a.holding),
-                job_label: a.job_label.clone(),
-                group: None,
-                dry_run: a.dry_run.dry_run,
-                tenancy: a.tenancy.clone(),
-            },
-            wait_plan(&a.wait),
-        ),
-        Command::Get(a) => Plan::Get(
-            GetRequest {
-                transaction_id: Some(Uuid::new_v4()),
-                paths: vec![if a.regex {
-                    a.path.clone()
-                } else {
-                    abs(&a.path, env)?
-                }],
-                label: a.holding.label.clone(),
-                holding_id: a.holding.holding_id,
-                tags: all_tags(&a.holding),
-                regex: a.regex,
-                target: target_dir(&a.target, env)?,
-                overwrite: a.clobber.overwrite,
-                groupall: a.groupall,
-                job_label: a.job_label.clone(),
-                group: None,
-                dry_run: a.dry_run.dry_run,
-                keep_owner: false,
-            },
-            wait_plan(&a.wait),
-        ),
-        Command::Getlist(a) => Plan::Get(
-            GetRequest {
-                transaction_id: Some(Uuid::new_v4()),
-                paths: read_filelist(&a.filelist, env, stdin)?,
-                label: a.holding.label.clone(),
-                holding_id: a.holding.holding_id,
-                tags: all_tags(&a.holding),
-                regex: false,
-                target: target_dir(&a.target, env)?,
-                overwrite: a.clobber.overwrite,
-                groupall: a.groupall,
-                job_label: a.job_label.clone(),
-                group: None,
-                dry_run: a.dry_run.dry_run,
-                keep_owner: false,
-            },
-            wait_plan(&a.wait),
-        ),
-        Command::List(a) => Plan::List(HoldingQuery {
-            group: None,
-            groupall: a.groupall,
-            label: a.holding.label.clone(),
-            holding_id: a.holding.holding_id,
-            transaction_id: a.transaction_id.map(|t| t.to_string()),
-            tag: query_tag(&a.holding)?,
-            path: None,
-            regex: a.regex,
-            limit: a.limit,
-            offset: None,
-            descending: a.order.descending(),
-        }),
-        Command::Find(a) => Plan::Find {
-            query: HoldingQuery {
-                group: None,
-                groupall: a.groupall,
-                label: a.holding.label.clone(),
-                holding_id: a.holding.holding_id,
-                transaction_id: a.transaction_id.map(|t| t.to_string()),
-                tag: query_tag(&a.holding)?,
-                path: match &a.path {
-                    Some(p) if !a.regex => Some(abs(p, env)?),
-                    other => other.clone(),
-                },
-                regex: a.regex,
-                limit: Some(a.limit),
-                offset: None,
-                descending: a.order.descending(),
-            },
-            simple: a.simple,
-            url: a.url,
-        },
-        Command::Meta(a) => {
-            let sel = &a.holding;
-            if sel.label.is_none() && sel.holding_id.is_none() && sel.tag.is_empty() {
-                return Err(Failure::usage(
-                    "meta needs the holding(s) to change: give -l/--label, -i/--holding-id or -t/--tag",
-                ));
-            }
-            if a.new_label.is_none() && a.new_tag.is_empty() && a.del_tag.is_empty() {
-                return Err(Failure::usage(
-                    "meta has nothing to change: give -L/--new-label, -T/--new-tag or -D/--del-tag",
-                ));
-            }
-            Plan::Meta(MetaRequest {
-                group: None,
-                label: sel.label.clone(),
-                holding_id: sel.holding_id,
-                tags: all_tags(sel),
-                new_label: a.new_label.clone(),
-                new_tags: tags::merge(&a.new_tag),
-                del_tags: tags::merge(&a.del_tag),
-                dry_run: a.dry_run,
-            })
-        }
-        Command::Stat(a) => {
-            let join = |v: Vec<String>| (!v.is_empty()).then(|| v.join(","));
-            Plan::Stat {
-                query: StatQuery {
-                    group: None,
-                    groupall: a.groupall,
-                    id: a.id,
-                    transaction_id: a.transaction_id.map(|t| t.to_string()),
-                    job_label: a.job_label.clone(),
-                    api_action: join(a.api_action.iter().map(|x| x.to_string()).collect()),
-                    exclude_api_action: join(
-                        a.exclude_api_action.iter().map(|x| x.to_string()).collect(),
-                    ),
-                    state: join(a.state.iter().map(|s| s.name().to_owned()).collect()),
-                    regex: a.regex,
-                    limit: a.limit,
-                    offset: None,
-                    descending: a.order.descending(),
-                },
-                sub_records: a.sub_records,
-                errors: a.errors,
-                failed_files: a.failed_files,
-            }
-        }
-        Command::Wait(a) => Plan::Wait(
-            a.transaction_id,
-            WaitPlan {
-                poll: a.poll,
-                timeout: a.timeout,
-            },
-        ),
+        Command::Put(a) => crate::commands::put::prepare_put(a, env)?,
+        Command::Putlist(a) => crate::commands::put::prepare_putlist(a, env, stdin)?,
+        Command::Get(a) => crate::commands::get::prepare_get(a, env)?,
+        Command::Getlist(a) => crate::commands::get::prepare_getlist(a, env, stdin)?,
+        Command::List(a) => crate::commands::list::prepare(a)?,
+        Command::Find(a) => crate::commands::find::prepare(a, env)?,
+        Command::Meta(a) => crate::commands::meta::prepare(a)?,
+        Command::Stat(a) => crate::commands::stat::prepare(a)?,
+        Command::Wait(a) => crate::commands::wait::prepare(a)?,
         Command::Whoami => Plan::Whoami,
         Command::Del(a) => crate::commands::del::prepare_del(a, env)?,
         Command::Dellist(a) => crate::commands::del::prepare_dellist(a, env, stdin)?,

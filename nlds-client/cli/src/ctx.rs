@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nlds_core::error::{ApiError, ErrorBody};
@@ -371,4 +371,20 @@ fn humantime(d: Duration) -> String {
     } else {
         format!("{:.1}h", s / 3600.0)
     }
+}
+
+pub(crate) fn query_tag(sel: &HoldingSel) -> Result<Option<String>, Failure> {
+    tags::query_form(&all_tags(sel)).map_err(Failure::usage)
+}
+
+/// The target directory of a get: absolute, and it must exist, as with the Python client.
+pub(crate) fn target_dir(target: &Option<String>, env: &Env) -> Result<Option<String>, Failure> {
+    let Some(t) = target else { return Ok(None) };
+    let abs = abs(t, env)?;
+    if !Path::new(&abs).is_dir() {
+        return Err(Failure::usage(format!(
+            "the target directory {abs} does not exist (or is not a directory)"
+        )));
+    }
+    Ok(Some(abs))
 }

@@ -4,5 +4,12 @@
 
 pub mod admin;
 pub mod del;
+pub mod find;
+pub mod get;
+pub mod list;
 pub mod login;
+pub mod meta;
+pub mod put;
 pub mod setup;
+pub mod stat;
+pub mod wait;
