@@ -6,21 +6,16 @@
 use std::io::Read;
 
 use nlds_core::ErrorCode;
-use nlds_core::api::{GetRequest, HoldingQuery, PutRequest};
 
 pub use crate::cli::overrides;
 use crate::cli::{Cli, Command, ConfigCommand, ManArgs};
 use crate::commands::setup;
 pub use crate::ctx::{Ctx, Env, Failure, Io};
-use crate::ctx::{
-    after_submit, more_note, note, print, print_json, submit_failure, table_width, wait_for,
-};
+use crate::ctx::{note, print, print_json, table_width, wait_for};
 use crate::exit;
 pub use crate::plan::{Plan, WaitPlan};
 use crate::render::{self, Zone};
 use nlds_client::client::Client;
-use nlds_client::error::Error;
-use nlds_client::local;
 
 /// Turns the command line into requests. Does not read the configuration or talk to the server;
 /// the group is filled in later ([`Plan::set_group`]).
@@ -202,113 +197,35 @@ pub async fn execute(
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
     match plan {
-        Plan::Put(req, _) if req.dry_run => put_dry_run(req, client, ctx, io).await,
-        Plan::Get(req, _) if req.dry_run => get_dry_run(req, client, ctx, io).await,
-        Plan::Put(req, wait) => {
-            let id = req.transaction_id;
-            let accepted = client.put(&req).await.map_err(|e| submit_failure(e, id))?;
-            after_submit(client, ctx, io, accepted, wait).await
+        Plan::Put(req, _) if req.dry_run => {
+            crate::commands::put::dry_run(req, client, ctx, io).await
         }
-        Plan::Get(req, wait) => {
-            let id = req.transaction_id;
-            let accepted = client.get(&req).await.map_err(|e| submit_failure(e, id))?;
-            after_submit(client, ctx, io, accepted, wait).await
+        Plan::Get(req, _) if req.dry_run => {
+            crate::commands::get::dry_run(req, client, ctx, io).await
         }
-        Plan::List(q) => {
-            let page = client.list(&q).await?;
-            if ctx.json {
-                print_json(io, &page)?;
-                return Ok(exit::OK);
-            }
-            match page.holdings.as_slice() {
-                [] => {
-                    if let Some(id) = q.holding_id {
-                        return Err(Failure::not_found(format!("no holding with id {id} found")));
-                    }
-                    if let Some(t) = &q.transaction_id {
-                        return Err(Failure::not_found(format!(
-                            "no holding holds transaction {t}"
-                        )));
-                    }
-                    note(io, ctx, "No holdings found.");
-                }
-                [one] => print(io, &render::holding_view(one, ctx.zone)),
-                many => print(io, &render::holdings_table(many, ctx.zone, ctx.width)),
-            }
-            more_note(io, ctx, page.holdings.len(), page.total, "holdings");
-            Ok(exit::OK)
-        }
+        Plan::Put(req, wait) => crate::commands::put::execute(req, wait, client, ctx, io).await,
+        Plan::Get(req, wait) => crate::commands::get::execute(req, wait, client, ctx, io).await,
+        Plan::List(q) => crate::commands::list::execute(q, client, ctx, io).await,
         Plan::Find { query, simple, url } => {
-            let page = client.find(&query).await?;
-            if ctx.json {
-                print_json(io, &page)?;
-                return Ok(exit::OK);
-            }
-            if simple {
-                print(io, &render::simple_paths(&page.files, url));
-            } else {
-                match page.files.as_slice() {
-                    [] => {
-                        if let (Some(p), false) = (&query.path, query.regex) {
-                            return Err(Failure::not_found(format!("no file {p} found")));
-                        }
-                        note(io, ctx, "No files found.");
-                    }
-                    [one] => print(io, &render::file_view(one, url, ctx.zone)),
-                    many => print(io, &render::files_table(many, url, ctx.zone, ctx.width)),
-                }
-            }
-            more_note(io, ctx, page.files.len(), page.total, "files");
-            Ok(exit::OK)
+            crate::commands::find::execute(query, simple, url, client, ctx, io).await
         }
-        Plan::Meta(req) => {
-            let resp = client.meta(&req).await?;
-            if ctx.json {
-                print_json(io, &resp)?;
-            } else {
-                print(io, &render::meta_view(&resp));
-            }
-            if req.dry_run && resp.holdings.is_empty() {
-                note(io, ctx, "error: no holding matches: nothing would change");
-                return Ok(exit::NOT_FOUND);
-            }
-            Ok(exit::OK)
-        }
+        Plan::Meta(req) => crate::commands::meta::execute(req, client, ctx, io).await,
         Plan::Stat {
             query,
             sub_records,
             errors,
             failed_files,
         } => {
-            let page = client.stat(&query).await?;
-            if ctx.json {
-                print_json(io, &page)?;
-                return Ok(exit::OK);
-            }
-            if failed_files {
-                print(io, &render::failed_paths(&page.transactions));
-                return Ok(exit::OK);
-            }
-            match page.transactions.as_slice() {
-                [] => {
-                    if let Some(id) = query.id {
-                        return Err(Failure::not_found(format!(
-                            "no transaction with id {id} found"
-                        )));
-                    }
-                    if let Some(t) = &query.transaction_id {
-                        return Err(Failure::not_found(format!("no transaction {t} found")));
-                    }
-                    note(io, ctx, "No transactions found.");
-                }
-                [one] => print(
-                    io,
-                    &render::transaction_view(one, sub_records, errors, ctx.zone),
-                ),
-                many => print(io, &render::stat_table(many, ctx.zone, ctx.width)),
-            }
-            more_note(io, ctx, page.transactions.len(), page.total, "transactions");
-            Ok(exit::OK)
+            crate::commands::stat::execute(
+                query,
+                sub_records,
+                errors,
+                failed_files,
+                client,
+                ctx,
+                io,
+            )
+            .await
         }
         Plan::Wait(id, w) => wait_for(client, ctx, io, id, w).await,
         Plan::Delete(req, wait) => {
@@ -330,117 +247,4 @@ pub async fn execute(
             Ok(exit::OK)
         }
     }
-}
-
-/// `put --dry-run` / `putlist --dry-run`: walks the local paths, asks the server which holding
-/// would be used, and prints both. Exits [`exit::NOT_FOUND`] when nothing would be put.
-async fn put_dry_run(
-    req: PutRequest,
-    client: &Client,
-    ctx: &Ctx,
-    io: &mut Io<'_>,
-) -> Result<u8, Failure> {
-    let paths = req.paths.clone();
-    let scan = tokio::task::spawn_blocking(move || local::scan(&paths))
-        .await
-        .map_err(|e| Error::Decode(format!("the local scan failed: {e}")))?;
-    let plan = client.put_plan(&req).await?;
-    // An existing holding may already have some of these entries: the put would fail for them.
-    let already = match (&plan.holding, local::stored_paths_regex(&scan)) {
-        (Some(h), Some(re)) => {
-            let page = client
-                .find(&HoldingQuery {
-                    group: req.group.clone(),
-                    holding_id: Some(h.id),
-                    path: Some(re),
-                    regex: true,
-                    limit: Some(10),
-                    ..HoldingQuery::default()
-                })
-                .await?;
-            Some(local::AlreadyStored {
-                holding_id: h.id,
-                total: page.total,
-                examples: page.files.into_iter().map(|f| f.path).collect(),
-            })
-        }
-        _ => None,
-    };
-    if ctx.json {
-        print_json(
-            io,
-            &serde_json::json!({
-                "dry_run": true,
-                "request": req,
-                "plan": plan,
-                "local": scan,
-                "already_stored": already,
-            }),
-        )?;
-    } else {
-        print(
-            io,
-            &render::put_plan_view(&req, &plan, &scan, already.as_ref(), ctx.width),
-        );
-    }
-    if scan.found() == 0 {
-        note(
-            io,
-            ctx,
-            "error: nothing would be put: none of the paths exists or can be read",
-        );
-        return Ok(exit::NOT_FOUND);
-    }
-    if let Some(a) = &already
-        && a.total >= scan.total.entries()
-    {
-        note(
-            io,
-            ctx,
-            &format!(
-                "error: nothing would be put: holding {} already has every entry",
-                a.holding_id
-            ),
-        );
-        return Ok(exit::NOT_FOUND);
-    }
-    Ok(exit::OK)
-}
-
-/// `get --dry-run` / `getlist --dry-run`: asks the server what would be restored and looks at
-/// each destination. Exits [`exit::NOT_FOUND`] when nothing would be restored.
-async fn get_dry_run(
-    req: GetRequest,
-    client: &Client,
-    ctx: &Ctx,
-    io: &mut Io<'_>,
-) -> Result<u8, Failure> {
-    let plan = client.get_plan(&req).await?;
-    let (files, target, overwrite) = (
-        plan.files.clone(),
-        plan.target.clone().or_else(|| req.target.clone()),
-        req.overwrite,
-    );
-    let dests = tokio::task::spawn_blocking(move || {
-        local::destinations(&files, target.as_deref(), overwrite)
-    })
-    .await
-    .map_err(|e| Error::Decode(format!("the destination check failed: {e}")))?;
-    if ctx.json {
-        print_json(
-            io,
-            &serde_json::json!({"dry_run": true, "request": req, "plan": plan, "destinations": dests}),
-        )?;
-    } else {
-        print(io, &render::get_plan_view(&req, &plan, &dests, ctx.width));
-    }
-    if plan.files.is_empty() {
-        note(
-            io,
-            ctx,
-            "error: nothing would be restored: no stored file matches",
-        );
-        return Ok(exit::NOT_FOUND);
-    }
-    Ok(exit::OK)
 }

@@ -2,11 +2,11 @@
 //!
 //! [`cli`] is the command line, [`app`] runs it, [`render`] formats answers as text (tables fit
 //! the terminal), [`progress`] shows a waited-for transaction and [`exit`] documents the exit
-//! codes. [`commands`] holds the commands that have their own module (arguments, run, view):
-//! `setup` (`nlds init`, `nlds renew`, `nlds config show`), `login` (`nlds login` / `nlds logout`,
-//! and the token a command sends), `del` (del, dellist, undelete) and `admin`. [`args`] are the
-//! argument groups commands share, [`plan`] what a command sends and [`ctx`] what every command
-//! runs with.
+//! codes. [`commands`] holds one module per command (or family: put/putlist, get/getlist, del/
+//! dellist/undelete, init/renew/config show, login/logout, admin): its clap arguments, its
+//! `prepare` and its `execute`; `whoami`, `completions` and `man` are still run by [`app`], and
+//! most views are still in [`render`]. [`args`] are the argument groups commands share, [`plan`]
+//! what a command sends and [`ctx`] what every command runs with.
 
 pub mod app;
 #[macro_use]

@@ -1,5 +1,10 @@
 //! `nlds find`: the files of holdings.
 
+use crate::ctx::{Ctx, Io, more_note, note, print, print_json};
+use crate::exit;
+use crate::render;
+use nlds_client::client::Client;
+
 use clap::Args;
 use nlds_core::api::{HoldingQuery, MAX_LIMIT};
 use uuid::Uuid;
@@ -72,4 +77,36 @@ pub fn prepare(a: &FindArgs, env: &Env) -> Result<Plan, Failure> {
         simple: a.simple,
         url: a.url,
     })
+}
+
+/// Sends the request and shows the answer; returns the exit code.
+pub async fn execute(
+    query: HoldingQuery,
+    simple: bool,
+    url: bool,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let page = client.find(&query).await?;
+    if ctx.json {
+        print_json(io, &page)?;
+        return Ok(exit::OK);
+    }
+    if simple {
+        print(io, &render::simple_paths(&page.files, url));
+    } else {
+        match page.files.as_slice() {
+            [] => {
+                if let (Some(p), false) = (&query.path, query.regex) {
+                    return Err(Failure::not_found(format!("no file {p} found")));
+                }
+                note(io, ctx, "No files found.");
+            }
+            [one] => print(io, &render::file_view(one, url, ctx.zone)),
+            many => print(io, &render::files_table(many, url, ctx.zone, ctx.width)),
+        }
+    }
+    more_note(io, ctx, page.files.len(), page.total, "files");
+    Ok(exit::OK)
 }

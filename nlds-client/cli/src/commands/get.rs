@@ -1,5 +1,12 @@
 //! `nlds get PATH` and `nlds getlist FILELIST`: restore files.
 
+use crate::ctx::{Ctx, Io, after_submit, note, print, print_json, submit_failure};
+use crate::exit;
+use crate::render;
+use nlds_client::client::Client;
+use nlds_client::error::Error;
+use nlds_client::local;
+
 use std::io::Read;
 
 use clap::Args;
@@ -8,7 +15,7 @@ use uuid::Uuid;
 
 use crate::args::{Clobber, DryRun, HoldingSel, WaitOpts};
 use crate::ctx::{Env, Failure, abs, all_tags, read_filelist, target_dir, wait_plan};
-use crate::plan::Plan;
+use crate::plan::{Plan, WaitPlan};
 
 #[derive(Debug, Clone, Args)]
 pub struct GetArgs {
@@ -132,4 +139,56 @@ pub fn prepare_getlist(a: &GetlistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
         },
         wait_plan(&a.wait),
     ))
+}
+
+/// Sends the request and shows the answer; returns the exit code.
+pub async fn execute(
+    req: GetRequest,
+    wait: Option<WaitPlan>,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let id = req.transaction_id;
+    let accepted = client.get(&req).await.map_err(|e| submit_failure(e, id))?;
+    after_submit(client, ctx, io, accepted, wait).await
+}
+
+/// `nlds get --dry-run`: what the get would restore, and where.
+/// `get --dry-run` / `getlist --dry-run`: asks the server what would be restored and looks at
+/// each destination. Exits [`exit::NOT_FOUND`] when nothing would be restored.
+pub async fn dry_run(
+    req: GetRequest,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let plan = client.get_plan(&req).await?;
+    let (files, target, overwrite) = (
+        plan.files.clone(),
+        plan.target.clone().or_else(|| req.target.clone()),
+        req.overwrite,
+    );
+    let dests = tokio::task::spawn_blocking(move || {
+        local::destinations(&files, target.as_deref(), overwrite)
+    })
+    .await
+    .map_err(|e| Error::Decode(format!("the destination check failed: {e}")))?;
+    if ctx.json {
+        print_json(
+            io,
+            &serde_json::json!({"dry_run": true, "request": req, "plan": plan, "destinations": dests}),
+        )?;
+    } else {
+        print(io, &render::get_plan_view(&req, &plan, &dests, ctx.width));
+    }
+    if plan.files.is_empty() {
+        note(
+            io,
+            ctx,
+            "error: nothing would be restored: no stored file matches",
+        );
+        return Ok(exit::NOT_FOUND);
+    }
+    Ok(exit::OK)
 }

@@ -1,5 +1,10 @@
 //! `nlds list`: the holdings.
 
+use crate::ctx::{Ctx, Io, more_note, note, print, print_json};
+use crate::exit;
+use crate::render;
+use nlds_client::client::Client;
+
 use clap::Args;
 use nlds_core::api::{HoldingQuery, MAX_LIMIT};
 use uuid::Uuid;
@@ -53,4 +58,35 @@ pub fn prepare(a: &ListArgs) -> Result<Plan, Failure> {
         offset: None,
         descending: a.order.descending(),
     }))
+}
+
+/// Sends the request and shows the answer; returns the exit code.
+pub async fn execute(
+    q: HoldingQuery,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let page = client.list(&q).await?;
+    if ctx.json {
+        print_json(io, &page)?;
+        return Ok(exit::OK);
+    }
+    match page.holdings.as_slice() {
+        [] => {
+            if let Some(id) = q.holding_id {
+                return Err(Failure::not_found(format!("no holding with id {id} found")));
+            }
+            if let Some(t) = &q.transaction_id {
+                return Err(Failure::not_found(format!(
+                    "no holding holds transaction {t}"
+                )));
+            }
+            note(io, ctx, "No holdings found.");
+        }
+        [one] => print(io, &render::holding_view(one, ctx.zone)),
+        many => print(io, &render::holdings_table(many, ctx.zone, ctx.width)),
+    }
+    more_note(io, ctx, page.holdings.len(), page.total, "holdings");
+    Ok(exit::OK)
 }

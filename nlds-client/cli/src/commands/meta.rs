@@ -1,5 +1,10 @@
 //! `nlds meta`: relabel and retag holdings.
 
+use crate::ctx::{Ctx, Io, note, print, print_json};
+use crate::exit;
+use crate::render;
+use nlds_client::client::Client;
+
 use clap::{ArgAction, Args};
 use nlds_core::api::{MetaRequest, Tags};
 
@@ -61,4 +66,24 @@ pub fn prepare(a: &MetaArgs) -> Result<Plan, Failure> {
         del_tags: tags::merge(&a.del_tag),
         dry_run: a.dry_run,
     }))
+}
+
+/// Sends the request and shows the answer; returns the exit code.
+pub async fn execute(
+    req: MetaRequest,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let resp = client.meta(&req).await?;
+    if ctx.json {
+        print_json(io, &resp)?;
+    } else {
+        print(io, &render::meta_view(&resp));
+    }
+    if req.dry_run && resp.holdings.is_empty() {
+        note(io, ctx, "error: no holding matches: nothing would change");
+        return Ok(exit::NOT_FOUND);
+    }
+    Ok(exit::OK)
 }

@@ -1,5 +1,10 @@
 //! `nlds stat`: transactions and their state.
 
+use crate::ctx::{Ctx, Io, more_note, note, print, print_json};
+use crate::exit;
+use crate::render;
+use nlds_client::client::Client;
+
 use clap::{ArgAction, Args};
 use nlds_core::State;
 use nlds_core::api::{ApiAction, MAX_LIMIT, StatQuery};
@@ -95,4 +100,45 @@ pub fn prepare(a: &StatArgs) -> Result<Plan, Failure> {
         errors: a.errors,
         failed_files: a.failed_files,
     })
+}
+
+/// Sends the request and shows the answer; returns the exit code.
+pub async fn execute(
+    query: StatQuery,
+    sub_records: bool,
+    errors: bool,
+    failed_files: bool,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let page = client.stat(&query).await?;
+    if ctx.json {
+        print_json(io, &page)?;
+        return Ok(exit::OK);
+    }
+    if failed_files {
+        print(io, &render::failed_paths(&page.transactions));
+        return Ok(exit::OK);
+    }
+    match page.transactions.as_slice() {
+        [] => {
+            if let Some(id) = query.id {
+                return Err(Failure::not_found(format!(
+                    "no transaction with id {id} found"
+                )));
+            }
+            if let Some(t) = &query.transaction_id {
+                return Err(Failure::not_found(format!("no transaction {t} found")));
+            }
+            note(io, ctx, "No transactions found.");
+        }
+        [one] => print(
+            io,
+            &render::transaction_view(one, sub_records, errors, ctx.zone),
+        ),
+        many => print(io, &render::stat_table(many, ctx.zone, ctx.width)),
+    }
+    more_note(io, ctx, page.transactions.len(), page.total, "transactions");
+    Ok(exit::OK)
 }
