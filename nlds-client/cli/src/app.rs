@@ -5,13 +5,11 @@
 
 use std::io::Read;
 
-use nlds_core::ErrorCode;
-
 pub use crate::cli::overrides;
-use crate::cli::{Cli, Command, ConfigCommand, ManArgs};
+use crate::cli::{Cli, Command, ConfigCommand};
 use crate::commands::setup;
 pub use crate::ctx::{Ctx, Env, Failure, Io};
-use crate::ctx::{note, print, print_json, table_width, wait_for};
+use crate::ctx::{print, print_json, table_width, wait_for};
 use crate::exit;
 pub use crate::plan::{Plan, WaitPlan};
 use crate::render::{self, Zone};
@@ -84,11 +82,13 @@ async fn run_inner(cli: Cli, env: &Env, io: &mut Io<'_>) -> Result<u8, Failure> 
     };
     match command {
         Command::Completions(a) => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(a.shell, &mut cmd, "nlds", io.out);
-            return Ok(exit::OK);
+            let cmd = <Cli as clap::CommandFactory>::command();
+            return crate::commands::completions::run(a, cmd, io);
         }
-        Command::Man(a) => return man(a, &ctx, io),
+        Command::Man(a) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            return crate::commands::man::run(a, cmd, &ctx, io);
+        }
         Command::Config(ConfigCommand::Show) => {
             return setup::config_show(&overrides(&cli), env, &ctx, io);
         }
@@ -124,69 +124,6 @@ async fn run_inner(cli: Cli, env: &Env, io: &mut Io<'_>) -> Result<u8, Failure> 
         ..ctx
     };
     execute(plan, &client, &ctx, io).await
-}
-
-/// `nlds man`: one page on standard output, or every page into a directory.
-fn man(a: &ManArgs, ctx: &Ctx, io: &mut Io<'_>) -> Result<u8, Failure> {
-    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
-    cmd.build();
-    let io_failure = |what: String, e: std::io::Error| Failure::Local {
-        exit: exit::GENERIC,
-        code: ErrorCode::Internal,
-        message: format!("{what}: {e}"),
-    };
-    if let Some(dir) = &a.dir {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| io_failure(format!("cannot create {}", dir.display()), e))?;
-        let mut pages = Vec::new();
-        fn collect(cmd: &clap::Command, out: &mut Vec<clap::Command>) {
-            out.push(cmd.clone());
-            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-                collect(sub, out);
-            }
-        }
-        collect(&cmd, &mut pages);
-        let mut written = Vec::new();
-        for page in pages {
-            let path = clap_mangen::Man::new(page)
-                .generate_to(dir)
-                .map_err(|e| io_failure(format!("cannot write into {}", dir.display()), e))?;
-            written.push(path.display().to_string());
-        }
-        if ctx.json {
-            print_json(io, &serde_json::json!({ "written": written }))?;
-        } else {
-            let _ = writeln!(
-                io.out,
-                "Wrote {} manual pages into {}:",
-                written.len(),
-                dir.display()
-            );
-            for w in &written {
-                let _ = writeln!(io.out, "    {w}");
-            }
-            note(
-                io,
-                ctx,
-                "Read them with `man nlds` once that directory is on your MANPATH (~/.local/share/man is, on most systems).",
-            );
-        }
-        return Ok(exit::OK);
-    }
-    let page = match &a.command {
-        None => cmd,
-        Some(name) => cmd.find_subcommand(name).cloned().ok_or_else(|| {
-            let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
-            Failure::usage(format!(
-                "nlds has no command {name:?}; the commands are: {}",
-                names.join(", ")
-            ))
-        })?,
-    };
-    clap_mangen::Man::new(page)
-        .render(io.out)
-        .map_err(|e| io_failure("cannot write the manual page".into(), e))?;
-    Ok(exit::OK)
 }
 
 /// Sends the plan and prints the result; returns the exit code.

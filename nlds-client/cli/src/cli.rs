@@ -15,10 +15,12 @@ use nlds_client::config::{Overrides, Secret, parse_duration};
 pub use crate::args::{
     Clobber, DryRun, HoldingSel, Order, WaitOpts, parse_api_action, parse_state,
 };
+pub use crate::commands::completions::CompletionsArgs;
 pub use crate::commands::find::FindArgs;
 pub use crate::commands::get::{GetArgs, GetlistArgs};
 pub use crate::commands::list::ListArgs;
 pub use crate::commands::login::LoginArgs;
+pub use crate::commands::man::ManArgs;
 pub use crate::commands::meta::MetaArgs;
 pub use crate::commands::put::{PutArgs, PutlistArgs};
 pub use crate::commands::setup::{InitArgs, RenewArgs};
@@ -233,24 +235,6 @@ pub enum ConfigCommand {
     /// Show every setting, its value and where it comes from (option, environment variable,
     /// config file or default). The token is never shown.
     Show,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct CompletionsArgs {
-    /// The shell.
-    #[arg(value_enum, value_name = "SHELL")]
-    pub shell: clap_complete::Shell,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ManArgs {
-    /// The page of this command (e.g. put); without it, the page of nlds itself.
-    #[arg(value_name = "COMMAND", conflicts_with = "dir")]
-    pub command: Option<String>,
-
-    /// Write every page (nlds.1, nlds-put.1, ...) into this directory instead of printing one.
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<std::path::PathBuf>,
 }
 
 /// The command-line settings that override the environment and the config file.

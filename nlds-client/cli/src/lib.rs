@@ -4,8 +4,8 @@
 //! the terminal), [`progress`] shows a waited-for transaction and [`exit`] documents the exit
 //! codes. [`commands`] holds one module per command (or family: put/putlist, get/getlist, del/
 //! dellist/undelete, init/renew/config show, login/logout, admin): its clap arguments, its
-//! `prepare` and its `execute`; `whoami`, `completions` and `man` are still run by [`app`], and
-//! most views are still in [`render`]. [`args`] are the argument groups commands share, [`plan`]
+//! `prepare` and its `execute` (or `run`); `whoami` is still run by [`app`], and most views are
+//! still in [`render`]. [`args`] are the argument groups commands share, [`plan`]
 //! what a command sends and [`ctx`] what every command runs with.
 
 pub mod app;

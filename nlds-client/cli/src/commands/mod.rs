@@ -3,11 +3,13 @@
 //! `cli` or `app`, which dispatch to them.
 
 pub mod admin;
+pub mod completions;
 pub mod del;
 pub mod find;
 pub mod get;
 pub mod list;
 pub mod login;
+pub mod man;
 pub mod meta;
 pub mod put;
 pub mod setup;
