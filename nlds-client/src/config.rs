@@ -205,10 +205,34 @@ enum DurationValue {
 impl DurationValue {
     fn to_duration(&self) -> Result<Duration, String> {
         match self {
-            DurationValue::Seconds(s) => crate::cli::parse_duration(&s.to_string()),
-            DurationValue::Text(t) => crate::cli::parse_duration(t),
+            DurationValue::Seconds(s) => parse_duration(&s.to_string()),
+            DurationValue::Text(t) => parse_duration(t),
         }
     }
+}
+
+/// `5` or `5s` (seconds, fractions allowed), `250ms`, `10m`, `2h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 30, 30s, 500ms, 5m, 2h)"))?;
+    if !v.is_finite() || v < 0.0 || v * mult > 1e9 {
+        return Err(format!("{s:?} is not a sensible duration"));
+    }
+    Ok(Duration::from_secs_f64(v * mult))
 }
 
 /// `$NLDS_CONFIG`, else `$XDG_CONFIG_HOME/nlds/config.toml`, else `$HOME/.config/nlds/config.toml`.
@@ -400,8 +424,7 @@ pub fn effective(
             });
         }
         if let Some(v) = non_empty(env(var)) {
-            let d =
-                crate::cli::parse_duration(&v).map_err(|e| Error::Config(format!("{var}: {e}")))?;
+            let d = parse_duration(&v).map_err(|e| Error::Config(format!("{var}: {e}")))?;
             return Ok(Sourced {
                 value: d,
                 source: Source::Env(var),
@@ -751,6 +774,17 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let map: HashMap<String, String> = pairs

@@ -1,30 +1,22 @@
-//! nlds-rs client: a library for the native NLDS API (`/api/v2`) and the `nlds` command line.
+//! nlds-rs client library for the native NLDS API (`/api/v2`); the `nlds` command line is the
+//! `nlds-cli` package (nlds-client/cli), built on this one.
 //!
 //! * [`Client`] talks to a server: put, get, list, find, meta, stat, one transaction's status,
 //!   whoami, and [`Client::wait`] for a transaction to finish. Failures are [`Error`]s.
-//! * [`config`] finds the server URL, token, group and HTTP settings, and writes them
-//!   ([`setup`]: `nlds init`, `nlds renew`, `nlds config show`); [`cli`] is the command line,
-//!   [`app`] runs it, [`render`] formats answers as text (tables fit the terminal), [`local`]
-//!   looks at the local disk for dry runs and [`exit`] documents the exit codes.
+//! * [`config`] finds the server URL, token, group and HTTP settings, and writes them.
 //! * [`oauth`] logs in with OAuth2 (device grant, client credentials), keeps the tokens in a
-//!   private token file and renews them before they expire; [`login`] is `nlds login` /
-//!   `nlds logout` and picks the token a command sends.
+//!   private token file and renews them before they expire.
+//! * [`paths`] and [`tags`] parse paths, file lists and tags as the command line writes them;
+//!   [`local`] looks at the local disk (what a put would send, what a get would overwrite).
+//!
+//! No terminal code here: no argument parsing, progress bars or text rendering.
 
-pub mod admin;
-pub mod app;
-pub mod cli;
 pub mod client;
 pub mod config;
-pub mod delete;
 pub mod error;
-pub mod exit;
 pub mod local;
-pub mod login;
 pub mod oauth;
 pub mod paths;
-pub mod progress;
-pub mod render;
-pub mod setup;
 pub mod tags;
 
 pub use client::{Client, ClientOptions, Identity, RetryPolicy, WaitProgress};

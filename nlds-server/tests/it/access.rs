@@ -498,10 +498,10 @@ async fn legacy(w: &World, exp: &mut Expect) {
 async fn nlds(url: &str, token: &str, args: &[&str]) -> (u8, String, String) {
     use clap::Parser;
     let cli =
-        nlds_client::cli::Cli::try_parse_from(std::iter::once("nlds").chain(args.iter().copied()))
+        nlds_cli::cli::Cli::try_parse_from(std::iter::once("nlds").chain(args.iter().copied()))
             .unwrap();
     let home = temp();
-    let env = nlds_client::app::Env::new(
+    let env = nlds_cli::app::Env::new(
         [
             ("NLDS_URL", url),
             ("NLDS_TOKEN", token),
@@ -511,12 +511,12 @@ async fn nlds(url: &str, token: &str, args: &[&str]) -> (u8, String, String) {
     );
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut stdin = std::io::empty();
-    let mut io = nlds_client::app::Io {
+    let mut io = nlds_cli::app::Io {
         out: &mut out,
         err: &mut err,
         stdin: &mut stdin,
     };
-    let code = nlds_client::app::run(cli, &env, &mut io).await;
+    let code = nlds_cli::app::run(cli, &env, &mut io).await;
     (
         code,
         String::from_utf8(out).unwrap(),

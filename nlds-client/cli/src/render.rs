@@ -14,9 +14,9 @@ use nlds_core::api::{
 };
 use nlds_core::{FailedFile, PathKind, State};
 
-use crate::client::Identity;
-use crate::config::{Effective, Sourced};
-use crate::local::{AlreadyStored, DestAction, Destination, LocalScan};
+use nlds_client::client::Identity;
+use nlds_client::config::{Effective, Sourced};
+use nlds_client::local::{AlreadyStored, DestAction, Destination, LocalScan};
 
 /// The time zone times are shown in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -707,33 +707,6 @@ pub fn whoami_view(id: &Identity, server: &str, group: Option<&str>, zone: Zone)
     o
 }
 
-/// The OAuth2 part of `nlds config show`.
-pub fn login_view(l: &crate::login::LoginStatus, zone: Zone) -> String {
-    let mut o = String::from("OAuth2 login ([auth]):\n");
-    kv(&mut o, INDENT, "issuer", &l.issuer);
-    kv(&mut o, INDENT, "client id", &l.client_id);
-    kv(&mut o, INDENT, "token file", &l.token_file);
-    let state = match (&l.problem, l.grant) {
-        (Some(p), _) => format!("unreadable: {p}"),
-        (None, None) => "not logged in (run `nlds login`)".to_owned(),
-        (None, Some(g)) => {
-            let until = l
-                .expires_at
-                .map(|t| format!(", access token expires {}", time(&t, zone)))
-                .unwrap_or_default();
-            format!(
-                "logged in ({}){until}",
-                serde_json::to_value(g)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            )
-        }
-    };
-    kv(&mut o, INDENT, "login", &state);
-    o
-}
-
 /// `5s`, `500ms`, `2m`, `1h`, `90s`.
 pub fn duration_text(d: Duration) -> String {
     let ms = d.as_millis();
@@ -916,7 +889,7 @@ pub fn put_plan_view(
             ),
             None => format!(
                 "not checked (more than {} paths)",
-                crate::local::MAX_CHECKED_PATHS
+                nlds_client::local::MAX_CHECKED_PATHS
             ),
         };
         kv(&mut o, INDENT, "already stored", &text);

@@ -1,5 +1,5 @@
 //! `nlds login` and `nlds logout`, and how the other commands find their bearer token when an
-//! OAuth2 provider is configured ([`resolve`]). The OAuth2 machinery is in [`crate::oauth`].
+//! OAuth2 provider is configured ([`resolve`]). The OAuth2 machinery is in [`nlds_client::oauth`].
 //!
 //! Which token a command sends, first match wins:
 //! 1. `--token` or `$NLDS_TOKEN` (a static token given explicitly);
@@ -12,19 +12,56 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use clap::{ArgAction, Args};
 use nlds_core::ErrorCode;
 use serde::Serialize;
 
-use crate::app::{Ctx, Env, Failure, Io, note, overrides, print_json};
-use crate::cli::{Cli, LoginArgs};
-use crate::client::{Client, ClientOptions, Identity};
-use crate::config::{self, Effective, Overrides, Secret, Settings, Source, Sourced};
-use crate::error::Error;
+use crate::ctx::{Ctx, Env, Failure, Io, note, print_json};
 use crate::exit;
-use crate::oauth::{self, AuthFlags, AuthSettings, DevicePrompt, Grant, OAuthSession, TokenStore};
-use crate::render::{self, Zone};
+use crate::render::{self, INDENT, Zone, kv, time};
+use nlds_client::client::{Client, ClientOptions, Identity};
+use nlds_client::config::{self, Effective, Overrides, Secret, Settings, Source, Sourced};
+use nlds_client::error::Error;
+use nlds_client::oauth::{
+    self, AuthFlags, AuthSettings, DevicePrompt, Grant, OAuthSession, TokenStore,
+};
 
 /// The HTTP options (timeouts, TLS verification) of the effective configuration.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LoginArgs {
+    /// Log in as a service account with the client credentials grant (client id and secret)
+    /// instead of approving a device code in a browser.
+    #[arg(long)]
+    pub client_credentials: bool,
+
+    /// The OAuth2 provider's issuer URL (saved in the config file's `[auth]` section).
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+
+    /// The OAuth2 client id (saved in `[auth]`).
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+
+    /// A scope to ask for; repeatable, or several separated by spaces or commas (saved in
+    /// `[auth]`) [default: openid offline_access for the device grant, none for client
+    /// credentials].
+    #[arg(long = "scope", value_name = "SCOPE", action = ArgAction::Append)]
+    pub scopes: Vec<String>,
+
+    /// The API the tokens are for: the RFC 8707 `resource` indicator (saved in `[auth]`).
+    #[arg(long, value_name = "URI")]
+    pub audience: Option<String>,
+
+    /// With --client-credentials: the file holding the client secret (`-`: standard input).
+    /// Saved in `[auth]` as client_secret_file (the path, not the secret).
+    #[arg(long, value_name = "FILE", requires = "client_credentials")]
+    pub client_secret_file: Option<std::path::PathBuf>,
+
+    /// Do not check the new login with the server (whoami).
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
 fn options_of(eff: &Effective) -> ClientOptions {
     ClientOptions {
         connect_timeout: eff.connect_timeout.value,
@@ -201,14 +238,14 @@ struct LoginReport<'a> {
 
 /// `nlds login`.
 pub async fn login(
-    cli: &Cli,
+    ov: &Overrides,
     a: &LoginArgs,
     env: &Env,
     ctx: &Ctx,
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
     let lookup = |k: &str| env.var(k);
-    let eff = config::effective(&overrides(cli), &lookup)?;
+    let eff = config::effective(ov, &lookup)?;
     let mut flags = AuthFlags {
         issuer: a.issuer.clone(),
         client_id: a.client_id.clone(),
@@ -362,9 +399,9 @@ struct LogoutReport<'a> {
 
 /// `nlds logout`: revokes the tokens at the provider and removes the token file (the file goes
 /// even when the provider cannot be reached; the exit code then says revoking failed).
-pub async fn logout(cli: &Cli, env: &Env, ctx: &Ctx, io: &mut Io<'_>) -> Result<u8, Failure> {
+pub async fn logout(ov: &Overrides, env: &Env, ctx: &Ctx, io: &mut Io<'_>) -> Result<u8, Failure> {
     let lookup = |k: &str| env.var(k);
-    let eff = config::effective(&overrides(cli), &lookup)?;
+    let eff = config::effective(ov, &lookup)?;
     let Some(s) = oauth::settings(&AuthFlags::default(), &lookup, options_of(&eff))? else {
         return Err(not_set_up("cannot log out", env));
     };
@@ -472,4 +509,31 @@ pub fn login_status(env: &Env, eff: &Effective) -> Result<Option<LoginStatus>, F
         expires_at: login.as_ref().and_then(|l| l.expires_at),
         problem,
     }))
+}
+
+/// The OAuth2 part of `nlds config show`.
+pub fn login_view(l: &LoginStatus, zone: Zone) -> String {
+    let mut o = String::from("OAuth2 login ([auth]):\n");
+    kv(&mut o, INDENT, "issuer", &l.issuer);
+    kv(&mut o, INDENT, "client id", &l.client_id);
+    kv(&mut o, INDENT, "token file", &l.token_file);
+    let state = match (&l.problem, l.grant) {
+        (Some(p), _) => format!("unreadable: {p}"),
+        (None, None) => "not logged in (run `nlds login`)".to_owned(),
+        (None, Some(g)) => {
+            let until = l
+                .expires_at
+                .map(|t| format!(", access token expires {}", time(&t, zone)))
+                .unwrap_or_default();
+            format!(
+                "logged in ({}){until}",
+                serde_json::to_value(g)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )
+        }
+    };
+    kv(&mut o, INDENT, "login", &state);
+    o
 }

@@ -3,16 +3,16 @@
 
 use std::io::BufRead;
 
+use clap::Args;
 use nlds_core::ErrorCode;
 use serde::Serialize;
 
-use crate::app::{Ctx, Env, Failure, Io, note, print, print_json};
-use crate::cli::{Cli, InitArgs, RenewArgs};
-use crate::client::{Client, ClientOptions, Identity};
-use crate::config::{self, Effective, Overrides, Secret, Update, Written};
-use crate::error::Error;
+use crate::ctx::{Ctx, Env, Failure, Io, note, print, print_json};
 use crate::exit;
 use crate::render::{self, INDENT, kv};
+use nlds_client::client::{Client, ClientOptions, Identity};
+use nlds_client::config::{self, Effective, Overrides, Secret, Update, Written};
+use nlds_client::error::Error;
 
 /// The variables that say which config file is read.
 const FILE_VARS: [&str; 3] = ["NLDS_CONFIG", "XDG_CONFIG_HOME", "HOME"];
@@ -20,6 +20,29 @@ const FILE_VARS: [&str; 3] = ["NLDS_CONFIG", "XDG_CONFIG_HOME", "HOME"];
 /// The environment as seen by the config file alone (which file, `~` for a `token_file`), so the
 /// config file's own values can be told apart from the environment's. When the file does not
 /// exist yet (`init` creates it), no file at all.
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// The server's URL, e.g. `https://nlds.example.org` [kept from the config file if not given;
+    /// else $NLDS_URL].
+    #[arg(short = 'U', long = "url", value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Verify TLS certificates again (undoes an earlier `init -k`).
+    #[arg(long, conflicts_with = "insecure")]
+    pub no_insecure: bool,
+
+    /// Write the settings without checking them with the server first.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RenewArgs {
+    /// Write the token without checking it with the server first.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
 fn file_only(env: &Env, exists: bool) -> impl Fn(&str) -> Option<String> + '_ {
     move |k: &str| {
         if exists && FILE_VARS.contains(&k) {
@@ -134,7 +157,7 @@ fn verified_line(id: Option<&Identity>) -> String {
 
 /// `nlds init`.
 pub async fn init(
-    cli: &Cli,
+    ov: &Overrides,
     a: &InitArgs,
     env: &Env,
     ctx: &Ctx,
@@ -149,10 +172,10 @@ pub async fn init(
     // What the file holds now (not the environment), and the timeouts in force.
     let exists = path.exists();
     let file = config::effective(&Overrides::default(), &file_only(env, exists))?;
-    let all = config::effective(&crate::app::overrides(cli), &with_file_if(env, exists))?;
+    let all = config::effective(ov, &with_file_if(env, exists))?;
 
     let mut update = Update::default();
-    let url = match non_empty(a.url.clone()).or_else(|| non_empty(cli.url.clone())) {
+    let url = match non_empty(a.url.clone()).or_else(|| non_empty(ov.url.clone())) {
         Some(u) => {
             update.url = Some(u.clone());
             u
@@ -172,12 +195,7 @@ pub async fn init(
             },
         },
     };
-    let token = match cli
-        .global
-        .token
-        .clone()
-        .filter(|t| !t.expose().trim().is_empty())
-    {
+    let token = match ov.token.clone().filter(|t| !t.expose().trim().is_empty()) {
         Some(t) => {
             update.token = Some(t.clone());
             t
@@ -194,9 +212,9 @@ pub async fn init(
             }
         },
     };
-    update.group = non_empty(cli.global.group.clone());
-    update.user = non_empty(cli.global.user.clone());
-    update.insecure = if cli.global.insecure {
+    update.group = non_empty(ov.group.clone());
+    update.user = non_empty(ov.user.clone());
+    update.insecure = if ov.insecure {
         Some(true)
     } else if a.no_insecure {
         Some(false)
@@ -360,7 +378,7 @@ fn shadowed(io: &mut Io<'_>, ctx: &Ctx, env: &Env, update: &Update) {
 
 /// `nlds renew`.
 pub async fn renew(
-    cli: &Cli,
+    ov: &Overrides,
     a: &RenewArgs,
     env: &Env,
     ctx: &Ctx,
@@ -373,19 +391,14 @@ pub async fn renew(
         ))
     })?;
     let exists = path.exists();
-    let all = config::effective(&crate::app::overrides(cli), &with_file_if(env, exists))?;
+    let all = config::effective(ov, &with_file_if(env, exists))?;
     let Some(url) = all.url.as_ref().map(|u| u.value.clone()) else {
         return Err(Failure::Client(Error::NotConfigured(
             config::not_configured_message(true, all.token.is_none(), Some(&path), exists),
         )));
     };
     // Not $NLDS_TOKEN: that is usually the old token.
-    let token = match cli
-        .global
-        .token
-        .clone()
-        .filter(|t| !t.expose().trim().is_empty())
-    {
+    let token = match ov.token.clone().filter(|t| !t.expose().trim().is_empty()) {
         Some(t) => t,
         None => read_token(env, io, &url)?,
     };
@@ -450,7 +463,7 @@ pub fn config_show(
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
     let e: Effective = config::effective(flags, &|k| env.var(k))?;
-    let login = crate::login::login_status(env, &e)?;
+    let login = crate::commands::login::login_status(env, &e)?;
     if ctx.json {
         fn entry<T: Serialize>(v: &Option<config::Sourced<T>>) -> serde_json::Value {
             match v {
@@ -493,7 +506,7 @@ pub fn config_show(
     }
     print(io, &render::config_view(&e, ctx.width));
     if let Some(l) = &login {
-        print(io, &render::login_view(l, ctx.zone));
+        print(io, &crate::commands::login::login_view(l, ctx.zone));
     }
     for w in &e.warnings {
         let _ = writeln!(io.err, "warning: {w}");

@@ -7,13 +7,14 @@ use clap::Args;
 use nlds_core::api::{DeletePlan, DeleteRequest, PurgeRequest, UndeleteRequest};
 use uuid::Uuid;
 
-use crate::app::{
-    Ctx, Env, Failure, Io, Plan, abs, after_submit, all_tags, note, print, print_json,
-    read_filelist, submit_failure, wait_plan,
+use crate::args::{DryRun, HoldingSel, WaitOpts};
+use crate::ctx::{
+    Ctx, Env, Failure, Io, abs, after_submit, all_tags, note, print, print_json, read_filelist,
+    submit_failure, wait_plan,
 };
-use crate::cli::{DryRun, HoldingSel, WaitOpts};
-use crate::client::Client;
 use crate::exit;
+use crate::plan::Plan;
+use nlds_client::client::Client;
 
 /// `nlds del [PATH]`.
 #[derive(Debug, Clone, Args)]
@@ -240,7 +241,7 @@ pub fn plan_view(plan: &DeletePlan, verb: &str) -> String {
 /// Runs `del`/`dellist` (or its dry run).
 pub async fn execute_delete(
     req: DeleteRequest,
-    wait: Option<crate::app::WaitPlan>,
+    wait: Option<crate::plan::WaitPlan>,
     client: &Client,
     ctx: &Ctx,
     io: &mut Io<'_>,

@@ -13,11 +13,14 @@ use nlds_core::admin::{
 use nlds_core::api::{ApiAction, MAX_LIMIT, TransactionPage};
 use uuid::Uuid;
 
-use crate::app::{Ctx, Failure, Io, Plan, note, print, print_json};
-use crate::cli::{Order, parse_api_action, parse_duration, parse_state};
-use crate::client::Client;
+use crate::args::{Order, parse_api_action, parse_state};
+use crate::ctx::{Ctx, Failure, Io, note, print, print_json};
 use crate::exit;
+pub use crate::plan::AdminPlan;
+use crate::plan::Plan;
 use crate::render::{Align, Fit, Zone, col, state_name, table, time};
+use nlds_client::client::Client;
+use nlds_client::config::parse_duration;
 
 /// `nlds admin ...`
 #[derive(Debug, Clone, Subcommand)]
@@ -32,7 +35,7 @@ pub enum AdminCommand {
     /// The audit log: who put, got, changed or deleted what, and every refused attempt.
     Audit(AuditArgs),
     /// Purge deleted files now, whatever their retention period (of one holding, or all).
-    Purge(crate::delete::PurgeArgs),
+    Purge(crate::commands::del::PurgeArgs),
 }
 
 /// Paging options shared by the admin commands.
@@ -230,19 +233,10 @@ fn join<T: ToString>(v: &[T]) -> Option<String> {
     (!v.is_empty()).then(|| v.iter().map(T::to_string).collect::<Vec<_>>().join(","))
 }
 
-/// One admin query, ready to send.
-#[derive(Debug, Clone)]
-pub enum AdminPlan {
-    Transactions(AdminTransactionQuery),
-    Failed(Uuid, PageQuery),
-    Logs(LogQuery),
-    Audit(AuditQuery),
-}
-
 /// The request of `nlds admin ...`.
 pub fn prepare(c: &AdminCommand, now: DateTime<Utc>) -> Result<Plan, Failure> {
     Ok(Plan::Admin(match c {
-        AdminCommand::Purge(a) => return Ok(crate::delete::prepare_purge(a)),
+        AdminCommand::Purge(a) => return Ok(crate::commands::del::prepare_purge(a)),
         AdminCommand::Transactions(a) => AdminPlan::Transactions(AdminTransactionQuery {
             user: a.by_user.clone(),
             group: a.in_group.clone(),

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{CommandFactory, Parser};
-use nlds_client::app::{self, Env, Failure, Io, Plan};
-use nlds_client::cli::{Cli, Command};
+use nlds_cli::app::{self, Env, Failure, Io, Plan};
+use nlds_cli::cli::{Cli, Command};
+use nlds_cli::exit;
+use nlds_cli::render::{self, Zone};
 use nlds_client::local::{DestAction, Destination};
-use nlds_client::render::{self, Zone};
-use nlds_client::{Client, ClientOptions, Error, Identity, RetryPolicy, WaitProgress, exit};
+use nlds_client::{Client, ClientOptions, Error, Identity, RetryPolicy, WaitProgress};
 use nlds_core::api::{
     ApiAction, FileEntry, FileLocation, GetPlan, GetRequest, HoldingMeta, HoldingQuery,
     HoldingSummary, MetaChange, MetaResponse, PutPlan, PutRequest, StatQuery, SubRecordStatus,

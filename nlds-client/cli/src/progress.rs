@@ -6,8 +6,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use uuid::Uuid;
 
-use crate::client::WaitProgress;
 use crate::render::{human_size, progress_line, state_name};
+use nlds_client::client::WaitProgress;
 
 enum Mode {
     /// A bar drawn on standard error.

@@ -16,7 +16,7 @@
 
 use nlds_core::{ErrorCode, State};
 
-use crate::error::Error;
+use nlds_client::error::Error;
 
 pub const OK: u8 = 0;
 pub const GENERIC: u8 = 1;
@@ -112,5 +112,28 @@ mod tests {
         };
         assert_eq!(for_error(&down), NETWORK);
         assert!(down.is_transient());
+    }
+
+    #[test]
+    fn a_login_that_can_no_longer_be_renewed_is_auth() {
+        use std::path::PathBuf;
+
+        use nlds_client::ClientOptions;
+        use nlds_client::oauth::{AuthSettings, DEFAULT_REFRESH_MARGIN, login_again};
+
+        let s = AuthSettings {
+            issuer: "https://idp.example".into(),
+            client_id: "nlds-cli".into(),
+            scopes: vec![],
+            audience: None,
+            token_file: PathBuf::from("/home/a/.config/nlds/oauth-token.json"),
+            client_secret: None,
+            client_secret_problem: None,
+            refresh_margin: DEFAULT_REFRESH_MARGIN,
+            http: ClientOptions::default(),
+            config_file: None,
+        };
+        let e = login_again(&s, "invalid_grant: grant request is invalid", true);
+        assert_eq!(for_error(&e), AUTH);
     }
 }

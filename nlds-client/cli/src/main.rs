@@ -1,11 +1,11 @@
-//! The `nlds` command; everything but start-up lives in the library (`nlds_client::app`).
+//! The `nlds` command; everything but start-up lives in the `nlds_cli` library (`nlds_cli::app`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use nlds_client::app::{Env, Io, run};
-use nlds_client::cli::Cli;
-use nlds_client::exit;
+use nlds_cli::app::{Env, Io, run};
+use nlds_cli::cli::Cli;
+use nlds_cli::exit;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,0 +1,194 @@
+//! `nlds get PATH` and `nlds getlist FILELIST`: restore files.
+
+use crate::ctx::{Ctx, Io, after_submit, note, print, print_json, submit_failure};
+use crate::exit;
+use crate::render;
+use nlds_client::client::Client;
+use nlds_client::error::Error;
+use nlds_client::local;
+
+use std::io::Read;
+
+use clap::Args;
+use nlds_core::api::GetRequest;
+use uuid::Uuid;
+
+use crate::args::{Clobber, DryRun, HoldingSel, WaitOpts};
+use crate::ctx::{Env, Failure, abs, all_tags, read_filelist, target_dir, wait_plan};
+use crate::plan::{Plan, WaitPlan};
+
+#[derive(Debug, Clone, Args)]
+pub struct GetArgs {
+    /// The original path of the file (a regular expression with -x).
+    #[arg(value_name = "PATH")]
+    pub path: String,
+
+    /// Get from the holdings of the whole group, not only yours.
+    #[arg(short = 'A', long)]
+    pub groupall: bool,
+
+    /// Directory to restore under (it must exist); without it files go back to their original paths.
+    #[arg(short = 'r', long, value_name = "DIR")]
+    pub target: Option<String>,
+
+    #[command(flatten)]
+    pub holding: HoldingSel,
+
+    /// Label for the job, shown by `stat`.
+    #[arg(
+        short = 'b',
+        long = "job-label",
+        alias = "job_label",
+        value_name = "JOB_LABEL"
+    )]
+    pub job_label: Option<String>,
+
+    /// Treat PATH as a regular expression.
+    #[arg(short = 'x', long)]
+    pub regex: bool,
+
+    #[command(flatten)]
+    pub clobber: Clobber,
+
+    #[command(flatten)]
+    pub dry_run: DryRun,
+
+    #[command(flatten)]
+    pub wait: WaitOpts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GetlistArgs {
+    /// A file with one original path per line (`-` for standard input).
+    #[arg(value_name = "FILELIST")]
+    pub filelist: String,
+
+    /// Get from the holdings of the whole group, not only yours.
+    #[arg(short = 'A', long)]
+    pub groupall: bool,
+
+    /// Directory to restore under (it must exist); without it files go back to their original paths.
+    #[arg(short = 'r', long, value_name = "DIR")]
+    pub target: Option<String>,
+
+    #[command(flatten)]
+    pub holding: HoldingSel,
+
+    /// Label for the job, shown by `stat`.
+    #[arg(
+        short = 'b',
+        long = "job-label",
+        alias = "job_label",
+        value_name = "JOB_LABEL"
+    )]
+    pub job_label: Option<String>,
+
+    #[command(flatten)]
+    pub clobber: Clobber,
+
+    #[command(flatten)]
+    pub dry_run: DryRun,
+
+    #[command(flatten)]
+    pub wait: WaitOpts,
+}
+
+/// The request of `nlds get`.
+pub fn prepare_get(a: &GetArgs, env: &Env) -> Result<Plan, Failure> {
+    Ok(Plan::Get(
+        GetRequest {
+            transaction_id: Some(Uuid::new_v4()),
+            paths: vec![if a.regex {
+                a.path.clone()
+            } else {
+                abs(&a.path, env)?
+            }],
+            label: a.holding.label.clone(),
+            holding_id: a.holding.holding_id,
+            tags: all_tags(&a.holding),
+            regex: a.regex,
+            target: target_dir(&a.target, env)?,
+            overwrite: a.clobber.overwrite,
+            groupall: a.groupall,
+            job_label: a.job_label.clone(),
+            group: None,
+            dry_run: a.dry_run.dry_run,
+            keep_owner: false,
+        },
+        wait_plan(&a.wait),
+    ))
+}
+
+/// The request of `nlds getlist`.
+pub fn prepare_getlist(a: &GetlistArgs, env: &Env, stdin: &mut dyn Read) -> Result<Plan, Failure> {
+    Ok(Plan::Get(
+        GetRequest {
+            transaction_id: Some(Uuid::new_v4()),
+            paths: read_filelist(&a.filelist, env, stdin)?,
+            label: a.holding.label.clone(),
+            holding_id: a.holding.holding_id,
+            tags: all_tags(&a.holding),
+            regex: false,
+            target: target_dir(&a.target, env)?,
+            overwrite: a.clobber.overwrite,
+            groupall: a.groupall,
+            job_label: a.job_label.clone(),
+            group: None,
+            dry_run: a.dry_run.dry_run,
+            keep_owner: false,
+        },
+        wait_plan(&a.wait),
+    ))
+}
+
+/// Sends the request and shows the answer; returns the exit code.
+pub async fn execute(
+    req: GetRequest,
+    wait: Option<WaitPlan>,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let id = req.transaction_id;
+    let accepted = client.get(&req).await.map_err(|e| submit_failure(e, id))?;
+    after_submit(client, ctx, io, accepted, wait).await
+}
+
+/// `nlds get --dry-run`: what the get would restore, and where.
+/// `get --dry-run` / `getlist --dry-run`: asks the server what would be restored and looks at
+/// each destination. Exits [`exit::NOT_FOUND`] when nothing would be restored.
+pub async fn dry_run(
+    req: GetRequest,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let plan = client.get_plan(&req).await?;
+    let (files, target, overwrite) = (
+        plan.files.clone(),
+        plan.target.clone().or_else(|| req.target.clone()),
+        req.overwrite,
+    );
+    let dests = tokio::task::spawn_blocking(move || {
+        local::destinations(&files, target.as_deref(), overwrite)
+    })
+    .await
+    .map_err(|e| Error::Decode(format!("the destination check failed: {e}")))?;
+    if ctx.json {
+        print_json(
+            io,
+            &serde_json::json!({"dry_run": true, "request": req, "plan": plan, "destinations": dests}),
+        )?;
+    } else {
+        print(io, &render::get_plan_view(&req, &plan, &dests, ctx.width));
+    }
+    if plan.files.is_empty() {
+        note(
+            io,
+            ctx,
+            "error: nothing would be restored: no stored file matches",
+        );
+        return Ok(exit::NOT_FOUND);
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,17 @@
+//! One module per command (or family of commands): its arguments, what it does and how it shows
+//! the answer. Commands import the shared modules (`args`, `ctx`, `plan`, `render`, `exit`), never
+//! `cli` or `app`, which dispatch to them.
+
+pub mod admin;
+pub mod completions;
+pub mod del;
+pub mod find;
+pub mod get;
+pub mod list;
+pub mod login;
+pub mod man;
+pub mod meta;
+pub mod put;
+pub mod setup;
+pub mod stat;
+pub mod wait;

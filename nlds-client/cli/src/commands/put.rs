@@ -1,0 +1,204 @@
+//! `nlds put PATH` and `nlds putlist FILELIST`: store files.
+
+use crate::ctx::{Ctx, Io, after_submit, note, print, print_json, submit_failure};
+use crate::exit;
+use crate::render;
+use nlds_client::client::Client;
+use nlds_client::error::Error;
+use nlds_client::local;
+
+use std::io::Read;
+
+use clap::Args;
+use nlds_core::api::{HoldingQuery, PutRequest};
+use uuid::Uuid;
+
+use crate::args::{DryRun, HoldingSel, WaitOpts};
+use crate::ctx::{Env, Failure, abs, all_tags, read_filelist, wait_plan};
+use crate::plan::{Plan, WaitPlan};
+
+#[derive(Debug, Clone, Args)]
+pub struct PutArgs {
+    /// The file or directory to put. Made absolute; symlinks are not resolved.
+    #[arg(value_name = "PATH")]
+    pub path: String,
+
+    #[command(flatten)]
+    pub holding: HoldingSel,
+
+    /// Label for the job, shown by `stat`.
+    #[arg(
+        short = 'b',
+        long = "job-label",
+        alias = "job_label",
+        value_name = "JOB_LABEL"
+    )]
+    pub job_label: Option<String>,
+
+    /// The object-store tenancy to put into, by name, as configured on the workers (default:
+    /// theirs). Only the name is sent; the credentials stay on the server side.
+    #[arg(long, value_name = "NAME")]
+    pub tenancy: Option<String>,
+
+    #[command(flatten)]
+    pub dry_run: DryRun,
+
+    #[command(flatten)]
+    pub wait: WaitOpts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PutlistArgs {
+    /// A file with one path per line (`-` for standard input). Blank lines are skipped, relative
+    /// paths are made absolute against the current directory, duplicates are dropped.
+    #[arg(value_name = "FILELIST")]
+    pub filelist: String,
+
+    #[command(flatten)]
+    pub holding: HoldingSel,
+
+    /// Label for the job, shown by `stat`.
+    #[arg(
+        short = 'b',
+        long = "job-label",
+        alias = "job_label",
+        value_name = "JOB_LABEL"
+    )]
+    pub job_label: Option<String>,
+
+    /// The object-store tenancy to put into, by name, as configured on the workers (default:
+    /// theirs). Only the name is sent; the credentials stay on the server side.
+    #[arg(long, value_name = "NAME")]
+    pub tenancy: Option<String>,
+
+    #[command(flatten)]
+    pub dry_run: DryRun,
+
+    #[command(flatten)]
+    pub wait: WaitOpts,
+}
+
+/// The request of `nlds put`.
+pub fn prepare_put(a: &PutArgs, env: &Env) -> Result<Plan, Failure> {
+    Ok(Plan::Put(
+        PutRequest {
+            transaction_id: Some(Uuid::new_v4()),
+            paths: vec![abs(&a.path, env)?],
+            label: a.holding.label.clone(),
+            holding_id: a.holding.holding_id,
+            tags: all_tags(&a.holding),
+            job_label: a.job_label.clone(),
+            group: None,
+            dry_run: a.dry_run.dry_run,
+            tenancy: a.tenancy.clone(),
+        },
+        wait_plan(&a.wait),
+    ))
+}
+
+/// The request of `nlds putlist`.
+pub fn prepare_putlist(a: &PutlistArgs, env: &Env, stdin: &mut dyn Read) -> Result<Plan, Failure> {
+    Ok(Plan::Put(
+        PutRequest {
+            transaction_id: Some(Uuid::new_v4()),
+            paths: read_filelist(&a.filelist, env, stdin)?,
+            label: a.holding.label.clone(),
+            holding_id: a.holding.holding_id,
+            tags: all_tags(&a.holding),
+            job_label: a.job_label.clone(),
+            group: None,
+            dry_run: a.dry_run.dry_run,
+            tenancy: a.tenancy.clone(),
+        },
+        wait_plan(&a.wait),
+    ))
+}
+
+/// Sends the request and shows the answer; returns the exit code.
+pub async fn execute(
+    req: PutRequest,
+    wait: Option<WaitPlan>,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let id = req.transaction_id;
+    let accepted = client.put(&req).await.map_err(|e| submit_failure(e, id))?;
+    after_submit(client, ctx, io, accepted, wait).await
+}
+
+/// `nlds put --dry-run`: what the put would store, and what the local disk says.
+/// `put --dry-run` / `putlist --dry-run`: walks the local paths, asks the server which holding
+/// would be used, and prints both. Exits [`exit::NOT_FOUND`] when nothing would be put.
+pub async fn dry_run(
+    req: PutRequest,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let paths = req.paths.clone();
+    let scan = tokio::task::spawn_blocking(move || local::scan(&paths))
+        .await
+        .map_err(|e| Error::Decode(format!("the local scan failed: {e}")))?;
+    let plan = client.put_plan(&req).await?;
+    // An existing holding may already have some of these entries: the put would fail for them.
+    let already = match (&plan.holding, local::stored_paths_regex(&scan)) {
+        (Some(h), Some(re)) => {
+            let page = client
+                .find(&HoldingQuery {
+                    group: req.group.clone(),
+                    holding_id: Some(h.id),
+                    path: Some(re),
+                    regex: true,
+                    limit: Some(10),
+                    ..HoldingQuery::default()
+                })
+                .await?;
+            Some(local::AlreadyStored {
+                holding_id: h.id,
+                total: page.total,
+                examples: page.files.into_iter().map(|f| f.path).collect(),
+            })
+        }
+        _ => None,
+    };
+    if ctx.json {
+        print_json(
+            io,
+            &serde_json::json!({
+                "dry_run": true,
+                "request": req,
+                "plan": plan,
+                "local": scan,
+                "already_stored": already,
+            }),
+        )?;
+    } else {
+        print(
+            io,
+            &render::put_plan_view(&req, &plan, &scan, already.as_ref(), ctx.width),
+        );
+    }
+    if scan.found() == 0 {
+        note(
+            io,
+            ctx,
+            "error: nothing would be put: none of the paths exists or can be read",
+        );
+        return Ok(exit::NOT_FOUND);
+    }
+    if let Some(a) = &already
+        && a.total >= scan.total.entries()
+    {
+        note(
+            io,
+            ctx,
+            &format!(
+                "error: nothing would be put: holding {} already has every entry",
+                a.holding_id
+            ),
+        );
+        return Ok(exit::NOT_FOUND);
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,69 @@
+//! A command, ready to send: what `prepare` makes of the command line and `execute` sends.
+
+use std::time::Duration;
+
+use nlds_core::admin::{AdminTransactionQuery, AuditQuery, LogQuery, PageQuery};
+use nlds_core::api::{
+    DeleteRequest, GetRequest, HoldingQuery, MetaRequest, PurgeRequest, PutRequest, StatQuery,
+    UndeleteRequest,
+};
+use uuid::Uuid;
+
+/// How long and how often to wait.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WaitPlan {
+    pub poll: Duration,
+    pub timeout: Option<Duration>,
+}
+
+/// A command, ready to send.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    Put(PutRequest, Option<WaitPlan>),
+    Get(GetRequest, Option<WaitPlan>),
+    List(HoldingQuery),
+    Find {
+        query: HoldingQuery,
+        simple: bool,
+        url: bool,
+    },
+    Meta(MetaRequest),
+    Stat {
+        query: StatQuery,
+        sub_records: bool,
+        errors: bool,
+        failed_files: bool,
+    },
+    Wait(Uuid, WaitPlan),
+    Whoami,
+    /// `del`, `dellist` (see `crate::delete`).
+    Delete(DeleteRequest, Option<WaitPlan>),
+    Undelete(UndeleteRequest),
+    Purge(PurgeRequest),
+    Admin(AdminPlan),
+}
+
+impl Plan {
+    /// Sets the group of every request that has one.
+    pub fn set_group(&mut self, group: Option<String>) {
+        match self {
+            Plan::Put(r, _) => r.group = group,
+            Plan::Get(r, _) => r.group = group,
+            Plan::List(q) | Plan::Find { query: q, .. } => q.group = group,
+            Plan::Meta(r) => r.group = group,
+            Plan::Stat { query, .. } => query.group = group,
+            Plan::Delete(r, _) => r.group = group,
+            Plan::Undelete(r) => r.group = group,
+            Plan::Wait(..) | Plan::Whoami | Plan::Purge(_) | Plan::Admin(_) => {}
+        }
+    }
+}
+
+/// One admin query, ready to send.
+#[derive(Debug, Clone)]
+pub enum AdminPlan {
+    Transactions(AdminTransactionQuery),
+    Failed(Uuid, PageQuery),
+    Logs(LogQuery),
+    Audit(AuditQuery),
+}
