@@ -41,7 +41,7 @@ pub struct EmbeddedOptions {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     /// Use this settings' `[workers.object_store]` instead of the embedded S3 endpoint.
-    pub external_object_store: Option<nlds_workers::config::ObjectStoreConfig>,
+    pub external_object_store: Option<nlds_settings::ObjectStoreConfig>,
     /// Overrides of `[workers.index]` / `[workers.transfer]` and the server limits.
     pub settings: ServerSettings,
 }
@@ -224,7 +224,7 @@ impl Embedded {
                 let os = &mut settings.workers.object_store;
                 os.endpoint = endpoint.clone();
                 os.access_key = "nlds-embedded".into();
-                os.secret_key = String::new();
+                os.secret_key = Default::default();
                 os.secret_key_file = Some(secret_path);
                 os.bucket = "nlds".into();
                 endpoint
@@ -234,8 +234,10 @@ impl Embedded {
             format!("sqlite://{}?mode=rwc", data.join("nlds.db").display());
         settings.workers.log_dir = data.join("logs");
         // The cold tier: the tape-library emulator under the data directory, unless configured.
-        if settings.workers.cold.backend == "dir" && settings.workers.cold.dir.root.is_relative() {
-            settings.workers.cold.dir.root = data.join(&settings.workers.cold.dir.root);
+        if let nlds_settings::ColdConfig::Dir(dir) = &mut settings.workers.cold
+            && dir.root.is_relative()
+        {
+            dir.root = data.join(&dir.root);
         }
         settings.bus.kind = BusKind::Memory;
         // One user on one machine, whose embedded user name is usually not a system account:

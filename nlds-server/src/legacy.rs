@@ -1280,30 +1280,15 @@ async fn status(State(s): State<AppState>, a: Acting, body: Bytes) -> LResult<Re
 // -------------------------------------------------------------------------------------------
 // init/
 
-/// The public client settings `init/` serves. Upstream serves the OAuth client *secret* here
-/// behind an encryption whose key the neighbouring unauthenticated endpoint hands out; we serve
-/// only what is public, so publishing the key gives nothing away.
-#[derive(Debug, Clone, Default, serde::Serialize, Deserialize)]
-#[serde(default)]
-pub struct LegacyInit {
-    /// OAuth2 client id of the public (secret-less) client users log in with.
-    pub oauth_client_id: String,
-    /// The provider's token endpoint.
-    pub oauth_token_url: String,
-    /// Scopes the client asks for.
-    pub oauth_scopes: String,
-    /// The object-store "tenancy" name old clients keep in their config (informational: the
-    /// server holds the object-store credentials).
-    pub tenancy: String,
-    /// Let the `tenancy` parameter of a legacy put select the workers' object-store tenancy of
-    /// that name (`[workers.object_store.tenancies.<name>]`). Off by default: published clients
-    /// send the tenancy from their config on every request (upstream's object-store host), which
-    /// would otherwise fail every put of a client configured before the migration.
-    #[serde(skip_serializing)]
-    pub select_tenancy: bool,
+pub use nlds_settings::LegacyInit;
+
+/// What `init/` derives from [`LegacyInit`] (defined in `nlds-settings`).
+trait LegacyInitExt {
+    fn key(&self) -> String;
+    fn missing(&self) -> Vec<&'static str>;
 }
 
-impl LegacyInit {
+impl LegacyInitExt for LegacyInit {
     /// The Fernet key: derived from the public settings, so every replica serves the same one
     /// without sharing a secret (it protects nothing secret).
     fn key(&self) -> String {

@@ -50,8 +50,7 @@ async fn main() -> anyhow::Result<()> {
     let stop = run::shutdown_on_signals();
     match cli.command {
         Command::Serve { config } => {
-            let mut s: ServerSettings = run::load(config.as_deref())?;
-            run::apply_env(&mut s.bus, &mut s.workers);
+            let s: ServerSettings = run::load(config.as_deref())?;
             let bus = run::connect_bus(&s.bus).await?;
             let state = AppState {
                 bus,
@@ -73,8 +72,7 @@ async fn main() -> anyhow::Result<()> {
             config,
             external_s3,
         } => {
-            let mut settings: ServerSettings = run::load(config.as_deref())?;
-            run::apply_env(&mut settings.bus, &mut settings.workers);
+            let settings: ServerSettings = run::load(config.as_deref())?;
             let external = external_s3.then(|| settings.workers.object_store.clone());
             let e = Embedded::start(EmbeddedOptions {
                 data_dir,

@@ -22,8 +22,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     run::init_tracing();
     let cli = Cli::parse();
-    let mut settings: Settings = run::load(cli.config.as_deref())?;
-    run::apply_env(&mut settings.bus, &mut settings.workers);
+    let settings: Settings = run::load(cli.config.as_deref())?;
     if cli.role == "migrate" {
         nlds_workers::db::connect(&settings.workers.database_url).await?;
         println!("migrations applied to the catalogue database");

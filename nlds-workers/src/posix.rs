@@ -24,52 +24,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use nlds_core::{ErrorCode, FailedFile, FileRecord, PathKind};
-use serde::{Deserialize, Serialize};
 
-/// Whose permissions the workers check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PosixChecks {
-    /// The requesting user's (looked up through NSS); files restored by a get are given to them.
-    User,
-    /// The process's own access only; restored files belong to the process.
-    Service,
-}
-
-impl PosixChecks {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PosixChecks::User => "user",
-            PosixChecks::Service => "service",
-        }
-    }
-}
-
-/// What the checks need from the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PosixPolicy {
-    pub checks: PosixChecks,
-    /// A requesting user with uid 0 bypasses the mode bits (as root does) only when set.
-    pub root_override: bool,
-}
-
-impl Default for PosixPolicy {
-    fn default() -> Self {
-        Self {
-            checks: PosixChecks::User,
-            root_override: false,
-        }
-    }
-}
-
-impl PosixPolicy {
-    /// The process's own access decides (no checks on behalf of a user): what a role starts with
-    /// until `with_posix` says otherwise.
-    pub const SERVICE: Self = Self {
-        checks: PosixChecks::Service,
-        root_override: false,
-    };
-}
+pub use nlds_settings::{PosixChecks, PosixPolicy};
 
 /// Read, write and search (execute) bits of one class.
 pub const READ: u32 = 4;

@@ -2,109 +2,38 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use nlds_bus::memory::MemoryBus;
 use nlds_bus::rabbit::RabbitBus;
 use nlds_bus::{Bus, ConsumeOptions, Handler, RetryPolicy};
 use nlds_core::Role;
-use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
 
-/// Which bus to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BusKind {
-    Rabbitmq,
-    Memory,
-}
+pub use nlds_settings::{BusConfig, BusKind};
 
-/// `[bus]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct BusConfig {
-    pub kind: BusKind,
-    pub amqp_url: String,
-    /// Deliveries each consumer handles at once.
-    pub prefetch: u16,
-    /// Back-off delays of transient-fault retries, in milliseconds (their count bounds the attempts).
-    pub retry_delays_ms: Vec<u64>,
-}
+/// The settings file shared by `nlds-server` and `nlds-workers`: one type, defined in
+/// `nlds-settings` (the workers read `[bus]` and `[workers]`).
+pub use nlds_settings::Settings;
 
-impl Default for BusConfig {
-    fn default() -> Self {
-        Self {
-            kind: BusKind::Rabbitmq,
-            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            prefetch: 8,
-            retry_delays_ms: vec![2_000, 10_000, 60_000, 300_000],
-        }
+/// The bus's retry policy of `[bus] retry_delays_ms`.
+pub fn retry_policy(cfg: &BusConfig) -> RetryPolicy {
+    RetryPolicy {
+        delays: cfg.retry_delays(),
     }
 }
 
-impl BusConfig {
-    pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            delays: self
-                .retry_delays_ms
-                .iter()
-                .map(|ms| Duration::from_millis(*ms))
-                .collect(),
-        }
-    }
-}
-
-/// The settings file shared by `nlds-server` and `nlds-workers` (`[bus]` and `[workers]`; the
-/// server also reads `[server]`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Settings {
-    pub bus: BusConfig,
-    pub workers: WorkerConfig,
-}
-
-/// Reads a TOML settings file (any struct with defaults), then applies the `NLDS_*` environment
-/// overrides documented in the README.
-pub fn load<T: serde::de::DeserializeOwned + Default>(path: Option<&Path>) -> anyhow::Result<T> {
-    match path {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read settings file {}", p.display()))?;
-            toml::from_str(&text).with_context(|| format!("invalid settings file {}", p.display()))
-        }
-        None => Ok(T::default()),
-    }
-}
-
-/// Applies environment overrides to the bus and worker settings.
-pub fn apply_env(bus: &mut BusConfig, workers: &mut WorkerConfig) {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let Some(v) = var("NLDS_AMQP_URL") {
-        bus.amqp_url = v;
-        bus.kind = BusKind::Rabbitmq;
-    }
-    if let Some(v) = var("NLDS_DATABASE_URL") {
-        workers.database_url = v;
-    }
-    if let Some(v) = var("NLDS_S3_ENDPOINT") {
-        workers.object_store.endpoint = v;
-    }
-    if let Some(v) = var("NLDS_S3_ACCESS_KEY") {
-        workers.object_store.access_key = v;
-    }
-    if let Some(v) = var("NLDS_S3_ACCESS_KEY_FILE") {
-        workers.object_store.access_key_file = Some(v.into());
-    }
-    if let Some(v) = var("NLDS_S3_SECRET_KEY_FILE") {
-        workers.object_store.secret_key_file = Some(v.into());
-    }
-    if let Some(v) = var("NLDS_S3_BUCKET") {
-        workers.object_store.bucket = v;
-    }
+/// Reads the settings: the TOML file `path` (if any), then the environment (`NLDS__SECTION__KEY`
+/// and the established `NLDS_*` variables, see `nlds_settings`). An invalid value fails here,
+/// naming the key and the problem.
+pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
+    Settings::load(path).map_err(|e| match path {
+        Some(p) => anyhow::anyhow!("{e} (settings file {})", p.display()),
+        None => anyhow::anyhow!("{e}"),
+    })
 }
 
 /// Connects the configured bus.
@@ -112,7 +41,7 @@ pub async fn connect_bus(cfg: &BusConfig) -> anyhow::Result<Arc<dyn Bus>> {
     Ok(match cfg.kind {
         BusKind::Memory => Arc::new(MemoryBus::new()),
         BusKind::Rabbitmq => Arc::new(
-            RabbitBus::connect(&cfg.amqp_url, cfg.retry_policy())
+            RabbitBus::connect(&cfg.amqp_url, retry_policy(cfg))
                 .await
                 .with_context(|| "cannot connect to RabbitMQ (bus.amqp_url)")?,
         ),
@@ -163,7 +92,7 @@ impl Resources {
                 crate::cold::open(&cfg.cold).await.with_context(|| {
                     format!(
                         "cannot open the {} cold store (workers.cold)",
-                        cfg.cold.backend
+                        cfg.cold.backend()
                     )
                 })
             })
@@ -201,7 +130,7 @@ pub async fn handler(
                 cfg.index.batch_files,
                 cfg.index.batch_bytes,
             )
-            .with_archive(cfg.archive.clone(), cfg.cold.backend.clone())
+            .with_archive(cfg.archive.clone(), cfg.cold.backend())
             .with_delete(cfg.delete.clone()),
         ),
         Role::ArchivePut => Arc::new(crate::archive::ArchivePut::with_clients(
@@ -244,7 +173,7 @@ pub async fn run_roles(
             } else {
                 bus_cfg.prefetch
             },
-            retry: bus_cfg.retry_policy(),
+            retry: retry_policy(bus_cfg),
         };
         let (bus, stop) = (bus.clone(), shutdown.clone());
         tasks.spawn(async move {

@@ -25,15 +25,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use nlds_core::AccessRole;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{Authenticator, Checked, Identity};
 
-/// The asymmetric algorithms accepted unless configured otherwise.
-const DEFAULT_ALGORITHMS: [&str; 9] = [
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-];
 /// After a failed discovery, wait this long before asking again.
 const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 /// Negative introspection answers (and refusals of active answers) are reused at most this long.
@@ -41,153 +37,7 @@ const NEGATIVE_CACHE: Duration = Duration::from_secs(10);
 /// At most this many introspection requests in flight at once.
 const MAX_INTROSPECTIONS_IN_FLIGHT: usize = 8;
 
-/// A secret from the settings file: never printed by `Debug`, never written back out.
-#[derive(Clone, Default, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
-
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    })
-}
-
-/// `[auth.oidc]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OidcConfig {
-    /// The provider's issuer identifier; discovery at `{issuer}/.well-known/openid-configuration`.
-    pub issuer: String,
-    /// Accepted `aud` values (a string or a list): a token must name one of them.
-    #[serde(deserialize_with = "one_or_many")]
-    pub audience: Vec<String>,
-    /// Accepted JWS algorithms. `none` is refused; `HS*` need `hmac_secret(_file)`.
-    pub algorithms: Vec<String>,
-    /// Clock skew allowed on `exp` and `nbf`, in seconds.
-    pub leeway_secs: u64,
-    /// Refetch the JWKS at least this often.
-    pub jwks_cache_secs: u64,
-    /// At most one JWKS fetch per this many seconds (an unknown `kid` asks for one).
-    pub jwks_min_refetch_secs: u64,
-    /// Overrides the discovery document's `jwks_uri`.
-    pub jwks_uri: Option<String>,
-    /// Overrides the discovery document's `introspection_endpoint`.
-    pub introspection_endpoint: Option<String>,
-    /// Our client at the provider, for introspection. Without it opaque tokens are refused.
-    pub client_id: Option<String>,
-    #[serde(skip_serializing)]
-    pub client_secret: Option<Secret>,
-    pub client_secret_file: Option<PathBuf>,
-    /// How long an introspection answer is reused, in seconds (a negative one at most 10 s).
-    pub introspection_cache_secs: u64,
-    /// Most cached introspection answers; when full, expired answers and then the oldest go.
-    pub introspection_cache_entries: usize,
-    /// Introspections of tokens not in the cache: at most this many per second on average ...
-    pub introspection_rate_per_sec: u32,
-    /// ... with bursts of up to this many. Beyond that an unknown token gets a 503 (try again),
-    /// so a flood of made-up tokens cannot hammer the provider.
-    pub introspection_burst: u32,
-    /// Refuse an active introspection answer that names no audience (a refresh token, or a
-    /// token for nobody in particular).
-    pub introspection_require_audience: bool,
-    /// The shared secret for `HS256/384/512` tokens (only if those are in `algorithms`).
-    #[serde(skip_serializing)]
-    pub hmac_secret: Option<Secret>,
-    pub hmac_secret_file: Option<PathBuf>,
-    /// Timeout of each request to the provider, in seconds.
-    pub http_timeout_secs: u64,
-    /// `[auth.oidc.claims]`
-    pub claims: ClaimMapping,
-}
-
-impl Default for OidcConfig {
-    fn default() -> Self {
-        Self {
-            issuer: String::new(),
-            audience: vec!["nlds".into()],
-            algorithms: DEFAULT_ALGORITHMS.iter().map(|s| s.to_string()).collect(),
-            leeway_secs: 30,
-            jwks_cache_secs: 3600,
-            jwks_min_refetch_secs: 30,
-            jwks_uri: None,
-            introspection_endpoint: None,
-            client_id: None,
-            client_secret: None,
-            client_secret_file: None,
-            introspection_cache_secs: 30,
-            introspection_cache_entries: 10_000,
-            introspection_rate_per_sec: 20,
-            introspection_burst: 50,
-            introspection_require_audience: true,
-            hmac_secret: None,
-            hmac_secret_file: None,
-            http_timeout_secs: 10,
-            claims: ClaimMapping::default(),
-        }
-    }
-}
-
-/// How the roles claim is shaped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RolesFormat {
-    /// `{"climate": "manager"}` (a value may also be a list of roles: the highest counts).
-    #[default]
-    Map,
-    /// `["climate:manager", "ocean:deputy"]` (or one space-separated string).
-    List,
-}
-
-/// `[auth.oidc.claims]`: which claims hold the user, groups and roles. A name is a claim name, or
-/// a dotted path into nested objects (`resource_access.nlds.roles`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClaimMapping {
-    pub user: String,
-    pub groups: String,
-    /// The per-group roles claim; empty: no roles from tokens (everyone is USER).
-    pub roles: String,
-    pub roles_format: RolesFormat,
-    /// Between group and role in the `list` format.
-    pub roles_separator: String,
-    /// Members of any of these groups are ADMIN everywhere.
-    pub admin_groups: Vec<String>,
-    /// `list` format: entries without a separator that make the caller ADMIN everywhere.
-    pub admin_roles: Vec<String>,
-}
-
-impl Default for ClaimMapping {
-    fn default() -> Self {
-        Self {
-            user: "preferred_username".into(),
-            groups: "groups".into(),
-            roles: "nlds_roles".into(),
-            roles_format: RolesFormat::Map,
-            roles_separator: ":".into(),
-            admin_groups: Vec::new(),
-            admin_roles: Vec::new(),
-        }
-    }
-}
+pub use nlds_settings::{ClaimMapping, ExposeSecret, OidcConfig, RolesFormat, SecretString};
 
 /// Why a token was refused. Messages never contain the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -322,9 +172,16 @@ fn parse_role(claim_name: &str, group: &str, role: &str) -> Result<AccessRole, A
     Ok(parsed.in_group())
 }
 
-impl ClaimMapping {
+/// What the server does with a [`ClaimMapping`] (defined in `nlds-settings`).
+pub trait ClaimMappingExt {
     /// Checks the mapping itself (at startup).
-    pub fn validate(&self) -> anyhow::Result<()> {
+    fn validate(&self) -> anyhow::Result<()>;
+    /// The identity the claims describe.
+    fn identity(&self, claims: &Map<String, Value>) -> Result<Identity, AuthError>;
+}
+
+impl ClaimMappingExt for ClaimMapping {
+    fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             !self.user.trim().is_empty(),
             "[auth.oidc.claims] user must name the claim that holds the user name"
@@ -336,8 +193,7 @@ impl ClaimMapping {
         Ok(())
     }
 
-    /// The identity the claims describe.
-    pub fn identity(&self, claims: &Map<String, Value>) -> Result<Identity, AuthError> {
+    fn identity(&self, claims: &Map<String, Value>) -> Result<Identity, AuthError> {
         let user = match claim(claims, &self.user) {
             Some(Value::String(s)) => plain_name("user", &self.user, s)?,
             Some(_) => {
@@ -564,13 +420,13 @@ pub struct OidcAuthenticator {
 }
 
 fn read_secret(
-    inline: &Option<Secret>,
+    inline: &Option<SecretString>,
     file: &Option<PathBuf>,
     what: &str,
 ) -> anyhow::Result<Option<String>> {
     match (inline, file) {
         (Some(_), Some(_)) => anyhow::bail!("[auth.oidc] set {what} or {what}_file, not both"),
-        (Some(s), None) => Ok(Some(s.0.trim().to_owned())),
+        (Some(s), None) => Ok(Some(s.expose_secret().trim().to_owned())),
         (None, Some(path)) => {
             let s = std::fs::read_to_string(path).with_context(|| {
                 format!("[auth.oidc] cannot read {what}_file {}", path.display())

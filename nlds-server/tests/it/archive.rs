@@ -235,7 +235,7 @@ async fn an_archive_round_over_the_distributed_services() {
     settings.workers.archive.aggregate_members = 10;
     settings.workers.archive.aggregates_per_holding = 100;
     let cold = temp();
-    settings.workers.cold.dir.root = cold.path().to_owned();
+    settings.workers.cold.dir_mut().root = cold.path().to_owned();
     let stop = tokio_util::sync::CancellationToken::new();
     start_roles(&settings, nlds_workers::run::all_roles(), stop.clone());
     let url = start_server(&settings, stop.clone()).await;
@@ -300,7 +300,7 @@ async fn gets_of_cold_only_files_recall_their_aggregate_once_and_detect_corrupti
     settings.workers.archive.interval_secs = 0;
     settings.workers.archive.aggregate_bytes = 1 << 20;
     settings.workers.archive.recall_poll_secs = 1;
-    settings.workers.cold.dir.stage_delay_ms = 1500;
+    settings.workers.cold.dir_mut().stage_delay_ms = 1500;
     let e = Embedded::start(EmbeddedOptions {
         data_dir: data.path().to_owned(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -528,7 +528,7 @@ async fn backend_round_trip(cold: nlds_workers::cold::ColdConfig) {
     settings.workers.archive.aggregate_bytes = 32 << 20;
     settings.workers.archive.recall_poll_secs = 1;
     settings.workers.cold = cold;
-    let backend = settings.workers.cold.backend.clone();
+    let backend = settings.workers.cold.backend().to_owned();
     let e = Embedded::start(EmbeddedOptions {
         data_dir: data.path().to_owned(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -627,7 +627,7 @@ async fn backend_round_trip(cold: nlds_workers::cold::ColdConfig) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_through_the_dir_tape_emulator() {
     let mut cold = nlds_workers::cold::ColdConfig::default();
-    cold.dir.stage_delay_ms = 1000;
+    cold.dir_mut().stage_delay_ms = 1000;
     backend_round_trip(cold).await;
 }
 
@@ -636,21 +636,18 @@ async fn round_trip_through_s3_glacier_on_moto() {
     let Some(endpoint) = crate::helpers::service("NLDS_TEST_S3_ENDPOINT") else {
         return;
     };
-    let mut cold = nlds_workers::cold::ColdConfig {
-        backend: "s3-glacier".into(),
-        ..Default::default()
-    };
-    cold.glacier.store.endpoint = endpoint;
-    cold.glacier.store.access_key = "testing".into();
-    cold.glacier.store.secret_key = "testing".into();
-    cold.glacier.store.bucket = format!(
+    let mut cold = nlds_workers::cold::ColdConfig::S3Glacier(Default::default());
+    cold.glacier_mut().store.endpoint = endpoint;
+    cold.glacier_mut().store.access_key = "testing".into();
+    cold.glacier_mut().store.secret_key = "testing".into();
+    cold.glacier_mut().store.bucket = format!(
         "nlds-cold-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
     // moto computes multipart composite checksums with CRC32 instead of CRC32C; every part's
     // CRC32C is still sent (see cold::glacier).
-    cold.glacier.verify_multipart_checksum = false;
-    cold.glacier.part_size = 16 << 20;
+    cold.glacier_mut().verify_multipart_checksum = false;
+    cold.glacier_mut().part_size = 16 << 20;
     backend_round_trip(cold).await;
 }
 
@@ -659,12 +656,9 @@ async fn round_trip_through_xrootd() {
     let Some(url) = crate::helpers::service("NLDS_TEST_XROOTD_URL") else {
         return;
     };
-    let mut cold = nlds_workers::cold::ColdConfig {
-        backend: "xrootd".into(),
-        ..Default::default()
-    };
+    let mut cold = nlds_workers::cold::ColdConfig::Xrootd(Default::default());
     // Each test writes under its own directory of the server's export.
-    cold.xrootd.url = format!(
+    cold.xrootd_mut().url = format!(
         "{}/rt-{}",
         url.trim_end_matches('/'),
         &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -680,10 +674,10 @@ async fn an_unreachable_cold_store_is_retried_then_leaves_the_holding_eligible()
     let mut settings = ServerSettings::default();
     settings.workers.archive.interval_secs = 0;
     settings.bus.retry_delays_ms = vec![200, 400];
-    settings.workers.cold.backend = "xrootd".into();
+    // xrootd_mut() selects the xrootd backend.
     // A port nothing listens on: every operation is "unavailable" (transient).
-    settings.workers.cold.xrootd.url = "root://127.0.0.1:1//tape".into();
-    settings.workers.cold.xrootd.timeout_secs = 2;
+    settings.workers.cold.xrootd_mut().url = "root://127.0.0.1:1//tape".into();
+    settings.workers.cold.xrootd_mut().timeout_secs = 2;
     let e = Embedded::start(EmbeddedOptions {
         data_dir: data.path().to_owned(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -769,8 +763,8 @@ async fn killing_archive_get_while_a_recall_waits_loses_nothing() {
     settings.workers.archive.interval_secs = 0;
     settings.workers.archive.recall_poll_secs = 1;
     let cold = temp();
-    settings.workers.cold.dir.root = cold.path().to_owned();
-    settings.workers.cold.dir.stage_delay_ms = 4000;
+    settings.workers.cold.dir_mut().root = cold.path().to_owned();
+    settings.workers.cold.dir_mut().stage_delay_ms = 4000;
     let cfg_dir = temp();
     let config = cfg_dir.path().join("workers.toml");
     std::fs::write(&config, toml::to_string(&settings).unwrap()).unwrap();

@@ -43,8 +43,8 @@ async fn start(data: &Path, cold: &Path, s3: Option<(&str, &str)>) -> Embedded {
     tokens(data);
     let mut settings = ServerSettings::default();
     settings.workers.archive.interval_secs = 0;
-    settings.workers.cold.dir.root = cold.to_owned();
-    settings.workers.cold.dir.stage_delay_ms = 0;
+    settings.workers.cold.dir_mut().root = cold.to_owned();
+    settings.workers.cold.dir_mut().stage_delay_ms = 0;
     let external = s3.map(
         |(endpoint, bucket)| nlds_workers::config::ObjectStoreConfig {
             endpoint: endpoint.to_owned(),

@@ -95,7 +95,7 @@ impl Services {
         workers.object_store.bucket = self.bucket.clone();
         // The test users are not system accounts (tests/it/posix.rs covers "user").
         workers.posix_checks = Some(nlds_workers::posix::PosixChecks::Service);
-        workers.cold.dir.root = std::env::temp_dir().join(format!("{}-cold", self.vhost));
+        workers.cold.dir_mut().root = std::env::temp_dir().join(format!("{}-cold", self.vhost));
         Settings {
             bus: BusConfig {
                 kind: BusKind::Rabbitmq,
@@ -104,6 +104,7 @@ impl Services {
                 retry_delays_ms: vec![200, 1000, 3000],
             },
             workers,
+            ..Default::default()
         }
     }
 }

@@ -107,7 +107,7 @@ impl Drop for Deployment {
         let _ = w.kill();
         let _ = w.wait();
         let _ = std::fs::remove_dir_all(&self.settings.workers.log_dir);
-        let _ = std::fs::remove_dir_all(&self.settings.workers.cold.dir.root);
+        let _ = std::fs::remove_dir_all(&self.settings.workers.cold.dir_mut().root);
     }
 }
 

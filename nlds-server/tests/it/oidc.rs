@@ -491,7 +491,9 @@ async fn oidc_opaque_tokens_are_introspected_and_revocation_takes_effect() {
     // no access either.
     let mut c = config(&iss);
     c.client_secret_file = None;
-    c.client_secret = Some(nlds_server::auth::oidc::Secret::new("not-the-secret"));
+    c.client_secret = Some(nlds_server::auth::oidc::SecretString::from(
+        "not-the-secret",
+    ));
     let wrong = OidcAuthenticator::new(c).unwrap();
     let other = mint(
         &iss,

@@ -120,7 +120,7 @@ async fn start(
         "nlds-posix-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
-    workers.cold.dir.root = data.join("cold");
+    workers.cold.dir_mut().root = data.join("cold");
     let db = nlds_workers::db::connect(&workers.database_url)
         .await
         .unwrap();

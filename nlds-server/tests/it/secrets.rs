@@ -124,7 +124,7 @@ async fn no_secret_reaches_the_broker_the_logs_or_an_answer() {
     .unwrap();
     let mut settings = svc.settings();
     // The secret key comes only from the file named by NLDS_S3_SECRET_KEY_FILE.
-    settings.workers.object_store.secret_key = String::new();
+    settings.workers.object_store.secret_key = Default::default();
     // A second tenancy, its secret key in its own file.
     let tenancy_file = dir.path().join("tenancy-b-secret-key");
     std::fs::write(&tenancy_file, format!("{tenancy_secret}\n")).unwrap();
@@ -144,15 +144,10 @@ async fn no_secret_reaches_the_broker_the_logs_or_an_answer() {
         l.local_addr().unwrap().port()
     };
     let config = dir.path().join("nlds.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[server]\nlisten = \"127.0.0.1:{port}\"\ntokens_file = \"{}\"\n",
-            toml::to_string(&settings).unwrap(),
-            tokens.display()
-        ),
-    )
-    .unwrap();
+    // One settings type: the server's section is written with the rest.
+    settings.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    settings.server.tokens_file = tokens.clone();
+    std::fs::write(&config, toml::to_string(&settings).unwrap()).unwrap();
     let config_arg = config.to_string_lossy().into_owned();
     assert!(
         !std::fs::read_to_string(&config)

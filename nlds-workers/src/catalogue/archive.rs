@@ -30,46 +30,7 @@ use super::{BLAKE3, COLD, Catalogue, Result, WARM, to_i64, to_u32, to_u64};
 use crate::cold::aggregate::{self, Member};
 use crate::db::{self, aggregation, aggregation_member, checksum, file, holding, location};
 
-/// What one archive round may take on.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct ArchiveConfig {
-    /// Seconds between two scheduled rounds (0: only when an admin asks).
-    pub interval_secs: u64,
-    /// Target size of an aggregate; a file at least this large is archived alone.
-    pub aggregate_bytes: u64,
-    /// Most files in one aggregate.
-    pub aggregate_members: usize,
-    /// Holdings served per round.
-    pub holdings_per_round: u64,
-    /// Aggregates per holding per round.
-    pub aggregates_per_holding: usize,
-    /// How long a worker may take to write an aggregate before it is given up.
-    pub lease_secs: u64,
-    /// Seconds between two checks of a staging aggregate (a durable delayed message each).
-    pub recall_poll_secs: u64,
-    /// Give a recall up when staging takes longer than this.
-    pub recall_timeout_secs: u64,
-    /// Where recalled members are spooled (and verified) before they are uploaded; the system's
-    /// temporary directory by default.
-    pub spool_dir: Option<std::path::PathBuf>,
-}
-
-impl Default for ArchiveConfig {
-    fn default() -> Self {
-        Self {
-            interval_secs: 600,
-            aggregate_bytes: 4 << 30,
-            aggregate_members: 10_000,
-            holdings_per_round: 16,
-            aggregates_per_holding: 4,
-            lease_secs: 6 * 3600,
-            recall_poll_secs: 60,
-            recall_timeout_secs: 7 * 24 * 3600,
-            spool_dir: None,
-        }
-    }
-}
+pub use nlds_settings::ArchiveConfig;
 
 /// A recall not taken up by archive-get within this long is sent again by the next round.
 fn stale_recall() -> chrono::Duration {

@@ -48,26 +48,15 @@ use crate::db::{
     aggregation, aggregation_member, file, holding, location, recall, tag, transaction,
 };
 
-/// `[workers.delete]`: how long deleted files can be undeleted, and how much one purge takes on.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct DeleteConfig {
-    /// Seconds a deleted file or holding can be undeleted; then it is purged (7 days).
-    pub retention_secs: u64,
-    /// Most deleted files one purge handles (the next sweep takes the rest).
-    pub purge_batch: u64,
+pub use nlds_settings::DeleteConfig;
+
+/// [`DeleteConfig`] (defined in `nlds-settings`) in chrono's terms.
+trait Retention {
+    /// How long deleted files can be undeleted.
+    fn retention(&self) -> chrono::Duration;
 }
 
-impl Default for DeleteConfig {
-    fn default() -> Self {
-        Self {
-            retention_secs: 7 * 24 * 3600,
-            purge_batch: 10_000,
-        }
-    }
-}
-
-impl DeleteConfig {
+impl Retention for DeleteConfig {
     fn retention(&self) -> chrono::Duration {
         chrono::Duration::seconds(i64::try_from(self.retention_secs).unwrap_or(i64::MAX / 4))
     }

@@ -48,24 +48,7 @@ use super::{
 /// Bytes read from a write's stream at a time.
 const CHUNK: usize = 1 << 20;
 
-/// `[workers.cold.dir]`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DirConfig {
-    /// The library's directory; `tape/`, `staged/` and `requests/` are created under it.
-    pub root: PathBuf,
-    /// How long a stage request takes to bring an aggregate online, in milliseconds.
-    pub stage_delay_ms: u64,
-}
-
-impl Default for DirConfig {
-    fn default() -> Self {
-        Self {
-            root: PathBuf::from("cold"),
-            stage_delay_ms: 2000,
-        }
-    }
-}
+pub use nlds_settings::DirConfig;
 
 /// A stage request as stored under `requests/`.
 #[derive(Debug, Serialize, Deserialize)]

@@ -60,14 +60,12 @@ use aws_sdk_s3::types::{
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream};
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 use super::{
     AggregateStat, ByteReader, ColdError, ColdResult, ColdStore, StoredChecksum, check_name,
     from_s3,
 };
-use crate::config::ObjectStoreConfig;
 use crate::s3::{self, S3Error};
 
 /// S3's smallest part (but the last).
@@ -79,47 +77,19 @@ const MAX_PARTS: u64 = 10_000;
 /// Restore requests in flight per [`ColdStore::stage`] call.
 const STAGE_CONCURRENCY: usize = 8;
 
-/// `[workers.cold.glacier]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct GlacierConfig {
-    /// The connection and the bucket: `endpoint`, `region`, `access_key`, `secret_key` (never
-    /// logged), `secret_key_file` and `bucket`, the keys of the warm tier's `object_store`.
-    #[serde(flatten)]
-    pub store: ObjectStoreConfig,
-    /// Prepended to every aggregate name to make its key (usually ends with `/`).
-    pub prefix: String,
-    /// `GLACIER` (Flexible Retrieval) or `DEEP_ARCHIVE`.
-    pub storage_class: String,
-    /// How long a restored copy stays readable.
-    pub restore_days: u32,
-    /// `Standard`, `Bulk` or `Expedited` (not with `DEEP_ARCHIVE`).
-    pub restore_tier: String,
-    /// Aggregates up to this size are one PutObject, larger ones are uploaded in parts of this
-    /// size (5 MiB to 5 GiB). At most two parts are in memory at once.
-    pub part_size: u64,
-    /// Check S3's composite checksum of a multipart object after completion (see the module
-    /// docs). Turn off only for a store that computes it wrongly.
-    pub verify_multipart_checksum: bool,
-}
+pub use nlds_settings::GlacierConfig;
 
-impl Default for GlacierConfig {
-    fn default() -> Self {
-        Self {
-            store: ObjectStoreConfig::default(),
-            prefix: "cold/".into(),
-            storage_class: "GLACIER".into(),
-            restore_days: 1,
-            restore_tier: "Standard".into(),
-            part_size: 64 << 20,
-            verify_multipart_checksum: true,
-        }
-    }
-}
-
-impl GlacierConfig {
+/// The checks of [`GlacierConfig`] (defined in `nlds-settings`) that need the S3 SDK's types.
+trait GlacierChecks {
     /// Checks the settings without contacting the store.
-    pub fn validate(&self) -> ColdResult<()> {
+    #[cfg(test)]
+    fn validate(&self) -> ColdResult<()>;
+    fn settings(&self) -> ColdResult<Settings>;
+}
+
+impl GlacierChecks for GlacierConfig {
+    #[cfg(test)]
+    fn validate(&self) -> ColdResult<()> {
         self.settings().map(|_| ())
     }
 
@@ -1045,7 +1015,7 @@ mod tests {
 
     fn config(endpoint: &str, bucket: &str) -> GlacierConfig {
         GlacierConfig {
-            store: ObjectStoreConfig {
+            store: crate::config::ObjectStoreConfig {
                 endpoint: endpoint.into(),
                 region: "us-east-1".into(),
                 access_key: "nlds-test".into(),

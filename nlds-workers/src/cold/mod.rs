@@ -18,7 +18,6 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use nlds_core::ErrorCode;
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
 
 /// A byte stream in or out of a store.
@@ -144,45 +143,22 @@ pub fn check_name(name: &str) -> ColdResult<()> {
     }
 }
 
-/// `[workers.cold]`: which backend holds the cold tier, and its settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ColdConfig {
-    /// `dir`, `xrootd` or `s3-glacier`.
-    pub backend: String,
-    pub dir: dir::DirConfig,
-    pub xrootd: xrootd::XrootdConfig,
-    pub glacier: glacier::GlacierConfig,
-}
-
-impl Default for ColdConfig {
-    fn default() -> Self {
-        Self {
-            backend: "dir".into(),
-            dir: Default::default(),
-            xrootd: Default::default(),
-            glacier: Default::default(),
-        }
-    }
-}
+pub use nlds_settings::ColdConfig;
 
 /// Opens the configured cold store.
 pub async fn open(cfg: &ColdConfig) -> anyhow::Result<std::sync::Arc<dyn ColdStore>> {
-    Ok(match cfg.backend.as_str() {
-        "dir" => std::sync::Arc::new(dir::DirStore::new(cfg.dir.clone())?),
-        "xrootd" => std::sync::Arc::new(xrootd::XrootdStore::new(cfg.xrootd.clone())?),
-        "s3-glacier" => {
-            let store = glacier::GlacierStore::new(&cfg.glacier).await?;
+    Ok(match cfg {
+        ColdConfig::Dir(c) => std::sync::Arc::new(dir::DirStore::new(c.clone())?),
+        ColdConfig::Xrootd(c) => std::sync::Arc::new(xrootd::XrootdStore::new(c.clone())?),
+        ColdConfig::S3Glacier(c) => {
+            let store = glacier::GlacierStore::new(c).await?;
             // An unreachable store must not stop the role: writes retry with back-off.
             if let Err(e) = store.ensure_bucket().await {
-                tracing::warn!(error = %e, bucket = %cfg.glacier.store.bucket,
+                tracing::warn!(error = %e, bucket = %c.store.bucket,
                     "cannot check the cold bucket now; writes will retry");
             }
             std::sync::Arc::new(store)
         }
-        other => anyhow::bail!(
-            "unknown cold store backend {other:?}: use \"dir\", \"xrootd\" or \"s3-glacier\""
-        ),
     })
 }
 

@@ -36,8 +36,6 @@
 //! - the tools' stderr is part of error texts; `env` values (e.g. an `XrdSecSSSKT` keytab path)
 //!   are never logged, and [`XrootdConfig`]'s `Debug` shows only their keys.
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -47,7 +45,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::process::{ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
@@ -73,52 +70,7 @@ const TRANSIENT_CODES: [u32; 7] = [3008, 3012, 3014, 3020, 3024, 3034, 3035];
 /// kXR_NotFound.
 const NOT_FOUND_CODE: u32 = 3011;
 
-/// `[workers.cold.xrootd]`
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct XrootdConfig {
-    /// `root://host[:port]//base/path`: the server and the directory that holds the aggregates.
-    pub url: String,
-    /// The `xrdcp` command.
-    pub xrdcp: String,
-    /// The `xrdfs` command.
-    pub xrdfs: String,
-    /// Words run in front of every command, e.g. `["nsenter", "--net=/run/netns/tape"]`.
-    pub command_prefix: Vec<String>,
-    /// Limit for each metadata command (stat, rm, mv, query, prepare), for connecting, and for a
-    /// read to start; also the XRootD client's request timeout. Streams have no overall limit.
-    pub timeout_secs: u64,
-    /// Extra environment of the commands, e.g. `XrdSecPROTOCOL = "sss"` and
-    /// `XrdSecSSSKT = "/etc/nlds/tape.keytab"`; `XRD_*` client settings here win over ours.
-    /// Values are never logged.
-    pub env: BTreeMap<String, String>,
-}
-
-impl Default for XrootdConfig {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            xrdcp: "xrdcp".into(),
-            xrdfs: "xrdfs".into(),
-            command_prefix: Vec::new(),
-            timeout_secs: 60,
-            env: BTreeMap::new(),
-        }
-    }
-}
-
-impl fmt::Debug for XrootdConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("XrootdConfig")
-            .field("url", &self.url)
-            .field("xrdcp", &self.xrdcp)
-            .field("xrdfs", &self.xrdfs)
-            .field("command_prefix", &self.command_prefix)
-            .field("timeout_secs", &self.timeout_secs)
-            .field("env", &self.env.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
+pub use nlds_settings::XrootdConfig;
 
 /// The `xrootd` cold store. `Send + Sync`, so it can be shared in an `Arc`.
 #[derive(Debug, Clone)]

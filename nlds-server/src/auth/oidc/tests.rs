@@ -479,7 +479,7 @@ async fn introspection_answers_are_cached_and_checked() {
     let (f, iss) = fake_provider().await;
     let mut c = cfg(&iss);
     c.client_id = Some("nlds-server".into());
-    c.client_secret = Some(Secret::new("right+secret"));
+    c.client_secret = Some(SecretString::from("right+secret"));
     c.introspection_cache_secs = 3600;
     let auth = OidcAuthenticator::new(c.clone()).unwrap();
     let active = |extra: Value| {
@@ -540,7 +540,7 @@ async fn introspection_answers_are_cached_and_checked() {
     uncached.verify("good").await.unwrap();
     uncached.verify("good").await.unwrap();
     assert_eq!(uncached.introspections(), 2);
-    c.client_secret = Some(Secret::new("wrong"));
+    c.client_secret = Some(SecretString::from("wrong"));
     let wrong = OidcAuthenticator::new(c).unwrap();
     let err = wrong.verify("good").await.unwrap_err();
     assert_eq!(err.code(), "provider_unavailable");
@@ -579,7 +579,7 @@ async fn an_unreachable_provider_is_unavailable_not_a_refusal() {
 fn introspecting(iss: &str) -> OidcConfig {
     let mut c = cfg(iss);
     c.client_id = Some("nlds-server".into());
-    c.client_secret = Some(Secret::new("right+secret"));
+    c.client_secret = Some(SecretString::from("right+secret"));
     c.introspection_cache_secs = 3600;
     c
 }
