@@ -297,6 +297,21 @@ pub fn next(workflow: Workflow, step: Step, outcome: StepOutcome) -> Result<Vec<
     Ok(effects)
 }
 
+/// The request for an archive round now, the first message of the archive workflow: what the
+/// archive scheduler and an operator (through the API) publish. Its transaction id names the
+/// round.
+pub fn archive_round() -> (RoutingKey, crate::Envelope) {
+    let env = crate::Envelope::new(
+        uuid::Uuid::new_v4(),
+        "nlds",
+        "nlds",
+        ApiAction::ArchivePut,
+        "archive-next",
+        crate::Payload::ArchiveNext,
+    );
+    (Step::ArchiveNext.key(), env)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +421,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_archive_round_request_is_the_archive_workflows_first_step() {
+        let (k, e) = archive_round();
+        assert_eq!(k.to_string(), "nlds-api.catalog-archive-next.start");
+        assert_eq!(Workflow::Archive.steps()[0].key(), k);
+        assert_eq!(Workflow::of_api_action(e.action), Workflow::Archive);
+        assert_eq!((e.user.as_str(), e.group.as_str()), ("nlds", "nlds"));
+        assert_eq!(e.job_label, "archive-next");
+        assert!(matches!(e.payload, crate::Payload::ArchiveNext));
     }
 
     #[test]
