@@ -473,3 +473,108 @@ async fn killing_the_api_after_a_delete_orphans_nothing() {
     }
     stop.cancel();
 }
+
+/// The API dies the instant the catalogue answers: a delete is still on record and complete, and
+/// a purge's objects are still removed, because the catalogue sent those messages with its
+/// answer (the API is simulated by the bare RPCs it makes, and then does nothing more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_api_that_dies_when_the_catalogue_answers_loses_no_record_and_orphans_nothing() {
+    use nlds_core::api::ApiAction;
+    use nlds_core::message::{HoldingFilter, RpcReply};
+    use nlds_core::{AccessRole, Action, Envelope, Payload, RoutingKey, Worker};
+    let Some(svc) = Services::new().await else {
+        return;
+    };
+    let settings = svc.settings();
+    let stop = CancellationToken::new();
+    start_roles(&settings, nlds_workers::run::all_roles(), stop.clone());
+    let url = start_server(&settings, stop.clone()).await;
+    let api = Api::new(&url, TOKEN);
+    let src = temp();
+    let n = crate::helpers::make_tree(src.path(), 20, 1);
+    let (s, r) = api
+        .post(
+            "/api/v2/put",
+            &json!({"paths": [src.path()], "label": "gone"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let put = r["transaction_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.wait(&put, Duration::from_secs(300)).await.state,
+        State::Complete
+    );
+    let os = &settings.workers.object_store;
+    assert_eq!(bucket_keys(os, &format!("tx/{put}/")).await.len(), n);
+
+    let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
+    let rpc = |key: RoutingKey, env: Envelope| {
+        let bus = bus.clone();
+        async move {
+            let reply = bus.rpc(key, &env, Duration::from_secs(30)).await.unwrap();
+            let Payload::Reply(r) = reply.payload else {
+                panic!("not a reply: {reply:?}")
+            };
+            r
+        }
+    };
+    // catalog.del as the API sends it; the API dies before recording anything.
+    let del = uuid::Uuid::new_v4();
+    let env = Envelope::new(
+        del,
+        "alice",
+        "climate",
+        ApiAction::Del,
+        "gone",
+        Payload::Delete {
+            filter: HoldingFilter {
+                label: Some("gone".into()),
+                descending: true,
+                ..Default::default()
+            },
+            paths: vec![],
+            regex: false,
+            dry_run: false,
+        },
+    )
+    .with_role(AccessRole::User);
+    let RpcReply::Deleted(plan) = rpc(RoutingKey::new(Worker::Catalog, Action::Del), env).await
+    else {
+        panic!("catalog.del did not answer with a plan")
+    };
+    assert_eq!(plan.holdings.len(), 1, "{plan:?}");
+    let t = api.wait(&del.to_string(), Duration::from_secs(60)).await;
+    assert_eq!(t.state, State::Complete, "{t:#?}");
+    assert_eq!(t.label.as_deref(), Some("gone"), "{t:#?}");
+
+    // catalog.purge as the API sends it; the API dies before doing anything with the answer.
+    let env = Envelope::new(
+        uuid::Uuid::new_v4(),
+        "alice",
+        "climate",
+        ApiAction::Get,
+        "rpc",
+        Payload::Purge { holding_id: None },
+    )
+    .with_role(AccessRole::Admin);
+    let RpcReply::Purged { summary, .. } =
+        rpc(RoutingKey::new(Worker::Catalog, Action::Purge), env).await
+    else {
+        panic!("catalog.purge did not answer with a summary")
+    };
+    assert_eq!(summary.objects as usize, n, "{summary:?}");
+    let start = std::time::Instant::now();
+    loop {
+        let left = bucket_keys(os, &format!("tx/{put}/")).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{} objects orphaned: {left:?}",
+            left.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop.cancel();
+}
