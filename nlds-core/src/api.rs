@@ -530,6 +530,34 @@ pub struct DeletePlan {
     pub dry_run: bool,
 }
 
+impl DeletePlan {
+    /// The holding (id and label) a delete transaction is recorded under: the one holding it
+    /// acted on, else the one every file it deleted is in, else those the request named.
+    pub fn transaction_holding(
+        &self,
+        holding_id: Option<i64>,
+        label: Option<String>,
+    ) -> (Option<i64>, Option<String>) {
+        match (self.holdings.as_slice(), self.files.first()) {
+            ([h], _) => (Some(h.id), Some(h.label.clone())),
+            ([], Some(f)) if self.files.iter().all(|x| x.holding_id == f.holding_id) => {
+                (Some(f.holding_id), Some(f.label.clone()))
+            }
+            _ => (holding_id, label),
+        }
+    }
+
+    /// How the delete went, as its workflow sees it: nothing deleted and something refused or
+    /// not found is a failed delete.
+    pub fn step_outcome(&self) -> crate::workflow::StepOutcome {
+        if self.files_total == 0 && self.holdings.is_empty() && !self.failed.is_empty() {
+            crate::workflow::StepOutcome::Emptied
+        } else {
+            crate::workflow::StepOutcome::Done
+        }
+    }
+}
+
 /// `POST /api/v2/admin/purge`: purge soft-deleted files now, whatever their retention.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct PurgeRequest {

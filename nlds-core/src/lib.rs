@@ -14,6 +14,7 @@ pub mod number;
 pub mod pattern;
 pub mod routing;
 pub mod state;
+pub mod workflow;
 
 pub use access::AccessRole;
 pub use error::ErrorCode;

@@ -266,7 +266,9 @@ impl Role {
         RoutingKey::new(worker, Action::SystemStat)
     }
 
-    /// Roles whose handlers answer RPCs (and so never publish follow-up work).
+    /// Roles whose handlers answer RPCs: a failure is answered, never retried later. A handler
+    /// that commits a change publishes the work it implies in the same outcome as its answer
+    /// (eviction and purge removals, a delete's monitor record), confirmed before the answer.
     pub fn is_rpc(self) -> bool {
         matches!(self, Role::CatalogueRpc | Role::MonitorRpc)
     }

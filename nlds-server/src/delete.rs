@@ -3,11 +3,14 @@
 //! `DELETE files/` calls too).
 //!
 //! A delete is a transaction: the catalogue soft-deletes what the request selects in one database
-//! transaction (RPC `catalog.del`, deciding from the caller's role who may delete what), then the
-//! transaction is recorded with the monitor and ended with the files deleted and those refused or
-//! not found, so `stat` shows it like any other. The files are gone from list, find and get as
-//! soon as the answer (202) is sent. Their copies are purged after the retention period, or when
-//! an operator purges.
+//! transaction (RPC `catalog.del`, deciding from the caller's role who may delete what) and, in
+//! the same outcome as its answer, records the transaction with the monitor and ends it with the
+//! files deleted and those refused or not found (so a delete is never done without being on
+//! record, even if this process dies); the API then records it too, synchronously, so `stat`
+//! shows it as soon as the answer (202) is sent. The files are gone from list, find and get from
+//! then on. Their copies are purged after the retention period, or when an operator purges: the
+//! catalogue publishes the removals of what a purge forgot with its answer (see
+//! `nlds_core::workflow`), so the API never sends them itself.
 
 use axum::Json;
 use axum::extract::State;
@@ -17,9 +20,7 @@ use nlds_core::api::{
     Accepted, ApiAction, DeletePlan, DeleteRequest, PurgeRequest, PurgeResponse, UndeleteRequest,
 };
 use nlds_core::message::{HoldingFilter, RpcReply};
-use nlds_core::{
-    AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, State as TxState, Worker,
-};
+use nlds_core::{AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, Worker};
 use uuid::Uuid;
 
 use crate::app::{ApiJson, AppState, Caller};
@@ -194,13 +195,7 @@ pub async fn submit_delete(
     .with_role(role);
     let plan = delete_rpc(s, env.clone(), Action::Del, "catalog.del").await?;
     // The holding a one-holding delete acted on names the transaction.
-    let (holding_id, label) = match (plan.holdings.as_slice(), plan.files.first()) {
-        ([h], _) => (Some(h.id), Some(h.label.clone())),
-        ([], Some(f)) if plan.files.iter().all(|x| x.holding_id == f.holding_id) => {
-            (Some(f.holding_id), Some(f.label.clone()))
-        }
-        _ => (req.holding_id, req.label),
-    };
+    let (holding_id, label) = plan.transaction_holding(req.holding_id, req.label);
     let init = env.reply(Payload::MonitorInit {
         label: label.clone(),
         holding_id,
@@ -212,26 +207,6 @@ pub async fn submit_delete(
         RpcReply::Recorded => {}
         _ => return Err(unexpected("monitor.init")),
     }
-    s.bus
-        .publish(
-            RoutingKey::new(Worker::MonitorPut, Action::Start),
-            &env.reply(Payload::MonitorUpdate {
-                // Nothing deleted and something refused or not found: the delete failed.
-                state: if plan.files_total == 0
-                    && plan.holdings.is_empty()
-                    && !plan.failed.is_empty()
-                {
-                    TxState::Failed
-                } else {
-                    TxState::Complete
-                },
-                files: plan.files_total + plan.failed.len() as u64,
-                bytes: plan.bytes_total,
-                failed: plan.failed.clone(),
-                warnings: Vec::new(),
-            }),
-        )
-        .await?;
     tracing::info!(transaction.id = %tid, user = %user, %role, files = plan.files_total,
         holdings = plan.holdings.len(), failed = plan.failed.len(), "delete done");
     Ok((
@@ -308,20 +283,13 @@ pub async fn admin_purge(
         },
     )
     .with_role(AccessRole::Admin);
-    let RpcReply::Purged {
-        summary,
-        objects,
-        aggregates,
-    } = s
+    let RpcReply::Purged { summary, .. } = s
         .rpc(RoutingKey::new(Worker::Catalog, Action::Purge), env)
         .await?
     else {
         return Err(unexpected("catalog.purge"));
     };
-    // The catalogue has forgotten these copies: remove them.
-    for (key, env) in nlds_workers::catalogue::removal_messages(objects, aggregates).publish {
-        s.bus.publish(key, &env).await?;
-    }
+    // The catalogue published the removals of the copies it forgot with its answer.
     tracing::info!(user = %caller.0.user, holding_id = ?req.holding_id, files = summary.files,
         objects = summary.objects, aggregates = summary.aggregates.len(),
         deferred = summary.deferred, refused = summary.refused.len(), "purged");

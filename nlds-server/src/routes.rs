@@ -277,7 +277,10 @@ pub async fn admin_archive(
             format!("{} is not a service operator (admin)", caller.0.user),
         ));
     }
-    let round = nlds_workers::archive::request_round(s.bus.as_ref()).await?;
+    // The archive workflow's first message; the catalogue plans the round.
+    let (key, env) = nlds_core::workflow::archive_round();
+    s.bus.publish(key, &env).await?;
+    let round = env.transaction_id;
     tracing::info!(user = %caller.0.user, %round, "archive round requested");
     Ok((
         StatusCode::ACCEPTED,
@@ -305,28 +308,14 @@ pub async fn admin_evict(
     let group = caller.group(None)?;
     let env = rpc_env(&caller, &group, Payload::Evict { holding_id });
     let RpcReply::Evicted { files } = s
-        .rpc(RoutingKey::new(Worker::Catalog, Action::Evict), env.clone())
+        .rpc(RoutingKey::new(Worker::Catalog, Action::Evict), env)
         .await?
     else {
         return Err(unexpected("catalog.evict"));
     };
+    // The catalogue published the removal of these warm copies' objects with its answer.
     let bytes: u64 = files.iter().map(|f| f.size).sum();
     let n = files.len();
-    if !files.is_empty() {
-        // The catalogue no longer lists these warm copies; delete their objects.
-        s.bus
-            .publish(
-                RoutingKey::new(Worker::TransferDel, Action::Start),
-                &env.reply(Payload::Files {
-                    holding_id: Some(holding_id),
-                    files,
-                    target: None,
-                    overwrite: false,
-                    failed: Vec::new(),
-                }),
-            )
-            .await?;
-    }
     tracing::info!(user = %caller.0.user, holding_id, files = n, bytes, "warm copies evicted");
     Ok(Json(
         serde_json::json!({ "holding_id": holding_id, "files": n, "bytes": bytes }),

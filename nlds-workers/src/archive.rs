@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use nlds_bus::{Bus, Handler, HandlerError, Outcome};
-use nlds_core::api::ApiAction;
 use nlds_core::message::{AggregateSums, ArchiveMember, RecallMember};
 use nlds_core::{Action, Envelope, ErrorCode, FailedFile, Payload, RoutingKey, Worker};
 use tokio_util::sync::CancellationToken;
@@ -292,21 +291,9 @@ impl Handler for ArchivePut {
 
 /// Asks the catalogue for an archive round now.
 pub async fn request_round(bus: &dyn Bus) -> Result<Uuid, nlds_bus::BusError> {
-    let tid = Uuid::new_v4();
-    let env = Envelope::new(
-        tid,
-        "nlds",
-        "nlds",
-        ApiAction::ArchivePut,
-        "archive-next",
-        Payload::ArchiveNext,
-    );
-    bus.publish(
-        RoutingKey::new(Worker::CatalogArchiveNext, Action::Start),
-        &env,
-    )
-    .await?;
-    Ok(tid)
+    let (key, env) = nlds_core::workflow::archive_round();
+    bus.publish(key, &env).await?;
+    Ok(env.transaction_id)
 }
 
 /// Requests a round every `interval` until `shutdown` (nothing when `interval` is zero).

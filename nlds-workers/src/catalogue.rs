@@ -19,6 +19,7 @@ use nlds_core::api::{
 };
 use nlds_core::error::ApiError;
 use nlds_core::message::{HoldingFilter, ObjectRef, RpcReply, sub_id};
+use nlds_core::workflow::{Step, Workflow};
 use nlds_core::{
     Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey, State,
     Worker,
@@ -55,7 +56,7 @@ mod archive;
 mod delete;
 mod recall;
 pub use archive::{ArchiveConfig, member_of};
-pub use delete::{DeleteConfig, removal_messages};
+pub use delete::DeleteConfig;
 pub use recall::recall_sub;
 
 /// The catalogue handler (roles `catalogue` and `catalogue-rpc`).
@@ -227,9 +228,19 @@ impl Catalogue {
                 },
             ) => self.recall_restored(*aggregation_id, restored).await,
             (Worker::Catalog, Action::Evict, Payload::Evict { holding_id }) => {
-                Ok(reply(RpcReply::Evicted {
-                    files: self.evict(*holding_id).await?,
-                }))
+                // The catalogue no longer lists these warm copies: their objects are deleted,
+                // published (and confirmed) with the answer.
+                let files = self.evict(*holding_id).await?;
+                let mut out = delete::removal_messages(
+                    Workflow::Evict,
+                    Step::CatalogEvict,
+                    |p| env.reply(p),
+                    Some(*holding_id),
+                    files.clone(),
+                    Vec::new(),
+                );
+                out.reply = Some(env.reply(Payload::Reply(RpcReply::Evicted { files })));
+                Ok(out)
             }
             (
                 Worker::Catalog,
@@ -249,9 +260,18 @@ impl Catalogue {
                     regex,
                     dry_run,
                 },
-            ) => Ok(reply(RpcReply::Deleted(
-                self.delete(env, filter, paths, *regex, *dry_run).await?,
-            ))),
+            ) => {
+                let plan = self.delete(env, filter, paths, *regex, *dry_run).await?;
+                // A committed delete is recorded with the monitor in the same outcome as the
+                // answer, so it is never done without being on record.
+                let mut out = if *dry_run {
+                    Outcome::none()
+                } else {
+                    delete::recorded(env, filter, &plan)
+                };
+                out.reply = Some(env.reply(Payload::Reply(RpcReply::Deleted(plan))));
+                Ok(out)
+            }
             (
                 Worker::Catalog,
                 Action::Undelete,
@@ -265,7 +285,7 @@ impl Catalogue {
                 self.undelete(env, filter, paths, *regex, *dry_run).await?,
             ))),
             (Worker::Catalog, Action::Purge, Payload::Purge { holding_id }) => {
-                Ok(reply(self.purge_now(env, *holding_id).await?))
+                self.purge_now(env, *holding_id).await
             }
             (
                 Worker::CatalogCheck

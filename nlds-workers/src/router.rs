@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use nlds_bus::{Handler, HandlerError, Outcome};
 use nlds_core::error::ErrorCode;
+use nlds_core::workflow::{self, Effect, NoStep, Step, StepOutcome, Workflow};
 use nlds_core::{Action, Envelope, Payload, RoutingKey, State, Worker};
 
 /// The router role.
@@ -70,74 +71,93 @@ fn is_empty_batch(env: &Envelope) -> bool {
     matches!(&env.payload, Payload::Files { files, .. } if files.is_empty())
 }
 
+/// How the step that sent `env` went, as the workflow sees it.
+fn step_outcome(action: Action, env: &Envelope) -> StepOutcome {
+    match action {
+        Action::Failed => StepOutcome::Failed,
+        _ if is_empty_batch(env) => StepOutcome::Emptied,
+        _ => StepOutcome::Done,
+    }
+}
+
+fn no_step(e: NoStep) -> HandlerError {
+    HandlerError::permanent(ErrorCode::Internal, format!("router: {e}"))
+}
+
 impl Router {
-    /// The next step after `worker` completed a batch.
-    fn next(&self, worker: Worker, env: Envelope) -> Result<Outcome, HandlerError> {
-        let mut outcome = self.next_step(worker, &env)?;
-        if let Payload::Files { failed, .. } = &env.payload
-            && let Some((k, e)) = log_failures(worker, &env, failed)
-        {
-            outcome = outcome.and(k, e);
+    /// Applies the workflow's next step (see [`nlds_core::workflow::next`]) to a message: a
+    /// monitor update for a reported state, and the message passed on (without the failures
+    /// already reported) to each step sent to.
+    fn apply(
+        &self,
+        workflow: Workflow,
+        step: Step,
+        outcome: StepOutcome,
+        env: &Envelope,
+    ) -> Result<Outcome, HandlerError> {
+        let mut out = Outcome::none();
+        for effect in workflow::next(workflow, step, outcome).map_err(no_step)? {
+            let (k, e) = match effect {
+                Effect::Report(State::Failed) if outcome == StepOutcome::Failed => {
+                    failed_update(step.key().worker, env)?
+                }
+                Effect::Report(state) => monitor(env, state),
+                Effect::Send(to) => (to.key(), forward(env)),
+            };
+            out = out.and(k, e);
         }
-        Ok(outcome)
+        Ok(out)
     }
 
-    fn next_step(&self, worker: Worker, env: &Envelope) -> Result<Outcome, HandlerError> {
-        let env = env.clone();
-        // A batch whose files all failed at an earlier step ends here, as FAILED (its failures
-        // are recorded in their own sub-records).
-        if is_empty_batch(&env) && worker != Worker::CatalogPut && worker != Worker::TransferGet {
-            let (k, e) = monitor(&env, State::Failed);
-            return Ok(Outcome::publish(k, e));
-        }
-        let step = |state: State, to: Worker| {
-            let (mk, me) = monitor(&env, state);
-            Outcome::publish(mk, me).and(key(to, Action::Start), forward(&env))
-        };
-        let outcome = match worker {
-            Worker::Index => step(State::CatalogPutting, Worker::CatalogCheck),
-            Worker::CatalogCheck => step(State::TransferPutting, Worker::TransferPut),
-            Worker::TransferPut => step(State::CatalogUpdating, Worker::CatalogPut),
-            Worker::CatalogGet => step(State::TransferGetting, Worker::TransferGet),
-            Worker::CatalogPut | Worker::TransferGet => {
-                let state = if is_empty_batch(&env) {
-                    State::Failed
-                } else {
-                    State::Complete
+    /// A completion or failure of `worker`'s step.
+    fn completed(
+        &self,
+        worker: Worker,
+        action: Action,
+        env: Envelope,
+    ) -> Result<Outcome, HandlerError> {
+        let step = Step::completed_by(worker);
+        let Some((step, workflow)) = step.and_then(|s| Workflow::sequencing(s).map(|w| (s, w)))
+        else {
+            if action == Action::Failed {
+                // Any other message the bus gave up on ends its sub-record FAILED.
+                let Payload::Failed { files } = &env.payload else {
+                    return Err(HandlerError::permanent(
+                        ErrorCode::Internal,
+                        format!("{worker}.failed without a list of failed files"),
+                    ));
                 };
-                let (mk, me) = monitor(&env, state);
-                Outcome::publish(mk, me)
+                let log = log_failures(worker, &env, files);
+                let (k, e) = failed_update(worker, &env)?;
+                let mut out = Outcome::publish(k, e);
+                if let Some((k, e)) = log {
+                    out = out.and(k, e);
+                }
+                return Ok(out);
             }
-            other => {
-                return Err(HandlerError::permanent(
-                    ErrorCode::Internal,
-                    format!("router has no step after {other}"),
-                ));
-            }
-        };
-        Ok(outcome)
-    }
-
-    fn failed(&self, worker: Worker, env: Envelope) -> Result<Outcome, HandlerError> {
-        let Payload::Failed { files } = env.payload.clone() else {
             return Err(HandlerError::permanent(
                 ErrorCode::Internal,
-                format!("{worker}.failed without a list of failed files"),
+                format!("router has no step after {worker}"),
             ));
         };
-        let log = log_failures(worker, &env, &files);
-        // The sub-record that sent the failures ends FAILED with them: a batch the bus gave up
-        // on, or the failure sub-record of the indexer or the catalogue's get resolution.
-        let update = env.reply(Payload::MonitorUpdate {
-            state: State::Failed,
-            files: files.len() as u64,
-            bytes: 0,
-            failed: files,
-            warnings: Vec::new(),
-        });
-        let mut out = Outcome::publish(key(Worker::MonitorPut, Action::Start), update);
-        if let Some((k, e)) = log {
-            out = out.and(k, e);
+        if matches!(step, Step::ArchiveNext | Step::ArchiveUpdate) {
+            // The catalogue gave up on an archive round or update (it logged why).
+            tracing::warn!(%worker, %action, transaction.id = %env.transaction_id,
+                "archive bookkeeping failed");
+        }
+        let outcome = step_outcome(action, &env);
+        let mut out = self.apply(workflow, step, outcome, &env)?;
+        // The failures of a monitored step are logged too.
+        if matches!(workflow, Workflow::Put | Workflow::Get) {
+            let failed = match &env.payload {
+                Payload::Files { failed, .. } | Payload::Failed { files: failed } => {
+                    failed.as_slice()
+                }
+                _ => &[],
+            };
+            if let Some((k, e)) = log_failures(worker, &env, failed) {
+                out = out.and(k, e);
+            }
         }
         Ok(out)
     }
@@ -145,13 +165,9 @@ impl Router {
     /// The first step of a workflow. The API recorded the transaction with the monitor before
     /// publishing (`monitor.init`), so only its first state is reported here.
     fn start(&self, action: Action, env: Envelope) -> Result<Outcome, HandlerError> {
-        let (first_state, first_step) = match (&env.payload, action) {
-            (Payload::PutRequest { .. }, Action::Put | Action::Putlist) => {
-                (State::Indexing, Worker::Index)
-            }
-            (Payload::GetRequest { .. }, Action::Get | Action::Getlist) => {
-                (State::CatalogGetting, Worker::CatalogGet)
-            }
+        let workflow = match (&env.payload, Workflow::submitted(action)) {
+            (Payload::PutRequest { .. }, Some(w @ Workflow::Put))
+            | (Payload::GetRequest { .. }, Some(w @ Workflow::Get)) => w,
             _ => {
                 return Err(HandlerError::permanent(
                     ErrorCode::BadRequest,
@@ -159,9 +175,30 @@ impl Router {
                 ));
             }
         };
-        let (mk, me) = monitor(&env, first_state);
-        Ok(Outcome::publish(mk, me).and(key(first_step, Action::Start), env))
+        self.apply(workflow, Step::Submit, StepOutcome::Done, &env)
     }
+}
+
+/// The monitor update that ends the sub-record of a step that gave up FAILED, with its failed
+/// files: a batch the bus gave up on, or the failure sub-record of the indexer or the
+/// catalogue's get resolution.
+fn failed_update(worker: Worker, env: &Envelope) -> Result<(RoutingKey, Envelope), HandlerError> {
+    let Payload::Failed { files } = env.payload.clone() else {
+        return Err(HandlerError::permanent(
+            ErrorCode::Internal,
+            format!("{worker}.failed without a list of failed files"),
+        ));
+    };
+    Ok((
+        key(Worker::MonitorPut, Action::Start),
+        env.reply(Payload::MonitorUpdate {
+            state: State::Failed,
+            files: files.len() as u64,
+            bytes: 0,
+            failed: files,
+            warnings: Vec::new(),
+        }),
+    ))
 }
 
 #[async_trait]
@@ -169,21 +206,9 @@ impl Handler for Router {
     async fn handle(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
         match (key.worker, key.action) {
             (Worker::Route, action) => self.start(action, env),
-            // Archiving: the writer's report goes to the catalogue, success or failure.
-            (Worker::ArchivePut | Worker::ArchiveGet, Action::Complete | Action::Failed) => {
-                Ok(Outcome::publish(
-                    RoutingKey::new(Worker::CatalogArchiveUpdate, Action::Start),
-                    env,
-                ))
+            (worker, action @ (Action::Complete | Action::Failed)) => {
+                self.completed(worker, action, env)
             }
-            // The catalogue gave up on an archive round or update (it logged why); an expired
-            // lease releases the files, so there is nothing to route.
-            (Worker::CatalogArchiveNext | Worker::CatalogArchiveUpdate, _) => {
-                tracing::warn!(%key, transaction.id = %env.transaction_id, "archive bookkeeping failed");
-                Ok(Outcome::none())
-            }
-            (worker, Action::Complete) => self.next(worker, env),
-            (worker, Action::Failed) => self.failed(worker, env),
             _ => Err(HandlerError::permanent(
                 ErrorCode::Internal,
                 format!("router does not handle {key}"),
@@ -363,6 +388,71 @@ mod tests {
         });
         assert!(
             r.handle(key(Worker::Route, Action::Get), bad)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn archive_reports_go_to_the_catalogue_and_its_bookkeeping_ends_there() {
+        let r = Router;
+        let stored = env(Payload::ArchiveStored {
+            aggregation_id: 7,
+            name: "agg".into(),
+            sums: nlds_core::message::AggregateSums {
+                size: 1,
+                adler32: 1,
+                crc32c: 1,
+                blake3: "b".into(),
+            },
+        });
+        for w in [Worker::ArchivePut, Worker::ArchiveGet] {
+            for a in [Action::Complete, Action::Failed] {
+                let o = r.handle(key(w, a), stored.clone()).await.unwrap();
+                assert_eq!(
+                    keys(&o),
+                    ["nlds-api.catalog-archive-update.start"],
+                    "{w}.{a}"
+                );
+                assert_eq!(o.publish[0].1.payload, stored.payload);
+            }
+        }
+        for w in [Worker::CatalogArchiveNext, Worker::CatalogArchiveUpdate] {
+            for a in [Action::Complete, Action::Failed] {
+                let o = r.handle(key(w, a), env(files(1))).await.unwrap();
+                assert!(o.publish.is_empty(), "{w}.{a}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn other_failures_end_failed_and_unknown_completions_are_refused() {
+        let r = Router;
+        let e = env(Payload::Failed {
+            files: vec![FailedFile::new("/o", ErrorCode::Internal, "gone")],
+        });
+        let o = r
+            .handle(key(Worker::TransferDel, Action::Failed), e)
+            .await
+            .unwrap();
+        assert_eq!(
+            keys(&o),
+            ["nlds-api.monitor-put.start", "nlds-api.log.warning"]
+        );
+        assert_eq!(states(&o), [State::Failed]);
+        assert!(
+            r.handle(key(Worker::TransferDel, Action::Complete), env(files(1)))
+                .await
+                .is_err()
+        );
+        assert!(
+            r.handle(key(Worker::Index, Action::Failed), env(files(1)))
+                .await
+                .is_err(),
+            "a failure must carry its failed files"
+        );
+        assert!(
+            r.handle(key(Worker::Index, Action::Start), env(files(1)))
                 .await
                 .is_err()
         );

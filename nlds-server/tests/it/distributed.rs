@@ -334,3 +334,248 @@ async fn queries_answer_504_when_the_catalogue_does_not() {
     assert_eq!(s, 200);
     stop.cancel();
 }
+
+/// The keys of the objects under `prefix` in the test bucket.
+async fn bucket_keys(os: &nlds_workers::config::ObjectStoreConfig, prefix: &str) -> Vec<String> {
+    let client = nlds_workers::s3::client(os).await.unwrap();
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(&os.bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+        token = page.next_continuation_token().map(str::to_owned);
+        if token.is_none() {
+            return keys;
+        }
+    }
+}
+
+/// The API server binary (`nlds-server serve`) as a child process on a free port.
+fn spawn_server(dir: &std::path::Path, settings: &Settings) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tokens = dir.join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        format!("[[token]]\ntoken = \"{TOKEN}\"\nuser = \"alice\"\ngroups = [\"climate\"]\n"),
+    )
+    .unwrap();
+    let s = nlds_server::ServerSettings {
+        server: ServerConfig {
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            tokens_file: tokens,
+            ..Default::default()
+        },
+        bus: settings.bus.clone(),
+        workers: settings.workers.clone(),
+        ..Default::default()
+    };
+    let config = dir.join("server.toml");
+    std::fs::write(&config, toml::to_string(&s).unwrap()).unwrap();
+    let bin = workers_binary().with_file_name("nlds-server");
+    let child = Command::new(bin)
+        .args(["serve", "--config", &config.to_string_lossy()])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// The API dies (kill -9) right after it accepted a delete: the delete is on record and
+/// complete, the files are gone from the catalogue, and the next purge sweep removes every
+/// object (nothing is left for an API that is no longer there to send).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_api_after_a_delete_orphans_nothing() {
+    let Some(svc) = Services::new().await else {
+        return;
+    };
+    let mut settings = svc.settings();
+    // Deleted files are purged at the next archive round.
+    settings.workers.delete.retention_secs = 0;
+    let stop = CancellationToken::new();
+    start_roles(&settings, nlds_workers::run::all_roles(), stop.clone());
+    let dir = temp();
+    let (mut child, url) = spawn_server(dir.path(), &settings);
+    let api = Api::new(&url, TOKEN);
+    let start = std::time::Instant::now();
+    while reqwest::get(format!("{url}/healthz")).await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the API never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let src = temp();
+    let n = crate::helpers::make_tree(src.path(), 30, 1);
+    let (s, r) = api
+        .post(
+            "/api/v2/put",
+            &json!({"paths": [src.path()], "label": "doomed"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let put = r["transaction_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.wait(&put, Duration::from_secs(300)).await.state,
+        State::Complete
+    );
+    let os = &settings.workers.object_store;
+    assert_eq!(bucket_keys(os, &format!("tx/{put}/")).await.len(), n);
+
+    let (s, r) = api
+        .post("/api/v2/delete", &json!({"label": "doomed"}))
+        .await;
+    assert_eq!(s, 202, "{r}");
+    child.kill().unwrap(); // SIGKILL, right after the answer
+    child.wait().unwrap();
+    let del = r["transaction_id"].as_str().unwrap().to_owned();
+
+    // Another API instance sees a consistent catalogue: the delete on record and complete,
+    // the files gone.
+    let url = start_server(&settings, stop.clone()).await;
+    let api = Api::new(&url, TOKEN);
+    let t = api.wait(&del, Duration::from_secs(60)).await;
+    assert_eq!(t.state, State::Complete, "{t:#?}");
+    let (_, found) = api.get("/api/v2/files?label=doomed&limit=10000").await;
+    assert_eq!(found["files"].as_array().map_or(0, Vec::len), 0, "{found}");
+
+    // The next round's purge sweep removes every object.
+    let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
+    nlds_workers::archive::request_round(bus.as_ref())
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let left = bucket_keys(os, &format!("tx/{put}/")).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{} objects orphaned: {left:?}",
+            left.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop.cancel();
+}
+
+/// The API dies the instant the catalogue answers: a delete is still on record and complete, and
+/// a purge's objects are still removed, because the catalogue sent those messages with its
+/// answer (the API is simulated by the bare RPCs it makes, and then does nothing more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_api_that_dies_when_the_catalogue_answers_loses_no_record_and_orphans_nothing() {
+    use nlds_core::api::ApiAction;
+    use nlds_core::message::{HoldingFilter, RpcReply};
+    use nlds_core::{AccessRole, Action, Envelope, Payload, RoutingKey, Worker};
+    let Some(svc) = Services::new().await else {
+        return;
+    };
+    let settings = svc.settings();
+    let stop = CancellationToken::new();
+    start_roles(&settings, nlds_workers::run::all_roles(), stop.clone());
+    let url = start_server(&settings, stop.clone()).await;
+    let api = Api::new(&url, TOKEN);
+    let src = temp();
+    let n = crate::helpers::make_tree(src.path(), 20, 1);
+    let (s, r) = api
+        .post(
+            "/api/v2/put",
+            &json!({"paths": [src.path()], "label": "gone"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let put = r["transaction_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.wait(&put, Duration::from_secs(300)).await.state,
+        State::Complete
+    );
+    let os = &settings.workers.object_store;
+    assert_eq!(bucket_keys(os, &format!("tx/{put}/")).await.len(), n);
+
+    let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
+    let rpc = |key: RoutingKey, env: Envelope| {
+        let bus = bus.clone();
+        async move {
+            let reply = bus.rpc(key, &env, Duration::from_secs(30)).await.unwrap();
+            let Payload::Reply(r) = reply.payload else {
+                panic!("not a reply: {reply:?}")
+            };
+            r
+        }
+    };
+    // catalog.del as the API sends it; the API dies before recording anything.
+    let del = uuid::Uuid::new_v4();
+    let env = Envelope::new(
+        del,
+        "alice",
+        "climate",
+        ApiAction::Del,
+        "gone",
+        Payload::Delete {
+            filter: HoldingFilter {
+                label: Some("gone".into()),
+                descending: true,
+                ..Default::default()
+            },
+            paths: vec![],
+            regex: false,
+            dry_run: false,
+        },
+    )
+    .with_role(AccessRole::User);
+    let RpcReply::Deleted(plan) = rpc(RoutingKey::new(Worker::Catalog, Action::Del), env).await
+    else {
+        panic!("catalog.del did not answer with a plan")
+    };
+    assert_eq!(plan.holdings.len(), 1, "{plan:?}");
+    let t = api.wait(&del.to_string(), Duration::from_secs(60)).await;
+    assert_eq!(t.state, State::Complete, "{t:#?}");
+    assert_eq!(t.label.as_deref(), Some("gone"), "{t:#?}");
+
+    // catalog.purge as the API sends it; the API dies before doing anything with the answer.
+    let env = Envelope::new(
+        uuid::Uuid::new_v4(),
+        "alice",
+        "climate",
+        ApiAction::Get,
+        "rpc",
+        Payload::Purge { holding_id: None },
+    )
+    .with_role(AccessRole::Admin);
+    let RpcReply::Purged { summary, .. } =
+        rpc(RoutingKey::new(Worker::Catalog, Action::Purge), env).await
+    else {
+        panic!("catalog.purge did not answer with a summary")
+    };
+    assert_eq!(summary.objects as usize, n, "{summary:?}");
+    let start = std::time::Instant::now();
+    loop {
+        let left = bucket_keys(os, &format!("tx/{put}/")).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{} objects orphaned: {left:?}",
+            left.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop.cancel();
+}

@@ -29,6 +29,7 @@ use nlds_bus::Outcome;
 use nlds_core::api::{ApiAction, DeletePlan, DeletedFile, DeletedHolding, PurgeResponse};
 use nlds_core::error::ApiError;
 use nlds_core::message::{HoldingFilter, ObjectRef, RemovedAggregate, RpcReply};
+use nlds_core::workflow::{Effect, Step, StepOutcome, Workflow};
 use nlds_core::{
     AccessRole, Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey,
     Worker,
@@ -680,12 +681,13 @@ impl Catalogue {
         Ok(plan)
     }
 
-    /// `catalog.purge` (operators): purges deleted files now, whatever their retention.
+    /// `catalog.purge` (operators): purges deleted files now, whatever their retention; the
+    /// answer and the removals of what it forgot are one outcome.
     pub(super) async fn purge_now(
         &self,
         env: &Envelope,
         holding_id: Option<i64>,
-    ) -> Result<RpcReply> {
+    ) -> Result<Outcome> {
         if env.role != AccessRole::Admin {
             return Err(forbidden(format!(
                 "{} is not a service operator (admin): only operators purge",
@@ -693,11 +695,15 @@ impl Catalogue {
             )));
         }
         let p = self.purge(holding_id, None).await?;
-        Ok(RpcReply::Purged {
-            summary: p.summary,
-            objects: p.objects,
-            aggregates: p.aggregates,
-        })
+        let reply = RpcReply::Purged {
+            summary: p.summary.clone(),
+            objects: p.objects.clone(),
+            aggregates: p.aggregates.clone(),
+        };
+        // The removals travel with the answer: published (and confirmed) before it is sent.
+        let mut out = purge_removals(p);
+        out.reply = Some(env.reply(Payload::Reply(reply)));
+        Ok(out)
     }
 
     /// The purge sweep (run with every archive round): purges what has outlived the retention
@@ -715,7 +721,7 @@ impl Catalogue {
                 "purged deleted files past their retention"
             );
         }
-        Ok(removal_messages(p.objects, p.aggregates))
+        Ok(purge_removals(p))
     }
 
     /// Purges deleted files (those deleted before `cutoff`, or all), of one holding or all:
@@ -939,42 +945,113 @@ struct Purge {
     aggregates: Vec<RemovedAggregate>,
 }
 
-/// The messages that carry out a purge's removals: `transfer-del.start` for the warm objects,
-/// `archive-put.del` for each aggregate.
-pub fn removal_messages(objects: Vec<FileRecord>, aggregates: Vec<RemovedAggregate>) -> Outcome {
+/// The messages that carry out the removals a committed change implies (the one function that
+/// builds them: eviction, purge and the purge sweep of an archive round): `transfer-del.start` for
+/// the warm objects, in chunks, and `archive-put.del` for each aggregate, as
+/// [`nlds_core::workflow::next`] sends them after `step` of `workflow`. The catalogue sends them
+/// in the same outcome as its answer, so the request is acknowledged only once they are
+/// confirmed. `origin` makes each message's envelope.
+pub(crate) fn removal_messages(
+    workflow: Workflow,
+    step: Step,
+    origin: impl Fn(Payload) -> Envelope,
+    holding_id: Option<i64>,
+    objects: Vec<FileRecord>,
+    aggregates: Vec<RemovedAggregate>,
+) -> Outcome {
     let mut out = Outcome::none();
-    let env = |payload| {
-        Envelope::new(
-            Uuid::new_v4(),
-            SYSTEM,
-            SYSTEM,
-            ApiAction::Del,
-            "purge",
-            payload,
-        )
+    let effects = match nlds_core::workflow::next(workflow, step, StepOutcome::Done) {
+        Ok(effects) => effects,
+        Err(e) => {
+            tracing::error!(error = %e, "no removals follow this step");
+            return out;
+        }
     };
-    for chunk in objects.chunks(CHUNK) {
-        out = out.and(
-            RoutingKey::new(Worker::TransferDel, Action::Start),
-            env(Payload::Files {
-                holding_id: None,
-                files: chunk.to_vec(),
-                target: None,
-                overwrite: false,
-                failed: Vec::new(),
-            }),
-        );
-    }
-    for a in aggregates {
-        out = out.and(
-            RoutingKey::new(Worker::ArchivePut, Action::Del),
-            env(Payload::ArchiveRemove {
-                aggregation_id: a.aggregation_id,
-                name: a.name,
-            }),
-        );
+    let mut aggregates = Some(aggregates);
+    for effect in effects {
+        match effect {
+            Effect::Send(to @ Step::TransferDel) => {
+                for chunk in objects.chunks(CHUNK) {
+                    out = out.and(
+                        to.key(),
+                        origin(Payload::Files {
+                            holding_id,
+                            files: chunk.to_vec(),
+                            target: None,
+                            overwrite: false,
+                            failed: Vec::new(),
+                        }),
+                    );
+                }
+            }
+            Effect::Send(to @ Step::ArchiveRemove) => {
+                for a in aggregates.take().unwrap_or_default() {
+                    out = out.and(
+                        to.key(),
+                        origin(Payload::ArchiveRemove {
+                            aggregation_id: a.aggregation_id,
+                            name: a.name,
+                        }),
+                    );
+                }
+            }
+            other => tracing::error!(?other, ?workflow, "not a removal"),
+        }
     }
     out
+}
+
+/// The monitor messages that record a committed delete: the transaction (under the holding it
+/// acted on) and its end state, as [`nlds_core::workflow::next`] reports it after the
+/// catalogue's delete step, with the files deleted and those refused or not found.
+pub(crate) fn recorded(env: &Envelope, filter: &HoldingFilter, plan: &DeletePlan) -> Outcome {
+    let (holding_id, label) = plan.transaction_holding(filter.holding_id, filter.label.clone());
+    let mut out = Outcome::publish(
+        RoutingKey::new(Worker::MonitorPut, Action::Init),
+        env.reply(Payload::MonitorInit { label, holding_id }),
+    );
+    let effects =
+        nlds_core::workflow::next(Workflow::Delete, Step::CatalogDelete, plan.step_outcome())
+            .unwrap_or_default();
+    for effect in effects {
+        if let Effect::Report(state) = effect {
+            out = out.and(
+                RoutingKey::new(Worker::MonitorPut, Action::Start),
+                env.reply(Payload::MonitorUpdate {
+                    state,
+                    files: plan.files_total + plan.failed.len() as u64,
+                    bytes: plan.bytes_total,
+                    failed: plan.failed.clone(),
+                    warnings: Vec::new(),
+                }),
+            );
+        }
+    }
+    out
+}
+
+/// The envelope of a purge's removals: the service's own.
+pub(crate) fn purge_origin(payload: Payload) -> Envelope {
+    Envelope::new(
+        Uuid::new_v4(),
+        SYSTEM,
+        SYSTEM,
+        ApiAction::Del,
+        "purge",
+        payload,
+    )
+}
+
+/// The purge removals of `p`.
+fn purge_removals(p: Purge) -> Outcome {
+    removal_messages(
+        Workflow::Purge,
+        Step::CatalogPurge,
+        purge_origin,
+        None,
+        p.objects,
+        p.aggregates,
+    )
 }
 
 /// Removes deleted holdings (deleted before `cutoff`, or all) that have no file rows left, with

@@ -1,0 +1,468 @@
+//! Every workflow as a sequence of steps, defined by one pure function: [`next`].
+//!
+//! A workflow (put, get, archive, recall, delete, undelete, evict, purge) is a chain of
+//! [`Step`]s, each the work of one worker behind one routing key. When a step reports how it
+//! went (a [`StepOutcome`]), [`next`] says what follows: the state to report to the monitor for
+//! the message's sub-record ([`Effect::Report`]) and the steps the batch is sent on to
+//! ([`Effect::Send`]). The router applies it to the completions it receives; the catalogue
+//! applies it when it commits a change that implies removals (evict, purge, the purge sweep of an
+//! archive round), sending them in the same outcome as its reply so the bus acknowledges the
+//! request only once they are confirmed. Nothing else decides what comes next.
+//!
+//! The routing keys and wire messages are those of `docs/PROTOCOL.md`: a step's key is
+//! [`Step::key`], its completion is `<worker>.complete` or `<worker>.failed`.
+
+use crate::api::ApiAction;
+use crate::routing::{Action, RoutingKey, Worker};
+use crate::state::State;
+
+/// A workflow: what a transaction (or a background round) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Workflow {
+    Put,
+    Get,
+    Archive,
+    Recall,
+    Delete,
+    Undelete,
+    Evict,
+    Purge,
+}
+
+impl Workflow {
+    pub const ALL: [Workflow; 8] = [
+        Workflow::Put,
+        Workflow::Get,
+        Workflow::Archive,
+        Workflow::Recall,
+        Workflow::Delete,
+        Workflow::Undelete,
+        Workflow::Evict,
+        Workflow::Purge,
+    ];
+
+    /// The workflow a `route.<action>` submission starts (put, putlist, get, getlist).
+    pub fn submitted(action: Action) -> Option<Workflow> {
+        match action {
+            Action::Put | Action::Putlist => Some(Workflow::Put),
+            Action::Get | Action::Getlist => Some(Workflow::Get),
+            _ => None,
+        }
+    }
+
+    /// The workflow of a transaction recorded with `action`.
+    pub fn of_api_action(action: ApiAction) -> Workflow {
+        match action {
+            ApiAction::Put | ApiAction::Putlist => Workflow::Put,
+            ApiAction::Get | ApiAction::Getlist => Workflow::Get,
+            ApiAction::ArchivePut => Workflow::Archive,
+            ApiAction::ArchiveGet => Workflow::Recall,
+            ApiAction::Del | ApiAction::Dellist => Workflow::Delete,
+        }
+    }
+
+    /// The workflow the router sequences a completion of `step` in: every step the router sees
+    /// belongs to exactly one workflow (`None`: the step's completions are not the router's).
+    pub fn sequencing(step: Step) -> Option<Workflow> {
+        match step {
+            Step::Index | Step::CatalogCheck | Step::TransferPut | Step::CatalogPut => {
+                Some(Workflow::Put)
+            }
+            Step::CatalogGet | Step::TransferGet => Some(Workflow::Get),
+            Step::ArchiveNext | Step::ArchivePut | Step::ArchiveUpdate => Some(Workflow::Archive),
+            Step::ArchiveGet => Some(Workflow::Recall),
+            _ => None,
+        }
+    }
+
+    /// The steps of this workflow, first to last (the removal steps last).
+    pub fn steps(self) -> &'static [Step] {
+        match self {
+            Workflow::Put => &[
+                Step::Submit,
+                Step::Index,
+                Step::CatalogCheck,
+                Step::TransferPut,
+                Step::CatalogPut,
+            ],
+            Workflow::Get => &[Step::Submit, Step::CatalogGet, Step::TransferGet],
+            Workflow::Archive => &[Step::ArchiveNext, Step::ArchivePut, Step::ArchiveUpdate],
+            Workflow::Recall => &[Step::ArchiveGet, Step::ArchiveUpdate],
+            Workflow::Delete => &[Step::CatalogDelete],
+            Workflow::Undelete => &[Step::CatalogUndelete],
+            Workflow::Evict => &[Step::CatalogEvict, Step::TransferDel],
+            Workflow::Purge => &[Step::CatalogPurge, Step::TransferDel, Step::ArchiveRemove],
+        }
+    }
+}
+
+/// One step: the work one worker does for the message sent on [`Step::key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// The submission (`route.<action>`), published by the API.
+    Submit,
+    Index,
+    CatalogCheck,
+    TransferPut,
+    CatalogPut,
+    CatalogGet,
+    TransferGet,
+    /// The catalogue plans an archive round (and sweeps deleted files past their retention).
+    ArchiveNext,
+    ArchivePut,
+    ArchiveGet,
+    /// The catalogue records an archive writer's or reader's report.
+    ArchiveUpdate,
+    /// The catalogue soft-deletes (`catalog.del`).
+    CatalogDelete,
+    /// The catalogue undeletes (`catalog.undelete`).
+    CatalogUndelete,
+    /// The catalogue drops warm copies that have a verified cold one (`catalog.evict`).
+    CatalogEvict,
+    /// The catalogue purges deleted files (`catalog.purge`).
+    CatalogPurge,
+    /// Warm objects are deleted (`transfer-del.start`).
+    TransferDel,
+    /// An aggregate is removed from the cold store (`archive-put.del`).
+    ArchiveRemove,
+}
+
+impl Step {
+    pub const ALL: [Step; 17] = [
+        Step::Submit,
+        Step::Index,
+        Step::CatalogCheck,
+        Step::TransferPut,
+        Step::CatalogPut,
+        Step::CatalogGet,
+        Step::TransferGet,
+        Step::ArchiveNext,
+        Step::ArchivePut,
+        Step::ArchiveGet,
+        Step::ArchiveUpdate,
+        Step::CatalogDelete,
+        Step::CatalogUndelete,
+        Step::CatalogEvict,
+        Step::CatalogPurge,
+        Step::TransferDel,
+        Step::ArchiveRemove,
+    ];
+
+    /// The key the step's work is sent on (a submission's depends on its action: `route.put`...).
+    pub fn key(self) -> RoutingKey {
+        let (w, a) = match self {
+            Step::Submit => (Worker::Route, Action::Put),
+            Step::Index => (Worker::Index, Action::Start),
+            Step::CatalogCheck => (Worker::CatalogCheck, Action::Start),
+            Step::TransferPut => (Worker::TransferPut, Action::Start),
+            Step::CatalogPut => (Worker::CatalogPut, Action::Start),
+            Step::CatalogGet => (Worker::CatalogGet, Action::Start),
+            Step::TransferGet => (Worker::TransferGet, Action::Start),
+            Step::ArchiveNext => (Worker::CatalogArchiveNext, Action::Start),
+            Step::ArchivePut => (Worker::ArchivePut, Action::Start),
+            Step::ArchiveGet => (Worker::ArchiveGet, Action::Start),
+            Step::ArchiveUpdate => (Worker::CatalogArchiveUpdate, Action::Start),
+            Step::CatalogDelete => (Worker::Catalog, Action::Del),
+            Step::CatalogUndelete => (Worker::Catalog, Action::Undelete),
+            Step::CatalogEvict => (Worker::Catalog, Action::Evict),
+            Step::CatalogPurge => (Worker::Catalog, Action::Purge),
+            Step::TransferDel => (Worker::TransferDel, Action::Start),
+            Step::ArchiveRemove => (Worker::ArchivePut, Action::Del),
+        };
+        RoutingKey::new(w, a)
+    }
+
+    /// The step whose completions (`<worker>.complete`, `<worker>.failed`) come from `worker`.
+    pub fn completed_by(worker: Worker) -> Option<Step> {
+        Some(match worker {
+            Worker::Index => Step::Index,
+            Worker::CatalogCheck => Step::CatalogCheck,
+            Worker::TransferPut => Step::TransferPut,
+            Worker::CatalogPut => Step::CatalogPut,
+            Worker::CatalogGet => Step::CatalogGet,
+            Worker::TransferGet => Step::TransferGet,
+            Worker::CatalogArchiveNext => Step::ArchiveNext,
+            Worker::ArchivePut => Step::ArchivePut,
+            Worker::ArchiveGet => Step::ArchiveGet,
+            Worker::CatalogArchiveUpdate => Step::ArchiveUpdate,
+            Worker::TransferDel => Step::TransferDel,
+            Worker::Route
+            | Worker::Catalog
+            | Worker::MonitorPut
+            | Worker::Monitor
+            | Worker::Log => return None,
+        })
+    }
+}
+
+/// How a step went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepOutcome {
+    /// It did its work (and, for a batch, files are left to carry on with).
+    Done,
+    /// It did its work but no file of the batch is left (all failed here or before), or, for a
+    /// delete, nothing was deleted and something was refused.
+    Emptied,
+    /// It gave up (`<worker>.failed`).
+    Failed,
+}
+
+impl StepOutcome {
+    pub const ALL: [StepOutcome; 3] =
+        [StepOutcome::Done, StepOutcome::Emptied, StepOutcome::Failed];
+}
+
+/// What follows a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// Report this state of the message's sub-record to the monitor (`monitor-put.start`).
+    Report(State),
+    /// Send the message on to this step.
+    Send(Step),
+}
+
+/// A step that has no successor in a workflow: a message the workflow never produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("workflow {workflow:?} has no step after {step:?} ({outcome:?})")]
+pub struct NoStep {
+    pub workflow: Workflow,
+    pub step: Step,
+    pub outcome: StepOutcome,
+}
+
+/// What follows `step` of `workflow` when it went `outcome`: the whole state machine.
+pub fn next(workflow: Workflow, step: Step, outcome: StepOutcome) -> Result<Vec<Effect>, NoStep> {
+    use Effect::{Report, Send};
+    use StepOutcome::{Done, Emptied, Failed};
+    let none = Err(NoStep {
+        workflow,
+        step,
+        outcome,
+    });
+    if !workflow.steps().contains(&step) {
+        return none;
+    }
+    let effects = match (workflow, step, outcome) {
+        // A sub-record whose files all failed, or that gave up, ends FAILED (its failures are
+        // recorded with it).
+        (Workflow::Put | Workflow::Get, Step::Submit, Emptied | Failed) => return none,
+        (Workflow::Put | Workflow::Get, _, Emptied | Failed) => vec![Report(State::Failed)],
+
+        (Workflow::Put, Step::Submit, Done) => vec![Report(State::Indexing), Send(Step::Index)],
+        (Workflow::Put, Step::Index, Done) => {
+            vec![Report(State::CatalogPutting), Send(Step::CatalogCheck)]
+        }
+        (Workflow::Put, Step::CatalogCheck, Done) => {
+            vec![Report(State::TransferPutting), Send(Step::TransferPut)]
+        }
+        (Workflow::Put, Step::TransferPut, Done) => {
+            vec![Report(State::CatalogUpdating), Send(Step::CatalogPut)]
+        }
+        (Workflow::Put, Step::CatalogPut, Done) => vec![Report(State::Complete)],
+
+        (Workflow::Get, Step::Submit, Done) => {
+            vec![Report(State::CatalogGetting), Send(Step::CatalogGet)]
+        }
+        (Workflow::Get, Step::CatalogGet, Done) => {
+            vec![Report(State::TransferGetting), Send(Step::TransferGet)]
+        }
+        (Workflow::Get, Step::TransferGet, Done) => vec![Report(State::Complete)],
+
+        // Archiving and recalling: the writer's or reader's report goes to the catalogue,
+        // success or failure; the catalogue's own bookkeeping ends there (an expired lease
+        // releases the files). The round's planning starts the writers itself, with the
+        // aggregates it packed; its purge sweep is a purge (below).
+        (Workflow::Archive | Workflow::Recall, Step::ArchivePut | Step::ArchiveGet, _) => {
+            vec![Send(Step::ArchiveUpdate)]
+        }
+        (Workflow::Archive, Step::ArchiveNext, _)
+        | (Workflow::Archive | Workflow::Recall, Step::ArchiveUpdate, _) => vec![],
+
+        // Delete: the catalogue soft-deletes in one transaction; the transaction ends COMPLETE,
+        // or FAILED when nothing was deleted and something was refused. Copies go at the purge.
+        (Workflow::Delete, Step::CatalogDelete, Done) => vec![Report(State::Complete)],
+        (Workflow::Delete, Step::CatalogDelete, Emptied | Failed) => vec![Report(State::Failed)],
+        // Undelete clears the marks: nothing follows.
+        (Workflow::Undelete, Step::CatalogUndelete, _) => vec![],
+        // Evict and purge: what the catalogue committed to forget is removed.
+        (Workflow::Evict, Step::CatalogEvict, Done) => vec![Send(Step::TransferDel)],
+        (Workflow::Purge, Step::CatalogPurge, Done) => {
+            vec![Send(Step::TransferDel), Send(Step::ArchiveRemove)]
+        }
+        (Workflow::Evict | Workflow::Purge, Step::CatalogEvict | Step::CatalogPurge, _) => vec![],
+        // Removals are the last steps.
+        (_, Step::TransferDel | Step::ArchiveRemove, _) => vec![],
+        _ => return none,
+    };
+    Ok(effects)
+}
+
+/// The request for an archive round now, the first message of the archive workflow: what the
+/// archive scheduler and an operator (through the API) publish. Its transaction id names the
+/// round.
+pub fn archive_round() -> (RoutingKey, crate::Envelope) {
+    let env = crate::Envelope::new(
+        uuid::Uuid::new_v4(),
+        "nlds",
+        "nlds",
+        ApiAction::ArchivePut,
+        "archive-next",
+        crate::Payload::ArchiveNext,
+    );
+    (Step::ArchiveNext.key(), env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Effect::{Report, Send};
+    use StepOutcome::{Done, Emptied, Failed};
+
+    /// The whole table, written out: every (workflow, step, outcome) not listed has no successor.
+    fn expected(w: Workflow, s: Step, o: StepOutcome) -> Option<Vec<Effect>> {
+        use Step::*;
+        use Workflow as W;
+        let fail = Some(vec![Report(State::Failed)]);
+        let nothing = Some(vec![]);
+        match (w, s, o) {
+            (W::Put, Submit, Done) => Some(vec![Report(State::Indexing), Send(Index)]),
+            (W::Put, Index, Done) => Some(vec![Report(State::CatalogPutting), Send(CatalogCheck)]),
+            (W::Put, CatalogCheck, Done) => {
+                Some(vec![Report(State::TransferPutting), Send(TransferPut)])
+            }
+            (W::Put, TransferPut, Done) => {
+                Some(vec![Report(State::CatalogUpdating), Send(CatalogPut)])
+            }
+            (W::Put, CatalogPut, Done) => Some(vec![Report(State::Complete)]),
+            (W::Put, Index | CatalogCheck | TransferPut | CatalogPut, Emptied | Failed) => fail,
+            (W::Get, Submit, Done) => Some(vec![Report(State::CatalogGetting), Send(CatalogGet)]),
+            (W::Get, CatalogGet, Done) => {
+                Some(vec![Report(State::TransferGetting), Send(TransferGet)])
+            }
+            (W::Get, TransferGet, Done) => Some(vec![Report(State::Complete)]),
+            (W::Get, CatalogGet | TransferGet, Emptied | Failed) => fail,
+            (W::Archive, ArchiveNext, _) => nothing,
+            (W::Archive, ArchivePut, _) => Some(vec![Send(ArchiveUpdate)]),
+            (W::Recall, ArchiveGet, _) => Some(vec![Send(ArchiveUpdate)]),
+            (W::Archive | W::Recall, ArchiveUpdate, _) => nothing,
+            (W::Delete, CatalogDelete, Done) => Some(vec![Report(State::Complete)]),
+            (W::Delete, CatalogDelete, _) => fail,
+            (W::Undelete, CatalogUndelete, _) => nothing,
+            (W::Evict, CatalogEvict, Done) => Some(vec![Send(TransferDel)]),
+            (W::Evict, CatalogEvict, _) => nothing,
+            (W::Purge, CatalogPurge, Done) => Some(vec![Send(TransferDel), Send(ArchiveRemove)]),
+            (W::Purge, CatalogPurge, _) => nothing,
+            (W::Evict | W::Purge, TransferDel, _) => nothing,
+            (W::Purge, ArchiveRemove, _) => nothing,
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_combination_is_as_tabled() {
+        let mut defined = 0;
+        for w in Workflow::ALL {
+            for s in Step::ALL {
+                for o in StepOutcome::ALL {
+                    let got = next(w, s, o);
+                    match expected(w, s, o) {
+                        Some(effects) => {
+                            assert_eq!(got, Ok(effects), "{w:?} {s:?} {o:?}");
+                            defined += 1;
+                        }
+                        None => assert_eq!(
+                            got,
+                            Err(NoStep {
+                                workflow: w,
+                                step: s,
+                                outcome: o
+                            }),
+                            "{w:?} {s:?} {o:?}"
+                        ),
+                    }
+                }
+            }
+        }
+        assert_eq!(defined, 56);
+    }
+
+    #[test]
+    fn every_workflow_sends_only_to_its_own_steps_and_ends() {
+        for w in Workflow::ALL {
+            for &s in w.steps() {
+                for o in StepOutcome::ALL {
+                    for e in next(w, s, o).unwrap_or_default() {
+                        if let Send(to) = e {
+                            assert!(w.steps().contains(&to), "{w:?}: {s:?} -> {to:?}");
+                            assert_ne!(to, s, "{w:?}: {s:?} loops");
+                        }
+                    }
+                }
+            }
+            // Following `Done` from the first step reaches every step (but the archive writer,
+            // which the catalogue's round plan starts with the aggregates it packed, and the
+            // catalogue's record of its report).
+            let mut seen = vec![w.steps()[0]];
+            let mut frontier = vec![w.steps()[0]];
+            while let Some(s) = frontier.pop() {
+                for e in next(w, s, Done).unwrap() {
+                    if let Send(to) = e
+                        && !seen.contains(&to)
+                    {
+                        seen.push(to);
+                        frontier.push(to);
+                    }
+                }
+            }
+            for s in w.steps() {
+                assert!(
+                    seen.contains(s) || matches!(s, Step::ArchivePut | Step::ArchiveUpdate),
+                    "{w:?}: {s:?} unreachable"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_archive_round_request_is_the_archive_workflows_first_step() {
+        let (k, e) = archive_round();
+        assert_eq!(k.to_string(), "nlds-api.catalog-archive-next.start");
+        assert_eq!(Workflow::Archive.steps()[0].key(), k);
+        assert_eq!(Workflow::of_api_action(e.action), Workflow::Archive);
+        assert_eq!((e.user.as_str(), e.group.as_str()), ("nlds", "nlds"));
+        assert_eq!(e.job_label, "archive-next");
+        assert!(matches!(e.payload, crate::Payload::ArchiveNext));
+    }
+
+    #[test]
+    fn monitored_batches_that_fail_end_failed() {
+        for w in [Workflow::Put, Workflow::Get] {
+            for &s in &w.steps()[1..] {
+                for o in [Emptied, Failed] {
+                    assert_eq!(next(w, s, o), Ok(vec![Report(State::Failed)]));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn routed_steps_have_one_workflow_and_their_completion_worker() {
+        for s in Step::ALL {
+            if let Some(w) = Workflow::sequencing(s) {
+                assert!(w.steps().contains(&s), "{s:?}");
+                assert_eq!(Step::completed_by(s.key().worker), Some(s), "{s:?}");
+            }
+        }
+        assert_eq!(Workflow::submitted(Action::Putlist), Some(Workflow::Put));
+        assert_eq!(Workflow::submitted(Action::Getlist), Some(Workflow::Get));
+        assert_eq!(Workflow::submitted(Action::Del), None);
+        assert_eq!(
+            Step::ArchiveRemove.key().to_string(),
+            "nlds-api.archive-put.del"
+        );
+        assert_eq!(
+            Step::TransferDel.key().to_string(),
+            "nlds-api.transfer-del.start"
+        );
+    }
+}
