@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A local XRootD server that behaves like an HSM / CERN CTA tape front end, for
-# the cold tier's `xrootd` backend (nlds-workers/src/cold/xrootd.rs) and its
+# the cold tier's `xrootd` backend (nlds-storage/src/cold/xrootd/) and its
 # tests. Debian's xrootd-server + xrootd-client 5.5 (installed if missing).
 #
 #   scripts/xrootd.sh [start]   install if needed, start if not answering, print the URL

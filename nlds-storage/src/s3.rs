@@ -49,7 +49,7 @@ use nlds_bus::HandlerError;
 use nlds_core::ErrorCode;
 use uuid::Uuid;
 
-use crate::config::ObjectStoreConfig;
+use nlds_settings::workers::ObjectStoreConfig;
 
 /// The first segment of every object key.
 pub const KEY_PREFIX: &str = "tx";
@@ -486,7 +486,7 @@ mod tests {
         let mut cfg = store("http://127.0.0.1:9", "main", "s3cr3t-default");
         cfg.tenancies.insert(
             "broken".into(),
-            crate::config::TenancyConfig {
+            nlds_settings::workers::TenancyConfig {
                 endpoint: Some(" ".into()),
                 secret_key: Some("s3cr3t-tenancy".into()),
                 ..Default::default()

@@ -1,5 +1,7 @@
-//! The audit log and the collected log records: entities of `audit_record` and `log_record`
-//! (migration `m20261125_000005_audit`), storing them and the admin queries over them.
+//! The audit log and the collected log records: storing rows of `audit_record` and `log_record`
+//! (entities in [`crate::db`], migration `m20261125_000005_audit`) and the admin queries over them.
+//! Shared by the logger role (stores what it collects) and the monitor role (stores the refusals it
+//! records, answers the admin queries).
 //!
 //! Audit events come from the API server (published on `log.audit`, stored by the logger role)
 //! and from the monitor (files a transfer was refused, stored in the same database transaction as
@@ -20,61 +22,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-/// `audit_record`: one audited request or refusal.
-pub mod audit_record {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "audit_record")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        #[sea_orm(unique)]
-        pub event_id: String,
-        pub time: DateTimeUtc,
-        pub user: String,
-        pub group: String,
-        pub role: String,
-        pub action: String,
-        pub outcome: String,
-        pub endpoint: String,
-        pub holding_id: Option<i64>,
-        pub label: Option<String>,
-        pub transaction_id: Option<String>,
-        pub target_user: Option<String>,
-        pub code: Option<String>,
-        pub detail: String,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-/// `log_record`: one record the logger collected.
-pub mod log_record {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "log_record")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub time: DateTimeUtc,
-        pub level: String,
-        pub service: String,
-        pub transaction_id: Option<String>,
-        pub sub_id: Option<String>,
-        pub user: Option<String>,
-        pub message: String,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
+use crate::db::{audit_record, log_record};
 
 /// Stores an audit event (once: a second event with the same id is ignored).
 pub async fn store_audit(c: &impl ConnectionTrait, ev: &AuditEvent) -> Result<(), DbErr> {

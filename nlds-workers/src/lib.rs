@@ -9,14 +9,32 @@
 //! | catalogue | `catalog-check.start`, `catalog-put.start`, `catalog-get.start`, RPC `catalog.*` | `.complete` / `.failed` |
 //! | monitor | `monitor-put.init`, `monitor-put.start`, RPC `monitor.stat`, `monitor.admin` | nothing |
 //! | logger | `log.*` (records, audit events) | `log_record` / `audit_record` rows, JSON-lines files under the log directory |
-//! | archive-put | `archive-put.start` (and a round timer) | `archive-put.complete` / `.failed`, `catalog-archive-next.start` |
+//! | archive-put | `archive-put.start`, `archive-put.del` (and a round timer) | `archive-put.complete` / `.failed`, `catalog-archive-next.start` |
+//! | archive-get | `archive-get.start`, `archive-get.prepare-check` | `archive-get.complete` / `.failed` |
 //!
 //! Handlers are idempotent and return an [`nlds_bus::Outcome`]; the bus publishes and acks.
+//!
+//! Each role has a folder named as the role is named on the command line (`transfer-put` is
+//! [`transfer_put`]); `catalogue-rpc` and `monitor-rpc` share [`catalogue`] and [`monitor`]. Code
+//! shared between roles is apart from them:
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`run`] | settings, bus connection, starting roles, tracing, shutdown |
+//! | [`db`] | the sea-orm entities, connecting and migrating, database error handling |
+//! | [`audit`] | storing and querying audit events and log records (logger and monitor) |
+//! | [`warm`] | what the two transfer roles share: tenancy clients, part buffers, batch outcomes |
+//! | [`userfs`], [`posix`] | file-system work on behalf of users, POSIX permission checks |
+//! | [`recovery`] | failing transactions left unfinished by a stopped process |
+//! | [`hooks`] | test pause points |
+//! | [`config`] | the `[workers]` settings, re-exported from `nlds-settings` |
+//!
+//! The storage adapters (S3, the cold stores, the tar aggregate) are in the `nlds-storage` crate.
 
-pub mod archive;
+pub mod archive_get;
+pub mod archive_put;
 pub mod audit;
 pub mod catalogue;
-pub mod cold;
 pub mod config;
 pub mod db;
 pub mod hooks;
@@ -24,12 +42,12 @@ pub mod indexer;
 pub mod logger;
 pub mod monitor;
 pub mod posix;
-pub mod ranged;
 pub mod recovery;
 pub mod router;
 pub mod run;
-pub mod s3;
-pub mod transfer;
+pub mod transfer_get;
+pub mod transfer_put;
 pub mod userfs;
+pub mod warm;
 
 pub use config::WorkerConfig;

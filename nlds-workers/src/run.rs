@@ -52,8 +52,8 @@ pub async fn connect_bus(cfg: &BusConfig) -> anyhow::Result<Arc<dyn Bus>> {
 #[derive(Default)]
 pub struct Resources {
     db: OnceCell<sea_orm::DatabaseConnection>,
-    s3: OnceCell<crate::s3::S3Clients>,
-    cold: OnceCell<Arc<dyn crate::cold::ColdStore>>,
+    s3: OnceCell<nlds_storage::s3::S3Clients>,
+    cold: OnceCell<Arc<dyn nlds_storage::cold::ColdStore>>,
 }
 
 impl Resources {
@@ -70,10 +70,10 @@ impl Resources {
 
     /// The clients of the default object store and of every configured tenancy (built, and
     /// their buckets checked, on first use).
-    pub async fn s3(&self, cfg: &WorkerConfig) -> anyhow::Result<crate::s3::S3Clients> {
+    pub async fn s3(&self, cfg: &WorkerConfig) -> anyhow::Result<nlds_storage::s3::S3Clients> {
         self.s3
             .get_or_try_init(|| async {
-                crate::s3::S3Clients::build(&cfg.object_store)
+                nlds_storage::s3::S3Clients::build(&cfg.object_store)
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot configure the object store: {e}"))
             })
@@ -86,10 +86,10 @@ impl Resources {
     pub async fn cold(
         &self,
         cfg: &WorkerConfig,
-    ) -> anyhow::Result<Arc<dyn crate::cold::ColdStore>> {
+    ) -> anyhow::Result<Arc<dyn nlds_storage::cold::ColdStore>> {
         self.cold
             .get_or_try_init(|| async {
-                crate::cold::open(&cfg.cold).await.with_context(|| {
+                nlds_storage::cold::open(&cfg.cold).await.with_context(|| {
                     format!(
                         "cannot open the {} cold store (workers.cold)",
                         cfg.cold.backend()
@@ -117,12 +117,18 @@ pub async fn handler(
             Arc::new(crate::logger::Logger::new(cfg.log_dir.clone()).with_db(res.db(cfg).await?))
         }
         Role::TransferPut => Arc::new(
-            crate::transfer::TransferPut::with_clients(res.s3(cfg).await?, cfg.transfer.clone())
-                .with_posix(cfg.posix_policy()),
+            crate::transfer_put::TransferPut::with_clients(
+                res.s3(cfg).await?,
+                cfg.transfer.clone(),
+            )
+            .with_posix(cfg.posix_policy()),
         ),
         Role::TransferGet => Arc::new(
-            crate::transfer::TransferGet::with_clients(res.s3(cfg).await?, cfg.transfer.clone())
-                .with_posix(cfg.posix_policy()),
+            crate::transfer_get::TransferGet::with_clients(
+                res.s3(cfg).await?,
+                cfg.transfer.clone(),
+            )
+            .with_posix(cfg.posix_policy()),
         ),
         Role::Catalogue | Role::CatalogueRpc => Arc::new(
             crate::catalogue::Catalogue::new(
@@ -133,12 +139,12 @@ pub async fn handler(
             .with_archive(cfg.archive.clone(), cfg.cold.backend())
             .with_delete(cfg.delete.clone()),
         ),
-        Role::ArchivePut => Arc::new(crate::archive::ArchivePut::with_clients(
+        Role::ArchivePut => Arc::new(crate::archive_put::ArchivePut::with_clients(
             res.s3(cfg).await?,
             res.cold(cfg).await?,
         )),
         // Recalled files are restored to the default object store (recorded as such).
-        Role::ArchiveGet => Arc::new(crate::archive::ArchiveGet::new(
+        Role::ArchiveGet => Arc::new(crate::archive_get::ArchiveGet::new(
             res.s3(cfg).await?.default_tenant().client.clone(),
             cfg.object_store.bucket.clone(),
             res.cold(cfg).await?,
@@ -187,7 +193,7 @@ pub async fn run_roles(
         let (bus, stop) = (bus.clone(), shutdown.clone());
         let every = std::time::Duration::from_secs(cfg.archive.interval_secs);
         tasks.spawn(async move {
-            crate::archive::run_scheduler(bus, every, stop).await;
+            crate::archive_put::run_scheduler(bus, every, stop).await;
             Ok(())
         });
     }

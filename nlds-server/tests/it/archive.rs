@@ -264,7 +264,7 @@ async fn an_archive_round_over_the_distributed_services() {
         );
     }
     let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
-    nlds_workers::archive::request_round(bus.as_ref())
+    nlds_workers::archive_put::request_round(bus.as_ref())
         .await
         .unwrap();
     let page = wait_archived(
@@ -521,7 +521,7 @@ async fn gets_of_cold_only_files_recall_their_aggregate_once_and_detect_corrupti
 /// The round trip for one cold backend: 2,000 small files and 3 files of 64 MiB are put,
 /// archived (small files packed together, each large one alone), checked, evicted from the warm
 /// tier, and got back byte-identical from the cold tier alone.
-async fn backend_round_trip(cold: nlds_workers::cold::ColdConfig) {
+async fn backend_round_trip(cold: nlds_storage::cold::ColdConfig) {
     let data = temp();
     let mut settings = ServerSettings::default();
     settings.workers.archive.interval_secs = 0;
@@ -626,7 +626,7 @@ async fn backend_round_trip(cold: nlds_workers::cold::ColdConfig) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_through_the_dir_tape_emulator() {
-    let mut cold = nlds_workers::cold::ColdConfig::default();
+    let mut cold = nlds_storage::cold::ColdConfig::default();
     cold.dir_mut().stage_delay_ms = 1000;
     backend_round_trip(cold).await;
 }
@@ -636,7 +636,7 @@ async fn round_trip_through_s3_glacier_on_moto() {
     let Some(endpoint) = crate::helpers::service("NLDS_TEST_S3_ENDPOINT") else {
         return;
     };
-    let mut cold = nlds_workers::cold::ColdConfig::S3Glacier(Default::default());
+    let mut cold = nlds_storage::cold::ColdConfig::S3Glacier(Default::default());
     cold.glacier_mut().store.endpoint = endpoint;
     cold.glacier_mut().store.access_key = "testing".into();
     cold.glacier_mut().store.secret_key = "testing".into();
@@ -656,7 +656,7 @@ async fn round_trip_through_xrootd() {
     let Some(url) = crate::helpers::service("NLDS_TEST_XROOTD_URL") else {
         return;
     };
-    let mut cold = nlds_workers::cold::ColdConfig::Xrootd(Default::default());
+    let mut cold = nlds_storage::cold::ColdConfig::Xrootd(Default::default());
     // Each test writes under its own directory of the server's export.
     cold.xrootd_mut().url = format!(
         "{}/rt-{}",
@@ -796,7 +796,7 @@ async fn killing_archive_get_while_a_recall_waits_loses_nothing() {
         .await;
     assert_eq!(put.state, State::Complete);
     let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
-    nlds_workers::archive::request_round(bus.as_ref())
+    nlds_workers::archive_put::request_round(bus.as_ref())
         .await
         .unwrap();
     wait_archived(

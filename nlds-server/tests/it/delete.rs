@@ -124,7 +124,7 @@ async fn object_exists(endpoint: &str, bucket: &str, key: &str) -> bool {
         secret_key: "testing".into(),
         ..Default::default()
     };
-    let s3 = nlds_workers::s3::client(&cfg).await.unwrap();
+    let s3 = nlds_storage::s3::client(&cfg).await.unwrap();
     s3.head_object()
         .bucket(bucket)
         .key(key)

@@ -269,7 +269,7 @@ async fn killing_transfer_put_mid_put_loses_and_duplicates_nothing() {
     assert_eq!(regular, n, "every regular file catalogued");
     // ... and stored exactly once.
     let os = &settings.workers.object_store;
-    let client = nlds_workers::s3::client(os).await.unwrap();
+    let client = nlds_storage::s3::client(os).await.unwrap();
     let mut keys = Vec::new();
     let mut token = None;
     loop {
@@ -337,7 +337,7 @@ async fn queries_answer_504_when_the_catalogue_does_not() {
 
 /// The keys of the objects under `prefix` in the test bucket.
 async fn bucket_keys(os: &nlds_workers::config::ObjectStoreConfig, prefix: &str) -> Vec<String> {
-    let client = nlds_workers::s3::client(os).await.unwrap();
+    let client = nlds_storage::s3::client(os).await.unwrap();
     let mut keys = Vec::new();
     let mut token = None;
     loop {
@@ -456,7 +456,7 @@ async fn killing_the_api_after_a_delete_orphans_nothing() {
 
     // The next round's purge sweep removes every object.
     let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
-    nlds_workers::archive::request_round(bus.as_ref())
+    nlds_workers::archive_put::request_round(bus.as_ref())
         .await
         .unwrap();
     let start = std::time::Instant::now();

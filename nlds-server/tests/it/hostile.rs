@@ -306,7 +306,7 @@ impl Deployment {
     async fn put_corrupted_tree(&self, label: &str, src: &Path) -> Holding {
         let (h, tid) = self.put_tree(label, src).await;
         let os = &self.settings.workers.object_store;
-        let client = nlds_workers::s3::client(os).await.unwrap();
+        let client = nlds_storage::s3::client(os).await.unwrap();
         let keys = self.object_keys(&tid).await;
         assert_eq!(keys.len(), 1, "one file, one object: {keys:?}");
         client
@@ -323,14 +323,14 @@ impl Deployment {
     /// The keys of the objects a put stored.
     async fn object_keys(&self, tid: &str) -> Vec<String> {
         let os = &self.settings.workers.object_store;
-        let client = nlds_workers::s3::client(os).await.unwrap();
+        let client = nlds_storage::s3::client(os).await.unwrap();
         let mut keys = Vec::new();
         let mut token = None;
         loop {
             let page = client
                 .list_objects_v2()
                 .bucket(&os.bucket)
-                .prefix(format!("{}/{tid}/", nlds_workers::s3::KEY_PREFIX))
+                .prefix(format!("{}/{tid}/", nlds_storage::s3::KEY_PREFIX))
                 .set_continuation_token(token.clone())
                 .send()
                 .await
@@ -350,7 +350,7 @@ impl Deployment {
     /// The objects of a put that hold the secret.
     async fn stored_secrets(&self, tid: &str) -> Vec<String> {
         let os = &self.settings.workers.object_store;
-        let client = nlds_workers::s3::client(os).await.unwrap();
+        let client = nlds_storage::s3::client(os).await.unwrap();
         let mut found = Vec::new();
         for key in self.object_keys(tid).await {
             let body = client

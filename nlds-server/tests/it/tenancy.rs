@@ -46,7 +46,7 @@ async fn start_server(settings: &nlds_workers::run::Settings, stop: Cancellation
 
 /// The objects of `bucket` as `endpoint` lists them (straight from moto, not through nlds).
 async fn keys(cfg: &nlds_workers::config::ObjectStoreConfig) -> Vec<String> {
-    let client = nlds_workers::s3::client(cfg).await.unwrap();
+    let client = nlds_storage::s3::client(cfg).await.unwrap();
     let out = client
         .list_objects_v2()
         .bucket(&cfg.bucket)

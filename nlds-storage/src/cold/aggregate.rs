@@ -396,6 +396,11 @@ pub fn from_bytes(b: impl Into<Bytes>) -> ByteReader {
     Box::pin(std::io::Cursor::new(b.into()))
 }
 
+/// The tar member of an archive member (as the catalogue sends it to archive-put).
+pub fn member_of(m: &nlds_core::message::ArchiveMember) -> Member {
+    Member::new(&m.path, m.size, m.mode, m.mtime_ns, m.uid, m.gid)
+}
+
 /// Reads a whole stream (tests).
 #[cfg(test)]
 pub(crate) async fn read_all(mut r: impl tokio::io::AsyncRead + Unpin) -> std::io::Result<Vec<u8>> {

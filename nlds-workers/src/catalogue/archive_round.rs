@@ -27,8 +27,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{BLAKE3, COLD, Catalogue, Result, WARM, to_i64, to_u32, to_u64};
-use crate::cold::aggregate::{self, Member};
 use crate::db::{self, aggregation, aggregation_member, checksum, file, holding, location};
+use nlds_storage::cold::aggregate::{self, member_of};
 
 pub use nlds_settings::ArchiveConfig;
 
@@ -289,7 +289,7 @@ impl Catalogue {
         else {
             // The lease expired and the round gave the files to another aggregation: this copy
             // is not catalogued (the cold store keeps an orphan an audit can remove).
-            tracing::warn!(aggregation = %name, transaction.id = %env.transaction_id,
+            tracing::warn!(aggregation = %name, transaction_id = %env.transaction_id,
                 "a written aggregate is no longer leased; it is not catalogued");
             return Ok(Outcome::none());
         };
@@ -344,15 +344,10 @@ impl Catalogue {
             .exec(&self.db)
             .await?;
         let why: Vec<&str> = files.iter().map(|f| f.reason.as_str()).collect();
-        tracing::warn!(transaction.id = %env.transaction_id, released = gone.rows_affected,
+        tracing::warn!(transaction_id = %env.transaction_id, released = gone.rows_affected,
             reason = %why.join("; "), "archive write failed; its files are eligible again");
         Ok(Outcome::none())
     }
-}
-
-/// The tar member of an archive member.
-pub fn member_of(m: &ArchiveMember) -> Member {
-    Member::new(&m.path, m.size, m.mode, m.mtime_ns, m.uid, m.gid)
 }
 
 #[cfg(test)]

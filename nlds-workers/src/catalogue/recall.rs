@@ -10,7 +10,7 @@
 //!
 //! Evicting (`catalog.evict`) drops a holding's warm copies, but only of files whose cold copy is
 //! in a stored (written and verified) aggregation: the last verified copy is never dropped (the
-//! last-copy guard, `catalogue::delete::guard_removals`, decides).
+//! last-copy guard, `catalogue::guard::guard_removals`, decides).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,7 +26,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::delete::{Removal, guard_removals};
+use super::guard::{Removal, guard_removals};
 use super::{
     BLAKE3, CHUNK, COLD, Catalogue, Result, WARM, load_copies, parse_uuid, record, to_u32, to_u64,
 };

@@ -14,11 +14,13 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
 pub mod aggregation;
 pub mod aggregation_member;
+pub mod audit_record;
 pub mod checksum;
 pub mod failed_file;
 pub mod file;
 pub mod holding;
 pub mod location;
+pub mod log_record;
 pub mod recall;
 pub mod recall_request;
 pub mod sub_record;

@@ -142,7 +142,7 @@ impl Router {
         };
         if matches!(step, Step::ArchiveNext | Step::ArchiveUpdate) {
             // The catalogue gave up on an archive round or update (it logged why).
-            tracing::warn!(%worker, %action, transaction.id = %env.transaction_id,
+            tracing::warn!(%worker, %action, transaction_id = %env.transaction_id,
                 "archive bookkeeping failed");
         }
         let outcome = step_outcome(action, &env);

@@ -28,13 +28,13 @@ use nlds_core::{
     Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey, Worker,
 };
 
-use super::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, system_time};
 use crate::config::TransferConfig;
 use crate::hooks::{self, points};
 use crate::posix::{Ownership, PosixPolicy};
-use crate::s3::{S3Clients, S3Error};
 use crate::userfs::UserFs;
 use crate::userfs::restore::{self, Existing, Restorer, TempFile};
+use crate::warm::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, system_time};
+use nlds_storage::s3::{S3Clients, S3Error};
 
 /// Permission bits restored on files: never setuid/setgid (a restored file may be given to
 /// another owner than the one it was put by).
@@ -52,7 +52,7 @@ pub struct TransferGet {
 
 impl TransferGet {
     /// Objects are read from the bucket each file's object reference names; `bucket` is the
-    /// default of this deployment (kept for symmetry with [`super::TransferPut`]). Files are
+    /// default of this deployment (kept for symmetry with [`crate::transfer_put::TransferPut`]). Files are
     /// written with the process's own access and left to it (see [`TransferGet::with_posix`]).
     pub fn new(client: Client, bucket: String, cfg: TransferConfig) -> Self {
         Self::with_clients(S3Clients::single(client, bucket), cfg)

@@ -1,5 +1,6 @@
-//! The warm-tier transfer roles: [`TransferPut`] (POSIX -> S3, and deleting objects) and
-//! [`TransferGet`] (S3 -> POSIX).
+//! What the two warm-tier transfer roles share: [`crate::transfer_put`] (POSIX -> S3, and deleting
+//! objects) and [`crate::transfer_get`] (S3 -> POSIX) hold their tenancy clients and tuning in a
+//! [`Store`], take part buffers from one [`BufferPool`] and sum a batch up with [`Batch`].
 //!
 //! * Files are streamed: a file is read once, in chunks of at most the part size, and its blake3
 //!   is computed from the same bytes that are uploaded. Small files (below
@@ -23,25 +24,20 @@ use nlds_bus::{HandlerError, Outcome};
 use nlds_core::{Action, Envelope, ErrorCode, FailedFile, FileRecord, Payload, RoutingKey, Worker};
 
 use crate::config::TransferConfig;
-use crate::s3::{S3Clients, S3Error};
+use nlds_storage::s3::{S3Clients, S3Error};
 
-mod get;
-mod put;
 #[cfg(test)]
 mod tests;
 
-pub use get::TransferGet;
-pub use put::TransferPut;
-
 /// What both roles share: the clients of each tenancy (and the bucket new objects go to in
 /// each), the tuning.
-struct Store {
-    clients: S3Clients,
-    cfg: TransferConfig,
+pub(crate) struct Store {
+    pub(crate) clients: S3Clients,
+    pub(crate) cfg: TransferConfig,
     /// Upload buffers of this process, in KiB (see [`TransferConfig::memory_budget`]).
-    budget: tokio::sync::Semaphore,
+    pub(crate) budget: tokio::sync::Semaphore,
     /// Part buffers, reused.
-    parts: Arc<BufferPool>,
+    pub(crate) parts: Arc<BufferPool>,
 }
 
 /// Part buffers kept for reuse. Allocating and freeing a multi-MiB buffer per part makes the
@@ -53,7 +49,7 @@ pub(crate) struct BufferPool {
 }
 
 impl BufferPool {
-    fn new(keep: usize) -> Self {
+    pub(crate) fn new(keep: usize) -> Self {
         Self {
             free: std::sync::Mutex::new(Vec::new()),
             keep,
@@ -77,7 +73,7 @@ impl BufferPool {
         })
     }
 
-    fn give(&self, mut buf: Vec<u8>) {
+    pub(crate) fn give(&self, mut buf: Vec<u8>) {
         buf.clear();
         if let Ok(mut f) = self.free.lock()
             && f.len() < self.keep
@@ -87,9 +83,9 @@ impl BufferPool {
     }
 }
 
-struct Pooled {
-    buf: Vec<u8>,
-    pool: Arc<BufferPool>,
+pub(crate) struct Pooled {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) pool: Arc<BufferPool>,
 }
 
 impl AsRef<[u8]> for Pooled {
@@ -105,7 +101,7 @@ impl Drop for Pooled {
 }
 
 impl Store {
-    fn new(clients: S3Clients, cfg: TransferConfig) -> Self {
+    pub(crate) fn new(clients: S3Clients, cfg: TransferConfig) -> Self {
         let kib = (cfg.memory_budget / 1024).clamp(1, u32::MAX as u64 / 2) as usize;
         let keep = (cfg.memory_budget / cfg.part_size.max(1 << 20)).clamp(1, 1024) as usize;
         Self {
@@ -117,22 +113,22 @@ impl Store {
     }
 
     /// Waits until `bytes` of buffer may be held (a request above the whole budget takes it all).
-    async fn reserve(&self, bytes: u64) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    pub(crate) async fn reserve(&self, bytes: u64) -> Option<tokio::sync::SemaphorePermit<'_>> {
         let total = (self.cfg.memory_budget / 1024).clamp(1, u32::MAX as u64 / 2);
         let kib = bytes.div_ceil(1024).clamp(1, total) as u32;
         self.budget.acquire_many(kib).await.ok()
     }
 
-    fn files_in_flight(&self) -> usize {
+    pub(crate) fn files_in_flight(&self) -> usize {
         self.cfg.files_in_flight.max(1)
     }
-    fn parts_in_flight(&self) -> usize {
+    pub(crate) fn parts_in_flight(&self) -> usize {
         self.cfg.parts_in_flight.max(1)
     }
 }
 
 /// The outcome of one path of a batch.
-enum Step {
+pub(crate) enum Step {
     Done(FileRecord),
     Failed(FailedFile),
     /// The object store is unavailable: the whole batch is retried later.
@@ -143,16 +139,16 @@ enum Step {
 
 /// The results of a batch, by index in the incoming list.
 #[derive(Default)]
-struct Batch {
-    done: Vec<(usize, FileRecord)>,
-    failed: Vec<(usize, FailedFile)>,
-    outage: Option<S3Error>,
-    outages: usize,
-    not_started: usize,
+pub(crate) struct Batch {
+    pub(crate) done: Vec<(usize, FileRecord)>,
+    pub(crate) failed: Vec<(usize, FailedFile)>,
+    pub(crate) outage: Option<S3Error>,
+    pub(crate) outages: usize,
+    pub(crate) not_started: usize,
 }
 
 impl Batch {
-    fn add(&mut self, index: usize, step: Step) {
+    pub(crate) fn add(&mut self, index: usize, step: Step) {
         match step {
             Step::Done(r) => self.done.push((index, r)),
             Step::Failed(f) => self.failed.push((index, f)),
@@ -165,7 +161,7 @@ impl Batch {
     }
 
     /// A transient error for the whole batch if the object store was unavailable.
-    fn outage_error(&self, env: &Envelope, what: &str) -> Option<HandlerError> {
+    pub(crate) fn outage_error(&self, env: &Envelope, what: &str) -> Option<HandlerError> {
         let e = self.outage.as_ref()?;
         let message = format!(
             "object store unavailable during {what} of batch {} of transaction {} ({} file(s) hit it, \
@@ -178,7 +174,7 @@ impl Batch {
 
     /// `<worker>.complete` with the files that made it (always, possibly empty) and, in the same
     /// message, those that did not, each in the incoming order.
-    fn outcome(
+    pub(crate) fn outcome(
         mut self,
         env: &Envelope,
         worker: Worker,
@@ -202,7 +198,7 @@ impl Batch {
 }
 
 /// A failed file for an I/O error on `subject` (the path, or the destination it was written to).
-fn io_failed(path: &str, what: &str, subject: &str, err: &io::Error) -> FailedFile {
+pub(crate) fn io_failed(path: &str, what: &str, subject: &str, err: &io::Error) -> FailedFile {
     let code = match err.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ErrorCode::PathMissing,
         io::ErrorKind::PermissionDenied => ErrorCode::PermissionDenied,
@@ -213,7 +209,7 @@ fn io_failed(path: &str, what: &str, subject: &str, err: &io::Error) -> FailedFi
 }
 
 /// The payload was not what `key` carries.
-fn bad_payload(key: RoutingKey, env: &Envelope) -> HandlerError {
+pub(crate) fn bad_payload(key: RoutingKey, env: &Envelope) -> HandlerError {
     let kind = serde_json::to_value(&env.payload)
         .ok()
         .and_then(|v| v.get("kind").and_then(|k| k.as_str().map(str::to_owned)))
@@ -225,7 +221,7 @@ fn bad_payload(key: RoutingKey, env: &Envelope) -> HandlerError {
 }
 
 /// Runs blocking file-system work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
         Ok(v) => v,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -234,7 +230,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// Nanoseconds since the epoch as a `SystemTime`.
-fn system_time(ns: i64) -> SystemTime {
+pub(crate) fn system_time(ns: i64) -> SystemTime {
     if ns >= 0 {
         SystemTime::UNIX_EPOCH + Duration::from_nanos(ns.unsigned_abs())
     } else {
@@ -243,7 +239,7 @@ fn system_time(ns: i64) -> SystemTime {
 }
 
 /// Shared handle type of both roles.
-type SharedStore = Arc<Store>;
+pub(crate) type SharedStore = Arc<Store>;
 
 #[cfg(test)]
 mod pool_tests {

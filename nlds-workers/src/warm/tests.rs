@@ -20,7 +20,9 @@ use uuid::Uuid;
 
 use super::*;
 use crate::config::{ObjectStoreConfig, TransferConfig};
-use crate::s3;
+use crate::transfer_get::TransferGet;
+use crate::transfer_put::TransferPut;
+use nlds_storage::s3;
 
 const ENDPOINT_VAR: &str = "NLDS_TEST_S3_ENDPOINT";
 

@@ -17,7 +17,7 @@
 //! members keeps its cold copy (a tar on tape is not rewritten) until the last one goes.
 //!
 //! **The invariant**: no background action ever removes the last verified copy of a file that is
-//! not deleted. [`guard_removals`] is the one gate: eviction, the clean-up of objects a put could
+//! not deleted. [`guard_removals`](super::guard::guard_removals) is the one gate: eviction, the clean-up of objects a put could
 //! not catalogue, and purging all propose their removals to it and carry out only what it allows.
 //! A verified copy is a warm location (written and checksummed before it was catalogued) or a
 //! cold location in a `stored` (written and verified) aggregation.
@@ -26,30 +26,27 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use nlds_bus::Outcome;
-use nlds_core::api::{ApiAction, DeletePlan, DeletedFile, DeletedHolding, PurgeResponse};
+use nlds_core::api::{DeletePlan, DeletedFile, DeletedHolding};
 use nlds_core::error::ApiError;
-use nlds_core::message::{HoldingFilter, ObjectRef, RemovedAggregate, RpcReply};
-use nlds_core::workflow::{Effect, Step, StepOutcome, Workflow};
-use nlds_core::{
-    AccessRole, Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey,
-    Worker,
-};
+use nlds_core::message::HoldingFilter;
+use nlds_core::workflow::{Effect, Step, Workflow};
+use nlds_core::{Action, Envelope, ErrorCode, FailedFile, PathKind, Payload, RoutingKey, Worker};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
-use uuid::Uuid;
 
 use super::{
     CHUNK, COLD, Catalogue, Result, SCAN_PAGE, WARM, bad_request, compile_set, dedup, has_selector,
     normalise, prefix_range, record, to_u64,
 };
-use crate::db::{
-    aggregation, aggregation_member, file, holding, location, recall, tag, transaction,
-};
+use crate::db::{file, holding};
+
+mod purge;
 
 pub use nlds_settings::DeleteConfig;
+pub(crate) use purge::removal_messages;
 
 /// [`DeleteConfig`] (defined in `nlds-settings`) in chrono's terms.
 trait Retention {
@@ -61,154 +58,6 @@ impl Retention for DeleteConfig {
     fn retention(&self) -> chrono::Duration {
         chrono::Duration::seconds(i64::try_from(self.retention_secs).unwrap_or(i64::MAX / 4))
     }
-}
-
-/// A copy a background action wants to remove.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Removal {
-    /// A warm object (and every `warm` location naming it).
-    Warm { bucket: String, key: String },
-    /// An aggregate on the cold store (and every `cold` location naming it).
-    Aggregate { aggregation_id: i64, name: String },
-}
-
-impl std::fmt::Display for Removal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Removal::Warm { bucket, key } => write!(f, "warm object {bucket}/{key}"),
-            Removal::Aggregate { name, .. } => write!(f, "aggregate {name}"),
-        }
-    }
-}
-
-/// What the guard decided.
-#[derive(Debug, Default)]
-pub(crate) struct Verdict {
-    pub allowed: Vec<Removal>,
-    /// Each refused removal, with the live file it would leave without a verified copy.
-    pub refused: Vec<(Removal, String)>,
-}
-
-/// The last-copy guard: allows a removal only if every file that is not deleted and has a copy
-/// among the removed ones keeps at least one verified copy outside all of `proposals` taken
-/// together. Runs on `c` (the caller's database transaction, so what it checked is what the
-/// caller then changes).
-pub(crate) async fn guard_removals(
-    c: &impl ConnectionTrait,
-    proposals: Vec<Removal>,
-) -> Result<Verdict> {
-    let mut proposals = proposals;
-    let mut seen = HashSet::new();
-    proposals.retain(|p| seen.insert(p.clone()));
-    // The locations each proposal removes.
-    let mut touched: Vec<Vec<(i64, i64)>> = Vec::with_capacity(proposals.len());
-    for p in &proposals {
-        let q = location::Entity::find()
-            .select_only()
-            .column(location::Column::Id)
-            .column(location::Column::FileId);
-        let rows: Vec<(i64, i64)> = match p {
-            Removal::Warm { bucket, key } => q
-                .filter(location::Column::Tier.eq(WARM))
-                .filter(location::Column::Bucket.eq(bucket.as_str()))
-                .filter(location::Column::Key.eq(key.as_str())),
-            Removal::Aggregate { name, .. } => q
-                .filter(location::Column::Tier.eq(COLD))
-                .filter(location::Column::Key.eq(name.as_str())),
-        }
-        .into_tuple()
-        .all(c)
-        .await?;
-        touched.push(rows);
-    }
-    let removed: HashSet<i64> = touched.iter().flatten().map(|(l, _)| *l).collect();
-    let affected: Vec<i64> = dedup(
-        &touched
-            .iter()
-            .flatten()
-            .map(|(_, f)| *f)
-            .collect::<Vec<_>>(),
-    );
-    // Live files among them, and what copies they keep.
-    let mut live: HashMap<i64, String> = HashMap::new();
-    for chunk in affected.chunks(CHUNK) {
-        let rows: Vec<(i64, String, i64)> = file::Entity::find()
-            .select_only()
-            .column(file::Column::Id)
-            .column(file::Column::Path)
-            .column(file::Column::HoldingId)
-            .filter(file::Column::Id.is_in(chunk.iter().copied()))
-            .filter(file::Column::DeletedAt.is_null())
-            .into_tuple()
-            .all(c)
-            .await?;
-        live.extend(
-            rows.into_iter()
-                .map(|(id, path, h)| (id, format!("{path} (holding {h})"))),
-        );
-    }
-    let ids: Vec<i64> = live.keys().copied().collect();
-    let mut kept: HashMap<i64, u32> = HashMap::new();
-    let mut cold_names: HashMap<i64, Vec<String>> = HashMap::new();
-    for chunk in ids.chunks(CHUNK) {
-        for l in location::Entity::find()
-            .filter(location::Column::FileId.is_in(chunk.iter().copied()))
-            .all(c)
-            .await?
-        {
-            if removed.contains(&l.id) {
-                continue;
-            }
-            if l.tier == WARM {
-                *kept.entry(l.file_id).or_default() += 1;
-            } else if l.tier == COLD {
-                cold_names.entry(l.file_id).or_default().push(l.key);
-            }
-        }
-    }
-    let names: Vec<String> = dedup(
-        &cold_names
-            .values()
-            .flatten()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    )
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
-    let mut stored: HashSet<String> = HashSet::new();
-    for chunk in names.chunks(CHUNK) {
-        let rows: Vec<String> = aggregation::Entity::find()
-            .select_only()
-            .column(aggregation::Column::Name)
-            .filter(aggregation::Column::Name.is_in(chunk.iter().cloned()))
-            .filter(aggregation::Column::State.eq(aggregation::STORED))
-            .into_tuple()
-            .all(c)
-            .await?;
-        stored.extend(rows);
-    }
-    for (f, names) in &cold_names {
-        let n = names.iter().filter(|n| stored.contains(*n)).count() as u32;
-        *kept.entry(*f).or_default() += n;
-    }
-    let starving: HashSet<i64> = ids
-        .into_iter()
-        .filter(|f| kept.get(f).copied().unwrap_or(0) == 0)
-        .collect();
-    let mut verdict = Verdict::default();
-    for (p, rows) in proposals.into_iter().zip(touched) {
-        match rows.iter().find(|(_, f)| starving.contains(f)) {
-            Some((_, f)) => {
-                let what = live.get(f).cloned().unwrap_or_default();
-                tracing::warn!(removal = %p, file = %what,
-                    "refused: it would remove the last verified copy of a file that is not deleted");
-                verdict.refused.push((p, what));
-            }
-            None => verdict.allowed.push(p),
-        }
-    }
-    Ok(verdict)
 }
 
 /// May `env`'s caller delete (or undelete) holding `h`?
@@ -254,9 +103,6 @@ fn deleted_file(m: &file::Model, h: &holding::Model) -> DeletedFile {
 fn forbidden(e: impl Into<String>) -> super::Error {
     ApiError::forbidden(e).into()
 }
-
-/// The operator of a background action (who the envelopes of a sweep are from).
-const SYSTEM: &str = "nlds";
 
 impl Catalogue {
     /// How long deleted files can be undeleted, and how much one purge takes on.
@@ -426,7 +272,7 @@ impl Catalogue {
             txn.rollback().await?;
         } else {
             txn.commit().await?;
-            tracing::info!(transaction.id = %env.transaction_id, user = %env.user,
+            tracing::info!(transaction_id = %env.transaction_id, user = %env.user,
                 role = %env.role, files = plan.files_total, holdings = plan.holdings.len(),
                 refused = plan.failed.len(), "deleted (soft)");
         }
@@ -675,330 +521,11 @@ impl Catalogue {
             txn.rollback().await?;
         } else {
             txn.commit().await?;
-            tracing::info!(transaction.id = %env.transaction_id, user = %env.user,
+            tracing::info!(transaction_id = %env.transaction_id, user = %env.user,
                 files = plan.files_total, holdings = plan.holdings.len(), "undeleted");
         }
         Ok(plan)
     }
-
-    /// `catalog.purge` (operators): purges deleted files now, whatever their retention; the
-    /// answer and the removals of what it forgot are one outcome.
-    pub(super) async fn purge_now(
-        &self,
-        env: &Envelope,
-        holding_id: Option<i64>,
-    ) -> Result<Outcome> {
-        if env.role != AccessRole::Admin {
-            return Err(forbidden(format!(
-                "{} is not a service operator (admin): only operators purge",
-                env.user
-            )));
-        }
-        let p = self.purge(holding_id, None).await?;
-        let reply = RpcReply::Purged {
-            summary: p.summary.clone(),
-            objects: p.objects.clone(),
-            aggregates: p.aggregates.clone(),
-        };
-        // The removals travel with the answer: published (and confirmed) before it is sent.
-        let mut out = purge_removals(p);
-        out.reply = Some(env.reply(Payload::Reply(reply)));
-        Ok(out)
-    }
-
-    /// The purge sweep (run with every archive round): purges what has outlived the retention
-    /// period, and sends the removals.
-    pub(super) async fn purge_expired(&self) -> Result<Outcome> {
-        let cutoff = Utc::now() - self.delete.retention();
-        let p = self.purge(None, Some(cutoff)).await?;
-        if p.summary.files > 0 || p.summary.holdings > 0 {
-            tracing::info!(
-                files = p.summary.files,
-                objects = p.summary.objects,
-                aggregates = p.aggregates.len(),
-                holdings = p.summary.holdings,
-                deferred = p.summary.deferred,
-                "purged deleted files past their retention"
-            );
-        }
-        Ok(purge_removals(p))
-    }
-
-    /// Purges deleted files (those deleted before `cutoff`, or all), of one holding or all:
-    /// removes their copies as far as [`guard_removals`] allows, then their rows, and deleted
-    /// holdings left empty. Returns the warm objects and aggregates to remove.
-    async fn purge(&self, holding_id: Option<i64>, cutoff: Option<DateTime<Utc>>) -> Result<Purge> {
-        let txn = self.db.begin().await?;
-        let mut q = file::Entity::find().filter(file::Column::DeletedAt.is_not_null());
-        if let Some(t) = cutoff {
-            q = q.filter(file::Column::DeletedAt.lt(t));
-        }
-        if let Some(h) = holding_id {
-            q = q.filter(file::Column::HoldingId.eq(h));
-        }
-        let files = q
-            .order_by(file::Column::Id, sea_orm::Order::Asc)
-            .limit(self.delete.purge_batch.max(1))
-            .all(&txn)
-            .await?;
-        let ids: Vec<i64> = files.iter().map(|f| f.id).collect();
-        // Aggregations of these files.
-        let mut member_of: HashMap<i64, i64> = HashMap::new();
-        for chunk in ids.chunks(CHUNK) {
-            let rows: Vec<(i64, i64)> = aggregation_member::Entity::find()
-                .select_only()
-                .column(aggregation_member::Column::FileId)
-                .column(aggregation_member::Column::AggregationId)
-                .filter(aggregation_member::Column::FileId.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            member_of.extend(rows);
-        }
-        let agg_ids = dedup(&member_of.values().copied().collect::<Vec<_>>());
-        let mut aggs: HashMap<i64, aggregation::Model> = HashMap::new();
-        for chunk in agg_ids.chunks(CHUNK) {
-            for a in aggregation::Entity::find()
-                .filter(aggregation::Column::Id.is_in(chunk.iter().copied()))
-                .all(&txn)
-                .await?
-            {
-                aggs.insert(a.id, a);
-            }
-        }
-        // An aggregate goes when none of its members is live (or deleted too recently), none
-        // is being recalled, and it is not being written.
-        let mut removable: BTreeMap<i64, String> = BTreeMap::new();
-        for a in aggs.values() {
-            if a.state != aggregation::STORED {
-                continue;
-            }
-            let mut keep = Condition::any().add(file::Column::DeletedAt.is_null());
-            if let Some(t) = cutoff {
-                keep = keep.add(file::Column::DeletedAt.gte(t));
-            }
-            let members = aggregation_member::Entity::find()
-                .select_only()
-                .column(aggregation_member::Column::FileId)
-                .filter(aggregation_member::Column::AggregationId.eq(a.id))
-                .into_query();
-            let keeping = file::Entity::find()
-                .filter(file::Column::Id.in_subquery(members))
-                .filter(keep)
-                .count(&txn)
-                .await?;
-            let recalling = recall::Entity::find()
-                .filter(recall::Column::AggregationId.eq(a.id))
-                .one(&txn)
-                .await?
-                .is_some();
-            if keeping == 0 && !recalling {
-                removable.insert(a.id, a.name.clone());
-            }
-        }
-        let (locations, _) = super::load_copies(&txn, &ids).await?;
-        let mut proposals = Vec::new();
-        let mut deferred_files: HashSet<i64> = HashSet::new();
-        for f in &files {
-            if let Some(a) = member_of.get(&f.id).and_then(|a| aggs.get(a))
-                && a.state != aggregation::STORED
-            {
-                // Being written from its warm copy now: next time.
-                deferred_files.insert(f.id);
-                continue;
-            }
-            for l in locations.get(&f.id).map(Vec::as_slice).unwrap_or_default() {
-                if l.tier == WARM {
-                    proposals.push(Removal::Warm {
-                        bucket: l.bucket.clone(),
-                        key: l.key.clone(),
-                    });
-                }
-            }
-        }
-        for (id, name) in &removable {
-            proposals.push(Removal::Aggregate {
-                aggregation_id: *id,
-                name: name.clone(),
-            });
-        }
-        let verdict = guard_removals(&txn, proposals).await?;
-        let mut objects = Vec::new();
-        let mut aggregates = Vec::new();
-        let allowed_warm: HashSet<(String, String)> = verdict
-            .allowed
-            .iter()
-            .filter_map(|r| match r {
-                Removal::Warm { bucket, key } => Some((bucket.clone(), key.clone())),
-                Removal::Aggregate { .. } => None,
-            })
-            .collect();
-        let mut gone_locations = Vec::new();
-        for r in &verdict.allowed {
-            if let Removal::Aggregate {
-                aggregation_id,
-                name,
-            } = r
-            {
-                location::Entity::delete_many()
-                    .filter(location::Column::Tier.eq(COLD))
-                    .filter(location::Column::Key.eq(name.as_str()))
-                    .exec(&txn)
-                    .await?;
-                aggregation::Entity::delete_by_id(*aggregation_id)
-                    .exec(&txn)
-                    .await?;
-                aggregates.push(RemovedAggregate {
-                    aggregation_id: *aggregation_id,
-                    name: name.clone(),
-                });
-            }
-        }
-        let mut summary = PurgeResponse {
-            aggregates: aggregates.iter().map(|a| a.name.clone()).collect(),
-            refused: verdict
-                .refused
-                .iter()
-                .map(|(r, f)| format!("{r}: the last verified copy of {f}"))
-                .collect(),
-            ..Default::default()
-        };
-        let mut emitted: HashSet<(String, String)> = HashSet::new();
-        for f in &files {
-            if deferred_files.contains(&f.id) {
-                continue;
-            }
-            for l in locations.get(&f.id).map(Vec::as_slice).unwrap_or_default() {
-                let k = (l.bucket.clone(), l.key.clone());
-                if l.tier == WARM && allowed_warm.contains(&k) {
-                    gone_locations.push(l.id);
-                    if emitted.insert(k) {
-                        let mut r = record(f);
-                        r.object = Some(ObjectRef {
-                            bucket: l.bucket.clone(),
-                            key: l.key.clone(),
-                            tenancy: l.tenancy.clone(),
-                        });
-                        objects.push(r);
-                    }
-                }
-            }
-        }
-        for chunk in gone_locations.chunks(CHUNK) {
-            location::Entity::delete_many()
-                .filter(location::Column::Id.is_in(chunk.iter().copied()))
-                .exec(&txn)
-                .await?;
-        }
-        // Rows of files with no copy and no aggregate left go; the others wait.
-        let mut with_copies: HashSet<i64> = HashSet::new();
-        let mut in_aggregate: HashSet<i64> = HashSet::new();
-        for chunk in ids.chunks(CHUNK) {
-            let rows: Vec<i64> = location::Entity::find()
-                .select_only()
-                .column(location::Column::FileId)
-                .filter(location::Column::FileId.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            with_copies.extend(rows);
-            let rows: Vec<i64> = aggregation_member::Entity::find()
-                .select_only()
-                .column(aggregation_member::Column::FileId)
-                .filter(aggregation_member::Column::FileId.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            in_aggregate.extend(rows);
-        }
-        let mut gone = Vec::new();
-        for f in &files {
-            if with_copies.contains(&f.id) || in_aggregate.contains(&f.id) {
-                summary.deferred += 1;
-            } else {
-                gone.push(f.id);
-                summary.bytes += to_u64(f.size);
-            }
-        }
-        for chunk in gone.chunks(CHUNK) {
-            file::Entity::delete_many()
-                .filter(file::Column::Id.is_in(chunk.iter().copied()))
-                .exec(&txn)
-                .await?;
-        }
-        summary.files = gone.len() as u64;
-        summary.objects = objects.len() as u64;
-        summary.holdings = purge_holdings(&txn, holding_id, cutoff).await?;
-        txn.commit().await?;
-        Ok(Purge {
-            summary,
-            objects,
-            aggregates,
-        })
-    }
-}
-
-/// What a purge took out of the catalogue.
-struct Purge {
-    summary: PurgeResponse,
-    objects: Vec<FileRecord>,
-    aggregates: Vec<RemovedAggregate>,
-}
-
-/// The messages that carry out the removals a committed change implies (the one function that
-/// builds them: eviction, purge and the purge sweep of an archive round): `transfer-del.start` for
-/// the warm objects, in chunks, and `archive-put.del` for each aggregate, as
-/// [`nlds_core::workflow::next`] sends them after `step` of `workflow`. The catalogue sends them
-/// in the same outcome as its answer, so the request is acknowledged only once they are
-/// confirmed. `origin` makes each message's envelope.
-pub(crate) fn removal_messages(
-    workflow: Workflow,
-    step: Step,
-    origin: impl Fn(Payload) -> Envelope,
-    holding_id: Option<i64>,
-    objects: Vec<FileRecord>,
-    aggregates: Vec<RemovedAggregate>,
-) -> Outcome {
-    let mut out = Outcome::none();
-    let effects = match nlds_core::workflow::next(workflow, step, StepOutcome::Done) {
-        Ok(effects) => effects,
-        Err(e) => {
-            tracing::error!(error = %e, "no removals follow this step");
-            return out;
-        }
-    };
-    let mut aggregates = Some(aggregates);
-    for effect in effects {
-        match effect {
-            Effect::Send(to @ Step::TransferDel) => {
-                for chunk in objects.chunks(CHUNK) {
-                    out = out.and(
-                        to.key(),
-                        origin(Payload::Files {
-                            holding_id,
-                            files: chunk.to_vec(),
-                            target: None,
-                            overwrite: false,
-                            failed: Vec::new(),
-                        }),
-                    );
-                }
-            }
-            Effect::Send(to @ Step::ArchiveRemove) => {
-                for a in aggregates.take().unwrap_or_default() {
-                    out = out.and(
-                        to.key(),
-                        origin(Payload::ArchiveRemove {
-                            aggregation_id: a.aggregation_id,
-                            name: a.name,
-                        }),
-                    );
-                }
-            }
-            other => tracing::error!(?other, ?workflow, "not a removal"),
-        }
-    }
-    out
 }
 
 /// The monitor messages that record a committed delete: the transaction (under the holding it
@@ -1028,77 +555,6 @@ pub(crate) fn recorded(env: &Envelope, filter: &HoldingFilter, plan: &DeletePlan
         }
     }
     out
-}
-
-/// The envelope of a purge's removals: the service's own.
-pub(crate) fn purge_origin(payload: Payload) -> Envelope {
-    Envelope::new(
-        Uuid::new_v4(),
-        SYSTEM,
-        SYSTEM,
-        ApiAction::Del,
-        "purge",
-        payload,
-    )
-}
-
-/// The purge removals of `p`.
-fn purge_removals(p: Purge) -> Outcome {
-    removal_messages(
-        Workflow::Purge,
-        Step::CatalogPurge,
-        purge_origin,
-        None,
-        p.objects,
-        p.aggregates,
-    )
-}
-
-/// Removes deleted holdings (deleted before `cutoff`, or all) that have no file rows left, with
-/// their tags, transactions and aggregations. Returns how many.
-async fn purge_holdings(
-    c: &DatabaseTransaction,
-    holding_id: Option<i64>,
-    cutoff: Option<DateTime<Utc>>,
-) -> Result<u64> {
-    let mut q = holding::Entity::find().filter(holding::Column::DeletedAt.is_not_null());
-    if let Some(t) = cutoff {
-        q = q.filter(holding::Column::DeletedAt.lt(t));
-    }
-    if let Some(h) = holding_id {
-        q = q.filter(holding::Column::Id.eq(h));
-    }
-    let with_files = sea_orm::sea_query::Query::select()
-        .column((file::Entity, file::Column::HoldingId))
-        .from(file::Entity)
-        .to_owned();
-    let empty: Vec<i64> = q
-        .filter(holding::Column::Id.not_in_subquery(with_files))
-        .select_only()
-        .column(holding::Column::Id)
-        .into_tuple()
-        .all(c)
-        .await?;
-    for chunk in empty.chunks(CHUNK) {
-        let ids = || chunk.iter().copied();
-        tag::Entity::delete_many()
-            .filter(tag::Column::HoldingId.is_in(ids()))
-            .exec(c)
-            .await?;
-        transaction::Entity::delete_many()
-            .filter(transaction::Column::HoldingId.is_in(ids()))
-            .exec(c)
-            .await?;
-        aggregation::Entity::delete_many()
-            .filter(aggregation::Column::HoldingId.is_in(ids()))
-            .exec(c)
-            .await?;
-        holding::Entity::delete_many()
-            .filter(holding::Column::Id.is_in(ids()))
-            .exec(c)
-            .await?;
-    }
-    Ok(empty.len() as u64)
 }
 
 /// A delete or undelete must name holdings or paths (`missing` says so), and a regular

@@ -1,11 +1,17 @@
 //! Tests of delete, undelete, purge and the last-copy guard.
 
-use super::super::archive::tests_support::holding_with;
+use super::super::archive_round::tests_support::holding_with;
 use super::*;
+use crate::catalogue::guard::{Removal, guard_removals};
 use crate::db::testing;
+use crate::db::{aggregation, aggregation_member, location};
 use nlds_bus::Handler;
 use nlds_core::api::FilePage;
+use nlds_core::api::{ApiAction, PurgeResponse};
+use nlds_core::message::{ObjectRef, RpcReply};
+use nlds_core::{AccessRole, FileRecord};
 use sea_orm::{ActiveValue::Set, DatabaseConnection};
+use uuid::Uuid;
 
 const G: &str = "climate";
 

@@ -1,0 +1,302 @@
+//! `catalog-get.start` and `catalog.plan`: resolving which copies a get restores, and batching them.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use nlds_bus::Outcome;
+use nlds_core::message::{HoldingFilter, ObjectRef, RpcReply, sub_id};
+use nlds_core::{
+    Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey, State,
+    Worker,
+};
+use sea_orm::sea_query::Order;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::store::{load_copies, load_transactions, scoped_files};
+use super::{
+    CHUNK, COLD, Catalogue, Result, SCAN_PAGE, WARM, compile_set, dedup, has_selector, ingest_key,
+    normalise, prefix_range, record, to_u64,
+};
+use crate::db::{bad_request, file};
+
+impl Catalogue {
+    /// The files a get of `paths` restores (the newest catalogued copy of each path, in path
+    /// order), and the requested paths that match nothing.
+    pub(super) async fn resolve_get(
+        &self,
+        env: &Envelope,
+        filter: &HoldingFilter,
+        paths: &[String],
+        regex: bool,
+    ) -> Result<(Vec<file::Model>, Vec<FailedFile>)> {
+        if paths.is_empty() {
+            return Err(bad_request("a get needs at least one path"));
+        }
+        if paths.iter().any(|p| p.trim().is_empty()) {
+            return Err(bad_request("a get path must not be empty"));
+        }
+        if regex && !has_selector(filter) {
+            return Err(bad_request(
+                "a regular expression can only search named holdings: \
+                 give a holding id, label, transaction id or tags",
+            ));
+        }
+        let scope = self.scope(env, filter, false).await?;
+
+        // Every catalogued file that matches, and which requested paths matched anything.
+        let mut matched: Vec<file::Model> = Vec::new();
+        let mut unmatched: Vec<&str> = Vec::new();
+        if regex {
+            let set = compile_set(paths).await?;
+            let mut hit = vec![false; set.len()];
+            let mut ids = Vec::new();
+            let mut last = 0i64;
+            loop {
+                let page: Vec<(i64, String)> = scoped_files(&scope)
+                    .select_only()
+                    .column(file::Column::Id)
+                    .column(file::Column::Path)
+                    .filter(file::Column::Id.gt(last))
+                    .order_by(file::Column::Id, Order::Asc)
+                    .limit(SCAN_PAGE)
+                    .into_tuple()
+                    .all(&self.db)
+                    .await?;
+                let Some((l, _)) = page.last() else { break };
+                last = *l;
+                for (id, path) in &page {
+                    let matches = set.matches(path);
+                    if matches.matched_any() {
+                        for i in matches.iter() {
+                            hit[i] = true;
+                        }
+                        ids.push(*id);
+                    }
+                }
+                if (page.len() as u64) < SCAN_PAGE {
+                    break;
+                }
+            }
+            for chunk in ids.chunks(CHUNK) {
+                matched.extend(
+                    file::Entity::find()
+                        .filter(file::Column::Id.is_in(chunk.iter().copied()))
+                        .all(&self.db)
+                        .await?,
+                );
+            }
+            unmatched.extend(
+                paths
+                    .iter()
+                    .zip(hit)
+                    .filter(|(_, h)| !h)
+                    .map(|(p, _)| p.as_str()),
+            );
+        } else {
+            let wanted: Vec<(&str, String)> =
+                paths.iter().map(|p| (p.as_str(), normalise(p))).collect();
+            let exact: Vec<&str> = wanted.iter().map(|(_, n)| n.as_str()).collect();
+            let mut by_path: HashMap<String, Vec<file::Model>> = HashMap::new();
+            for chunk in dedup(&exact).chunks(CHUNK) {
+                for m in scoped_files(&scope)
+                    .filter(file::Column::Path.is_in(chunk.iter().copied()))
+                    .all(&self.db)
+                    .await?
+                {
+                    by_path.entry(m.path.clone()).or_default().push(m);
+                }
+            }
+            let mut found: HashMap<&str, bool> = HashMap::new();
+            for norm in dedup(&exact) {
+                let hits = by_path.get(norm);
+                let mut any = hits.is_some_and(|h| !h.is_empty());
+                // Everything under the path, unless it names only plain files and links.
+                let directory =
+                    hits.is_none_or(|h| h.iter().any(|m| m.kind == PathKind::Directory.as_str()));
+                if directory {
+                    let (lo, hi) = prefix_range(norm);
+                    let under = scoped_files(&scope)
+                        .filter(file::Column::Path.gt(lo))
+                        .filter(file::Column::Path.lt(hi))
+                        .all(&self.db)
+                        .await?;
+                    any |= !under.is_empty();
+                    matched.extend(under);
+                }
+                found.insert(norm, any);
+            }
+            unmatched.extend(
+                wanted
+                    .iter()
+                    .filter(|(_, n)| !found.get(n.as_str()).copied().unwrap_or(false))
+                    .map(|(p, _)| *p),
+            );
+            matched.extend(by_path.into_values().flatten());
+        }
+
+        // Newest ingest wins per path.
+        let tx_ids: Vec<i64> = dedup(&matched.iter().map(|m| m.transaction_id).collect::<Vec<_>>());
+        let txs = load_transactions(&self.db, &tx_ids).await?;
+        let mut best: BTreeMap<String, file::Model> = BTreeMap::new();
+        for m in matched {
+            let newer = match best.get(&m.path) {
+                None => true,
+                Some(b) => ingest_key(&txs, &m) > ingest_key(&txs, b),
+            };
+            if newer {
+                best.insert(m.path.clone(), m);
+            }
+        }
+        let failed: Vec<FailedFile> = unmatched
+            .iter()
+            .map(|p| {
+                let whose = if filter.groupall {
+                    format!("{}'s or group {}'s", env.user, env.group)
+                } else {
+                    format!("{}'s", env.user)
+                };
+                FailedFile::new(
+                    *p,
+                    ErrorCode::NotFound,
+                    format!("{p} is in none of {whose} holdings"),
+                )
+            })
+            .collect();
+        Ok((best.into_values().collect(), failed))
+    }
+
+    /// `catalog.plan`: what a get would restore, as catalogue entries.
+    pub(super) async fn plan(
+        &self,
+        env: &Envelope,
+        filter: &HoldingFilter,
+        paths: &[String],
+        regex: bool,
+    ) -> Result<RpcReply> {
+        let (best, missing) = self.resolve_get(env, filter, paths, regex).await?;
+        Ok(RpcReply::Plan {
+            files: self.entries(best).await?,
+            missing,
+        })
+    }
+
+    pub(super) async fn get(
+        &self,
+        env: &Envelope,
+        filter: &HoldingFilter,
+        paths: &[String],
+        regex: bool,
+        target: &Option<String>,
+        overwrite: bool,
+    ) -> Result<Outcome> {
+        let (best, mut failed) = self.resolve_get(env, filter, paths, regex).await?;
+        let ids: Vec<i64> = best.iter().map(|m| m.id).collect();
+        let (locations, checksums) = load_copies(&self.db, &ids).await?;
+        let mut records = Vec::with_capacity(best.len());
+        let mut cold_only: BTreeMap<String, Vec<file::Model>> = BTreeMap::new();
+        for m in best {
+            let warm = locations
+                .get(&m.id)
+                .and_then(|ls| ls.iter().find(|l| l.tier == WARM));
+            let kind = PathKind::parse(&m.kind).unwrap_or(PathKind::File);
+            if kind == PathKind::File && warm.is_none() {
+                match locations
+                    .get(&m.id)
+                    .and_then(|ls| ls.iter().find(|l| l.tier == COLD))
+                {
+                    // Only on tape: recalled first (see catalogue::recall).
+                    Some(c) => cold_only.entry(c.key.clone()).or_default().push(m),
+                    None => failed.push(FailedFile::new(
+                        &m.path,
+                        ErrorCode::StorageError,
+                        format!("{}: no stored copy (holding {})", m.path, m.holding_id),
+                    )),
+                }
+                continue;
+            }
+            let mut r = record(&m);
+            r.blake3 = checksums.get(&m.id).cloned();
+            r.object = warm.filter(|_| kind == PathKind::File).map(|l| ObjectRef {
+                bucket: l.bucket.clone(),
+                key: l.key.clone(),
+                tenancy: l.tenancy.clone(),
+            });
+            records.push(r);
+        }
+
+        let recalled: u64 = cold_only.values().map(|v| v.len() as u64).sum();
+        let recalled_bytes: u64 = cold_only.values().flatten().map(|m| to_u64(m.size)).sum();
+        let (mut out, unrecallable) = self
+            .register_recalls(env, cold_only, target, overwrite)
+            .await?;
+        failed.extend(unrecallable);
+        let files_total = records.len() as u64 + recalled;
+        let bytes_total: u64 = records.iter().map(|r| r.size).sum::<u64>() + recalled_bytes;
+        for (i, batch) in self.batches(records).into_iter().enumerate() {
+            let holdings: HashSet<Option<i64>> = batch.iter().map(|r| r.holding_id).collect();
+            let holding_id = if holdings.len() == 1 {
+                holdings.into_iter().next().flatten()
+            } else {
+                None
+            };
+            out = out.and(
+                RoutingKey::new(Worker::CatalogGet, Action::Complete),
+                env.with_sub(
+                    sub_id(env.transaction_id, "get", i),
+                    Payload::Files {
+                        // Unknown paths travel with the first batch (see the indexer).
+                        failed: std::mem::take(&mut failed),
+                        holding_id,
+                        files: batch,
+                        target: target.clone(),
+                        overwrite,
+                    },
+                ),
+            );
+        }
+        if !failed.is_empty() {
+            out = out.and(
+                RoutingKey::new(Worker::CatalogGet, Action::Failed),
+                env.with_sub(
+                    nlds_core::message::sub_id(env.transaction_id, "get-failed", 0),
+                    Payload::Failed { files: failed },
+                ),
+            );
+        }
+        out = out.and(
+            RoutingKey::new(Worker::MonitorPut, Action::Start),
+            env.with_sub(
+                env.transaction_id,
+                Payload::MonitorUpdate {
+                    state: State::Split,
+                    files: files_total,
+                    bytes: bytes_total,
+                    failed: Vec::new(),
+                    warnings: Vec::new(),
+                },
+            ),
+        );
+        Ok(out)
+    }
+
+    /// Splits files into batches of at most `batch_files` files and `batch_bytes` bytes.
+    pub(super) fn batches(&self, files: Vec<FileRecord>) -> Vec<Vec<FileRecord>> {
+        let mut out = Vec::new();
+        let mut cur: Vec<FileRecord> = Vec::new();
+        let mut bytes = 0u64;
+        for f in files {
+            if !cur.is_empty()
+                && (cur.len() >= self.batch_files
+                    || bytes.saturating_add(f.size) > self.batch_bytes)
+            {
+                out.push(std::mem::take(&mut cur));
+                bytes = 0;
+            }
+            bytes = bytes.saturating_add(f.size);
+            cur.push(f);
+        }
+        if !cur.is_empty() {
+            out.push(cur);
+        }
+        out
+    }
+}

@@ -1,0 +1,216 @@
+//! `catalog-put.start`: recording the files a transfer stored.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::Utc;
+use nlds_bus::Outcome;
+use nlds_core::{
+    Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey, Worker,
+};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+
+use super::guard;
+use super::store::{add_locations, ensure_transaction, existing_files, live_conflict};
+use super::{BLAKE3, CHUNK, Catalogue, Result, WARM, chunks_of, to_i64};
+use crate::db::{bad_request, checksum, file, internal, location};
+
+impl Catalogue {
+    pub(super) async fn put(
+        &self,
+        env: &Envelope,
+        holding_id: Option<i64>,
+        files: &[FileRecord],
+        target: &Option<String>,
+        overwrite: bool,
+    ) -> Result<Outcome> {
+        let h = holding_id.ok_or_else(|| bad_request("catalog-put needs a holding id"))?;
+        let txn = self.db.begin().await?;
+        let tx = ensure_transaction(&txn, env.transaction_id, h).await?;
+
+        // A path twice in one message is the same file: catalogue it once.
+        let mut seen = HashSet::new();
+        let files: Vec<&FileRecord> = files.iter().filter(|f| seen.insert(&f.path)).collect();
+        let mut failed: BTreeMap<&str, FailedFile> = BTreeMap::new();
+        for f in &files {
+            if f.kind == PathKind::File && f.object.is_none() {
+                failed.insert(
+                    &f.path,
+                    FailedFile::new(
+                        &f.path,
+                        ErrorCode::StorageError,
+                        format!("{} reached the catalogue without a stored object", f.path),
+                    ),
+                );
+            }
+        }
+        let candidates: Vec<&FileRecord> = files
+            .iter()
+            .copied()
+            .filter(|f| !failed.contains_key(f.path.as_str()))
+            .collect();
+        let paths: Vec<&str> = candidates.iter().map(|f| f.path.as_str()).collect();
+        let before = existing_files(&txn, h, &paths).await?;
+        let new: Vec<&FileRecord> = candidates
+            .iter()
+            .copied()
+            .filter(|f| !before.contains_key(&f.path))
+            .collect();
+        for chunk in new.chunks(CHUNK) {
+            let rows = chunk.iter().map(|f| file::ActiveModel {
+                holding_id: Set(h),
+                transaction_id: Set(tx.id),
+                path: Set(f.path.clone()),
+                kind: Set(f.kind.as_str().to_owned()),
+                link_target: Set(f.link_target.clone()),
+                size: Set(to_i64(f.size)),
+                uid: Set(i64::from(f.uid)),
+                gid: Set(i64::from(f.gid)),
+                mode: Set(i64::from(f.mode)),
+                mtime_ns: Set(f.mtime_ns),
+                ..Default::default()
+            });
+            // A concurrent put of the same path from another transaction loses here and is
+            // reported as a conflict below.
+            file::Entity::insert_many(rows)
+                .on_conflict(live_conflict([file::Column::HoldingId, file::Column::Path]))
+                .try_insert()
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        let new_paths: Vec<&str> = new.iter().map(|f| f.path.as_str()).collect();
+        let after = existing_files(&txn, h, &new_paths).await?;
+
+        let now = Utc::now();
+        let mut locations = Vec::new();
+        let mut checksums = Vec::new();
+        let mut conflicting: Vec<(&FileRecord, i64, String)> = Vec::new();
+        let mut done = Vec::new();
+        for f in &candidates {
+            let (e, inserted) = match (before.get(&f.path), after.get(&f.path)) {
+                (Some(e), _) => (e, false),
+                (None, Some(e)) => (e, true),
+                (None, None) => {
+                    return Err(internal(format!(
+                        "{} was inserted into holding {h} but cannot be read back",
+                        f.path
+                    )));
+                }
+            };
+            if e.transaction_pk != tx.id {
+                conflicting.push((f, e.file_id, e.tid.clone()));
+                continue;
+            }
+            if inserted {
+                if let Some(o) = &f.object {
+                    locations.push(location::ActiveModel {
+                        file_id: Set(e.file_id),
+                        tier: Set(WARM.to_owned()),
+                        bucket: Set(o.bucket.clone()),
+                        key: Set(o.key.clone()),
+                        created: Set(now),
+                        tenancy: Set(o.tenancy.clone()),
+                        ..Default::default()
+                    });
+                }
+                if let Some(b) = &f.blake3 {
+                    checksums.push(checksum::ActiveModel {
+                        file_id: Set(e.file_id),
+                        algorithm: Set(BLAKE3.to_owned()),
+                        value: Set(b.clone()),
+                        ..Default::default()
+                    });
+                }
+            }
+            done.push(f.path.as_str());
+        }
+        add_locations(&txn, locations).await?;
+        for chunk in chunks_of(checksums) {
+            checksum::Entity::insert_many(chunk)
+                .on_conflict_do_nothing_on([checksum::Column::FileId, checksum::Column::Algorithm])
+                .exec_without_returning(&txn)
+                .await?;
+        }
+
+        // Objects uploaded for paths the holding already has are deleted again, unless the
+        // catalogued copy is that very object.
+        let ids: Vec<i64> = conflicting.iter().map(|(_, id, _)| *id).collect();
+        let mut kept: HashSet<(String, String)> = HashSet::new();
+        for chunk in ids.chunks(CHUNK) {
+            let rows = location::Entity::find()
+                .filter(location::Column::FileId.is_in(chunk.iter().copied()))
+                .all(&txn)
+                .await?;
+            kept.extend(rows.into_iter().map(|l| (l.bucket, l.key)));
+        }
+        txn.commit().await?;
+
+        let mut to_delete = Vec::new();
+        for (f, _, other) in &conflicting {
+            failed.insert(
+                &f.path,
+                FailedFile::new(
+                    &f.path,
+                    ErrorCode::Conflict,
+                    format!("{} is already in holding {h} (transaction {other})", f.path),
+                ),
+            );
+            if let Some(o) = &f.object
+                && !kept.contains(&(o.bucket.clone(), o.key.clone()))
+            {
+                to_delete.push((*f).clone());
+            }
+        }
+        // Never an object a live file still counts on (the last-copy guard decides).
+        if !to_delete.is_empty() {
+            let proposals = to_delete
+                .iter()
+                .filter_map(|f| f.object.as_ref())
+                .map(|o| guard::Removal::Warm {
+                    bucket: o.bucket.clone(),
+                    key: o.key.clone(),
+                })
+                .collect();
+            let verdict = guard::guard_removals(&self.db, proposals).await?;
+            to_delete.retain(|f| {
+                f.object.as_ref().is_some_and(|o| {
+                    verdict.allowed.contains(&guard::Removal::Warm {
+                        bucket: o.bucket.clone(),
+                        key: o.key.clone(),
+                    })
+                })
+            });
+        }
+        let done: HashSet<&str> = done.into_iter().collect();
+        let complete: Vec<FileRecord> = files
+            .iter()
+            .filter(|f| done.contains(f.path.as_str()))
+            .map(|f| (*f).clone())
+            .collect();
+        let mut out = Outcome::publish(
+            RoutingKey::new(Worker::CatalogPut, Action::Complete),
+            env.reply(Payload::Files {
+                failed: failed.into_values().collect(),
+                holding_id: Some(h),
+                files: complete,
+                target: target.clone(),
+                overwrite,
+            }),
+        );
+        if !to_delete.is_empty() {
+            out = out.and(
+                RoutingKey::new(Worker::TransferDel, Action::Start),
+                env.reply(Payload::Files {
+                    failed: Vec::new(),
+                    holding_id: Some(h),
+                    files: to_delete,
+                    target: None,
+                    overwrite: false,
+                }),
+            );
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // catalog-get.start
+}

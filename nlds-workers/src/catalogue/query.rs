@@ -1,0 +1,416 @@
+//! `catalog.list`, `catalog.find` and `catalog.meta`: listing holdings, finding files, changing
+//! labels and tags.
+
+use std::collections::HashMap;
+
+use chrono::DateTime;
+use nlds_core::api::{
+    FileEntry, FileLocation, FilePage, HoldingMeta, HoldingPage, HoldingSummary, MetaChange,
+    MetaResponse, Tags, Tier,
+};
+use nlds_core::error::ApiError;
+use nlds_core::message::HoldingFilter;
+use nlds_core::{Envelope, PathKind};
+use sea_orm::sea_query::{Expr, OnConflict, Order};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::authz::may_change;
+use super::store::{find_query, load_copies, load_tags, load_transactions};
+use super::{
+    CHUNK, COLD, Catalogue, Result, WARM, compile, dedup, has_selector, order, page, parse_uuid,
+    to_u32, to_u64, validate_label, validate_tag,
+};
+use crate::db::{self, bad_request, conflict, file, holding, internal, location, tag, transaction};
+
+impl Catalogue {
+    pub(super) async fn list(&self, env: &Envelope, filter: &HoldingFilter) -> Result<HoldingPage> {
+        let scope = self.scope(env, filter, false).await?;
+        let (limit, offset) = page(filter)?;
+        let order = order(filter);
+        let query = holding::Entity::find().filter(scope);
+        let total = query.clone().count(&self.db).await?;
+        let rows = query
+            .order_by(holding::Column::Created, order.clone())
+            .order_by(holding::Column::Id, order)
+            .limit(limit)
+            .offset(offset)
+            .all(&self.db)
+            .await?;
+        let ids: Vec<i64> = rows.iter().map(|h| h.id).collect();
+        let mut tags = load_tags(&self.db, &ids).await?;
+        let mut transactions: HashMap<i64, Vec<Uuid>> = HashMap::new();
+        let mut stats: HashMap<i64, (u64, u64)> = HashMap::new();
+        let mut tiers: HashMap<i64, (u64, u64)> = HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            for t in transaction::Entity::find()
+                .filter(transaction::Column::HoldingId.is_in(chunk.iter().copied()))
+                .order_by(transaction::Column::IngestTime, Order::Asc)
+                .order_by(transaction::Column::Id, Order::Asc)
+                .all(&self.db)
+                .await?
+            {
+                transactions
+                    .entry(t.holding_id)
+                    .or_default()
+                    .push(parse_uuid(&t.transaction_id));
+            }
+            let counts: Vec<(i64, i64, i64)> = file::Entity::find()
+                .select_only()
+                .column(file::Column::HoldingId)
+                .expr(Expr::cust("CAST(COUNT(*) AS BIGINT)"))
+                .expr(Expr::cust(
+                    r#"CAST(COALESCE(SUM("file"."size"), 0) AS BIGINT)"#,
+                ))
+                .filter(file::Column::HoldingId.is_in(chunk.iter().copied()))
+                .filter(file::Column::DeletedAt.is_null())
+                .group_by(file::Column::HoldingId)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (h, n, b) in counts {
+                stats.insert(h, (to_u64(n), to_u64(b)));
+            }
+            let per_tier: Vec<(i64, String, i64)> = location::Entity::find()
+                .join(JoinType::InnerJoin, location::Relation::File.def())
+                .select_only()
+                .column(file::Column::HoldingId)
+                .column(location::Column::Tier)
+                .expr(Expr::cust("CAST(COUNT(*) AS BIGINT)"))
+                .filter(file::Column::HoldingId.is_in(chunk.iter().copied()))
+                .filter(file::Column::DeletedAt.is_null())
+                .group_by(file::Column::HoldingId)
+                .group_by(location::Column::Tier)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (h, tier, n) in per_tier {
+                let e = tiers.entry(h).or_default();
+                if tier == WARM {
+                    e.0 = to_u64(n);
+                } else if tier == COLD {
+                    e.1 = to_u64(n);
+                }
+            }
+        }
+        let recalling = self.recalling_files().await?;
+        let recalling_by_holding: HashMap<i64, u64> = if recalling.is_empty() {
+            HashMap::new()
+        } else {
+            let mut m = HashMap::new();
+            let ids: Vec<i64> = recalling.iter().copied().collect();
+            for chunk in ids.chunks(CHUNK) {
+                for (h,) in file::Entity::find()
+                    .select_only()
+                    .column(file::Column::HoldingId)
+                    .filter(file::Column::Id.is_in(chunk.iter().copied()))
+                    .into_tuple::<(i64,)>()
+                    .all(&self.db)
+                    .await?
+                {
+                    *m.entry(h).or_insert(0) += 1;
+                }
+            }
+            m
+        };
+        let holdings = rows
+            .into_iter()
+            .map(|h| {
+                let (files, bytes) = stats.get(&h.id).copied().unwrap_or_default();
+                let (warm_files, cold_files) = tiers.get(&h.id).copied().unwrap_or_default();
+                HoldingSummary {
+                    warm_files,
+                    cold_files,
+                    recalling_files: recalling_by_holding.get(&h.id).copied().unwrap_or(0),
+                    tags: tags.remove(&h.id).unwrap_or_default(),
+                    transactions: transactions.remove(&h.id).unwrap_or_default(),
+                    id: h.id,
+                    label: h.label,
+                    user: h.user,
+                    group: h.group,
+                    created: h.created,
+                    files,
+                    bytes,
+                }
+            })
+            .collect();
+        Ok(HoldingPage {
+            holdings,
+            total,
+            limit,
+            offset,
+        })
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // catalog.find
+
+    pub(super) async fn find(
+        &self,
+        env: &Envelope,
+        filter: &HoldingFilter,
+        path: Option<&str>,
+        path_regex: bool,
+    ) -> Result<FilePage> {
+        let scope = self.scope(env, filter, false).await?;
+        let (limit, offset) = page(filter)?;
+        let order = order(filter);
+        let re = match (path, path_regex) {
+            (Some(p), true) => Some(compile(p).await?),
+            _ => None,
+        };
+        let mut query = find_query(scope, order);
+        if let (Some(p), false) = (path, path_regex) {
+            query = query.filter(file::Column::Path.eq(p));
+        }
+        let (total, models) = match re {
+            None => {
+                let total = query.clone().count(&self.db).await?;
+                let models = query.limit(limit).offset(offset).all(&self.db).await?;
+                (total, models)
+            }
+            Some(re) => {
+                let all: Vec<(i64, String)> = query
+                    .select_only()
+                    .column(file::Column::Id)
+                    .column(file::Column::Path)
+                    .into_tuple()
+                    .all(&self.db)
+                    .await?;
+                let hits: Vec<i64> = all
+                    .into_iter()
+                    .filter(|(_, p)| re.is_match(p))
+                    .map(|(id, _)| id)
+                    .collect();
+                let total = hits.len() as u64;
+                let page: Vec<i64> = hits
+                    .into_iter()
+                    .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                    .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                    .collect();
+                let mut by_id: HashMap<i64, file::Model> = file::Entity::find()
+                    .filter(file::Column::Id.is_in(page.iter().copied()))
+                    .all(&self.db)
+                    .await?
+                    .into_iter()
+                    .map(|m| (m.id, m))
+                    .collect();
+                (
+                    total,
+                    page.iter().filter_map(|id| by_id.remove(id)).collect(),
+                )
+            }
+        };
+        let files = self.entries(models).await?;
+        Ok(FilePage {
+            files,
+            total,
+            limit,
+            offset,
+        })
+    }
+
+    /// The API view of file rows, in their order.
+    pub(super) async fn entries(&self, models: Vec<file::Model>) -> Result<Vec<FileEntry>> {
+        let ids: Vec<i64> = models.iter().map(|m| m.id).collect();
+        let holding_ids = dedup(&models.iter().map(|m| m.holding_id).collect::<Vec<_>>());
+        let tx_ids = dedup(&models.iter().map(|m| m.transaction_id).collect::<Vec<_>>());
+        let holdings: HashMap<i64, holding::Model> = holding::Entity::find()
+            .filter(holding::Column::Id.is_in(holding_ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|h| (h.id, h))
+            .collect();
+        let txs = load_transactions(&self.db, &tx_ids).await?;
+        let (mut locations, mut checksums) = load_copies(&self.db, &ids).await?;
+        let recalling = self.recalling_files().await?;
+        let mut out = Vec::with_capacity(models.len());
+        for m in models {
+            let h = holdings.get(&m.holding_id).ok_or_else(|| {
+                internal(format!("holding {} of {} vanished", m.holding_id, m.path))
+            })?;
+            let t = txs.get(&m.transaction_id).ok_or_else(|| {
+                internal(format!(
+                    "transaction {} of {} vanished",
+                    m.transaction_id, m.path
+                ))
+            })?;
+            let mut locs: Vec<FileLocation> = locations
+                .remove(&m.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| FileLocation {
+                    tier: if l.tier == COLD {
+                        Tier::Cold
+                    } else {
+                        Tier::Warm
+                    },
+                    bucket: l.bucket,
+                    key: l.key,
+                })
+                .collect();
+            locs.sort_by_key(|l| l.tier == Tier::Cold);
+            out.push(FileEntry {
+                kind: PathKind::parse(&m.kind).unwrap_or(PathKind::File),
+                link_target: m.link_target,
+                size: to_u64(m.size),
+                uid: to_u32(m.uid),
+                gid: to_u32(m.gid),
+                mode: to_u32(m.mode),
+                mtime: DateTime::from_timestamp_nanos(m.mtime_ns),
+                holding_id: h.id,
+                label: h.label.clone(),
+                user: h.user.clone(),
+                group: h.group.clone(),
+                transaction_id: parse_uuid(&t.transaction_id),
+                ingest_time: t.ingest_time,
+                blake3: checksums.remove(&m.id),
+                recalling: recalling.contains(&m.id),
+                locations: locs,
+                path: m.path,
+            });
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // catalog.meta
+
+    pub(super) async fn meta(
+        &self,
+        env: &Envelope,
+        filter: &HoldingFilter,
+        new_label: Option<&str>,
+        new_tags: &Tags,
+        del_tags: &Tags,
+        dry_run: bool,
+    ) -> Result<MetaResponse> {
+        if !has_selector(filter) {
+            return Err(bad_request("give a holding id, label or tags"));
+        }
+        if let Some(l) = new_label {
+            validate_label(l)?;
+        }
+        for (k, v) in new_tags {
+            validate_tag(k, v)?;
+        }
+        let scope = self.changeable(env, filter).await?;
+        let txn = self.db.begin().await?;
+        let holdings = holding::Entity::find()
+            .filter(scope)
+            .order_by(holding::Column::Id, Order::Asc)
+            .all(&txn)
+            .await?;
+        // Nothing in the caller's read scope: the same answer whether the holding exists
+        // elsewhere or not at all (no label, owner or group of another group's holding).
+        if holdings.is_empty() {
+            return Err(ApiError::not_found(format!("no holding of {} matches", env.user)).into());
+        }
+        // All or nothing: one holding the caller may not change refuses the whole request.
+        if let Some(reason) = holdings.iter().find_map(|h| may_change(env, h).err()) {
+            return Err(ApiError::forbidden(reason).into());
+        }
+        if new_label.is_some() && holdings.len() > 1 {
+            return Err(bad_request(format!(
+                "{} holdings match, but a new label needs exactly one",
+                holdings.len()
+            )));
+        }
+        let ids: Vec<i64> = holdings.iter().map(|h| h.id).collect();
+        let mut old_tags = load_tags(&txn, &ids).await?;
+        let mut changes = Vec::with_capacity(holdings.len());
+        for h in holdings {
+            let mut label = h.label.clone();
+            if let Some(nl) = new_label
+                && nl != h.label
+            {
+                if let Some(other) = holding::Entity::find()
+                    .filter(holding::Column::User.eq(&h.user))
+                    .filter(holding::Column::Label.eq(nl))
+                    .filter(holding::Column::DeletedAt.is_null())
+                    .one(&txn)
+                    .await?
+                {
+                    // Name the other holding only if the caller may read it.
+                    return Err(conflict(
+                        if other.user == env.user || other.group == env.group {
+                            format!("label {nl:?} is already used by holding {}", other.id)
+                        } else {
+                            format!(
+                                "label {nl:?} is already used by another holding of {}",
+                                h.user
+                            )
+                        },
+                    ));
+                }
+                let update = holding::ActiveModel {
+                    id: Set(h.id),
+                    label: Set(nl.to_owned()),
+                    ..Default::default()
+                };
+                holding::Entity::update(update)
+                    .exec(&txn)
+                    .await
+                    .map_err(|e| {
+                        if db::is_unique_violation(&e) {
+                            conflict(format!("label {nl:?} is already used by another holding"))
+                        } else {
+                            e.into()
+                        }
+                    })?;
+                label = nl.to_owned();
+            }
+            let old = old_tags.remove(&h.id).unwrap_or_default();
+            let mut tags = old.clone();
+            for (k, v) in del_tags {
+                if old.get(k).is_some_and(|cur| v.is_empty() || cur == v) {
+                    tag::Entity::delete_many()
+                        .filter(tag::Column::HoldingId.eq(h.id))
+                        .filter(tag::Column::Key.eq(k))
+                        .exec(&txn)
+                        .await?;
+                    tags.remove(k);
+                }
+            }
+            for (k, v) in new_tags {
+                tag::Entity::insert(tag::ActiveModel {
+                    holding_id: Set(h.id),
+                    key: Set(k.clone()),
+                    value: Set(v.clone()),
+                    ..Default::default()
+                })
+                .on_conflict(
+                    OnConflict::columns([tag::Column::HoldingId, tag::Column::Key])
+                        .update_column(tag::Column::Value)
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+                tags.insert(k.clone(), v.clone());
+            }
+            changes.push(MetaChange {
+                id: h.id,
+                user: h.user,
+                group: h.group,
+                old: HoldingMeta {
+                    label: h.label,
+                    tags: old,
+                },
+                new: HoldingMeta { label, tags },
+            });
+        }
+        if dry_run {
+            txn.rollback().await?;
+        } else {
+            txn.commit().await?;
+        }
+        Ok(MetaResponse {
+            holdings: changes,
+            dry_run,
+        })
+    }
+}

@@ -1,0 +1,83 @@
+//! `catalog.setup`: creating (or finding) a holding and its transaction.
+
+use nlds_core::Envelope;
+use nlds_core::api::Tags;
+use nlds_core::error::ApiError;
+use nlds_core::message::RpcReply;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+
+use super::store::{ensure_transaction, get_or_create_holding};
+use super::{Catalogue, Result, validate_label, validate_tag};
+use crate::db::{bad_request, holding, tag};
+
+impl Catalogue {
+    pub(super) async fn setup(
+        &self,
+        env: &Envelope,
+        label: Option<&str>,
+        holding_id: Option<i64>,
+        tags: &Tags,
+    ) -> Result<RpcReply> {
+        if let Some(l) = label {
+            validate_label(l)?;
+        }
+        for (k, v) in tags {
+            validate_tag(k, v)?;
+        }
+        let txn = self.db.begin().await?;
+        let h = match holding_id {
+            Some(id) => {
+                // Outside what the caller may read (another group's holding, for anyone but an
+                // operator), the answer is the one for an id that does not exist.
+                let h = holding::Entity::find_by_id(id)
+                    .filter(holding::Column::DeletedAt.is_null())
+                    .one(&txn)
+                    .await?
+                    .filter(|h| h.user == env.user || h.group == env.group || env.role.is_admin())
+                    .ok_or_else(|| ApiError::not_found(format!("holding {id} not found")))?;
+                if h.user != env.user {
+                    return Err(ApiError::forbidden(format!(
+                        "holding {id} belongs to another user"
+                    ))
+                    .into());
+                }
+                if let Some(l) = label
+                    && l != h.label
+                {
+                    return Err(bad_request(format!(
+                        "holding {id} is labelled {:?}, not {l:?}",
+                        h.label
+                    )));
+                }
+                h
+            }
+            None => {
+                let default;
+                let label = match label {
+                    Some(l) => l,
+                    None => {
+                        default = env.transaction_id.to_string()[..8].to_owned();
+                        &default
+                    }
+                };
+                get_or_create_holding(&txn, &env.user, &env.group, label).await?
+            }
+        };
+        let new_tags = tags.iter().map(|(k, v)| tag::ActiveModel {
+            holding_id: Set(h.id),
+            key: Set(k.clone()),
+            value: Set(v.clone()),
+            ..Default::default()
+        });
+        tag::Entity::insert_many(new_tags)
+            .on_conflict_do_nothing_on([tag::Column::HoldingId, tag::Column::Key])
+            .exec_without_returning(&txn)
+            .await?;
+        ensure_transaction(&txn, env.transaction_id, h.id).await?;
+        txn.commit().await?;
+        Ok(RpcReply::Holding {
+            id: h.id,
+            label: h.label,
+        })
+    }
+}

@@ -1,0 +1,284 @@
+//! Database helpers of the catalogue: the queries and writes its handlers share.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use nlds_core::api::Tags;
+use sea_orm::sea_query::{Expr, OnConflict, Order};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter,
+    QueryOrder, QuerySelect, RelationTrait, TryInsertResult,
+};
+use uuid::Uuid;
+
+use super::{BLAKE3, CHUNK, Result, chunks_of};
+use crate::db::{checksum, conflict, file, holding, internal, location, tag, transaction};
+
+/// Files of the holdings selected by `scope`.
+pub(super) fn scoped_files(scope: &Condition) -> sea_orm::Select<file::Entity> {
+    file::Entity::find()
+        .join(JoinType::InnerJoin, file::Relation::Holding.def())
+        .filter(scope.clone())
+        .filter(file::Column::DeletedAt.is_null())
+}
+
+/// Files of the holdings selected by `scope`, ordered by ingest time (then id).
+pub(super) fn find_query(scope: Condition, order: Order) -> sea_orm::Select<file::Entity> {
+    file::Entity::find()
+        .join(JoinType::InnerJoin, file::Relation::Holding.def())
+        .join(JoinType::InnerJoin, file::Relation::Transaction.def())
+        .filter(scope)
+        .filter(file::Column::DeletedAt.is_null())
+        .order_by(transaction::Column::IngestTime, order.clone())
+        .order_by(file::Column::Id, order)
+}
+
+/// `"file"."holding_id" IN (...)` with the ids inlined (integers only).
+pub(super) fn holding_file_in(ids: &[i64]) -> Expr {
+    if ids.is_empty() {
+        return Expr::cust("1 = 0");
+    }
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    Expr::cust(format!(r#""file"."holding_id" IN ({})"#, list.join(",")))
+}
+
+/// `ON CONFLICT (cols) WHERE deleted_at IS NULL`: the target of the unique indexes that hold
+/// among live rows only (deleted rows keep their path or label until they are purged).
+pub(super) fn live_conflict<C: sea_orm::sea_query::IntoIden + Copy>(
+    cols: impl IntoIterator<Item = C>,
+) -> OnConflict {
+    OnConflict::columns(cols)
+        .target_and_where(sea_orm::sea_query::ExprTrait::is_null(Expr::col(
+            sea_orm::sea_query::Alias::new("deleted_at"),
+        )))
+        .do_nothing()
+        .to_owned()
+}
+
+/// `"holding"."id" IN (...)` with the ids inlined (integers only), so any number of them fits.
+pub(super) fn holding_id_in(ids: &[i64]) -> Expr {
+    if ids.is_empty() {
+        return Expr::cust("1 = 0");
+    }
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    Expr::cust(format!(r#""holding"."id" IN ({})"#, list.join(",")))
+}
+
+/// A file already catalogued in a holding.
+pub(super) struct Existing {
+    pub(super) file_id: i64,
+    pub(super) transaction_pk: i64,
+    pub(super) tid: String,
+}
+
+/// The files of holding `h` at `paths`, by path.
+pub(super) async fn existing_files(
+    c: &impl ConnectionTrait,
+    h: i64,
+    paths: &[&str],
+) -> Result<HashMap<String, Existing>> {
+    let mut out = HashMap::new();
+    for chunk in paths.chunks(CHUNK) {
+        let rows: Vec<(i64, String, i64, String)> = file::Entity::find()
+            .select_only()
+            .column(file::Column::Id)
+            .column(file::Column::Path)
+            .column(file::Column::TransactionId)
+            .column_as(transaction::Column::TransactionId, "tid")
+            .join(JoinType::InnerJoin, file::Relation::Transaction.def())
+            .filter(file::Column::HoldingId.eq(h))
+            .filter(file::Column::DeletedAt.is_null())
+            .filter(file::Column::Path.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(c)
+            .await?;
+        for (file_id, path, transaction_pk, tid) in rows {
+            out.insert(
+                path,
+                Existing {
+                    file_id,
+                    transaction_pk,
+                    tid,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Finds the user's holding labelled `label`, or creates it in `group`. Safe against concurrent
+/// creation: the UNIQUE (user, label) index decides, and the loser reads the winner's row.
+pub(super) async fn get_or_create_holding(
+    c: &impl ConnectionTrait,
+    user: &str,
+    group: &str,
+    label: &str,
+) -> Result<holding::Model> {
+    for _ in 0..3 {
+        if let Some(h) = holding::Entity::find()
+            .filter(holding::Column::User.eq(user))
+            .filter(holding::Column::Label.eq(label))
+            .filter(holding::Column::DeletedAt.is_null())
+            .one(c)
+            .await?
+        {
+            if h.group != group {
+                return Err(conflict(format!(
+                    "{user} already has a holding labelled {label:?} (id {}) in group {}",
+                    h.id, h.group
+                )));
+            }
+            return Ok(h);
+        }
+        let new = holding::ActiveModel {
+            label: Set(label.to_owned()),
+            user: Set(user.to_owned()),
+            group: Set(group.to_owned()),
+            created: Set(Utc::now()),
+            ..Default::default()
+        };
+        let res = holding::Entity::insert(new)
+            .on_conflict(live_conflict([
+                holding::Column::User,
+                holding::Column::Label,
+            ]))
+            .try_insert()
+            .exec(c)
+            .await?;
+        if let TryInsertResult::Inserted(r) = res
+            && let Some(h) = holding::Entity::find_by_id(r.last_insert_id).one(c).await?
+        {
+            return Ok(h);
+        }
+    }
+    Err(internal(format!(
+        "cannot create or find holding {label:?} of {user}"
+    )))
+}
+
+/// The `transaction` row of `tid`, created in holding `h` if missing; a transaction of another
+/// holding is a conflict.
+pub(super) async fn ensure_transaction(
+    c: &impl ConnectionTrait,
+    tid: Uuid,
+    h: i64,
+) -> Result<transaction::Model> {
+    let find = || {
+        transaction::Entity::find().filter(transaction::Column::TransactionId.eq(tid.to_string()))
+    };
+    let t = match find().one(c).await? {
+        Some(t) => t,
+        None => {
+            transaction::Entity::insert(transaction::ActiveModel {
+                transaction_id: Set(tid.to_string()),
+                holding_id: Set(h),
+                ingest_time: Set(Utc::now()),
+                ..Default::default()
+            })
+            .on_conflict_do_nothing_on([transaction::Column::TransactionId])
+            .exec_without_returning(c)
+            .await?;
+            find()
+                .one(c)
+                .await?
+                .ok_or_else(|| internal(format!("transaction {tid} cannot be read back")))?
+        }
+    };
+    if t.holding_id != h {
+        // Whose it is, and which holding, is not the caller's business.
+        return Err(conflict(format!(
+            "transaction id {tid} is already in use: choose another (or leave it out to have \
+             one made)"
+        )));
+    }
+    Ok(t)
+}
+
+pub(super) async fn load_transactions(
+    c: &impl ConnectionTrait,
+    ids: &[i64],
+) -> Result<HashMap<i64, transaction::Model>> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        for t in transaction::Entity::find()
+            .filter(transaction::Column::Id.is_in(chunk.iter().copied()))
+            .all(c)
+            .await?
+        {
+            out.insert(t.id, t);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn load_tags(c: &impl ConnectionTrait, ids: &[i64]) -> Result<HashMap<i64, Tags>> {
+    let mut out: HashMap<i64, Tags> = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        for t in tag::Entity::find()
+            .filter(tag::Column::HoldingId.is_in(chunk.iter().copied()))
+            .all(c)
+            .await?
+        {
+            out.entry(t.holding_id).or_default().insert(t.key, t.value);
+        }
+    }
+    Ok(out)
+}
+
+/// Locations and blake3 checksums of files, by file id.
+pub(super) async fn load_copies(
+    c: &impl ConnectionTrait,
+    ids: &[i64],
+) -> Result<(HashMap<i64, Vec<location::Model>>, HashMap<i64, String>)> {
+    let mut locations: HashMap<i64, Vec<location::Model>> = HashMap::new();
+    let mut checksums = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        for l in location::Entity::find()
+            .filter(location::Column::FileId.is_in(chunk.iter().copied()))
+            .all(c)
+            .await?
+        {
+            locations.entry(l.file_id).or_default().push(l);
+        }
+        for s in checksum::Entity::find()
+            .filter(checksum::Column::FileId.is_in(chunk.iter().copied()))
+            .filter(checksum::Column::Algorithm.eq(BLAKE3))
+            .all(c)
+            .await?
+        {
+            checksums.insert(s.file_id, s.value);
+        }
+    }
+    Ok((locations, checksums))
+}
+
+/// Records copies; a file's existing copy on the same tier is kept (idempotent).
+pub(super) async fn add_locations(
+    c: &impl ConnectionTrait,
+    rows: Vec<location::ActiveModel>,
+) -> Result<()> {
+    for chunk in chunks_of(rows) {
+        location::Entity::insert_many(chunk)
+            .on_conflict_do_nothing_on([location::Column::FileId, location::Column::Tier])
+            .exec_without_returning(c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A copy of file `file_id` on `tier`, at `bucket`/`key`.
+pub(super) fn location_row(
+    file_id: i64,
+    tier: &str,
+    bucket: &str,
+    key: &str,
+) -> location::ActiveModel {
+    location::ActiveModel {
+        file_id: Set(file_id),
+        tier: Set(tier.to_owned()),
+        bucket: Set(bucket.to_owned()),
+        key: Set(key.to_owned()),
+        created: Set(Utc::now()),
+        ..Default::default()
+    }
+}
