@@ -8,11 +8,10 @@ use async_trait::async_trait;
 use nlds_bus::{Bus, Handler, HandlerError, Outcome};
 use nlds_core::message::{AggregateSums, RecallMember};
 use nlds_core::{Action, Envelope, ErrorCode, FailedFile, Payload, RoutingKey, Worker};
-use uuid::Uuid;
-
-use nlds_storage::cold::aggregate::{self};
+use nlds_storage::cold::aggregate;
 use nlds_storage::cold::{ColdError, ColdStore};
 use nlds_storage::s3::S3Error;
+use uuid::Uuid;
 
 /// Staging checks between two repeated stage requests.
 const STAGE_REPEAT: u32 = 10;

@@ -22,12 +22,11 @@ use async_trait::async_trait;
 use nlds_bus::{Bus, Handler, HandlerError, Outcome};
 use nlds_core::message::{AggregateSums, ArchiveMember};
 use nlds_core::{Action, Envelope, ErrorCode, FailedFile, Payload, RoutingKey, Worker};
-use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
-
 use nlds_storage::cold::aggregate::{self, Checksums, member_of};
 use nlds_storage::cold::{ByteReader, ColdError, ColdStore, StoredChecksum};
 use nlds_storage::s3::{S3Clients, S3Error};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// The archive-put handler.
 pub struct ArchivePut {

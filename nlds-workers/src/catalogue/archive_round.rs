@@ -19,6 +19,7 @@ use nlds_bus::Outcome;
 use nlds_core::api::ApiAction;
 use nlds_core::message::{AggregateSums, ArchiveMember, ObjectRef};
 use nlds_core::{Action, Envelope, FailedFile, Payload, RoutingKey, Worker};
+use nlds_storage::cold::aggregate::{self, member_of};
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -28,7 +29,6 @@ use uuid::Uuid;
 
 use super::{BLAKE3, COLD, Catalogue, Result, WARM, to_i64, to_u32, to_u64};
 use crate::db::{self, aggregation, aggregation_member, checksum, file, holding, location};
-use nlds_storage::cold::aggregate::{self, member_of};
 
 pub use nlds_settings::ArchiveConfig;
 

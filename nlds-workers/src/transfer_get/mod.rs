@@ -27,6 +27,7 @@ use nlds_bus::{Handler, HandlerError, Outcome};
 use nlds_core::{
     Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey, Worker,
 };
+use nlds_storage::s3::{S3Clients, S3Error};
 
 use crate::config::TransferConfig;
 use crate::hooks::{self, points};
@@ -34,7 +35,6 @@ use crate::posix::{Ownership, PosixPolicy};
 use crate::userfs::UserFs;
 use crate::userfs::restore::{self, Existing, Restorer, TempFile};
 use crate::warm::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, system_time};
-use nlds_storage::s3::{S3Clients, S3Error};
 
 /// Permission bits restored on files: never setuid/setgid (a restored file may be given to
 /// another owner than the one it was put by).

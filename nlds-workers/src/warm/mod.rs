@@ -22,9 +22,9 @@ use std::time::{Duration, SystemTime};
 
 use nlds_bus::{HandlerError, Outcome};
 use nlds_core::{Action, Envelope, ErrorCode, FailedFile, FileRecord, Payload, RoutingKey, Worker};
+use nlds_storage::s3::{S3Clients, S3Error};
 
 use crate::config::TransferConfig;
-use nlds_storage::s3::{S3Clients, S3Error};
 
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@ use nlds_core::message::ObjectRef;
 use nlds_core::{
     Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey, Worker,
 };
+use nlds_storage::s3;
 use tempfile::TempDir;
 use uuid::Uuid;
 
@@ -22,7 +23,6 @@ use super::*;
 use crate::config::{ObjectStoreConfig, TransferConfig};
 use crate::transfer_get::TransferGet;
 use crate::transfer_put::TransferPut;
-use nlds_storage::s3;
 
 const ENDPOINT_VAR: &str = "NLDS_TEST_S3_ENDPOINT";
 
