@@ -7,6 +7,20 @@
 //! Every handler is idempotent: a redelivered message finds its rows already there and gives the
 //! same answer. RPC errors are answered as [`RpcReply::Error`]; work errors are
 //! [`HandlerError`]s, transient for database outages.
+//!
+//! | module | holds |
+//! |---|---|
+//! | `mod.rs` | [`Catalogue`], the dispatch of each key to its handler, small request helpers |
+//! | `setup` | `catalog.setup`: the holding and transaction of a put |
+//! | `check`, `put` | `catalog-check.start`, `catalog-put.start` |
+//! | `get` | `catalog-get.start`, `catalog.plan`: which copies a get restores, in batches |
+//! | `query` | `catalog.list`, `catalog.find`, `catalog.meta` |
+//! | `authz` | which holdings a request selects, who may change them |
+//! | `store` | database queries and writes the handlers share |
+//! | `guard` | the last-copy guard every background removal goes through |
+//! | `delete` | delete, undelete, purge (`delete::purge`) |
+//! | `archive_round` | archive rounds: packing files into aggregates, recording them stored |
+//! | `recall` | recalls of files whose only copy is cold, and evicting warm copies |
 
 use std::collections::{HashMap, HashSet};
 
