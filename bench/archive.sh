@@ -43,8 +43,8 @@ cleanup() {
 trap cleanup EXIT
 
 if [ "$BUILD" = 1 ]; then
-    log "cargo build --release -p nlds-server"
-    (cd "$ROOT" && cargo build --release -q -p nlds-server)
+    log "cargo build --release -p nlds-embedded"
+    (cd "$ROOT" && cargo build --release -q -p nlds-embedded)
 fi
 [ -x "$BIN" ] || { echo "missing $BIN (BUILD=1 builds it)" >&2; exit 1; }
 

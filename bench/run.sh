@@ -195,7 +195,7 @@ if [ "$want_nlds" = 1 ]; then
     if [ "$BUILD" = 1 ]; then
         log "building release binaries (cargo build --release; CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
         t0="$(now)"
-        (cd "$ROOT" && cargo build --release -p nlds-server -p nlds-workers -p nlds-client -p nlds-migration --bins) \
+        (cd "$ROOT" && cargo build --release -p nlds-embedded -p nlds-workers -p nlds-cli -p nlds-migration --bins) \
             >"$WORK/logs/build.log" 2>&1 || { tail -n 30 "$WORK/logs/build.log" >&2; die "release build failed"; }
         log "release build took $(since "$t0") s"
     fi

@@ -1,4 +1,5 @@
-//! nlds-rs API server (axum) and the embedded single-process mode.
+//! nlds-rs API server (axum). The `nlds-server` binary and the embedded single-process mode,
+//! which link the API with the worker roles, are in `nlds-embedded`.
 //!
 //! The server authenticates, validates, and turns each command into bus messages: put and get are
 //! published to the router (`nlds-api.route.*`) and answered 202 with a transaction id; list,
@@ -12,7 +13,6 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod delete;
-pub mod embedded;
 pub mod error;
 pub mod legacy;
 pub mod openapi;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use nlds_core::State;
 use nlds_core::api::{FilePage, Tier, TransactionStatus};
+use nlds_embedded::{Embedded, EmbeddedOptions};
 use nlds_server::ServerSettings;
-use nlds_server::embedded::{Embedded, EmbeddedOptions};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

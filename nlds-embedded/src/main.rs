@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
-use nlds_server::embedded::{Embedded, EmbeddedOptions};
+use nlds_embedded::{Embedded, EmbeddedOptions};
 use nlds_server::{AppState, ServerSettings, router};
 use nlds_workers::run;
 

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use nlds_core::State;
+use nlds_embedded::{Embedded, EmbeddedOptions};
 use nlds_server::ServerSettings;
-use nlds_server::embedded::{Embedded, EmbeddedOptions};
 use serde_json::json;
 
 use crate::helpers::{Api, make_tree, restored, shape, temp};

@@ -32,8 +32,8 @@ use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{AppState, nodelay, router};
-use crate::config::ServerSettings;
+use nlds_server::ServerSettings;
+use nlds_server::app::{AppState, nodelay, router};
 
 /// What an embedded instance needs to start.
 #[derive(Debug, Clone)]
@@ -282,7 +282,7 @@ impl Embedded {
         let url = settings.server.base_url();
         let state = AppState {
             bus,
-            auth: crate::auth::build(&settings)?,
+            auth: nlds_server::auth::build(&settings)?,
             cfg: Arc::new(settings.server.clone()),
         };
         write_private(

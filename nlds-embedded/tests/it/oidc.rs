@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nlds_core::AccessRole;
+use nlds_embedded::{Embedded, EmbeddedOptions};
 use nlds_server::auth::oidc::{AuthError, OidcAuthenticator, OidcConfig};
 use nlds_server::config::{AuthKind, ServerConfig};
-use nlds_server::embedded::{Embedded, EmbeddedOptions};
 use nlds_server::{AppState, ServerSettings, router};
 use serde_json::{Value, json};
 

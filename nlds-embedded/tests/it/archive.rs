@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use nlds_core::State;
 use nlds_core::api::{FilePage, Tier};
+use nlds_embedded::{Embedded, EmbeddedOptions};
 use nlds_server::ServerSettings;
-use nlds_server::embedded::{Embedded, EmbeddedOptions};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::json;
 
