@@ -11,7 +11,9 @@
 //! * [`m20261125_000005_audit`]: the audit log and the collected log records (written by the
 //!   logger role, read by the monitor's admin queries);
 //! * [`m20261125_000006_location_tenancy`]: the object-store tenancy of each copy (owned by the
-//!   catalogue role).
+//!   catalogue role);
+//! * [`m20261205_000007_outbox`]: the transactional outbox of messages implied by committed
+//!   changes (owned by the catalogue role, drained by its relay).
 //!
 //! Every migration has a working `down`.
 
@@ -24,6 +26,7 @@ pub mod m20261125_000003_create_cold;
 pub mod m20261125_000004_soft_delete;
 pub mod m20261125_000005_audit;
 pub mod m20261125_000006_location_tenancy;
+pub mod m20261205_000007_outbox;
 
 /// All nlds-rs migrations, in order.
 pub struct Migrator;
@@ -38,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_soft_delete::Migration),
             Box::new(m20261125_000005_audit::Migration),
             Box::new(m20261125_000006_location_tenancy::Migration),
+            Box::new(m20261205_000007_outbox::Migration),
         ]
     }
 }

@@ -53,6 +53,9 @@ pub mod points {
     /// transfer-get: a temporary file is about to be removed after a failure (context: the
     /// temporary file).
     pub const GET_BEFORE_UNLINK: &str = "get.before-unlink";
+    /// the outbox relay: a staged message (committed with the change that implies it) is about
+    /// to be published (context: its routing key).
+    pub const OUTBOX_BEFORE_PUBLISH: &str = "outbox.before-publish";
 
     /// Every point, for tests that go through them all.
     pub const ALL: &[&str] = &[
@@ -65,6 +68,7 @@ pub mod points {
         GET_BEFORE_LINK,
         GET_BEFORE_DIR_FINISH,
         GET_BEFORE_UNLINK,
+        OUTBOX_BEFORE_PUBLISH,
     ];
 }
 

@@ -41,6 +41,7 @@ pub mod hooks;
 pub mod indexer;
 pub mod logger;
 pub mod monitor;
+pub mod outbox;
 pub mod posix;
 pub mod recovery;
 pub mod router;

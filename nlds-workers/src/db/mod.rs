@@ -21,6 +21,7 @@ pub mod file;
 pub mod holding;
 pub mod location;
 pub mod log_record;
+pub mod outbox;
 pub mod recall;
 pub mod recall_request;
 pub mod sub_record;

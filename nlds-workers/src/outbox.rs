@@ -1,0 +1,169 @@
+//! The transactional outbox: how a worker that commits a change publishes the messages the change
+//! implies without a crash window between the two.
+//!
+//! A handler [`stage`]s each message in the same database transaction as the change (e.g. the
+//! catalogue forgetting evicted copies stages the `transfer-del.start` that deletes their
+//! objects). After the commit it calls [`Outbox::wake`]; the [`Relay`] of its process publishes
+//! the staged rows in order, each confirmed by the bus, and deletes a row only once its message
+//! is confirmed. A crash at any point leaves either no change and no message (rolled back) or the
+//! change and its rows, which the relay publishes when the role runs again (it also polls every
+//! [`POLL`]). A crash between a confirm and the row's delete publishes that message again: every
+//! consumer of a staged message is idempotent (at-least-once delivery, as everywhere on the bus).
+//!
+//! Several processes may relay the same database: on PostgreSQL a relay locks the rows it takes
+//! (`FOR UPDATE SKIP LOCKED`), so two relays never publish the same row at once. SQLite (the
+//! embedded mode) has one process and one relay.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use nlds_bus::Bus;
+use nlds_core::{Envelope, RoutingKey};
+use sea_orm::sea_query::LockBehavior;
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::outbox;
+use crate::hooks;
+
+/// How often a relay looks for rows nobody woke it for (left by a crash, or by another process).
+pub const POLL: Duration = Duration::from_secs(5);
+/// Rows published per database transaction.
+const BATCH: u64 = 100;
+
+/// Writes `env` for `key` to the outbox, inside the caller's database transaction `c`.
+pub async fn stage(c: &impl ConnectionTrait, key: RoutingKey, env: &Envelope) -> Result<(), DbErr> {
+    let envelope = serde_json::to_string(env)
+        .map_err(|e| DbErr::Custom(format!("cannot encode the message for {key}: {e}")))?;
+    outbox::ActiveModel {
+        routing_key: Set(key.to_string()),
+        envelope: Set(envelope),
+        created: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(c)
+    .await?;
+    Ok(())
+}
+
+/// The handle a handler uses to wake its process's relay after a commit that staged messages.
+#[derive(Debug, Clone, Default)]
+pub struct Outbox {
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the relay to publish what was just committed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A relay of this outbox over `db`, publishing on `bus`.
+    pub fn relay(&self, db: DatabaseConnection, bus: Arc<dyn Bus>) -> Relay {
+        Relay {
+            db,
+            bus,
+            wake: self.wake.clone(),
+        }
+    }
+}
+
+/// Publishes staged messages, in the order they were staged.
+pub struct Relay {
+    db: DatabaseConnection,
+    bus: Arc<dyn Bus>,
+    wake: Arc<Notify>,
+}
+
+impl Relay {
+    /// Relays until `shutdown`: at start (rows a crash left), whenever woken, and every [`POLL`].
+    /// A failed publish leaves its rows for the next attempt.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.drain().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(published = n, "outbox relayed"),
+                Err(e) => tracing::warn!(error = %e, "outbox relay failed; retrying"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// Publishes every staged row; returns how many were published.
+    pub async fn drain(&self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let n = self.drain_batch().await?;
+            total += n;
+            if n < BATCH as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn drain_batch(&self) -> anyhow::Result<usize> {
+        let txn = self.db.begin().await?;
+        let mut rows = outbox::Entity::find()
+            .order_by_asc(outbox::Column::Id)
+            .limit(BATCH);
+        if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            rows = rows.lock_with_behavior(
+                sea_orm::sea_query::LockType::Update,
+                LockBehavior::SkipLocked,
+            );
+        }
+        let rows = rows.all(&txn).await?;
+        let mut done = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: RoutingKey = row
+                .routing_key
+                .parse()
+                .map_err(|e| anyhow::anyhow!("outbox row {}: bad routing key: {e:?}", row.id))?;
+            let env: Envelope = serde_json::from_str(&row.envelope)
+                .map_err(|e| anyhow::anyhow!("outbox row {}: bad envelope: {e}", row.id))?;
+            let context = key.to_string();
+            hooks::pause_async(hooks::points::OUTBOX_BEFORE_PUBLISH, Path::new(&context)).await;
+            if let Err(e) = self.bus.publish(key, &env).await {
+                // What was confirmed so far is deleted; the rest waits for the next attempt.
+                self.forget(&txn, &done).await?;
+                txn.commit().await?;
+                return Err(anyhow::anyhow!("cannot publish {key}: {e}"));
+            }
+            done.push(row.id);
+        }
+        self.forget(&txn, &done).await?;
+        txn.commit().await?;
+        Ok(done.len())
+    }
+
+    async fn forget(&self, c: &impl ConnectionTrait, ids: &[i64]) -> Result<(), DbErr> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        outbox::Entity::delete_many()
+            .filter(sea_orm::ColumnTrait::is_in(
+                &outbox::Column::Id,
+                ids.iter().copied(),
+            ))
+            .exec(c)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
