@@ -30,8 +30,6 @@ mod params;
 mod reply;
 mod status;
 mod system;
-#[cfg(test)]
-mod tests;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -149,3 +147,6 @@ fn both(mut route: UtoipaMethodRouter<AppState>) -> UtoipaMethodRouter<AppState>
     route.1.paths.insert(bare, alias);
     route
 }
+
+#[cfg(test)]
+mod tests;
