@@ -1,0 +1,196 @@
+//! `/api/v2/put`: copying files into the store, and its dry run.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use nlds_core::api::{Accepted, PutPlan, PutRequest};
+use nlds_core::message::{HoldingFilter, RpcReply};
+use nlds_core::{AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, Worker};
+use uuid::Uuid;
+
+use super::{
+    accept, check_transaction_id, job_label, put_action, rpc_env_role, unexpected, validate_paths,
+};
+use crate::app::{ApiJson, AppState, Caller};
+use crate::error::{Result, ServerError};
+
+/// `POST /api/v2/put`: copy files into the store (202), or with `dry_run` say where they would
+/// go (200).
+#[utoipa::path(post, path = "/api/v2/put", request_body = PutRequest,
+    responses((status = 202, body = Accepted, description = "accepted: the transaction to follow"), (status = 200, body = PutPlan, description = "dry run: what would be put"), (status = 400, body = nlds_core::error::ErrorBody, description = "invalid request")), security(("bearer" = [])))]
+pub async fn put(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<PutRequest>,
+) -> Result<axum::response::Response> {
+    let group = caller.group(req.group.as_deref())?;
+    if req.dry_run {
+        let role = caller.0.role_in(&group);
+        let plan = plan_put(&s, &caller.0.user, &group, role, req).await?;
+        return Ok((StatusCode::OK, Json(plan)).into_response());
+    }
+    let role = caller.0.role_in(&group);
+    let accepted = submit_put(&s, &caller.0.user, &group, role, req).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+/// Starts a put for `user` (whose role in `group` is `role`) in `group` (shared by both APIs).
+pub async fn submit_put(
+    s: &AppState,
+    user: &str,
+    group: &str,
+    role: AccessRole,
+    req: PutRequest,
+) -> Result<Accepted> {
+    validate_paths(&req.paths, s.cfg.max_paths, false)?;
+    let tenancy = tenancy_name(req.tenancy.as_deref())?;
+    let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
+    let job_label = job_label(req.job_label.as_deref(), tid)?;
+    let action = put_action(&req.paths);
+    if req.transaction_id.is_some() {
+        check_transaction_id(s, user, group, action, tid).await?;
+    }
+    let setup = Envelope::new(
+        tid,
+        user,
+        group,
+        action,
+        &job_label,
+        Payload::SetupHolding {
+            label: req.label.clone(),
+            holding_id: req.holding_id,
+            tags: req.tags.clone(),
+        },
+    )
+    .with_role(role);
+    let (holding_id, label) = match s
+        .rpc(RoutingKey::new(Worker::Catalog, Action::Setup), setup)
+        .await?
+    {
+        RpcReply::Holding { id, label } => (id, label),
+        _ => return Err(unexpected("catalog.setup")),
+    };
+    let env = Envelope::new(
+        tid,
+        user,
+        group,
+        action,
+        &job_label,
+        Payload::PutRequest {
+            holding_id,
+            paths: req.paths,
+        },
+    )
+    .with_role(role)
+    .with_tenancy(tenancy);
+    tracing::info!(transaction_id = %tid, user = %user, holding_id, "put accepted");
+    accept(s, env, Some(holding_id), Some(label)).await
+}
+
+/// The object-store tenancy a put names: `None` (the default) when absent or blank; else a
+/// name the workers resolve (only the name travels, never a credential).
+fn tenancy_name(t: Option<&str>) -> Result<Option<String>> {
+    let Some(t) = t.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if t.len() > 255 || t.chars().any(char::is_control) {
+        return Err(ServerError::new(
+            ErrorCode::BadRequest,
+            "tenancy must be a name of at most 255 characters without control characters",
+        ));
+    }
+    Ok(Some(t.to_owned()))
+}
+
+/// What a put would do: the holding it would add to (or the label of the one it would create).
+pub async fn plan_put(
+    s: &AppState,
+    user: &str,
+    group: &str,
+    role: AccessRole,
+    req: PutRequest,
+) -> Result<PutPlan> {
+    validate_paths(&req.paths, s.cfg.max_paths, false)?;
+    let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
+    let label = req.label.clone().filter(|l| !l.trim().is_empty());
+    let mut holding = None;
+    if req.holding_id.is_some() || label.is_some() || !req.tags.is_empty() {
+        let filter = HoldingFilter {
+            label: label.clone(),
+            holding_id: req.holding_id,
+            tags: req.tags.clone(),
+            limit: 2,
+            descending: true,
+            ..Default::default()
+        };
+        let env = rpc_env_role(user, group, role, Payload::ListHoldings { filter });
+        match s
+            .rpc(RoutingKey::new(Worker::Catalog, Action::List), env)
+            .await?
+        {
+            RpcReply::Holdings(page) => holding = page.holdings.into_iter().next(),
+            _ => return Err(unexpected("catalog.list")),
+        }
+        if holding.is_none()
+            && let Some(id) = req.holding_id
+        {
+            return Err(ServerError::new(
+                ErrorCode::NotFound,
+                format!("holding {id} not found among your holdings"),
+            ));
+        }
+    }
+    let new_label = holding
+        .is_none()
+        .then(|| label.unwrap_or_else(|| tid.to_string()[..8].to_owned()));
+    Ok(PutPlan {
+        holding,
+        new_label,
+        group: group.to_owned(),
+        paths: req.paths,
+    })
+}
+
+/// Checks that a named holding exists and is visible, so a get naming a wrong one fails at once.
+pub(super) async fn check_holding(
+    s: &AppState,
+    user: &str,
+    group: &str,
+    role: AccessRole,
+    filter: &HoldingFilter,
+) -> Result<()> {
+    if filter.holding_id.is_none() && filter.label.is_none() {
+        return Ok(());
+    }
+    let probe = HoldingFilter {
+        limit: 1,
+        offset: 0,
+        ..filter.clone()
+    };
+    let env = rpc_env_role(user, group, role, Payload::ListHoldings { filter: probe });
+    match s
+        .rpc(RoutingKey::new(Worker::Catalog, Action::List), env)
+        .await?
+    {
+        RpcReply::Holdings(page) if page.total > 0 => Ok(()),
+        RpcReply::Holdings(_) => Err(not_visible(filter)),
+        _ => Err(unexpected("catalog.list")),
+    }
+}
+
+/// The 404 for a named holding (id or label) the caller cannot see: one text whether it exists
+/// in another group, belongs to a user whose holdings the caller may not read, or does not
+/// exist at all, so an answer never tells them apart.
+pub(super) fn not_visible(filter: &HoldingFilter) -> ServerError {
+    ServerError::new(
+        ErrorCode::NotFound,
+        match (&filter.holding_id, &filter.label) {
+            (Some(id), _) => format!("holding {id} not found among the holdings you can see"),
+            (None, Some(l)) => {
+                format!("no holding labelled {l:?} among the holdings you can see")
+            }
+            _ => "holding not found".into(),
+        },
+    )
+}
