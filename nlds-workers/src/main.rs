@@ -47,10 +47,11 @@ async fn main() -> anyhow::Result<()> {
         .set
         .into_iter()
         .fold(Figment::new(), |fig, flag| fig.merge(flag));
-    let settings = Settings::load_with(cli.config.as_deref(), flags).map_err(|e| match &cli.config {
-        Some(p) => anyhow::anyhow!("{e} (settings file {})", p.display()),
-        None => anyhow::anyhow!("{e}"),
-    })?;
+    let settings =
+        Settings::load_with(cli.config.as_deref(), flags).map_err(|e| match &cli.config {
+            Some(p) => anyhow::anyhow!("{e} (settings file {})", p.display()),
+            None => anyhow::anyhow!("{e}"),
+        })?;
     if cli.role == "migrate" {
         nlds_workers::db::connect(&settings.workers.database_url).await?;
         println!("migrations applied to the catalogue database");

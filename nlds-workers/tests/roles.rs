@@ -81,7 +81,11 @@ fn the_architecture_process_table_names_every_role() {
         }
     }
     assert_eq!(sorted(named.iter().copied()), sorted(roles()));
-    assert_eq!(named.len(), Role::ALL.len(), "ARCHITECTURE names a role twice");
+    assert_eq!(
+        named.len(),
+        Role::ALL.len(),
+        "ARCHITECTURE names a role twice"
+    );
 }
 
 #[test]
