@@ -170,6 +170,17 @@ fn set_flags_override_the_environment_and_name_themselves() {
 }
 
 #[test]
+fn cold_backend_names_round_trip() {
+    assert_eq!(ColdConfig::BACKENDS, ["dir", "xrootd", "s3-glacier"]);
+    for &name in ColdConfig::BACKENDS {
+        let c: ColdConfig = Figment::from(figment::providers::Serialized::default("backend", name))
+            .extract()
+            .unwrap();
+        assert_eq!(c.backend(), name);
+    }
+}
+
+#[test]
 fn posix_checks_strings_round_trip() {
     assert_eq!(PosixChecks::ALL, [PosixChecks::User, PosixChecks::Service]);
     for &c in PosixChecks::ALL {
