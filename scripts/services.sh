@@ -9,7 +9,8 @@
 #   OIDC        127.0.0.1:9400   OpenID provider for the OAuth2 tests (scripts/oidc.sh)
 #
 # and installs the published Python client (nlds-client, the `nlds` command)
-# into its own venv, for the legacy-API compatibility tests.
+# into its own venv, for the legacy-API compatibility tests, and cargo-machete
+# (unused dependencies, run by .ci/run) with `cargo install --locked`.
 #
 # Idempotent: services that already answer are only confirmed. Meant to be run
 # (not sourced), as root when something has to be installed or configured. It
@@ -19,7 +20,8 @@
 # Overridable: NLDS_SVC_TIMEOUT (seconds per service, default 90),
 # NLDS_MOTO_PORT (default 9000), NLDS_MOTO_VERSION (default below),
 # NLDS_VENV (default $HOME/.cache/nlds-venv), NLDS_SVC_LOG_DIR,
-# NLDS_PYCLIENT_VENV (default $HOME/.cache/nlds-pyclient).
+# NLDS_PYCLIENT_VENV (default $HOME/.cache/nlds-pyclient),
+# NLDS_CARGO_MACHETE_VERSION (default below).
 set -euo pipefail
 
 TIMEOUT="${NLDS_SVC_TIMEOUT:-90}"
@@ -35,6 +37,7 @@ LOG_DIR="${NLDS_SVC_LOG_DIR:-$HOME/.cache/nlds-services}"
 # gets a venv of its own (never the moto one).
 PYCLIENT_VERSION=1.0.17
 PYCLIENT_VENV="${NLDS_PYCLIENT_VENV:-$HOME/.cache/nlds-pyclient}"
+CARGO_MACHETE_VERSION="${NLDS_CARGO_MACHETE_VERSION:-0.9.2}"
 
 # Local endpoints only: a global CA bundle must not leak into anything we start.
 unset AWS_CA_BUNDLE
@@ -299,6 +302,30 @@ start_oidc() {
     log "oidc:       OK   $OIDC_ISSUER"
 }
 
+# ---------------------------------------------------------------- cargo-machete
+# Built from crates.io at a pinned version; one already installed at that version (CI runs on a
+# fresh clone but the same machine) is reused.
+ensure_cargo_machete() {
+    local have tmp rc=0
+    have="$(cargo machete --version 2>/dev/null || true)"
+    if [ "$have" = "$CARGO_MACHETE_VERSION" ]; then
+        log "cargo-machete: OK   $have (already installed)"
+        return
+    fi
+    log "cargo-machete: installing $CARGO_MACHETE_VERSION (have: ${have:-none}; log: $LOG_DIR/cargo-machete-install.log)"
+    # A throwaway target directory: the tool's build must not land in the project's.
+    tmp="$(mktemp -d)"
+    CARGO_TARGET_DIR="$tmp" cargo install --locked --force cargo-machete --version "=$CARGO_MACHETE_VERSION" \
+        >>"$LOG_DIR/cargo-machete-install.log" 2>&1 || rc=$?
+    rm -rf "$tmp"
+    [ "$rc" -eq 0 ] || fail "cargo-machete: cargo install failed (see $LOG_DIR/cargo-machete-install.log)"
+    have="$(cargo machete --version 2>/dev/null || true)"
+    [ "$have" = "$CARGO_MACHETE_VERSION" ] ||
+        fail "cargo-machete: '${have:-none}' after installing $CARGO_MACHETE_VERSION"
+    log "cargo-machete: OK   $have (installed)"
+}
+
+ensure_cargo_machete
 start_rabbitmq
 start_postgres
 start_moto

@@ -47,8 +47,10 @@ fn text_null(col: impl IntoIden) -> ColumnDef {
     ColumnDef::new(col).text().null().take()
 }
 
-// async_trait does not accept `SchemaManager<'_>` here.
-#[allow(elided_lifetimes_in_paths)]
+#[expect(
+    elided_lifetimes_in_paths,
+    reason = "async_trait does not accept `SchemaManager<'_>` here"
+)]
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {

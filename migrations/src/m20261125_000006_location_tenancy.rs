@@ -15,7 +15,10 @@ pub enum LocationTenancy {
     Tenancy,
 }
 
-#[allow(elided_lifetimes_in_paths)]
+#[expect(
+    elided_lifetimes_in_paths,
+    reason = "async_trait does not accept `SchemaManager<'_>` here"
+)]
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -21,8 +21,13 @@ use serde::{Deserialize, Serialize};
     Serialize,
     Deserialize,
     utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive, const_into_str)]
 pub enum AccessRole {
     /// Reads the group's holdings (with `groupall`), changes and deletes only their own.
     #[default]
@@ -38,24 +43,16 @@ pub enum AccessRole {
 }
 
 impl AccessRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccessRole::User => "user",
-            AccessRole::Deputy => "deputy",
-            AccessRole::Manager => "manager",
-            AccessRole::Admin => "admin",
-        }
+    /// Every role, weakest first.
+    pub const ALL: &'static [AccessRole] = <AccessRole as strum::VariantArray>::VARIANTS;
+
+    pub const fn as_str(self) -> &'static str {
+        self.into_str()
     }
 
     /// Case-insensitive; accepts the upstream spellings (`USER`, `DEPUTY`, `MANAGER`, `ADMIN`).
     pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "user" => Some(AccessRole::User),
-            "deputy" => Some(AccessRole::Deputy),
-            "manager" => Some(AccessRole::Manager),
-            "admin" => Some(AccessRole::Admin),
-            _ => None,
-        }
+        s.trim().parse().ok()
     }
 
     /// This role as a role *in one group* (a tokens file's `roles = { g = "..." }` or a token's
@@ -72,12 +69,6 @@ impl AccessRole {
 
     pub fn is_admin(self) -> bool {
         self == AccessRole::Admin
-    }
-}
-
-impl std::fmt::Display for AccessRole {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

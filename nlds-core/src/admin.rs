@@ -193,48 +193,44 @@ pub struct FailedFilePage {
 
 /// The level of a log record.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive, const_into_str)]
 pub enum LogLevel {
     Debug,
     Info,
+    /// Also parsed from `warn`.
+    #[strum(to_string = "warning", serialize = "warn")]
     Warning,
     Error,
     Critical,
 }
 
 impl LogLevel {
-    pub const ALL: [LogLevel; 5] = [
-        LogLevel::Debug,
-        LogLevel::Info,
-        LogLevel::Warning,
-        LogLevel::Error,
-        LogLevel::Critical,
-    ];
+    pub const ALL: [LogLevel; 5] = crate::variants();
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warning => "warning",
-            LogLevel::Error => "error",
-            LogLevel::Critical => "critical",
-        }
+    pub const fn as_str(self) -> &'static str {
+        self.into_str()
     }
 
     /// Case-insensitive; `warn` is `warning`.
     pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "warn" => Some(LogLevel::Warning),
-            other => Self::ALL.into_iter().find(|l| l.as_str() == other),
-        }
-    }
-}
-
-impl std::fmt::Display for LogLevel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        s.trim().parse().ok()
     }
 }
 
@@ -263,8 +259,23 @@ pub struct LogPage {
 }
 
 /// What an audited request did (or tried to do).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", ascii_case_insensitive, const_into_str)]
 pub enum AuditAction {
     Put,
     Get,
@@ -281,37 +292,15 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 10] = [
-        AuditAction::Put,
-        AuditAction::Get,
-        AuditAction::Meta,
-        AuditAction::Delete,
-        AuditAction::Undelete,
-        AuditAction::Purge,
-        AuditAction::List,
-        AuditAction::Find,
-        AuditAction::Stat,
-        AuditAction::Admin,
-    ];
+    pub const ALL: [AuditAction; 10] = crate::variants();
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditAction::Put => "put",
-            AuditAction::Get => "get",
-            AuditAction::Meta => "meta",
-            AuditAction::Delete => "delete",
-            AuditAction::Undelete => "undelete",
-            AuditAction::Purge => "purge",
-            AuditAction::List => "list",
-            AuditAction::Find => "find",
-            AuditAction::Stat => "stat",
-            AuditAction::Admin => "admin",
-        }
+    pub const fn as_str(self) -> &'static str {
+        self.into_str()
     }
 
+    /// Case-insensitive.
     pub fn parse(s: &str) -> Option<Self> {
-        let s = s.trim().to_ascii_lowercase();
-        Self::ALL.into_iter().find(|a| a.as_str() == s)
+        s.trim().parse().ok()
     }
 
     /// Changes something (an allowed one is always audited; reads only when refused).
@@ -328,15 +317,24 @@ impl AuditAction {
     }
 }
 
-impl std::fmt::Display for AuditAction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Whether the audited request was carried out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", ascii_case_insensitive, const_into_str)]
 pub enum AuditOutcome {
     Allowed,
     /// Refused, or (for reads) answered with nothing of what it named.
@@ -344,25 +342,15 @@ pub enum AuditOutcome {
 }
 
 impl AuditOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditOutcome::Allowed => "allowed",
-            AuditOutcome::Refused => "refused",
-        }
+    pub const ALL: &'static [AuditOutcome] = <AuditOutcome as strum::VariantArray>::VARIANTS;
+
+    pub const fn as_str(self) -> &'static str {
+        self.into_str()
     }
 
+    /// Case-insensitive.
     pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "allowed" => Some(AuditOutcome::Allowed),
-            "refused" => Some(AuditOutcome::Refused),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for AuditOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        s.trim().parse().ok()
     }
 }
 

@@ -21,8 +21,23 @@ pub const DEFAULT_LIMIT: u64 = 1000;
 pub const MAX_LIMIT: u64 = 10_000;
 
 /// What a transaction does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case", const_into_str)]
 pub enum ApiAction {
     Put,
     Putlist,
@@ -37,40 +52,18 @@ pub enum ApiAction {
 }
 
 impl ApiAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApiAction::Put => "put",
-            ApiAction::Putlist => "putlist",
-            ApiAction::Get => "get",
-            ApiAction::Getlist => "getlist",
-            ApiAction::ArchivePut => "archive-put",
-            ApiAction::ArchiveGet => "archive-get",
-            ApiAction::Del => "del",
-            ApiAction::Dellist => "dellist",
-        }
+    /// Every action, in declaration order.
+    pub const ALL: &'static [ApiAction] = <ApiAction as strum::VariantArray>::VARIANTS;
+
+    pub const fn as_str(self) -> &'static str {
+        self.into_str()
     }
     pub fn is_put(self) -> bool {
         matches!(self, ApiAction::Put | ApiAction::Putlist)
     }
+    /// The exact wire spelling only.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            ApiAction::Put,
-            ApiAction::Putlist,
-            ApiAction::Get,
-            ApiAction::Getlist,
-            ApiAction::ArchivePut,
-            ApiAction::ArchiveGet,
-            ApiAction::Del,
-            ApiAction::Dellist,
-        ]
-        .into_iter()
-        .find(|a| a.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for ApiAction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        s.parse().ok()
     }
 }
 
@@ -258,13 +251,37 @@ pub struct HoldingPage {
 }
 
 /// Where a copy of a file is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", const_into_str)]
 pub enum Tier {
     /// S3 object storage.
     Warm,
     /// Tape (aggregates).
     Cold,
+}
+
+impl Tier {
+    /// Every tier, warm first.
+    pub const ALL: &'static [Tier] = <Tier as strum::VariantArray>::VARIANTS;
+
+    /// The wire (and catalogue) spelling.
+    pub const fn as_str(self) -> &'static str {
+        self.into_str()
+    }
 }
 
 /// One stored copy of a file.

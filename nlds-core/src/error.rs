@@ -4,8 +4,23 @@
 use serde::{Deserialize, Serialize};
 
 /// Why something failed, as a stable machine-readable code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", const_into_str)]
 pub enum ErrorCode {
     /// The request is malformed or names something invalid.
     BadRequest,
@@ -52,29 +67,12 @@ impl ErrorCode {
         }
     }
 
-    /// The snake_case wire spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::PathMissing => "path_missing",
-            ErrorCode::PermissionDenied => "permission_denied",
-            ErrorCode::ChecksumMismatch => "checksum_mismatch",
-            ErrorCode::StorageError => "storage_error",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Internal => "internal",
-        }
-    }
-}
+    /// Every code, in declaration order.
+    pub const ALL: &'static [ErrorCode] = <ErrorCode as strum::VariantArray>::VARIANTS;
 
-impl std::fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    /// The snake_case wire spelling.
+    pub const fn as_str(self) -> &'static str {
+        self.into_str()
     }
 }
 

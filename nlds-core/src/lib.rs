@@ -21,3 +21,17 @@ pub use error::ErrorCode;
 pub use message::{Envelope, FailedFile, FileRecord, PathKind, Payload};
 pub use routing::{Action, Role, RoutingKey, Worker};
 pub use state::State;
+
+/// A strum `VariantArray` as a fixed-size array: the `ALL` constants that callers iterate by value.
+/// A wrong `N` fails the build (the constant's evaluation panics).
+pub(crate) const fn variants<T: strum::VariantArray + Copy, const N: usize>() -> [T; N] {
+    let all = T::VARIANTS;
+    assert!(all.len() == N, "ALL must list every variant");
+    let mut out = [all[0]; N];
+    let mut i = 1;
+    while i < N {
+        out[i] = all[i];
+        i += 1;
+    }
+    out
+}

@@ -109,8 +109,23 @@ pub fn sub_id(transaction_id: Uuid, stage: &str, batch: usize) -> Uuid {
 }
 
 /// What a path on POSIX disk is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", const_into_str)]
 pub enum PathKind {
     File,
     Directory,
@@ -118,20 +133,15 @@ pub enum PathKind {
 }
 
 impl PathKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PathKind::File => "file",
-            PathKind::Directory => "directory",
-            PathKind::Link => "link",
-        }
+    /// Every kind, in declaration order.
+    pub const ALL: &'static [PathKind] = <PathKind as strum::VariantArray>::VARIANTS;
+
+    pub const fn as_str(self) -> &'static str {
+        self.into_str()
     }
+    /// The exact wire spelling only.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "file" => Some(PathKind::File),
-            "directory" => Some(PathKind::Directory),
-            "link" => Some(PathKind::Link),
-            _ => None,
-        }
+        s.parse().ok()
     }
 }
 

@@ -8,98 +8,107 @@ pub const APPLICATION: &str = "nlds-api";
 /// The durable topic exchange every message is published to.
 pub const EXCHANGE: &str = "nlds";
 
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+/// The string forms of the routing-key parts and roles (`as_str`, `FromStr`, `Display`, `ALL`),
+/// all from strum's derives; an unknown part fails with [`RoutingKeyError::UnknownPart`].
+macro_rules! routing_part {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident,)+ }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($variant),+ }
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            strum::IntoStaticStr,
+            strum::Display,
+            strum::EnumString,
+            strum::VariantArray,
+        )]
+        #[strum(
+            serialize_all = "kebab-case",
+            const_into_str,
+            parse_err_ty = RoutingKeyError,
+            parse_err_fn = $name::unknown
+        )]
+        pub enum $name { $($(#[$vmeta])* $variant,)+ }
 
         impl $name {
             /// Every variant, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub const ALL: &'static [$name] = <$name as strum::VariantArray>::VARIANTS;
 
             /// The wire spelling.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
+            pub const fn as_str(self) -> &'static str {
+                self.into_str()
             }
-        }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = RoutingKeyError;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(RoutingKeyError::UnknownPart {
-                        kind: stringify!($name),
-                        part: other.to_owned(),
-                    }),
+            fn unknown(part: &str) -> RoutingKeyError {
+                RoutingKeyError::UnknownPart {
+                    kind: stringify!($name),
+                    part: part.to_owned(),
                 }
             }
         }
     };
 }
 
-string_enum!(
+routing_part!(
     /// The middle part of a routing key: which worker step a message is for (or comes from).
     Worker {
-        Route => "route",
-        Index => "index",
-        CatalogCheck => "catalog-check",
-        CatalogPut => "catalog-put",
-        CatalogGet => "catalog-get",
-        CatalogArchiveNext => "catalog-archive-next",
-        CatalogArchiveUpdate => "catalog-archive-update",
-        Catalog => "catalog",
-        MonitorPut => "monitor-put",
-        Monitor => "monitor",
-        TransferPut => "transfer-put",
-        TransferGet => "transfer-get",
-        TransferDel => "transfer-del",
-        ArchivePut => "archive-put",
-        ArchiveGet => "archive-get",
-        Log => "log",
+        Route,
+        Index,
+        CatalogCheck,
+        CatalogPut,
+        CatalogGet,
+        CatalogArchiveNext,
+        CatalogArchiveUpdate,
+        Catalog,
+        MonitorPut,
+        Monitor,
+        TransferPut,
+        TransferGet,
+        TransferDel,
+        ArchivePut,
+        ArchiveGet,
+        Log,
     }
 );
 
-string_enum!(
+routing_part!(
     /// The last part of a routing key: a workflow step, an API action, an RPC query or a log level.
     Action {
-        Init => "init",
-        Start => "start",
-        Complete => "complete",
-        Failed => "failed",
-        Next => "next",
-        Prepare => "prepare",
-        PrepareCheck => "prepare-check",
-        Put => "put",
-        Putlist => "putlist",
-        Get => "get",
-        Getlist => "getlist",
-        Del => "del",
-        Dellist => "dellist",
-        List => "list",
-        Find => "find",
-        Meta => "meta",
-        Stat => "stat",
-        Setup => "setup",
-        Plan => "plan",
-        Evict => "evict",
-        Undelete => "undelete",
-        Purge => "purge",
-        Admin => "admin",
-        Audit => "audit",
-        SystemStat => "system-stat",
-        Debug => "debug",
-        Info => "info",
-        Warning => "warning",
-        Error => "error",
-        Critical => "critical",
+        Init,
+        Start,
+        Complete,
+        Failed,
+        Next,
+        Prepare,
+        PrepareCheck,
+        Put,
+        Putlist,
+        Get,
+        Getlist,
+        Del,
+        Dellist,
+        List,
+        Find,
+        Meta,
+        Stat,
+        Setup,
+        Plan,
+        Evict,
+        Undelete,
+        Purge,
+        Admin,
+        Audit,
+        SystemStat,
+        Debug,
+        Info,
+        Warning,
+        Error,
+        Critical,
     }
 );
 
@@ -182,20 +191,20 @@ pub fn topic_matches(pattern: &str, key: &str) -> bool {
     go(&p, &k)
 }
 
-string_enum!(
+routing_part!(
     /// A worker role: one consumer process kind, with its own durable queue and bindings.
     Role {
-        Router => "router",
-        Indexer => "indexer",
-        TransferPut => "transfer-put",
-        TransferGet => "transfer-get",
-        Catalogue => "catalogue",
-        CatalogueRpc => "catalogue-rpc",
-        Monitor => "monitor",
-        MonitorRpc => "monitor-rpc",
-        Logger => "logger",
-        ArchivePut => "archive-put",
-        ArchiveGet => "archive-get",
+        Router,
+        Indexer,
+        TransferPut,
+        TransferGet,
+        Catalogue,
+        CatalogueRpc,
+        Monitor,
+        MonitorRpc,
+        Logger,
+        ArchivePut,
+        ArchiveGet,
     }
 );
 

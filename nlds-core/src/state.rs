@@ -1,129 +1,72 @@
 //! Transaction states, with the NLDS names and numbers, and the derivation of a transaction's state
 //! from its sub-records.
 
-use std::fmt;
 use std::str::FromStr;
 
 /// The state of a sub-record (one batch of a transaction) or, derived, of a whole transaction.
 ///
 /// Names and numbers are those of CEDA's NLDS (`nlds/rabbit/state.py`), so `/api/1.0.0` clients
 /// understand them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+    strum::FromRepr,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE", const_into_str)]
+#[repr(i32)]
 pub enum State {
-    Initialising,
-    Routing,
-    Splitting,
-    Indexing,
-    CatalogPutting,
-    TransferPutting,
-    CatalogGetting,
-    ArchiveGetting,
-    TransferGetting,
-    TransferInit,
-    ArchiveInit,
-    ArchivePutting,
-    ArchivePreparing,
-    CatalogDeleting,
-    CatalogUpdating,
-    CatalogArchiveUpdating,
-    CatalogRemoving,
-    Complete,
-    Failed,
-    CompleteWithErrors,
-    CompleteWithWarnings,
-    Split,
-    Searching,
+    Initialising = -1,
+    Routing = 0,
+    Splitting = 1,
+    Indexing = 2,
+    CatalogPutting = 3,
+    TransferPutting = 4,
+    CatalogGetting = 10,
+    ArchiveGetting = 11,
+    TransferGetting = 12,
+    TransferInit = 13,
+    ArchiveInit = 20,
+    ArchivePutting = 21,
+    ArchivePreparing = 22,
+    CatalogDeleting = 30,
+    CatalogUpdating = 31,
+    CatalogArchiveUpdating = 32,
+    CatalogRemoving = 33,
+    Complete = 100,
+    Failed = 101,
+    CompleteWithErrors = 102,
+    CompleteWithWarnings = 103,
+    Split = 110,
+    Searching = 1000,
 }
 
 impl State {
     /// Every state, in numeric order.
-    pub const ALL: [State; 23] = [
-        State::Initialising,
-        State::Routing,
-        State::Splitting,
-        State::Indexing,
-        State::CatalogPutting,
-        State::TransferPutting,
-        State::CatalogGetting,
-        State::ArchiveGetting,
-        State::TransferGetting,
-        State::TransferInit,
-        State::ArchiveInit,
-        State::ArchivePutting,
-        State::ArchivePreparing,
-        State::CatalogDeleting,
-        State::CatalogUpdating,
-        State::CatalogArchiveUpdating,
-        State::CatalogRemoving,
-        State::Complete,
-        State::Failed,
-        State::CompleteWithErrors,
-        State::CompleteWithWarnings,
-        State::Split,
-        State::Searching,
-    ];
+    pub const ALL: [State; 23] = crate::variants();
 
     /// The NLDS number.
     pub const fn value(self) -> i32 {
-        match self {
-            State::Initialising => -1,
-            State::Routing => 0,
-            State::Splitting => 1,
-            State::Indexing => 2,
-            State::CatalogPutting => 3,
-            State::TransferPutting => 4,
-            State::CatalogGetting => 10,
-            State::ArchiveGetting => 11,
-            State::TransferGetting => 12,
-            State::TransferInit => 13,
-            State::ArchiveInit => 20,
-            State::ArchivePutting => 21,
-            State::ArchivePreparing => 22,
-            State::CatalogDeleting => 30,
-            State::CatalogUpdating => 31,
-            State::CatalogArchiveUpdating => 32,
-            State::CatalogRemoving => 33,
-            State::Complete => 100,
-            State::Failed => 101,
-            State::CompleteWithErrors => 102,
-            State::CompleteWithWarnings => 103,
-            State::Split => 110,
-            State::Searching => 1000,
-        }
+        self as i32
     }
 
     /// The NLDS name, e.g. `TRANSFER_PUTTING`.
     pub const fn name(self) -> &'static str {
-        match self {
-            State::Initialising => "INITIALISING",
-            State::Routing => "ROUTING",
-            State::Splitting => "SPLITTING",
-            State::Indexing => "INDEXING",
-            State::CatalogPutting => "CATALOG_PUTTING",
-            State::TransferPutting => "TRANSFER_PUTTING",
-            State::CatalogGetting => "CATALOG_GETTING",
-            State::ArchiveGetting => "ARCHIVE_GETTING",
-            State::TransferGetting => "TRANSFER_GETTING",
-            State::TransferInit => "TRANSFER_INIT",
-            State::ArchiveInit => "ARCHIVE_INIT",
-            State::ArchivePutting => "ARCHIVE_PUTTING",
-            State::ArchivePreparing => "ARCHIVE_PREPARING",
-            State::CatalogDeleting => "CATALOG_DELETING",
-            State::CatalogUpdating => "CATALOG_UPDATING",
-            State::CatalogArchiveUpdating => "CATALOG_ARCHIVE_UPDATING",
-            State::CatalogRemoving => "CATALOG_REMOVING",
-            State::Complete => "COMPLETE",
-            State::Failed => "FAILED",
-            State::CompleteWithErrors => "COMPLETE_WITH_ERRORS",
-            State::CompleteWithWarnings => "COMPLETE_WITH_WARNINGS",
-            State::Split => "SPLIT",
-            State::Searching => "SEARCHING",
-        }
+        self.into_str()
     }
 
     /// Looks a state up by its NLDS number.
-    pub fn from_value(v: i32) -> Option<State> {
-        State::ALL.iter().copied().find(|s| s.value() == v)
+    pub const fn from_value(v: i32) -> Option<State> {
+        State::from_repr(v)
     }
 
     /// A sub-record in this state will not change any more.
@@ -144,12 +87,6 @@ impl State {
             self,
             State::Failed | State::CatalogDeleting | State::CatalogRemoving
         )
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::workers::ObjectStoreConfig;
 
 /// `[workers.cold]`: the selected backend and its settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames)]
 #[serde(try_from = "RawCold", into = "RawCold")]
+#[strum(serialize_all = "kebab-case")]
 pub enum ColdConfig {
     /// `backend = "dir"`: a directory that emulates a tape library (`[workers.cold.dir]`).
     Dir(DirConfig),
@@ -33,15 +34,11 @@ impl Default for ColdConfig {
 
 impl ColdConfig {
     /// The backends `backend` accepts.
-    pub const BACKENDS: [&'static str; 3] = ["dir", "xrootd", "s3-glacier"];
+    pub const BACKENDS: &'static [&'static str] = <ColdConfig as strum::VariantNames>::VARIANTS;
 
     /// The `backend` name (`dir`, `xrootd` or `s3-glacier`), as recorded in the catalogue.
     pub fn backend(&self) -> &'static str {
-        match self {
-            ColdConfig::Dir(_) => "dir",
-            ColdConfig::Xrootd(_) => "xrootd",
-            ColdConfig::S3Glacier(_) => "s3-glacier",
-        }
+        self.into()
     }
 
     /// The `dir` backend's settings, selecting that backend (with its defaults) if another one

@@ -7,7 +7,8 @@
 //! 1. the TOML file (`--config` / `NLDS_SETTINGS`; without one, every key has its default);
 //! 2. the environment: the established variables ([`ENV_ALIASES`]), then `NLDS__SECTION__KEY`
 //!    for any key at all (`__` separates the levels: `NLDS__WORKERS__OBJECT_STORE__BUCKET`);
-//! 3. flags, given by the program as a figment provider ([`Settings::load_with`]).
+//! 3. flags, given by the program as a figment provider ([`Settings::load_with`]); [`SetFlag`] is
+//!    the generic one, `--set SECTION.KEY=VALUE` for any key.
 //!
 //! Invalid settings fail at start with an error that names the key, where its value came from,
 //! and what is wrong. Secrets are [`SecretString`]s: `Debug` prints them redacted and they are
@@ -123,9 +124,9 @@ impl Settings {
         }
         for (var, key) in ENV_ALIASES {
             if let Some(v) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
-                fig = fig.merge(EnvVar::new(var, key, &v));
+                fig = fig.merge(OneKey::env(var, key, &v));
                 if var == "NLDS_AMQP_URL" {
-                    fig = fig.merge(EnvVar::new(var, "bus.kind", "rabbitmq"));
+                    fig = fig.merge(OneKey::env(var, "bus.kind", "rabbitmq"));
                 }
             }
         }
@@ -138,7 +139,7 @@ impl Settings {
                 "{ENV_PREFIX}{}",
                 key.as_str().replace('.', "__").to_uppercase()
             );
-            fig = fig.merge(EnvVar::new(&var, key.as_str(), &value));
+            fig = fig.merge(OneKey::env(&var, key.as_str(), &value));
         }
         fig
     }
@@ -160,15 +161,55 @@ impl Settings {
     }
 }
 
-/// One environment variable, as a figment layer that sets one key.
-struct EnvVar {
-    var: String,
+/// One `--set SECTION.KEY=VALUE` flag: a figment layer that sets one key (`__`-free, dotted:
+/// `workers.object_store.bucket`). The value is read as an environment variable's is: arrays and
+/// tables are parsed (`[2000, 10000]`), anything else is a string the key's type is read from.
+/// Merge the flags, in order, over [`Settings::figment`] (or pass them to [`Settings::load_with`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetFlag(OneKey);
+
+impl std::str::FromStr for SetFlag {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (key, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?} is not SECTION.KEY=VALUE"))?;
+        let key = key.trim();
+        if key.is_empty() || key.split('.').any(|part| part.trim().is_empty()) {
+            return Err(format!(
+                "{key:?} is not a dotted settings key like workers.log_dir"
+            ));
+        }
+        Ok(Self(OneKey::new(format!("flag --set {key}"), key, value)))
+    }
+}
+
+impl Provider for SetFlag {
+    fn metadata(&self) -> Metadata {
+        self.0.metadata()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.0.data()
+    }
+}
+
+/// One environment variable or flag, as a figment layer that sets one key.
+#[derive(Debug, Clone, PartialEq)]
+struct OneKey {
+    /// Where the value came from, as an error names it.
+    origin: String,
     key: String,
     value: Value,
 }
 
-impl EnvVar {
-    fn new(var: &str, key: &str, raw: &str) -> Self {
+impl OneKey {
+    fn env(var: &str, key: &str, raw: &str) -> Self {
+        Self::new(format!("environment variable {var}"), key, raw)
+    }
+
+    fn new(origin: String, key: &str, raw: &str) -> Self {
         // Arrays and tables are parsed (`[2000, 10000]`); anything else stays the string it is,
         // so that `12345` is a valid secret key and `007` a valid bucket: the lossy extraction
         // reads numbers and booleans from strings where a key wants them.
@@ -177,16 +218,16 @@ impl EnvVar {
             _ => Value::from(raw.to_owned()),
         };
         Self {
-            var: var.to_owned(),
+            origin,
             key: key.to_owned(),
             value,
         }
     }
 }
 
-impl Provider for EnvVar {
+impl Provider for OneKey {
     fn metadata(&self) -> Metadata {
-        Metadata::named(format!("environment variable {}", self.var))
+        Metadata::named(self.origin.clone())
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {

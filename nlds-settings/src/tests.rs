@@ -1,8 +1,10 @@
 //! The layering, the established variables, the cold backend's shape, secrets, errors, and the
 //! example file.
 
-// figment's `Jail` fixes the closures' error type (`figment::Error`, which is large).
-#![allow(clippy::result_large_err)]
+#![expect(
+    clippy::result_large_err,
+    reason = "figment's `Jail` fixes the closures' error type (`figment::Error`, which is large)"
+)]
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -132,6 +134,64 @@ fn flags_override_the_environment() {
         assert_eq!(s.server.rpc_timeout_secs, 6);
         Ok(())
     });
+}
+
+#[test]
+fn set_flags_override_the_environment_and_name_themselves() {
+    jailed(|jail| {
+        jail.set_env("NLDS__WORKERS__OBJECT_STORE__BUCKET", "env");
+        let flags: Vec<SetFlag> = [
+            "workers.object_store.bucket=flag",
+            "bus.retry_delays_ms=[5, 50]",
+            "server.max_paths=7",
+        ]
+        .iter()
+        .map(|f| f.parse().unwrap())
+        .collect();
+        let fig = flags
+            .into_iter()
+            .fold(Settings::figment(None), |fig, f| fig.merge(f));
+        let s = Settings::from_figment(&fig)?;
+        assert_eq!(s.workers.object_store.bucket, "flag");
+        assert_eq!(s.bus.retry_delays_ms, [5, 50]);
+        assert_eq!(s.server.max_paths, 7);
+
+        let bad: SetFlag = "server.max_paths=many".parse().unwrap();
+        let err = Settings::load_with(None, bad).unwrap_err().to_string();
+        assert!(
+            err.contains("key server.max_paths (from flag --set server.max_paths)"),
+            "{err}"
+        );
+        Ok(())
+    });
+    for bad in ["server.max_paths", "=1", "server..x=1", ".x=1"] {
+        assert!(bad.parse::<SetFlag>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn cold_backend_names_round_trip() {
+    assert_eq!(ColdConfig::BACKENDS, ["dir", "xrootd", "s3-glacier"]);
+    for &name in ColdConfig::BACKENDS {
+        let c: ColdConfig = Figment::from(figment::providers::Serialized::default("backend", name))
+            .extract()
+            .unwrap();
+        assert_eq!(c.backend(), name);
+    }
+}
+
+#[test]
+fn posix_checks_strings_round_trip() {
+    assert_eq!(PosixChecks::ALL, [PosixChecks::User, PosixChecks::Service]);
+    for &c in PosixChecks::ALL {
+        assert_eq!(c.to_string(), c.as_str());
+        assert_eq!(c.as_str().parse::<PosixChecks>().unwrap(), c);
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(json, format!("\"{}\"", c.as_str()));
+        assert_eq!(serde_json::from_str::<PosixChecks>(&json).unwrap(), c);
+    }
+    assert_eq!(PosixChecks::User.as_str(), "user");
+    assert_eq!(PosixChecks::Service.as_str(), "service");
 }
 
 #[test]

@@ -334,8 +334,21 @@ impl Default for DeleteConfig {
 }
 
 /// Whose permissions the workers check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase", const_into_str)]
 pub enum PosixChecks {
     /// The requesting user's (looked up through NSS); files restored by a get are given to them.
     User,
@@ -344,11 +357,10 @@ pub enum PosixChecks {
 }
 
 impl PosixChecks {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PosixChecks::User => "user",
-            PosixChecks::Service => "service",
-        }
+    pub const ALL: &'static [PosixChecks] = <PosixChecks as strum::VariantArray>::VARIANTS;
+
+    pub const fn as_str(self) -> &'static str {
+        self.into_str()
     }
 }
 

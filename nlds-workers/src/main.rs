@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use nlds_core::Role;
-use nlds_workers::run::{self, Settings};
+use nlds_settings::figment::Figment;
+use nlds_settings::{SetFlag, Settings};
+use nlds_workers::run;
 
 /// Runs nlds-rs worker roles.
 #[derive(Debug, Parser)]
@@ -13,16 +16,42 @@ struct Cli {
     /// Settings file (TOML: [bus], [workers]).
     #[arg(long, short, env = "NLDS_SETTINGS")]
     config: Option<PathBuf>,
-    /// A role (router, indexer, transfer-put, transfer-get, catalogue, catalogue-rpc, monitor,
-    /// monitor-rpc, logger), `all`, or `migrate` to apply the database migrations and exit.
+    /// Sets one settings key over the file and the environment (repeatable), e.g.
+    /// `--set workers.object_store.bucket=nlds`.
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    set: Vec<SetFlag>,
+    /// The role to run, `all` of them in one process, or `migrate` to apply the database
+    /// migrations and exit.
+    #[arg(value_parser = targets())]
     role: String,
+}
+
+/// `all`, `migrate` and every role of [`Role::ALL`]: what `--help` lists and the parser accepts.
+fn targets() -> PossibleValuesParser {
+    let fixed = [
+        PossibleValue::new("all").help("Every role, in one process"),
+        PossibleValue::new("migrate").help("Apply the database migrations and exit"),
+    ];
+    let roles = Role::ALL
+        .iter()
+        .map(|r| PossibleValue::new(r.as_str()).help(format!("Consumes queue {}", r.queue())));
+    PossibleValuesParser::new(fixed.into_iter().chain(roles))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     run::init_tracing();
     let cli = Cli::parse();
-    let settings: Settings = run::load(cli.config.as_deref())?;
+    // File < environment < flags, in one place: nlds-settings.
+    let flags = cli
+        .set
+        .into_iter()
+        .fold(Figment::new(), |fig, flag| fig.merge(flag));
+    let settings =
+        Settings::load_with(cli.config.as_deref(), flags).map_err(|e| match &cli.config {
+            Some(p) => anyhow::anyhow!("{e} (settings file {})", p.display()),
+            None => anyhow::anyhow!("{e}"),
+        })?;
     if cli.role == "migrate" {
         nlds_workers::db::connect(&settings.workers.database_url).await?;
         println!("migrations applied to the catalogue database");
@@ -31,17 +60,7 @@ async fn main() -> anyhow::Result<()> {
     let roles: Vec<Role> = if cli.role == "all" {
         run::all_roles()
     } else {
-        vec![cli.role.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "unknown role {:?}; roles are: all, {}",
-                cli.role,
-                Role::ALL
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?]
+        vec![cli.role.parse()?]
     };
     let shutdown = run::shutdown_on_signals();
     let bus = run::connect_bus(&settings.bus).await?;
