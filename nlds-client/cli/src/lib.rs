@@ -15,6 +15,8 @@ pub mod cli;
 pub mod commands;
 pub mod ctx;
 pub mod exit;
+pub mod format;
 pub mod plan;
 pub mod progress;
 pub mod render;
+pub mod transaction;

@@ -16,9 +16,9 @@ use uuid::Uuid;
 use crate::args::{Order, parse_api_action, parse_state};
 use crate::ctx::{Ctx, Failure, Io, note, print, print_json};
 use crate::exit;
+use crate::format::{Align, Fit, Zone, col, state_name, table, time};
 pub use crate::plan::AdminPlan;
 use crate::plan::Plan;
-use crate::render::{Align, Fit, Zone, col, state_name, table, time};
 use nlds_client::client::Client;
 use nlds_client::config::parse_duration;
 
@@ -647,7 +647,7 @@ mod tests {
         assert!(lines[1].contains("refused") && lines[1].ends_with("another user"));
         let narrow = audit_table(&page, Zone::Utc, Some(120));
         assert!(
-            narrow.lines().all(|l| crate::render::text_width(l) <= 120),
+            narrow.lines().all(|l| crate::format::text_width(l) <= 120),
             "{narrow}"
         );
         assert!(narrow.contains("holding 4 …"), "{narrow}");

@@ -15,3 +15,4 @@ pub mod put;
 pub mod setup;
 pub mod stat;
 pub mod wait;
+pub mod whoami;
