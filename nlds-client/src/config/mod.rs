@@ -231,9 +231,6 @@ pub fn config_path_sourced(env: &dyn Fn(&str) -> Option<String>) -> Option<Sourc
 
 /// Every setting and where it came from: the config file, the environment (read through `env`)
 /// and the command-line `flags`. Fails only on a config file that cannot be read or parsed, or
-
-/// Every setting and where it came from: the config file, the environment (read through `env`)
-/// and the command-line `flags`. Fails only on a config file that cannot be read or parsed, or
 /// a value that makes no sense; a missing URL or token is left for [`Effective::settings`].
 pub fn effective(
     flags: &Overrides,
