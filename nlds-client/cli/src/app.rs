@@ -9,10 +9,10 @@ pub use crate::cli::overrides;
 use crate::cli::{Cli, Command, ConfigCommand};
 use crate::commands::setup;
 pub use crate::ctx::{Ctx, Env, Failure, Io};
-use crate::ctx::{print, print_json, table_width, wait_for};
+use crate::ctx::{table_width, wait_for};
 use crate::exit;
+use crate::format::Zone;
 pub use crate::plan::{Plan, WaitPlan};
-use crate::render::{self, Zone};
 use nlds_client::client::Client;
 
 /// Turns the command line into requests. Does not read the configuration or talk to the server;
@@ -171,17 +171,6 @@ pub async fn execute(
         Plan::Undelete(req) => crate::commands::del::execute_undelete(req, client, ctx, io).await,
         Plan::Purge(req) => crate::commands::del::execute_purge(req, client, ctx, io).await,
         Plan::Admin(p) => crate::commands::admin::execute(p, client, ctx, io).await,
-        Plan::Whoami => {
-            let who = client.whoami_full().await?;
-            if ctx.json {
-                print_json(io, &who)?;
-            } else {
-                print(
-                    io,
-                    &render::whoami_view(&who, client.base_url(), ctx.group.as_deref(), ctx.zone),
-                );
-            }
-            Ok(exit::OK)
-        }
+        Plan::Whoami => crate::commands::whoami::execute(client, ctx, io).await,
     }
 }

@@ -13,9 +13,10 @@ use uuid::Uuid;
 
 use crate::args::{HoldingSel, WaitOpts};
 use crate::exit;
+use crate::format::{self, Zone};
 use crate::plan::WaitPlan;
 use crate::progress::Reporter;
-use crate::render::{self, Zone};
+use crate::transaction;
 use nlds_client::client::{Client, WaitProgress};
 use nlds_client::error::Error;
 use nlds_client::paths::{absolutize, parse_filelist};
@@ -283,7 +284,7 @@ pub(crate) async fn after_submit(
             if ctx.json {
                 print_json(io, &accepted)?;
             } else {
-                print(io, &render::accepted_view(&accepted));
+                print(io, &transaction::accepted_view(&accepted));
                 let id = accepted.transaction_id;
                 note(
                     io,
@@ -297,7 +298,7 @@ pub(crate) async fn after_submit(
         }
         Some(w) => {
             if !ctx.json {
-                print(io, &render::accepted_view(&accepted));
+                print(io, &transaction::accepted_view(&accepted));
             }
             wait_for(client, ctx, io, accepted.transaction_id, w).await
         }
@@ -333,7 +334,7 @@ pub(crate) async fn wait_for(
             } else {
                 print(
                     io,
-                    &render::transaction_view(&status, false, true, ctx.zone),
+                    &transaction::transaction_view(&status, false, true, ctx.zone),
                 );
             }
             let code = exit::for_state(status.state);
@@ -343,7 +344,7 @@ pub(crate) async fn wait_for(
                     ctx,
                     &format!(
                         "error: transaction {id} ended {}",
-                        render::state_name(status.state)
+                        format::state_name(status.state)
                     ),
                 );
             }
@@ -355,7 +356,7 @@ pub(crate) async fn wait_for(
             message: format!(
                 "gave up waiting after {}: transaction {id} is still {}; follow it with `nlds stat -n {id}` or `nlds wait {id}`",
                 humantime(w.timeout.unwrap_or_default()),
-                render::state_name(last.unwrap_or(State::Searching)),
+                format::state_name(last.unwrap_or(State::Searching)),
             ),
         }),
         Err(e) => Err(e.into()),

@@ -6,7 +6,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use uuid::Uuid;
 
-use crate::render::{human_size, progress_line, state_name};
+use crate::format::{human_size, state_name};
+use crate::transaction::progress_line;
 use nlds_client::client::WaitProgress;
 
 enum Mode {

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::ctx::{Ctx, Env, Failure, Io, note, print_json};
 use crate::exit;
-use crate::render::{self, INDENT, Zone, kv, time};
+use crate::format::{self, INDENT, Zone, kv, time};
 use nlds_client::client::{Client, ClientOptions, Identity};
 use nlds_client::config::{self, Effective, Overrides, Secret, Settings, Source, Sourced};
 use nlds_client::error::Error;
@@ -321,7 +321,7 @@ pub async fn login(
     } else {
         let expiry = login
             .expires_at
-            .map(|t| render::time(&t, ctx.zone))
+            .map(|t| format::time(&t, ctx.zone))
             .unwrap_or_else(|| "not known".into());
         let renewal = match (login.renewable(), login.grant) {
             (true, Grant::DeviceCode) => "renewed automatically with the refresh token",
@@ -469,7 +469,7 @@ pub async fn logout(ov: &Overrides, env: &Env, ctx: &Ctx, io: &mut Io<'_>) -> Re
                 bad.outcome,
                 login
                     .expires_at
-                    .map(|t| format!(" ({})", render::time(&t, Zone::Utc)))
+                    .map(|t| format!(" ({})", format::time(&t, Zone::Utc)))
                     .unwrap_or_default()
             ),
         });

@@ -2,11 +2,11 @@
 
 use crate::ctx::{Ctx, Io, note, print, print_json};
 use crate::exit;
-use crate::render;
+use crate::format::{INDENT, kv, tags_text};
 use nlds_client::client::Client;
 
 use clap::{ArgAction, Args};
-use nlds_core::api::{MetaRequest, Tags};
+use nlds_core::api::{MetaRequest, MetaResponse, Tags};
 
 use crate::args::HoldingSel;
 use crate::ctx::{Failure, all_tags};
@@ -79,11 +79,33 @@ pub async fn execute(
     if ctx.json {
         print_json(io, &resp)?;
     } else {
-        print(io, &render::meta_view(&resp));
+        print(io, &meta_view(&resp));
     }
     if req.dry_run && resp.holdings.is_empty() {
         note(io, ctx, "error: no holding matches: nothing would change");
         return Ok(exit::NOT_FOUND);
     }
     Ok(exit::OK)
+}
+
+/// What `meta` changed, or with a dry run would change.
+pub fn meta_view(m: &MetaResponse) -> String {
+    let mut o = if m.dry_run {
+        format!(
+            "Dry run: would change the metadata of {} holding(s); nothing was changed.\n",
+            m.holdings.len()
+        )
+    } else {
+        format!("Changed metadata of {} holding(s)\n", m.holdings.len())
+    };
+    for h in &m.holdings {
+        kv(&mut o, INDENT, "id", &h.id.to_string());
+        kv(&mut o, INDENT, "user", &h.user);
+        kv(&mut o, INDENT, "group", &h.group);
+        kv(&mut o, INDENT, "old label", &h.old.label);
+        kv(&mut o, INDENT, "old tags", &tags_text(&h.old.tags));
+        kv(&mut o, INDENT, "new label", &h.new.label);
+        kv(&mut o, INDENT, "new tags", &tags_text(&h.new.tags));
+    }
+    o
 }

@@ -1,6 +1,6 @@
 //! One module per command (or family of commands): its arguments, what it does and how it shows
-//! the answer. Commands import the shared modules (`args`, `ctx`, `plan`, `render`, `exit`), never
-//! `cli` or `app`, which dispatch to them.
+//! the answer. Commands import the shared modules (`args`, `ctx`, `plan`, `format`, `transaction`,
+//! `exit`), never `cli`, `app` or `render`, which dispatch to them or gather their views.
 
 pub mod admin;
 pub mod completions;
@@ -15,3 +15,4 @@ pub mod put;
 pub mod setup;
 pub mod stat;
 pub mod wait;
+pub mod whoami;

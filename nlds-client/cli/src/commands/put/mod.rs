@@ -1,8 +1,9 @@
 //! `nlds put PATH` and `nlds putlist FILELIST`: store files.
 
+pub mod view;
+
 use crate::ctx::{Ctx, Io, after_submit, note, print, print_json, submit_failure};
 use crate::exit;
-use crate::render;
 use nlds_client::client::Client;
 use nlds_client::error::Error;
 use nlds_client::local;
@@ -176,7 +177,7 @@ pub async fn dry_run(
     } else {
         print(
             io,
-            &render::put_plan_view(&req, &plan, &scan, already.as_ref(), ctx.width),
+            &view::put_plan_view(&req, &plan, &scan, already.as_ref(), ctx.width),
         );
     }
     if scan.found() == 0 {

@@ -1,8 +1,9 @@
 //! `nlds stat`: transactions and their state.
 
+pub mod view;
+
 use crate::ctx::{Ctx, Io, more_note, note, print, print_json};
 use crate::exit;
-use crate::render;
 use nlds_client::client::Client;
 
 use clap::{ArgAction, Args};
@@ -118,7 +119,7 @@ pub async fn execute(
         return Ok(exit::OK);
     }
     if failed_files {
-        print(io, &render::failed_paths(&page.transactions));
+        print(io, &view::failed_paths(&page.transactions));
         return Ok(exit::OK);
     }
     match page.transactions.as_slice() {
@@ -135,9 +136,9 @@ pub async fn execute(
         }
         [one] => print(
             io,
-            &render::transaction_view(one, sub_records, errors, ctx.zone),
+            &crate::transaction::transaction_view(one, sub_records, errors, ctx.zone),
         ),
-        many => print(io, &render::stat_table(many, ctx.zone, ctx.width)),
+        many => print(io, &view::stat_table(many, ctx.zone, ctx.width)),
     }
     more_note(io, ctx, page.transactions.len(), page.total, "transactions");
     Ok(exit::OK)

@@ -1,6 +1,8 @@
 //! Setting nlds up: `nlds init` (write the config file), `nlds renew` (replace the token) and
 //! `nlds config show` (every setting and where it comes from).
 
+pub mod view;
+
 use std::io::BufRead;
 
 use clap::Args;
@@ -9,7 +11,7 @@ use serde::Serialize;
 
 use crate::ctx::{Ctx, Env, Failure, Io, note, print, print_json};
 use crate::exit;
-use crate::render::{self, INDENT, kv};
+use crate::format::{self, INDENT, kv};
 use nlds_client::client::{Client, ClientOptions, Identity};
 use nlds_client::config::{self, Effective, Overrides, Secret, Update, Written};
 use nlds_client::error::Error;
@@ -491,11 +493,11 @@ pub fn config_show(
                 "user": entry(&e.user),
                 "insecure": {"value": e.insecure.value, "source": e.insecure.source.to_string()},
                 "connect_timeout": {
-                    "value": render::duration_text(e.connect_timeout.value),
+                    "value": format::duration_text(e.connect_timeout.value),
                     "source": e.connect_timeout.source.to_string(),
                 },
                 "request_timeout": {
-                    "value": render::duration_text(e.request_timeout.value),
+                    "value": format::duration_text(e.request_timeout.value),
                     "source": e.request_timeout.source.to_string(),
                 },
                 "warnings": e.warnings,
@@ -504,7 +506,7 @@ pub fn config_show(
         )?;
         return Ok(exit::OK);
     }
-    print(io, &render::config_view(&e, ctx.width));
+    print(io, &view::config_view(&e, ctx.width));
     if let Some(l) = &login {
         print(io, &crate::commands::login::login_view(l, ctx.zone));
     }

@@ -1,8 +1,9 @@
 //! `nlds get PATH` and `nlds getlist FILELIST`: restore files.
 
+pub mod view;
+
 use crate::ctx::{Ctx, Io, after_submit, note, print, print_json, submit_failure};
 use crate::exit;
-use crate::render;
 use nlds_client::client::Client;
 use nlds_client::error::Error;
 use nlds_client::local;
@@ -180,7 +181,7 @@ pub async fn dry_run(
             &serde_json::json!({"dry_run": true, "request": req, "plan": plan, "destinations": dests}),
         )?;
     } else {
-        print(io, &render::get_plan_view(&req, &plan, &dests, ctx.width));
+        print(io, &view::get_plan_view(&req, &plan, &dests, ctx.width));
     }
     if plan.files.is_empty() {
         note(

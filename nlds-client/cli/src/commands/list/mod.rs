@@ -1,8 +1,9 @@
 //! `nlds list`: the holdings.
 
+pub mod view;
+
 use crate::ctx::{Ctx, Io, more_note, note, print, print_json};
 use crate::exit;
-use crate::render;
 use nlds_client::client::Client;
 
 use clap::Args;
@@ -84,8 +85,8 @@ pub async fn execute(
             }
             note(io, ctx, "No holdings found.");
         }
-        [one] => print(io, &render::holding_view(one, ctx.zone)),
-        many => print(io, &render::holdings_table(many, ctx.zone, ctx.width)),
+        [one] => print(io, &view::holding_view(one, ctx.zone)),
+        many => print(io, &view::holdings_table(many, ctx.zone, ctx.width)),
     }
     more_note(io, ctx, page.holdings.len(), page.total, "holdings");
     Ok(exit::OK)

@@ -1,8 +1,9 @@
 //! `nlds find`: the files of holdings.
 
+pub mod view;
+
 use crate::ctx::{Ctx, Io, more_note, note, print, print_json};
 use crate::exit;
-use crate::render;
 use nlds_client::client::Client;
 
 use clap::Args;
@@ -94,7 +95,7 @@ pub async fn execute(
         return Ok(exit::OK);
     }
     if simple {
-        print(io, &render::simple_paths(&page.files, url));
+        print(io, &view::simple_paths(&page.files, url));
     } else {
         match page.files.as_slice() {
             [] => {
@@ -103,8 +104,8 @@ pub async fn execute(
                 }
                 note(io, ctx, "No files found.");
             }
-            [one] => print(io, &render::file_view(one, url, ctx.zone)),
-            many => print(io, &render::files_table(many, url, ctx.zone, ctx.width)),
+            [one] => print(io, &view::file_view(one, url, ctx.zone)),
+            many => print(io, &view::files_table(many, url, ctx.zone, ctx.width)),
         }
     }
     more_note(io, ctx, page.files.len(), page.total, "files");

@@ -1,0 +1,70 @@
+//! `nlds admin ...`: the sysadmin's view (service operators only): transactions of every user,
+//! the failed files of any transaction, the records the logger collected, the audit log, and
+//! purging deleted files. Tables are laid out like the other commands' (they fit the terminal);
+//! `--json` prints the server's page.
+
+mod audit;
+mod failed;
+mod logs;
+mod options;
+#[cfg(test)]
+mod tests;
+mod transactions;
+
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+
+use crate::ctx::{Ctx, Failure, Io};
+use crate::exit;
+pub use crate::plan::AdminPlan;
+use crate::plan::Plan;
+use nlds_client::client::Client;
+
+pub use audit::{AuditArgs, audit_table};
+pub use failed::{FailedArgs, failed_view};
+pub use logs::{LogsArgs, logs_table};
+pub use options::{Paging, TimeRange, When, parse_when};
+pub use transactions::{TransactionsArgs, transactions_table};
+
+/// `nlds admin ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// Transactions of every user, filtered by user, group, state, action and age, or those that
+    /// made no progress for a while (`--stalled 30m`).
+    Transactions(TransactionsArgs),
+    /// The failed files of any transaction, with their reasons.
+    Failed(FailedArgs),
+    /// The warning and error records the logger collected from every service.
+    Logs(LogsArgs),
+    /// The audit log: who put, got, changed or deleted what, and every refused attempt.
+    Audit(AuditArgs),
+    /// Purge deleted files now, whatever their retention period (of one holding, or all).
+    Purge(crate::commands::del::PurgeArgs),
+}
+
+/// The request of `nlds admin ...`.
+pub fn prepare(c: &AdminCommand, now: DateTime<Utc>) -> Result<Plan, Failure> {
+    Ok(Plan::Admin(match c {
+        AdminCommand::Purge(a) => return Ok(crate::commands::del::prepare_purge(a)),
+        AdminCommand::Transactions(a) => transactions::prepare(a),
+        AdminCommand::Failed(a) => failed::prepare(a),
+        AdminCommand::Logs(a) => logs::prepare(a, now)?,
+        AdminCommand::Audit(a) => audit::prepare(a, now)?,
+    }))
+}
+
+/// Sends an admin query and prints the answer.
+pub async fn execute(
+    plan: AdminPlan,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    match plan {
+        AdminPlan::Transactions(q) => transactions::execute(q, client, ctx, io).await?,
+        AdminPlan::Failed(tid, q) => failed::execute(tid, q, client, ctx, io).await?,
+        AdminPlan::Logs(q) => logs::execute(q, client, ctx, io).await?,
+        AdminPlan::Audit(q) => audit::execute(q, client, ctx, io).await?,
+    }
+    Ok(exit::OK)
+}

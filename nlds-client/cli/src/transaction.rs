@@ -1,0 +1,132 @@
+//! How a transaction is shown once submitted: accepted, in progress (`--wait` without a
+//! terminal) and in full. Shared by `stat`, `wait` and every command that can `--wait`.
+
+use std::fmt::Write as _;
+
+use nlds_core::State;
+use nlds_core::api::{Accepted, TransactionStatus};
+
+use crate::format::{INDENT, Zone, human_size, kv, opt, state_name, time};
+
+/// An accepted put or get.
+pub fn accepted_view(a: &Accepted) -> String {
+    let mut o = format!("{} transaction accepted for processing.\n", a.api_action);
+    kv(
+        &mut o,
+        INDENT,
+        "transaction id",
+        &a.transaction_id.to_string(),
+    );
+    kv(&mut o, INDENT, "action", a.api_action.as_str());
+    kv(&mut o, INDENT, "job label", &a.job_label);
+    kv(&mut o, INDENT, "holding id", &opt(a.holding_id));
+    kv(&mut o, INDENT, "label", &opt(a.label.as_deref()));
+    o
+}
+
+/// One transaction in full; `sub_records` (`-S`) adds its sub-records, `errors` (`-E`) its
+/// failed files with their reasons.
+pub fn transaction_view(
+    t: &TransactionStatus,
+    sub_records: bool,
+    errors: bool,
+    zone: Zone,
+) -> String {
+    let mut o = String::new();
+    kv(&mut o, INDENT, "id", &t.id.to_string());
+    kv(
+        &mut o,
+        INDENT,
+        "transaction id",
+        &t.transaction_id.to_string(),
+    );
+    kv(&mut o, INDENT, "user", &t.user);
+    kv(&mut o, INDENT, "group", &t.group);
+    kv(&mut o, INDENT, "action", t.api_action.as_str());
+    kv(&mut o, INDENT, "job label", &t.job_label);
+    kv(&mut o, INDENT, "label", &opt(t.label.as_deref()));
+    kv(&mut o, INDENT, "holding id", &opt(t.holding_id));
+    kv(&mut o, INDENT, "creation time", &time(&t.created, zone));
+    kv(&mut o, INDENT, "state", state_name(t.state));
+    let warnings = if t.warnings.is_empty() {
+        "(none)".to_owned()
+    } else {
+        t.warnings.join("\n")
+    };
+    kv(&mut o, INDENT, "warnings", &warnings);
+    kv(&mut o, INDENT, "last update", &time(&t.updated, zone));
+    kv(&mut o, INDENT, "complete", &format!("{}%", t.percent));
+    kv(
+        &mut o,
+        INDENT,
+        "files",
+        &format!(
+            "{} of {} done, {} failed",
+            t.files_done, t.files_total, t.files_failed
+        ),
+    );
+    kv(
+        &mut o,
+        INDENT,
+        "size",
+        &format!(
+            "{} of {}",
+            human_size(t.bytes_done),
+            human_size(t.bytes_total)
+        ),
+    );
+    if sub_records {
+        let subs: Vec<_> = t
+            .sub_records
+            .iter()
+            .filter(|s| s.state != State::Split)
+            .collect();
+        kv(
+            &mut o,
+            INDENT,
+            "sub records",
+            if subs.is_empty() { "(none)" } else { "->" },
+        );
+        for s in subs {
+            kv(&mut o, "        + ", "id", &s.id.to_string());
+            let ind = "          ";
+            kv(&mut o, ind, "sub id", &s.sub_id.to_string());
+            kv(&mut o, ind, "state", state_name(s.state));
+            kv(&mut o, ind, "last update", &time(&s.last_updated, zone));
+            kv(&mut o, ind, "files", &s.files.to_string());
+            kv(&mut o, ind, "size", &human_size(s.bytes));
+        }
+    }
+    if errors {
+        let failed: Vec<_> = t.failed_files().collect();
+        kv(
+            &mut o,
+            INDENT,
+            "failed files",
+            if failed.is_empty() { "(none)" } else { "->" },
+        );
+        for f in failed {
+            kv(&mut o, "        + ", "path", &f.path);
+            kv(&mut o, "          ", "code", f.code.as_str());
+            kv(&mut o, "          ", "reason", &f.reason);
+        }
+    }
+    o
+}
+
+/// One line of `--wait` progress (without a terminal).
+pub fn progress_line(t: &TransactionStatus) -> String {
+    let mut line = format!(
+        "{}: {} files {}/{}, {}/{}",
+        t.transaction_id,
+        state_name(t.state),
+        t.files_done,
+        t.files_total,
+        human_size(t.bytes_done),
+        human_size(t.bytes_total)
+    );
+    if t.files_failed > 0 {
+        let _ = write!(line, ", {} failed", t.files_failed);
+    }
+    line
+}
