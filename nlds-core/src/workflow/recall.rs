@@ -53,7 +53,11 @@ mod tests {
     fn every_phase_has_its_state_and_update() {
         let table = [
             (RecallPhase::Staging, State::ArchivePreparing, None),
-            (RecallPhase::Reading, State::ArchiveGetting, Some(State::ArchiveGetting)),
+            (
+                RecallPhase::Reading,
+                State::ArchiveGetting,
+                Some(State::ArchiveGetting),
+            ),
         ];
         assert_eq!(table.len(), RecallPhase::ALL.len());
         for (p, state, update) in table {

@@ -118,7 +118,11 @@ mod tests {
             for reported in State::ALL {
                 let late = finals.contains(&current) && !finals.contains(&reported);
                 let expected = if late { None } else { Some(reported) };
-                assert_eq!(record(current, reported), expected, "{current} <- {reported}");
+                assert_eq!(
+                    record(current, reported),
+                    expected,
+                    "{current} <- {reported}"
+                );
             }
         }
     }
@@ -165,7 +169,11 @@ mod tests {
                 );
                 assert_eq!(
                     (t.files_done, t.bytes_done, t.files_failed),
-                    (if done { 10 } else { 0 }, if done { 100 } else { 0 }, failed),
+                    (
+                        if done { 10 } else { 0 },
+                        if done { 100 } else { 0 },
+                        failed
+                    ),
                     "{s} {failed}"
                 );
                 let errors = failed > 0 && !matches!(s, Failed | CatalogDeleting | CatalogRemoving);
@@ -188,10 +196,7 @@ mod tests {
         t.add(State::Complete, 10, 100, 0);
         t.add(State::Complete, 10, 100, 1);
         t.add(State::TransferPutting, 10, 100, 0);
-        assert_eq!(
-            (t.files_total, t.files_done, t.files_failed),
-            (31, 20, 1)
-        );
+        assert_eq!((t.files_total, t.files_done, t.files_failed), (31, 20, 1));
         assert_eq!((t.bytes_total, t.bytes_done), (300, 200));
         assert_eq!(t.derive(false).state, State::TransferPutting);
         let mut t = Tally::default();
