@@ -1,7 +1,8 @@
 //! Start-up recovery for the embedded mode, whose in-process bus loses in-flight messages when the
 //! process stops: every transaction still in progress is ended as FAILED with a reason, so nothing
 //! is left "in progress" forever. (The distributed mode needs none: its queues are durable.) What
-//! becomes of each sub-record is [`sub_record::interrupted`]'s decision.
+//! becomes of each sub-record is decided by
+//! [`nlds_core::workflow::sub_record::interrupted`].
 
 use std::collections::BTreeMap;
 
