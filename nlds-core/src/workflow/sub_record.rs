@@ -83,7 +83,7 @@ impl Tally {
         self.add_state(state, failed_files > 0);
     }
 
-    /// The transaction's state and progress (see [`derive`]).
+    /// The transaction's state and progress (see [`derive()`]).
     pub fn derive(&self, has_warnings: bool) -> Derived {
         derive(&self.states, has_warnings)
     }
