@@ -7,7 +7,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use nlds_core::error::ErrorCode;
 use nlds_core::message::FailedFile;
-use nlds_core::{Action, Envelope, Payload, RoutingKey, State, Worker};
+use nlds_core::workflow::gave_up;
+use nlds_core::{Action, Envelope, Payload, RoutingKey, Worker};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -178,7 +179,7 @@ pub fn failure_for(
             env.with_sub(
                 Uuid::new_v5(&env.sub_id, b"failed/router"),
                 Payload::MonitorUpdate {
-                    state: State::Failed,
+                    state: gave_up(),
                     files: 0,
                     bytes: 0,
                     failed,
@@ -220,7 +221,7 @@ fn failure_for_raw(data: &[u8], reason: &str) -> Option<(RoutingKey, Envelope)> 
             .and_then(|s| s.as_str())
             .unwrap_or_default(),
         Payload::MonitorUpdate {
-            state: State::Failed,
+            state: gave_up(),
             files: 0,
             bytes: 0,
             failed: vec![FailedFile::new("(message)", ErrorCode::Internal, reason)],

@@ -2,7 +2,8 @@
 //!
 //! Everything two sides of a queue or an HTTP call must agree on lives here: typed routing keys and
 //! the queue topology ([`routing`]), the message envelope ([`message`]), transaction states and their
-//! derivation ([`state`]), the closed set of error codes ([`error`]) and the REST API types ([`api`]).
+//! derivation ([`state`]), the workflows and every state a worker reports ([`workflow`]), the
+//! closed set of error codes ([`error`]) and the REST API types ([`api`]).
 //! This crate does no I/O: it must never depend on axum, lapin, sea-orm or an S3 client.
 
 pub mod access;

@@ -1,8 +1,13 @@
 //! Start-up recovery for the embedded mode, whose in-process bus loses in-flight messages when the
 //! process stops: every transaction still in progress is ended as FAILED with a reason, so nothing
-//! is left "in progress" forever. (The distributed mode needs none: its queues are durable.)
+//! is left "in progress" forever. (The distributed mode needs none: its queues are durable.) What
+//! becomes of each sub-record is decided by
+//! [`nlds_core::workflow::sub_record::interrupted`].
+
+use std::collections::BTreeMap;
 
 use chrono::Utc;
+use nlds_core::workflow::sub_record::{self as states, interrupted, interruption};
 use nlds_core::{ErrorCode, State};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -12,17 +17,18 @@ use sea_orm::{
 
 use crate::db::{failed_file, sub_record, transaction_record};
 
-fn final_states() -> Vec<i32> {
-    [
-        State::Complete,
-        State::Failed,
-        State::CompleteWithErrors,
-        State::CompleteWithWarnings,
-        State::Split,
-    ]
-    .iter()
-    .map(|s| s.value())
-    .collect()
+/// The numbers of the states `keep` selects.
+fn values(keep: impl Fn(State) -> bool) -> Vec<i32> {
+    State::ALL
+        .into_iter()
+        .filter(|s| keep(*s))
+        .map(State::value)
+        .collect()
+}
+
+/// The numbers of the states a sub-record is left in by recovery (it had finished).
+fn finished_states() -> Vec<i32> {
+    values(|s| interrupted(s).is_none())
 }
 
 /// Ends every unfinished transaction as FAILED with `reason`; returns how many there were.
@@ -31,7 +37,7 @@ pub async fn fail_unfinished(db: &sea_orm::DatabaseConnection, reason: &str) -> 
     let mut ids: Vec<i64> = sub_record::Entity::find()
         .select_only()
         .column(sub_record::Column::TransactionRecordId)
-        .filter(sub_record::Column::State.is_not_in(final_states()))
+        .filter(sub_record::Column::State.is_not_in(finished_states()))
         .distinct()
         .into_tuple()
         .all(db)
@@ -40,7 +46,7 @@ pub async fn fail_unfinished(db: &sea_orm::DatabaseConnection, reason: &str) -> 
     let live: Vec<i64> = sub_record::Entity::find()
         .select_only()
         .column(sub_record::Column::TransactionRecordId)
-        .filter(sub_record::Column::State.ne(State::Split.value()))
+        .filter(sub_record::Column::State.is_not_in(values(states::stands_for_batches)))
         .distinct()
         .into_tuple()
         .all(db)
@@ -58,16 +64,33 @@ pub async fn fail_unfinished(db: &sea_orm::DatabaseConnection, reason: &str) -> 
 
     for &id in &ids {
         let txn = db.begin().await?;
-        sub_record::Entity::update_many()
-            .col_expr(
-                sub_record::Column::State,
-                Expr::value(State::Failed.value()),
-            )
-            .col_expr(sub_record::Column::LastUpdated, Expr::value(Utc::now()))
+        let unfinished: Vec<(i64, i32)> = sub_record::Entity::find()
+            .select_only()
+            .column(sub_record::Column::Id)
+            .column(sub_record::Column::State)
             .filter(sub_record::Column::TransactionRecordId.eq(id))
-            .filter(sub_record::Column::State.is_not_in(final_states()))
-            .exec(&txn)
+            .filter(sub_record::Column::State.is_not_in(finished_states()))
+            .into_tuple()
+            .all(&txn)
             .await?;
+        // The sub-records by the state each ends in.
+        let mut ends: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+        for (sub, value) in unfinished {
+            if let Some(to) = interrupted(states::read(value)) {
+                ends.entry(to.value()).or_default().push(sub);
+            }
+        }
+        for (to, subs) in ends {
+            // In chunks, within the databases' limits on bound parameters.
+            for chunk in subs.chunks(1000) {
+                sub_record::Entity::update_many()
+                    .col_expr(sub_record::Column::State, Expr::value(to))
+                    .col_expr(sub_record::Column::LastUpdated, Expr::value(Utc::now()))
+                    .filter(sub_record::Column::Id.is_in(chunk.iter().copied()))
+                    .exec(&txn)
+                    .await?;
+            }
+        }
         let existing = sub_record::Entity::find()
             .filter(sub_record::Column::TransactionRecordId.eq(id))
             .filter(sub_record::Column::SubId.eq("interrupted"))
@@ -77,7 +100,7 @@ pub async fn fail_unfinished(db: &sea_orm::DatabaseConnection, reason: &str) -> 
             let sub = sub_record::ActiveModel {
                 transaction_record_id: Set(id),
                 sub_id: Set("interrupted".into()),
-                state: Set(State::Failed.value()),
+                state: Set(interruption().value()),
                 files: Set(0),
                 bytes: Set(0),
                 last_updated: Set(Utc::now()),

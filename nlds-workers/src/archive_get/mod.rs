@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nlds_bus::{Bus, Handler, HandlerError, Outcome};
 use nlds_core::message::{AggregateSums, RecallMember};
+use nlds_core::workflow::recall::RecallPhase;
 use nlds_core::{Action, Envelope, ErrorCode, FailedFile, Payload, RoutingKey, Worker};
 use nlds_storage::cold::aggregate;
 use nlds_storage::cold::{ColdError, ColdStore};
@@ -84,7 +85,7 @@ impl ArchiveGet {
                 RoutingKey::new(Worker::CatalogArchiveUpdate, Action::Start),
                 &env.reply(Payload::RecallProgress {
                     aggregation_id,
-                    state: nlds_core::State::ArchiveGetting,
+                    state: RecallPhase::Reading.state(),
                 }),
             )
             .await
@@ -137,7 +138,7 @@ impl ArchiveGet {
             // Tells the catalogue the recall is taken up (so it is not sent again).
             let taken = env.reply(Payload::RecallProgress {
                 aggregation_id: *aggregation_id,
-                state: nlds_core::State::ArchivePreparing,
+                state: RecallPhase::Staging.state(),
             });
             if let Err(e) = self
                 .bus

@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use nlds_bus::Outcome;
 use nlds_core::message::{HoldingFilter, ObjectRef, RpcReply, sub_id};
+use nlds_core::workflow::{self, Step, Workflow};
 use nlds_core::{
-    Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey, State,
-    Worker,
+    Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey, Worker,
 };
 use sea_orm::sea_query::Order;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -231,6 +231,9 @@ impl Catalogue {
         failed.extend(unrecallable);
         let files_total = records.len() as u64 + recalled;
         let bytes_total: u64 = records.iter().map(|r| r.size).sum::<u64>() + recalled_bytes;
+        // The request's sub-record stands for its batches (and those waiting for a recall).
+        let split = workflow::split(Workflow::Get, Step::CatalogGet)
+            .map_err(|e| super::internal(format!("catalogue: {e}")))?;
         for (i, batch) in self.batches(records).into_iter().enumerate() {
             let holdings: HashSet<Option<i64>> = batch.iter().map(|r| r.holding_id).collect();
             let holding_id = if holdings.len() == 1 {
@@ -238,10 +241,26 @@ impl Catalogue {
             } else {
                 None
             };
+            let sub = sub_id(env.transaction_id, "get", i);
+            if let Some(state) = split.batch {
+                out = out.and(
+                    RoutingKey::new(Worker::MonitorPut, Action::Start),
+                    env.with_sub(
+                        sub,
+                        Payload::MonitorUpdate {
+                            state,
+                            files: batch.len() as u64,
+                            bytes: batch.iter().map(|r| r.size).sum(),
+                            failed: Vec::new(),
+                            warnings: Vec::new(),
+                        },
+                    ),
+                );
+            }
             out = out.and(
                 RoutingKey::new(Worker::CatalogGet, Action::Complete),
                 env.with_sub(
-                    sub_id(env.transaction_id, "get", i),
+                    sub,
                     Payload::Files {
                         // Unknown paths travel with the first batch (see the indexer).
                         failed: std::mem::take(&mut failed),
@@ -267,7 +286,7 @@ impl Catalogue {
             env.with_sub(
                 env.transaction_id,
                 Payload::MonitorUpdate {
-                    state: State::Split,
+                    state: split.parent,
                     files: files_total,
                     bytes: bytes_total,
                     failed: Vec::new(),

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::Utc;
 use nlds_bus::Outcome;
 use nlds_core::message::{AggregateSums, ObjectRef, RecallMember, RestoredFile};
+use nlds_core::workflow::recall::{self as phases, RecallPhase};
 use nlds_core::{
     Action, Envelope, ErrorCode, FailedFile, FileRecord, Payload, RoutingKey, State, Worker,
 };
@@ -126,7 +127,7 @@ impl Catalogue {
                 env.with_sub(
                     sub,
                     Payload::MonitorUpdate {
-                        state: State::ArchivePreparing,
+                        state: phases::registered(),
                         files: files.len() as u64,
                         bytes,
                         failed: Vec::new(),
@@ -307,8 +308,8 @@ impl Catalogue {
         Ok(requests)
     }
 
-    /// `RecallProgress`: archive-get has taken the recall up; with ARCHIVE_GETTING every waiting
-    /// batch moves to that state.
+    /// `RecallProgress`: archive-get has taken the recall up; every waiting batch moves to the
+    /// state of the phase it reports, if it does not show it already ([`RecallPhase`]).
     pub(super) async fn recall_progress(
         &self,
         aggregation_id: i64,
@@ -330,10 +331,10 @@ impl Catalogue {
             .exec(&self.db)
             .await?;
         }
-        if state == State::ArchivePreparing {
-            // The waiting batches show it since they were registered.
+        let Some(state) = RecallPhase::reported(state).and_then(RecallPhase::batch_update) else {
+            // The waiting batches show it since they were registered (or it is no recall's).
             return Ok(Outcome::none());
-        }
+        };
         let mut out = Outcome::none();
         for req in recall_request::Entity::find()
             .filter(recall_request::Column::RecallId.eq(r.id))

@@ -18,7 +18,8 @@ use async_trait::async_trait;
 use nlds_bus::{Handler, HandlerError, Outcome};
 use nlds_core::error::ErrorCode;
 use nlds_core::message::{FailedFile, FileRecord, sub_id};
-use nlds_core::{Action, Envelope, PathKind, Payload, RoutingKey, State, Worker};
+use nlds_core::workflow::{self, Step, Workflow};
+use nlds_core::{Action, Envelope, PathKind, Payload, RoutingKey, Worker};
 
 use crate::config::IndexConfig;
 use crate::hooks::{self, points};
@@ -294,6 +295,9 @@ impl Handler for Indexer {
             .map_err(|e| {
                 HandlerError::permanent(ErrorCode::Internal, format!("indexing crashed: {e}"))
             })?;
+        // The request's sub-record stands for its batches; each batch reports as it is made.
+        let split = workflow::split(Workflow::Put, Step::Index)
+            .map_err(|e| HandlerError::permanent(ErrorCode::Internal, format!("indexer: {e}")))?;
         let mut out = Outcome::none();
         let monitor = RoutingKey::new(Worker::MonitorPut, Action::Start);
         // Paths that failed travel with the first batch (recorded with its next state); only a
@@ -301,34 +305,35 @@ impl Handler for Indexer {
         let mut failed = result.failed;
         for (i, files) in result.batches.into_iter().enumerate() {
             let sub = sub_id(env.transaction_id, "index", i);
-            let bytes = files.iter().map(|f| f.size).sum();
-            out = out
-                .and(
+            if let Some(state) = split.batch {
+                let bytes = files.iter().map(|f| f.size).sum();
+                out = out.and(
                     monitor,
                     env.with_sub(
                         sub,
                         Payload::MonitorUpdate {
-                            state: State::Indexing,
+                            state,
                             files: files.len() as u64,
                             bytes,
                             failed: Vec::new(),
                             warnings: Vec::new(),
                         },
                     ),
-                )
-                .and(
-                    RoutingKey::new(Worker::Index, Action::Complete),
-                    env.with_sub(
-                        sub,
-                        Payload::Files {
-                            failed: std::mem::take(&mut failed),
-                            holding_id: Some(holding_id),
-                            files,
-                            target: None,
-                            overwrite: false,
-                        },
-                    ),
                 );
+            }
+            out = out.and(
+                RoutingKey::new(Worker::Index, Action::Complete),
+                env.with_sub(
+                    sub,
+                    Payload::Files {
+                        failed: std::mem::take(&mut failed),
+                        holding_id: Some(holding_id),
+                        files,
+                        target: None,
+                        overwrite: false,
+                    },
+                ),
+            );
         }
         if !failed.is_empty() {
             out = out.and(
@@ -342,7 +347,7 @@ impl Handler for Indexer {
         Ok(out.and(
             monitor,
             env.reply(Payload::MonitorUpdate {
-                state: State::Split,
+                state: split.parent,
                 files: 0,
                 bytes: 0,
                 failed: Vec::new(),
@@ -355,6 +360,7 @@ impl Handler for Indexer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nlds_core::State;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn cfg(files: usize, bytes: u64) -> IndexConfig {

@@ -14,7 +14,7 @@ use nlds_core::api::{
     ApiAction, DEFAULT_LIMIT, MAX_LIMIT, SubRecordStatus, TransactionPage, TransactionStatus,
 };
 use nlds_core::message::{RpcReply, StatusFilter};
-use nlds_core::state::derive;
+use nlds_core::workflow::sub_record::{self as states, Tally};
 use nlds_core::{Action, Envelope, ErrorCode, FailedFile, Payload, RoutingKey, State, Worker};
 use sea_orm::sea_query::{OnConflict, Order, Query};
 use sea_orm::{
@@ -219,16 +219,8 @@ impl Monitor {
                 .await?
                 .ok_or_else(|| internal(format!("sub-record {sid} cannot be read back")))?,
             Some(s) => {
-                let current = State::from_value(s.state);
-                let regress = current.is_some_and(State::is_final) && !state.is_final();
-                if regress {
-                    tracing::debug!(
-                        transaction_id = %env.transaction_id,
-                        sub_id = %sid,
-                        "sub-record is {}; ignoring the late update to {state}",
-                        current.map(State::name).unwrap_or_default()
-                    );
-                } else {
+                let current = state_of(s.state);
+                if let Some(state) = states::record(current, state) {
                     let mut change = sub_record::ActiveModel {
                         id: Set(s.id),
                         state: Set(state.value()),
@@ -241,6 +233,12 @@ impl Monitor {
                         change.bytes = Set(to_i64(bytes));
                     }
                     sub_record::Entity::update(change).exec(&txn).await?;
+                } else {
+                    tracing::debug!(
+                        transaction_id = %env.transaction_id,
+                        sub_id = %sid,
+                        "sub-record is {current}; ignoring the late update to {state}"
+                    );
                 }
                 s
             }
@@ -400,14 +398,12 @@ impl Monitor {
                     .await?
                     .into_iter()
                     .collect();
-                let mut states: HashMap<i64, Vec<State>> = HashMap::new();
+                let mut tallies: HashMap<i64, Tally> = HashMap::new();
                 for (id, sub, s) in subs {
-                    let st = state_of(s);
-                    let entry = states.entry(id).or_default();
-                    entry.push(st);
-                    if with_failures.contains(&sub) && !st.is_failed() {
-                        entry.push(State::Failed);
-                    }
+                    tallies
+                        .entry(id)
+                        .or_default()
+                        .add_state(state_of(s), with_failures.contains(&sub));
                 }
                 let warned: HashSet<i64> = warning::Entity::find()
                     .select_only()
@@ -419,11 +415,12 @@ impl Monitor {
                     .await?
                     .into_iter()
                     .collect();
+                let none = Tally::default();
                 ids.retain(|id| {
-                    let st = states.get(id).map(Vec::as_slice).unwrap_or_default();
+                    let tally = tallies.get(id).unwrap_or(&none);
                     filter
                         .states
-                        .contains(&derive(st, warned.contains(id)).state)
+                        .contains(&tally.derive(warned.contains(id)).state)
                 });
             }
             let total = ids.len() as u64;
@@ -504,30 +501,12 @@ async fn status(
     for r in records {
         let warnings = warnings.remove(&r.id).unwrap_or_default();
         let mut sub_records = Vec::new();
-        let (mut files_total, mut files_done, mut files_failed) = (0u64, 0u64, 0u64);
-        let (mut bytes_total, mut bytes_done) = (0u64, 0u64);
-        let mut states = Vec::new();
+        let mut tally = Tally::default();
         for s in subs.remove(&r.id).unwrap_or_default() {
             let state = state_of(s.state);
             let failed_files = failed.remove(&s.id).unwrap_or_default();
             let (files, bytes) = (to_u64(s.files), to_u64(s.bytes));
-            // SPLIT parents repeat their children's counts; a failed sub-record's files are
-            // its failed files, counted below.
-            if state != State::Split && !state.is_failed() {
-                files_total += files;
-                bytes_total += bytes;
-            }
-            if state == State::Complete {
-                files_done += files;
-                bytes_done += bytes;
-            }
-            files_failed += failed_files.len() as u64;
-            files_total += failed_files.len() as u64;
-            states.push(state);
-            // A batch that finished with some files failed counts as one with errors.
-            if !failed_files.is_empty() && !state.is_failed() {
-                states.push(State::Failed);
-            }
+            tally.add(state, files, bytes, failed_files.len() as u64);
             sub_records.push(SubRecordStatus {
                 id: s.id,
                 sub_id: Uuid::parse_str(&s.sub_id).unwrap_or_default(),
@@ -538,7 +517,7 @@ async fn status(
                 failed_files,
             });
         }
-        let derived = derive(&states, !warnings.is_empty());
+        let derived = tally.derive(!warnings.is_empty());
         out.push(TransactionStatus {
             id: r.id,
             transaction_id: Uuid::parse_str(&r.transaction_id).unwrap_or_default(),
@@ -552,11 +531,11 @@ async fn status(
             percent: derived.percent,
             created: r.created,
             updated: r.updated,
-            files_total,
-            files_done,
-            files_failed,
-            bytes_total,
-            bytes_done,
+            files_total: tally.files_total,
+            files_done: tally.files_done,
+            files_failed: tally.files_failed,
+            bytes_total: tally.bytes_total,
+            bytes_done: tally.bytes_done,
             warnings,
             sub_records,
         });
@@ -621,7 +600,7 @@ async fn ensure_record(
 }
 
 fn state_of(v: i32) -> State {
-    State::from_value(v).unwrap_or(State::Initialising)
+    states::read(v)
 }
 
 fn parse_code(s: &str) -> ErrorCode {

@@ -98,8 +98,8 @@ impl Router {
         let mut out = Outcome::none();
         for effect in workflow::next(workflow, step, outcome).map_err(no_step)? {
             let (k, e) = match effect {
-                Effect::Report(State::Failed) if outcome == StepOutcome::Failed => {
-                    failed_update(step.key().worker, env)?
+                Effect::Report(state) if outcome == StepOutcome::Failed => {
+                    failed_update(step.key().worker, env, state)?
                 }
                 Effect::Report(state) => monitor(env, state),
                 Effect::Send(to) => (to.key(), forward(env)),
@@ -128,7 +128,7 @@ impl Router {
                     ));
                 };
                 let log = log_failures(worker, &env, files);
-                let (k, e) = failed_update(worker, &env)?;
+                let (k, e) = failed_update(worker, &env, workflow::gave_up())?;
                 let mut out = Outcome::publish(k, e);
                 if let Some((k, e)) = log {
                     out = out.and(k, e);
@@ -179,10 +179,14 @@ impl Router {
     }
 }
 
-/// The monitor update that ends the sub-record of a step that gave up FAILED, with its failed
-/// files: a batch the bus gave up on, or the failure sub-record of the indexer or the
+/// The monitor update that ends the sub-record of a step that gave up in `state` (FAILED), with
+/// its failed files: a batch the bus gave up on, or the failure sub-record of the indexer or the
 /// catalogue's get resolution.
-fn failed_update(worker: Worker, env: &Envelope) -> Result<(RoutingKey, Envelope), HandlerError> {
+fn failed_update(
+    worker: Worker,
+    env: &Envelope,
+    state: State,
+) -> Result<(RoutingKey, Envelope), HandlerError> {
     let Payload::Failed { files } = env.payload.clone() else {
         return Err(HandlerError::permanent(
             ErrorCode::Internal,
@@ -192,7 +196,7 @@ fn failed_update(worker: Worker, env: &Envelope) -> Result<(RoutingKey, Envelope
     Ok((
         key(Worker::MonitorPut, Action::Start),
         env.reply(Payload::MonitorUpdate {
-            state: State::Failed,
+            state,
             files: files.len() as u64,
             bytes: 0,
             failed: files,

@@ -11,6 +11,14 @@
 //!
 //! The routing keys and wire messages are those of `docs/PROTOCOL.md`: a step's key is
 //! [`Step::key`], its completion is `<worker>.complete` or `<worker>.failed`.
+//!
+//! The states reported outside a step's completion come from here too: a step that splits its
+//! message into batches ([`split`]), a recall's phases ([`recall`]), a message the bus gave up on
+//! ([`gave_up`]), and what the monitor and start-up recovery make of a sub-record's state
+//! ([`sub_record`]). Workers name no state themselves.
+
+pub mod recall;
+pub mod sub_record;
 
 use crate::api::ApiAction;
 use crate::routing::{Action, RoutingKey, Worker};
@@ -205,11 +213,19 @@ pub enum StepOutcome {
     Emptied,
     /// It gave up (`<worker>.failed`).
     Failed,
+    /// It split the message's files into batches, each a sub-record of its own that it sends on
+    /// as its completion; the message's own sub-record stands for them from then on (see
+    /// [`split`]).
+    Split,
 }
 
 impl StepOutcome {
-    pub const ALL: [StepOutcome; 3] =
-        [StepOutcome::Done, StepOutcome::Emptied, StepOutcome::Failed];
+    pub const ALL: [StepOutcome; 4] = [
+        StepOutcome::Done,
+        StepOutcome::Emptied,
+        StepOutcome::Failed,
+        StepOutcome::Split,
+    ];
 }
 
 /// What follows a step.
@@ -243,6 +259,8 @@ pub fn next(workflow: Workflow, step: Step, outcome: StepOutcome) -> Result<Vec<
         return none;
     }
     let effects = match (workflow, step, outcome) {
+        // The indexer and the catalogue's get resolution split a request into batches.
+        (_, _, StepOutcome::Split) => vec![Report(split(workflow, step)?.parent)],
         // A sub-record whose files all failed, or that gave up, ends FAILED (its failures are
         // recorded with it).
         (Workflow::Put | Workflow::Get, Step::Submit, Emptied | Failed) => return none,
@@ -297,6 +315,44 @@ pub fn next(workflow: Workflow, step: Step, outcome: StepOutcome) -> Result<Vec<
     Ok(effects)
 }
 
+/// What a step that splits its message into batches reports (its [`StepOutcome::Split`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    /// The state of the message's own sub-record, which stands for its batches from then on.
+    pub parent: State,
+    /// The state each batch reports as it is made, with its file and byte counts (`None`: it
+    /// reports nothing until its completion is routed).
+    pub batch: Option<State>,
+}
+
+/// How `step` of `workflow` reports splitting its message into batches: the indexer's batches
+/// show INDEXING until their completions are routed; the catalogue's get batches report first
+/// when theirs is (TRANSFER_GETTING). Only these two steps split.
+pub fn split(workflow: Workflow, step: Step) -> Result<Split, NoStep> {
+    let batch = match (workflow, step) {
+        (Workflow::Put, Step::Index) => Some(State::Indexing),
+        (Workflow::Get, Step::CatalogGet) => None,
+        _ => {
+            return Err(NoStep {
+                workflow,
+                step,
+                outcome: StepOutcome::Split,
+            });
+        }
+    };
+    Ok(Split {
+        parent: State::Split,
+        batch,
+    })
+}
+
+/// The state a message's sub-record ends in when the bus gave up on it (its handler failed it
+/// for good, or it does not decode) and no workflow step sequences its failure: FAILED, with the
+/// files it failed.
+pub const fn gave_up() -> State {
+    State::Failed
+}
+
 /// The request for an archive round now, the first message of the archive workflow: what the
 /// archive scheduler and an operator (through the API) publish. Its transaction id names the
 /// round.
@@ -325,6 +381,10 @@ mod tests {
         let fail = Some(vec![Report(State::Failed)]);
         let nothing = Some(vec![]);
         match (w, s, o) {
+            (W::Put, Index, StepOutcome::Split) | (W::Get, CatalogGet, StepOutcome::Split) => {
+                Some(vec![Report(State::Split)])
+            }
+            (_, _, StepOutcome::Split) => None,
             (W::Put, Submit, Done) => Some(vec![Report(State::Indexing), Send(Index)]),
             (W::Put, Index, Done) => Some(vec![Report(State::CatalogPutting), Send(CatalogCheck)]),
             (W::Put, CatalogCheck, Done) => {
@@ -383,7 +443,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(defined, 56);
+        assert_eq!(defined, 58);
     }
 
     #[test]
@@ -421,6 +481,62 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every (workflow, step): only the indexer and the catalogue's get resolution split, and
+    /// [`next`] reports the split parent as [`split`] says.
+    #[test]
+    fn only_the_indexer_and_the_get_resolution_split() {
+        for w in Workflow::ALL {
+            for s in Step::ALL {
+                let expected = match (w, s) {
+                    (Workflow::Put, Step::Index) => Some(Some(State::Indexing)),
+                    (Workflow::Get, Step::CatalogGet) => Some(None),
+                    _ => None,
+                };
+                let got = split(w, s);
+                match expected {
+                    Some(batch) => {
+                        assert_eq!(
+                            got,
+                            Ok(Split {
+                                parent: State::Split,
+                                batch
+                            }),
+                            "{w:?} {s:?}"
+                        );
+                        assert_eq!(
+                            next(w, s, StepOutcome::Split),
+                            Ok(vec![Report(State::Split)])
+                        );
+                    }
+                    None => {
+                        let no = NoStep {
+                            workflow: w,
+                            step: s,
+                            outcome: StepOutcome::Split,
+                        };
+                        assert_eq!(got, Err(no), "{w:?} {s:?}");
+                        assert_eq!(next(w, s, StepOutcome::Split), Err(no));
+                    }
+                }
+            }
+        }
+        // An indexer batch shows the state its submission reported for the index step.
+        assert_eq!(
+            next(Workflow::Put, Step::Submit, Done).unwrap()[0],
+            Report(split(Workflow::Put, Step::Index).unwrap().batch.unwrap())
+        );
+    }
+
+    #[test]
+    fn a_message_the_bus_gave_up_on_ends_failed_like_a_failed_step() {
+        assert_eq!(gave_up(), State::Failed);
+        assert!(gave_up().is_failed() && gave_up().is_final());
+        assert_eq!(
+            next(Workflow::Put, Step::Index, Failed),
+            Ok(vec![Report(gave_up())])
+        );
     }
 
     #[test]
