@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::outbox;
-use crate::hooks;
+use nlds_hooks::points;
 
 /// How often a relay looks for rows nobody woke it for (left by a crash, or by another process).
 pub const POLL: Duration = Duration::from_secs(5);
@@ -136,7 +136,7 @@ impl Relay {
             let env: Envelope = serde_json::from_str(&row.envelope)
                 .map_err(|e| anyhow::anyhow!("outbox row {}: bad envelope: {e}", row.id))?;
             let context = key.to_string();
-            hooks::pause_async(hooks::points::OUTBOX_BEFORE_PUBLISH, Path::new(&context)).await;
+            nlds_hooks::pause_async(points::OUTBOX_BEFORE_PUBLISH, Path::new(&context)).await;
             if let Err(e) = self.bus.publish(key, &env).await {
                 // What was confirmed so far is deleted; the rest waits for the next attempt.
                 self.forget(&txn, &done).await?;
