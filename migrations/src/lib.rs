@@ -13,7 +13,8 @@
 //! * [`m20261125_000006_location_tenancy`]: the object-store tenancy of each copy (owned by the
 //!   catalogue role);
 //! * [`m20261205_000007_outbox`]: the transactional outbox of messages implied by committed
-//!   changes (owned by the catalogue role, drained by its relay).
+//!   changes (drained by the catalogue's relay) and the accepted submissions (owned by the
+//!   catalogue role).
 //!
 //! Every migration has a working `down`.
 

@@ -293,9 +293,11 @@ pub struct StatusFilter {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "body", rename_all = "snake_case")]
 pub enum Payload {
-    /// API → router: copy these paths into `holding_id`.
+    /// Catalogue → router (`route.put`, `route.putlist`): copy these paths into `holding_id`;
+    /// staged by the catalogue when it accepts the put ([`Payload::SetupHolding`]).
     PutRequest { holding_id: i64, paths: Vec<String> },
-    /// API → router: copy these paths back.
+    /// API → catalogue (RPC `catalog.get` / `catalog.getlist`: accept this get), then, staged by
+    /// the catalogue, catalogue → router (`route.get`, `route.getlist`): copy these paths back.
     GetRequest {
         filter: HoldingFilter,
         paths: Vec<String>,
@@ -344,11 +346,17 @@ pub enum Payload {
         level: String,
         message: String,
     },
-    /// RPC: make sure the holding for a put exists and is the caller's.
+    /// RPC `catalog.setup` (API → catalogue): make sure the holding for a put exists and is the
+    /// caller's, and accept the put of `paths` into it, in one database transaction: the first
+    /// time the catalogue sees the transaction id it stages the put's record (`monitor-put.init`)
+    /// and its submission (`route.put`, [`Payload::PutRequest`]) in its outbox. Without paths, only
+    /// the holding is set up.
     SetupHolding {
         label: Option<String>,
         holding_id: Option<i64>,
         tags: Tags,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        paths: Vec<String>,
     },
     /// RPC: list holdings.
     ListHoldings { filter: HoldingFilter },
@@ -459,6 +467,9 @@ pub enum RpcReply {
     },
     /// The transaction is recorded by the monitor (answer to `monitor.init`).
     Recorded,
+    /// The catalogue accepted the get (answer to `catalog.get`): it runs to completion, whatever
+    /// happens to the API now.
+    Submitted,
     /// The transaction id is free for the caller, or already theirs for the same action (answer
     /// to [`Payload::CheckTransactionId`]).
     Available,

@@ -3,14 +3,15 @@
 //! `DELETE files/` calls too).
 //!
 //! A delete is a transaction: the catalogue soft-deletes what the request selects in one database
-//! transaction (RPC `catalog.del`, deciding from the caller's role who may delete what) and, in
-//! the same outcome as its answer, records the transaction with the monitor and ends it with the
+//! transaction (RPC `catalog.del`, deciding from the caller's role who may delete what) and, by
+//! messages staged in its outbox in that database transaction, records the transaction with the
+//! monitor and ends it with the
 //! files deleted and those refused or not found (so a delete is never done without being on
 //! record, even if this process dies); the API then records it too, synchronously, so `stat`
 //! shows it as soon as the answer (202) is sent. The files are gone from list, find and get from
 //! then on. Their copies are purged after the retention period, or when an operator purges: the
-//! catalogue publishes the removals of what a purge forgot with its answer (see
-//! `nlds_core::workflow`), so the API never sends them itself.
+//! catalogue stages the removals of what a purge forgot in its outbox with the purge (see
+//! `nlds_core::workflow` and `nlds_workers::outbox`), so the API never sends them itself.
 
 use axum::Json;
 use axum::extract::State;
@@ -289,7 +290,7 @@ pub async fn admin_purge(
     else {
         return Err(unexpected("catalog.purge"));
     };
-    // The catalogue published the removals of the copies it forgot with its answer.
+    // The catalogue staged the removals of the copies it forgot with the purge (its outbox).
     tracing::info!(user = %caller.0.user, holding_id = ?req.holding_id, files = summary.files,
         objects = summary.objects, aggregates = summary.aggregates.len(),
         deferred = summary.deferred, refused = summary.refused.len(), "purged");

@@ -2,7 +2,9 @@
 //! which link the API with the worker roles, are in `nlds-embedded`.
 //!
 //! The server authenticates, validates, and turns each command into bus messages: put and get are
-//! published to the router (`nlds-api.route.*`) and answered 202 with a transaction id; list,
+//! accepted by the catalogue (RPC `catalog.setup` / `catalog.get`, which stages their record and
+//! their first message, `nlds-api.route.*`, in its outbox in one database transaction) and
+//! answered 202 with a transaction id; list,
 //! find, meta and stat are RPCs to the catalogue and monitor with a timeout (504, never a hang).
 //! Two APIs share that core: the native `/api/v2` ([`routes`]) and CEDA NLDS's `/api/1.0.0`
 //! ([`legacy`]), which the published Python client speaks.

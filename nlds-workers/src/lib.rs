@@ -37,7 +37,6 @@ pub mod audit;
 pub mod catalogue;
 pub mod config;
 pub mod db;
-pub mod hooks;
 pub mod indexer;
 pub mod logger;
 pub mod monitor;

@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::Utc;
 use nlds_bus::Bus;
 use nlds_core::{Envelope, RoutingKey};
-use sea_orm::sea_query::LockBehavior;
+use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::outbox;
-use crate::hooks;
+use nlds_hooks::points;
 
 /// How often a relay looks for rows nobody woke it for (left by a crash, or by another process).
 pub const POLL: Duration = Duration::from_secs(5);
@@ -116,38 +116,52 @@ impl Relay {
     }
 
     async fn drain_batch(&self) -> anyhow::Result<usize> {
-        let txn = self.db.begin().await?;
-        let mut rows = outbox::Entity::find()
+        let rows = outbox::Entity::find()
             .order_by_asc(outbox::Column::Id)
             .limit(BATCH);
-        if self.db.get_database_backend() == DatabaseBackend::Postgres {
-            rows = rows.lock_with_behavior(
-                sea_orm::sea_query::LockType::Update,
-                LockBehavior::SkipLocked,
-            );
+        if self.db.get_database_backend() != DatabaseBackend::Postgres {
+            // SQLite: one process, one relay. Each row is forgotten as soon as its message is
+            // confirmed, outside any long transaction (a read transaction held across the
+            // publishes could not be turned into the write that forgets them).
+            let rows = rows.all(&self.db).await?;
+            let (done, failed) = self.publish(&rows).await;
+            self.forget(&self.db, &done).await?;
+            return failed.map_or(Ok(done.len()), Err);
         }
-        let rows = rows.all(&txn).await?;
+        // PostgreSQL: the rows taken stay locked until forgotten, so another process's relay
+        // skips them rather than publishing them too.
+        let txn = self.db.begin().await?;
+        let rows = rows
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .all(&txn)
+            .await?;
+        let (done, failed) = self.publish(&rows).await;
+        self.forget(&txn, &done).await?;
+        txn.commit().await?;
+        failed.map_or(Ok(done.len()), Err)
+    }
+
+    /// Publishes `rows` in order until one fails: the ids of those confirmed, and the failure.
+    async fn publish(&self, rows: &[outbox::Model]) -> (Vec<i64>, Option<anyhow::Error>) {
         let mut done = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let key: RoutingKey = row
-                .routing_key
-                .parse()
-                .map_err(|e| anyhow::anyhow!("outbox row {}: bad routing key: {e:?}", row.id))?;
-            let env: Envelope = serde_json::from_str(&row.envelope)
-                .map_err(|e| anyhow::anyhow!("outbox row {}: bad envelope: {e}", row.id))?;
+        for row in rows {
+            let (key, env) = match decode(row) {
+                Ok(m) => m,
+                Err(e) => {
+                    // Never published, never deleted: an operator can see (and fix) it.
+                    tracing::error!(row = row.id, error = %e, "outbox row cannot be decoded");
+                    continue;
+                }
+            };
             let context = key.to_string();
-            hooks::pause_async(hooks::points::OUTBOX_BEFORE_PUBLISH, Path::new(&context)).await;
+            nlds_hooks::pause_async(points::OUTBOX_BEFORE_PUBLISH, Path::new(&context)).await;
             if let Err(e) = self.bus.publish(key, &env).await {
-                // What was confirmed so far is deleted; the rest waits for the next attempt.
-                self.forget(&txn, &done).await?;
-                txn.commit().await?;
-                return Err(anyhow::anyhow!("cannot publish {key}: {e}"));
+                // What was confirmed so far is forgotten; the rest waits for the next attempt.
+                return (done, Some(anyhow::anyhow!("cannot publish {key}: {e}")));
             }
             done.push(row.id);
         }
-        self.forget(&txn, &done).await?;
-        txn.commit().await?;
-        Ok(done.len())
+        (done, None)
     }
 
     async fn forget(&self, c: &impl ConnectionTrait, ids: &[i64]) -> Result<(), DbErr> {
@@ -163,6 +177,34 @@ impl Relay {
             .await?;
         Ok(())
     }
+}
+
+/// The message a row holds.
+fn decode(row: &outbox::Model) -> anyhow::Result<(RoutingKey, Envelope)> {
+    let key: RoutingKey = row
+        .routing_key
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad routing key {:?}: {e:?}", row.routing_key))?;
+    let env: Envelope =
+        serde_json::from_str(&row.envelope).map_err(|e| anyhow::anyhow!("bad envelope: {e}"))?;
+    Ok((key, env))
+}
+
+/// Takes every staged message out of the outbox, in order (tests of the roles that stage).
+#[cfg(test)]
+pub(crate) async fn take(db: &DatabaseConnection) -> Vec<(RoutingKey, Envelope)> {
+    let rows = outbox::Entity::find()
+        .order_by_asc(outbox::Column::Id)
+        .all(db)
+        .await
+        .expect("outbox rows");
+    outbox::Entity::delete_many()
+        .exec(db)
+        .await
+        .expect("outbox emptied");
+    rows.iter()
+        .map(|r| decode(r).expect("a staged message"))
+        .collect()
 }
 
 #[cfg(test)]

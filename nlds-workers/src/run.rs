@@ -12,6 +12,7 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
+use crate::outbox::Outbox;
 
 pub use nlds_settings::{BusConfig, BusKind};
 
@@ -54,6 +55,8 @@ pub struct Resources {
     db: OnceCell<sea_orm::DatabaseConnection>,
     s3: OnceCell<nlds_storage::s3::S3Clients>,
     cold: OnceCell<Arc<dyn nlds_storage::cold::ColdStore>>,
+    /// The outbox the catalogue stages into; its one relay runs beside the catalogue roles.
+    outbox: Outbox,
 }
 
 impl Resources {
@@ -137,7 +140,8 @@ pub async fn handler(
                 cfg.index.batch_bytes,
             )
             .with_archive(cfg.archive.clone(), cfg.cold.backend())
-            .with_delete(cfg.delete.clone()),
+            .with_delete(cfg.delete.clone())
+            .with_outbox(res.outbox.clone()),
         ),
         Role::ArchivePut => Arc::new(crate::archive_put::ArchivePut::with_clients(
             res.s3(cfg).await?,
@@ -188,6 +192,16 @@ pub async fn run_roles(
                 .with_context(|| format!("role {role} stopped"))
         });
         tracing::info!(%role, "role started");
+    }
+    if roles.contains(&Role::Catalogue) || roles.contains(&Role::CatalogueRpc) {
+        // One relay per process publishes what the catalogue staged (and, at start, what a
+        // crash left staged).
+        let relay = res.outbox.relay(res.db(cfg).await?, bus.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            relay.run(stop).await;
+            Ok(())
+        });
     }
     if roles.contains(&Role::ArchivePut) {
         let (bus, stop) = (bus.clone(), shutdown.clone());

@@ -353,6 +353,22 @@ pub const fn gave_up() -> State {
     State::Failed
 }
 
+/// The key a submitted transaction of `action` starts on (`route.put`, `route.putlist`,
+/// `route.get`, `route.getlist`): the first message of a put or get, which the catalogue stages
+/// when it accepts the transaction. `None`: `action` is not submitted to the router.
+pub fn submission_key(action: ApiAction) -> Option<RoutingKey> {
+    let a = match action {
+        ApiAction::Put => Action::Put,
+        ApiAction::Putlist => Action::Putlist,
+        ApiAction::Get => Action::Get,
+        ApiAction::Getlist => Action::Getlist,
+        ApiAction::Del | ApiAction::Dellist | ApiAction::ArchivePut | ApiAction::ArchiveGet => {
+            return None;
+        }
+    };
+    Some(RoutingKey::new(Worker::Route, a))
+}
+
 /// The request for an archive round now, the first message of the archive workflow: what the
 /// archive scheduler and an operator (through the API) publish. Its transaction id names the
 /// round.
@@ -371,6 +387,29 @@ pub fn archive_round() -> (RoutingKey, crate::Envelope) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn submissions_start_the_put_and_get_workflows_only() {
+        use ApiAction::*;
+        for action in [
+            Put, Putlist, Get, Getlist, ArchivePut, ArchiveGet, Del, Dellist,
+        ] {
+            match submission_key(action) {
+                Some(key) => {
+                    assert_eq!(key.worker, Worker::Route);
+                    let w = Workflow::submitted(key.action).expect("a submitted workflow");
+                    assert_eq!(w, Workflow::of_api_action(action), "{action:?}");
+                }
+                None => assert!(
+                    !matches!(
+                        Workflow::of_api_action(action),
+                        Workflow::Put | Workflow::Get
+                    ),
+                    "{action:?} starts a put or get but has no submission key"
+                ),
+            }
+        }
+    }
     use Effect::{Report, Send};
     use StepOutcome::{Done, Emptied, Failed};
 

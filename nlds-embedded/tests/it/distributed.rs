@@ -336,7 +336,10 @@ async fn queries_answer_504_when_the_catalogue_does_not() {
 }
 
 /// The keys of the objects under `prefix` in the test bucket.
-async fn bucket_keys(os: &nlds_workers::config::ObjectStoreConfig, prefix: &str) -> Vec<String> {
+pub async fn bucket_keys(
+    os: &nlds_workers::config::ObjectStoreConfig,
+    prefix: &str,
+) -> Vec<String> {
     let client = nlds_storage::s3::client(os).await.unwrap();
     let mut keys = Vec::new();
     let mut token = None;
@@ -361,8 +364,13 @@ async fn bucket_keys(os: &nlds_workers::config::ObjectStoreConfig, prefix: &str)
     }
 }
 
-/// The API server binary (`nlds-server serve`) as a child process on a free port.
-fn spawn_server(dir: &std::path::Path, settings: &Settings) -> (Child, String) {
+/// The API server binary (`nlds-server serve`) as a child process on a free port (with the test
+/// pause points of `pause`, if given).
+pub fn spawn_server(
+    dir: &std::path::Path,
+    settings: &Settings,
+    pause: Option<&std::path::Path>,
+) -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -387,11 +395,13 @@ fn spawn_server(dir: &std::path::Path, settings: &Settings) -> (Child, String) {
     let config = dir.join("server.toml");
     std::fs::write(&config, toml::to_string(&s).unwrap()).unwrap();
     let bin = workers_binary().with_file_name("nlds-server");
-    let child = Command::new(bin)
-        .args(["serve", "--config", &config.to_string_lossy()])
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--config", &config.to_string_lossy()])
+        .env("RUST_LOG", "warn");
+    if let Some(dir) = pause {
+        cmd.env(nlds_hooks::ENV, dir);
+    }
+    let child = cmd.spawn().unwrap();
     (child, format!("http://127.0.0.1:{port}"))
 }
 
@@ -409,7 +419,7 @@ async fn killing_the_api_after_a_delete_orphans_nothing() {
     let stop = CancellationToken::new();
     start_roles(&settings, nlds_workers::run::all_roles(), stop.clone());
     let dir = temp();
-    let (mut child, url) = spawn_server(dir.path(), &settings);
+    let (mut child, url) = spawn_server(dir.path(), &settings, None);
     let api = Api::new(&url, TOKEN);
     let start = std::time::Instant::now();
     while reqwest::get(format!("{url}/healthz")).await.is_err() {

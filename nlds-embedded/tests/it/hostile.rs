@@ -5,7 +5,7 @@
 //! as in production. A real unprivileged account, alice (made with useradd), attacks her own
 //! gets and puts with real symbolic link swaps, each run as her with setpriv (what any user of
 //! the host can do). The races are made deterministic by the workers' test pause points
-//! ([`nlds_workers::hooks`], armed through `NLDS_TEST_PAUSE_DIR`): the worker stops at the exact
+//! ([`nlds_hooks`], armed through `NLDS_TEST_PAUSE_DIR`): the worker stops at the exact
 //! point where it touches alice's path, alice does her worst, the worker carries on. Her victims
 //! are root-owned 0600 files in a root-only (0700) directory, the vault. Gets are alice's (into
 //! a target of hers, or to the original paths in her home) or an operator's with keep_owner
@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 
 use nlds_core::State;
 use nlds_core::api::TransactionStatus;
+use nlds_hooks::{control, points};
 use nlds_server::auth::StaticTokens;
 use nlds_server::{AppState, ServerConfig, router};
-use nlds_workers::hooks::{self, control, points};
 use nlds_workers::posix::PosixChecks;
 use nlds_workers::run::Settings;
 use serde_json::{Value, json};
@@ -165,7 +165,7 @@ impl Deployment {
             .arg("--config")
             .arg(&config)
             .arg("all")
-            .env(hooks::ENV, pause.path())
+            .env(nlds_hooks::ENV, pause.path())
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

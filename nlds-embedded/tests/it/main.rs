@@ -1,6 +1,7 @@
 //! Integration tests of nlds-rs over real connections: the embedded mode (SQLite, in-process bus,
 //! embedded S3) and the distributed mode (RabbitMQ, PostgreSQL, moto S3).
 
+mod acceptance;
 mod access;
 mod archive;
 mod authz;

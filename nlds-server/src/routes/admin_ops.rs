@@ -58,7 +58,7 @@ pub async fn admin_evict(
     else {
         return Err(unexpected("catalog.evict"));
     };
-    // The catalogue published the removal of these warm copies' objects with its answer.
+    // The catalogue staged the removal of these warm copies' objects with the eviction.
     let bytes: u64 = files.iter().map(|f| f.size).sum();
     let n = files.len();
     tracing::info!(user = %caller.0.user, holding_id, files = n, bytes, "warm copies evicted");

@@ -1,18 +1,21 @@
 //! `/api/v2/get`: copying files back to disk, and its dry run.
 
+use std::path::Path;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use nlds_core::api::{Accepted, GetPlan, GetRequest};
+use nlds_core::api::{Accepted, ApiAction, GetPlan, GetRequest};
 use nlds_core::message::{HoldingFilter, RpcReply};
 use nlds_core::number::db_id;
 use nlds_core::{AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, Worker};
+use nlds_hooks::points;
 use uuid::Uuid;
 
 use super::put::check_holding;
 use super::{
-    accept, check_transaction_id, get_action, job_label, rpc_env_role, unexpected, validate_paths,
+    accepted, check_transaction_id, get_action, job_label, rpc_env_role, unexpected, validate_paths,
 };
 use crate::app::{ApiJson, AppState, Caller};
 use crate::error::{Result, ServerError};
@@ -123,7 +126,27 @@ pub async fn submit_get(
         keep_owner: req.keep_owner,
         ..env
     };
-    accept(s, env, req.holding_id, req.label).await
+    if let Payload::GetRequest { paths, .. } = &env.payload {
+        crate::audit::note_paths(paths);
+    }
+    // The catalogue accepts the get: its record and submission are staged in one database
+    // transaction, so from here on it runs to completion whatever happens to this process.
+    nlds_hooks::pause_async(points::API_BEFORE_ACCEPT, Path::new(&tid.to_string())).await;
+    let key = RoutingKey::new(Worker::Catalog, submit_action(action));
+    match s.rpc(key, env.clone()).await? {
+        RpcReply::Submitted => {}
+        _ => return Err(unexpected("catalog.get")),
+    }
+    accepted(s, &env, req.holding_id, req.label).await
+}
+
+/// The catalogue's key for accepting a get of `action` (`catalog.get`, `catalog.getlist`).
+fn submit_action(action: ApiAction) -> Action {
+    if action == ApiAction::Getlist {
+        Action::Getlist
+    } else {
+        Action::Get
+    }
 }
 
 /// What a get would restore, without starting it.

@@ -10,6 +10,7 @@ mod status;
 mod tests;
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use axum::Json;
 use nlds_core::api::{
@@ -18,6 +19,7 @@ use nlds_core::api::{
 use nlds_core::message::{HoldingFilter, RpcReply};
 use nlds_core::number::{db_count, db_id};
 use nlds_core::{AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, Worker};
+use nlds_hooks::points;
 use uuid::Uuid;
 
 use crate::app::{AppState, Caller};
@@ -147,32 +149,25 @@ pub fn rpc_env_role(user: &str, group: &str, role: AccessRole, payload: Payload)
     rpc_env_as(user, group, payload).with_role(role)
 }
 
-/// Accepts a put or get: records it, hands it to the router, and answers 202 with its status URL.
-async fn accept(
+/// Answers an accepted put or get (`env` is the request the catalogue accepted): records the
+/// transaction with the monitor first, so a client polling its id right after the 202 never gets
+/// "not found" (the catalogue staged the same record with the submission: whichever arrives
+/// first creates it).
+pub(crate) async fn accepted(
     s: &AppState,
-    env: Envelope,
+    env: &Envelope,
     holding_id: Option<i64>,
     label: Option<String>,
 ) -> Result<Accepted> {
-    if let Payload::PutRequest { paths, .. } | Payload::GetRequest { paths, .. } = &env.payload {
-        crate::audit::note_paths(paths);
-    }
-    record(s, &env, label.clone(), holding_id).await?;
-    let action = match env.action {
-        ApiAction::Put => Action::Put,
-        ApiAction::Putlist => Action::Putlist,
-        ApiAction::Get => Action::Get,
-        _ => Action::Getlist,
-    };
-    s.bus
-        .publish(RoutingKey::new(Worker::Route, action), &env)
-        .await?;
     let tid = env.transaction_id;
+    nlds_hooks::pause_async(points::API_BEFORE_RECORD, Path::new(&tid.to_string())).await;
+    record(s, env, label.clone(), holding_id).await?;
+    nlds_hooks::pause_async(points::API_BEFORE_ANSWER, Path::new(&tid.to_string())).await;
     Ok(Accepted {
         transaction_id: tid,
         api_action: env.action,
         status_url: format!("{}/api/v2/transactions/{tid}", s.cfg.base_url()),
-        job_label: env.job_label,
+        job_label: env.job_label.clone(),
         holding_id,
         label,
     })

@@ -1,5 +1,7 @@
 //! `/api/v2/put`: copying files into the store, and its dry run.
 
+use std::path::Path;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,10 +9,11 @@ use axum::response::IntoResponse;
 use nlds_core::api::{Accepted, PutPlan, PutRequest};
 use nlds_core::message::{HoldingFilter, RpcReply};
 use nlds_core::{AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, Worker};
+use nlds_hooks::points;
 use uuid::Uuid;
 
 use super::{
-    accept, check_transaction_id, job_label, put_action, rpc_env_role, unexpected, validate_paths,
+    accepted, check_transaction_id, job_label, put_action, rpc_env_role, unexpected, validate_paths,
 };
 use crate::app::{ApiJson, AppState, Caller};
 use crate::error::{Result, ServerError};
@@ -51,6 +54,9 @@ pub async fn submit_put(
     if req.transaction_id.is_some() {
         check_transaction_id(s, user, group, action, tid).await?;
     }
+    // The catalogue sets up the holding and accepts the put in one database transaction: its
+    // record and submission are staged there, so from here on it runs to completion whatever
+    // happens to this process.
     let setup = Envelope::new(
         tid,
         user,
@@ -61,31 +67,25 @@ pub async fn submit_put(
             label: req.label.clone(),
             holding_id: req.holding_id,
             tags: req.tags.clone(),
+            paths: req.paths.clone(),
         },
     )
-    .with_role(role);
+    .with_role(role)
+    .with_tenancy(tenancy);
+    crate::audit::note_paths(&req.paths);
+    nlds_hooks::pause_async(points::API_BEFORE_ACCEPT, Path::new(&tid.to_string())).await;
     let (holding_id, label) = match s
-        .rpc(RoutingKey::new(Worker::Catalog, Action::Setup), setup)
+        .rpc(
+            RoutingKey::new(Worker::Catalog, Action::Setup),
+            setup.clone(),
+        )
         .await?
     {
         RpcReply::Holding { id, label } => (id, label),
         _ => return Err(unexpected("catalog.setup")),
     };
-    let env = Envelope::new(
-        tid,
-        user,
-        group,
-        action,
-        &job_label,
-        Payload::PutRequest {
-            holding_id,
-            paths: req.paths,
-        },
-    )
-    .with_role(role)
-    .with_tenancy(tenancy);
     tracing::info!(transaction_id = %tid, user = %user, holding_id, "put accepted");
-    accept(s, env, Some(holding_id), Some(label)).await
+    accepted(s, &setup, Some(holding_id), Some(label)).await
 }
 
 /// The object-store tenancy a put names: `None` (the default) when absent or blank; else a

@@ -30,14 +30,15 @@ use nlds_bus::{Handler, HandlerError, Outcome};
 use nlds_core::api::{DEFAULT_LIMIT, MAX_LIMIT};
 use nlds_core::error::ApiError;
 use nlds_core::message::{HoldingFilter, RpcReply};
-use nlds_core::workflow::{Step, Workflow};
+
 use nlds_core::{Action, Envelope, FileRecord, PathKind, Payload, RoutingKey, Worker};
 use regex::{Regex, RegexSet};
-use sea_orm::DatabaseConnection;
 use sea_orm::sea_query::Order;
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use uuid::Uuid;
 
 use crate::db::{self, OpError as Error, bad_request, file, internal, transaction};
+use crate::outbox::{self, Outbox};
 use store::{add_locations, holding_file_in, load_copies, location_row};
 
 /// Paths (or ids) per `IN (...)` list: far below the bind-parameter limits of SQLite and
@@ -65,6 +66,7 @@ mod query;
 mod recall;
 mod setup;
 mod store;
+mod submit;
 pub use archive_round::ArchiveConfig;
 pub use delete::DeleteConfig;
 pub use recall::recall_sub;
@@ -79,6 +81,8 @@ pub struct Catalogue {
     cold_backend: String,
     /// Retention of deleted files (see `catalogue::delete`).
     delete: DeleteConfig,
+    /// Where the messages a committed change implies are staged (see [`crate::outbox`]).
+    outbox: Outbox,
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -103,7 +107,32 @@ impl Catalogue {
             archive: ArchiveConfig::default(),
             cold_backend: "dir".into(),
             delete: DeleteConfig::default(),
+            outbox: Outbox::new(),
         }
+    }
+
+    /// The outbox whose relay publishes what this catalogue stages (one relay per process).
+    pub fn with_outbox(mut self, outbox: Outbox) -> Self {
+        self.outbox = outbox;
+        self
+    }
+
+    /// Commits `txn` together with the messages its change implies (staged in the outbox in
+    /// the same database transaction), then wakes the relay: the change is never committed
+    /// without them, nor they published without it.
+    pub(super) async fn commit_with(
+        &self,
+        txn: DatabaseTransaction,
+        messages: Vec<(RoutingKey, Envelope)>,
+    ) -> Result<()> {
+        for (key, env) in &messages {
+            outbox::stage(&txn, *key, env).await?;
+        }
+        txn.commit().await?;
+        if !messages.is_empty() {
+            self.outbox.wake();
+        }
+        Ok(())
     }
 
     /// How archive rounds pack files, and the cold store's kind.
@@ -162,10 +191,15 @@ impl Catalogue {
                     label,
                     holding_id,
                     tags,
+                    paths,
                 },
             ) => Ok(reply(
-                self.setup(env, label.as_deref(), *holding_id, tags).await?,
+                self.setup(env, label.as_deref(), *holding_id, tags, paths)
+                    .await?,
             )),
+            (Worker::Catalog, Action::Get | Action::Getlist, Payload::GetRequest { .. }) => {
+                Ok(reply(self.submit_get(env).await?))
+            }
             (Worker::Catalog, Action::List, Payload::ListHoldings { filter }) => {
                 Ok(reply(RpcReply::Holdings(self.list(env, filter).await?)))
             }
@@ -238,19 +272,10 @@ impl Catalogue {
                 },
             ) => self.recall_restored(*aggregation_id, restored).await,
             (Worker::Catalog, Action::Evict, Payload::Evict { holding_id }) => {
-                // The catalogue no longer lists these warm copies: their objects are deleted,
-                // published (and confirmed) with the answer.
-                let files = self.evict(*holding_id).await?;
-                let mut out = delete::removal_messages(
-                    Workflow::Evict,
-                    Step::CatalogEvict,
-                    |p| env.reply(p),
-                    Some(*holding_id),
-                    files.clone(),
-                    Vec::new(),
-                );
-                out.reply = Some(env.reply(Payload::Reply(RpcReply::Evicted { files })));
-                Ok(out)
+                // The catalogue no longer lists these warm copies: the deletion of their objects
+                // was staged in the outbox with that change.
+                let files = self.evict(env, *holding_id).await?;
+                Ok(reply(RpcReply::Evicted { files }))
             }
             (
                 Worker::Catalog,
@@ -271,16 +296,10 @@ impl Catalogue {
                     dry_run,
                 },
             ) => {
+                // A committed delete is recorded with the monitor by messages staged in the outbox
+                // with it, so it is never done without being on record.
                 let plan = self.delete(env, filter, paths, *regex, *dry_run).await?;
-                // A committed delete is recorded with the monitor in the same outcome as the
-                // answer, so it is never done without being on record.
-                let mut out = if *dry_run {
-                    Outcome::none()
-                } else {
-                    delete::recorded(env, filter, &plan)
-                };
-                out.reply = Some(env.reply(Payload::Reply(RpcReply::Deleted(plan))));
-                Ok(out)
+                Ok(reply(RpcReply::Deleted(plan)))
             }
             (
                 Worker::Catalog,
@@ -306,6 +325,8 @@ impl Catalogue {
                 | Worker::CatalogArchiveUpdate,
                 Action::Start
                 | Action::Setup
+                | Action::Get
+                | Action::Getlist
                 | Action::List
                 | Action::Find
                 | Action::Meta

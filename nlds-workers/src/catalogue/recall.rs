@@ -18,6 +18,7 @@ use chrono::Utc;
 use nlds_bus::Outcome;
 use nlds_core::message::{AggregateSums, ObjectRef, RecallMember, RestoredFile};
 use nlds_core::workflow::recall::{self as phases, RecallPhase};
+use nlds_core::workflow::{Step, Workflow};
 use nlds_core::{
     Action, Envelope, ErrorCode, FailedFile, FileRecord, Payload, RoutingKey, State, Worker,
 };
@@ -471,8 +472,9 @@ impl Catalogue {
     }
 
     /// `catalog.evict`: drops the warm copies of the holding's files whose cold copy is in a
-    /// stored aggregation; answers the dropped copies (their objects are deleted next).
-    pub(super) async fn evict(&self, holding_id: i64) -> Result<Vec<FileRecord>> {
+    /// stored aggregation; answers the dropped copies. The deletion of their objects is staged in
+    /// the outbox in the same database transaction (as from `env`).
+    pub(super) async fn evict(&self, env: &Envelope, holding_id: i64) -> Result<Vec<FileRecord>> {
         if crate::db::holding::Entity::find_by_id(holding_id)
             .one(&self.db)
             .await?
@@ -535,7 +537,15 @@ impl Catalogue {
                 .exec(&txn)
                 .await?;
         }
-        txn.commit().await?;
+        let removals = super::delete::removal_messages(
+            Workflow::Evict,
+            Step::CatalogEvict,
+            |p| env.reply(p),
+            Some(holding_id),
+            out.clone(),
+            Vec::new(),
+        );
+        self.commit_with(txn, removals).await?;
         Ok(out)
     }
 }

@@ -1,12 +1,14 @@
-//! `catalog.setup`: creating (or finding) a holding and its transaction.
+//! `catalog.setup`: creating (or finding) a holding and its transaction, and accepting the put
+//! into it (see `submit`).
 
-use nlds_core::Envelope;
 use nlds_core::api::Tags;
 use nlds_core::error::ApiError;
 use nlds_core::message::RpcReply;
+use nlds_core::{Envelope, Payload};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
 use super::store::{ensure_transaction, get_or_create_holding};
+use super::submit::{claim, first_messages};
 use super::{Catalogue, Result, validate_label, validate_tag};
 use crate::db::{bad_request, holding, tag};
 
@@ -17,6 +19,7 @@ impl Catalogue {
         label: Option<&str>,
         holding_id: Option<i64>,
         tags: &Tags,
+        paths: &[String],
     ) -> Result<RpcReply> {
         if let Some(l) = label {
             validate_label(l)?;
@@ -74,7 +77,18 @@ impl Catalogue {
             .exec_without_returning(&txn)
             .await?;
         ensure_transaction(&txn, env.transaction_id, h.id).await?;
-        txn.commit().await?;
+        // The put is accepted with its holding: its record and submission are staged the first
+        // time this transaction id is set up.
+        let messages = if !paths.is_empty() && claim(&txn, env).await? {
+            let put = Payload::PutRequest {
+                holding_id: h.id,
+                paths: paths.to_vec(),
+            };
+            first_messages(env, put, Some(h.label.clone()), Some(h.id))?
+        } else {
+            Vec::new()
+        };
+        self.commit_with(txn, messages).await?;
         Ok(RpcReply::Holding {
             id: h.id,
             label: h.label,

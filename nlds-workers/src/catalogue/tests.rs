@@ -101,6 +101,7 @@ async fn setup_as(
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        paths: Vec::new(),
     };
     rpc(cat, Action::Setup, env(user, group, t, payload)).await
 }

@@ -25,6 +25,7 @@ pub mod outbox;
 pub mod recall;
 pub mod recall_request;
 pub mod sub_record;
+pub mod submission;
 pub mod tag;
 pub mod transaction;
 pub mod transaction_record;

@@ -22,10 +22,10 @@ use nlds_core::workflow::{self, Step, Workflow};
 use nlds_core::{Action, Envelope, PathKind, Payload, RoutingKey, Worker};
 
 use crate::config::IndexConfig;
-use crate::hooks::{self, points};
 use crate::posix::{PosixPolicy, READ, SEARCH};
 use crate::userfs::read::{self, LstatError, OpenError};
 use crate::userfs::{Denial, Dir, Links, Meta, UserFs, components};
+use nlds_hooks::points;
 
 /// The indexer role.
 #[derive(Debug, Clone)]
@@ -163,7 +163,7 @@ impl Batcher<'_> {
             Err(d) => return self.fail(denied(path, &d)),
         };
         self.push(record(path, dir.meta(), None));
-        hooks::pause(points::INDEX_BEFORE_WALK, Path::new(path));
+        nlds_hooks::pause(points::INDEX_BEFORE_WALK, Path::new(path));
         self.walk(&dir, path);
     }
 
@@ -193,7 +193,7 @@ impl Batcher<'_> {
             };
             self.push(record(path, sub.meta(), None));
             if top {
-                hooks::pause(points::INDEX_BEFORE_WALK, Path::new(path));
+                nlds_hooks::pause(points::INDEX_BEFORE_WALK, Path::new(path));
             }
             self.walk(&sub, path);
         } else if md.is_symlink() {

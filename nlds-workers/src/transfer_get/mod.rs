@@ -30,11 +30,11 @@ use nlds_core::{
 use nlds_storage::s3::{S3Clients, S3Error};
 
 use crate::config::TransferConfig;
-use crate::hooks::{self, points};
 use crate::posix::{Ownership, PosixPolicy};
 use crate::userfs::UserFs;
 use crate::userfs::restore::{self, Existing, Restorer, TempFile};
 use crate::warm::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, system_time};
+use nlds_hooks::points;
 
 /// Permission bits restored on files: never setuid/setgid (a restored file may be given to
 /// another owner than the one it was put by).
@@ -416,7 +416,7 @@ impl TransferGet {
         let temp_path = temp.path().to_path_buf();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let writer = tokio::task::spawn_blocking(move || -> io::Result<(File, String)> {
-            hooks::pause(points::GET_TEMP_WRITING, &temp_path);
+            nlds_hooks::pause(points::GET_TEMP_WRITING, &temp_path);
             let mut hasher = blake3::Hasher::new();
             let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
             while let Some(chunk) = rx.blocking_recv() {

@@ -23,11 +23,11 @@ use nlds_storage::s3::{PATH_METADATA, S3Clients, S3Error, Tenant, object_key, pa
 use uuid::Uuid;
 
 use crate::config::TransferConfig;
-use crate::hooks::{self, points};
 use crate::posix::PosixPolicy;
 use crate::userfs::read::{self, OpenError, Opened};
 use crate::userfs::{Denial, Dir, Links, Meta, UserFs, components};
 use crate::warm::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed};
+use nlds_hooks::points;
 
 mod multipart;
 
@@ -407,7 +407,7 @@ fn open_source(fs: &Mutex<PutFs>, rec: &FileRecord) -> Result<Source, FailedFile
         })
         .clone()
         .map_err(|d| d.failed(path))?;
-    hooks::pause(points::PUT_BEFORE_OPEN, p);
+    nlds_hooks::pause(points::PUT_BEFORE_OPEN, p);
     let opened = read::open_file(user, &dir, name, p);
     drop(guard);
     let Opened { file, meta } = opened.map_err(|e| match e {

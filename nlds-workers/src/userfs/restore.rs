@@ -21,8 +21,8 @@ use rustix::fs::{AtFlags, Gid, Mode, OFlags, Uid, openat, statat};
 use rustix::io::Errno;
 
 use super::{Denial, Dir, Links, Meta, UserFs, components, fstat, is_plain_name};
-use crate::hooks::{self, points};
 use crate::posix::{Ownership, SEARCH, WRITE};
+use nlds_hooks::points;
 
 /// A directory of the restore.
 struct Node {
@@ -362,7 +362,7 @@ fn create_dir(
         }
         Err(e) => return Err(Denial::io("create directory", shown, &e.into())),
     }
-    hooks::pause(points::GET_DIR_CREATED, shown);
+    nlds_hooks::pause(points::GET_DIR_CREATED, shown);
     let fd = openat(
         parent.fd(),
         name,
@@ -537,7 +537,7 @@ impl TempFile {
         mode: u32,
         mtime: std::time::SystemTime,
     ) -> Result<(), Denial> {
-        hooks::pause(points::GET_BEFORE_OWNER, &self.shown);
+        nlds_hooks::pause(points::GET_BEFORE_OWNER, &self.shown);
         if let Some((uid, gid)) = ids {
             // Before the mode: a change of owner clears setuid/setgid bits.
             rustix::fs::fchown(file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
@@ -553,7 +553,7 @@ impl TempFile {
     /// that appeared there meanwhile (a hard link fails if the name exists); falls back to a
     /// rename where the file system has no hard links.
     pub fn persist(&mut self, name: &OsStr, to: &Path, overwrite: bool) -> io::Result<()> {
-        hooks::pause(points::GET_BEFORE_RENAME, to);
+        nlds_hooks::pause(points::GET_BEFORE_RENAME, to);
         let fd = self.dir.fd();
         if !overwrite {
             match rustix::fs::linkat(fd, &self.name, fd, name, AtFlags::empty()) {
@@ -579,7 +579,7 @@ impl TempFile {
     /// Removes the temporary file after a failure (blocking: a pause point).
     pub fn discard(mut self) {
         if self.armed {
-            hooks::pause(points::GET_BEFORE_UNLINK, &self.shown);
+            nlds_hooks::pause(points::GET_BEFORE_UNLINK, &self.shown);
             let _ = rustix::fs::unlinkat(self.dir.fd(), &self.name, AtFlags::empty());
             self.armed = false;
         }
@@ -619,13 +619,13 @@ pub fn make_link(
 ) -> Result<(), FailedFile> {
     let shown = to.display();
     let create = |at: &OsStr, at_shown: &Path| -> Result<(), FailedFile> {
-        hooks::pause(points::GET_BEFORE_LINK, at_shown);
+        nlds_hooks::pause(points::GET_BEFORE_LINK, at_shown);
         rustix::fs::symlinkat(target, dir.fd(), at)
             .map_err(|e| io_failed(path, "cannot create the symbolic link", at_shown, &e.into()))?;
         if let Some((uid, gid)) = ids {
             give_link(dir, at, at_shown, uid, gid).map_err(|d| {
                 if at != name {
-                    hooks::pause(points::GET_BEFORE_UNLINK, at_shown);
+                    nlds_hooks::pause(points::GET_BEFORE_UNLINK, at_shown);
                 }
                 let _ = rustix::fs::unlinkat(dir.fd(), at, AtFlags::empty());
                 FailedFile::new(path, d.code, d.reason)
@@ -658,7 +658,7 @@ pub fn make_link(
             let temp_shown = to.with_file_name(&temp);
             create(&temp, &temp_shown)?;
             if let Err(e) = rustix::fs::renameat(dir.fd(), &temp, dir.fd(), name) {
-                hooks::pause(points::GET_BEFORE_UNLINK, &temp_shown);
+                nlds_hooks::pause(points::GET_BEFORE_UNLINK, &temp_shown);
                 let _ = rustix::fs::unlinkat(dir.fd(), &temp, AtFlags::empty());
                 return Err(io_failed(path, "cannot replace", to, &e.into()));
             }
@@ -711,7 +711,7 @@ pub fn finish_dir(
     mtime: std::time::SystemTime,
 ) -> Result<(), Denial> {
     let shown = dir.path();
-    hooks::pause(points::GET_BEFORE_DIR_FINISH, shown);
+    nlds_hooks::pause(points::GET_BEFORE_DIR_FINISH, shown);
     let fd = openat(
         dir.fd(),
         ".",

@@ -63,7 +63,10 @@ async fn recalls_are_shared_and_resent_until_taken_up() {
     )
     .await
     .unwrap();
-    assert_eq!(cat.evict(h).await.unwrap().len(), files.len());
+    assert_eq!(
+        cat.evict(&evict_request(h), h).await.unwrap().len(),
+        files.len()
+    );
 
     let get = |tid: Uuid| {
         Envelope::new(
@@ -132,4 +135,16 @@ async fn recalls_are_shared_and_resent_until_taken_up() {
     .unwrap();
     age(10).await;
     assert_eq!(starts(&cat.handle(next, round).await.unwrap()), 0);
+}
+
+/// The `catalog.evict` request of an operator for holding `h`.
+fn evict_request(h: i64) -> Envelope {
+    Envelope::new(
+        uuid::Uuid::new_v4(),
+        "nlds",
+        "nlds",
+        nlds_core::api::ApiAction::Get,
+        "rpc",
+        Payload::Evict { holding_id: h },
+    )
 }

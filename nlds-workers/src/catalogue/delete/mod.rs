@@ -25,7 +25,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use nlds_bus::Outcome;
 use nlds_core::api::{DeletePlan, DeletedFile, DeletedHolding};
 use nlds_core::error::ApiError;
 use nlds_core::message::HoldingFilter;
@@ -271,7 +270,7 @@ impl Catalogue {
         if dry_run {
             txn.rollback().await?;
         } else {
-            txn.commit().await?;
+            self.commit_with(txn, recorded(env, filter, &plan)).await?;
             tracing::info!(transaction_id = %env.transaction_id, user = %env.user,
                 role = %env.role, files = plan.files_total, holdings = plan.holdings.len(),
                 refused = plan.failed.len(), "deleted (soft)");
@@ -530,19 +529,24 @@ impl Catalogue {
 
 /// The monitor messages that record a committed delete: the transaction (under the holding it
 /// acted on) and its end state, as [`nlds_core::workflow::next`] reports it after the
-/// catalogue's delete step, with the files deleted and those refused or not found.
-pub(crate) fn recorded(env: &Envelope, filter: &HoldingFilter, plan: &DeletePlan) -> Outcome {
+/// catalogue's delete step, with the files deleted and those refused or not found. Staged in the
+/// outbox with the delete.
+pub(crate) fn recorded(
+    env: &Envelope,
+    filter: &HoldingFilter,
+    plan: &DeletePlan,
+) -> Vec<(RoutingKey, Envelope)> {
     let (holding_id, label) = plan.transaction_holding(filter.holding_id, filter.label.clone());
-    let mut out = Outcome::publish(
+    let mut out = vec![(
         RoutingKey::new(Worker::MonitorPut, Action::Init),
         env.reply(Payload::MonitorInit { label, holding_id }),
-    );
+    )];
     let effects =
         nlds_core::workflow::next(Workflow::Delete, Step::CatalogDelete, plan.step_outcome())
             .unwrap_or_default();
     for effect in effects {
         if let Effect::Report(state) = effect {
-            out = out.and(
+            out.push((
                 RoutingKey::new(Worker::MonitorPut, Action::Start),
                 env.reply(Payload::MonitorUpdate {
                     state,
@@ -551,7 +555,7 @@ pub(crate) fn recorded(env: &Envelope, filter: &HoldingFilter, plan: &DeletePlan
                     failed: plan.failed.clone(),
                     warnings: Vec::new(),
                 }),
-            );
+            ));
         }
     }
     out

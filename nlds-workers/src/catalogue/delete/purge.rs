@@ -8,7 +8,7 @@ use nlds_bus::Outcome;
 use nlds_core::api::{ApiAction, PurgeResponse};
 use nlds_core::message::{ObjectRef, RemovedAggregate, RpcReply};
 use nlds_core::workflow::{Effect, Step, StepOutcome, Workflow};
-use nlds_core::{AccessRole, Envelope, FileRecord, Payload};
+use nlds_core::{AccessRole, Envelope, FileRecord, Payload, RoutingKey};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
@@ -44,14 +44,12 @@ impl Catalogue {
             objects: p.objects.clone(),
             aggregates: p.aggregates.clone(),
         };
-        // The removals travel with the answer: published (and confirmed) before it is sent.
-        let mut out = purge_removals(p);
-        out.reply = Some(env.reply(Payload::Reply(reply)));
-        Ok(out)
+        // The removals were staged in the outbox with the purge itself.
+        Ok(Outcome::reply(env.reply(Payload::Reply(reply))))
     }
 
     /// The purge sweep (run with every archive round): purges what has outlived the retention
-    /// period, and sends the removals.
+    /// period (its removals staged in the outbox with it).
     pub(in crate::catalogue) async fn purge_expired(&self) -> Result<Outcome> {
         let cutoff = Utc::now() - self.delete.retention();
         let p = self.purge(None, Some(cutoff)).await?;
@@ -65,12 +63,13 @@ impl Catalogue {
                 "purged deleted files past their retention"
             );
         }
-        Ok(purge_removals(p))
+        Ok(Outcome::none())
     }
 
     /// Purges deleted files (those deleted before `cutoff`, or all), of one holding or all:
     /// removes their copies as far as [`guard_removals`] allows, then their rows, and deleted
-    /// holdings left empty. Returns the warm objects and aggregates to remove.
+    /// holdings left empty. The removals of the warm objects and aggregates are staged in the
+    /// outbox in the same database transaction; returns what was removed.
     pub(super) async fn purge(
         &self,
         holding_id: Option<i64>,
@@ -277,7 +276,15 @@ impl Catalogue {
         summary.files = gone.len() as u64;
         summary.objects = objects.len() as u64;
         summary.holdings = purge_holdings(&txn, holding_id, cutoff).await?;
-        txn.commit().await?;
+        let removals = removal_messages(
+            Workflow::Purge,
+            Step::CatalogPurge,
+            purge_origin,
+            None,
+            objects.clone(),
+            aggregates.clone(),
+        );
+        self.commit_with(txn, removals).await?;
         Ok(Purge {
             summary,
             objects,
@@ -296,9 +303,9 @@ pub(super) struct Purge {
 /// The messages that carry out the removals a committed change implies (the one function that
 /// builds them: eviction, purge and the purge sweep of an archive round): `transfer-del.start` for
 /// the warm objects, in chunks, and `archive-put.del` for each aggregate, as
-/// [`nlds_core::workflow::next`] sends them after `step` of `workflow`. The catalogue sends them
-/// in the same outcome as its answer, so the request is acknowledged only once they are
-/// confirmed. `origin` makes each message's envelope.
+/// [`nlds_core::workflow::next`] sends them after `step` of `workflow`. The catalogue stages them
+/// in the outbox in the database transaction that forgets the copies ([`Catalogue::commit_with`]).
+/// `origin` makes each message's envelope.
 pub(crate) fn removal_messages(
     workflow: Workflow,
     step: Step,
@@ -306,8 +313,8 @@ pub(crate) fn removal_messages(
     holding_id: Option<i64>,
     objects: Vec<FileRecord>,
     aggregates: Vec<RemovedAggregate>,
-) -> Outcome {
-    let mut out = Outcome::none();
+) -> Vec<(RoutingKey, Envelope)> {
+    let mut out = Vec::new();
     let effects = match nlds_core::workflow::next(workflow, step, StepOutcome::Done) {
         Ok(effects) => effects,
         Err(e) => {
@@ -320,7 +327,7 @@ pub(crate) fn removal_messages(
         match effect {
             Effect::Send(to @ Step::TransferDel) => {
                 for chunk in objects.chunks(CHUNK) {
-                    out = out.and(
+                    out.push((
                         to.key(),
                         origin(Payload::Files {
                             holding_id,
@@ -329,18 +336,18 @@ pub(crate) fn removal_messages(
                             overwrite: false,
                             failed: Vec::new(),
                         }),
-                    );
+                    ));
                 }
             }
             Effect::Send(to @ Step::ArchiveRemove) => {
                 for a in aggregates.take().unwrap_or_default() {
-                    out = out.and(
+                    out.push((
                         to.key(),
                         origin(Payload::ArchiveRemove {
                             aggregation_id: a.aggregation_id,
                             name: a.name,
                         }),
-                    );
+                    ));
                 }
             }
             other => tracing::error!(?other, ?workflow, "not a removal"),
@@ -358,18 +365,6 @@ pub(crate) fn purge_origin(payload: Payload) -> Envelope {
         ApiAction::Del,
         "purge",
         payload,
-    )
-}
-
-/// The purge removals of `p`.
-pub(super) fn purge_removals(p: Purge) -> Outcome {
-    removal_messages(
-        Workflow::Purge,
-        Step::CatalogPurge,
-        purge_origin,
-        None,
-        p.objects,
-        p.aggregates,
     )
 }
 

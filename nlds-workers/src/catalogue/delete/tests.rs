@@ -273,6 +273,7 @@ async fn soft_delete_visibility_and_undelete(db: DatabaseConnection) {
         label: None,
         holding_id: Some(h),
         tags: Default::default(),
+        paths: Vec::new(),
     };
     match rpc(
         &cat,
@@ -421,7 +422,11 @@ async fn purge_removes_copies_and_dead_aggregates(db: DatabaseConnection) {
     )
     .await
     .unwrap();
-    assert!(cat.purge_expired().await.unwrap().publish.is_empty());
+    cat.purge_expired().await.unwrap();
+    assert!(
+        removals(&db).await.is_empty(),
+        "nothing is past its retention"
+    );
 
     // Purged now: the warm object goes, the row stays while the aggregate has a live member.
     let (s, objects) = purge(&cat, Some(h)).await;
@@ -495,13 +500,19 @@ async fn purge_removes_copies_and_dead_aggregates(db: DatabaseConnection) {
         "{:?}",
         plan.failed
     );
+    removals(&db).await;
     let out = cat.purge_expired().await.unwrap();
-    let keys: Vec<String> = out.publish.iter().map(|(k, _)| k.to_string()).collect();
+    assert!(
+        out.publish.is_empty(),
+        "the removals are staged, not in the outcome"
+    );
+    let staged = removals(&db).await;
+    let keys: Vec<String> = staged.iter().map(|(k, _)| k.to_string()).collect();
     assert_eq!(
         keys,
         ["nlds-api.transfer-del.start", "nlds-api.archive-put.del"]
     );
-    match &out.publish[1].1.payload {
+    match &staged[1].1.payload {
         Payload::ArchiveRemove { name: n, .. } => assert_eq!(n, &name),
         other => panic!("{other:?}"),
     }
@@ -521,17 +532,17 @@ async fn the_last_verified_copy_is_never_removed(db: DatabaseConnection) {
     let (h, ids) = holding_with(&db, "writing", &[1]).await;
     let name = archived(&db, h, &ids, aggregation::WRITING).await;
     cold_location(&db, ids[0], &name).await;
-    assert!(cat.evict(h).await.unwrap().is_empty());
+    assert!(cat.evict(&evict_request(h), h).await.unwrap().is_empty());
     assert!(warm_of(&db, ids[0]).await.is_some());
     // ... with a cold location naming no aggregation at all: refused.
     let (h2, ids2) = holding_with(&db, "ghost", &[1]).await;
     cold_location(&db, ids2[0], "h999999/ghost.tar").await;
-    assert!(cat.evict(h2).await.unwrap().is_empty());
+    assert!(cat.evict(&evict_request(h2), h2).await.unwrap().is_empty());
     assert!(warm_of(&db, ids2[0]).await.is_some());
     // ... with a stored aggregate: allowed.
     let (h3, ids3) = holding_with(&db, "stored", &[1]).await;
     archived(&db, h3, &ids3, aggregation::STORED).await;
-    assert_eq!(cat.evict(h3).await.unwrap().len(), 1);
+    assert_eq!(cat.evict(&evict_request(h3), h3).await.unwrap().len(), 1);
     assert!(warm_of(&db, ids3[0]).await.is_none());
     // Evicting again cannot take the cold copy: it is not a warm one, and the guard refuses
     // removing the aggregate of a live file.
@@ -690,4 +701,25 @@ async fn delete_postgres() {
         }
         pg.drop_now().await;
     }
+}
+
+/// The `catalog.evict` request of an operator for holding `h`.
+fn evict_request(h: i64) -> Envelope {
+    Envelope::new(
+        uuid::Uuid::new_v4(),
+        "nlds",
+        "nlds",
+        nlds_core::api::ApiAction::Get,
+        "rpc",
+        Payload::Evict { holding_id: h },
+    )
+}
+
+/// The removals staged in the outbox since the last call (and takes every staged message out).
+async fn removals(db: &DatabaseConnection) -> Vec<(RoutingKey, Envelope)> {
+    crate::outbox::take(db)
+        .await
+        .into_iter()
+        .filter(|(k, _)| matches!(k.worker, Worker::TransferDel | Worker::ArchivePut))
+        .collect()
 }

@@ -1,5 +1,6 @@
-//! Pause points: let a test stop a worker at an exact point of its work on a user's path, so a
-//! race (a symbolic link swapped in between two steps) is made deterministic, across processes.
+//! Pause points: let a test stop the API or a worker at an exact point of its work (on a user's
+//! path, or between two steps of accepting a request), so a race (a symbolic link swapped in
+//! between two steps) or a crash at that point is made deterministic, across processes.
 //!
 //! Off unless the process was started with `NLDS_TEST_PAUSE_DIR` set to a directory (read once).
 //! Only whoever starts the worker sets its environment, so a user of the service cannot arm one;
@@ -56,6 +57,15 @@ pub mod points {
     /// the outbox relay: a staged message (committed with the change that implies it) is about
     /// to be published (context: its routing key).
     pub const OUTBOX_BEFORE_PUBLISH: &str = "outbox.before-publish";
+    /// API: a put or get passed every check; the catalogue is about to accept it (context: the
+    /// transaction id).
+    pub const API_BEFORE_ACCEPT: &str = "api.before-accept";
+    /// API: the catalogue accepted the put or get (its first messages are staged); the monitor is
+    /// about to record it (context: the transaction id).
+    pub const API_BEFORE_RECORD: &str = "api.before-record";
+    /// API: the put or get is accepted and recorded; the 202 is about to be sent (context: the
+    /// transaction id).
+    pub const API_BEFORE_ANSWER: &str = "api.before-answer";
 
     /// Every point, for tests that go through them all.
     pub const ALL: &[&str] = &[
@@ -69,6 +79,9 @@ pub mod points {
         GET_BEFORE_DIR_FINISH,
         GET_BEFORE_UNLINK,
         OUTBOX_BEFORE_PUBLISH,
+        API_BEFORE_ACCEPT,
+        API_BEFORE_RECORD,
+        API_BEFORE_ANSWER,
     ];
 }
 
