@@ -2,13 +2,17 @@
 //! in-process stand-in provider (key rotation and the refetch rate limit need a provider whose
 //! keys the test can change). The real provider is exercised in tests/it/oidc.rs.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use axum::extract::State;
 use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{EncodingKey, Header};
-use serde_json::json;
+use nlds_core::AccessRole;
+use serde_json::{Map, Value, json};
 
 use super::*;
 
