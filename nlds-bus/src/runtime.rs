@@ -85,8 +85,8 @@ pub(crate) async fn process(
     let span = tracing::info_span!(
         "handle",
         key = %key,
-        transaction.id = %env.transaction_id,
-        sub.id = %env.sub_id,
+        transaction_id = %env.transaction_id,
+        sub_id = %env.sub_id,
         attempt
     );
     let result = AssertUnwindSafe(handler.handle(key, env.clone()))

@@ -603,7 +603,7 @@ pub async fn record(s: &AppState, event: AuditEvent) {
         audit.outcome = %event.outcome,
         audit.endpoint = %event.endpoint,
         holding_id = ?event.holding_id,
-        transaction.id = ?event.transaction_id,
+        transaction_id = ?event.transaction_id,
         "audit"
     );
     let env = Envelope::new(

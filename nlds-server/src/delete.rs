@@ -208,7 +208,7 @@ pub async fn submit_delete(
         RpcReply::Recorded => {}
         _ => return Err(unexpected("monitor.init")),
     }
-    tracing::info!(transaction.id = %tid, user = %user, %role, files = plan.files_total,
+    tracing::info!(transaction_id = %tid, user = %user, %role, files = plan.files_total,
         holdings = plan.holdings.len(), failed = plan.failed.len(), "delete done");
     Ok((
         Accepted {

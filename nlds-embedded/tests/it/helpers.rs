@@ -1,7 +1,10 @@
 //! Shared fixtures: a test tree, an HTTP client for the native API, waiting for transactions,
 //! comparing trees, and the external services (with CI set, a missing service fails the test).
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "fixtures shared by many test modules; which of them a given build uses varies"
+)]
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -149,7 +149,7 @@ impl TransferGet {
             for (i, f) in files.iter().enumerate() {
                 batch.add(i, Step::Failed(FailedFile::new(&f.path, code, reason)));
             }
-            tracing::warn!(transaction = %env.transaction_id, "{reason}");
+            tracing::warn!(transaction_id = %env.transaction_id, "{reason}");
             Ok(batch.outcome(
                 &env,
                 Worker::TransferGet,
@@ -310,8 +310,8 @@ impl TransferGet {
             .sum();
         let secs = started.elapsed().as_secs_f64();
         tracing::info!(
-            transaction = %env.transaction_id,
-            sub = %env.sub_id,
+            transaction_id = %env.transaction_id,
+            sub_id = %env.sub_id,
             done = batch.done.len(),
             failed = batch.failed.len(),
             bytes,
@@ -320,7 +320,7 @@ impl TransferGet {
             "transfer-get batch done"
         );
         for (_, f) in &batch.failed {
-            tracing::warn!(transaction = %env.transaction_id, path = %f.path, code = %f.code, "{}", f.reason);
+            tracing::warn!(transaction_id = %env.transaction_id, path = %f.path, code = %f.code, "{}", f.reason);
         }
         Ok(batch.outcome(
             &env,

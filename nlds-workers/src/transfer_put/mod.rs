@@ -160,7 +160,7 @@ impl TransferPut {
                     let reason = format!("cannot store {}: {}", f.path, e.message);
                     batch.add(i, Step::Failed(FailedFile::new(&f.path, e.code, reason)));
                 }
-                tracing::warn!(transaction = %env.transaction_id, sub = %env.sub_id, files = files.len(), "{}", e.message);
+                tracing::warn!(transaction_id = %env.transaction_id, sub_id = %env.sub_id, files = files.len(), "{}", e.message);
                 return Ok(batch.outcome(
                     &env,
                     Worker::TransferPut,
@@ -195,8 +195,8 @@ impl TransferPut {
             .sum();
         let secs = started.elapsed().as_secs_f64();
         tracing::info!(
-            transaction = %env.transaction_id,
-            sub = %env.sub_id,
+            transaction_id = %env.transaction_id,
+            sub_id = %env.sub_id,
             done = batch.done.len(),
             failed = batch.failed.len(),
             bytes,
@@ -205,7 +205,7 @@ impl TransferPut {
             "transfer-put batch done"
         );
         for (_, f) in &batch.failed {
-            tracing::warn!(transaction = %env.transaction_id, path = %f.path, code = %f.code, "{}", f.reason);
+            tracing::warn!(transaction_id = %env.transaction_id, path = %f.path, code = %f.code, "{}", f.reason);
         }
         Ok(batch.outcome(
             &env,
@@ -353,7 +353,7 @@ impl TransferPut {
             .await;
         let errors: Vec<S3Error> = results.into_iter().filter_map(Result::err).collect();
         let deleted = total - errors.len();
-        tracing::info!(transaction = %env.transaction_id, sub = %env.sub_id, deleted, failed = errors.len(), "transfer-del batch done");
+        tracing::info!(transaction_id = %env.transaction_id, sub_id = %env.sub_id, deleted, failed = errors.len(), "transfer-del batch done");
         match errors.iter().find(|e| e.transient).or(errors.first()) {
             None => Ok(Outcome::none()),
             Some(e) => {

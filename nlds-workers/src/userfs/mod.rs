@@ -56,7 +56,11 @@ pub struct Meta {
 }
 
 impl Meta {
-    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    #[allow(
+        clippy::unnecessary_cast,
+        clippy::useless_conversion,
+        reason = "stat field types differ between targets: a cast needed on one is redundant on another (so not #[expect])"
+    )]
     pub fn of(st: &Stat) -> Self {
         let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
         Self {

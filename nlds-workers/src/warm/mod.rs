@@ -168,7 +168,7 @@ impl Batch {
              {} not started); the batch will be retried: {}",
             env.sub_id, env.transaction_id, self.outages, self.not_started, e.message
         );
-        tracing::warn!(transaction = %env.transaction_id, sub = %env.sub_id, "{message}");
+        tracing::warn!(transaction_id = %env.transaction_id, sub_id = %env.sub_id, "{message}");
         Some(HandlerError::transient(e.code, message))
     }
 
