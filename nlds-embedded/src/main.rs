@@ -10,6 +10,7 @@ use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use nlds_embedded::{Embedded, EmbeddedOptions};
 use nlds_server::{AppState, ServerSettings, router};
+use nlds_settings::SetFlag;
 use nlds_workers::run;
 
 #[derive(Debug, Parser)]
@@ -26,6 +27,10 @@ enum Command {
         /// Settings file (TOML: [server], [bus], [workers]).
         #[arg(long, short, env = "NLDS_SETTINGS")]
         config: Option<PathBuf>,
+        /// Sets one settings key over the file and the environment (repeatable), e.g.
+        /// `--set server.listen=0.0.0.0:7070`.
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        set: Vec<SetFlag>,
     },
     /// Run the API server and every worker in this process, with SQLite, an in-process bus and
     /// an embedded S3 endpoint, all under DATA_DIR.
@@ -38,6 +43,9 @@ enum Command {
         /// --external-s3 its [workers.object_store] replaces the embedded S3 endpoint.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Sets one settings key over the file and the environment (repeatable).
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        set: Vec<SetFlag>,
         #[arg(long)]
         external_s3: bool,
     },
@@ -49,8 +57,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let stop = run::shutdown_on_signals();
     match cli.command {
-        Command::Serve { config } => {
-            let s: ServerSettings = run::load(config.as_deref())?;
+        Command::Serve { config, set } => {
+            let s = ServerSettings::load_cli(config.as_deref(), set).map_err(anyhow::Error::msg)?;
             let bus = run::connect_bus(&s.bus).await?;
             let state = AppState {
                 bus,
@@ -70,9 +78,11 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             listen,
             config,
+            set,
             external_s3,
         } => {
-            let settings: ServerSettings = run::load(config.as_deref())?;
+            let settings =
+                ServerSettings::load_cli(config.as_deref(), set).map_err(anyhow::Error::msg)?;
             let external = external_s3.then(|| settings.workers.object_store.clone());
             let e = Embedded::start(EmbeddedOptions {
                 data_dir,

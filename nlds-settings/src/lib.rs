@@ -154,6 +154,18 @@ impl Settings {
         Self::from_figment(&Self::figment(path).merge(flags))
     }
 
+    /// The settings a binary was started with: the file `path` (if any) < the environment < its
+    /// `--set` flags. The error says what is wrong, and in which file.
+    pub fn load_cli(path: Option<&Path>, set: Vec<SetFlag>) -> Result<Self, String> {
+        let flags = set
+            .into_iter()
+            .fold(Figment::new(), |fig, flag| fig.merge(flag));
+        Self::load_with(path, flags).map_err(|e| match path {
+            Some(p) => format!("{e} (settings file {})", p.display()),
+            None => e.to_string(),
+        })
+    }
+
     /// Extracts and checks the settings of a figment.
     pub fn from_figment(fig: &Figment) -> Result<Self, Error> {
         // Lossy: a string from the environment is read as the number or boolean a key wants.

@@ -169,6 +169,39 @@ fn set_flags_override_the_environment_and_name_themselves() {
     }
 }
 
+/// What the binaries load: file < environment < `--set` flags, and an error names the file.
+#[test]
+fn binaries_layer_file_environment_and_flags() {
+    jailed(|jail| {
+        jail.create_file(
+            "nlds.toml",
+            "[server]\nmax_paths = 3\nrpc_timeout_secs = 4\n[workers.object_store]\nbucket = \"file\"\n",
+        )?;
+        jail.set_env("NLDS__SERVER__RPC_TIMEOUT_SECS", "5");
+        let file = std::path::Path::new("nlds.toml");
+        let set = vec!["workers.object_store.bucket=flag".parse().unwrap()];
+        let s = Settings::load_cli(Some(file), set).unwrap();
+        assert_eq!(s.server.max_paths, 3, "from the file");
+        assert_eq!(
+            s.server.rpc_timeout_secs, 5,
+            "the environment over the file"
+        );
+        assert_eq!(
+            s.workers.object_store.bucket, "flag",
+            "the flag over the file"
+        );
+
+        jail.create_file("bad.toml", "[server]\nmax_paths = \"many\"\n")?;
+        let err =
+            Settings::load_cli(Some(std::path::Path::new("bad.toml")), Vec::new()).unwrap_err();
+        assert!(
+            err.contains("max_paths") && err.contains("settings file bad.toml"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
 #[test]
 fn cold_backend_names_round_trip() {
     assert_eq!(ColdConfig::BACKENDS, ["dir", "xrootd", "s3-glacier"]);

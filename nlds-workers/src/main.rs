@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use clap::Parser;
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use nlds_core::Role;
-use nlds_settings::figment::Figment;
 use nlds_settings::{SetFlag, Settings};
 use nlds_workers::run;
 
@@ -43,15 +42,8 @@ async fn main() -> anyhow::Result<()> {
     run::init_tracing();
     let cli = Cli::parse();
     // File < environment < flags, in one place: nlds-settings.
-    let flags = cli
-        .set
-        .into_iter()
-        .fold(Figment::new(), |fig, flag| fig.merge(flag));
     let settings =
-        Settings::load_with(cli.config.as_deref(), flags).map_err(|e| match &cli.config {
-            Some(p) => anyhow::anyhow!("{e} (settings file {})", p.display()),
-            None => anyhow::anyhow!("{e}"),
-        })?;
+        Settings::load_cli(cli.config.as_deref(), cli.set).map_err(anyhow::Error::msg)?;
     if cli.role == "migrate" {
         nlds_workers::db::connect(&settings.workers.database_url).await?;
         println!("migrations applied to the catalogue database");

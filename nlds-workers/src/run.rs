@@ -1,6 +1,5 @@
 //! Running roles: settings, the bus, the resources each role needs, and the consume loops.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -25,16 +24,6 @@ pub fn retry_policy(cfg: &BusConfig) -> RetryPolicy {
     RetryPolicy {
         delays: cfg.retry_delays(),
     }
-}
-
-/// Reads the settings: the TOML file `path` (if any), then the environment (`NLDS__SECTION__KEY`
-/// and the established `NLDS_*` variables, see `nlds_settings`). An invalid value fails here,
-/// naming the key and the problem.
-pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
-    Settings::load(path).map_err(|e| match path {
-        Some(p) => anyhow::anyhow!("{e} (settings file {})", p.display()),
-        None => anyhow::anyhow!("{e}"),
-    })
 }
 
 /// Connects the configured bus.
