@@ -33,7 +33,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use nlds_server::ServerSettings;
-use nlds_server::app::{AppState, nodelay, router};
+use nlds_server::app::nodelay;
+use nlds_server::{AppState, router};
 
 /// What an embedded instance needs to start.
 #[derive(Debug, Clone)]

@@ -15,8 +15,9 @@ use nlds_core::message::RpcReply;
 use nlds_core::{Action, ErrorCode, Payload, RoutingKey, State as TxState, Worker};
 use uuid::Uuid;
 
-use crate::app::{ApiQuery, AppState, Caller};
 use crate::error::{Result, ServerError};
+use crate::extract::{ApiQuery, Caller};
+use crate::state::AppState;
 
 /// Refuses callers who are not service operators, naming them.
 pub fn require_admin(caller: &Caller) -> Result<()> {

@@ -1,164 +1,21 @@
-//! The axum application: state, extractors (authentication, JSON and query with our error
-//! envelope) and the router.
+//! The axum application: the route table (and the OpenAPI document it makes) and the router
+//! with the layers every request passes. Its state is in [`crate::state`], its extractors in
+//! [`crate::extract`].
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
-use axum::Router;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
-use nlds_bus::Bus;
+use axum::extract::DefaultBodyLimit;
+use axum::{Json, Router};
 use nlds_core::admin::AuditAction;
 use nlds_core::error::ApiError;
-use nlds_core::message::RpcReply;
-use nlds_core::{Envelope, ErrorCode, Payload, RoutingKey};
-use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
-use utoipa::openapi::path::{Operation, PathItem};
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::router::OpenApiRouter;
 
-use crate::auth::{Authenticator, Checked, Identity};
-use crate::config::ServerConfig;
-use crate::error::{Result, ServerError};
-use crate::openapi::AUDIT_EXTENSION;
+use crate::audit::AuditedRoutes;
+use crate::error::ServerError;
+use crate::openapi::audited;
 use crate::routes;
-
-/// Shared state of every request.
-#[derive(Clone)]
-pub struct AppState {
-    pub bus: Arc<dyn Bus>,
-    pub auth: Arc<dyn Authenticator>,
-    pub cfg: Arc<ServerConfig>,
-}
-
-impl AppState {
-    /// Sends an RPC and unwraps its typed reply (an error reply becomes the API error).
-    pub async fn rpc(&self, key: RoutingKey, env: Envelope) -> Result<RpcReply> {
-        let timeout = Duration::from_secs(self.cfg.rpc_timeout_secs.max(1));
-        crate::audit::observe_request(key, &env);
-        let reply = self.bus.rpc(key, &env, timeout).await?;
-        if let Payload::Reply(r) = &reply.payload {
-            crate::audit::observe_reply(r);
-        }
-        match reply.payload {
-            Payload::Reply(RpcReply::Error(e)) => Err(e.into()),
-            Payload::Reply(r) => Ok(r),
-            _ => Err(ServerError::new(
-                ErrorCode::Internal,
-                format!("{key} answered without a reply"),
-            )),
-        }
-    }
-}
-
-/// The authenticated caller.
-#[derive(Debug, Clone)]
-pub struct Caller(pub Identity);
-
-impl Caller {
-    /// The group to act in: the one asked for (which the caller must belong to), else their first.
-    pub fn group(&self, requested: Option<&str>) -> Result<String> {
-        match requested.map(str::trim).filter(|g| !g.is_empty()) {
-            // Operators (ADMIN) act in every group, member or not.
-            Some(g) if self.0.admin || self.0.groups.iter().any(|x| x == g) => Ok(g.to_owned()),
-            Some(g) => Err(ServerError::new(
-                ErrorCode::Forbidden,
-                format!("user {} is not a member of group {g}", self.0.user),
-            )),
-            None => self.0.groups.first().cloned().ok_or_else(|| {
-                ServerError::new(
-                    ErrorCode::Forbidden,
-                    format!("user {} has no group", self.0.user),
-                )
-            }),
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ServerError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .ok_or_else(|| {
-                ServerError::new(
-                    ErrorCode::Unauthorized,
-                    "missing bearer token: send the header 'Authorization: Bearer <token>'",
-                )
-            })?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ServerError::new(
-                    ErrorCode::Unauthorized,
-                    "the Authorization header is not 'Bearer <token>'",
-                )
-            })?;
-        match state.auth.check(token).await {
-            Checked::Valid(id) => {
-                crate::audit::identify(&id);
-                Ok(Caller(id))
-            }
-            Checked::Refused => Err(ServerError::new(
-                ErrorCode::Unauthorized,
-                "invalid or expired token",
-            )),
-            // The reason (which names the provider's URL) is in the server log, not the answer.
-            Checked::Unavailable(_) => Err(ServerError::new(
-                ErrorCode::Unavailable,
-                "the identity provider is unavailable; try again later",
-            )),
-        }
-    }
-}
-
-/// `Json` whose rejections use our error envelope.
-pub struct ApiJson<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ServerError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(e) => Err(json_rejection(e)),
-        }
-    }
-}
-
-fn json_rejection(e: JsonRejection) -> ServerError {
-    let code = if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        ErrorCode::PayloadTooLarge
-    } else {
-        ErrorCode::BadRequest
-    };
-    ServerError::new(code, format!("invalid JSON body: {}", e.body_text()))
-}
-
-/// `Query` whose rejections use our error envelope.
-pub struct ApiQuery<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ServerError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(e) => Err(query_rejection(e)),
-        }
-    }
-}
-
-fn query_rejection(e: QueryRejection) -> ServerError {
-    ServerError::bad_request(format!("invalid query string: {}", e.body_text()))
-}
+use crate::state::AppState;
 
 async fn not_found() -> ServerError {
     ServerError(ApiError::not_found(
@@ -172,37 +29,12 @@ pub fn nodelay(tcp: &mut tokio::net::TcpStream) {
     let _ = tcp.set_nodelay(true);
 }
 
-/// Marks every operation of a route as audited with `action`: the audit middleware records its
-/// changes and refusals under that action ([`crate::audit::action_of`] reads it back from the
-/// OpenAPI document, where it is the extension `x-nlds-audit`).
-pub fn audited(
-    action: AuditAction,
-    mut route: UtoipaMethodRouter<AppState>,
-) -> UtoipaMethodRouter<AppState> {
-    for item in route.1.paths.values_mut() {
-        for op in operations_mut(item) {
-            op.extensions
-                .get_or_insert_with(Default::default)
-                .insert(AUDIT_EXTENSION.to_owned(), action.as_str().into());
-        }
-    }
-    route
-}
-
-/// The operations of a path item, whatever their method.
-pub(crate) fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
-    [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.options,
-        &mut item.head,
-        &mut item.patch,
-        &mut item.trace,
-    ]
-    .into_iter()
-    .flatten()
+/// The audited routes of the table, read from its document (built once).
+fn audited_routes() -> Arc<AuditedRoutes> {
+    static ROUTES: OnceLock<Arc<AuditedRoutes>> = OnceLock::new();
+    ROUTES
+        .get_or_init(|| Arc::new(AuditedRoutes::of(document())))
+        .clone()
 }
 
 /// The route table: every route the server answers, registered once with
@@ -216,7 +48,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .routes(r!(routes::healthz))
         .routes(r!(routes::readyz))
-        .routes(r!(crate::openapi::serve))
+        .routes(r!(openapi_json))
         .routes(r!(routes::whoami))
         .routes(audited(Admin, r!(routes::admin_archive)))
         .routes(audited(Admin, r!(routes::admin_evict)))
@@ -237,6 +69,19 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::legacy::routes())
 }
 
+/// The OpenAPI document of the route table, built once.
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| routes().into_openapi())
+}
+
+/// `GET /api/v2/openapi.json`: the document of both APIs.
+#[utoipa::path(get, path = "/api/v2/openapi.json",
+    responses((status = 200, description = "the OpenAPI 3.1 document of both APIs")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(document().clone())
+}
+
 /// The whole HTTP application: the route table ([`routes`]), the not-found fallback and the
 /// layers every request passes.
 pub fn router(state: AppState) -> Router {
@@ -246,7 +91,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         // Every request of both APIs: its audit record (changes carried out, refusals).
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            (state.clone(), audited_routes()),
             crate::audit::middleware,
         ))
         .layer(DefaultBodyLimit::max(limit))
@@ -264,30 +109,6 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .with_state(state)
-}
-
-#[cfg(test)]
-mod caller_tests {
-    use super::*;
-
-    #[test]
-    fn members_act_in_their_groups_and_operators_in_any() {
-        let alice = Caller(Identity::user(
-            "alice",
-            vec!["climate".into(), "ocean".into()],
-        ));
-        assert_eq!(alice.group(None).unwrap(), "climate");
-        assert_eq!(alice.group(Some(" ocean ")).unwrap(), "ocean");
-        let err = alice.group(Some("ice")).unwrap_err().0;
-        assert_eq!(err.code, ErrorCode::Forbidden);
-        assert!(
-            err.message.contains("alice is not a member of group ice"),
-            "{err:?}"
-        );
-        let mut op = Identity::user("op", vec!["nlds-admin".into()]);
-        op.admin = true;
-        assert_eq!(Caller(op).group(Some("ice")).unwrap(), "ice");
-    }
 }
 
 #[cfg(test)]
@@ -313,13 +134,13 @@ mod route_table_tests {
         router(AppState {
             bus: Arc::new(nlds_bus::memory::MemoryBus::new()),
             auth: Arc::new(StaticTokens::from_toml("").unwrap()),
-            cfg: Arc::new(ServerConfig::default()),
+            cfg: Arc::new(crate::config::ServerConfig::default()),
         })
     }
 
     /// The documented operations: (method, path template, audit action).
     fn documented() -> Vec<(Method, String, Option<AuditAction>)> {
-        let doc = crate::openapi::document();
+        let doc = document();
         let mut out = Vec::new();
         for (path, item) in doc.paths.paths.iter() {
             for (m, op) in [
@@ -397,7 +218,7 @@ mod route_table_tests {
                     "{m} {path} changes things but has no audit action"
                 );
                 assert_eq!(
-                    crate::audit::action_of(m, &concrete(path)),
+                    audited_routes().action_of(m, &concrete(path)),
                     *action,
                     "{m} {path}"
                 );

@@ -2,11 +2,9 @@
 //! attempt (a 403 or 404, a refusal the catalogue answered, or a read that named a holding,
 //! transaction or path and saw nothing of it).
 //!
-//! One middleware ([`middleware`]) wraps every request of both APIs in a task-local scope of
-//! notes. The extractors note who the caller is ([`identify`]); [`crate::AppState::rpc`] notes what
-//! each RPC asked and answered ([`observe_request`], [`observe_reply`]); handlers may add facts
-//! ([`note_paths`], [`note_dry_run`], [`note_change`], [`note_refused`]). When the response is
-//! ready the middleware decides whether the request is audited and publishes one
+//! One middleware ([`middleware`]) wraps every audited request of both APIs in a scope of notes
+//! ([`crate::notes`]: who the caller is, what each RPC asked and answered, what handlers add).
+//! When the response is ready it decides whether the request is audited and publishes one
 //! [`AuditEvent`] on `log.audit` (stored by the logger role in `audit_record`) before the response
 //! leaves: changes that were carried out, and refusals. Reads that succeed are not audited.
 //!
@@ -15,13 +13,12 @@
 //! never a request body.
 //!
 //! Which requests are audited, and as what action, is declared where each route is registered:
-//! the route table ([`crate::app::routes`]) marks a route with [`crate::app::audited`], which
-//! writes the action into the route's OpenAPI operation (`x-nlds-audit`); [`action_of`] reads it
-//! from there. A handler needs nothing more to be audited. They can say what they did with [`note_change`]
-//! (holdings and a detail) and that a request was a dry run with [`note_dry_run`] (not audited).
-//! An audit record can also be written directly with [`record`].
+//! the route table ([`crate::app::routes`]) marks a route with [`crate::openapi::audited`], which
+//! writes the action into the route's OpenAPI operation (`x-nlds-audit`); [`AuditedRoutes`] reads
+//! it from there. A handler needs nothing more to be audited. An audit record can also be written
+//! directly with [`record`].
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -31,253 +28,17 @@ use axum::response::Response;
 use chrono::Utc;
 use nlds_core::admin::{AUDIT_DETAIL_MAX, AuditAction, AuditEvent, AuditOutcome, clip};
 use nlds_core::api::ApiAction;
-use nlds_core::error::ApiError;
-use nlds_core::message::RpcReply;
 use nlds_core::{Action, Envelope, ErrorCode, Payload, RoutingKey, Worker};
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::auth::Identity;
+use crate::notes::{self, Notes};
+use crate::state::AppState;
 
-/// What a request revealed about itself while it was handled.
-#[derive(Debug, Default, Clone)]
-struct Notes {
-    identity: Option<Identity>,
-    /// The group the request acted in (from its RPCs).
-    group: Option<String>,
-    holding_id: Option<i64>,
-    label: Option<String>,
-    transaction_id: Option<Uuid>,
-    /// A put or get was recorded with the monitor (it was accepted).
-    recorded: bool,
-    /// Holdings a change touched.
-    changed: Vec<i64>,
-    dry_run: bool,
-    paths: Option<(usize, String)>,
-    refusal: Option<(ErrorCode, String)>,
-    /// Part of a change that was carried out was refused (e.g. another user's files of a delete).
-    partly_refused: Option<(ErrorCode, String)>,
-    /// A query answered nothing.
-    empty: bool,
-    detail: Vec<String>,
-}
+/// The audited routes of the route table: method, path segments (`{name}` stands for any one
+/// segment, as in axum) and action, read from the operations' `x-nlds-audit` in the OpenAPI
+/// document ([`crate::app::document`]; the router builds this once and gives it to the middleware).
+pub struct AuditedRoutes(Vec<AuditedRoute>);
 
-tokio::task_local! {
-    static NOTES: Arc<Mutex<Notes>>;
-}
-
-/// Runs `f` on this request's notes (nothing outside a request). `f` must not call back into this
-/// module's note functions: the notes are locked while it runs.
-fn with<R>(f: impl FnOnce(&mut Notes) -> R) -> Option<R> {
-    NOTES
-        .try_with(|n| n.lock().ok().map(|mut g| f(&mut g)))
-        .ok()
-        .flatten()
-}
-
-/// Notes who the caller is (the extractors call this once the token is accepted).
-pub fn identify(id: &Identity) {
-    with(|n| n.identity = Some(id.clone()));
-}
-
-/// Notes what an RPC of this request asks (before it is sent).
-pub fn observe_request(key: RoutingKey, env: &Envelope) {
-    with(|n| {
-        n.group = Some(env.group.clone());
-        match (&env.payload, key.worker, key.action) {
-            (Payload::MonitorInit { label, holding_id }, Worker::Monitor, Action::Init) => {
-                n.transaction_id = Some(env.transaction_id);
-                n.recorded = true;
-                if holding_id.is_some() {
-                    n.holding_id = *holding_id;
-                }
-                if label.is_some() {
-                    n.label = label.clone();
-                }
-            }
-            (
-                Payload::ChangeMeta {
-                    filter, dry_run, ..
-                },
-                ..,
-            ) => {
-                n.dry_run |= *dry_run;
-                n.holding_id = n.holding_id.or(filter.holding_id);
-                n.label = n.label.clone().or_else(|| filter.label.clone());
-            }
-            (Payload::Delete { dry_run: true, .. }, ..)
-            | (Payload::Undelete { dry_run: true, .. }, ..) => n.dry_run = true,
-            (
-                Payload::Delete { filter, paths, .. } | Payload::Undelete { filter, paths, .. },
-                ..,
-            ) => {
-                n.holding_id = n.holding_id.or(filter.holding_id);
-                n.label = n.label.clone().or_else(|| filter.label.clone());
-                if let Some(first) = paths.first() {
-                    n.paths = Some((paths.len(), first.clone()));
-                }
-            }
-            (Payload::Purge { holding_id }, ..) => n.holding_id = n.holding_id.or(*holding_id),
-            (Payload::ListHoldings { filter } | Payload::FindFiles { filter, .. }, ..) => {
-                n.holding_id = n.holding_id.or(filter.holding_id);
-                n.label = n.label.clone().or_else(|| filter.label.clone());
-            }
-            _ => {}
-        }
-    });
-}
-
-/// Notes what an RPC of this request answered.
-pub fn observe_reply(reply: &RpcReply) {
-    with(|n| match reply {
-        RpcReply::Holdings(p) if p.total == 0 => n.empty = true,
-        RpcReply::Files(p) if p.total == 0 => n.empty = true,
-        RpcReply::Transactions(p) if p.total == 0 => n.empty = true,
-        RpcReply::Holding { id, label } => {
-            n.holding_id = Some(*id);
-            n.label = Some(label.clone());
-        }
-        RpcReply::Meta(m) => {
-            if m.dry_run {
-                n.dry_run = true;
-            }
-            for c in &m.holdings {
-                n.changed.push(c.id);
-                if c.old != c.new {
-                    n.detail.push(format!(
-                        "holding {} ({} of {}): label {:?} -> {:?}, tags {:?} -> {:?}",
-                        c.id, c.user, c.group, c.old.label, c.new.label, c.old.tags, c.new.tags
-                    ));
-                }
-            }
-            if m.holdings.is_empty() {
-                n.empty = true;
-            }
-        }
-        RpcReply::Deleted(plan) => {
-            if plan.dry_run {
-                n.dry_run = true;
-            }
-            let mut ids: Vec<i64> = plan.holdings.iter().map(|h| h.id).collect();
-            ids.extend(plan.files.iter().map(|f| f.holding_id));
-            ids.sort_unstable();
-            ids.dedup();
-            n.changed.extend(ids.iter().copied());
-            if plan.files_total > 0 || !plan.holdings.is_empty() {
-                n.detail.push(format!(
-                    "{} file(s), {} byte(s) in holding(s) {:?}{}",
-                    plan.files_total,
-                    plan.bytes_total,
-                    ids,
-                    if plan.holdings.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({} whole)", plan.holdings.len())
-                    }
-                ));
-            }
-            if !plan.failed.is_empty() {
-                let named: Vec<String> = plan
-                    .failed
-                    .iter()
-                    .take(5)
-                    .map(|f| format!("{} ({})", f.path, f.reason))
-                    .collect();
-                n.detail.push(format!(
-                    "{} refused: {}{}",
-                    plan.failed.len(),
-                    named.join("; "),
-                    if plan.failed.len() > 5 { "; ..." } else { "" }
-                ));
-            }
-            // Something refused: the whole request when nothing was done, else a part of it.
-            if let Some(f) = plan.failed.iter().find(|f| is_refusal(f.code)) {
-                let why = (f.code, format!("{}: {}", f.path, f.reason));
-                if plan.files_total == 0 && plan.holdings.is_empty() {
-                    n.refusal.get_or_insert(why);
-                } else {
-                    n.partly_refused.get_or_insert(why);
-                }
-            }
-        }
-        RpcReply::Error(e) if is_refusal(e.code) && n.refusal.is_none() => {
-            n.refusal = Some((e.code, e.message.clone()));
-        }
-        _ => {}
-    });
-}
-
-fn is_refusal(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::Forbidden | ErrorCode::NotFound | ErrorCode::PermissionDenied
-    )
-}
-
-/// Notes an error of this request: a refusal when it says forbidden or not found.
-pub fn observe_error(e: &ApiError) {
-    if is_refusal(e.code) {
-        note_refused(e.code, &e.message);
-    }
-}
-
-/// Notes that this request was refused, and why.
-pub fn note_refused(code: ErrorCode, message: &str) {
-    with(|n| {
-        if n.refusal.is_none() {
-            n.refusal = Some((code, message.to_owned()));
-        }
-    });
-}
-
-/// Notes the paths a put, get or delete named.
-pub fn note_paths(paths: &[String]) {
-    if let Some(first) = paths.first() {
-        let first = first.clone();
-        with(|n| n.paths = Some((paths.len(), first)));
-    }
-}
-
-/// Notes that this request changes nothing (a dry run): it is not audited unless refused.
-pub fn note_dry_run() {
-    with(|n| n.dry_run = true);
-}
-
-/// Notes what a change did: the holdings it touched and a sentence about it (e.g. "deleted 12
-/// files of holding 4"). The delete, undelete and purge handlers call this.
-pub fn note_change(holding_ids: &[i64], detail: impl Into<String>) {
-    let detail = detail.into();
-    with(|n| {
-        n.changed.extend_from_slice(holding_ids);
-        if !detail.is_empty() {
-            n.detail.push(detail);
-        }
-    });
-}
-
-/// Notes the transaction a request started or acted on.
-pub fn note_transaction(id: Uuid) {
-    with(|n| n.transaction_id = Some(id));
-}
-
-/// The audited action of an endpoint (`None`: not audited, e.g. health, whoami, init): the one
-/// its route declares in the route table ([`crate::app::routes`], with [`crate::app::audited`]),
-/// read back from its operation's `x-nlds-audit` in the OpenAPI document. A path no route serves
-/// has none. A HEAD request is its GET's.
-pub fn action_of(method: &Method, path: &str) -> Option<AuditAction> {
-    let method = if *method == Method::HEAD {
-        &Method::GET
-    } else {
-        method
-    };
-    audited_routes()
-        .iter()
-        .find(|r| r.method == *method && r.matches(path))
-        .map(|r| r.action)
-}
-
-/// An audited route of the table: its method, its path's segments (`{name}` stands for any one
-/// segment, as in axum) and its action.
 struct AuditedRoute {
     method: Method,
     segments: Vec<String>,
@@ -299,12 +60,11 @@ impl AuditedRoute {
     }
 }
 
-/// Every audited route of the table, from the OpenAPI document (built once).
-fn audited_routes() -> &'static [AuditedRoute] {
-    static ROUTES: OnceLock<Vec<AuditedRoute>> = OnceLock::new();
-    ROUTES.get_or_init(|| {
+impl AuditedRoutes {
+    /// Every audited route of `doc`.
+    pub fn of(doc: &utoipa::openapi::OpenApi) -> Self {
         let mut out = Vec::new();
-        for (path, item) in crate::openapi::document().paths.paths.iter() {
+        for (path, item) in doc.paths.paths.iter() {
             for (method, op) in [
                 (Method::GET, &item.get),
                 (Method::PUT, &item.put),
@@ -322,8 +82,22 @@ fn audited_routes() -> &'static [AuditedRoute] {
                 });
             }
         }
-        out
-    })
+        Self(out)
+    }
+
+    /// The audited action of an endpoint (`None`: not audited, e.g. health, whoami, init): the
+    /// one its route declares. A path no route serves has none. A HEAD request is its GET's.
+    pub fn action_of(&self, method: &Method, path: &str) -> Option<AuditAction> {
+        let method = if *method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        self.0
+            .iter()
+            .find(|r| r.method == *method && r.matches(path))
+            .map(|r| r.action)
+    }
 }
 
 /// The audit action an OpenAPI operation declares (`x-nlds-audit`).
@@ -406,16 +180,18 @@ fn error_message(body: &[u8]) -> Option<String> {
 }
 
 /// Wraps every request: collects notes while it is handled, then publishes its audit record.
-pub async fn middleware(State(s): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn middleware(
+    State((s, routes)): State<(AppState, Arc<AuditedRoutes>)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let Some(action) = action_of(&method, &path) else {
+    let Some(action) = routes.action_of(&method, &path) else {
         return next.run(req).await;
     };
     let asked = named(&method, &path, req.uri().query());
-    let notes = Arc::new(Mutex::new(Notes::default()));
-    let resp = NOTES.scope(notes.clone(), next.run(req)).await;
-    let notes = notes.lock().map(|n| n.clone()).unwrap_or_default();
+    let (resp, notes) = notes::collect(next.run(req)).await;
     let Some(identity) = notes.identity.clone() else {
         // Not authenticated: nobody to name (the request log has it).
         return resp;
@@ -626,10 +402,14 @@ pub async fn record(s: &AppState, event: AuditEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notes::{note_change, note_paths, note_refused, observe_error, observe_reply};
+    use nlds_core::error::ApiError;
+    use nlds_core::message::RpcReply;
 
     #[test]
     fn endpoints_map_to_actions() {
-        let a = |m: Method, p: &str| action_of(&m, p);
+        let routes = AuditedRoutes::of(crate::app::document());
+        let a = |m: Method, p: &str| routes.action_of(&m, p);
         assert_eq!(a(Method::POST, "/api/v2/put"), Some(AuditAction::Put));
         assert_eq!(a(Method::GET, "/api/v2/holdings"), Some(AuditAction::List));
         assert_eq!(
@@ -666,7 +446,8 @@ mod tests {
 
     #[test]
     fn routes_that_do_not_exist_have_no_action() {
-        let a = |m: Method, p: &str| action_of(&m, p);
+        let routes = AuditedRoutes::of(crate::app::document());
+        let a = |m: Method, p: &str| routes.action_of(&m, p);
         // Once mapped by a hand-written table, never served.
         assert_eq!(a(Method::POST, "/api/v2/purge"), None);
         assert_eq!(a(Method::POST, "/api/v2/del"), None);
@@ -721,21 +502,18 @@ mod tests {
     async fn notes_are_per_request() {
         // Outside a request scope, notes are dropped silently.
         note_refused(ErrorCode::Forbidden, "x");
-        let notes = Arc::new(Mutex::new(Notes::default()));
-        NOTES
-            .scope(notes.clone(), async {
-                note_paths(&["/a".into(), "/b".into()]);
-                // An error reply is noted without re-entering the notes (no self-deadlock).
-                observe_reply(&RpcReply::Error(ApiError::new(ErrorCode::NotFound, "gone")));
-                observe_error(&ApiError::bad_request("not a refusal"));
-                observe_error(&ApiError::new(
-                    ErrorCode::Forbidden,
-                    "holding 4 belongs to another user",
-                ));
-                note_change(&[4], "deleted 2 files of holding 4");
-            })
-            .await;
-        let n = notes.lock().unwrap().clone();
+        let ((), n) = crate::notes::collect(async {
+            note_paths(&["/a".into(), "/b".into()]);
+            // An error reply is noted without re-entering the notes (no self-deadlock).
+            observe_reply(&RpcReply::Error(ApiError::new(ErrorCode::NotFound, "gone")));
+            observe_error(&ApiError::bad_request("not a refusal"));
+            observe_error(&ApiError::new(
+                ErrorCode::Forbidden,
+                "holding 4 belongs to another user",
+            ));
+            note_change(&[4], "deleted 2 files of holding 4");
+        })
+        .await;
         assert_eq!(n.paths, Some((2, "/a".into())));
         assert_eq!(
             n.refusal.unwrap().0,

@@ -24,9 +24,10 @@ use nlds_core::message::{HoldingFilter, RpcReply};
 use nlds_core::{AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, Worker};
 use uuid::Uuid;
 
-use crate::app::{ApiJson, AppState, Caller};
 use crate::error::{Result, ServerError};
+use crate::extract::{ApiJson, Caller};
 use crate::routes::{rpc_env_as, validate_paths};
+use crate::state::AppState;
 
 fn unexpected(what: &str) -> ServerError {
     ServerError::new(ErrorCode::Internal, format!("unexpected reply to {what}"))

@@ -16,9 +16,13 @@ pub mod auth;
 pub mod config;
 pub mod delete;
 pub mod error;
+pub mod extract;
 pub mod legacy;
+pub mod notes;
 pub mod openapi;
 pub mod routes;
+pub mod state;
 
-pub use app::{AppState, router};
+pub use app::router;
 pub use config::{ServerConfig, ServerSettings};
+pub use state::AppState;

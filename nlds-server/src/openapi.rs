@@ -1,16 +1,20 @@
 //! The OpenAPI document of both APIs (the native `/api/v2` and the legacy `/api/1.0.0`), served
 //! at `/api/v2/openapi.json`.
 //!
-//! The document is not written by hand: it is what [`crate::app::routes`] registered, each route
+//! The document is not written by hand: it is what [`crate::app::routes`] registered (built by
+//! [`crate::app::document`]), each route
 //! with its `#[utoipa::path]` annotation, so a route the server answers cannot be missing from it.
 //! Every operation that is audited carries its audit action as the extension `x-nlds-audit`
-//! (see [`AUDIT_EXTENSION`]); the audit middleware reads the actions from here.
+//! (see [`AUDIT_EXTENSION`], written by [`audited`]); the audit middleware reads the actions from
+//! the document.
 
-use std::sync::OnceLock;
-
-use axum::Json;
+use nlds_core::admin::AuditAction;
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::UtoipaMethodRouter;
+
+use crate::state::AppState;
 
 /// The operation extension that names an endpoint's audit action (`"put"`, `"delete"`, ...).
 pub const AUDIT_EXTENSION: &str = "x-nlds-audit";
@@ -64,23 +68,41 @@ impl Modify for Bearer {
 )]
 pub struct ApiDoc;
 
-/// The document, built once from the route table.
-pub fn document() -> &'static utoipa::openapi::OpenApi {
-    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOC.get_or_init(|| crate::app::routes().into_openapi())
+/// Marks every operation of a route as audited with `action`: the audit middleware records its
+/// changes and refusals under that action ([`crate::audit::AuditedRoutes`] reads it back from the
+/// OpenAPI document, where it is the extension `x-nlds-audit`).
+pub fn audited(
+    action: AuditAction,
+    mut route: UtoipaMethodRouter<AppState>,
+) -> UtoipaMethodRouter<AppState> {
+    for item in route.1.paths.values_mut() {
+        for op in operations_mut(item) {
+            op.extensions
+                .get_or_insert_with(Default::default)
+                .insert(AUDIT_EXTENSION.to_owned(), action.as_str().into());
+        }
+    }
+    route
 }
 
-/// `GET /api/v2/openapi.json`: this document.
-#[utoipa::path(get, path = "/api/v2/openapi.json",
-    responses((status = 200, description = "the OpenAPI 3.1 document of both APIs")))]
-pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(document().clone())
+/// The operations of a path item, whatever their method.
+pub fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     /// The document passes `openapi-spec-validator` (PyPI; scripts/services.sh installs it into
     /// the venv it makes for moto). Under CI a missing validator fails; elsewhere it is skipped,
     /// saying so.
@@ -108,7 +130,11 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("openapi.json");
-        std::fs::write(&file, serde_json::to_vec_pretty(document()).unwrap()).unwrap();
+        std::fs::write(
+            &file,
+            serde_json::to_vec_pretty(crate::app::document()).unwrap(),
+        )
+        .unwrap();
         let out = std::process::Command::new(&tool)
             .arg("--validation-errors")
             .arg("all")

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::workers::ObjectStoreConfig;
+use crate::object_store::ObjectStoreConfig;
 
 /// `[workers.cold]`: the selected backend and its settings.
 #[derive(Debug, Clone, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames)]

@@ -28,19 +28,21 @@ use serde::{Deserialize, Serialize};
 
 pub mod bus;
 pub mod cold;
+pub mod object_store;
 pub mod server;
 pub mod workers;
 
 pub use bus::{BusConfig, BusKind};
 pub use cold::{ColdConfig, DirConfig, GlacierConfig, XrootdConfig};
 pub use figment;
+pub use object_store::{ObjectStoreConfig, REDACTED, TenancyConfig};
 pub use secrecy::{self, ExposeSecret, SecretString};
 pub use server::{
     AuthConfig, AuthKind, ClaimMapping, LegacyInit, OidcConfig, RolesFormat, ServerConfig,
 };
 pub use workers::{
-    ArchiveConfig, DeleteConfig, IndexConfig, ObjectStoreConfig, PosixChecks, PosixPolicy,
-    REDACTED, TenancyConfig, TransferConfig, WorkerConfig,
+    ArchiveConfig, DeleteConfig, IndexConfig, PosixChecks, PosixPolicy, TransferConfig,
+    WorkerConfig,
 };
 
 /// The settings file, as every program reads it.

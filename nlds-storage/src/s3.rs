@@ -49,7 +49,7 @@ use nlds_bus::HandlerError;
 use nlds_core::ErrorCode;
 use uuid::Uuid;
 
-use nlds_settings::workers::ObjectStoreConfig;
+use nlds_settings::ObjectStoreConfig;
 
 /// The first segment of every object key.
 pub const KEY_PREFIX: &str = "tx";
@@ -486,7 +486,7 @@ mod tests {
         let mut cfg = store("http://127.0.0.1:9", "main", "s3cr3t-default");
         cfg.tenancies.insert(
             "broken".into(),
-            nlds_settings::workers::TenancyConfig {
+            nlds_settings::TenancyConfig {
                 endpoint: Some(" ".into()),
                 secret_key: Some("s3cr3t-tenancy".into()),
                 ..Default::default()

@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::error::ServerError;
 use crate::routes;
+use crate::state::AppState;
 
 use super::error::{LResult, LegacyError};
 use super::params::Acting;

@@ -58,7 +58,7 @@ impl IntoResponse for LegacyError {
 impl From<ServerError> for LegacyError {
     fn from(e: ServerError) -> Self {
         let e = e.0;
-        crate::audit::observe_error(&e);
+        crate::notes::observe_error(&e);
         let (status, kind) = match e.code {
             ErrorCode::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized."),
             ErrorCode::Forbidden => (StatusCode::FORBIDDEN, "Forbidden."),

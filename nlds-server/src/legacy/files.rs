@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::routes;
+use crate::state::AppState;
 
 use super::error::{LResult, LegacyError};
 use super::params::{Acting, Params};

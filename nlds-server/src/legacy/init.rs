@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 use super::error::{LResult, LegacyError};
 use super::reply::accepted;

@@ -37,7 +37,8 @@ use nlds_core::admin::AuditAction;
 use serde_json::json;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
-use crate::app::{AppState, audited};
+use crate::openapi::audited;
+use crate::state::AppState;
 
 pub use error::LegacyError;
 pub use files::clean_list;
@@ -140,7 +141,7 @@ fn both(mut route: UtoipaMethodRouter<AppState>) -> UtoipaMethodRouter<AppState>
     let bare = path.trim_end_matches('/').to_owned();
     assert_ne!(bare, path, "{path} has no trailing slash");
     let mut alias = item;
-    for op in crate::app::operations_mut(&mut alias) {
+    for op in crate::openapi::operations_mut(&mut alias) {
         op.operation_id = None;
         op.summary = Some(format!("{path} (without its trailing slash)"));
     }

@@ -8,9 +8,9 @@ use axum::http::{StatusCode, header};
 use nlds_core::api::{MAX_LIMIT, Tags, parse_tags};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::Identity;
 use crate::error::ServerError;
+use crate::state::AppState;
 
 use super::error::{LResult, LegacyError};
 
@@ -170,7 +170,7 @@ impl FromRequestParts<AppState> for Acting {
                 ));
             }
         };
-        crate::audit::identify(&caller);
+        crate::notes::identify(&caller);
         let user = params.required("user")?.trim().to_owned();
         let group = params.required("group")?.trim().to_owned();
         if user != caller.user && !caller.admin {

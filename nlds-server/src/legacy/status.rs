@@ -10,9 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::error::ServerError;
 use crate::routes;
+use crate::state::AppState;
 
 use super::catalog::whose;
 use super::error::{LResult, LegacyError};

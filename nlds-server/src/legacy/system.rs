@@ -9,8 +9,8 @@ use nlds_core::message::RpcReply;
 use nlds_core::{Payload, Role};
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::routes;
+use crate::state::AppState;
 
 /// The upstream microservice names and the roles behind each.
 pub fn service_roles(name: &str) -> Option<&'static [Role]> {

@@ -7,8 +7,9 @@ use nlds_core::message::RpcReply;
 use nlds_core::{Action, ErrorCode, Payload, RoutingKey, Worker};
 
 use super::{rpc_env, unexpected};
-use crate::app::{ApiJson, AppState, Caller};
 use crate::error::{Result, ServerError};
+use crate::extract::{ApiJson, Caller};
+use crate::state::AppState;
 
 /// `POST /api/v2/admin/archive`: start an archive round now (service operators only).
 #[utoipa::path(post, path = "/api/v2/admin/archive", responses((status = 202, description = "round requested"), (status = 403, body = nlds_core::error::ErrorBody, description = "not a service operator")), security(("bearer" = [])))]

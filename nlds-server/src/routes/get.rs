@@ -17,8 +17,9 @@ use super::put::check_holding;
 use super::{
     accepted, check_transaction_id, get_action, job_label, rpc_env_role, unexpected, validate_paths,
 };
-use crate::app::{ApiJson, AppState, Caller};
 use crate::error::{Result, ServerError};
+use crate::extract::{ApiJson, Caller};
+use crate::state::AppState;
 
 /// `POST /api/v2/get`: copy files back to disk (202), or with `dry_run` list what would be
 /// restored (200).
@@ -127,7 +128,7 @@ pub async fn submit_get(
         ..env
     };
     if let Payload::GetRequest { paths, .. } = &env.payload {
-        crate::audit::note_paths(paths);
+        crate::notes::note_paths(paths);
     }
     // The catalogue accepts the get: its record and submission are staged in one database
     // transaction, so from here on it runs to completion whatever happens to this process.

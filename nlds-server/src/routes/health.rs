@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use nlds_core::api::Readiness;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// `GET /healthz`: the process is up.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]

@@ -22,8 +22,9 @@ use nlds_core::{AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, Wo
 use nlds_hooks::points;
 use uuid::Uuid;
 
-use crate::app::{AppState, Caller};
 use crate::error::{Result, ServerError};
+use crate::extract::Caller;
+use crate::state::AppState;
 
 pub use admin_ops::{__path_admin_archive, __path_admin_evict, admin_archive, admin_evict};
 pub use get::{__path_get, get, plan_get, submit_get};

@@ -15,8 +15,9 @@ use uuid::Uuid;
 use super::{
     accepted, check_transaction_id, job_label, put_action, rpc_env_role, unexpected, validate_paths,
 };
-use crate::app::{ApiJson, AppState, Caller};
 use crate::error::{Result, ServerError};
+use crate::extract::{ApiJson, Caller};
+use crate::state::AppState;
 
 /// `POST /api/v2/put`: copy files into the store (202), or with `dry_run` say where they would
 /// go (200).
@@ -72,7 +73,7 @@ pub async fn submit_put(
     )
     .with_role(role)
     .with_tenancy(tenancy);
-    crate::audit::note_paths(&req.paths);
+    crate::notes::note_paths(&req.paths);
     nlds_hooks::pause_async(points::API_BEFORE_ACCEPT, Path::new(&tid.to_string())).await;
     let (holding_id, label) = match s
         .rpc(

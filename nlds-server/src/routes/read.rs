@@ -8,8 +8,9 @@ use nlds_core::{Action, Payload, RoutingKey, Worker};
 
 use super::put::{check_holding, not_visible};
 use super::{filter_from, rpc_env, unexpected};
-use crate::app::{ApiJson, ApiQuery, AppState, Caller};
 use crate::error::{Result, ServerError};
+use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::state::AppState;
 
 /// `GET /api/v2/holdings`: list holdings.
 #[utoipa::path(get, path = "/api/v2/holdings", params(HoldingQuery), responses((status = 200, body = HoldingPage, description = "the holdings visible to the caller")), security(("bearer" = [])))]

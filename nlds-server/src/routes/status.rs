@@ -10,8 +10,9 @@ use nlds_core::number::{db_count, db_id};
 use nlds_core::{AccessRole, Action, ErrorCode, Payload, RoutingKey, State as TxState, Worker};
 
 use super::{limit, parse_tid, rpc_env_role, unexpected};
-use crate::app::{ApiQuery, AppState, Caller};
 use crate::error::{Result, ServerError};
+use crate::extract::{ApiQuery, Caller};
+use crate::state::AppState;
 
 fn actions(list: Option<&str>) -> Result<Vec<ApiAction>> {
     list.unwrap_or_default()

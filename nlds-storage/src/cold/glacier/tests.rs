@@ -39,7 +39,7 @@ fn endpoint(test: &str) -> Option<String> {
 
 fn config(endpoint: &str, bucket: &str) -> GlacierConfig {
     GlacierConfig {
-        store: nlds_settings::workers::ObjectStoreConfig {
+        store: nlds_settings::ObjectStoreConfig {
             endpoint: endpoint.into(),
             region: "us-east-1".into(),
             access_key: "nlds-test".into(),

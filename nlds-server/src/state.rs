@@ -1,0 +1,41 @@
+//! The state every request handler shares: the bus (and the RPCs over it), the authenticator and
+//! the server's settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nlds_bus::Bus;
+use nlds_core::message::RpcReply;
+use nlds_core::{Envelope, ErrorCode, Payload, RoutingKey};
+
+use crate::auth::Authenticator;
+use crate::config::ServerConfig;
+use crate::error::{Result, ServerError};
+
+/// Shared state of every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub bus: Arc<dyn Bus>,
+    pub auth: Arc<dyn Authenticator>,
+    pub cfg: Arc<ServerConfig>,
+}
+
+impl AppState {
+    /// Sends an RPC and unwraps its typed reply (an error reply becomes the API error).
+    pub async fn rpc(&self, key: RoutingKey, env: Envelope) -> Result<RpcReply> {
+        let timeout = Duration::from_secs(self.cfg.rpc_timeout_secs.max(1));
+        crate::notes::observe_request(key, &env);
+        let reply = self.bus.rpc(key, &env, timeout).await?;
+        if let Payload::Reply(r) = &reply.payload {
+            crate::notes::observe_reply(r);
+        }
+        match reply.payload {
+            Payload::Reply(RpcReply::Error(e)) => Err(e.into()),
+            Payload::Reply(r) => Ok(r),
+            _ => Err(ServerError::new(
+                ErrorCode::Internal,
+                format!("{key} answered without a reply"),
+            )),
+        }
+    }
+}
