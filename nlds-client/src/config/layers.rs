@@ -1,7 +1,10 @@
 //! The layers of the client's settings as figment providers, lowest to highest: the config
 //! file, the environment, the command-line flags. Each layer holds only the keys it sets
 //! (empty values count as unset), so a higher layer wins key by key, and figment's metadata
-//! says which layer gave a key ([`source_of`]).
+//! says which layer gave a key ([`Origin::of`]). The main settings are layered here
+//! ([`figment`]); the OAuth2 `[auth]` settings (`crate::oauth`) are stacked from the same
+//! pieces: [`read_file`], [`tidy`], [`env_strings`], [`file_relative`], [`stack`] and
+//! [`Origin`].
 
 use std::path::{Path, PathBuf};
 
@@ -14,10 +17,32 @@ use super::values::{DurationValue, parse_bool, parse_duration};
 use super::{KEYS, Overrides, Source, non_empty, readable_by_others};
 use crate::error::Error;
 
-/// The names of the layers (figment metadata).
-const FILE: &str = "config file";
-const ENV: &str = "environment";
-const FLAGS: &str = "command line";
+/// A layer of settings, lowest to highest precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Origin {
+    File,
+    Env,
+    Flags,
+}
+
+impl Origin {
+    /// The layer's name: its figment metadata.
+    fn name(self) -> &'static str {
+        match self {
+            Origin::File => "config file",
+            Origin::Env => "environment",
+            Origin::Flags => "command line",
+        }
+    }
+
+    /// Which layer of `fig` set `key`.
+    pub(crate) fn of(fig: &Figment, key: &str) -> Option<Origin> {
+        let name = fig.find_metadata(key)?.name.as_ref();
+        [Origin::File, Origin::Env, Origin::Flags]
+            .into_iter()
+            .find(|o| o.name() == name)
+    }
+}
 
 /// Each layered key: its flag and its environment variable (`user` has none).
 const LAYERED: [(&str, &str, Option<&str>); 7] = [
@@ -59,21 +84,23 @@ impl Values {
     }
 }
 
-/// The config file as read: its settings (empty values removed) and its layer.
-pub(super) struct FileLayer {
-    pub values: Values,
+/// The config file as read: its settings (empty values removed), its layer and its `[auth]`
+/// section as written (`crate::oauth` checks and layers it).
+pub(crate) struct FileLayer {
+    pub(super) values: Values,
     dict: Dict,
+    pub(crate) auth: Option<toml::Value>,
 }
 
-/// A layer of settings: a named figment provider.
+/// A layer of settings: a figment provider named after its [`Origin`].
 struct Layer {
-    name: &'static str,
+    origin: Origin,
     dict: Dict,
 }
 
 impl Provider for Layer {
     fn metadata(&self) -> Metadata {
-        Metadata::named(self.name)
+        Metadata::named(self.origin.name())
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
@@ -81,9 +108,74 @@ impl Provider for Layer {
     }
 }
 
+/// The layers merged, each a figment provider: the file (if any) < the environment < the flags.
+pub(crate) fn stack(file: Option<Dict>, env: Dict, flags: Dict) -> Figment {
+    let mut fig = Figment::new();
+    if let Some(dict) = file {
+        fig = fig.merge(Layer {
+            origin: Origin::File,
+            dict,
+        });
+    }
+    fig.merge(Layer {
+        origin: Origin::Env,
+        dict: env,
+    })
+    .merge(Layer {
+        origin: Origin::Flags,
+        dict: flags,
+    })
+}
+
+/// A table of the config file as it is layered: strings trimmed, empty ones unset.
+pub(crate) fn tidy(table: &mut toml::Table) {
+    table.retain(|_, value| match value {
+        toml::Value::String(s) => {
+            *s = s.trim().to_owned();
+            !s.is_empty()
+        }
+        _ => true,
+    });
+}
+
+/// A table of the config file as a layer's dict.
+pub(crate) fn dict_of(table: &toml::Table) -> Dict {
+    Value::serialize(table)
+        .ok()
+        .and_then(Value::into_dict)
+        .unwrap_or_default()
+}
+
+/// The environment variables `(key, variable)` of `vars` that are set and not empty, trimmed.
+pub(crate) fn env_strings<'a>(
+    vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Dict {
+    vars.into_iter()
+        .filter_map(|(key, var)| non_empty(env(var)).map(|v| (key.to_owned(), Value::from(v))))
+        .collect()
+}
+
+/// A path named in the config file at `config_file`: `~/` is `home`, and a relative path is
+/// relative to the config file's directory.
+pub(crate) fn file_relative(p: &Path, config_file: &Path, home: Option<&Path>) -> PathBuf {
+    let expanded = match (p.to_str(), home) {
+        (Some(s), Some(h)) if s.starts_with("~/") => h.join(&s[2..]),
+        _ => p.to_path_buf(),
+    };
+    if expanded.is_absolute() {
+        expanded
+    } else {
+        config_file
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(expanded)
+    }
+}
+
 /// Reads the config file at `path`: `Ok(None)` when it does not exist and was not named by
 /// `$NLDS_CONFIG` (`explicit`). Unknown keys and a token others can read become `warnings`.
-pub(super) fn read_file(
+pub(crate) fn read_file(
     path: &Path,
     explicit: bool,
     warnings: &mut Vec<String>,
@@ -122,61 +214,55 @@ pub(super) fn read_file(
     {
         warnings.push(w);
     }
-    // Only the layered keys, strings trimmed, empty ones unset; `[auth]` is crate::oauth's.
-    table.retain(|key, value| {
-        LAYERED.iter().any(|(k, _, _)| *k == key)
-            && match value {
-                toml::Value::String(s) => {
-                    *s = s.trim().to_owned();
-                    !s.is_empty()
-                }
-                _ => true,
-            }
-    });
+    let auth = table.remove("auth");
+    // Only the layered keys; `[auth]` is crate::oauth's.
+    table.retain(|key, _| LAYERED.iter().any(|(k, _, _)| *k == key));
+    tidy(&mut table);
     let values: Values = table
         .clone()
         .try_into()
         .map_err(|e: toml::de::Error| bad(e.message().to_owned()))?;
-    let dict = Value::serialize(&table)
-        .ok()
-        .and_then(Value::into_dict)
-        .unwrap_or_default();
+    let dict = dict_of(&table);
     Ok(Some(FileLayer {
         values: Values {
             token_file: raw.token_file,
             ..values
         },
         dict,
+        auth,
     }))
 }
 
 /// The environment layer: the `NLDS_*` variables of [`LAYERED`] that are set and not empty.
-fn env_layer(env: &dyn Fn(&str) -> Option<String>) -> Result<Layer, Error> {
-    let mut dict = Dict::new();
-    for (key, _, var) in LAYERED {
-        let Some(var) = var else { continue };
-        let Some(v) = non_empty(env(var)) else {
+fn env_layer(env: &dyn Fn(&str) -> Option<String>) -> Result<Dict, Error> {
+    let vars = LAYERED
+        .iter()
+        .filter_map(|(key, _, var)| var.map(|var| (*key, var)));
+    let mut dict = env_strings(vars.clone(), env);
+    for (key, var) in vars {
+        let Some(v) = dict.get(key).and_then(Value::as_str).map(str::to_owned) else {
             continue;
         };
-        let value = match key {
-            "insecure" => Value::from(parse_bool(&v).ok_or_else(|| {
-                Error::Config(format!(
-                    "{var}={v:?} is not a boolean (use 1/true/yes or 0/false/no)"
-                ))
-            })?),
+        match key {
+            "insecure" => {
+                let b = parse_bool(&v).ok_or_else(|| {
+                    Error::Config(format!(
+                        "{var}={v:?} is not a boolean (use 1/true/yes or 0/false/no)"
+                    ))
+                })?;
+                dict.insert(key.to_owned(), Value::from(b));
+            }
             "connect_timeout" | "request_timeout" => {
                 parse_duration(&v).map_err(|e| Error::Config(format!("{var}: {e}")))?;
-                Value::from(v)
             }
-            _ => Value::from(v),
-        };
-        dict.insert(key.to_owned(), value);
+            _ => {}
+        }
     }
-    Ok(Layer { name: ENV, dict })
+    Ok(dict)
 }
 
 /// The command-line layer.
-fn flags_layer(flags: &Overrides) -> Layer {
+fn flags_layer(flags: &Overrides) -> Dict {
     let mut dict = Dict::new();
     let strings = [
         ("url", &flags.url),
@@ -205,23 +291,20 @@ fn flags_layer(flags: &Overrides) -> Layer {
             dict.insert(key.to_owned(), Value::from(d.as_secs_f64()));
         }
     }
-    Layer { name: FLAGS, dict }
+    dict
 }
 
-/// The file (if any) < the environment < the flags.
+/// The main settings' layers: the file (if any) < the environment < the flags.
 pub(super) fn figment(
     file: Option<&FileLayer>,
     flags: &Overrides,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Figment, Error> {
-    let mut fig = Figment::new();
-    if let Some(file) = file {
-        fig = fig.merge(Layer {
-            name: FILE,
-            dict: file.dict.clone(),
-        });
-    }
-    Ok(fig.merge(env_layer(env)?).merge(flags_layer(flags)))
+    Ok(stack(
+        file.map(|f| f.dict.clone()),
+        env_layer(env)?,
+        flags_layer(flags),
+    ))
 }
 
 /// Which layer of `fig` set `key`: the flag, the variable or the config file (at `path`).
@@ -229,10 +312,10 @@ pub(super) fn source_of(fig: &Figment, key: &str, path: Option<&Path>) -> Source
     let Some((_, flag, var)) = LAYERED.iter().find(|(k, _, _)| *k == key) else {
         return Source::Default;
     };
-    match fig.find_metadata(key).map(|m| m.name.as_ref()) {
-        Some(FLAGS) => Source::Flag(flag),
-        Some(ENV) => var.map(Source::Env).unwrap_or(Source::Default),
-        Some(FILE) => Source::File(path.map(Path::to_path_buf).unwrap_or_default()),
-        _ => Source::Default,
+    match Origin::of(fig, key) {
+        Some(Origin::Flags) => Source::Flag(flag),
+        Some(Origin::Env) => var.map(Source::Env).unwrap_or(Source::Default),
+        Some(Origin::File) => Source::File(path.map(Path::to_path_buf).unwrap_or_default()),
+        None => Source::Default,
     }
 }

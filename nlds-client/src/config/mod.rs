@@ -23,6 +23,8 @@
 //! Empty values count as unset. The layers are figment providers merged in that order
 //! (`layers`); figment records which layer gave each key, so [`effective`] says where each
 //! setting came from (`nlds config show`); [`resolve`] gives the [`Settings`] a command needs.
+//! The OAuth2 `[auth]` section is layered the same way, from the same pieces, by
+//! `crate::oauth`.
 //! The token is a [`Secret`] (a `secrecy::SecretString`): never printed, `Debug` redacts it.
 //! [`write()`] updates the config file (mode 0600) keeping everything it is not asked to change,
 //! comments included.
@@ -37,7 +39,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::client::ClientOptions;
 use crate::error::Error;
 
-mod layers;
+pub(crate) mod layers;
 #[cfg(test)]
 mod tests;
 mod values;
@@ -47,6 +49,8 @@ pub use values::{parse_bool, parse_duration};
 pub use write::{Update, Written, write, write_private};
 
 /// A token: a [`SecretString`], so `Debug` prints it redacted and it is zeroed when dropped.
+/// A type of its own for what it adds: [`Secret::masked`] (what `nlds config show` prints),
+/// `FromStr` (clap parses `--token` into it) and the plain [`Secret::expose`] its callers use.
 #[derive(Clone)]
 pub struct Secret(SecretString);
 
@@ -229,6 +233,21 @@ pub fn config_path_sourced(env: &dyn Fn(&str) -> Option<String>) -> Option<Sourc
     })
 }
 
+/// The config file ([`config_path_sourced`]) and, when it exists, its layer; `warnings` as
+/// [`layers::read_file`] gives them.
+pub(crate) fn read_config(
+    env: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(Option<Sourced<PathBuf>>, Option<layers::FileLayer>), Error> {
+    let explicit = non_empty(env("NLDS_CONFIG")).is_some();
+    let path = config_path_sourced(env);
+    let file = match &path {
+        Some(p) => layers::read_file(&p.value, explicit, warnings)?,
+        None => None,
+    };
+    Ok((path, file))
+}
+
 /// Every setting and where it came from: the config file, the environment (read through `env`)
 /// and the command-line `flags`. Fails only on a config file that cannot be read or parsed, or
 /// a value that makes no sense; a missing URL or token is left for [`Effective::settings`].
@@ -236,19 +255,14 @@ pub fn effective(
     flags: &Overrides,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Effective, Error> {
-    let explicit = non_empty(env("NLDS_CONFIG")).is_some();
-    let sourced_path = config_path_sourced(env);
+    let mut warnings = Vec::new();
+    let (sourced_path, file) = read_config(env, &mut warnings)?;
     let config_file_source = sourced_path
         .as_ref()
         .map(|s| s.source.clone())
         .unwrap_or(Source::Default);
     let path = sourced_path.map(|s| s.value);
     let home = non_empty(env("HOME")).map(PathBuf::from);
-    let mut warnings = Vec::new();
-    let file = match &path {
-        Some(path) => layers::read_file(path, explicit, &mut warnings)?,
-        None => None,
-    };
     let found = file.is_some();
     let fig = layers::figment(file.as_ref(), flags, env)?;
     let values = layers::Values::of(&fig)?;
@@ -273,7 +287,7 @@ pub fn effective(
     if token.is_none()
         && let (Some(tf), Some(cf)) = (token_file, &path)
     {
-        let full = token_file_path(tf, cf, home.as_deref());
+        let full = layers::file_relative(tf, cf, home.as_deref());
         match read_token_file(&full, cf) {
             Ok(t) => {
                 token = Some(Sourced {
@@ -413,21 +427,6 @@ pub fn not_configured_message(
         _ => format!(
             "nlds has no token: run `nlds renew` (it reads the token from standard input) or set NLDS_TOKEN; {file}"
         ),
-    }
-}
-
-fn token_file_path(tf: &Path, config_file: &Path, home: Option<&Path>) -> PathBuf {
-    let expanded = match (tf.to_str(), home) {
-        (Some(s), Some(h)) if s.starts_with("~/") => h.join(&s[2..]),
-        _ => tf.to_path_buf(),
-    };
-    if expanded.is_absolute() {
-        expanded
-    } else {
-        config_file
-            .parent()
-            .unwrap_or_else(|| Path::new("."))
-            .join(expanded)
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Secret, token_file_path};
+use super::Secret;
+use super::layers::file_relative;
 use crate::error::Error;
 
 /// What `nlds init` or `nlds renew` changes; `None` leaves a key as it is.
@@ -60,7 +61,7 @@ pub fn write(path: &Path, update: &Update, home: Option<&Path>) -> Result<Writte
     if let Some(token) = &update.token {
         match doc.get("token_file").and_then(|v| v.as_str()) {
             Some(tf) => {
-                let full = token_file_path(Path::new(tf), path, home);
+                let full = file_relative(Path::new(tf), path, home);
                 write_private(&full, &format!("{}\n", token.expose()))?;
                 token_file = Some(full);
                 keys.push("token_file");

@@ -1,8 +1,10 @@
 //! OAuth2 login with any standard provider, through the `oauth2` crate.
 //!
 //! * [`AuthSettings`]: the `[auth]` section of the config file (issuer, client id, scopes,
-//!   audience, token file, client secret for service accounts), with `NLDS_AUTH_*` environment
-//!   overrides. The provider's endpoints come from OIDC discovery of the issuer.
+//!   audience, token file, client secret for service accounts) < the `NLDS_AUTH_*` environment <
+//!   the options of `nlds login`, layered with the same figment providers as the rest of the
+//!   client's settings (`crate::config::layers`). The provider's endpoints come from OIDC
+//!   discovery of the issuer.
 //! * [`ProviderHttp`]: `oauth2`'s [`AsyncHttpClient`] over the reqwest 0.13 client the rest of the
 //!   crate uses (`oauth2` itself would bring reqwest 0.12), with redirects off.
 //! * [`TokenStore`]: the token file (access and refresh token, expiry, issuer, client id), written

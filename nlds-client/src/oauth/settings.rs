@@ -1,29 +1,48 @@
-//! The OAuth2 settings: the config file's `[auth]` section, the `NLDS_AUTH_*` environment and
-//! the flags of `nlds login`.
+//! The OAuth2 settings, layered like the rest of the client's settings (`crate::config::layers`,
+//! figment providers lowest to highest): the config file's `[auth]` section, the `NLDS_AUTH_*`
+//! environment, the flags of `nlds login`. Empty values count as unset; a path from the config
+//! file is relative to its directory.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use figment::Figment;
+use figment::value::{Dict, Value};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::{DEFAULT_DEVICE_SCOPES, DEFAULT_REFRESH_MARGIN, DEFAULT_TOKEN_FILE};
 use crate::client::ClientOptions;
-use crate::config::{self, Secret};
+use crate::config::layers::{self, Origin};
+use crate::config::{self, Secret, non_empty};
 use crate::error::{Error, Result};
 
 // ----- settings -----
 
-/// The `[auth]` section as written in the config file.
+/// Each key of `[auth]` and its environment variable.
+const ENV_VARS: [(&str, &str); 8] = [
+    ("issuer", "NLDS_AUTH_ISSUER"),
+    ("client_id", "NLDS_AUTH_CLIENT_ID"),
+    ("scopes", "NLDS_AUTH_SCOPES"),
+    ("audience", "NLDS_AUTH_AUDIENCE"),
+    ("token_file", "NLDS_AUTH_TOKEN_FILE"),
+    ("client_secret", "NLDS_AUTH_CLIENT_SECRET"),
+    ("client_secret_file", "NLDS_AUTH_CLIENT_SECRET_FILE"),
+    ("refresh_margin", "NLDS_AUTH_REFRESH_MARGIN"),
+];
+
+/// The `[auth]` settings of one layer (the config file's, checked as written), or of all of them
+/// merged.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileAuth {
+struct AuthValues {
     issuer: Option<String>,
     client_id: Option<String>,
     scopes: Option<ScopesValue>,
     audience: Option<String>,
     token_file: Option<PathBuf>,
     client_secret_file: Option<PathBuf>,
-    client_secret: Option<String>,
+    client_secret: Option<SecretString>,
     refresh_margin: Option<toml::Value>,
 }
 
@@ -138,44 +157,81 @@ impl AuthSettings {
     }
 }
 
-/// Reads the `[auth]` section of `config_file` (if any): `Ok(None)` when the file does not exist
-/// or has no `[auth]`.
-fn read_file_auth(config_file: Option<&Path>) -> Result<Option<FileAuth>> {
-    let Some(path) = config_file else {
-        return Ok(None);
+/// The layers of the `[auth]` settings merged, and the config file's path. A layer holds at most
+/// one of `client_secret` and `client_secret_file`: in the config file the file wins, elsewhere
+/// the secret itself (standard input, `$NLDS_AUTH_CLIENT_SECRET`).
+fn layered(
+    flags: &AuthFlags,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Figment, Option<PathBuf>)> {
+    let (path, file) = config::read_config(env, &mut Vec::new())?;
+    let path = path.map(|p| p.value);
+    let file = match (file.and_then(|f| f.auth), &path) {
+        (Some(auth), Some(path)) => Some(file_layer(auth, path)?),
+        _ => None,
     };
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::Config(format!(
-                "cannot read the config file {}: {e}",
-                path.display()
-            )));
-        }
-    };
+    let mut env_dict = layers::env_strings(ENV_VARS, env);
+    if env_dict.contains_key("client_secret") {
+        env_dict.remove("client_secret_file");
+    }
+    Ok((layers::stack(file, env_dict, flags_layer(flags)), path))
+}
+
+/// The `[auth]` section of the config file at `path`, checked as written, as a layer.
+fn file_layer(auth: toml::Value, path: &Path) -> Result<Dict> {
     let bad = |msg: String| Error::Config(format!("config file {}: [auth]: {msg}", path.display()));
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| Error::Config(format!("config file {}: {}", path.display(), e.message())))?;
-    let Some(auth) = table.get("auth") else {
-        return Ok(None);
-    };
-    let auth = auth
-        .clone()
-        .try_into::<FileAuth>()
+    auth.clone()
+        .try_into::<AuthValues>()
         .map_err(|e| bad(e.message().to_owned()))?;
-    Ok(Some(auth))
+    let toml::Value::Table(mut table) = auth else {
+        return Ok(Dict::new());
+    };
+    layers::tidy(&mut table);
+    if table.contains_key("client_secret_file") {
+        table.remove("client_secret");
+    }
+    Ok(layers::dict_of(&table))
+}
+
+/// The command-line layer.
+fn flags_layer(flags: &AuthFlags) -> Dict {
+    let mut dict = Dict::new();
+    let strings = [
+        ("issuer", &flags.issuer),
+        ("client_id", &flags.client_id),
+        ("audience", &flags.audience),
+    ];
+    for (key, v) in strings {
+        if let Some(v) = non_empty(v.clone()) {
+            dict.insert(key.to_owned(), Value::from(v));
+        }
+    }
+    let scopes: Vec<String> = flags.scopes.iter().flat_map(|s| split_scopes(s)).collect();
+    if !scopes.is_empty() {
+        dict.insert("scopes".to_owned(), Value::from(scopes));
+    }
+    if let Some(s) = &flags.client_secret {
+        dict.insert(
+            "client_secret".to_owned(),
+            Value::from(s.expose().to_owned()),
+        );
+    } else if let Some(p) = flags
+        .client_secret_file
+        .as_ref()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        dict.insert(
+            "client_secret_file".to_owned(),
+            Value::from(p.to_string_lossy().into_owned()),
+        );
+    }
+    dict
 }
 
 /// Whether OAuth2 is configured: an issuer in `[auth]` or `$NLDS_AUTH_ISSUER`.
 pub fn configured(env: &dyn Fn(&str) -> Option<String>) -> Result<bool> {
-    if non_empty(env("NLDS_AUTH_ISSUER")).is_some() {
-        return Ok(true);
-    }
-    let path = config::config_path(env);
-    Ok(read_file_auth(path.as_deref())?
-        .and_then(|a| non_empty(a.issuer))
-        .is_some())
+    let (fig, _) = layered(&AuthFlags::default(), env)?;
+    Ok(fig.contains("issuer"))
 }
 
 /// The OAuth2 settings, lowest to highest precedence: the config file's `[auth]`, the
@@ -187,162 +243,107 @@ pub fn settings(
     env: &dyn Fn(&str) -> Option<String>,
     http: ClientOptions,
 ) -> Result<Option<AuthSettings>> {
-    let config_file = config::config_path(env);
-    let file = read_file_auth(config_file.as_deref())?.unwrap_or_default();
+    let (fig, config_file) = layered(flags, env)?;
+    let v: AuthValues = fig
+        .extract()
+        .map_err(|e| Error::Config(format!("[auth] settings: {e}")))?;
+    let origin = |key: &str| Origin::of(&fig, key);
     let file_name = || {
         config_file
             .as_deref()
             .map(|p| p.display().to_string())
             .unwrap_or_default()
     };
-    let pick = |flag: Option<String>, var: &str, from_file: Option<String>| {
-        non_empty(flag)
-            .or_else(|| non_empty(env(var)))
-            .or_else(|| non_empty(from_file))
-    };
-    let Some(issuer) = pick(
-        flags.issuer.clone(),
-        "NLDS_AUTH_ISSUER",
-        file.issuer.clone(),
-    ) else {
+    let Some(issuer) = v.issuer else {
         return Ok(None);
     };
     let issuer = issuer.trim_end_matches('/').to_owned();
     check_url("the issuer", &issuer)?;
-    let client_id = pick(
-        flags.client_id.clone(),
-        "NLDS_AUTH_CLIENT_ID",
-        file.client_id.clone(),
-    )
-    .ok_or_else(|| {
+    let client_id = v.client_id.ok_or_else(|| {
         Error::Config(format!(
             "OAuth2 is configured (issuer {issuer}) but no client id is: set client_id in the \
              [auth] section of {}, $NLDS_AUTH_CLIENT_ID or give --client-id",
             file_name()
         ))
     })?;
-    let scopes = if !flags.scopes.is_empty() {
-        flags.scopes.iter().flat_map(|s| split_scopes(s)).collect()
-    } else if let Some(s) = non_empty(env("NLDS_AUTH_SCOPES")) {
-        split_scopes(&s)
-    } else {
-        file.scopes
-            .clone()
-            .map(ScopesValue::into_vec)
-            .unwrap_or_default()
-    };
-    let audience = pick(
-        flags.audience.clone(),
-        "NLDS_AUTH_AUDIENCE",
-        file.audience.clone(),
-    );
+    let scopes = v.scopes.map(ScopesValue::into_vec).unwrap_or_default();
+    // A path from the config file is relative to its directory, as the main settings' token_file.
     let home = non_empty(env("HOME")).map(PathBuf::from);
-    let relative_to_config = |p: &Path| -> PathBuf {
-        let expanded = match (p.to_str(), &home) {
-            (Some(s), Some(h)) if s.starts_with("~/") => h.join(&s[2..]),
-            _ => p.to_path_buf(),
-        };
-        if expanded.is_absolute() {
-            expanded
-        } else {
-            config_file
-                .as_deref()
-                .and_then(Path::parent)
-                .unwrap_or_else(|| Path::new("."))
-                .join(expanded)
-        }
+    let placed = |key: &str, p: PathBuf| match (origin(key), &config_file) {
+        (Some(Origin::File), Some(cf)) => layers::file_relative(&p, cf, home.as_deref()),
+        _ => p,
     };
-    let token_file = if let Some(t) = non_empty(env("NLDS_AUTH_TOKEN_FILE")) {
-        PathBuf::from(t)
-    } else if let Some(t) = &file.token_file {
-        relative_to_config(t)
-    } else {
-        let dir = config_file
+    let token_file = match v.token_file {
+        Some(t) => placed("token_file", t),
+        None => config_file
             .as_deref()
             .and_then(Path::parent)
             .ok_or_else(|| {
                 Error::Config(
                     "cannot tell where the token file goes: set $NLDS_CONFIG, $HOME or \
-                 $NLDS_AUTH_TOKEN_FILE"
+                     $NLDS_AUTH_TOKEN_FILE"
                         .into(),
                 )
-            })?;
-        dir.join(DEFAULT_TOKEN_FILE)
+            })?
+            .join(DEFAULT_TOKEN_FILE),
     };
 
-    // The client secret: a file or the environment, never a plain command-line value.
+    // The client secret: from the highest layer that gives it (never a plain command-line value).
     let mut client_secret = None;
     let mut client_secret_problem = None;
-    let secret_file = |p: &Path, origin: &str| -> std::result::Result<Secret, String> {
-        let text = std::fs::read_to_string(p).map_err(|e| {
-            format!(
-                "cannot read the client secret file {} ({origin}): {e}",
-                p.display()
-            )
-        })?;
-        let s = text.trim();
-        if s.is_empty() {
-            return Err(format!(
-                "the client secret file {} ({origin}) is empty",
-                p.display()
-            ));
+    let (mut secret, mut secret_file_path) = (v.client_secret, v.client_secret_file);
+    if secret.is_some() && secret_file_path.is_some() {
+        // From two layers (a layer holds at most one): the higher wins.
+        if origin("client_secret") > origin("client_secret_file") {
+            secret_file_path = None;
+        } else {
+            secret = None;
         }
-        Ok(Secret::new(s))
-    };
-    let mut take = |r: std::result::Result<Secret, String>, from: SecretFrom| match r {
-        Ok(s) => client_secret = Some((s, from)),
-        Err(e) => client_secret_problem = Some(e),
-    };
-    if let Some(s) = &flags.client_secret {
-        take(Ok(s.clone()), SecretFrom::Stdin);
-    } else if let Some(p) = &flags.client_secret_file {
-        take(
-            secret_file(p, "--client-secret-file"),
-            SecretFrom::File(p.clone()),
-        );
-    } else if let Some(s) = non_empty(env("NLDS_AUTH_CLIENT_SECRET")) {
-        take(Ok(Secret::new(s)), SecretFrom::Env);
-    } else if let Some(p) = non_empty(env("NLDS_AUTH_CLIENT_SECRET_FILE")) {
-        let p = PathBuf::from(p);
-        take(
-            secret_file(&p, "$NLDS_AUTH_CLIENT_SECRET_FILE"),
-            SecretFrom::File(p.clone()),
-        );
-    } else if let Some(p) = &file.client_secret_file {
-        let p = relative_to_config(p);
-        take(
-            secret_file(&p, "client_secret_file in [auth]"),
-            SecretFrom::File(p.clone()),
-        );
-    } else if let Some(s) = non_empty(file.client_secret.clone()) {
-        take(Ok(Secret::new(s)), SecretFrom::ConfigFile);
+    }
+    if let Some(s) = secret {
+        let from = match origin("client_secret") {
+            Some(Origin::Flags) => SecretFrom::Stdin,
+            Some(Origin::Env) => SecretFrom::Env,
+            _ => SecretFrom::ConfigFile,
+        };
+        client_secret = Some((Secret::from(s), from));
+    } else if let Some(p) = secret_file_path {
+        let named = match origin("client_secret_file") {
+            Some(Origin::Flags) => "--client-secret-file",
+            Some(Origin::Env) => "$NLDS_AUTH_CLIENT_SECRET_FILE",
+            _ => "client_secret_file in [auth]",
+        };
+        let p = placed("client_secret_file", p);
+        match secret_file(&p, named) {
+            Ok(s) => client_secret = Some((s, SecretFrom::File(p))),
+            Err(e) => client_secret_problem = Some(e),
+        }
     }
 
-    let refresh_margin = if let Some(v) = non_empty(env("NLDS_AUTH_REFRESH_MARGIN")) {
-        config::parse_duration(&v)
-            .map_err(|e| Error::Config(format!("NLDS_AUTH_REFRESH_MARGIN: {e}")))?
-    } else if let Some(v) = &file.refresh_margin {
-        let text = match v {
-            toml::Value::String(s) => s.clone(),
-            toml::Value::Integer(i) => i.to_string(),
-            toml::Value::Float(f) => f.to_string(),
-            other => other.to_string(),
-        };
-        config::parse_duration(&text).map_err(|e| {
-            Error::Config(format!(
-                "config file {}: [auth] refresh_margin: {e}",
-                file_name()
-            ))
-        })?
-    } else {
-        DEFAULT_REFRESH_MARGIN
+    let refresh_margin = match &v.refresh_margin {
+        Some(m) => {
+            let text = match m {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                other => other.to_string(),
+            };
+            config::parse_duration(&text).map_err(|e| match origin("refresh_margin") {
+                Some(Origin::File) => Error::Config(format!(
+                    "config file {}: [auth] refresh_margin: {e}",
+                    file_name()
+                )),
+                _ => Error::Config(format!("NLDS_AUTH_REFRESH_MARGIN: {e}")),
+            })?
+        }
+        None => DEFAULT_REFRESH_MARGIN,
     };
 
     Ok(Some(AuthSettings {
         issuer,
         client_id,
         scopes,
-        audience,
+        audience: v.audience,
         token_file,
         client_secret,
         client_secret_problem,
@@ -350,6 +351,24 @@ pub fn settings(
         http,
         config_file,
     }))
+}
+
+/// The client secret in the file at `p` (`named` by what); its surrounding blanks dropped.
+fn secret_file(p: &Path, named: &str) -> std::result::Result<Secret, String> {
+    let text = std::fs::read_to_string(p).map_err(|e| {
+        format!(
+            "cannot read the client secret file {} ({named}): {e}",
+            p.display()
+        )
+    })?;
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(format!(
+            "the client secret file {} ({named}) is empty",
+            p.display()
+        ));
+    }
+    Ok(Secret::new(s))
 }
 
 pub(super) fn check_url(what: &str, url: &str) -> Result<()> {
@@ -361,10 +380,6 @@ pub(super) fn check_url(what: &str, url: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn non_empty(s: Option<String>) -> Option<String> {
-    s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
 /// How a login was obtained (and so how it is renewed).

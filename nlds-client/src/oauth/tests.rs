@@ -272,3 +272,138 @@ fn login_again_message_and_renewability() {
     assert!(l.needs_refresh(Utc::now(), DEFAULT_REFRESH_MARGIN));
     assert!(!login(600, true, Grant::DeviceCode).needs_refresh(Utc::now(), DEFAULT_REFRESH_MARGIN));
 }
+
+#[test]
+fn client_secret_and_paths_follow_the_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    let c = cfg.to_str().unwrap().to_owned();
+    std::fs::write(dir.path().join("file-secret"), "from-file\n").unwrap();
+    std::fs::write(dir.path().join("env-secret"), " from-env-file ").unwrap();
+    let home = dir.path().join("home");
+    let resolve = |text: &str, extra: &[(&str, &str)], flags: &AuthFlags| {
+        std::fs::write(&cfg, text).unwrap();
+        let mut pairs = vec![
+            ("NLDS_CONFIG", c.as_str()),
+            ("HOME", home.to_str().unwrap()),
+        ];
+        pairs.extend_from_slice(extra);
+        settings(flags, &env_of(&pairs), ClientOptions::default())
+            .unwrap()
+            .unwrap()
+    };
+    let none = AuthFlags::default();
+    let auth = "[auth]\nissuer = \"https://idp\"\nclient_id = \"svc\"\n";
+    let from = |s: &AuthSettings| {
+        let (secret, from) = s.client_secret.as_ref().unwrap();
+        (secret.expose().to_owned(), from.clone())
+    };
+
+    // In the config file a secret file wins over the secret itself, relative to the file.
+    let both = format!("{auth}client_secret = \"inline\"\nclient_secret_file = \"file-secret\"\n");
+    let s = resolve(&both, &[], &none);
+    assert_eq!(
+        from(&s),
+        (
+            "from-file".into(),
+            SecretFrom::File(dir.path().join("file-secret"))
+        )
+    );
+    let s = resolve(&format!("{auth}client_secret = \" inline \"\n"), &[], &none);
+    assert_eq!(from(&s), ("inline".into(), SecretFrom::ConfigFile));
+    // The environment wins over the file; there the secret itself wins over a secret file, and
+    // a path is taken as it is.
+    let env_file = dir.path().join("env-secret");
+    let env_file = env_file.to_str().unwrap();
+    let s = resolve(
+        &both,
+        &[
+            ("NLDS_AUTH_CLIENT_SECRET", "env"),
+            ("NLDS_AUTH_CLIENT_SECRET_FILE", env_file),
+        ],
+        &none,
+    );
+    assert_eq!(from(&s), ("env".into(), SecretFrom::Env));
+    let s = resolve(
+        &both,
+        &[
+            ("NLDS_AUTH_CLIENT_SECRET", "  "),
+            ("NLDS_AUTH_CLIENT_SECRET_FILE", env_file),
+        ],
+        &none,
+    );
+    assert_eq!(
+        from(&s),
+        ("from-env-file".into(), SecretFrom::File(env_file.into()))
+    );
+    // The flags win over both.
+    let flags = AuthFlags {
+        client_secret_file: Some(dir.path().join("file-secret")),
+        ..AuthFlags::default()
+    };
+    let s = resolve(&both, &[("NLDS_AUTH_CLIENT_SECRET", "env")], &flags);
+    assert_eq!(from(&s).0, "from-file");
+    let flags = AuthFlags {
+        client_secret: Some(crate::config::Secret::new("stdin")),
+        ..flags
+    };
+    let s = resolve(&both, &[("NLDS_AUTH_CLIENT_SECRET", "env")], &flags);
+    assert_eq!(from(&s), ("stdin".into(), SecretFrom::Stdin));
+    assert!(!format!("{s:?}").contains("stdin\""), "{s:?}");
+
+    // A missing secret file is reported when the secret is needed, naming where it was set.
+    let s = resolve(
+        &format!("{auth}client_secret_file = \"gone\"\n"),
+        &[],
+        &none,
+    );
+    let e = s.secret().unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "cannot read the client secret file {} (client_secret_file in [auth])",
+            dir.path().join("gone").display()
+        )),
+        "{e}"
+    );
+
+    // token_file: relative to the config file, `~/` is $HOME; from the environment as it is.
+    let s = resolve(&format!("{auth}token_file = \"t.json\"\n"), &[], &none);
+    assert_eq!(s.token_file, dir.path().join("t.json"));
+    let s = resolve(&format!("{auth}token_file = \"~/t.json\"\n"), &[], &none);
+    assert_eq!(s.token_file, home.join("t.json"));
+    let s = resolve(auth, &[("NLDS_AUTH_TOKEN_FILE", "rel.json")], &none);
+    assert_eq!(s.token_file, PathBuf::from("rel.json"));
+    // Empty values count as unset.
+    let s = resolve(
+        &format!("{auth}token_file = \" \"\nrefresh_margin = \"\"\n"),
+        &[
+            ("NLDS_AUTH_CLIENT_ID", ""),
+            ("NLDS_AUTH_REFRESH_MARGIN", " "),
+        ],
+        &none,
+    );
+    assert_eq!(s.token_file, dir.path().join(DEFAULT_TOKEN_FILE));
+    assert_eq!(s.client_id, "svc");
+    assert_eq!(s.refresh_margin, DEFAULT_REFRESH_MARGIN);
+    let s = resolve(&format!("{auth}refresh_margin = 30\n"), &[], &none);
+    assert_eq!(s.refresh_margin, Duration::from_secs(30));
+
+    // A bad refresh margin names where it was set.
+    std::fs::write(&cfg, format!("{auth}refresh_margin = \"soon\"\n")).unwrap();
+    let env = env_of(&[
+        ("NLDS_CONFIG", c.as_str()),
+        ("NLDS_AUTH_REFRESH_MARGIN", "later"),
+    ]);
+    let e = settings(&none, &env, ClientOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("NLDS_AUTH_REFRESH_MARGIN: \"later\""), "{e}");
+    let env = env_of(&[("NLDS_CONFIG", c.as_str())]);
+    let e = settings(&none, &env, ClientOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!("config file {c}: [auth] refresh_margin: \"soon\"")),
+        "{e}"
+    );
+}
