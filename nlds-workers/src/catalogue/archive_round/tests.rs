@@ -49,7 +49,7 @@ pub async fn holding_with(db: &DatabaseConnection, label: &str, sizes: &[i64]) -
         .last_insert_id;
         location::Entity::insert(location::ActiveModel {
             file_id: Set(f),
-            tier: Set(Tier::Warm.into()),
+            tier: Set(Tier::Warm),
             bucket: Set("nlds".into()),
             key: Set(format!("tx/{label}/{i}")),
             created: Set(now),
