@@ -8,6 +8,11 @@
 use serde::{Deserialize, Serialize};
 
 /// A caller's role in one group, weakest first.
+#[cfg_attr(
+    feature = "db",
+    derive(sea_orm::DeriveValueType),
+    sea_orm(value_type = "String", from_str = "crate::db::parse")
+)]
 #[derive(
     Debug,
     Clone,

@@ -192,6 +192,11 @@ pub struct FailedFilePage {
 }
 
 /// The level of a log record.
+#[cfg_attr(
+    feature = "db",
+    derive(sea_orm::DeriveValueType),
+    sea_orm(value_type = "String", from_str = "crate::db::parse")
+)]
 #[derive(
     Debug,
     Clone,
@@ -259,6 +264,11 @@ pub struct LogPage {
 }
 
 /// What an audited request did (or tried to do).
+#[cfg_attr(
+    feature = "db",
+    derive(sea_orm::DeriveValueType),
+    sea_orm(value_type = "String", from_str = "crate::db::parse")
+)]
 #[derive(
     Debug,
     Clone,
@@ -318,6 +328,11 @@ impl AuditAction {
 }
 
 /// Whether the audited request was carried out.
+#[cfg_attr(
+    feature = "db",
+    derive(sea_orm::DeriveValueType),
+    sea_orm(value_type = "String", from_str = "crate::db::parse")
+)]
 #[derive(
     Debug,
     Clone,

@@ -21,6 +21,11 @@ pub const DEFAULT_LIMIT: u64 = 1000;
 pub const MAX_LIMIT: u64 = 10_000;
 
 /// What a transaction does.
+#[cfg_attr(
+    feature = "db",
+    derive(sea_orm::DeriveValueType),
+    sea_orm(value_type = "String", from_str = "crate::db::parse")
+)]
 #[derive(
     Debug,
     Clone,
@@ -251,6 +256,11 @@ pub struct HoldingPage {
 }
 
 /// Where a copy of a file is kept.
+#[cfg_attr(
+    feature = "db",
+    derive(sea_orm::DeriveValueType),
+    sea_orm(value_type = "String", from_str = "crate::db::parse")
+)]
 #[derive(
     Debug,
     Clone,

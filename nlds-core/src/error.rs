@@ -4,6 +4,11 @@
 use serde::{Deserialize, Serialize};
 
 /// Why something failed, as a stable machine-readable code.
+#[cfg_attr(
+    feature = "db",
+    derive(sea_orm::DeriveValueType),
+    sea_orm(value_type = "String", from_str = "crate::db::parse")
+)]
 #[derive(
     Debug,
     Clone,

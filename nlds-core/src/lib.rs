@@ -4,11 +4,15 @@
 //! the queue topology ([`routing`]), the message envelope ([`message`]), transaction states and their
 //! derivation ([`state`]), the workflows and every state a worker reports ([`workflow`]), the
 //! closed set of error codes ([`error`]) and the REST API types ([`api`]).
-//! This crate does no I/O: it must never depend on axum, lapin, sea-orm or an S3 client.
+//! This crate does no I/O: it must never depend on axum, lapin or an S3 client. Its optional `db`
+//! feature ([`db`]) derives the sea-orm column conversions of its enums (the orphan rule puts them
+//! here) and nothing else.
 
 pub mod access;
 pub mod admin;
 pub mod api;
+#[cfg(feature = "db")]
+pub mod db;
 pub mod error;
 pub mod message;
 pub mod number;

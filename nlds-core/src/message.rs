@@ -109,6 +109,11 @@ pub fn sub_id(transaction_id: Uuid, stage: &str, batch: usize) -> Uuid {
 }
 
 /// What a path on POSIX disk is.
+#[cfg_attr(
+    feature = "db",
+    derive(sea_orm::DeriveValueType),
+    sea_orm(value_type = "String", from_str = "crate::db::parse")
+)]
 #[derive(
     Debug,
     Clone,

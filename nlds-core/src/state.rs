@@ -24,6 +24,11 @@ use std::str::FromStr;
 )]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE", const_into_str)]
 #[repr(i32)]
+#[cfg_attr(
+    feature = "db",
+    derive(sea_orm::DeriveActiveEnum, strum::EnumIter),
+    sea_orm(rs_type = "i32", db_type = "Integer")
+)]
 pub enum State {
     Initialising = -1,
     Routing = 0,

@@ -8,11 +8,9 @@
 //! the update that records them). Each event has a unique id, so a redelivered one is stored once.
 
 use chrono::{DateTime, Utc};
-use nlds_core::AccessRole;
-use nlds_core::ErrorCode;
 use nlds_core::admin::{
-    AUDIT_DETAIL_MAX, AuditAction, AuditEvent, AuditFilter, AuditOutcome, AuditPage, LogEntry,
-    LogFilter, LogLevel, LogPage, clip,
+    AUDIT_DETAIL_MAX, AuditEvent, AuditFilter, AuditPage, LogEntry, LogFilter, LogLevel, LogPage,
+    clip,
 };
 use nlds_core::api::{DEFAULT_LIMIT, MAX_LIMIT};
 use sea_orm::sea_query::Order;
@@ -22,7 +20,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::db::{audit_record, log_record};
+use crate::db::{audit_record, log_record, stored_uuid, stored_uuid_opt};
 
 /// Stores an audit event (once: a second event with the same id is ignored).
 pub async fn store_audit(c: &impl ConnectionTrait, ev: &AuditEvent) -> Result<(), DbErr> {
@@ -31,15 +29,15 @@ pub async fn store_audit(c: &impl ConnectionTrait, ev: &AuditEvent) -> Result<()
         time: Set(ev.time),
         user: Set(ev.user.clone()),
         group: Set(ev.group.clone()),
-        role: Set(ev.role.as_str().to_owned()),
-        action: Set(ev.action.as_str().to_owned()),
-        outcome: Set(ev.outcome.as_str().to_owned()),
+        role: Set(ev.role),
+        action: Set(ev.action),
+        outcome: Set(ev.outcome),
         endpoint: Set(clip(&ev.endpoint, 200)),
         holding_id: Set(ev.holding_id),
         label: Set(ev.label.as_deref().map(|l| clip(l, 256))),
         transaction_id: Set(ev.transaction_id.map(|t| t.to_string())),
         target_user: Set(ev.target_user.clone()),
-        code: Set(ev.code.map(|c| c.as_str().to_owned())),
+        code: Set(ev.code),
         detail: Set(clip(&ev.detail, AUDIT_DETAIL_MAX)),
         ..Default::default()
     };
@@ -68,7 +66,7 @@ pub const LOG_MESSAGE_MAX: usize = 8000;
 pub async fn store_log(c: &impl ConnectionTrait, l: &LogLine<'_>) -> Result<(), DbErr> {
     log_record::Entity::insert(log_record::ActiveModel {
         time: Set(l.time),
-        level: Set(l.level.as_str().to_owned()),
+        level: Set(l.level),
         service: Set(clip(l.service, 100)),
         transaction_id: Set(l.transaction_id.map(|t| t.to_string())),
         sub_id: Set(l.sub_id.map(|t| t.to_string())),
@@ -125,32 +123,34 @@ pub async fn query_audit(c: &impl ConnectionTrait, f: &AuditFilter) -> Result<Au
     let total = query.clone().count(c).await?;
     let rows = query.limit(limit).offset(f.offset).all(c).await?;
     Ok(AuditPage {
-        records: rows.into_iter().map(audit_event).collect(),
+        records: rows
+            .into_iter()
+            .map(audit_event)
+            .collect::<Result<_, _>>()?,
         total,
         limit,
         offset: f.offset,
     })
 }
 
-fn audit_event(r: audit_record::Model) -> AuditEvent {
-    AuditEvent {
-        id: Uuid::parse_str(&r.event_id).unwrap_or_default(),
+fn audit_event(r: audit_record::Model) -> Result<AuditEvent, DbErr> {
+    const TABLE: &str = "audit_record";
+    Ok(AuditEvent {
+        id: stored_uuid(TABLE, "event_id", &r.event_id)?,
         time: r.time,
         user: r.user,
         group: r.group,
-        role: AccessRole::parse(&r.role).unwrap_or_default(),
-        action: AuditAction::parse(&r.action).unwrap_or(AuditAction::Admin),
-        outcome: AuditOutcome::parse(&r.outcome).unwrap_or(AuditOutcome::Refused),
+        role: r.role,
+        action: r.action,
+        outcome: r.outcome,
         endpoint: r.endpoint,
         holding_id: r.holding_id,
         label: r.label,
-        transaction_id: r.transaction_id.and_then(|t| Uuid::parse_str(&t).ok()),
+        transaction_id: stored_uuid_opt(TABLE, "transaction_id", r.transaction_id.as_deref())?,
         target_user: r.target_user,
-        code: r
-            .code
-            .and_then(|c| serde_json::from_value::<ErrorCode>(serde_json::Value::String(c)).ok()),
+        code: r.code,
         detail: r.detail,
-    }
+    })
 }
 
 /// A page of the log records `f` selects, newest first unless asked otherwise.
@@ -182,17 +182,23 @@ pub async fn query_logs(c: &impl ConnectionTrait, f: &LogFilter) -> Result<LogPa
     Ok(LogPage {
         entries: rows
             .into_iter()
-            .map(|r| LogEntry {
-                id: r.id,
-                time: r.time,
-                level: LogLevel::parse(&r.level).unwrap_or(LogLevel::Error),
-                service: r.service,
-                transaction_id: r.transaction_id.and_then(|t| Uuid::parse_str(&t).ok()),
-                sub_id: r.sub_id.and_then(|t| Uuid::parse_str(&t).ok()),
-                user: r.user,
-                message: r.message,
+            .map(|r| {
+                Ok(LogEntry {
+                    id: r.id,
+                    time: r.time,
+                    level: r.level,
+                    service: r.service,
+                    transaction_id: stored_uuid_opt(
+                        "log_record",
+                        "transaction_id",
+                        r.transaction_id.as_deref(),
+                    )?,
+                    sub_id: stored_uuid_opt("log_record", "sub_id", r.sub_id.as_deref())?,
+                    user: r.user,
+                    message: r.message,
+                })
             })
-            .collect(),
+            .collect::<Result<_, DbErr>>()?,
         total,
         limit,
         offset: f.offset,
@@ -203,6 +209,8 @@ pub async fn query_logs(c: &impl ConnectionTrait, f: &LogFilter) -> Result<LogPa
 mod tests {
     use super::*;
     use crate::db::testing;
+    use nlds_core::admin::{AuditAction, AuditOutcome};
+    use nlds_core::{AccessRole, ErrorCode};
 
     fn event(n: u128, user: &str, action: AuditAction, outcome: AuditOutcome) -> AuditEvent {
         AuditEvent {

@@ -17,6 +17,10 @@ use sea_orm::{
 
 use crate::db::{failed_file, sub_record, transaction_record};
 
+/// The `sub_id` of the sub-record recovery adds to a transaction it ends (not a UUID; its status
+/// shows the nil UUID).
+pub(crate) const INTERRUPTED_SUB_ID: &str = "interrupted";
+
 /// The numbers of the states `keep` selects.
 fn values(keep: impl Fn(State) -> bool) -> Vec<i32> {
     State::ALL
@@ -64,7 +68,7 @@ pub async fn fail_unfinished(db: &sea_orm::DatabaseConnection, reason: &str) -> 
 
     for &id in &ids {
         let txn = db.begin().await?;
-        let unfinished: Vec<(i64, i32)> = sub_record::Entity::find()
+        let unfinished: Vec<(i64, State)> = sub_record::Entity::find()
             .select_only()
             .column(sub_record::Column::Id)
             .column(sub_record::Column::State)
@@ -76,7 +80,7 @@ pub async fn fail_unfinished(db: &sea_orm::DatabaseConnection, reason: &str) -> 
         // The sub-records by the state each ends in.
         let mut ends: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
         for (sub, value) in unfinished {
-            if let Some(to) = interrupted(states::read(value)) {
+            if let Some(to) = interrupted(value) {
                 ends.entry(to.value()).or_default().push(sub);
             }
         }
@@ -93,14 +97,14 @@ pub async fn fail_unfinished(db: &sea_orm::DatabaseConnection, reason: &str) -> 
         }
         let existing = sub_record::Entity::find()
             .filter(sub_record::Column::TransactionRecordId.eq(id))
-            .filter(sub_record::Column::SubId.eq("interrupted"))
+            .filter(sub_record::Column::SubId.eq(INTERRUPTED_SUB_ID))
             .one(&txn)
             .await?;
         if existing.is_none() {
             let sub = sub_record::ActiveModel {
                 transaction_record_id: Set(id),
-                sub_id: Set("interrupted".into()),
-                state: Set(interruption().value()),
+                sub_id: Set(INTERRUPTED_SUB_ID.into()),
+                state: Set(interruption()),
                 files: Set(0),
                 bytes: Set(0),
                 last_updated: Set(Utc::now()),
@@ -111,7 +115,7 @@ pub async fn fail_unfinished(db: &sea_orm::DatabaseConnection, reason: &str) -> 
             failed_file::ActiveModel {
                 sub_record_id: Set(sub.id),
                 path: Set("(transaction)".into()),
-                code: Set(ErrorCode::Unavailable.as_str().into()),
+                code: Set(ErrorCode::Unavailable),
                 reason: Set(reason.into()),
                 ..Default::default()
             }

@@ -6,6 +6,7 @@ use crate::state::{Derived, State, derive};
 
 /// The state of a sub-record stored with the NLDS number `value`. A number no state has (written
 /// by a newer version) reads as INITIALISING: in progress, so nothing takes it for finished.
+/// (The workers' typed `sub_record.state` column refuses such a number with an error instead.)
 pub fn read(value: i32) -> State {
     State::from_value(value).unwrap_or(State::Initialising)
 }

@@ -1,5 +1,6 @@
 //! `catalog-get.start` and `catalog.plan`: resolving which copies a get restores, and batching them.
 
+use nlds_core::api::Tier;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use nlds_bus::Outcome;
@@ -13,8 +14,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::store::{load_copies, load_transactions, scoped_files};
 use super::{
-    CHUNK, COLD, Catalogue, Result, SCAN_PAGE, WARM, compile_set, dedup, has_selector, ingest_key,
-    normalise, prefix_range, record, to_u64,
+    CHUNK, Catalogue, Result, SCAN_PAGE, compile_set, dedup, has_selector, ingest_key, normalise,
+    prefix_range, record, to_u64,
 };
 use crate::db::{bad_request, file};
 
@@ -111,7 +112,7 @@ impl Catalogue {
                 let mut any = hits.is_some_and(|h| !h.is_empty());
                 // Everything under the path, unless it names only plain files and links.
                 let directory =
-                    hits.is_none_or(|h| h.iter().any(|m| m.kind == PathKind::Directory.as_str()));
+                    hits.is_none_or(|h| h.iter().any(|m| m.kind == PathKind::Directory));
                 if directory {
                     let (lo, hi) = prefix_range(norm);
                     let under = scoped_files(&scope)
@@ -196,12 +197,12 @@ impl Catalogue {
         for m in best {
             let warm = locations
                 .get(&m.id)
-                .and_then(|ls| ls.iter().find(|l| l.tier == WARM));
-            let kind = PathKind::parse(&m.kind).unwrap_or(PathKind::File);
+                .and_then(|ls| ls.iter().find(|l| l.tier == Tier::Warm));
+            let kind = m.kind;
             if kind == PathKind::File && warm.is_none() {
                 match locations
                     .get(&m.id)
-                    .and_then(|ls| ls.iter().find(|l| l.tier == COLD))
+                    .and_then(|ls| ls.iter().find(|l| l.tier == Tier::Cold))
                 {
                     // Only on tape: recalled first (see catalogue::recall).
                     Some(c) => cold_only.entry(c.key.clone()).or_default().push(m),

@@ -1,11 +1,12 @@
 //! The last-copy guard every background removal goes through (see `catalogue::delete`): no
 //! background action ever removes the last verified copy of a file that is not deleted.
 
+use nlds_core::api::Tier;
 use std::collections::{HashMap, HashSet};
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 
-use super::{CHUNK, COLD, Result, WARM, dedup};
+use super::{CHUNK, Result, dedup};
 use crate::db::{aggregation, file, location};
 
 /// A copy a background action wants to remove.
@@ -54,11 +55,11 @@ pub(crate) async fn guard_removals(
             .column(location::Column::FileId);
         let rows: Vec<(i64, i64)> = match p {
             Removal::Warm { bucket, key } => q
-                .filter(location::Column::Tier.eq(WARM))
+                .filter(location::Column::Tier.eq(Tier::Warm))
                 .filter(location::Column::Bucket.eq(bucket.as_str()))
                 .filter(location::Column::Key.eq(key.as_str())),
             Removal::Aggregate { name, .. } => q
-                .filter(location::Column::Tier.eq(COLD))
+                .filter(location::Column::Tier.eq(Tier::Cold))
                 .filter(location::Column::Key.eq(name.as_str())),
         }
         .into_tuple()
@@ -104,9 +105,9 @@ pub(crate) async fn guard_removals(
             if removed.contains(&l.id) {
                 continue;
             }
-            if l.tier == WARM {
+            if l.tier == Tier::Warm {
                 *kept.entry(l.file_id).or_default() += 1;
-            } else if l.tier == COLD {
+            } else if l.tier == Tier::Cold {
                 cold_names.entry(l.file_id).or_default().push(l.key);
             }
         }
@@ -127,7 +128,7 @@ pub(crate) async fn guard_removals(
             .select_only()
             .column(aggregation::Column::Name)
             .filter(aggregation::Column::Name.is_in(chunk.iter().cloned()))
-            .filter(aggregation::Column::State.eq(aggregation::STORED))
+            .filter(aggregation::Column::State.eq(aggregation::State::Stored))
             .into_tuple()
             .all(c)
             .await?;

@@ -31,7 +31,7 @@ use nlds_core::api::{DEFAULT_LIMIT, MAX_LIMIT};
 use nlds_core::error::ApiError;
 use nlds_core::message::{HoldingFilter, RpcReply};
 
-use nlds_core::{Action, Envelope, FileRecord, PathKind, Payload, RoutingKey, Worker};
+use nlds_core::{Action, Envelope, FileRecord, Payload, RoutingKey, Worker};
 use regex::{Regex, RegexSet};
 use sea_orm::sea_query::Order;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
@@ -52,8 +52,6 @@ const MAX_LABEL: usize = 256;
 const MAX_TAG_VALUE: usize = 4096;
 /// The checksum algorithm of the pipeline.
 const BLAKE3: &str = "blake3";
-const WARM: &str = "warm";
-const COLD: &str = "cold";
 
 mod archive_round;
 mod authz;
@@ -360,7 +358,7 @@ fn ingest_key(
 fn record(m: &file::Model) -> FileRecord {
     FileRecord {
         path: m.path.clone(),
-        kind: PathKind::parse(&m.kind).unwrap_or(PathKind::File),
+        kind: m.kind,
         link_target: m.link_target.clone(),
         size: to_u64(m.size),
         uid: to_u32(m.uid),
@@ -481,8 +479,9 @@ fn chunks_of<T>(mut items: Vec<T>) -> Vec<Vec<T>> {
     out
 }
 
-fn parse_uuid(s: &str) -> Uuid {
-    Uuid::parse_str(s).unwrap_or_default()
+/// A UUID stored as text in `table.column`: a malformed one is an error, never a nil UUID.
+fn parse_uuid(table: &str, column: &str, value: &str) -> Result<Uuid> {
+    Ok(db::stored_uuid(table, column, value)?)
 }
 
 fn to_i64(v: u64) -> i64 {

@@ -1,5 +1,6 @@
 //! `catalog-put.start`: recording the files a transfer stored.
 
+use nlds_core::api::Tier;
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::Utc;
@@ -11,7 +12,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, Transacti
 
 use super::guard;
 use super::store::{add_locations, ensure_transaction, existing_files, live_conflict};
-use super::{BLAKE3, CHUNK, Catalogue, Result, WARM, chunks_of, to_i64};
+use super::{BLAKE3, CHUNK, Catalogue, Result, chunks_of, to_i64};
 use crate::db::{bad_request, checksum, file, internal, location};
 
 impl Catalogue {
@@ -60,7 +61,7 @@ impl Catalogue {
                 holding_id: Set(h),
                 transaction_id: Set(tx.id),
                 path: Set(f.path.clone()),
-                kind: Set(f.kind.as_str().to_owned()),
+                kind: Set(f.kind),
                 link_target: Set(f.link_target.clone()),
                 size: Set(to_i64(f.size)),
                 uid: Set(i64::from(f.uid)),
@@ -104,7 +105,7 @@ impl Catalogue {
                 if let Some(o) = &f.object {
                     locations.push(location::ActiveModel {
                         file_id: Set(e.file_id),
-                        tier: Set(WARM.to_owned()),
+                        tier: Set(Tier::Warm),
                         bucket: Set(o.bucket.clone()),
                         key: Set(o.key.clone()),
                         created: Set(now),

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 
 use chrono::DateTime;
+use nlds_core::Envelope;
 use nlds_core::api::{
     FileEntry, FileLocation, FilePage, HoldingMeta, HoldingPage, HoldingSummary, MetaChange,
     MetaResponse, Tags, Tier,
 };
 use nlds_core::error::ApiError;
 use nlds_core::message::HoldingFilter;
-use nlds_core::{Envelope, PathKind};
 use sea_orm::sea_query::{Expr, OnConflict, Order};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
@@ -21,8 +21,8 @@ use uuid::Uuid;
 use super::authz::may_change;
 use super::store::{find_query, load_copies, load_tags, load_transactions};
 use super::{
-    CHUNK, COLD, Catalogue, Result, WARM, compile, dedup, has_selector, order, page, parse_uuid,
-    to_u32, to_u64, validate_label, validate_tag,
+    CHUNK, Catalogue, Result, compile, dedup, has_selector, order, page, parse_uuid, to_u32,
+    to_u64, validate_label, validate_tag,
 };
 use crate::db::{self, bad_request, conflict, file, holding, internal, location, tag, transaction};
 
@@ -56,7 +56,11 @@ impl Catalogue {
                 transactions
                     .entry(t.holding_id)
                     .or_default()
-                    .push(parse_uuid(&t.transaction_id));
+                    .push(parse_uuid(
+                        "transaction",
+                        "transaction_id",
+                        &t.transaction_id,
+                    )?);
             }
             let counts: Vec<(i64, i64, i64)> = file::Entity::find()
                 .select_only()
@@ -74,7 +78,7 @@ impl Catalogue {
             for (h, n, b) in counts {
                 stats.insert(h, (to_u64(n), to_u64(b)));
             }
-            let per_tier: Vec<(i64, String, i64)> = location::Entity::find()
+            let per_tier: Vec<(i64, Tier, i64)> = location::Entity::find()
                 .join(JoinType::InnerJoin, location::Relation::File.def())
                 .select_only()
                 .column(file::Column::HoldingId)
@@ -89,10 +93,9 @@ impl Catalogue {
                 .await?;
             for (h, tier, n) in per_tier {
                 let e = tiers.entry(h).or_default();
-                if tier == WARM {
-                    e.0 = to_u64(n);
-                } else if tier == COLD {
-                    e.1 = to_u64(n);
+                match tier {
+                    Tier::Warm => e.0 = to_u64(n),
+                    Tier::Cold => e.1 = to_u64(n),
                 }
             }
         }
@@ -244,18 +247,14 @@ impl Catalogue {
                 .unwrap_or_default()
                 .into_iter()
                 .map(|l| FileLocation {
-                    tier: if l.tier == COLD {
-                        Tier::Cold
-                    } else {
-                        Tier::Warm
-                    },
+                    tier: l.tier,
                     bucket: l.bucket,
                     key: l.key,
                 })
                 .collect();
             locs.sort_by_key(|l| l.tier == Tier::Cold);
             out.push(FileEntry {
-                kind: PathKind::parse(&m.kind).unwrap_or(PathKind::File),
+                kind: m.kind,
                 link_target: m.link_target,
                 size: to_u64(m.size),
                 uid: to_u32(m.uid),
@@ -266,7 +265,7 @@ impl Catalogue {
                 label: h.label.clone(),
                 user: h.user.clone(),
                 group: h.group.clone(),
-                transaction_id: parse_uuid(&t.transaction_id),
+                transaction_id: parse_uuid("transaction", "transaction_id", &t.transaction_id)?,
                 ingest_time: t.ingest_time,
                 blake3: checksums.remove(&m.id),
                 recalling: recalling.contains(&m.id),

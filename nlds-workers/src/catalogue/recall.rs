@@ -12,6 +12,7 @@
 //! in a stored (written and verified) aggregation: the last verified copy is never dropped (the
 //! last-copy guard, `catalogue::guard::guard_removals`, decides).
 
+use nlds_core::api::Tier;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::Utc;
@@ -29,9 +30,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::guard::{Removal, guard_removals};
-use super::{
-    BLAKE3, CHUNK, COLD, Catalogue, Result, WARM, load_copies, parse_uuid, record, to_u32, to_u64,
-};
+use super::{BLAKE3, CHUNK, Catalogue, Result, load_copies, parse_uuid, record, to_u32, to_u64};
 use crate::db::{
     aggregation, aggregation_member, checksum, file, location, recall, recall_request, transaction,
 };
@@ -60,7 +59,7 @@ impl Catalogue {
         for (name, files) in by_aggregate {
             let Some(agg) = aggregation::Entity::find()
                 .filter(aggregation::Column::Name.eq(&name))
-                .filter(aggregation::Column::State.eq(aggregation::STORED))
+                .filter(aggregation::Column::State.eq(aggregation::State::Stored))
                 .one(&self.db)
                 .await?
             else {
@@ -154,7 +153,7 @@ impl Catalogue {
     ) -> Result<Envelope> {
         let members = self.recall_members(agg.id).await?;
         Ok(nlds_core::Envelope::new(
-            parse_uuid(&agg.transaction_id),
+            parse_uuid("aggregation", "transaction_id", &agg.transaction_id)?,
             user,
             group,
             nlds_core::api::ApiAction::ArchiveGet,
@@ -237,7 +236,7 @@ impl Catalogue {
             }
             for l in location::Entity::find()
                 .filter(location::Column::FileId.is_in(chunk.iter().copied()))
-                .filter(location::Column::Tier.eq(WARM))
+                .filter(location::Column::Tier.eq(Tier::Warm))
                 .all(&self.db)
                 .await?
             {
@@ -265,6 +264,12 @@ impl Catalogue {
             let f = files
                 .get(&r.file_id)
                 .ok_or_else(|| super::internal(format!("member file {} vanished", r.file_id)))?;
+            let transaction = txs.get(&f.transaction_id).ok_or_else(|| {
+                super::internal(format!(
+                    "transaction {} of member file {} vanished",
+                    f.transaction_id, f.id
+                ))
+            })?;
             out.push(RecallMember {
                 file_id: f.id,
                 path: f.path.clone(),
@@ -273,7 +278,7 @@ impl Catalogue {
                 mtime_ns: f.mtime_ns,
                 uid: to_u32(f.uid),
                 gid: to_u32(f.gid),
-                transaction_id: parse_uuid(txs.get(&f.transaction_id).map_or("", String::as_str)),
+                transaction_id: parse_uuid("transaction", "transaction_id", transaction)?,
                 blake3: sums.get(&f.id).cloned(),
                 restore: !warm.contains_key(&f.id),
             });
@@ -369,7 +374,8 @@ impl Catalogue {
         let rows = restored
             .iter()
             .map(|r| {
-                let mut row = super::location_row(r.file_id, WARM, &r.object.bucket, &r.object.key);
+                let mut row =
+                    super::location_row(r.file_id, Tier::Warm, &r.object.bucket, &r.object.key);
                 row.tenancy = Set(r.object.tenancy.clone());
                 row
             })
@@ -392,7 +398,7 @@ impl Catalogue {
             for m in &models {
                 match locations
                     .get(&m.id)
-                    .and_then(|ls| ls.iter().find(|l| l.tier == WARM))
+                    .and_then(|ls| ls.iter().find(|l| l.tier == Tier::Warm))
                 {
                     Some(w) => {
                         let mut r: FileRecord = record(m);
@@ -498,11 +504,13 @@ impl Catalogue {
             .iter()
             .filter_map(|f| {
                 let ls = locations.get(&f.id).map(Vec::as_slice).unwrap_or_default();
-                let warm = ls.iter().find(|l| l.tier == WARM)?;
-                ls.iter().any(|l| l.tier == COLD).then(|| Removal::Warm {
-                    bucket: warm.bucket.clone(),
-                    key: warm.key.clone(),
-                })
+                let warm = ls.iter().find(|l| l.tier == Tier::Warm)?;
+                ls.iter()
+                    .any(|l| l.tier == Tier::Cold)
+                    .then(|| Removal::Warm {
+                        bucket: warm.bucket.clone(),
+                        key: warm.key.clone(),
+                    })
             })
             .collect();
         let verdict = guard_removals(&txn, proposals).await?;
@@ -518,7 +526,7 @@ impl Catalogue {
         let mut drop = Vec::new();
         for f in &files {
             let ls = locations.get(&f.id).map(Vec::as_slice).unwrap_or_default();
-            let warm = ls.iter().find(|l| l.tier == WARM);
+            let warm = ls.iter().find(|l| l.tier == Tier::Warm);
             let may_go = warm.is_some_and(|w| allowed.contains(&(w.bucket.clone(), w.key.clone())));
             if let (Some(w), true) = (warm, may_go) {
                 let mut r = record(f);

@@ -1,5 +1,6 @@
 //! Database helpers of the catalogue: the queries and writes its handlers share.
 
+use nlds_core::api::Tier;
 use std::collections::HashMap;
 
 use chrono::Utc;
@@ -269,13 +270,13 @@ pub(super) async fn add_locations(
 /// A copy of file `file_id` on `tier`, at `bucket`/`key`.
 pub(super) fn location_row(
     file_id: i64,
-    tier: &str,
+    tier: Tier,
     bucket: &str,
     key: &str,
 ) -> location::ActiveModel {
     location::ActiveModel {
         file_id: Set(file_id),
-        tier: Set(tier.to_owned()),
+        tier: Set(tier),
         bucket: Set(bucket.to_owned()),
         key: Set(key.to_owned()),
         created: Set(Utc::now()),

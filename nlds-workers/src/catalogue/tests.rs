@@ -2,6 +2,7 @@ use super::store::{find_query, load_tags, scoped_files};
 use super::*;
 use crate::db::testing;
 use crate::db::{checksum, holding, location, tag};
+use nlds_core::PathKind;
 use nlds_core::api::ApiAction;
 use nlds_core::api::{FileLocation, Tags, Tier};
 use nlds_core::message::{ObjectRef, sub_id};

@@ -2,10 +2,16 @@
 
 use sea_orm::entity::prelude::*;
 
-/// Leased to an archive-put worker, not yet stored.
-pub const WRITING: &str = "writing";
-/// Written and verified; its members have cold locations.
-pub const STORED: &str = "stored";
+/// Where an aggregation is in its life (stored as its snake_case name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::Display, strum::EnumString, DeriveValueType)]
+#[strum(serialize_all = "snake_case")]
+#[sea_orm(value_type = "String", from_str = "nlds_core::db::parse")]
+pub enum State {
+    /// Leased to an archive-put worker, not yet stored.
+    Writing,
+    /// Written and verified; its members have cold locations.
+    Stored,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "aggregation")]
@@ -16,7 +22,7 @@ pub struct Model {
     pub transaction_id: String,
     pub holding_id: i64,
     pub backend: String,
-    pub state: String,
+    pub state: State,
     pub size: i64,
     pub members: i64,
     pub adler32: Option<i64>,

@@ -1,5 +1,7 @@
 //! `audit_record`: one audited request or refusal.
 
+use nlds_core::admin::{AuditAction, AuditOutcome};
+use nlds_core::{AccessRole, ErrorCode};
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -12,15 +14,15 @@ pub struct Model {
     pub time: DateTimeUtc,
     pub user: String,
     pub group: String,
-    pub role: String,
-    pub action: String,
-    pub outcome: String,
+    pub role: AccessRole,
+    pub action: AuditAction,
+    pub outcome: AuditOutcome,
     pub endpoint: String,
     pub holding_id: Option<i64>,
     pub label: Option<String>,
     pub transaction_id: Option<String>,
     pub target_user: Option<String>,
-    pub code: Option<String>,
+    pub code: Option<ErrorCode>,
     pub detail: String,
 }
 

@@ -1,5 +1,6 @@
 //! `failed_file`: a file a sub-record could not handle, with its error code and reason.
 
+use nlds_core::ErrorCode;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -9,8 +10,8 @@ pub struct Model {
     pub id: i64,
     pub sub_record_id: i64,
     pub path: String,
-    /// `nlds_core::ErrorCode` in its snake_case spelling.
-    pub code: String,
+    /// Stored in its snake_case spelling.
+    pub code: ErrorCode,
     pub reason: String,
 }
 

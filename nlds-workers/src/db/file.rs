@@ -1,5 +1,6 @@
 //! `file`: one catalogued path of a holding (`transaction_id` references `transaction.id`).
 
+use nlds_core::PathKind;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -10,8 +11,8 @@ pub struct Model {
     pub holding_id: i64,
     pub transaction_id: i64,
     pub path: String,
-    /// `file`, `directory` or `link`.
-    pub kind: String,
+    /// Stored as `file`, `directory` or `link`.
+    pub kind: PathKind,
     pub link_target: Option<String>,
     pub size: i64,
     pub uid: i64,

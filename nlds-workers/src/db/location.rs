@@ -1,6 +1,7 @@
 //! `location`: where a copy of a file is kept (`tier` is `warm` or `cold`; a warm copy's
 //! `tenancy` names the object-store tenancy it lives under).
 
+use nlds_core::api::Tier;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -9,7 +10,7 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub file_id: i64,
-    pub tier: String,
+    pub tier: Tier,
     pub bucket: String,
     pub key: String,
     pub created: DateTimeUtc,

@@ -1,5 +1,6 @@
 //! `log_record`: one record the logger collected.
 
+use nlds_core::admin::LogLevel;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -8,7 +9,7 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub time: DateTimeUtc,
-    pub level: String,
+    pub level: LogLevel,
     pub service: String,
     pub transaction_id: Option<String>,
     pub sub_id: Option<String>,

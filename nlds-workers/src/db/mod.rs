@@ -11,6 +11,7 @@ use nlds_core::{Envelope, ErrorCode, Payload, RoutingKey};
 use nlds_migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
+use uuid::Uuid;
 
 pub mod aggregation;
 pub mod aggregation_member;
@@ -171,6 +172,22 @@ impl OpError {
     }
 }
 
+/// A UUID stored as text in `table.column`; a malformed one is an error naming both and the value,
+/// never a nil UUID.
+pub fn stored_uuid(table: &str, column: &str, value: &str) -> Result<Uuid, DbErr> {
+    Uuid::parse_str(value)
+        .map_err(|e| DbErr::Type(format!("malformed UUID {value:?} in {table}.{column}: {e}")))
+}
+
+/// [`stored_uuid`] of a nullable column.
+pub fn stored_uuid_opt(
+    table: &str,
+    column: &str,
+    value: Option<&str>,
+) -> Result<Option<Uuid>, DbErr> {
+    value.map(|v| stored_uuid(table, column, v)).transpose()
+}
+
 pub(crate) fn conflict(message: impl Into<String>) -> OpError {
     OpError::Api(ApiError::new(ErrorCode::Conflict, message))
 }
@@ -289,6 +306,9 @@ pub(crate) mod testing {
         Some(PgDatabase { db, admin, name })
     }
 }
+
+#[cfg(test)]
+mod malformed_tests;
 
 #[cfg(test)]
 mod tests {

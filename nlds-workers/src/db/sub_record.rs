@@ -1,5 +1,6 @@
 //! `sub_record`: one batch of a transaction and its state (the NLDS number).
 
+use nlds_core::State;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -9,8 +10,8 @@ pub struct Model {
     pub id: i64,
     pub transaction_record_id: i64,
     pub sub_id: String,
-    /// `nlds_core::State::value`.
-    pub state: i32,
+    /// Stored as its NLDS number.
+    pub state: State,
     pub files: i64,
     pub bytes: i64,
     pub last_updated: DateTimeUtc,

@@ -1,5 +1,6 @@
 //! `transaction_record`: the monitor's view of one transaction.
 
+use nlds_core::api::ApiAction;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -11,7 +12,7 @@ pub struct Model {
     pub transaction_id: String,
     pub user: String,
     pub group: String,
-    pub api_action: String,
+    pub api_action: ApiAction,
     pub job_label: String,
     pub label: Option<String>,
     pub holding_id: Option<i64>,

@@ -18,9 +18,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Monitor, Result, parse_code};
+use super::{Monitor, Result};
 use crate::audit;
-use crate::db::{failed_file, sub_record, transaction_record};
+use crate::db::{self, failed_file, sub_record, transaction_record};
 
 /// Failure codes that mean "not yours" or "not allowed": audited as refusals.
 const REFUSALS: [ErrorCode; 3] = [
@@ -103,17 +103,6 @@ impl Monitor {
             0 => DEFAULT_LIMIT,
             l => l.min(MAX_LIMIT),
         };
-        let subs: std::collections::HashMap<i64, Uuid> = sub_record::Entity::find()
-            .select_only()
-            .column(sub_record::Column::Id)
-            .column(sub_record::Column::SubId)
-            .filter(sub_record::Column::TransactionRecordId.eq(record.id))
-            .into_tuple::<(i64, String)>()
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|(id, s)| (id, Uuid::parse_str(&s).unwrap_or_default()))
-            .collect();
         let in_tx = Query::select()
             .column((sub_record::Entity, sub_record::Column::Id))
             .from(sub_record::Entity)
@@ -124,19 +113,36 @@ impl Monitor {
             .order_by(failed_file::Column::Id, Order::Asc);
         let total = query.clone().count(&self.db).await?;
         let rows = query.limit(limit).offset(offset).all(&self.db).await?;
+        // Read after the rows, so every row's sub-record is among them.
+        let subs: std::collections::HashMap<i64, Uuid> = sub_record::Entity::find()
+            .select_only()
+            .column(sub_record::Column::Id)
+            .column(sub_record::Column::SubId)
+            .filter(sub_record::Column::TransactionRecordId.eq(record.id))
+            .into_tuple::<(i64, String)>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|(id, s)| Ok((id, super::sub_id_of(&s)?)))
+            .collect::<Result<_>>()?;
         Ok(FailedFilePage {
             transaction_id: tid,
             user: record.user,
             group: record.group,
             files: rows
                 .into_iter()
-                .map(|f| FailedFileRow {
-                    sub_id: subs.get(&f.sub_record_id).copied().unwrap_or_default(),
-                    path: f.path,
-                    code: parse_code(&f.code),
-                    reason: f.reason,
+                .map(|f| {
+                    let sub_id = subs.get(&f.sub_record_id).copied().ok_or_else(|| {
+                        db::internal(format!("sub-record {} vanished", f.sub_record_id))
+                    })?;
+                    Ok(FailedFileRow {
+                        sub_id,
+                        path: f.path,
+                        code: f.code,
+                        reason: f.reason,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_>>()?,
             total,
             limit,
             offset,

@@ -11,11 +11,11 @@ use async_trait::async_trait;
 use chrono::Utc;
 use nlds_bus::{Handler, HandlerError, Outcome};
 use nlds_core::api::{
-    ApiAction, DEFAULT_LIMIT, MAX_LIMIT, SubRecordStatus, TransactionPage, TransactionStatus,
+    DEFAULT_LIMIT, MAX_LIMIT, SubRecordStatus, TransactionPage, TransactionStatus,
 };
 use nlds_core::message::{RpcReply, StatusFilter};
 use nlds_core::workflow::sub_record::{self as states, Tally};
-use nlds_core::{Action, Envelope, ErrorCode, FailedFile, Payload, RoutingKey, State, Worker};
+use nlds_core::{Action, Envelope, FailedFile, Payload, RoutingKey, State, Worker};
 use sea_orm::sea_query::{OnConflict, Order, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
@@ -194,7 +194,7 @@ impl Monitor {
                 let inserted = sub_record::Entity::insert(sub_record::ActiveModel {
                     transaction_record_id: Set(record.id),
                     sub_id: Set(sid.clone()),
-                    state: Set(state.value()),
+                    state: Set(state),
                     files: Set(to_i64(files)),
                     bytes: Set(to_i64(bytes)),
                     last_updated: Set(now),
@@ -219,11 +219,11 @@ impl Monitor {
                 .await?
                 .ok_or_else(|| internal(format!("sub-record {sid} cannot be read back")))?,
             Some(s) => {
-                let current = state_of(s.state);
+                let current = s.state;
                 if let Some(state) = states::record(current, state) {
                     let mut change = sub_record::ActiveModel {
                         id: Set(s.id),
-                        state: Set(state.value()),
+                        state: Set(state),
                         last_updated: Set(now),
                         ..Default::default()
                     };
@@ -246,7 +246,7 @@ impl Monitor {
         let failed_rows = failed.iter().map(|f| failed_file::ActiveModel {
             sub_record_id: Set(sub.id),
             path: Set(f.path.clone()),
-            code: Set(f.code.as_str().to_owned()),
+            code: Set(f.code),
             reason: Set(f.reason.clone()),
             ..Default::default()
         });
@@ -367,7 +367,7 @@ impl Monitor {
                     .from(transaction_record::Entity)
                     .cond_where(cond.clone())
                     .to_owned();
-                let subs: Vec<(i64, i64, i32)> = sub_record::Entity::find()
+                let subs: Vec<(i64, i64, State)> = sub_record::Entity::find()
                     .select_only()
                     .column(sub_record::Column::TransactionRecordId)
                     .column(sub_record::Column::Id)
@@ -403,7 +403,7 @@ impl Monitor {
                     tallies
                         .entry(id)
                         .or_default()
-                        .add_state(state_of(s), with_failures.contains(&sub));
+                        .add_state(s, with_failures.contains(&sub));
                 }
                 let warned: HashSet<i64> = warning::Entity::find()
                     .select_only()
@@ -492,7 +492,7 @@ async fn status(
         {
             failed.entry(f.sub_record_id).or_default().push(FailedFile {
                 path: f.path,
-                code: parse_code(&f.code),
+                code: f.code,
                 reason: f.reason,
             });
         }
@@ -503,13 +503,13 @@ async fn status(
         let mut sub_records = Vec::new();
         let mut tally = Tally::default();
         for s in subs.remove(&r.id).unwrap_or_default() {
-            let state = state_of(s.state);
+            let state = s.state;
             let failed_files = failed.remove(&s.id).unwrap_or_default();
             let (files, bytes) = (to_u64(s.files), to_u64(s.bytes));
             tally.add(state, files, bytes, failed_files.len() as u64);
             sub_records.push(SubRecordStatus {
                 id: s.id,
-                sub_id: Uuid::parse_str(&s.sub_id).unwrap_or_default(),
+                sub_id: sub_id_of(&s.sub_id)?,
                 state,
                 last_updated: s.last_updated,
                 files,
@@ -520,8 +520,12 @@ async fn status(
         let derived = tally.derive(!warnings.is_empty());
         out.push(TransactionStatus {
             id: r.id,
-            transaction_id: Uuid::parse_str(&r.transaction_id).unwrap_or_default(),
-            api_action: ApiAction::parse(&r.api_action).unwrap_or(ApiAction::Put),
+            transaction_id: db::stored_uuid(
+                "transaction_record",
+                "transaction_id",
+                &r.transaction_id,
+            )?,
+            api_action: r.api_action,
             user: r.user,
             group: r.group,
             job_label: r.job_label,
@@ -546,7 +550,7 @@ async fn status(
 /// Is `r` the record of `env`'s request (or of a retry of it): the same user, group and API
 /// action?
 fn same_owner(r: &transaction_record::Model, env: &Envelope) -> bool {
-    r.user == env.user && r.group == env.group && r.api_action == env.action.as_str()
+    r.user == env.user && r.group == env.group && r.api_action == env.action
 }
 
 /// The refusal of a transaction id that is already used by another user, group or action. It
@@ -566,7 +570,7 @@ fn new_record(env: &Envelope) -> transaction_record::ActiveModel {
         transaction_id: Set(env.transaction_id.to_string()),
         user: Set(env.user.clone()),
         group: Set(env.group.clone()),
-        api_action: Set(env.action.as_str().to_owned()),
+        api_action: Set(env.action),
         job_label: Set(env.job_label.clone()),
         label: Set(None),
         holding_id: Set(None),
@@ -599,12 +603,13 @@ async fn ensure_record(
         .ok_or_else(|| internal(format!("transaction record {tid} cannot be read back")))
 }
 
-fn state_of(v: i32) -> State {
-    states::read(v)
-}
-
-fn parse_code(s: &str) -> ErrorCode {
-    serde_json::from_value(serde_json::Value::String(s.to_owned())).unwrap_or(ErrorCode::Internal)
+/// The sub-id of a stored sub-record: its UUID, or nil for the one recovery adds to a transaction
+/// it ended ([`crate::recovery::INTERRUPTED_SUB_ID`]). Anything else malformed is an error.
+pub(crate) fn sub_id_of(stored: &str) -> Result<Uuid> {
+    if stored == crate::recovery::INTERRUPTED_SUB_ID {
+        return Ok(Uuid::nil());
+    }
+    Ok(db::stored_uuid("sub_record", "sub_id", stored)?)
 }
 
 fn chunks<T>(items: impl Iterator<Item = T>) -> Vec<Vec<T>> {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::db::testing;
+use nlds_core::ErrorCode;
 use nlds_core::api::ApiAction;
 use nlds_core::message::sub_id;
 
@@ -172,20 +173,15 @@ async fn upserts(db: DatabaseConnection) {
         .all(&db)
         .await
         .unwrap();
-    let got: Vec<(String, i32, i64, i64)> = subs
+    let got: Vec<(String, State, i64, i64)> = subs
         .iter()
         .map(|s| (s.sub_id.clone(), s.state, s.files, s.bytes))
         .collect();
     assert_eq!(
         got,
         [
-            (
-                t.env.transaction_id.to_string(),
-                State::Split.value(),
-                10,
-                1000
-            ),
-            (t.sub(0).to_string(), State::Complete.value(), 10, 1000),
+            (t.env.transaction_id.to_string(), State::Split, 10, 1000),
+            (t.sub(0).to_string(), State::Complete, 10, 1000),
         ]
     );
 
@@ -675,7 +671,7 @@ async fn state_filter_scales_to_ten_thousand_transactions() {
         transaction_id: Set(tid(i as u128).to_string()),
         user: Set(ALICE.into()),
         group: Set(CLIMATE.into()),
-        api_action: Set("put".into()),
+        api_action: Set(ApiAction::Put),
         job_label: Set(format!("job{i}")),
         created: Set(now),
         updated: Set(now),
@@ -707,8 +703,8 @@ async fn state_filter_scales_to_ten_thousand_transactions() {
             .enumerate()
             .map(move |(j, st)| sub_record::ActiveModel {
                 transaction_record_id: Set(*id),
-                sub_id: Set(format!("s{j}")),
-                state: Set(st.value()),
+                sub_id: Set(Uuid::from_u128(j as u128 + 1).to_string()),
+                state: Set(st),
                 files: Set(1),
                 bytes: Set(1),
                 last_updated: Set(now),

@@ -12,6 +12,7 @@
 //! (`archive_failed`) deletes the aggregation, and so does an expired lease at the next round
 //! (a worker that died mid-write): the files are eligible again and nothing is marked archived.
 
+use nlds_core::api::Tier;
 use std::collections::HashMap;
 
 use chrono::Utc;
@@ -27,7 +28,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{BLAKE3, COLD, Catalogue, Result, WARM, to_i64, to_u32, to_u64};
+use super::{BLAKE3, Catalogue, Result, to_i64, to_u32, to_u64};
 use crate::db::{self, aggregation, aggregation_member, checksum, file, holding, location};
 
 pub use nlds_settings::ArchiveConfig;
@@ -48,12 +49,12 @@ fn eligible() -> Condition {
     let warm = Query::select()
         .column((location::Entity, location::Column::FileId))
         .from(location::Entity)
-        .and_where(location::Column::Tier.eq(WARM))
+        .and_where(location::Column::Tier.eq(Tier::Warm))
         .to_owned();
     let cold = Query::select()
         .column((location::Entity, location::Column::FileId))
         .from(location::Entity)
-        .and_where(location::Column::Tier.eq(COLD))
+        .and_where(location::Column::Tier.eq(Tier::Cold))
         .to_owned();
     let taken = Query::select()
         .column((
@@ -77,7 +78,7 @@ impl Catalogue {
         let now = Utc::now();
         // Writes that outlived their lease are given up: their files become eligible again.
         let expired = aggregation::Entity::delete_many()
-            .filter(aggregation::Column::State.eq(aggregation::WRITING))
+            .filter(aggregation::Column::State.eq(aggregation::State::Writing))
             .filter(aggregation::Column::LeaseUntil.lt(now))
             .exec(&self.db)
             .await?;
@@ -158,7 +159,7 @@ impl Catalogue {
         let ids: Vec<i64> = files.iter().map(|f| f.id).collect();
         let warm: HashMap<i64, location::Model> = location::Entity::find()
             .filter(location::Column::FileId.is_in(ids.iter().copied()))
-            .filter(location::Column::Tier.eq(WARM))
+            .filter(location::Column::Tier.eq(Tier::Warm))
             .all(&self.db)
             .await?
             .into_iter()
@@ -207,7 +208,7 @@ impl Catalogue {
             transaction_id: Set(tid.to_string()),
             holding_id: Set(h.id),
             backend: Set(self.cold_backend.clone()),
-            state: Set(aggregation::WRITING.into()),
+            state: Set(aggregation::State::Writing),
             size: Set(to_i64(layout.size)),
             members: Set(members.len() as i64),
             created: Set(now),
@@ -293,7 +294,7 @@ impl Catalogue {
                 "a written aggregate is no longer leased; it is not catalogued");
             return Ok(Outcome::none());
         };
-        if agg.state == aggregation::STORED {
+        if agg.state == aggregation::State::Stored {
             return Ok(Outcome::none());
         }
         if to_u64(agg.size) != sums.size {
@@ -304,7 +305,7 @@ impl Catalogue {
         }
         aggregation::Entity::update(aggregation::ActiveModel {
             id: Set(agg.id),
-            state: Set(aggregation::STORED.into()),
+            state: Set(aggregation::State::Stored),
             adler32: Set(Some(i64::from(sums.adler32))),
             crc32c: Set(Some(i64::from(sums.crc32c))),
             blake3: Set(Some(sums.blake3.clone())),
@@ -323,7 +324,7 @@ impl Catalogue {
             .await?;
         let rows = members
             .iter()
-            .map(|&file_id| super::location_row(file_id, COLD, &agg.backend, &agg.name))
+            .map(|&file_id| super::location_row(file_id, Tier::Cold, &agg.backend, &agg.name))
             .collect();
         super::add_locations(&txn, rows).await?;
         txn.commit().await?;
@@ -340,7 +341,7 @@ impl Catalogue {
     ) -> Result<Outcome> {
         let gone = aggregation::Entity::delete_many()
             .filter(aggregation::Column::TransactionId.eq(env.transaction_id.to_string()))
-            .filter(aggregation::Column::State.eq(aggregation::WRITING))
+            .filter(aggregation::Column::State.eq(aggregation::State::Writing))
             .exec(&self.db)
             .await?;
         let why: Vec<&str> = files.iter().map(|f| f.reason.as_str()).collect();

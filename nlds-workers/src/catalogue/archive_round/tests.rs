@@ -1,6 +1,8 @@
 use super::*;
 use crate::db::{testing, transaction};
 use nlds_bus::Handler;
+use nlds_core::PathKind;
+use nlds_core::api::Tier;
 use sea_orm::{DatabaseConnection, PaginatorTrait};
 
 /// A holding of `sizes.len()` files, each with a warm copy; returns its id and file ids.
@@ -33,7 +35,7 @@ pub async fn holding_with(db: &DatabaseConnection, label: &str, sizes: &[i64]) -
             holding_id: Set(h),
             transaction_id: Set(t),
             path: Set(format!("/{label}/f{i}")),
-            kind: Set("file".into()),
+            kind: Set(PathKind::File),
             size: Set(*s),
             uid: Set(1),
             gid: Set(1),
@@ -47,7 +49,7 @@ pub async fn holding_with(db: &DatabaseConnection, label: &str, sizes: &[i64]) -
         .last_insert_id;
         location::Entity::insert(location::ActiveModel {
             file_id: Set(f),
-            tier: Set(WARM.into()),
+            tier: Set(Tier::Warm),
             bucket: Set("nlds".into()),
             key: Set(format!("tx/{label}/{i}")),
             created: Set(now),
@@ -105,7 +107,7 @@ fn sums(size: u64) -> AggregateSums {
 
 async fn cold_count(db: &DatabaseConnection) -> u64 {
     location::Entity::find()
-        .filter(location::Column::Tier.eq(COLD))
+        .filter(location::Column::Tier.eq(Tier::Cold))
         .count(db)
         .await
         .unwrap()
@@ -198,7 +200,7 @@ async fn scenario(db: DatabaseConnection) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(agg.state, aggregation::STORED);
+    assert_eq!(agg.state, aggregation::State::Stored);
     assert_eq!((agg.adler32, agg.crc32c), (Some(7), Some(9)));
     assert!(agg.lease_until.is_none());
 
@@ -228,7 +230,7 @@ async fn scenario(db: DatabaseConnection) {
             aggregation::Column::LeaseUntil,
             sea_orm::sea_query::Expr::value(Utc::now() - chrono::Duration::seconds(1)),
         )
-        .filter(aggregation::Column::State.eq(aggregation::WRITING))
+        .filter(aggregation::Column::State.eq(aggregation::State::Writing))
         .exec(&db)
         .await
         .unwrap();

@@ -37,8 +37,8 @@ use sea_orm::{
 };
 
 use super::{
-    CHUNK, COLD, Catalogue, Result, SCAN_PAGE, WARM, bad_request, compile_set, dedup, has_selector,
-    normalise, prefix_range, record, to_u64,
+    CHUNK, Catalogue, Result, SCAN_PAGE, bad_request, compile_set, dedup, has_selector, normalise,
+    prefix_range, record, to_u64,
 };
 use crate::db::{file, holding};
 
@@ -706,8 +706,7 @@ async fn select_files(
                 .filter(file::Column::Path.eq(norm.as_str()))
                 .all(c)
                 .await?;
-            let directory =
-                exact.is_empty() || exact.iter().any(|m| m.kind == PathKind::Directory.as_str());
+            let directory = exact.is_empty() || exact.iter().any(|m| m.kind == PathKind::Directory);
             let mut any = !exact.is_empty();
             for m in exact {
                 matched.insert(m.id, m);

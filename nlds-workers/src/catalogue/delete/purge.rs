@@ -1,6 +1,7 @@
 //! Purging: forgetting deleted files after their retention (or when an operator asks), and the
 //! messages that remove their warm objects and cold aggregates.
 
+use nlds_core::api::Tier;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
@@ -15,7 +16,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{CHUNK, COLD, Catalogue, Result, Retention, WARM, dedup, forbidden, record, to_u64};
+use super::{CHUNK, Catalogue, Result, Retention, dedup, forbidden, record, to_u64};
 use crate::catalogue::guard::{Removal, guard_removals};
 use crate::db::{
     aggregation, aggregation_member, file, holding, location, recall, tag, transaction,
@@ -117,7 +118,7 @@ impl Catalogue {
         // is being recalled, and it is not being written.
         let mut removable: BTreeMap<i64, String> = BTreeMap::new();
         for a in aggs.values() {
-            if a.state != aggregation::STORED {
+            if a.state != aggregation::State::Stored {
                 continue;
             }
             let mut keep = Condition::any().add(file::Column::DeletedAt.is_null());
@@ -148,14 +149,14 @@ impl Catalogue {
         let mut deferred_files: HashSet<i64> = HashSet::new();
         for f in &files {
             if let Some(a) = member_of.get(&f.id).and_then(|a| aggs.get(a))
-                && a.state != aggregation::STORED
+                && a.state != aggregation::State::Stored
             {
                 // Being written from its warm copy now: next time.
                 deferred_files.insert(f.id);
                 continue;
             }
             for l in locations.get(&f.id).map(Vec::as_slice).unwrap_or_default() {
-                if l.tier == WARM {
+                if l.tier == Tier::Warm {
                     proposals.push(Removal::Warm {
                         bucket: l.bucket.clone(),
                         key: l.key.clone(),
@@ -188,7 +189,7 @@ impl Catalogue {
             } = r
             {
                 location::Entity::delete_many()
-                    .filter(location::Column::Tier.eq(COLD))
+                    .filter(location::Column::Tier.eq(Tier::Cold))
                     .filter(location::Column::Key.eq(name.as_str()))
                     .exec(&txn)
                     .await?;
@@ -217,7 +218,7 @@ impl Catalogue {
             }
             for l in locations.get(&f.id).map(Vec::as_slice).unwrap_or_default() {
                 let k = (l.bucket.clone(), l.key.clone());
-                if l.tier == WARM && allowed_warm.contains(&k) {
+                if l.tier == Tier::Warm && allowed_warm.contains(&k) {
                     gone_locations.push(l.id);
                     if emitted.insert(k) {
                         let mut r = record(f);

@@ -7,6 +7,7 @@ use crate::db::testing;
 use crate::db::{aggregation, aggregation_member, location};
 use nlds_bus::Handler;
 use nlds_core::api::FilePage;
+use nlds_core::api::Tier;
 use nlds_core::api::{ApiAction, PurgeResponse};
 use nlds_core::message::{ObjectRef, RpcReply};
 use nlds_core::{AccessRole, FileRecord};
@@ -106,14 +107,19 @@ async fn purge(cat: &Catalogue, holding_id: Option<i64>) -> (PurgeResponse, Vec<
 }
 
 /// Records an aggregation of `files` in `state`; a stored one gives them cold locations.
-async fn archived(db: &DatabaseConnection, h: i64, files: &[i64], state: &str) -> String {
+async fn archived(
+    db: &DatabaseConnection,
+    h: i64,
+    files: &[i64],
+    state: aggregation::State,
+) -> String {
     let name = format!("h{h:06}/{}.tar", Uuid::new_v4().simple());
     let a = aggregation::Entity::insert(aggregation::ActiveModel {
         name: Set(name.clone()),
         transaction_id: Set(Uuid::new_v4().to_string()),
         holding_id: Set(h),
         backend: Set("dir".into()),
-        state: Set(state.into()),
+        state: Set(state),
         size: Set(10240),
         members: Set(files.len() as i64),
         created: Set(Utc::now()),
@@ -134,7 +140,7 @@ async fn archived(db: &DatabaseConnection, h: i64, files: &[i64], state: &str) -
         .exec(db)
         .await
         .unwrap();
-        if state == aggregation::STORED {
+        if state == aggregation::State::Stored {
             cold_location(db, *f, &name).await;
         }
     }
@@ -142,7 +148,7 @@ async fn archived(db: &DatabaseConnection, h: i64, files: &[i64], state: &str) -
 }
 
 async fn cold_location(db: &DatabaseConnection, f: i64, name: &str) {
-    location::Entity::insert(super::super::location_row(f, COLD, "dir", name))
+    location::Entity::insert(super::super::location_row(f, Tier::Cold, "dir", name))
         .exec(db)
         .await
         .unwrap();
@@ -151,7 +157,7 @@ async fn cold_location(db: &DatabaseConnection, f: i64, name: &str) {
 async fn warm_of(db: &DatabaseConnection, f: i64) -> Option<String> {
     location::Entity::find()
         .filter(location::Column::FileId.eq(f))
-        .filter(location::Column::Tier.eq(WARM))
+        .filter(location::Column::Tier.eq(Tier::Warm))
         .one(db)
         .await
         .unwrap()
@@ -405,7 +411,7 @@ async fn roles_decide_who_deletes(db: DatabaseConnection) {
 async fn purge_removes_copies_and_dead_aggregates(db: DatabaseConnection) {
     let cat = Catalogue::new(db.clone(), 1000, 1 << 30);
     let (h, ids) = holding_with(&db, "arch", &[5, 6]).await;
-    let name = archived(&db, h, &ids, aggregation::STORED).await;
+    let name = archived(&db, h, &ids, aggregation::State::Stored).await;
     let keys = [
         warm_of(&db, ids[0]).await.unwrap(),
         warm_of(&db, ids[1]).await.unwrap(),
@@ -488,7 +494,7 @@ async fn purge_removes_copies_and_dead_aggregates(db: DatabaseConnection) {
         ..Default::default()
     });
     let (h, ids) = holding_with(&db, "sweep", &[3]).await;
-    let name = archived(&db, h, &ids, aggregation::STORED).await;
+    let name = archived(&db, h, &ids, aggregation::State::Stored).await;
     delete_as(&cat, "alice", AccessRole::User, holding(h), &[], false)
         .await
         .unwrap();
@@ -530,7 +536,7 @@ async fn the_last_verified_copy_is_never_removed(db: DatabaseConnection) {
     let cat = Catalogue::new(db.clone(), 1000, 1 << 30);
     // Eviction with a cold copy in an aggregate still being written: refused.
     let (h, ids) = holding_with(&db, "writing", &[1]).await;
-    let name = archived(&db, h, &ids, aggregation::WRITING).await;
+    let name = archived(&db, h, &ids, aggregation::State::Writing).await;
     cold_location(&db, ids[0], &name).await;
     assert!(cat.evict(&evict_request(h), h).await.unwrap().is_empty());
     assert!(warm_of(&db, ids[0]).await.is_some());
@@ -541,7 +547,7 @@ async fn the_last_verified_copy_is_never_removed(db: DatabaseConnection) {
     assert!(warm_of(&db, ids2[0]).await.is_some());
     // ... with a stored aggregate: allowed.
     let (h3, ids3) = holding_with(&db, "stored", &[1]).await;
-    archived(&db, h3, &ids3, aggregation::STORED).await;
+    archived(&db, h3, &ids3, aggregation::State::Stored).await;
     assert_eq!(cat.evict(&evict_request(h3), h3).await.unwrap().len(), 1);
     assert!(warm_of(&db, ids3[0]).await.is_none());
     // Evicting again cannot take the cold copy: it is not a warm one, and the guard refuses
@@ -566,7 +572,7 @@ async fn the_last_verified_copy_is_never_removed(db: DatabaseConnection) {
 
     // Removing a warm object and the only other copy in one go: both refused.
     let (h4, ids4) = holding_with(&db, "both", &[1]).await;
-    let n4 = archived(&db, h4, &ids4, aggregation::STORED).await;
+    let n4 = archived(&db, h4, &ids4, aggregation::State::Stored).await;
     let a4 = aggregation::Entity::find()
         .filter(aggregation::Column::Name.eq(n4.as_str()))
         .one(&db)
