@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::message::{FailedFile, PathKind};
+use crate::files::{FailedFile, PathKind};
 use crate::state::State;
 
 /// Holding tags, `key -> value`.
@@ -181,7 +181,7 @@ pub struct PutPlan {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GetPlan {
     pub files: Vec<FileEntry>,
-    pub missing: Vec<crate::message::FailedFile>,
+    pub missing: Vec<FailedFile>,
     pub files_total: u64,
     pub bytes_total: u64,
     /// Where the files would be written: the target directory, or their original paths.
@@ -571,16 +571,6 @@ impl DeletePlan {
                 (Some(f.holding_id), Some(f.label.clone()))
             }
             _ => (holding_id, label),
-        }
-    }
-
-    /// How the delete went, as its workflow sees it: nothing deleted and something refused or
-    /// not found is a failed delete.
-    pub fn step_outcome(&self) -> crate::workflow::StepOutcome {
-        if self.files_total == 0 && self.holdings.is_empty() && !self.failed.is_empty() {
-            crate::workflow::StepOutcome::Emptied
-        } else {
-            crate::workflow::StepOutcome::Done
         }
     }
 }

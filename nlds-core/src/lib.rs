@@ -14,6 +14,7 @@ pub mod api;
 #[cfg(feature = "db")]
 pub mod db;
 pub mod error;
+pub mod files;
 pub mod message;
 pub mod number;
 pub mod pattern;
@@ -23,7 +24,8 @@ pub mod workflow;
 
 pub use access::AccessRole;
 pub use error::ErrorCode;
-pub use message::{Envelope, FailedFile, FileRecord, PathKind, Payload};
+pub use files::{FailedFile, PathKind};
+pub use message::{Envelope, FileRecord, Payload};
 pub use routing::{Action, Role, RoutingKey, Worker};
 pub use state::State;
 

@@ -8,8 +8,10 @@ use uuid::Uuid;
 
 use crate::access::AccessRole;
 use crate::api::{ApiAction, Tags};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::state::State;
+
+pub use crate::files::{FailedFile, PathKind};
 
 /// The current envelope version.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -108,48 +110,6 @@ pub fn sub_id(transaction_id: Uuid, stage: &str, batch: usize) -> Uuid {
     Uuid::new_v5(&transaction_id, format!("{stage}/{batch}").as_bytes())
 }
 
-/// What a path on POSIX disk is.
-#[cfg_attr(
-    feature = "db",
-    derive(sea_orm::DeriveValueType),
-    sea_orm(value_type = "String", from_str = "crate::db::parse")
-)]
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::EnumString,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case", const_into_str)]
-pub enum PathKind {
-    File,
-    Directory,
-    Link,
-}
-
-impl PathKind {
-    /// Every kind, in declaration order.
-    pub const ALL: &'static [PathKind] = <PathKind as strum::VariantArray>::VARIANTS;
-
-    pub const fn as_str(self) -> &'static str {
-        self.into_str()
-    }
-    /// The exact wire spelling only.
-    pub fn parse(s: &str) -> Option<Self> {
-        s.parse().ok()
-    }
-}
-
 /// Where a file's warm copy lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRef {
@@ -184,24 +144,6 @@ pub struct FileRecord {
     /// The holding the file is catalogued in (get only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holding_id: Option<i64>,
-}
-
-/// A file that could not be handled, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct FailedFile {
-    pub path: String,
-    pub code: ErrorCode,
-    pub reason: String,
-}
-
-impl FailedFile {
-    pub fn new(path: impl Into<String>, code: ErrorCode, reason: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            code,
-            reason: reason.into(),
-        }
-    }
 }
 
 /// A file to pack into an aggregate: where its warm copy is, and what the tar header records.
@@ -541,6 +483,7 @@ pub fn now() -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
 
     fn tid() -> Uuid {
         Uuid::parse_str("6f1c7a52-2b7e-4c39-9d1e-2a7e5b3c9d10").unwrap()

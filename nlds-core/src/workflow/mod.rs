@@ -353,6 +353,16 @@ pub const fn gave_up() -> State {
     State::Failed
 }
 
+/// How a delete went, as its workflow sees it: nothing deleted and something refused or not found
+/// is a failed delete ([`StepOutcome::Emptied`]).
+pub fn delete_outcome(plan: &crate::api::DeletePlan) -> StepOutcome {
+    if plan.files_total == 0 && plan.holdings.is_empty() && !plan.failed.is_empty() {
+        StepOutcome::Emptied
+    } else {
+        StepOutcome::Done
+    }
+}
+
 /// The key a submitted transaction of `action` starts on (`route.put`, `route.putlist`,
 /// `route.get`, `route.getlist`): the first message of a put or get, which the catalogue stages
 /// when it accepts the transaction. `None`: `action` is not submitted to the router.

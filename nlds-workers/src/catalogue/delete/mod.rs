@@ -541,9 +541,12 @@ pub(crate) fn recorded(
         RoutingKey::new(Worker::MonitorPut, Action::Init),
         env.reply(Payload::MonitorInit { label, holding_id }),
     )];
-    let effects =
-        nlds_core::workflow::next(Workflow::Delete, Step::CatalogDelete, plan.step_outcome())
-            .unwrap_or_default();
+    let effects = nlds_core::workflow::next(
+        Workflow::Delete,
+        Step::CatalogDelete,
+        nlds_core::workflow::delete_outcome(plan),
+    )
+    .unwrap_or_default();
     for effect in effects {
         if let Effect::Report(state) = effect {
             out.push((
