@@ -11,7 +11,7 @@
 //! shows it as soon as the answer (202) is sent. The files are gone from list, find and get from
 //! then on. Their copies are purged after the retention period, or when an operator purges: the
 //! catalogue stages the removals of what a purge forgot in its outbox with the purge (see
-//! `nlds_core::workflow` and `nlds_workers::outbox`), so the API never sends them itself.
+//! `nlds_core::workflow` and docs/PROTOCOL.md "Outbox"), so the API never sends them itself.
 
 use axum::Json;
 use axum::extract::State;
