@@ -4,15 +4,12 @@
 
 use chrono::Utc;
 use nlds_core::admin::{AuditAction, AuditEvent, AuditFilter, AuditOutcome, LogFilter, LogLevel};
-use nlds_core::api::{ApiAction, Tier};
-use nlds_core::{AccessRole, ErrorCode, PathKind, State};
+use nlds_core::api::ApiAction;
+use nlds_core::{AccessRole, ErrorCode, State};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait};
 use uuid::Uuid;
 
-use super::{
-    aggregation, failed_file, file, holding, location, sub_record, testing, transaction,
-    transaction_record,
-};
+use super::{aggregation, failed_file, file, location, sub_record, testing, transaction_record};
 use crate::audit::{self, LogLine};
 
 async fn sql(db: &DatabaseConnection, statement: &str) {
@@ -31,54 +28,7 @@ async fn malformed_values_are_errors(db: &DatabaseConnection) {
     let now = Utc::now();
 
     // Catalogue: a file with a location, and an aggregation.
-    let h = holding::Entity::insert(holding::ActiveModel {
-        label: Set("h".into()),
-        user: Set("u".into()),
-        group: Set("g".into()),
-        created: Set(now),
-        ..Default::default()
-    })
-    .exec(db)
-    .await
-    .unwrap()
-    .last_insert_id;
-    let t = transaction::Entity::insert(transaction::ActiveModel {
-        transaction_id: Set(Uuid::new_v4().to_string()),
-        holding_id: Set(h),
-        ingest_time: Set(now),
-        ..Default::default()
-    })
-    .exec(db)
-    .await
-    .unwrap()
-    .last_insert_id;
-    let f = file::Entity::insert(file::ActiveModel {
-        holding_id: Set(h),
-        transaction_id: Set(t),
-        path: Set("/a".into()),
-        kind: Set(PathKind::File),
-        size: Set(1),
-        uid: Set(1),
-        gid: Set(1),
-        mode: Set(0o644),
-        mtime_ns: Set(0),
-        ..Default::default()
-    })
-    .exec(db)
-    .await
-    .unwrap()
-    .last_insert_id;
-    location::Entity::insert(location::ActiveModel {
-        file_id: Set(f),
-        tier: Set(Tier::Warm),
-        bucket: Set("b".into()),
-        key: Set("k".into()),
-        created: Set(now),
-        ..Default::default()
-    })
-    .exec(db)
-    .await
-    .unwrap();
+    let (h, _) = testing::holding_with(db, "h", &[1]).await;
     aggregation::Entity::insert(aggregation::ActiveModel {
         name: Set("a.tar".into()),
         transaction_id: Set(Uuid::new_v4().to_string()),

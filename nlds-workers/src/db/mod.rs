@@ -249,7 +249,75 @@ pub(crate) fn finish(
 /// Test databases: SQLite in memory, and PostgreSQL when `NLDS_TEST_DATABASE_URL` is set.
 #[cfg(test)]
 pub(crate) mod testing {
-    use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+    use chrono::Utc;
+    use nlds_core::PathKind;
+    use nlds_core::api::Tier;
+    use sea_orm::{ActiveValue::Set, ConnectionTrait, Database, DatabaseConnection, EntityTrait};
+    use uuid::Uuid;
+
+    use super::{file, holding, location, transaction};
+
+    /// A holding of `sizes.len()` files, each with a warm copy; returns its id and file ids.
+    pub async fn holding_with(
+        db: &DatabaseConnection,
+        label: &str,
+        sizes: &[i64],
+    ) -> (i64, Vec<i64>) {
+        let now = Utc::now();
+        let h = holding::Entity::insert(holding::ActiveModel {
+            label: Set(label.into()),
+            user: Set("alice".into()),
+            group: Set("climate".into()),
+            created: Set(now),
+            ..Default::default()
+        })
+        .exec(db)
+        .await
+        .unwrap()
+        .last_insert_id;
+        let t = transaction::Entity::insert(transaction::ActiveModel {
+            transaction_id: Set(Uuid::new_v4().to_string()),
+            holding_id: Set(h),
+            ingest_time: Set(now),
+            ..Default::default()
+        })
+        .exec(db)
+        .await
+        .unwrap()
+        .last_insert_id;
+        let mut ids = Vec::new();
+        for (i, s) in sizes.iter().enumerate() {
+            let f = file::Entity::insert(file::ActiveModel {
+                holding_id: Set(h),
+                transaction_id: Set(t),
+                path: Set(format!("/{label}/f{i}")),
+                kind: Set(PathKind::File),
+                size: Set(*s),
+                uid: Set(1),
+                gid: Set(1),
+                mode: Set(0o644),
+                mtime_ns: Set(0),
+                ..Default::default()
+            })
+            .exec(db)
+            .await
+            .unwrap()
+            .last_insert_id;
+            location::Entity::insert(location::ActiveModel {
+                file_id: Set(f),
+                tier: Set(Tier::Warm),
+                bucket: Set("nlds".into()),
+                key: Set(format!("tx/{label}/{i}")),
+                created: Set(now),
+                ..Default::default()
+            })
+            .exec(db)
+            .await
+            .unwrap();
+            ids.push(f);
+        }
+        (h, ids)
+    }
 
     pub async fn memory() -> DatabaseConnection {
         super::connect("sqlite::memory:")

@@ -352,11 +352,6 @@ impl Catalogue {
 }
 
 #[cfg(test)]
-pub(super) mod tests_support {
-    pub use super::tests::holding_with;
-}
-
-#[cfg(test)]
 mod tests;
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ fn starts(out: &Outcome) -> usize {
 async fn recalls_are_shared_and_resent_until_taken_up() {
     let db = testing::memory().await;
     let cat = Catalogue::new(db.clone(), 1000, 1 << 30);
-    let (h, files) = super::tests_support::holding_with(&db, "r", &[5, 6]).await;
+    let (h, files) = crate::db::testing::holding_with(&db, "r", &[5, 6]).await;
     let round = Envelope::new(
         Uuid::new_v4(),
         "nlds",

@@ -1,9 +1,9 @@
 //! Tests of delete, undelete, purge and the last-copy guard.
 
-use super::super::archive_round::tests_support::holding_with;
 use super::*;
 use crate::catalogue::guard::{Removal, guard_removals};
 use crate::db::testing;
+use crate::db::testing::holding_with;
 use crate::db::{aggregation, aggregation_member, location};
 use nlds_bus::Handler;
 use nlds_core::api::FilePage;
