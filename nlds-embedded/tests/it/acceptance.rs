@@ -10,7 +10,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nlds_core::api::ApiAction;
 use nlds_core::message::{HoldingFilter, RpcReply};
@@ -22,20 +22,13 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::distributed::{
-    Services, TOKEN, bucket_keys, spawn_server, start_roles, start_server, workers_binary,
+    Services, TOKEN, bucket_keys, spawn_server, start_roles, start_server, wait_healthy,
+    wait_removed, workers_binary,
 };
 use crate::helpers::{Api, make_tree, temp};
 
 /// How long a process may take to reach a pause point.
 const REACH: Duration = Duration::from_secs(60);
-
-async fn wait_healthy(url: &str) {
-    let start = Instant::now();
-    while reqwest::get(format!("{url}/healthz")).await.is_err() {
-        assert!(start.elapsed() < REACH, "the API at {url} never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn kill(mut child: Child) {
     child.kill().unwrap(); // SIGKILL
@@ -328,19 +321,7 @@ async fn a_catalogue_killed_between_commit_and_publish_loses_no_record_and_orpha
 
     // The catalogue runs again: every purged object is removed.
     let child = spawn_catalogue(&config, pause.path());
-    let start = Instant::now();
-    loop {
-        let left = bucket_keys(os, &format!("tx/{put}/")).await;
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "{} objects orphaned: {left:?}",
-            left.len()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_removed(os, &format!("tx/{put}/")).await;
     kill(child);
     stop.cancel();
 }

@@ -335,6 +335,23 @@ async fn queries_answer_504_when_the_catalogue_does_not() {
     stop.cancel();
 }
 
+/// Waits (at most 2 minutes) until no object is left under `prefix`; fails naming the orphans.
+pub async fn wait_removed(os: &nlds_workers::config::ObjectStoreConfig, prefix: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let left = bucket_keys(os, prefix).await;
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{} objects orphaned: {left:?}",
+            left.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// The keys of the objects under `prefix` in the test bucket.
 pub async fn bucket_keys(
     os: &nlds_workers::config::ObjectStoreConfig,
@@ -405,6 +422,18 @@ pub fn spawn_server(
     (child, format!("http://127.0.0.1:{port}"))
 }
 
+/// Waits (at most a minute) until the API at `url` answers `/healthz`.
+pub async fn wait_healthy(url: &str) {
+    let start = std::time::Instant::now();
+    while reqwest::get(format!("{url}/healthz")).await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the API at {url} never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The API dies (kill -9) right after it accepted a delete: the delete is on record and
 /// complete, the files are gone from the catalogue, and the next purge sweep removes every
 /// object (nothing is left for an API that is no longer there to send).
@@ -421,14 +450,7 @@ async fn killing_the_api_after_a_delete_orphans_nothing() {
     let dir = temp();
     let (mut child, url) = spawn_server(dir.path(), &settings, None);
     let api = Api::new(&url, TOKEN);
-    let start = std::time::Instant::now();
-    while reqwest::get(format!("{url}/healthz")).await.is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the API never started"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_healthy(&url).await;
 
     let src = temp();
     let n = crate::helpers::make_tree(src.path(), 30, 1);
@@ -469,19 +491,7 @@ async fn killing_the_api_after_a_delete_orphans_nothing() {
     nlds_workers::archive_put::request_round(bus.as_ref())
         .await
         .unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        let left = bucket_keys(os, &format!("tx/{put}/")).await;
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "{} objects orphaned: {left:?}",
-            left.len()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_removed(os, &format!("tx/{put}/")).await;
     stop.cancel();
 }
 
@@ -574,18 +584,6 @@ async fn an_api_that_dies_when_the_catalogue_answers_loses_no_record_and_orphans
         panic!("catalog.purge did not answer with a summary")
     };
     assert_eq!(summary.objects as usize, n, "{summary:?}");
-    let start = std::time::Instant::now();
-    loop {
-        let left = bucket_keys(os, &format!("tx/{put}/")).await;
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "{} objects orphaned: {left:?}",
-            left.len()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_removed(os, &format!("tx/{put}/")).await;
     stop.cancel();
 }
