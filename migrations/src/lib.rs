@@ -14,7 +14,9 @@
 //!   catalogue role);
 //! * [`m20261205_000007_outbox`]: the transactional outbox of messages implied by committed
 //!   changes (drained by the catalogue's relay) and the accepted submissions (owned by the
-//!   catalogue role).
+//!   catalogue role);
+//! * [`m20261205_000008_policy`]: access tracking, pins, stage requests, quotas and usage (owned
+//!   by the catalogue role), the policy runner's lease and passes (owned by the policy role).
 //!
 //! Every migration has a working `down`.
 
@@ -28,6 +30,7 @@ pub mod m20261125_000004_soft_delete;
 pub mod m20261125_000005_audit;
 pub mod m20261125_000006_location_tenancy;
 pub mod m20261205_000007_outbox;
+pub mod m20261205_000008_policy;
 
 /// All nlds-rs migrations, in order.
 pub struct Migrator;
@@ -43,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_audit::Migration),
             Box::new(m20261125_000006_location_tenancy::Migration),
             Box::new(m20261205_000007_outbox::Migration),
+            Box::new(m20261205_000008_policy::Migration),
         ]
     }
 }

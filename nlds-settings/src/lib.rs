@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 pub mod bus;
 pub mod cold;
 pub mod object_store;
+pub mod policy;
 pub mod server;
 pub mod workers;
 
@@ -36,6 +37,7 @@ pub use bus::{BusConfig, BusKind};
 pub use cold::{ColdConfig, DirConfig, GlacierConfig, XrootdConfig};
 pub use figment;
 pub use object_store::{ObjectStoreConfig, REDACTED, TenancyConfig};
+pub use policy::{PolicyConfig, Watermark};
 pub use secrecy::{self, ExposeSecret, SecretString};
 pub use server::{
     AuthConfig, AuthKind, ClaimMapping, LegacyInit, OidcConfig, RolesFormat, ServerConfig,
@@ -57,6 +59,8 @@ pub struct Settings {
     pub bus: BusConfig,
     /// `[workers]`: the worker roles (object store, cold tier, archive, delete, ...).
     pub workers: WorkerConfig,
+    /// `[policy]`: the tiering policy and how the policy role runs it.
+    pub policy: PolicyConfig,
 }
 
 /// The variable that names the settings file (read by the programs' `--config` flags).

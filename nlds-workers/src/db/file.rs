@@ -25,6 +25,9 @@ pub struct Model {
     pub deleted_by: Option<String>,
     /// The delete transaction (an undelete of a holding restores the files deleted with it).
     pub delete_transaction: Option<String>,
+    /// When a get, recall or stage last resolved this file.
+    pub last_access: Option<DateTimeUtc>,
+    pub access_count: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,6 +17,8 @@ pub struct Model {
     pub deleted_by: Option<String>,
     /// The delete transaction (an undelete of a holding restores the files deleted with it).
     pub delete_transaction: Option<String>,
+    /// The latest access of any of its files.
+    pub last_access: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -23,13 +23,21 @@ pub mod holding;
 pub mod location;
 pub mod log_record;
 pub mod outbox;
+pub mod pin;
+pub mod policy_lease;
+pub mod policy_pass;
+pub mod quota;
+pub mod quota_reservation;
 pub mod recall;
 pub mod recall_request;
+pub mod stage_file;
+pub mod stage_request;
 pub mod sub_record;
 pub mod submission;
 pub mod tag;
 pub mod transaction;
 pub mod transaction_record;
+pub mod usage;
 pub mod warning;
 
 /// Connections of a file-backed SQLite pool (WAL lets readers run beside the one writer).
