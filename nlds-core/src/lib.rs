@@ -18,6 +18,7 @@ pub mod files;
 pub mod message;
 pub mod number;
 pub mod pattern;
+pub mod policy;
 pub mod routing;
 pub mod state;
 pub mod workflow;
