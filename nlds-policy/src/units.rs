@@ -42,7 +42,7 @@ pub(crate) fn duration(v: &Value, key: &str, errs: &mut Errors) -> Option<TimeDe
 /// (1000-based).
 pub(crate) fn size(v: &Value, key: &str, errs: &mut Errors) -> Option<u64> {
     match v {
-        Value::Num(_, n) => match n.to_u128().and_then(|n| u64::try_from(n).ok()) {
+        Value::Num(_, n) => match n.to_u128_lossy().and_then(|n| u64::try_from(n).ok()) {
             Some(n) => Some(n),
             None => {
                 errs.push(
