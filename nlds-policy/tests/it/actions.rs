@@ -267,6 +267,7 @@ fn a_file_no_rule_applies_to_stays_where_it_is_and_the_watermark_may_take_it() {
     // An empty policy decides nothing.
     let empty = Policy::load(&PolicyConfig::default()).unwrap();
     assert!(empty.is_empty());
+    assert_eq!(empty.fingerprint(), Policy::default().fingerprint());
     assert_eq!(empty.evaluate(&f.facts(), now()), None);
     assert!(empty.watermark_eligible(&f.facts(), now()));
 }
