@@ -16,6 +16,9 @@ pub(crate) const CONDITION_KEYS: &[&str] = &[
     "group", "tenancy", "tiers", "all", "any",
 ];
 
+/// The keys a rule has besides its conditions (not allowed inside `all`/`any`).
+pub(crate) const RULE_KEYS: &[&str] = &["name", "action", "until", "description"];
+
 /// Which tiers hold a copy of a file, as a bit set of the four states (for `tiers` and for
 /// telling whether a rule can ever apply).
 pub(crate) type Tiers = u8;
@@ -164,7 +167,7 @@ impl Condition {
                 "all" => c.all = nested(v, k, errs),
                 "any" => c.any = nested(v, k, errs),
                 _ if extra.contains(&key.as_str()) => {}
-                _ if ["name", "action", "until", "description"].contains(&key.as_str()) => {
+                _ if RULE_KEYS.contains(&key.as_str()) => {
                     errs.push(
                         k,
                         format!(

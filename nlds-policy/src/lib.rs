@@ -137,13 +137,30 @@ pub struct Explanation {
     pub next: Option<(DateTime<Utc>, Decision)>,
 }
 
-/// A validated, compiled policy.
-#[derive(Debug, Clone, Default)]
+/// A validated, compiled policy. The default is the empty policy (no rules: nothing moves by
+/// rule), the same as loading no rules.
+#[derive(Debug, Clone)]
 pub struct Policy {
     rules: Vec<rule::Rule>,
     fingerprint: u64,
     source: Option<PathBuf>,
 }
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            fingerprint: load::fingerprint(&[]),
+            source: None,
+        }
+    }
+}
+
+// The runner shares one policy between tasks.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Policy>();
+};
 
 impl Policy {
     /// Loads the rules of `cfg` (from `cfg.file` when set), all or nothing: every problem is

@@ -145,15 +145,20 @@ fn compile(tables: &[Dict], source: Option<&Path>) -> Result<Policy, Vec<PolicyE
     if !errs.out.is_empty() {
         return Err(errs.out);
     }
+    Ok(Policy {
+        rules,
+        fingerprint: fingerprint(tables),
+        source: source.map(Path::to_path_buf),
+    })
+}
+
+/// The fingerprint of rule tables as written.
+pub(crate) fn fingerprint(tables: &[Dict]) -> u64 {
     let mut text = String::new();
     for t in tables {
         canonical_dict(t, &mut text);
     }
-    Ok(Policy {
-        rules,
-        fingerprint: fnv1a(text.as_bytes()),
-        source: source.map(Path::to_path_buf),
-    })
+    fnv1a(text.as_bytes())
 }
 
 /// FNV-1a, 64 bits: a stable fingerprint of the rules as written.

@@ -2,12 +2,9 @@
 
 use figment::value::Dict;
 
-use crate::condition::{BOTH, Condition, WARM_ONLY, tiers_text};
+use crate::condition::{BOTH, Condition, RULE_KEYS, WARM_ONLY, tiers_text};
 use crate::value::{Errors, string, suggestion};
 use crate::{Action, units};
-
-/// The keys a rule has besides its conditions.
-pub(crate) const RULE_KEYS: &[&str] = &["name", "action", "until", "description"];
 
 /// The action words.
 const ACTIONS: &[&str] = &["archive", "evict", "pin", "none"];

@@ -53,7 +53,11 @@ pub(crate) fn size(v: &Value, key: &str, errs: &mut Errors) -> Option<u64> {
             }
         },
         Value::String(_, s) => match s.trim().parse::<bytesize::ByteSize>() {
-            Ok(b) => Some(b.as_u64()),
+            Ok(b) if b.as_u64() < u64::MAX => Some(b.as_u64()),
+            Ok(_) => {
+                errs.push(key, format!("{s:?} is too big a size"));
+                None
+            }
             Err(_) => {
                 errs.push(
                     key,

@@ -267,6 +267,7 @@ fn a_file_no_rule_applies_to_stays_where_it_is_and_the_watermark_may_take_it() {
     // An empty policy decides nothing.
     let empty = Policy::load(&PolicyConfig::default()).unwrap();
     assert!(empty.is_empty());
+    assert_eq!(empty.fingerprint(), Policy::default().fingerprint());
     assert_eq!(empty.evaluate(&f.facts(), now()), None);
     assert!(empty.watermark_eligible(&f.facts(), now()));
 }
@@ -309,4 +310,33 @@ fn rules_len_and_fingerprint_describe_the_policy() {
     assert_ne!(p.fingerprint(), policy(CLASSIC_REVERSED).fingerprint());
     assert_eq!(Action::Archive.to_string(), "archive");
     assert!(Action::Evict.moves() && !Action::None.moves());
+}
+
+#[test]
+fn a_relative_keep_warm_is_a_none_rule_with_idle_max() {
+    // docs/POLICY.md: the relative form of a pin.
+    let p = policy(
+        r#"
+        [[rule]]
+        name = "warm-after-read"
+        action = "none"
+        tiers = "both"
+        idle_max = "30d"
+        [[rule]]
+        name = "evict-all"
+        action = "evict"
+        "#,
+    );
+    let read = File::default().aged(100).idle(10).both();
+    assert_eq!(rule(&p, &read).as_deref(), Some("warm-after-read"));
+    assert!(!p.watermark_eligible(&read.facts(), now()));
+    let unread = File::default().aged(100).idle(40).both();
+    assert_eq!(rule(&p, &unread).as_deref(), Some("evict-all"));
+    assert!(p.watermark_eligible(&unread.facts(), now()));
+    // explain: protected until 30 days after the read.
+    let (at, d) = p.explain(&read.facts(), now()).next.unwrap();
+    assert_eq!(
+        (at, d.name.as_str()),
+        (read.last_access.unwrap() + days(30), "evict-all")
+    );
 }
