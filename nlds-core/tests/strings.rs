@@ -265,6 +265,7 @@ fn audit_action() {
         AuditAction::as_str,
         &[
             "put", "get", "meta", "delete", "undelete", "purge", "list", "find", "stat", "admin",
+            "stage", "release", "locality",
         ],
     );
     serde_round_trips(&AuditAction::ALL, AuditAction::as_str);
