@@ -730,3 +730,7 @@ async fn stop_waiting(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "stage_tests.rs"]
+mod tests;
