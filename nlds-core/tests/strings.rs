@@ -96,6 +96,7 @@ fn action() {
             "evict",
             "undelete",
             "purge",
+            "stage",
             "admin",
             "audit",
             "system-stat",
