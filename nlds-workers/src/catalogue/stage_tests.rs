@@ -456,9 +456,11 @@ async fn stage_lifecycle_postgres() {
 
 #[tokio::test]
 async fn lifetimes_default_and_cap() {
-    let mut policy = nlds_settings::PolicyConfig::default();
-    policy.stage_lifetime_secs = 100;
-    policy.stage_max_lifetime_secs = 1000;
+    let policy = nlds_settings::PolicyConfig {
+        stage_lifetime_secs: 100,
+        stage_max_lifetime_secs: 1000,
+        ..Default::default()
+    };
     let cat = Catalogue::new(testing::memory().await, 1000, 1 << 30).with_policy(policy);
     assert_eq!(cat.stage_lifetime(None).unwrap(), 100);
     assert_eq!(cat.stage_lifetime(Some(500)).unwrap(), 500);
