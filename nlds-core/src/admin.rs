@@ -299,10 +299,16 @@ pub enum AuditAction {
     Stat,
     /// An admin-only endpoint.
     Admin,
+    /// Created, cancelled or deleted a stage request.
+    Stage,
+    /// Released a stage request's pins.
+    Release,
+    /// Asked where copies of files are (archiveinfo).
+    Locality,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 10] = crate::variants();
+    pub const ALL: [AuditAction; 13] = crate::variants();
 
     pub const fn as_str(self) -> &'static str {
         self.into_str()
@@ -323,6 +329,8 @@ impl AuditAction {
                 | AuditAction::Delete
                 | AuditAction::Undelete
                 | AuditAction::Purge
+                | AuditAction::Stage
+                | AuditAction::Release
         )
     }
 }

@@ -20,6 +20,7 @@ pub mod number;
 pub mod pattern;
 pub mod policy;
 pub mod routing;
+pub mod stage;
 pub mod state;
 pub mod workflow;
 

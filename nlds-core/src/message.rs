@@ -398,6 +398,9 @@ pub enum Payload {
     SystemStat,
     /// RPC `monitor.admin` (service operators, checked by the server): an admin query.
     Admin(crate::admin::AdminQuery),
+    /// RPC `catalog.stage`: stage, status, cancel, release or locality (answered with
+    /// [`RpcReply::Stage`]).
+    Stage(crate::stage::StageQuery),
     /// API or monitor → logger (`log.audit`): an audit record to store.
     Audit(crate::admin::AuditEvent),
     /// RPC answer.
@@ -451,6 +454,8 @@ pub enum RpcReply {
     },
     /// Answer to `monitor.admin`.
     Admin(crate::admin::AdminAnswer),
+    /// Answer to `catalog.stage`.
+    Stage(crate::stage::StageAnswer),
     Error(ApiError),
 }
 

@@ -101,6 +101,7 @@ routing_part!(
         Evict,
         Undelete,
         Purge,
+        Stage,
         Admin,
         Audit,
         SystemStat,

@@ -96,6 +96,7 @@ fn action() {
             "evict",
             "undelete",
             "purge",
+            "stage",
             "admin",
             "audit",
             "system-stat",
@@ -265,6 +266,7 @@ fn audit_action() {
         AuditAction::as_str,
         &[
             "put", "get", "meta", "delete", "undelete", "purge", "list", "find", "stat", "admin",
+            "stage", "release", "locality",
         ],
     );
     serde_round_trips(&AuditAction::ALL, AuditAction::as_str);

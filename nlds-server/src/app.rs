@@ -66,6 +66,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(audited(Meta, r!(routes::meta)))
         .routes(audited(Stat, r!(routes::stat)))
         .routes(audited(Stat, r!(routes::transaction)))
+        .routes(audited(Stage, r!(routes::stage)))
+        .routes(audited(
+            Stage,
+            r!(routes::stage_status, routes::stage_delete),
+        ))
+        .routes(audited(Stage, r!(routes::stage_cancel)))
+        .routes(audited(Release, r!(routes::release)))
+        .routes(audited(Locality, r!(routes::archiveinfo)))
         .merge(crate::legacy::routes())
 }
 

@@ -93,6 +93,25 @@ pub fn observe_request(key: RoutingKey, env: &Envelope) {
                 }
             }
             (Payload::Purge { holding_id }, ..) => n.holding_id = n.holding_id.or(*holding_id),
+            (Payload::Stage(q), ..) => {
+                use nlds_core::stage::StageQuery as Q;
+                match q {
+                    Q::Create {
+                        selection, paths, ..
+                    }
+                    | Q::Locality { selection, paths } => {
+                        n.holding_id = n.holding_id.or(selection.holding_id);
+                        n.label = n.label.clone().or_else(|| selection.label.clone());
+                        if let Some(first) = paths.first() {
+                            n.paths = Some((paths.len(), first.clone()));
+                        }
+                    }
+                    Q::Status { request_id }
+                    | Q::Cancel { request_id, .. }
+                    | Q::Delete { request_id }
+                    | Q::Release { request_id, .. } => n.transaction_id = Some(*request_id),
+                }
+            }
             (Payload::ListHoldings { filter } | Payload::FindFiles { filter, .. }, ..) => {
                 n.holding_id = n.holding_id.or(filter.holding_id);
                 n.label = n.label.clone().or_else(|| filter.label.clone());
@@ -174,6 +193,9 @@ pub fn observe_reply(reply: &RpcReply) {
                     n.partly_refused.get_or_insert(why);
                 }
             }
+        }
+        RpcReply::Stage(nlds_core::stage::StageAnswer::Created(c)) => {
+            n.transaction_id = Some(c.request_id);
         }
         RpcReply::Error(e) if is_refusal(e.code) && n.refusal.is_none() => {
             n.refusal = Some((e.code, e.message.clone()));

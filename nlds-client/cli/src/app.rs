@@ -28,6 +28,9 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
         Command::Meta(a) => crate::commands::meta::prepare(a)?,
         Command::Stat(a) => crate::commands::stat::prepare(a)?,
         Command::Wait(a) => crate::commands::wait::prepare(a)?,
+        Command::Stage(a) => crate::commands::stage::prepare_stage(a, env)?,
+        Command::Release(a) => crate::commands::stage::prepare_release(a, env)?,
+        Command::Locality(a) => crate::commands::stage::prepare_locality(a, env)?,
         Command::Whoami => Plan::Whoami,
         Command::Del(a) => crate::commands::del::prepare_del(a, env)?,
         Command::Dellist(a) => crate::commands::del::prepare_dellist(a, env, stdin)?,
@@ -172,5 +175,6 @@ pub async fn execute(
         Plan::Purge(req) => crate::commands::del::execute_purge(req, client, ctx, io).await,
         Plan::Admin(p) => crate::commands::admin::execute(p, client, ctx, io).await,
         Plan::Whoami => crate::commands::whoami::execute(client, ctx, io).await,
+        Plan::Stage(p) => crate::commands::stage::execute(p, client, ctx, io).await,
     }
 }

@@ -171,6 +171,18 @@ pub enum Command {
     Stat(StatArgs),
     /// Wait for a transaction to finish; the exit code tells how it ended.
     Wait(WaitArgs),
+    /// Make stored files warm (recalling those only on tape) and keep them so for a lifetime;
+    /// or follow (--status), cancel (--cancel) or forget (--delete) a stage request.
+    ///
+    /// Prints the request id; --wait waits until every file is staged (COMPLETED), FAILED or
+    /// CANCELLED. `nlds release ID` lets the files go before their lifetime ends.
+    Stage(crate::commands::stage::StageArgs),
+    /// Let a stage request's files (all, or the PATHs given) leave the warm tier: drops that
+    /// request's pins only (another request's pins of the same files stay).
+    Release(crate::commands::stage::ReleaseArgs),
+    /// Where copies of files are: DISK (warm only), TAPE (cold only), DISK_AND_TAPE, NONE
+    /// (no data: a directory or link) or LOST; exits 5 if a path is not a stored file.
+    Locality(crate::commands::stage::LocalityArgs),
     /// Show who the server takes you for, your groups, and when your token expires (if known).
     Whoami,
     /// Service operators only: every user's transactions, failed files, logs, the audit log, purge.

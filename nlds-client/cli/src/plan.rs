@@ -19,6 +19,7 @@ pub struct WaitPlan {
 /// A command, ready to send.
 #[derive(Debug, Clone)]
 pub enum Plan {
+    Stage(crate::commands::stage::StagePlan),
     Put(PutRequest, Option<WaitPlan>),
     Get(GetRequest, Option<WaitPlan>),
     List(HoldingQuery),
@@ -54,6 +55,7 @@ impl Plan {
             Plan::Stat { query, .. } => query.group = group,
             Plan::Delete(r, _) => r.group = group,
             Plan::Undelete(r) => r.group = group,
+            Plan::Stage(p) => p.set_group(group),
             Plan::Wait(..) | Plan::Whoami | Plan::Purge(_) | Plan::Admin(_) => {}
         }
     }

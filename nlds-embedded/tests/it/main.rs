@@ -19,4 +19,5 @@ mod parsers;
 mod posix;
 mod python_client;
 mod secrets;
+mod stage;
 mod tenancy;

@@ -5,6 +5,7 @@ mod get;
 mod health;
 mod put;
 mod read;
+mod stage;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,10 @@ pub use get::{__path_get, get, plan_get, submit_get};
 pub use health::{__path_healthz, __path_readyz, healthz, readyz};
 pub use put::{__path_put, plan_put, put, submit_put};
 pub use read::{__path_find, __path_list, __path_meta, find, list, meta};
+pub use stage::{
+    __path_archiveinfo, __path_release, __path_stage, __path_stage_cancel, __path_stage_delete,
+    __path_stage_status, archiveinfo, release, stage, stage_cancel, stage_delete, stage_status,
+};
 pub(crate) use status::stat_rpc;
 pub use status::{__path_stat, __path_transaction, stat, transaction};
 

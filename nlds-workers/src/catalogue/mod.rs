@@ -21,6 +21,8 @@
 //! | `delete` | delete, undelete, purge (`delete::purge`) |
 //! | `archive_round` | archive rounds: packing files into aggregates, recording them stored |
 //! | `recall` | recalls of files whose only copy is cold, and evicting warm copies |
+//! | `stage` | `catalog.stage`: stage requests, cancel, release, locality (archiveinfo) |
+//! | `access` | access tracking and pins, in batches |
 
 use std::collections::{HashMap, HashSet};
 
@@ -53,6 +55,7 @@ const MAX_TAG_VALUE: usize = 4096;
 /// The checksum algorithm of the pipeline.
 const BLAKE3: &str = "blake3";
 
+pub(crate) mod access;
 mod archive_round;
 mod authz;
 mod check;
@@ -63,6 +66,7 @@ mod put;
 mod query;
 mod recall;
 mod setup;
+mod stage;
 mod store;
 mod submit;
 pub use archive_round::ArchiveConfig;
@@ -81,6 +85,8 @@ pub struct Catalogue {
     delete: DeleteConfig,
     /// Where the messages a committed change implies are staged (see [`crate::outbox`]).
     outbox: Outbox,
+    /// `[policy]`: stage lifetimes (and how long gets pin what they resolve).
+    policy: nlds_settings::PolicyConfig,
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -106,7 +112,14 @@ impl Catalogue {
             cold_backend: "dir".into(),
             delete: DeleteConfig::default(),
             outbox: Outbox::new(),
+            policy: nlds_settings::PolicyConfig::default(),
         }
+    }
+
+    /// The `[policy]` settings the catalogue follows (stage lifetimes).
+    pub fn with_policy(mut self, policy: nlds_settings::PolicyConfig) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// The outbox whose relay publishes what this catalogue stages (one relay per process).
@@ -314,6 +327,9 @@ impl Catalogue {
             (Worker::Catalog, Action::Purge, Payload::Purge { holding_id }) => {
                 self.purge_now(env, *holding_id).await
             }
+            (Worker::Catalog, Action::Stage, Payload::Stage(q)) => {
+                Ok(reply(RpcReply::Stage(self.stage(env, q).await?)))
+            }
             (
                 Worker::CatalogCheck
                 | Worker::CatalogPut
@@ -332,7 +348,8 @@ impl Catalogue {
                 | Action::Evict
                 | Action::Del
                 | Action::Undelete
-                | Action::Purge,
+                | Action::Purge
+                | Action::Stage,
                 _,
             ) => Err(bad_request(format!(
                 "{key} does not take a {} payload",
@@ -525,6 +542,7 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::Purge { .. } => "purge",
         Payload::ArchiveRemove { .. } => "archive_remove",
         Payload::Admin(_) => "admin",
+        Payload::Stage(_) => "stage",
         Payload::Audit(_) => "audit",
         Payload::Reply(_) => "reply",
     }

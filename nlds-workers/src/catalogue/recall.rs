@@ -25,10 +25,12 @@ use nlds_core::{
 };
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
+use super::access::stage_waiter;
 use super::guard::{Removal, guard_removals};
 use super::{BLAKE3, CHUNK, Catalogue, Result, load_copies, parse_uuid, record, to_u32, to_u64};
 use crate::db::{
@@ -41,6 +43,55 @@ pub fn recall_sub(transaction_id: Uuid, aggregation_id: i64) -> Uuid {
         &transaction_id,
         format!("recall/{aggregation_id}").as_bytes(),
     )
+}
+
+/// Adds a waiter to the aggregation's recall, creating the recall if none is running: `waiter`
+/// names it (a get batch's sub id, or a stage's requester, see [`super::access::stage_requester`]),
+/// `waiting` is the envelope it resumes with and `ids` the files it waits for. Returns whether
+/// the recall was created (its `archive-get.start` is then to be sent). Idempotent.
+pub(super) async fn join_recall(
+    txn: &DatabaseTransaction,
+    agg: &aggregation::Model,
+    waiter: &str,
+    waiting: &Envelope,
+    ids: &[i64],
+) -> Result<bool> {
+    let created = recall::Entity::insert(recall::ActiveModel {
+        aggregation_id: Set(agg.id),
+        created: Set(Utc::now()),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::column(recall::Column::AggregationId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?
+        > 0;
+    let r = recall::Entity::find()
+        .filter(recall::Column::AggregationId.eq(agg.id))
+        .one(txn)
+        .await?
+        .ok_or_else(|| super::internal(format!("recall of {} vanished", agg.name)))?;
+    recall_request::Entity::insert(recall_request::ActiveModel {
+        recall_id: Set(r.id),
+        sub_id: Set(waiter.to_owned()),
+        envelope: Set(String::from_utf8_lossy(&waiting.to_json()).into_owned()),
+        file_ids: Set(serde_json::to_string(ids).unwrap_or_default()),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::columns([
+            recall_request::Column::RecallId,
+            recall_request::Column::SubId,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(created)
 }
 
 impl Catalogue {
@@ -85,41 +136,7 @@ impl Catalogue {
             );
             let ids: Vec<i64> = files.iter().map(|m| m.id).collect();
             let txn = self.db.begin().await?;
-            let created = recall::Entity::insert(recall::ActiveModel {
-                aggregation_id: Set(agg.id),
-                created: Set(Utc::now()),
-                ..Default::default()
-            })
-            .on_conflict(
-                OnConflict::column(recall::Column::AggregationId)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?
-                > 0;
-            let r = recall::Entity::find()
-                .filter(recall::Column::AggregationId.eq(agg.id))
-                .one(&txn)
-                .await?
-                .ok_or_else(|| super::internal(format!("recall of {name} vanished")))?;
-            recall_request::Entity::insert(recall_request::ActiveModel {
-                recall_id: Set(r.id),
-                sub_id: Set(sub.to_string()),
-                envelope: Set(String::from_utf8_lossy(&waiting.to_json()).into_owned()),
-                file_ids: Set(serde_json::to_string(&ids).unwrap_or_default()),
-                ..Default::default()
-            })
-            .on_conflict(
-                OnConflict::columns([
-                    recall_request::Column::RecallId,
-                    recall_request::Column::SubId,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
+            let created = join_recall(&txn, &agg, &sub.to_string(), &waiting, &ids).await?;
             txn.commit().await?;
             let bytes: u64 = files.iter().map(|m| to_u64(m.size)).sum();
             out = out.and(
@@ -145,7 +162,7 @@ impl Catalogue {
     }
 
     /// The `archive-get.start` of an aggregation's recall.
-    async fn recall_job(
+    pub(super) async fn recall_job(
         &self,
         agg: &aggregation::Model,
         user: &str,
@@ -337,16 +354,20 @@ impl Catalogue {
             .exec(&self.db)
             .await?;
         }
+        let (stages, gets): (Vec<_>, Vec<_>) = recall_request::Entity::find()
+            .filter(recall_request::Column::RecallId.eq(r.id))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .partition(|req| stage_waiter(&req.sub_id).is_some());
+        // Stages waiting for it: their files are STARTED.
+        self.stage_progress(&stages).await?;
         let Some(state) = RecallPhase::reported(state).and_then(RecallPhase::batch_update) else {
             // The waiting batches show it since they were registered (or it is no recall's).
             return Ok(Outcome::none());
         };
         let mut out = Outcome::none();
-        for req in recall_request::Entity::find()
-            .filter(recall_request::Column::RecallId.eq(r.id))
-            .all(&self.db)
-            .await?
-        {
+        for req in gets {
             let Ok(env) = serde_json::from_str::<Envelope>(&req.envelope) else {
                 continue;
             };
@@ -383,6 +404,10 @@ impl Catalogue {
         super::add_locations(&self.db, rows).await?;
         let mut out = Outcome::none();
         for req in self.take_requests(aggregation_id).await? {
+            if stage_waiter(&req.sub_id).is_some() {
+                self.stage_restored(&req).await?;
+                continue;
+            }
             let Ok(env) = serde_json::from_str::<Envelope>(&req.envelope) else {
                 continue;
             };
@@ -458,6 +483,10 @@ impl Catalogue {
         tracing::warn!(aggregation = %agg.name, %reason, "recall failed");
         let mut out = Outcome::none();
         for req in self.take_requests(agg.id).await? {
+            if stage_waiter(&req.sub_id).is_some() {
+                self.stage_failed(&req, &reason).await?;
+                continue;
+            }
             let Ok(waiting) = serde_json::from_str::<Envelope>(&req.envelope) else {
                 continue;
             };
@@ -478,7 +507,7 @@ impl Catalogue {
     }
 
     /// `catalog.evict`: drops the warm copies of the holding's files whose cold copy is in a
-    /// stored aggregation; answers the dropped copies. The deletion of their objects is staged in
+    /// stored aggregation and that no live pin keeps warm; answers the dropped copies. The deletion of their objects is staged in
     /// the outbox in the same database transaction (as from `env`).
     pub(super) async fn evict(&self, env: &Envelope, holding_id: i64) -> Result<Vec<FileRecord>> {
         if crate::db::holding::Entity::find_by_id(holding_id)
@@ -498,6 +527,12 @@ impl Catalogue {
             .await?;
         let ids: Vec<i64> = files.iter().map(|f| f.id).collect();
         let (locations, _) = load_copies(&txn, &ids).await?;
+        // A file pinned warm (for a get or a stage, until its lifetime ends) keeps its copy.
+        let pinned = super::access::pinned(&txn, &ids, Utc::now()).await?;
+        let files: Vec<file::Model> = files
+            .into_iter()
+            .filter(|f| !pinned.contains(&f.id))
+            .collect();
         // Warm copies of files that have a cold one; the last-copy guard decides which may go
         // (only those whose cold copy is in a stored, verified aggregation).
         let proposals: Vec<Removal> = files

@@ -1,5 +1,6 @@
 //! `stage_file`: one file of a stage request and its state (SUBMITTED, STARTED, COMPLETED, FAILED, CANCELLED).
 
+use nlds_core::stage::StageState;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -10,7 +11,7 @@ pub struct Model {
     pub stage_id: i64,
     pub file_id: Option<i64>,
     pub path: String,
-    pub state: String,
+    pub state: StageState,
     pub reason: Option<String>,
     pub updated: DateTimeUtc,
 }

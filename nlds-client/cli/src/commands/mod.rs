@@ -13,6 +13,7 @@ pub mod man;
 pub mod meta;
 pub mod put;
 pub mod setup;
+pub mod stage;
 pub mod stat;
 pub mod wait;
 pub mod whoami;
