@@ -21,6 +21,7 @@
 //! | `delete` | delete, undelete, purge (`delete::purge`) |
 //! | `archive_round` | archive rounds: packing files into aggregates, recording them stored |
 //! | `recall` | recalls of files whose only copy is cold, and evicting warm copies |
+//! | `access` | access tracking (last access, count) and pins that keep files warm |
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,6 +33,7 @@ use nlds_core::error::ApiError;
 use nlds_core::message::{HoldingFilter, RpcReply};
 
 use nlds_core::{Action, Envelope, FileRecord, Payload, RoutingKey, Worker};
+use nlds_settings::PolicyConfig;
 use regex::{Regex, RegexSet};
 use sea_orm::sea_query::Order;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
@@ -53,6 +55,7 @@ const MAX_TAG_VALUE: usize = 4096;
 /// The checksum algorithm of the pipeline.
 const BLAKE3: &str = "blake3";
 
+pub(crate) mod access;
 mod archive_round;
 mod authz;
 mod check;
@@ -81,6 +84,8 @@ pub struct Catalogue {
     delete: DeleteConfig,
     /// Where the messages a committed change implies are staged (see [`crate::outbox`]).
     outbox: Outbox,
+    /// `[policy]`: how long a get's files stay pinned warm.
+    policy: PolicyConfig,
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -106,7 +111,14 @@ impl Catalogue {
             cold_backend: "dir".into(),
             delete: DeleteConfig::default(),
             outbox: Outbox::new(),
+            policy: PolicyConfig::default(),
         }
+    }
+
+    /// `[policy]`: how long the files a get resolved stay pinned warm (`get_pin_secs`).
+    pub fn with_policy(mut self, policy: PolicyConfig) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// The outbox whose relay publishes what this catalogue stages (one relay per process).
