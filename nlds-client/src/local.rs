@@ -501,6 +501,8 @@ mod tests {
             blake3: Some(blake3::hash(content).to_hex().to_string()),
             locations: vec![],
             recalling: false,
+            last_access: None,
+            access_count: 0,
         };
         std::fs::create_dir_all(dir.path().join("d")).unwrap();
         std::fs::write(dir.path().join("d/same"), b"same").unwrap();

@@ -245,6 +245,9 @@ pub struct HoldingSummary {
     /// Files being recalled from the cold tier now.
     #[serde(default)]
     pub recalling_files: u64,
+    /// When a get, recall or stage last resolved any of its files (`None`: never).
+    #[serde(default)]
+    pub last_access: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -326,6 +329,12 @@ pub struct FileEntry {
     /// Being recalled from the cold tier now (a get is waiting for it).
     #[serde(default)]
     pub recalling: bool,
+    /// When a get, recall or stage last resolved it (`None`: never).
+    #[serde(default)]
+    pub last_access: Option<DateTime<Utc>>,
+    /// How many gets and stages resolved it.
+    #[serde(default)]
+    pub access_count: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

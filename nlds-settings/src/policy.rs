@@ -32,7 +32,7 @@ pub struct PolicyConfig {
     pub breaker_error_rate: f64,
     /// ... once at least this many actions were tried.
     pub breaker_min_actions: u64,
-    /// How long files a get resolved stay pinned warm (seconds).
+    /// How long files a get resolved stay pinned warm (seconds; 0: a get pins nothing).
     pub get_pin_secs: u64,
     /// The disk lifetime of a stage request that names none, and the longest one allowed.
     pub stage_lifetime_secs: u64,

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
 use crate::outbox::Outbox;
+use nlds_settings::PolicyConfig;
 
 pub use nlds_settings::{BusConfig, BusKind};
 
@@ -97,6 +98,7 @@ impl Resources {
 pub async fn handler(
     role: Role,
     cfg: &WorkerConfig,
+    policy: &PolicyConfig,
     res: &Resources,
     bus: &Arc<dyn Bus>,
 ) -> anyhow::Result<Arc<dyn Handler>> {
@@ -130,6 +132,7 @@ pub async fn handler(
             )
             .with_archive(cfg.archive.clone(), cfg.cold.backend())
             .with_delete(cfg.delete.clone())
+            .with_policy(policy.clone())
             .with_outbox(res.outbox.clone()),
         ),
         Role::ArchivePut => Arc::new(crate::archive_put::ArchivePut::with_clients(
@@ -150,18 +153,20 @@ pub async fn handler(
     })
 }
 
-/// Runs `roles` on `bus` until `shutdown`; returns the first consumer error.
+/// Runs `roles` on `bus` until `shutdown` (with `[workers]` and `[policy]`); returns the first
+/// consumer error.
 pub async fn run_roles(
     bus: Arc<dyn Bus>,
     roles: &[Role],
     cfg: &WorkerConfig,
+    policy: &PolicyConfig,
     bus_cfg: &BusConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let res = Resources::default();
     let mut tasks = tokio::task::JoinSet::new();
     for &role in roles {
-        let h = handler(role, cfg, &res, &bus)
+        let h = handler(role, cfg, policy, &res, &bus)
             .await
             .with_context(|| format!("cannot start role {role}"))?;
         let opts = ConsumeOptions {

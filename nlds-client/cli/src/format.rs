@@ -31,6 +31,11 @@ pub fn time(t: &DateTime<Utc>, zone: Zone) -> String {
     }
 }
 
+/// When a file or holding was last accessed (by a get, recall or stage), or `never`.
+pub fn last_access(t: Option<&DateTime<Utc>>, zone: Zone) -> String {
+    t.map_or_else(|| "never".to_owned(), |t| time(t, zone))
+}
+
 /// A size in 1024-based units: `0 B`, `1023 B`, `1.0 KiB`, `1.5 MiB`.
 pub fn human_size(n: u64) -> String {
     const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];

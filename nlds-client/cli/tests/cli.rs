@@ -609,6 +609,7 @@ fn sample_holdings() -> Vec<HoldingSummary> {
             warm_files: 0,
             cold_files: 0,
             recalling_files: 0,
+            last_access: Some(ts("2026-05-03T08:15:00Z")),
         },
         HoldingSummary {
             id: 12,
@@ -623,6 +624,7 @@ fn sample_holdings() -> Vec<HoldingSummary> {
             warm_files: 0,
             cold_files: 0,
             recalling_files: 0,
+            last_access: None,
         },
     ]
 }
@@ -657,6 +659,8 @@ fn sample_files() -> Vec<FileEntry> {
             },
         ],
         recalling: false,
+        last_access: Some(ts("2026-05-03T08:15:00Z")),
+        access_count: 3,
     };
     let mut warm = base.clone();
     warm.path = "/gws/climate/run42/pr_day.nc".into();

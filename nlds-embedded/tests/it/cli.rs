@@ -22,10 +22,10 @@ fn nlds_bin() -> PathBuf {
     bin
 }
 
-struct Cli {
-    url: String,
-    token: String,
-    cwd: PathBuf,
+pub(crate) struct Cli {
+    pub(crate) url: String,
+    pub(crate) token: String,
+    pub(crate) cwd: PathBuf,
 }
 
 /// Runs `cmd` with `stdin` on its standard input (an empty one without).
@@ -106,7 +106,7 @@ impl Cli {
         stdout(&out)
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -118,14 +118,14 @@ impl Cli {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         serde_json::from_str(&self.ok(&all)).unwrap()
     }
 }
 
-fn s(p: &Path) -> String {
+pub(crate) fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 

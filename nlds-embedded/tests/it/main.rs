@@ -3,6 +3,7 @@
 
 mod acceptance;
 mod access;
+mod access_tracking;
 mod archive;
 mod authz;
 mod bad_input;

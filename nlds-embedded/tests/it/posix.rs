@@ -137,6 +137,7 @@ async fn start(
                 bus,
                 &nlds_workers::run::all_roles(),
                 &workers,
+                &Default::default(),
                 &bus_cfg,
                 stop,
             )

@@ -1,20 +1,40 @@
-//! Access tracking and pins, in batches: the last access and access count of files (and their
-//! holdings), and the pins that keep files warm for a requester (`get:<transaction id>`,
-//! `stage:<request id>`) until a time. One statement per chunk of ids, never one per file.
-//! A leaf module: handlers of any catalogue module call it.
+//! Access tracking and pins: when a get, recall or stage last touched a file (and how often), and
+//! which requesters keep a file warm until when.
+//!
+//! Every function here works on any number of files with a bounded number of statements: ids go
+//! in chunks of [`CHUNK`], one statement (two for [`record`]) per chunk, never one per file. They
+//! take any connection, so a caller can run them inside its own database transaction.
+//!
+//! * [`record`]: a get or stage resolved these files (`file.last_access`, `file.access_count`,
+//!   and `holding.last_access` of their holdings);
+//! * [`touch`]: these files became warm again (a recall restored them): the last access moves,
+//!   the count does not (the get or stage that asked for them already counted);
+//! * [`pin`], [`unpin`], [`pinned`]: one `pin` row per (file, requester), so one requester's
+//!   release never drops another's pin. Requesters are `get:<transaction id>` and
+//!   `stage:<request id>` ([`get_requester`]).
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
-
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+};
 use uuid::Uuid;
 
-use super::CHUNK;
 use crate::db::{file, holding, pin};
 
-/// Records an access at `now` to each of `file_ids` (count + 1) and to their holdings.
+/// Ids per statement: far below the bind-parameter limits of SQLite and PostgreSQL.
+pub(crate) const CHUNK: usize = 500;
+
+/// The requester of the pins a get's transaction holds.
+pub(crate) fn get_requester(transaction_id: Uuid) -> String {
+    format!("get:{transaction_id}")
+}
+
+/// Records an access of `file_ids` at `now`: their last access becomes `now` and their access
+/// count grows by one, and their holdings' last access becomes `now`. Two statements per
+/// [`CHUNK`] ids.
 pub(crate) async fn record(
     conn: &impl ConnectionTrait,
     file_ids: &[i64],
@@ -30,26 +50,54 @@ pub(crate) async fn record(
             .filter(file::Column::Id.is_in(chunk.iter().copied()))
             .exec(conn)
             .await?;
-        holding::Entity::update_many()
-            .col_expr(holding::Column::LastAccess, Expr::value(now))
-            .filter(
-                holding::Column::Id.in_subquery(
-                    Query::select()
-                        .distinct()
-                        .column(file::Column::HoldingId)
-                        .from(file::Entity)
-                        .and_where(file::Column::Id.is_in(chunk.iter().copied()))
-                        .to_owned(),
-                ),
-            )
-            .exec(conn)
-            .await?;
+        touch_holdings(conn, chunk, now).await?;
     }
     Ok(())
 }
 
-/// Pins `file_ids` warm for `requester` until `until` (a longer existing pin of the same
-/// requester stays).
+/// Moves the last access of `file_ids` (and of their holdings) to `now` without counting an
+/// access: for files a recall restored, whose get or stage counted when it asked for them, so
+/// that a file just made warm is not the least recently accessed one. Two statements per
+/// [`CHUNK`] ids.
+pub(crate) async fn touch(
+    conn: &impl ConnectionTrait,
+    file_ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    for chunk in file_ids.chunks(CHUNK) {
+        file::Entity::update_many()
+            .col_expr(file::Column::LastAccess, Expr::value(now))
+            .filter(file::Column::Id.is_in(chunk.iter().copied()))
+            .exec(conn)
+            .await?;
+        touch_holdings(conn, chunk, now).await?;
+    }
+    Ok(())
+}
+
+/// `UPDATE holding SET last_access = now WHERE id IN (SELECT DISTINCT holding_id FROM file
+/// WHERE id IN (chunk))`.
+async fn touch_holdings(
+    conn: &impl ConnectionTrait,
+    chunk: &[i64],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let holdings = Query::select()
+        .distinct()
+        .column(file::Column::HoldingId)
+        .from(file::Entity)
+        .and_where(file::Column::Id.is_in(chunk.iter().copied()))
+        .to_owned();
+    holding::Entity::update_many()
+        .col_expr(holding::Column::LastAccess, Expr::value(now))
+        .filter(holding::Column::Id.in_subquery(holdings))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Pins `file_ids` warm for `requester` until `until`; a pin the requester already holds on a
+/// file is extended to `until`, never shortened. One statement per [`CHUNK`] ids.
 pub(crate) async fn pin(
     conn: &impl ConnectionTrait,
     file_ids: &[i64],
@@ -57,24 +105,27 @@ pub(crate) async fn pin(
     until: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let now = Utc::now();
+    let excluded = || Expr::col((Alias::new("excluded"), pin::Column::Until));
+    let existing = || Expr::col((pin::Entity, pin::Column::Until));
     for chunk in file_ids.chunks(CHUNK) {
-        let rows = chunk.iter().map(|id| pin::ActiveModel {
-            file_id: Set(*id),
-            requester: Set(requester.to_owned()),
-            until: Set(until),
-            created: Set(now),
-            ..Default::default()
-        });
+        // The same file twice in one statement would hit its own conflict on PostgreSQL.
+        let mut seen = HashSet::new();
+        let rows = chunk
+            .iter()
+            .filter(|id| seen.insert(**id))
+            .map(|id| pin::ActiveModel {
+                file_id: Set(*id),
+                requester: Set(requester.to_owned()),
+                until: Set(until),
+                created: Set(now),
+                ..Default::default()
+            });
         pin::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::columns([pin::Column::FileId, pin::Column::Requester])
                     .value(
                         pin::Column::Until,
-                        Expr::case(
-                            Expr::col((pin::Entity, pin::Column::Until)).gt(until),
-                            Expr::col((pin::Entity, pin::Column::Until)),
-                        )
-                        .finally(Expr::value(until)),
+                        Expr::case(excluded().gt(existing()), excluded()).finally(existing()),
                     )
                     .to_owned(),
             )
@@ -84,33 +135,38 @@ pub(crate) async fn pin(
     Ok(())
 }
 
-/// Drops `requester`'s pins (of `file_ids` only, if given); returns how many were dropped.
-/// Other requesters' pins of the same files stay.
+/// Drops `requester`'s pins: all of them, or those on `file_ids`. Returns how many it dropped.
+/// Other requesters' pins on the same files stay.
+#[allow(
+    dead_code,
+    reason = "for stage requests (release, cancel) and the policy runner's eviction guard"
+)]
 pub(crate) async fn unpin(
     conn: &impl ConnectionTrait,
     requester: &str,
     file_ids: Option<&[i64]>,
 ) -> Result<u64, DbErr> {
+    let by_requester = || pin::Entity::delete_many().filter(pin::Column::Requester.eq(requester));
     let Some(ids) = file_ids else {
-        return Ok(pin::Entity::delete_many()
-            .filter(pin::Column::Requester.eq(requester))
-            .exec(conn)
-            .await?
-            .rows_affected);
+        return Ok(by_requester().exec(conn).await?.rows_affected);
     };
-    let mut n = 0;
+    let mut dropped = 0;
     for chunk in ids.chunks(CHUNK) {
-        n += pin::Entity::delete_many()
-            .filter(pin::Column::Requester.eq(requester))
+        dropped += by_requester()
             .filter(pin::Column::FileId.is_in(chunk.iter().copied()))
             .exec(conn)
             .await?
             .rows_affected;
     }
-    Ok(n)
+    Ok(dropped)
 }
 
-/// The files of `file_ids` with a live pin (any requester's, until after `now`).
+/// Which of `file_ids` some requester keeps warm after `now` (a pin whose `until` is later). One
+/// query per [`CHUNK`] ids.
+#[allow(
+    dead_code,
+    reason = "for stage requests (release, cancel) and the policy runner's eviction guard"
+)]
 pub(crate) async fn pinned(
     conn: &impl ConnectionTrait,
     file_ids: &[i64],
@@ -118,18 +174,22 @@ pub(crate) async fn pinned(
 ) -> Result<HashSet<i64>, DbErr> {
     let mut out = HashSet::new();
     for chunk in file_ids.chunks(CHUNK) {
-        out.extend(
-            pin::Entity::find()
-                .filter(pin::Column::FileId.is_in(chunk.iter().copied()))
-                .filter(pin::Column::Until.gt(now))
-                .all(conn)
-                .await?
-                .into_iter()
-                .map(|p| p.file_id),
-        );
+        let ids: Vec<i64> = pin::Entity::find()
+            .select_only()
+            .column(pin::Column::FileId)
+            .distinct()
+            .filter(pin::Column::FileId.is_in(chunk.iter().copied()))
+            .filter(pin::Column::Until.gt(now))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        out.extend(ids);
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;
 
 /// The requester of a stage request's pins, and the waiter name of its recalls.
 pub(crate) fn stage_requester(request_id: Uuid) -> String {

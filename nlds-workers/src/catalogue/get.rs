@@ -1,8 +1,10 @@
-//! `catalog-get.start` and `catalog.plan`: resolving which copies a get restores, and batching them.
+//! `catalog-get.start` and `catalog.plan`: resolving which copies a get restores, and batching them;
+//! a get's files are recorded as accessed and pinned warm for it (see `catalogue::access`).
 
 use nlds_core::api::Tier;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use chrono::{DateTime, TimeDelta, Utc};
 use nlds_bus::Outcome;
 use nlds_core::message::{HoldingFilter, ObjectRef, RpcReply, sub_id};
 use nlds_core::workflow::{self, Step, Workflow};
@@ -10,14 +12,15 @@ use nlds_core::{
     Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey, Worker,
 };
 use sea_orm::sea_query::Order;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 
+use super::access;
 use super::store::{load_copies, load_transactions, scoped_files};
 use super::{
     CHUNK, Catalogue, Result, SCAN_PAGE, compile_set, dedup, has_selector, ingest_key, normalise,
     prefix_range, record, to_u64,
 };
-use crate::db::{bad_request, file};
+use crate::db::{bad_request, file, pin};
 
 impl Catalogue {
     /// The files a get of `paths` restores (the newest catalogued copy of each path, in path
@@ -191,6 +194,7 @@ impl Catalogue {
     ) -> Result<Outcome> {
         let (best, mut failed) = self.resolve_get(env, filter, paths, regex).await?;
         let ids: Vec<i64> = best.iter().map(|m| m.id).collect();
+        self.track_get(env, &ids).await?;
         let (locations, checksums) = load_copies(&self.db, &ids).await?;
         let mut records = Vec::with_capacity(best.len());
         let mut cold_only: BTreeMap<String, Vec<file::Model>> = BTreeMap::new();
@@ -296,6 +300,37 @@ impl Catalogue {
             ),
         );
         Ok(out)
+    }
+
+    /// Records an access of every file a get resolved (those it restores from the warm tier and
+    /// those it waits for a recall of) and pins them warm for the get (requester
+    /// `get:<transaction id>`) for `[policy] get_pin_secs`, in one database transaction with a
+    /// bounded number of statements (see [`access`]). A redelivered get finds its pins and
+    /// counts nothing again.
+    async fn track_get(&self, env: &Envelope, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let requester = access::get_requester(env.transaction_id);
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let counted = pin::Entity::find()
+            .filter(pin::Column::Requester.eq(&requester))
+            .one(&txn)
+            .await?
+            .is_some();
+        if !counted {
+            access::record(&txn, ids, now).await?;
+            if self.policy.get_pin_secs > 0 {
+                let secs = i64::try_from(self.policy.get_pin_secs).unwrap_or(i64::MAX);
+                let until = TimeDelta::try_seconds(secs)
+                    .and_then(|d| now.checked_add_signed(d))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
+                access::pin(&txn, ids, &requester, until).await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(())
     }
 
     /// Splits files into batches of at most `batch_files` files and `batch_bytes` bytes.

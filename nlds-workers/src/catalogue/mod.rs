@@ -22,7 +22,7 @@
 //! | `archive_round` | archive rounds: packing files into aggregates, recording them stored |
 //! | `recall` | recalls of files whose only copy is cold, and evicting warm copies |
 //! | `stage` | `catalog.stage`: stage requests, cancel, release, locality (archiveinfo) |
-//! | `access` | access tracking and pins, in batches |
+//! | `access` | access tracking (last access, count) and pins that keep files warm |
 
 use std::collections::{HashMap, HashSet};
 
@@ -34,6 +34,7 @@ use nlds_core::error::ApiError;
 use nlds_core::message::{HoldingFilter, RpcReply};
 
 use nlds_core::{Action, Envelope, FileRecord, Payload, RoutingKey, Worker};
+use nlds_settings::PolicyConfig;
 use regex::{Regex, RegexSet};
 use sea_orm::sea_query::Order;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
@@ -85,8 +86,8 @@ pub struct Catalogue {
     delete: DeleteConfig,
     /// Where the messages a committed change implies are staged (see [`crate::outbox`]).
     outbox: Outbox,
-    /// `[policy]`: stage lifetimes (and how long gets pin what they resolve).
-    policy: nlds_settings::PolicyConfig,
+    /// `[policy]`: how long a get's files stay pinned warm.
+    policy: PolicyConfig,
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -112,12 +113,12 @@ impl Catalogue {
             cold_backend: "dir".into(),
             delete: DeleteConfig::default(),
             outbox: Outbox::new(),
-            policy: nlds_settings::PolicyConfig::default(),
+            policy: PolicyConfig::default(),
         }
     }
 
-    /// The `[policy]` settings the catalogue follows (stage lifetimes).
-    pub fn with_policy(mut self, policy: nlds_settings::PolicyConfig) -> Self {
+    /// `[policy]`: how long the files a get resolved stay pinned warm (`get_pin_secs`).
+    pub fn with_policy(mut self, policy: PolicyConfig) -> Self {
         self.policy = policy;
         self
     }

@@ -137,6 +137,7 @@ impl Catalogue {
                     created: h.created,
                     files,
                     bytes,
+                    last_access: h.last_access,
                 }
             })
             .collect();
@@ -269,6 +270,8 @@ impl Catalogue {
                 ingest_time: t.ingest_time,
                 blake3: checksums.remove(&m.id),
                 recalling: recalling.contains(&m.id),
+                last_access: m.last_access,
+                access_count: to_u64(m.access_count),
                 locations: locs,
                 path: m.path,
             });

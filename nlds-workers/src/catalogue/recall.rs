@@ -402,6 +402,9 @@ impl Catalogue {
             })
             .collect();
         super::add_locations(&self.db, rows).await?;
+        // Warm again: not the least recently accessed (the get that asked for them counted).
+        let restored_ids: Vec<i64> = restored.iter().map(|r| r.file_id).collect();
+        super::access::touch(&self.db, &restored_ids, Utc::now()).await?;
         let mut out = Outcome::none();
         for req in self.take_requests(aggregation_id).await? {
             if stage_waiter(&req.sub_id).is_some() {

@@ -3,7 +3,7 @@
 use nlds_core::PathKind;
 use nlds_core::api::{FileEntry, Tier};
 
-use crate::format::{Align, Fit, INDENT, Zone, col, human_size, kv, opt, table, time};
+use crate::format::{Align, Fit, INDENT, Zone, col, human_size, kv, last_access, opt, table, time};
 
 /// The `find` table: user, h-id, h-label, size, date, storage, path (or `url` with `-U`); with a
 /// `width`, the user and label are shortened at their end and the path at its start.
@@ -97,6 +97,13 @@ pub fn file_view(f: &FileEntry, url: bool, zone: Zone) -> String {
         &f.transaction_id.to_string(),
     );
     kv(&mut o, INDENT, "ingest time", &time(&f.ingest_time, zone));
+    kv(
+        &mut o,
+        INDENT,
+        "last access",
+        &last_access(f.last_access.as_ref(), zone),
+    );
+    kv(&mut o, INDENT, "access count", &f.access_count.to_string());
     kv(
         &mut o,
         INDENT,
@@ -205,6 +212,8 @@ mod tests {
                 key: "h1/a.tar".into(),
             }],
             recalling: false,
+            last_access: None,
+            access_count: 0,
         };
         assert_eq!(storage(&f), "C");
         f.recalling = true;

@@ -2,7 +2,9 @@
 
 use nlds_core::api::HoldingSummary;
 
-use crate::format::{Align, Fit, INDENT, Zone, col, human_size, kv, table, tags_text, time};
+use crate::format::{
+    Align, Fit, INDENT, Zone, col, human_size, kv, last_access, table, tags_text, time,
+};
 
 /// The `list` table: user, id, label, ingest time, files, size; with a `width`, the user and
 /// label columns are shortened to fit.
@@ -44,6 +46,12 @@ pub fn holding_view(h: &HoldingSummary, zone: Zone) -> String {
     kv(&mut o, INDENT, "user", &h.user);
     kv(&mut o, INDENT, "group", &h.group);
     kv(&mut o, INDENT, "ingest time", &time(&h.created, zone));
+    kv(
+        &mut o,
+        INDENT,
+        "last access",
+        &last_access(h.last_access.as_ref(), zone),
+    );
     kv(&mut o, INDENT, "files", &h.files.to_string());
     kv(&mut o, INDENT, "size", &human_size(h.bytes));
     kv(&mut o, INDENT, "tags", &tags_text(&h.tags));
