@@ -101,6 +101,8 @@ routing_part!(
         Evict,
         Undelete,
         Purge,
+        Quota,
+        QuotaSet,
         Admin,
         Audit,
         SystemStat,
@@ -378,6 +380,8 @@ mod tests {
             (Catalog, Del),
             (Catalog, Undelete),
             (Catalog, Purge),
+            (Catalog, Quota),
+            (Catalog, QuotaSet),
         ];
         for (w, a) in work {
             let key = RoutingKey::new(w, a);

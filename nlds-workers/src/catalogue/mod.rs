@@ -21,6 +21,8 @@
 //! | `delete` | delete, undelete, purge (`delete::purge`) |
 //! | `archive_round` | archive rounds: packing files into aggregates, recording them stored |
 //! | `recall` | recalls of files whose only copy is cold, and evicting warm copies |
+//! | `usage` | the usage counters per group and tier, kept with every change to copies |
+//! | `quota` | quotas: limits, reservations of running puts, `catalog.quota(-set)` |
 
 use std::collections::{HashMap, HashSet};
 
@@ -61,10 +63,12 @@ mod get;
 mod guard;
 mod put;
 mod query;
+mod quota;
 mod recall;
 mod setup;
 mod store;
 mod submit;
+pub mod usage;
 pub use archive_round::ArchiveConfig;
 pub use delete::DeleteConfig;
 pub use recall::recall_sub;
@@ -190,9 +194,10 @@ impl Catalogue {
                     holding_id,
                     tags,
                     paths,
+                    size_hint,
                 },
             ) => Ok(reply(
-                self.setup(env, label.as_deref(), *holding_id, tags, paths)
+                self.setup(env, label.as_deref(), *holding_id, tags, paths, *size_hint)
                     .await?,
             )),
             (Worker::Catalog, Action::Get | Action::Getlist, Payload::GetRequest { .. }) => {
@@ -314,6 +319,12 @@ impl Catalogue {
             (Worker::Catalog, Action::Purge, Payload::Purge { holding_id }) => {
                 self.purge_now(env, *holding_id).await
             }
+            (Worker::Catalog, Action::Quota, Payload::QuotaShow { groups }) => {
+                Ok(reply(self.quota_show(groups.as_deref()).await?))
+            }
+            (Worker::Catalog, Action::QuotaSet, Payload::QuotaSet { group, change }) => {
+                Ok(reply(self.quota_set(env, group, change).await?))
+            }
             (
                 Worker::CatalogCheck
                 | Worker::CatalogPut
@@ -332,7 +343,9 @@ impl Catalogue {
                 | Action::Evict
                 | Action::Del
                 | Action::Undelete
-                | Action::Purge,
+                | Action::Purge
+                | Action::Quota
+                | Action::QuotaSet,
                 _,
             ) => Err(bad_request(format!(
                 "{key} does not take a {} payload",
@@ -523,6 +536,8 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::Delete { .. } => "delete",
         Payload::Undelete { .. } => "undelete",
         Payload::Purge { .. } => "purge",
+        Payload::QuotaShow { .. } => "quota_show",
+        Payload::QuotaSet { .. } => "quota_set",
         Payload::ArchiveRemove { .. } => "archive_remove",
         Payload::Admin(_) => "admin",
         Payload::Audit(_) => "audit",
@@ -532,3 +547,6 @@ fn payload_kind(p: &Payload) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod quota_tests;
