@@ -151,7 +151,9 @@ pub fn parse_limit(text: &str, bytes: bool) -> Result<Option<u64>, String> {
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let value: f64 = num.parse().map_err(|_| {
-        format!("{text:?} is not a limit: give a number with an optional unit (e.g. 10TiB, 5M) or none")
+        format!(
+            "{text:?} is not a limit: give a number with an optional unit (e.g. 10TiB, 5M) or none"
+        )
     })?;
     let unit = unit.trim();
     let mult: f64 = if bytes {
@@ -205,8 +207,16 @@ mod tests {
         assert_eq!(parse_limit("1.5K", true), Ok(Some(1536)));
         assert_eq!(parse_limit("5M", false), Ok(Some(5_000_000)));
         assert_eq!(parse_limit("none", false), Ok(None));
-        assert!(parse_limit("5 parsecs", true).unwrap_err().contains("unknown unit"));
-        assert!(parse_limit("lots", false).unwrap_err().contains("not a limit"));
+        assert!(
+            parse_limit("5 parsecs", true)
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(
+            parse_limit("lots", false)
+                .unwrap_err()
+                .contains("not a limit")
+        );
         assert!(parse_limit("5MiB", false).is_err());
     }
 

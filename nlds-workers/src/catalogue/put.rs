@@ -10,9 +10,9 @@ use nlds_core::{
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
-use super::{guard, quota, usage};
 use super::store::{add_locations, ensure_transaction, existing_files, live_conflict};
 use super::{BLAKE3, CHUNK, Catalogue, Result, chunks_of, to_i64, to_u64};
+use super::{guard, quota, usage};
 use crate::db::{bad_request, checksum, file, internal, location};
 
 impl Catalogue {

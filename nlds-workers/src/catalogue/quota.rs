@@ -254,11 +254,9 @@ pub(crate) async fn grow(
     let r = quota_reservation::Entity::find_by_id(tid.to_owned())
         .one(c)
         .await?;
-    let (reserved_b, reserved_f, checked_b, checked_f) = r
-        .as_ref()
-        .map_or((0, 0, 0, 0), |r| {
-            (r.warm_bytes, r.files, r.checked_bytes, r.checked_files)
-        });
+    let (reserved_b, reserved_f, checked_b, checked_f) = r.as_ref().map_or((0, 0, 0, 0), |r| {
+        (r.warm_bytes, r.files, r.checked_bytes, r.checked_files)
+    });
     let free_b = to_u64(reserved_b - checked_b);
     let free_f = to_u64(reserved_f - checked_f);
     let extra = SizeHint {
@@ -431,7 +429,9 @@ impl Catalogue {
         if old.is_some() {
             quota::Entity::update(row).exec(&txn).await?;
         } else {
-            quota::Entity::insert(row).exec_without_returning(&txn).await?;
+            quota::Entity::insert(row)
+                .exec_without_returning(&txn)
+                .await?;
         }
         txn.commit().await?;
         tracing::info!(group, user = %env.user, warm_bytes = ?new.warm_bytes,

@@ -53,8 +53,7 @@ impl Counts {
 
     /// `self - before`, the non-zero changes.
     pub(crate) fn delta(&self, before: &Counts) -> Vec<(String, &'static str, i64, i64)> {
-        let keys: HashSet<&(String, &'static str)> =
-            self.0.keys().chain(before.0.keys()).collect();
+        let keys: HashSet<&(String, &'static str)> = self.0.keys().chain(before.0.keys()).collect();
         let mut out: Vec<_> = keys
             .into_iter()
             .map(|k| {
@@ -243,11 +242,7 @@ pub async fn recompute(c: &impl ConnectionTrait) -> Result<Vec<usage::Model>, Db
 /// The counters as stored (rows with nothing left out), for comparing with [`recompute`].
 pub async fn stored(c: &impl ConnectionTrait) -> Result<Vec<usage::Model>, DbErr> {
     usage::Entity::find()
-        .filter(
-            usage::Column::Bytes
-                .ne(0)
-                .or(usage::Column::Files.ne(0)),
-        )
+        .filter(usage::Column::Bytes.ne(0).or(usage::Column::Files.ne(0)))
         .order_by_asc(usage::Column::Group)
         .order_by_asc(usage::Column::Tier)
         .all(c)
