@@ -96,6 +96,8 @@ fn action() {
             "evict",
             "undelete",
             "purge",
+            "quota",
+            "quota-set",
             "admin",
             "audit",
             "system-stat",
@@ -188,6 +190,7 @@ fn error_code() {
             "timeout",
             "unavailable",
             "internal",
+            "quota_exceeded",
         ],
     );
     serde_round_trips(ErrorCode::ALL, ErrorCode::as_str);

@@ -29,6 +29,7 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
         Command::Stat(a) => crate::commands::stat::prepare(a)?,
         Command::Wait(a) => crate::commands::wait::prepare(a)?,
         Command::Whoami => Plan::Whoami,
+        Command::Quota(a) => crate::commands::quota::prepare(a),
         Command::Del(a) => crate::commands::del::prepare_del(a, env)?,
         Command::Dellist(a) => crate::commands::del::prepare_dellist(a, env, stdin)?,
         Command::Undelete(a) => crate::commands::del::prepare_undelete(a, env)?,
@@ -172,5 +173,6 @@ pub async fn execute(
         Plan::Purge(req) => crate::commands::del::execute_purge(req, client, ctx, io).await,
         Plan::Admin(p) => crate::commands::admin::execute(p, client, ctx, io).await,
         Plan::Whoami => crate::commands::whoami::execute(client, ctx, io).await,
+        Plan::Quota(p) => crate::commands::quota::execute(p, client, ctx, io).await,
     }
 }

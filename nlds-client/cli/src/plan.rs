@@ -41,6 +41,8 @@ pub enum Plan {
     Undelete(UndeleteRequest),
     Purge(PurgeRequest),
     Admin(AdminPlan),
+    /// `quota`, `admin quota ...`.
+    Quota(crate::commands::quota::QuotaPlan),
 }
 
 impl Plan {
@@ -54,7 +56,7 @@ impl Plan {
             Plan::Stat { query, .. } => query.group = group,
             Plan::Delete(r, _) => r.group = group,
             Plan::Undelete(r) => r.group = group,
-            Plan::Wait(..) | Plan::Whoami | Plan::Purge(_) | Plan::Admin(_) => {}
+            Plan::Wait(..) | Plan::Whoami | Plan::Purge(_) | Plan::Admin(_) | Plan::Quota(_) => {}
         }
     }
 }
