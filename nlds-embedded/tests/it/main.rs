@@ -18,5 +18,6 @@ mod oidc;
 mod parsers;
 mod posix;
 mod python_client;
+mod quota;
 mod secrets;
 mod tenancy;

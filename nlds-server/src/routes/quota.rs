@@ -15,6 +15,7 @@ use crate::state::AppState;
 
 /// `?group=G`: one group instead of all.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct QuotaQuery {
     /// Only this group.
     #[serde(default)]
