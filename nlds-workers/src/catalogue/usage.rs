@@ -32,6 +32,9 @@ pub(crate) const COLD: &str = "cold";
 /// Every live file.
 pub(crate) const ALL: &str = "all";
 
+/// A file row as counted: id, holding, size, kind, deleted at.
+type FileRow = (i64, i64, i64, PathKind, Option<DateTime<Utc>>);
+
 /// Bytes and files per (group, tier).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Counts(BTreeMap<(String, &'static str), (i64, i64)>);
@@ -89,7 +92,7 @@ pub(crate) async fn counted(c: &impl ConnectionTrait, ids: &[i64]) -> Result<Cou
     ids.dedup();
     let mut out = Counts::default();
     for chunk in ids.chunks(CHUNK) {
-        let rows: Vec<(i64, i64, i64, PathKind, Option<DateTime<Utc>>)> = file::Entity::find()
+        let rows: Vec<FileRow> = file::Entity::find()
             .select_only()
             .column(file::Column::Id)
             .column(file::Column::HoldingId)
