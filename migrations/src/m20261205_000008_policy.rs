@@ -101,6 +101,8 @@ pub enum QuotaReservation {
     Group,
     WarmBytes,
     Files,
+    CheckedBytes,
+    CheckedFiles,
     Created,
 }
 
@@ -307,6 +309,8 @@ impl MigrationTrait for Migration {
                     .col(text(QuotaReservation::Group))
                     .col(big(QuotaReservation::WarmBytes))
                     .col(big(QuotaReservation::Files))
+                    .col(big(QuotaReservation::CheckedBytes).default(0).take())
+                    .col(big(QuotaReservation::CheckedFiles).default(0).take())
                     .col(timestamp(QuotaReservation::Created))
                     .take(),
             )

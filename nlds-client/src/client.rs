@@ -321,6 +321,31 @@ impl Client {
             .await
     }
 
+    /// The quotas of the caller's groups (or of `group`): limits, usage, reserved.
+    pub async fn quota(&self, group: Option<&str>) -> Result<nlds_core::quota::QuotaReport> {
+        let query = group.map(|g| [("group", g)]);
+        self.send(Method::GET, "/quota", query.as_ref(), None::<&()>)
+            .await
+    }
+
+    /// Every group's quota, or `group`'s (service operators only).
+    pub async fn admin_quota(&self, group: Option<&str>) -> Result<nlds_core::quota::QuotaReport> {
+        let query = group.map(|g| [("group", g)]);
+        self.send(Method::GET, "/admin/quota", query.as_ref(), None::<&()>)
+            .await
+    }
+
+    /// Changes `group`'s limits (service operators only); answers the group's quota after it.
+    pub async fn set_quota(
+        &self,
+        group: &str,
+        change: &nlds_core::quota::SetQuota,
+    ) -> Result<nlds_core::quota::QuotaReport> {
+        let path = format!("/admin/quota/{}", path_segment(group));
+        self.send(Method::PUT, &path, None::<&()>, Some(change))
+            .await
+    }
+
     /// Transactions of every user (service operators only).
     pub async fn admin_transactions(
         &self,
@@ -687,6 +712,18 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
         code: code_for_status(status),
         message,
     })
+}
+
+/// `s` percent-encoded as one path segment.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -122,6 +122,10 @@ pub struct PutRequest {
     /// endpoint, bucket and credentials (never a credential itself). Absent: the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenancy: Option<String>,
+    /// What the put will store, as the client measured it: reserved against the group's quota
+    /// when the put is accepted (see docs/QUOTAS.md). Absent: batches are checked as they come.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_hint: Option<crate::quota::SizeHint>,
 }
 
 /// `POST /api/v2/get`: copy files back to POSIX disk.

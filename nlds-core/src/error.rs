@@ -53,6 +53,8 @@ pub enum ErrorCode {
     Unavailable,
     /// A bug or an unexpected fault on our side.
     Internal,
+    /// The request would take its group over a quota (warm bytes or file count).
+    QuotaExceeded,
 }
 
 impl ErrorCode {
@@ -61,7 +63,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest | ErrorCode::PathMissing => 400,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::Forbidden | ErrorCode::PermissionDenied => 403,
+            ErrorCode::Forbidden | ErrorCode::PermissionDenied | ErrorCode::QuotaExceeded => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
@@ -138,6 +140,7 @@ mod tests {
             ErrorCode::Timeout,
             ErrorCode::Unavailable,
             ErrorCode::Internal,
+            ErrorCode::QuotaExceeded,
         ];
         for c in all {
             assert_eq!(

@@ -19,6 +19,7 @@ pub mod message;
 pub mod number;
 pub mod pattern;
 pub mod policy;
+pub mod quota;
 pub mod routing;
 pub mod stage;
 pub mod state;

@@ -304,6 +304,9 @@ pub enum Payload {
         tags: Tags,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         paths: Vec<String>,
+        /// What the put will store, reserved against the group's quota with the acceptance.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size_hint: Option<crate::quota::SizeHint>,
     },
     /// RPC: list holdings.
     ListHoldings { filter: HoldingFilter },
@@ -391,6 +394,16 @@ pub enum Payload {
     /// RPC `catalog.purge` (operators): purge deleted files now, of one holding or all.
     /// Answered with [`RpcReply::Purged`]; the caller sends the removals it lists.
     Purge { holding_id: Option<i64> },
+    /// RPC `catalog.quota`: the quotas of `groups` (limits, usage, reservations); `None` is every
+    /// group with a limit or usage (operators, checked by the server). Answered with
+    /// [`RpcReply::Quota`].
+    QuotaShow { groups: Option<Vec<String>> },
+    /// RPC `catalog.quota-set` (operators, checked by the server): change `group`'s limits.
+    /// Answered with [`RpcReply::Quota`] (the group after the change).
+    QuotaSet {
+        group: String,
+        change: crate::quota::SetQuota,
+    },
     /// Catalogue or API → archive-put (`archive-put.del`): remove an aggregate from the cold
     /// store; every member of it was deleted and purged.
     ArchiveRemove { aggregation_id: i64, name: String },
@@ -456,6 +469,8 @@ pub enum RpcReply {
     Admin(crate::admin::AdminAnswer),
     /// Answer to `catalog.stage`.
     Stage(crate::stage::StageAnswer),
+    /// Answer to `catalog.quota` and `catalog.quota-set`.
+    Quota(crate::quota::QuotaReport),
     Error(ApiError),
 }
 

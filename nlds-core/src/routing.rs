@@ -102,6 +102,8 @@ routing_part!(
         Undelete,
         Purge,
         Stage,
+        Quota,
+        QuotaSet,
         Admin,
         Audit,
         SystemStat,
@@ -379,6 +381,8 @@ mod tests {
             (Catalog, Del),
             (Catalog, Undelete),
             (Catalog, Purge),
+            (Catalog, Quota),
+            (Catalog, QuotaSet),
         ];
         for (w, a) in work {
             let key = RoutingKey::new(w, a);

@@ -97,6 +97,8 @@ fn action() {
             "undelete",
             "purge",
             "stage",
+            "quota",
+            "quota-set",
             "admin",
             "audit",
             "system-stat",
@@ -189,6 +191,7 @@ fn error_code() {
             "timeout",
             "unavailable",
             "internal",
+            "quota_exceeded",
         ],
     );
     serde_round_trips(ErrorCode::ALL, ErrorCode::as_str);

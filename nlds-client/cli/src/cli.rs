@@ -185,6 +185,8 @@ pub enum Command {
     Locality(crate::commands::stage::LocalityArgs),
     /// Show who the server takes you for, your groups, and when your token expires (if known).
     Whoami,
+    /// Your groups' quotas: usage, limits and what running puts reserved.
+    Quota(crate::commands::quota::QuotaArgs),
     /// Service operators only: every user's transactions, failed files, logs, the audit log, purge.
     #[command(subcommand)]
     Admin(crate::commands::admin::AdminCommand),

@@ -42,6 +42,8 @@ pub enum Plan {
     Undelete(UndeleteRequest),
     Purge(PurgeRequest),
     Admin(AdminPlan),
+    /// `quota`, `admin quota ...`.
+    Quota(crate::commands::quota::QuotaPlan),
 }
 
 impl Plan {
@@ -56,7 +58,7 @@ impl Plan {
             Plan::Delete(r, _) => r.group = group,
             Plan::Undelete(r) => r.group = group,
             Plan::Stage(p) => p.set_group(group),
-            Plan::Wait(..) | Plan::Whoami | Plan::Purge(_) | Plan::Admin(_) => {}
+            Plan::Wait(..) | Plan::Whoami | Plan::Purge(_) | Plan::Admin(_) | Plan::Quota(_) => {}
         }
     }
 }

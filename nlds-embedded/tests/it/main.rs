@@ -19,6 +19,7 @@ mod oidc;
 mod parsers;
 mod posix;
 mod python_client;
+mod quota;
 mod secrets;
 mod stage;
 mod tenancy;

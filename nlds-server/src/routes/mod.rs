@@ -4,6 +4,7 @@ mod admin_ops;
 mod get;
 mod health;
 mod put;
+mod quota;
 mod read;
 mod stage;
 mod status;
@@ -31,6 +32,9 @@ pub use admin_ops::{__path_admin_archive, __path_admin_evict, admin_archive, adm
 pub use get::{__path_get, get, plan_get, submit_get};
 pub use health::{__path_healthz, __path_readyz, healthz, readyz};
 pub use put::{__path_put, plan_put, put, submit_put};
+pub use quota::{
+    __path_admin_quota, __path_admin_set_quota, __path_quota, admin_quota, admin_set_quota, quota,
+};
 pub use read::{__path_find, __path_list, __path_meta, find, list, meta};
 pub use stage::{
     __path_archiveinfo, __path_release, __path_stage, __path_stage_cancel, __path_stage_delete,

@@ -69,6 +69,7 @@ pub async fn submit_put(
             holding_id: req.holding_id,
             tags: req.tags.clone(),
             paths: req.paths.clone(),
+            size_hint: req.size_hint,
         },
     )
     .with_role(role)

@@ -23,6 +23,8 @@
 //! | `recall` | recalls of files whose only copy is cold, and evicting warm copies |
 //! | `stage` | `catalog.stage`: stage requests, cancel, release, locality (archiveinfo) |
 //! | `access` | access tracking (last access, count) and pins that keep files warm |
+//! | `usage` | the usage counters per group and tier, kept with every change to copies |
+//! | `quota` | quotas: limits, reservations of running puts, `catalog.quota(-set)` |
 
 use std::collections::{HashMap, HashSet};
 
@@ -65,11 +67,13 @@ mod get;
 mod guard;
 mod put;
 mod query;
+mod quota;
 mod recall;
 mod setup;
 mod stage;
 mod store;
 mod submit;
+pub mod usage;
 pub use archive_round::ArchiveConfig;
 pub use delete::DeleteConfig;
 pub use recall::recall_sub;
@@ -204,9 +208,10 @@ impl Catalogue {
                     holding_id,
                     tags,
                     paths,
+                    size_hint,
                 },
             ) => Ok(reply(
-                self.setup(env, label.as_deref(), *holding_id, tags, paths)
+                self.setup(env, label.as_deref(), *holding_id, tags, paths, *size_hint)
                     .await?,
             )),
             (Worker::Catalog, Action::Get | Action::Getlist, Payload::GetRequest { .. }) => {
@@ -331,6 +336,12 @@ impl Catalogue {
             (Worker::Catalog, Action::Stage, Payload::Stage(q)) => {
                 Ok(reply(RpcReply::Stage(self.stage(env, q).await?)))
             }
+            (Worker::Catalog, Action::Quota, Payload::QuotaShow { groups }) => {
+                Ok(reply(self.quota_show(groups.as_deref()).await?))
+            }
+            (Worker::Catalog, Action::QuotaSet, Payload::QuotaSet { group, change }) => {
+                Ok(reply(self.quota_set(env, group, change).await?))
+            }
             (
                 Worker::CatalogCheck
                 | Worker::CatalogPut
@@ -350,7 +361,9 @@ impl Catalogue {
                 | Action::Del
                 | Action::Undelete
                 | Action::Purge
-                | Action::Stage,
+                | Action::Stage
+                | Action::Quota
+                | Action::QuotaSet,
                 _,
             ) => Err(bad_request(format!(
                 "{key} does not take a {} payload",
@@ -541,6 +554,8 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::Delete { .. } => "delete",
         Payload::Undelete { .. } => "undelete",
         Payload::Purge { .. } => "purge",
+        Payload::QuotaShow { .. } => "quota_show",
+        Payload::QuotaSet { .. } => "quota_set",
         Payload::ArchiveRemove { .. } => "archive_remove",
         Payload::Admin(_) => "admin",
         Payload::Stage(_) => "stage",
@@ -551,3 +566,6 @@ fn payload_kind(p: &Payload) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod quota_tests;

@@ -10,9 +10,9 @@ use nlds_core::{
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
-use super::guard;
 use super::store::{add_locations, ensure_transaction, existing_files, live_conflict};
-use super::{BLAKE3, CHUNK, Catalogue, Result, chunks_of, to_i64};
+use super::{BLAKE3, CHUNK, Catalogue, Result, chunks_of, to_i64, to_u64};
+use super::{guard, quota, usage};
 use crate::db::{bad_request, checksum, file, internal, location};
 
 impl Catalogue {
@@ -86,6 +86,7 @@ impl Catalogue {
         let mut checksums = Vec::new();
         let mut conflicting: Vec<(&FileRecord, i64, String)> = Vec::new();
         let mut done = Vec::new();
+        let mut inserted_ids = Vec::new();
         for f in &candidates {
             let (e, inserted) = match (before.get(&f.path), after.get(&f.path)) {
                 (Some(e), _) => (e, false),
@@ -102,6 +103,7 @@ impl Catalogue {
                 continue;
             }
             if inserted {
+                inserted_ids.push(e.file_id);
                 if let Some(o) = &f.object {
                     locations.push(location::ActiveModel {
                         file_id: Set(e.file_id),
@@ -131,6 +133,16 @@ impl Catalogue {
                 .exec_without_returning(&txn)
                 .await?;
         }
+        // The new files enter the usage counters and leave the put's quota reservation.
+        let stored = usage::counted(&txn, &inserted_ids).await?;
+        usage::apply(&txn, &stored.delta(&usage::Counts::default())).await?;
+        let (warm_bytes, _) = stored.total(usage::WARM);
+        let (_, new_files) = stored.total(usage::ALL);
+        let stored = nlds_core::quota::SizeHint {
+            bytes: to_u64(warm_bytes),
+            files: to_u64(new_files),
+        };
+        quota::settle(&txn, &env.transaction_id.to_string(), stored).await?;
 
         // Objects uploaded for paths the holding already has are deleted again, unless the
         // catalogued copy is that very object.

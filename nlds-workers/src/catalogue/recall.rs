@@ -401,10 +401,15 @@ impl Catalogue {
                 row
             })
             .collect();
-        super::add_locations(&self.db, rows).await?;
+        // The warm copies and the usage they add, in one database transaction.
+        let ids: Vec<i64> = restored.iter().map(|r| r.file_id).collect();
+        let txn = self.db.begin().await?;
+        let before = super::usage::counted(&txn, &ids).await?;
+        super::add_locations(&txn, rows).await?;
+        super::usage::settle(&txn, &ids, &before).await?;
+        txn.commit().await?;
         // Warm again: not the least recently accessed (the get that asked for them counted).
-        let restored_ids: Vec<i64> = restored.iter().map(|r| r.file_id).collect();
-        super::access::touch(&self.db, &restored_ids, Utc::now()).await?;
+        super::access::touch(&self.db, &ids, Utc::now()).await?;
         let mut out = Outcome::none();
         for req in self.take_requests(aggregation_id).await? {
             if stage_waiter(&req.sub_id).is_some() {
@@ -577,12 +582,25 @@ impl Catalogue {
                 out.push(r);
             }
         }
+        // The evicted files' warm usage goes with their copies.
+        let gone: std::collections::HashSet<i64> = drop.iter().copied().collect();
+        let evicted: Vec<i64> = files
+            .iter()
+            .filter(|f| {
+                locations
+                    .get(&f.id)
+                    .is_some_and(|ls| ls.iter().any(|l| gone.contains(&l.id)))
+            })
+            .map(|f| f.id)
+            .collect();
+        let before = super::usage::counted(&txn, &evicted).await?;
         for chunk in drop.chunks(CHUNK) {
             location::Entity::delete_many()
                 .filter(location::Column::Id.is_in(chunk.iter().copied()))
                 .exec(&txn)
                 .await?;
         }
+        super::usage::settle(&txn, &evicted, &before).await?;
         let removals = super::delete::removal_messages(
             Workflow::Evict,
             Step::CatalogEvict,

@@ -1,15 +1,16 @@
 //! `catalog.setup`: creating (or finding) a holding and its transaction, and accepting the put
-//! into it (see `submit`).
+//! into it (see `submit`), within the group's quota (see `quota`).
 
 use nlds_core::api::Tags;
 use nlds_core::error::ApiError;
 use nlds_core::message::RpcReply;
+use nlds_core::quota::SizeHint;
 use nlds_core::{Envelope, Payload};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
 use super::store::{ensure_transaction, get_or_create_holding};
 use super::submit::{claim, first_messages};
-use super::{Catalogue, Result, validate_label, validate_tag};
+use super::{Catalogue, Result, quota, validate_label, validate_tag};
 use crate::db::{bad_request, holding, tag};
 
 impl Catalogue {
@@ -20,6 +21,7 @@ impl Catalogue {
         holding_id: Option<i64>,
         tags: &Tags,
         paths: &[String],
+        size_hint: Option<SizeHint>,
     ) -> Result<RpcReply> {
         if let Some(l) = label {
             validate_label(l)?;
@@ -28,6 +30,12 @@ impl Catalogue {
             validate_tag(k, v)?;
         }
         let txn = self.db.begin().await?;
+        // First, before anything is read: the quota lock (a write, see `quota::lock`).
+        let mut limits = if paths.is_empty() {
+            None
+        } else {
+            quota::lock(&txn, &env.group).await?
+        };
         let h = match holding_id {
             Some(id) => {
                 // Outside what the caller may read (another group's holding, for anyone but an
@@ -80,6 +88,13 @@ impl Catalogue {
         // The put is accepted with its holding: its record and submission are staged the first
         // time this transaction id is set up.
         let messages = if !paths.is_empty() && claim(&txn, env).await? {
+            // The put counts for its holding's group; refused, the whole acceptance rolls back
+            // (no holding, transaction, claim or message is stored).
+            if h.group != env.group {
+                limits = quota::lock(&txn, &h.group).await?;
+            }
+            let tid = env.transaction_id.to_string();
+            quota::reserve(&txn, &h.group, limits, &tid, size_hint).await?;
             let put = Payload::PutRequest {
                 holding_id: h.id,
                 paths: paths.to_vec(),

@@ -103,6 +103,7 @@ async fn setup_as(
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         paths: Vec::new(),
+        size_hint: None,
     };
     rpc(cat, Action::Setup, env(user, group, t, payload)).await
 }

@@ -12,6 +12,7 @@ pub mod login;
 pub mod man;
 pub mod meta;
 pub mod put;
+pub mod quota;
 pub mod setup;
 pub mod stage;
 pub mod stat;

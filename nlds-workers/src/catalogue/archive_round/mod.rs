@@ -326,7 +326,9 @@ impl Catalogue {
             .iter()
             .map(|&file_id| super::location_row(file_id, Tier::Cold, &agg.backend, &agg.name))
             .collect();
+        let before = super::usage::counted(&txn, &members).await?;
         super::add_locations(&txn, rows).await?;
+        super::usage::settle(&txn, &members, &before).await?;
         txn.commit().await?;
         tracing::info!(aggregation = %name, members = members.len(), "aggregate catalogued as stored");
         Ok(Outcome::none())

@@ -607,13 +607,16 @@ async fn mark_files(
     mark: Option<(DateTime<Utc>, &str, &str)>,
 ) -> Result<()> {
     use file::Column as F;
+    // Deleted files no longer count against their group's quota; undeleted ones count again.
+    let before = super::usage::counted(c, ids).await?;
     mark_rows::<file::Entity>(
         c,
         ids,
         mark,
         [F::DeletedAt, F::DeletedBy, F::DeleteTransaction, F::Id],
     )
-    .await
+    .await?;
+    super::usage::settle(c, ids, &before).await
 }
 
 /// Sets (or clears) the soft-delete columns `[deleted_at, deleted_by, delete_transaction]` of

@@ -90,6 +90,9 @@ impl Catalogue {
             .all(&txn)
             .await?;
         let ids: Vec<i64> = files.iter().map(|f| f.id).collect();
+        // Whatever these files still count goes with them (deleted files count nothing, and an
+        // aggregate is removed only when none of its members is live).
+        let before = super::super::usage::counted(&txn, &ids).await?;
         // Aggregations of these files.
         let mut member_of: HashMap<i64, i64> = HashMap::new();
         for chunk in ids.chunks(CHUNK) {
@@ -274,6 +277,7 @@ impl Catalogue {
                 .exec(&txn)
                 .await?;
         }
+        super::super::usage::settle(&txn, &ids, &before).await?;
         summary.files = gone.len() as u64;
         summary.objects = objects.len() as u64;
         summary.holdings = purge_holdings(&txn, holding_id, cutoff).await?;

@@ -280,6 +280,7 @@ async fn soft_delete_visibility_and_undelete(db: DatabaseConnection) {
         holding_id: Some(h),
         tags: Default::default(),
         paths: Vec::new(),
+        size_hint: None,
     };
     match rpc(
         &cat,

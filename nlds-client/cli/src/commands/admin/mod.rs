@@ -40,12 +40,16 @@ pub enum AdminCommand {
     Audit(AuditArgs),
     /// Purge deleted files now, whatever their retention period (of one holding, or all).
     Purge(crate::commands::del::PurgeArgs),
+    /// Quotas per group: set limits, show every group's usage.
+    #[command(subcommand)]
+    Quota(crate::commands::quota::AdminQuotaCommand),
 }
 
 /// The request of `nlds admin ...`.
 pub fn prepare(c: &AdminCommand, now: DateTime<Utc>) -> Result<Plan, Failure> {
     Ok(Plan::Admin(match c {
         AdminCommand::Purge(a) => return Ok(crate::commands::del::prepare_purge(a)),
+        AdminCommand::Quota(c) => return crate::commands::quota::prepare_admin(c),
         AdminCommand::Transactions(a) => transactions::prepare(a),
         AdminCommand::Failed(a) => failed::prepare(a),
         AdminCommand::Logs(a) => logs::prepare(a, now)?,

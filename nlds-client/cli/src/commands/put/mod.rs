@@ -12,6 +12,7 @@ use std::io::Read;
 
 use clap::Args;
 use nlds_core::api::{HoldingQuery, PutRequest};
+use nlds_core::quota::SizeHint;
 use uuid::Uuid;
 
 use crate::args::{DryRun, HoldingSel, WaitOpts};
@@ -92,6 +93,7 @@ pub fn prepare_put(a: &PutArgs, env: &Env) -> Result<Plan, Failure> {
             group: None,
             dry_run: a.dry_run.dry_run,
             tenancy: a.tenancy.clone(),
+            size_hint: None,
         },
         wait_plan(&a.wait),
     ))
@@ -110,22 +112,41 @@ pub fn prepare_putlist(a: &PutlistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
             group: None,
             dry_run: a.dry_run.dry_run,
             tenancy: a.tenancy.clone(),
+            size_hint: None,
         },
         wait_plan(&a.wait),
     ))
 }
 
-/// Sends the request and shows the answer; returns the exit code.
+/// Sends the request and shows the answer; returns the exit code. The request carries what the
+/// put will store, measured here first ([`size_hint`]), so a put past the group's quota is
+/// refused before anything is stored.
 pub async fn execute(
-    req: PutRequest,
+    mut req: PutRequest,
     wait: Option<WaitPlan>,
     client: &Client,
     ctx: &Ctx,
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
+    if req.size_hint.is_none() {
+        req.size_hint = Some(size_hint(&req.paths).await?);
+    }
     let id = req.transaction_id;
     let accepted = client.put(&req).await.map_err(|e| submit_failure(e, id))?;
     after_submit(client, ctx, io, accepted, wait).await
+}
+
+/// What a put of `paths` will store: the bytes of its regular files and its entries, walked
+/// locally like the indexer walks them (lstat, symlinks not followed).
+pub async fn size_hint(paths: &[String]) -> Result<SizeHint, Failure> {
+    let paths = paths.to_vec();
+    let scan = tokio::task::spawn_blocking(move || local::scan(&paths))
+        .await
+        .map_err(|e| Error::Decode(format!("the local scan failed: {e}")))?;
+    Ok(SizeHint {
+        bytes: scan.total.bytes,
+        files: scan.total.entries(),
+    })
 }
 
 /// `nlds put --dry-run`: what the put would store, and what the local disk says.
