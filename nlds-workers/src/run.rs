@@ -88,16 +88,9 @@ impl Resources {
         let db = self.db(cfg).await?;
         self.policy
             .get_or_try_init(|| async {
-                let rules = nlds_policy::Policy::load(policy).map_err(|errors| {
-                    let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                    anyhow::anyhow!("the policy is invalid ([policy]): {}", list.join("; "))
-                })?;
-                Ok(Arc::new(crate::policy::PolicyRunner::new(
-                    db,
-                    bus.clone(),
-                    policy.clone(),
-                    rules,
-                )))
+                crate::policy::PolicyRunner::from_config(db, bus.clone(), policy.clone())
+                    .map(Arc::new)
+                    .map_err(anyhow::Error::msg)
             })
             .await
             .cloned()

@@ -16,6 +16,7 @@ mod legacy;
 mod limits;
 mod oidc;
 mod parsers;
+mod policy;
 mod posix;
 mod python_client;
 mod secrets;

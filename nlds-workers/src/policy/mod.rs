@@ -90,6 +90,20 @@ impl PolicyRunner {
         }
     }
 
+    /// A runner with the rules of `cfg` loaded, all or nothing: an invalid policy is an error
+    /// naming each rule, key and problem.
+    pub fn from_config(
+        db: DatabaseConnection,
+        bus: Arc<dyn Bus>,
+        cfg: PolicyConfig,
+    ) -> Result<Self, String> {
+        let policy = Policy::load(&cfg).map_err(|errors| {
+            let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            format!("the policy is invalid ([policy]): {}", list.join("; "))
+        })?;
+        Ok(Self::new(db, bus, cfg, policy))
+    }
+
     /// The same runner, answering to `holder` (tests run two in one process).
     pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
         self.holder = holder.into();
