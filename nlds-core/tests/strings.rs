@@ -62,6 +62,7 @@ fn worker() {
             "archive-put",
             "archive-get",
             "log",
+            "policy",
         ],
     );
     let err = "nowhere".parse::<Worker>().unwrap_err();
@@ -107,6 +108,12 @@ fn action() {
             "warning",
             "error",
             "critical",
+            "run",
+            "dry-run",
+            "status",
+            "reload",
+            "reset",
+            "explain",
         ],
     );
     let err = "dance".parse::<Action>().unwrap_err();
@@ -130,6 +137,7 @@ fn role() {
             "logger",
             "archive-put",
             "archive-get",
+            "policy",
         ],
     );
     assert_eq!(Role::ArchiveGet.queue(), "nlds.archive-get");

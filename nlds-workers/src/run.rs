@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
 use crate::outbox::Outbox;
-use nlds_settings::PolicyConfig;
 
 pub use nlds_settings::{BusConfig, BusKind};
 
@@ -47,6 +46,8 @@ pub struct Resources {
     cold: OnceCell<Arc<dyn nlds_storage::cold::ColdStore>>,
     /// The outbox the catalogue stages into; its one relay runs beside the catalogue roles.
     outbox: Outbox,
+    /// The policy runner (the policy role's RPCs and its timer share it).
+    policy: OnceCell<Arc<crate::policy::PolicyRunner>>,
 }
 
 impl Resources {
@@ -76,6 +77,25 @@ impl Resources {
 }
 
 impl Resources {
+    /// The policy runner, with the rules of `[policy]` loaded (all or nothing: an invalid
+    /// policy stops the role from starting, naming each rule, key and problem).
+    pub async fn policy(
+        &self,
+        cfg: &WorkerConfig,
+        policy: &nlds_settings::PolicyConfig,
+        bus: &Arc<dyn Bus>,
+    ) -> anyhow::Result<Arc<crate::policy::PolicyRunner>> {
+        let db = self.db(cfg).await?;
+        self.policy
+            .get_or_try_init(|| async {
+                crate::policy::PolicyRunner::from_config(db, bus.clone(), policy.clone())
+                    .map(Arc::new)
+                    .map_err(anyhow::Error::msg)
+            })
+            .await
+            .cloned()
+    }
+
     pub async fn cold(
         &self,
         cfg: &WorkerConfig,
@@ -97,11 +117,11 @@ impl Resources {
 /// Builds the handler of a role.
 pub async fn handler(
     role: Role,
-    cfg: &WorkerConfig,
-    policy: &PolicyConfig,
+    settings: &Settings,
     res: &Resources,
     bus: &Arc<dyn Bus>,
 ) -> anyhow::Result<Arc<dyn Handler>> {
+    let cfg = &settings.workers;
     Ok(match role {
         Role::Router => Arc::new(crate::router::Router),
         Role::Indexer => {
@@ -132,7 +152,7 @@ pub async fn handler(
             )
             .with_archive(cfg.archive.clone(), cfg.cold.backend())
             .with_delete(cfg.delete.clone())
-            .with_policy(policy.clone())
+            .with_policy(settings.policy.clone())
             .with_outbox(res.outbox.clone()),
         ),
         Role::ArchivePut => Arc::new(crate::archive_put::ArchivePut::with_clients(
@@ -150,23 +170,25 @@ pub async fn handler(
         Role::Monitor | Role::MonitorRpc => {
             Arc::new(crate::monitor::Monitor::new(res.db(cfg).await?))
         }
+        Role::Policy => Arc::new(crate::policy::rpc::PolicyRpc::new(
+            res.policy(cfg, &settings.policy, bus).await?,
+        )),
     })
 }
 
-/// Runs `roles` on `bus` until `shutdown` (with `[workers]` and `[policy]`); returns the first
-/// consumer error.
+/// Runs `roles` on `bus` until `shutdown` with `settings` (`[workers]`, `[bus]`, `[policy]`);
+/// returns the first consumer error.
 pub async fn run_roles(
     bus: Arc<dyn Bus>,
     roles: &[Role],
-    cfg: &WorkerConfig,
-    policy: &PolicyConfig,
-    bus_cfg: &BusConfig,
+    settings: &Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let (cfg, bus_cfg) = (&settings.workers, &settings.bus);
     let res = Resources::default();
     let mut tasks = tokio::task::JoinSet::new();
     for &role in roles {
-        let h = handler(role, cfg, policy, &res, &bus)
+        let h = handler(role, settings, &res, &bus)
             .await
             .with_context(|| format!("cannot start role {role}"))?;
         let opts = ConsumeOptions {
@@ -200,8 +222,23 @@ pub async fn run_roles(
     if roles.contains(&Role::ArchivePut) {
         let (bus, stop) = (bus.clone(), shutdown.clone());
         let every = std::time::Duration::from_secs(cfg.archive.interval_secs);
+        // With the policy on, only the policy archives: scheduled rounds do their upkeep only.
+        let upkeep_only = settings.policy.enabled;
         tasks.spawn(async move {
-            crate::archive_put::run_scheduler(bus, every, stop).await;
+            crate::archive_put::run_scheduler(bus, every, upkeep_only, stop).await;
+            Ok(())
+        });
+    }
+    if roles.contains(&Role::Policy) && settings.policy.enabled {
+        // Passes and watermark checks: every policy process runs the timer, the lease lets one
+        // of them act.
+        let runner = res.policy(cfg, &settings.policy, &bus).await?;
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = runner.run_timer() => {}
+                _ = stop.cancelled() => {}
+            }
             Ok(())
         });
     }

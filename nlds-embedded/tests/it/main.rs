@@ -17,6 +17,7 @@ mod legacy;
 mod limits;
 mod oidc;
 mod parsers;
+mod policy;
 mod posix;
 mod python_client;
 mod quota;
