@@ -73,6 +73,7 @@ routing_part!(
         ArchivePut,
         ArchiveGet,
         Log,
+        Policy,
     }
 );
 
@@ -109,6 +110,12 @@ routing_part!(
         Warning,
         Error,
         Critical,
+        Run,
+        DryRun,
+        Status,
+        Reload,
+        Reset,
+        Explain,
     }
 );
 

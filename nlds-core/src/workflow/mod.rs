@@ -198,7 +198,8 @@ impl Step {
             | Worker::Catalog
             | Worker::MonitorPut
             | Worker::Monitor
-            | Worker::Log => return None,
+            | Worker::Log
+            | Worker::Policy => return None,
         })
     }
 }

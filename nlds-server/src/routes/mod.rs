@@ -3,6 +3,7 @@
 mod admin_ops;
 mod get;
 mod health;
+mod policy;
 mod put;
 mod read;
 mod status;
@@ -29,6 +30,11 @@ use crate::state::AppState;
 pub use admin_ops::{__path_admin_archive, __path_admin_evict, admin_archive, admin_evict};
 pub use get::{__path_get, get, plan_get, submit_get};
 pub use health::{__path_healthz, __path_readyz, healthz, readyz};
+pub use policy::{
+    __path_explain, __path_policy_dry_run, __path_policy_reload, __path_policy_reset,
+    __path_policy_run, __path_policy_status, explain, policy_dry_run, policy_reload, policy_reset,
+    policy_run, policy_status,
+};
 pub use put::{__path_put, plan_put, put, submit_put};
 pub use read::{__path_find, __path_list, __path_meta, find, list, meta};
 pub(crate) use status::stat_rpc;
