@@ -41,6 +41,7 @@ pub enum Plan {
     Undelete(UndeleteRequest),
     Purge(PurgeRequest),
     Admin(AdminPlan),
+    Explain(nlds_core::policy::ExplainQuery),
 }
 
 impl Plan {
@@ -54,6 +55,7 @@ impl Plan {
             Plan::Stat { query, .. } => query.group = group,
             Plan::Delete(r, _) => r.group = group,
             Plan::Undelete(r) => r.group = group,
+            Plan::Explain(q) => q.group = group,
             Plan::Wait(..) | Plan::Whoami | Plan::Purge(_) | Plan::Admin(_) => {}
         }
     }
@@ -66,4 +68,5 @@ pub enum AdminPlan {
     Failed(Uuid, PageQuery),
     Logs(LogQuery),
     Audit(AuditQuery),
+    Policy(crate::commands::admin::policy::PolicyPlan),
 }

@@ -526,6 +526,9 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::ArchiveRemove { .. } => "archive_remove",
         Payload::Admin(_) => "admin",
         Payload::Audit(_) => "audit",
+        Payload::Policy => "policy",
+        Payload::PolicyStatus { .. } => "policy_status",
+        Payload::Explain { .. } => "explain",
         Payload::Reply(_) => "reply",
     }
 }
