@@ -5,6 +5,8 @@
 #   bench/policy.sh                      # 10,000,000 files (about 15 minutes of loading on 2 vCPU)
 #   bench/policy.sh --files 1000000      # a quick run
 #   BUILD=0 KEEP=1 bench/policy.sh       # no rebuild; keep the database for EXPLAIN ANALYZE
+#   BUILD=0 LOAD=0 bench/policy.sh       # time passes over the database a KEEP=1 run left
+#   RUNS=0 bench/policy.sh               # load only (the database is kept)
 #
 # It creates a fresh database (PGHOST/PGPORT/PGUSER, default 127.0.0.1:5432 postgres), applies the
 # migrations (`nlds-migration up`), loads the rows with COPY from the generator's CSV streams
@@ -28,6 +30,8 @@ done
 RUNS="${RUNS:-3}"
 BUILD="${BUILD:-1}"
 KEEP="${KEEP:-0}"
+LOAD="${LOAD:-1}"
+[ "$LOAD" = 1 ] || KEEP=1
 export PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
 DB="${DB:-nlds_policy_bench}"
 URL="postgres://$PGUSER@$PGHOST:$PGPORT/$DB"
@@ -54,6 +58,7 @@ fi
 [ -x "$GEN" ] || { echo "missing $GEN (BUILD=1 builds it)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time): apt-get install time" >&2; exit 1; }
 
+if [ "$LOAD" = 1 ]; then
 log "fresh database $DB"
 psql -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
 psql -d postgres -qc "CREATE DATABASE $DB" >/dev/null
@@ -82,8 +87,17 @@ done
 log "ANALYZE"
 psql -d "$DB" -qc "VACUUM ANALYZE" >/dev/null
 LOAD_SECS="$(echo "$(now) - $LOAD_START" | bc)"
+log "loaded $FILES files in ${LOAD_SECS}s"
+else
+    LOAD_SECS="(earlier run)"
+    FILES="$(psql -d "$DB" -qtAc "SELECT COUNT(*) FROM file")"
+fi
 SIZE="$(psql -d "$DB" -qtAc "SELECT pg_size_pretty(pg_database_size('$DB'))")"
-log "loaded $FILES files in ${LOAD_SECS}s ($SIZE)"
+if [ "$RUNS" = 0 ]; then
+    KEEP=1
+    log "loaded only (RUNS=0): database $DB ($SIZE) kept; time passes with BUILD=0 LOAD=0"
+    exit 0
+fi
 
 log "$RUNS dry-run passes"
 OUT="$(mktemp)"; TIMES="$(mktemp)"

@@ -16,6 +16,7 @@ mod legacy;
 mod limits;
 mod oidc;
 mod parsers;
+mod policy_cli;
 mod posix;
 mod python_client;
 mod secrets;
