@@ -6,8 +6,24 @@
 //! explain` asks [`Policy::explain`]. docs/POLICY.md is the user-facing description of the
 //! semantics.
 //!
-//! SKELETON: the signatures below are the contract between this crate and its users; the bodies
-//! are being written.
+//! In a loop over many files, [`Policy::decide`] answers without allocating (a [`Verdict`]: the
+//! rule's position and action; [`Policy::rule_name`] names it); [`Policy::evaluate`] is the same
+//! answer with the rule's name.
+//!
+//! The modules: `value` (reading rules as written, the error collector), `units` (durations,
+//! sizes, times), `condition` (condition tables, compiled and matched), `rule` (one rule),
+//! `load` (a whole policy, inline or from its file), `eval` (first match), `explain` (the next
+//! move).
+
+mod condition;
+mod eval;
+mod explain;
+mod load;
+mod rule;
+mod units;
+mod value;
+
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use nlds_settings::PolicyConfig;
@@ -46,6 +62,40 @@ pub enum Action {
     None,
 }
 
+impl Action {
+    /// The action's word in the rules: `archive`, `evict`, `pin`, `none`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Action::Archive => "archive",
+            Action::Evict => "evict",
+            Action::Pin { .. } => "pin",
+            Action::None => "none",
+        }
+    }
+
+    /// Whether the action moves data (archive or evict).
+    pub fn moves(&self) -> bool {
+        matches!(self, Action::Archive | Action::Evict)
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Pin { until } => write!(f, "pin until {}", until.to_rfc3339()),
+            other => f.write_str(other.as_str()),
+        }
+    }
+}
+
+/// [`Decision`] without the name: what [`Policy::decide`] answers, without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// The rule's position (0-based).
+    pub rule: usize,
+    pub action: Action,
+}
+
 /// The rule that decided a file, and what it asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -55,7 +105,9 @@ pub struct Decision {
     pub action: Action,
 }
 
-/// Why a policy cannot be loaded: the rule (name or position), the key, the problem.
+/// Why a policy cannot be loaded: the rule (its name, or `#3` for the third rule when it has
+/// none, followed by `in FILE` for rules read from `[policy] file`; empty for a problem of the
+/// whole policy), the key (`any[1].group` inside a combinator), the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
     pub rule: String,
@@ -65,7 +117,13 @@ pub struct PolicyError {
 
 impl std::fmt::Display for PolicyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "rule {}: {}: {}", self.rule, self.key, self.problem)
+        if self.rule.is_empty() {
+            write!(f, "{}: {}", self.key, self.problem)
+        } else if let Some(file) = self.rule.strip_prefix("in ") {
+            write!(f, "{file}: {}: {}", self.key, self.problem)
+        } else {
+            write!(f, "rule {}: {}: {}", self.rule, self.key, self.problem)
+        }
     }
 }
 
@@ -79,34 +137,109 @@ pub struct Explanation {
     pub next: Option<(DateTime<Utc>, Decision)>,
 }
 
-/// A validated, compiled policy.
-#[derive(Debug, Clone, Default)]
-pub struct Policy {}
+/// A validated, compiled policy. The default is the empty policy (no rules: nothing moves by
+/// rule), the same as loading no rules.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    rules: Vec<rule::Rule>,
+    fingerprint: u64,
+    source: Option<PathBuf>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            fingerprint: load::fingerprint(&[]),
+            source: None,
+        }
+    }
+}
+
+// The runner shares one policy between tasks.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Policy>();
+};
 
 impl Policy {
-    /// Loads the rules of `cfg` (from `cfg.file` when set), all or nothing.
+    /// Loads the rules of `cfg` (from `cfg.file` when set), all or nothing: every problem is
+    /// reported, and no policy comes out of a set of rules with one.
     pub fn load(cfg: &PolicyConfig) -> Result<Self, Vec<PolicyError>> {
-        let _ = cfg;
-        Ok(Self {})
+        load::load(cfg)
     }
 
     /// The first rule that matches `f` at `now` and applies to it (see docs/POLICY.md).
     pub fn evaluate(&self, f: &FileFacts<'_>, now: DateTime<Utc>) -> Option<Decision> {
-        let _ = (f, now);
-        None
+        self.decide(f, now).map(|v| self.decision(v))
     }
 
-    /// What applies to `f` now and when it will next move.
-    pub fn explain(&self, f: &FileFacts<'_>, now: DateTime<Utc>) -> Explanation {
-        let _ = (f, now);
-        Explanation {
-            now: None,
-            next: None,
+    /// [`Policy::evaluate`] without the rule's name, allocating nothing: for loops over many
+    /// files.
+    #[inline]
+    pub fn decide(&self, f: &FileFacts<'_>, now: DateTime<Utc>) -> Option<Verdict> {
+        eval::decide(&self.rules, f, now)
+    }
+
+    /// The name of rule `rule` (0-based; as in [`Verdict::rule`]).
+    pub fn rule_name(&self, rule: usize) -> &str {
+        self.rules.get(rule).map_or("", |r| r.name.as_str())
+    }
+
+    /// A verdict with its rule's name.
+    pub fn decision(&self, v: Verdict) -> Decision {
+        Decision {
+            rule: v.rule,
+            name: self.rule_name(v.rule).to_owned(),
+            action: v.action,
         }
+    }
+
+    /// What applies to `f` now and when it will next move: the earliest later time at which an
+    /// archive or evict rule other than the one deciding now would decide, if nothing else
+    /// changes (no access, no copy made or dropped).
+    pub fn explain(&self, f: &FileFacts<'_>, now: DateTime<Utc>) -> Explanation {
+        let current = self.decide(f, now);
+        Explanation {
+            now: current.map(|v| self.decision(v)),
+            next: explain::next(&self.rules, f, now, current).map(|(t, v)| (t, self.decision(v))),
+        }
+    }
+
+    /// Whether the warm-tier watermark may evict `f` at `now`: it has a warm and a cold copy,
+    /// and neither a pin rule in force nor a `none` rule stops it before an evict rule takes
+    /// it. (The runner also requires the cold copy to be verified and no pin or waiting get or
+    /// stage in the catalogue.)
+    pub fn watermark_eligible(&self, f: &FileFacts<'_>, now: DateTime<Utc>) -> bool {
+        eval::watermark_eligible(&self.rules, f, now)
     }
 
     /// The rules' names and actions, in order (for dry-run and status reports).
     pub fn rules(&self) -> Vec<(String, Action)> {
-        Vec::new()
+        self.rules
+            .iter()
+            .map(|r| (r.name.clone(), r.action))
+            .collect()
+    }
+
+    /// How many rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// No rules: nothing ever moves by rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// A fingerprint of the rules as written (16 hex digits), the same in every process that
+    /// loaded the same rules: to tell which policy a pass ran under.
+    pub fn fingerprint(&self) -> String {
+        format!("{:016x}", self.fingerprint)
+    }
+
+    /// The file the rules came from (`[policy] file`), if any.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
     }
 }

@@ -428,6 +428,7 @@ fn the_example_file_parses_and_shows_every_section_and_key() {
     let allowed_extra = |p: &str| {
         p.starts_with("workers.object_store.tenancies")
             || p.starts_with("workers.cold.xrootd.env.")
+            || p.starts_with("policy.watermarks.")
             || [
                 "workers.posix_checks",
                 "server.public_url",

@@ -118,3 +118,19 @@ Environment common to the server and worker containers.
       name: {{ include "nlds.secretName" . }}
       key: amqp-url
 {{- end }}
+
+{{/*
+A value as TOML (inline tables and arrays): numbers without a fraction stay integers (Helm reads
+every YAML number as a float), strings and booleans through toJson (valid TOML for both).
+*/}}
+{{- define "nlds.tomlValue" -}}
+{{- if kindIs "map" . -}}
+{ {{- $first := true -}}{{- range $k, $v := . -}}{{- if not $first }}, {{ end -}}{{- $first = false -}}{{ $k }} = {{ include "nlds.tomlValue" $v }}{{- end -}} }
+{{- else if kindIs "slice" . -}}
+[{{- range $i, $v := . -}}{{- if $i }}, {{ end -}}{{ include "nlds.tomlValue" $v }}{{- end -}}]
+{{- else if kindIs "float64" . -}}
+{{- if eq (floor .) . -}}{{ . | int64 }}{{- else -}}{{ . }}{{- end -}}
+{{- else -}}
+{{ . | toJson }}
+{{- end -}}
+{{- end -}}
