@@ -369,6 +369,15 @@ pub enum Payload {
     },
     /// RPC `catalog.evict`: drop the warm copies of a holding's files that have a verified cold copy.
     Evict { holding_id: i64 },
+    /// RPC `catalog.evict` (the policy role): drop the warm copies of these files, each only if
+    /// its cold copy is in a stored aggregation, it has no live pin and no recall waits for it.
+    /// Answered with [`RpcReply::Evicted`] (the files actually evicted).
+    EvictFiles { file_ids: Vec<i64> },
+    /// RPC `catalog-archive-next.start` (the policy role): an archive round restricted to these
+    /// files (those still eligible). Answered with [`RpcReply::ArchiveStarted`]; the round's
+    /// `archive-put.start` messages are sent as a round sends them. With no files, the round
+    /// only does its upkeep (purge sweep, stale recalls).
+    ArchiveSelect { file_ids: Vec<i64> },
     /// RPC `catalog.del`: soft-delete the files `paths` select in the holdings `filter` names
     /// (without paths: those holdings whole), as far as `env.role` allows. With `dry_run`, only
     /// says what would be deleted. Answered with [`RpcReply::Deleted`].
@@ -441,6 +450,11 @@ pub enum RpcReply {
     /// to be deleted).
     Evicted {
         files: Vec<FileRecord>,
+    },
+    /// Answer to [`Payload::ArchiveSelect`]: the aggregations the round created (each is
+    /// `stored` once written and verified, or deleted if its write failed).
+    ArchiveStarted {
+        aggregation_ids: Vec<i64>,
     },
     /// Answer to `catalog.del` and `catalog.undelete`.
     Deleted(crate::api::DeletePlan),

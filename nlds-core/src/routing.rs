@@ -73,6 +73,7 @@ routing_part!(
         ArchivePut,
         ArchiveGet,
         Log,
+        /// The policy role's RPCs (`policy.run`, `policy.dry-run`, `policy.status`, ...).
         Policy,
     }
 );
@@ -110,11 +111,17 @@ routing_part!(
         Warning,
         Error,
         Critical,
+        /// Policy: start a pass now (operators).
         Run,
+        /// Policy: evaluate and report, change nothing.
         DryRun,
+        /// Policy: the runner's state and its recent passes.
         Status,
+        /// Policy: read the rules again (the old ones stay if the new ones are invalid).
         Reload,
+        /// Policy: close an open circuit breaker.
         Reset,
+        /// Policy: which rule applies to a file, and when it will move.
         Explain,
     }
 );
@@ -212,6 +219,7 @@ routing_part!(
         Logger,
         ArchivePut,
         ArchiveGet,
+        Policy,
     }
 );
 
@@ -261,6 +269,7 @@ impl Role {
                 "nlds-api.archive-get.prepare-check",
                 "nlds-api.archive-get.system-stat",
             ],
+            Role::Policy => &["nlds-api.policy.*"],
         }
     }
 
@@ -278,6 +287,7 @@ impl Role {
             Role::Logger => Worker::Log,
             Role::ArchivePut => Worker::ArchivePut,
             Role::ArchiveGet => Worker::ArchiveGet,
+            Role::Policy => Worker::Policy,
         };
         RoutingKey::new(worker, Action::SystemStat)
     }
@@ -286,7 +296,7 @@ impl Role {
     /// that commits a change publishes the work it implies in the same outcome as its answer
     /// (eviction and purge removals, a delete's monitor record), confirmed before the answer.
     pub fn is_rpc(self) -> bool {
-        matches!(self, Role::CatalogueRpc | Role::MonitorRpc)
+        matches!(self, Role::CatalogueRpc | Role::MonitorRpc | Role::Policy)
     }
 }
 
@@ -385,6 +395,12 @@ mod tests {
             (Catalog, Del),
             (Catalog, Undelete),
             (Catalog, Purge),
+            (Policy, Run),
+            (Policy, DryRun),
+            (Policy, Status),
+            (Policy, Reload),
+            (Policy, Reset),
+            (Policy, Explain),
         ];
         for (w, a) in work {
             let key = RoutingKey::new(w, a);

@@ -62,6 +62,7 @@ fn worker() {
             "archive-put",
             "archive-get",
             "log",
+            "policy",
         ],
     );
     let err = "nowhere".parse::<Worker>().unwrap_err();
@@ -104,6 +105,12 @@ fn action() {
             "warning",
             "error",
             "critical",
+            "run",
+            "dry-run",
+            "status",
+            "reload",
+            "reset",
+            "explain",
         ],
     );
     let err = "dance".parse::<Action>().unwrap_err();
@@ -127,6 +134,7 @@ fn role() {
             "logger",
             "archive-put",
             "archive-get",
+            "policy",
         ],
     );
     assert_eq!(Role::ArchiveGet.queue(), "nlds.archive-get");

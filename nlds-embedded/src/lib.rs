@@ -266,13 +266,8 @@ impl Embedded {
         let bus = Arc::new(MemoryBus::new());
         let mut tasks = tokio::task::JoinSet::new();
         {
-            let (bus, w, b, stop) = (
-                bus.clone(),
-                settings.workers.clone(),
-                settings.bus.clone(),
-                shutdown.clone(),
-            );
-            tasks.spawn(async move { run::run_roles(bus, &run::all_roles(), &w, &b, stop).await });
+            let (bus, s, stop) = (bus.clone(), settings.clone(), shutdown.clone());
+            tasks.spawn(async move { run::run_roles(bus, &run::all_roles(), &s, stop).await });
         }
 
         let listener = TcpListener::bind(opts.listen)

@@ -37,6 +37,11 @@ pub struct PolicyConfig {
     /// The disk lifetime of a stage request that names none, and the longest one allowed.
     pub stage_lifetime_secs: u64,
     pub stage_max_lifetime_secs: u64,
+    /// Seconds between two checks of the warm tiers against their watermarks.
+    pub watermark_check_secs: u64,
+    /// How long a pass waits for the aggregates it started to be written and verified before
+    /// it counts the rest as failed (they may still be stored later).
+    pub archive_wait_secs: u64,
     /// Warm-tier watermarks per tenancy (`default` for the default object store).
     pub watermarks: BTreeMap<String, Watermark>,
 }
@@ -64,6 +69,8 @@ impl Default for PolicyConfig {
             get_pin_secs: 3600,
             stage_lifetime_secs: 24 * 3600,
             stage_max_lifetime_secs: 30 * 24 * 3600,
+            watermark_check_secs: 60,
+            archive_wait_secs: 3600,
             watermarks: BTreeMap::new(),
         }
     }

@@ -11,6 +11,7 @@
 //! | logger | `log.*` (records, audit events) | `log_record` / `audit_record` rows, JSON-lines files under the log directory |
 //! | archive-put | `archive-put.start`, `archive-put.del` (and a round timer) | `archive-put.complete` / `.failed`, `catalog-archive-next.start` |
 //! | archive-get | `archive-get.start`, `archive-get.prepare-check` | `archive-get.complete` / `.failed` |
+//! | policy | RPC `policy.*` (and the pass and watermark timer) | `catalog.evict`, `catalog-archive-next.start` RPCs |
 //!
 //! Handlers are idempotent and return an [`nlds_bus::Outcome`]; the bus publishes and acks.
 //!
@@ -41,6 +42,7 @@ pub mod indexer;
 pub mod logger;
 pub mod monitor;
 pub mod outbox;
+pub mod policy;
 pub mod posix;
 pub mod recovery;
 pub mod router;

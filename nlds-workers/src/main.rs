@@ -56,5 +56,5 @@ async fn main() -> anyhow::Result<()> {
     };
     let shutdown = run::shutdown_on_signals();
     let bus = run::connect_bus(&settings.bus).await?;
-    run::run_roles(bus, &roles, &settings.workers, &settings.bus, shutdown).await
+    run::run_roles(bus, &roles, &settings, shutdown).await
 }

@@ -46,6 +46,8 @@ pub struct Resources {
     cold: OnceCell<Arc<dyn nlds_storage::cold::ColdStore>>,
     /// The outbox the catalogue stages into; its one relay runs beside the catalogue roles.
     outbox: Outbox,
+    /// The policy runner (the policy role's RPCs and its timer share it).
+    policy: OnceCell<Arc<crate::policy::PolicyRunner>>,
 }
 
 impl Resources {
@@ -75,6 +77,32 @@ impl Resources {
 }
 
 impl Resources {
+    /// The policy runner, with the rules of `[policy]` loaded (all or nothing: an invalid
+    /// policy stops the role from starting, naming each rule, key and problem).
+    pub async fn policy(
+        &self,
+        cfg: &WorkerConfig,
+        policy: &nlds_settings::PolicyConfig,
+        bus: &Arc<dyn Bus>,
+    ) -> anyhow::Result<Arc<crate::policy::PolicyRunner>> {
+        let db = self.db(cfg).await?;
+        self.policy
+            .get_or_try_init(|| async {
+                let rules = nlds_policy::Policy::load(policy).map_err(|errors| {
+                    let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                    anyhow::anyhow!("the policy is invalid ([policy]): {}", list.join("; "))
+                })?;
+                Ok(Arc::new(crate::policy::PolicyRunner::new(
+                    db,
+                    bus.clone(),
+                    policy.clone(),
+                    rules,
+                )))
+            })
+            .await
+            .cloned()
+    }
+
     pub async fn cold(
         &self,
         cfg: &WorkerConfig,
@@ -96,10 +124,11 @@ impl Resources {
 /// Builds the handler of a role.
 pub async fn handler(
     role: Role,
-    cfg: &WorkerConfig,
+    settings: &Settings,
     res: &Resources,
     bus: &Arc<dyn Bus>,
 ) -> anyhow::Result<Arc<dyn Handler>> {
+    let cfg = &settings.workers;
     Ok(match role {
         Role::Router => Arc::new(crate::router::Router),
         Role::Indexer => {
@@ -147,21 +176,26 @@ pub async fn handler(
         Role::Monitor | Role::MonitorRpc => {
             Arc::new(crate::monitor::Monitor::new(res.db(cfg).await?))
         }
+        Role::Policy => Arc::new(
+            crate::policy::rpc::PolicyRpc::new(res.policy(cfg, &settings.policy, bus).await?)
+                .with_settings(settings.clone()),
+        ),
     })
 }
 
-/// Runs `roles` on `bus` until `shutdown`; returns the first consumer error.
+/// Runs `roles` on `bus` until `shutdown` with `settings` (`[workers]`, `[bus]`, `[policy]`);
+/// returns the first consumer error.
 pub async fn run_roles(
     bus: Arc<dyn Bus>,
     roles: &[Role],
-    cfg: &WorkerConfig,
-    bus_cfg: &BusConfig,
+    settings: &Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let (cfg, bus_cfg) = (&settings.workers, &settings.bus);
     let res = Resources::default();
     let mut tasks = tokio::task::JoinSet::new();
     for &role in roles {
-        let h = handler(role, cfg, &res, &bus)
+        let h = handler(role, settings, &res, &bus)
             .await
             .with_context(|| format!("cannot start role {role}"))?;
         let opts = ConsumeOptions {
@@ -195,8 +229,33 @@ pub async fn run_roles(
     if roles.contains(&Role::ArchivePut) {
         let (bus, stop) = (bus.clone(), shutdown.clone());
         let every = std::time::Duration::from_secs(cfg.archive.interval_secs);
+        // With the policy on, only the policy archives: scheduled rounds do their upkeep only.
+        let upkeep_only = settings.policy.enabled;
         tasks.spawn(async move {
-            crate::archive_put::run_scheduler(bus, every, stop).await;
+            crate::archive_put::run_scheduler(bus, every, upkeep_only, stop).await;
+            Ok(())
+        });
+    }
+    if roles.contains(&Role::Policy) && settings.policy.enabled {
+        // Passes and watermark checks: every policy process runs the timer, the lease lets one
+        // of them act.
+        let runner = res.policy(cfg, &settings.policy, &bus).await?;
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = runner.run_timer() => {}
+                _ = stop.cancelled() => {}
+            }
+            Ok(())
+        });
+    }
+    if roles.contains(&Role::Policy) {
+        // Reloads: on SIGHUP, and when another policy process reloaded (policy::reload).
+        let runner = res.policy(cfg, &settings.policy, &bus).await?;
+        let reloader = Arc::new(crate::policy::reload::Reloader::new(settings.clone()));
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            crate::policy::reload::follow(runner, reloader, stop).await;
             Ok(())
         });
     }

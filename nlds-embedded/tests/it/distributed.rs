@@ -160,7 +160,7 @@ pub fn start_roles(settings: &Settings, roles: Vec<nlds_core::Role>, stop: Cance
     let s = settings.clone();
     tokio::spawn(async move {
         let bus = nlds_workers::run::connect_bus(&s.bus).await.unwrap();
-        nlds_workers::run::run_roles(bus, &roles, &s.workers, &s.bus, stop).await
+        nlds_workers::run::run_roles(bus, &roles, &s, stop).await
     });
 }
 

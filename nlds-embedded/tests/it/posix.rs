@@ -133,14 +133,13 @@ async fn start(
     {
         let (bus, stop) = (bus.clone(), stop.clone());
         tokio::spawn(async move {
-            nlds_workers::run::run_roles(
-                bus,
-                &nlds_workers::run::all_roles(),
-                &workers,
-                &bus_cfg,
-                stop,
-            )
-            .await
+            let settings = nlds_workers::run::Settings {
+                workers,
+                bus: bus_cfg,
+                ..Default::default()
+            };
+            nlds_workers::run::run_roles(bus, &nlds_workers::run::all_roles(), &settings, stop)
+                .await
         });
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -13,7 +13,8 @@
 //!
 //! The scheduler ([`run_scheduler`]) also lives here: every `archive.interval_secs` it asks the
 //! catalogue for a round (`catalog-archive-next.start`). Rounds are safe to run concurrently, so
-//! every archive-put process may run one.
+//! every archive-put process may run one. With `[policy] enabled`, the policy decides what is
+//! archived: the scheduler then asks only for a round's upkeep (purge sweep, stale recalls).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -291,8 +292,25 @@ pub async fn request_round(bus: &dyn Bus) -> Result<Uuid, nlds_bus::BusError> {
     Ok(env.transaction_id)
 }
 
-/// Requests a round every `interval` until `shutdown` (nothing when `interval` is zero).
-pub async fn run_scheduler(bus: Arc<dyn Bus>, interval: Duration, shutdown: CancellationToken) {
+/// Asks the catalogue for a round's upkeep only (the purge sweep, stale recalls): what the
+/// scheduler asks for when the policy decides what is archived.
+pub async fn request_upkeep(bus: &dyn Bus) -> Result<Uuid, nlds_bus::BusError> {
+    let (key, mut env) = nlds_core::workflow::archive_round();
+    env.payload = Payload::ArchiveSelect {
+        file_ids: Vec::new(),
+    };
+    bus.publish(key, &env).await?;
+    Ok(env.transaction_id)
+}
+
+/// Requests a round every `interval` until `shutdown` (nothing when `interval` is zero); with
+/// `upkeep_only` (`[policy] enabled`), a round that archives nothing (the policy archives).
+pub async fn run_scheduler(
+    bus: Arc<dyn Bus>,
+    interval: Duration,
+    upkeep_only: bool,
+    shutdown: CancellationToken,
+) {
     if interval.is_zero() {
         return;
     }
@@ -302,7 +320,12 @@ pub async fn run_scheduler(bus: Arc<dyn Bus>, interval: Duration, shutdown: Canc
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {
-                if let Err(e) = request_round(bus.as_ref()).await {
+                let asked = if upkeep_only {
+                    request_upkeep(bus.as_ref()).await
+                } else {
+                    request_round(bus.as_ref()).await
+                };
+                if let Err(e) = asked {
                     tracing::warn!(error = %e, "could not request an archive round; will try at the next tick");
                 }
             }

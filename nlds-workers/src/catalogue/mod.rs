@@ -520,6 +520,8 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::RecallProgress { .. } => "recall_progress",
         Payload::ArchiveRestored { .. } => "archive_restored",
         Payload::Evict { .. } => "evict",
+        Payload::EvictFiles { .. } => "evict_files",
+        Payload::ArchiveSelect { .. } => "archive_select",
         Payload::Delete { .. } => "delete",
         Payload::Undelete { .. } => "undelete",
         Payload::Purge { .. } => "purge",

@@ -174,7 +174,9 @@ pub async fn follow(runner: Arc<PolicyRunner>, reloader: Arc<Reloader>, stop: Ca
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::warn!("cannot listen for SIGHUP (reload with `nlds admin policy reload`): {e}");
+            tracing::warn!(
+                "cannot listen for SIGHUP (reload with `nlds admin policy reload`): {e}"
+            );
             None
         }
     };

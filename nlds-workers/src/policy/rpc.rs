@@ -62,9 +62,9 @@ impl PolicyRpc {
             (Worker::Policy, Action::DryRun, Payload::Policy) => Ok(RpcReply::Pass(
                 r.pass(PassKind::DryRun).await.map_err(runner_err)?,
             )),
-            (Worker::Policy, Action::Run, Payload::Policy) => {
-                Ok(RpcReply::PassStarted { id: self.start().await? })
-            }
+            (Worker::Policy, Action::Run, Payload::Policy) => Ok(RpcReply::PassStarted {
+                id: self.start().await?,
+            }),
             (Worker::Policy, Action::Status, Payload::PolicyStatus { passes }) => {
                 let n = (*passes).min(MAX_PASSES) as usize;
                 Ok(RpcReply::PolicyStatus(
