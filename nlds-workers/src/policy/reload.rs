@@ -38,14 +38,16 @@ pub const FOLLOW_EVERY: Duration = Duration::from_secs(3);
 /// Reloads for one process: its settings' origin and the last reload it has seen.
 pub struct Reloader {
     settings: Settings,
-    seen: Mutex<Option<DateTime<Utc>>>,
+    /// The latest reload this process's rules reflect: at first, its start (it read its
+    /// settings then, after any earlier reload).
+    seen: Mutex<DateTime<Utc>>,
 }
 
 impl Reloader {
     pub fn new(settings: Settings) -> Self {
         Self {
             settings,
-            seen: Mutex::new(None),
+            seen: Mutex::new(Utc::now()),
         }
     }
 
@@ -68,8 +70,8 @@ impl Reloader {
 
     fn saw(&self, at: DateTime<Utc>) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.is_none_or(|s| s < at) {
-            *seen = Some(at);
+        if *seen < at {
+            *seen = at;
         }
     }
 
@@ -82,17 +84,13 @@ impl Reloader {
             return Ok(());
         };
         let seen = *self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        match seen {
-            // The first look only notes where things stand: this process loaded its rules at
-            // start, after any earlier reload. A reload this process made is in use already.
-            None => self.saw(row.until),
-            Some(s) if row.until > s && row.holder == r.holder() => self.saw(row.until),
-            Some(s) if row.until > s => {
-                self.saw(row.until);
+        if row.until > seen {
+            self.saw(row.until);
+            // A reload this process made is in use already.
+            if row.holder != r.holder() {
                 let report = reload_here(r, &self.settings);
                 log(&report, &format!("a reload by {}", row.holder));
             }
-            Some(_) => {}
         }
         Ok(())
     }
