@@ -193,6 +193,14 @@ pub struct RemovedAggregate {
     pub name: String,
 }
 
+/// An aggregate an archive selection leased for writing, and its member files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasedAggregate {
+    pub aggregation_id: i64,
+    pub name: String,
+    pub file_ids: Vec<i64>,
+}
+
 /// Checksums of an aggregate's bytes as written (and verified with the cold store).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AggregateSums {
@@ -451,10 +459,10 @@ pub enum RpcReply {
     Evicted {
         files: Vec<FileRecord>,
     },
-    /// Answer to [`Payload::ArchiveSelect`]: the aggregations the round created (each is
+    /// Answer to [`Payload::ArchiveSelect`]: the aggregations the round leased (each is
     /// `stored` once written and verified, or deleted if its write failed).
     ArchiveStarted {
-        aggregation_ids: Vec<i64>,
+        aggregations: Vec<LeasedAggregate>,
     },
     /// Answer to `catalog.del` and `catalog.undelete`.
     Deleted(crate::api::DeletePlan),

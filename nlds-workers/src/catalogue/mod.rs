@@ -236,6 +236,13 @@ impl Catalogue {
             (Worker::CatalogArchiveNext, Action::Start, Payload::ArchiveNext) => {
                 self.archive_next().await
             }
+            (Worker::CatalogArchiveNext, Action::Start, Payload::ArchiveSelect { file_ids }) => {
+                // Answered (the policy waits for it) and published like any round.
+                let (mut out, aggregations) = self.archive_select(file_ids).await?;
+                out.reply =
+                    Some(env.reply(Payload::Reply(RpcReply::ArchiveStarted { aggregations })));
+                Ok(out)
+            }
             (
                 Worker::CatalogArchiveUpdate,
                 Action::Start,
@@ -269,6 +276,11 @@ impl Catalogue {
                     restored,
                 },
             ) => self.recall_restored(*aggregation_id, restored).await,
+            (Worker::Catalog, Action::Evict, Payload::EvictFiles { file_ids }) => {
+                // As `Evict`, for the files the policy chose that may go now.
+                let files = self.evict_files(env, file_ids).await?;
+                Ok(reply(RpcReply::Evicted { files }))
+            }
             (Worker::Catalog, Action::Evict, Payload::Evict { holding_id }) => {
                 // The catalogue no longer lists these warm copies: the deletion of their objects
                 // was staged in the outbox with that change.

@@ -13,7 +13,7 @@
 //! last-copy guard, `catalogue::guard::guard_removals`, decides).
 
 use nlds_core::api::Tier;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::Utc;
 use nlds_bus::Outcome;
@@ -23,16 +23,18 @@ use nlds_core::workflow::{Step, Workflow};
 use nlds_core::{
     Action, Envelope, ErrorCode, FailedFile, FileRecord, Payload, RoutingKey, State, Worker,
 };
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
 use super::guard::{Removal, guard_removals};
 use super::{BLAKE3, CHUNK, Catalogue, Result, load_copies, parse_uuid, record, to_u32, to_u64};
 use crate::db::{
-    aggregation, aggregation_member, checksum, file, location, recall, recall_request, transaction,
+    aggregation, aggregation_member, checksum, file, location, pin, recall, recall_request,
+    stage_file, transaction,
 };
 
 /// The sub id of a get batch waiting for an aggregation.
@@ -496,6 +498,90 @@ impl Catalogue {
             .filter(file::Column::HoldingId.eq(holding_id))
             .all(&txn)
             .await?;
+        self.evict_these(env, txn, files, Some(holding_id)).await
+    }
+
+    /// `catalog.evict` with [`Payload::EvictFiles`] (the policy): drops the warm copies of those
+    /// of `file_ids` that may go now: live, with a cold copy in a stored aggregation (the
+    /// last-copy guard), no live pin (`pin.until` after now: a get or stage keeps it warm), no
+    /// stage request waiting for it and no recall of its aggregate under way. The rest are
+    /// left alone (not an error: the next pass looks again).
+    ///
+    /// [`Payload::EvictFiles`]: nlds_core::Payload::EvictFiles
+    pub(super) async fn evict_files(
+        &self,
+        env: &Envelope,
+        file_ids: &[i64],
+    ) -> Result<Vec<FileRecord>> {
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let mut files = Vec::new();
+        let mut kept: HashSet<i64> = HashSet::new();
+        for chunk in file_ids.chunks(CHUNK) {
+            let ids = || chunk.iter().copied();
+            files.extend(
+                file::Entity::find()
+                    .filter(file::Column::Id.is_in(ids()))
+                    .filter(file::Column::DeletedAt.is_null())
+                    .all(&txn)
+                    .await?,
+            );
+            kept.extend(
+                pin::Entity::find()
+                    .select_only()
+                    .column(pin::Column::FileId)
+                    .filter(pin::Column::FileId.is_in(ids()))
+                    .filter(pin::Column::Until.gt(now))
+                    .into_tuple::<i64>()
+                    .all(&txn)
+                    .await?,
+            );
+            kept.extend(
+                stage_file::Entity::find()
+                    .select_only()
+                    .column(stage_file::Column::FileId)
+                    .filter(stage_file::Column::FileId.is_in(ids()))
+                    .filter(stage_file::Column::State.is_in(stage_file::WAITING))
+                    .into_tuple::<Option<i64>>()
+                    .all(&txn)
+                    .await?
+                    .into_iter()
+                    .flatten(),
+            );
+            let recalling = Query::select()
+                .column(recall::Column::AggregationId)
+                .from(recall::Entity)
+                .to_owned();
+            kept.extend(
+                aggregation_member::Entity::find()
+                    .select_only()
+                    .column(aggregation_member::Column::FileId)
+                    .filter(aggregation_member::Column::FileId.is_in(ids()))
+                    .filter(aggregation_member::Column::AggregationId.in_subquery(recalling))
+                    .into_tuple::<i64>()
+                    .all(&txn)
+                    .await?,
+            );
+        }
+        if !kept.is_empty() {
+            tracing::info!(
+                kept = kept.len(),
+                "files pinned or awaited are not evicted (a get, stage or recall wants them)"
+            );
+        }
+        files.retain(|f| !kept.contains(&f.id));
+        self.evict_these(env, txn, files, None).await
+    }
+
+    /// Drops the warm copies of those of `files` the last-copy guard lets go, and stages the
+    /// deletion of their objects, in `txn`.
+    async fn evict_these(
+        &self,
+        env: &Envelope,
+        txn: sea_orm::DatabaseTransaction,
+        files: Vec<file::Model>,
+        holding_id: Option<i64>,
+    ) -> Result<Vec<FileRecord>> {
         let ids: Vec<i64> = files.iter().map(|f| f.id).collect();
         let (locations, _) = load_copies(&txn, &ids).await?;
         // Warm copies of files that have a cold one; the last-copy guard decides which may go
@@ -549,7 +635,7 @@ impl Catalogue {
             Workflow::Evict,
             Step::CatalogEvict,
             |p| env.reply(p),
-            Some(holding_id),
+            holding_id,
             out.clone(),
             Vec::new(),
         );

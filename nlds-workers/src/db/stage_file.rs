@@ -2,6 +2,9 @@
 
 use sea_orm::entity::prelude::*;
 
+/// The states in which a stage request still waits for its file (WLCG Tape REST).
+pub const WAITING: [&str; 2] = ["SUBMITTED", "STARTED"];
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "stage_file")]
 pub struct Model {

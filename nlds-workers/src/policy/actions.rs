@@ -75,39 +75,33 @@ pub struct Started {
     pub bytes: u64,
 }
 
-/// Has the catalogue archive `ids` (those still eligible): the aggregations it started.
-pub async fn archive(r: &PolicyRunner, ids: &[i64]) -> Result<Vec<Started>, String> {
+/// Has the catalogue archive `files` (id, size; those still eligible): the aggregations it
+/// started, with the files and bytes of each.
+pub async fn archive(r: &PolicyRunner, files: &[(i64, u64)]) -> Result<Vec<Started>, String> {
     let key = RoutingKey::new(Worker::CatalogArchiveNext, Action::Start);
-    let created = match ask(
+    let leased = match ask(
         r,
         key,
         ApiAction::ArchivePut,
         Payload::ArchiveSelect {
-            file_ids: ids.to_vec(),
+            file_ids: files.iter().map(|f| f.0).collect(),
         },
     )
     .await?
     {
-        RpcReply::ArchiveStarted { aggregation_ids } => aggregation_ids,
+        RpcReply::ArchiveStarted { aggregations } => aggregations,
         other => return Err(format!("{key}: unexpected answer {other:?}")),
     };
-    let mut started = Vec::new();
-    for chunk in created.chunks(1000) {
-        for a in aggregation::Entity::find()
-            .filter(aggregation::Column::Id.is_in(chunk.iter().copied()))
-            .all(&r.db)
-            .await
-            .map_err(|e| format!("reading the aggregations started: {e}"))?
-        {
-            started.push(Started {
-                id: a.id,
-                name: a.name,
-                files: a.members.max(0) as u64,
-                bytes: a.size.max(0) as u64,
-            });
-        }
-    }
-    Ok(started)
+    let sizes: HashMap<i64, u64> = files.iter().copied().collect();
+    Ok(leased
+        .into_iter()
+        .map(|a| Started {
+            id: a.aggregation_id,
+            name: a.name,
+            files: a.file_ids.len() as u64,
+            bytes: a.file_ids.iter().filter_map(|f| sizes.get(f)).sum(),
+        })
+        .collect())
 }
 
 /// How the aggregations of an archive selection ended.

@@ -36,6 +36,9 @@ pub mod scan;
 pub mod status;
 pub mod watermark;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::RunnerError;
 pub use scan::{ScanRow, facts_of};
 
@@ -54,6 +57,9 @@ pub struct PolicyRunner {
     pub(crate) archive_wait: Duration,
     /// One pass at a time in this process (the lease keeps other processes out).
     pub(crate) running: tokio::sync::Mutex<()>,
+    /// Unit tests decide with a function instead of the policy.
+    #[cfg(test)]
+    pub(crate) decider: Option<tests::Decider>,
 }
 
 impl PolicyRunner {
@@ -81,6 +87,8 @@ impl PolicyRunner {
             rpc_timeout: Duration::from_secs(120),
             archive_wait,
             running: tokio::sync::Mutex::new(()),
+            #[cfg(test)]
+            decider: None,
         }
     }
 

@@ -279,7 +279,7 @@ pub async fn run(r: &PolicyRunner, kind: PassKind) -> Result<PassReport, RunnerE
     if !dry {
         lease::release(&r.db, &r.holder).await?;
     }
-    Ok(report(done))
+    Ok(report(done)?)
 }
 
 /// Renews the lease every third of its length; `Err` when it was lost.
@@ -348,7 +348,14 @@ async fn body(
         for row in &rows {
             counts.evaluated += 1;
             let t = tags.of(row.holding_id);
-            let decision = policy.evaluate(&facts_of(row, &t), now);
+            let facts = facts_of(row, &t);
+            #[cfg(test)]
+            let decision = match &r.decider {
+                Some(decide) => decide(&facts, now),
+                None => policy.evaluate(&facts, now),
+            };
+            #[cfg(not(test))]
+            let decision = policy.evaluate(&facts, now);
             let may_evict = row.has_warm && row.cold_verified && !row.pinned && !row.awaited;
             let mut watermark_ok = true;
             if let Some(d) = &decision {
@@ -414,9 +421,9 @@ async fn body(
             renew.tick(r, dry).await?;
         }
         for chunk in archive.chunks(CHUNK) {
-            let ids: Vec<i64> = chunk.iter().map(|p| p.id).collect();
-            counts.attempted += ids.len() as u64;
-            match actions::archive(r, &ids).await {
+            let files: Vec<(i64, u64)> = chunk.iter().map(|p| (p.id, p.size)).collect();
+            counts.attempted += files.len() as u64;
+            match actions::archive(r, &files).await {
                 Ok(started) => {
                     let ended = actions::wait_stored(r, started).await?;
                     counts.archived_files += ended.stored_files;
@@ -435,7 +442,7 @@ async fn body(
                         );
                     }
                 }
-                Err(why) => counts.fail(ids.len() as u64, why),
+                Err(why) => counts.fail(files.len() as u64, why),
             }
             if let Some(why) = trips(r, counts, "archive") {
                 return Ok((PassOutcome::BreakerOpen, Some(why)));
@@ -496,15 +503,29 @@ fn trips(r: &PolicyRunner, c: &Counts, what: &str) -> Option<String> {
     )
 }
 
-/// A pass row as its report.
-pub fn report(p: policy_pass::Model) -> PassReport {
-    let summary: Summary = serde_json::from_str(&p.summary).unwrap_or_default();
-    PassReport {
+/// A pass row as its report; a stored kind, outcome or summary that does not parse is an error
+/// naming it.
+pub fn report(p: policy_pass::Model) -> Result<PassReport, DbErr> {
+    let bad = |column: &str, value: &str, e: &dyn std::fmt::Display| {
+        DbErr::Type(format!(
+            "policy_pass {}: {column} {value:?} is not valid: {e}",
+            p.id
+        ))
+    };
+    let summary: Summary = if p.summary == "{}" {
+        Summary::default()
+    } else {
+        serde_json::from_str(&p.summary).map_err(|e| bad("summary", &p.summary, &e))?
+    };
+    Ok(PassReport {
         id: p.id,
-        kind: p.kind.parse().unwrap_or(PassKind::Manual),
+        kind: p.kind.parse().map_err(|e| bad("kind", &p.kind, &e))?,
         started: p.started,
         ended: p.ended,
-        outcome: p.outcome.parse().unwrap_or(PassOutcome::Failed),
+        outcome: p
+            .outcome
+            .parse()
+            .map_err(|e| bad("outcome", &p.outcome, &e))?,
         evaluated: p.evaluated.max(0) as u64,
         archived_files: p.archived_files.max(0) as u64,
         archived_bytes: p.archived_bytes.max(0) as u64,
@@ -514,17 +535,17 @@ pub fn report(p: policy_pass::Model) -> PassReport {
         breaker: p.breaker,
         rules: summary.rules,
         groups: summary.groups,
-    }
+    })
 }
 
 /// The `last` most recent passes, newest first.
 pub async fn recent<C: ConnectionTrait>(db: &C, last: usize) -> Result<Vec<PassReport>, DbErr> {
-    Ok(policy_pass::Entity::find()
+    policy_pass::Entity::find()
         .order_by_desc(policy_pass::Column::Id)
         .limit(last as u64)
         .all(db)
         .await?
         .into_iter()
         .map(report)
-        .collect())
+        .collect()
 }

@@ -21,9 +21,6 @@ use crate::db::tag;
 /// Files per page.
 pub const PAGE: u64 = 10_000;
 
-/// Stage-file states that mean a stage request still waits for the file.
-pub const STAGE_WAITING: [&str; 2] = ["SUBMITTED", "STARTED"];
-
 /// What the policy (and the runner's guards) know about one live file.
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct ScanRow {
@@ -90,7 +87,7 @@ fn ph(backend: DbBackend, n: usize) -> String {
 /// The scan's columns and joins over the files `f` the caller's `WHERE` selects; `$1` is now.
 fn select(backend: DbBackend, from: &str, range: &str) -> String {
     let now = ph(backend, 1);
-    let waiting = STAGE_WAITING
+    let waiting = crate::db::stage_file::WAITING
         .iter()
         .map(|s| format!("'{s}'"))
         .collect::<Vec<_>>()

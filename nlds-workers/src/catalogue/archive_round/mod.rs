@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 use nlds_bus::Outcome;
 use nlds_core::api::ApiAction;
-use nlds_core::message::{AggregateSums, ArchiveMember, ObjectRef};
+use nlds_core::message::{AggregateSums, ArchiveMember, LeasedAggregate, ObjectRef};
 use nlds_core::{Action, Envelope, FailedFile, Payload, RoutingKey, Worker};
 use nlds_storage::cold::aggregate::{self, member_of};
 use sea_orm::sea_query::Query;
@@ -74,6 +74,27 @@ fn eligible() -> Condition {
 impl Catalogue {
     /// `catalog-archive-next.start`: one archive round.
     pub(super) async fn archive_next(&self) -> Result<Outcome> {
+        Ok(self.archive_round(None).await?.0)
+    }
+
+    /// `catalog-archive-next.start` with [`Payload::ArchiveSelect`] (the policy): a round
+    /// restricted to `file_ids` (those still eligible; none: the round's upkeep only), every
+    /// selected file packed whatever the per-round limits. Answers the aggregations it leased.
+    ///
+    /// [`Payload::ArchiveSelect`]: nlds_core::Payload::ArchiveSelect
+    pub(super) async fn archive_select(
+        &self,
+        file_ids: &[i64],
+    ) -> Result<(Outcome, Vec<LeasedAggregate>)> {
+        self.archive_round(Some(file_ids)).await
+    }
+
+    /// One round over every eligible file, or only over `selection`: the outcome (the purge's
+    /// removals, stale recalls, one `archive-put.start` per aggregate) and the aggregations.
+    async fn archive_round(
+        &self,
+        selection: Option<&[i64]>,
+    ) -> Result<(Outcome, Vec<LeasedAggregate>)> {
         let cfg = &self.archive;
         let now = Utc::now();
         // Writes that outlived their lease are given up: their files become eligible again.
@@ -90,20 +111,43 @@ impl Catalogue {
         }
 
         // Holdings with something to archive, the least recently archived first.
-        let candidates: Vec<i64> = file::Entity::find()
-            .select_only()
-            .column(file::Column::HoldingId)
-            .distinct()
-            .filter(eligible())
-            .into_tuple()
-            .all(&self.db)
-            .await?;
+        let candidates: Vec<i64> = match selection {
+            None => {
+                file::Entity::find()
+                    .select_only()
+                    .column(file::Column::HoldingId)
+                    .distinct()
+                    .filter(eligible())
+                    .into_tuple()
+                    .all(&self.db)
+                    .await?
+            }
+            Some(ids) => {
+                let mut holdings = Vec::new();
+                for chunk in ids.chunks(super::CHUNK) {
+                    holdings.extend(
+                        file::Entity::find()
+                            .select_only()
+                            .column(file::Column::HoldingId)
+                            .distinct()
+                            .filter(eligible())
+                            .filter(file::Column::Id.is_in(chunk.iter().copied()))
+                            .into_tuple::<i64>()
+                            .all(&self.db)
+                            .await?,
+                    );
+                }
+                holdings.sort_unstable();
+                holdings.dedup();
+                holdings
+            }
+        };
         // Deleted files past their retention are purged with every round.
         let purged = self.purge_expired().await?;
         if candidates.is_empty() {
-            return Ok(then(
-                purged,
-                self.resend_stale_recalls(stale_recall()).await?,
+            return Ok((
+                then(purged, self.resend_stale_recalls(stale_recall()).await?),
+                Vec::new(),
             ));
         }
         let last: HashMap<i64, chrono::DateTime<Utc>> = aggregation::Entity::find()
@@ -119,9 +163,12 @@ impl Catalogue {
             .collect();
         let mut order = candidates;
         order.sort_by_key(|h| (last.get(h).copied(), *h));
-        order.truncate(usize::try_from(cfg.holdings_per_round.max(1)).unwrap_or(usize::MAX));
+        if selection.is_none() {
+            order.truncate(usize::try_from(cfg.holdings_per_round.max(1)).unwrap_or(usize::MAX));
+        }
 
         let mut out = then(purged, self.resend_stale_recalls(stale_recall()).await?);
+        let mut leased = Vec::new();
         for holding_id in order {
             let Some(h) = holding::Entity::find_by_id(holding_id)
                 .one(&self.db)
@@ -129,24 +176,61 @@ impl Catalogue {
             else {
                 continue;
             };
-            let limit = (cfg.aggregate_members.max(1) * cfg.aggregates_per_holding.max(1)) as u64;
-            let files = file::Entity::find()
-                .filter(eligible())
-                .filter(file::Column::HoldingId.eq(holding_id))
-                .order_by_asc(file::Column::Id)
-                .limit(limit)
-                .all(&self.db)
-                .await?;
+            let files = match selection {
+                None => {
+                    let limit =
+                        (cfg.aggregate_members.max(1) * cfg.aggregates_per_holding.max(1)) as u64;
+                    file::Entity::find()
+                        .filter(eligible())
+                        .filter(file::Column::HoldingId.eq(holding_id))
+                        .order_by_asc(file::Column::Id)
+                        .limit(limit)
+                        .all(&self.db)
+                        .await?
+                }
+                Some(ids) => {
+                    let mut files = Vec::new();
+                    for chunk in ids.chunks(super::CHUNK) {
+                        files.extend(
+                            file::Entity::find()
+                                .filter(eligible())
+                                .filter(file::Column::HoldingId.eq(holding_id))
+                                .filter(file::Column::Id.is_in(chunk.iter().copied()))
+                                .all(&self.db)
+                                .await?,
+                        );
+                    }
+                    files.sort_by_key(|f| f.id);
+                    files
+                }
+            };
             let sizes: Vec<u64> = files.iter().map(|f| to_u64(f.size)).collect();
             let groups = aggregate::pack(&sizes, cfg.aggregate_bytes.max(1), cfg.aggregate_members);
-            for group in groups.into_iter().take(cfg.aggregates_per_holding.max(1)) {
+            let per_holding = match selection {
+                None => cfg.aggregates_per_holding.max(1),
+                Some(_) => usize::MAX,
+            };
+            for group in groups.into_iter().take(per_holding) {
                 let members: Vec<&file::Model> = group.iter().map(|&i| &files[i]).collect();
                 if let Some((key, job)) = self.lease(&h, &members).await? {
+                    if let Payload::ArchiveAggregate {
+                        aggregation_id,
+                        name,
+                        members,
+                        ..
+                    } = &job.payload
+                    {
+                        leased.push(LeasedAggregate {
+                            aggregation_id: *aggregation_id,
+                            name: name.clone(),
+                            file_ids: members.iter().map(|m| m.file_id).collect(),
+                        });
+                    }
                     out = out.and(key, job);
                 }
             }
         }
-        Ok(out)
+        Ok((out, leased))
     }
 
     /// Records one aggregation as `writing` with its members, and builds its `archive-put.start`.
