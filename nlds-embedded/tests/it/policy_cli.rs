@@ -405,15 +405,27 @@ async fn dry_run_run_status_explain_reload_and_who_may_use_them() {
     stop.cancel();
 }
 
+/// A child process, killed when dropped (also when the test fails).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `nlds-workers policy` process, its log in `log`.
-fn spawn_policy(config: &Path, log: &Path) -> Child {
-    Command::new(workers_binary())
-        .args(["--config", &config.to_string_lossy(), "policy"])
-        .env("RUST_LOG", "info")
-        .env_remove("NLDS_LOG_JSON")
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
+fn spawn_policy(config: &Path, log: &Path) -> Killed {
+    Killed(
+        Command::new(workers_binary())
+            .args(["--config", &config.to_string_lossy(), "policy"])
+            .env("RUST_LOG", "info")
+            .env_remove("NLDS_LOG_JSON")
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Waits (at most a minute) until `log` has a line with `needle`.
@@ -433,9 +445,9 @@ async fn wait_log(log: &Path, needle: &str) {
     }
 }
 
-fn hup(child: &Child) {
+fn hup(child: &Killed) {
     let status = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
+        .args(["-HUP", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -478,8 +490,8 @@ async fn sighup_reloads_a_policy_process_and_the_others_follow() {
         dir.path().join("policy1.log"),
         dir.path().join("policy2.log"),
     );
-    let mut one = spawn_policy(&config, &log1);
-    let mut two = spawn_policy(&config, &log2);
+    let one = spawn_policy(&config, &log1);
+    let two = spawn_policy(&config, &log2);
     // Both are up once each has answered a status (their roles start with it).
     let t0 = Instant::now();
     while ops.get("/api/v2/admin/policy").await.0 != 200 {
@@ -518,9 +530,6 @@ async fn sighup_reloads_a_policy_process_and_the_others_follow() {
     );
     assert_eq!(rules_everywhere(&ops).await, ["archive-all"]);
 
-    for c in [&mut one, &mut two] {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+    drop((one, two));
     stop.cancel();
 }
