@@ -384,6 +384,72 @@ impl Client {
             .await
     }
 
+    /// What a policy pass would do now, per rule and per group (service operators); changes
+    /// nothing. It evaluates the whole catalogue: give the client a long enough
+    /// `request_timeout`.
+    pub async fn policy_dry_run(&self) -> Result<nlds_core::policy::PassReport> {
+        self.send(
+            Method::POST,
+            "/admin/policy/dry-run",
+            None::<&()>,
+            Some(&serde_json::json!({})),
+        )
+        .await
+    }
+
+    /// Starts a policy pass now, in the background (service operators).
+    pub async fn policy_run(&self) -> Result<nlds_core::policy::PassStarted> {
+        self.send(
+            Method::POST,
+            "/admin/policy/run",
+            None::<&()>,
+            Some(&serde_json::json!({})),
+        )
+        .await
+    }
+
+    /// The policy runner's state and its last `passes` passes (service operators).
+    pub async fn policy_status(
+        &self,
+        passes: Option<u32>,
+    ) -> Result<nlds_core::policy::PolicyStatus> {
+        let q = nlds_core::policy::PolicyStatusQuery { passes };
+        self.send(Method::GET, "/admin/policy", Some(&q), None::<&()>)
+            .await
+    }
+
+    /// Reads the policy's rules again (service operators); `loaded` is false, with the errors,
+    /// when the new rules were refused (the old ones stay).
+    pub async fn policy_reload(&self) -> Result<nlds_core::policy::ReloadReport> {
+        self.send(
+            Method::POST,
+            "/admin/policy/reload",
+            None::<&()>,
+            Some(&serde_json::json!({})),
+        )
+        .await
+    }
+
+    /// Closes the policy's circuit breaker (service operators).
+    pub async fn policy_reset(&self) -> Result<nlds_core::policy::PolicyStatus> {
+        self.send(
+            Method::POST,
+            "/admin/policy/reset",
+            None::<&()>,
+            Some(&serde_json::json!({})),
+        )
+        .await
+    }
+
+    /// Where one of the caller's files is, which policy rule applies and when it will move.
+    pub async fn explain(
+        &self,
+        query: &nlds_core::policy::ExplainQuery,
+    ) -> Result<nlds_core::policy::Explanation> {
+        self.send(Method::GET, "/explain", Some(query), None::<&()>)
+            .await
+    }
+
     /// Lists transactions.
     pub async fn stat(&self, query: &StatQuery) -> Result<TransactionPage> {
         self.send(Method::GET, "/transactions", Some(query), None::<&()>)

@@ -433,6 +433,14 @@ pub enum Payload {
     Stage(crate::stage::StageQuery),
     /// API or monitor → logger (`log.audit`): an audit record to store.
     Audit(crate::admin::AuditEvent),
+    /// RPC `policy.dry-run`, `policy.run`, `policy.reload`, `policy.reset` (operators, checked
+    /// by the server): what the key names, of the policy role.
+    Policy,
+    /// RPC `policy.status` (operators): the runner's state and its last `passes` passes.
+    PolicyStatus { passes: u32 },
+    /// RPC `policy.explain`: where the file `path` (of a holding `filter` names, in the
+    /// caller's scope, as `catalog.find`) is, which rule applies and when it will move.
+    Explain { filter: HoldingFilter, path: String },
     /// RPC answer.
     Reply(RpcReply),
 }
@@ -493,6 +501,18 @@ pub enum RpcReply {
     Stage(crate::stage::StageAnswer),
     /// Answer to `catalog.quota` and `catalog.quota-set`.
     Quota(crate::quota::QuotaReport),
+    /// Answer to `policy.dry-run`: what a pass would do.
+    Pass(crate::policy::PassReport),
+    /// Answer to `policy.run`: the pass started (it runs in the background).
+    PassStarted {
+        id: i64,
+    },
+    /// Answer to `policy.status` and `policy.reset`.
+    PolicyStatus(crate::policy::PolicyStatus),
+    /// Answer to `policy.reload`.
+    Reloaded(crate::policy::ReloadReport),
+    /// Answer to `policy.explain`.
+    Explained(crate::policy::Explanation),
     Error(ApiError),
 }
 

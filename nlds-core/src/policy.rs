@@ -203,3 +203,37 @@ pub struct Explanation {
     #[serde(default)]
     pub next: Option<(DateTime<Utc>, RuleDecision)>,
 }
+
+/// Query string of `GET /api/v2/explain`: the file, and (when its path is in several of the
+/// caller's holdings) which holding.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExplainQuery {
+    /// The file's path as stored.
+    pub path: String,
+    /// The holding's label ...
+    #[serde(default)]
+    pub label: Option<String>,
+    /// ... or id.
+    #[serde(default)]
+    pub holding_id: Option<i64>,
+    /// The group to act in (default: the caller's first).
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// Query string of `GET /api/v2/admin/policy`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PolicyStatusQuery {
+    /// How many past passes to show (default 10, at most 1000).
+    #[serde(default)]
+    pub passes: Option<u32>,
+}
+
+/// `POST /api/v2/admin/policy/run`: the pass started in the background (follow it with
+/// `GET /api/v2/admin/policy`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PassStarted {
+    pub pass_id: i64,
+}

@@ -24,6 +24,16 @@ impl AppState {
     /// Sends an RPC and unwraps its typed reply (an error reply becomes the API error).
     pub async fn rpc(&self, key: RoutingKey, env: Envelope) -> Result<RpcReply> {
         let timeout = Duration::from_secs(self.cfg.rpc_timeout_secs.max(1));
+        self.rpc_within(key, env, timeout).await
+    }
+
+    /// [`AppState::rpc`] waiting at most `timeout` (a policy dry run takes longer than a query).
+    pub async fn rpc_within(
+        &self,
+        key: RoutingKey,
+        env: Envelope,
+        timeout: Duration,
+    ) -> Result<RpcReply> {
         crate::notes::observe_request(key, &env);
         let reply = self.bus.rpc(key, &env, timeout).await?;
         if let Payload::Reply(r) = &reply.payload {

@@ -19,7 +19,7 @@
 //! environment and flags layers cover them without further code. Unknown top-level sections are
 //! ignored, so one file can carry sections other programs read.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Toml};
 use figment::value::{Dict, Map, Value};
@@ -61,6 +61,20 @@ pub struct Settings {
     pub workers: WorkerConfig,
     /// `[policy]`: the tiering policy and how the policy role runs it.
     pub policy: PolicyConfig,
+    /// Where these settings were read from, so that a process can read them again (`nlds admin
+    /// policy reload`, SIGHUP: see [`Settings::reread`]). Not a settings key.
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// The layers a [`Settings`] was read from: the file, and the `--set` flags over the
+/// environment. Default: built in code (nothing to read again).
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// Read by [`Settings::load_cli`] (else built in code).
+    pub read: bool,
+    pub path: Option<PathBuf>,
+    pub set: Vec<SetFlag>,
 }
 
 /// The variable that names the settings file (read by the programs' `--config` flags).
@@ -164,12 +178,29 @@ impl Settings {
     /// `--set` flags. The error says what is wrong, and in which file.
     pub fn load_cli(path: Option<&Path>, set: Vec<SetFlag>) -> Result<Self, String> {
         let flags = set
-            .into_iter()
+            .iter()
+            .cloned()
             .fold(Figment::new(), |fig, flag| fig.merge(flag));
-        Self::load_with(path, flags).map_err(|e| match path {
+        let mut settings = Self::load_with(path, flags).map_err(|e| match path {
             Some(p) => format!("{e} (settings file {})", p.display()),
             None => e.to_string(),
-        })
+        })?;
+        settings.origin = Origin {
+            read: true,
+            path: path.map(Path::to_path_buf),
+            set,
+        };
+        Ok(settings)
+    }
+
+    /// The settings read again from the same file, environment and flags (what a reload sees);
+    /// settings built in code are answered as they are.
+    pub fn reread(&self) -> Result<Self, String> {
+        if self.origin.read {
+            Self::load_cli(self.origin.path.as_deref(), self.origin.set.clone())
+        } else {
+            Ok(self.clone())
+        }
     }
 
     /// Extracts and checks the settings of a figment.

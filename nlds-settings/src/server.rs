@@ -17,6 +17,9 @@ pub struct ServerConfig {
     pub tokens_file: PathBuf,
     /// How long list, find, meta and stat wait for the catalogue or monitor.
     pub rpc_timeout_secs: u64,
+    /// How long a policy dry run (`POST /api/v2/admin/policy/dry-run`) waits for the policy role:
+    /// it evaluates the whole catalogue (about a minute for ten million files).
+    pub policy_rpc_timeout_secs: u64,
     /// Most paths accepted in one put or get request.
     pub max_paths: usize,
     /// Largest request body, in bytes.
@@ -32,6 +35,7 @@ impl Default for ServerConfig {
             public_url: None,
             tokens_file: PathBuf::from("tokens.toml"),
             rpc_timeout_secs: 30,
+            policy_rpc_timeout_secs: 600,
             max_paths: 50_000,
             max_body_bytes: 64 << 20,
             legacy_init: Default::default(),

@@ -203,6 +203,40 @@ fn binaries_layer_file_environment_and_flags() {
 }
 
 #[test]
+fn settings_read_again_from_the_same_file_and_flags() {
+    jailed(|jail| {
+        jail.create_file(
+            "nlds.toml",
+            "[policy]\ninterval_secs = 60\n[[policy.rule]]\nname = \"a\"\naction = \"archive\"\n",
+        )?;
+        let file = std::path::Path::new("nlds.toml");
+        let set = vec!["server.max_paths=7".parse().unwrap()];
+        let s = Settings::load_cli(Some(file), set).unwrap();
+        assert_eq!(s.policy.rules.len(), 1);
+        jail.create_file(
+            "nlds.toml",
+            "[policy]\ninterval_secs = 60\n[[policy.rule]]\nname = \"a\"\naction = \"archive\"\n[[policy.rule]]\nname = \"b\"\naction = \"evict\"\n",
+        )?;
+        let again = s.reread().unwrap();
+        assert_eq!(again.policy.rules.len(), 2, "the file is read again");
+        assert_eq!(again.server.max_paths, 7, "with the same flags");
+        jail.create_file("nlds.toml", "[policy\n")?;
+        let err = s.reread().unwrap_err();
+        assert!(err.contains("settings file nlds.toml"), "{err}");
+        // Settings built in code have nothing to read again.
+        let built = Settings {
+            policy: PolicyConfig {
+                interval_secs: 9,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(built.reread().unwrap().policy.interval_secs, 9);
+        Ok(())
+    });
+}
+
+#[test]
 fn cold_backend_names_round_trip() {
     assert_eq!(ColdConfig::BACKENDS, ["dir", "xrootd", "s3-glacier"]);
     for &name in ColdConfig::BACKENDS {

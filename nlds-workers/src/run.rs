@@ -170,9 +170,10 @@ pub async fn handler(
         Role::Monitor | Role::MonitorRpc => {
             Arc::new(crate::monitor::Monitor::new(res.db(cfg).await?))
         }
-        Role::Policy => Arc::new(crate::policy::rpc::PolicyRpc::new(
-            res.policy(cfg, &settings.policy, bus).await?,
-        )),
+        Role::Policy => Arc::new(
+            crate::policy::rpc::PolicyRpc::new(res.policy(cfg, &settings.policy, bus).await?)
+                .with_settings(settings.clone()),
+        ),
     })
 }
 
@@ -239,6 +240,16 @@ pub async fn run_roles(
                 _ = runner.run_timer() => {}
                 _ = stop.cancelled() => {}
             }
+            Ok(())
+        });
+    }
+    if roles.contains(&Role::Policy) {
+        // Reloads: on SIGHUP, and when another policy process reloaded (policy::reload).
+        let runner = res.policy(cfg, &settings.policy, &bus).await?;
+        let reloader = Arc::new(crate::policy::reload::Reloader::new(settings.clone()));
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            crate::policy::reload::follow(runner, reloader, stop).await;
             Ok(())
         });
     }

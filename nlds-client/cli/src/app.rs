@@ -37,6 +37,7 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
         Command::Dellist(a) => crate::commands::del::prepare_dellist(a, env, stdin)?,
         Command::Undelete(a) => crate::commands::del::prepare_undelete(a, env)?,
         Command::Admin(a) => crate::commands::admin::prepare(a, chrono::Utc::now())?,
+        Command::Explain(a) => crate::commands::explain::prepare(a, env)?,
         Command::Init(_)
         | Command::Renew(_)
         | Command::Login(_)
@@ -175,6 +176,7 @@ pub async fn execute(
         Plan::Undelete(req) => crate::commands::del::execute_undelete(req, client, ctx, io).await,
         Plan::Purge(req) => crate::commands::del::execute_purge(req, client, ctx, io).await,
         Plan::Admin(p) => crate::commands::admin::execute(p, client, ctx, io).await,
+        Plan::Explain(q) => crate::commands::explain::execute(q, client, ctx, io).await,
         Plan::Whoami => crate::commands::whoami::execute(client, ctx, io).await,
         Plan::Stage(p) => crate::commands::stage::execute(p, client, ctx, io).await,
         Plan::Quota(p) => crate::commands::quota::execute(p, client, ctx, io).await,

@@ -165,6 +165,8 @@ pub enum Command {
     List(ListArgs),
     /// Find and list files.
     Find(FindArgs),
+    /// Where a file is (tiers), which policy rule applies to it, and when it will move.
+    Explain(crate::commands::explain::ExplainArgs),
     /// Change the label or tags of holding(s).
     Meta(MetaArgs),
     /// List transactions and their state.

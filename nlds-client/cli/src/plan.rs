@@ -44,6 +44,7 @@ pub enum Plan {
     Admin(AdminPlan),
     /// `quota`, `admin quota ...`.
     Quota(crate::commands::quota::QuotaPlan),
+    Explain(nlds_core::policy::ExplainQuery),
 }
 
 impl Plan {
@@ -58,6 +59,7 @@ impl Plan {
             Plan::Delete(r, _) => r.group = group,
             Plan::Undelete(r) => r.group = group,
             Plan::Stage(p) => p.set_group(group),
+            Plan::Explain(q) => q.group = group,
             Plan::Wait(..) | Plan::Whoami | Plan::Purge(_) | Plan::Admin(_) | Plan::Quota(_) => {}
         }
     }
@@ -70,4 +72,5 @@ pub enum AdminPlan {
     Failed(Uuid, PageQuery),
     Logs(LogQuery),
     Audit(AuditQuery),
+    Policy(crate::commands::admin::policy::PolicyPlan),
 }

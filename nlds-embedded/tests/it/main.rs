@@ -18,6 +18,7 @@ mod limits;
 mod oidc;
 mod parsers;
 mod policy;
+mod policy_cli;
 mod posix;
 mod python_client;
 mod quota;

@@ -3,6 +3,7 @@
 mod admin_ops;
 mod get;
 mod health;
+mod policy;
 mod put;
 mod quota;
 mod read;
@@ -31,6 +32,11 @@ use crate::state::AppState;
 pub use admin_ops::{__path_admin_archive, __path_admin_evict, admin_archive, admin_evict};
 pub use get::{__path_get, get, plan_get, submit_get};
 pub use health::{__path_healthz, __path_readyz, healthz, readyz};
+pub use policy::{
+    __path_explain, __path_policy_dry_run, __path_policy_reload, __path_policy_reset,
+    __path_policy_run, __path_policy_status, explain, policy_dry_run, policy_reload, policy_reset,
+    policy_run, policy_status,
+};
 pub use put::{__path_put, plan_put, put, submit_put};
 pub use quota::{
     __path_admin_quota, __path_admin_set_quota, __path_quota, admin_quota, admin_set_quota, quota,

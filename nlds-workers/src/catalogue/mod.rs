@@ -574,6 +574,9 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::Admin(_) => "admin",
         Payload::Stage(_) => "stage",
         Payload::Audit(_) => "audit",
+        Payload::Policy => "policy",
+        Payload::PolicyStatus { .. } => "policy_status",
+        Payload::Explain { .. } => "explain",
         Payload::Reply(_) => "reply",
     }
 }

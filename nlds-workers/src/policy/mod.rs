@@ -27,8 +27,10 @@ use sea_orm::DatabaseConnection;
 
 pub mod actions;
 pub mod error;
+pub mod explain;
 pub mod lease;
 pub mod pass;
+pub mod reload;
 pub mod rpc;
 pub mod scan;
 pub mod status;

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod completions;
 pub mod del;
+pub mod explain;
 pub mod find;
 pub mod get;
 pub mod list;

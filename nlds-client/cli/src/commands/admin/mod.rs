@@ -7,6 +7,7 @@ mod audit;
 mod failed;
 mod logs;
 mod options;
+pub mod policy;
 #[cfg(test)]
 mod tests;
 mod transactions;
@@ -43,6 +44,9 @@ pub enum AdminCommand {
     /// Quotas per group: set limits, show every group's usage.
     #[command(subcommand)]
     Quota(crate::commands::quota::AdminQuotaCommand),
+    /// The tiering policy: dry run, run a pass now, status, reload the rules, reset the breaker.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// The request of `nlds admin ...`.
@@ -54,6 +58,7 @@ pub fn prepare(c: &AdminCommand, now: DateTime<Utc>) -> Result<Plan, Failure> {
         AdminCommand::Failed(a) => failed::prepare(a),
         AdminCommand::Logs(a) => logs::prepare(a, now)?,
         AdminCommand::Audit(a) => audit::prepare(a, now)?,
+        AdminCommand::Policy(c) => policy::prepare(c),
     }))
 }
 
@@ -69,6 +74,7 @@ pub async fn execute(
         AdminPlan::Failed(tid, q) => failed::execute(tid, q, client, ctx, io).await?,
         AdminPlan::Logs(q) => logs::execute(q, client, ctx, io).await?,
         AdminPlan::Audit(q) => audit::execute(q, client, ctx, io).await?,
+        AdminPlan::Policy(p) => return policy::execute(p, client, ctx, io).await,
     }
     Ok(exit::OK)
 }
