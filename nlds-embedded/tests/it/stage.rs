@@ -35,6 +35,9 @@ async fn start(data: &std::path::Path, cold: nlds_storage::cold::ColdConfig) -> 
     settings.workers.archive.interval_secs = 0;
     settings.workers.archive.recall_poll_secs = 1;
     settings.workers.cold = cold;
+    // Only the stage requests' pins count here: a get pins nothing (its pins have their own
+    // tests in access_tracking.rs and the catalogue's access tests).
+    settings.policy.get_pin_secs = 0;
     Embedded::start(EmbeddedOptions {
         data_dir: data.to_owned(),
         listen: "127.0.0.1:0".parse().unwrap(),
