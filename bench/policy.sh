@@ -34,7 +34,8 @@ LOAD="${LOAD:-1}"
 [ "$LOAD" = 1 ] || KEEP=1
 export PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
 DB="${DB:-nlds_policy_bench}"
-URL="postgres://$PGUSER@$PGHOST:$PGPORT/$DB"
+# URL_PARAMS: connection parameters of the passes, e.g. URL_PARAMS='options=-c%20jit%3Doff'.
+URL="postgres://$PGUSER@$PGHOST:$PGPORT/$DB${URL_PARAMS:+?$URL_PARAMS}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN_DIR="${BIN_DIR:-$CARGO_TARGET_DIR/release}"
 GEN="$BIN_DIR/examples/policy_bench"
