@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use nlds_policy::FileFacts;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
-    Statement, Value,
+    Statement, TransactionSession, TransactionTrait, Value,
 };
 
 use crate::db::tag;
@@ -115,7 +115,11 @@ LEFT JOIN recall r ON r.aggregation_id = am.aggregation_id"#
 }
 
 /// One page: the live files with ids above `after`, at most `limit`, in id order.
-pub async fn page<C: ConnectionTrait>(
+///
+/// On PostgreSQL the page runs with JIT compilation off (`SET LOCAL jit = off` in its own read
+/// transaction): the query is planned afresh for each page, and compiling it costs more than it
+/// saves (bench/policy.sh over 10 million files: 95 s with JIT, 48.5 s without).
+pub async fn page<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     after: i64,
     limit: u64,
@@ -135,9 +139,15 @@ ORDER BY f.id"#,
         select(b, "file f", &range)
     );
     let values: Vec<Value> = vec![now.into(), after.into(), (limit as i64).into()];
-    ScanRow::find_by_statement(Statement::from_sql_and_values(b, sql, values))
-        .all(db)
-        .await
+    let query = ScanRow::find_by_statement(Statement::from_sql_and_values(b, sql, values));
+    if b != DbBackend::Postgres {
+        return query.all(db).await;
+    }
+    let txn = db.begin().await?;
+    txn.execute_unprepared("SET LOCAL jit = off").await?;
+    let rows = query.all(&txn).await?;
+    txn.commit().await?;
+    Ok(rows)
 }
 
 /// One file's row (live or not, any kind), for `explain`.
