@@ -533,3 +533,84 @@ async fn sighup_reloads_a_policy_process_and_the_others_follow() {
     drop((one, two));
     stop.cancel();
 }
+
+/// The cold store fails under a pass (its root is replaced by a plain file after the puts): every
+/// archive write fails, the circuit breaker opens, the pass reports why, the status shows it open
+/// until an operator resets it, and no file claims a cold copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_breaker_opens_when_the_cold_store_fails_under_a_pass() {
+    let Some(svc) = Services::new().await else {
+        return;
+    };
+    let dir = temp();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let cold = dir.path().join("cold");
+    let mut settings = policy_settings(&svc, &rules, &cold);
+    // One file per aggregate, so each file is one archive action.
+    settings.workers.archive.aggregate_members = 1;
+    settings.policy.breaker_min_actions = 3;
+    settings.policy.breaker_error_rate = 0.5;
+    settings.policy.archive_wait_secs = 90;
+    let stop = CancellationToken::new();
+    start_roles(&settings, nlds_workers::run::all_roles(), stop.clone());
+    let url = start_server(&settings, stop.clone()).await;
+    let (alice, ops) = (Api::new(&url, TOKEN), Api::new(&url, OPS));
+
+    let src = temp();
+    for i in 0..5 {
+        std::fs::write(src.path().join(format!("c{i}.dat")), vec![b'c'; 700]).unwrap();
+    }
+    let put = alice
+        .put_and_wait(json!({"paths": [src.path()], "label": "broken"}))
+        .await;
+    assert_eq!(put.state, State::Complete, "{put:#?}");
+
+    // The tape goes away: its root becomes a plain file, so every aggregate write fails.
+    if cold.exists() {
+        std::fs::rename(&cold, dir.path().join("cold.gone")).unwrap();
+    }
+    std::fs::write(&cold, "not a directory").unwrap();
+
+    let (s, b) = ops.post("/api/v2/admin/policy/run", &json!({})).await;
+    assert_eq!(s, 202, "{b}");
+    let t0 = Instant::now();
+    let (pass, status) = loop {
+        let (s, st) = ops.get("/api/v2/admin/policy?passes=1").await;
+        assert_eq!(s, 200, "{st}");
+        let p = st["passes"][0].clone();
+        if p["outcome"] != "running" && !p.is_null() {
+            break (p, st);
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(240),
+            "the pass never ended: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(pass["outcome"], "breaker_open", "{pass}");
+    let why = pass["breaker"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("archive actions failed"),
+        "the pass says why: {pass}"
+    );
+    assert_eq!(pass["archived_files"].as_u64(), Some(0), "{pass}");
+    assert!(pass["errors"].as_u64().unwrap_or(0) >= 3, "{pass}");
+    assert!(
+        status["breaker"].as_str().is_some(),
+        "the breaker stays open: {status}"
+    );
+    // Nothing claims a cold copy.
+    for (path, t) in tiers(&alice, "broken").await {
+        assert_eq!(t, ["warm"], "{path}");
+    }
+    let shown = ok(nlds(&url, OPS, &["admin", "policy", "status"]));
+    assert!(shown.contains("breaker     : OPEN"), "{shown}");
+
+    // An operator closes it.
+    let (s, b) = ops.post("/api/v2/admin/policy/reset", &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let (_, st) = ops.get("/api/v2/admin/policy").await;
+    assert!(st["breaker"].is_null(), "{st}");
+    stop.cancel();
+}
