@@ -67,6 +67,24 @@ pub struct HoldingSel {
     pub tag: Vec<Tags>,
 }
 
+/// Names one holding by label or id, for the commands that take no tags (stage, locality,
+/// explain): the path may be in several of the caller's holdings.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HoldingRef {
+    /// Label of the holding.
+    #[arg(short = 'l', long, value_name = "LABEL")]
+    pub label: Option<String>,
+
+    /// Id of the holding (instead of its label).
+    #[arg(
+        short = 'i',
+        long = "holding-id",
+        alias = "holding_id",
+        value_name = "ID"
+    )]
+    pub holding_id: Option<i64>,
+}
+
 /// `--wait` and its tunables.
 #[derive(Debug, Clone, Args)]
 pub struct WaitOpts {

@@ -6,6 +6,7 @@ use clap::Args;
 use nlds_core::api::Tier;
 use nlds_core::policy::{ExplainQuery, Explanation, Locality, RuleDecision};
 
+use crate::args::HoldingRef;
 use crate::ctx::{Ctx, Env, Failure, Io, abs, print, print_json};
 use crate::exit;
 use crate::format::{Zone, human_size, time};
@@ -18,26 +19,16 @@ pub struct ExplainArgs {
     #[arg(value_name = "PATH")]
     pub path: String,
 
-    /// The holding's label (when the path is in several of your holdings).
-    #[arg(short = 'l', long, value_name = "LABEL")]
-    pub label: Option<String>,
-
-    /// The holding's id (instead of its label).
-    #[arg(
-        short = 'i',
-        long = "holding-id",
-        alias = "holding_id",
-        value_name = "ID"
-    )]
-    pub holding_id: Option<i64>,
+    #[command(flatten)]
+    pub holding: HoldingRef,
 }
 
 /// The request of `nlds explain`.
 pub fn prepare(a: &ExplainArgs, env: &Env) -> Result<Plan, Failure> {
     Ok(Plan::Explain(ExplainQuery {
         path: abs(&a.path, env)?,
-        label: a.label.clone(),
-        holding_id: a.holding_id,
+        label: a.holding.label.clone(),
+        holding_id: a.holding.holding_id,
         group: None,
     }))
 }

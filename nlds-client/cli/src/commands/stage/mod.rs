@@ -11,6 +11,7 @@ use nlds_client::config::parse_duration;
 use nlds_core::stage::{ArchiveInfoRequest, ReleaseRequest, StageRequest, StageState};
 use uuid::Uuid;
 
+use crate::args::HoldingRef;
 use crate::ctx::{Ctx, Env, Failure, Io, abs, note, print, print_json};
 use crate::exit;
 use crate::plan::Plan;
@@ -21,23 +22,13 @@ const POLL: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Args)]
 #[command(group(ArgGroup::new("op").args(["status", "cancel", "delete"])))]
 pub struct StageArgs {
-    /// Paths of stored files (a directory stands for the files under it). With --cancel, only
-    /// these files of the request.
+    /// Paths of stored files (a directory stands for the files under it); with no PATH, the
+    /// holding -l/-i names is staged whole. With --cancel, only these files of the request.
     #[arg(value_name = "PATH")]
     pub paths: Vec<String>,
 
-    /// Label of the holding (with no PATH: stage the whole holding).
-    #[arg(short = 'l', long, value_name = "LABEL")]
-    pub label: Option<String>,
-
-    /// Id of the holding (with no PATH: stage the whole holding).
-    #[arg(
-        short = 'i',
-        long = "holding-id",
-        alias = "holding_id",
-        value_name = "ID"
-    )]
-    pub holding_id: Option<i64>,
+    #[command(flatten)]
+    pub holding: HoldingRef,
 
     /// Look in the group's holdings, not only yours.
     #[arg(short = 'A', long)]
@@ -81,18 +72,8 @@ pub struct LocalityArgs {
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<String>,
 
-    /// Label of the holding.
-    #[arg(short = 'l', long, value_name = "LABEL")]
-    pub label: Option<String>,
-
-    /// Id of the holding.
-    #[arg(
-        short = 'i',
-        long = "holding-id",
-        alias = "holding_id",
-        value_name = "ID"
-    )]
-    pub holding_id: Option<i64>,
+    #[command(flatten)]
+    pub holding: HoldingRef,
 
     /// Look in the group's holdings, not only yours.
     #[arg(short = 'A', long)]
@@ -134,7 +115,7 @@ pub fn prepare_stage(a: &StageArgs, env: &Env) -> Result<Plan, Failure> {
     } else if let Some(id) = a.delete {
         StagePlan::Delete(id)
     } else {
-        if paths.is_empty() && a.label.is_none() && a.holding_id.is_none() {
+        if paths.is_empty() && a.holding.label.is_none() && a.holding.holding_id.is_none() {
             return Err(Failure::usage(
                 "stage needs PATHs, or a holding (-l/--label or -i/--holding-id) to stage whole",
             ));
@@ -142,8 +123,8 @@ pub fn prepare_stage(a: &StageArgs, env: &Env) -> Result<Plan, Failure> {
         StagePlan::Create {
             req: StageRequest {
                 files: paths,
-                label: a.label.clone(),
-                holding_id: a.holding_id,
+                label: a.holding.label.clone(),
+                holding_id: a.holding.holding_id,
                 groupall: a.groupall,
                 group: None,
                 lifetime_secs: a.lifetime.map(|d| d.as_secs().max(1)),
@@ -167,8 +148,8 @@ pub fn prepare_release(a: &ReleaseArgs, env: &Env) -> Result<Plan, Failure> {
 pub fn prepare_locality(a: &LocalityArgs, env: &Env) -> Result<Plan, Failure> {
     Ok(Plan::Stage(StagePlan::Locality(ArchiveInfoRequest {
         paths: absolute(&a.paths, env)?,
-        label: a.label.clone(),
-        holding_id: a.holding_id,
+        label: a.holding.label.clone(),
+        holding_id: a.holding.holding_id,
         groupall: a.groupall,
         group: None,
     })))
