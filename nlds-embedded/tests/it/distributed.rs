@@ -131,11 +131,21 @@ async fn start_server_with(
     stop: CancellationToken,
     rpc_timeout_secs: u64,
 ) -> String {
+    let tokens =
+        format!("[[token]]\ntoken = \"{TOKEN}\"\nuser = \"alice\"\ngroups = [\"climate\"]\n");
+    serve_api(settings, &tokens, rpc_timeout_secs, stop).await
+}
+
+/// Starts the API server against the bus with the static tokens `tokens` (a tokens file's TOML)
+/// and an RPC timeout; returns its URL.
+pub async fn serve_api(
+    settings: &Settings,
+    tokens: &str,
+    rpc_timeout_secs: u64,
+    stop: CancellationToken,
+) -> String {
     let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
-    let auth = StaticTokens::from_toml(&format!(
-        "[[token]]\ntoken = \"{TOKEN}\"\nuser = \"alice\"\ngroups = [\"climate\"]\n"
-    ))
-    .unwrap();
+    let auth = StaticTokens::from_toml(tokens).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cfg = ServerConfig {

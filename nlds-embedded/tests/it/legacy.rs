@@ -3,16 +3,13 @@
 //! and the system status pages ping the real consumers. (The published Python client itself is
 //! driven in `python_client.rs`.)
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nlds_server::auth::StaticTokens;
-use nlds_server::{AppState, ServerConfig, router};
 use nlds_workers::run::Settings;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::distributed::Services;
+use crate::distributed::{Services, serve_api};
 use crate::helpers::temp;
 
 const ALICE: &str = "legacy-alice-token-0123456789";
@@ -21,30 +18,12 @@ const ADMIN: &str = "legacy-admin-token-0123456789";
 const SECRET: &str = "S3cr3t-Never-Logged-7f3a9";
 
 async fn start(settings: &Settings, stop: CancellationToken) -> String {
-    let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
-    let auth = StaticTokens::from_toml(&format!(
+    let tokens = format!(
         "[[token]]\ntoken = \"{ALICE}\"\nuser = \"alice\"\ngroups = [\"farmers\"]\n\
          [[token]]\ntoken = \"{BOB}\"\nuser = \"bob\"\ngroups = [\"farmers\", \"fishers\"]\n\
          [[token]]\ntoken = \"{ADMIN}\"\nuser = \"nlds\"\ngroups = [\"nlds\"]\nadmin = true\n"
-    ))
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = AppState {
-        bus,
-        auth: Arc::new(auth),
-        cfg: Arc::new(ServerConfig {
-            listen: addr,
-            rpc_timeout_secs: 20,
-            ..Default::default()
-        }),
-    };
-    tokio::spawn(async move {
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    });
-    format!("http://{addr}")
+    );
+    serve_api(settings, &tokens, 20, stop).await
 }
 
 struct Legacy {

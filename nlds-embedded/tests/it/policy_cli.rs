@@ -6,17 +6,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nlds_core::State;
-use nlds_server::auth::StaticTokens;
-use nlds_server::{AppState, ServerConfig, router};
 use nlds_workers::run::Settings;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::distributed::{Services, TOKEN, start_roles, workers_binary};
+use crate::distributed::{Services, TOKEN, serve_api, start_roles, workers_binary};
 use crate::helpers::{Api, temp};
 
 const BOB: &str = "policy-test-bob-token-0123456789";
@@ -42,30 +39,12 @@ idle = "30d"
 
 /// The API server with three callers: alice (user, climate), bob (user, ocean), an operator.
 async fn start_server(settings: &Settings, stop: CancellationToken) -> String {
-    let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
-    let auth = StaticTokens::from_toml(&format!(
+    let tokens = format!(
         "[[token]]\ntoken = \"{TOKEN}\"\nuser = \"alice\"\ngroups = [\"climate\"]\n\
          [[token]]\ntoken = \"{BOB}\"\nuser = \"bob\"\ngroups = [\"ocean\"]\n\
          [[token]]\ntoken = \"{OPS}\"\nuser = \"ops\"\ngroups = [\"climate\"]\nadmin = true\n"
-    ))
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = AppState {
-        bus,
-        auth: Arc::new(auth),
-        cfg: Arc::new(ServerConfig {
-            listen: addr,
-            rpc_timeout_secs: 30,
-            ..Default::default()
-        }),
-    };
-    tokio::spawn(async move {
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    });
-    format!("http://{addr}")
+    );
+    serve_api(settings, &tokens, 30, stop).await
 }
 
 fn nlds_bin() -> PathBuf {

@@ -2,16 +2,13 @@
 //! never end above it, a refused put stores nothing (no object in the bucket), and a legacy put
 //! past the limit is refused in upstream's error shape.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nlds_server::auth::StaticTokens;
-use nlds_server::{AppState, ServerConfig, router};
 use nlds_workers::run::Settings;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::distributed::{Services, bucket_keys};
+use crate::distributed::{Services, bucket_keys, serve_api};
 use crate::helpers::temp;
 
 const ALICE: &str = "quota-alice-token-0123456789";
@@ -19,29 +16,11 @@ const ADMIN: &str = "quota-admin-token-0123456789";
 const GROUP: &str = "farmers";
 
 async fn start(settings: &Settings, stop: CancellationToken) -> String {
-    let bus = nlds_workers::run::connect_bus(&settings.bus).await.unwrap();
-    let auth = StaticTokens::from_toml(&format!(
+    let tokens = format!(
         "[[token]]\ntoken = \"{ALICE}\"\nuser = \"alice\"\ngroups = [\"{GROUP}\"]\n\
          [[token]]\ntoken = \"{ADMIN}\"\nuser = \"nlds\"\ngroups = [\"nlds\"]\nadmin = true\n"
-    ))
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = AppState {
-        bus,
-        auth: Arc::new(auth),
-        cfg: Arc::new(ServerConfig {
-            listen: addr,
-            rpc_timeout_secs: 20,
-            ..Default::default()
-        }),
-    };
-    tokio::spawn(async move {
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    });
-    format!("http://{addr}")
+    );
+    serve_api(settings, &tokens, 20, stop).await
 }
 
 async fn call(
