@@ -112,7 +112,8 @@ pub fn scan(paths: &[String]) -> LocalScan {
     let mut seen: HashSet<PathBuf> = HashSet::new();
     for p in paths {
         let mut counts = Counts::default();
-        let kind = match std::fs::symlink_metadata(p) {
+        let raw = PathBuf::from(nlds_core::pathname::decode(p));
+        let kind = match std::fs::symlink_metadata(&raw) {
             Err(e) => {
                 out.problems.push(io_problem(p, "stat", &e));
                 if e.kind() == io::ErrorKind::NotFound {
@@ -122,15 +123,15 @@ pub fn scan(paths: &[String]) -> LocalScan {
                 }
             }
             Ok(md) if md.is_dir() => {
-                if let Err(e) = std::fs::read_dir(p) {
+                if let Err(e) = std::fs::read_dir(&raw) {
                     out.problems.push(io_problem(p, "read directory", &e));
                     ScanKind::Unreadable
                 } else {
-                    walk_dir(Path::new(p), &mut seen, &mut counts, &mut out.problems);
+                    walk_dir(&raw, &mut seen, &mut counts, &mut out.problems);
                     ScanKind::Directory
                 }
             }
-            Ok(md) => match entry(Path::new(p), &md, &mut seen, &mut counts) {
+            Ok(md) => match entry(&raw, &md, &mut seen, &mut counts) {
                 Ok(kind) => kind,
                 Err(problem) => {
                     let kind = if problem.code == ErrorCode::BadRequest {
@@ -162,7 +163,7 @@ fn walk_dir(
     for item in walkdir::WalkDir::new(root).follow_links(false) {
         match item {
             Ok(e) => {
-                let shown = e.path().to_string_lossy().into_owned();
+                let shown = shown(e.path());
                 match e.metadata() {
                     Ok(md) => {
                         if md.is_dir() {
@@ -184,10 +185,7 @@ fn walk_dir(
                 }
             }
             Err(err) => {
-                let shown = err
-                    .path()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| root.to_string_lossy().into_owned());
+                let shown = err.path().map(shown).unwrap_or_else(|| shown(root));
                 let ioe = err
                     .into_io_error()
                     .unwrap_or_else(|| io::Error::other("walk error"));
@@ -195,6 +193,12 @@ fn walk_dir(
             }
         }
     }
+}
+
+/// `path` as the API carries it (`nlds_core::pathname`); a name the encoding refuses as it is
+/// shown to humans (the indexer fails it).
+fn shown(path: &Path) -> String {
+    nlds_core::pathname::encode(path.as_os_str()).unwrap_or_else(|e| e.shown)
 }
 
 /// walkdir reports an unreadable directory both as an entry and as an error: record it once.
@@ -211,7 +215,7 @@ fn entry(
     seen: &mut HashSet<PathBuf>,
     counts: &mut Counts,
 ) -> Result<ScanKind, FailedFile> {
-    let shown = path.to_string_lossy();
+    let shown = shown(path);
     let ft = md.file_type();
     let kind = if ft.is_symlink() {
         ScanKind::Link
@@ -321,9 +325,10 @@ pub struct Destination {
 
 /// The destination of an original `path`: under `target` (`TARGET/original/path`), or the path.
 pub fn destination_of(path: &str, target: Option<&str>) -> PathBuf {
+    use nlds_core::pathname::decode;
     match target {
-        Some(t) => Path::new(t).join(path.trim_start_matches('/')),
-        None => PathBuf::from(path),
+        Some(t) => Path::new(&decode(t)).join(decode(path.trim_start_matches('/'))),
+        None => PathBuf::from(decode(path)),
     }
 }
 
@@ -355,7 +360,8 @@ pub fn destinations(
             };
             Destination {
                 path: f.path.clone(),
-                destination: dest.to_string_lossy().into_owned(),
+                destination: nlds_core::pathname::encode(dest.as_os_str())
+                    .unwrap_or_else(|_| dest.to_string_lossy().into_owned()),
                 action,
             }
         })

@@ -1,15 +1,23 @@
 //! Paths as sent to the server: absolute, lexically normalised, symlinks **not** resolved (like
 //! Python's `os.path.abspath(os.path.expanduser(p))`, which the NLDS client used for put), and
-//! FILELIST parsing for `putlist` and `getlist`.
+//! FILELIST parsing for `putlist` and `getlist`. A path is bytes: it is sent in the encoding of
+//! `nlds_core::pathname` (valid UTF-8 unchanged, other bytes as reserved code points).
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+use nlds_core::pathname;
+
 /// Makes `p` absolute against `cwd`, expanding a leading `~` with `home`, and removes `.`, `..`
-/// and repeated or trailing slashes without touching the file system.
-pub fn absolutize(p: &str, cwd: &Path, home: Option<&Path>) -> Result<String, String> {
-    let expanded: PathBuf = match (p, home) {
-        ("~", Some(h)) => h.to_path_buf(),
-        (s, Some(h)) if s.starts_with("~/") => h.join(&s[2..]),
+/// and repeated or trailing slashes without touching the file system. The result is encoded
+/// with `nlds_core::pathname::encode`.
+pub fn absolutize(p: impl AsRef<OsStr>, cwd: &Path, home: Option<&Path>) -> Result<String, String> {
+    let p = p.as_ref();
+    let b = p.as_bytes();
+    let expanded: PathBuf = match home {
+        Some(h) if b == b"~" => h.to_path_buf(),
+        Some(h) if b.starts_with(b"~/") => h.join(OsStr::from_bytes(&b[2..])),
         _ => PathBuf::from(p),
     };
     let joined = if expanded.is_absolute() {
@@ -27,23 +35,25 @@ pub fn absolutize(p: &str, cwd: &Path, home: Option<&Path>) -> Result<String, St
             Component::Normal(n) => out.push(n),
         }
     }
-    out.into_os_string()
-        .into_string()
-        .map_err(|bad| format!("path {bad:?} is not valid UTF-8"))
+    pathname::encode(out.as_os_str()).map_err(|e| e.to_string())
 }
 
-/// Parses the text of a FILELIST: one path per line, surrounding whitespace trimmed, blank lines
-/// skipped, each path made absolute with [`absolutize`], duplicates (after that) dropped keeping
-/// the first. An empty list is an error.
-pub fn parse_filelist(text: &str, cwd: &Path, home: Option<&Path>) -> Result<Vec<String>, String> {
+/// Parses a FILELIST (bytes: names need not be UTF-8): one path per line, surrounding
+/// whitespace trimmed, blank lines skipped, each path made absolute with [`absolutize`],
+/// duplicates (after that) dropped keeping the first. An empty list is an error. (A name with a
+/// newline in it cannot be listed; put or get its directory.)
+pub fn parse_filelist(text: &[u8], cwd: &Path, home: Option<&Path>) -> Result<Vec<String>, String> {
     let mut seen = std::collections::HashSet::new();
     let mut paths = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
+    for line in text.split(|b| *b == b'\n') {
+        let line: &[u8] = match std::str::from_utf8(line) {
+            Ok(s) => s.trim().as_bytes(),
+            Err(_) => line.trim_ascii(),
+        };
         if line.is_empty() {
             continue;
         }
-        let abs = absolutize(line, cwd, home)?;
+        let abs = absolutize(OsStr::from_bytes(line), cwd, home)?;
         if seen.insert(abs.clone()) {
             paths.push(abs);
         }
@@ -84,6 +94,29 @@ mod tests {
             absolutize("dir with space/f", cwd, home).unwrap(),
             "/gws/proj/work/dir with space/f"
         );
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_carried_encoded() {
+        let cwd = Path::new("/gws");
+        let got = absolutize(OsStr::from_bytes(b"d/caf\xe9.txt"), cwd, None).unwrap();
+        assert_eq!(got, "/gws/d/caf\u{10FEE9}.txt");
+        let list = parse_filelist(
+            b"caf\xe9.txt\r\n \n/x/\xff\xfe\n/plain/\xc3\xa9\n",
+            cwd,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            list,
+            [
+                "/gws/caf\u{10FEE9}.txt",
+                "/x/\u{10FEFF}\u{10FEFE}",
+                "/plain/é"
+            ]
+        );
+        let e = absolutize("/x/\u{10FE80}", cwd, None).unwrap_err();
+        assert!(e.contains("reserves"), "{e}");
     }
 
     #[cfg(unix)]

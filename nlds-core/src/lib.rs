@@ -17,6 +17,7 @@ pub mod error;
 pub mod files;
 pub mod message;
 pub mod number;
+pub mod pathname;
 pub mod pattern;
 pub mod policy;
 pub mod quota;

@@ -144,6 +144,20 @@ pub struct FileRecord {
     /// The holding the file is catalogued in (get only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holding_id: Option<i64>,
+    /// Its extended attributes (`user.*`, and the POSIX ACLs `system.posix_acl_*`), as read
+    /// when it was indexed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
+}
+
+/// An extended attribute of a file or directory. POSIX ACLs are the `system.posix_acl_access`
+/// and `system.posix_acl_default` attributes (their value is the kernel's binary form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    /// The name, as [`crate::pathname::encode`] carries bytes (`user.comment`).
+    pub name: String,
+    /// The value, base64 (standard alphabet, padded).
+    pub value: String,
 }
 
 /// A file to pack into an aggregate: where its warm copy is, and what the tar header records.
@@ -568,6 +582,7 @@ mod tests {
                 tenancy: None,
             }),
             holding_id: None,
+            xattrs: Vec::new(),
         }
     }
 

@@ -196,6 +196,12 @@ pub(crate) fn print(io: &mut Io<'_>, text: &str) {
     let _ = io.out.write_all(text.as_bytes());
 }
 
+/// Prints lines of paths as their raw bytes (see `nlds_core::pathname`), so that what is printed
+/// is what `putlist` and `getlist` read back.
+pub(crate) fn print_raw(io: &mut Io<'_>, text: &str) {
+    let _ = io.out.write_all(&nlds_core::pathname::decode_bytes(text));
+}
+
 pub(crate) fn note(io: &mut Io<'_>, ctx: &Ctx, text: &str) {
     if !ctx.json {
         let _ = writeln!(io.err, "{text}");
@@ -235,7 +241,7 @@ pub(crate) fn all_tags(sel: &HoldingSel) -> nlds_core::api::Tags {
     tags::merge(&sel.tag)
 }
 
-pub(crate) fn abs(p: &str, env: &Env) -> Result<String, Failure> {
+pub(crate) fn abs(p: impl AsRef<std::ffi::OsStr>, env: &Env) -> Result<String, Failure> {
     absolutize(p, &env.cwd, env.home().as_deref()).map_err(Failure::usage)
 }
 
@@ -245,14 +251,14 @@ pub(crate) fn read_filelist(
     stdin: &mut dyn Read,
 ) -> Result<Vec<String>, Failure> {
     let text = if name == "-" {
-        let mut s = String::new();
-        stdin.read_to_string(&mut s).map_err(|e| {
+        let mut s = Vec::new();
+        stdin.read_to_end(&mut s).map_err(|e| {
             Failure::usage(format!("cannot read FILELIST from standard input: {e}"))
         })?;
         s
     } else {
         let path = env.cwd.join(name);
-        std::fs::read_to_string(&path)
+        std::fs::read(&path)
             .map_err(|e| Failure::usage(format!("cannot read FILELIST {name}: {e}")))?
     };
     parse_filelist(&text, &env.cwd, env.home().as_deref()).map_err(Failure::usage)
@@ -379,12 +385,16 @@ pub(crate) fn query_tag(sel: &HoldingSel) -> Result<Option<String>, Failure> {
 }
 
 /// The target directory of a get: absolute, and it must exist, as with the Python client.
-pub(crate) fn target_dir(target: &Option<String>, env: &Env) -> Result<Option<String>, Failure> {
+pub(crate) fn target_dir(
+    target: &Option<std::ffi::OsString>,
+    env: &Env,
+) -> Result<Option<String>, Failure> {
     let Some(t) = target else { return Ok(None) };
     let abs = abs(t, env)?;
-    if !Path::new(&abs).is_dir() {
+    if !Path::new(&nlds_core::pathname::decode(&abs)).is_dir() {
         return Err(Failure::usage(format!(
-            "the target directory {abs} does not exist (or is not a directory)"
+            "the target directory {} does not exist (or is not a directory)",
+            nlds_core::pathname::display(&abs)
         )));
     }
     Ok(Some(abs))

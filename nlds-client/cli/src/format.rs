@@ -102,10 +102,10 @@ fn char_width(c: char) -> usize {
 }
 
 /// Control characters (a newline or a tab in a file name) would break the layout: show them as `?`.
+/// `s` for a terminal: the bytes of a path name that are not UTF-8 and the control characters
+/// escaped as `\xE9`, `\x0A` (see `nlds_core::pathname::display`).
 pub(crate) fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    nlds_core::pathname::display(s)
 }
 
 /// `s` cut to at most `width` cells with an ellipsis, at the end or (for paths) at the start.
@@ -291,7 +291,7 @@ pub(crate) fn problems_list(o: &mut String, title: &str, problems: &[FailedFile]
             o,
             "{INDENT}{}: {} ({})",
             printable(&p.path),
-            p.reason,
+            printable(&p.reason),
             p.code
         );
     }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use nlds_core::State;
 use nlds_core::api::{Accepted, TransactionStatus};
 
-use crate::format::{INDENT, Zone, human_size, kv, opt, state_name, time};
+use crate::format::{INDENT, Zone, human_size, kv, opt, printable, state_name, time};
 
 /// An accepted put or get.
 pub fn accepted_view(a: &Accepted) -> String {
@@ -106,9 +106,9 @@ pub fn transaction_view(
             if failed.is_empty() { "(none)" } else { "->" },
         );
         for f in failed {
-            kv(&mut o, "        + ", "path", &f.path);
+            kv(&mut o, "        + ", "path", &printable(&f.path));
             kv(&mut o, "          ", "code", f.code.as_str());
-            kv(&mut o, "          ", "reason", &f.reason);
+            kv(&mut o, "          ", "reason", &printable(&f.reason));
         }
     }
     o

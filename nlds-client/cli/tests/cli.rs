@@ -136,7 +136,7 @@ fn python_short_letters() {
         panic!("not get")
     };
     assert!(a.groupall && a.regex && !a.clobber.overwrite && !a.clobber.no_clobber);
-    assert_eq!(a.target.as_deref(), Some("/tmp"));
+    assert_eq!(a.target.as_deref(), Some(std::ffi::OsStr::new("/tmp")));
     assert_eq!(
         (
             a.holding.label.as_deref(),

@@ -11,6 +11,7 @@ mod cli;
 mod delete;
 mod distributed;
 mod embedded;
+mod faithful;
 mod helpers;
 mod hostile;
 mod legacy;

@@ -411,7 +411,20 @@ fn record(m: &file::Model) -> FileRecord {
         blake3: None,
         object: None,
         holding_id: Some(m.holding_id),
+        xattrs: xattrs_of(m.xattrs.as_deref()),
     }
+}
+
+/// The `xattrs` column: JSON of the attributes, None when there are none.
+pub(crate) fn xattrs_column(attrs: &[nlds_core::message::Xattr]) -> Option<String> {
+    (!attrs.is_empty()).then(|| serde_json::to_string(attrs).unwrap_or_default())
+}
+
+/// The attributes of an `xattrs` column (none if it is NULL or unreadable).
+pub(crate) fn xattrs_of(column: Option<&str>) -> Vec<nlds_core::message::Xattr> {
+    column
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or_default()
 }
 
 /// Does the filter name holdings (rather than everything visible)?

@@ -68,6 +68,7 @@ impl Catalogue {
                 gid: Set(i64::from(f.gid)),
                 mode: Set(i64::from(f.mode)),
                 mtime_ns: Set(f.mtime_ns),
+                xattrs: Set(super::xattrs_column(&f.xattrs)),
                 ..Default::default()
             });
             // A concurrent put of the same path from another transaction loses here and is

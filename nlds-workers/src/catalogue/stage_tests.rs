@@ -488,6 +488,7 @@ fn locality_of_each_kind_of_copy() {
         delete_transaction: None,
         last_access: None,
         access_count: 0,
+        xattrs: None,
     };
     let loc = |tier, key: &str| location::Model {
         id: 0,

@@ -45,6 +45,7 @@ fn file_rec(path: &str, size: u64) -> FileRecord {
             tenancy: None,
         }),
         holding_id: None,
+        xattrs: Vec::new(),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Model {
     /// When a get, recall or stage last resolved this file.
     pub last_access: Option<DateTimeUtc>,
     pub access_count: i64,
+    /// The extended attributes as put: a JSON array of `nlds_core::message::Xattr` (NULL: none).
+    pub xattrs: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,8 +9,8 @@
 //! component by component, directories are listed and descended into through the descriptors
 //! that were checked, and entries are looked at with `statat(.., AT_SYMLINK_NOFOLLOW)`.
 
-use std::collections::HashSet;
-use std::ffi::{OsStr, OsString};
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
 use std::io;
 use std::path::Path;
 
@@ -19,12 +19,12 @@ use nlds_bus::{Handler, HandlerError, Outcome};
 use nlds_core::error::ErrorCode;
 use nlds_core::message::{FailedFile, FileRecord, sub_id};
 use nlds_core::workflow::{self, Step, Workflow};
-use nlds_core::{Action, Envelope, PathKind, Payload, RoutingKey, Worker};
+use nlds_core::{Action, Envelope, PathKind, Payload, RoutingKey, Worker, pathname};
 
 use crate::config::IndexConfig;
 use crate::posix::{PosixPolicy, READ, SEARCH};
 use crate::userfs::read::{self, LstatError, OpenError};
-use crate::userfs::{Denial, Dir, Links, Meta, UserFs, components};
+use crate::userfs::{Denial, Dir, Links, Meta, UserFs, components, xattr};
 use nlds_hooks::points;
 
 /// The indexer role.
@@ -56,7 +56,7 @@ pub fn io_failure(path: &str, what: &str, e: &io::Error) -> FailedFile {
     FailedFile::new(path, code, reason)
 }
 
-fn record(path: &str, md: &Meta, link_target: Option<OsString>) -> FileRecord {
+fn record(path: &str, md: &Meta, link_target: Option<String>) -> FileRecord {
     let (kind, size) = if md.is_symlink() {
         (PathKind::Link, 0)
     } else if md.is_dir() {
@@ -67,7 +67,7 @@ fn record(path: &str, md: &Meta, link_target: Option<OsString>) -> FileRecord {
     FileRecord {
         path: path.to_owned(),
         kind,
-        link_target: link_target.map(|t| t.to_string_lossy().into_owned()),
+        link_target,
         size,
         uid: md.uid,
         gid: md.gid,
@@ -76,6 +76,7 @@ fn record(path: &str, md: &Meta, link_target: Option<OsString>) -> FileRecord {
         blake3: None,
         object: None,
         holding_id: None,
+        xattrs: Vec::new(),
     }
 }
 
@@ -86,6 +87,9 @@ struct Batcher<'a> {
     current: Vec<FileRecord>,
     bytes: u64,
     seen: HashSet<String>,
+    /// The first path of each inode with more than one hard link (by `(st_dev, st_ino)`): the
+    /// later paths of the same inode are recorded as hard links to it.
+    hard_links: HashMap<(u64, u64), String>,
 }
 
 /// The failure of `path` for a refusal of the file-system layer (a missing component reads as
@@ -123,8 +127,17 @@ impl Batcher<'_> {
     /// Indexes one requested path: its parent is resolved as the user (links on the way
     /// followed as the kernel would for them, search checked on each directory's handle), the
     /// path itself is looked at through that handle and never followed.
-    fn index_path(&mut self, path: &str) {
-        let p = Path::new(path);
+    fn index_path(&mut self, given: &str) {
+        // The canonical spelling of the path (see nlds_core::pathname), and its raw bytes.
+        let path = match pathname::canonical(given) {
+            Ok(p) => p,
+            Err(e) => {
+                return self.fail(FailedFile::new(given, ErrorCode::BadRequest, e.to_string()));
+            }
+        };
+        let path = path.as_str();
+        let raw = pathname::decode(path);
+        let p = Path::new(&raw);
         let comps = match components(p) {
             Ok(c) => c,
             Err(d) => {
@@ -163,7 +176,10 @@ impl Batcher<'_> {
             Err(d) => return self.fail(denied(path, &d)),
         };
         self.push(record(path, dir.meta(), None));
-        nlds_hooks::pause(points::INDEX_BEFORE_WALK, Path::new(path));
+        nlds_hooks::pause(
+            points::INDEX_BEFORE_WALK,
+            Path::new(&pathname::decode(path)),
+        );
         self.walk(&dir, path);
     }
 
@@ -191,19 +207,45 @@ impl Batcher<'_> {
                     });
                 }
             };
-            self.push(record(path, sub.meta(), None));
+            let mut rec = record(path, sub.meta(), None);
+            rec.xattrs = xattr::read(sub.fd());
+            self.push(rec);
             if top {
-                nlds_hooks::pause(points::INDEX_BEFORE_WALK, Path::new(path));
+                nlds_hooks::pause(
+                    points::INDEX_BEFORE_WALK,
+                    Path::new(&pathname::decode(path)),
+                );
             }
             self.walk(&sub, path);
         } else if md.is_symlink() {
             match read::read_link_at(dir, name) {
-                Ok(t) => self.push(record(path, &md, Some(t))),
+                Ok(t) => match pathname::encode(&t) {
+                    Ok(t) => self.push(record(path, &md, Some(t))),
+                    Err(e) => self.fail(FailedFile::new(
+                        path,
+                        ErrorCode::BadRequest,
+                        format!("the target of the symbolic link {path}: {e}"),
+                    )),
+                },
                 Err(e) => self.fail(io_failure(path, "read link", &e)),
             }
         } else if md.is_file() {
-            match read::open_file(&mut self.fs, dir, name, Path::new(path)) {
-                Ok(opened) => self.push(record(path, &opened.meta, None)),
+            match read::open_file(&mut self.fs, dir, name, Path::new(&pathname::decode(path))) {
+                Ok(opened) => {
+                    let meta = opened.meta;
+                    // A later path of an inode already indexed in this request: a hard link
+                    // to the first one (stored once, restored as a link).
+                    let first = (meta.nlink > 1).then(|| {
+                        self.hard_links
+                            .entry((meta.dev, meta.ino))
+                            .or_insert_with(|| path.to_owned())
+                            .clone()
+                    });
+                    let link = first.filter(|f| f != path);
+                    let mut rec = record(path, &meta, link);
+                    rec.xattrs = xattr::read(&opened.file);
+                    self.push(rec);
+                }
                 Err(OpenError::Denied(d)) => self.fail(denied(path, &d)),
                 Err(OpenError::Io(e)) => self.fail(io_failure(path, "read file", &e)),
                 Err(OpenError::NotAFile(m)) => self.fail(FailedFile::new(
@@ -219,7 +261,11 @@ impl Batcher<'_> {
             self.fail(FailedFile::new(
                 path,
                 ErrorCode::BadRequest,
-                "not a regular file, directory or symlink",
+                format!(
+                    "{} is {}: not a regular file, directory or symlink (not stored)",
+                    pathname::display(path),
+                    md.kind_name()
+                ),
             ));
         }
     }
@@ -230,8 +276,16 @@ impl Batcher<'_> {
             Ok(n) => n,
             Err(d) => return self.fail(denied(path, &d)),
         };
+        let base = pathname::decode(path);
         for name in names {
-            let child = Path::new(path).join(&name).to_string_lossy().into_owned();
+            let child = match pathname::encode(Path::new(&base).join(&name).as_os_str()) {
+                Ok(c) => c,
+                Err(e) => {
+                    let shown = e.shown.clone();
+                    self.fail(FailedFile::new(shown, ErrorCode::BadRequest, e.to_string()));
+                    continue;
+                }
+            };
             self.index_at(dir, &name, &child, false);
         }
     }
@@ -252,6 +306,7 @@ pub fn index_as(paths: &[String], cfg: &IndexConfig, fs: UserFs) -> Index {
         current: Vec::new(),
         bytes: 0,
         seen: HashSet::new(),
+        hard_links: HashMap::new(),
     };
     for p in paths {
         b.index_path(p);

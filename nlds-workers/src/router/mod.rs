@@ -249,6 +249,7 @@ mod tests {
                     blake3: None,
                     object: None,
                     holding_id: None,
+                    xattrs: Vec::new(),
                 })
                 .collect(),
             target: None,

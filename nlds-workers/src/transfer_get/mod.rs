@@ -12,8 +12,10 @@
 //! All of it is done through directory handles ([`crate::userfs::restore`]), never by path: a
 //! directory swapped for a symbolic link during the restore redirects nothing.
 
+use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +28,7 @@ use futures::{FutureExt, StreamExt, stream};
 use nlds_bus::{Handler, HandlerError, Outcome};
 use nlds_core::{
     Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey, Worker,
+    pathname,
 };
 use nlds_storage::s3::{S3Clients, S3Error};
 
@@ -36,13 +39,14 @@ use crate::userfs::restore::{self, Existing, Restorer, TempFile};
 use crate::warm::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, system_time};
 use nlds_hooks::points;
 
+mod sparse;
+use sparse::SparseWriter;
+
 /// Permission bits restored on files: never setuid/setgid (a restored file may be given to
 /// another owner than the one it was put by).
 const FILE_MODE_MASK: u32 = 0o1777;
 /// Permission bits restored on directories (setgid and sticky keep their meaning there).
 const DIR_MODE_MASK: u32 = 0o3777;
-/// Buffer of the writer of a download.
-const WRITE_BUFFER: usize = 1 << 20;
 
 /// The transfer-get role: handles `transfer-get.start`.
 pub struct TransferGet {
@@ -100,11 +104,11 @@ struct Destination {
 impl Destination {
     /// The destination of `path`: `target/<path without leading '/'>`, or the path itself.
     fn of(&self, path: &str) -> Result<PathBuf, FailedFile> {
-        let rel = path.trim_start_matches('/');
-        if Path::new(rel)
-            .components()
-            .any(|c| matches!(c, Component::ParentDir))
-        {
+        let raw = pathname::decode(path);
+        let bytes = raw.as_bytes();
+        let start = bytes.iter().position(|b| *b != b'/').unwrap_or(bytes.len());
+        let rel = Path::new(OsStr::from_bytes(&bytes[start..]));
+        if rel.components().any(|c| matches!(c, Component::ParentDir)) {
             return Err(FailedFile::new(
                 path,
                 ErrorCode::BadRequest,
@@ -113,7 +117,7 @@ impl Destination {
         }
         match &self.root {
             Some(root) => Ok(root.join(rel)),
-            None if path.starts_with('/') => Ok(PathBuf::from(path)),
+            None if start > 0 => Ok(PathBuf::from(raw)),
             None => Err(FailedFile::new(
                 path,
                 ErrorCode::BadRequest,
@@ -253,12 +257,60 @@ impl TransferGet {
             batch.add(i, Step::Failed(f));
         }
 
-        // 2. Regular files, concurrently.
+        let warnings: Warnings = Arc::default();
+        // 2. Regular files, concurrently; the later paths of a hard-linked inode whose first
+        // path is in this batch after it (linked to it, not downloaded again).
+        let in_batch: std::collections::HashMap<String, PathBuf> = regular
+            .iter()
+            .filter(|(_, r, _)| r.link_target.is_none())
+            .map(|(_, r, to)| (r.path.clone(), to.clone()))
+            .collect();
+        let (hard_links, regular): (Vec<_>, Vec<_>) = regular.into_iter().partition(|(_, r, _)| {
+            r.link_target
+                .as_ref()
+                .is_some_and(|t| in_batch.contains_key(t))
+        });
         let outage = AtomicBool::new(false);
         let mut steps = stream::iter(regular)
             .map(|(i, rec, to)| {
-                let (outage, dest, r) = (&outage, &dest, restorer.clone());
-                async move { (i, self.get_file(dest, r, rec, to, outage).await) }.boxed()
+                let (outage, dest, r, w) = (&outage, &dest, restorer.clone(), warnings.clone());
+                async move { (i, self.get_file(dest, r, rec, to, outage, w).await) }.boxed()
+            })
+            .buffer_unordered(self.store.files_in_flight());
+        while let Some((i, step)) = steps.next().await {
+            batch.add(i, step);
+        }
+        drop(steps);
+        if let Some(err) = batch.outage_error(&env, "download") {
+            return Err(err);
+        }
+        let restored: std::collections::HashSet<String> =
+            batch.done.iter().map(|(_, r)| r.path.clone()).collect();
+        let mut downloads = Vec::new();
+        for (i, rec, to) in hard_links {
+            let first = rec.link_target.clone().unwrap_or_default();
+            let first_to = in_batch.get(&first).cloned();
+            match first_to.filter(|_| restored.contains(&first)) {
+                Some(first_to) => {
+                    let (r, d) = (restorer.clone(), dest.clone());
+                    let (linked, rec, to) = blocking(move || {
+                        let linked = hard_link(&d, &r, &rec, &to, &first, &first_to);
+                        (linked, rec, to)
+                    })
+                    .await;
+                    match linked {
+                        Ok(true) => batch.add(i, Step::Done(rec)),
+                        Ok(false) => downloads.push((i, rec, to)),
+                        Err(f) => batch.add(i, Step::Failed(f)),
+                    }
+                }
+                None => downloads.push((i, rec, to)),
+            }
+        }
+        let mut steps = stream::iter(downloads)
+            .map(|(i, rec, to)| {
+                let (outage, dest, r, w) = (&outage, &dest, restorer.clone(), warnings.clone());
+                async move { (i, self.get_file(dest, r, rec, to, outage, w).await) }.boxed()
             })
             .buffer_unordered(self.store.files_in_flight());
         while let Some((i, step)) = steps.next().await {
@@ -286,15 +338,15 @@ impl TransferGet {
         }
 
         // 4. Directory modes and times, now that nothing more is written into them.
-        let (d, r) = (dest.clone(), restorer.clone());
+        let (d, r, w) = (dest.clone(), restorer.clone(), warnings.clone());
         let dir_steps = blocking(move || {
             dirs.into_iter()
-                .map(
-                    |(i, rec, to, existed)| match finish_directory(&d, &r, &rec, &to, existed) {
+                .map(|(i, rec, to, existed)| {
+                    match finish_directory(&d, &r, &rec, &to, existed, &w) {
                         Ok(()) => (i, Step::Done(rec)),
                         Err(f) => (i, Step::Failed(f)),
-                    },
-                )
+                    }
+                })
                 .collect::<Vec<_>>()
         })
         .await;
@@ -322,12 +374,31 @@ impl TransferGet {
         for (_, f) in &batch.failed {
             tracing::warn!(transaction_id = %env.transaction_id, path = %f.path, code = %f.code, "{}", f.reason);
         }
-        Ok(batch.outcome(
+        let out = batch.outcome(
             &env,
             Worker::TransferGet,
             *holding_id,
             target.clone(),
             *overwrite,
+        );
+        let warnings = std::mem::take(&mut *warnings.lock().unwrap_or_else(|e| e.into_inner()));
+        if warnings.is_empty() {
+            return Ok(out);
+        }
+        for w in &warnings {
+            tracing::warn!(transaction_id = %env.transaction_id, sub_id = %env.sub_id, "{w}");
+        }
+        // The attributes that could not be set: warnings of the transaction (the files are
+        // restored).
+        Ok(out.and(
+            RoutingKey::new(Worker::MonitorPut, Action::Start),
+            env.reply(Payload::MonitorUpdate {
+                state: nlds_core::State::TransferGetting,
+                files: 0,
+                bytes: 0,
+                failed: Vec::new(),
+                warnings,
+            }),
         ))
     }
 
@@ -338,6 +409,7 @@ impl TransferGet {
         rec: FileRecord,
         to: PathBuf,
         outage: &AtomicBool,
+        warnings: Warnings,
     ) -> Step {
         let path = rec.path.clone();
         let (Some(object), Some(expected)) = (
@@ -418,12 +490,12 @@ impl TransferGet {
         let writer = tokio::task::spawn_blocking(move || -> io::Result<(File, String)> {
             nlds_hooks::pause(points::GET_TEMP_WRITING, &temp_path);
             let mut hasher = blake3::Hasher::new();
-            let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+            let mut out = SparseWriter::new(file);
             while let Some(chunk) = rx.blocking_recv() {
                 hasher.update(&chunk);
                 out.write_all(&chunk)?;
             }
-            let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+            let file = out.finish()?;
             Ok((file, hasher.finalize().to_hex().to_string()))
         });
         let mut body = response.body;
@@ -493,10 +565,18 @@ impl TransferGet {
         let (mode, mtime, overwrite) = (rec.mode, rec.mtime_ns, dest.overwrite);
         let ids = dest.owner.ids(rec.uid, rec.gid);
         let p = path.clone();
+        let attrs = rec.xattrs.clone();
         blocking(move || {
             let mut temp = temp;
             let finished = temp
-                .finish(&file, ids, mode & FILE_MODE_MASK, system_time(mtime))
+                .finish(
+                    &file,
+                    ids,
+                    mode & FILE_MODE_MASK,
+                    system_time(mtime),
+                    (&p, &attrs),
+                )
+                .map(|w| warn(warnings, w))
                 .map_err(|d| FailedFile::new(&p, d.code, d.reason));
             drop(file);
             let placed = finished.and_then(|()| {
@@ -520,6 +600,17 @@ impl TransferGet {
     }
 }
 
+/// The warnings of a batch (attributes that could not be restored), shared by its steps.
+type Warnings = Arc<Mutex<Vec<String>>>;
+
+fn warn(to: Warnings, w: Vec<String>) {
+    if !w.is_empty() {
+        to.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(w);
+    }
+}
+
 /// Restores a symbolic link of the batch, through the handle of its directory.
 fn make_link(
     dest: &Destination,
@@ -537,7 +628,33 @@ fn make_link(
     };
     let (dir, name) = lock(restorer).parent(path, to, (rec.uid, rec.gid))?;
     let ids = dest.owner.ids(rec.uid, rec.gid);
-    restore::make_link(path, &dir, &name, to, target, ids, dest.overwrite)
+    let target = pathname::decode(target);
+    restore::make_link(path, &dir, &name, to, &target, ids, dest.overwrite)
+}
+
+/// Restores `rec`, a later path of a hard-linked inode, as a hard link to its first path
+/// `first` (restored by this batch at `first_to`), through the handles of both directories.
+/// Ok(false): the first one is not the regular file this batch restored any more (download it
+/// instead).
+fn hard_link(
+    dest: &Destination,
+    restorer: &Shared,
+    rec: &FileRecord,
+    to: &Path,
+    first: &str,
+    first_to: &Path,
+) -> Result<bool, FailedFile> {
+    let path = rec.path.as_str();
+    let (from_dir, from_name) = lock(restorer).parent(first, first_to, (rec.uid, rec.gid))?;
+    let (dir, name) = lock(restorer).parent(path, to, (rec.uid, rec.gid))?;
+    restore::hard_link(
+        path,
+        (&from_dir, &from_name),
+        (&dir, &name),
+        to,
+        rec.size,
+        dest.overwrite,
+    )
 }
 
 /// Sets a restored directory's owner, mode and time through its handle. A directory that was
@@ -549,6 +666,7 @@ fn finish_directory(
     rec: &FileRecord,
     to: &Path,
     existed: bool,
+    warnings: &Warnings,
 ) -> Result<(), FailedFile> {
     let Some((dir, _)) = lock(restorer).directory(to) else {
         return Err(FailedFile::new(
@@ -566,7 +684,9 @@ fn finish_directory(
         existed,
         rec.mode & DIR_MODE_MASK,
         system_time(rec.mtime_ns),
+        (&rec.path, &rec.xattrs),
     )
+    .map(|w| warn(warnings.clone(), w))
     .map_err(|d| FailedFile::new(&rec.path, d.code, d.reason))
 }
 

@@ -18,6 +18,7 @@ use nlds_bus::{Handler, HandlerError, Outcome};
 use nlds_core::message::ObjectRef;
 use nlds_core::{
     Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey, Worker,
+    pathname,
 };
 use nlds_storage::s3::{PATH_METADATA, S3Clients, S3Error, Tenant, object_key, path_metadata};
 use uuid::Uuid;
@@ -174,10 +175,44 @@ impl TransferPut {
             fs: UserFs::new(self.posix, &env.user),
             parents: HashMap::new(),
         }));
-        let mut steps = stream::iter(files.iter().cloned().enumerate())
+        // Later paths of a hard-linked inode wait for the first one (see put_hard_link).
+        let (links, primaries): (Vec<_>, Vec<_>) = files
+            .iter()
+            .cloned()
+            .enumerate()
+            .partition(|(_, r)| is_hard_link(r));
+        let mut steps = stream::iter(primaries)
             .map(|(i, rec)| {
                 let (outage, fs) = (&outage, fs.clone());
                 async move { (i, self.put_one(t, tid, rec, fs, outage).await) }.boxed()
+            })
+            .buffer_unordered(self.store.files_in_flight());
+        while let Some((i, step)) = steps.next().await {
+            batch.add(i, step);
+        }
+        drop(steps);
+        let stored: HashMap<String, FileRecord> = batch
+            .done
+            .iter()
+            .filter(|(_, r)| r.kind == PathKind::File && r.object.is_some())
+            .map(|(_, r)| (r.path.clone(), r.clone()))
+            .collect();
+        let stored = &stored;
+        let mut steps = stream::iter(links)
+            .map(|(i, rec)| {
+                let (outage, fs) = (&outage, fs.clone());
+                async move {
+                    let shared = match rec.link_target.as_ref().and_then(|t| stored.get(t)) {
+                        Some(first) => put_hard_link(&fs, &rec, first).await,
+                        None => None,
+                    };
+                    let step = match shared {
+                        Some(step) => step,
+                        None => self.put_one(t, tid, rec, fs, outage).await,
+                    };
+                    (i, step)
+                }
+                .boxed()
             })
             .buffer_unordered(self.store.files_in_flight());
         while let Some((i, step)) = steps.next().await {
@@ -373,6 +408,39 @@ impl TransferPut {
     }
 }
 
+/// A regular file the indexer recorded as a later hard link of another path of the request.
+fn is_hard_link(rec: &FileRecord) -> bool {
+    rec.kind == PathKind::File && rec.link_target.is_some()
+}
+
+/// The later path `rec` of a hard-linked inode whose first path `first` was stored by this
+/// batch: if both still name the same inode (each opened through its parent's handle), `rec`
+/// shares the first one's object (stored once). None: upload it on its own (the link is still
+/// restored as one, from the catalogue's record).
+async fn put_hard_link(
+    fs: &Arc<Mutex<PutFs>>,
+    rec: &FileRecord,
+    first: &FileRecord,
+) -> Option<Step> {
+    let (fs, r, f) = (fs.clone(), rec.clone(), first.clone());
+    let same = blocking(move || {
+        let a = open_source(&fs, &f).ok()?;
+        let b = open_source(&fs, &r).ok()?;
+        Some(a.meta.same(&b.meta).then_some(b.meta))
+    })
+    .await
+    .flatten()?;
+    let mut done = rec.clone();
+    done.size = first.size;
+    done.mtime_ns = first.mtime_ns;
+    done.mode = same.mode & 0o7777;
+    done.uid = same.uid;
+    done.gid = same.gid;
+    done.blake3 = first.blake3.clone();
+    done.object = first.object.clone();
+    Some(Step::Done(done))
+}
+
 /// The file-system access of one transfer-put batch: the user's, and the handles of the
 /// directories its files are in.
 struct PutFs {
@@ -386,7 +454,8 @@ struct PutFs {
 /// indexer recorded.
 fn open_source(fs: &Mutex<PutFs>, rec: &FileRecord) -> Result<Source, FailedFile> {
     let path = rec.path.as_str();
-    let p = Path::new(path);
+    let raw = pathname::decode(path);
+    let p = Path::new(&raw);
     let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
         return Err(FailedFile::new(
             path,

@@ -38,6 +38,7 @@ pub mod resolve;
 pub mod restore;
 #[cfg(test)]
 mod tests;
+pub mod xattr;
 
 pub use resolve::{Links, UserFs};
 
@@ -53,6 +54,10 @@ pub struct Meta {
     pub size: u64,
     pub mtime_ns: i64,
     pub ctime_ns: i64,
+    /// Hard links to it (`st_nlink`).
+    pub nlink: u64,
+    /// 512-byte blocks allocated (`st_blocks`).
+    pub blocks: u64,
 }
 
 impl Meta {
@@ -72,6 +77,8 @@ impl Meta {
             size: st.st_size.max(0) as u64,
             mtime_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
             ctime_ns: ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
+            nlink: st.st_nlink as u64,
+            blocks: st.st_blocks.max(0) as u64,
         }
     }
 

@@ -16,6 +16,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use nlds_core::message::Xattr;
 use nlds_core::{ErrorCode, FailedFile};
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, Uid, openat, statat};
 use rustix::io::Errno;
@@ -65,7 +66,8 @@ impl Restorer {
                 None
             }
             Some(t) => {
-                let given = Path::new(t);
+                let raw = nlds_core::pathname::decode(t);
+                let given = Path::new(&raw);
                 let dir = fs.open_dir(given, 0).map_err(|d| target_error(t, d))?;
                 fs.check(&dir, WRITE | SEARCH)
                     .map_err(|d| (d.code, format!("the target directory {t}: {}", d.reason)))?;
@@ -528,25 +530,30 @@ impl TempFile {
         &self.shown
     }
 
-    /// Gives the written file to `ids`, sets its modification time and mode and fsyncs it, all
-    /// on its descriptor.
+    /// Gives the written file to `ids`, sets its extended attributes (`path`: the file's
+    /// path, named in the warnings of those that cannot be set), modification time and mode
+    /// and fsyncs it, all on its descriptor. The warnings are returned.
     pub fn finish(
         &self,
         file: &File,
         ids: Option<(u32, u32)>,
         mode: u32,
         mtime: std::time::SystemTime,
-    ) -> Result<(), Denial> {
+        (path, xattrs): (&str, &[Xattr]),
+    ) -> Result<Vec<String>, Denial> {
         nlds_hooks::pause(points::GET_BEFORE_OWNER, &self.shown);
         if let Some((uid, gid)) = ids {
             // Before the mode: a change of owner clears setuid/setgid bits.
             rustix::fs::fchown(file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
                 .map_err(|e| ownership_failed(&self.shown, uid, gid, &e.into()))?;
         }
+        // Before the mode: an ACL sets the group bits, the mode then sets its mask.
+        let warnings = super::xattr::apply(file, path, xattrs);
         file.set_times(FileTimes::new().set_modified(mtime))
             .and_then(|()| Ok(rustix::fs::fchmod(file, Mode::from_raw_mode(mode))?))
             .and_then(|()| file.sync_all())
-            .map_err(|e| Denial::io("finish", &self.shown, &e))
+            .map_err(|e| Denial::io("finish", &self.shown, &e))?;
+        Ok(warnings)
     }
 
     /// Moves the file to `name` of its directory. Without `overwrite`, never replaces something
@@ -613,7 +620,7 @@ pub fn make_link(
     dir: &Dir,
     name: &OsStr,
     to: &Path,
-    target: &str,
+    target: &OsStr,
     ids: Option<(u32, u32)>,
     overwrite: bool,
 ) -> Result<(), FailedFile> {
@@ -667,6 +674,79 @@ pub fn make_link(
     }
 }
 
+/// Restores `name` of `dir` (`to`: its path) as a hard link to the regular file `from` (a file
+/// of `size` bytes this restore just made), with `linkat` between the two directory handles
+/// (never following a link). What is there already: the same inode is fine; anything else is a
+/// conflict unless `overwrite` (then the link is made under a temporary name and renamed over
+/// it). Ok(false): `from` is not such a file any more.
+pub fn hard_link(
+    path: &str,
+    from: (&Dir, &OsStr),
+    at: (&Dir, &OsStr),
+    to: &Path,
+    size: u64,
+    overwrite: bool,
+) -> Result<bool, FailedFile> {
+    let ((fdir, fname), (dir, name)) = (from, at);
+    let source = match statat(fdir.fd(), fname, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Meta::of(&st),
+        Err(_) => return Ok(false),
+    };
+    if !source.is_file() || source.size != size {
+        return Ok(false);
+    }
+    let shown = to.display();
+    match statat(dir.fd(), name, AtFlags::SYMLINK_NOFOLLOW).map(|s| Meta::of(&s)) {
+        Err(Errno::NOENT) => {}
+        Err(e) => return Err(io_failed(path, "cannot look at", to, &e.into())),
+        Ok(m) if m.same(&source) => return Ok(true),
+        Ok(m) if m.is_dir() => {
+            return Err(FailedFile::new(
+                path,
+                ErrorCode::Conflict,
+                format!("{shown} exists and is a directory"),
+            ));
+        }
+        Ok(_) if !overwrite => {
+            return Err(FailedFile::new(
+                path,
+                ErrorCode::Conflict,
+                format!("{shown} exists and differs; use --overwrite"),
+            ));
+        }
+        Ok(_) => {
+            let temp = temp_name(name, "link");
+            rustix::fs::linkat(fdir.fd(), fname, dir.fd(), &temp, AtFlags::empty())
+                .map_err(|e| io_failed(path, "cannot create the hard link", to, &e.into()))?;
+            if let Err(e) = rustix::fs::renameat(dir.fd(), &temp, dir.fd(), name) {
+                let _ = rustix::fs::unlinkat(dir.fd(), &temp, AtFlags::empty());
+                return Err(io_failed(path, "cannot replace", to, &e.into()));
+            }
+            sync_dir(dir);
+            return Ok(true);
+        }
+    }
+    match rustix::fs::linkat(fdir.fd(), fname, dir.fd(), name, AtFlags::empty()) {
+        Ok(()) => {
+            sync_dir(dir);
+            Ok(true)
+        }
+        Err(Errno::EXIST) => Err(FailedFile::new(
+            path,
+            ErrorCode::Conflict,
+            format!("{shown} exists and differs; use --overwrite"),
+        )),
+        // No hard links on this file system (or across two): a copy instead.
+        Err(Errno::XDEV) | Err(Errno::PERM) | Err(Errno::MLINK) => Ok(false),
+        Err(e) => Err(io_failed(
+            path,
+            "cannot create the hard link",
+            to,
+            &e.into(),
+        )),
+    }
+}
+
 /// Gives the link `name` of `dir`, just created by this restore, to `uid`/`gid`: through an
 /// `O_PATH|O_NOFOLLOW` handle on it, checked to be a link this process made.
 fn give_link(dir: &Dir, name: &OsStr, shown: &Path, uid: u32, gid: u32) -> Result<(), Denial> {
@@ -709,7 +789,8 @@ pub fn finish_dir(
     existed: bool,
     mode: u32,
     mtime: std::time::SystemTime,
-) -> Result<(), Denial> {
+    (path, xattrs): (&str, &[Xattr]),
+) -> Result<Vec<String>, Denial> {
     let shown = dir.path();
     nlds_hooks::pause(points::GET_BEFORE_DIR_FINISH, shown);
     let fd = openat(
@@ -728,12 +809,14 @@ pub fn finish_dir(
     }
     if let Some((uid, gid)) = ids {
         if existed && !keep_recorded && m.uid != uid {
-            return Ok(());
+            return Ok(Vec::new());
         }
         give(&fd, shown, uid, gid)?;
     }
+    let warnings = super::xattr::apply(&fd, path, xattrs);
     let file = File::from(fd);
     file.set_times(FileTimes::new().set_modified(mtime))
         .and_then(|()| Ok(rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?))
-        .map_err(|e| Denial::io("set the mode and time of", shown, &e))
+        .map_err(|e| Denial::io("set the mode and time of", shown, &e))?;
+    Ok(warnings)
 }

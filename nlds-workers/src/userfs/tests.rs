@@ -260,7 +260,8 @@ fn every_restore_step_acts_on_the_handle_not_the_path() {
         assert!(temp.path().starts_with(&x));
         file.write_all(b"restored").unwrap();
         let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
-        temp.finish(&file, Some((uid, gid)), 0o755, mtime).unwrap();
+        temp.finish(&file, Some((uid, gid)), 0o755, mtime, ("/f", &[]))
+            .unwrap();
         drop(file);
         temp.persist(&name, &x.join("f"), false).unwrap();
         let f = moved.join("f");
@@ -275,7 +276,7 @@ fn every_restore_step_acts_on_the_handle_not_the_path() {
             &dir,
             &name,
             &x.join("l"),
-            "f",
+            std::ffi::OsStr::new("f"),
             Some((uid, gid)),
             false,
         )
@@ -286,7 +287,16 @@ fn every_restore_step_acts_on_the_handle_not_the_path() {
         // 4. The directory's owner, mode and time.
         let (dir, existed) = r.directory(&x).unwrap();
         assert!(!existed);
-        restore::finish_dir(&dir, Some((uid, gid)), false, existed, 0o750, mtime).unwrap();
+        restore::finish_dir(
+            &dir,
+            Some((uid, gid)),
+            false,
+            existed,
+            0o750,
+            mtime,
+            ("/d", &[]),
+        )
+        .unwrap();
         let m = std::fs::metadata(&moved).unwrap();
         assert_eq!((m.uid(), m.mode() & 0o7777), (uid, 0o750));
         // A temporary file removed after a failure: through the handle too.
@@ -438,7 +448,16 @@ fn existing_directories_are_finished_through_their_handle_or_left_alone() {
     assert!(r.make_directory("/x", &t.join("x"), (uid, gid)).unwrap());
     let moved = swap(&t.join("x"), &secret);
     let (dir, existed) = r.directory(&t.join("x")).unwrap();
-    restore::finish_dir(&dir, Some((uid, gid)), false, existed, 0o750, mtime).unwrap();
+    restore::finish_dir(
+        &dir,
+        Some((uid, gid)),
+        false,
+        existed,
+        0o750,
+        mtime,
+        ("/d", &[]),
+    )
+    .unwrap();
     let m = std::fs::metadata(&moved).unwrap();
     assert_eq!(
         (m.uid(), m.mode() & 0o7777, m.mtime()),
@@ -447,7 +466,16 @@ fn existing_directories_are_finished_through_their_handle_or_left_alone() {
     // Someone else's: left as it is.
     assert!(r.make_directory("/y", &t.join("y"), (uid, gid)).unwrap());
     let (dir, existed) = r.directory(&t.join("y")).unwrap();
-    restore::finish_dir(&dir, Some((uid, gid)), false, existed, 0o700, mtime).unwrap();
+    restore::finish_dir(
+        &dir,
+        Some((uid, gid)),
+        false,
+        existed,
+        0o700,
+        mtime,
+        ("/d", &[]),
+    )
+    .unwrap();
     let m = std::fs::metadata(t.join("y")).unwrap();
     assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o755));
     // A sticky directory: someone else's file there may not be replaced.

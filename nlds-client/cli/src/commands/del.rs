@@ -13,6 +13,7 @@ use crate::ctx::{
     submit_failure, wait_plan,
 };
 use crate::exit;
+use crate::format::printable;
 use crate::plan::Plan;
 use nlds_client::client::Client;
 
@@ -218,11 +219,17 @@ pub fn plan_view(plan: &DeletePlan, verb: &str) -> String {
     for f in &plan.files {
         out.push_str(&format!(
             "{would}{verb}: {} (holding {}, {} bytes)\n",
-            f.path, f.holding_id, f.size
+            printable(&f.path),
+            f.holding_id,
+            f.size
         ));
     }
     for f in &plan.failed {
-        out.push_str(&format!("not {verb}: {} ({})\n", f.path, f.reason));
+        out.push_str(&format!(
+            "not {verb}: {} ({})\n",
+            printable(&f.path),
+            printable(&f.reason)
+        ));
     }
     out.push_str(&format!(
         "{} file(s), {} bytes {would}{verb}",

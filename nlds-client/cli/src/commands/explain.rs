@@ -93,7 +93,7 @@ fn from_now(t: &DateTime<Utc>, now: DateTime<Utc>) -> String {
 pub fn explain_view(e: &Explanation, zone: Zone, now: DateTime<Utc>) -> String {
     let mut out = format!(
         "{} (holding {} \"{}\", {}) is {}.\n",
-        e.path,
+        crate::format::printable(&e.path),
         e.holding_id,
         e.label,
         human_size(e.size),

@@ -2,7 +2,7 @@
 
 pub mod view;
 
-use crate::ctx::{Ctx, Io, more_note, note, print, print_json};
+use crate::ctx::{Ctx, Io, more_note, note, print, print_json, print_raw};
 use crate::exit;
 use nlds_client::client::Client;
 
@@ -95,7 +95,7 @@ pub async fn execute(
         return Ok(exit::OK);
     }
     if simple {
-        print(io, &view::simple_paths(&page.files, url));
+        print_raw(io, &view::simple_paths(&page.files, url));
     } else {
         match page.files.as_slice() {
             [] => {

@@ -3,7 +3,9 @@
 use nlds_core::PathKind;
 use nlds_core::api::{FileEntry, Tier};
 
-use crate::format::{Align, Fit, INDENT, Zone, col, human_size, kv, last_access, opt, table, time};
+use crate::format::{
+    Align, Fit, INDENT, Zone, col, human_size, kv, last_access, opt, printable, table, time,
+};
 
 /// The `find` table: user, h-id, h-label, size, date, storage, path (or `url` with `-U`); with a
 /// `width`, the user and label are shortened at their end and the path at its start.
@@ -63,7 +65,7 @@ pub fn simple_paths(files: &[FileEntry], url: bool) -> String {
 /// One file in full.
 pub fn file_view(f: &FileEntry, url: bool, zone: Zone) -> String {
     let mut o = String::new();
-    kv(&mut o, INDENT, "path", &f.path);
+    kv(&mut o, INDENT, "path", &printable(&f.path));
     kv(&mut o, INDENT, "type", f.kind.as_str());
     if f.kind == PathKind::Link {
         kv(&mut o, INDENT, "link path", &opt(f.link_target.as_deref()));

@@ -22,7 +22,7 @@ use crate::plan::{Plan, WaitPlan};
 pub struct GetArgs {
     /// The original path of the file (a regular expression with -x).
     #[arg(value_name = "PATH")]
-    pub path: String,
+    pub path: std::ffi::OsString,
 
     /// Get from the holdings of the whole group, not only yours.
     #[arg(short = 'A', long)]
@@ -30,7 +30,7 @@ pub struct GetArgs {
 
     /// Directory to restore under (it must exist); without it files go back to their original paths.
     #[arg(short = 'r', long, value_name = "DIR")]
-    pub target: Option<String>,
+    pub target: Option<std::ffi::OsString>,
 
     #[command(flatten)]
     pub holding: HoldingSel,
@@ -70,7 +70,7 @@ pub struct GetlistArgs {
 
     /// Directory to restore under (it must exist); without it files go back to their original paths.
     #[arg(short = 'r', long, value_name = "DIR")]
-    pub target: Option<String>,
+    pub target: Option<std::ffi::OsString>,
 
     #[command(flatten)]
     pub holding: HoldingSel,
@@ -100,7 +100,9 @@ pub fn prepare_get(a: &GetArgs, env: &Env) -> Result<Plan, Failure> {
         GetRequest {
             transaction_id: Some(Uuid::new_v4()),
             paths: vec![if a.regex {
-                a.path.clone()
+                a.path.to_str().map(str::to_owned).ok_or_else(|| {
+                    Failure::usage("a regular expression (-x) must be valid UTF-8")
+                })?
             } else {
                 abs(&a.path, env)?
             }],

@@ -23,7 +23,7 @@ use crate::plan::{Plan, WaitPlan};
 pub struct PutArgs {
     /// The file or directory to put. Made absolute; symlinks are not resolved.
     #[arg(value_name = "PATH")]
-    pub path: String,
+    pub path: std::ffi::OsString,
 
     #[command(flatten)]
     pub holding: HoldingSel,

@@ -2,7 +2,7 @@
 
 use nlds_core::stage::{FileLocality, StageChange, StageStatus};
 
-use crate::format::{INDENT, Zone, kv, time};
+use crate::format::{INDENT, Zone, kv, printable, time};
 
 /// A stage request and its files, one per line (`STATE  PATH  [error]`).
 pub fn status_view(st: &StageStatus, zone: Zone) -> String {
@@ -27,8 +27,12 @@ pub fn status_view(st: &StageStatus, zone: Zone) -> String {
     for f in &st.files {
         let state = f.state.to_string();
         match &f.error {
-            Some(e) => o.push_str(&format!("{INDENT}{state:<10} {}  ({e})\n", f.path)),
-            None => o.push_str(&format!("{INDENT}{state:<10} {}\n", f.path)),
+            Some(e) => o.push_str(&format!(
+                "{INDENT}{state:<10} {}  ({})\n",
+                printable(&f.path),
+                printable(e)
+            )),
+            None => o.push_str(&format!("{INDENT}{state:<10} {}\n", printable(&f.path))),
         }
     }
     o

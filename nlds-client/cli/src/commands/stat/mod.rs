@@ -2,7 +2,7 @@
 
 pub mod view;
 
-use crate::ctx::{Ctx, Io, more_note, note, print, print_json};
+use crate::ctx::{Ctx, Io, more_note, note, print, print_json, print_raw};
 use crate::exit;
 use nlds_client::client::Client;
 
@@ -119,7 +119,7 @@ pub async fn execute(
         return Ok(exit::OK);
     }
     if failed_files {
-        print(io, &view::failed_paths(&page.transactions));
+        print_raw(io, &view::failed_paths(&page.transactions));
         return Ok(exit::OK);
     }
     match page.transactions.as_slice() {
