@@ -470,6 +470,83 @@ mod tests {
     }
 
     #[test]
+    fn names_that_are_not_utf8_are_indexed_in_their_encoding() {
+        use std::os::unix::ffi::OsStrExt;
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let raw = |b: &[u8]| r.join(OsStr::from_bytes(b));
+        std::fs::create_dir(raw(b"r\xe9p")).unwrap();
+        std::fs::write(raw(b"r\xe9p/caf\xe9.txt"), b"x").unwrap();
+        std::os::unix::fs::symlink(OsStr::from_bytes(b"caf\xe9.txt"), raw(b"r\xe9p/l")).unwrap();
+        std::fs::write(r.join("bad\u{10FEE9}"), b"").unwrap();
+        let top = pathname::encode(r.as_os_str()).unwrap();
+        let idx = index(std::slice::from_ref(&top), &cfg(1000, u64::MAX));
+        let all: Vec<&FileRecord> = idx.batches.iter().flatten().collect();
+        let file = all
+            .iter()
+            .find(|f| f.path == format!("{top}/r\u{10FEE9}p/caf\u{10FEE9}.txt"))
+            .unwrap_or_else(|| panic!("{all:#?}"));
+        assert_eq!((file.kind, file.size), (PathKind::File, 1));
+        let link = all.iter().find(|f| f.path.ends_with("/l")).unwrap();
+        assert_eq!(link.link_target.as_deref(), Some("caf\u{10FEE9}.txt"));
+        // The real name with a reserved character: refused, naming it.
+        assert_eq!(idx.failed.len(), 1, "{:?}", idx.failed);
+        assert_eq!(idx.failed[0].code, ErrorCode::BadRequest);
+        assert_eq!(idx.failed[0].path, format!("{top}/bad\\u{{10FEE9}}"));
+        assert!(
+            idx.failed[0].reason.contains("reserves"),
+            "{:?}",
+            idx.failed
+        );
+        // Asked for by its encoded path, the file is found (not "no such file").
+        let one = index(&[file.path.clone()], &cfg(10, u64::MAX));
+        assert!(one.failed.is_empty(), "{:?}", one.failed);
+        assert_eq!(one.batches[0][0].path, file.path);
+    }
+
+    #[test]
+    fn later_names_of_an_inode_are_hard_links_to_the_first() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir(r.join("x")).unwrap();
+        std::fs::write(r.join("a"), b"shared").unwrap();
+        std::fs::hard_link(r.join("a"), r.join("b")).unwrap();
+        std::fs::hard_link(r.join("a"), r.join("x/c")).unwrap();
+        std::fs::write(r.join("single"), b"alone").unwrap();
+        // Two batches: the link travels in another batch than its first path.
+        let idx = index(&[s(r)], &cfg(3, u64::MAX));
+        assert!(idx.batches.len() > 1);
+        let all: Vec<&FileRecord> = idx.batches.iter().flatten().collect();
+        let by = |n: &str| all.iter().find(|f| f.path == s(&r.join(n))).unwrap();
+        let first = s(&r.join("a"));
+        assert_eq!(by("a").link_target, None);
+        assert_eq!(by("b").link_target.as_deref(), Some(first.as_str()));
+        assert_eq!(by("x/c").link_target.as_deref(), Some(first.as_str()));
+        assert_eq!((by("b").kind, by("b").size), (PathKind::File, 6));
+        assert_eq!(by("single").link_target, None);
+    }
+
+    #[test]
+    fn special_files_fail_naming_what_they_are() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let _sock = std::os::unix::net::UnixListener::bind(d.path().join("sock")).unwrap();
+        let idx = index(&[s(d.path())], &cfg(10, u64::MAX));
+        let reasons: Vec<&str> = idx.failed.iter().map(|f| f.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(
+            reasons[0].starts_with(&format!("{} is a FIFO", s(&fifo))),
+            "{reasons:?}"
+        );
+        assert!(reasons[1].contains("/sock is a socket"), "{reasons:?}");
+    }
+
+    #[test]
     fn splits_by_count_and_bytes() {
         let d = tempfile::tempdir().unwrap();
         for i in 0..10 {
