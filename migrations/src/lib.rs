@@ -16,9 +16,11 @@
 //!   changes (drained by the catalogue's relay) and the accepted submissions (owned by the
 //!   catalogue role);
 //! * [`m20261205_000008_policy`]: access tracking, pins, stage requests, quotas and usage (owned
-//!   by the catalogue role), the policy runner's lease and passes (owned by the policy role).
+//!   by the catalogue role), the policy runner's lease and passes (owned by the policy role);
 //! * [`m20261205_000010_fidelity`]: the extended attributes of files and directories (owned by
-//!   the catalogue role).
+//!   the catalogue role);
+//! * [`m20261205_000012_request_paths`]: the chunks of paths of long put and get requests until
+//!   they start (owned by the catalogue role).
 //!
 //! Every migration has a working `down`.
 
@@ -34,6 +36,7 @@ pub mod m20261125_000006_location_tenancy;
 pub mod m20261205_000007_outbox;
 pub mod m20261205_000008_policy;
 pub mod m20261205_000010_fidelity;
+pub mod m20261205_000012_request_paths;
 
 /// All nlds-rs migrations, in order.
 pub struct Migrator;
@@ -51,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000007_outbox::Migration),
             Box::new(m20261205_000008_policy::Migration),
             Box::new(m20261205_000010_fidelity::Migration),
+            Box::new(m20261205_000012_request_paths::Migration),
         ]
     }
 }

@@ -169,4 +169,30 @@ pub trait Bus: Send + Sync + 'static {
 
     /// How many consumers `role`'s queue has now (for the system status page).
     async fn consumers(&self, role: Role) -> Result<u32, BusError>;
+
+    /// The bytes of messages this process holds queued for its own consumers (all but
+    /// `except`'s role): the in-process bus keeps its queues in memory, so a producer that can
+    /// run far ahead of them (the indexer, the outbox relay) waits while this is high
+    /// ([`wait_for_room`]). `None`: the queues live in a broker (RabbitMQ), and a process holds
+    /// only what it prefetched.
+    fn backlog_bytes(&self, except: Option<Role>) -> Option<u64> {
+        let _ = except;
+        None
+    }
+}
+
+/// How many bytes of queued messages an in-process bus may hold before a producer that runs
+/// ahead of its consumers waits ([`wait_for_room`]): enough for dozens of batches in flight.
+pub const BACKLOG_LIMIT_BYTES: u64 = 16 << 20;
+
+/// Waits while `bus` holds more than [`BACKLOG_LIMIT_BYTES`] queued for consumers other than
+/// `except` (never with a broker). The caller must not be what drains that backlog: pass its
+/// own role as `except`.
+pub async fn wait_for_room(bus: &dyn Bus, except: Option<Role>) {
+    while bus
+        .backlog_bytes(except)
+        .is_some_and(|b| b > BACKLOG_LIMIT_BYTES)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

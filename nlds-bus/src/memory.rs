@@ -3,6 +3,7 @@
 //! mode recovers interrupted transactions at start instead (see ARCHITECTURE.md).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ struct Queue {
     rx: Mutex<Option<mpsc::UnboundedReceiver<Delivery>>>,
     /// Consumers running now (0 or 1: an in-process queue has one consumer).
     consumers: std::sync::atomic::AtomicU32,
+    /// Bytes of the messages queued or being handled ([`Bus::backlog_bytes`]).
+    bytes: AtomicU64,
 }
 
 /// A message that was dead-lettered, kept for inspection.
@@ -68,6 +71,7 @@ impl MemoryBus {
                         tx,
                         rx: Mutex::new(Some(rx)),
                         consumers: std::sync::atomic::AtomicU32::new(0),
+                        bytes: AtomicU64::new(0),
                     },
                 )
             })
@@ -99,6 +103,7 @@ impl MemoryBus {
         }
         for role in roles {
             let q = &self.inner.queues[&role];
+            q.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
             q.tx.send(Delivery {
                 key: key.to_owned(),
                 data: data.clone(),
@@ -128,11 +133,14 @@ impl Bus for MemoryBus {
             return Err(BusError::Unroutable(key.to_string()));
         };
         let (tx, rx) = oneshot::channel();
-        self.inner.queues[role]
+        let data = env.to_json();
+        let queue = &self.inner.queues[role];
+        queue.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        queue
             .tx
             .send(Delivery {
                 key: key.to_string(),
-                data: env.to_json(),
+                data,
                 attempt: 1,
                 reply_to: Some(tx),
             })
@@ -176,11 +184,20 @@ impl Bus for MemoryBus {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let bus = self.clone();
+            let (bus, bus_task) = (self.clone(), self.clone());
             let handler = handler.clone();
             let retry = retry.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                // The delivery leaves the backlog when it has been handled (a retry is queued
+                // again, and counted again).
+                let size = delivery.data.len() as u64;
+                let _handled = scopeguard(move || {
+                    bus.inner.queues[&role]
+                        .bytes
+                        .fetch_sub(size, Ordering::Relaxed);
+                });
+                let bus = bus_task;
                 let disposition = process(
                     handler.as_ref(),
                     &delivery.key,
@@ -249,6 +266,20 @@ impl Bus for MemoryBus {
             }
         });
         Ok(())
+    }
+
+    /// The bytes of the messages queued for (or being handled by) the consumers running in this
+    /// process, but `except`'s; queues nobody consumes are not counted (nothing here drains
+    /// them, so nothing should wait for them).
+    fn backlog_bytes(&self, except: Option<Role>) -> Option<u64> {
+        Some(
+            self.inner
+                .queues
+                .iter()
+                .filter(|(r, q)| Some(**r) != except && q.consumers.load(Ordering::SeqCst) > 0)
+                .map(|(_, q)| q.bytes.load(Ordering::Relaxed))
+                .sum(),
+        )
     }
 
     async fn consumers(&self, role: Role) -> Result<u32, BusError> {

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use nlds_core::ErrorCode;
 use nlds_core::api::{
-    API_PREFIX, Accepted, FilePage, GetPlan, GetRequest, HoldingPage, HoldingQuery, MetaRequest,
-    MetaResponse, PutPlan, PutRequest, StatQuery, TransactionPage, TransactionStatus, WhoAmI,
+    API_PREFIX, Accepted, ApiAction, ChunkStored, FilePage, GetPlan, GetRequest, HoldingPage,
+    HoldingQuery, MetaRequest, MetaResponse, PathChunk, PutPlan, PutRequest, StatQuery,
+    TransactionPage, TransactionStatus, WhoAmI,
 };
 use nlds_core::error::ErrorBody;
 use reqwest::{Method, RequestBuilder, Url};
@@ -149,7 +150,14 @@ pub struct Client {
     options: ClientOptions,
     /// Asked for the token before every request, when set ([`Client::with_token_source`]).
     source: Option<Arc<dyn TokenSource>>,
+    /// Most paths sent in one request: longer lists go in chunks ([`Client::with_chunk_paths`]).
+    chunk_paths: usize,
 }
+
+/// Most paths a put or get sends in one request by default; a longer list is sent in chunks of
+/// this many (well below the server's default `[server] max_paths` of 50,000, and about 1 MB of
+/// JSON for paths of 100 bytes).
+pub const CHUNK_PATHS: usize = 10_000;
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -204,6 +212,7 @@ impl Client {
             http,
             options,
             source: None,
+            chunk_paths: CHUNK_PATHS,
         })
     }
 
@@ -224,12 +233,63 @@ impl Client {
         &self.options
     }
 
+    /// Sends at most `n` paths in one request (at least 1): a put or get of more sends them in
+    /// chunks first.
+    pub fn with_chunk_paths(mut self, n: usize) -> Self {
+        self.chunk_paths = n.max(1);
+        self
+    }
+
     /// Starts a put. A `transaction_id` is generated when the request has none, so the request
-    /// can be retried without starting a second transaction.
+    /// can be retried without starting a second transaction. A list of more paths than one
+    /// request carries ([`CHUNK_PATHS`]) is sent in chunks first (`POST /api/v2/paths`), and the
+    /// put names them.
     pub async fn put(&self, req: &PutRequest) -> Result<Accepted> {
         let mut req = req.clone();
-        req.transaction_id.get_or_insert_with(Uuid::new_v4);
+        let tid = *req.transaction_id.get_or_insert_with(Uuid::new_v4);
+        if req.parts == 0 && req.paths.len() > self.chunk_paths {
+            let paths = std::mem::take(&mut req.paths);
+            let group = req.group.clone();
+            (req.parts, req.paths) = self
+                .send_chunks(tid, ApiAction::Putlist, group, paths)
+                .await?;
+        }
         self.send(Method::POST, "/put", None::<&()>, Some(&req))
+            .await
+    }
+
+    /// Sends `paths` but the last chunk as chunks of request `tid` (`action`: putlist or
+    /// getlist); returns how many were sent, and the last chunk, which the request carries.
+    async fn send_chunks(
+        &self,
+        tid: Uuid,
+        action: ApiAction,
+        group: Option<String>,
+        paths: Vec<String>,
+    ) -> Result<(u32, Vec<String>)> {
+        let mut parts = 0u32;
+        let mut rest = paths.into_iter().peekable();
+        loop {
+            let chunk: Vec<String> = rest.by_ref().take(self.chunk_paths).collect();
+            if rest.peek().is_none() {
+                return Ok((parts, chunk));
+            }
+            self.send_chunk(&PathChunk {
+                transaction_id: tid,
+                api_action: action,
+                part: parts,
+                paths: chunk,
+                group: group.clone(),
+            })
+            .await?;
+            parts += 1;
+        }
+    }
+
+    /// Stores one chunk of the paths of a put or get (`POST /api/v2/paths`); sending it again
+    /// replaces it.
+    pub async fn send_chunk(&self, chunk: &PathChunk) -> Result<ChunkStored> {
+        self.send(Method::POST, "/paths", None::<&()>, Some(chunk))
             .await
     }
 
@@ -253,10 +313,17 @@ impl Client {
         plan_answer(resp).await
     }
 
-    /// Starts a get; see [`Client::put`] about the `transaction_id`.
+    /// Starts a get; see [`Client::put`] about the `transaction_id` and long lists.
     pub async fn get(&self, req: &GetRequest) -> Result<Accepted> {
         let mut req = req.clone();
-        req.transaction_id.get_or_insert_with(Uuid::new_v4);
+        let tid = *req.transaction_id.get_or_insert_with(Uuid::new_v4);
+        if req.parts == 0 && req.paths.len() > self.chunk_paths {
+            let paths = std::mem::take(&mut req.paths);
+            let group = req.group.clone();
+            (req.parts, req.paths) = self
+                .send_chunks(tid, ApiAction::Getlist, group, paths)
+                .await?;
+        }
         self.send(Method::POST, "/get", None::<&()>, Some(&req))
             .await
     }

@@ -126,6 +126,10 @@ pub struct PutRequest {
     /// when the put is accepted (see docs/QUOTAS.md). Absent: batches are checked as they come.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_hint: Option<crate::quota::SizeHint>,
+    /// How many chunks of paths were sent before this request under its `transaction_id`
+    /// (`POST /api/v2/paths`); its own `paths` are the last chunk (may be empty then).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub parts: u32,
 }
 
 /// `POST /api/v2/get`: copy files back to POSIX disk.
@@ -162,6 +166,52 @@ pub struct GetRequest {
     /// requesting user (service operators only; 403 for anyone else).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_owner: bool,
+    /// How many chunks of paths were sent before this request (see [`PutRequest::parts`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub parts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// `POST /api/v2/paths`: one chunk of the paths of a put or get too long for one request. The
+/// chunks `0, 1, ...` are sent under the request's `transaction_id` first; the put or get itself
+/// follows with `parts` (how many were sent) and the last chunk. Sending a chunk again replaces
+/// it. Chunks of a request that never starts are deleted after a while (docs/PROTOCOL.md).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PathChunk {
+    pub transaction_id: Uuid,
+    /// `putlist` or `getlist`: the request the chunk belongs to.
+    pub api_action: ApiAction,
+    /// The chunk's number, from 0.
+    pub part: u32,
+    pub paths: Vec<String>,
+    /// Group to act in, as the request will name it.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// The refusal of a put or get listing `total` paths, more than the server's cap `max`.
+pub fn too_many_paths(total: u64, max: u64) -> ApiError {
+    ApiError::new(
+        crate::error::ErrorCode::PayloadTooLarge,
+        format!(
+            "the request lists {total} paths; at most {max} are accepted in one put or get \
+             (the server's safety cap, [server] max_request_paths): split it into several \
+             requests, or ask the operator to raise the cap"
+        ),
+    )
+}
+
+/// The answer to a [`PathChunk`]: what the server holds for the request so far.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChunkStored {
+    pub transaction_id: Uuid,
+    /// Chunks stored.
+    pub parts: u32,
+    /// Paths in them.
+    pub paths: u64,
 }
 
 /// The answer to a put with `dry_run` (HTTP 200): which holding the files would go to. Nothing

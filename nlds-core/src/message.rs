@@ -39,7 +39,16 @@ pub struct Envelope {
     /// absent: the default object store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenancy: Option<String>,
+    /// A put or get whose paths came in chunks (`catalog.append`) before this request: how many
+    /// the catalogue must hold for it (parts `0..chunks`); the request's own paths follow them.
+    /// Only on the request the API sends (`catalog.setup`, `catalog.get`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chunks: u32,
     pub payload: Payload,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn is_user(r: &AccessRole) -> bool {
@@ -66,8 +75,15 @@ impl Envelope {
             role: AccessRole::User,
             keep_owner: false,
             tenancy: None,
+            chunks: 0,
             payload,
         }
+    }
+
+    /// The same envelope, for a request whose paths came in `chunks` chunks before it.
+    pub fn with_chunks(mut self, chunks: u32) -> Self {
+        self.chunks = chunks;
+        self
     }
 
     /// The same envelope, writing to object-store tenancy `tenancy` (`None`: the default).
@@ -330,6 +346,15 @@ pub enum Payload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         size_hint: Option<crate::quota::SizeHint>,
     },
+    /// RPC `catalog.append` (API → catalogue): store `paths` as chunk `part` of the put or get
+    /// `env.transaction_id` (`env.action`: putlist or getlist), which starts later with the
+    /// request that names how many chunks it has ([`Envelope::chunks`]). A request may list at
+    /// most `max_total` paths in all. Answered with [`RpcReply::Appended`].
+    AppendPaths {
+        part: u32,
+        paths: Vec<String>,
+        max_total: u64,
+    },
     /// RPC: list holdings.
     ListHoldings { filter: HoldingFilter },
     /// RPC: find files.
@@ -472,6 +497,11 @@ pub enum RpcReply {
     /// The catalogue accepted the get (answer to `catalog.get`): it runs to completion, whatever
     /// happens to the API now.
     Submitted,
+    /// The chunk is stored (answer to `catalog.append`): the request's chunks and paths so far.
+    Appended {
+        parts: u32,
+        paths: u64,
+    },
     /// The transaction id is free for the caller, or already theirs for the same action (answer
     /// to [`Payload::CheckTransactionId`]).
     Available,

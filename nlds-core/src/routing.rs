@@ -99,6 +99,8 @@ routing_part!(
         Meta,
         Stat,
         Setup,
+        /// Catalogue: store one chunk of a chunked put or get.
+        Append,
         Plan,
         Evict,
         Undelete,
@@ -400,6 +402,7 @@ mod tests {
             (Catalog, Purge),
             (Catalog, Quota),
             (Catalog, QuotaSet),
+            (Catalog, Append),
             (Policy, Run),
             (Policy, DryRun),
             (Policy, Status),

@@ -69,6 +69,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(audited(Undelete, r!(crate::delete::undelete)))
         .routes(audited(Purge, r!(crate::delete::admin_purge)))
         .routes(audited(Put, r!(routes::put)))
+        .routes(audited(Put, r!(routes::append_paths)))
         .routes(audited(Get, r!(routes::get)))
         .routes(audited(List, r!(routes::list)))
         .routes(audited(Find, r!(routes::find)))

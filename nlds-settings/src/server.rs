@@ -20,8 +20,12 @@ pub struct ServerConfig {
     /// How long a policy dry run (`POST /api/v2/admin/policy/dry-run`) waits for the policy role:
     /// it evaluates the whole catalogue (about a minute for ten million files).
     pub policy_rpc_timeout_secs: u64,
-    /// Most paths accepted in one put or get request.
+    /// Most paths in one request body: a put or get of `/api/1.0.0` or `/api/v2`, or one chunk
+    /// of a put or get sent in chunks (`POST /api/v2/paths`).
     pub max_paths: usize,
+    /// Most paths one put or get may list in all, over its chunks: a safety cap, not a design
+    /// limit (the paths are never held together in one message or process).
+    pub max_request_paths: u64,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
     /// The public client settings `/api/1.0.0/init/` serves to `nlds init` of the Python client.
@@ -37,6 +41,7 @@ impl Default for ServerConfig {
             rpc_timeout_secs: 30,
             policy_rpc_timeout_secs: 600,
             max_paths: 50_000,
+            max_request_paths: 10_000_000,
             max_body_bytes: 64 << 20,
             legacy_init: Default::default(),
         }

@@ -69,6 +69,9 @@ pub struct IndexConfig {
     pub batch_files: usize,
     /// At most this many bytes per batch (a single larger file gets a batch of its own).
     pub batch_bytes: u64,
+    /// The chunks of paths of a put or get that has not started this long after its last
+    /// chunk came are deleted (the client gave up on it).
+    pub unfinished_request_secs: u64,
 }
 
 impl Default for IndexConfig {
@@ -76,6 +79,7 @@ impl Default for IndexConfig {
         Self {
             batch_files: 1000,
             batch_bytes: 4 << 30,
+            unfinished_request_secs: 24 * 3600,
         }
     }
 }

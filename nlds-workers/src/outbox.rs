@@ -155,6 +155,9 @@ impl Relay {
             };
             let context = key.to_string();
             nlds_hooks::pause_async(points::OUTBOX_BEFORE_PUBLISH, Path::new(&context)).await;
+            // An in-process bus holds its queues in memory: wait while they are full (the rows
+            // wait durably here instead).
+            nlds_bus::wait_for_room(self.bus.as_ref(), None).await;
             if let Err(e) = self.bus.publish(key, &env).await {
                 // What was confirmed so far is forgotten; the rest waits for the next attempt.
                 return (done, Some(anyhow::anyhow!("cannot publish {key}: {e}")));

@@ -124,9 +124,11 @@ pub async fn handler(
     let cfg = &settings.workers;
     Ok(match role {
         Role::Router => Arc::new(crate::router::Router),
-        Role::Indexer => {
-            Arc::new(crate::indexer::Indexer::new(cfg.index.clone()).with_posix(cfg.posix_policy()))
-        }
+        Role::Indexer => Arc::new(
+            crate::indexer::Indexer::new(cfg.index.clone())
+                .with_posix(cfg.posix_policy())
+                .with_bus(bus.clone()),
+        ),
         Role::Logger => {
             Arc::new(crate::logger::Logger::new(cfg.log_dir.clone()).with_db(res.db(cfg).await?))
         }
@@ -153,7 +155,8 @@ pub async fn handler(
             .with_archive(cfg.archive.clone(), cfg.cold.backend())
             .with_delete(cfg.delete.clone())
             .with_policy(settings.policy.clone())
-            .with_outbox(res.outbox.clone()),
+            .with_outbox(res.outbox.clone())
+            .with_unfinished_request_secs(cfg.index.unfinished_request_secs),
         ),
         Role::ArchivePut => Arc::new(crate::archive_put::ArchivePut::with_clients(
             res.s3(cfg).await?,

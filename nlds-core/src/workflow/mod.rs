@@ -347,6 +347,23 @@ pub fn split(workflow: Workflow, step: Step) -> Result<Split, NoStep> {
     })
 }
 
+/// The sub-record of part `part` of a request whose paths came in chunks: part 0 is the request's
+/// own (its transaction id), every later one has a deterministic id of its own.
+pub fn part_sub(transaction_id: uuid::Uuid, part: u32) -> uuid::Uuid {
+    if part == 0 {
+        transaction_id
+    } else {
+        crate::message::sub_id(transaction_id, "part", part as usize)
+    }
+}
+
+/// The state a later part of a chunked request is registered in when the request is accepted,
+/// before anything of it runs: ROUTING (not final, so the transaction cannot end before every
+/// part has been split into its batches).
+pub const fn part_queued() -> State {
+    State::Routing
+}
+
 /// The state a message's sub-record ends in when the bus gave up on it (its handler failed it
 /// for good, or it does not decode) and no workflow step sequences its failure: FAILED, with the
 /// files it failed.

@@ -25,4 +25,5 @@ mod python_client;
 mod quota;
 mod secrets;
 mod stage;
+mod streaming;
 mod tenancy;

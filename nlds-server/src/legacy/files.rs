@@ -153,6 +153,7 @@ pub(super) async fn put_files(
         tenancy: legacy_tenancy(&s, &a.params),
         // Upstream's client measures nothing: its batches are checked as they come.
         size_hint: None,
+        parts: 0,
     };
     let acc = routes::submit_put(&s, &a.user, &a.group, a.role(), req).await?;
     let verb = acc.api_action.as_str();
@@ -200,6 +201,7 @@ async fn submit_get(
         group: None,
         dry_run: false,
         keep_owner: false,
+        parts: 0,
     };
     let acc = routes::submit_get(s, &a.user, &a.group, a.role(), req).await?;
     let (msg, action) = if getlist {

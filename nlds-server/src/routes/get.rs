@@ -13,6 +13,7 @@ use nlds_core::{AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, Wo
 use nlds_hooks::points;
 use uuid::Uuid;
 
+use super::paths::{check_total, last_chunk};
 use super::put::check_holding;
 use super::{
     accepted, check_transaction_id, get_action, job_label, rpc_env_role, unexpected, validate_paths,
@@ -49,7 +50,16 @@ async fn check_get(
     role: AccessRole,
     req: &GetRequest,
 ) -> Result<HoldingFilter> {
-    validate_paths(&req.paths, s.cfg.max_paths, req.regex)?;
+    if req.parts == 0 || !req.paths.is_empty() {
+        validate_paths(&req.paths, s.cfg.max_paths, req.regex)?;
+    }
+    if req.parts == 0 {
+        check_total(s, req.paths.len())?;
+    } else if req.transaction_id.is_none() {
+        return Err(ServerError::bad_request(
+            "a get whose paths were sent in chunks (parts) must name their transaction_id",
+        ));
+    }
     if req.keep_owner && !role.is_admin() {
         return Err(ServerError::new(
             ErrorCode::Forbidden,
@@ -104,10 +114,22 @@ pub async fn submit_get(
     let filter = check_get(s, user, group, role, &req).await?;
     let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
     let job_label = job_label(req.job_label.as_deref().or(req.label.as_deref()), tid)?;
-    let action = get_action(&req.paths, req.regex);
+    let action = if req.parts > 0 {
+        ApiAction::Getlist
+    } else {
+        get_action(&req.paths, req.regex)
+    };
     if req.transaction_id.is_some() {
         check_transaction_id(s, user, group, action, tid).await?;
     }
+    // A request whose paths came in chunks: its own paths are its last chunk, and the
+    // catalogue takes them all from the chunks.
+    let chunks = if req.parts > 0 {
+        last_chunk(s, user, group, role, (action, tid), req.parts, &req.paths).await?
+    } else {
+        0
+    };
+    let paths = if chunks > 0 { Vec::new() } else { req.paths };
     let env = Envelope::new(
         tid,
         user,
@@ -116,13 +138,14 @@ pub async fn submit_get(
         &job_label,
         Payload::GetRequest {
             filter,
-            paths: req.paths,
+            paths,
             regex: req.regex,
             target: req.target,
             overwrite: req.overwrite,
         },
     )
-    .with_role(role);
+    .with_role(role)
+    .with_chunks(chunks);
     let env = Envelope {
         keep_owner: req.keep_owner,
         ..env

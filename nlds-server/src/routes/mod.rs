@@ -3,6 +3,7 @@
 mod admin_ops;
 mod get;
 mod health;
+mod paths;
 mod policy;
 mod put;
 mod quota;
@@ -32,6 +33,7 @@ use crate::state::AppState;
 pub use admin_ops::{__path_admin_archive, __path_admin_evict, admin_archive, admin_evict};
 pub use get::{__path_get, get, plan_get, submit_get};
 pub use health::{__path_healthz, __path_readyz, healthz, readyz};
+pub use paths::{__path_append_paths, append_paths};
 pub use policy::{
     __path_explain, __path_policy_dry_run, __path_policy_reload, __path_policy_reset,
     __path_policy_run, __path_policy_status, explain, policy_dry_run, policy_reload, policy_reset,
@@ -62,7 +64,9 @@ pub fn validate_paths(paths: &[String], max: usize, allow_relative: bool) -> Res
         return Err(ServerError::new(
             ErrorCode::PayloadTooLarge,
             format!(
-                "the request lists {} paths; at most {max} are accepted in one request: split the list",
+                "the request lists {} paths; at most {max} are accepted in one request body \
+                 ([server] max_paths): split the list, or send it in chunks (POST \
+                 /api/v2/paths, as the nlds client does by itself)",
                 paths.len()
             ),
         ));

@@ -6,12 +6,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use nlds_core::api::{Accepted, PutPlan, PutRequest};
+use nlds_core::api::{Accepted, ApiAction, PutPlan, PutRequest};
 use nlds_core::message::{HoldingFilter, RpcReply};
 use nlds_core::{AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, Worker};
 use nlds_hooks::points;
 use uuid::Uuid;
 
+use super::paths::{check_total, last_chunk};
 use super::{
     accepted, check_transaction_id, job_label, put_action, rpc_env_role, unexpected, validate_paths,
 };
@@ -47,14 +48,30 @@ pub async fn submit_put(
     role: AccessRole,
     req: PutRequest,
 ) -> Result<Accepted> {
-    validate_paths(&req.paths, s.cfg.max_paths, false)?;
+    check_put_paths(s, &req)?;
     let tenancy = tenancy_name(req.tenancy.as_deref())?;
     let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
     let job_label = job_label(req.job_label.as_deref(), tid)?;
-    let action = put_action(&req.paths);
+    let action = if req.parts > 0 {
+        ApiAction::Putlist
+    } else {
+        put_action(&req.paths)
+    };
     if req.transaction_id.is_some() {
         check_transaction_id(s, user, group, action, tid).await?;
     }
+    // A request whose paths came in chunks: its own paths are its last chunk, and the
+    // catalogue takes them all from the chunks.
+    let chunks = if req.parts > 0 {
+        last_chunk(s, user, group, role, (action, tid), req.parts, &req.paths).await?
+    } else {
+        0
+    };
+    let paths = if chunks > 0 {
+        Vec::new()
+    } else {
+        req.paths.clone()
+    };
     // The catalogue sets up the holding and accepts the put in one database transaction: its
     // record and submission are staged there, so from here on it runs to completion whatever
     // happens to this process.
@@ -68,12 +85,13 @@ pub async fn submit_put(
             label: req.label.clone(),
             holding_id: req.holding_id,
             tags: req.tags.clone(),
-            paths: req.paths.clone(),
+            paths,
             size_hint: req.size_hint,
         },
     )
     .with_role(role)
-    .with_tenancy(tenancy);
+    .with_tenancy(tenancy)
+    .with_chunks(chunks);
     crate::notes::note_paths(&req.paths);
     nlds_hooks::pause_async(points::API_BEFORE_ACCEPT, Path::new(&tid.to_string())).await;
     let (holding_id, label) = match s
@@ -88,6 +106,22 @@ pub async fn submit_put(
     };
     tracing::info!(transaction_id = %tid, user = %user, holding_id, "put accepted");
     accepted(s, &setup, Some(holding_id), Some(label)).await
+}
+
+/// Checks the paths of a put: its own (at most `max_paths` in one body; none is fine after
+/// chunks), and the cap on one request.
+fn check_put_paths(s: &AppState, req: &PutRequest) -> Result<()> {
+    if req.parts == 0 || !req.paths.is_empty() {
+        validate_paths(&req.paths, s.cfg.max_paths, false)?;
+    }
+    if req.parts == 0 {
+        check_total(s, req.paths.len())?;
+    } else if req.transaction_id.is_none() {
+        return Err(ServerError::bad_request(
+            "a put whose paths were sent in chunks (parts) must name their transaction_id",
+        ));
+    }
+    Ok(())
 }
 
 /// The object-store tenancy a put names: `None` (the default) when absent or blank; else a
@@ -113,7 +147,7 @@ pub async fn plan_put(
     role: AccessRole,
     req: PutRequest,
 ) -> Result<PutPlan> {
-    validate_paths(&req.paths, s.cfg.max_paths, false)?;
+    check_put_paths(s, &req)?;
     let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
     let label = req.label.clone().filter(|l| !l.trim().is_empty());
     let mut holding = None;

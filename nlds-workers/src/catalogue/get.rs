@@ -246,7 +246,9 @@ impl Catalogue {
             } else {
                 None
             };
-            let sub = sub_id(env.transaction_id, "get", i);
+            // Batches of the message's own sub-record: the request, or one part of a request
+            // whose paths came in chunks.
+            let sub = sub_id(env.sub_id, "get", i);
             if let Some(state) = split.batch {
                 out = out.and(
                     RoutingKey::new(Worker::MonitorPut, Action::Start),
@@ -281,7 +283,7 @@ impl Catalogue {
             out = out.and(
                 RoutingKey::new(Worker::CatalogGet, Action::Failed),
                 env.with_sub(
-                    nlds_core::message::sub_id(env.transaction_id, "get-failed", 0),
+                    nlds_core::message::sub_id(env.sub_id, "get-failed", 0),
                     Payload::Failed { files: failed },
                 ),
             );
@@ -289,7 +291,7 @@ impl Catalogue {
         out = out.and(
             RoutingKey::new(Worker::MonitorPut, Action::Start),
             env.with_sub(
-                env.transaction_id,
+                env.sub_id,
                 Payload::MonitorUpdate {
                     state: split.parent,
                     files: files_total,

@@ -62,6 +62,7 @@ pub(crate) mod access;
 mod archive_round;
 mod authz;
 mod check;
+mod chunks;
 mod delete;
 mod get;
 mod guard;
@@ -92,6 +93,8 @@ pub struct Catalogue {
     outbox: Outbox,
     /// `[policy]`: how long a get's files stay pinned warm.
     policy: PolicyConfig,
+    /// How long the chunks of a request that has not started are kept (see `chunks`).
+    unfinished_request_secs: u64,
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -118,6 +121,7 @@ impl Catalogue {
             delete: DeleteConfig::default(),
             outbox: Outbox::new(),
             policy: PolicyConfig::default(),
+            unfinished_request_secs: 24 * 3600,
         }
     }
 
@@ -214,6 +218,15 @@ impl Catalogue {
                 self.setup(env, label.as_deref(), *holding_id, tags, paths, *size_hint)
                     .await?,
             )),
+            (
+                Worker::Catalog,
+                Action::Append,
+                Payload::AppendPaths {
+                    part,
+                    paths,
+                    max_total,
+                },
+            ) => Ok(reply(self.append(env, *part, paths, *max_total).await?)),
             (Worker::Catalog, Action::Get | Action::Getlist, Payload::GetRequest { .. }) => {
                 Ok(reply(self.submit_get(env).await?))
             }
@@ -363,6 +376,7 @@ impl Catalogue {
                 | Worker::CatalogArchiveUpdate,
                 Action::Start
                 | Action::Setup
+                | Action::Append
                 | Action::Get
                 | Action::Getlist
                 | Action::List
@@ -563,6 +577,7 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::MonitorUpdate { .. } => "monitor_update",
         Payload::Log { .. } => "log",
         Payload::SetupHolding { .. } => "setup_holding",
+        Payload::AppendPaths { .. } => "append_paths",
         Payload::ListHoldings { .. } => "list_holdings",
         Payload::FindFiles { .. } => "find_files",
         Payload::ChangeMeta { .. } => "change_meta",
@@ -599,3 +614,6 @@ mod tests;
 
 #[cfg(test)]
 mod quota_tests;
+
+#[cfg(test)]
+mod chunks_tests;

@@ -38,12 +38,10 @@ use crate::db::{
     stage_file, transaction,
 };
 
-/// The sub id of a get batch waiting for an aggregation.
-pub fn recall_sub(transaction_id: Uuid, aggregation_id: i64) -> Uuid {
-    Uuid::new_v5(
-        &transaction_id,
-        format!("recall/{aggregation_id}").as_bytes(),
-    )
+/// The sub id of a get batch waiting for an aggregation: `parent` is the get's sub-record (its
+/// transaction id, or one part of a get whose paths came in chunks).
+pub fn recall_sub(parent: Uuid, aggregation_id: i64) -> Uuid {
+    Uuid::new_v5(&parent, format!("recall/{aggregation_id}").as_bytes())
 }
 
 /// Adds a waiter to the aggregation's recall, creating the recall if none is running: `waiter`
@@ -124,7 +122,7 @@ impl Catalogue {
                 }));
                 continue;
             };
-            let sub = recall_sub(env.transaction_id, agg.id);
+            let sub = recall_sub(env.sub_id, agg.id);
             let waiting = env.with_sub(
                 sub,
                 Payload::Files {

@@ -8,6 +8,7 @@ use nlds_core::quota::SizeHint;
 use nlds_core::{Envelope, Payload};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
+use super::chunks::stage_chunked;
 use super::store::{ensure_transaction, get_or_create_holding};
 use super::submit::{claim, first_messages};
 use super::{Catalogue, Result, quota, validate_label, validate_tag};
@@ -31,7 +32,7 @@ impl Catalogue {
         }
         let txn = self.db.begin().await?;
         // First, before anything is read: the quota lock (a write, see `quota::lock`).
-        let mut limits = if paths.is_empty() {
+        let mut limits = if paths.is_empty() && env.chunks == 0 {
             None
         } else {
             quota::lock(&txn, &env.group).await?
@@ -87,7 +88,9 @@ impl Catalogue {
         ensure_transaction(&txn, env.transaction_id, h.id).await?;
         // The put is accepted with its holding: its record and submission are staged the first
         // time this transaction id is set up.
-        let messages = if !paths.is_empty() && claim(&txn, env).await? {
+        let accepts = !paths.is_empty() || env.chunks > 0;
+        let mut chunked = false;
+        let messages = if accepts && claim(&txn, env).await? {
             // The put counts for its holding's group; refused, the whole acceptance rolls back
             // (no holding, transaction, claim or message is stored).
             if h.group != env.group {
@@ -95,15 +98,28 @@ impl Catalogue {
             }
             let tid = env.transaction_id.to_string();
             quota::reserve(&txn, &h.group, limits, &tid, size_hint).await?;
-            let put = Payload::PutRequest {
-                holding_id: h.id,
-                paths: paths.to_vec(),
-            };
-            first_messages(env, put, Some(h.label.clone()), Some(h.id))?
+            if env.chunks > 0 {
+                // The paths came in chunks: one submission per chunk (the request's own paths
+                // were appended as its last chunk by the API).
+                chunked = true;
+                let holding_id = h.id;
+                let put = move |paths| Payload::PutRequest { holding_id, paths };
+                stage_chunked(&txn, env, put, Some(h.label.clone()), Some(h.id)).await?;
+                Vec::new()
+            } else {
+                let put = Payload::PutRequest {
+                    holding_id: h.id,
+                    paths: paths.to_vec(),
+                };
+                first_messages(env, put, Some(h.label.clone()), Some(h.id))?
+            }
         } else {
             Vec::new()
         };
         self.commit_with(txn, messages).await?;
+        if chunked {
+            self.outbox.wake();
+        }
         Ok(RpcReply::Holding {
             id: h.id,
             label: h.label,

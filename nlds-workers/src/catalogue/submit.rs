@@ -10,6 +10,7 @@ use nlds_core::workflow::submission_key;
 use nlds_core::{Action, Envelope, Payload, RoutingKey, Worker};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, TransactionTrait, TryInsertResult};
 
+use super::chunks::stage_chunked;
 use super::{Catalogue, Result};
 use crate::db::{bad_request, submission};
 
@@ -17,12 +18,38 @@ impl Catalogue {
     /// `catalog.get` / `catalog.getlist` ([`Payload::GetRequest`]): accepts the get.
     pub(super) async fn submit_get(&self, env: &Envelope) -> Result<RpcReply> {
         let txn = self.db.begin().await?;
-        let messages = if claim(&txn, env).await? {
-            first_messages(env, env.payload.clone(), None, None)?
-        } else {
+        let mut chunked = false;
+        let messages = if !claim(&txn, env).await? {
             Vec::new()
+        } else if env.chunks > 0 {
+            // The paths came in chunks: one submission per chunk, each a get of its paths.
+            let Payload::GetRequest {
+                filter,
+                regex,
+                target,
+                overwrite,
+                ..
+            } = &env.payload
+            else {
+                return Err(bad_request("catalog.get needs a get request"));
+            };
+            let get = |paths| Payload::GetRequest {
+                filter: filter.clone(),
+                paths,
+                regex: *regex,
+                target: target.clone(),
+                overwrite: *overwrite,
+            };
+            chunked = true;
+            stage_chunked(&txn, env, get, None, None).await?;
+            Vec::new()
+        } else {
+            first_messages(env, env.payload.clone(), None, None)?
         };
         self.commit_with(txn, messages).await?;
+        if chunked {
+            self.outbox.wake();
+        }
         Ok(RpcReply::Submitted)
     }
 }

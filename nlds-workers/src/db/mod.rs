@@ -30,6 +30,7 @@ pub mod quota;
 pub mod quota_reservation;
 pub mod recall;
 pub mod recall_request;
+pub mod request_paths;
 pub mod stage_file;
 pub mod stage_request;
 pub mod sub_record;

@@ -8,18 +8,23 @@
 //! All of it goes through directory handles ([`crate::userfs`]): each path's parent is resolved
 //! component by component, directories are listed and descended into through the descriptors
 //! that were checked, and entries are looked at with `statat(.., AT_SYMLINK_NOFOLLOW)`.
+//!
+//! Batches are emitted as the walk makes them ([`index_into`]): with a bus, each is published
+//! when it is full, so the indexer holds at most a couple of batches and the requested paths of
+//! one message, whatever the size of the tree (a directory is read entry by entry).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use nlds_bus::{Handler, HandlerError, Outcome};
+use nlds_bus::{Bus, Handler, HandlerError, Outcome};
 use nlds_core::error::ErrorCode;
 use nlds_core::message::{FailedFile, FileRecord, sub_id};
 use nlds_core::workflow::{self, Step, Workflow};
-use nlds_core::{Action, Envelope, PathKind, Payload, RoutingKey, Worker, pathname};
+use nlds_core::{Action, Envelope, PathKind, Payload, Role, RoutingKey, Worker, pathname};
 
 use crate::config::IndexConfig;
 use crate::posix::{PosixPolicy, READ, SEARCH};
@@ -28,10 +33,20 @@ use crate::userfs::{Denial, Dir, Links, Meta, UserFs, components, xattr};
 use nlds_hooks::points;
 
 /// The indexer role.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Indexer {
     cfg: IndexConfig,
     posix: PosixPolicy,
+    /// Where batches are published as they are made (without one, they are returned together
+    /// in the handler's outcome).
+    bus: Option<Arc<dyn Bus>>,
+}
+
+/// What the walk emits, in order: a full batch, or a path that failed.
+#[derive(Debug)]
+pub enum Emitted {
+    Batch(Vec<FileRecord>),
+    Failed(FailedFile),
 }
 
 /// The result of indexing a request.
@@ -83,10 +98,13 @@ fn record(path: &str, md: &Meta, link_target: Option<String>) -> FileRecord {
 struct Batcher<'a> {
     cfg: &'a IndexConfig,
     fs: UserFs,
-    out: Index,
+    emit: &'a mut dyn FnMut(Emitted),
     current: Vec<FileRecord>,
     bytes: u64,
-    seen: HashSet<String>,
+    /// The paths asked for: only these can be met twice (listed twice, or inside a directory
+    /// that is also listed), so only these are remembered.
+    requested: HashSet<&'a str>,
+    seen: HashSet<&'a str>,
     /// The first path of each inode with more than one hard link (by `(st_dev, st_ino)`): the
     /// later paths of the same inode are recorded as hard links to it.
     hard_links: HashMap<(u64, u64), String>,
@@ -104,14 +122,11 @@ fn denied(path: &str, d: &Denial) -> FailedFile {
 
 impl Batcher<'_> {
     fn push(&mut self, rec: FileRecord) {
-        if !self.seen.insert(rec.path.clone()) {
-            return; // listed twice, or inside a directory that is also listed
-        }
         if !self.current.is_empty()
             && (self.current.len() >= self.cfg.batch_files
                 || self.bytes + rec.size > self.cfg.batch_bytes)
         {
-            self.out.batches.push(std::mem::take(&mut self.current));
+            (self.emit)(Emitted::Batch(std::mem::take(&mut self.current)));
             self.bytes = 0;
         }
         self.bytes += rec.size;
@@ -119,8 +134,15 @@ impl Batcher<'_> {
     }
 
     fn fail(&mut self, f: FailedFile) {
-        if self.seen.insert(f.path.clone()) {
-            self.out.failed.push(f);
+        (self.emit)(Emitted::Failed(f));
+    }
+
+    /// Whether `path` is met for the first time: always, unless it is one of the paths asked
+    /// for and was indexed already (listed twice, or inside a directory also listed).
+    fn first_visit(&mut self, path: &str) -> bool {
+        match self.requested.get(path).copied() {
+            Some(p) => self.seen.insert(p),
+            None => true,
         }
     }
 
@@ -128,6 +150,9 @@ impl Batcher<'_> {
     /// followed as the kernel would for them, search checked on each directory's handle), the
     /// path itself is looked at through that handle and never followed.
     fn index_path(&mut self, given: &str) {
+        if !self.first_visit(given) {
+            return;
+        }
         // The canonical spelling of the path (see nlds_core::pathname), and its raw bytes.
         let path = match pathname::canonical(given) {
             Ok(p) => p,
@@ -272,12 +297,16 @@ impl Batcher<'_> {
 
     /// Indexes what is in `dir` (its path: `path`), through its handle.
     fn walk(&mut self, dir: &Dir, path: &str) {
-        let names = match read::list(dir) {
+        let names = match read::entries(dir) {
             Ok(n) => n,
             Err(d) => return self.fail(denied(path, &d)),
         };
         let base = pathname::decode(path);
         for name in names {
+            let name = match name {
+                Ok(n) => n,
+                Err(d) => return self.fail(denied(path, &d)),
+            };
             let child = match pathname::encode(Path::new(&base).join(&name).as_os_str()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -286,7 +315,9 @@ impl Batcher<'_> {
                     continue;
                 }
             };
-            self.index_at(dir, &name, &child, false);
+            if self.first_visit(&child) {
+                self.index_at(dir, &name, &child, false);
+            }
         }
     }
 }
@@ -297,14 +328,26 @@ pub fn index(paths: &[String], cfg: &IndexConfig) -> Index {
     index_as(paths, cfg, UserFs::service())
 }
 
-/// Indexes `paths` on behalf of the user `fs` acts for.
+/// Indexes `paths` on behalf of the user `fs` acts for, all batches together.
 pub fn index_as(paths: &[String], cfg: &IndexConfig, fs: UserFs) -> Index {
+    let mut out = Index::default();
+    index_into(paths, cfg, fs, &mut |e| match e {
+        Emitted::Batch(b) => out.batches.push(b),
+        Emitted::Failed(f) => out.failed.push(f),
+    });
+    out
+}
+
+/// Indexes `paths` on behalf of the user `fs` acts for, handing each batch to `emit` as soon as
+/// it is full (the last one when the walk ends) and each failed path as it is found.
+pub fn index_into(paths: &[String], cfg: &IndexConfig, fs: UserFs, emit: &mut dyn FnMut(Emitted)) {
     let mut b = Batcher {
         cfg,
         fs,
-        out: Index::default(),
+        emit,
         current: Vec::new(),
         bytes: 0,
+        requested: paths.iter().map(String::as_str).collect(),
         seen: HashSet::new(),
         hard_links: HashMap::new(),
     };
@@ -313,9 +356,8 @@ pub fn index_as(paths: &[String], cfg: &IndexConfig, fs: UserFs) -> Index {
     }
     if !b.current.is_empty() {
         let last = std::mem::take(&mut b.current);
-        b.out.batches.push(last);
+        (b.emit)(Emitted::Batch(last));
     }
-    b.out
 }
 
 impl Indexer {
@@ -324,13 +366,138 @@ impl Indexer {
         Self {
             cfg,
             posix: PosixPolicy::SERVICE,
+            bus: None,
         }
+    }
+
+    /// Publishes each batch on `bus` as soon as it is made.
+    pub fn with_bus(mut self, bus: Arc<dyn Bus>) -> Self {
+        self.bus = Some(bus);
+        self
     }
 
     /// Checks POSIX permissions as `posix` says (the requesting user's with `"user"`).
     pub fn with_posix(mut self, posix: PosixPolicy) -> Self {
         self.posix = posix;
         self
+    }
+}
+
+/// Where the indexer's messages go: published at once on the bus, or gathered into the outcome.
+enum Sink<'a> {
+    Bus(&'a dyn Bus),
+    Collect(Outcome),
+}
+
+impl Sink<'_> {
+    async fn send(&mut self, key: RoutingKey, env: Envelope) -> Result<(), HandlerError> {
+        match self {
+            Sink::Bus(bus) => {
+                // In one process, the walk waits while the steps after it have much queued.
+                nlds_bus::wait_for_room(*bus, Some(Role::Indexer)).await;
+                bus.publish(key, &env)
+                    .await
+                    .map_err(|e| HandlerError::transient(e.code(), format!("indexer: {e}")))
+            }
+            Sink::Collect(out) => {
+                out.publish.push((key, env));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Publishes what the walk emits, batch by batch. Paths that failed travel with the next batch
+/// (recorded with its next state): the newest batch is held back until the next one is full or
+/// the walk ends, so failures found after it still travel with one. Failures with no batch to
+/// travel with (none left, or more than a batch's worth waiting) go on sub-records of their own
+/// (`index-failed`).
+struct Emitter<'a> {
+    env: &'a Envelope,
+    holding_id: i64,
+    batch_state: Option<nlds_core::State>,
+    max_failed: usize,
+    held: Option<Vec<FileRecord>>,
+    failed: Vec<FailedFile>,
+    batches: usize,
+    failed_subs: usize,
+}
+
+impl Emitter<'_> {
+    async fn take(&mut self, sink: &mut Sink<'_>, e: Emitted) -> Result<(), HandlerError> {
+        match e {
+            Emitted::Batch(files) => {
+                if let Some(prev) = self.held.replace(files) {
+                    self.publish_batch(sink, prev).await?;
+                }
+            }
+            Emitted::Failed(f) => {
+                self.failed.push(f);
+                if self.failed.len() >= self.max_failed {
+                    self.publish_failed(sink).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, sink: &mut Sink<'_>) -> Result<(), HandlerError> {
+        if let Some(last) = self.held.take() {
+            self.publish_batch(sink, last).await?;
+        }
+        if !self.failed.is_empty() {
+            self.publish_failed(sink).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish_batch(
+        &mut self,
+        sink: &mut Sink<'_>,
+        files: Vec<FileRecord>,
+    ) -> Result<(), HandlerError> {
+        // Batches of the message's own sub-record: the request, or one part of a request whose
+        // paths came in chunks.
+        let sub = sub_id(self.env.sub_id, "index", self.batches);
+        self.batches += 1;
+        if let Some(state) = self.batch_state {
+            let bytes = files.iter().map(|f| f.size).sum();
+            let update = self.env.with_sub(
+                sub,
+                Payload::MonitorUpdate {
+                    state,
+                    files: files.len() as u64,
+                    bytes,
+                    failed: Vec::new(),
+                    warnings: Vec::new(),
+                },
+            );
+            sink.send(RoutingKey::new(Worker::MonitorPut, Action::Start), update)
+                .await?;
+        }
+        let batch = self.env.with_sub(
+            sub,
+            Payload::Files {
+                failed: std::mem::take(&mut self.failed),
+                holding_id: Some(self.holding_id),
+                files,
+                target: None,
+                overwrite: false,
+            },
+        );
+        sink.send(RoutingKey::new(Worker::Index, Action::Complete), batch)
+            .await
+    }
+
+    async fn publish_failed(&mut self, sink: &mut Sink<'_>) -> Result<(), HandlerError> {
+        let sub = sub_id(self.env.sub_id, "index-failed", self.failed_subs);
+        self.failed_subs += 1;
+        let files = std::mem::take(&mut self.failed);
+        sink.send(
+            RoutingKey::new(Worker::Index, Action::Failed),
+            self.env.with_sub(sub, Payload::Failed { files }),
+        )
+        .await
     }
 }
 
@@ -344,63 +511,46 @@ impl Handler for Indexer {
             ));
         };
         let (holding_id, paths, cfg) = (*holding_id, paths.clone(), self.cfg.clone());
-        let fs = UserFs::new(self.posix, &env.user);
-        let result = tokio::task::spawn_blocking(move || index_as(&paths, &cfg, fs))
-            .await
-            .map_err(|e| {
-                HandlerError::permanent(ErrorCode::Internal, format!("indexing crashed: {e}"))
-            })?;
         // The request's sub-record stands for its batches; each batch reports as it is made.
         let split = workflow::split(Workflow::Put, Step::Index)
             .map_err(|e| HandlerError::permanent(ErrorCode::Internal, format!("indexer: {e}")))?;
-        let mut out = Outcome::none();
-        let monitor = RoutingKey::new(Worker::MonitorPut, Action::Start);
-        // Paths that failed travel with the first batch (recorded with its next state); only a
-        // request with no batch at all reports them on a sub-record of their own.
-        let mut failed = result.failed;
-        for (i, files) in result.batches.into_iter().enumerate() {
-            let sub = sub_id(env.transaction_id, "index", i);
-            if let Some(state) = split.batch {
-                let bytes = files.iter().map(|f| f.size).sum();
-                out = out.and(
-                    monitor,
-                    env.with_sub(
-                        sub,
-                        Payload::MonitorUpdate {
-                            state,
-                            files: files.len() as u64,
-                            bytes,
-                            failed: Vec::new(),
-                            warnings: Vec::new(),
-                        },
-                    ),
-                );
-            }
-            out = out.and(
-                RoutingKey::new(Worker::Index, Action::Complete),
-                env.with_sub(
-                    sub,
-                    Payload::Files {
-                        failed: std::mem::take(&mut failed),
-                        holding_id: Some(holding_id),
-                        files,
-                        target: None,
-                        overwrite: false,
-                    },
-                ),
-            );
+        let fs = UserFs::new(self.posix, &env.user);
+        // The walk runs on a blocking thread and hands over what it makes through a short
+        // channel: it waits while the batches before are being published.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Emitted>(2);
+        let walk = tokio::task::spawn_blocking(move || {
+            index_into(&paths, &cfg, fs, &mut |e| {
+                // A closed channel means the handler gave up; the walk then runs out unread.
+                let _ = tx.blocking_send(e);
+            });
+        });
+        let mut sink = match &self.bus {
+            Some(bus) => Sink::Bus(bus.as_ref()),
+            None => Sink::Collect(Outcome::none()),
+        };
+        let mut emitter = Emitter {
+            env: &env,
+            holding_id,
+            batch_state: split.batch,
+            max_failed: self.cfg.batch_files.max(1),
+            held: None,
+            failed: Vec::new(),
+            batches: 0,
+            failed_subs: 0,
+        };
+        while let Some(e) = rx.recv().await {
+            emitter.take(&mut sink, e).await?;
         }
-        if !failed.is_empty() {
-            out = out.and(
-                RoutingKey::new(Worker::Index, Action::Failed),
-                env.with_sub(
-                    sub_id(env.transaction_id, "index-failed", 0),
-                    Payload::Failed { files: failed },
-                ),
-            );
-        }
+        walk.await.map_err(|e| {
+            HandlerError::permanent(ErrorCode::Internal, format!("indexing crashed: {e}"))
+        })?;
+        emitter.finish(&mut sink).await?;
+        let out = match sink {
+            Sink::Collect(out) => out,
+            Sink::Bus(_) => Outcome::none(),
+        };
         Ok(out.and(
-            monitor,
+            RoutingKey::new(Worker::MonitorPut, Action::Start),
             env.reply(Payload::MonitorUpdate {
                 state: split.parent,
                 files: 0,
@@ -417,11 +567,13 @@ mod tests {
     use super::*;
     use nlds_core::State;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use uuid::Uuid;
 
     fn cfg(files: usize, bytes: u64) -> IndexConfig {
         IndexConfig {
             batch_files: files,
             batch_bytes: bytes,
+            ..Default::default()
         }
     }
 
@@ -637,14 +789,17 @@ mod tests {
             keys.iter().filter(|k| k.ends_with("index.failed")).count(),
             0
         );
-        let first = out
+        // It was found after two batches were full, so it travels with the last one, which
+        // was held back for it.
+        let failed: Vec<&FailedFile> = out
             .publish
             .iter()
-            .find(|(k, _)| k.action == Action::Complete)
-            .unwrap();
-        let Payload::Files { failed, .. } = &first.1.payload else {
-            panic!()
-        };
+            .filter(|(k, _)| k.action == Action::Complete)
+            .flat_map(|(_, e)| match &e.payload {
+                Payload::Files { failed, .. } => failed.iter(),
+                _ => panic!("not a batch"),
+            })
+            .collect();
         assert_eq!(failed.len(), 1);
         assert!(failed[0].path.ends_with("/gone"));
         assert_eq!(failed[0].code, ErrorCode::PathMissing);
@@ -667,5 +822,159 @@ mod tests {
             .collect();
         assert_eq!(subs.len(), 3);
         assert!(subs.contains(&sub_id(env.transaction_id, "index", 0)));
+    }
+
+    /// A bus that records what is published.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<(RoutingKey, Envelope)>>);
+
+    #[async_trait]
+    impl Bus for Recorder {
+        async fn publish(&self, key: RoutingKey, env: &Envelope) -> Result<(), nlds_bus::BusError> {
+            self.0.lock().unwrap().push((key, env.clone()));
+            Ok(())
+        }
+        async fn rpc(
+            &self,
+            key: RoutingKey,
+            _: &Envelope,
+            _: std::time::Duration,
+        ) -> Result<Envelope, nlds_bus::BusError> {
+            Err(nlds_bus::BusError::Unroutable(key.to_string()))
+        }
+        async fn consume(
+            &self,
+            _: nlds_core::Role,
+            _: Arc<dyn Handler>,
+            _: nlds_bus::ConsumeOptions,
+            _: tokio_util::sync::CancellationToken,
+        ) -> Result<(), nlds_bus::BusError> {
+            Ok(())
+        }
+        async fn ready(&self) -> Result<(), nlds_bus::BusError> {
+            Ok(())
+        }
+        async fn publish_delayed(
+            &self,
+            key: RoutingKey,
+            env: &Envelope,
+            _: std::time::Duration,
+        ) -> Result<(), nlds_bus::BusError> {
+            self.publish(key, env).await
+        }
+        async fn consumers(&self, _: nlds_core::Role) -> Result<u32, nlds_bus::BusError> {
+            Ok(1)
+        }
+    }
+
+    /// With a bus, a directory of many entries is published batch by batch as the walk goes,
+    /// under the sub ids of the message's own sub-record (here one part of a request sent in
+    /// chunks); only the part's SPLIT is left for the outcome.
+    #[tokio::test]
+    async fn batches_are_published_as_they_are_made() {
+        let d = tempfile::tempdir().unwrap();
+        let big = d.path().join("big");
+        std::fs::create_dir(&big).unwrap();
+        for i in 0..2500 {
+            std::fs::write(big.join(format!("f{i}")), b"").unwrap();
+        }
+        let tid = uuid::Uuid::new_v4();
+        let part = workflow::part_sub(tid, 3);
+        let env = Envelope::new(
+            tid,
+            "u",
+            "g",
+            nlds_core::api::ApiAction::Putlist,
+            "j",
+            Payload::PutRequest {
+                holding_id: 7,
+                paths: vec![s(&big)],
+            },
+        );
+        let env = env.with_sub(part, env.payload.clone());
+        let bus = Arc::new(Recorder::default());
+        let h = Indexer::new(cfg(100, u64::MAX)).with_bus(bus.clone());
+        let out = h
+            .handle(RoutingKey::new(Worker::Index, Action::Start), env)
+            .await
+            .unwrap();
+        assert_eq!(
+            out.publish.len(),
+            1,
+            "only the SPLIT is left for the outcome"
+        );
+        assert_eq!(out.publish[0].1.sub_id, part);
+        let published = bus.0.lock().unwrap();
+        let batches: Vec<&Envelope> = published
+            .iter()
+            .filter(|(k, _)| k.action == Action::Complete)
+            .map(|(_, e)| e)
+            .collect();
+        // 2,501 entries (the directory and its files) in batches of 100.
+        assert_eq!(batches.len(), 26);
+        let files: usize = batches
+            .iter()
+            .map(|e| match &e.payload {
+                Payload::Files { files, .. } => files.len(),
+                _ => panic!("not a batch"),
+            })
+            .sum();
+        assert_eq!(files, 2501);
+        for (i, e) in batches.iter().enumerate() {
+            assert_eq!(e.sub_id, sub_id(part, "index", i));
+        }
+        // Each batch's first state goes out before it.
+        let first = published
+            .iter()
+            .position(|(k, e)| k.worker == Worker::MonitorPut && e.sub_id == batches[0].sub_id)
+            .unwrap();
+        let complete = published
+            .iter()
+            .position(|(k, e)| k.action == Action::Complete && e.sub_id == batches[0].sub_id)
+            .unwrap();
+        assert!(first < complete);
+    }
+
+    /// Failed paths with no batch to travel with go on sub-records of their own, at most a
+    /// batch's worth each, so no message holds an unbounded list of them.
+    #[tokio::test]
+    async fn failures_without_batches_are_published_in_bounded_messages() {
+        let d = tempfile::tempdir().unwrap();
+        let paths: Vec<String> = (0..5)
+            .map(|i| s(&d.path().join(format!("gone{i}"))))
+            .collect();
+        let env = Envelope::new(
+            uuid::Uuid::new_v4(),
+            "u",
+            "g",
+            nlds_core::api::ApiAction::Putlist,
+            "j",
+            Payload::PutRequest {
+                holding_id: 7,
+                paths,
+            },
+        );
+        let out = Indexer::new(cfg(2, u64::MAX))
+            .handle(RoutingKey::new(Worker::Index, Action::Start), env.clone())
+            .await
+            .unwrap();
+        let failed: Vec<(Uuid, usize)> = out
+            .publish
+            .iter()
+            .filter(|(k, _)| k.action == Action::Failed)
+            .map(|(_, e)| match &e.payload {
+                Payload::Failed { files } => (e.sub_id, files.len()),
+                _ => panic!("not a failure"),
+            })
+            .collect();
+        let tid = env.transaction_id;
+        assert_eq!(
+            failed,
+            [
+                (sub_id(tid, "index-failed", 0), 2),
+                (sub_id(tid, "index-failed", 1), 2),
+                (sub_id(tid, "index-failed", 2), 1),
+            ]
+        );
     }
 }

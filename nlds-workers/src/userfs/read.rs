@@ -54,18 +54,37 @@ pub fn open_listing(fs: &mut UserFs, dir: &Dir, name: &OsStr, seen: &Meta) -> Re
 
 /// The names in the directory `dir` (opened by [`open_listing`]), sorted, without `.` and `..`.
 pub fn list(dir: &Dir) -> Result<Vec<OsString>, Denial> {
-    let io = |e: rustix::io::Errno| Denial::io("read directory", dir.path(), &e.into());
-    let mut d = rustix::fs::Dir::read_from(dir.fd()).map_err(io)?;
-    let mut names = Vec::new();
-    while let Some(entry) = d.read() {
-        let entry = entry.map_err(io)?;
-        let name = entry.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            names.push(OsStr::from_bytes(name).to_os_string());
-        }
-    }
+    let mut names = entries(dir)?.collect::<Result<Vec<_>, _>>()?;
     names.sort_unstable();
     Ok(names)
+}
+
+/// The names in the directory `dir` (opened by [`open_listing`]) one at a time, in the order the
+/// file system gives them, without `.` and `..`: a directory of any size is read in constant
+/// memory. A read error ends the listing with that error.
+pub fn entries(dir: &Dir) -> Result<impl Iterator<Item = Result<OsString, Denial>> + '_, Denial> {
+    let io = |e: rustix::io::Errno| Denial::io("read directory", dir.path(), &e.into());
+    let mut d = rustix::fs::Dir::read_from(dir.fd()).map_err(io)?;
+    let mut failed = false;
+    Ok(std::iter::from_fn(move || {
+        if failed {
+            return None;
+        }
+        loop {
+            match d.read()? {
+                Err(e) => {
+                    failed = true;
+                    return Some(Err(io(e)));
+                }
+                Ok(entry) => {
+                    let name = entry.file_name().to_bytes();
+                    if name != b"." && name != b".." {
+                        return Some(Ok(OsStr::from_bytes(name).to_os_string()));
+                    }
+                }
+            }
+        }
+    }))
 }
 
 /// The target of the symbolic link `name` of `dir`.

@@ -124,6 +124,7 @@ fn a_link_on_the_way_is_followed_only_where_the_user_may_search() {
         &crate::config::IndexConfig {
             batch_files: 10,
             batch_bytes: 1 << 20,
+            ..Default::default()
         },
         as_nobody(),
     );

@@ -97,6 +97,8 @@ impl Catalogue {
     ) -> Result<(Outcome, Vec<LeasedAggregate>)> {
         let cfg = &self.archive;
         let now = Utc::now();
+        // Upkeep: the chunks of requests that never started go.
+        self.expire_chunks().await?;
         // Writes that outlived their lease are given up: their files become eligible again.
         let expired = aggregation::Entity::delete_many()
             .filter(aggregation::Column::State.eq(aggregation::State::Writing))

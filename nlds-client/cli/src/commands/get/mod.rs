@@ -117,6 +117,7 @@ pub fn prepare_get(a: &GetArgs, env: &Env) -> Result<Plan, Failure> {
             group: None,
             dry_run: a.dry_run.dry_run,
             keep_owner: false,
+            parts: 0,
         },
         wait_plan(&a.wait),
     ))
@@ -139,6 +140,7 @@ pub fn prepare_getlist(a: &GetlistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
             group: None,
             dry_run: a.dry_run.dry_run,
             keep_owner: false,
+            parts: 0,
         },
         wait_plan(&a.wait),
     ))

@@ -94,6 +94,7 @@ pub fn prepare_put(a: &PutArgs, env: &Env) -> Result<Plan, Failure> {
             dry_run: a.dry_run.dry_run,
             tenancy: a.tenancy.clone(),
             size_hint: None,
+            parts: 0,
         },
         wait_plan(&a.wait),
     ))
@@ -113,6 +114,7 @@ pub fn prepare_putlist(a: &PutlistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
             dry_run: a.dry_run.dry_run,
             tenancy: a.tenancy.clone(),
             size_hint: None,
+            parts: 0,
         },
         wait_plan(&a.wait),
     ))
