@@ -57,7 +57,19 @@ impl Catalogue {
         chunked_action(env.action)?;
         self.expire_chunks().await?;
         let tid = env.transaction_id.to_string();
+        let now = Utc::now();
         let txn = self.db.begin().await?;
+        // Written first: the request is as fresh as its newest chunk (none of it expires before
+        // the rest), and on SQLite the transaction takes the write lock before it reads, so it
+        // waits for another writer instead of failing to upgrade a read.
+        request_paths::Entity::update_many()
+            .col_expr(
+                request_paths::Column::Created,
+                sea_orm::sea_query::Expr::value(now),
+            )
+            .filter(request_paths::Column::TransactionId.eq(&tid))
+            .exec(&txn)
+            .await?;
         if submission::Entity::find_by_id(tid.clone())
             .one(&txn)
             .await?
@@ -99,7 +111,6 @@ impl Catalogue {
         }
         let encoded = serde_json::to_string(paths)
             .map_err(|e| internal(format!("cannot encode the chunk: {e}")))?;
-        let now = Utc::now();
         request_paths::Entity::insert(request_paths::ActiveModel {
             transaction_id: Set(tid.clone()),
             part: Set(part),
@@ -124,15 +135,6 @@ impl Catalogue {
         )
         .exec_without_returning(&txn)
         .await?;
-        // The request is as fresh as its newest chunk: none of it expires before the rest.
-        request_paths::Entity::update_many()
-            .col_expr(
-                request_paths::Column::Created,
-                sea_orm::sea_query::Expr::value(now),
-            )
-            .filter(request_paths::Column::TransactionId.eq(&tid))
-            .exec(&txn)
-            .await?;
         txn.commit().await?;
         let parts = others.iter().filter(|(p, ..)| *p != part).count() as u32 + 1;
         Ok(RpcReply::Appended {

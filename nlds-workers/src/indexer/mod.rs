@@ -386,7 +386,7 @@ impl Indexer {
 /// Where the indexer's messages go: published at once on the bus, or gathered into the outcome.
 enum Sink<'a> {
     Bus(&'a dyn Bus),
-    Collect(Outcome),
+    Collect(Vec<(RoutingKey, Envelope)>),
 }
 
 impl Sink<'_> {
@@ -400,7 +400,7 @@ impl Sink<'_> {
                     .map_err(|e| HandlerError::transient(e.code(), format!("indexer: {e}")))
             }
             Sink::Collect(out) => {
-                out.publish.push((key, env));
+                out.push((key, env));
                 Ok(())
             }
         }
@@ -526,7 +526,7 @@ impl Handler for Indexer {
         });
         let mut sink = match &self.bus {
             Some(bus) => Sink::Bus(bus.as_ref()),
-            None => Sink::Collect(Outcome::none()),
+            None => Sink::Collect(Vec::new()),
         };
         let mut emitter = Emitter {
             env: &env,
@@ -546,7 +546,10 @@ impl Handler for Indexer {
         })?;
         emitter.finish(&mut sink).await?;
         let out = match sink {
-            Sink::Collect(out) => out,
+            Sink::Collect(publish) => Outcome {
+                publish,
+                reply: None,
+            },
             Sink::Bus(_) => Outcome::none(),
         };
         Ok(out.and(
