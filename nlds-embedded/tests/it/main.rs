@@ -22,6 +22,7 @@ mod policy_cli;
 mod posix;
 mod python_client;
 mod quota;
+mod resources;
 mod secrets;
 mod stage;
 mod tenancy;
