@@ -2,8 +2,8 @@
 # nlds-rs end-to-end benchmark against rclone, on one S3 endpoint (s3s-fs).
 # Not part of CI. See bench/README.md for what it measures and the knobs.
 #
-#   bench/run.sh                                  # full run (~2 GiB of data)
-#   SMALL_N=1000 LARGE_N=2 LARGE_MB=64 bench/run.sh   # quick run
+#   bench/run.sh                                  # full run: 5 runs of each workload
+#   RUNS=2 SMALL_N=1000 LARGE_N=2 LARGE_MB=64 bench/run.sh   # quick run
 #   MODES="rclone embedded" BUILD=0 bench/run.sh
 #   BENCH_APPEND=BENCHMARKS.md bench/run.sh       # also append the markdown
 #
@@ -18,9 +18,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SMALL_N="${SMALL_N:-10000}"          # number of small files
 SMALL_KB="${SMALL_KB:-4}"            # size of each small file, KiB
 SMALL_PER_DIR="${SMALL_PER_DIR:-100}" # small files per leaf directory
-LARGE_N="${LARGE_N:-8}"              # number of large files
+LARGE_N="${LARGE_N:-4}"              # number of large files
 LARGE_MB="${LARGE_MB:-256}"          # size of each large file, MiB
 MODES="${MODES:-rclone embedded distributed}"
+RUNS="${RUNS:-5}"                    # runs of each workload (median and worst are reported)
 DIST_WORKERS="${DIST_WORKERS:-roles}" # roles: one process per role; all: `nlds-workers all`
 BUILD="${BUILD:-1}"                  # 0: use the binaries already in $BIN_DIR
 VERIFY="${VERIFY:-1}"                # compare what came back with what went in
@@ -30,7 +31,10 @@ EMB_PORT="${EMB_PORT:-8731}"
 DIST_PORT="${DIST_PORT:-8732}"
 AMQP_HOSTPORT="127.0.0.1:5672"
 PG_HOSTPORT="127.0.0.1:5432"
-RCLONE_FLAGS="${RCLONE_FLAGS:-}"     # extra flags for rclone copy (defaults: --transfers 4)
+RCLONE_FLAGS="${RCLONE_FLAGS:-}"     # extra flags for every rclone copy
+# rclone variants, ';'-separated "name=flags"; the better (by median) of them per workload is
+# the reference.
+RCLONE_VARIANTS="${RCLONE_VARIANTS:-rclone=;rclone-t16=--transfers 16}"
 BENCH_WORKERS_TOML="${BENCH_WORKERS_TOML:-}" # file appended to the workers config (tuning)
 TIMEOUT_STEP="${TIMEOUT_STEP:-3600}" # seconds before one put/get is abandoned
 S3_ACCESS_KEY="bench-access"
@@ -44,10 +48,12 @@ STAMP="$(date +%Y%m%d%H%M%S)-$$"
 mkdir -p "${BENCH_DIR:-${TMPDIR:-/tmp}}"
 WORK="$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/nlds-bench.XXXXXX")"
 mkdir -p "$WORK"/{logs,time}
-RESULTS="$WORK/results.tsv" # mode workload seconds bytes files status client_rss_kb services_rss_kb
+RESULTS="$WORK/results.tsv" # mode workload run seconds bytes files status client_rss_kb services_rss_kb load1 io_stall_pct
 PROCS="$WORK/procs.tsv"     # mode process peak_rss_kb cpu_s
+CONTENTION="$WORK/contention.tsv" # mode database_contention bus_retries
 : >"$RESULTS"
 : >"$PROCS"
+: >"$CONTENTION"
 BENCH_OUT="${BENCH_OUT:-${TMPDIR:-/tmp}/nlds-bench-results-$STAMP.md}"
 
 # Local endpoints only: the machine-wide CA bundle breaks rclone's and the AWS
@@ -127,12 +133,25 @@ cpu_s() {
 # CLIENT_RSS_KB; returns CMD's exit status. Output goes to logs/LOGNAME.log.
 ELAPSED=0
 CLIENT_RSS_KB=0
+LOAD1=""
+IO_STALL=""
+# io_some_us: microseconds some task stalled on I/O since boot (/proc/pressure/io; empty if none).
+io_some_us() { awk '/^some/ { sub("total=", "", $5); print $5 }' /proc/pressure/io 2>/dev/null || true; }
 timed() {
-    local name="$1" tf="$WORK/time/$1" t0 rc=0
+    local name="$1" tf="$WORK/time/$1" t0 rc=0 io0 io1
     shift
+    # The machine's load when the step starts (1-minute average), and the share of the step's
+    # wall time during which some task waited for I/O.
+    LOAD1="$(awk '{ print $1 }' /proc/loadavg)"
+    io0="$(io_some_us)"
     t0="$(now)"
     timeout "$TIMEOUT_STEP" /usr/bin/time -v -o "$tf" "$@" >"$WORK/logs/$name.log" 2>&1 || rc=$?
     ELAPSED="$(since "$t0")"
+    io1="$(io_some_us)"
+    IO_STALL=""
+    if [ -n "$io0" ] && [ -n "$io1" ]; then
+        IO_STALL="$(awk -v a="$io0" -v b="$io1" -v s="$ELAPSED" 'BEGIN { if (s > 0) printf "%.0f", (b - a) / 1e4 / s }')"
+    fi
     CLIENT_RSS_KB="$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$tf" 2>/dev/null || true)"
     CLIENT_RSS_KB="${CLIENT_RSS_KB:-0}"
     if [ "$rc" -ne 0 ]; then
@@ -164,10 +183,11 @@ check_tree() {
     fi
 }
 
-# record MODE WORKLOAD SECONDS BYTES FILES STATUS CLIENT_RSS_KB SERVICES_RSS_KB
+# record MODE WORKLOAD RUN SECONDS BYTES FILES STATUS CLIENT_RSS_KB SERVICES_RSS_KB
+# (the load and I/O stall of the last timed step are appended)
 record() {
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"
-    log "$1 $2: $3 s, $6"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" "$LOAD1" "$IO_STALL" >>"$RESULTS"
+    log "$1 $2 run $3: $4 s, $7 (load $LOAD1, I/O stall ${IO_STALL:-?}%)"
 }
 
 apt_install() {
@@ -180,13 +200,14 @@ apt_install() {
 # ---------------------------------------------------------------- tools
 [ -x /usr/bin/time ] || apt_install time
 command -v rclone >/dev/null 2>&1 || { log "installing rclone (Debian)"; apt_install rclone; }
-S3S_FS="$(command -v s3s-fs || true)"
+# The S3 endpoint: $S3S_FS if set, else an installed s3s-fs binary, else the workspace's
+# example of the same crate and version (nlds-embedded/examples/s3s-fs.rs, built below).
+S3S_FS="${S3S_FS:-$(command -v s3s-fs || true)}"
 [ -n "$S3S_FS" ] || [ ! -x "$HOME/.cargo/bin/s3s-fs" ] || S3S_FS="$HOME/.cargo/bin/s3s-fs"
+S3S_EXAMPLE=0
 if [ -z "$S3S_FS" ]; then
-    log "installing s3s-fs 0.14.1 (cargo install; a few minutes)"
-    cargo install s3s-fs --version 0.14.1 --features binary --locked >"$WORK/logs/s3s-fs-install.log" 2>&1 ||
-        die "cargo install s3s-fs failed (see $WORK/logs/s3s-fs-install.log)"
-    S3S_FS="$HOME/.cargo/bin/s3s-fs"
+    S3S_FS="$BIN_DIR/examples/s3s-fs"
+    S3S_EXAMPLE=1
 fi
 
 want_nlds=0
@@ -197,12 +218,22 @@ if [ "$want_nlds" = 1 ]; then
         t0="$(now)"
         (cd "$ROOT" && cargo build --release -p nlds-embedded -p nlds-workers -p nlds-cli -p nlds-migration --bins) \
             >"$WORK/logs/build.log" 2>&1 || { tail -n 30 "$WORK/logs/build.log" >&2; die "release build failed"; }
+        if [ "$S3S_EXAMPLE" = 1 ]; then
+            (cd "$ROOT" && cargo build --release -p nlds-embedded --example s3s-fs) \
+                >>"$WORK/logs/build.log" 2>&1 || { tail -n 30 "$WORK/logs/build.log" >&2; die "building the s3s-fs example failed"; }
+        fi
         log "release build took $(since "$t0") s"
     fi
     for b in nlds-server nlds nlds-workers nlds-migration; do
         [ -x "$BIN_DIR/$b" ] || die "missing $BIN_DIR/$b (build with BUILD=1 or set BIN_DIR)"
     done
 fi
+
+if [ "$BUILD" = 1 ] && [ "$S3S_EXAMPLE" = 1 ] && [ "$want_nlds" = 0 ]; then
+    (cd "$ROOT" && cargo build --release -p nlds-embedded --example s3s-fs) >"$WORK/logs/build.log" 2>&1 ||
+        { tail -n 30 "$WORK/logs/build.log" >&2; die "building the s3s-fs example failed"; }
+fi
+[ -x "$S3S_FS" ] || die "no s3s-fs: install it (cargo install s3s-fs --version 0.14.1 --features binary --locked), set S3S_FS, or build with BUILD=1"
 
 # ---------------------------------------------------------------- data
 DATA="$WORK/data"
@@ -269,24 +300,33 @@ s3s_sample() {
 # 500 for a key that is a directory on its disk, and rclone's low-level
 # retries then stall the copy for about 90 s.
 mode_rclone() {
-    local set rc st
-    for set in small large; do
-        make_bucket "rclone-$set"
-        reset_hwm "$S3_PID"
-        rc=0
-        # shellcheck disable=SC2086
-        timed "rclone-put-$set" rclone copy $RCLONE_FLAGS "$DATA/$set" "bench:rclone-$set" || rc=$?
-        if [ "$rc" -eq 0 ]; then st=ok; else st="FAIL(rc=$rc)"; fi
-        record rclone "put $set" "$ELAPSED" "${NBYTES[$set]}" "${NFILES[$set]}" "$st" "$CLIENT_RSS_KB" ""
-        s3s_sample rclone "put $set"
+    local set rc st run variant name flags
+    local -a variants
+    IFS=';' read -r -a variants <<<"$RCLONE_VARIANTS"
+    for variant in "${variants[@]}"; do
+        name="${variant%%=*}"
+        flags="${variant#*=}"
+        log "rclone variant $name: rclone copy $RCLONE_FLAGS $flags"
+        for set in small large; do
+            for run in $(seq 1 "$RUNS"); do
+                make_bucket "rclone-$set"
+                reset_hwm "$S3_PID"
+                rc=0
+                # shellcheck disable=SC2086
+                timed "$name-put-$set-$run" rclone copy $RCLONE_FLAGS $flags "$DATA/$set" "bench:rclone-$set" || rc=$?
+                if [ "$rc" -eq 0 ]; then st=ok; else st="FAIL(rc=$rc)"; fi
+                record "$name" "put $set" "$run" "$ELAPSED" "${NBYTES[$set]}" "${NFILES[$set]}" "$st" "$CLIENT_RSS_KB" ""
+                s3s_sample "$name" "put $set"
 
-        rc=0
-        # shellcheck disable=SC2086
-        timed "rclone-get-$set" rclone copy $RCLONE_FLAGS "bench:rclone-$set" "$WORK/rclone-get/$set" || rc=$?
-        if [ "$rc" -eq 0 ]; then st="$(check_tree "$WORK/rclone-get/$set" "$DATA/$set")"; else st="FAIL(rc=$rc)"; fi
-        record rclone "get $set" "$ELAPSED" "${NBYTES[$set]}" "${NFILES[$set]}" "$st" "$CLIENT_RSS_KB" ""
-        s3s_sample rclone "get $set"
-        rm -rf "$WORK/rclone-get/$set" "${S3_ROOT:?}/rclone-$set"
+                rc=0
+                # shellcheck disable=SC2086
+                timed "$name-get-$set-$run" rclone copy $RCLONE_FLAGS $flags "bench:rclone-$set" "$WORK/rclone-get/$set" || rc=$?
+                if [ "$rc" -eq 0 ]; then st="$(check_tree "$WORK/rclone-get/$set" "$DATA/$set")"; else st="FAIL(rc=$rc)"; fi
+                record "$name" "get $set" "$run" "$ELAPSED" "${NBYTES[$set]}" "${NFILES[$set]}" "$st" "$CLIENT_RSS_KB" ""
+                s3s_sample "$name" "get $set"
+                rm -rf "$WORK/rclone-get/$set" "${S3_ROOT:?}/rclone-$set"
+            done
+        done
     done
 }
 
@@ -295,23 +335,24 @@ mode_rclone() {
 # (configured by the caller's environment); samples each service's peak RSS
 # per workload. SVC is an array of "name=pid".
 nlds_workloads() {
-    local mode="$1" set op rc st label target sum entry pid sel=()
+    local mode="$1" set op rc st label target sum entry pid run sel=()
     for set in small large; do
-        label="bench-$mode-$set-$STAMP"
+      for run in $(seq 1 "$RUNS"); do
+        label="bench-$mode-$set-$STAMP-$run"
         for op in put get; do
             for entry in "${SVC[@]}"; do reset_hwm "${entry#*=}"; done
             reset_hwm "$S3_PID"
             rc=0
             if [ "$op" = put ]; then
                 # shellcheck disable=SC2086
-                timed "$mode-put-$set" "$BIN_DIR/nlds" put "$DATA/$set" -l "$label" -t "bench:$set" "${WAIT_ARGS[@]}" ${BENCH_PUT_FLAGS:-} || rc=$?
+                timed "$mode-put-$set-$run" "$BIN_DIR/nlds" put "$DATA/$set" -l "$label" -t "bench:$set" "${WAIT_ARGS[@]}" ${BENCH_PUT_FLAGS:-} || rc=$?
                 if [ "$rc" -eq 0 ]; then st=ok; else st="FAIL(rc=$rc)"; fi
             else
                 target="$WORK/$mode-get/$set"
                 mkdir -p "$target"
                 mapfile -t sel < <(get_selector "$DATA/$set")
                 # shellcheck disable=SC2086
-                timed "$mode-get-$set" "$BIN_DIR/nlds" get "${sel[@]}" -l "$label" -r "$target" "${WAIT_ARGS[@]}" ${BENCH_GET_FLAGS:-} || rc=$?
+                timed "$mode-get-$set-$run" "$BIN_DIR/nlds" get "${sel[@]}" -l "$label" -r "$target" "${WAIT_ARGS[@]}" ${BENCH_GET_FLAGS:-} || rc=$?
                 if [ "$rc" -eq 0 ]; then st="$(check_tree "$target" "$DATA/$set")"; else st="FAIL(rc=$rc)"; fi
                 rm -rf "$target"
             fi
@@ -322,9 +363,10 @@ nlds_workloads() {
                 sum=$((sum + $(hwm_kb "$pid")))
                 printf '%s\t%s\t%s\t%s\n' "$mode" "${entry%%=*} ($op $set)" "$(hwm_kb "$pid")" "" >>"$PROCS"
             done
-            record "$mode" "$op $set" "$ELAPSED" "${NBYTES[$set]}" "${NFILES[$set]}" "$st" "$CLIENT_RSS_KB" "$sum"
+            record "$mode" "$op $set" "$run" "$ELAPSED" "${NBYTES[$set]}" "${NFILES[$set]}" "$st" "$CLIENT_RSS_KB" "$sum"
             s3s_sample "$mode" "$op $set"
         done
+      done
     done
     for entry in "${SVC[@]}"; do
         printf '%s\t%s\t%s\t%s\n' "$mode" "${entry%%=*} (total CPU)" "" "$(cpu_s "${entry#*=}")" >>"$PROCS"
@@ -370,9 +412,22 @@ wait_ready() {
 
 record_failed_mode() {
     local set op
+    LOAD1="" IO_STALL=""
     for set in small large; do for op in put get; do
-        record "$1" "$op $set" "" "${NBYTES[$set]}" "${NFILES[$set]}" "$2" "" ""
+        record "$1" "$op $set" 1 "" "${NBYTES[$set]}" "${NFILES[$set]}" "$2" "" ""
     done; done
+}
+
+# contention MODE LOG...: the lock-contention and bus-retry counters the nlds processes log when
+# they stop (summed over the processes), as "database_contention bus_retries".
+contention() {
+    local mode="$1"
+    shift
+    local c r
+    c="$(cat "$@" 2>/dev/null | sed -n 's/.*database_contention=\([0-9]*\).*/\1/p' | awk '{ s += $1; n++ } END { if (n) print s; else print "?" }')"
+    r="$(cat "$@" 2>/dev/null | sed -n 's/.*bus_retries=\([0-9]*\).*/\1/p' | awk '{ s += $1; n++ } END { if (n) print s; else print "?" }')"
+    printf '%s\t%s\t%s\n' "$mode" "$c" "$r" >>"$CONTENTION"
+    log "$mode: database lock contention $c, bus retries $r"
 }
 
 object_store_toml() { # BUCKET
@@ -422,6 +477,7 @@ mode_embedded() {
     SVC=("nlds-server embedded=$pid")
     NLDS_CONFIG="$dd/client.toml" nlds_workloads embedded
     stop_pids "$pid"
+    contention embedded "$WORK/logs/embedded-server.log"
     rm -rf "${S3_ROOT:?}/nlds-emb" "$dd"
 }
 
@@ -525,6 +581,7 @@ EOF
     done
     NLDS_URL="http://127.0.0.1:$DIST_PORT" NLDS_TOKEN="$token" nlds_workloads distributed
     stop_svc
+    contention distributed "$WORK"/logs/worker-*.log
     rm -rf "${S3_ROOT:?}/nlds-dist"
 }
 
@@ -546,32 +603,78 @@ done
 # ---------------------------------------------------------------- report
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
 git -C "$ROOT" diff --quiet HEAD 2>/dev/null || GIT_REV="$GIT_REV+dirty"
-python3 - "$RESULTS" "$PROCS" >"$BENCH_OUT" <<PY
-import sys, collections
+LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+CMD="RUNS=$RUNS SMALL_N=$SMALL_N SMALL_KB=$SMALL_KB LARGE_N=$LARGE_N LARGE_MB=$LARGE_MB MODES='$MODES' DIST_WORKERS=$DIST_WORKERS bench/run.sh"
+python3 - "$RESULTS" "$PROCS" "$CONTENTION" >"$BENCH_OUT" <<PY
+import sys, collections, statistics
 res = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 procs = [l.rstrip("\n").split("\t") for l in open(sys.argv[2]) if l.strip()]
+cont = [l.rstrip("\n").split("\t") for l in open(sys.argv[3]) if l.strip()]
 mib = lambda kb: f"{int(kb) / 1024:.0f}" if kb not in ("", "0") else "-"
-rclone = {r[1]: float(r[2]) for r in res if r[0] == "rclone" and r[2] and r[5] == "ok"}
-print("### nlds-rs vs rclone, $(date -u +%Y-%m-%d) ($GIT_REV)")
+workloads = ["put small", "get small", "put large", "get large"]
+# Targets of issue 14: (median, worst) of nlds seconds over the better rclone's median.
+targets = {"put small": (1.0, 1.3), "get small": (0.5, None), "put large": (1.0, None), "get large": (1.0, None)}
+runs = collections.defaultdict(list)   # (tool, workload) -> [(seconds, load1)]
+failed = collections.defaultdict(list)
+for mode, wl, run, sec, nbytes, nfiles, st, crss, srss, load1, io in res:
+    if sec and st == "ok":
+        runs[(mode, wl)].append((float(sec), load1))
+    else:
+        failed[(mode, wl)].append(st)
+tools = list(dict.fromkeys(r[0] for r in res))
+rclones = [t for t in tools if t.startswith("rclone")]
+nlds = [t for t in tools if not t.startswith("rclone")]
+med = lambda xs: statistics.median(x for x, _ in xs)
+worst = lambda xs: max(x for x, _ in xs)
+loads = lambda xs: f"{min(float(l) for _, l in xs):.2f}-{max(float(l) for _, l in xs):.2f}" if xs and all(l for _, l in xs) else "-"
+best = {}
+for wl in workloads:
+    cands = [(med(runs[(t, wl)]), t) for t in rclones if runs[(t, wl)]]
+    if cands:
+        best[wl] = min(cands)
+print("### nlds-rs vs rclone, $(date -u +%Y-%m-%d\ %H:%M) UTC ($GIT_REV)")
 print()
-print("Machine: $(nproc) vCPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); "
+print("Command: \`$CMD\`. Machine: $(nproc) vCPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); "
       "S3: s3s-fs 0.14.1 on loopback; $(rclone version 2>/dev/null | head -n1); "
-      "small = $SMALL_N x $SMALL_KB KiB, large = $LARGE_N x $LARGE_MB MiB; "
-      "distributed = RabbitMQ + PostgreSQL, workers: $DIST_WORKERS; embedded object store: $EMB_S3.")
+      "small = $SMALL_N x $SMALL_KB KiB, large = $LARGE_N x $LARGE_MB MiB; $RUNS runs of each workload; "
+      "distributed = RabbitMQ + PostgreSQL, workers: $DIST_WORKERS; embedded object store: $EMB_S3. "
+      "Load average (1, 5, 15 min) at the end: $LOAD_END; the load column gives the 1-minute load at the start of each run.")
 print()
-print("| tool | workload | seconds | MB/s | files/s | nlds / rclone | peak RSS client MiB | peak RSS services MiB | status |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---|")
-for mode, wl, sec, nbytes, nfiles, st, crss, srss in res:
+print("| workload | rclone (better of: " + ", ".join(rclones) + ") median s | tool | median s | worst s | median / rclone | worst / rclone | target | met | load at start |")
+print("|---|---:|---|---:|---:|---:|---:|---|---|---|")
+for wl in workloads:
+    if wl not in best:
+        continue
+    ref, reft = best[wl]
+    for t in rclones:
+        xs = runs[(t, wl)]
+        if xs:
+            print(f"| {wl} | {ref:.2f} ({reft}) | {t} | {med(xs):.2f} | {worst(xs):.2f} | {med(xs) / ref:.2f} | {worst(xs) / ref:.2f} | | | {loads(xs)} |")
+    for t in nlds:
+        xs = runs[(t, wl)]
+        tm, tw = targets[wl]
+        if not xs or failed[(t, wl)]:
+            print(f"| {wl} | {ref:.2f} ({reft}) | {t} | - | - | - | - | | FAILED: {'; '.join(failed[(t, wl)])} | {loads(xs)} |")
+            continue
+        m, w = med(xs) / ref, worst(xs) / ref
+        goal = f"median <= {tm}" + (f", worst <= {tw}" if tw else "")
+        ok = m <= tm and (tw is None or w <= tw)
+        print(f"| {wl} | {ref:.2f} ({reft}) | **{t}** | {med(xs):.2f} | {worst(xs):.2f} | **{m:.2f}** | {w:.2f} | {goal} | {'yes' if ok else 'NO'} | {loads(xs)} |")
+print()
+print("Every run (seconds; load: 1-minute load average at the start; I/O stall: share of the run's wall time in which some task waited for I/O, from /proc/pressure/io):")
+print()
+print("| tool | workload | run | seconds | MB/s | files/s | load | I/O stall % | peak RSS client MiB | peak RSS services MiB | status |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+for mode, wl, run, sec, nbytes, nfiles, st, crss, srss, load1, io in res:
     if sec:
         s = float(sec)
         mbs = f"{int(nbytes) / 1e6 / s:.1f}" if s > 0 else "-"
         fps = (f"{int(nfiles) / s:.0f}" if int(nfiles) / s >= 10 else f"{int(nfiles) / s:.1f}") if s > 0 else "-"
-        ratio = f"{s / rclone[wl]:.2f}" if mode != "rclone" and wl in rclone and rclone[wl] > 0 else "-"
     else:
-        sec = mbs = fps = ratio = "-"
-    print(f"| {mode} | {wl} | {sec} | {mbs} | {fps} | {ratio} | {mib(crss)} | {mib(srss)} | {st} |")
+        sec = mbs = fps = "-"
+    print(f"| {mode} | {wl} | {run} | {sec} | {mbs} | {fps} | {load1 or '-'} | {io or '-'} | {mib(crss)} | {mib(srss)} | {st} |")
 print()
-print("Peak RSS per process (MiB, highest over the four workloads) and CPU seconds over the whole mode:")
+print("Peak RSS per process (MiB, VmHWM, highest over every run; limits of issue 14: 150 MiB for the embedded process, 100 MiB for each distributed one) and CPU seconds over the whole mode:")
 print()
 peak = collections.OrderedDict()
 cpu = {}
@@ -583,10 +686,20 @@ for mode, name, kb, c in procs:
         peak.setdefault(key, 0)
     else:
         peak[key] = max(peak.get(key, 0), int(kb or 0))
-print("| mode | process | peak RSS MiB | CPU s |")
-print("|---|---|---:|---:|")
+print("| mode | process | peak RSS MiB | limit MiB | within | CPU s |")
+print("|---|---|---:|---:|---|---:|")
 for (mode, base), kb in peak.items():
-    print(f"| {mode} | {base} | {mib(kb)} | {cpu.get((mode, base), '-')} |")
+    limit = 150 if mode == "embedded" and base.startswith("nlds") else 100 if mode == "distributed" and base.startswith("nlds") else None
+    within = "-" if limit is None else ("yes" if kb / 1024 <= limit else "NO")
+    print(f"| {mode} | {base} | {mib(kb)} | {limit or '-'} | {within} | {cpu.get((mode, base), '-')} |")
+if cont:
+    print()
+    print("Lock contention (operations that met a database lock) and bus retries (deliveries redelivered after a transient fault, each after at least 2 s), as the nlds processes logged them when they stopped, summed over all runs:")
+    print()
+    print("| mode | database lock contention | bus retries |")
+    print("|---|---:|---:|")
+    for mode, c, r in cont:
+        print(f"| {mode} | {c} | {r} |")
 PY
 
 echo
@@ -597,7 +710,7 @@ if [ -n "${BENCH_APPEND:-}" ]; then
     { echo; cat "$BENCH_OUT"; } >>"$BENCH_APPEND"
     log "appended to $BENCH_APPEND"
 fi
-if grep -qvP '\tok\t' "$RESULTS" 2>/dev/null; then
+if awk -F'\t' '$7 != "ok" { bad = 1 } END { exit !bad }' "$RESULTS"; then
     log "some steps did not finish ok (see the status column)"
     exit 2
 fi

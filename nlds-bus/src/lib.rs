@@ -20,7 +20,7 @@ pub mod memory;
 pub mod rabbit;
 mod runtime;
 
-pub use runtime::{RetryPolicy, failure_for};
+pub use runtime::{RetryPolicy, failure_for, retries_scheduled};
 
 /// What a handler wants done after it handled a message. The bus publishes every message (and the
 /// RPC reply) and only then acknowledges the delivery.

@@ -315,6 +315,12 @@ impl Embedded {
         };
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
+        // Zero in a healthy run; `bench/run.sh` reports these from the log.
+        tracing::info!(
+            database_contention = nlds_workers::db::contention_count(),
+            bus_retries = nlds_bus::retries_scheduled(),
+            "stopped (database_contention: operations that met a database lock; bus_retries: deliveries redelivered after a transient fault)"
+        );
         result
     }
 

@@ -13,6 +13,13 @@ use nlds_server::{AppState, ServerSettings, router};
 use nlds_settings::SetFlag;
 use nlds_workers::run;
 
+/// mimalloc instead of glibc's malloc: glibc keeps a heap per thread (arena) and, once a large
+/// buffer was freed, serves the next large ones from those heaps without returning them, so a
+/// transfer process grew to hundreds of MiB after a few GiB had passed through it; mimalloc
+/// returns freed pages to the system (see BENCHMARKS.md, "Memory").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "nlds-server", version, about = "nlds-rs API server")]
 struct Cli {

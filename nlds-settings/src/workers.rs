@@ -108,7 +108,9 @@ impl Default for TransferConfig {
             part_size: 8 << 20,
             files_in_flight: 16,
             parts_in_flight: 4,
-            memory_budget: 96 << 20,
+            // One multipart file at a time ((parts_in_flight + 2) x part_size): keeps a
+            // transfer process under 100 MiB resident (BENCHMARKS.md, "Memory").
+            memory_budget: 48 << 20,
         }
     }
 }

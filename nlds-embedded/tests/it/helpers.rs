@@ -313,6 +313,11 @@ impl ServerProcess {
         }
     }
 
+    /// The server's process id (for reading its `/proc` entries).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the server printed so far (stdout, then stderr).
     pub fn output(&self) -> String {
         let mut s = std::fs::read_to_string(&self.stdout).unwrap_or_default();

@@ -23,6 +23,7 @@ mod policy_cli;
 mod posix;
 mod python_client;
 mod quota;
+mod resources;
 mod secrets;
 mod stage;
 mod streaming;
