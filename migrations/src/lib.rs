@@ -19,6 +19,8 @@
 //!   by the catalogue role), the policy runner's lease and passes (owned by the policy role);
 //! * [`m20261205_000010_fidelity`]: the extended attributes of files and directories (owned by
 //!   the catalogue role);
+//! * [`m20261205_000011_scale_indexes`]: indexes for the catalogue's and the monitor's read
+//!   queries at scale (owned by the catalogue and monitor roles);
 //! * [`m20261205_000012_request_paths`]: the chunks of paths of long put and get requests until
 //!   they start (owned by the catalogue role).
 //!
@@ -36,6 +38,7 @@ pub mod m20261125_000006_location_tenancy;
 pub mod m20261205_000007_outbox;
 pub mod m20261205_000008_policy;
 pub mod m20261205_000010_fidelity;
+pub mod m20261205_000011_scale_indexes;
 pub mod m20261205_000012_request_paths;
 
 /// All nlds-rs migrations, in order.
@@ -54,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000007_outbox::Migration),
             Box::new(m20261205_000008_policy::Migration),
             Box::new(m20261205_000010_fidelity::Migration),
+            Box::new(m20261205_000011_scale_indexes::Migration),
             Box::new(m20261205_000012_request_paths::Migration),
         ]
     }

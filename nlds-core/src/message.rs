@@ -362,6 +362,10 @@ pub enum Payload {
         filter: HoldingFilter,
         path: Option<String>,
         path_regex: bool,
+        /// Files and links only, no directory records (what `/api/1.0.0` lists: 1.0.x servers
+        /// never catalogued directories).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        files_only: bool,
     },
     /// RPC: change a holding's label or tags.
     ChangeMeta {

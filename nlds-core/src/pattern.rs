@@ -112,9 +112,93 @@ pub fn compile_set<S: AsRef<str>>(patterns: &[S]) -> Result<RegexSet, ApiError> 
         })
 }
 
+/// The text every match of `pattern` starts with, if the pattern is anchored at the start of the
+/// text (`^` without the multi-line flag) and a literal follows the anchor: `"/data/run 1/"` for
+/// `^/data/run 1/.*\.nc$`. A catalogue narrows a path regex to the index range of this prefix
+/// ([`upper_bound`]) before it applies the regex itself; `None` (no narrowing) for anything else,
+/// e.g. an alternation at the top (`^/a|^/b`), a case-insensitive literal or an unparsable pattern.
+pub fn anchored_prefix(pattern: &str) -> Option<String> {
+    use regex_syntax::hir::{HirKind, Look};
+    let hir = regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let HirKind::Concat(parts) = hir.kind() else {
+        return None;
+    };
+    let (first, rest) = parts.split_first()?;
+    if *first.kind() != HirKind::Look(Look::Start) {
+        return None;
+    }
+    let mut prefix = Vec::new();
+    for part in rest {
+        match part.kind() {
+            HirKind::Literal(lit) => prefix.extend_from_slice(&lit.0),
+            _ => break,
+        }
+    }
+    String::from_utf8(prefix).ok().filter(|p| !p.is_empty())
+}
+
+/// The least string greater than every string that starts with `prefix`, in byte order (UTF-8
+/// byte order is code-point order): `prefix` with its last character replaced by the next one,
+/// so `path >= prefix AND path < upper_bound(prefix)` is an exact index range. `None` when there
+/// is no such bound (every character of `prefix` is `char::MAX`).
+pub fn upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anchored_prefixes_narrow_only_what_every_match_starts_with() {
+        assert_eq!(
+            anchored_prefix(r"^/data/run 1/.*\.nc$").as_deref(),
+            Some("/data/run 1/")
+        );
+        assert_eq!(anchored_prefix(r"^/a/b\.c/").as_deref(), Some("/a/b.c/"));
+        // A quantifier binds to the last character only.
+        assert_eq!(anchored_prefix("^/a/bc*").as_deref(), Some("/a/b"));
+        assert_eq!(anchored_prefix("^/a/b?").as_deref(), Some("/a/"));
+        for none in [
+            "/a/b",      // not anchored
+            "(?m)^/a/b", // anchored at a line, not the text
+            "^/a|^/b",   // alternation at the top
+            "(?i)^abc",  // case-insensitive: not one literal
+            "^.*/a",     // no literal after the anchor
+            "(unclosed", // not a pattern
+        ] {
+            assert_eq!(anchored_prefix(none), None, "{none}");
+        }
+        assert_eq!(upper_bound("/a/b/").as_deref(), Some("/a/b0"));
+        assert_eq!(upper_bound("/a/\u{d7ff}").as_deref(), Some("/a/\u{e000}"));
+        assert_eq!(
+            upper_bound("/a\u{10ffff}").as_deref(),
+            Some("/b"),
+            "char::MAX is dropped and the one before it moves on"
+        );
+        assert_eq!(upper_bound("\u{10ffff}"), None);
+        let (lo, hi) = ("/a/b/".to_owned(), upper_bound("/a/b/").unwrap());
+        for inside in ["/a/b/", "/a/b/c", "/a/b/\u{10ffff}\u{10ffff}"] {
+            assert!(lo.as_str() <= inside && inside < hi.as_str(), "{inside}");
+        }
+        for outside in ["/a/b", "/a/b0", "/a/c", "/a/b.c"] {
+            assert!(
+                !(lo.as_str() <= outside && outside < hi.as_str()),
+                "{outside}"
+            );
+        }
+    }
 
     #[test]
     fn limits_are_checked_and_named() {

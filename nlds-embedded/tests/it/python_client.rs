@@ -16,7 +16,9 @@ use rand::RngCore;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{Api, ServerProcess, files_containing, python_client, restored, shape, temp};
+use crate::helpers::{
+    Api, ServerProcess, Shape, files_containing, python_client, restored, shape, temp,
+};
 
 const GROUP: &str = "farmers";
 const ALICE_TOKEN: &str = "alice-legacy-token-0123456789";
@@ -281,11 +283,23 @@ fn paths(ps: &[&Path]) -> BTreeSet<String> {
     ps.iter().map(|p| s(p)).collect()
 }
 
-/// Every path under `root` (the root included), as `find -1` lists a put directory.
-fn tree_paths(root: &Path) -> BTreeSet<String> {
+/// Every path under `root` that is not a directory, as `find -1` lists a put directory: the
+/// directory records nlds-rs keeps (to restore modes and empty directories) are not files, and
+/// 1.0.x servers never listed them.
+fn tree_files(root: &Path) -> BTreeSet<String> {
     walkdir::WalkDir::new(root)
         .into_iter()
-        .map(|e| s(e.unwrap().path()))
+        .map(Result::unwrap)
+        .filter(|e| !e.file_type().is_dir())
+        .map(|e| s(e.path()))
+        .collect()
+}
+
+/// [`shape`] of the files (not directories) under `root`.
+fn file_shape(root: &Path) -> Shape {
+    shape(root)
+        .into_iter()
+        .filter(|(_, e)| e.0 != 'd')
         .collect()
 }
 
@@ -351,6 +365,8 @@ async fn the_published_python_client_drives_every_command() {
     write_random(&tree.join("sub/b.nc"), 5000, 0o600);
     write_random(&tree.join("sub/deeper/c.txt"), 0, 0o755);
     std::fs::set_permissions(tree.join("sub"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    // An empty directory: catalogued as a directory record, never listed by `find` as a file.
+    std::fs::create_dir_all(tree.join("sub/empty")).unwrap();
     let plist_dir = src.join("plist");
     std::fs::create_dir_all(&plist_dir).unwrap();
     let listed: Vec<PathBuf> = ["one.dat", "two.dat", "three.dat"]
@@ -483,7 +499,12 @@ async fn the_published_python_client_drives_every_command() {
 
     // ---- getlist: the list `find -1` prints, into a target directory.
     let found = alice.ok(&["find", "-l", "tree-label", "-1"]);
-    assert_eq!(lines(&found), tree_paths(&tree), "find -1 lists the tree");
+    assert_eq!(
+        lines(&found),
+        tree_files(&tree),
+        "find -1 lists the tree's files, as many lines as files, no directories"
+    );
+    assert_eq!(found.lines().count(), tree_files(&tree).len(), "{found}");
     let get_list_file = root.join("getlist.txt");
     std::fs::write(&get_list_file, &found).unwrap();
     let tgt2 = root.join("target-getlist");
@@ -504,10 +525,12 @@ async fn the_published_python_client_drives_every_command() {
     assert_eq!(must(&out, "job label"), "tree-label");
     let get_list = must(&out, "transaction id").to_owned();
     assert_eq!(alice.settle(&api, &get_list).await.0, "COMPLETE");
+    // A list of files restores those files (upstream semantics: empty directories are not
+    // part of a file list, cedadev/nlds#32).
     assert_eq!(
-        shape(&restored(&tgt2, &tree)),
-        shape(&tree),
-        "the restored tree differs (content or modes)"
+        file_shape(&restored(&tgt2, &tree)),
+        file_shape(&tree),
+        "the restored files differ (content or modes)"
     );
 
     // ---- get without a target: back to the original path (the file was deleted meanwhile).
@@ -633,7 +656,7 @@ async fn the_published_python_client_drives_every_command() {
         ])
     );
     let rows: Vec<&str> = table.collect();
-    assert_eq!(rows.len(), tree_paths(&tree).len(), "{out}");
+    assert_eq!(rows.len(), tree_files(&tree).len(), "{out}");
     let b_nc = s(&tree.join("sub/b.nc"));
     let row = rows.iter().find(|r| r.ends_with(&b_nc)).unwrap();
     let row = &row[..row.len() - b_nc.len()];
@@ -646,7 +669,7 @@ async fn the_published_python_client_drives_every_command() {
     let err = bob.refused(&["find", "-l", "tree-label", "-1"]);
     assert!(err.contains("Reason: No files found"), "{err}");
     let out = bob.ok(&["find", "-A", "-l", "tree-label", "-1"]);
-    assert_eq!(lines(&out), tree_paths(&tree));
+    assert_eq!(lines(&out), tree_files(&tree));
 
     // ---- meta: relabel, add a tag, delete a tag.
     let out = alice.ok(&[

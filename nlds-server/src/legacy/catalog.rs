@@ -271,6 +271,7 @@ pub(super) async fn find(State(s): State<AppState>, a: Acting) -> LResult<Respon
             filter,
             path,
             path_regex,
+            files_only: true,
         },
     );
     match s

@@ -66,6 +66,7 @@ pub async fn find(
             filter,
             path: q.path.clone().filter(|p| !p.is_empty()),
             path_regex: q.regex,
+            files_only: false,
         },
     );
     match s

@@ -240,9 +240,11 @@ impl Catalogue {
                     filter,
                     path,
                     path_regex,
+                    files_only,
                 },
             ) => Ok(reply(RpcReply::Files(
-                self.find(env, filter, path.as_deref(), *path_regex).await?,
+                self.find(env, filter, path.as_deref(), *path_regex, *files_only)
+                    .await?,
             ))),
             (
                 Worker::Catalog,
@@ -612,6 +614,8 @@ fn payload_kind(p: &Payload) -> &'static str {
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod plan_tests;
 #[cfg(test)]
 mod quota_tests;
 

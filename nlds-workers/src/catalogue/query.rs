@@ -4,17 +4,17 @@
 use std::collections::HashMap;
 
 use chrono::DateTime;
-use nlds_core::Envelope;
 use nlds_core::api::{
     FileEntry, FileLocation, FilePage, HoldingMeta, HoldingPage, HoldingSummary, MetaChange,
     MetaResponse, Tags, Tier,
 };
 use nlds_core::error::ApiError;
 use nlds_core::message::HoldingFilter;
-use sea_orm::sea_query::{Expr, OnConflict, Order};
+use nlds_core::{Envelope, PathKind};
+use sea_orm::sea_query::{OnConflict, Order};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, RelationTrait, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -24,7 +24,9 @@ use super::{
     CHUNK, Catalogue, Result, compile, dedup, has_selector, order, page, parse_uuid, to_u32,
     to_u64, validate_label, validate_tag,
 };
-use crate::db::{self, bad_request, conflict, file, holding, internal, location, tag, transaction};
+use crate::db::{
+    self, bad_request, conflict, file, holding, holding_stat, internal, tag, transaction,
+};
 
 impl Catalogue {
     pub(super) async fn list(&self, env: &Envelope, filter: &HoldingFilter) -> Result<HoldingPage> {
@@ -62,41 +64,18 @@ impl Catalogue {
                         &t.transaction_id,
                     )?);
             }
-            let counts: Vec<(i64, i64, i64)> = file::Entity::find()
-                .select_only()
-                .column(file::Column::HoldingId)
-                .expr(Expr::cust("CAST(COUNT(*) AS BIGINT)"))
-                .expr(Expr::cust(
-                    r#"CAST(COALESCE(SUM("file"."size"), 0) AS BIGINT)"#,
-                ))
-                .filter(file::Column::HoldingId.is_in(chunk.iter().copied()))
-                .filter(file::Column::DeletedAt.is_null())
-                .group_by(file::Column::HoldingId)
-                .into_tuple()
+            // The counts the triggers keep (`holding_stat`): four numbers a holding, not a
+            // count over every file and copy of the page.
+            for st in holding_stat::Entity::find()
+                .filter(holding_stat::Column::HoldingId.is_in(chunk.iter().copied()))
                 .all(&self.db)
-                .await?;
-            for (h, n, b) in counts {
-                stats.insert(h, (to_u64(n), to_u64(b)));
-            }
-            let per_tier: Vec<(i64, Tier, i64)> = location::Entity::find()
-                .join(JoinType::InnerJoin, location::Relation::File.def())
-                .select_only()
-                .column(file::Column::HoldingId)
-                .column(location::Column::Tier)
-                .expr(Expr::cust("CAST(COUNT(*) AS BIGINT)"))
-                .filter(file::Column::HoldingId.is_in(chunk.iter().copied()))
-                .filter(file::Column::DeletedAt.is_null())
-                .group_by(file::Column::HoldingId)
-                .group_by(location::Column::Tier)
-                .into_tuple()
-                .all(&self.db)
-                .await?;
-            for (h, tier, n) in per_tier {
-                let e = tiers.entry(h).or_default();
-                match tier {
-                    Tier::Warm => e.0 = to_u64(n),
-                    Tier::Cold => e.1 = to_u64(n),
-                }
+                .await?
+            {
+                stats.insert(st.holding_id, (to_u64(st.files), to_u64(st.bytes)));
+                tiers.insert(
+                    st.holding_id,
+                    (to_u64(st.warm_files), to_u64(st.cold_files)),
+                );
             }
         }
         let recalling = self.recalling_files().await?;
@@ -158,6 +137,7 @@ impl Catalogue {
         filter: &HoldingFilter,
         path: Option<&str>,
         path_regex: bool,
+        files_only: bool,
     ) -> Result<FilePage> {
         let scope = self.scope(env, filter, false).await?;
         let (limit, offset) = page(filter)?;
@@ -166,10 +146,7 @@ impl Catalogue {
             (Some(p), true) => Some(compile(p).await?),
             _ => None,
         };
-        let mut query = find_query(scope, order);
-        if let (Some(p), false) = (path, path_regex) {
-            query = query.filter(file::Column::Path.eq(p));
-        }
+        let query = find_select(scope, order, path, path_regex, files_only);
         let (total, models) = match re {
             None => {
                 let total = query.clone().count(&self.db).await?;
@@ -415,4 +392,33 @@ impl Catalogue {
             dry_run,
         })
     }
+}
+
+/// The statement of `catalog.find`: the files of the holdings in `scope` at `path` (exact, or a
+/// regex the caller applies to the rows; one anchored at a literal, `^/dir/...`, is narrowed to
+/// that literal's index range here), in ingest order.
+pub(super) fn find_select(
+    scope: sea_orm::Condition,
+    order: Order,
+    path: Option<&str>,
+    path_regex: bool,
+    files_only: bool,
+) -> sea_orm::Select<file::Entity> {
+    let mut query = find_query(scope, order);
+    match (path, path_regex) {
+        (Some(p), false) => query = query.filter(file::Column::Path.eq(p)),
+        (Some(p), true) => {
+            if let Some(lo) = nlds_core::pattern::anchored_prefix(p) {
+                if let Some(hi) = nlds_core::pattern::upper_bound(&lo) {
+                    query = query.filter(file::Column::Path.lt(hi));
+                }
+                query = query.filter(file::Column::Path.gte(lo));
+            }
+        }
+        (None, _) => {}
+    }
+    if files_only {
+        query = query.filter(file::Column::Kind.ne(PathKind::Directory));
+    }
+    query
 }

@@ -1067,6 +1067,7 @@ async fn list_find_meta(db: DatabaseConnection) {
                 filter,
                 path: path.map(str::to_owned),
                 path_regex,
+                files_only: false,
             },
         )
     };
@@ -1146,6 +1147,60 @@ async fn list_find_meta(db: DatabaseConnection) {
     );
     let err = api_error(rpc(&cat, Action::Find, find(get_filter(), Some("("), true)).await);
     assert_eq!(err.code, ErrorCode::BadRequest);
+
+    // A regex anchored at a literal scans that literal's index range, and the regex still
+    // decides; `files_only` (the `/api/1.0.0` view) leaves the directory records out.
+    let found = |pattern: &str, files_only: bool| {
+        let cat = &cat;
+        let req = e(
+            ALICE,
+            CLIMATE,
+            Payload::FindFiles {
+                filter: get_filter(),
+                path: Some(pattern.to_owned()),
+                path_regex: true,
+                files_only,
+            },
+        );
+        async move {
+            let RpcReply::Files(page) = rpc(cat, Action::Find, req).await else {
+                panic!()
+            };
+            let mut paths: Vec<String> = page.files.into_iter().map(|f| f.path).collect();
+            paths.sort();
+            paths
+        }
+    };
+    assert_eq!(
+        found(r"^/data/dir/.*\.nc$", false).await,
+        ["/data/dir/a.nc", "/data/dir/a.nc", "/data/dir/sub/b.nc"]
+    );
+    assert_eq!(
+        found("^/data/dir", false).await,
+        [
+            "/data/dir",
+            "/data/dir.nc",
+            "/data/dir/a.nc",
+            "/data/dir/a.nc",
+            "/data/dir/sub/b.nc",
+            "/data/dirx/c.nc"
+        ]
+    );
+    assert_eq!(
+        found("^/data/dir", true).await,
+        [
+            "/data/dir.nc",
+            "/data/dir/a.nc",
+            "/data/dir/a.nc",
+            "/data/dir/sub/b.nc",
+            "/data/dirx/c.nc"
+        ]
+    );
+    assert_eq!(
+        found("^/data/dir$|^/data/x", false).await,
+        ["/data/dir", "/data/x.txt", "/data/x.txt"]
+    );
+    assert_eq!(found("^/data/link", true).await, ["/data/link"]);
 
     // meta: selectors, relabel, tags, ownership.
     let meta = |user: &str,

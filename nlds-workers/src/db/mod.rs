@@ -21,6 +21,7 @@ pub mod checksum;
 pub mod failed_file;
 pub mod file;
 pub mod holding;
+pub mod holding_stat;
 pub mod location;
 pub mod log_record;
 pub mod outbox;

@@ -52,6 +52,7 @@ pub async fn explain(
         },
         path: Some(path.to_owned()),
         path_regex: false,
+        files_only: false,
     });
     let key = RoutingKey::new(Worker::Catalog, Action::Find);
     let reply = r

@@ -208,6 +208,7 @@ async fn get_records_and_pins(db: DatabaseConnection) {
             },
             path: Some(files[0].path.clone()),
             path_regex: false,
+            files_only: false,
         },
     )
     .await;
