@@ -184,6 +184,7 @@ pub fn failure_for(
                     bytes: 0,
                     failed,
                     warnings: vec![err.message.clone()],
+                    versions: 0,
                 },
             ),
         ));
@@ -226,6 +227,7 @@ fn failure_for_raw(data: &[u8], reason: &str) -> Option<(RoutingKey, Envelope)> 
             bytes: 0,
             failed: vec![FailedFile::new("(message)", ErrorCode::Internal, reason)],
             warnings: Vec::new(),
+            versions: 0,
         },
     );
     Some((

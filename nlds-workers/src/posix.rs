@@ -446,6 +446,7 @@ mod tests {
             blake3: None,
             object: None,
             holding_id: None,
+            new_version: false,
         }
     }
 

@@ -25,3 +25,4 @@ mod quota;
 mod secrets;
 mod stage;
 mod tenancy;
+mod versions;

@@ -166,7 +166,8 @@ impl Catalogue {
             (Some(p), true) => Some(compile(p).await?),
             _ => None,
         };
-        let mut query = find_query(scope, order);
+        let mut query =
+            find_query(scope, order).filter(super::versions::selected(&filter.versions));
         if let (Some(p), false) = (path, path_regex) {
             query = query.filter(file::Column::Path.eq(p));
         }
@@ -274,6 +275,7 @@ impl Catalogue {
                 access_count: to_u64(m.access_count),
                 locations: locs,
                 path: m.path,
+                version: u32::try_from(m.version).unwrap_or(1),
             });
         }
         Ok(out)

@@ -34,6 +34,7 @@ fn rec(path: &str, size: u64) -> FileRecord {
             tenancy: None,
         }),
         holding_id: None,
+        new_version: false,
     }
 }
 

@@ -150,6 +150,7 @@ impl Catalogue {
                         bytes,
                         failed: Vec::new(),
                         warnings: Vec::new(),
+                        versions: 0,
                     },
                 ),
             );
@@ -381,6 +382,7 @@ impl Catalogue {
                     bytes: 0,
                     failed: Vec::new(),
                     warnings: Vec::new(),
+                    versions: 0,
                 }),
             );
         }

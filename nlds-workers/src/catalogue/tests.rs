@@ -45,6 +45,7 @@ fn file_rec(path: &str, size: u64) -> FileRecord {
             tenancy: None,
         }),
         holding_id: None,
+        new_version: false,
     }
 }
 
@@ -920,7 +921,8 @@ async fn get_batches(db: DatabaseConnection) {
             files: 4,
             bytes: 600,
             failed: vec![],
-            warnings: vec![]
+            warnings: vec![],
+            versions: 0,
         }
     );
     // Nothing found: no batches, one failure, and the SPLIT that ends the parent.

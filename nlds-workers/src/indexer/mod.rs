@@ -76,6 +76,7 @@ fn record(path: &str, md: &Meta, link_target: Option<OsString>) -> FileRecord {
         blake3: None,
         object: None,
         holding_id: None,
+        new_version: false,
     }
 }
 
@@ -317,6 +318,7 @@ impl Handler for Indexer {
                             bytes,
                             failed: Vec::new(),
                             warnings: Vec::new(),
+                            versions: 0,
                         },
                     ),
                 );
@@ -352,6 +354,7 @@ impl Handler for Indexer {
                 bytes: 0,
                 failed: Vec::new(),
                 warnings: Vec::new(),
+                versions: 0,
             }),
         ))
     }

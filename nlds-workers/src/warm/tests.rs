@@ -251,6 +251,7 @@ fn record(path: &Path) -> FileRecord {
         blake3: None,
         object: None,
         holding_id: None,
+        new_version: false,
     }
 }
 

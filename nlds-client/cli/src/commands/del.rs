@@ -46,6 +46,11 @@ pub struct DelArgs {
     #[arg(short = 'x', long, requires = "path")]
     pub regex: bool,
 
+    /// Delete every version of each path, not only the newest (without it, the version before
+    /// the newest becomes the newest).
+    #[arg(long)]
+    pub all_versions: bool,
+
     #[command(flatten)]
     pub dry_run: DryRun,
 
@@ -75,6 +80,11 @@ pub struct DellistArgs {
         value_name = "JOB_LABEL"
     )]
     pub job_label: Option<String>,
+
+    /// Delete every version of each path, not only the newest (without it, the version before
+    /// the newest becomes the newest).
+    #[arg(long)]
+    pub all_versions: bool,
 
     #[command(flatten)]
     pub dry_run: DryRun,
@@ -152,6 +162,7 @@ pub fn prepare_del(a: &DelArgs, env: &Env) -> Result<Plan, Failure> {
             job_label: a.job_label.clone(),
             group: None,
             dry_run: a.dry_run.dry_run,
+            all_versions: a.all_versions,
         },
         wait_plan(&a.wait),
     ))
@@ -171,6 +182,7 @@ pub fn prepare_dellist(a: &DellistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
             job_label: a.job_label.clone(),
             group: None,
             dry_run: a.dry_run.dry_run,
+            all_versions: a.all_versions,
         },
         wait_plan(&a.wait),
     ))
