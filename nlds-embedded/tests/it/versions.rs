@@ -232,8 +232,23 @@ async fn each_sync_level_compares_what_it_says() {
     for (p, n) in [(&a, 2), (&b, 2), (&cc, 2)] {
         assert_eq!(versions_of(&c, "levels", p).len(), n, "{p:?}");
     }
-    let bad = c.json(&["put", &s(&root), "-l", "levels", "--dry-run"]);
-    assert_eq!(bad["dry_run"], true);
+    // The dry run classifies like the put: a changed file and the unchanged rest.
+    std::fs::write(&a, "four and more").unwrap();
+    let plan = c.json(&["put", &s(&root), "-l", "levels", "--dry-run", "--sync", "checksum"]);
+    let verdicts: Vec<(String, String)> = plan["plan"]["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["path"].as_str().unwrap().to_owned(),
+                v["verdict"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (p, want) in [(&a, "changed"), (&b, "unchanged"), (&cc, "unchanged"), (&root, "unchanged")] {
+        assert!(verdicts.contains(&(s(p), want.to_owned())), "{p:?}: {verdicts:?}");
+    }
     e.stop().await.unwrap();
 }
 
@@ -258,8 +273,8 @@ async fn keep_prunes_the_oldest_versions() {
     e.stop().await.unwrap();
 }
 
-/// Two puts of the same path at once: the first is held after its check (before it reads the
-/// file), the second runs through; both end COMPLETE as versions 2 and 3, nothing lost.
+/// Two puts of the same changed path at once: the first is held after its check (before it
+/// reads the file), the second runs through; both end COMPLETE as versions 2 and 3, nothing lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_puts_of_one_path_at_once_end_as_two_versions() {
     use nlds_hooks::{control, points};
@@ -300,7 +315,7 @@ async fn two_puts_of_one_path_at_once_end_as_two_versions() {
     .await
     .unwrap();
     assert!(held.is_some(), "the first put never reached transfer-put");
-    std::fs::write(&f, "three three three").unwrap();
+    // The second put finds the same change (its check runs before the first put stores it).
     let second = api.put_and_wait(body).await;
     assert_eq!(second.state, State::Complete, "{second:#?}");
     assert_eq!(second.files_new_versions, 1, "{second:#?}");

@@ -236,8 +236,10 @@ impl Monitor {
                         last_updated: Set(now),
                         ..Default::default()
                     };
-                    // Updates that carry no counts (a state change only) keep the counts.
-                    if files > 0 || bytes > 0 {
+                    // Updates that carry no counts (a state change only) keep the counts; a
+                    // batch that skipped files as unchanged reports its counts, zero included.
+                    let skipped = failed.iter().any(|f| f.code == ErrorCode::Unchanged);
+                    if files > 0 || bytes > 0 || skipped {
                         change.files = Set(to_i64(files));
                         change.bytes = Set(to_i64(bytes));
                         change.versions = Set(to_i64(versions));
