@@ -17,6 +17,8 @@
 //!   catalogue role);
 //! * [`m20261205_000008_policy`]: access tracking, pins, stage requests, quotas and usage (owned
 //!   by the catalogue role), the policy runner's lease and passes (owned by the policy role);
+//! * [`m20261205_000009_versions`]: versions of a path (`file.version`, unique per holding, path
+//!   and version among live rows) and the new versions a put's sub-record stored;
 //! * [`m20261205_000010_fidelity`]: the extended attributes of files and directories (owned by
 //!   the catalogue role);
 //! * [`m20261205_000011_scale_indexes`]: indexes for the catalogue's and the monitor's read
@@ -37,6 +39,7 @@ pub mod m20261125_000005_audit;
 pub mod m20261125_000006_location_tenancy;
 pub mod m20261205_000007_outbox;
 pub mod m20261205_000008_policy;
+pub mod m20261205_000009_versions;
 pub mod m20261205_000010_fidelity;
 pub mod m20261205_000011_scale_indexes;
 pub mod m20261205_000012_request_paths;
@@ -56,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_location_tenancy::Migration),
             Box::new(m20261205_000007_outbox::Migration),
             Box::new(m20261205_000008_policy::Migration),
+            Box::new(m20261205_000009_versions::Migration),
             Box::new(m20261205_000010_fidelity::Migration),
             Box::new(m20261205_000011_scale_indexes::Migration),
             Box::new(m20261205_000012_request_paths::Migration),

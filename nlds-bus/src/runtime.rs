@@ -197,6 +197,7 @@ pub fn failure_for(
                     bytes: 0,
                     failed,
                     warnings: vec![err.message.clone()],
+                    versions: 0,
                 },
             ),
         ));
@@ -239,6 +240,7 @@ fn failure_for_raw(data: &[u8], reason: &str) -> Option<(RoutingKey, Envelope)> 
             bytes: 0,
             failed: vec![FailedFile::new("(message)", ErrorCode::Internal, reason)],
             warnings: Vec::new(),
+            versions: 0,
         },
     );
     Some((

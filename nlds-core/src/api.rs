@@ -130,6 +130,14 @@ pub struct PutRequest {
     /// (`POST /api/v2/paths`); its own `paths` are the last chunk (may be empty then).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub parts: u32,
+    /// How a path the holding already has is compared (docs/VERSIONS.md): unchanged ones are
+    /// skipped, changed ones stored as a new version. Absent: `mtime` (size and mtime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<crate::versions::SyncLevel>,
+    /// With `dry_run`: the entries the client found under `paths`, for the server to say what
+    /// the put would do with each (`PutPlan::verdicts`). Ignored by a put that runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<crate::versions::LocalEntry>,
 }
 
 /// `POST /api/v2/get`: copy files back to POSIX disk.
@@ -166,6 +174,12 @@ pub struct GetRequest {
     /// requesting user (service operators only; 403 for anyone else).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_owner: bool,
+    /// Restore version N of each path instead of the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// Restore the newest version ingested at or before this time (RFC 3339 or a date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
     /// How many chunks of paths were sent before this request (see [`PutRequest::parts`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub parts: u32,
@@ -228,6 +242,10 @@ pub struct PutPlan {
     pub group: String,
     /// The paths as the server would receive them.
     pub paths: Vec<String>,
+    /// What the put would do with each entry the client found (when it sent them and the
+    /// holding exists): new, changed (a new version) or unchanged (skipped); docs/VERSIONS.md.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::versions::EntryVerdict>,
 }
 
 /// The answer to a get with `dry_run` (HTTP 200): the files that would be restored, and the
@@ -276,6 +294,13 @@ pub struct HoldingQuery {
     pub limit: Option<u64>,
     pub offset: Option<u64>,
     pub descending: Option<bool>,
+    /// Version N of each path instead of the newest (find only).
+    pub version: Option<u32>,
+    /// The newest version ingested at or before this time, RFC 3339 or a date (find only).
+    pub at: Option<String>,
+    /// Every version of each path (find only).
+    #[serde(default)]
+    pub versions: bool,
 }
 
 /// One holding.
@@ -377,6 +402,9 @@ pub struct FileEntry {
     pub group: String,
     pub transaction_id: Uuid,
     pub ingest_time: DateTime<Utc>,
+    /// The version of its path (1 for the first put of it).
+    #[serde(default = "first_version")]
+    pub version: u32,
     #[serde(default)]
     pub blake3: Option<String>,
     pub locations: Vec<FileLocation>,
@@ -389,6 +417,10 @@ pub struct FileEntry {
     /// How many gets and stages resolved it.
     #[serde(default)]
     pub access_count: u64,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -482,6 +514,12 @@ pub struct SubRecordStatus {
     pub files: u64,
     pub bytes: u64,
     pub failed_files: Vec<FailedFile>,
+    /// Files a put skipped because the holding has them unchanged (code `unchanged`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_files: Vec<FailedFile>,
+    /// Of `files`, how many a put stored as new versions of paths the holding had.
+    #[serde(default)]
+    pub new_versions: u64,
 }
 
 /// The state of one transaction.
@@ -504,6 +542,12 @@ pub struct TransactionStatus {
     pub files_total: u64,
     pub files_done: u64,
     pub files_failed: u64,
+    /// Files a put skipped as unchanged (not failed; not in `files_total`).
+    #[serde(default)]
+    pub files_skipped: u64,
+    /// Of `files_done`, how many are new versions of paths the holding had.
+    #[serde(default)]
+    pub files_new_versions: u64,
     pub bytes_total: u64,
     pub bytes_done: u64,
     pub warnings: Vec<String>,
@@ -555,6 +599,9 @@ pub struct DeleteRequest {
     /// Answer with a [`DeletePlan`] (HTTP 200) of what would be deleted, changing nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Delete every version of each path, not only the newest (docs/DELETE.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_versions: bool,
 }
 
 /// `POST /api/v2/undelete`: bring back deleted files or holdings within the retention period.

@@ -55,6 +55,10 @@ pub enum ErrorCode {
     Internal,
     /// The request would take its group over a quota (warm bytes or file count).
     QuotaExceeded,
+    /// Not a failure: a put skipped the path because the holding has it unchanged at the put's
+    /// sync level (see docs/VERSIONS.md). Travels with a batch's failed files and is counted as
+    /// skipped, never as failed.
+    Unchanged,
 }
 
 impl ErrorCode {
@@ -65,7 +69,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::PermissionDenied | ErrorCode::QuotaExceeded => 403,
             ErrorCode::NotFound => 404,
-            ErrorCode::Conflict => 409,
+            ErrorCode::Conflict | ErrorCode::Unchanged => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::ChecksumMismatch | ErrorCode::StorageError => 502,
             ErrorCode::Unavailable => 503,

@@ -44,6 +44,10 @@ pub struct Envelope {
     /// Only on the request the API sends (`catalog.setup`, `catalog.get`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub chunks: u32,
+    /// How a put compares paths its holding already has (docs/VERSIONS.md): absent, a stored
+    /// path is a conflict (the 1.0.x semantics the legacy API keeps by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<crate::versions::SyncLevel>,
     pub payload: Payload,
 }
 
@@ -76,6 +80,7 @@ impl Envelope {
             keep_owner: false,
             tenancy: None,
             chunks: 0,
+            sync: None,
             payload,
         }
     }
@@ -83,6 +88,12 @@ impl Envelope {
     /// The same envelope, for a request whose paths came in `chunks` chunks before it.
     pub fn with_chunks(mut self, chunks: u32) -> Self {
         self.chunks = chunks;
+        self
+    }
+
+    /// The same envelope, a put that compares stored paths at `sync` (`None`: conflicts).
+    pub fn with_sync(mut self, sync: Option<crate::versions::SyncLevel>) -> Self {
+        self.sync = sync;
         self
     }
 
@@ -160,6 +171,11 @@ pub struct FileRecord {
     /// The holding the file is catalogued in (get only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holding_id: Option<i64>,
+    /// A put of a path the holding already has: `true` once catalog-check found it changed (it
+    /// is stored as a new version). With `blake3` set on the way to transfer-put, that is the
+    /// stored checksum the local content is compared with (the `checksum` sync level).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub new_version: bool,
     /// Its extended attributes (`user.*`, and the POSIX ACLs `system.posix_acl_*`), as read
     /// when it was indexed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -256,6 +272,9 @@ pub struct HoldingFilter {
     pub limit: u64,
     pub offset: u64,
     pub descending: bool,
+    /// Which version of each path a find, get or delete selects (default: the newest).
+    #[serde(default, skip_serializing_if = "crate::versions::VersionSelect::is_newest")]
+    pub versions: crate::versions::VersionSelect,
 }
 
 /// Selects transactions for stat.
@@ -322,6 +341,9 @@ pub enum Payload {
         state: State,
         files: u64,
         bytes: u64,
+        /// Of `files`, how many are new versions of paths the holding had (a put).
+        #[serde(default, skip_serializing_if = "crate::number::is_zero")]
+        versions: u64,
         failed: Vec<FailedFile>,
         warnings: Vec<String>,
     },
@@ -376,6 +398,12 @@ pub enum Payload {
         /// Compute the changes and roll them back.
         #[serde(default)]
         dry_run: bool,
+    },
+    /// RPC `catalog.plan`: what a put into holding `holding_id` would do with these entries, at
+    /// the envelope's sync level (answered with [`RpcReply::Classified`]).
+    ClassifyPut {
+        holding_id: i64,
+        entries: Vec<crate::versions::LocalEntry>,
     },
     /// RPC: the files a get would restore, without starting it.
     PlanGet {
@@ -513,6 +541,8 @@ pub enum RpcReply {
     Files(crate::api::FilePage),
     Meta(crate::api::MetaResponse),
     Transactions(crate::api::TransactionPage),
+    /// Answer to [`Payload::ClassifyPut`], in the entries' order.
+    Classified(Vec<crate::versions::EntryVerdict>),
     /// Answer to `catalog.plan`.
     Plan {
         files: Vec<crate::api::FileEntry>,
@@ -617,6 +647,7 @@ mod tests {
             }),
             holding_id: None,
             xattrs: Vec::new(),
+            new_version: false,
         }
     }
 
@@ -682,6 +713,7 @@ mod tests {
                 bytes: 0,
                 failed: vec![failed.clone()],
                 warnings: vec!["careful".into()],
+                versions: 0,
             },
         );
         insta::assert_json_snapshot!("monitor_update", round_trip(&e));

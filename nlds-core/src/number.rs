@@ -69,3 +69,8 @@ mod tests {
         assert!(parse_db("holding_id", "-3").is_err());
     }
 }
+
+/// For `skip_serializing_if`: a count of zero is left out.
+pub fn is_zero(n: &u64) -> bool {
+    *n == 0
+}

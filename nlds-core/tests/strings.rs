@@ -200,6 +200,7 @@ fn error_code() {
             "unavailable",
             "internal",
             "quota_exceeded",
+            "unchanged",
         ],
     );
     serde_round_trips(ErrorCode::ALL, ErrorCode::as_str);

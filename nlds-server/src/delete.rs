@@ -21,6 +21,7 @@ use nlds_core::api::{
     Accepted, ApiAction, DeletePlan, DeleteRequest, PurgeRequest, PurgeResponse, UndeleteRequest,
 };
 use nlds_core::message::{HoldingFilter, RpcReply};
+use nlds_core::versions::VersionSelect;
 use nlds_core::{AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, Worker};
 use uuid::Uuid;
 
@@ -61,6 +62,16 @@ fn selector(
         nlds_core::pattern::check(paths, "path")?;
     }
     Ok(())
+}
+
+/// The versions a delete of paths removes: the newest of each path (the one before becomes the
+/// newest), or every version (docs/DELETE.md).
+fn versions_of(all_versions: bool) -> VersionSelect {
+    if all_versions {
+        VersionSelect::All
+    } else {
+        VersionSelect::Newest
+    }
 }
 
 fn filter(
@@ -128,7 +139,10 @@ pub async fn plan_delete(
         user,
         group,
         Payload::Delete {
-            filter: filter(req.groupall, req.label, req.holding_id, req.tags),
+            filter: HoldingFilter {
+                versions: versions_of(req.all_versions),
+                ..filter(req.groupall, req.label, req.holding_id, req.tags)
+            },
             paths: req.paths,
             regex: req.regex,
             dry_run: true,
@@ -188,7 +202,10 @@ pub async fn submit_delete(
         action,
         &job_label,
         Payload::Delete {
-            filter: filter(req.groupall, req.label.clone(), req.holding_id, req.tags),
+            filter: HoldingFilter {
+                versions: versions_of(req.all_versions),
+                ..filter(req.groupall, req.label.clone(), req.holding_id, req.tags)
+            },
             paths: req.paths,
             regex: req.regex,
             dry_run: false,

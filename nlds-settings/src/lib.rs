@@ -44,7 +44,7 @@ pub use server::{
 };
 pub use workers::{
     ArchiveConfig, DeleteConfig, IndexConfig, PosixChecks, PosixPolicy, TransferConfig,
-    WorkerConfig,
+    VersionsConfig, WorkerConfig,
 };
 
 /// The settings file, as every program reads it.

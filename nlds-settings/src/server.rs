@@ -30,6 +30,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// The public client settings `/api/1.0.0/init/` serves to `nlds init` of the Python client.
     pub legacy_init: LegacyInit,
+    /// A put on `/api/1.0.0` of a path the holding already has stores a new version when it
+    /// changed (size or mtime) and skips it when not, as `/api/v2` puts do. Off (the default):
+    /// such a path fails as a conflict, as on NLDS 1.0.x (docs/LEGACY_API.md).
+    pub legacy_put_updates: bool,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +48,7 @@ impl Default for ServerConfig {
             max_request_paths: 10_000_000,
             max_body_bytes: 64 << 20,
             legacy_init: Default::default(),
+            legacy_put_updates: false,
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct WorkerConfig {
     pub archive: ArchiveConfig,
     /// How long deleted files can be undeleted before they are purged.
     pub delete: DeleteConfig,
+    /// How many versions of each path the catalogue keeps.
+    pub versions: VersionsConfig,
     /// Whose POSIX permissions the indexer and the transfer roles check: `"user"` (the
     /// requesting user's, looked up through NSS; restored files are given to them) or
     /// `"service"` (the process's own). Unset: `"user"`, except in embedded mode (`"service"`).
@@ -55,6 +57,7 @@ impl Default for WorkerConfig {
             cold: Default::default(),
             archive: Default::default(),
             delete: Default::default(),
+            versions: Default::default(),
             posix_checks: None,
             posix_root_override: false,
         }
@@ -173,6 +176,16 @@ impl Default for DeleteConfig {
             purge_batch: 10_000,
         }
     }
+}
+
+/// `[workers.versions]`: how many versions of each path a holding keeps (docs/VERSIONS.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VersionsConfig {
+    /// Keep the newest `keep` versions of a path: when a put stores a new version, older ones
+    /// are deleted (soft, like `nlds del`: undeletable until the purge removes them after
+    /// `[workers.delete] retention_secs`). 0 keeps every version.
+    pub keep: u32,
 }
 
 /// Whose permissions the workers check.

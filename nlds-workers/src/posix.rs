@@ -447,6 +447,7 @@ mod tests {
             object: None,
             holding_id: None,
             xattrs: Vec::new(),
+            new_version: false,
         }
     }
 

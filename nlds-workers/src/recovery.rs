@@ -157,6 +157,7 @@ mod tests {
                 bytes: 1,
                 failed: vec![],
                 warnings: vec![],
+                versions: 0,
             },
         );
         m.handle(RoutingKey::new(Worker::MonitorPut, Action::Start), env)

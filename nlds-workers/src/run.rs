@@ -154,6 +154,7 @@ pub async fn handler(
             )
             .with_archive(cfg.archive.clone(), cfg.cold.backend())
             .with_delete(cfg.delete.clone())
+            .with_versions(cfg.versions.clone())
             .with_policy(settings.policy.clone())
             .with_outbox(res.outbox.clone())
             .with_unfinished_request_secs(cfg.index.unfinished_request_secs),

@@ -157,3 +157,37 @@ mod tests {
         assert!(parse_api_action("dance").is_err());
     }
 }
+
+/// `--sync`, on put and putlist: how a path the holding already has is compared.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct SyncArg {
+    /// How a path the holding already has is compared with its newest stored version: `exists`
+    /// (always unchanged), `size`, `mtime` (size and modification time; the default) or
+    /// `checksum` (size and blake3 of the content, hashed locally). Unchanged paths are skipped;
+    /// changed ones are stored as a new version of the same path.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_sync)]
+    pub sync: Option<nlds_core::versions::SyncLevel>,
+}
+
+fn parse_sync(s: &str) -> Result<nlds_core::versions::SyncLevel, String> {
+    s.parse().map_err(|_| {
+        format!("{s:?} is not a sync level: use exists, size, mtime or checksum")
+    })
+}
+
+/// `--version N` or `--at TIME`, on get, getlist and find: which version of each path.
+#[derive(Debug, Clone, Default, Args)]
+pub struct VersionArgs {
+    /// Version N of each path instead of the newest (see `find --versions`).
+    #[arg(long = "version", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub version: Option<u32>,
+
+    /// The newest version of each path put at or before TIME: RFC 3339
+    /// (2026-12-05T10:00:00Z) or a date (2026-12-05, up to the end of that day, UTC).
+    #[arg(long, value_name = "TIME", conflicts_with = "version", value_parser = parse_at)]
+    pub at: Option<String>,
+}
+
+fn parse_at(s: &str) -> Result<String, String> {
+    nlds_core::versions::parse_at(s).map(|t| t.to_rfc3339())
+}

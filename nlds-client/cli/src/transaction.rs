@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use nlds_core::State;
-use nlds_core::api::{Accepted, TransactionStatus};
+use nlds_core::api::{Accepted, ApiAction, TransactionStatus};
 
 use crate::format::{INDENT, Zone, human_size, kv, opt, printable, state_name, time};
 
@@ -65,6 +65,9 @@ pub fn transaction_view(
             t.files_done, t.files_total, t.files_failed
         ),
     );
+    if let Some(summary) = put_summary(t) {
+        kv(&mut o, INDENT, "put", &summary);
+    }
     kv(
         &mut o,
         INDENT,
@@ -112,6 +115,22 @@ pub fn transaction_view(
         }
     }
     o
+}
+
+/// What a put did with paths its holding already had (docs/VERSIONS.md), e.g. `2 new, 3 new
+/// versions, 95 unchanged (skipped)`; `None` for other actions and for puts of new paths only.
+pub fn put_summary(t: &TransactionStatus) -> Option<String> {
+    let put = matches!(t.api_action, ApiAction::Put | ApiAction::Putlist);
+    if !put || (t.files_skipped == 0 && t.files_new_versions == 0) {
+        return None;
+    }
+    let new = t.files_done.saturating_sub(t.files_new_versions);
+    Some(format!(
+        "{new} new, {} new version{}, {} unchanged (skipped)",
+        t.files_new_versions,
+        if t.files_new_versions == 1 { "" } else { "s" },
+        t.files_skipped
+    ))
 }
 
 /// One line of `--wait` progress (without a terminal).

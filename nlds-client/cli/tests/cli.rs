@@ -535,6 +535,7 @@ fn sample_transactions() -> Vec<TransactionStatus> {
                 files: 0,
                 bytes: 0,
                 failed_files: vec![],
+                skipped_files: Vec::new(), new_versions: 0,
             },
             SubRecordStatus {
                 id: 2,
@@ -544,6 +545,7 @@ fn sample_transactions() -> Vec<TransactionStatus> {
                 files: 3,
                 bytes: 2 * 1024 * 1024 + 512 * 1024,
                 failed_files: vec![],
+                skipped_files: Vec::new(), new_versions: 0,
             },
             SubRecordStatus {
                 id: 3,
@@ -557,8 +559,10 @@ fn sample_transactions() -> Vec<TransactionStatus> {
                     ErrorCode::PathMissing,
                     "no such file or directory",
                 )],
+                skipped_files: Vec::new(), new_versions: 0,
             },
         ],
+        files_skipped: 0, files_new_versions: 0,
     };
     let t2 = TransactionStatus {
         id: 42,
@@ -580,6 +584,7 @@ fn sample_transactions() -> Vec<TransactionStatus> {
         bytes_done: 0,
         warnings: vec![],
         sub_records: vec![],
+        files_skipped: 0, files_new_versions: 0,
     };
     let mut t3 = t2.clone();
     t3.id = 1043;
@@ -661,6 +666,7 @@ fn sample_files() -> Vec<FileEntry> {
         recalling: false,
         last_access: Some(ts("2026-05-03T08:15:00Z")),
         access_count: 3,
+        version: 1,
     };
     let mut warm = base.clone();
     warm.path = "/gws/climate/run42/pr_day.nc".into();
@@ -1784,6 +1790,7 @@ fn golden_dry_run_summaries() {
         new_label: Some("run42".into()),
         group: "climate".into(),
         paths: req.paths.clone(),
+        verdicts: Vec::new(),
     };
     let narrow = render::put_plan_view(&req, &new_holding, &scan, None, Some(72));
     for line in narrow.lines().filter(|l| !l.starts_with("    ")) {

@@ -212,6 +212,9 @@ pub enum StepOutcome {
     /// It did its work but no file of the batch is left (all failed here or before), or, for a
     /// delete, nothing was deleted and something was refused.
     Emptied,
+    /// It did its work and no file of the batch is left, but nothing failed: every file was
+    /// skipped as unchanged (a put of paths the holding already has, docs/VERSIONS.md).
+    Unchanged,
     /// It gave up (`<worker>.failed`).
     Failed,
     /// It split the message's files into batches, each a sub-record of its own that it sends on
@@ -221,9 +224,10 @@ pub enum StepOutcome {
 }
 
 impl StepOutcome {
-    pub const ALL: [StepOutcome; 4] = [
+    pub const ALL: [StepOutcome; 5] = [
         StepOutcome::Done,
         StepOutcome::Emptied,
+        StepOutcome::Unchanged,
         StepOutcome::Failed,
         StepOutcome::Split,
     ];
@@ -262,6 +266,11 @@ pub fn next(workflow: Workflow, step: Step, outcome: StepOutcome) -> Result<Vec<
     let effects = match (workflow, step, outcome) {
         // The indexer and the catalogue's get resolution split a request into batches.
         (_, _, StepOutcome::Split) => vec![Report(split(workflow, step)?.parent)],
+        // A put batch whose files were all skipped as unchanged is done.
+        (Workflow::Put, Step::CatalogCheck | Step::TransferPut, StepOutcome::Unchanged) => {
+            vec![Report(State::Complete)]
+        }
+        (_, _, StepOutcome::Unchanged) => return none,
         // A sub-record whose files all failed, or that gave up, ends FAILED (its failures are
         // recorded with it).
         (Workflow::Put | Workflow::Get, Step::Submit, Emptied | Failed) => return none,
@@ -452,6 +461,10 @@ mod tests {
                 Some(vec![Report(State::Split)])
             }
             (_, _, StepOutcome::Split) => None,
+            (W::Put, CatalogCheck | TransferPut, StepOutcome::Unchanged) => {
+                Some(vec![Report(State::Complete)])
+            }
+            (_, _, StepOutcome::Unchanged) => None,
             (W::Put, Submit, Done) => Some(vec![Report(State::Indexing), Send(Index)]),
             (W::Put, Index, Done) => Some(vec![Report(State::CatalogPutting), Send(CatalogCheck)]),
             (W::Put, CatalogCheck, Done) => {
@@ -510,7 +523,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(defined, 58);
+        assert_eq!(defined, 60);
     }
 
     #[test]

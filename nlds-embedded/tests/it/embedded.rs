@@ -201,6 +201,7 @@ async fn embedded_restart_keeps_the_catalogue_and_fails_interrupted_transactions
                 bytes: 30,
                 failed: vec![],
                 warnings: vec![],
+                versions: 0,
             }),
         )
         .await

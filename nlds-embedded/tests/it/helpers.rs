@@ -253,6 +253,17 @@ impl ServerProcess {
         config: Option<&Path>,
         rust_log: &str,
     ) -> Self {
+        Self::start_with_env(data_dir, log_dir, config, rust_log, &[]).await
+    }
+
+    /// [`ServerProcess::start`] with extra environment variables (e.g. a pause directory).
+    pub async fn start_with_env(
+        data_dir: &Path,
+        log_dir: &Path,
+        config: Option<&Path>,
+        rust_log: &str,
+        envs: &[(&str, &std::ffi::OsStr)],
+    ) -> Self {
         std::fs::create_dir_all(log_dir).unwrap();
         let stdout = log_dir.join("server.stdout");
         let stderr = log_dir.join("server.stderr");
@@ -276,6 +287,9 @@ impl ServerProcess {
             "NLDS_LOG_JSON",
         ] {
             cmd.env_remove(var);
+        }
+        for (k, v) in envs {
+            cmd.env(k, v);
         }
         let mut child = cmd
             .env("RUST_LOG", rust_log)

@@ -28,3 +28,4 @@ mod secrets;
 mod stage;
 mod streaming;
 mod tenancy;
+mod versions;

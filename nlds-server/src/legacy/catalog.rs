@@ -46,6 +46,7 @@ fn holding_filter(a: &Acting) -> LResult<HoldingFilter> {
         limit: p.limit()?,
         offset: 0,
         descending: p.bool("descending")?,
+        versions: Default::default(),
     })
 }
 

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use nlds_core::ErrorCode;
 use nlds_core::api::{ApiAction, GetRequest, PutRequest, Tags};
+use nlds_core::versions::SyncLevel;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -154,8 +155,13 @@ pub(super) async fn put_files(
         // Upstream's client measures nothing: its batches are checked as they come.
         size_hint: None,
         parts: 0,
+        // 1.0.x: a path the holding has is a conflict, unless the operator enabled updates
+        // (`[server] legacy_put_updates`: new versions at the mtime sync level).
+        sync: None,
+        entries: Vec::new(),
     };
-    let acc = routes::submit_put(&s, &a.user, &a.group, a.role(), req).await?;
+    let sync = s.cfg.legacy_put_updates.then_some(SyncLevel::Mtime);
+    let acc = routes::submit_put(&s, &a.user, &a.group, a.role(), req, sync).await?;
     let verb = acc.api_action.as_str();
     Ok(accepted(file_response(
         &a,
@@ -202,6 +208,8 @@ async fn submit_get(
         dry_run: false,
         keep_owner: false,
         parts: 0,
+        version: None,
+        at: None,
     };
     let acc = routes::submit_get(s, &a.user, &a.group, a.role(), req).await?;
     let (msg, action) = if getlist {
@@ -300,6 +308,8 @@ pub(super) async fn delete_files(
         job_label: Some(job_label),
         group: None,
         dry_run: false,
+        // 1.0.x: a deleted path is gone (with `legacy_put_updates`, every version of it).
+        all_versions: true,
     };
     let role = a.caller.role_in(&a.group);
     let (acc, _) = crate::delete::submit_delete(&s, &a.user, &a.group, role, req).await?;

@@ -98,6 +98,7 @@ async fn check_get(
         limit: 0,
         offset: 0,
         descending: true,
+        versions: super::version_select(req.version, req.at.as_deref(), false)?,
     };
     check_holding(s, user, group, role, &filter).await?;
     Ok(filter)

@@ -151,7 +151,23 @@ fn filter_from(q: &HoldingQuery) -> Result<HoldingFilter> {
         limit: limit(q.limit)?,
         offset: db_count("offset", q.offset.unwrap_or(0))?,
         descending: q.descending.unwrap_or(true),
+        versions: version_select(q.version, q.at.as_deref(), q.versions)?,
     })
+}
+
+/// The version selection of a request's `version`, `at` and `versions` (docs/VERSIONS.md).
+fn version_select(
+    version: Option<u32>,
+    at: Option<&str>,
+    all: bool,
+) -> Result<nlds_core::versions::VersionSelect> {
+    let at = at
+        .filter(|a| !a.trim().is_empty())
+        .map(nlds_core::versions::parse_at)
+        .transpose()
+        .map_err(ServerError::bad_request)?;
+    nlds_core::versions::VersionSelect::from_request(version, at, all)
+        .map_err(ServerError::bad_request)
 }
 
 fn rpc_env(caller: &Caller, group: &str, payload: Payload) -> Envelope {

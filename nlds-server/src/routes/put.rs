@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use nlds_core::api::{Accepted, ApiAction, PutPlan, PutRequest};
 use nlds_core::message::{HoldingFilter, RpcReply};
+use nlds_core::versions::{EntryVerdict, SyncLevel, Verdict};
 use nlds_core::{AccessRole, Action, Envelope, ErrorCode, Payload, RoutingKey, Worker};
 use nlds_hooks::points;
 use uuid::Uuid;
@@ -36,17 +37,20 @@ pub async fn put(
         return Ok((StatusCode::OK, Json(plan)).into_response());
     }
     let role = caller.0.role_in(&group);
-    let accepted = submit_put(&s, &caller.0.user, &group, role, req).await?;
+    let sync = Some(req.sync.unwrap_or_default());
+    let accepted = submit_put(&s, &caller.0.user, &group, role, req, sync).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
-/// Starts a put for `user` (whose role in `group` is `role`) in `group` (shared by both APIs).
+/// Starts a put for `user` (whose role in `group` is `role`) in `group` (shared by both APIs),
+/// comparing paths the holding already has at `sync` (`None`: they are conflicts, as on 1.0.x).
 pub async fn submit_put(
     s: &AppState,
     user: &str,
     group: &str,
     role: AccessRole,
     req: PutRequest,
+    sync: Option<SyncLevel>,
 ) -> Result<Accepted> {
     check_put_paths(s, &req)?;
     let tenancy = tenancy_name(req.tenancy.as_deref())?;
@@ -91,7 +95,8 @@ pub async fn submit_put(
     )
     .with_role(role)
     .with_tenancy(tenancy)
-    .with_chunks(chunks);
+    .with_chunks(chunks)
+    .with_sync(sync);
     crate::notes::note_paths(&req.paths);
     nlds_hooks::pause_async(points::API_BEFORE_ACCEPT, Path::new(&tid.to_string())).await;
     let (holding_id, label) = match s
@@ -180,11 +185,50 @@ pub async fn plan_put(
     let new_label = holding
         .is_none()
         .then(|| label.unwrap_or_else(|| tid.to_string()[..8].to_owned()));
+    // What the put would do with each entry the client found: the catalogue decides, as its
+    // check would (a new holding has none of them).
+    let verdicts = match &holding {
+        Some(h) if !req.entries.is_empty() => {
+            if req.entries.len() > s.cfg.max_paths {
+                return Err(ServerError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "a dry run can classify at most {} entries; {} were sent",
+                        s.cfg.max_paths,
+                        req.entries.len()
+                    ),
+                ));
+            }
+            let ask = Payload::ClassifyPut {
+                holding_id: h.id,
+                entries: req.entries.clone(),
+            };
+            let env = rpc_env_role(user, group, role, ask)
+                .with_sync(Some(req.sync.unwrap_or_default()));
+            match s
+                .rpc(RoutingKey::new(Worker::Catalog, Action::Plan), env)
+                .await?
+            {
+                RpcReply::Classified(v) => v,
+                _ => return Err(unexpected("catalog.plan")),
+            }
+        }
+        _ => req
+            .entries
+            .iter()
+            .map(|e| EntryVerdict {
+                path: e.path.clone(),
+                verdict: Verdict::New,
+                stored_version: None,
+            })
+            .collect(),
+    };
     Ok(PutPlan {
         holding,
         new_label,
         group: group.to_owned(),
         paths: req.paths,
+        verdicts,
     })
 }
 

@@ -1,5 +1,12 @@
 //! `catalog-check.start`: which of the indexed files a put may add to the holding, within the
 //! group's quota (`quota::grow`: a batch that does not fit fails with `quota_exceeded`).
+//!
+//! A path the holding already has is compared with its newest live version at the put's sync
+//! level (docs/VERSIONS.md): changed, it goes on as a new version; unchanged, it is skipped
+//! (reported with code `unchanged`, not failed); at the `checksum` level a file of the same size
+//! goes on with the stored blake3, which transfer-put compares with the local content before
+//! uploading. A put without a sync level (the legacy API's default) fails such a path as a
+//! conflict, as NLDS 1.0.x did.
 
 use nlds_bus::Outcome;
 use nlds_core::quota::SizeHint;
@@ -8,8 +15,9 @@ use nlds_core::{
 };
 use sea_orm::{EntityTrait, TransactionTrait};
 
-use super::store::existing_files;
-use super::{Catalogue, Result, quota};
+use nlds_core::versions::Verdict;
+
+use super::{Catalogue, Result, quota, versions};
 use crate::db::{bad_request, holding};
 
 impl Catalogue {
@@ -23,21 +31,46 @@ impl Catalogue {
     ) -> Result<Outcome> {
         let h = holding_id.ok_or_else(|| bad_request("catalog-check needs a holding id"))?;
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
-        let existing = existing_files(&self.db, h, &paths).await?;
+        let checksums = env.sync == Some(nlds_core::versions::SyncLevel::Checksum);
+        let existing = versions::newest(&self.db, h, &paths, checksums).await?;
         let tid = env.transaction_id.to_string();
         let mut keep = Vec::with_capacity(files.len());
         let mut failed = Vec::new();
         for f in files {
-            match existing.get(&f.path) {
-                Some(e) if e.tid != tid => failed.push(FailedFile::new(
+            let Some(e) = existing.get(&f.path).filter(|e| e.tid != tid) else {
+                // New, or stored by this very put (a redelivered batch).
+                keep.push(f.clone());
+                continue;
+            };
+            let Some(level) = env.sync else {
+                failed.push(FailedFile::new(
                     &f.path,
                     ErrorCode::Conflict,
                     format!(
                         "{} is already in holding {h} (transaction {})",
                         f.path, e.tid
                     ),
+                ));
+                continue;
+            };
+            match e.classify(level, f) {
+                Verdict::New | Verdict::Changed => keep.push(FileRecord {
+                    new_version: true,
+                    ..f.clone()
+                }),
+                Verdict::CompareChecksum { blake3 } => keep.push(FileRecord {
+                    new_version: true,
+                    blake3: Some(blake3),
+                    ..f.clone()
+                }),
+                Verdict::Unchanged => failed.push(FailedFile::new(
+                    &f.path,
+                    ErrorCode::Unchanged,
+                    format!(
+                        "{} is unchanged (sync level {level}): holding {h} has it as version {}",
+                        f.path, e.version
+                    ),
                 )),
-                _ => keep.push(f.clone()),
             }
         }
         if !keep.is_empty()

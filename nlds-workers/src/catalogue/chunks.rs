@@ -231,6 +231,7 @@ pub(super) async fn stage_chunked(
                     bytes: 0,
                     failed: Vec::new(),
                     warnings: Vec::new(),
+                    versions: 0,
                 },
             ),
         )

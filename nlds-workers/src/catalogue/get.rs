@@ -14,7 +14,7 @@ use nlds_core::{
 use sea_orm::sea_query::Order;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 
-use super::access;
+use super::{access, versions};
 use super::store::{load_copies, load_transactions, scoped_files};
 use super::{
     CHUNK, Catalogue, Result, SCAN_PAGE, compile_set, dedup, has_selector, ingest_key, normalise,
@@ -56,6 +56,7 @@ impl Catalogue {
             let mut last = 0i64;
             loop {
                 let page: Vec<(i64, String)> = scoped_files(&scope)
+                    .filter(versions::selected(&filter.versions))
                     .select_only()
                     .column(file::Column::Id)
                     .column(file::Column::Path)
@@ -102,6 +103,7 @@ impl Catalogue {
             let mut by_path: HashMap<String, Vec<file::Model>> = HashMap::new();
             for chunk in dedup(&exact).chunks(CHUNK) {
                 for m in scoped_files(&scope)
+                    .filter(versions::selected(&filter.versions))
                     .filter(file::Column::Path.is_in(chunk.iter().copied()))
                     .all(&self.db)
                     .await?
@@ -119,6 +121,7 @@ impl Catalogue {
                 if directory {
                     let (lo, hi) = prefix_range(norm);
                     let under = scoped_files(&scope)
+                    .filter(versions::selected(&filter.versions))
                         .filter(file::Column::Path.gt(lo))
                         .filter(file::Column::Path.lt(hi))
                         .all(&self.db)
@@ -260,6 +263,7 @@ impl Catalogue {
                             bytes: batch.iter().map(|r| r.size).sum(),
                             failed: Vec::new(),
                             warnings: Vec::new(),
+                            versions: 0,
                         },
                     ),
                 );
@@ -298,6 +302,7 @@ impl Catalogue {
                     bytes: bytes_total,
                     failed: Vec::new(),
                     warnings: Vec::new(),
+                    versions: 0,
                 },
             ),
         );

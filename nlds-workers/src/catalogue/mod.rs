@@ -24,6 +24,7 @@
 //! | `stage` | `catalog.stage`: stage requests, cancel, release, locality (archiveinfo) |
 //! | `access` | access tracking (last access, count) and pins that keep files warm |
 //! | `usage` | the usage counters per group and tier, kept with every change to copies |
+//! | `versions` | versions of a path: the newest, the next number, read selection, pruning |
 //! | `quota` | quotas: limits, reservations of running puts, `catalog.quota(-set)` |
 
 use std::collections::{HashMap, HashSet};
@@ -36,7 +37,7 @@ use nlds_core::error::ApiError;
 use nlds_core::message::{HoldingFilter, RpcReply};
 
 use nlds_core::{Action, Envelope, FileRecord, Payload, RoutingKey, Worker};
-use nlds_settings::PolicyConfig;
+use nlds_settings::{PolicyConfig, VersionsConfig};
 use regex::{Regex, RegexSet};
 use sea_orm::sea_query::Order;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
@@ -75,6 +76,7 @@ mod stage;
 mod store;
 mod submit;
 pub mod usage;
+mod versions;
 pub use archive_round::ArchiveConfig;
 pub use delete::DeleteConfig;
 pub use recall::recall_sub;
@@ -95,6 +97,8 @@ pub struct Catalogue {
     policy: PolicyConfig,
     /// How long the chunks of a request that has not started are kept (see `chunks`).
     unfinished_request_secs: u64,
+    /// `[workers.versions]`: how many versions of a path a put keeps.
+    versions: VersionsConfig,
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -122,7 +126,14 @@ impl Catalogue {
             outbox: Outbox::new(),
             policy: PolicyConfig::default(),
             unfinished_request_secs: 24 * 3600,
+            versions: VersionsConfig::default(),
         }
+    }
+
+    /// `[workers.versions]`: how many versions of each path a put keeps (`keep`, 0: all).
+    pub fn with_versions(mut self, versions: VersionsConfig) -> Self {
+        self.versions = versions;
+        self
     }
 
     /// `[policy]`: how long the files a get resolved stay pinned warm (`get_pin_secs`).
@@ -332,6 +343,16 @@ impl Catalogue {
             ) => Ok(reply(self.plan(env, filter, paths, *regex).await?)),
             (
                 Worker::Catalog,
+                Action::Plan,
+                Payload::ClassifyPut {
+                    holding_id,
+                    entries,
+                },
+            ) => Ok(reply(RpcReply::Classified(
+                self.classify_put(env, *holding_id, entries).await?,
+            ))),
+            (
+                Worker::Catalog,
                 Action::Del,
                 Payload::Delete {
                     filter,
@@ -428,6 +449,7 @@ fn record(m: &file::Model) -> FileRecord {
         object: None,
         holding_id: Some(m.holding_id),
         xattrs: xattrs_of(m.xattrs.as_deref()),
+        new_version: false,
     }
 }
 
@@ -584,6 +606,7 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::FindFiles { .. } => "find_files",
         Payload::ChangeMeta { .. } => "change_meta",
         Payload::PlanGet { .. } => "plan_get",
+        Payload::ClassifyPut { .. } => "classify_put",
         Payload::Stat { .. } => "stat",
         Payload::SystemStat => "system_stat",
         Payload::ArchiveNext => "archive_next",
@@ -621,3 +644,5 @@ mod quota_tests;
 
 #[cfg(test)]
 mod chunks_tests;
+#[cfg(test)]
+mod versions_tests;

@@ -1,7 +1,8 @@
-//! `catalog-put.start`: recording the files a transfer stored.
+//! `catalog-put.start`: recording the files a transfer stored, a path the holding already has as
+//! its next version (docs/VERSIONS.md).
 
 use nlds_core::api::Tier;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::Utc;
 use nlds_bus::Outcome;
@@ -10,9 +11,12 @@ use nlds_core::{
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
-use super::store::{add_locations, ensure_transaction, existing_files, live_conflict};
+use super::store::{add_locations, ensure_transaction, live_conflict};
 use super::{BLAKE3, CHUNK, Catalogue, Result, chunks_of, to_i64, to_u64};
-use super::{guard, quota, usage};
+use super::{guard, quota, usage, versions};
+
+/// How often a put tries the next version number of a path that concurrent puts keep taking.
+const MAX_VERSION_ATTEMPTS: usize = 20;
 use crate::db::{bad_request, checksum, file, internal, location};
 
 impl Catalogue {
@@ -50,64 +54,114 @@ impl Catalogue {
             .filter(|f| !failed.contains_key(f.path.as_str()))
             .collect();
         let paths: Vec<&str> = candidates.iter().map(|f| f.path.as_str()).collect();
-        let before = existing_files(&txn, h, &paths).await?;
-        let new: Vec<&FileRecord> = candidates
-            .iter()
-            .copied()
-            .filter(|f| !before.contains_key(&f.path))
-            .collect();
-        for chunk in new.chunks(CHUNK) {
-            let rows = chunk.iter().map(|f| file::ActiveModel {
-                holding_id: Set(h),
-                transaction_id: Set(tx.id),
-                path: Set(f.path.clone()),
-                kind: Set(f.kind),
-                link_target: Set(f.link_target.clone()),
-                size: Set(to_i64(f.size)),
-                uid: Set(i64::from(f.uid)),
-                gid: Set(i64::from(f.gid)),
-                mode: Set(i64::from(f.mode)),
-                mtime_ns: Set(f.mtime_ns),
-                xattrs: Set(super::xattrs_column(&f.xattrs)),
-                ..Default::default()
-            });
-            // A concurrent put of the same path from another transaction loses here and is
-            // reported as a conflict below.
-            file::Entity::insert_many(rows)
-                .on_conflict(live_conflict([file::Column::HoldingId, file::Column::Path]))
-                .try_insert()
-                .exec_without_returning(&txn)
-                .await?;
+        let before = versions::newest(&txn, h, &paths, false).await?;
+        // Stored by this very put already (a redelivered batch): nothing to insert. Held by
+        // another put: without a sync level (the legacy API's 1.0.x semantics) a conflict,
+        // else the next version of the path (catalog-check let only changed ones through).
+        let mut stored: HashMap<&str, (i64, bool, i32)> = HashMap::new();
+        let mut conflicting: Vec<(&FileRecord, i64, String)> = Vec::new();
+        let mut pending: Vec<&FileRecord> = Vec::new();
+        for f in &candidates {
+            match before.get(&f.path) {
+                Some(e) if e.transaction_pk == tx.id => {
+                    stored.insert(&f.path, (e.file_id, false, e.version));
+                }
+                Some(e) if env.sync.is_none() => {
+                    conflicting.push((f, e.file_id, e.tid.clone()));
+                }
+                _ => pending.push(f),
+            }
         }
-        let new_paths: Vec<&str> = new.iter().map(|f| f.path.as_str()).collect();
-        let after = existing_files(&txn, h, &new_paths).await?;
+        // Each path gets the number after its highest; a number a concurrent put of the same
+        // path took first (the live unique index decides) is retried with the next one, so
+        // both puts end as versions and neither is lost.
+        let mut attempts = 0;
+        while !pending.is_empty() {
+            attempts += 1;
+            if attempts > MAX_VERSION_ATTEMPTS {
+                return Err(internal(format!(
+                    "{} path(s) of holding {h}, e.g. {}, lost the race for a version number \
+                     {MAX_VERSION_ATTEMPTS} times",
+                    pending.len(),
+                    pending[0].path
+                )));
+            }
+            let names: Vec<&str> = pending.iter().map(|f| f.path.as_str()).collect();
+            let highest = versions::highest(&txn, h, &names).await?;
+            let want: Vec<(&FileRecord, i32)> = pending
+                .iter()
+                .map(|f| (*f, highest.get(&f.path).copied().unwrap_or(0) + 1))
+                .collect();
+            for chunk in want.chunks(CHUNK) {
+                let rows = chunk.iter().map(|(f, v)| file::ActiveModel {
+                    holding_id: Set(h),
+                    transaction_id: Set(tx.id),
+                    path: Set(f.path.clone()),
+                    kind: Set(f.kind),
+                    link_target: Set(f.link_target.clone()),
+                    size: Set(to_i64(f.size)),
+                    uid: Set(i64::from(f.uid)),
+                    gid: Set(i64::from(f.gid)),
+                    mode: Set(i64::from(f.mode)),
+                    mtime_ns: Set(f.mtime_ns),
+                    xattrs: Set(super::xattrs_column(&f.xattrs)),
+                    version: Set(*v),
+                    ..Default::default()
+                });
+                file::Entity::insert_many(rows)
+                    .on_conflict(live_conflict([
+                        file::Column::HoldingId,
+                        file::Column::Path,
+                        file::Column::Version,
+                    ]))
+                    .try_insert()
+                    .exec_without_returning(&txn)
+                    .await?;
+            }
+            let pairs: Vec<(&str, i32)> = want.iter().map(|(f, v)| (f.path.as_str(), *v)).collect();
+            let won = versions::at_version(&txn, h, &pairs).await?;
+            pending.clear();
+            let mut lost = Vec::new();
+            for (f, v) in want {
+                match won.get(&(f.path.clone(), v)) {
+                    Some((id, t)) if *t == tx.id => {
+                        stored.insert(&f.path, (*id, true, v));
+                    }
+                    _ if env.sync.is_some() => pending.push(f),
+                    _ => lost.push(f),
+                }
+            }
+            if !lost.is_empty() {
+                let names: Vec<&str> = lost.iter().map(|f| f.path.as_str()).collect();
+                let now_held = versions::newest(&txn, h, &names, false).await?;
+                for f in lost {
+                    let (id, other) = now_held
+                        .get(&f.path)
+                        .map(|e| (e.file_id, e.tid.clone()))
+                        .unwrap_or_default();
+                    conflicting.push((f, id, other));
+                }
+            }
+        }
 
         let now = Utc::now();
         let mut locations = Vec::new();
         let mut checksums = Vec::new();
-        let mut conflicting: Vec<(&FileRecord, i64, String)> = Vec::new();
         let mut done = Vec::new();
         let mut inserted_ids = Vec::new();
+        let mut new_versions = Vec::new();
         for f in &candidates {
-            let (e, inserted) = match (before.get(&f.path), after.get(&f.path)) {
-                (Some(e), _) => (e, false),
-                (None, Some(e)) => (e, true),
-                (None, None) => {
-                    return Err(internal(format!(
-                        "{} was inserted into holding {h} but cannot be read back",
-                        f.path
-                    )));
-                }
-            };
-            if e.transaction_pk != tx.id {
-                conflicting.push((f, e.file_id, e.tid.clone()));
+            let Some(&(file_id, inserted, version)) = stored.get(f.path.as_str()) else {
                 continue;
+            };
+            if version > 1 {
+                new_versions.push(f.path.as_str());
             }
             if inserted {
-                inserted_ids.push(e.file_id);
+                inserted_ids.push(file_id);
                 if let Some(o) = &f.object {
                     locations.push(location::ActiveModel {
-                        file_id: Set(e.file_id),
+                        file_id: Set(file_id),
                         tier: Set(Tier::Warm),
                         bucket: Set(o.bucket.clone()),
                         key: Set(o.key.clone()),
@@ -118,7 +172,7 @@ impl Catalogue {
                 }
                 if let Some(b) = &f.blake3 {
                     checksums.push(checksum::ActiveModel {
-                        file_id: Set(e.file_id),
+                        file_id: Set(file_id),
                         algorithm: Set(BLAKE3.to_owned()),
                         value: Set(b.clone()),
                         ..Default::default()
@@ -144,6 +198,20 @@ impl Catalogue {
             files: to_u64(new_files),
         };
         quota::settle(&txn, &env.transaction_id.to_string(), stored).await?;
+        // `[workers.versions] keep`: versions beyond the newest `keep` are deleted (soft; the
+        // purge removes them after the retention period).
+        let pruned = versions::prune(
+            &txn,
+            h,
+            &new_versions,
+            self.versions.keep,
+            &env.transaction_id.to_string(),
+        )
+        .await?;
+        if pruned > 0 {
+            tracing::info!(transaction_id = %env.transaction_id, holding_id = h, pruned,
+                keep = self.versions.keep, "older versions deleted");
+        }
 
         // Objects uploaded for paths the holding already has are deleted again, unless the
         // catalogued copy is that very object.
@@ -195,10 +263,14 @@ impl Catalogue {
             });
         }
         let done: HashSet<&str> = done.into_iter().collect();
+        let new_versions: HashSet<&str> = new_versions.into_iter().collect();
         let complete: Vec<FileRecord> = files
             .iter()
             .filter(|f| done.contains(f.path.as_str()))
-            .map(|f| (*f).clone())
+            .map(|f| FileRecord {
+                new_version: new_versions.contains(f.path.as_str()),
+                ..(*f).clone()
+            })
             .collect();
         let mut out = Outcome::publish(
             RoutingKey::new(Worker::CatalogPut, Action::Complete),

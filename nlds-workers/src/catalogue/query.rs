@@ -146,7 +146,8 @@ impl Catalogue {
             (Some(p), true) => Some(compile(p).await?),
             _ => None,
         };
-        let query = find_select(scope, order, path, path_regex, files_only);
+        let query = find_select(scope, order, path, path_regex, files_only)
+            .filter(super::versions::selected(&filter.versions));
         let (total, models) = match re {
             None => {
                 let total = query.clone().count(&self.db).await?;
@@ -251,6 +252,7 @@ impl Catalogue {
                 access_count: to_u64(m.access_count),
                 locations: locs,
                 path: m.path,
+                version: u32::try_from(m.version).unwrap_or(1),
             });
         }
         Ok(out)

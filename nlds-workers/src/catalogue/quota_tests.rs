@@ -35,6 +35,7 @@ fn rec(path: &str, size: u64) -> FileRecord {
         }),
         holding_id: None,
         xattrs: Vec::new(),
+        new_version: false,
     }
 }
 

@@ -148,6 +148,7 @@ impl Catalogue {
                         bytes,
                         failed: Vec::new(),
                         warnings: Vec::new(),
+                        versions: 0,
                     },
                 ),
             );
@@ -379,6 +380,7 @@ impl Catalogue {
                     bytes: 0,
                     failed: Vec::new(),
                     warnings: Vec::new(),
+                    versions: 0,
                 }),
             );
         }

@@ -483,6 +483,7 @@ fn locality_of_each_kind_of_copy() {
         gid: 0,
         mode: 0,
         mtime_ns: 0,
+        version: 1,
         deleted_at: None,
         deleted_by: None,
         delete_transaction: None,

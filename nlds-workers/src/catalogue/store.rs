@@ -65,48 +65,6 @@ pub(super) fn holding_id_in(ids: &[i64]) -> Expr {
     Expr::cust(format!(r#""holding"."id" IN ({})"#, list.join(",")))
 }
 
-/// A file already catalogued in a holding.
-pub(super) struct Existing {
-    pub(super) file_id: i64,
-    pub(super) transaction_pk: i64,
-    pub(super) tid: String,
-}
-
-/// The files of holding `h` at `paths`, by path.
-pub(super) async fn existing_files(
-    c: &impl ConnectionTrait,
-    h: i64,
-    paths: &[&str],
-) -> Result<HashMap<String, Existing>> {
-    let mut out = HashMap::new();
-    for chunk in paths.chunks(CHUNK) {
-        let rows: Vec<(i64, String, i64, String)> = file::Entity::find()
-            .select_only()
-            .column(file::Column::Id)
-            .column(file::Column::Path)
-            .column(file::Column::TransactionId)
-            .column_as(transaction::Column::TransactionId, "tid")
-            .join(JoinType::InnerJoin, file::Relation::Transaction.def())
-            .filter(file::Column::HoldingId.eq(h))
-            .filter(file::Column::DeletedAt.is_null())
-            .filter(file::Column::Path.is_in(chunk.iter().copied()))
-            .into_tuple()
-            .all(c)
-            .await?;
-        for (file_id, path, transaction_pk, tid) in rows {
-            out.insert(
-                path,
-                Existing {
-                    file_id,
-                    transaction_pk,
-                    tid,
-                },
-            );
-        }
-    }
-    Ok(out)
-}
-
 /// Finds the user's holding labelled `label`, or creates it in `group`. Safe against concurrent
 /// creation: the UNIQUE (user, label) index decides, and the loser reads the winner's row.
 pub(super) async fn get_or_create_holding(

@@ -46,6 +46,7 @@ fn file_rec(path: &str, size: u64) -> FileRecord {
         }),
         holding_id: None,
         xattrs: Vec::new(),
+        new_version: false,
     }
 }
 
@@ -921,7 +922,8 @@ async fn get_batches(db: DatabaseConnection) {
             files: 4,
             bytes: 600,
             failed: vec![],
-            warnings: vec![]
+            warnings: vec![],
+            versions: 0,
         }
     );
     // Nothing found: no batches, one failure, and the SPLIT that ends the parent.

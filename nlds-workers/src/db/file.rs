@@ -19,6 +19,8 @@ pub struct Model {
     pub gid: i64,
     pub mode: i64,
     pub mtime_ns: i64,
+    /// The version of the path in its holding (1, 2, ...; docs/VERSIONS.md).
+    pub version: i32,
     /// When it was deleted (soft delete; `None`: live).
     pub deleted_at: Option<DateTimeUtc>,
     /// Who deleted it.

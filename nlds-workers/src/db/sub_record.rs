@@ -15,6 +15,8 @@ pub struct Model {
     pub files: i64,
     pub bytes: i64,
     pub last_updated: DateTimeUtc,
+    /// Of `files`, the new versions of paths their holding had (a put).
+    pub versions: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -92,6 +92,7 @@ fn record(path: &str, md: &Meta, link_target: Option<String>) -> FileRecord {
         object: None,
         holding_id: None,
         xattrs: Vec::new(),
+        new_version: false,
     }
 }
 
@@ -470,6 +471,7 @@ impl Emitter<'_> {
                     bytes,
                     failed: Vec::new(),
                     warnings: Vec::new(),
+                    versions: 0,
                 },
             );
             sink.send(RoutingKey::new(Worker::MonitorPut, Action::Start), update)
@@ -560,6 +562,7 @@ impl Handler for Indexer {
                 bytes: 0,
                 failed: Vec::new(),
                 warnings: Vec::new(),
+                versions: 0,
             }),
         ))
     }

@@ -269,6 +269,7 @@ mod tests {
                 bytes: 10,
                 failed,
                 warnings: Vec::new(),
+                versions: 0,
             },
         )
     }

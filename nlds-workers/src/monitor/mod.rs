@@ -15,7 +15,7 @@ use nlds_core::api::{
 };
 use nlds_core::message::{RpcReply, StatusFilter};
 use nlds_core::workflow::sub_record::{self as states, Tally};
-use nlds_core::{Action, Envelope, FailedFile, Payload, RoutingKey, State, Worker};
+use nlds_core::{Action, Envelope, ErrorCode, FailedFile, Payload, RoutingKey, State, Worker};
 use sea_orm::sea_query::{OnConflict, Order, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
@@ -82,10 +82,15 @@ impl Monitor {
                     bytes,
                     failed,
                     warnings,
+                    versions,
                 },
             ) => {
-                self.update(env, *state, *files, *bytes, failed, warnings)
-                    .await?;
+                let counts = Counts {
+                    files: *files,
+                    bytes: *bytes,
+                    versions: *versions,
+                };
+                self.update(env, *state, counts, failed, warnings).await?;
                 Ok(Outcome::none())
             }
             (Worker::Monitor, Action::Stat, Payload::Stat { filter }) => {
@@ -167,8 +172,11 @@ impl Monitor {
         &self,
         env: &Envelope,
         state: State,
-        files: u64,
-        bytes: u64,
+        Counts {
+            files,
+            bytes,
+            versions,
+        }: Counts,
         failed: &[FailedFile],
         warnings: &[String],
     ) -> Result<()> {
@@ -197,6 +205,7 @@ impl Monitor {
                     state: Set(state),
                     files: Set(to_i64(files)),
                     bytes: Set(to_i64(bytes)),
+                    versions: Set(to_i64(versions)),
                     last_updated: Set(now),
                     ..Default::default()
                 })
@@ -227,10 +236,13 @@ impl Monitor {
                         last_updated: Set(now),
                         ..Default::default()
                     };
-                    // Updates that carry no counts (a state change only) keep the counts.
-                    if files > 0 || bytes > 0 {
+                    // Updates that carry no counts (a state change only) keep the counts; a
+                    // batch that skipped files as unchanged reports its counts, zero included.
+                    let skipped = failed.iter().any(|f| f.code == ErrorCode::Unchanged);
+                    if files > 0 || bytes > 0 || skipped {
                         change.files = Set(to_i64(files));
                         change.bytes = Set(to_i64(bytes));
+                        change.versions = Set(to_i64(versions));
                     }
                     sub_record::Entity::update(change).exec(&txn).await?;
                 } else {
@@ -393,6 +405,7 @@ impl Monitor {
                     .column(failed_file::Column::SubRecordId)
                     .distinct()
                     .filter(failed_file::Column::SubRecordId.in_subquery(subs_in_scope))
+                    .filter(failed_file::Column::Code.ne(ErrorCode::Unchanged))
                     .into_tuple::<i64>()
                     .all(&self.db)
                     .await?
@@ -452,6 +465,15 @@ impl Monitor {
     }
 }
 
+/// The counts of a monitor update.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    files: u64,
+    bytes: u64,
+    /// Of `files`, new versions of paths the holding had.
+    versions: u64,
+}
+
 /// The full status of transaction records, in their order.
 async fn status(
     c: &impl ConnectionTrait,
@@ -502,11 +524,22 @@ async fn status(
         let warnings = warnings.remove(&r.id).unwrap_or_default();
         let mut sub_records = Vec::new();
         let mut tally = Tally::default();
+        let (mut files_skipped, mut files_new_versions) = (0, 0);
         for s in subs.remove(&r.id).unwrap_or_default() {
             let state = s.state;
-            let failed_files = failed.remove(&s.id).unwrap_or_default();
+            // Files a put skipped as unchanged travel with the failed ones; they are no failure.
+            let (skipped_files, failed_files): (Vec<FailedFile>, Vec<FailedFile>) = failed
+                .remove(&s.id)
+                .unwrap_or_default()
+                .into_iter()
+                .partition(|f| f.code == ErrorCode::Unchanged);
             let (files, bytes) = (to_u64(s.files), to_u64(s.bytes));
             tally.add(state, files, bytes, failed_files.len() as u64);
+            files_skipped += skipped_files.len() as u64;
+            let new_versions = to_u64(s.versions);
+            if state == State::Complete {
+                files_new_versions += new_versions;
+            }
             sub_records.push(SubRecordStatus {
                 id: s.id,
                 sub_id: sub_id_of(&s.sub_id)?,
@@ -515,6 +548,8 @@ async fn status(
                 files,
                 bytes,
                 failed_files,
+                skipped_files,
+                new_versions,
             });
         }
         let derived = tally.derive(!warnings.is_empty());
@@ -538,6 +573,8 @@ async fn status(
             files_total: tally.files_total,
             files_done: tally.files_done,
             files_failed: tally.files_failed,
+            files_skipped,
+            files_new_versions,
             bytes_total: tally.bytes_total,
             bytes_done: tally.bytes_done,
             warnings,

@@ -67,6 +67,7 @@ impl Tx {
                         })
                         .collect(),
                     warnings: warnings.iter().map(|w| w.to_string()).collect(),
+                    versions: 0,
                 },
             ),
         )

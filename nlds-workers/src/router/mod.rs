@@ -18,13 +18,14 @@ fn key(worker: Worker, action: Action) -> RoutingKey {
 /// A monitor update for the message's sub-record, with the files that failed at the step that
 /// sent it (recorded together, so a final state never overtakes its failures).
 pub fn monitor(env: &Envelope, state: State) -> (RoutingKey, Envelope) {
-    let (files, bytes, failed) = match &env.payload {
+    let (files, bytes, failed, versions) = match &env.payload {
         Payload::Files { files, failed, .. } => (
             files.len() as u64,
             files.iter().map(|f| f.size).sum::<u64>(),
             failed.clone(),
+            files.iter().filter(|f| f.new_version).count() as u64,
         ),
-        _ => (0, 0, Vec::new()),
+        _ => (0, 0, Vec::new(), 0),
     };
     (
         key(Worker::MonitorPut, Action::Start),
@@ -34,6 +35,7 @@ pub fn monitor(env: &Envelope, state: State) -> (RoutingKey, Envelope) {
             bytes,
             failed,
             warnings: Vec::new(),
+            versions,
         }),
     )
 }
@@ -71,10 +73,19 @@ fn is_empty_batch(env: &Envelope) -> bool {
     matches!(&env.payload, Payload::Files { files, .. } if files.is_empty())
 }
 
+/// A batch left empty because every file in it was skipped as unchanged (a put of what the
+/// holding already has): nothing failed, so it is done, not emptied.
+fn all_unchanged(env: &Envelope) -> bool {
+    matches!(&env.payload, Payload::Files { files, failed, .. }
+        if files.is_empty() && !failed.is_empty()
+            && failed.iter().all(|f| f.code == ErrorCode::Unchanged))
+}
+
 /// How the step that sent `env` went, as the workflow sees it.
 fn step_outcome(action: Action, env: &Envelope) -> StepOutcome {
     match action {
         Action::Failed => StepOutcome::Failed,
+        _ if all_unchanged(env) => StepOutcome::Unchanged,
         _ if is_empty_batch(env) => StepOutcome::Emptied,
         _ => StepOutcome::Done,
     }
@@ -149,13 +160,15 @@ impl Router {
         let mut out = self.apply(workflow, step, outcome, &env)?;
         // The failures of a monitored step are logged too.
         if matches!(workflow, Workflow::Put | Workflow::Get) {
-            let failed = match &env.payload {
-                Payload::Files { failed, .. } | Payload::Failed { files: failed } => {
-                    failed.as_slice()
-                }
-                _ => &[],
+            let failed: Vec<nlds_core::FailedFile> = match &env.payload {
+                Payload::Files { failed, .. } | Payload::Failed { files: failed } => failed
+                    .iter()
+                    .filter(|f| f.code != ErrorCode::Unchanged)
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
             };
-            if let Some((k, e)) = log_failures(worker, &env, failed) {
+            if let Some((k, e)) = log_failures(worker, &env, &failed) {
                 out = out.and(k, e);
             }
         }
@@ -201,6 +214,7 @@ fn failed_update(
             bytes: 0,
             failed: files,
             warnings: Vec::new(),
+            versions: 0,
         }),
     ))
 }
@@ -250,6 +264,7 @@ mod tests {
                     object: None,
                     holding_id: None,
                     xattrs: Vec::new(),
+                    new_version: false,
                 })
                 .collect(),
             target: None,

@@ -398,6 +398,7 @@ impl TransferGet {
                 bytes: 0,
                 failed: Vec::new(),
                 warnings,
+                versions: 0,
             }),
         ))
     }

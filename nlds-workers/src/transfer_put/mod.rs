@@ -266,10 +266,35 @@ impl TransferPut {
             return Step::NotStarted;
         }
         let r = rec.clone();
-        let source = match blocking(move || open_source(&fs, &r)).await {
+        let mut source = match blocking(move || open_source(&fs, &r)).await {
             Ok(s) => s,
             Err(f) => return Step::Failed(f),
         };
+        // The `checksum` sync level: a new version whose size matched arrives with the stored
+        // blake3; the same content is skipped before anything is uploaded.
+        if let Some(stored) = rec.blake3.take().filter(|_| rec.new_version) {
+            let (back, hashed) = blocking(move || {
+                let h = hash_at(&source.file);
+                (source, h)
+            })
+            .await;
+            source = back;
+            match hashed {
+                Ok(local) if local == stored => {
+                    return Step::Failed(FailedFile::new(
+                        &rec.path,
+                        ErrorCode::Unchanged,
+                        format!(
+                            "{} is unchanged (sync level checksum): same size and blake3 as \
+                             the stored version",
+                            rec.path
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Step::Failed(io_failed(&rec.path, "cannot read", &rec.path, &e)),
+            }
+        }
         let key = object_key(tid, &rec.path);
         let size = source.meta.size;
         let single = size == 0 || size < self.store.cfg.multipart_threshold;
@@ -558,6 +583,27 @@ fn fill(file: &mut File, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
     }
     buf.truncate(start + n);
     Ok(n)
+}
+
+/// The blake3 of `file`'s content, read with positioned reads (the file offset stays at the
+/// start for the upload that may follow).
+fn hash_at(file: &File) -> io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    loop {
+        match file.read_at(&mut buf, offset) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hasher.finalize().to_hex().to_string())
 }
 
 /// Reads a small file whole (at most `size + 1` bytes, so growth is noticed), hashing as it goes.

@@ -252,6 +252,7 @@ fn record(path: &Path) -> FileRecord {
         object: None,
         holding_id: None,
         xattrs: Vec::new(),
+        new_version: false,
     }
 }
 

@@ -47,6 +47,11 @@ pub struct DelArgs {
     #[arg(short = 'x', long, requires = "path")]
     pub regex: bool,
 
+    /// Delete every version of each path, not only the newest (without it, the version before
+    /// the newest becomes the newest).
+    #[arg(long)]
+    pub all_versions: bool,
+
     #[command(flatten)]
     pub dry_run: DryRun,
 
@@ -76,6 +81,11 @@ pub struct DellistArgs {
         value_name = "JOB_LABEL"
     )]
     pub job_label: Option<String>,
+
+    /// Delete every version of each path, not only the newest (without it, the version before
+    /// the newest becomes the newest).
+    #[arg(long)]
+    pub all_versions: bool,
 
     #[command(flatten)]
     pub dry_run: DryRun,
@@ -153,6 +163,7 @@ pub fn prepare_del(a: &DelArgs, env: &Env) -> Result<Plan, Failure> {
             job_label: a.job_label.clone(),
             group: None,
             dry_run: a.dry_run.dry_run,
+            all_versions: a.all_versions,
         },
         wait_plan(&a.wait),
     ))
@@ -172,6 +183,7 @@ pub fn prepare_dellist(a: &DellistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
             job_label: a.job_label.clone(),
             group: None,
             dry_run: a.dry_run.dry_run,
+            all_versions: a.all_versions,
         },
         wait_plan(&a.wait),
     ))

@@ -28,6 +28,7 @@ use chrono::{DateTime, Utc};
 use nlds_core::api::{DeletePlan, DeletedFile, DeletedHolding};
 use nlds_core::error::ApiError;
 use nlds_core::message::HoldingFilter;
+use nlds_core::versions::VersionSelect;
 use nlds_core::workflow::{Effect, Step, Workflow};
 use nlds_core::{Action, Envelope, ErrorCode, FailedFile, PathKind, Payload, RoutingKey, Worker};
 use sea_orm::sea_query::Expr;
@@ -234,7 +235,7 @@ impl Catalogue {
                 .map(|h| h.id)
                 .chain(refused.iter().map(|(h, _)| h.id))
                 .collect();
-            let (matched, unmatched) = select_files(&txn, &all_ids, paths, regex, false).await?;
+            let (matched, unmatched) = select_files(&txn, &all_ids, paths, regex, false, &filter.versions).await?;
             let refused_by: HashMap<i64, &String> =
                 refused.iter().map(|(h, r)| (h.id, r)).collect();
             for m in matched {
@@ -394,7 +395,7 @@ impl Catalogue {
             }
         } else {
             let ids: Vec<i64> = allowed.iter().map(|h| h.id).collect();
-            let (matched, unmatched) = select_files(&txn, &ids, paths, regex, true).await?;
+            let (matched, unmatched) = select_files(&txn, &ids, paths, regex, true, &VersionSelect::All).await?;
             for p in unmatched {
                 failed.push(FailedFile::new(
                     &p,
@@ -482,23 +483,25 @@ impl Catalogue {
                 ));
                 continue;
             }
+            // Versions keep their numbers: only the same version live again is in the way.
             let again = file::Entity::find()
                 .filter(file::Column::HoldingId.eq(m.holding_id))
                 .filter(file::Column::Path.eq(m.path.as_str()))
+                .filter(file::Column::Version.eq(m.version))
                 .filter(file::Column::DeletedAt.is_null())
                 .one(&txn)
                 .await?;
             if again.is_some()
                 || files.iter().any(|(f, _): &(file::Model, _)| {
-                    f.holding_id == m.holding_id && f.path == m.path
+                    f.holding_id == m.holding_id && f.path == m.path && f.version == m.version
                 })
             {
                 failed.push(FailedFile::new(
                     &m.path,
                     ErrorCode::Conflict,
                     format!(
-                        "{} is in holding {} again: it cannot be undeleted beside it",
-                        m.path, h.id
+                        "{} version {} is in holding {} again: it cannot be undeleted beside it",
+                        m.path, m.version, h.id
                     ),
                 ));
                 continue;
@@ -557,6 +560,7 @@ pub(crate) fn recorded(
                     bytes: plan.bytes_total,
                     failed: plan.failed.clone(),
                     warnings: Vec::new(),
+                    versions: 0,
                 }),
             ));
         }
@@ -652,6 +656,7 @@ async fn select_files(
     paths: &[String],
     regex: bool,
     deleted: bool,
+    versions: &VersionSelect,
 ) -> Result<(Vec<file::Model>, Vec<String>)> {
     if paths.iter().any(|p| p.trim().is_empty()) {
         return Err(bad_request("a path must not be empty"));
@@ -661,10 +666,17 @@ async fn select_files(
     } else {
         file::Column::DeletedAt.is_null()
     };
+    // Live files: the versions the delete selects (by default the newest of each path, so the
+    // one before it becomes the newest; docs/DELETE.md).
     let base = || {
-        file::Entity::find()
+        let q = file::Entity::find()
             .filter(super::holding_file_in(ids))
-            .filter(state.clone())
+            .filter(state.clone());
+        if deleted {
+            q
+        } else {
+            q.filter(super::versions::selected(versions))
+        }
     };
     let mut matched: BTreeMap<i64, file::Model> = BTreeMap::new();
     let mut unmatched = Vec::new();

@@ -10,7 +10,7 @@ use clap::Args;
 use nlds_core::api::{HoldingQuery, MAX_LIMIT};
 use uuid::Uuid;
 
-use crate::args::{HoldingSel, Order};
+use crate::args::{HoldingSel, Order, VersionArgs};
 use crate::ctx::{Env, Failure, abs, query_tag};
 use crate::plan::Plan;
 
@@ -48,6 +48,14 @@ pub struct FindArgs {
     #[arg(short = 'x', long)]
     pub regex: bool,
 
+    #[command(flatten)]
+    pub versions: VersionArgs,
+
+    /// Every version of each path (version number, ingest time, transaction and size), not
+    /// only the newest.
+    #[arg(long = "versions", conflicts_with_all = ["version", "at"])]
+    pub all_versions: bool,
+
     /// At most this many files.
     #[arg(short = 'L', long, value_name = "N", default_value_t = nlds_core::api::DEFAULT_LIMIT, value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT))]
     pub limit: u64,
@@ -74,6 +82,9 @@ pub fn prepare(a: &FindArgs, env: &Env) -> Result<Plan, Failure> {
             limit: Some(a.limit),
             offset: None,
             descending: a.order.descending(),
+            version: a.versions.version,
+            at: a.versions.at.clone(),
+            versions: a.all_versions,
         },
         simple: a.simple,
         url: a.url,
@@ -96,6 +107,8 @@ pub async fn execute(
     }
     if simple {
         print_raw(io, &view::simple_paths(&page.files, url));
+    } else if query.versions && !page.files.is_empty() {
+        print(io, &view::versions_table(&page.files, ctx.zone, ctx.width));
     } else {
         match page.files.as_slice() {
             [] => {

@@ -45,6 +45,40 @@ pub fn files_table(files: &[FileEntry], url: bool, zone: Zone, width: Option<usi
     )
 }
 
+/// `find --versions`: every version of each path, by path then version (ingest time and
+/// transaction of each).
+pub fn versions_table(files: &[FileEntry], zone: Zone, width: Option<usize>) -> String {
+    use Align::*;
+    use Fit::*;
+    let mut sorted: Vec<&FileEntry> = files.iter().collect();
+    sorted.sort_by(|a, b| (a.holding_id, &a.path, a.version).cmp(&(b.holding_id, &b.path, b.version)));
+    let rows: Vec<Vec<String>> = sorted
+        .iter()
+        .map(|f| {
+            vec![
+                f.holding_id.to_string(),
+                f.version.to_string(),
+                time(&f.ingest_time, zone),
+                f.transaction_id.to_string(),
+                human_size(f.size),
+                f.path.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            col("h-id", Right, Keep),
+            col("version", Right, Keep),
+            col("ingest time", Left, Keep),
+            col("transaction", Left, Keep),
+            col("size", Right, Keep),
+            col("path", Left, Start),
+        ],
+        &rows,
+        width,
+    )
+}
+
 /// `find -1`: the paths (or, with `-U`, the URLs of the files that have a warm copy), one per line.
 pub fn simple_paths(files: &[FileEntry], url: bool) -> String {
     let mut o = String::new();
@@ -216,6 +250,7 @@ mod tests {
             recalling: false,
             last_access: None,
             access_count: 0,
+            version: 1,
         };
         assert_eq!(storage(&f), "C");
         f.recalling = true;

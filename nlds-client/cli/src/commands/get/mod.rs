@@ -14,7 +14,7 @@ use clap::Args;
 use nlds_core::api::GetRequest;
 use uuid::Uuid;
 
-use crate::args::{Clobber, DryRun, HoldingSel, WaitOpts};
+use crate::args::{Clobber, DryRun, HoldingSel, VersionArgs, WaitOpts};
 use crate::ctx::{Env, Failure, abs, all_tags, read_filelist, target_dir, wait_plan};
 use crate::plan::{Plan, WaitPlan};
 
@@ -50,6 +50,9 @@ pub struct GetArgs {
 
     #[command(flatten)]
     pub clobber: Clobber,
+
+    #[command(flatten)]
+    pub versions: VersionArgs,
 
     #[command(flatten)]
     pub dry_run: DryRun,
@@ -88,6 +91,9 @@ pub struct GetlistArgs {
     pub clobber: Clobber,
 
     #[command(flatten)]
+    pub versions: VersionArgs,
+
+    #[command(flatten)]
     pub dry_run: DryRun,
 
     #[command(flatten)]
@@ -118,6 +124,8 @@ pub fn prepare_get(a: &GetArgs, env: &Env) -> Result<Plan, Failure> {
             dry_run: a.dry_run.dry_run,
             keep_owner: false,
             parts: 0,
+            version: a.versions.version,
+            at: a.versions.at.clone(),
         },
         wait_plan(&a.wait),
     ))
@@ -141,6 +149,8 @@ pub fn prepare_getlist(a: &GetlistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
             dry_run: a.dry_run.dry_run,
             keep_owner: false,
             parts: 0,
+            version: a.versions.version,
+            at: a.versions.at.clone(),
         },
         wait_plan(&a.wait),
     ))

@@ -58,6 +58,7 @@ pub fn prepare(a: &ListArgs) -> Result<Plan, Failure> {
         limit: a.limit,
         offset: None,
         descending: a.order.descending(),
+        ..HoldingQuery::default()
     }))
 }
 

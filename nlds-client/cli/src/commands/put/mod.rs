@@ -13,9 +13,10 @@ use std::io::Read;
 use clap::Args;
 use nlds_core::api::{HoldingQuery, PutRequest};
 use nlds_core::quota::SizeHint;
+use nlds_core::versions::{SyncLevel, Verdict};
 use uuid::Uuid;
 
-use crate::args::{DryRun, HoldingSel, WaitOpts};
+use crate::args::{DryRun, HoldingSel, SyncArg, WaitOpts};
 use crate::ctx::{Env, Failure, abs, all_tags, read_filelist, wait_plan};
 use crate::plan::{Plan, WaitPlan};
 
@@ -41,6 +42,9 @@ pub struct PutArgs {
     /// theirs). Only the name is sent; the credentials stay on the server side.
     #[arg(long, value_name = "NAME")]
     pub tenancy: Option<String>,
+
+    #[command(flatten)]
+    pub sync: SyncArg,
 
     #[command(flatten)]
     pub dry_run: DryRun,
@@ -74,6 +78,9 @@ pub struct PutlistArgs {
     pub tenancy: Option<String>,
 
     #[command(flatten)]
+    pub sync: SyncArg,
+
+    #[command(flatten)]
     pub dry_run: DryRun,
 
     #[command(flatten)]
@@ -95,6 +102,8 @@ pub fn prepare_put(a: &PutArgs, env: &Env) -> Result<Plan, Failure> {
             tenancy: a.tenancy.clone(),
             size_hint: None,
             parts: 0,
+            sync: a.sync.sync,
+            entries: Vec::new(),
         },
         wait_plan(&a.wait),
     ))
@@ -115,6 +124,8 @@ pub fn prepare_putlist(a: &PutlistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
             tenancy: a.tenancy.clone(),
             size_hint: None,
             parts: 0,
+            sync: a.sync.sync,
+            entries: Vec::new(),
         },
         wait_plan(&a.wait),
     ))
@@ -161,13 +172,22 @@ pub async fn dry_run(
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
     let paths = req.paths.clone();
-    let scan = tokio::task::spawn_blocking(move || local::scan(&paths))
-        .await
-        .map_err(|e| Error::Decode(format!("the local scan failed: {e}")))?;
-    let plan = client.put_plan(&req).await?;
-    // An existing holding may already have some of these entries: the put would fail for them.
+    let hash = req.sync == Some(SyncLevel::Checksum);
+    let (scan, entries) = tokio::task::spawn_blocking(move || {
+        (local::scan(&paths), local::entries(&paths, hash))
+    })
+    .await
+    .map_err(|e| Error::Decode(format!("the local scan failed: {e}")))?;
+    // The server says what the put would do with each entry (new, changed, unchanged), by the
+    // same classification as the put's check.
+    let ask = PutRequest {
+        entries,
+        ..req.clone()
+    };
+    let plan = client.put_plan(&ask).await?;
+    // A server that does not classify (an older one): an existing holding's entries would fail.
     let already = match (&plan.holding, local::stored_paths_regex(&scan)) {
-        (Some(h), Some(re)) => {
+        (Some(h), Some(re)) if plan.verdicts.is_empty() => {
             let page = client
                 .find(&HoldingQuery {
                     group: req.group.clone(),
@@ -208,6 +228,19 @@ pub async fn dry_run(
             io,
             ctx,
             "error: nothing would be put: none of the paths exists or can be read",
+        );
+        return Ok(exit::NOT_FOUND);
+    }
+    if !plan.verdicts.is_empty()
+        && plan
+            .verdicts
+            .iter()
+            .all(|v| v.verdict == Verdict::Unchanged)
+    {
+        note(
+            io,
+            ctx,
+            "error: nothing would be put: the holding has every entry unchanged",
         );
         return Ok(exit::NOT_FOUND);
     }

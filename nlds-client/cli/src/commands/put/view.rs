@@ -3,11 +3,37 @@
 use std::fmt::Write as _;
 
 use nlds_core::api::{PutPlan, PutRequest};
+use nlds_core::versions::{EntryVerdict, Verdict};
 
 use crate::format::{
     Align, Fit, INDENT, col, human_size, kv, printable, problems_list, table, tags_text,
 };
 use nlds_client::local::{AlreadyStored, LocalScan};
+
+/// What the put would do with each entry (the server's classification), and the counts:
+/// `2 new, 3 changed (new versions), 14 unchanged (skipped)`.
+fn verdicts_view(o: &mut String, verdicts: &[EntryVerdict]) {
+    let count = |want: &Verdict| verdicts.iter().filter(|v| &v.verdict == want).count();
+    kv(
+        o,
+        INDENT,
+        "sync",
+        &format!(
+            "{} new, {} changed (new versions), {} unchanged (skipped)",
+            count(&Verdict::New),
+            count(&Verdict::Changed),
+            count(&Verdict::Unchanged)
+        ),
+    );
+    for v in verdicts {
+        let what = match v.verdict {
+            Verdict::Changed => "changed (new version)",
+            Verdict::Unchanged => "unchanged (skipped)",
+            _ => "new",
+        };
+        let _ = writeln!(o, "{INDENT}  {what:<26} {}", printable(&v.path));
+    }
+}
 
 /// `put --dry-run`: what would be sent, the holding the server would use, what the local walk
 /// found under each path (counts, sizes, and the entries the put would fail for), and the entries
@@ -64,6 +90,9 @@ pub fn put_plan_view(
         ),
     );
     let t = &scan.total;
+    if !plan.verdicts.is_empty() {
+        verdicts_view(&mut o, &plan.verdicts);
+    }
     kv(
         &mut o,
         INDENT,
