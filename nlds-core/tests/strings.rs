@@ -93,6 +93,7 @@ fn action() {
             "meta",
             "stat",
             "setup",
+            "append",
             "plan",
             "evict",
             "undelete",
