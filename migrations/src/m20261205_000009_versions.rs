@@ -101,7 +101,12 @@ impl MigrationTrait for Migration {
             ))
             .await?;
         manager
-            .drop_index(Index::drop().name(VERSION_LIVE).table(File::Table).to_owned())
+            .drop_index(
+                Index::drop()
+                    .name(VERSION_LIVE)
+                    .table(File::Table)
+                    .to_owned(),
+            )
             .await?;
         manager
             .create_index(live_unique(

@@ -299,7 +299,7 @@ pub struct HoldingQuery {
     /// The newest version ingested at or before this time, RFC 3339 or a date (find only).
     pub at: Option<String>,
     /// Every version of each path (find only).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub versions: bool,
 }
 

@@ -273,7 +273,10 @@ pub struct HoldingFilter {
     pub offset: u64,
     pub descending: bool,
     /// Which version of each path a find, get or delete selects (default: the newest).
-    #[serde(default, skip_serializing_if = "crate::versions::VersionSelect::is_newest")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::versions::VersionSelect::is_newest"
+    )]
     pub versions: crate::versions::VersionSelect,
 }
 

@@ -88,7 +88,11 @@ pub struct LocalPath<'a> {
 /// changed (except at `exists`); directories and links have no content to hash, so `checksum`
 /// compares them like `mtime`; a file with no stored checksum cannot be compared by content and
 /// is changed.
-pub fn classify(level: SyncLevel, local: &LocalPath<'_>, stored: Option<&StoredVersion<'_>>) -> Verdict {
+pub fn classify(
+    level: SyncLevel,
+    local: &LocalPath<'_>,
+    stored: Option<&StoredVersion<'_>>,
+) -> Verdict {
     let Some(stored) = stored else {
         return Verdict::New;
     };
@@ -240,7 +244,10 @@ mod tests {
     #[test]
     fn a_path_not_stored_is_new_at_every_level() {
         for &l in SyncLevel::ALL {
-            assert_eq!(classify(l, &local(PathKind::File, 1, 1), None), Verdict::New);
+            assert_eq!(
+                classify(l, &local(PathKind::File, 1, 1), None),
+                Verdict::New
+            );
         }
     }
 
@@ -254,10 +261,28 @@ mod tests {
         let cmp = CompareChecksum { blake3: "b".into() };
         let cases = [
             // (local, exists, size, mtime, checksum)
-            (local(f, 10, 100), Unchanged, Unchanged, Unchanged, cmp.clone()),
-            (local(f, 10, 200), Unchanged, Unchanged, Changed, cmp.clone()),
+            (
+                local(f, 10, 100),
+                Unchanged,
+                Unchanged,
+                Unchanged,
+                cmp.clone(),
+            ),
+            (
+                local(f, 10, 200),
+                Unchanged,
+                Unchanged,
+                Changed,
+                cmp.clone(),
+            ),
             (local(f, 11, 100), Unchanged, Changed, Changed, Changed),
-            (local(PathKind::Directory, 10, 100), Unchanged, Changed, Changed, Changed),
+            (
+                local(PathKind::Directory, 10, 100),
+                Unchanged,
+                Changed,
+                Changed,
+                Changed,
+            ),
         ];
         for (l, exists, size, mtime, checksum) in cases {
             assert_eq!(classify(Exists, &l, Some(&s)), exists, "{l:?}");
@@ -266,15 +291,24 @@ mod tests {
             assert_eq!(classify(Checksum, &l, Some(&s)), checksum, "{l:?}");
         }
         let no_sum = StoredVersion { blake3: None, ..s };
-        assert_eq!(classify(Checksum, &local(f, 10, 100), Some(&no_sum)), Changed);
+        assert_eq!(
+            classify(Checksum, &local(f, 10, 100), Some(&no_sum)),
+            Changed
+        );
     }
 
     #[test]
     fn directories_and_links_compare_by_metadata() {
         let d = PathKind::Directory;
         for l in [SyncLevel::Mtime, SyncLevel::Checksum] {
-            assert_eq!(classify(l, &local(d, 0, 5), Some(&stored(d, 0, 5))), Verdict::Unchanged);
-            assert_eq!(classify(l, &local(d, 0, 6), Some(&stored(d, 0, 5))), Verdict::Changed);
+            assert_eq!(
+                classify(l, &local(d, 0, 5), Some(&stored(d, 0, 5))),
+                Verdict::Unchanged
+            );
+            assert_eq!(
+                classify(l, &local(d, 0, 6), Some(&stored(d, 0, 5))),
+                Verdict::Changed
+            );
         }
         let link = |t: &'static str| LocalPath {
             link_target: Some(t),
@@ -284,9 +318,18 @@ mod tests {
             link_target: Some("a"),
             ..stored(PathKind::Link, 1, 5)
         };
-        assert_eq!(classify(SyncLevel::Size, &link("a"), Some(&was)), Verdict::Unchanged);
-        assert_eq!(classify(SyncLevel::Size, &link("b"), Some(&was)), Verdict::Changed);
-        assert_eq!(classify(SyncLevel::Exists, &link("b"), Some(&was)), Verdict::Unchanged);
+        assert_eq!(
+            classify(SyncLevel::Size, &link("a"), Some(&was)),
+            Verdict::Unchanged
+        );
+        assert_eq!(
+            classify(SyncLevel::Size, &link("b"), Some(&was)),
+            Verdict::Changed
+        );
+        assert_eq!(
+            classify(SyncLevel::Exists, &link("b"), Some(&was)),
+            Verdict::Unchanged
+        );
     }
 
     #[test]
@@ -298,10 +341,22 @@ mod tests {
             "2026-12-05T09:00:00+00:00"
         );
         assert!(parse_at("yesterday").unwrap_err().contains("RFC 3339"));
-        assert_eq!(VersionSelect::from_request(None, None, false), Ok(VersionSelect::Newest));
-        assert_eq!(VersionSelect::from_request(Some(2), None, false), Ok(VersionSelect::Number(2)));
-        assert_eq!(VersionSelect::from_request(None, Some(t), false), Ok(VersionSelect::At(t)));
-        assert_eq!(VersionSelect::from_request(None, None, true), Ok(VersionSelect::All));
+        assert_eq!(
+            VersionSelect::from_request(None, None, false),
+            Ok(VersionSelect::Newest)
+        );
+        assert_eq!(
+            VersionSelect::from_request(Some(2), None, false),
+            Ok(VersionSelect::Number(2))
+        );
+        assert_eq!(
+            VersionSelect::from_request(None, Some(t), false),
+            Ok(VersionSelect::At(t))
+        );
+        assert_eq!(
+            VersionSelect::from_request(None, None, true),
+            Ok(VersionSelect::All)
+        );
         assert!(VersionSelect::from_request(Some(0), None, false).is_err());
         assert!(VersionSelect::from_request(Some(1), Some(t), false).is_err());
     }

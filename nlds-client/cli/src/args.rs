@@ -170,9 +170,8 @@ pub struct SyncArg {
 }
 
 fn parse_sync(s: &str) -> Result<nlds_core::versions::SyncLevel, String> {
-    s.parse().map_err(|_| {
-        format!("{s:?} is not a sync level: use exists, size, mtime or checksum")
-    })
+    s.parse()
+        .map_err(|_| format!("{s:?} is not a sync level: use exists, size, mtime or checksum"))
 }
 
 /// `--version N` or `--at TIME`, on get, getlist and find: which version of each path.

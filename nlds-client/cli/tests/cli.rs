@@ -535,7 +535,8 @@ fn sample_transactions() -> Vec<TransactionStatus> {
                 files: 0,
                 bytes: 0,
                 failed_files: vec![],
-                skipped_files: Vec::new(), new_versions: 0,
+                skipped_files: Vec::new(),
+                new_versions: 0,
             },
             SubRecordStatus {
                 id: 2,
@@ -545,7 +546,8 @@ fn sample_transactions() -> Vec<TransactionStatus> {
                 files: 3,
                 bytes: 2 * 1024 * 1024 + 512 * 1024,
                 failed_files: vec![],
-                skipped_files: Vec::new(), new_versions: 0,
+                skipped_files: Vec::new(),
+                new_versions: 0,
             },
             SubRecordStatus {
                 id: 3,
@@ -559,10 +561,12 @@ fn sample_transactions() -> Vec<TransactionStatus> {
                     ErrorCode::PathMissing,
                     "no such file or directory",
                 )],
-                skipped_files: Vec::new(), new_versions: 0,
+                skipped_files: Vec::new(),
+                new_versions: 0,
             },
         ],
-        files_skipped: 0, files_new_versions: 0,
+        files_skipped: 0,
+        files_new_versions: 0,
     };
     let t2 = TransactionStatus {
         id: 42,
@@ -584,7 +588,8 @@ fn sample_transactions() -> Vec<TransactionStatus> {
         bytes_done: 0,
         warnings: vec![],
         sub_records: vec![],
-        files_skipped: 0, files_new_versions: 0,
+        files_skipped: 0,
+        files_new_versions: 0,
     };
     let mut t3 = t2.clone();
     t3.id = 1043;

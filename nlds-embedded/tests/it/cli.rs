@@ -593,14 +593,12 @@ async fn cli_dry_runs_no_clobber_stdin_lists_and_narrow_tables() {
     assert_eq!(holding["tags"]["url"], "https://x.org:8443", "{list}");
     let hid = holding["id"].as_i64().unwrap();
 
-    // A dry run of what the holding already has: the put would fail for all of it (exit 5).
+    // A dry run of what the holding already has unchanged: the put would skip all of it (exit 5).
     let sub = s(&root.join("sub"));
     let out = cli.run(&["put", &sub, "-l", "dry", "--dry-run"]);
     assert_code(&["put", "sub", "-l", "dry", "--dry-run"], &out, 5);
     assert!(
-        stdout(&out).contains(&format!(
-            "    already stored  : 3 of these entries are already in holding {hid}: the put would fail for them\n"
-        )),
+        stdout(&out).contains("0 new, 0 changed (new versions), 3 unchanged (skipped)"),
         "{}",
         stdout(&out)
     );
@@ -609,19 +607,19 @@ async fn cli_dry_runs_no_clobber_stdin_lists_and_narrow_tables() {
         "{}",
         stdout(&out)
     );
-    // And indeed it fails: a put without --wait, then `nlds wait ID`, whose exit code tells how
-    // it ended (12: FAILED).
+    // And indeed it skips them: a put without --wait, then `nlds wait ID`, whose exit code
+    // tells how it ended (0: COMPLETE, every entry skipped, none failed).
     let accepted = cli.json(&["put", &sub, "-l", "dry"]);
     let tid = accepted["transaction_id"].as_str().unwrap().to_owned();
     let out = cli.run(&["wait", &tid, "--poll", "100ms"]);
-    assert_code(&["wait", &tid], &out, 12);
+    assert_code(&["wait", &tid], &out, 0);
     assert!(
-        stdout(&out).contains("    state           : FAILED\n"),
+        stdout(&out).contains("    state           : COMPLETE\n"),
         "{}",
         stdout(&out)
     );
     assert!(
-        stdout(&out).contains("code            : conflict"),
+        stdout(&out).contains("0 new, 0 new versions, 3 unchanged (skipped)"),
         "{}",
         stdout(&out)
     );
@@ -643,7 +641,10 @@ async fn cli_dry_runs_no_clobber_stdin_lists_and_narrow_tables() {
         text.contains(&format!("    holding         : {hid} (dry): existing, ")),
         "{text}"
     );
-    assert!(text.contains("    already stored  : (none)\n"), "{text}");
+    assert!(
+        text.contains("1 new, 0 changed (new versions), 0 unchanged (skipped)"),
+        "{text}"
+    );
     let out = cli.run(&["put", &s(&root.join("a.txt")), "-l", "dry", "--dry-run"]);
     assert_code(&["put", "a.txt", "--dry-run"], &out, 5);
     let text = cli.ok_full(
@@ -656,9 +657,7 @@ async fn cli_dry_runs_no_clobber_stdin_lists_and_narrow_tables() {
         "{text}"
     );
     assert!(
-        text.contains(&format!(
-            "    already stored  : 1 of these entries are already in holding {hid}: the put would fail for them\n"
-        )),
+        text.contains("1 new, 0 changed (new versions), 1 unchanged (skipped)"),
         "{text}"
     );
     assert!(

@@ -120,14 +120,18 @@ pub async fn scenario(api: &Api, big_mib: usize) {
     assert!(ids.contains(&put.transaction_id.to_string().as_str()));
     assert!(ids.contains(&got.transaction_id.to_string().as_str()));
 
-    // Putting the same files into the same holding again stores nothing twice.
+    // Putting the same files into the same holding again stores nothing twice: unchanged, they
+    // are skipped (docs/VERSIONS.md), not failed.
     let again = api
         .put_and_wait(json!({"paths": [empty.to_string_lossy()], "holding_id": hid}))
         .await;
-    assert_eq!(again.state, State::Failed, "{again:#?}");
-    let failed: Vec<_> = again.failed_files().collect();
-    assert_eq!(failed.len(), 1, "{again:#?}");
-    assert_eq!(failed[0].code, nlds_core::ErrorCode::Conflict);
+    assert_eq!(again.state, State::Complete, "{again:#?}");
+    assert_eq!(again.failed_files().count(), 0, "{again:#?}");
+    assert_eq!(
+        (again.files_skipped, again.files_new_versions),
+        (1, 0),
+        "{again:#?}"
+    );
     let (_, list) = api.get(&format!("/api/v2/holdings?holding_id={hid}")).await;
     assert_eq!(list["holdings"][0]["files"], entries);
 }

@@ -101,7 +101,9 @@ fn get(c: &Cli, label: &str, path: &Path, extra: &[&str]) -> String {
     let target = temp();
     let p = s(path);
     let t = s(target.path());
-    let mut args = vec!["get", &p, "-l", label, "-r", &t, "--wait", "--poll", "100ms"];
+    let mut args = vec![
+        "get", &p, "-l", label, "-r", &t, "--wait", "--poll", "100ms",
+    ];
     args.extend_from_slice(extra);
     c.ok(&args);
     std::fs::read_to_string(crate::helpers::restored(target.path(), path)).unwrap()
@@ -147,14 +149,20 @@ async fn a_put_again_stores_new_and_changed_files_and_skips_the_rest() {
         (root.join("f0"), "unchanged (skipped)"),
     ] {
         assert!(
-            plan.lines().any(|l| l.contains(verdict) && l.ends_with(&s(&path))),
+            plan.lines()
+                .any(|l| l.contains(verdict) && l.ends_with(&s(&path))),
             "{path:?} {verdict}:\n{plan}"
         );
     }
-    assert!(plan.contains("2 new, 3 changed (new versions), 14 unchanged (skipped)"), "{plan}");
+    assert!(
+        plan.contains("2 new, 3 changed (new versions), 14 unchanged (skipped)"),
+        "{plan}"
+    );
 
     let p = s(&root);
-    let text = c.ok(&["put", &p, "-l", "tree", "-b", "again", "--wait", "--poll", "100ms"]);
+    let text = c.ok(&[
+        "put", &p, "-l", "tree", "-b", "again", "--wait", "--poll", "100ms",
+    ]);
     assert!(
         text.contains("2 new, 3 new versions, 14 unchanged (skipped)"),
         "{text}"
@@ -172,14 +180,23 @@ async fn a_put_again_stores_new_and_changed_files_and_skips_the_rest() {
     assert_eq!(v.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(versions_of(&c, "tree", &root.join("f0")).len(), 1);
     let list = c.json(&["list", "-l", "tree"]);
-    assert_eq!(list["holdings"][0]["files"], 22, "old versions stay: {list}");
+    assert_eq!(
+        list["holdings"][0]["files"], 22,
+        "old versions stay: {list}"
+    );
 
     // Get: the newest, an old version by number, and by time (RFC 3339 and a date).
     assert_eq!(get(&c, "tree", &f1, &[]), "second, longer content");
     assert_eq!(get(&c, "tree", &f1, &["--version", "1"]), "first 1");
-    assert_eq!(get(&c, "tree", &f1, &["--at", &between.to_rfc3339()]), "first 1");
+    assert_eq!(
+        get(&c, "tree", &f1, &["--at", &between.to_rfc3339()]),
+        "first 1"
+    );
     let today = between.format("%Y-%m-%d").to_string();
-    assert_eq!(get(&c, "tree", &f1, &["--at", &today]), "second, longer content");
+    assert_eq!(
+        get(&c, "tree", &f1, &["--at", &today]),
+        "second, longer content"
+    );
 
     // Delete the newest: the previous version is the newest again.
     c.ok(&["del", &s(&f1), "-l", "tree", "--wait", "--poll", "100ms"]);
@@ -187,7 +204,16 @@ async fn a_put_again_stores_new_and_changed_files_and_skips_the_rest() {
     assert_eq!(versions_of(&c, "tree", &f1).len(), 1);
     // Every version.
     let f2 = root.join("f2");
-    c.ok(&["del", &s(&f2), "-l", "tree", "--all-versions", "--wait", "--poll", "100ms"]);
+    c.ok(&[
+        "del",
+        &s(&f2),
+        "-l",
+        "tree",
+        "--all-versions",
+        "--wait",
+        "--poll",
+        "100ms",
+    ]);
     let api = Api::new(&e.url, TOKEN);
     let (code, page) = api
         .get(&format!(
@@ -224,8 +250,16 @@ async fn each_sync_level_compares_what_it_says() {
     // (new versions, skipped); the directory is unchanged at every level.
     assert_eq!(counts(&put(&c, &root, "levels", Some("exists"))), (0, 4));
     assert_eq!(counts(&put(&c, &root, "levels", Some("size"))), (1, 3), "c");
-    assert_eq!(counts(&put(&c, &root, "levels", Some("mtime"))), (1, 3), "a");
-    assert_eq!(counts(&put(&c, &root, "levels", Some("checksum"))), (1, 3), "b");
+    assert_eq!(
+        counts(&put(&c, &root, "levels", Some("mtime"))),
+        (1, 3),
+        "a"
+    );
+    assert_eq!(
+        counts(&put(&c, &root, "levels", Some("checksum"))),
+        (1, 3),
+        "b"
+    );
     assert_eq!(counts(&put(&c, &root, "levels", Some("checksum"))), (0, 4));
     assert_eq!(get(&c, "levels", &b, &[]), "FOUR");
     assert_eq!(get(&c, "levels", &b, &["--version", "1"]), "four");
@@ -234,7 +268,15 @@ async fn each_sync_level_compares_what_it_says() {
     }
     // The dry run classifies like the put: a changed file and the unchanged rest.
     std::fs::write(&a, "four and more").unwrap();
-    let plan = c.json(&["put", &s(&root), "-l", "levels", "--dry-run", "--sync", "checksum"]);
+    let plan = c.json(&[
+        "put",
+        &s(&root),
+        "-l",
+        "levels",
+        "--dry-run",
+        "--sync",
+        "checksum",
+    ]);
     let verdicts: Vec<(String, String)> = plan["plan"]["verdicts"]
         .as_array()
         .unwrap()
@@ -246,8 +288,16 @@ async fn each_sync_level_compares_what_it_says() {
             )
         })
         .collect();
-    for (p, want) in [(&a, "changed"), (&b, "unchanged"), (&cc, "unchanged"), (&root, "unchanged")] {
-        assert!(verdicts.contains(&(s(p), want.to_owned())), "{p:?}: {verdicts:?}");
+    for (p, want) in [
+        (&a, "changed"),
+        (&b, "unchanged"),
+        (&cc, "unchanged"),
+        (&root, "unchanged"),
+    ] {
+        assert!(
+            verdicts.contains(&(s(p), want.to_owned())),
+            "{p:?}: {verdicts:?}"
+        );
     }
     e.stop().await.unwrap();
 }
@@ -267,7 +317,10 @@ async fn keep_prunes_the_oldest_versions() {
         let t = put(&c, &f, "kept", None);
         assert_eq!(counts(&t), (u64::from(i > 0), 0), "{t:#}");
     }
-    let v: Vec<u64> = versions_of(&c, "kept", &f).iter().map(|(n, _)| *n).collect();
+    let v: Vec<u64> = versions_of(&c, "kept", &f)
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
     assert_eq!(v, [2, 3]);
     assert_eq!(get(&c, "kept", &f, &["--version", "2"]), "two!");
     e.stop().await.unwrap();
@@ -321,7 +374,10 @@ async fn two_puts_of_one_path_at_once_end_as_two_versions() {
     assert_eq!(second.files_new_versions, 1, "{second:#?}");
     control::release(pause.path(), points::PUT_BEFORE_OPEN).unwrap();
     let first = api
-        .wait(first["transaction_id"].as_str().unwrap(), Duration::from_secs(300))
+        .wait(
+            first["transaction_id"].as_str().unwrap(),
+            Duration::from_secs(300),
+        )
         .await;
     assert_eq!(first.state, State::Complete, "{first:#?}");
     assert_eq!(
@@ -349,7 +405,11 @@ async fn two_puts_of_one_path_at_once_end_as_two_versions() {
     got.sort();
     let numbers: Vec<u64> = got.iter().map(|(n, _)| *n).collect();
     assert_eq!(numbers, [1, 2, 3], "{page}");
-    assert_eq!(got[1].1, second.transaction_id.to_string(), "the second put stored first");
+    assert_eq!(
+        got[1].1,
+        second.transaction_id.to_string(),
+        "the second put stored first"
+    );
     assert_eq!(got[2].1, first.transaction_id.to_string());
     server.stop();
 }
@@ -379,8 +439,10 @@ async fn legacy_puts_conflict_unless_updates_are_enabled() {
                     ("user", "alice"),
                     ("group", "climate"),
                 ])
-                .json(&json!({"filelist": [a.to_str().unwrap(), b.to_str().unwrap()],
-                              "label": "legacy"}))
+                .json(
+                    &json!({"filelist": [a.to_str().unwrap(), b.to_str().unwrap()],
+                              "label": "legacy"}),
+                )
                 .send()
                 .await
                 .unwrap();

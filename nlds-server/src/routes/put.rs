@@ -203,8 +203,8 @@ pub async fn plan_put(
                 holding_id: h.id,
                 entries: req.entries.clone(),
             };
-            let env = rpc_env_role(user, group, role, ask)
-                .with_sync(Some(req.sync.unwrap_or_default()));
+            let env =
+                rpc_env_role(user, group, role, ask).with_sync(Some(req.sync.unwrap_or_default()));
             match s
                 .rpc(RoutingKey::new(Worker::Catalog, Action::Plan), env)
                 .await?

@@ -14,12 +14,12 @@ use nlds_core::{
 use sea_orm::sea_query::Order;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 
-use super::{access, versions};
 use super::store::{load_copies, load_transactions, scoped_files};
 use super::{
     CHUNK, Catalogue, Result, SCAN_PAGE, compile_set, dedup, has_selector, ingest_key, normalise,
     prefix_range, record, to_u64,
 };
+use super::{access, versions};
 use crate::db::{bad_request, file, pin};
 
 impl Catalogue {
@@ -121,7 +121,7 @@ impl Catalogue {
                 if directory {
                     let (lo, hi) = prefix_range(norm);
                     let under = scoped_files(&scope)
-                    .filter(versions::selected(&filter.versions))
+                        .filter(versions::selected(&filter.versions))
                         .filter(file::Column::Path.gt(lo))
                         .filter(file::Column::Path.lt(hi))
                         .all(&self.db)

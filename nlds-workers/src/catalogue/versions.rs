@@ -56,7 +56,8 @@ fn at_time(t: chrono::DateTime<Utc>) -> SimpleExpr {
                 .equals((file::Entity, file::Column::HoldingId)),
         )
         .and_where(
-            Expr::col((newer.clone(), file::Column::Path)).equals((file::Entity, file::Column::Path)),
+            Expr::col((newer.clone(), file::Column::Path))
+                .equals((file::Entity, file::Column::Path)),
         )
         .and_where(
             Expr::col((newer.clone(), file::Column::Version))
@@ -108,7 +109,17 @@ impl Newest {
     }
 }
 
-type NewestRow = (i64, String, i32, i64, String, PathKind, i64, i64, Option<String>);
+type NewestRow = (
+    i64,
+    String,
+    i32,
+    i64,
+    String,
+    PathKind,
+    i64,
+    i64,
+    Option<String>,
+);
 
 /// The newest live version of each of `paths` in holding `h` that has one, by path (with its
 /// blake3 when `with_checksums`).
@@ -139,8 +150,7 @@ pub(super) async fn newest(
             .into_tuple()
             .all(c)
             .await?;
-        for (file_id, path, version, transaction_pk, tid, kind, size, mtime_ns, link_target) in
-            rows
+        for (file_id, path, version, transaction_pk, tid, kind, size, mtime_ns, link_target) in rows
         {
             out.insert(
                 path,

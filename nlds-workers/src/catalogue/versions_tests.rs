@@ -156,7 +156,10 @@ async fn get_key(cat: &Catalogue, h: i64, path: &str, versions: VersionSelect) -
         overwrite: true,
     };
     let out = cat
-        .handle(key(Worker::CatalogGet, Action::Start), env(tid(98), None, get))
+        .handle(
+            key(Worker::CatalogGet, Action::Start),
+            env(tid(98), None, get),
+        )
         .await
         .unwrap();
     out.publish
@@ -182,7 +185,15 @@ async fn scenario(db: DatabaseConnection) {
         rec(t1, "/d/b", 10, 100),
         rec(t1, "/d/s", 10, 100),
     ];
-    let (stored, failed) = step(&cat, Worker::CatalogPut, t1, Some(SyncLevel::Mtime), h, first).await;
+    let (stored, failed) = step(
+        &cat,
+        Worker::CatalogPut,
+        t1,
+        Some(SyncLevel::Mtime),
+        h,
+        first,
+    )
+    .await;
     assert_eq!((stored.len(), failed.len()), (4, 0));
     assert!(stored.iter().all(|f| !f.new_version));
 
@@ -194,16 +205,32 @@ async fn scenario(db: DatabaseConnection) {
         rec(t2, "/d/b", 10, 200),
         rec(t2, "/d/c", 1, 100),
     ];
-    let (kept, skipped) = step(&cat, Worker::CatalogCheck, t2, Some(SyncLevel::Mtime), h, again).await;
-    let kept: Vec<(&str, bool)> = kept.iter().map(|f| (f.path.as_str(), f.new_version)).collect();
+    let (kept, skipped) = step(
+        &cat,
+        Worker::CatalogCheck,
+        t2,
+        Some(SyncLevel::Mtime),
+        h,
+        again,
+    )
+    .await;
+    let kept: Vec<(&str, bool)> = kept
+        .iter()
+        .map(|f| (f.path.as_str(), f.new_version))
+        .collect();
     assert_eq!(kept, [("/d/b", true), ("/d/c", false)]);
-    let skipped: Vec<(&str, ErrorCode)> = skipped.iter().map(|f| (f.path.as_str(), f.code)).collect();
-    assert_eq!(skipped, [("/d", ErrorCode::Unchanged), ("/d/a", ErrorCode::Unchanged)]);
+    let skipped: Vec<(&str, ErrorCode)> =
+        skipped.iter().map(|f| (f.path.as_str(), f.code)).collect();
+    assert_eq!(
+        skipped,
+        [("/d", ErrorCode::Unchanged), ("/d/a", ErrorCode::Unchanged)]
+    );
 
     // Every level on the same pair: same size, other mtime and content.
     let same_size = || vec![rec(t2, "/d/s", 10, 999)];
     let verdict = async |level| {
-        let (kept, skipped) = step(&cat, Worker::CatalogCheck, t2, Some(level), h, same_size()).await;
+        let (kept, skipped) =
+            step(&cat, Worker::CatalogCheck, t2, Some(level), h, same_size()).await;
         (kept.first().map(|f| f.blake3.clone()), skipped.len())
     };
     assert_eq!(verdict(SyncLevel::Exists).await, (None, 1));
@@ -231,19 +258,44 @@ async fn scenario(db: DatabaseConnection) {
         },
         rec(t2, "/d/c", 1, 100),
     ];
-    let (stored, failed) = step(&cat, Worker::CatalogPut, t2, Some(SyncLevel::Mtime), h, batch.clone()).await;
+    let (stored, failed) = step(
+        &cat,
+        Worker::CatalogPut,
+        t2,
+        Some(SyncLevel::Mtime),
+        h,
+        batch.clone(),
+    )
+    .await;
     assert!(failed.is_empty(), "{failed:?}");
-    let marks: Vec<(&str, bool)> = stored.iter().map(|f| (f.path.as_str(), f.new_version)).collect();
+    let marks: Vec<(&str, bool)> = stored
+        .iter()
+        .map(|f| (f.path.as_str(), f.new_version))
+        .collect();
     assert_eq!(marks, [("/d/b", true), ("/d/c", false)]);
     // Redelivered: the same answer, no third version.
-    let (stored, _) = step(&cat, Worker::CatalogPut, t2, Some(SyncLevel::Mtime), h, batch).await;
+    let (stored, _) = step(
+        &cat,
+        Worker::CatalogPut,
+        t2,
+        Some(SyncLevel::Mtime),
+        h,
+        batch,
+    )
+    .await;
     assert_eq!(stored.len(), 2);
-    assert_eq!(numbers(&find(&cat, h, "/d/b", VersionSelect::All).await), [1, 2]);
+    assert_eq!(
+        numbers(&find(&cat, h, "/d/b", VersionSelect::All).await),
+        [1, 2]
+    );
 
     // Reads: the newest by default, a number, a time, or all.
     let newest = find(&cat, h, "/d/b", VersionSelect::Newest).await;
     assert_eq!((numbers(&newest), newest[0].transaction_id), (vec![2], t2));
-    assert_eq!(numbers(&find(&cat, h, "/d/b", VersionSelect::Number(1)).await), [1]);
+    assert_eq!(
+        numbers(&find(&cat, h, "/d/b", VersionSelect::Number(1)).await),
+        [1]
+    );
     let t1_time = transaction::Entity::find()
         .filter(transaction::Column::TransactionId.eq(t1.to_string()))
         .one(&db)
@@ -251,19 +303,54 @@ async fn scenario(db: DatabaseConnection) {
         .unwrap()
         .unwrap()
         .ingest_time;
-    assert_eq!(numbers(&find(&cat, h, "/d/b", VersionSelect::At(t1_time)).await), [1]);
+    assert_eq!(
+        numbers(&find(&cat, h, "/d/b", VersionSelect::At(t1_time)).await),
+        [1]
+    );
     let before_all = t1_time - chrono::TimeDelta::days(1);
-    assert!(find(&cat, h, "/d/b", VersionSelect::At(before_all)).await.is_empty());
-    assert_eq!(get_key(&cat, h, "/d/b", VersionSelect::Newest).await, format!("{t2}/d/b"));
-    assert_eq!(get_key(&cat, h, "/d/b", VersionSelect::Number(1)).await, format!("{t1}/d/b"));
-    assert_eq!(get_key(&cat, h, "/d/b", VersionSelect::At(t1_time)).await, format!("{t1}/d/b"));
+    assert!(
+        find(&cat, h, "/d/b", VersionSelect::At(before_all))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        get_key(&cat, h, "/d/b", VersionSelect::Newest).await,
+        format!("{t2}/d/b")
+    );
+    assert_eq!(
+        get_key(&cat, h, "/d/b", VersionSelect::Number(1)).await,
+        format!("{t1}/d/b")
+    );
+    assert_eq!(
+        get_key(&cat, h, "/d/b", VersionSelect::At(t1_time)).await,
+        format!("{t1}/d/b")
+    );
 
     // Two puts of the same path at once: both end as versions (3 and 4), none lost or failed.
     let (t3, t4) = (tid(3), tid(4));
-    let changed = |t| vec![FileRecord { new_version: true, ..rec(t, "/d/b", 11, 300) }];
+    let changed = |t| {
+        vec![FileRecord {
+            new_version: true,
+            ..rec(t, "/d/b", 11, 300)
+        }]
+    };
     let (a, b) = tokio::join!(
-        step(&cat, Worker::CatalogPut, t3, Some(SyncLevel::Mtime), h, changed(t3)),
-        step(&cat, Worker::CatalogPut, t4, Some(SyncLevel::Mtime), h, changed(t4)),
+        step(
+            &cat,
+            Worker::CatalogPut,
+            t3,
+            Some(SyncLevel::Mtime),
+            h,
+            changed(t3)
+        ),
+        step(
+            &cat,
+            Worker::CatalogPut,
+            t4,
+            Some(SyncLevel::Mtime),
+            h,
+            changed(t4)
+        ),
     );
     assert!(a.1.is_empty() && b.1.is_empty(), "{a:?} {b:?}");
     assert!(a.0[0].new_version && b.0[0].new_version);
@@ -284,13 +371,25 @@ async fn scenario(db: DatabaseConnection) {
         regex: false,
         dry_run,
     };
-    let plan = match rpc(&cat, Action::Del, env(tid(5), None, del(VersionSelect::Newest, false))).await {
+    let plan = match rpc(
+        &cat,
+        Action::Del,
+        env(tid(5), None, del(VersionSelect::Newest, false)),
+    )
+    .await
+    {
         RpcReply::Deleted(p) => p,
         other => panic!("{other:?}"),
     };
     assert_eq!(plan.files_total, 1);
-    assert_eq!(numbers(&find(&cat, h, "/d/b", VersionSelect::Newest).await), [3]);
-    assert_eq!(numbers(&find(&cat, h, "/d/b", VersionSelect::All).await), [1, 2, 3]);
+    assert_eq!(
+        numbers(&find(&cat, h, "/d/b", VersionSelect::Newest).await),
+        [3]
+    );
+    assert_eq!(
+        numbers(&find(&cat, h, "/d/b", VersionSelect::All).await),
+        [1, 2, 3]
+    );
     let undel = Payload::Undelete {
         filter: HoldingFilter {
             holding_id: Some(h),
@@ -304,9 +403,18 @@ async fn scenario(db: DatabaseConnection) {
         RpcReply::Deleted(p) => assert_eq!((p.files_total, p.failed.len()), (1, 0), "{p:?}"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(numbers(&find(&cat, h, "/d/b", VersionSelect::Newest).await), [4]);
+    assert_eq!(
+        numbers(&find(&cat, h, "/d/b", VersionSelect::Newest).await),
+        [4]
+    );
     // With every version: all of them.
-    match rpc(&cat, Action::Del, env(tid(7), None, del(VersionSelect::All, true))).await {
+    match rpc(
+        &cat,
+        Action::Del,
+        env(tid(7), None, del(VersionSelect::All, true)),
+    )
+    .await
+    {
         RpcReply::Deleted(p) => assert_eq!(p.files_total, 4),
         other => panic!("{other:?}"),
     }
@@ -315,9 +423,20 @@ async fn scenario(db: DatabaseConnection) {
     // usage until then.
     let cat = cat.with_versions(nlds_settings::VersionsConfig { keep: 2 });
     let t8 = tid(8);
-    let (stored, _) = step(&cat, Worker::CatalogPut, t8, Some(SyncLevel::Mtime), h, changed(t8)).await;
+    let (stored, _) = step(
+        &cat,
+        Worker::CatalogPut,
+        t8,
+        Some(SyncLevel::Mtime),
+        h,
+        changed(t8),
+    )
+    .await;
     assert_eq!(stored.len(), 1);
-    assert_eq!(numbers(&find(&cat, h, "/d/b", VersionSelect::All).await), [4, 5]);
+    assert_eq!(
+        numbers(&find(&cat, h, "/d/b", VersionSelect::All).await),
+        [4, 5]
+    );
     let pruned = file::Entity::find()
         .filter(file::Column::Path.eq("/d/b"))
         .filter(file::Column::DeletedAt.is_not_null())
@@ -325,12 +444,19 @@ async fn scenario(db: DatabaseConnection) {
         .await
         .unwrap();
     assert_eq!(pruned.len(), 3);
-    assert!(pruned.iter().all(|f| f.deleted_by.as_deref() == Some("versions.keep = 2")));
+    assert!(
+        pruned
+            .iter()
+            .all(|f| f.deleted_by.as_deref() == Some("versions.keep = 2"))
+    );
     let (recomputed, counters) = (
         usage::recompute(&db).await.unwrap(),
         usage::stored(&db).await.unwrap(),
     );
-    assert_eq!(recomputed, counters, "the usage counters follow the pruning");
+    assert_eq!(
+        recomputed, counters,
+        "the usage counters follow the pruning"
+    );
 }
 
 #[tokio::test]

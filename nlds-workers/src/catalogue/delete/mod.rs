@@ -235,7 +235,8 @@ impl Catalogue {
                 .map(|h| h.id)
                 .chain(refused.iter().map(|(h, _)| h.id))
                 .collect();
-            let (matched, unmatched) = select_files(&txn, &all_ids, paths, regex, false, &filter.versions).await?;
+            let (matched, unmatched) =
+                select_files(&txn, &all_ids, paths, regex, false, &filter.versions).await?;
             let refused_by: HashMap<i64, &String> =
                 refused.iter().map(|(h, r)| (h.id, r)).collect();
             for m in matched {
@@ -395,7 +396,8 @@ impl Catalogue {
             }
         } else {
             let ids: Vec<i64> = allowed.iter().map(|h| h.id).collect();
-            let (matched, unmatched) = select_files(&txn, &ids, paths, regex, true, &VersionSelect::All).await?;
+            let (matched, unmatched) =
+                select_files(&txn, &ids, paths, regex, true, &VersionSelect::All).await?;
             for p in unmatched {
                 failed.push(FailedFile::new(
                     &p,

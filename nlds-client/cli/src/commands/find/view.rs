@@ -51,7 +51,9 @@ pub fn versions_table(files: &[FileEntry], zone: Zone, width: Option<usize>) -> 
     use Align::*;
     use Fit::*;
     let mut sorted: Vec<&FileEntry> = files.iter().collect();
-    sorted.sort_by(|a, b| (a.holding_id, &a.path, a.version).cmp(&(b.holding_id, &b.path, b.version)));
+    sorted.sort_by(|a, b| {
+        (a.holding_id, &a.path, a.version).cmp(&(b.holding_id, &b.path, b.version))
+    });
     let rows: Vec<Vec<String>> = sorted
         .iter()
         .map(|f| {

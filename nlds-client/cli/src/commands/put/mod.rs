@@ -173,11 +173,10 @@ pub async fn dry_run(
 ) -> Result<u8, Failure> {
     let paths = req.paths.clone();
     let hash = req.sync == Some(SyncLevel::Checksum);
-    let (scan, entries) = tokio::task::spawn_blocking(move || {
-        (local::scan(&paths), local::entries(&paths, hash))
-    })
-    .await
-    .map_err(|e| Error::Decode(format!("the local scan failed: {e}")))?;
+    let (scan, entries) =
+        tokio::task::spawn_blocking(move || (local::scan(&paths), local::entries(&paths, hash)))
+            .await
+            .map_err(|e| Error::Decode(format!("the local scan failed: {e}")))?;
     // The server says what the put would do with each entry (new, changed, unchanged), by the
     // same classification as the put's check.
     let ask = PutRequest {
