@@ -60,6 +60,8 @@ BENCH_OUT="${BENCH_OUT:-${TMPDIR:-/tmp}/nlds-bench-results-$STAMP.md}"
 # SDK's plain-http S3 clients, and no instance metadata lookups.
 unset AWS_CA_BUNDLE AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
 export AWS_EC2_METADATA_DISABLED=true
+# Plain logs (the contention counters are read from them).
+export NO_COLOR=1
 # No NLDS_* settings from the caller's environment (they override the files).
 while read -r v; do unset "$v"; done < <(compgen -e | grep '^NLDS_' || true)
 
@@ -424,8 +426,8 @@ contention() {
     local mode="$1"
     shift
     local c r
-    c="$(cat "$@" 2>/dev/null | sed -n 's/.*database_contention=\([0-9]*\).*/\1/p' | awk '{ s += $1; n++ } END { if (n) print s; else print "?" }')"
-    r="$(cat "$@" 2>/dev/null | sed -n 's/.*bus_retries=\([0-9]*\).*/\1/p' | awk '{ s += $1; n++ } END { if (n) print s; else print "?" }')"
+    c="$(cat "$@" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | sed -n 's/.*database_contention=\([0-9]*\).*/\1/p' | awk '{ s += $1; n++ } END { if (n) print s; else print "?" }')"
+    r="$(cat "$@" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | sed -n 's/.*bus_retries=\([0-9]*\).*/\1/p' | awk '{ s += $1; n++ } END { if (n) print s; else print "?" }')"
     printf '%s\t%s\t%s\n' "$mode" "$c" "$r" >>"$CONTENTION"
     log "$mode: database lock contention $c, bus retries $r"
 }
