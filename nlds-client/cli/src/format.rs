@@ -102,10 +102,27 @@ fn char_width(c: char) -> usize {
 }
 
 /// Control characters (a newline or a tab in a file name) would break the layout: show them as `?`.
-/// `s` for a terminal: the bytes of a path name that are not UTF-8 and the control characters
-/// escaped as `\xE9`, `\x0A` (see `nlds_core::pathname::display`).
+/// `s` for a terminal: the bytes of a path name that are not UTF-8 escaped as `\xE9` (see
+/// `nlds_core::pathname`), control characters as `?` (as every name shown before).
 pub(crate) fn printable(s: &str) -> String {
-    nlds_core::pathname::display(s)
+    use nlds_core::pathname;
+    if !s
+        .chars()
+        .any(|c| c.is_control() || pathname::is_reserved(c))
+    {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if pathname::is_reserved(c) {
+            out.push_str(&pathname::display(c.encode_utf8(&mut [0; 4])));
+        } else if c.is_control() {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `s` cut to at most `width` cells with an ellipsis, at the end or (for paths) at the start.
@@ -300,6 +317,13 @@ pub(crate) fn problems_list(o: &mut String, title: &str, problems: &[FailedFile]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_are_not_utf8_are_shown_escaped() {
+        assert_eq!(printable("/d/caf\u{10FEE9}.txt"), "/d/caf\\xE9.txt");
+        assert_eq!(printable("new\nline"), "new?line");
+        assert_eq!(printable("/ü/plain"), "/ü/plain");
+    }
 
     #[test]
     fn sizes() {

@@ -657,7 +657,7 @@ mod tests {
             idx.failed
         );
         // Asked for by its encoded path, the file is found (not "no such file").
-        let one = index(&[file.path.clone()], &cfg(10, u64::MAX));
+        let one = index(std::slice::from_ref(&file.path), &cfg(10, u64::MAX));
         assert!(one.failed.is_empty(), "{:?}", one.failed);
         assert_eq!(one.batches[0][0].path, file.path);
     }
