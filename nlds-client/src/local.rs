@@ -394,6 +394,60 @@ fn same_content(f: &FileEntry, dest: &Path, len: u64) -> Option<bool> {
     )
 }
 
+/// The entries a put of `paths` would store, as the indexer records them (kind, size: 0 for
+/// directories and links, mtime, link target), for the server to say what the put would do with
+/// each (`put --dry-run`, docs/VERSIONS.md). With `hash`, each regular file's blake3 too (the
+/// `checksum` sync level). What cannot be read is left out (the scan reports it). Blocking.
+pub fn entries(paths: &[String], hash: bool) -> Vec<nlds_core::versions::LocalEntry> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    for p in paths {
+        for item in walkdir::WalkDir::new(nlds_core::pathname::decode(p)).follow_links(false) {
+            let Ok(e) = item else { continue };
+            let Ok(md) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if !seen.insert(e.path().to_owned()) {
+                continue;
+            }
+            let ft = md.file_type();
+            let (kind, size) = if ft.is_symlink() {
+                (PathKind::Link, 0)
+            } else if ft.is_dir() {
+                (PathKind::Directory, 0)
+            } else if ft.is_file() {
+                (PathKind::File, md.len())
+            } else {
+                continue;
+            };
+            let link_target = ft
+                .is_symlink()
+                .then(|| std::fs::read_link(e.path()).ok())
+                .flatten()
+                .map(|t| shown(&t));
+            let blake3 = (hash && kind == PathKind::File)
+                .then(|| hash_file(e.path()).ok())
+                .flatten();
+            out.push(nlds_core::versions::LocalEntry {
+                path: shown(e.path()),
+                kind,
+                size,
+                mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+                link_target,
+                blake3,
+            });
+        }
+    }
+    out
+}
+
+fn hash_file(p: &Path) -> io::Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(p)?)?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,58 +590,4 @@ mod tests {
             "without a target, files go back where they were"
         );
     }
-}
-
-/// The entries a put of `paths` would store, as the indexer records them (kind, size: 0 for
-/// directories and links, mtime, link target), for the server to say what the put would do with
-/// each (`put --dry-run`, docs/VERSIONS.md). With `hash`, each regular file's blake3 too (the
-/// `checksum` sync level). What cannot be read is left out (the scan reports it). Blocking.
-pub fn entries(paths: &[String], hash: bool) -> Vec<nlds_core::versions::LocalEntry> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    let mut seen: HashSet<PathBuf> = HashSet::new();
-    for p in paths {
-        for item in walkdir::WalkDir::new(p).follow_links(false) {
-            let Ok(e) = item else { continue };
-            let Ok(md) = std::fs::symlink_metadata(e.path()) else {
-                continue;
-            };
-            if !seen.insert(e.path().to_owned()) {
-                continue;
-            }
-            let ft = md.file_type();
-            let (kind, size) = if ft.is_symlink() {
-                (PathKind::Link, 0)
-            } else if ft.is_dir() {
-                (PathKind::Directory, 0)
-            } else if ft.is_file() {
-                (PathKind::File, md.len())
-            } else {
-                continue;
-            };
-            let link_target = ft
-                .is_symlink()
-                .then(|| std::fs::read_link(e.path()).ok())
-                .flatten()
-                .map(|t| t.to_string_lossy().into_owned());
-            let blake3 = (hash && kind == PathKind::File)
-                .then(|| hash_file(e.path()).ok())
-                .flatten();
-            out.push(nlds_core::versions::LocalEntry {
-                path: e.path().to_string_lossy().into_owned(),
-                kind,
-                size,
-                mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-                link_target,
-                blake3,
-            });
-        }
-    }
-    out
-}
-
-fn hash_file(p: &Path) -> io::Result<String> {
-    let mut h = blake3::Hasher::new();
-    h.update_reader(std::fs::File::open(p)?)?;
-    Ok(h.finalize().to_hex().to_string())
 }

@@ -45,6 +45,11 @@ pub fn parse_db(name: &str, text: &str) -> Result<Option<i64>, ApiError> {
     }
 }
 
+/// For `skip_serializing_if`: a count of zero is left out.
+pub fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,9 +73,4 @@ mod tests {
         assert!(parse_db("limit", "99999999999999999999").is_err());
         assert!(parse_db("holding_id", "-3").is_err());
     }
-}
-
-/// For `skip_serializing_if`: a count of zero is left out.
-pub fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
