@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::Catalogue;
 use super::query::find_select;
 use crate::db::{holding, holding_stat, testing, transaction_record};
+use nlds_core::versions::VersionSelect;
 
 async fn exec(db: &DatabaseConnection, sql: &str) {
     db.execute_unprepared(sql)
@@ -229,6 +230,7 @@ async fn read_queries_use_their_indexes_on_postgres() {
         Some("/gws/u7/run-7/d3/f35"),
         false,
         true,
+        &VersionSelect::Newest,
     );
     assert_indexed("exact path", &plan(&db, pg_stmt(exact)).await, false);
 
@@ -239,11 +241,19 @@ async fn read_queries_use_their_indexes_on_postgres() {
         Some("^/gws/u7/run-7/d3/"),
         true,
         true,
+        &VersionSelect::Newest,
     );
     let p = plan(&db, pg_stmt(prefix)).await;
     assert_indexed("directory prefix", &p, false);
     // An unanchored regex scans the user's files: the same check sees the difference.
-    let unanchored = find_select(scope, Order::Asc, Some("/gws/u7/run-7/d3/"), true, true);
+    let unanchored = find_select(
+        scope,
+        Order::Asc,
+        Some("/gws/u7/run-7/d3/"),
+        true,
+        true,
+        &VersionSelect::Newest,
+    );
     let u = plan(&db, pg_stmt(unanchored)).await;
     assert_ne!(p, u, "the anchored regex narrows nothing");
 
@@ -253,7 +263,8 @@ async fn read_queries_use_their_indexes_on_postgres() {
         ..Default::default()
     };
     let scope = cat.scope(&env, &label, false).await.unwrap();
-    let first = find_select(scope, Order::Asc, None, false, true).limit(1000);
+    let first =
+        find_select(scope, Order::Asc, None, false, true, &VersionSelect::Newest).limit(1000);
     assert_indexed(
         "first page of a label",
         &plan(&db, pg_stmt(first)).await,

@@ -146,8 +146,7 @@ impl Catalogue {
             (Some(p), true) => Some(compile(p).await?),
             _ => None,
         };
-        let query = find_select(scope, order, path, path_regex, files_only)
-            .filter(super::versions::selected(&filter.versions));
+        let query = find_select(scope, order, path, path_regex, files_only, &filter.versions);
         let (total, models) = match re {
             None => {
                 let total = query.clone().count(&self.db).await?;
@@ -398,15 +397,18 @@ impl Catalogue {
 
 /// The statement of `catalog.find`: the files of the holdings in `scope` at `path` (exact, or a
 /// regex the caller applies to the rows; one anchored at a literal, `^/dir/...`, is narrowed to
-/// that literal's index range here), in ingest order.
+/// that literal's index range here), of the versions `versions` selects (the newest live one by
+/// default: an anti-join on the live `(holding_id, path, version)` index), in ingest order. The
+/// plan guard (`plan_tests.rs`) explains this very statement.
 pub(super) fn find_select(
     scope: sea_orm::Condition,
     order: Order,
     path: Option<&str>,
     path_regex: bool,
     files_only: bool,
+    versions: &nlds_core::versions::VersionSelect,
 ) -> sea_orm::Select<file::Entity> {
-    let mut query = find_query(scope, order);
+    let mut query = find_query(scope, order).filter(super::versions::selected(versions));
     match (path, path_regex) {
         (Some(p), false) => query = query.filter(file::Column::Path.eq(p)),
         (Some(p), true) => {
