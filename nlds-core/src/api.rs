@@ -128,7 +128,7 @@ pub struct PutRequest {
     pub size_hint: Option<crate::quota::SizeHint>,
     /// How many chunks of paths were sent before this request under its `transaction_id`
     /// (`POST /api/v2/paths`); its own `paths` are the last chunk (may be empty then).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::number::is_zero")]
     pub parts: u32,
     /// How a path the holding already has is compared (docs/VERSIONS.md): unchanged ones are
     /// skipped, changed ones stored as a new version. Absent: `mtime` (size and mtime).
@@ -181,12 +181,8 @@ pub struct GetRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
     /// How many chunks of paths were sent before this request (see [`PutRequest::parts`]).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::number::is_zero")]
     pub parts: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 /// `POST /api/v2/paths`: one chunk of the paths of a put or get too long for one request. The

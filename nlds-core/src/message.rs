@@ -42,17 +42,13 @@ pub struct Envelope {
     /// A put or get whose paths came in chunks (`catalog.append`) before this request: how many
     /// the catalogue must hold for it (parts `0..chunks`); the request's own paths follow them.
     /// Only on the request the API sends (`catalog.setup`, `catalog.get`).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::number::is_zero")]
     pub chunks: u32,
     /// How a put compares paths its holding already has (docs/VERSIONS.md): absent, a stored
     /// path is a conflict (the 1.0.x semantics the legacy API keeps by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<crate::versions::SyncLevel>,
     pub payload: Payload,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 fn is_user(r: &AccessRole) -> bool {

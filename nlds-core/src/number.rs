@@ -46,8 +46,8 @@ pub fn parse_db(name: &str, text: &str) -> Result<Option<i64>, ApiError> {
 }
 
 /// For `skip_serializing_if`: a count of zero is left out.
-pub fn is_zero(n: &u64) -> bool {
-    *n == 0
+pub fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 #[cfg(test)]

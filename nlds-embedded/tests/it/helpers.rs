@@ -209,6 +209,16 @@ pub fn make_tree(root: &Path, files: usize, big_mib: usize) -> usize {
     n + 1 // the empty file
 }
 
+/// The peak resident memory of process `pid` so far (`VmHWM` of `/proc/PID/status`), in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status:\n{status}"))
+}
+
 pub fn temp() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("nlds-it-")

@@ -79,12 +79,7 @@ impl Server {
 
     /// The process's peak resident memory so far (`VmHWM`), in KiB.
     fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/PID/status")
+        crate::helpers::peak_rss_kib(self.child.id())
     }
 
     fn nlds(&self, cwd: &Path, args: &[&str]) -> Output {
