@@ -43,6 +43,7 @@ pub mod m20261205_000009_versions;
 pub mod m20261205_000010_fidelity;
 pub mod m20261205_000011_scale_indexes;
 pub mod m20261205_000012_request_paths;
+pub mod m20261205_000017_holding_stat_paths;
 
 /// All nlds-rs migrations, in order.
 pub struct Migrator;
@@ -63,6 +64,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000010_fidelity::Migration),
             Box::new(m20261205_000011_scale_indexes::Migration),
             Box::new(m20261205_000012_request_paths::Migration),
+            Box::new(m20261205_000017_holding_stat_paths::Migration),
         ]
     }
 }

@@ -293,12 +293,49 @@ impl Client {
             .await
     }
 
-    /// What a put would do (`dry_run`): nothing is started or changed.
+    /// What a put would do (`dry_run`): nothing is started or changed. A request with more
+    /// paths or entries than one request carries ([`CHUNK_PATHS`]) is asked in parts of at most
+    /// that many of each (with the same transaction id, so a new holding's label is the same),
+    /// and the answers are joined: the holding of the first, every verdict in order, every path.
     pub async fn put_plan(&self, req: &PutRequest) -> Result<PutPlan> {
         let mut req = req.clone();
         req.dry_run = true;
+        req.transaction_id.get_or_insert_with(Uuid::new_v4);
+        let n = self.chunk_paths;
+        if req.paths.len() <= n && req.entries.len() <= n {
+            return self.put_plan_part(&req).await;
+        }
+        let paths = std::mem::take(&mut req.paths);
+        let entries = std::mem::take(&mut req.entries);
+        let parts = paths.len().div_ceil(n).max(entries.len().div_ceil(n));
+        let mut joined: Option<PutPlan> = None;
+        for k in 0..parts {
+            // A part past the last chunk of paths carries the first one again (a put names at
+            // least one path); the joined plan lists each path once.
+            let part_paths = paths.chunks(n).nth(k).or_else(|| paths.chunks(n).next());
+            let ask = PutRequest {
+                paths: part_paths.map(<[String]>::to_vec).unwrap_or_default(),
+                entries: entries
+                    .chunks(n)
+                    .nth(k)
+                    .map(<[_]>::to_vec)
+                    .unwrap_or_default(),
+                ..req.clone()
+            };
+            let plan = self.put_plan_part(&ask).await?;
+            match joined.as_mut() {
+                None => joined = Some(plan),
+                Some(j) => j.verdicts.extend(plan.verdicts),
+            }
+        }
+        let mut plan = joined.ok_or_else(|| Error::Decode("a dry run of no parts".into()))?;
+        plan.paths = paths;
+        Ok(plan)
+    }
+
+    async fn put_plan_part(&self, req: &PutRequest) -> Result<PutPlan> {
         let resp = self
-            .send_response(Method::POST, "/put", None::<&()>, Some(&req))
+            .send_response(Method::POST, "/put", None::<&()>, Some(req))
             .await?;
         plan_answer(resp).await
     }

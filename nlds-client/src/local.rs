@@ -564,6 +564,7 @@ mod tests {
             last_access: None,
             access_count: 0,
             version: 1,
+            xattrs: Vec::new(),
         };
         std::fs::create_dir_all(dir.path().join("d")).unwrap();
         std::fs::write(dir.path().join("d/same"), b"same").unwrap();

@@ -413,6 +413,32 @@ pub struct FileEntry {
     /// How many gets and stages resolved it.
     #[serde(default)]
     pub access_count: u64,
+    /// Its extended attributes (POSIX ACLs among them), as stored; absent when it has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<FileXattr>,
+}
+
+/// An extended attribute of a catalogued file or directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FileXattr {
+    /// The name (`user.comment`), encoded as paths are ([`crate::pathname`]).
+    pub name: String,
+    /// The value for humans: printable ASCII as it is, other bytes escaped (`\xNN`, `\n`,
+    /// `\\`, as Rust's `escape_ascii`).
+    pub value: String,
+    /// The value's bytes, base64 (standard alphabet, padded).
+    pub base64: String,
+}
+
+impl FileXattr {
+    /// The attribute `name` with the value `bytes` (`base64`: the same bytes in base64).
+    pub fn new(name: String, bytes: &[u8], base64: String) -> Self {
+        Self {
+            name,
+            value: bytes.escape_ascii().to_string(),
+            base64,
+        }
+    }
 }
 
 fn first_version() -> u32 {

@@ -63,6 +63,7 @@ impl Modify for Bearer {
         nlds_core::PathKind,
         nlds_core::api::Tier,
         nlds_core::api::FileLocation,
+        nlds_core::api::FileXattr,
     )),
     modifiers(&Bearer)
 )]

@@ -672,6 +672,7 @@ fn sample_files() -> Vec<FileEntry> {
         last_access: Some(ts("2026-05-03T08:15:00Z")),
         access_count: 3,
         version: 1,
+        xattrs: Vec::new(),
     };
     let mut warm = base.clone();
     warm.path = "/gws/climate/run42/pr_day.nc".into();

@@ -118,6 +118,14 @@ impl Cli {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs a command that must fail: its exit code, and its standard output and error.
+    pub(crate) fn fails(&self, args: &[&str]) -> (i32, String) {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{}", explain(args, &out));
+        let code = out.status.code().unwrap_or(-1);
+        (code, format!("{}{}", stdout(&out), stderr(&out)))
+    }
+
     pub(crate) fn json(&self, args: &[&str]) -> Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);

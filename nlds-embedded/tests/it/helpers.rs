@@ -274,6 +274,27 @@ impl ServerProcess {
         rust_log: &str,
         envs: &[(&str, &std::ffi::OsStr)],
     ) -> Self {
+        Self::launch(data_dir, log_dir, config, rust_log, envs, &[]).await
+    }
+
+    /// [`ServerProcess::start`] with settings given as `--set KEY=VALUE` (no settings file).
+    pub async fn start_with_sets(
+        data_dir: &Path,
+        log_dir: &Path,
+        rust_log: &str,
+        sets: &[&str],
+    ) -> Self {
+        Self::launch(data_dir, log_dir, None, rust_log, &[], sets).await
+    }
+
+    async fn launch(
+        data_dir: &Path,
+        log_dir: &Path,
+        config: Option<&Path>,
+        rust_log: &str,
+        envs: &[(&str, &std::ffi::OsStr)],
+        sets: &[&str],
+    ) -> Self {
         std::fs::create_dir_all(log_dir).unwrap();
         let stdout = log_dir.join("server.stdout");
         let stderr = log_dir.join("server.stderr");
@@ -285,6 +306,9 @@ impl ServerProcess {
             .arg(data_dir);
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
+        }
+        for set in sets {
+            cmd.args(["--set", set]);
         }
         for var in [
             "NLDS_AMQP_URL",
@@ -340,6 +364,21 @@ impl ServerProcess {
     /// The server's process id (for reading its `/proc` entries).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The token the embedded server made for its operator (`client.toml` of its data
+    /// directory, written when no `tokens.toml` was there).
+    pub fn operator_token(&self) -> String {
+        let path = self.data_dir.join("client.toml");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let client: toml::Value = toml::from_str(&text).unwrap();
+        client["token"].as_str().unwrap().to_owned()
+    }
+
+    /// The process's peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        peak_rss_kib(self.child.id())
     }
 
     /// Everything the server printed so far (stdout, then stderr).

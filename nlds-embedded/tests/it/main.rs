@@ -7,6 +7,7 @@ mod access_tracking;
 mod archive;
 mod authz;
 mod bad_input;
+mod batches;
 mod cli;
 mod delete;
 mod distributed;

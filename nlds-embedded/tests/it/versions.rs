@@ -180,9 +180,12 @@ async fn a_put_again_stores_new_and_changed_files_and_skips_the_rest() {
     assert_eq!(v.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(versions_of(&c, "tree", &root.join("f0")).len(), 1);
     let list = c.json(&["list", "-l", "tree"]);
+    // Each path once (17 + 2 new); the bytes of every version, old ones included (110 bytes
+    // first, then 3 x 22 of new versions and 2 x 3 of new files).
+    assert_eq!(list["holdings"][0]["files"], 19, "each path once: {list}");
     assert_eq!(
-        list["holdings"][0]["files"], 22,
-        "old versions stay: {list}"
+        list["holdings"][0]["bytes"], 182,
+        "old versions take space: {list}"
     );
 
     // Get: the newest, an old version by number, and by time (RFC 3339 and a date).
@@ -197,6 +200,39 @@ async fn a_put_again_stores_new_and_changed_files_and_skips_the_rest() {
         get(&c, "tree", &f1, &["--at", &today]),
         "second, longer content"
     );
+
+    // A version the path does not have, and a time before its first version: the reason says
+    // which versions it has, or when the first was stored (not "in none of alice's holdings").
+    let target = temp();
+    let t = s(target.path());
+    let get_args = |extra: &'static str, value: String| {
+        let args: Vec<String> = ["get", &s(&f1), "-l", "tree", "-r", &t, "--wait", "--poll"]
+            .iter()
+            .map(|a| a.to_string())
+            .chain(["100ms".to_owned(), extra.to_owned(), value])
+            .collect();
+        args
+    };
+    let args = get_args("--version", "9".into());
+    let (_, said) = c.fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        said.contains(&format!(
+            "{} has no version 9: it has versions 1 and 2",
+            s(&f1)
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("in none of"), "{said}");
+    let args = get_args("--at", "2001-01-01".into());
+    let (_, said) = c.fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        said.contains(&format!(
+            "{} has no version stored at or before 2001-01-01T23:59:59",
+            s(&f1)
+        )) && said.contains("its first version was stored at 20"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0);
 
     // Delete the newest: the previous version is the newest again.
     c.ok(&["del", &s(&f1), "-l", "tree", "--wait", "--poll", "100ms"]);

@@ -19,7 +19,7 @@ use super::{
     CHUNK, Catalogue, Result, SCAN_PAGE, compile_set, dedup, has_selector, ingest_key, normalise,
     prefix_range, record, to_u64,
 };
-use super::{access, versions};
+use super::{access, missing, versions};
 use crate::db::{bad_request, file, pin};
 
 impl Catalogue {
@@ -48,7 +48,12 @@ impl Catalogue {
 
         // Every catalogued file that matches, and which requested paths matched anything.
         let mut matched: Vec<file::Model> = Vec::new();
-        let mut unmatched: Vec<&str> = Vec::new();
+        let wanted: Vec<(&str, String)> = if regex {
+            Vec::new()
+        } else {
+            paths.iter().map(|p| (p.as_str(), normalise(p))).collect()
+        };
+        let mut unmatched: Vec<(&str, Option<&str>)> = Vec::new();
         if regex {
             let set = compile_set(paths).await?;
             let mut hit = vec![false; set.len()];
@@ -94,11 +99,10 @@ impl Catalogue {
                     .iter()
                     .zip(hit)
                     .filter(|(_, h)| !h)
-                    .map(|(p, _)| p.as_str()),
+                    .map(|(p, _)| (p.as_str(), None)),
             );
-        } else {
-            let wanted: Vec<(&str, String)> =
-                paths.iter().map(|p| (p.as_str(), normalise(p))).collect();
+        }
+        if !regex {
             let exact: Vec<&str> = wanted.iter().map(|(_, n)| n.as_str()).collect();
             let mut by_path: HashMap<String, Vec<file::Model>> = HashMap::new();
             for chunk in dedup(&exact).chunks(CHUNK) {
@@ -135,7 +139,7 @@ impl Catalogue {
                 wanted
                     .iter()
                     .filter(|(_, n)| !found.get(n.as_str()).copied().unwrap_or(false))
-                    .map(|(p, _)| *p),
+                    .map(|(p, n)| (*p, Some(n.as_str()))),
             );
             matched.extend(by_path.into_values().flatten());
         }
@@ -153,21 +157,17 @@ impl Catalogue {
                 best.insert(m.path.clone(), m);
             }
         }
-        let failed: Vec<FailedFile> = unmatched
-            .iter()
-            .map(|p| {
-                let whose = if filter.groupall {
-                    format!("{}'s or group {}'s", env.user, env.group)
-                } else {
-                    format!("{}'s", env.user)
-                };
-                FailedFile::new(
-                    *p,
-                    ErrorCode::NotFound,
-                    format!("{p} is in none of {whose} holdings"),
-                )
-            })
-            .collect();
+        let whose = if filter.groupall {
+            format!("{}'s or group {}'s", env.user, env.group)
+        } else {
+            format!("{}'s", env.user)
+        };
+        let mut failed: Vec<FailedFile> = Vec::with_capacity(unmatched.len());
+        for (given, norm) in unmatched {
+            failed.push(
+                missing::unmatched(&self.db, &scope, &filter.versions, given, norm, &whose).await?,
+            );
+        }
         Ok((best.into_values().collect(), failed))
     }
 
@@ -340,25 +340,120 @@ impl Catalogue {
         Ok(())
     }
 
-    /// Splits files into batches of at most `batch_files` files and `batch_bytes` bytes.
+    /// Splits files into batches of at most `batch_files` files and `batch_bytes` bytes; the
+    /// names of a hard-linked inode travel together (see [`batches`]).
     pub(super) fn batches(&self, files: Vec<FileRecord>) -> Vec<Vec<FileRecord>> {
-        let mut out = Vec::new();
-        let mut cur: Vec<FileRecord> = Vec::new();
-        let mut bytes = 0u64;
-        for f in files {
-            if !cur.is_empty()
-                && (cur.len() >= self.batch_files
-                    || bytes.saturating_add(f.size) > self.batch_bytes)
-            {
-                out.push(std::mem::take(&mut cur));
-                bytes = 0;
+        batches(files, self.batch_files, self.batch_bytes)
+    }
+}
+
+/// Splits `files` (in order) into batches of at most `max_files` files and `max_bytes` bytes.
+/// The later names of a hard-linked inode (a regular file whose `link_target` is its first
+/// name) travel in the batch of their first name, so transfer-get restores them as links to it
+/// (a group may exceed the limits; a later name whose first name is not in `files` travels
+/// alone and is downloaded).
+pub(super) fn batches(
+    files: Vec<FileRecord>,
+    max_files: usize,
+    max_bytes: u64,
+) -> Vec<Vec<FileRecord>> {
+    let firsts: HashSet<String> = files
+        .iter()
+        .filter(|f| f.kind == PathKind::File && f.link_target.is_none())
+        .map(|f| f.path.clone())
+        .collect();
+    let mut later: HashMap<String, Vec<FileRecord>> = HashMap::new();
+    let mut rest = Vec::with_capacity(files.len());
+    for f in files {
+        match f.link_target.as_ref() {
+            Some(t) if f.kind == PathKind::File && firsts.contains(t) => {
+                later.entry(t.clone()).or_default().push(f);
             }
-            bytes = bytes.saturating_add(f.size);
-            cur.push(f);
+            _ => rest.push(f),
         }
-        if !cur.is_empty() {
-            out.push(cur);
+    }
+    let mut out = Vec::new();
+    let mut cur: Vec<FileRecord> = Vec::new();
+    let mut bytes = 0u64;
+    for f in rest {
+        let mut group = vec![];
+        let links = later.remove(&f.path).unwrap_or_default();
+        group.push(f);
+        group.extend(links);
+        let size: u64 = group.iter().map(|r| r.size).sum();
+        if !cur.is_empty()
+            && (cur.len() + group.len() > max_files || bytes.saturating_add(size) > max_bytes)
+        {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
         }
-        out
+        bytes = bytes.saturating_add(size);
+        cur.extend(group);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    fn file(path: &str, size: u64, first: Option<&str>) -> FileRecord {
+        FileRecord {
+            path: path.into(),
+            kind: PathKind::File,
+            link_target: first.map(Into::into),
+            size,
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+            mtime_ns: 0,
+            blake3: None,
+            object: None,
+            holding_id: None,
+            xattrs: Vec::new(),
+            new_version: false,
+        }
+    }
+
+    fn paths(b: &[Vec<FileRecord>]) -> Vec<Vec<&str>> {
+        b.iter()
+            .map(|b| b.iter().map(|f| f.path.as_str()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn batches_split_by_count_and_bytes() {
+        let files: Vec<FileRecord> = (0..5).map(|i| file(&format!("/f{i}"), 10, None)).collect();
+        assert_eq!(
+            paths(&batches(files.clone(), 2, u64::MAX)),
+            [vec!["/f0", "/f1"], vec!["/f2", "/f3"], vec!["/f4"]]
+        );
+        assert_eq!(paths(&batches(files, 100, 25)).len(), 3);
+    }
+
+    #[test]
+    fn the_names_of_a_hard_linked_inode_travel_together() {
+        // Path order puts the later names before and far after their first name.
+        let files = vec![
+            file("/a/link", 6, Some("/m/first")),
+            file("/b", 1, None),
+            file("/c", 1, None),
+            file("/m/first", 6, None),
+            file("/n", 1, None),
+            file("/z/link2", 6, Some("/m/first")),
+            file("/z/orphan", 6, Some("/gone")),
+        ];
+        let b = batches(files, 2, u64::MAX);
+        assert_eq!(
+            paths(&b),
+            [
+                vec!["/b", "/c"],
+                vec!["/m/first", "/a/link", "/z/link2"],
+                vec!["/n", "/z/orphan"],
+            ]
+        );
     }
 }

@@ -67,6 +67,7 @@ mod chunks;
 mod delete;
 mod get;
 mod guard;
+mod missing;
 mod put;
 mod query;
 mod quota;

@@ -24,26 +24,32 @@ async fn exec(db: &DatabaseConnection, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-/// `(holding_id, files, bytes, warm_files, cold_files)` as the triggers keep them, and as
-/// counted from the rows.
-async fn stats(
-    db: &DatabaseConnection,
-) -> (
-    Vec<(i64, i64, i64, i64, i64)>,
-    Vec<(i64, i64, i64, i64, i64)>,
-) {
-    let kept: Vec<(i64, i64, i64, i64, i64)> = holding_stat::Entity::find()
+/// `(holding_id, paths, files, bytes, warm_files, cold_files)` as the triggers keep them.
+type Counts = (i64, i64, i64, i64, i64, i64);
+
+/// The counts the triggers keep, and the counts of the rows.
+async fn stats(db: &DatabaseConnection) -> (Vec<Counts>, Vec<Counts>) {
+    let kept: Vec<Counts> = holding_stat::Entity::find()
         .order_by_asc(holding_stat::Column::HoldingId)
         .all(db)
         .await
         .unwrap()
         .into_iter()
         // A holding whose files are all gone keeps a row of zeros.
-        .filter(|s| (s.files, s.bytes, s.warm_files, s.cold_files) != (0, 0, 0, 0))
-        .map(|s| (s.holding_id, s.files, s.bytes, s.warm_files, s.cold_files))
+        .filter(|s| (s.paths, s.files, s.bytes, s.warm_files, s.cold_files) != (0, 0, 0, 0, 0))
+        .map(|s| {
+            (
+                s.holding_id,
+                s.paths,
+                s.files,
+                s.bytes,
+                s.warm_files,
+                s.cold_files,
+            )
+        })
         .collect();
-    let sql = r#"SELECT f.holding_id AS h, CAST(COUNT(*) AS BIGINT) AS n,
-        CAST(SUM(f.size) AS BIGINT) AS b,
+    let sql = r#"SELECT f.holding_id AS h, CAST(COUNT(DISTINCT f.path) AS BIGINT) AS p,
+        CAST(COUNT(*) AS BIGINT) AS n, CAST(SUM(f.size) AS BIGINT) AS b,
         CAST(SUM(CASE WHEN EXISTS (SELECT 1 FROM location l WHERE l.file_id = f.id AND l.tier = 'warm') THEN 1 ELSE 0 END) AS BIGINT) AS w,
         CAST(SUM(CASE WHEN EXISTS (SELECT 1 FROM location l WHERE l.file_id = f.id AND l.tier = 'cold') THEN 1 ELSE 0 END) AS BIGINT) AS c
         FROM "file" f WHERE f.deleted_at IS NULL GROUP BY f.holding_id ORDER BY f.holding_id"#;
@@ -55,6 +61,7 @@ async fn stats(
         .map(|r| {
             (
                 r.try_get::<i64>("", "h").unwrap(),
+                r.try_get::<i64>("", "p").unwrap(),
                 r.try_get::<i64>("", "n").unwrap(),
                 r.try_get::<i64>("", "b").unwrap(),
                 r.try_get::<i64>("", "w").unwrap(),
@@ -92,6 +99,19 @@ async fn stat_follows_changes(db: &DatabaseConnection) {
         r#"UPDATE "file" SET deleted_at = NULL WHERE id IN (4, 5)"#,
         r#"UPDATE "file" SET size = 7 WHERE id = 3"#,
         r#"UPDATE "file" SET holding_id = 2 WHERE id = 3"#,
+        // Versions: two more of /a and a new path in one statement (one path more, three
+        // files more).
+        r#"INSERT INTO "file" (id, holding_id, transaction_id, path, kind, size, uid, gid, mode, mtime_ns, access_count, version, deleted_at)
+           VALUES (6, 1, 1, '/a', 'file', 5, 0, 0, 0, 0, 0, 2, NULL), (7, 1, 1, '/a', 'file', 6, 0, 0, 0, 0, 0, 3, NULL),
+                  (8, 1, 1, '/d', 'file', 1, 0, 0, 0, 0, 0, 1, NULL)"#,
+        // Delete the newest and the oldest version of /a: the path stays (version 2).
+        r#"UPDATE "file" SET deleted_at = '2026-12-05 00:00:00+00' WHERE id IN (7, 1)"#,
+        // Its last live version: the path goes.
+        r#"UPDATE "file" SET deleted_at = '2026-12-05 00:00:00+00' WHERE id = 6"#,
+        // Two versions back in one statement: the path once.
+        r#"UPDATE "file" SET deleted_at = NULL WHERE id IN (6, 7)"#,
+        // Two live versions of one path hard-deleted in one statement: the path once.
+        r#"DELETE FROM "file" WHERE id IN (7, 6)"#,
         // A copy changes tier.
         "UPDATE location SET tier = 'cold' WHERE file_id = 5 AND tier = 'warm'",
         // Purge a deleted file and hard-delete a live one: their copies go with them (cascade).

@@ -71,7 +71,9 @@ impl Catalogue {
                 .all(&self.db)
                 .await?
             {
-                stats.insert(st.holding_id, (to_u64(st.files), to_u64(st.bytes)));
+                // Files: each path once (its newest version); bytes: every live version, old
+                // ones included (they take space and count in quotas until deleted).
+                stats.insert(st.holding_id, (to_u64(st.paths), to_u64(st.bytes)));
                 tiers.insert(
                     st.holding_id,
                     (to_u64(st.warm_files), to_u64(st.cold_files)),
@@ -250,6 +252,7 @@ impl Catalogue {
                 last_access: m.last_access,
                 access_count: to_u64(m.access_count),
                 locations: locs,
+                xattrs: shown_xattrs(m.xattrs.as_deref()),
                 path: m.path,
                 version: u32::try_from(m.version).unwrap_or(1),
             });
@@ -425,4 +428,19 @@ pub(super) fn find_select(
         query = query.filter(file::Column::Kind.ne(PathKind::Directory));
     }
     query
+}
+
+/// The extended attributes of a file's `xattrs` column as `find` shows them (an attribute whose
+/// value is not valid base64 is shown with an empty value and its stored text).
+fn shown_xattrs(column: Option<&str>) -> Vec<nlds_core::api::FileXattr> {
+    use base64::Engine as _;
+    super::xattrs_of(column)
+        .into_iter()
+        .map(|x| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&x.value)
+                .unwrap_or_default();
+            nlds_core::api::FileXattr::new(x.name, &bytes, x.value)
+        })
+        .collect()
 }

@@ -1,7 +1,8 @@
-//! `holding_stat`: the live files and bytes of a holding, and how many of its live files have a
-//! warm and a cold copy. Kept by database triggers on `file` and `location` (migration
-//! `m20261205_000011_scale_indexes`), never written by the workers; a holding without a row has
-//! no live files.
+//! `holding_stat`: the live files (every live version) and bytes of a holding, how many of its
+//! live files have a warm and a cold copy, and how many paths have a live version. Kept by
+//! database triggers on `file` and `location` (migrations `m20261205_000011_scale_indexes` and
+//! `m20261205_000017_holding_stat_paths`), never written by the workers; a holding without a
+//! row has no live files.
 
 use sea_orm::entity::prelude::*;
 
@@ -14,6 +15,8 @@ pub struct Model {
     pub bytes: i64,
     pub warm_files: i64,
     pub cold_files: i64,
+    /// Paths with a live version (each path once, whatever its number of versions).
+    pub paths: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,11 @@
 //! Batches are emitted as the walk makes them ([`index_into`]): with a bus, each is published
 //! when it is full, so the indexer holds at most a couple of batches and the requested paths of
 //! one message, whatever the size of the tree (a directory is read entry by entry).
+//!
+//! The names of a hard-linked inode travel in one batch (so transfer-put stores the inode once
+//! and the later names share its object): they are held back until all `st_nlink` names are
+//! met, or the walk ends (names outside the request), then batched together. The indexer holds
+//! only the names of inodes whose links it has not all met yet.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -109,6 +114,16 @@ struct Batcher<'a> {
     /// The first path of each inode with more than one hard link (by `(st_dev, st_ino)`): the
     /// later paths of the same inode are recorded as hard links to it.
     hard_links: HashMap<(u64, u64), String>,
+    /// The names met so far of each hard-linked inode not yet batched, and the links it has.
+    linked: HashMap<(u64, u64), Linked>,
+}
+
+/// The names of a hard-linked inode met so far (held back until all are met).
+struct Linked {
+    /// When the inode was first met (the order held-back groups are batched in at the end).
+    order: usize,
+    nlink: u64,
+    names: Vec<FileRecord>,
 }
 
 /// The failure of `path` for a refusal of the file-system layer (a missing component reads as
@@ -132,6 +147,47 @@ impl Batcher<'_> {
         }
         self.bytes += rec.size;
         self.current.push(rec);
+    }
+
+    /// Batches the names of one hard-linked inode together (in one batch, which may exceed the
+    /// batch's file count or bytes for them).
+    fn push_group(&mut self, names: Vec<FileRecord>) {
+        let bytes: u64 = names.iter().map(|r| r.size).sum();
+        if !self.current.is_empty()
+            && (self.current.len() + names.len() > self.cfg.batch_files
+                || self.bytes.saturating_add(bytes) > self.cfg.batch_bytes)
+        {
+            (self.emit)(Emitted::Batch(std::mem::take(&mut self.current)));
+            self.bytes = 0;
+        }
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.current.extend(names);
+    }
+
+    /// Holds back `rec`, a name of the hard-linked inode `id` with `nlink` links, until all its
+    /// names are met.
+    fn push_linked(&mut self, id: (u64, u64), nlink: u64, rec: FileRecord) {
+        let order = self.hard_links.len();
+        let group = self.linked.entry(id).or_insert_with(|| Linked {
+            order,
+            nlink,
+            names: Vec::new(),
+        });
+        group.names.push(rec);
+        if group.names.len() as u64 >= group.nlink {
+            if let Some(done) = self.linked.remove(&id) {
+                self.push_group(done.names);
+            }
+        }
+    }
+
+    /// Batches the hard-linked inodes with names outside the request (in the order first met).
+    fn flush_linked(&mut self) {
+        let mut left: Vec<Linked> = self.linked.drain().map(|(_, l)| l).collect();
+        left.sort_by_key(|l| l.order);
+        for l in left {
+            self.push_group(l.names);
+        }
     }
 
     fn fail(&mut self, f: FailedFile) {
@@ -267,10 +323,14 @@ impl Batcher<'_> {
                             .or_insert_with(|| path.to_owned())
                             .clone()
                     });
-                    let link = first.filter(|f| f != path);
+                    let link = first.clone().filter(|f| f != path);
                     let mut rec = record(path, &meta, link);
                     rec.xattrs = xattr::read(&opened.file);
-                    self.push(rec);
+                    if first.is_some() {
+                        self.push_linked((meta.dev, meta.ino), meta.nlink, rec);
+                    } else {
+                        self.push(rec);
+                    }
                 }
                 Err(OpenError::Denied(d)) => self.fail(denied(path, &d)),
                 Err(OpenError::Io(e)) => self.fail(io_failure(path, "read file", &e)),
@@ -351,10 +411,12 @@ pub fn index_into(paths: &[String], cfg: &IndexConfig, fs: UserFs, emit: &mut dy
         requested: paths.iter().map(String::as_str).collect(),
         seen: HashSet::new(),
         hard_links: HashMap::new(),
+        linked: HashMap::new(),
     };
     for p in paths {
         b.index_path(p);
     }
+    b.flush_linked();
     if !b.current.is_empty() {
         let last = std::mem::take(&mut b.current);
         (b.emit)(Emitted::Batch(last));
@@ -671,9 +733,34 @@ mod tests {
         std::fs::hard_link(r.join("a"), r.join("b")).unwrap();
         std::fs::hard_link(r.join("a"), r.join("x/c")).unwrap();
         std::fs::write(r.join("single"), b"alone").unwrap();
-        // Two batches: the link travels in another batch than its first path.
-        let idx = index(&[s(r)], &cfg(3, u64::MAX));
+        std::fs::write(r.join("y"), b"outside").unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::hard_link(r.join("y"), outside.path().join("z")).unwrap();
+        // Batches of two: the three names of one inode still travel in one batch (so
+        // transfer-put stores it once), whatever the order the walk meets them in.
+        let idx = index(&[s(r)], &cfg(2, u64::MAX));
         assert!(idx.batches.len() > 1);
+        let batch_of = |n: &str| {
+            let p = s(&r.join(n));
+            idx.batches
+                .iter()
+                .position(|b| b.iter().any(|f| f.path == p))
+                .unwrap()
+        };
+        assert_eq!(batch_of("a"), batch_of("b"));
+        assert_eq!(batch_of("a"), batch_of("x/c"));
+        assert_eq!(
+            idx.batches[batch_of("a")].len(),
+            3,
+            "the group is batched on its own when it does not fit: {:?}",
+            idx.batches
+        );
+        // A name outside the request: the one inside is batched when the walk ends.
+        let y = s(&r.join("y"));
+        assert_eq!(
+            idx.batches.iter().flatten().filter(|f| f.path == y).count(),
+            1
+        );
         let all: Vec<&FileRecord> = idx.batches.iter().flatten().collect();
         let by = |n: &str| all.iter().find(|f| f.path == s(&r.join(n))).unwrap();
         // Directories are read in the file system's order: the first of the three names met is

@@ -148,6 +148,15 @@ pub fn file_view(f: &FileEntry, url: bool, zone: Zone) -> String {
         "checksum",
         &opt(f.blake3.as_deref().map(|c| format!("blake3:{c}"))),
     );
+    if !f.xattrs.is_empty() {
+        // As getfattr shows them: name="value", the value's unprintable bytes escaped.
+        let shown: Vec<String> = f
+            .xattrs
+            .iter()
+            .map(|x| format!("{}=\"{}\"", printable(&x.name), x.value))
+            .collect();
+        kv(&mut o, INDENT, "xattrs", &shown.join("\n"));
+    }
     if f.kind != PathKind::Link {
         let locs = if f.locations.is_empty() {
             "(none)".to_owned()
@@ -253,6 +262,7 @@ mod tests {
             last_access: None,
             access_count: 0,
             version: 1,
+            xattrs: Vec::new(),
         };
         assert_eq!(storage(&f), "C");
         f.recalling = true;
@@ -263,6 +273,16 @@ mod tests {
             key: "tx/x".into(),
         });
         assert_eq!(storage(&f), "W+C");
+
+        // Extended attributes, escaped for humans, one a line.
+        assert!(!file_view(&f, false, Zone::Utc).contains("xattrs"));
+        f.xattrs = vec![
+            nlds_core::api::FileXattr::new("user.comment".into(), b"run 42", "cnVuIDQy".into()),
+            nlds_core::api::FileXattr::new("user.bin".into(), b"a\n\xff\"", "YQr/Ig==".into()),
+        ];
+        let view = file_view(&f, false, Zone::Utc);
+        assert!(view.contains(r#"user.comment="run 42""#), "{view}");
+        assert!(view.contains(r#"user.bin="a\n\xff\"""#), "{view}");
     }
     #[test]
     fn modes() {
