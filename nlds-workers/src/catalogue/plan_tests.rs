@@ -115,7 +115,7 @@ async fn stat_follows_changes(db: &DatabaseConnection) {
         // A copy changes tier.
         "UPDATE location SET tier = 'cold' WHERE file_id = 5 AND tier = 'warm'",
         // Purge a deleted file and hard-delete a live one: their copies go with them (cascade).
-        r#"DELETE FROM "file" WHERE id IN (2, 1)"#,
+        r#"DELETE FROM "file" WHERE id IN (2, 1, 8)"#,
         // Everything of a holding.
         r#"DELETE FROM "file" WHERE holding_id = 2"#,
     ];
