@@ -165,20 +165,31 @@ timed() {
 
 tree_files() { find "$1" -type f | wc -l; }
 tree_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }'; }
-# Order- and layout-independent digest of the file contents under a tree.
-tree_digest() { find "$1" -type f -print0 | xargs -0 -r md5sum | awk '{ print $1 }' | sort | md5sum | awk '{ print $1 }'; }
+# tree_manifest DIR: one line per regular file under DIR, sorted: its path relative to DIR, its
+# permission bits and the MD5 of its content. Two trees are the same files when these match.
+tree_manifest() {
+    (cd "$1" && {
+        find . -type f -printf 'M\t%P\t%m\n'
+        find . -type f -print0 | xargs -0 -r md5sum | sed 's|^\([0-9a-f]*\)  \./|S\t\1\t|'
+    } | awk -F'\t' '$1 == "M" { m[$2] = $3 } $1 == "S" { s[$3] = $2 }
+        END { for (p in m) print p "\t" m[p] "\t" s[p] }' | LC_ALL=C sort)
+}
+tree_digest() { tree_manifest "$1" | md5sum | awk '{ print $1 }'; }
 
-# check_tree DIR SRC_DIR: status of a retrieved tree against its source.
+# check_tree DIR SRC_DIR: status of a retrieved tree against its source. nlds restores a path
+# under the target as its whole original path (DIR/SRC_DIR/...), rclone into DIR itself; either
+# way every file must come back at its relative path with its mode and content (VERIFY=1).
 check_tree() {
-    local got_n want_n got_b want_b
+    local got_n want_n got_b want_b root="$1"
     [ -d "$1" ] || { echo "MISSING"; return; }
+    [ -d "$1/$2" ] && root="$1/$2"
     got_n="$(tree_files "$1")"
     want_n="$(tree_files "$2")"
     got_b="$(tree_bytes "$1")"
     want_b="$(tree_bytes "$2")"
     if [ "$got_n" != "$want_n" ] || [ "$got_b" != "$want_b" ]; then
         echo "MISMATCH($got_n/$want_n files)"
-    elif [ "$VERIFY" = 1 ] && [ "$(tree_digest "$1")" != "${DIGEST[$(basename "$2")]}" ]; then
+    elif [ "$VERIFY" = 1 ] && [ "$(tree_digest "$root")" != "${DIGEST[$(basename "$2")]}" ]; then
         echo "CORRUPT"
     else
         echo "ok"

@@ -66,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, set } => {
             let s = ServerSettings::load_cli(config.as_deref(), set).map_err(anyhow::Error::msg)?;
+            nlds_workers::memory::apply(&s.memory);
             let bus = run::connect_bus(&s.bus).await?;
             let state = AppState {
                 bus,
@@ -90,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let settings =
                 ServerSettings::load_cli(config.as_deref(), set).map_err(anyhow::Error::msg)?;
+            nlds_workers::memory::apply(&settings.memory);
             let external = external_s3.then(|| settings.workers.object_store.clone());
             let e = Embedded::start(EmbeddedOptions {
                 data_dir,

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod bus;
 pub mod cold;
+pub mod memory;
 pub mod object_store;
 pub mod policy;
 pub mod server;
@@ -36,6 +37,7 @@ pub mod workers;
 pub use bus::{BusConfig, BusKind};
 pub use cold::{ColdConfig, DirConfig, GlacierConfig, XrootdConfig};
 pub use figment;
+pub use memory::MemoryConfig;
 pub use object_store::{ObjectStoreConfig, REDACTED, TenancyConfig};
 pub use policy::{PolicyConfig, Watermark};
 pub use secrecy::{self, ExposeSecret, SecretString};
@@ -61,6 +63,8 @@ pub struct Settings {
     pub workers: WorkerConfig,
     /// `[policy]`: the tiering policy and how the policy role runs it.
     pub policy: PolicyConfig,
+    /// `[memory]`: how a process keeps its resident memory bounded.
+    pub memory: MemoryConfig,
     /// Where these settings were read from, so that a process can read them again (`nlds admin
     /// policy reload`, SIGHUP: see [`Settings::reread`]). Not a settings key.
     #[serde(skip)]

@@ -95,7 +95,9 @@ pub struct TransferConfig {
     pub multipart_threshold: u64,
     /// Size of each part.
     pub part_size: u64,
-    /// Files in flight per batch.
+    /// Files each transfer role moves at once, over all the batches it handles at once (the bus
+    /// hands it up to `[bus] prefetch` batches): every file in flight holds a connection, a
+    /// blocking thread and buffers, so this, not the prefetch, bounds the role's memory.
     pub files_in_flight: usize,
     /// Parts in flight per multipart file.
     pub parts_in_flight: usize,

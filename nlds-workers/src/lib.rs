@@ -40,6 +40,7 @@ pub mod config;
 pub mod db;
 pub mod indexer;
 pub mod logger;
+pub mod memory;
 pub mod monitor;
 pub mod outbox;
 pub mod policy;

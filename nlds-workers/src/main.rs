@@ -51,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
     // File < environment < flags, in one place: nlds-settings.
     let settings =
         Settings::load_cli(cli.config.as_deref(), cli.set).map_err(anyhow::Error::msg)?;
+    nlds_workers::memory::apply(&settings.memory);
     if cli.role == "migrate" {
         nlds_workers::db::connect(&settings.workers.database_url).await?;
         println!("migrations applied to the catalogue database");

@@ -202,7 +202,7 @@ pub async fn run_roles(
             prefetch: if role == Role::Monitor {
                 1
             } else {
-                bus_cfg.prefetch
+                bus_cfg.consumer_prefetch()
             },
             retry: retry_policy(bus_cfg),
         };

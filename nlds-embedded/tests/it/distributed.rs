@@ -102,6 +102,7 @@ impl Services {
                 amqp_url: self.amqp_url.clone(),
                 prefetch: 8,
                 retry_delays_ms: vec![200, 1000, 3000],
+                ..Default::default()
             },
             workers,
             ..Default::default()

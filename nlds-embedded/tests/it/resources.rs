@@ -8,10 +8,12 @@ use serde_json::json;
 
 use crate::helpers::{Api, ServerProcess, make_tree, peak_rss_kib, restored, shape, temp};
 
-/// A regression guard, not yet issue 14's target: the issue asks for at most 150 MiB resident
-/// during the benchmarks, and this workload peaked at 270 MiB (debug build) when the guard was
-/// set (BENCHMARKS.md, "Memory"). Lower it as the peak comes down; never raise it.
-const EMBEDDED_LIMIT_KIB: u64 = 320 * 1024;
+/// Issue 14's limit for the embedded process is 150 MiB resident. These tests run the debug
+/// build, whose executable alone keeps about 30 MiB more resident than the release build's
+/// (`RssFile` 63-70 MiB against 33-36 MiB, measured on the same workloads): a debug factor of 1.2.
+/// The limit asserted is 150 MiB x 1.2; this workload peaked at 150 MiB (debug) when it was set,
+/// 270 MiB before the changes of BENCHMARKS.md, "Where the memory went". Never raise it.
+const EMBEDDED_LIMIT_KIB: u64 = 150 * 12 / 10 * 1024;
 
 #[tokio::test]
 async fn embedded_server_stays_within_its_memory_limit_and_meets_no_lock() {
@@ -49,7 +51,26 @@ async fn embedded_server_stays_within_its_memory_limit_and_meets_no_lock() {
     );
     assert!(n > 4000);
 
-    let peak = peak_rss_kib(server.pid());
+    // It runs with [memory]'s defaults: started again with mimalloc's purge delay set, and no
+    // transparent huge pages.
+    let pid = server.pid();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"MIMALLOC_PURGE_DELAY=0"),
+        "nlds-server runs without MIMALLOC_PURGE_DELAY=0"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let thp = status.lines().find(|l| l.starts_with("THP_enabled:"));
+    assert_eq!(
+        thp.map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["THP_enabled:", "0"]),
+        "transparent huge pages are not off"
+    );
+
+    let peak = peak_rss_kib(pid);
+    eprintln!("peak RSS of nlds-server embedded: {} MiB", peak / 1024);
     assert!(
         peak <= EMBEDDED_LIMIT_KIB,
         "nlds-server embedded peaked at {} MiB resident, above the limit of {} MiB",

@@ -22,10 +22,13 @@ use crate::helpers::{Api, ServerProcess, restored, temp};
 
 /// Peak resident memory the embedded process may reach during the put and the get, in MiB. A
 /// regression guard, not yet the project's target: issue 14 (item 3) asks for 150 MiB whatever
-/// the number of files, and at 200,000 files the process peaked at 343 MiB after the put and 441
-/// MiB after the get (debug build) when the guard was set, so memory still grows with the list
-/// (BENCHMARKS.md, "Memory"). Lower it as the peak comes down; never raise it.
-const PEAK_RSS_MIB: u64 = 600;
+/// the number of files (150 x 1.2 = 180 MiB for these debug binaries, the debug factor of
+/// tests/it/resources.rs). At 200,000 files the release build now peaks at 132 MiB during the put
+/// and 243 MiB during the get (it was 343 and 441 MiB, debug, when this guard was first set at
+/// 600): the get still holds state proportional to the list for a few seconds (BENCHMARKS.md,
+/// "Where the memory went"). The guard is that release peak x 1.2, rounded up. Lower it as the
+/// peak comes down; never raise it.
+const PEAK_RSS_MIB: u64 = 300;
 
 /// How many files the test puts and gets back.
 fn count() -> usize {

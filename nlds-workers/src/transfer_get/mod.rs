@@ -274,7 +274,11 @@ impl TransferGet {
         let mut steps = stream::iter(regular)
             .map(|(i, rec, to)| {
                 let (outage, dest, r, w) = (&outage, &dest, restorer.clone(), warnings.clone());
-                async move { (i, self.get_file(dest, r, rec, to, outage, w).await) }.boxed()
+                async move {
+                    let _slot = self.store.slot().await;
+                    (i, self.get_file(dest, r, rec, to, outage, w).await)
+                }
+                .boxed()
             })
             .buffer_unordered(self.store.files_in_flight());
         while let Some((i, step)) = steps.next().await {
@@ -310,7 +314,11 @@ impl TransferGet {
         let mut steps = stream::iter(downloads)
             .map(|(i, rec, to)| {
                 let (outage, dest, r, w) = (&outage, &dest, restorer.clone(), warnings.clone());
-                async move { (i, self.get_file(dest, r, rec, to, outage, w).await) }.boxed()
+                async move {
+                    let _slot = self.store.slot().await;
+                    (i, self.get_file(dest, r, rec, to, outage, w).await)
+                }
+                .boxed()
             })
             .buffer_unordered(self.store.files_in_flight());
         while let Some((i, step)) = steps.next().await {

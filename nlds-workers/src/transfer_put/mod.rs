@@ -184,7 +184,11 @@ impl TransferPut {
         let mut steps = stream::iter(primaries)
             .map(|(i, rec)| {
                 let (outage, fs) = (&outage, fs.clone());
-                async move { (i, self.put_one(t, tid, rec, fs, outage).await) }.boxed()
+                async move {
+                    let _slot = self.store.slot().await;
+                    (i, self.put_one(t, tid, rec, fs, outage).await)
+                }
+                .boxed()
             })
             .buffer_unordered(self.store.files_in_flight());
         while let Some((i, step)) = steps.next().await {
@@ -202,6 +206,7 @@ impl TransferPut {
             .map(|(i, rec)| {
                 let (outage, fs) = (&outage, fs.clone());
                 async move {
+                    let _slot = self.store.slot().await;
                     let shared = match rec.link_target.as_ref().and_then(|t| stored.get(t)) {
                         Some(first) => put_hard_link(&fs, &rec, first).await,
                         None => None,

@@ -9,7 +9,10 @@
 //! * Downloads go to a temporary file next to the destination, are verified against the
 //!   catalogue's blake3, get their mode and mtime, are fsynced and only then renamed into place,
 //!   all through handles ([`crate::userfs`]); uploads open each file through its parent's handle.
-//! * Up to `files_in_flight` files of a batch are transferred at once.
+//! * Up to `files_in_flight` files are transferred at once by each role, over all the batches it
+//!   handles at once (the bus hands a role up to `prefetch` of them): each file takes a slot of
+//!   the role's [`Store`]. Every file in flight holds a connection, a blocking thread and its
+//!   buffers, so this bounds the role's memory whatever the prefetch.
 //! * Per-file problems (a vanished source, a permission, a checksum mismatch, a conflict) become
 //!   [`FailedFile`]s; an object store that is down or overloaded (connection failures, timeouts,
 //!   5xx, throttling) makes the whole batch a transient [`HandlerError`], so the bus retries it
@@ -38,6 +41,8 @@ pub(crate) struct Store {
     pub(crate) budget: tokio::sync::Semaphore,
     /// Part buffers, reused.
     pub(crate) parts: Arc<BufferPool>,
+    /// Files in flight over all the batches this role handles ([`TransferConfig::files_in_flight`]).
+    slots: tokio::sync::Semaphore,
 }
 
 /// Part buffers kept for reuse. Allocating and freeing a multi-MiB buffer per part makes the
@@ -104,12 +109,19 @@ impl Store {
     pub(crate) fn new(clients: S3Clients, cfg: TransferConfig) -> Self {
         let kib = (cfg.memory_budget / 1024).clamp(1, u32::MAX as u64 / 2) as usize;
         let keep = (cfg.memory_budget / cfg.part_size.max(1 << 20)).clamp(1, 1024) as usize;
+        let slots = cfg.files_in_flight.max(1);
         Self {
             clients,
             cfg,
             budget: tokio::sync::Semaphore::new(kib),
             parts: Arc::new(BufferPool::new(keep)),
+            slots: tokio::sync::Semaphore::new(slots),
         }
+    }
+
+    /// Waits for a slot to transfer one file in (held until the permit is dropped).
+    pub(crate) async fn slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.slots.acquire().await.ok()
     }
 
     /// Waits until `bytes` of buffer may be held (a request above the whole budget takes it all).
