@@ -63,12 +63,16 @@ enum Act {
     Permanent,
 }
 
-/// Records the transaction of every delivery, then does what it was told.
-struct Probe(Arc<Mutex<Vec<(Uuid, Instant)>>>, Act);
+/// Records the transaction of every delivery of `route.put` (not the failure reports the bus
+/// sends the router), then does what it was told.
+struct Probe(Seen, Act);
 
 #[async_trait]
 impl Handler for Probe {
-    async fn handle(&self, _: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
+    async fn handle(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
+        if key != ROUTE_PUT {
+            return Ok(Outcome::none());
+        }
         self.0
             .lock()
             .unwrap()
@@ -77,7 +81,10 @@ impl Handler for Probe {
             Act::Hang => std::future::pending().await,
             Act::Ok => Ok(Outcome::none()),
             Act::Transient => Err(HandlerError::transient(ErrorCode::Unavailable, "s3 down")),
-            Act::Permanent => Err(HandlerError::permanent(ErrorCode::BadRequest, "no such path")),
+            Act::Permanent => Err(HandlerError::permanent(
+                ErrorCode::BadRequest,
+                "no such path",
+            )),
         }
     }
 }
@@ -126,7 +133,11 @@ async fn an_unacknowledged_message_is_redelivered_after_a_crash_and_gone_once_ac
         // The process "dies" here: the handler never finishes, nothing is acknowledged.
     }
     let db = open(&file).await;
-    assert_eq!(rows(&db).await, 1, "the delivery in progress is still stored");
+    assert_eq!(
+        rows(&db).await,
+        1,
+        "the delivery in progress is still stored"
+    );
     let bus = MemoryBus::durable(db.clone()).await.unwrap();
     let (seen, stop) = consume(&bus, Act::Ok, RetryPolicy::default());
     wait_for(&seen, 1, Duration::from_secs(5)).await;
@@ -134,7 +145,10 @@ async fn an_unacknowledged_message_is_redelivered_after_a_crash_and_gone_once_ac
     // Acknowledged: the row goes (the acknowledgement is stored after the handler returns).
     let start = Instant::now();
     while rows(&db).await > 0 {
-        assert!(start.elapsed() < Duration::from_secs(5), "never acknowledged");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "never acknowledged"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.cancel();
@@ -142,7 +156,10 @@ async fn an_unacknowledged_message_is_redelivered_after_a_crash_and_gone_once_ac
     let bus = MemoryBus::durable(open(&file).await).await.unwrap();
     let (seen, stop) = consume(&bus, Act::Ok, RetryPolicy::default());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(seen.lock().unwrap().is_empty(), "an acknowledged message came back");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "an acknowledged message came back"
+    );
     stop.cancel();
 }
 
@@ -181,7 +198,10 @@ async fn a_delayed_retry_survives_a_crash_with_its_time_and_attempt() {
         if !dead.is_empty() {
             break dead;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "never dead-lettered");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "never dead-lettered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(
@@ -204,7 +224,10 @@ async fn a_dead_letter_survives_a_crash_and_is_not_redelivered() {
         wait_for(&seen, 1, Duration::from_secs(5)).await;
         let start = Instant::now();
         while bus.dead_letters().await.unwrap().is_empty() {
-            assert!(start.elapsed() < Duration::from_secs(5), "never dead-lettered");
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "never dead-lettered"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         stop.cancel();
@@ -219,7 +242,10 @@ async fn a_dead_letter_survives_a_crash_and_is_not_redelivered() {
     assert_eq!(body.transaction_id, e.transaction_id);
     let (seen, stop) = consume(&bus, Act::Ok, RetryPolicy::default());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(seen.lock().unwrap().is_empty(), "a dead letter was redelivered");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "a dead letter was redelivered"
+    );
     stop.cancel();
 }
 
@@ -230,7 +256,10 @@ async fn follow_ups_and_the_acknowledgement_are_stored_together() {
     let bus = MemoryBus::durable(db.clone()).await.unwrap();
     let e = env();
     bus.publish(ROUTE_PUT, &e).await.unwrap();
-    assert_eq!(crate::transactions_in_flight(&db).await.unwrap(), [e.transaction_id]);
+    assert_eq!(
+        crate::transactions_in_flight(&db).await.unwrap(),
+        [e.transaction_id]
+    );
     // The router's delivery is replaced by the indexer's, which nobody consumes here.
     struct Relay;
     #[async_trait]
@@ -257,13 +286,19 @@ async fn follow_ups_and_the_acknowledgement_are_stored_together() {
             ))
             .await
             .unwrap();
-        let queues: Vec<String> = queues.iter().map(|r| r.try_get("", "queue").unwrap()).collect();
+        let queues: Vec<String> = queues
+            .iter()
+            .map(|r| r.try_get("", "queue").unwrap())
+            .collect();
         if queues == [Role::Indexer.queue()] {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(5), "{queues:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(crate::transactions_in_flight(&db).await.unwrap(), [e.transaction_id]);
+    assert_eq!(
+        crate::transactions_in_flight(&db).await.unwrap(),
+        [e.transaction_id]
+    );
     stop.cancel();
 }

@@ -215,12 +215,12 @@ impl MemoryBus {
         delay: Option<Duration>,
     ) -> Result<(), BusError> {
         let not_before = delay.map_or(0, |d| now_ms().saturating_add(d.as_millis() as i64));
-        let mut ids = match &self.inner.store {
+        let ids: Vec<Option<i64>> = match &self.inner.store {
             Some(store) => {
                 let rows: Vec<NewRow<'_>> = out
                     .iter()
                     .flat_map(|o| {
-                        o.roles.iter().map(|r| NewRow {
+                        o.roles.iter().map(move |r| NewRow {
                             queue: r.queue(),
                             key: &o.key,
                             body: &o.data,
@@ -241,8 +241,8 @@ impl MemoryBus {
                     .collect()
             }
             None => Vec::new(),
-        }
-        .into_iter();
+        };
+        let mut ids = ids.into_iter();
         for o in out {
             for role in o.roles {
                 let delivery = Delivery {

@@ -58,7 +58,7 @@ async fn an_embedded_server_killed_mid_put_resumes_the_put_when_it_starts_again(
     let server = ServerProcess::start_with_env(
         data.path(),
         &logs.path().join("first"),
-        Some(&config),
+        Some(config.as_path()),
         "info",
         &[(nlds_hooks::ENV, pause.path().as_os_str())],
     )
@@ -90,7 +90,7 @@ async fn an_embedded_server_killed_mid_put_resumes_the_put_when_it_starts_again(
 
     // Started again on the same data directory, without pause points.
     let server =
-        ServerProcess::start(data.path(), &logs.path().join("second"), Some(&config), "info")
+        ServerProcess::start(data.path(), &logs.path().join("second"), Some(config.as_path()), "info")
             .await;
     let api = Api::new(&server.url, &token);
     let put = api.wait(&tid, Duration::from_secs(300)).await;
