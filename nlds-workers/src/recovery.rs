@@ -91,7 +91,11 @@ pub async fn fail_stranded(db: &sea_orm::DatabaseConnection, reason: &str) -> Re
         .into_tuple()
         .all(db)
         .await?;
-    ids.extend(all.iter().map(|(id, _)| *id).filter(|id| !live.contains(id)));
+    ids.extend(
+        all.iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !live.contains(id)),
+    );
     ids.sort_unstable();
     ids.dedup();
     let resuming: HashSet<i64> = all
@@ -294,8 +298,12 @@ mod tests {
             )
         };
         let key = RoutingKey::new(Worker::CatalogPut, Action::Start);
-        let bus = nlds_bus::memory::MemoryBus::durable(db.clone()).await.unwrap();
-        nlds_bus::Bus::publish(&bus, key, &msg(in_bus)).await.unwrap();
+        let bus = nlds_bus::memory::MemoryBus::durable(db.clone())
+            .await
+            .unwrap();
+        nlds_bus::Bus::publish(&bus, key, &msg(in_bus))
+            .await
+            .unwrap();
         // ... and one staged in the outbox.
         outbox::ActiveModel {
             routing_key: Set(key.to_string()),

@@ -89,18 +89,28 @@ async fn an_embedded_server_killed_mid_put_resumes_the_put_when_it_starts_again(
     server.crash(); // SIGKILL: no shutdown, nothing flushed or acknowledged
 
     // Started again on the same data directory, without pause points.
-    let server =
-        ServerProcess::start(data.path(), &logs.path().join("second"), Some(config.as_path()), "info")
-            .await;
+    let server = ServerProcess::start(
+        data.path(),
+        &logs.path().join("second"),
+        Some(config.as_path()),
+        "info",
+    )
+    .await;
     let api = Api::new(&server.url, &token);
     let put = api.wait(&tid, Duration::from_secs(300)).await;
-    assert_eq!(put.state, State::Complete, "resumed, not interrupted: {put:#?}");
+    assert_eq!(
+        put.state,
+        State::Complete,
+        "resumed, not interrupted: {put:#?}"
+    );
     assert_eq!(put.files_failed, 0, "{put:#?}");
     assert_eq!(put.failed_files().count(), 0, "{put:#?}");
     let entries = shape(&root).len() + 1; // and the root directory itself
     assert_eq!(put.files_done, entries as u64, "{put:#?}");
     assert!(
-        server.output().contains("redelivering the messages the last run left unfinished"),
+        server
+            .output()
+            .contains("redelivering the messages the last run left unfinished"),
         "the second run resumed nothing from the bus's store:\n{}",
         server.output()
     );
