@@ -151,5 +151,19 @@ async fn an_embedded_server_killed_mid_put_resumes_the_put_when_it_starts_again(
         shape(&root),
         "restored tree differs"
     );
+
+    // Running the put again fails nothing and stores nothing twice: every file is unchanged.
+    let again = api
+        .put_and_wait(json!({"paths": [root], "label": "crash"}))
+        .await;
+    assert_eq!(again.state, State::Complete, "{again:#?}");
+    assert_eq!(again.failed_files().count(), 0, "{again:#?}");
+    assert_eq!(again.files_new_versions, 0, "{again:#?}");
+    assert!(again.files_skipped > 0, "{again:#?}");
+    assert_eq!(
+        stored_objects(data.path()),
+        referenced,
+        "the second put stored no object"
+    );
     server.stop();
 }
