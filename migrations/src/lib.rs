@@ -24,7 +24,9 @@
 //! * [`m20261205_000011_scale_indexes`]: indexes for the catalogue's and the monitor's read
 //!   queries at scale (owned by the catalogue and monitor roles);
 //! * [`m20261205_000012_request_paths`]: the chunks of paths of long put and get requests until
-//!   they start (owned by the catalogue role).
+//!   they start (owned by the catalogue role);
+//! * [`m20261205_000013_bus_queue`]: the queues of the embedded mode's in-process bus (owned by
+//!   the bus of the one embedded process).
 //!
 //! Every migration has a working `down`.
 
@@ -43,6 +45,7 @@ pub mod m20261205_000009_versions;
 pub mod m20261205_000010_fidelity;
 pub mod m20261205_000011_scale_indexes;
 pub mod m20261205_000012_request_paths;
+pub mod m20261205_000013_bus_queue;
 pub mod m20261205_000017_holding_stat_paths;
 
 /// All nlds-rs migrations, in order.
@@ -64,6 +67,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000010_fidelity::Migration),
             Box::new(m20261205_000011_scale_indexes::Migration),
             Box::new(m20261205_000012_request_paths::Migration),
+            Box::new(m20261205_000013_bus_queue::Migration),
             Box::new(m20261205_000017_holding_stat_paths::Migration),
         ]
     }

@@ -6,7 +6,9 @@
 //!
 //! * [`rabbit::RabbitBus`]: RabbitMQ via lapin, durable, with publisher confirms, mandatory
 //!   publishing, dead-letter queues, TTL delay queues for retries and RPC over direct reply-to.
-//! * [`memory::MemoryBus`]: in-process, for the embedded default and fast tests.
+//! * [`memory::MemoryBus`]: in-process, for fast tests ([`memory::MemoryBus::new`]: in memory)
+//!   and the embedded default ([`memory::MemoryBus::durable`]: its queues kept in the process's
+//!   SQLite database, so a crash loses no message).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +21,13 @@ use tokio_util::sync::CancellationToken;
 pub mod memory;
 pub mod rabbit;
 mod runtime;
+mod store;
+
+#[cfg(test)]
+mod durable_tests;
 
 pub use runtime::{RetryPolicy, failure_for, retries_scheduled};
+pub use store::transactions_in_flight;
 
 /// What a handler wants done after it handled a message. The bus publishes every message (and the
 /// RPC reply) and only then acknowledges the delivery.

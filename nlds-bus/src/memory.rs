@@ -1,11 +1,19 @@
-//! The in-process bus: the same topic routing as RabbitMQ over tokio channels. Used by the
-//! embedded single-process mode and by fast tests. Nothing survives the process; the embedded
-//! mode recovers interrupted transactions at start instead (see ARCHITECTURE.md).
+//! The in-process bus: the same topic routing as RabbitMQ over tokio channels, for the embedded
+//! single-process mode and fast tests.
+//!
+//! [`MemoryBus::new`] keeps its queues in memory only (tests). [`MemoryBus::durable`] (the
+//! embedded mode) also keeps every message in the process's SQLite database (`bus_message`, see
+//! `store.rs`) until its delivery is acknowledged: a publish is stored before it returns, an
+//! acknowledgement and the messages its handler published are one database transaction, and
+//! retries (with their delay) and dead letters are stored too, so a process killed at any point
+//! redelivers, when it starts again, every message it had not finished (at least once: handlers
+//! are idempotent). RPC requests and replies are never stored: the caller waiting for the reply
+//! is gone with the process.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use nlds_core::routing::roles_for;
@@ -14,9 +22,15 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{Disposition, process};
+use crate::store::{NewRow, Settle, Store};
 use crate::{Bus, BusError, ConsumeOptions, Handler};
 
+/// How long a delivery whose settlement could not be stored waits before it is handled again.
+const STORE_RETRY: Duration = Duration::from_secs(5);
+
 struct Delivery {
+    /// Its row in the store (`None`: not stored, an RPC request or a bus without a store).
+    id: Option<i64>,
     key: String,
     data: Vec<u8>,
     attempt: u32,
@@ -49,7 +63,42 @@ pub struct MemoryBus {
 
 struct Inner {
     queues: HashMap<Role, Queue>,
+    /// Dead letters of a bus without a store.
     dead: Mutex<Vec<DeadLetter>>,
+    store: Option<Store>,
+}
+
+/// A message to publish: its key, body, transaction and the queues it goes to.
+struct Outgoing {
+    key: String,
+    data: Vec<u8>,
+    transaction: uuid::Uuid,
+    roles: Vec<Role>,
+}
+
+impl Outgoing {
+    fn new(key: RoutingKey, env: &Envelope) -> Result<Self, BusError> {
+        let roles = roles_for(&key);
+        if roles.is_empty() {
+            return Err(BusError::Unroutable(key.to_string()));
+        }
+        Ok(Self {
+            key: key.to_string(),
+            data: env.to_json(),
+            transaction: env.transaction_id,
+            roles,
+        })
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(format!("the in-process bus cannot store its queue: {e}"))
 }
 
 impl Default for MemoryBus {
@@ -59,8 +108,45 @@ impl Default for MemoryBus {
 }
 
 impl MemoryBus {
-    /// A bus with every role's queue declared (messages wait until a consumer starts).
+    /// A bus with every role's queue declared (messages wait until a consumer starts), in
+    /// memory only: nothing survives the process.
     pub fn new() -> Self {
+        Self::with_store(None)
+    }
+
+    /// A bus whose queues are kept in `db` (SQLite, migrated; the process's one connection), with
+    /// every message a previous run left unacknowledged queued again (a delayed one at its
+    /// time), in the order it was published.
+    pub async fn durable(db: sea_orm::DatabaseConnection) -> Result<Self, BusError> {
+        let store = Store::new(db).map_err(BusError::Unavailable)?;
+        let pending = store.pending().await.map_err(unavailable)?;
+        let bus = Self::with_store(Some(store));
+        let (now, count) = (now_ms(), pending.len());
+        for p in pending {
+            let Some(&role) = Role::ALL.iter().find(|r| r.queue() == p.queue) else {
+                tracing::error!(queue = %p.queue, id = p.id, "stored message for an unknown queue left in place");
+                continue;
+            };
+            let delivery = Delivery {
+                id: Some(p.id),
+                key: p.key,
+                data: p.body,
+                attempt: p.attempt,
+                reply_to: None,
+            };
+            let wait = Duration::from_millis(p.not_before.saturating_sub(now).max(0) as u64);
+            bus.enqueue_after(role, delivery, wait);
+        }
+        if count > 0 {
+            tracing::info!(
+                messages = count,
+                "in-process bus: redelivering the messages the last run left unfinished"
+            );
+        }
+        Ok(bus)
+    }
+
+    fn with_store(store: Option<Store>) -> Self {
         let queues = Role::ALL
             .iter()
             .map(|&r| {
@@ -80,46 +166,182 @@ impl MemoryBus {
             inner: Arc::new(Inner {
                 queues,
                 dead: Mutex::new(Vec::new()),
+                store,
             }),
         }
     }
 
-    /// Messages dead-lettered so far.
-    pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.inner
-            .dead
-            .lock()
-            .map(|d| d.clone())
-            .unwrap_or_default()
+    /// Messages dead-lettered so far (with a store: by every run, as stored).
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
+        match &self.inner.store {
+            Some(store) => store.dead_letters().await.map_err(unavailable),
+            None => Ok(self
+                .inner
+                .dead
+                .lock()
+                .map(|d| d.clone())
+                .unwrap_or_default()),
+        }
     }
 
-    fn route(&self, key: &str, data: Vec<u8>, attempt: u32) -> Result<(), BusError> {
-        let parsed: RoutingKey = key
-            .parse()
-            .map_err(|_| BusError::Unroutable(key.to_owned()))?;
-        let roles = roles_for(&parsed);
-        if roles.is_empty() {
-            return Err(BusError::Unroutable(key.to_owned()));
+    /// Queues `delivery` for `role` now.
+    fn enqueue(&self, role: Role, delivery: Delivery) -> Result<(), BusError> {
+        let q = &self.inner.queues[&role];
+        q.bytes
+            .fetch_add(delivery.data.len() as u64, Ordering::Relaxed);
+        q.tx.send(delivery)
+            .map_err(|_| BusError::Unavailable("in-process bus closed".into()))
+    }
+
+    /// Queues `delivery` for `role` after `wait`.
+    fn enqueue_after(&self, role: Role, delivery: Delivery, wait: Duration) {
+        if wait.is_zero() {
+            let _ = self.enqueue(role, delivery);
+            return;
         }
-        for role in roles {
-            let q = &self.inner.queues[&role];
-            q.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-            q.tx.send(Delivery {
-                key: key.to_owned(),
-                data: data.clone(),
-                attempt,
-                reply_to: None,
-            })
-            .map_err(|_| BusError::Unavailable("in-process bus closed".into()))?;
+        let bus = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = bus.enqueue(role, delivery);
+        });
+    }
+
+    /// Stores `out` (if the bus has a store) and settles the delivery being handled in one
+    /// database transaction, then queues `out`, after `delay` if given.
+    async fn send(
+        &self,
+        out: Vec<Outgoing>,
+        settle: Settle,
+        delay: Option<Duration>,
+    ) -> Result<(), BusError> {
+        let not_before = delay.map_or(0, |d| now_ms().saturating_add(d.as_millis() as i64));
+        let ids: Vec<Option<i64>> = match &self.inner.store {
+            Some(store) => {
+                let rows: Vec<NewRow<'_>> = out
+                    .iter()
+                    .flat_map(|o| {
+                        o.roles.iter().map(move |r| NewRow {
+                            queue: r.queue(),
+                            key: &o.key,
+                            body: &o.data,
+                            not_before,
+                            transaction: Some(o.transaction),
+                        })
+                    })
+                    .collect();
+                if rows.is_empty() && matches!(settle, Settle::Nothing) {
+                    return Ok(());
+                }
+                store
+                    .write(&rows, &settle)
+                    .await
+                    .map_err(unavailable)?
+                    .into_iter()
+                    .map(Some)
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let mut ids = ids.into_iter();
+        for o in out {
+            for role in o.roles {
+                let delivery = Delivery {
+                    id: ids.next().flatten(),
+                    key: o.key.clone(),
+                    data: o.data.clone(),
+                    attempt: 1,
+                    reply_to: None,
+                };
+                self.enqueue_after(role, delivery, delay.unwrap_or_default());
+            }
         }
         Ok(())
+    }
+
+    /// The messages a handler published, without those no queue is bound to (logged).
+    fn outgoing(publish: Vec<(RoutingKey, Envelope)>) -> Vec<Outgoing> {
+        publish
+            .into_iter()
+            .filter_map(|(key, env)| match Outgoing::new(key, &env) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    tracing::error!(error = %e, %key, "in-process publish failed");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Settles a handled delivery of `role`'s queue as `disposition` says.
+    async fn settle(&self, role: Role, delivery: Delivery, disposition: Disposition) {
+        match disposition {
+            Disposition::Done(outcome) => {
+                let outcome = *outcome;
+                let out = Self::outgoing(outcome.publish);
+                let settle = delivery.id.map_or(Settle::Nothing, Settle::Ack);
+                if let Err(e) = self.send(out, settle, None).await {
+                    self.handle_again(role, delivery, &e);
+                    return;
+                }
+                if let (Some(reply), Some(tx)) = (outcome.reply, delivery.reply_to) {
+                    let _ = tx.send(reply.to_json());
+                }
+            }
+            Disposition::Retry(delay) => {
+                let attempt = delivery.attempt + 1;
+                if let (Some(store), Some(id)) = (&self.inner.store, delivery.id) {
+                    let at = now_ms().saturating_add(delay.as_millis() as i64);
+                    if let Err(e) = store.retry(id, attempt, at).await {
+                        // Still stored: at worst a restart retries it sooner, as attempt - 1.
+                        tracing::warn!(error = %e, key = %delivery.key, "cannot store a retry");
+                    }
+                }
+                let delivery = Delivery {
+                    attempt,
+                    ..delivery
+                };
+                self.enqueue_after(role, delivery, delay);
+            }
+            Disposition::DeadLetter(publish, reason) => {
+                let out = Self::outgoing(publish);
+                let settle = match delivery.id {
+                    Some(id) => Settle::Dead(id, reason.clone()),
+                    None => Settle::Nothing,
+                };
+                if let Err(e) = self.send(out, settle, None).await {
+                    self.handle_again(role, delivery, &e);
+                    return;
+                }
+                if self.inner.store.is_none()
+                    && let Ok(mut dead) = self.inner.dead.lock()
+                {
+                    dead.push(DeadLetter {
+                        queue: role.queue(),
+                        key: delivery.key,
+                        reason,
+                        data: delivery.data,
+                    });
+                }
+            }
+        }
+    }
+
+    /// A delivery whose settlement could not be stored is still stored as it was: it is handled
+    /// again (an RPC request is answered by its caller's timeout).
+    fn handle_again(&self, role: Role, delivery: Delivery, e: &BusError) {
+        tracing::error!(error = %e, key = %delivery.key, retry_in = ?STORE_RETRY,
+            "cannot store what a delivery's handler published; it is handled again");
+        if delivery.id.is_some() {
+            self.enqueue_after(role, delivery, STORE_RETRY);
+        }
     }
 }
 
 #[async_trait]
 impl Bus for MemoryBus {
     async fn publish(&self, key: RoutingKey, env: &Envelope) -> Result<(), BusError> {
-        self.route(&key.to_string(), env.to_json(), 1)
+        self.send(vec![Outgoing::new(key, env)?], Settle::Nothing, None)
+            .await
     }
 
     async fn rpc(
@@ -133,18 +355,17 @@ impl Bus for MemoryBus {
             return Err(BusError::Unroutable(key.to_string()));
         };
         let (tx, rx) = oneshot::channel();
-        let data = env.to_json();
-        let queue = &self.inner.queues[role];
-        queue.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-        queue
-            .tx
-            .send(Delivery {
+        // Never stored: the caller waiting for the reply does not survive the process either.
+        self.enqueue(
+            *role,
+            Delivery {
+                id: None,
                 key: key.to_string(),
-                data,
+                data: env.to_json(),
                 attempt: 1,
                 reply_to: Some(tx),
-            })
-            .map_err(|_| BusError::Unavailable("in-process bus closed".into()))?;
+            },
+        )?;
         let data = tokio::time::timeout(timeout, rx)
             .await
             .map_err(|_| BusError::Timeout(key.to_string(), timeout))?
@@ -184,7 +405,7 @@ impl Bus for MemoryBus {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let (bus, bus_task) = (self.clone(), self.clone());
+            let bus = self.clone();
             let handler = handler.clone();
             let retry = retry.clone();
             tokio::spawn(async move {
@@ -192,12 +413,12 @@ impl Bus for MemoryBus {
                 // The delivery leaves the backlog when it has been handled (a retry is queued
                 // again, and counted again).
                 let size = delivery.data.len() as u64;
+                let counted = bus.clone();
                 let _handled = scopeguard(move || {
-                    bus.inner.queues[&role]
+                    counted.inner.queues[&role]
                         .bytes
                         .fetch_sub(size, Ordering::Relaxed);
                 });
-                let bus = bus_task;
                 let disposition = process(
                     handler.as_ref(),
                     &delivery.key,
@@ -206,38 +427,7 @@ impl Bus for MemoryBus {
                     &retry,
                 )
                 .await;
-                match disposition {
-                    Disposition::Done(outcome) => {
-                        let outcome = *outcome;
-                        for (key, env) in outcome.publish {
-                            if let Err(e) = bus.publish(key, &env).await {
-                                tracing::error!(error = %e, %key, "in-process publish failed");
-                            }
-                        }
-                        if let (Some(reply), Some(tx)) = (outcome.reply, delivery.reply_to) {
-                            let _ = tx.send(reply.to_json());
-                        }
-                    }
-                    Disposition::Retry(delay) => {
-                        tokio::spawn(async move {
-                            tokio::time::sleep(delay).await;
-                            let _ = bus.route(&delivery.key, delivery.data, delivery.attempt + 1);
-                        });
-                    }
-                    Disposition::DeadLetter(publish, reason) => {
-                        for (key, env) in publish {
-                            let _ = bus.publish(key, &env).await;
-                        }
-                        if let Ok(mut dead) = bus.inner.dead.lock() {
-                            dead.push(DeadLetter {
-                                queue: role.queue(),
-                                key: delivery.key,
-                                reason,
-                                data: delivery.data,
-                            });
-                        }
-                    }
-                }
+                bus.settle(role, delivery, disposition).await;
             });
         }
         Ok(())
@@ -247,25 +437,15 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
-    /// In memory, so not durable: the embedded mode marks interrupted transactions failed at start.
+    /// With a store, the message is stored (with its time) before this returns.
     async fn publish_delayed(
         &self,
         key: RoutingKey,
         env: &Envelope,
         delay: Duration,
     ) -> Result<(), BusError> {
-        let parsed = key.to_string();
-        if roles_for(&key).is_empty() {
-            return Err(BusError::Unroutable(parsed));
-        }
-        let (bus, data) = (self.clone(), env.to_json());
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            if let Err(e) = bus.route(&parsed, data, 1) {
-                tracing::warn!(error = %e, key = %parsed, "delayed publish failed");
-            }
-        });
-        Ok(())
+        self.send(vec![Outgoing::new(key, env)?], Settle::Nothing, Some(delay))
+            .await
     }
 
     /// The bytes of the messages queued for (or being handled by) the consumers running in this
@@ -384,7 +564,7 @@ mod tests {
             .await
             .unwrap();
         wait_for(&hits, 3).await; // two transient failures, then success
-        assert!(bus.dead_letters().is_empty());
+        assert!(bus.dead_letters().await.unwrap().is_empty());
         stop.cancel();
     }
 

@@ -16,8 +16,12 @@
 //! endpoint writes and the logs are created 0600, their directories 0700) and the existing tree is
 //! made private too (directories 0700, files 0600), whatever it was.
 //!
-//! The in-process bus does not survive a crash, so at start every transaction still in progress is
-//! marked FAILED with the reason "interrupted" (never left in progress).
+//! The in-process bus keeps its queues in `nlds.db` too (`MemoryBus::durable`, on the process's one
+//! SQLite connection), so a transaction in progress when the process stopped (even killed)
+//! resumes when it starts again: every unacknowledged message is delivered again. Only a
+//! transaction of which no message is left (a request cut off between its RPCs, which are never
+//! stored) is marked FAILED with the reason "interrupted" at start
+//! (`nlds_workers::recovery::fail_stranded`), never left in progress.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -248,26 +252,32 @@ impl Embedded {
             .posix_checks
             .get_or_insert(nlds_workers::posix::PosixChecks::Service);
 
+        // One connection for the roles and the bus's queues (see nlds_workers::db::connect).
         let db = nlds_workers::db::connect(&settings.workers.database_url).await?;
-        let interrupted = nlds_workers::recovery::fail_unfinished(
+        let interrupted = nlds_workers::recovery::fail_stranded(
             &db,
-            "interrupted: nlds-server stopped before this transaction finished; run it again",
+            "interrupted: nlds-server stopped and left nothing to resume this transaction; run it again",
         )
         .await
         .context("cannot mark interrupted transactions")?;
         if interrupted > 0 {
             tracing::warn!(
                 interrupted,
-                "marked transactions interrupted by the last stop as FAILED"
+                "marked transactions the last stop left with nothing to resume them as FAILED"
             );
         }
-        drop(db);
-
-        let bus = Arc::new(MemoryBus::new());
+        let bus = Arc::new(
+            MemoryBus::durable(db.clone())
+                .await
+                .context("cannot open the in-process bus's queues in nlds.db")?,
+        );
         let mut tasks = tokio::task::JoinSet::new();
         {
             let (bus, s, stop) = (bus.clone(), settings.clone(), shutdown.clone());
-            tasks.spawn(async move { run::run_roles(bus, &run::all_roles(), &s, stop).await });
+            let res = run::Resources::with_db(db);
+            tasks.spawn(
+                async move { run::run_roles_with(bus, &run::all_roles(), &s, res, stop).await },
+            );
         }
 
         let listener = TcpListener::bind(opts.listen)

@@ -54,6 +54,9 @@ pub mod points {
     /// transfer-get: a temporary file is about to be removed after a failure (context: the
     /// temporary file).
     pub const GET_BEFORE_UNLINK: &str = "get.before-unlink";
+    /// catalogue: a put batch's objects are uploaded; its files are about to be catalogued
+    /// (context: the transaction id).
+    pub const CATALOG_BEFORE_PUT: &str = "catalog.before-put";
     /// the outbox relay: a staged message (committed with the change that implies it) is about
     /// to be published (context: its routing key).
     pub const OUTBOX_BEFORE_PUBLISH: &str = "outbox.before-publish";
@@ -78,6 +81,7 @@ pub mod points {
         GET_BEFORE_LINK,
         GET_BEFORE_DIR_FINISH,
         GET_BEFORE_UNLINK,
+        CATALOG_BEFORE_PUT,
         OUTBOX_BEFORE_PUBLISH,
         API_BEFORE_ACCEPT,
         API_BEFORE_RECORD,

@@ -1,10 +1,15 @@
-//! Start-up recovery for the embedded mode, whose in-process bus loses in-flight messages when the
-//! process stops: every transaction still in progress is ended as FAILED with a reason, so nothing
-//! is left "in progress" forever. (The distributed mode needs none: its queues are durable.) What
-//! becomes of each sub-record is decided by
+//! Start-up recovery for the embedded mode. Its in-process bus keeps its queues in the database
+//! (`nlds_bus::memory::MemoryBus::durable`), and the catalogue's outbox keeps the messages of
+//! accepted requests, so a transaction the process was working on when it stopped resumes from
+//! them. What cannot resume is a transaction still in progress of which no message is left in
+//! either: a request whose acceptance was cut off between its RPCs (RPCs are never stored: the
+//! client waiting for the answer is gone with the process), or one left by an older nlds-server
+//! whose bus kept its queues in memory only. Such a transaction is ended as FAILED with a reason, so nothing
+//! is left "in progress" forever. (The distributed mode needs none of this: its queues are
+//! RabbitMQ's.) What becomes of each sub-record is decided by
 //! [`nlds_core::workflow::sub_record::interrupted`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::Utc;
 use nlds_core::workflow::sub_record::{self as states, interrupted, interruption};
@@ -15,7 +20,7 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use crate::db::{failed_file, sub_record, transaction_record};
+use crate::db::{failed_file, outbox, sub_record, transaction_record};
 
 /// The `sub_id` of the sub-record recovery adds to a transaction it ends (not a UUID; its status
 /// shows the nil UUID).
@@ -35,8 +40,31 @@ fn finished_states() -> Vec<i32> {
     values(|s| interrupted(s).is_none())
 }
 
-/// Ends every unfinished transaction as FAILED with `reason`; returns how many there were.
-pub async fn fail_unfinished(db: &sea_orm::DatabaseConnection, reason: &str) -> Result<u64, DbErr> {
+/// The transactions that have a message waiting in the in-process bus's store or in the outbox:
+/// they resume when the roles start.
+async fn resumable(db: &sea_orm::DatabaseConnection) -> Result<HashSet<String>, DbErr> {
+    let mut ids: HashSet<String> = nlds_bus::transactions_in_flight(db)
+        .await?
+        .into_iter()
+        .map(|t| t.to_string())
+        .collect();
+    let staged: Vec<String> = outbox::Entity::find()
+        .select_only()
+        .column(outbox::Column::Envelope)
+        .into_tuple()
+        .all(db)
+        .await?;
+    ids.extend(staged.iter().filter_map(|env| {
+        let v: serde_json::Value = serde_json::from_str(env).ok()?;
+        Some(v.get("transaction_id")?.as_str()?.to_owned())
+    }));
+    Ok(ids)
+}
+
+/// Ends as FAILED with `reason` every unfinished transaction that nothing will move on (no
+/// message of it is stored, see the module's documentation); returns how many there were.
+pub async fn fail_stranded(db: &sea_orm::DatabaseConnection, reason: &str) -> Result<u64, DbErr> {
+    let resumable = resumable(db).await?;
     // Transactions with a sub-record still in progress ...
     let mut ids: Vec<i64> = sub_record::Entity::find()
         .select_only()
@@ -56,15 +84,26 @@ pub async fn fail_unfinished(db: &sea_orm::DatabaseConnection, reason: &str) -> 
         .all(db)
         .await?;
     let live: std::collections::HashSet<i64> = live.into_iter().collect();
-    let all: Vec<i64> = transaction_record::Entity::find()
+    let all: Vec<(i64, String)> = transaction_record::Entity::find()
         .select_only()
         .column(transaction_record::Column::Id)
+        .column(transaction_record::Column::TransactionId)
         .into_tuple()
         .all(db)
         .await?;
-    ids.extend(all.into_iter().filter(|id| !live.contains(id)));
+    ids.extend(
+        all.iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !live.contains(id)),
+    );
     ids.sort_unstable();
     ids.dedup();
+    let resuming: HashSet<i64> = all
+        .into_iter()
+        .filter(|(_, tid)| resumable.contains(tid))
+        .map(|(id, _)| id)
+        .collect();
+    ids.retain(|id| !resuming.contains(id));
 
     for &id in &ids {
         let txn = db.begin().await?;
@@ -214,7 +253,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unfinished_transactions_end_failed_with_the_reason_and_finished_ones_stay() {
+    async fn stranded_transactions_end_failed_with_the_reason_and_the_others_stay() {
         let db = crate::db::testing::memory().await;
         let m = Monitor::new(db.clone());
         let (running, queued, split_only, done) = (
@@ -223,6 +262,7 @@ mod tests {
             Uuid::new_v4(),
             Uuid::new_v4(),
         );
+        let (in_bus, in_outbox) = (Uuid::new_v4(), Uuid::new_v4());
         init(&m, running).await;
         update(&m, running, running, State::Split).await;
         update(&m, running, sub_id(running, "index", 0), State::Complete).await;
@@ -238,8 +278,44 @@ mod tests {
         update(&m, split_only, split_only, State::Split).await;
         init(&m, done).await;
         update(&m, done, done, State::Complete).await;
+        // Two more in progress, with a message left to resume them: one in the bus's store ...
+        for tid in [in_bus, in_outbox] {
+            init(&m, tid).await;
+            update(&m, tid, tid, State::Split).await;
+            update(&m, tid, sub_id(tid, "index", 0), State::TransferPutting).await;
+        }
+        let msg = |tid| {
+            Envelope::new(
+                tid,
+                "alice",
+                "climate",
+                ApiAction::Put,
+                "j",
+                Payload::PutRequest {
+                    holding_id: 1,
+                    paths: vec!["/a".into()],
+                },
+            )
+        };
+        let key = RoutingKey::new(Worker::CatalogPut, Action::Start);
+        let bus = nlds_bus::memory::MemoryBus::durable(db.clone())
+            .await
+            .unwrap();
+        nlds_bus::Bus::publish(&bus, key, &msg(in_bus))
+            .await
+            .unwrap();
+        // ... and one staged in the outbox.
+        outbox::ActiveModel {
+            routing_key: Set(key.to_string()),
+            envelope: Set(String::from_utf8(msg(in_outbox).to_json()).unwrap()),
+            created: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
 
-        assert_eq!(fail_unfinished(&db, "interrupted: test").await.unwrap(), 3);
+        assert_eq!(fail_stranded(&db, "interrupted: test").await.unwrap(), 3);
         for tid in [queued, split_only] {
             let (state, reasons) = state_of(&m, tid).await;
             assert_eq!(state, State::Failed);
@@ -250,8 +326,15 @@ mod tests {
         assert_eq!(state, State::CompleteWithErrors);
         assert_eq!(reasons, ["interrupted: test"]);
         assert_eq!(state_of(&m, done).await, (State::Complete, vec![]));
-        // Nothing is left unfinished, so a second start changes nothing.
-        assert_eq!(fail_unfinished(&db, "again").await.unwrap(), 0);
+        for tid in [in_bus, in_outbox] {
+            assert_eq!(
+                state_of(&m, tid).await,
+                (State::TransferPutting, vec![]),
+                "a transaction that resumes is left alone"
+            );
+        }
+        // Nothing is left stranded, so a second start changes nothing.
+        assert_eq!(fail_stranded(&db, "again").await.unwrap(), 0);
         assert_eq!(state_of(&m, running).await.1, ["interrupted: test"]);
     }
 }

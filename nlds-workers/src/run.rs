@@ -51,6 +51,15 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// Resources whose database is `db`, already open: the embedded process shares its one
+    /// SQLite connection between the roles and its bus's queues.
+    pub fn with_db(db: sea_orm::DatabaseConnection) -> Self {
+        Self {
+            db: OnceCell::new_with(Some(db)),
+            ..Default::default()
+        }
+    }
+
     pub async fn db(&self, cfg: &WorkerConfig) -> anyhow::Result<sea_orm::DatabaseConnection> {
         self.db
             .get_or_try_init(|| async {
@@ -189,8 +198,18 @@ pub async fn run_roles(
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_roles_with(bus, roles, settings, Resources::default(), shutdown).await
+}
+
+/// [`run_roles`] with the connections of `res` (e.g. [`Resources::with_db`]).
+pub async fn run_roles_with(
+    bus: Arc<dyn Bus>,
+    roles: &[Role],
+    settings: &Settings,
+    res: Resources,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let (cfg, bus_cfg) = (&settings.workers, &settings.bus);
-    let res = Resources::default();
     let mut tasks = tokio::task::JoinSet::new();
     for &role in roles {
         let h = handler(role, settings, &res, &bus)

@@ -1,4 +1,4 @@
-//! The full scenario in embedded mode, and restart recovery.
+//! The full scenario in embedded mode (a restart after a crash: `restart.rs`).
 
 use std::path::Path;
 
@@ -156,82 +156,5 @@ async fn embedded_put_get_list_find_meta_stat() {
     scenario(&api, 100).await;
     // The warm tier is real S3: objects live under the data directory.
     assert!(data.path().join("objects/nlds").is_dir());
-    e.stop().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn embedded_restart_keeps_the_catalogue_and_fails_interrupted_transactions() {
-    let data = temp();
-    let src = temp();
-    std::fs::write(src.path().join("a"), b"hello").unwrap();
-    let e = start_embedded(data.path()).await;
-    let (url, token) = (e.url.clone(), e.token.clone());
-    let api = Api::new(&url, &token);
-    let done = api
-        .put_and_wait(json!({"paths": [src.path().join("a")], "label": "keep"}))
-        .await;
-    assert_eq!(done.state, State::Complete);
-    let (_, who) = api.get("/api/v2/whoami").await;
-    let user = who["user"].as_str().unwrap().to_owned();
-    let group = who["groups"][0].as_str().unwrap().to_owned();
-    e.stop().await.unwrap();
-
-    // Leave a transaction in progress in the data directory, as a crash mid-transfer would.
-    let cut = uuid::Uuid::new_v4();
-    {
-        use nlds_bus::Handler;
-        use nlds_core::{Action, Envelope, Payload, RoutingKey, Worker, api::ApiAction};
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            data.path().join("nlds.db").display()
-        );
-        let db = nlds_workers::db::connect(&url).await.unwrap();
-        let m = nlds_workers::monitor::Monitor::new(db);
-        let env = |p| Envelope::new(cut, &user, &group, ApiAction::Put, "cut", p);
-        m.handle(
-            RoutingKey::new(Worker::MonitorPut, Action::Init),
-            env(Payload::MonitorInit {
-                label: Some("cut".into()),
-                holding_id: None,
-            }),
-        )
-        .await
-        .unwrap();
-        m.handle(
-            RoutingKey::new(Worker::MonitorPut, Action::Start),
-            env(Payload::MonitorUpdate {
-                state: State::TransferPutting,
-                files: 3,
-                bytes: 30,
-                failed: vec![],
-                warnings: vec![],
-                versions: 0,
-            }),
-        )
-        .await
-        .unwrap();
-    }
-
-    let e = start_embedded(data.path()).await;
-    assert_eq!(e.token, token, "the token survives a restart");
-    let api = Api::new(&e.url, &e.token);
-    let (_, list) = api.get("/api/v2/holdings?label=keep").await;
-    assert_eq!(list["total"], 1, "the catalogue survives a restart: {list}");
-    let (s, t) = api.get(&format!("/api/v2/transactions/{cut}")).await;
-    assert_eq!(s, 200, "{t}");
-    let t: nlds_core::api::TransactionStatus = serde_json::from_value(t).unwrap();
-    assert_eq!(t.state, State::Failed, "not left in progress: {t:#?}");
-    assert!(
-        t.failed_files()
-            .any(|f| f.reason.starts_with("interrupted")),
-        "{t:#?}"
-    );
-    let (_, done) = api
-        .get(&format!("/api/v2/transactions/{}", done.transaction_id))
-        .await;
-    assert_eq!(
-        done["state"], "COMPLETE",
-        "finished transactions are untouched"
-    );
     e.stop().await.unwrap();
 }

@@ -404,6 +404,11 @@ impl ServerProcess {
         self.kill();
     }
 
+    /// Kills the server at once (SIGKILL), as a crash would: no shutdown, nothing flushed.
+    pub fn crash(mut self) {
+        self.kill();
+    }
+
     fn kill(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();

@@ -25,6 +25,7 @@ mod posix;
 mod python_client;
 mod quota;
 mod resources;
+mod restart;
 mod secrets;
 mod stage;
 mod streaming;

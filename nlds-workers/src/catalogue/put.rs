@@ -29,6 +29,14 @@ impl Catalogue {
         overwrite: bool,
     ) -> Result<Outcome> {
         let h = holding_id.ok_or_else(|| bad_request("catalog-put needs a holding id"))?;
+        // The batch's objects are stored, its files not catalogued yet (and no database
+        // transaction is open: the embedded process has one connection).
+        let context = env.transaction_id.to_string();
+        nlds_hooks::pause_async(
+            nlds_hooks::points::CATALOG_BEFORE_PUT,
+            std::path::Path::new(&context),
+        )
+        .await;
         let txn = self.db.begin().await?;
         let tx = ensure_transaction(&txn, env.transaction_id, h).await?;
 

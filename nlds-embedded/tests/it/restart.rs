@@ -1,0 +1,169 @@
+//! The embedded server (`nlds-server embedded`, a child process) killed with SIGKILL in the middle
+//! of a put, and started again on the same data directory: its in-process bus kept its queues in
+//! `nlds.db`, so the put resumes where it stopped and completes; nothing is failed, catalogued
+//! twice or left in the bucket unreferenced.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use nlds_core::State;
+use nlds_hooks::{control, points};
+use serde_json::json;
+
+use crate::helpers::{Api, ServerProcess, make_tree, restored, shape, temp};
+
+/// How long the server may take to reach the pause point.
+const REACH: Duration = Duration::from_secs(120);
+
+fn token(data: &Path) -> String {
+    let client = std::fs::read_to_string(data.join("client.toml")).unwrap();
+    client
+        .lines()
+        .find_map(|l| l.strip_prefix("token = \""))
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap()
+        .to_owned()
+}
+
+/// Every object the embedded S3 endpoint holds in the bucket `nlds` (s3s-fs keeps an object as
+/// the file `objects/<bucket>/<key>`), by key.
+fn stored_objects(data: &Path) -> BTreeSet<String> {
+    let bucket = data.join("objects/nlds");
+    walkdir::WalkDir::new(&bucket)
+        .follow_links(false)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            e.path()
+                .strip_prefix(&bucket)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_embedded_server_killed_mid_put_resumes_the_put_when_it_starts_again() {
+    let (data, logs, pause, src, tgt) = (temp(), temp(), temp(), temp(), temp());
+    let root = src.path().join("crash tree");
+    std::fs::create_dir(&root).unwrap();
+    make_tree(&root, 300, 0);
+    // Batches of 40 files: some are catalogued before the kill, some are held or not done yet.
+    let config = data.path().join("nlds.toml");
+    std::fs::write(&config, "[workers.index]\nbatch_files = 40\n").unwrap();
+    control::arm(pause.path(), points::CATALOG_BEFORE_PUT).unwrap();
+    let server = ServerProcess::start_with_env(
+        data.path(),
+        &logs.path().join("first"),
+        Some(config.as_path()),
+        "info",
+        &[(nlds_hooks::ENV, pause.path().as_os_str())],
+    )
+    .await;
+    let token = token(data.path());
+    let api = Api::new(&server.url, &token);
+    let (s, r) = api
+        .post("/api/v2/put", &json!({"paths": [root], "label": "crash"}))
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let tid = r["transaction_id"].as_str().unwrap().to_owned();
+
+    // A batch is uploaded and held before the catalogue records it: the put is in flight.
+    let held = tokio::task::spawn_blocking({
+        let dir = pause.path().to_owned();
+        move || control::reached(&dir, points::CATALOG_BEFORE_PUT, REACH)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        held.as_deref(),
+        Some(Path::new(&tid)),
+        "the server never held a batch of the put between upload and catalogue"
+    );
+    let (_, t) = api.get(&format!("/api/v2/transactions/{tid}")).await;
+    let state: State = serde_json::from_value(t["state"].clone()).unwrap();
+    assert!(!state.is_final() && !state.is_failed(), "{t}");
+    server.crash(); // SIGKILL: no shutdown, nothing flushed or acknowledged
+
+    // Started again on the same data directory, without pause points.
+    let server = ServerProcess::start(
+        data.path(),
+        &logs.path().join("second"),
+        Some(config.as_path()),
+        "info",
+    )
+    .await;
+    let api = Api::new(&server.url, &token);
+    let put = api.wait(&tid, Duration::from_secs(300)).await;
+    assert_eq!(
+        put.state,
+        State::Complete,
+        "resumed, not interrupted: {put:#?}"
+    );
+    assert_eq!(put.files_failed, 0, "{put:#?}");
+    assert_eq!(put.failed_files().count(), 0, "{put:#?}");
+    let entries = shape(&root).len() + 1; // and the root directory itself
+    assert_eq!(put.files_done, entries as u64, "{put:#?}");
+    assert!(
+        server
+            .output()
+            .contains("redelivering the messages the last run left unfinished"),
+        "the second run resumed nothing from the bus's store:\n{}",
+        server.output()
+    );
+
+    // Every entry catalogued once, at version 1, each file's object in the bucket; and nothing
+    // in the bucket the catalogue does not reference.
+    let (s, files) = api.get("/api/v2/files?label=crash&limit=10000").await;
+    assert_eq!(s, 200, "{files}");
+    let files = files["files"].as_array().unwrap();
+    let mut catalogued: BTreeMap<String, u64> = BTreeMap::new();
+    let mut referenced = BTreeSet::new();
+    for f in files {
+        *catalogued
+            .entry(f["path"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+        assert_eq!(f["version"], 1, "{f}");
+        for l in f["locations"].as_array().into_iter().flatten() {
+            assert_eq!(l["bucket"], "nlds", "{f}");
+            referenced.insert(l["key"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(catalogued.len(), entries, "{catalogued:?}");
+    let twice: Vec<_> = catalogued.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "catalogued more than once: {twice:?}");
+    assert_eq!(
+        stored_objects(data.path()),
+        referenced,
+        "the bucket holds exactly the objects the catalogue references"
+    );
+
+    // A get restores the tree byte for byte: paths, sizes, modes, content, the link.
+    let got = api
+        .get_and_wait(json!({"paths": [root], "label": "crash", "target": tgt.path()}))
+        .await;
+    assert_eq!(got.state, State::Complete, "{got:#?}");
+    assert_eq!(
+        shape(&restored(tgt.path(), &root)),
+        shape(&root),
+        "restored tree differs"
+    );
+
+    // Running the put again fails nothing and stores nothing twice: every file is unchanged.
+    let again = api
+        .put_and_wait(json!({"paths": [root], "label": "crash"}))
+        .await;
+    assert_eq!(again.state, State::Complete, "{again:#?}");
+    assert_eq!(again.failed_files().count(), 0, "{again:#?}");
+    assert_eq!(again.files_new_versions, 0, "{again:#?}");
+    assert!(again.files_skipped > 0, "{again:#?}");
+    assert_eq!(
+        stored_objects(data.path()),
+        referenced,
+        "the second put stored no object"
+    );
+    server.stop();
+}
