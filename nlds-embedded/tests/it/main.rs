@@ -8,6 +8,7 @@ mod archive;
 mod authz;
 mod bad_input;
 mod cli;
+mod debris;
 mod delete;
 mod distributed;
 mod embedded;
