@@ -48,6 +48,12 @@ pub async fn abort_stale_uploads(clients: &S3Clients, older_than: Duration) -> V
     aborted
 }
 
+/// An upload initiated at `initiated` (unix seconds; unknown: not stale) is stale at `cutoff`.
+/// (moto reports every upload as initiated in 2010: there, every upload is stale.)
+fn stale(initiated: Option<i64>, cutoff: i64) -> bool {
+    initiated.is_some_and(|t| t <= cutoff)
+}
+
 /// Aborts the uploads of `bucket` under [`KEY_PREFIX`] initiated at or before `cutoff` (unix
 /// seconds).
 async fn sweep_bucket(client: &Client, bucket: &str, cutoff: i64) -> Result<Vec<Aborted>, S3Error> {
@@ -66,7 +72,7 @@ async fn sweep_bucket(client: &Client, bucket: &str, cutoff: i64) -> Result<Vec<
                 S3Error::from_sdk(format!("listing the unfinished uploads of {bucket}"), &e)
             })?;
         for u in page.uploads() {
-            let old = u.initiated().is_some_and(|t| t.secs() <= cutoff);
+            let old = stale(u.initiated().map(|t| t.secs()), cutoff);
             if let (true, Some(key), Some(id)) = (old, u.key(), u.upload_id()) {
                 stale.push((key.to_owned(), id.to_owned()));
             }
@@ -115,4 +121,15 @@ async fn sweep_bucket(client: &Client, bucket: &str, cutoff: i64) -> Result<Vec<
         }
     }
     Ok(aborted)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_uploads_initiated_before_the_cutoff_are_stale() {
+        assert!(super::stale(Some(100), 100));
+        assert!(super::stale(Some(99), 100));
+        assert!(!super::stale(Some(101), 100));
+        assert!(!super::stale(None, 100));
+    }
 }
