@@ -238,6 +238,11 @@ impl Embedded {
         settings.workers.database_url =
             format!("sqlite://{}?mode=rwc", data.join("nlds.db").display());
         settings.workers.log_dir = data.join("logs");
+        // Scratch space (recall spool, restore journals): under the data directory unless an
+        // absolute path is configured.
+        if settings.workers.work_dir.is_relative() {
+            settings.workers.work_dir = data.join(&settings.workers.work_dir);
+        }
         // The cold tier: the tape-library emulator under the data directory, unless configured.
         if let nlds_settings::ColdConfig::Dir(dir) = &mut settings.workers.cold
             && dir.root.is_relative()

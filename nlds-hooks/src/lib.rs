@@ -35,6 +35,9 @@ pub mod points {
     /// transfer-put: the file's permissions were checked (old code) / its parent was resolved
     /// (new code); the file is about to be opened for reading (context: the path).
     pub const PUT_BEFORE_OPEN: &str = "put.before-open";
+    /// transfer-put: the first part of a multipart upload is stored; the upload is neither
+    /// completed nor aborted (context: the object key).
+    pub const PUT_PART_UPLOADED: &str = "put.part-uploaded";
     /// transfer-get: a directory of the restore was just created, nothing is in it yet
     /// (context: the directory).
     pub const GET_DIR_CREATED: &str = "get.dir-created";
@@ -74,6 +77,7 @@ pub mod points {
     pub const ALL: &[&str] = &[
         INDEX_BEFORE_WALK,
         PUT_BEFORE_OPEN,
+        PUT_PART_UPLOADED,
         GET_DIR_CREATED,
         GET_TEMP_WRITING,
         GET_BEFORE_OWNER,

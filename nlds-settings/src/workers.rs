@@ -18,6 +18,13 @@ pub struct WorkerConfig {
     pub transfer: TransferConfig,
     /// Where the logger role writes one file per service.
     pub log_dir: PathBuf,
+    /// The workers' own scratch space on local disk: the recall spool (unless
+    /// `[workers.archive] spool_dir` says otherwise) and the journals of the temporary files
+    /// transfer-get creates in restore targets. Each process works in a subdirectory it holds
+    /// locked; a process that starts removes what dead processes left there. Relative paths are
+    /// relative to the working directory (`work`); embedded mode puts it under its data
+    /// directory. Never the system's temporary directory, which other programs share and clean.
+    pub work_dir: PathBuf,
     /// The cold tier's store.
     pub cold: ColdConfig,
     /// How archive rounds pack files and how often they run.
@@ -37,6 +44,15 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// Where recalled members are spooled: `[workers.archive] spool_dir`, or `spool` under
+    /// `work_dir`.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.archive
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| self.work_dir.join("spool"))
+    }
+
     /// The POSIX checks in force (`posix_checks`, default `"user"`).
     pub fn posix_policy(&self) -> PosixPolicy {
         PosixPolicy {
@@ -54,6 +70,7 @@ impl Default for WorkerConfig {
             index: IndexConfig::default(),
             transfer: TransferConfig::default(),
             log_dir: PathBuf::from("logs"),
+            work_dir: PathBuf::from("work"),
             cold: Default::default(),
             archive: Default::default(),
             delete: Default::default(),
@@ -104,6 +121,13 @@ pub struct TransferConfig {
     /// Most bytes of upload buffers one process holds at once (small files are read whole; a
     /// multipart file holds `(parts_in_flight + 2) * part_size`). Bounds memory whatever the batch.
     pub memory_budget: u64,
+    /// At start, transfer-put aborts the multipart uploads under its prefix (`tx/`) that were
+    /// initiated longer ago than this (a process killed mid-upload leaves them, and S3 keeps
+    /// and bills their parts until they are aborted). Other transfer-put processes may be
+    /// uploading at that moment, so this must exceed the longest upload of one file (its size
+    /// divided by the slowest throughput expected); 1 hour by default. 0 aborts every
+    /// unfinished upload (only when no other transfer-put process runs).
+    pub stale_upload_secs: u64,
 }
 
 impl Default for TransferConfig {
@@ -116,6 +140,7 @@ impl Default for TransferConfig {
             // One multipart file at a time ((parts_in_flight + 2) x part_size): keeps a
             // transfer process under 100 MiB resident (BENCHMARKS.md, "Memory").
             memory_budget: 48 << 20,
+            stale_upload_secs: 3600,
         }
     }
 }
@@ -140,9 +165,16 @@ pub struct ArchiveConfig {
     pub recall_poll_secs: u64,
     /// Give a recall up when staging takes longer than this.
     pub recall_timeout_secs: u64,
-    /// Where recalled members are spooled (and verified) before they are uploaded; the system's
-    /// temporary directory by default.
+    /// Where recalled members are spooled (and verified) before they are uploaded; `spool`
+    /// under `[workers] work_dir` by default. Each archive-get process spools in a subdirectory
+    /// it holds locked; one that starts removes the subdirectories of dead processes.
     pub spool_dir: Option<PathBuf>,
+    /// At start, archive-put removes the partial aggregates (temporary files of the cold store)
+    /// not written to for this long: a process killed mid-write leaves them. Other archive-put
+    /// processes may be writing at that moment (a write touches its file with every chunk), so
+    /// this must exceed the longest pause of a write (the slowest S3 read of one chunk); 1 hour
+    /// by default.
+    pub stale_partial_secs: u64,
 }
 
 impl Default for ArchiveConfig {
@@ -157,6 +189,7 @@ impl Default for ArchiveConfig {
             recall_poll_secs: 60,
             recall_timeout_secs: 7 * 24 * 3600,
             spool_dir: None,
+            stale_partial_secs: 3600,
         }
     }
 }

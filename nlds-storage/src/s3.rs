@@ -37,7 +37,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_s3::Client;
+/// The S3 client type (re-exported for callers that hold one).
+pub use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{

@@ -27,6 +27,7 @@
 //! | [`warm`] | what the two transfer roles share: tenancy clients, part buffers, batch outcomes |
 //! | [`userfs`], [`posix`] | file-system work on behalf of users, POSIX permission checks |
 //! | [`recovery`] | failing transactions left unfinished by a stopped process |
+//! | [`debris`], [`workdir`] | removing at start what killed processes left (multipart uploads, temporary files, partial aggregates, spools); each process's locked scratch directory |
 //! | [`hooks`] | test pause points |
 //! | [`config`] | the `[workers]` settings, re-exported from `nlds-settings` |
 //!
@@ -38,6 +39,7 @@ pub mod audit;
 pub mod catalogue;
 pub mod config;
 pub mod db;
+pub mod debris;
 pub mod indexer;
 pub mod logger;
 pub mod memory;
@@ -52,5 +54,6 @@ pub mod transfer_get;
 pub mod transfer_put;
 pub mod userfs;
 pub mod warm;
+pub mod workdir;
 
 pub use config::WorkerConfig;

@@ -141,20 +141,25 @@ pub async fn handler(
         Role::Logger => {
             Arc::new(crate::logger::Logger::new(cfg.log_dir.clone()).with_db(res.db(cfg).await?))
         }
-        Role::TransferPut => Arc::new(
-            crate::transfer_put::TransferPut::with_clients(
-                res.s3(cfg).await?,
-                cfg.transfer.clone(),
+        Role::TransferPut => {
+            let clients = res.s3(cfg).await?;
+            crate::debris::transfer_put(&clients, cfg.transfer.stale_upload_secs).await;
+            Arc::new(
+                crate::transfer_put::TransferPut::with_clients(clients, cfg.transfer.clone())
+                    .with_posix(cfg.posix_policy()),
             )
-            .with_posix(cfg.posix_policy()),
-        ),
-        Role::TransferGet => Arc::new(
-            crate::transfer_get::TransferGet::with_clients(
-                res.s3(cfg).await?,
-                cfg.transfer.clone(),
+        }
+        Role::TransferGet => {
+            let work = crate::debris::transfer_get(&cfg.work_dir, cfg.posix_policy()).await?;
+            Arc::new(
+                crate::transfer_get::TransferGet::with_clients(
+                    res.s3(cfg).await?,
+                    cfg.transfer.clone(),
+                )
+                .with_posix(cfg.posix_policy())
+                .with_work_dir(work),
             )
-            .with_posix(cfg.posix_policy()),
-        ),
+        }
         Role::Catalogue | Role::CatalogueRpc => Arc::new(
             crate::catalogue::Catalogue::new(
                 res.db(cfg).await?,
@@ -168,10 +173,14 @@ pub async fn handler(
             .with_outbox(res.outbox.clone())
             .with_unfinished_request_secs(cfg.index.unfinished_request_secs),
         ),
-        Role::ArchivePut => Arc::new(crate::archive_put::ArchivePut::with_clients(
-            res.s3(cfg).await?,
-            res.cold(cfg).await?,
-        )),
+        Role::ArchivePut => {
+            let cold = res.cold(cfg).await?;
+            crate::debris::archive_put(cold.as_ref(), cfg.archive.stale_partial_secs).await;
+            Arc::new(crate::archive_put::ArchivePut::with_clients(
+                res.s3(cfg).await?,
+                cold,
+            ))
+        }
         // Recalled files are restored to the default object store (recorded as such).
         Role::ArchiveGet => Arc::new(crate::archive_get::ArchiveGet::new(
             res.s3(cfg).await?.default_tenant().client.clone(),
@@ -179,6 +188,7 @@ pub async fn handler(
             res.cold(cfg).await?,
             bus.clone(),
             &cfg.archive,
+            crate::debris::archive_get(&cfg.spool_dir()).await?,
         )),
         Role::Monitor | Role::MonitorRpc => {
             Arc::new(crate::monitor::Monitor::new(res.db(cfg).await?))

@@ -1,5 +1,5 @@
 //! The scenario in distributed mode over real RabbitMQ, PostgreSQL and S3 (moto), and a kill -9 of
-//! the transfer-put process in the middle of a put.
+//! the transfer-put process in the middle of a multipart upload.
 
 use std::process::{Child, Command};
 use std::sync::Arc;
@@ -96,6 +96,7 @@ impl Services {
         // The test users are not system accounts (tests/it/posix.rs covers "user").
         workers.posix_checks = Some(nlds_workers::posix::PosixChecks::Service);
         workers.cold.dir_mut().root = std::env::temp_dir().join(format!("{}-cold", self.vhost));
+        workers.work_dir = std::env::temp_dir().join(format!("{}-work", self.vhost));
         Settings {
             bus: BusConfig {
                 kind: BusKind::Rabbitmq,
@@ -200,94 +201,25 @@ pub fn workers_binary() -> std::path::PathBuf {
     bin
 }
 
-fn spawn_transfer_put(config: &std::path::Path) -> Child {
-    Command::new(workers_binary())
-        .args(["--config", &config.to_string_lossy(), "transfer-put"])
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap()
+/// Starts `nlds-workers <role>` with `config`, and the pause directory `pause` if given.
+pub fn spawn_role(config: &std::path::Path, role: &str, pause: Option<&std::path::Path>) -> Child {
+    let mut cmd = Command::new(workers_binary());
+    cmd.args(["--config", &config.to_string_lossy(), role])
+        .env("RUST_LOG", "warn");
+    if let Some(dir) = pause {
+        cmd.env(nlds_hooks::ENV, dir);
+    }
+    cmd.spawn().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn killing_transfer_put_mid_put_loses_and_duplicates_nothing() {
-    let Some(svc) = Services::new().await else {
-        return;
-    };
-    let mut settings = svc.settings();
-    settings.workers.index.batch_files = 50;
-    settings.bus.prefetch = 2;
-    let dir = temp();
-    let config = dir.path().join("workers.toml");
-    std::fs::write(&config, toml::to_string(&settings).unwrap()).unwrap();
-
-    let stop = CancellationToken::new();
-    let others: Vec<_> = nlds_workers::run::all_roles()
-        .into_iter()
-        .filter(|r| *r != nlds_core::Role::TransferPut)
-        .collect();
-    start_roles(&settings, others, stop.clone());
-    let url = start_server(&settings, stop.clone()).await;
-    let api = Api::new(&url, TOKEN);
-
-    let src = temp();
-    let n = crate::helpers::make_tree(src.path(), 400, 60);
-    let mut child = spawn_transfer_put(&config);
-    let (s, r) = api
-        .post(
-            "/api/v2/put",
-            &json!({"paths": [src.path()], "label": "crash"}),
-        )
-        .await;
-    assert_eq!(s, 202, "{r}");
-    let tid = r["transaction_id"].as_str().unwrap().to_owned();
-
-    // Kill -9 once transfers are under way.
-    let start = std::time::Instant::now();
-    loop {
-        let (_, t) = api.get(&format!("/api/v2/transactions/{tid}")).await;
-        let putting = t["sub_records"].as_array().is_some_and(|subs| {
-            subs.iter()
-                .any(|s| s["state"] == "TRANSFER_PUTTING" || s["state"] == "CATALOG_UPDATING")
-        });
-        if putting {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "transfers never started: {t}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut child = spawn_transfer_put(&config);
-
-    let t = api.wait(&tid, Duration::from_secs(600)).await;
-    child.kill().ok();
-    child.wait().ok();
-    assert_eq!(t.state, State::Complete, "{t:#?}");
-
-    // Every file catalogued exactly once ...
-    let (_, found) = api.get("/api/v2/files?label=crash&limit=10000").await;
-    let files = found["files"].as_array().unwrap();
-    let mut paths: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
-    let total = paths.len();
-    paths.sort();
-    paths.dedup();
-    assert_eq!(paths.len(), total, "duplicate catalogue rows");
-    let regular = files.iter().filter(|f| f["kind"] == "file").count();
-    assert_eq!(regular, n, "every regular file catalogued");
-    // ... and stored exactly once.
-    let os = &settings.workers.object_store;
-    let client = nlds_storage::s3::client(os).await.unwrap();
+/// Every key of `bucket`.
+pub async fn bucket_keys(client: &nlds_storage::s3::Client, bucket: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut token = None;
     loop {
         let page = client
             .list_objects_v2()
-            .bucket(&os.bucket)
-            .prefix(format!("tx/{tid}/"))
+            .bucket(bucket)
             .set_continuation_token(token.clone())
             .send()
             .await
@@ -302,7 +234,142 @@ async fn killing_transfer_put_mid_put_loses_and_duplicates_nothing() {
             break;
         }
     }
-    assert_eq!(keys.len(), n, "one object per file, no orphans");
+    keys.sort();
+    keys
+}
+
+/// The unfinished multipart uploads of `bucket` (their keys).
+pub async fn unfinished_uploads(client: &nlds_storage::s3::Client, bucket: &str) -> Vec<String> {
+    let page = client
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    page.uploads()
+        .iter()
+        .filter_map(|u| u.key().map(str::to_owned))
+        .collect()
+}
+
+/// transfer-put is killed (-9) while a multipart upload is provably in flight (paused after its
+/// first part, the upload listed by the store), and started again: the put completes, every
+/// file is catalogued once with one object and the bucket holds exactly the catalogued objects
+/// (listed, not derived from deterministic keys), no multipart upload is left unfinished, and a
+/// get restores every file byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_transfer_put_mid_upload_loses_duplicates_and_leaves_nothing() {
+    let Some(svc) = Services::new().await else {
+        return;
+    };
+    let mut settings = svc.settings();
+    settings.workers.index.batch_files = 50;
+    settings.bus.prefetch = 2;
+    settings.workers.transfer.multipart_threshold = 5 << 20;
+    settings.workers.transfer.part_size = 5 << 20;
+    // One transfer-put process at a time here: whatever is unfinished at its start is debris.
+    settings.workers.transfer.stale_upload_secs = 0;
+    let dir = temp();
+    let config = dir.path().join("workers.toml");
+    std::fs::write(&config, toml::to_string(&settings).unwrap()).unwrap();
+    let pause = temp();
+
+    let stop = CancellationToken::new();
+    let others: Vec<_> = nlds_workers::run::all_roles()
+        .into_iter()
+        .filter(|r| *r != nlds_core::Role::TransferPut)
+        .collect();
+    start_roles(&settings, others, stop.clone());
+    let url = start_server(&settings, stop.clone()).await;
+    let api = Api::new(&url, TOKEN);
+    let os = &settings.workers.object_store;
+    let client = nlds_storage::s3::client(os).await.unwrap();
+
+    let src = temp();
+    // 400 small files and a 40 MiB one: eight parts of 5 MiB.
+    let n = crate::helpers::make_tree(src.path(), 400, 40);
+    nlds_hooks::control::arm(pause.path(), nlds_hooks::points::PUT_PART_UPLOADED).unwrap();
+    let mut child = spawn_role(&config, "transfer-put", Some(pause.path()));
+    let (s, r) = api
+        .post(
+            "/api/v2/put",
+            &json!({"paths": [src.path()], "label": "crash"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let tid = r["transaction_id"].as_str().unwrap().to_owned();
+
+    let p = pause.path().to_owned();
+    let key = tokio::task::spawn_blocking(move || {
+        nlds_hooks::control::reached(
+            &p,
+            nlds_hooks::points::PUT_PART_UPLOADED,
+            Duration::from_secs(120),
+        )
+    })
+    .await
+    .unwrap()
+    .expect("transfer-put never uploaded a part of big.bin");
+    let key = key.to_string_lossy().into_owned();
+    assert!(key.starts_with(&format!("tx/{tid}/")), "{key}");
+    let in_flight = unfinished_uploads(&client, &os.bucket).await;
+    assert!(
+        in_flight.contains(&key),
+        "the multipart upload of {key} is not in flight: {in_flight:?}"
+    );
+    child.kill().unwrap(); // SIGKILL, mid-upload
+    child.wait().unwrap();
+    let mut child = spawn_role(&config, "transfer-put", None);
+
+    let t = api.wait(&tid, Duration::from_secs(600)).await;
+    child.kill().ok();
+    child.wait().ok();
+    assert_eq!(t.state, State::Complete, "{t:#?}");
+
+    // Every file catalogued exactly once, with one warm copy ...
+    let (_, found) = api.get("/api/v2/files?label=crash&limit=10000").await;
+    let files = found["files"].as_array().unwrap();
+    let mut paths: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    let total = paths.len();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), total, "duplicate catalogue rows");
+    let regular: Vec<&serde_json::Value> = files.iter().filter(|f| f["kind"] == "file").collect();
+    assert_eq!(regular.len(), n, "every regular file catalogued");
+    let mut catalogued = Vec::new();
+    for f in &regular {
+        let locations = f["locations"].as_array().unwrap();
+        assert_eq!(
+            locations.len(),
+            1,
+            "one copy of {}: {locations:?}",
+            f["path"]
+        );
+        assert_eq!(locations[0]["bucket"], os.bucket.as_str());
+        catalogued.push(locations[0]["key"].as_str().unwrap().to_owned());
+    }
+    catalogued.sort();
+    // ... and the bucket holds exactly those objects: none twice, no orphan.
+    assert_eq!(
+        bucket_keys(&client, &os.bucket).await,
+        catalogued,
+        "the bucket's objects are not the catalogued ones"
+    );
+    assert_eq!(
+        unfinished_uploads(&client, &os.bucket).await,
+        Vec::<String>::new(),
+        "unfinished multipart uploads left behind"
+    );
+    // The data reads back byte for byte.
+    let target = temp();
+    let got = api
+        .get_and_wait(json!({"paths": [src.path()], "label": "crash", "target": target.path()}))
+        .await;
+    assert_eq!(got.state, State::Complete, "{got:#?}");
+    assert_eq!(
+        crate::helpers::shape(&crate::helpers::restored(target.path(), src.path())),
+        crate::helpers::shape(src.path())
+    );
     stop.cancel();
 }
 

@@ -9,6 +9,7 @@ mod authz;
 mod bad_input;
 mod batches;
 mod cli;
+mod debris;
 mod delete;
 mod distributed;
 mod embedded;

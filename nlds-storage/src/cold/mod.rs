@@ -121,6 +121,15 @@ pub trait ColdStore: Send + Sync + 'static {
 
     /// Deletes the aggregate. Removing a missing one is not an error.
     async fn remove(&self, name: &str) -> ColdResult<()>;
+
+    /// Removes the partial aggregates that writes which never finished left behind (a writer
+    /// killed mid-write) and that were not written to for `idle`; returns what was removed.
+    /// `idle` protects the writes of other live processes. A store whose partial writes cannot
+    /// outlive their writer (XRootD's persist-on-successful-close) has nothing to do.
+    async fn sweep_partials(&self, idle: std::time::Duration) -> ColdResult<Vec<String>> {
+        let _ = idle;
+        Ok(Vec::new())
+    }
 }
 
 /// Checks an aggregate name: relative, `[0-9a-z._/-]`, no empty, `.` or `..` component.

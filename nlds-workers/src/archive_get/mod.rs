@@ -14,6 +14,19 @@ use nlds_storage::cold::{ColdError, ColdStore};
 use nlds_storage::s3::S3Error;
 use uuid::Uuid;
 
+/// A recall's spool directory, removed when the recall ends, fails, or its future is dropped.
+struct Spool(std::path::PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(spool = %self.0.display(), "cannot remove a recall's spool: {e}");
+        }
+    }
+}
+
 /// Staging checks between two repeated stage requests.
 const STAGE_REPEAT: u32 = 10;
 
@@ -35,7 +48,8 @@ pub struct ArchiveGet {
     bus: Arc<dyn Bus>,
     poll: Duration,
     max_checks: u32,
-    spool: std::path::PathBuf,
+    /// This process's spool directory (locked while it lives; see [`crate::workdir`]).
+    spool: Arc<crate::workdir::ProcessDir>,
 }
 
 impl ArchiveGet {
@@ -45,6 +59,7 @@ impl ArchiveGet {
         cold: Arc<dyn ColdStore>,
         bus: Arc<dyn Bus>,
         cfg: &nlds_settings::ArchiveConfig,
+        spool: crate::workdir::ProcessDir,
     ) -> Self {
         let poll = Duration::from_secs(cfg.recall_poll_secs.max(1));
         Self {
@@ -56,7 +71,7 @@ impl ArchiveGet {
             max_checks: u32::try_from(cfg.recall_timeout_secs / poll.as_secs().max(1))
                 .unwrap_or(u32::MAX)
                 .max(1),
-            spool: cfg.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+            spool: Arc::new(spool),
         }
     }
 
@@ -92,12 +107,12 @@ impl ArchiveGet {
         {
             tracing::warn!(error = %e, "could not report recall progress");
         }
-        let spool = self.spool.join(format!(
+        let spool = Spool(self.spool.path().join(format!(
             "nlds-recall-{aggregation_id}-{}",
             Uuid::new_v4().simple()
-        ));
-        let result = self.restore(name, members, sums, &spool).await;
-        let _ = tokio::fs::remove_dir_all(&spool).await;
+        )));
+        let result = self.restore(name, members, sums, &spool.0).await;
+        drop(spool);
         match result {
             Ok(restored) => {
                 if let Err(e) = self.cold.evict(name).await {

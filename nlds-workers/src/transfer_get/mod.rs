@@ -35,6 +35,7 @@ use nlds_storage::s3::{S3Clients, S3Error};
 use crate::config::TransferConfig;
 use crate::posix::{Ownership, PosixPolicy};
 use crate::userfs::UserFs;
+use crate::userfs::journal::Journal;
 use crate::userfs::restore::{self, Existing, Restorer, TempFile};
 use crate::warm::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, system_time};
 use nlds_hooks::points;
@@ -52,6 +53,8 @@ const DIR_MODE_MASK: u32 = 0o3777;
 pub struct TransferGet {
     store: SharedStore,
     posix: PosixPolicy,
+    /// Where each batch journals the temporary files it creates (none: not journalled).
+    work: Option<Arc<crate::workdir::ProcessDir>>,
 }
 
 impl TransferGet {
@@ -67,7 +70,16 @@ impl TransferGet {
         Self {
             store: Arc::new(Store::new(clients, cfg)),
             posix: PosixPolicy::SERVICE,
+            work: None,
         }
+    }
+
+    /// Journals the temporary files of each batch in `work` (this process's work directory), so
+    /// that those a killed process leaves are removed at the next start
+    /// ([`crate::userfs::journal`]).
+    pub fn with_work_dir(mut self, work: crate::workdir::ProcessDir) -> Self {
+        self.work = Some(Arc::new(work));
+        self
     }
 
     /// Checks the requesting user's permissions and gives them what is restored, when `posix`
@@ -99,6 +111,8 @@ struct Destination {
     overwrite: bool,
     /// Who what is created belongs to.
     owner: Ownership,
+    /// The batch's journal of temporary files.
+    journal: Option<Arc<Journal>>,
 }
 
 impl Destination {
@@ -191,10 +205,26 @@ impl TransferGet {
             Ok(r) => r,
             Err((code, reason)) => return refuse_all(batch, code, &reason),
         };
+        let journal = match &self.work {
+            None => None,
+            Some(w) => match Journal::create(w.path(), &env.user) {
+                Ok(j) => Some(Arc::new(j)),
+                Err(e) => {
+                    return Err(HandlerError::transient(
+                        ErrorCode::StorageError,
+                        format!(
+                            "cannot journal the temporary files of a restore in {}: {e}",
+                            w.path().display()
+                        ),
+                    ));
+                }
+            },
+        };
         let dest = Destination {
             root: restorer.target().map(|t| Arc::new(t.to_path_buf())),
             overwrite: *overwrite,
             owner,
+            journal,
         };
         let restorer: Shared = Arc::new(Mutex::new(restorer));
 
@@ -487,8 +517,9 @@ impl TransferGet {
         };
 
         // Download into a temporary file next to the destination, hashing what is written.
-        let (d, n, t) = (dir.clone(), name.clone(), to.clone());
-        let (temp, file) = match blocking(move || TempFile::create(&d, &n, &t, "part")).await {
+        let (d, n, t, j) = (dir.clone(), name.clone(), to.clone(), dest.journal.clone());
+        let created = blocking(move || TempFile::create_recorded(&d, &n, &t, "part", j.as_deref()));
+        let (temp, file) = match created.await {
             Ok(x) => x,
             Err(e) => {
                 return Step::Failed(io_failed(&path, "cannot create a file next to", &shown, &e));
@@ -709,6 +740,7 @@ mod unit {
             root: Some(Arc::new(PathBuf::from("/restore"))),
             overwrite: false,
             owner: Ownership::Process,
+            journal: None,
         };
         assert_eq!(
             d.of("/data/a b/ü.nc").unwrap(),
@@ -724,6 +756,7 @@ mod unit {
             root: None,
             overwrite: false,
             owner: Ownership::Process,
+            journal: None,
         };
         assert_eq!(d.of("/data/x").unwrap(), PathBuf::from("/data/x"));
         assert_eq!(d.of("data/x").unwrap_err().code, ErrorCode::BadRequest);

@@ -31,6 +31,7 @@ use crate::warm::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_fai
 use nlds_hooks::points;
 
 mod multipart;
+pub mod sweep;
 
 /// S3's smallest part (all parts but the last).
 const MIN_PART: u64 = 5 << 20;

@@ -10,6 +10,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt, stream};
 use nlds_core::{ErrorCode, FailedFile};
+use nlds_hooks::points;
 use nlds_storage::s3::{PATH_METADATA, S3Error, Tenant, path_metadata};
 
 use super::{
@@ -232,6 +233,10 @@ impl TransferPut {
                     &e,
                 )
             })?;
+        if number == 1 {
+            // A multipart upload is provably in flight: created, one part stored, not completed.
+            nlds_hooks::pause_async(points::PUT_PART_UPLOADED, std::path::Path::new(key)).await;
+        }
         Ok(CompletedPart::builder()
             .part_number(number)
             .set_e_tag(out.e_tag().map(str::to_owned))

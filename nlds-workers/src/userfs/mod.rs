@@ -33,6 +33,7 @@ use rustix::fs::{FileType, Stat};
 
 use crate::posix::Inode;
 
+pub mod journal;
 pub mod read;
 pub mod resolve;
 pub mod restore;

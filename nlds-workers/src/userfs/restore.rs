@@ -506,13 +506,35 @@ pub fn temp_name(name: &OsStr, suffix: &str) -> OsString {
 impl TempFile {
     /// Creates a temporary file for `to` (named `name` in `dir`), mode 0600.
     pub fn create(dir: &Dir, name: &OsStr, to: &Path, suffix: &str) -> io::Result<(Self, File)> {
+        Self::create_recorded(dir, name, to, suffix, None)
+    }
+
+    /// [`TempFile::create`], its name recorded in `journal` before it is created and its inode
+    /// just after (so a restart removes it if this process dies: [`super::journal`]).
+    pub fn create_recorded(
+        dir: &Dir,
+        name: &OsStr,
+        to: &Path,
+        suffix: &str,
+        journal: Option<&super::journal::Journal>,
+    ) -> io::Result<(Self, File)> {
         let temp = temp_name(name, suffix);
+        if let Some(j) = journal {
+            j.intent(dir, &temp)?;
+        }
         let fd = openat(
             dir.fd(),
             &temp,
             OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )?;
+        if let Some(j) = journal {
+            let recorded = fstat(&fd).and_then(|m| j.created(dir, &temp, &m));
+            if let Err(e) = recorded {
+                let _ = rustix::fs::unlinkat(dir.fd(), &temp, AtFlags::empty());
+                return Err(e);
+            }
+        }
         let shown = to.with_file_name(&temp);
         Ok((
             Self {

@@ -64,6 +64,7 @@ fn small_parts() -> TransferConfig {
         files_in_flight: 4,
         parts_in_flight: 3,
         memory_budget: 32 << 20,
+        ..Default::default()
     }
 }
 
@@ -900,3 +901,5 @@ async fn transfer_rejects_foreign_keys_and_payloads() {
         .unwrap_err();
     assert!(!err.retryable);
 }
+
+mod multipart;

@@ -17,8 +17,9 @@
 //!   the first [`ColdStore::stat`] or [`ColdStore::read`] that finds the request old enough.
 //!
 //! Temporary files are named `<file>.~tmp.<uuid>`; `~` is not allowed in names, so a temporary
-//! can never collide with an aggregate. Temporaries orphaned by a crash are not swept (they are
-//! never visible under a name; only their space is lost).
+//! can never collide with an aggregate. Temporaries orphaned by a crash (never visible under a
+//! name, but taking space) are removed by [`ColdStore::sweep_partials`], which archive-put runs
+//! at start.
 //!
 //! Semantics worth knowing:
 //! - a freshly written (or rewritten) aggregate is **offline**: any earlier staged copy and stage
@@ -270,6 +271,52 @@ impl ColdStore for DirStore {
         tmp.disarm();
         blocking(format!("syncing {}", dir.display()), move || sync_dir(&dir)).await?;
         self.clear_online(name).await
+    }
+
+    async fn sweep_partials(&self, idle: std::time::Duration) -> ColdResult<Vec<String>> {
+        let roots = [
+            self.tape.clone(),
+            self.staged.clone(),
+            self.requests.clone(),
+        ];
+        blocking("sweeping partial aggregates".to_owned(), move || {
+            let mut removed = Vec::new();
+            for root in &roots {
+                for entry in walkdir::WalkDir::new(root).follow_links(false) {
+                    // Entries may go while we look (another process's write finishing).
+                    let entry = match entry {
+                        Ok(e) => e,
+                        Err(e) if e.io_error().is_some_and(is_missing) => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                    if !entry.file_type().is_file()
+                        || !entry.file_name().to_string_lossy().contains(".~tmp.")
+                    {
+                        continue;
+                    }
+                    let m = match entry.metadata() {
+                        Ok(m) => m,
+                        Err(e) if e.io_error().is_some_and(is_missing) => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                    let quiet = m
+                        .modified()
+                        .ok()
+                        .and_then(|t| SystemTime::now().duration_since(t).ok())
+                        .is_some_and(|age| age >= idle);
+                    if !quiet {
+                        continue;
+                    }
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => removed.push(entry.path().display().to_string()),
+                        Err(e) if is_missing(&e) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
     }
 
     async fn stat(&self, name: &str) -> ColdResult<Option<AggregateStat>> {

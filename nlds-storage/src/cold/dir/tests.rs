@@ -573,3 +573,39 @@ async fn shared_in_an_arc_across_tasks() {
     let cold: Arc<dyn ColdStore> = s;
     assert_eq!(cold.kind(), "dir");
 }
+
+#[tokio::test]
+async fn partials_of_a_dead_writer_are_swept_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("lib");
+    let s = store(&root, 0);
+    s.write("h/done.tar", 3, body(b"abc")).await.unwrap();
+    // A write that has sent part of its aggregate when its process dies: the stream stays
+    // open, and the future is forgotten, so no destructor removes its temporary (as kill -9).
+    let (mut tx, rx) = tokio::io::duplex(64 << 10);
+    tx.write_all(&content(32 << 10, 3)).await.unwrap();
+    let mut dead = Box::pin(s.write("h/dead.tar", 1 << 20, Box::pin(rx)));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut dead)
+            .await
+            .is_err(),
+        "the write waits for the rest of its stream"
+    );
+    std::mem::forget(dead);
+    let partial: Vec<String> = files_under(&root)
+        .into_iter()
+        .filter(|f| f.starts_with("tape/h/dead.tar.~tmp."))
+        .collect();
+    assert_eq!(partial.len(), 1, "{:?}", files_under(&root));
+    // Written to just now: a live writer's, kept.
+    assert!(
+        s.sweep_partials(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let removed = s.sweep_partials(Duration::ZERO).await.unwrap();
+    assert_eq!(removed, vec![root.join(&partial[0]).display().to_string()]);
+    assert_eq!(files_under(&root), ["tape/h/done.tar"]);
+    assert!(s.sweep_partials(Duration::ZERO).await.unwrap().is_empty());
+}
