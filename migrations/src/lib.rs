@@ -25,6 +25,8 @@
 //!   queries at scale (owned by the catalogue and monitor roles);
 //! * [`m20261205_000012_request_paths`]: the chunks of paths of long put and get requests until
 //!   they start (owned by the catalogue role).
+//! * [`m20261205_000015_storage_audit`]: the storage audit's runs, and an index of warm
+//!   locations by bucket and key for its pages (owned by the storage-audit role).
 //!
 //! Every migration has a working `down`.
 
@@ -43,6 +45,7 @@ pub mod m20261205_000009_versions;
 pub mod m20261205_000010_fidelity;
 pub mod m20261205_000011_scale_indexes;
 pub mod m20261205_000012_request_paths;
+pub mod m20261205_000015_storage_audit;
 
 /// All nlds-rs migrations, in order.
 pub struct Migrator;
@@ -63,6 +66,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000010_fidelity::Migration),
             Box::new(m20261205_000011_scale_indexes::Migration),
             Box::new(m20261205_000012_request_paths::Migration),
+            Box::new(m20261205_000015_storage_audit::Migration),
         ]
     }
 }

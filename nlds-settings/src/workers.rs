@@ -26,6 +26,8 @@ pub struct WorkerConfig {
     pub delete: DeleteConfig,
     /// How many versions of each path the catalogue keeps.
     pub versions: VersionsConfig,
+    /// The scheduled storage scrub.
+    pub audit: crate::audit::AuditConfig,
     /// Whose POSIX permissions the indexer and the transfer roles check: `"user"` (the
     /// requesting user's, looked up through NSS; restored files are given to them) or
     /// `"service"` (the process's own). Unset: `"user"`, except in embedded mode (`"service"`).
@@ -58,6 +60,7 @@ impl Default for WorkerConfig {
             archive: Default::default(),
             delete: Default::default(),
             versions: Default::default(),
+            audit: Default::default(),
             posix_checks: None,
             posix_root_override: false,
         }
@@ -141,6 +144,9 @@ pub struct ArchiveConfig {
     /// Where recalled members are spooled (and verified) before they are uploaded; the system's
     /// temporary directory by default.
     pub spool_dir: Option<PathBuf>,
+    /// Accept an aggregate the cold store reports no checksum for although its writes are not
+    /// verified by the store itself (refused by default: nothing would show the copy is whole).
+    pub accept_unverified: bool,
 }
 
 impl Default for ArchiveConfig {
@@ -155,6 +161,7 @@ impl Default for ArchiveConfig {
             recall_poll_secs: 60,
             recall_timeout_secs: 7 * 24 * 3600,
             spool_dir: None,
+            accept_unverified: false,
         }
     }
 }

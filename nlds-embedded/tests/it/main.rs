@@ -26,6 +26,7 @@ mod quota;
 mod resources;
 mod secrets;
 mod stage;
+mod storage_audit_cli;
 mod streaming;
 mod tenancy;
 mod versions;
