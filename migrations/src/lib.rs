@@ -26,7 +26,9 @@
 //! * [`m20261205_000012_request_paths`]: the chunks of paths of long put and get requests until
 //!   they start (owned by the catalogue role);
 //! * [`m20261205_000013_bus_queue`]: the queues of the embedded mode's in-process bus (owned by
-//!   the bus of the one embedded process).
+//!   the bus of the one embedded process);
+//! * [`m20261205_000015_storage_audit`]: the storage audit's runs, and an index of warm
+//!   locations by bucket and key for its pages (owned by the storage-audit role).
 //!
 //! Every migration has a working `down`.
 
@@ -46,6 +48,7 @@ pub mod m20261205_000010_fidelity;
 pub mod m20261205_000011_scale_indexes;
 pub mod m20261205_000012_request_paths;
 pub mod m20261205_000013_bus_queue;
+pub mod m20261205_000015_storage_audit;
 pub mod m20261205_000017_holding_stat_paths;
 
 /// All nlds-rs migrations, in order.
@@ -68,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000011_scale_indexes::Migration),
             Box::new(m20261205_000012_request_paths::Migration),
             Box::new(m20261205_000013_bus_queue::Migration),
+            Box::new(m20261205_000015_storage_audit::Migration),
             Box::new(m20261205_000017_holding_stat_paths::Migration),
         ]
     }

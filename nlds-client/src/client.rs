@@ -501,6 +501,40 @@ impl Client {
         .await
     }
 
+    /// Starts a storage audit in the background (service operators): the catalogue against the
+    /// warm buckets and the cold store, with a scrub and a repair if asked.
+    pub async fn storage_audit_run(
+        &self,
+        req: &nlds_core::storage_audit::AuditRequest,
+    ) -> Result<nlds_core::storage_audit::AuditStarted> {
+        self.send(Method::POST, "/admin/audit/storage", None::<&()>, Some(req))
+            .await
+    }
+
+    /// The latest `runs` storage audits, newest first (service operators).
+    pub async fn storage_audit_runs(
+        &self,
+        runs: Option<u32>,
+    ) -> Result<nlds_core::storage_audit::AuditRuns> {
+        let q = nlds_core::storage_audit::AuditRunsQuery { runs };
+        self.send(Method::GET, "/admin/audit/storage", Some(&q), None::<&()>)
+            .await
+    }
+
+    /// Deletes what storage audits quarantined (service operators).
+    pub async fn purge_quarantine(
+        &self,
+        req: &nlds_core::storage_audit::PurgeQuarantineRequest,
+    ) -> Result<nlds_core::storage_audit::QuarantinePurged> {
+        self.send(
+            Method::POST,
+            "/admin/audit/quarantine/purge",
+            None::<&()>,
+            Some(req),
+        )
+        .await
+    }
+
     /// Starts a policy pass now, in the background (service operators).
     pub async fn policy_run(&self) -> Result<nlds_core::policy::PassStarted> {
         self.send(

@@ -24,6 +24,7 @@ pub mod quota;
 pub mod routing;
 pub mod stage;
 pub mod state;
+pub mod storage_audit;
 pub mod versions;
 pub mod workflow;
 

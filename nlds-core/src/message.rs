@@ -511,6 +511,14 @@ pub enum Payload {
     /// RPC `policy.explain`: where the file `path` (of a holding `filter` names, in the
     /// caller's scope, as `catalog.find`) is, which rule applies and when it will move.
     Explain { filter: HoldingFilter, path: String },
+    /// RPC `storage-audit.run` (operators): start a storage audit (answered with
+    /// [`RpcReply::AuditStarted`]; it runs in the background).
+    StorageAudit(crate::storage_audit::AuditRequest),
+    /// RPC `storage-audit.status` (operators): the latest `runs` audits, newest first.
+    StorageAuditRuns { runs: u32 },
+    /// RPC `storage-audit.purge` (operators): delete what was quarantined (before
+    /// `before`, a date, if given).
+    PurgeQuarantine { before: Option<chrono::NaiveDate> },
     /// RPC answer.
     Reply(RpcReply),
 }
@@ -590,6 +598,14 @@ pub enum RpcReply {
     Reloaded(crate::policy::ReloadReport),
     /// Answer to `policy.explain`.
     Explained(crate::policy::Explanation),
+    /// Answer to `storage-audit.run`: the run's id.
+    AuditStarted {
+        id: i64,
+    },
+    /// Answer to `storage-audit.status`.
+    AuditRuns(crate::storage_audit::AuditRuns),
+    /// Answer to `storage-audit.purge`.
+    QuarantinePurged(crate::storage_audit::QuarantinePurged),
     Error(ApiError),
 }
 

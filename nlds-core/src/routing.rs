@@ -75,6 +75,9 @@ routing_part!(
         Log,
         /// The policy role's RPCs (`policy.run`, `policy.dry-run`, `policy.status`, ...).
         Policy,
+        /// The storage audit's RPCs (`storage-audit.run`, `storage-audit.status`,
+        /// `storage-audit.purge`).
+        StorageAudit,
     }
 );
 
@@ -225,6 +228,7 @@ routing_part!(
         ArchivePut,
         ArchiveGet,
         Policy,
+        StorageAudit,
     }
 );
 
@@ -275,6 +279,7 @@ impl Role {
                 "nlds-api.archive-get.system-stat",
             ],
             Role::Policy => &["nlds-api.policy.*"],
+            Role::StorageAudit => &["nlds-api.storage-audit.*"],
         }
     }
 
@@ -293,6 +298,7 @@ impl Role {
             Role::ArchivePut => Worker::ArchivePut,
             Role::ArchiveGet => Worker::ArchiveGet,
             Role::Policy => Worker::Policy,
+            Role::StorageAudit => Worker::StorageAudit,
         };
         RoutingKey::new(worker, Action::SystemStat)
     }
@@ -301,7 +307,10 @@ impl Role {
     /// that commits a change publishes the work it implies in the same outcome as its answer
     /// (eviction and purge removals, a delete's monitor record), confirmed before the answer.
     pub fn is_rpc(self) -> bool {
-        matches!(self, Role::CatalogueRpc | Role::MonitorRpc | Role::Policy)
+        matches!(
+            self,
+            Role::CatalogueRpc | Role::MonitorRpc | Role::Policy | Role::StorageAudit
+        )
     }
 }
 
@@ -409,6 +418,9 @@ mod tests {
             (Policy, Reload),
             (Policy, Reset),
             (Policy, Explain),
+            (StorageAudit, Run),
+            (StorageAudit, Status),
+            (StorageAudit, Purge),
         ];
         for (w, a) in work {
             let key = RoutingKey::new(w, a);

@@ -65,6 +65,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(audited(Admin, r!(crate::admin::failed_files)))
         .routes(audited(Admin, r!(crate::admin::logs)))
         .routes(audited(Admin, r!(crate::admin::audit)))
+        .routes(audited(
+            Admin,
+            r!(routes::storage_audit_run, routes::storage_audit_runs),
+        ))
+        .routes(audited(Admin, r!(routes::storage_audit_purge)))
         .routes(audited(Delete, r!(crate::delete::delete)))
         .routes(audited(Undelete, r!(crate::delete::undelete)))
         .routes(audited(Purge, r!(crate::delete::admin_purge)))

@@ -26,6 +26,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+pub mod audit;
 pub mod bus;
 pub mod cold;
 pub mod memory;
@@ -34,6 +35,7 @@ pub mod policy;
 pub mod server;
 pub mod workers;
 
+pub use audit::AuditConfig;
 pub use bus::{BusConfig, BusKind};
 pub use cold::{ColdConfig, DirConfig, GlacierConfig, XrootdConfig};
 pub use figment;

@@ -33,6 +33,8 @@ pub struct WorkerConfig {
     pub delete: DeleteConfig,
     /// How many versions of each path the catalogue keeps.
     pub versions: VersionsConfig,
+    /// The scheduled storage scrub.
+    pub audit: crate::audit::AuditConfig,
     /// Whose POSIX permissions the indexer and the transfer roles check: `"user"` (the
     /// requesting user's, looked up through NSS; restored files are given to them) or
     /// `"service"` (the process's own). Unset: `"user"`, except in embedded mode (`"service"`).
@@ -75,6 +77,7 @@ impl Default for WorkerConfig {
             archive: Default::default(),
             delete: Default::default(),
             versions: Default::default(),
+            audit: Default::default(),
             posix_checks: None,
             posix_root_override: false,
         }
@@ -175,6 +178,9 @@ pub struct ArchiveConfig {
     /// this must exceed the longest pause of a write (the slowest S3 read of one chunk); 1 hour
     /// by default.
     pub stale_partial_secs: u64,
+    /// Accept an aggregate the cold store reports no checksum for although its writes are not
+    /// verified by the store itself (refused by default: nothing would show the copy is whole).
+    pub accept_unverified: bool,
 }
 
 impl Default for ArchiveConfig {
@@ -190,6 +196,7 @@ impl Default for ArchiveConfig {
             recall_timeout_secs: 7 * 24 * 3600,
             spool_dir: None,
             stale_partial_secs: 3600,
+            accept_unverified: false,
         }
     }
 }

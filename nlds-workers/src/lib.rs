@@ -50,6 +50,9 @@ pub mod posix;
 pub mod recovery;
 pub mod router;
 pub mod run;
+#[cfg(test)]
+pub(crate) mod s3_testing;
+pub mod storage_audit;
 pub mod transfer_get;
 pub mod transfer_put;
 pub mod userfs;

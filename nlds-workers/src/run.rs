@@ -48,6 +48,8 @@ pub struct Resources {
     outbox: Outbox,
     /// The policy runner (the policy role's RPCs and its timer share it).
     policy: OnceCell<Arc<crate::policy::PolicyRunner>>,
+    /// The storage audit's runner (its RPCs and the scheduled scrub share it).
+    audit: OnceCell<Arc<crate::storage_audit::runner::AuditRunner>>,
 }
 
 impl Resources {
@@ -100,6 +102,32 @@ impl Resources {
                 crate::policy::PolicyRunner::from_config(db, bus.clone(), policy.clone())
                     .map(Arc::new)
                     .map_err(anyhow::Error::msg)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The storage audit's runner, over the catalogue, every tenancy's bucket and the cold store.
+    pub async fn audit(
+        &self,
+        cfg: &WorkerConfig,
+        bus: &Arc<dyn Bus>,
+    ) -> anyhow::Result<Arc<crate::storage_audit::runner::AuditRunner>> {
+        let (db, s3, cold) = (
+            self.db(cfg).await?,
+            self.s3(cfg).await?,
+            self.cold(cfg).await?,
+        );
+        self.audit
+            .get_or_try_init(|| async {
+                let audit = crate::storage_audit::StorageAudit::new(db, s3, Some(cold))
+                    .with_stage_wait(std::time::Duration::from_secs(cfg.audit.stage_wait_secs))
+                    .with_spool(cfg.audit.spool_dir.clone());
+                Ok::<_, anyhow::Error>(Arc::new(crate::storage_audit::runner::AuditRunner::new(
+                    audit,
+                    cfg.audit.clone(),
+                    Some(bus.clone()),
+                )))
             })
             .await
             .cloned()
@@ -176,10 +204,10 @@ pub async fn handler(
         Role::ArchivePut => {
             let cold = res.cold(cfg).await?;
             crate::debris::archive_put(cold.as_ref(), cfg.archive.stale_partial_secs).await;
-            Arc::new(crate::archive_put::ArchivePut::with_clients(
-                res.s3(cfg).await?,
-                cold,
-            ))
+            Arc::new(
+                crate::archive_put::ArchivePut::with_clients(res.s3(cfg).await?, cold)
+                    .accept_unverified(cfg.archive.accept_unverified),
+            )
         }
         // Recalled files are restored to the default object store (recorded as such).
         Role::ArchiveGet => Arc::new(crate::archive_get::ArchiveGet::new(
@@ -197,6 +225,9 @@ pub async fn handler(
             crate::policy::rpc::PolicyRpc::new(res.policy(cfg, &settings.policy, bus).await?)
                 .with_settings(settings.clone()),
         ),
+        Role::StorageAudit => Arc::new(crate::storage_audit::rpc::StorageAuditRpc::new(
+            res.audit(cfg, bus).await?,
+        )),
     })
 }
 
@@ -273,6 +304,15 @@ pub async fn run_roles_with(
                 _ = runner.run_timer() => {}
                 _ = stop.cancelled() => {}
             }
+            Ok(())
+        });
+    }
+    if roles.contains(&Role::StorageAudit) {
+        // The scheduled scrub: every storage-audit process checks, the lease lets one run it.
+        let runner = res.audit(cfg, &bus).await?;
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            runner.run_schedule(stop).await;
             Ok(())
         });
     }

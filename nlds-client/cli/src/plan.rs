@@ -73,4 +73,5 @@ pub enum AdminPlan {
     Logs(LogQuery),
     Audit(AuditQuery),
     Policy(crate::commands::admin::policy::PolicyPlan),
+    Storage(crate::commands::admin::storage::StoragePlan),
 }

@@ -199,7 +199,8 @@ impl Step {
             | Worker::MonitorPut
             | Worker::Monitor
             | Worker::Log
-            | Worker::Policy => return None,
+            | Worker::Policy
+            | Worker::StorageAudit => return None,
         })
     }
 }

@@ -29,6 +29,7 @@ mod resources;
 mod restart;
 mod secrets;
 mod stage;
+mod storage_audit_cli;
 mod streaming;
 mod tenancy;
 mod versions;

@@ -47,7 +47,7 @@ async fn start_server(settings: &Settings, stop: CancellationToken) -> String {
     serve_api(settings, &tokens, 30, stop).await
 }
 
-fn nlds_bin() -> PathBuf {
+pub(crate) fn nlds_bin() -> PathBuf {
     let bin = workers_binary().with_file_name("nlds");
     assert!(
         bin.exists(),
@@ -58,7 +58,7 @@ fn nlds_bin() -> PathBuf {
 }
 
 /// Runs the real `nlds` as the holder of `token`.
-fn nlds(url: &str, token: &str, args: &[&str]) -> Output {
+pub(crate) fn nlds(url: &str, token: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new(nlds_bin());
     for var in ["NLDS_GROUP", "NLDS_CONFIG", "XDG_CONFIG_HOME", "COLUMNS"] {
         cmd.env_remove(var);
@@ -72,7 +72,7 @@ fn nlds(url: &str, token: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "exit {:?}\nstdout: {}\nstderr: {}",
         o.status.code(),
@@ -82,7 +82,7 @@ fn text(o: &Output) -> String {
 }
 
 #[track_caller]
-fn ok(o: Output) -> String {
+pub(crate) fn ok(o: Output) -> String {
     assert!(o.status.success(), "{}", text(&o));
     String::from_utf8(o.stdout).unwrap()
 }

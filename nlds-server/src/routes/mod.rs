@@ -10,6 +10,7 @@ mod quota;
 mod read;
 mod stage;
 mod status;
+mod storage_audit;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +51,10 @@ pub use stage::{
 };
 pub(crate) use status::stat_rpc;
 pub use status::{__path_stat, __path_transaction, stat, transaction};
+pub use storage_audit::{
+    __path_storage_audit_purge, __path_storage_audit_run, __path_storage_audit_runs,
+    storage_audit_purge, storage_audit_run, storage_audit_runs,
+};
 
 const MAX_PATH_LEN: usize = 4096;
 

@@ -109,6 +109,20 @@ pub trait ColdStore: Send + Sync + 'static {
     /// (e.g. S3 validating a checksum sent with every part).
     async fn checksum(&self, name: &str) -> ColdResult<Option<StoredChecksum>>;
 
+    /// Whether [`ColdStore::write`] itself verifies the bytes it stores (S3 validating the
+    /// checksum sent with every part), so that [`ColdStore::checksum`] answering `None` still
+    /// means a verified copy. A store that does not (the default) and reports no checksum leaves
+    /// a write unverified, which archive-put refuses unless told otherwise.
+    fn verifies_writes(&self) -> bool {
+        false
+    }
+
+    /// Every aggregate the store holds, sorted by name, with its size (for the storage audit:
+    /// an aggregate no aggregation row names is dark data). `None`: this store cannot list.
+    async fn list(&self) -> ColdResult<Option<Vec<(String, u64)>>> {
+        Ok(None)
+    }
+
     /// Asks for the aggregates to be brought online. Idempotent and asynchronous: poll
     /// [`ColdStore::stat`] until `online`.
     async fn stage(&self, names: &[String]) -> ColdResult<()>;

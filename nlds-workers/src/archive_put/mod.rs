@@ -34,6 +34,9 @@ pub struct ArchivePut {
     /// Warm copies are read with the client of the tenancy their object reference names.
     s3: S3Clients,
     cold: Arc<dyn ColdStore>,
+    /// Accept an aggregate the store reports no checksum for (`[workers.archive]
+    /// accept_unverified`); refused otherwise, unless the store verifies its writes itself.
+    accept_unverified: bool,
 }
 
 impl ArchivePut {
@@ -44,7 +47,17 @@ impl ArchivePut {
 
     /// Reads each warm copy with the client of the tenancy its object reference names.
     pub fn with_clients(s3: S3Clients, cold: Arc<dyn ColdStore>) -> Self {
-        Self { s3, cold }
+        Self {
+            s3,
+            cold,
+            accept_unverified: false,
+        }
+    }
+
+    /// Accepts aggregates the store reports no checksum for (see [`ColdStore::verifies_writes`]).
+    pub fn accept_unverified(mut self, accept: bool) -> Self {
+        self.accept_unverified = accept;
+        self
     }
 
     /// `archive-put.del`: removes an aggregate whose members were all deleted and purged (the
@@ -190,20 +203,31 @@ impl ArchivePut {
     async fn verify(&self, name: &str, sent: &Checksums) -> Result<(), ColdError> {
         match self.cold.checksum(name).await? {
             Some(StoredChecksum::Adler32(got)) if got != sent.adler32 => {
-                Err(ColdError::Failed(format!(
+                Err(ColdError::Corrupt(format!(
                     "aggregate {name} failed verification: the {} store reports adler32 {got:08x}, {:08x} was written",
                     self.cold.kind(),
                     sent.adler32
                 )))
             }
             Some(StoredChecksum::Crc32c(got)) if got != sent.crc32c => {
-                Err(ColdError::Failed(format!(
+                Err(ColdError::Corrupt(format!(
                     "aggregate {name} failed verification: the {} store reports crc32c {got:08x}, {:08x} was written",
                     self.cold.kind(),
                     sent.crc32c
                 )))
             }
-            _ => Ok(()),
+            Some(_) => Ok(()),
+            None if self.cold.verifies_writes() => Ok(()),
+            None if self.accept_unverified => {
+                tracing::warn!(aggregation = %name, store = self.cold.kind(),
+                    "the cold store reports no checksum: aggregate accepted unverified (accept_unverified)");
+                Ok(())
+            }
+            None => Err(ColdError::Failed(format!(
+                "aggregate {name} cannot be verified: the {} store reports no checksum of what it \
+                 holds (refused; [workers.archive] accept_unverified = true accepts such copies)",
+                self.cold.kind()
+            ))),
         }
     }
 
@@ -227,7 +251,11 @@ impl ArchivePut {
             env.reply(Payload::Failed {
                 files: vec![FailedFile::new(
                     format!("aggregate {name}"),
-                    ErrorCode::StorageError,
+                    // A copy that does not verify says so; any other failure is a storage error.
+                    match e {
+                        ColdError::Corrupt(_) => ErrorCode::ChecksumMismatch,
+                        _ => ErrorCode::StorageError,
+                    },
                     e.to_string(),
                 )],
             }),
@@ -284,6 +312,9 @@ impl Handler for ArchivePut {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Asks the catalogue for an archive round now.
 pub async fn request_round(bus: &dyn Bus) -> Result<Uuid, nlds_bus::BusError> {

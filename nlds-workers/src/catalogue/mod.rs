@@ -631,6 +631,9 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::Policy => "policy",
         Payload::PolicyStatus { .. } => "policy_status",
         Payload::Explain { .. } => "explain",
+        Payload::StorageAudit(_) => "storage_audit",
+        Payload::StorageAuditRuns { .. } => "storage_audit_runs",
+        Payload::PurgeQuarantine { .. } => "purge_quarantine",
         Payload::Reply(_) => "reply",
     }
 }

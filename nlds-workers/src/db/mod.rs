@@ -35,6 +35,7 @@ pub mod recall_request;
 pub mod request_paths;
 pub mod stage_file;
 pub mod stage_request;
+pub mod storage_audit;
 pub mod sub_record;
 pub mod submission;
 pub mod tag;

@@ -32,10 +32,32 @@ pub async fn acquire<C: ConnectionTrait>(
     holder: &str,
     secs: u64,
 ) -> Result<DateTime<Utc>, RunnerError> {
+    if let Some(until) = take(db, NAME, holder, secs).await? {
+        return Ok(until);
+    }
+    match read(db).await? {
+        Some(l) => Err(RunnerError::LeaseHeld {
+            holder: l.holder,
+            until: l.until,
+        }),
+        // Removed between the two statements: try once more from the start.
+        None => Box::pin(acquire(db, holder, secs)).await,
+    }
+}
+
+/// Takes (or renews) the lease row `name` for `holder` until `now + secs`; `None` if another
+/// holder has it. Other single-runner tasks (the scheduled storage scrub) lease rows of their own
+/// name in the same table.
+pub async fn take<C: ConnectionTrait>(
+    db: &C,
+    name: &str,
+    holder: &str,
+    secs: u64,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
     let now = Utc::now();
     let until = now + Duration::seconds(secs.max(1) as i64);
     let inserted = policy_lease::Entity::insert(policy_lease::ActiveModel {
-        name: Set(NAME.into()),
+        name: Set(name.into()),
         holder: Set(holder.into()),
         until: Set(until),
         breaker_reason: Set(None),
@@ -49,12 +71,12 @@ pub async fn acquire<C: ConnectionTrait>(
     .exec_without_returning(db)
     .await?;
     if inserted == 1 {
-        return Ok(until);
+        return Ok(Some(until));
     }
     let updated = policy_lease::Entity::update_many()
         .col_expr(policy_lease::Column::Holder, Expr::value(holder))
         .col_expr(policy_lease::Column::Until, Expr::value(until))
-        .filter(policy_lease::Column::Name.eq(NAME))
+        .filter(policy_lease::Column::Name.eq(name))
         .filter(
             Condition::any()
                 .add(policy_lease::Column::Until.lt(now))
@@ -62,17 +84,7 @@ pub async fn acquire<C: ConnectionTrait>(
         )
         .exec(db)
         .await?;
-    if updated.rows_affected == 1 {
-        return Ok(until);
-    }
-    match read(db).await? {
-        Some(l) => Err(RunnerError::LeaseHeld {
-            holder: l.holder,
-            until: l.until,
-        }),
-        // Removed between the two statements: try once more from the start.
-        None => Box::pin(acquire(db, holder, secs)).await,
-    }
+    Ok((updated.rows_affected == 1).then_some(until))
 }
 
 /// Extends the lease `holder` holds; `false` if it no longer holds it (it expired and another
@@ -90,9 +102,14 @@ pub async fn renew<C: ConnectionTrait>(db: &C, holder: &str, secs: u64) -> Resul
 
 /// Gives the lease up (it expires now), if `holder` holds it.
 pub async fn release<C: ConnectionTrait>(db: &C, holder: &str) -> Result<(), DbErr> {
+    give_up(db, NAME, holder).await
+}
+
+/// Gives the lease row `name` up (it expires now), if `holder` holds it.
+pub async fn give_up<C: ConnectionTrait>(db: &C, name: &str, holder: &str) -> Result<(), DbErr> {
     policy_lease::Entity::update_many()
         .col_expr(policy_lease::Column::Until, Expr::value(Utc::now()))
-        .filter(policy_lease::Column::Name.eq(NAME))
+        .filter(policy_lease::Column::Name.eq(name))
         .filter(policy_lease::Column::Holder.eq(holder))
         .exec(db)
         .await?;

@@ -364,6 +364,38 @@ impl ColdStore for DirStore {
         }
     }
 
+    /// Walks `tape/` (symbolic links are not followed): every regular file whose relative path
+    /// is a valid name; temporaries (`~` in their name) are not aggregates.
+    async fn list(&self) -> ColdResult<Option<Vec<(String, u64)>>> {
+        let root = self.tape.clone();
+        let listed = tokio::task::spawn_blocking(move || -> io::Result<Vec<(String, u64)>> {
+            let mut out = Vec::new();
+            for entry in walkdir::WalkDir::new(&root).follow_links(false) {
+                let entry = entry.map_err(io::Error::from)?;
+                if !entry.file_type().is_file() {
+                    continue;
+                }
+                let Ok(rel) = entry.path().strip_prefix(&root) else {
+                    continue;
+                };
+                let Some(name) = rel.to_str() else { continue };
+                if check_name(name).is_err() {
+                    continue;
+                }
+                out.push((
+                    name.to_owned(),
+                    entry.metadata().map_err(io::Error::from)?.len(),
+                ));
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+        .map_err(|e| ColdError::Failed(format!("listing {}: {e}", self.tape.display())))?
+        .map_err(|e| io_error(format_args!("listing {}", self.tape.display()), e))?;
+        Ok(Some(listed))
+    }
+
     async fn stage(&self, names: &[String]) -> ColdResult<()> {
         for name in names {
             check_name(name)?;

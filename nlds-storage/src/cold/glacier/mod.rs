@@ -498,6 +498,37 @@ impl ColdStore for GlacierStore {
         "s3-glacier"
     }
 
+    /// S3 validates the CRC32C sent with every part (or the whole object) of a write.
+    fn verifies_writes(&self) -> bool {
+        true
+    }
+
+    async fn list(&self) -> ColdResult<Option<Vec<(String, u64)>>> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.s.prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| classify(format!("listing {}", self.url(&self.s.prefix)), &e))?;
+            for o in page.contents() {
+                let Some(name) = o.key().and_then(|k| k.strip_prefix(self.s.prefix.as_str()))
+                else {
+                    continue;
+                };
+                if check_name(name).is_ok() {
+                    out.push((name.to_owned(), o.size().unwrap_or(0).max(0) as u64));
+                }
+            }
+        }
+        out.sort();
+        Ok(Some(out))
+    }
+
     async fn write(&self, name: &str, size: u64, mut body: ByteReader) -> ColdResult<()> {
         check_name(name)?;
         let key = self.key(name);

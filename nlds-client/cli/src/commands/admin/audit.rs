@@ -1,4 +1,6 @@
-//! `nlds admin audit`: who put, got, changed or deleted what, and every refused attempt.
+//! `nlds admin audit`: who put, got, changed or deleted what, and every refused attempt (the
+//! audit log). `nlds admin audit storage` and `purge-quarantine` are the storage audit's
+//! (`super::storage`).
 
 use chrono::{DateTime, Utc};
 use clap::{ArgAction, Args};
@@ -13,7 +15,12 @@ use crate::plan::AdminPlan;
 use nlds_client::client::Client;
 
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AuditArgs {
+    /// The storage audit, or the purge of its quarantine (without one: the audit log).
+    #[command(subcommand)]
+    pub storage: Option<super::storage::AuditSubcommand>,
+
     /// Only what this user did.
     #[arg(long = "by-user", value_name = "USER")]
     pub by_user: Option<String>,
@@ -68,6 +75,9 @@ fn parse_audit_action(s: &str) -> Result<AuditAction, String> {
 }
 
 pub(super) fn prepare(a: &AuditArgs, now: DateTime<Utc>) -> Result<AdminPlan, Failure> {
+    if let Some(c) = &a.storage {
+        return Ok(super::storage::prepare(c));
+    }
     let (since, until) = range(&a.range, now)?;
     Ok(AdminPlan::Audit(AuditQuery {
         user: a.by_user.clone(),

@@ -8,6 +8,7 @@ mod failed;
 mod logs;
 mod options;
 pub mod policy;
+pub mod storage;
 #[cfg(test)]
 mod tests;
 mod transactions;
@@ -37,7 +38,8 @@ pub enum AdminCommand {
     Failed(FailedArgs),
     /// The warning and error records the logger collected from every service.
     Logs(LogsArgs),
-    /// The audit log: who put, got, changed or deleted what, and every refused attempt.
+    /// The audit log: who put, got, changed or deleted what, and every refused attempt;
+    /// `nlds admin audit storage`: the catalogue against what the stores hold (scrub, repair).
     Audit(AuditArgs),
     /// Purge deleted files now, whatever their retention period (of one holding, or all).
     Purge(crate::commands::del::PurgeArgs),
@@ -75,6 +77,7 @@ pub async fn execute(
         AdminPlan::Logs(q) => logs::execute(q, client, ctx, io).await?,
         AdminPlan::Audit(q) => audit::execute(q, client, ctx, io).await?,
         AdminPlan::Policy(p) => return policy::execute(p, client, ctx, io).await,
+        AdminPlan::Storage(p) => return storage::execute(p, client, ctx, io).await,
     }
     Ok(exit::OK)
 }
