@@ -86,7 +86,8 @@ impl PrivateS3 {
     }
 }
 
-/// A private PostgreSQL cluster on its own port (trust authentication, owned by `postgres`).
+/// A private PostgreSQL cluster on its own port (trust authentication; run as `postgres` when the
+/// test runs as root), in a directory given to that account.
 struct PrivatePg {
     data: PathBuf,
     port: u16,
@@ -502,9 +503,11 @@ async fn readyz_names_the_database_while_postgres_is_down() {
         return;
     };
     let dir = temp();
-    let pg = PrivatePg::init(&dir.path().join("pg"));
+    // Its own directory: the cluster's owner must reach it.
+    let pg_dir = temp();
+    let pg = PrivatePg::init(pg_dir.path());
     let pg_url = pg.url();
-    let d = deploy(&svc, &dir.path().join("run"), |s| {
+    let d = deploy(&svc, dir.path(), |s| {
         s.workers.database_url = pg_url.clone();
     })
     .await;

@@ -72,7 +72,9 @@ async fn database_through_monitor(bus: Arc<dyn Bus>) -> Result<(), String> {
         Payload::Stat { filter },
     );
     let key = RoutingKey::new(Worker::Monitor, Action::Stat);
-    match bus.rpc(key, &env, CHECK_TIMEOUT).await {
+    // Within the check's own limit, so that the answer says who did not answer.
+    let within = CHECK_TIMEOUT.saturating_sub(std::time::Duration::from_millis(500));
+    match bus.rpc(key, &env, within).await {
         Ok(reply) => match reply.payload {
             Payload::Reply(RpcReply::Transactions(_)) => Ok(()),
             Payload::Reply(RpcReply::Error(e)) => {
