@@ -18,7 +18,9 @@ use nlds_core::error::ErrorCode;
 use nlds_core::{Envelope, Role, RoutingKey};
 use tokio_util::sync::CancellationToken;
 
+pub mod health;
 pub mod memory;
+pub mod notices;
 pub mod rabbit;
 mod runtime;
 mod store;

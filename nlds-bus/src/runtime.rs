@@ -99,8 +99,10 @@ pub(crate) async fn process(
         key = %key,
         transaction_id = %env.transaction_id,
         sub_id = %env.sub_id,
+        user = %env.user,
         attempt
     );
+    let started = std::time::Instant::now();
     let result = AssertUnwindSafe(handler.handle(key, env.clone()))
         .catch_unwind()
         .instrument(span.clone())
@@ -117,12 +119,36 @@ pub(crate) async fn process(
             ))
         });
     let _enter = span.enter(); // for the logging below; no await from here on
+    let disposition = decide(&key, &env, result, attempt, retry);
+    // One line per message handled, for operators (info level).
+    tracing::info!(
+        transaction_id = %env.transaction_id,
+        role = %key.worker,
+        key = %key,
+        outcome = disposition.name(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "handled"
+    );
+    disposition
+}
+
+/// What becomes of a delivery after its handler's `result`.
+fn decide(
+    key: &RoutingKey,
+    env: &Envelope,
+    result: Result<Outcome, HandlerError>,
+    attempt: u32,
+    retry: &RetryPolicy,
+) -> Disposition {
     match result {
         Ok(outcome) => Disposition::Done(Box::new(outcome)),
         Err(e) if e.retryable => match retry.next_delay(attempt) {
             Some(delay) => {
                 RETRIES.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, ?delay, "transient failure, will retry");
+                if let Some((k, note)) = retry_note(key, env, &e, attempt, delay, retry) {
+                    crate::notices::send(k, note);
+                }
                 Disposition::Retry(delay)
             }
             None => {
@@ -130,15 +156,59 @@ pub(crate) async fn process(
                     e.code,
                     format!("{} (gave up after {attempt} attempts)", e.message),
                 );
-                tracing::error!(error = %e, "retries exhausted");
-                Disposition::DeadLetter(reports(&key, &env, &e), e.message)
+                // `forward = false`: the log record travels with the failure report (reports).
+                tracing::error!(error = %e, forward = false, "retries exhausted");
+                Disposition::DeadLetter(reports(key, env, &e), e.message)
             }
         },
         Err(e) => {
-            tracing::error!(error = %e, code = %e.code, "permanent failure");
-            Disposition::DeadLetter(reports(&key, &env, &e), e.message)
+            tracing::error!(error = %e, code = %e.code, forward = false, "permanent failure");
+            Disposition::DeadLetter(reports(key, env, &e), e.message)
         }
     }
+}
+
+impl Disposition {
+    fn name(&self) -> &'static str {
+        match self {
+            Disposition::Done(_) => "done",
+            Disposition::Retry(_) => "retry",
+            Disposition::DeadLetter(..) => "dead-letter",
+        }
+    }
+}
+
+/// The warning for the monitor while a step of a transaction is retried (none for the monitor,
+/// the logger and the RPCs, which have no step of a transaction to report).
+fn retry_note(
+    key: &RoutingKey,
+    env: &Envelope,
+    err: &HandlerError,
+    attempt: u32,
+    delay: Duration,
+    retry: &RetryPolicy,
+) -> Option<(RoutingKey, Envelope)> {
+    if matches!(
+        key.worker,
+        Worker::MonitorPut | Worker::Monitor | Worker::Log | Worker::Catalog
+    ) {
+        return None;
+    }
+    let at = chrono::Utc::now() + delay;
+    let note = nlds_core::workflow::retry_note::retry_note(
+        key.worker.as_str(),
+        attempt,
+        retry.delays.len(),
+        at,
+        err.code,
+        &err.message,
+    );
+    Some((
+        RoutingKey::new(Worker::MonitorPut, Action::Start),
+        env.reply(Payload::Warning {
+            warnings: vec![note],
+        }),
+    ))
 }
 
 /// The failure report for a batch plus an error record for the logger.
@@ -321,6 +391,40 @@ mod tests {
                 assert_eq!(files[0].code, ErrorCode::Unavailable);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_scheduled_retry_sends_the_monitor_a_warning_for_the_transaction() {
+        let env = env();
+        let err = HandlerError::transient(ErrorCode::Unavailable, "S3 down");
+        let key: RoutingKey = "nlds-api.transfer-put.start".parse().unwrap();
+        let (k, note) = retry_note(&key, &env, &err, 2, Duration::from_secs(10), &policy())
+            .expect("a step of a transaction");
+        assert_eq!(k.to_string(), "nlds-api.monitor-put.start");
+        assert_eq!(
+            (note.transaction_id, note.sub_id, note.user.as_str()),
+            (env.transaction_id, env.sub_id, "u")
+        );
+        let Payload::Warning { warnings } = &note.payload else {
+            panic!("{note:?}")
+        };
+        assert!(
+            warnings[0].starts_with("retry 2 of 2 at ")
+                && warnings[0].ends_with("(transfer-put): unavailable: S3 down"),
+            "{warnings:?}"
+        );
+        // The monitor, the logger and the RPCs have no step of a transaction to report.
+        for k in [
+            "nlds-api.monitor-put.start",
+            "nlds-api.log.warning",
+            "nlds-api.catalog.list",
+        ] {
+            let key: RoutingKey = k.parse().unwrap();
+            assert!(
+                retry_note(&key, &env, &err, 1, Duration::ZERO, &policy()).is_none(),
+                "{k}"
+            );
         }
     }
 

@@ -346,6 +346,10 @@ pub enum Payload {
         failed: Vec<FailedFile>,
         warnings: Vec<String>,
     },
+    /// Bus runtime → monitor (`monitor-put.start`): a step of the transaction is being retried
+    /// after a transient fault. The warnings are added to the transaction (each text once);
+    /// no sub-record changes.
+    Warning { warnings: Vec<String> },
     /// Any role → logger.
     Log {
         service: String,

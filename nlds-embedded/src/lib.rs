@@ -36,9 +36,9 @@ use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use nlds_server::AppState;
 use nlds_server::ServerSettings;
 use nlds_server::app::nodelay;
-use nlds_server::{AppState, router};
 
 /// What an embedded instance needs to start.
 #[derive(Debug, Clone)]
@@ -291,6 +291,12 @@ impl Embedded {
         let addr = listener.local_addr()?;
         settings.server.listen = addr;
         let url = settings.server.base_url();
+        // /readyz: the bus, the database (through the monitor) and the object store.
+        let ready =
+            nlds_server::routes::default_readiness(&(bus.clone() as Arc<dyn nlds_bus::Bus>)).with(
+                "object_store",
+                nlds_workers::ops::object_store_check_of(settings.workers.object_store.clone()),
+            );
         let state = AppState {
             bus,
             auth: nlds_server::auth::build(&settings)?,
@@ -300,7 +306,7 @@ impl Embedded {
             &data.join("client.toml"),
             &format!("url = \"{url}\"\ntoken = \"{token}\"\n"),
         )?;
-        let app = router(state);
+        let app = nlds_server::router_with(state, ready);
         let stop = shutdown.clone();
         tasks.spawn(async move {
             axum::serve(listener.tap_io(nodelay), app)

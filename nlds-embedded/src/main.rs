@@ -60,7 +60,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    run::init_tracing();
+    nlds_workers::telemetry::init("nlds-server");
     let cli = Cli::parse();
     let stop = run::shutdown_on_signals();
     match cli.command {
@@ -68,6 +68,8 @@ async fn main() -> anyhow::Result<()> {
             let s = ServerSettings::load_cli(config.as_deref(), set).map_err(anyhow::Error::msg)?;
             nlds_workers::memory::apply(&s.memory);
             let bus = run::connect_bus(&s.bus).await?;
+            // The server's warnings and errors, for the logger.
+            tokio::spawn(nlds_bus::notices::install(bus.clone()).run(stop.clone()));
             let state = AppState {
                 bus,
                 auth: nlds_server::auth::build(&s)?,

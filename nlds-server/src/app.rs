@@ -108,6 +108,12 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
 /// The whole HTTP application: the route table ([`routes`]), the not-found fallback and the
 /// layers every request passes.
 pub fn router(state: AppState) -> Router {
+    let ready = crate::routes::default_readiness(&state.bus);
+    router_with(state, ready)
+}
+
+/// [`router`] with the checks `/readyz` runs (the embedded mode adds its object store).
+pub fn router_with(state: AppState, ready: nlds_bus::health::Readiness) -> Router {
     let limit = state.cfg.max_body_bytes;
     let (table, _doc) = routes().split_for_parts();
     table
@@ -131,6 +137,7 @@ pub fn router(state: AppState) -> Router {
                 },
             ),
         )
+        .layer(axum::Extension(ready))
         .with_state(state)
 }
 

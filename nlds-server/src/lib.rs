@@ -23,6 +23,6 @@ pub mod openapi;
 pub mod routes;
 pub mod state;
 
-pub use app::router;
+pub use app::{router, router_with};
 pub use config::{ServerConfig, ServerSettings};
 pub use state::AppState;

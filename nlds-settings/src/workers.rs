@@ -43,6 +43,11 @@ pub struct WorkerConfig {
     /// With `posix_checks = "user"`, a requesting user with uid 0 bypasses the mode bits.
     #[serde(default)]
     pub posix_root_override: bool,
+    /// The operations listener of each worker process (`/healthz`, `/readyz`; the place for
+    /// `/metrics` too), e.g. `"0.0.0.0:9187"`; port 0 picks a free one (logged at start). Unset:
+    /// none (the default: a port per process is the operator's choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops_listen: Option<std::net::SocketAddr>,
 }
 
 impl WorkerConfig {
@@ -80,6 +85,7 @@ impl Default for WorkerConfig {
             audit: Default::default(),
             posix_checks: None,
             posix_root_override: false,
+            ops_listen: None,
         }
     }
 }

@@ -44,6 +44,7 @@ pub mod indexer;
 pub mod logger;
 pub mod memory;
 pub mod monitor;
+pub mod ops;
 pub mod outbox;
 pub mod policy;
 pub mod posix;
@@ -53,6 +54,7 @@ pub mod run;
 #[cfg(test)]
 pub(crate) mod s3_testing;
 pub mod storage_audit;
+pub mod telemetry;
 pub mod transfer_get;
 pub mod transfer_put;
 pub mod userfs;

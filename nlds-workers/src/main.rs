@@ -46,7 +46,7 @@ fn targets() -> PossibleValuesParser {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    run::init_tracing();
+    nlds_workers::telemetry::init("nlds-workers");
     let cli = Cli::parse();
     // File < environment < flags, in one place: nlds-settings.
     let settings =

@@ -252,6 +252,15 @@ pub async fn run_roles_with(
 ) -> anyhow::Result<()> {
     let (cfg, bus_cfg) = (&settings.workers, &settings.bus);
     let mut tasks = tokio::task::JoinSet::new();
+    {
+        // Warnings, errors and retry notes of this process, published on its bus.
+        let publisher = nlds_bus::notices::install(bus.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            publisher.run(stop).await;
+            Ok(())
+        });
+    }
     for &role in roles {
         let h = handler(role, settings, &res, &bus)
             .await
@@ -273,6 +282,12 @@ pub async fn run_roles_with(
                 .with_context(|| format!("role {role} stopped"))
         });
         tracing::info!(%role, "role started");
+    }
+    if let Some(addr) = cfg.ops_listen {
+        let ready = crate::ops::readiness(roles, bus.clone(), cfg, &res).await?;
+        let (bound, serve) = crate::ops::serve(addr, ready, shutdown.clone()).await?;
+        tracing::info!(addr = %bound, "operations listener: /healthz, /readyz");
+        tasks.spawn(serve);
     }
     if roles.contains(&Role::Catalogue) || roles.contains(&Role::CatalogueRpc) {
         // One relay per process publishes what the catalogue staged (and, at start, what a
@@ -335,21 +350,6 @@ pub async fn run_roles_with(
 /// Every role.
 pub fn all_roles() -> Vec<Role> {
     Role::ALL.to_vec()
-}
-
-/// Installs the tracing subscriber: `RUST_LOG` (default `info`), JSON when `NLDS_LOG_JSON` is set.
-pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,aws=warn,lapin=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if std::env::var_os("NLDS_LOG_JSON").is_some() {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 /// A token cancelled on SIGINT or SIGTERM.

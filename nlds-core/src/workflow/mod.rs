@@ -18,6 +18,7 @@
 //! ([`sub_record`]). Workers name no state themselves.
 
 pub mod recall;
+pub mod retry_note;
 pub mod sub_record;
 
 use crate::api::ApiAction;

@@ -18,6 +18,7 @@ mod helpers;
 mod hostile;
 mod legacy;
 mod limits;
+mod logs;
 mod oidc;
 mod parsers;
 mod policy;

@@ -33,7 +33,7 @@ use crate::state::AppState;
 
 pub use admin_ops::{__path_admin_archive, __path_admin_evict, admin_archive, admin_evict};
 pub use get::{__path_get, get, plan_get, submit_get};
-pub use health::{__path_healthz, __path_readyz, healthz, readyz};
+pub use health::{__path_healthz, __path_readyz, default_readiness, healthz, readyz};
 pub use paths::{__path_append_paths, append_paths};
 pub use policy::{
     __path_explain, __path_policy_dry_run, __path_policy_reload, __path_policy_reset,

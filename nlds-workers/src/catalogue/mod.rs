@@ -600,6 +600,7 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::MonitorInit { .. } => "monitor_init",
         Payload::CheckTransactionId => "check_transaction_id",
         Payload::MonitorUpdate { .. } => "monitor_update",
+        Payload::Warning { .. } => "warning",
         Payload::Log { .. } => "log",
         Payload::SetupHolding { .. } => "setup_holding",
         Payload::AppendPaths { .. } => "append_paths",

@@ -141,13 +141,20 @@ impl Handler for Logger {
             .unwrap_or(LogLevel::Error);
         let time = chrono::Utc::now();
         // The envelope of a query RPC has no transaction of its own; a record about one names it.
+        // A record about no transaction (a process's own warning) has the nil id and no user.
+        let (transaction_id, sub_id) = if env.transaction_id.is_nil() {
+            (None, None)
+        } else {
+            (Some(env.transaction_id), Some(env.sub_id))
+        };
+        let user = Some(env.user.as_str()).filter(|u| !u.is_empty());
         let line = serde_json::json!({
             "time": time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "level": level,
             "service": service,
-            "transaction_id": env.transaction_id,
-            "sub_id": env.sub_id,
-            "user": env.user,
+            "transaction_id": transaction_id,
+            "sub_id": sub_id,
+            "user": user,
             "message": message,
         });
         if let Some(db) = &self.db {
@@ -155,9 +162,9 @@ impl Handler for Logger {
                 time,
                 level,
                 service,
-                transaction_id: Some(env.transaction_id),
-                sub_id: Some(env.sub_id),
-                user: Some(&env.user),
+                transaction_id,
+                sub_id,
+                user,
                 message,
             };
             audit::store_log(db, &record)

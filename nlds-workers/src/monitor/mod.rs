@@ -29,6 +29,9 @@ use crate::db::{
 };
 
 mod admin;
+mod warnings;
+
+use warnings::add_warnings;
 
 type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -91,6 +94,10 @@ impl Monitor {
                     versions: *versions,
                 };
                 self.update(env, *state, counts, failed, warnings).await?;
+                Ok(Outcome::none())
+            }
+            (Worker::MonitorPut, Action::Start, Payload::Warning { warnings }) => {
+                self.warn(env, warnings).await?;
                 Ok(Outcome::none())
             }
             (Worker::Monitor, Action::Stat, Payload::Stat { filter }) => {
@@ -273,20 +280,7 @@ impl Monitor {
         }
         // Files refused as not the user's or not permitted: audited with the update.
         admin::audit_refused_files(&txn, env, record.holding_id, failed).await?;
-        let warning_rows = warnings.iter().map(|w| warning::ActiveModel {
-            transaction_record_id: Set(record.id),
-            text: Set(w.clone()),
-            ..Default::default()
-        });
-        for chunk in chunks(warning_rows) {
-            warning::Entity::insert_many(chunk)
-                .on_conflict_do_nothing_on([
-                    warning::Column::TransactionRecordId,
-                    warning::Column::Text,
-                ])
-                .exec_without_returning(&txn)
-                .await?;
-        }
+        add_warnings(&txn, record.id, warnings).await?;
         transaction_record::Entity::update_many()
             .col_expr(
                 transaction_record::Column::Updated,
@@ -552,7 +546,8 @@ async fn status(
                 new_versions,
             });
         }
-        let derived = tally.derive(!warnings.is_empty());
+        // A retry note is history: the step it is about went on (warnings::counts).
+        let derived = tally.derive(warnings.iter().any(|w| warnings::counts(w)));
         out.push(TransactionStatus {
             id: r.id,
             transaction_id: db::stored_uuid(

@@ -747,3 +747,77 @@ async fn state_filter_scales_to_ten_thousand_transactions() {
         "stat took {took:?}"
     );
 }
+
+/// Retry notes: added to the transaction (once each), shown while the step waits and kept once it
+/// completes, without making the transaction COMPLETE_WITH_WARNINGS; a note for an unknown
+/// transaction, or naming another user, changes nothing.
+#[tokio::test]
+async fn retry_notes_are_history_that_does_not_degrade_a_completed_transaction() {
+    let db = testing::memory().await;
+    let m = Monitor::new(db.clone());
+    let t = Tx::new(40, ALICE, CLIMATE, ApiAction::Put, "notes");
+    send(&m, t.init(None, None)).await;
+    send(
+        &m,
+        t.update(t.sub(0), State::TransferPutting, 1, 10, &[], &[]),
+    )
+    .await;
+    let note = nlds_core::workflow::retry_note::retry_note(
+        "transfer-put",
+        1,
+        4,
+        Utc::now(),
+        ErrorCode::Unavailable,
+        "S3 down",
+    );
+    let warn = |env: &Envelope| {
+        (
+            RoutingKey::new(Worker::MonitorPut, Action::Start),
+            env.reply(Payload::Warning {
+                warnings: vec![note.clone()],
+            }),
+        )
+    };
+    for _ in 0..2 {
+        send(&m, warn(&t.env)).await;
+    }
+    let mut bobs = t.env.clone();
+    bobs.user = BOB.into();
+    send(&m, warn(&bobs)).await;
+    send(
+        &m,
+        warn(&Tx::new(41, ALICE, CLIMATE, ApiAction::Put, "x").env),
+    )
+    .await;
+    assert_eq!(warning::Entity::find().count(&db).await.unwrap(), 1);
+    assert_eq!(
+        transaction_record::Entity::find().count(&db).await.unwrap(),
+        1
+    );
+
+    let s = &stat(&m, ALICE, CLIMATE, StatusFilter::default())
+        .await
+        .transactions[0];
+    assert_eq!(
+        (s.state, s.warnings.clone()),
+        (State::TransferPutting, vec![note.clone()])
+    );
+    assert_eq!(s.sub_records.len(), 1);
+
+    send(&m, t.update(t.sub(0), State::Complete, 1, 10, &[], &[])).await;
+    let s = &stat(&m, ALICE, CLIMATE, StatusFilter::default())
+        .await
+        .transactions[0];
+    assert_eq!((s.state, s.warnings.clone()), (State::Complete, vec![note]));
+
+    // Any other warning still makes it COMPLETE_WITH_WARNINGS.
+    send(
+        &m,
+        t.update(t.sub(0), State::Complete, 1, 10, &[], &["slow disk"]),
+    )
+    .await;
+    let s = &stat(&m, ALICE, CLIMATE, StatusFilter::default())
+        .await
+        .transactions[0];
+    assert_eq!(s.state, State::CompleteWithWarnings);
+}
