@@ -10,7 +10,8 @@
 # Every path a request names is moved into a sandbox directory first
 # (scripts/fuzz/nlds_fuzz_hooks.py): the server runs with this machine's privileges.
 # Overridable: NLDS_FUZZ_EXAMPLES (per operation, default 30), NLDS_FUZZ_SEED (default 1),
-# NLDS_FUZZ_SECONDS (time cap, default 300), NLDS_SCHEMATHESIS_VENV
+# NLDS_FUZZ_SECONDS (time cap, default 300), NLDS_FUZZ_SERVER_BIN (a built nlds-server; default:
+# build it), NLDS_SCHEMATHESIS_VENV
 # (default $HOME/.cache/nlds-schemathesis), CARGO_TARGET_DIR.
 set -euo pipefail
 
@@ -27,9 +28,12 @@ ST="$ST_VENV/bin/st"
 }
 unset AWS_CA_BUNDLE
 
-echo "[fuzz] cargo build -p nlds-embedded --bin nlds-server"
-cargo build -q -p nlds-embedded --bin nlds-server
-BIN="${CARGO_TARGET_DIR:-target}/debug/nlds-server"
+BIN="${NLDS_FUZZ_SERVER_BIN:-}"
+if [ -z "$BIN" ]; then
+    echo "[fuzz] cargo build -p nlds-embedded --bin nlds-server"
+    cargo build -q -p nlds-embedded --bin nlds-server
+    BIN="${CARGO_TARGET_DIR:-target}/debug/nlds-server"
+fi
 
 work="$(mktemp -d -t nlds-fuzz.XXXXXX)"
 server=""
@@ -48,12 +52,13 @@ for i in 1 2 3 4; do
     head -c $((i * 1000)) /dev/urandom >"$work/sandbox/src/file-$i.dat"
 done
 
+: >"$work/server.out"
 "$BIN" embedded --listen 127.0.0.1:0 --data-dir "$work/data" \
     >"$work/server.out" 2>"$work/server.err" </dev/null &
 server=$!
 url=""
 for _ in $(seq 1 600); do
-    url="$(sed -n 's/.*server running at \(http[^ ]*\).*/\1/p' "$work/server.out" | head -n1)"
+    url="$(sed -n 's/.*server running at \(http[^ ]*\).*/\1/p' "$work/server.out" | head -n1 || true)"
     [ -n "$url" ] && break
     kill -0 "$server" 2>/dev/null || {
         echo "[fuzz] FAILED: the embedded server exited:" >&2
