@@ -9,8 +9,9 @@
 #   OIDC        127.0.0.1:9400   OpenID provider for the OAuth2 tests (scripts/oidc.sh)
 #
 # and installs the published Python client (nlds-client, the `nlds` command)
-# into its own venv, for the legacy-API compatibility tests, and cargo-machete
-# (unused dependencies, run by .ci/run) with `cargo install --locked`.
+# into its own venv, for the legacy-API compatibility tests, schemathesis (the
+# API fuzzer of scripts/fuzz-api.sh) into another, and cargo-machete (unused
+# dependencies, run by .ci/run) with `cargo install --locked`.
 #
 # Idempotent: services that already answer are only confirmed. Meant to be run
 # (not sourced), as root when something has to be installed or configured. It
@@ -21,7 +22,8 @@
 # NLDS_MOTO_PORT (default 9000), NLDS_MOTO_VERSION (default below),
 # NLDS_VENV (default $HOME/.cache/nlds-venv), NLDS_SVC_LOG_DIR,
 # NLDS_PYCLIENT_VENV (default $HOME/.cache/nlds-pyclient),
-# NLDS_CARGO_MACHETE_VERSION (default below).
+# NLDS_CARGO_MACHETE_VERSION (default below),
+# NLDS_SCHEMATHESIS_VENV (default $HOME/.cache/nlds-schemathesis).
 set -euo pipefail
 
 TIMEOUT="${NLDS_SVC_TIMEOUT:-90}"
@@ -38,6 +40,9 @@ LOG_DIR="${NLDS_SVC_LOG_DIR:-$HOME/.cache/nlds-services}"
 PYCLIENT_VERSION=1.0.17
 PYCLIENT_VENV="${NLDS_PYCLIENT_VENV:-$HOME/.cache/nlds-pyclient}"
 CARGO_MACHETE_VERSION="${NLDS_CARGO_MACHETE_VERSION:-0.9.2}"
+# The API fuzzer (scripts/fuzz-api.sh), in a venv of its own: it pins its own dependencies.
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_VENV="${NLDS_SCHEMATHESIS_VENV:-$HOME/.cache/nlds-schemathesis}"
 
 # Local endpoints only: a global CA bundle must not leak into anything we start.
 unset AWS_CA_BUNDLE
@@ -276,6 +281,29 @@ ensure_pyclient_venv() {
     log "nlds-client: OK   $PYCLIENT_VENV/bin/nlds (nlds-client $have, installed)"
 }
 
+# ---------------------------------------------------------------- schemathesis
+ensure_schemathesis() {
+    local have=""
+    if [ -x "$SCHEMATHESIS_VENV/bin/st" ]; then
+        have="$("$SCHEMATHESIS_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null || true)"
+    fi
+    if [ "$have" = "$SCHEMATHESIS_VERSION" ]; then
+        log "schemathesis: OK   $SCHEMATHESIS_VENV/bin/st ($have, already installed)"
+        return
+    fi
+    log "schemathesis: installing schemathesis==$SCHEMATHESIS_VERSION into $SCHEMATHESIS_VENV (log: $LOG_DIR/schemathesis-install.log)"
+    if ! python3 -m venv "$SCHEMATHESIS_VENV" >>"$LOG_DIR/schemathesis-install.log" 2>&1; then
+        apt_install python3-venv python3-pip
+        python3 -m venv "$SCHEMATHESIS_VENV" >>"$LOG_DIR/schemathesis-install.log" 2>&1 ||
+            fail "schemathesis: cannot create venv $SCHEMATHESIS_VENV"
+    fi
+    "$SCHEMATHESIS_VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION" >>"$LOG_DIR/schemathesis-install.log" 2>&1 ||
+        fail "schemathesis: pip install schemathesis==$SCHEMATHESIS_VERSION failed (see $LOG_DIR/schemathesis-install.log)"
+    "$SCHEMATHESIS_VENV/bin/st" --version >>"$LOG_DIR/schemathesis-install.log" 2>&1 ||
+        fail "schemathesis: $SCHEMATHESIS_VENV/bin/st --version fails (see $LOG_DIR/schemathesis-install.log)"
+    log "schemathesis: OK   $SCHEMATHESIS_VENV/bin/st ($SCHEMATHESIS_VERSION, installed)"
+}
+
 # ---------------------------------------------------------------- XRootD (tape)
 # An HSM-like XRootD tape front end for the cold tier's xrootd backend, loopback
 # only, as user xrootd: everything about it lives in scripts/xrootd.sh.
@@ -332,6 +360,7 @@ start_moto
 start_xrootd
 start_oidc
 ensure_pyclient_venv
+ensure_schemathesis
 
 cat <<EOF
 [services] all services up. Environment for the tests:

@@ -17,6 +17,8 @@
 //! A worker waits at most [`MAX_WAIT`] for `go`, then carries on (a test that died must not
 //! wedge a worker). The points are the `&'static str`s in [`points`].
 
+pub mod skip;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

@@ -107,8 +107,8 @@ async fn get_range(
 
 #[cfg(test)]
 mod tests {
-    //! Against a real S3 endpoint (`NLDS_TEST_S3_ENDPOINT`; skipped loudly without it, failing
-    //! when `CI` is set).
+    //! Against a real S3 endpoint (`NLDS_TEST_S3_ENDPOINT`; failing without it unless skipping
+    //! was asked for, see `nlds_hooks::skip`).
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     use aws_sdk_s3::primitives::ByteStream;
     use tokio::io::AsyncReadExt;
@@ -116,16 +116,11 @@ mod tests {
     use super::*;
 
     async fn client(test: &str) -> Option<(Client, String)> {
-        let endpoint = match std::env::var("NLDS_TEST_S3_ENDPOINT") {
-            Ok(e) if !e.trim().is_empty() => e,
-            _ if std::env::var_os("CI").is_some() => {
-                panic!("NLDS_TEST_S3_ENDPOINT is not set but CI is: {test} needs an S3 endpoint")
-            }
-            _ => {
-                eprintln!("\n!!!!!!!! SKIPPED {test}: NLDS_TEST_S3_ENDPOINT is not set !!!!!!!!\n");
-                return None;
-            }
-        };
+        let endpoint = nlds_hooks::skip::service(
+            test,
+            "NLDS_TEST_S3_ENDPOINT",
+            "run scripts/services.sh and scripts/test.sh",
+        )?;
         let conf = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(endpoint)

@@ -15,23 +15,15 @@ use nlds_core::api::TransactionStatus;
 use rand::RngCore;
 use serde_json::Value;
 
-/// An external service's address from the environment; `None` (with a loud notice) when it is not
-/// configured, and a panic when `CI` is set.
+/// An external service's address from the environment. When it is not configured the test fails,
+/// unless skipping was asked for (`NLDS_TEST_ALLOW_SKIP=1`, never under `CI`; see
+/// [`nlds_hooks::skip`]): then `None`, and the skip is reported.
 pub fn service(var: &str) -> Option<String> {
-    match std::env::var(var).ok().filter(|v| !v.is_empty()) {
-        Some(v) => Some(v),
-        None if std::env::var_os("CI").is_some() => {
-            panic!(
-                "{var} is not set: CI must run this test against the real service (see scripts/test.sh)"
-            )
-        }
-        None => {
-            eprintln!(
-                "SKIPPED: {var} is not set; run scripts/services.sh and scripts/test.sh to test against the real service"
-            );
-            None
-        }
-    }
+    nlds_hooks::skip::service(
+        "",
+        var,
+        "run scripts/services.sh, then scripts/test.sh, which exports it",
+    )
 }
 
 pub struct Api {
@@ -231,8 +223,8 @@ pub fn restored(target: &Path, original: &Path) -> PathBuf {
 }
 
 /// The published Python client's `nlds` script (nlds-client from PyPI, installed by
-/// scripts/services.sh) from `NLDS_TEST_PYCLIENT`; `None` (skipped loudly) when not configured,
-/// a panic under CI or when the variable names a missing file.
+/// scripts/services.sh) from `NLDS_TEST_PYCLIENT`; `None` when not configured and skipping is
+/// allowed (see [`service`]), a panic when the variable names a missing file.
 pub fn python_client() -> Option<PathBuf> {
     let bin = PathBuf::from(service("NLDS_TEST_PYCLIENT")?);
     assert!(

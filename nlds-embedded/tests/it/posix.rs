@@ -26,21 +26,15 @@ const BOB_TOKEN: &str = "posix-test-bob-token-0123456789";
 const ALICE_TOKEN: &str = "posix-test-alice-token-0123456789";
 const ADMIN_TOKEN: &str = "posix-test-admin-token-0123456789";
 
-/// Whether this process may create accounts and give files away. Without root the test is
-/// skipped loudly, except under CI, where it must run.
+/// Whether this process may create accounts and give files away. Without root the test fails,
+/// unless skipping was asked for (see [`nlds_hooks::skip`]).
 pub(crate) fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test} must run as root under CI (it creates system users and gives files away)"
-    );
-    eprintln!(
-        "\n!!!!!!!! SKIPPED {test}: not running as root; it creates system users with useradd \
-         and checks file ownership (run the tests as root, as CI does) !!!!!!!!\n"
-    );
-    false
+    nix::unistd::geteuid().is_root()
+        || !nlds_hooks::skip::missing(
+            test,
+            "not running as root",
+            "it creates system users with useradd and checks file ownership: run the tests as root, as CI does",
+        )
 }
 
 /// A system account created for the test, removed on drop.

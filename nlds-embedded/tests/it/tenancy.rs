@@ -1,8 +1,10 @@
-//! Object-store tenancies over the distributed mode (RabbitMQ, PostgreSQL, moto): a put naming a
-//! tenancy (legacy `tenancy=` or native `"tenancy"`) lands in that tenancy's bucket with its
-//! credentials, is read back from there byte for byte, an unknown tenancy fails every file with
-//! a reason naming the file and the tenancy, and the tenancy's secret key appears in no answer,
-//! failure, catalogue row or collected log.
+//! Object-store tenancies over the distributed mode (RabbitMQ, PostgreSQL, and an S3 server that
+//! checks signatures: `signing_s3`, where each tenancy's keys are the only ones that open it): a
+//! put naming a tenancy (legacy `tenancy=` or native `"tenancy"`) lands in that tenancy's bucket
+//! with its credentials, is read back from there byte for byte, an unknown tenancy fails every
+//! file with a reason naming the file and the tenancy, a tenancy configured with a wrong secret
+//! fails its put with a reason naming the tenancy and its endpoint (and no secret), and the
+//! tenancies' secret keys appear in no answer, failure, catalogue row or collected log.
 
 use std::time::Duration;
 
@@ -44,19 +46,52 @@ async fn start_server(settings: &nlds_workers::run::Settings, stop: Cancellation
     format!("http://{addr}")
 }
 
-/// The objects of `bucket` as `endpoint` lists them (straight from moto, not through nlds).
+/// The objects of `cfg`'s bucket as its endpoint lists them to its keys (straight from the S3
+/// server, not through nlds); none when the bucket does not exist.
 async fn keys(cfg: &nlds_workers::config::ObjectStoreConfig) -> Vec<String> {
     let client = nlds_storage::s3::client(cfg).await.unwrap();
-    let out = client
-        .list_objects_v2()
-        .bucket(&cfg.bucket)
-        .send()
+    match client.list_objects_v2().bucket(&cfg.bucket).send().await {
+        Ok(out) => out
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect(),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) => Vec::new(),
+        Err(e) => panic!("listing {}: {e:?}", cfg.bucket),
+    }
+}
+
+/// Every row of every table of the catalogue database, as text (to look for a secret in).
+async fn catalogue_text(database_url: &str) -> String {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(database_url).await.unwrap();
+    let backend = db.get_database_backend();
+    let tables = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+        ))
         .await
         .unwrap();
-    out.contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_owned))
-        .collect()
+    assert!(tables.len() > 5, "no catalogue tables in {database_url}");
+    let mut text = String::new();
+    for t in tables {
+        let table: String = t.try_get("", "tablename").unwrap();
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                backend,
+                format!("SELECT t::text AS row FROM \"{table}\" t"),
+            ))
+            .await
+            .unwrap();
+        for r in rows {
+            text.push_str(&table);
+            text.push(' ');
+            text.push_str(&r.try_get::<String>("", "row").unwrap());
+            text.push('\n');
+        }
+    }
+    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -66,7 +101,27 @@ async fn puts_land_in_the_named_tenancy_and_come_back() {
     };
     let mut settings = svc.settings();
     let dir = temp();
-    let secret = format!("tenancy-b-secret-{}", uuid::Uuid::new_v4().simple());
+    let stop = CancellationToken::new();
+    // Each store's keys: the default one's, tenancy b's, and tenancy c's (whose workers are
+    // given a wrong secret below). The server knows these pairs and no others.
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let default_secret = format!("default-secret-{unique}");
+    let secret = format!("tenancy-b-secret-{unique}");
+    let c_secret = format!("tenancy-c-secret-{unique}");
+    let c_wrong = format!("tenancy-c-wrong-{unique}");
+    let endpoint = crate::signing_s3::start(
+        &dir.path().join("s3"),
+        &[
+            ("nlds-default-access", &default_secret),
+            ("tenancy-b-access", &secret),
+            ("tenancy-c-access", &c_secret),
+        ],
+        stop.clone(),
+    )
+    .await;
+    settings.workers.object_store.endpoint = endpoint.clone();
+    settings.workers.object_store.access_key = "nlds-default-access".into();
+    settings.workers.object_store.secret_key = default_secret.clone().into();
     let secret_file = dir.path().join("b-secret");
     std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
     let bucket_b = format!("{}-b", svc.bucket);
@@ -79,9 +134,43 @@ async fn puts_land_in_the_named_tenancy_and_come_back() {
             ..Default::default()
         },
     );
+    let c_file = dir.path().join("c-secret");
+    std::fs::write(&c_file, format!("{c_wrong}\n")).unwrap();
+    settings.workers.object_store.tenancies.insert(
+        "c".into(),
+        TenancyConfig {
+            access_key: Some("tenancy-c-access".into()),
+            secret_key_file: Some(c_file),
+            bucket: Some(format!("{}-c", svc.bucket)),
+            ..Default::default()
+        },
+    );
     let store_b = settings.workers.object_store.tenancy("b").unwrap();
+    // The signatures are checked: tenancy b's bucket does not open to the default keys, nor to
+    // b's access key with another secret.
+    let mut wrong = store_b.clone();
+    wrong.access_key = "nlds-default-access".into();
+    wrong.secret_key = default_secret.clone().into();
+    let refused = nlds_storage::s3::client(&wrong)
+        .await
+        .unwrap()
+        .list_objects_v2()
+        .bucket(&bucket_b)
+        .send()
+        .await;
+    assert!(refused.is_err(), "the S3 server accepted a foreign key");
+    wrong.access_key = "tenancy-b-access".into();
+    wrong.secret_key = c_wrong.clone().into();
+    let refused = nlds_storage::s3::client(&wrong)
+        .await
+        .unwrap()
+        .list_objects_v2()
+        .bucket(&bucket_b)
+        .send()
+        .await;
+    let refused = format!("{:?}", refused.expect_err("a wrong secret was accepted"));
+    assert!(refused.contains("SignatureDoesNotMatch"), "{refused}");
     let log_dir = settings.workers.log_dir.clone();
-    let stop = CancellationToken::new();
     start_roles(&settings, nlds_workers::run::all_roles(), stop.clone());
     let url = start_server(&settings, stop.clone()).await;
     let api = Api::new(&url, TOKEN);
@@ -173,13 +262,50 @@ async fn puts_land_in_the_named_tenancy_and_come_back() {
     assert_eq!(keys(&store_b).await.len(), 2);
     assert!(keys(&settings.workers.object_store).await.is_empty());
 
-    // The tenancy's secret is in no answer, no failure reason, no collected log.
-    for a in &answers {
-        assert!(!a.contains(&secret), "{a}");
+    // A tenancy whose workers hold a wrong secret: the S3 server refuses every request, and
+    // the put fails naming the file, the tenancy and its endpoint, and no secret.
+    let wrong_file = src.join("wrong-key.nc");
+    std::fs::write(&wrong_file, b"refused by the signature check").unwrap();
+    let t = api
+        .put_and_wait(json!({"paths": [s(&wrong_file)], "label": "wrong-key", "tenancy": "c"}))
+        .await;
+    assert_eq!(t.state, State::Failed, "{t:#?}");
+    let failed: Vec<_> = t.failed_files().collect();
+    assert_eq!(failed.len(), 1, "{t:#?}");
+    let reason = &failed[0].reason;
+    assert_eq!(failed[0].path, s(&wrong_file));
+    assert!(
+        reason.contains(&s(&wrong_file))
+            && reason.contains("tenancy \"c\"")
+            && reason.contains(&endpoint)
+            && reason.contains("SignatureDoesNotMatch"),
+        "{reason}"
+    );
+    for sec in [&c_wrong, &c_secret, &secret, &default_secret] {
+        assert!(!reason.contains(sec.as_str()), "{reason}");
     }
-    let (_, list) = api.get("/api/v2/list?label=legacy-b").await;
-    assert!(!list.to_string().contains(&secret));
-    let logged = files_containing(&log_dir, &secret);
-    assert!(logged.is_empty(), "the secret is in {logged:?}");
+    answers.push(serde_json::to_string(&t).unwrap());
+    assert_eq!(keys(&store_b).await.len(), 2);
+
+    // The secrets are in no answer, no failure reason, no listing, no catalogue row, no
+    // collected log.
+    let (status, list) = api.get("/api/v2/files?label=legacy-b").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["files"].as_array().map(Vec::len), Some(1), "{list}");
+    answers.push(list.to_string());
+    let catalogue = catalogue_text(&svc.database_url).await;
+    assert!(
+        catalogue.contains(&bucket_b),
+        "the catalogue does not record tenancy b's bucket:\n{catalogue}"
+    );
+    for sec in [&secret, &c_wrong, &c_secret, &default_secret] {
+        for a in &answers {
+            assert!(!a.contains(sec.as_str()), "{a}");
+        }
+        let rows: Vec<_> = catalogue.lines().filter(|l| l.contains(sec.as_str())).collect();
+        assert!(rows.is_empty(), "a secret is in catalogue rows {rows:?}");
+        let logged = files_containing(&log_dir, sec);
+        assert!(logged.is_empty(), "a secret is in {logged:?}");
+    }
     stop.cancel();
 }

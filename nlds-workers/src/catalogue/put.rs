@@ -233,6 +233,8 @@ impl Catalogue {
             kept.extend(rows.into_iter().map(|l| (l.bucket, l.key)));
         }
         txn.commit().await?;
+        tracing::info!(transaction_id = %env.transaction_id, sub_id = %env.sub_id, holding_id = h,
+            files = files.len(), conflicts = conflicting.len(), "catalogue put batch stored");
 
         let mut to_delete = Vec::new();
         for (f, _, other) in &conflicting {

@@ -405,17 +405,14 @@ pub(crate) mod testing {
     }
 
     /// A new uniquely named database on the server named by `NLDS_TEST_DATABASE_URL`
-    /// (`postgres://user@host:port`). `None` (skip) when it is not set, except under `CI`, where
-    /// the test must run and so fails.
+    /// (`postgres://user@host:port`). When it is not set the test fails, unless skipping was
+    /// asked for (`nlds_hooks::skip`): then `None`.
     pub async fn postgres(purpose: &str) -> Option<PgDatabase> {
-        let Ok(base) = std::env::var("NLDS_TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but NLDS_TEST_DATABASE_URL is not: the PostgreSQL tests must run"
-            );
-            eprintln!("NLDS_TEST_DATABASE_URL is not set: skipping the PostgreSQL {purpose} test");
-            return None;
-        };
+        let base = nlds_hooks::skip::service(
+            &format!("the PostgreSQL {purpose} test"),
+            "NLDS_TEST_DATABASE_URL",
+            "run scripts/services.sh and scripts/test.sh",
+        )?;
         let base = base.trim_end_matches('/');
         let admin = Database::connect(format!("{base}/postgres"))
             .await

@@ -1,7 +1,8 @@
 //! Tests of the handle-based file-system layer: resolution as a user (links followed or refused,
 //! protected_symlinks), and in-process versions of the races (a directory swapped for a link to
 //! a root-only directory between two steps redirects nothing). They need root (to give files
-//! away and act for another account) and are skipped loudly without it.
+//! away and act for another account) and fail without it, unless skipping was asked for
+//! (`nlds_hooks::skip`).
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -17,11 +18,12 @@ use super::*;
 use crate::posix::{Ownership, PosixPolicy, READ, SEARCH, WRITE};
 
 fn root_or_skip(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("\n!!!!!!!! SKIPPED {test}: needs root (gives files away) !!!!!!!!\n");
-    false
+    rustix::process::geteuid().is_root()
+        || !nlds_hooks::skip::missing(
+            test,
+            "not running as root",
+            "it gives files away: run the tests as root, as CI does",
+        )
 }
 
 /// An account every host has, that is not root: `nobody`.

@@ -1,8 +1,8 @@
 //! `nlds login` / `logout` / token renewal, run as subprocesses against the real OpenID provider
 //! of scripts/oidc.sh (`NLDS_TEST_OIDC_ISSUER`, clients `nlds-cli` and `nlds-service`, accounts
 //! alice, bob, ...: docs/AUTH.md). The NLDS server is the fake server of this test binary, so
-//! what the client sends (which bearer token) can be checked. With `CI` set, a missing provider
-//! fails these tests instead of skipping them.
+//! what the client sends (which bearer token) can be checked. A missing provider fails these
+//! tests, unless skipping was asked for (`nlds_hooks::skip`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -21,23 +21,11 @@ struct Oidc {
 }
 
 fn oidc() -> Option<Oidc> {
-    let issuer = match std::env::var("NLDS_TEST_OIDC_ISSUER")
-        .ok()
-        .filter(|v| !v.is_empty())
-    {
-        Some(v) => v,
-        None if std::env::var_os("CI").is_some() => panic!(
-            "NLDS_TEST_OIDC_ISSUER is not set: CI must run the OAuth2 login tests against the real \
-             provider (scripts/oidc.sh, exported by scripts/test.sh)"
-        ),
-        None => {
-            eprintln!(
-                "SKIPPED: NLDS_TEST_OIDC_ISSUER is not set; run scripts/services.sh and \
-                 scripts/test.sh to test the OAuth2 login against the real provider"
-            );
-            return None;
-        }
-    };
+    let issuer = nlds_hooks::skip::service(
+        "",
+        "NLDS_TEST_OIDC_ISSUER",
+        "run scripts/services.sh and scripts/test.sh (scripts/oidc.sh is the provider)",
+    )?;
     let secrets = std::env::var("NLDS_TEST_OIDC_SECRETS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
@@ -590,21 +578,17 @@ async fn not_logged_in_and_misconfigured() {
 }
 
 /// The `nlds-server` binary next to `nlds` (scripts/test.sh builds every binary of the
-/// workspace); `None` (skipped loudly) when it was not built, a panic under CI.
+/// workspace); when it was not built the test fails, or with skipping allowed
+/// (`nlds_hooks::skip`) `None`.
 fn server_binary() -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_BIN_EXE_nlds")).with_file_name("nlds-server");
     if path.exists() {
         return Some(path);
     }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{} is missing: scripts/test.sh builds it (cargo build --workspace --bins)",
-            path.display()
-        );
-    }
-    eprintln!(
-        "SKIPPED: {} is not built; run scripts/test.sh (or cargo build -p nlds-server)",
-        path.display()
+    let _ = nlds_hooks::skip::missing(
+        "",
+        &format!("{} is not built", path.display()),
+        "scripts/test.sh builds it (cargo build --workspace --bins)",
     );
     None
 }

@@ -18,23 +18,15 @@ use super::*;
 const ENDPOINT_VAR: &str = "NLDS_TEST_S3_ENDPOINT";
 const MIB: u64 = 1 << 20;
 
-/// The test endpoint, or `None` (after a loud notice) when it is not configured outside CI.
+/// The test endpoint; when it is not configured the test fails, or with skipping allowed
+/// (`nlds_hooks::skip`) `None`.
 fn endpoint(test: &str) -> Option<String> {
-    match std::env::var(ENDPOINT_VAR) {
-        Ok(e) if !e.trim().is_empty() => Some(e),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "{ENDPOINT_VAR} is not set but CI is: the s3-glacier tests need an S3 endpoint \
-             (e.g. `moto_server -H 127.0.0.1 -p 9321` and {ENDPOINT_VAR}=http://127.0.0.1:9321)"
-        ),
-        _ => {
-            eprintln!(
-                "\n!!!!!!!! SKIPPED {test}: {ENDPOINT_VAR} is not set; start an S3 endpoint \
-                 (e.g. `moto_server -H 127.0.0.1 -p 9321`) and set \
-                 {ENDPOINT_VAR}=http://127.0.0.1:9321 to run it !!!!!!!!\n"
-            );
-            None
-        }
-    }
+    nlds_hooks::skip::service(
+        test,
+        ENDPOINT_VAR,
+        "run scripts/services.sh and scripts/test.sh, or start an S3 endpoint \
+         (e.g. `moto_server -H 127.0.0.1 -p 9321`) and set NLDS_TEST_S3_ENDPOINT",
+    )
 }
 
 fn config(endpoint: &str, bucket: &str) -> GlacierConfig {

@@ -3,22 +3,14 @@ use std::time::Instant;
 
 use super::*;
 
-/// The test server's URL (scripts/xrootd.sh), or `None` to skip. With CI set a missing URL
-/// is a failure: CI must test against the real server.
+/// The test server's URL (scripts/xrootd.sh). A missing URL fails the test, unless skipping
+/// was asked for (`nlds_hooks::skip`): then `None`.
 fn server_url() -> Option<String> {
-    const VAR: &str = "NLDS_TEST_XROOTD_URL";
-    match std::env::var(VAR).ok().filter(|v| !v.is_empty()) {
-        Some(v) => Some(v),
-        None if std::env::var_os("CI").is_some() => panic!(
-            "{VAR} is not set: CI must run this test against the real XRootD server (scripts/xrootd.sh, scripts/test.sh)"
-        ),
-        None => {
-            eprintln!(
-                "SKIPPED: {VAR} is not set; run scripts/xrootd.sh (or scripts/services.sh) and scripts/test.sh to test against a real XRootD server"
-            );
-            None
-        }
-    }
+    nlds_hooks::skip::service(
+        "",
+        "NLDS_TEST_XROOTD_URL",
+        "run scripts/xrootd.sh (or scripts/services.sh) and scripts/test.sh",
+    )
 }
 
 fn store_at(url: &str) -> XrootdStore {
