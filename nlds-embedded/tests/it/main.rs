@@ -1,5 +1,6 @@
 //! Integration tests of nlds-rs over real connections: the embedded mode (SQLite, in-process bus,
-//! embedded S3) and the distributed mode (RabbitMQ, PostgreSQL, moto S3).
+//! embedded S3), the distributed mode (RabbitMQ, PostgreSQL, moto S3) and the fault-injection suite
+//! (chaos/: private broker and database, killed and restarted).
 
 mod acceptance;
 mod access;
@@ -8,6 +9,7 @@ mod archive;
 mod authz;
 mod bad_input;
 mod batches;
+mod chaos;
 mod cli;
 mod competing;
 mod debris;
