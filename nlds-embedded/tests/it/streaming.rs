@@ -26,8 +26,10 @@ use crate::helpers::{Api, ServerProcess, restored, temp};
 /// tests/it/resources.rs). At 200,000 files the release build now peaks at 132 MiB during the put
 /// and 243 MiB during the get (it was 343 and 441 MiB, debug, when this guard was first set at
 /// 600): the get still holds state proportional to the list for a few seconds (BENCHMARKS.md,
-/// "Where the memory went"). The guard is that release peak x 1.2, rounded up. Lower it as the
-/// peak comes down; never raise it.
+/// "Where the memory went"). The guard is that release peak x 1.2 (the debug factor), rounded up
+/// to 300 MiB; the debug run of this test that was to confirm it did not finish on the overloaded
+/// machine of that session (killed after 25 minutes), so it is unconfirmed in debug. Lower it as
+/// the peak comes down; never raise it.
 const PEAK_RSS_MIB: u64 = 300;
 
 /// How many files the test puts and gets back.
