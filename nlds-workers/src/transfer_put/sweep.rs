@@ -50,7 +50,7 @@ pub async fn abort_stale_uploads(clients: &S3Clients, older_than: Duration) -> V
 
 /// An upload initiated at `initiated` (unix seconds; unknown: not stale) is stale at `cutoff`.
 /// (moto reports every upload as initiated in 2010: there, every upload is stale.)
-fn stale(initiated: Option<i64>, cutoff: i64) -> bool {
+fn is_stale(initiated: Option<i64>, cutoff: i64) -> bool {
     initiated.is_some_and(|t| t <= cutoff)
 }
 
@@ -72,7 +72,7 @@ async fn sweep_bucket(client: &Client, bucket: &str, cutoff: i64) -> Result<Vec<
                 S3Error::from_sdk(format!("listing the unfinished uploads of {bucket}"), &e)
             })?;
         for u in page.uploads() {
-            let old = stale(u.initiated().map(|t| t.secs()), cutoff);
+            let old = is_stale(u.initiated().map(|t| t.secs()), cutoff);
             if let (true, Some(key), Some(id)) = (old, u.key(), u.upload_id()) {
                 stale.push((key.to_owned(), id.to_owned()));
             }
@@ -127,9 +127,9 @@ async fn sweep_bucket(client: &Client, bucket: &str, cutoff: i64) -> Result<Vec<
 mod tests {
     #[test]
     fn only_uploads_initiated_before_the_cutoff_are_stale() {
-        assert!(super::stale(Some(100), 100));
-        assert!(super::stale(Some(99), 100));
-        assert!(!super::stale(Some(101), 100));
-        assert!(!super::stale(None, 100));
+        assert!(super::is_stale(Some(100), 100));
+        assert!(super::is_stale(Some(99), 100));
+        assert!(!super::is_stale(Some(101), 100));
+        assert!(!super::is_stale(None, 100));
     }
 }
