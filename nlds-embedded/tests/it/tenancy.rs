@@ -299,7 +299,10 @@ async fn puts_land_in_the_named_tenancy_and_come_back() {
         for a in &answers {
             assert!(!a.contains(sec.as_str()), "{a}");
         }
-        let rows: Vec<_> = catalogue.lines().filter(|l| l.contains(sec.as_str())).collect();
+        let rows: Vec<_> = catalogue
+            .lines()
+            .filter(|l| l.contains(sec.as_str()))
+            .collect();
         assert!(rows.is_empty(), "a secret is in catalogue rows {rows:?}");
         let logged = files_containing(&log_dir, sec);
         assert!(logged.is_empty(), "a secret is in {logged:?}");
