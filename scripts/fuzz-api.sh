@@ -78,13 +78,15 @@ token="$(sed -n 's/^token = "\(.*\)"$/\1/p' "$work/data/tokens.toml" | head -n1)
 echo "[fuzz] server $url; schemathesis $("$ST" --version | awk '{print $NF}'), $EXAMPLES examples per operation, seed $SEED, cap ${CAP}s"
 
 rc=0
-NLDS_FUZZ_SANDBOX="$work/sandbox" PYTHONPATH="$PWD/scripts/fuzz" SCHEMATHESIS_HOOKS=nlds_fuzz_hooks \
+hooks="$PWD/scripts/fuzz"
+# From the work directory: schemathesis keeps its cache (.schemathesis/) in the current one.
+(cd "$work" && NLDS_FUZZ_SANDBOX="$work/sandbox" PYTHONPATH="$hooks" SCHEMATHESIS_HOOKS=nlds_fuzz_hooks \
     timeout -k 10s "${CAP}s" "$ST" run "$url/api/v2/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$EXAMPLES" --seed "$SEED" --workers 1 --request-timeout 60 \
     --phases examples,coverage,fuzzing --no-color \
-    --output-truncate false${NLDS_FUZZ_BASELINE:+ --baseline "$NLDS_FUZZ_BASELINE"} || rc=$?
+    --output-truncate false${NLDS_FUZZ_BASELINE:+ --baseline "$NLDS_FUZZ_BASELINE"}) || rc=$?
 if [ "$rc" -eq 124 ]; then
     echo "[fuzz] FAILED: schemathesis did not finish within ${CAP}s" >&2
 fi
