@@ -7,9 +7,12 @@
 #
 #   scripts/fuzz-api.sh                       # after scripts/services.sh
 #
+# Not yet in .ci/run: its first runs found defects (5xx and responses the document does not
+# describe, listed in issue 15's report) that must be fixed first. NLDS_FUZZ_BASELINE names a
+# schemathesis baseline file of accepted failures (none by default).
 # Every path a request names is moved into a sandbox directory first
 # (scripts/fuzz/nlds_fuzz_hooks.py): the server runs with this machine's privileges.
-# Overridable: NLDS_FUZZ_EXAMPLES (per operation, default 30), NLDS_FUZZ_SEED (default 1),
+# Overridable: NLDS_FUZZ_EXAMPLES (per operation, default 10), NLDS_FUZZ_SEED (default 1),
 # NLDS_FUZZ_SECONDS (time cap, default 300), NLDS_FUZZ_SERVER_BIN (a built nlds-server; default:
 # build it), NLDS_SCHEMATHESIS_VENV
 # (default $HOME/.cache/nlds-schemathesis), CARGO_TARGET_DIR.
@@ -18,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 ST_VENV="${NLDS_SCHEMATHESIS_VENV:-$HOME/.cache/nlds-schemathesis}"
-EXAMPLES="${NLDS_FUZZ_EXAMPLES:-30}"
+EXAMPLES="${NLDS_FUZZ_EXAMPLES:-10}"
 SEED="${NLDS_FUZZ_SEED:-1}"
 CAP="${NLDS_FUZZ_SECONDS:-300}"
 ST="$ST_VENV/bin/st"
@@ -75,20 +78,23 @@ token="$(sed -n 's/^token = "\(.*\)"$/\1/p' "$work/data/tokens.toml" | head -n1)
 echo "[fuzz] server $url; schemathesis $("$ST" --version | awk '{print $NF}'), $EXAMPLES examples per operation, seed $SEED, cap ${CAP}s"
 
 rc=0
-NLDS_FUZZ_SANDBOX="$work/sandbox" PYTHONPATH="$PWD/scripts/fuzz" SCHEMATHESIS_HOOKS=nlds_fuzz_hooks \
+hooks="$PWD/scripts/fuzz"
+# From the work directory: schemathesis keeps its cache (.schemathesis/) in the current one.
+(cd "$work" && NLDS_FUZZ_SANDBOX="$work/sandbox" PYTHONPATH="$hooks" SCHEMATHESIS_HOOKS=nlds_fuzz_hooks \
     timeout -k 10s "${CAP}s" "$ST" run "$url/api/v2/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$EXAMPLES" --seed "$SEED" --workers 1 --request-timeout 60 \
     --phases examples,coverage,fuzzing --no-color \
-    --output-truncate false || rc=$?
+    --output-truncate false${NLDS_FUZZ_BASELINE:+ --baseline "$NLDS_FUZZ_BASELINE"}) || rc=$?
 if [ "$rc" -eq 124 ]; then
     echo "[fuzz] FAILED: schemathesis did not finish within ${CAP}s" >&2
 fi
-if grep -q "panicked" "$work/server.err"; then
-    echo "[fuzz] FAILED: the server panicked:" >&2
-    grep -A5 "panicked" "$work/server.err" >&2
-    rc=1
+# A panic answers 503 (a server error, so a failure unless the baseline knows it): say so.
+panics="$(grep -c "panicked at" "$work/server.err" || true)"
+if [ "$panics" -gt 0 ]; then
+    echo "[fuzz] NOTE: the server panicked $panics times; the first:" >&2
+    grep -m1 -A1 "panicked at" "$work/server.err" >&2
 fi
 [ "$rc" -eq 0 ] && echo "[fuzz] ok: no 5xx, every response matches the document"
 exit "$rc"

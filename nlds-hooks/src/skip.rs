@@ -34,9 +34,7 @@ pub fn missing(test: &str, missing: &str, hint: &str) -> bool {
         panic!("{name}: {missing}; CI must run this test for real ({hint})");
     }
     if std::env::var(ALLOW).as_deref() != Ok("1") {
-        panic!(
-            "{name}: {missing} ({hint}); to skip the tests that need it instead, set {ALLOW}=1"
-        );
+        panic!("{name}: {missing} ({hint}); to skip the tests that need it instead, set {ALLOW}=1");
     }
     eprintln!("\n!!!!!!!! SKIPPED {name}: {missing} ({hint}) !!!!!!!!\n");
     if let Some(path) = std::env::var_os(LOG).filter(|p| !p.is_empty()) {

@@ -31,7 +31,10 @@ impl Worker {
     fn spawn(config: &Path, role: Role, log: PathBuf) -> Self {
         let child = Command::new(workers_binary())
             .args(["--config", &config.to_string_lossy(), role.as_str()])
-            .env("RUST_LOG", "info,sqlx=warn,sea_orm=warn,aws=warn,lapin=warn")
+            .env(
+                "RUST_LOG",
+                "info,sqlx=warn,sea_orm=warn,aws=warn,lapin=warn",
+            )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
@@ -146,7 +149,11 @@ async fn two_processes_of_each_role_share_the_work_and_do_nothing_twice() {
     let referenced: BTreeSet<String> = plain
         .iter()
         .map(|f| {
-            let warm: Vec<_> = f.locations.iter().filter(|l| l.tier == Tier::Warm).collect();
+            let warm: Vec<_> = f
+                .locations
+                .iter()
+                .filter(|l| l.tier == Tier::Warm)
+                .collect();
             assert_eq!(warm.len(), 1, "{f:?}");
             warm[0].key.clone()
         })
@@ -185,7 +192,11 @@ async fn two_processes_of_each_role_share_the_work_and_do_nothing_twice() {
     // Each file in exactly one aggregate; each aggregate written once, and on tape once.
     let mut members: BTreeMap<String, usize> = BTreeMap::new();
     for f in page.files.iter().filter(|f| f.kind == PathKind::File) {
-        let cold: Vec<_> = f.locations.iter().filter(|l| l.tier == Tier::Cold).collect();
+        let cold: Vec<_> = f
+            .locations
+            .iter()
+            .filter(|l| l.tier == Tier::Cold)
+            .collect();
         assert_eq!(cold.len(), 1, "{f:?}");
         *members.entry(cold[0].key.clone()).or_default() += 1;
     }
@@ -222,7 +233,11 @@ async fn two_processes_of_each_role_share_the_work_and_do_nothing_twice() {
         .collect();
     for (what, names) in [("leased", &leased), ("written", &written)] {
         let set: BTreeSet<&String> = names.iter().collect();
-        assert_eq!(set.len(), names.len(), "an aggregate {what} twice: {names:?}");
+        assert_eq!(
+            set.len(),
+            names.len(),
+            "an aggregate {what} twice: {names:?}"
+        );
         assert_eq!(
             set.into_iter().cloned().collect::<BTreeSet<_>>(),
             members.keys().cloned().collect(),
@@ -266,7 +281,10 @@ async fn two_processes_of_each_role_share_the_work_and_do_nothing_twice() {
         .get_and_wait(json!({"paths": [src.path()], "label": "shared", "target": target.path()}))
         .await;
     assert_eq!(got.state, State::Complete, "{got:#?}");
-    assert_eq!(shape(&restored(target.path(), src.path())), shape(src.path()));
+    assert_eq!(
+        shape(&restored(target.path(), src.path())),
+        shape(src.path())
+    );
     stop.cancel();
     drop(workers);
 }

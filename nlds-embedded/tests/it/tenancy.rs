@@ -3,7 +3,8 @@
 //! put naming a tenancy (legacy `tenancy=` or native `"tenancy"`) lands in that tenancy's bucket
 //! with its credentials, is read back from there byte for byte, an unknown tenancy fails every
 //! file with a reason naming the file and the tenancy, a tenancy configured with a wrong secret
-//! fails its put with a reason naming the tenancy and its endpoint (and no secret), and the
+//! keeps a worker from starting with an error naming the tenancy, its bucket and endpoint (and no
+//! secret), and the
 //! tenancies' secret keys appear in no answer, failure, catalogue row or collected log.
 
 use std::time::Duration;
@@ -134,21 +135,11 @@ async fn puts_land_in_the_named_tenancy_and_come_back() {
             ..Default::default()
         },
     );
-    let c_file = dir.path().join("c-secret");
-    std::fs::write(&c_file, format!("{c_wrong}\n")).unwrap();
-    settings.workers.object_store.tenancies.insert(
-        "c".into(),
-        TenancyConfig {
-            access_key: Some("tenancy-c-access".into()),
-            secret_key_file: Some(c_file),
-            bucket: Some(format!("{}-c", svc.bucket)),
-            ..Default::default()
-        },
-    );
     let store_b = settings.workers.object_store.tenancy("b").unwrap();
     // The signatures are checked: tenancy b's bucket does not open to the default keys, nor to
     // b's access key with another secret.
     let mut wrong = store_b.clone();
+    wrong.secret_key_file = None;
     wrong.access_key = "nlds-default-access".into();
     wrong.secret_key = default_secret.clone().into();
     let refused = nlds_storage::s3::client(&wrong)
@@ -262,29 +253,35 @@ async fn puts_land_in_the_named_tenancy_and_come_back() {
     assert_eq!(keys(&store_b).await.len(), 2);
     assert!(keys(&settings.workers.object_store).await.is_empty());
 
-    // A tenancy whose workers hold a wrong secret: the S3 server refuses every request, and
-    // the put fails naming the file, the tenancy and its endpoint, and no secret.
-    let wrong_file = src.join("wrong-key.nc");
-    std::fs::write(&wrong_file, b"refused by the signature check").unwrap();
-    let t = api
-        .put_and_wait(json!({"paths": [s(&wrong_file)], "label": "wrong-key", "tenancy": "c"}))
-        .await;
-    assert_eq!(t.state, State::Failed, "{t:#?}");
-    let failed: Vec<_> = t.failed_files().collect();
-    assert_eq!(failed.len(), 1, "{t:#?}");
-    let reason = &failed[0].reason;
-    assert_eq!(failed[0].path, s(&wrong_file));
+    // A tenancy configured with a wrong secret: the S3 server refuses its requests, and a
+    // worker given that configuration refuses to start, naming the tenancy, its bucket and
+    // endpoint, and no secret.
+    let mut with_c = settings.workers.object_store.clone();
+    let c_file = dir.path().join("c-secret");
+    std::fs::write(&c_file, format!("{c_wrong}\n")).unwrap();
+    with_c.tenancies.insert(
+        "c".into(),
+        TenancyConfig {
+            access_key: Some("tenancy-c-access".into()),
+            secret_key_file: Some(c_file),
+            bucket: Some(format!("{}-c", svc.bucket)),
+            ..Default::default()
+        },
+    );
+    let err = match nlds_storage::s3::S3Clients::build(&with_c).await {
+        Ok(_) => panic!("a tenancy with a wrong secret was accepted"),
+        Err(e) => e.message,
+    };
     assert!(
-        reason.contains(&s(&wrong_file))
-            && reason.contains("tenancy \"c\"")
-            && reason.contains(&endpoint)
-            && reason.contains("SignatureDoesNotMatch"),
-        "{reason}"
+        err.contains("object-store tenancy c")
+            && err.contains(&format!("{}-c", svc.bucket))
+            && err.contains(&endpoint),
+        "{err}"
     );
     for sec in [&c_wrong, &c_secret, &secret, &default_secret] {
-        assert!(!reason.contains(sec.as_str()), "{reason}");
+        assert!(!err.contains(sec.as_str()), "{err}");
     }
-    answers.push(serde_json::to_string(&t).unwrap());
+    answers.push(err);
     assert_eq!(keys(&store_b).await.len(), 2);
 
     // The secrets are in no answer, no failure reason, no listing, no catalogue row, no
@@ -302,7 +299,10 @@ async fn puts_land_in_the_named_tenancy_and_come_back() {
         for a in &answers {
             assert!(!a.contains(sec.as_str()), "{a}");
         }
-        let rows: Vec<_> = catalogue.lines().filter(|l| l.contains(sec.as_str())).collect();
+        let rows: Vec<_> = catalogue
+            .lines()
+            .filter(|l| l.contains(sec.as_str()))
+            .collect();
         assert!(rows.is_empty(), "a secret is in catalogue rows {rows:?}");
         let logged = files_containing(&log_dir, sec);
         assert!(logged.is_empty(), "a secret is in {logged:?}");
