@@ -212,32 +212,6 @@ pub fn spawn_role(config: &std::path::Path, role: &str, pause: Option<&std::path
     cmd.spawn().unwrap()
 }
 
-/// Every key of `bucket`.
-pub async fn bucket_keys(client: &nlds_storage::s3::Client, bucket: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let page = client
-            .list_objects_v2()
-            .bucket(bucket)
-            .set_continuation_token(token.clone())
-            .send()
-            .await
-            .unwrap();
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_owned)),
-        );
-        token = page.next_continuation_token().map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
-    }
-    keys.sort();
-    keys
-}
-
 /// The unfinished multipart uploads of `bucket` (their keys).
 pub async fn unfinished_uploads(client: &nlds_storage::s3::Client, bucket: &str) -> Vec<String> {
     let page = client
@@ -351,7 +325,11 @@ async fn killing_transfer_put_mid_upload_loses_duplicates_and_leaves_nothing() {
     catalogued.sort();
     // ... and the bucket holds exactly those objects: none twice, no orphan.
     assert_eq!(
-        bucket_keys(&client, &os.bucket).await,
+        {
+            let mut keys = bucket_keys(os, "").await;
+            keys.sort();
+            keys
+        },
         catalogued,
         "the bucket's objects are not the catalogued ones"
     );

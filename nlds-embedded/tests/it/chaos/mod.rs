@@ -123,6 +123,7 @@ fn settings(rabbit: &Rabbit, pg: &Postgres, s3: &Proxy, dir: &Path, port: u16) -
         amqp_url: rabbit.url(),
         prefetch: 4,
         retry_delays_ms: vec![500, 2_000, 5_000, 10_000, 20_000],
+        ..Default::default()
     };
     s.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
     s.server.tokens_file = dir.join("tokens.toml");
@@ -394,6 +395,27 @@ async fn faults_lose_nothing_and_leave_nothing_behind() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    // The storage audit agrees: every catalogued copy is in storage, whole, and nothing else is.
+    let (s, b) = admin
+        .post(
+            "/api/v2/admin/audit/storage",
+            &json!({"warm": true, "cold": true, "scrub": true}),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let run = b["run_id"].as_i64().unwrap();
+    let report = wait_audit(&admin, run).await;
+    let counts = &report["counts"];
+    let findings: u64 = ["dark", "lost", "size_mismatch", "corrupt"]
+        .iter()
+        .map(|k| counts[*k].as_u64().unwrap())
+        .sum();
+    assert_eq!(findings, 0, "the audit found: {report:#}");
+    assert_eq!(
+        counts["warm_objects"].as_u64(),
+        Some(total as u64),
+        "{report:#}"
+    );
     for role in Role::ALL {
         assert!(
             fleet.kills.get(role).copied().unwrap_or(0) >= 1,
