@@ -63,6 +63,7 @@ fn worker() {
             "archive-get",
             "log",
             "policy",
+            "storage-audit",
         ],
     );
     let err = "nowhere".parse::<Worker>().unwrap_err();
@@ -139,6 +140,7 @@ fn role() {
             "archive-put",
             "archive-get",
             "policy",
+            "storage-audit",
         ],
     );
     assert_eq!(Role::ArchiveGet.queue(), "nlds.archive-get");

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `[memory]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MemoryConfig {
     /// Whether the kernel may back this process's memory with transparent huge pages (2 MiB
@@ -22,13 +22,4 @@ pub struct MemoryConfig {
     /// with it set (same PID, arguments and environment); a `MIMALLOC_PURGE_DELAY` already in
     /// the environment wins over this setting.
     pub allocator_purge_delay_ms: u32,
-}
-
-impl Default for MemoryConfig {
-    fn default() -> Self {
-        Self {
-            transparent_huge_pages: false,
-            allocator_purge_delay_ms: 0,
-        }
-    }
 }

@@ -385,9 +385,11 @@ async fn queries_answer_504_when_the_catalogue_does_not() {
     }
     let (s, b) = api.post("/api/v2/put", &json!({"paths": ["/tmp"]})).await;
     assert_eq!(s, 504, "{b}");
-    // The broker is up, so the server is ready even though no worker answers.
-    let (s, _) = api.get("/readyz").await;
-    assert_eq!(s, 200);
+    // The broker is up but nothing answers for the database: the server is not ready, and says
+    // which check failed.
+    let (s, b) = api.get("/readyz").await;
+    assert_eq!(s, 503, "{b}");
+    assert!(b.to_string().contains("database"), "{b}");
     stop.cancel();
 }
 

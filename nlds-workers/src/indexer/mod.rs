@@ -174,10 +174,10 @@ impl Batcher<'_> {
             names: Vec::new(),
         });
         group.names.push(rec);
-        if group.names.len() as u64 >= group.nlink {
-            if let Some(done) = self.linked.remove(&id) {
-                self.push_group(done.names);
-            }
+        if group.names.len() as u64 >= group.nlink
+            && let Some(done) = self.linked.remove(&id)
+        {
+            self.push_group(done.names);
         }
     }
 

@@ -154,6 +154,8 @@ fn settings(rabbit: &Rabbit, pg: &Postgres, s3: &Proxy, dir: &Path, port: u16) -
     w.archive.aggregate_bytes = 256 << 10;
     w.archive.recall_poll_secs = 1;
     w.archive.spool_dir = Some(dir.join("spool"));
+    // One archive-put process at a time: a new one may remove every partial aggregate.
+    w.archive.stale_partial_secs = 0;
     s.policy.get_pin_secs = 0;
     s
 }
