@@ -117,12 +117,14 @@ async fn find(api: &Api, label: &str) -> Vec<Value> {
 }
 
 fn settings(rabbit: &Rabbit, pg: &Postgres, s3: &Proxy, dir: &Path, port: u16) -> Settings {
-    let mut s = Settings::default();
-    s.bus = BusConfig {
-        kind: BusKind::Rabbitmq,
-        amqp_url: rabbit.url(),
-        prefetch: 4,
-        retry_delays_ms: vec![500, 2_000, 5_000, 10_000, 20_000],
+    let mut s = Settings {
+        bus: BusConfig {
+            kind: BusKind::Rabbitmq,
+            amqp_url: rabbit.url(),
+            prefetch: 4,
+            retry_delays_ms: vec![500, 2_000, 5_000, 10_000, 20_000],
+            ..Default::default()
+        },
         ..Default::default()
     };
     s.server.listen = format!("127.0.0.1:{port}").parse().unwrap();

@@ -92,7 +92,7 @@ impl Rabbit {
             .append(true)
             .open(d("server.out"))
             .unwrap();
-        Command::new("rabbitmq-server")
+        let mut child = Command::new("rabbitmq-server")
             .env("RABBITMQ_NODENAME", &self.node)
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
             .env("RABBITMQ_DIST_PORT", free_port().to_string())
@@ -106,6 +106,8 @@ impl Rabbit {
             .stderr(log)
             .spawn()
             .expect("rabbitmq-server starts (Debian package rabbitmq-server)");
+        // Reaped when the node stops (`rabbitmqctl shutdown`), so no zombie is left.
+        std::thread::spawn(move || child.wait());
         let port = self.port;
         wait_until("private RabbitMQ", Duration::from_secs(90), || {
             listening(port)
