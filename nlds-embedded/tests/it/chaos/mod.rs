@@ -436,7 +436,8 @@ async fn faults_lose_nothing_and_leave_nothing_behind() {
     );
 }
 
-/// Waits for the storage audit run `id` to finish; returns its report.
+/// Waits for the storage audit run `id` to finish (a run still going is listed with the note
+/// `running` and no counts); returns its report.
 async fn wait_audit(admin: &Api, id: i64) -> Value {
     let start = Instant::now();
     loop {
@@ -447,6 +448,7 @@ async fn wait_audit(admin: &Api, id: i64) -> Value {
             .unwrap()
             .iter()
             .find(|r| r["id"].as_i64() == Some(id))
+            && r["notes"] != json!(["running"])
         {
             return r.clone();
         }
