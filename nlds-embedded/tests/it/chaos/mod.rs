@@ -26,6 +26,7 @@ use nlds_core::{Role, State};
 use nlds_workers::run::{BusConfig, BusKind, Settings};
 use serde_json::{Value, json};
 
+use crate::distributed::bucket_keys;
 use crate::helpers::{Api, restored, service, shape, temp};
 use fleet::Fleet;
 use services::{Postgres, Proxy, Rabbit, free_port};
@@ -296,7 +297,7 @@ async fn faults_lose_nothing_and_leave_nothing_behind() {
     }
     let os = &settings.workers.object_store;
     let s3c = nlds_storage::s3::client(os).await.unwrap();
-    let stored = list_keys(&s3c, &os.bucket).await;
+    let stored: BTreeSet<String> = bucket_keys(os, "").await.into_iter().collect();
     assert_eq!(
         stored, catalogued_keys,
         "objects in the bucket = objects the catalogue references (no orphan, no duplicate)"
@@ -320,7 +321,7 @@ async fn faults_lose_nothing_and_leave_nothing_behind() {
     // The evicted copies are deleted after the answer; a recall restores to the same keys, so a
     // deletion still on its way could remove a restored copy (a known race, issue 15 note).
     let start = Instant::now();
-    while !list_keys(&s3c, &os.bucket).await.is_empty() {
+    while !bucket_keys(os, "").await.is_empty() {
         assert!(
             start.elapsed() < Duration::from_secs(300),
             "evicted objects not deleted"
@@ -494,28 +495,5 @@ async fn wait_archived(api: &Api, puts: &[Put], limit: Duration) {
             }
         }
         return;
-    }
-}
-
-async fn list_keys(client: &aws_sdk_s3::Client, bucket: &str) -> BTreeSet<String> {
-    let mut keys = BTreeSet::new();
-    let mut token = None;
-    loop {
-        let page = client
-            .list_objects_v2()
-            .bucket(bucket)
-            .set_continuation_token(token.clone())
-            .send()
-            .await
-            .unwrap();
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_owned)),
-        );
-        token = page.next_continuation_token().map(str::to_owned);
-        if token.is_none() {
-            return keys;
-        }
     }
 }
