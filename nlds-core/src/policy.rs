@@ -119,7 +119,8 @@ pub struct PassReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PolicyStatus {
     pub enabled: bool,
-    /// The rules in use, in order: name and action.
+    /// The rules in use, in order: each `[name, action]`.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub rules: Vec<(String, String)>,
     /// Who holds the runner's lease, until when.
     #[serde(default)]
@@ -142,6 +143,8 @@ pub struct PolicyStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReloadReport {
     pub loaded: bool,
+    /// The rules in use, in order: each `[name, action]`.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub rules: Vec<(String, String)>,
     #[serde(default)]
     pub errors: Vec<String>,

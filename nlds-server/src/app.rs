@@ -95,7 +95,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The OpenAPI document of the route table, built once.
 pub fn document() -> &'static utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOC.get_or_init(|| routes().into_openapi())
+    DOC.get_or_init(|| {
+        let mut doc = routes().into_openapi();
+        crate::openapi::document_errors(&mut doc);
+        doc
+    })
 }
 
 /// `GET /api/v2/openapi.json`: the document of both APIs.

@@ -11,6 +11,7 @@
 use nlds_core::admin::AuditAction;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::UtoipaMethodRouter;
 
@@ -84,6 +85,59 @@ pub fn audited(
         }
     }
     route
+}
+
+/// Adds to every operation the error answers it can give but does not document itself, each
+/// with its body: the native API's [`ErrorBody`](nlds_core::error::ErrorBody), the legacy API's
+/// upstream shape (`{"detail": ...}`). They come from the shared layers, not from the handler:
+/// - any operation: 400 for a malformed query string, path parameter or JSON body;
+/// - an operation that takes a body: 413 when it is larger than `[server] max_body_bytes`;
+/// - an operation behind the bearer scheme: 401 without a valid token, 403 when the caller may
+///   not do it;
+/// - a native operation with a path parameter or behind the bearer scheme: 404 for a holding,
+///   transaction, file or request it names that is not there or not the caller's;
+/// - a legacy operation: 401 and 403 (the client refreshes its token on them) and FastAPI's 422
+///   for a missing or malformed query parameter.
+pub fn document_errors(doc: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let legacy = path.starts_with("/api/1.0.0/");
+        let has_param = path.contains('{');
+        for op in operations_mut(item) {
+            let bearer = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let mut codes = vec![(400, "the request is malformed: the message says which part")];
+            if op.request_body.is_some() {
+                codes.push((413, "the request body is larger than the server accepts"));
+            }
+            if bearer || legacy {
+                codes.push((401, "no valid bearer token"));
+                codes.push((403, "the caller may not do this"));
+            }
+            if (bearer || has_param) && !legacy {
+                codes.push((404, "no such resource visible to the caller"));
+            }
+            if legacy {
+                codes.push((422, "a query parameter is missing or malformed"));
+            }
+            for (code, description) in codes {
+                op.responses
+                    .responses
+                    .entry(code.to_string())
+                    .or_insert_with(|| error_response(description, legacy));
+            }
+        }
+    }
+}
+
+/// A documented error answer: the native API's shared body, or the legacy API's JSON.
+fn error_response(description: &str, legacy: bool) -> RefOr<Response> {
+    let schema: Option<RefOr<utoipa::openapi::Schema>> =
+        (!legacy).then(|| Ref::from_schema_name("ErrorBody").into());
+    let mut response = Response::new(description);
+    response.content.insert(
+        "application/json".to_owned(),
+        RefOr::T(Content::new(schema)),
+    );
+    RefOr::T(response)
 }
 
 /// The operations of a path item, whatever their method.

@@ -17,7 +17,10 @@ impl Pace {
     /// `mb_per_sec`: MB (10^6 bytes) per second; `None` or 0: no limit.
     pub fn new(mb_per_sec: Option<u64>) -> Self {
         Self {
-            bytes_per_sec: mb_per_sec.filter(|&r| r > 0).map(|r| r * 1_000_000),
+            // A rate beyond any disk's (saturated) is no limit in effect.
+            bytes_per_sec: mb_per_sec
+                .filter(|&r| r > 0)
+                .map(|r| r.saturating_mul(1_000_000)),
             start: Instant::now(),
             bytes: 0,
         }
@@ -99,6 +102,17 @@ pub(super) async fn blake3_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rate no multiplication can hold (the API fuzzer sent one) is no limit, not a panic.
+    #[tokio::test]
+    async fn a_rate_too_large_to_count_in_bytes_is_no_limit() {
+        let mut pace = Pace::new(Some(u64::MAX));
+        pace.spent(1 << 40).await;
+        assert_eq!(pace.bytes(), 1 << 40);
+        let mut none = Pace::new(Some(0));
+        none.spent(5).await;
+        assert_eq!(none.bytes(), 5);
+    }
 
     #[test]
     fn a_reservoir_keeps_at_most_its_size_and_everything_when_fewer() {
