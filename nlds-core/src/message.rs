@@ -444,6 +444,12 @@ pub enum Payload {
         /// How many times staging was found not done yet.
         #[serde(default)]
         checks: u32,
+        /// Names this recall's restored objects (`<put key>.r<tag>`, see
+        /// `nlds_storage::s3::restored_key`): a restored copy never takes the key of the copy
+        /// an eviction is still deleting. Absent in messages of older versions (restored to the
+        /// put key).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restore_tag: Option<String>,
     },
     /// archive-get → router → catalogue: the recall reached `state` (ARCHIVE_GETTING).
     RecallProgress { aggregation_id: i64, state: State },

@@ -62,6 +62,9 @@ pub mod points {
     /// catalogue: a put batch's objects are uploaded; its files are about to be catalogued
     /// (context: the transaction id).
     pub const CATALOG_BEFORE_PUT: &str = "catalog.before-put";
+    /// transfer-del: a batch of objects is about to be deleted (context: the first object's
+    /// key), e.g. the warm copies an eviction dropped from the catalogue.
+    pub const DEL_BEFORE_DELETE: &str = "del.before-delete";
     /// the outbox relay: a staged message (committed with the change that implies it) is about
     /// to be published (context: its routing key).
     pub const OUTBOX_BEFORE_PUBLISH: &str = "outbox.before-publish";
@@ -88,6 +91,7 @@ pub mod points {
         GET_BEFORE_DIR_FINISH,
         GET_BEFORE_UNLINK,
         CATALOG_BEFORE_PUT,
+        DEL_BEFORE_DELETE,
         OUTBOX_BEFORE_PUBLISH,
         API_BEFORE_ACCEPT,
         API_BEFORE_RECORD,

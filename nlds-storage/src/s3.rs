@@ -74,6 +74,18 @@ pub fn object_key(transaction_id: Uuid, path: &str) -> String {
     )
 }
 
+/// The key of a recalled copy of the object put at [`object_key`]: the put key with the recall's
+/// tag (`.r<tag>`), or the put key itself without a tag. An eviction deletes the old copy after
+/// it is dropped from the catalogue, possibly after a recall has already restored the file, so
+/// the restored copy must not reuse the key being deleted.
+pub fn restored_key(transaction_id: Uuid, path: &str, tag: Option<&str>) -> String {
+    let key = object_key(transaction_id, path);
+    match tag {
+        Some(t) => format!("{key}.r{t}"),
+        None => key,
+    }
+}
+
 /// `path` if it can be sent as an HTTP header value unchanged (printable ASCII, no leading or
 /// trailing blanks a proxy could trim, bounded length); `None` otherwise.
 pub fn path_metadata(path: &str) -> Option<&str> {

@@ -16,6 +16,7 @@ mod debris;
 mod delete;
 mod distributed;
 mod embedded;
+mod evict_race;
 mod faithful;
 mod helpers;
 mod hostile;

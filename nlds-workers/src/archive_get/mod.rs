@@ -75,15 +75,23 @@ impl ArchiveGet {
         }
     }
 
-    async fn recall(
-        &self,
-        env: &Envelope,
-        name: &str,
-        aggregation_id: i64,
-        members: &[RecallMember],
-        sums: &AggregateSums,
-        checks: u32,
-    ) -> Result<Outcome, HandlerError> {
+    /// `archive-get.start` / `prepare-check` of the recall in `env` ([`Payload::ArchiveRecall`]).
+    async fn recall(&self, env: &Envelope) -> Result<Outcome, HandlerError> {
+        let Payload::ArchiveRecall {
+            aggregation_id,
+            name,
+            members,
+            sums,
+            checks,
+            restore_tag,
+        } = &env.payload
+        else {
+            return Err(HandlerError::permanent(
+                ErrorCode::BadRequest,
+                "archive-get.start needs an archive recall".to_owned(),
+            ));
+        };
+        let (aggregation_id, checks, tag) = (*aggregation_id, *checks, restore_tag.as_deref());
         let stat = match self.cold.stat(name).await {
             Ok(s) => s,
             Err(e) => return self.recall_failed(env, name, e),
@@ -111,7 +119,7 @@ impl ArchiveGet {
             "nlds-recall-{aggregation_id}-{}",
             Uuid::new_v4().simple()
         )));
-        let result = self.restore(name, members, sums, &spool.0).await;
+        let result = self.restore(name, members, sums, &spool.0, tag).await;
         drop(spool);
         match result {
             Ok(restored) => {
@@ -224,6 +232,7 @@ impl ArchiveGet {
         members: &[RecallMember],
         sums: &AggregateSums,
         spool: &std::path::Path,
+        tag: Option<&str>,
     ) -> Result<Vec<nlds_core::message::RestoredFile>, ColdError> {
         tokio::fs::create_dir_all(spool).await.map_err(|e| {
             ColdError::Failed(format!("cannot create spool {}: {e}", spool.display()))
@@ -311,7 +320,7 @@ impl ArchiveGet {
         }
         let mut restored = Vec::new();
         for (i, m) in members.iter().enumerate().filter(|(_, m)| m.restore) {
-            let key = nlds_storage::s3::object_key(m.transaction_id, &m.path);
+            let key = nlds_storage::s3::restored_key(m.transaction_id, &m.path, tag);
             let body = aws_sdk_s3::primitives::ByteStream::from_path(spool.join(i.to_string()))
                 .await
                 .map_err(|e| ColdError::Failed(format!("reading the spooled {}: {e}", m.path)))?;
@@ -348,17 +357,8 @@ impl Handler for ArchiveGet {
             (
                 Worker::ArchiveGet,
                 Action::Start | Action::PrepareCheck,
-                Payload::ArchiveRecall {
-                    aggregation_id,
-                    name,
-                    members,
-                    sums,
-                    checks,
-                },
-            ) => {
-                self.recall(&env, name, *aggregation_id, members, sums, *checks)
-                    .await
-            }
+                Payload::ArchiveRecall { .. },
+            ) => self.recall(&env).await,
             _ => Err(HandlerError::permanent(
                 ErrorCode::BadRequest,
                 format!("archive-get does not handle {key}"),

@@ -186,6 +186,8 @@ impl Catalogue {
                     blake3: agg.blake3.clone().unwrap_or_default(),
                 },
                 checks: 0,
+                // Fresh for each recall job: its restored copies get keys of their own.
+                restore_tag: Some(Uuid::new_v4().simple().to_string()[..12].to_owned()),
             },
         ))
     }

@@ -384,6 +384,13 @@ impl TransferPut {
         };
         let store = &self.store;
         let objects: Vec<ObjectRef> = files.iter().filter_map(|f| f.object.clone()).collect();
+        if let Some(first) = objects.first() {
+            nlds_hooks::pause_async(
+                nlds_hooks::points::DEL_BEFORE_DELETE,
+                std::path::Path::new(&first.key),
+            )
+            .await;
+        }
         let total = objects.len();
         let deletions: Vec<_> = objects
             .into_iter()

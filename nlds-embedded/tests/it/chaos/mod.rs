@@ -318,8 +318,9 @@ async fn faults_lose_nothing_and_leave_nothing_behind() {
             .await;
         assert_eq!(s, 200, "evict {id}: {b}");
     }
-    // The evicted copies are deleted after the answer; a recall restores to the same keys, so a
-    // deletion still on its way could remove a restored copy (a known race, issue 15 note).
+    // The evicted copies are deleted after the answer: once they are gone, the bucket holds only
+    // what the gets' recalls restore (to keys of their own), which the end checks against the
+    // catalogue.
     let start = Instant::now();
     while !bucket_keys(os, "").await.is_empty() {
         assert!(
