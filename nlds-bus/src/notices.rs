@@ -59,12 +59,18 @@ pub fn failed() -> u64 {
 pub struct Publisher {
     rx: mpsc::Receiver<Notice>,
     bus: Arc<dyn Bus>,
+    /// Lost notices (dropped and failed) already reported.
+    reported: u64,
 }
 
 /// Installs the queue of this process's notices (replacing any earlier one, whose publisher then
 /// ends) and returns its publisher: run it with [`Publisher::run`].
 pub fn install(bus: Arc<dyn Bus>) -> Publisher {
-    Publisher { rx: queue(), bus }
+    Publisher {
+        rx: queue(),
+        bus,
+        reported: 0,
+    }
 }
 
 /// Installs the queue of this process's notices (as [`install`]) and returns its receiving end,
@@ -97,16 +103,51 @@ impl Publisher {
                 }
             };
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+            let lost = dropped() + failed();
+            if lost > self.reported {
+                // On standard error only: the bus is going away.
+                tracing::warn!(
+                    lost = lost - self.reported,
+                    "warning or error records of this process were lost and never reported to \
+                     the logger: the bus was unreachable or the notice queue full"
+                );
+            }
         }
         .instrument(span)
         .await
     }
 
-    async fn publish(&self, key: RoutingKey, env: Envelope) {
-        if let Err(e) = self.bus.publish(key, &env).await {
-            FAILED.fetch_add(1, Ordering::Relaxed);
-            // Debug only, and inside SPAN: never a notice itself.
-            tracing::debug!(%key, error = %e, "notice not published");
+    async fn publish(&mut self, key: RoutingKey, env: Envelope) {
+        match self.bus.publish(key, &env).await {
+            Ok(()) => self.report_losses(),
+            Err(e) => {
+                FAILED.fetch_add(1, Ordering::Relaxed);
+                // Debug only, and inside SPAN: never a notice itself.
+                tracing::debug!(%key, error = %e, "notice not published");
+            }
         }
+    }
+
+    /// Once the bus takes notices again: says how many were lost since the last report, as a
+    /// warning of its own. It is logged outside [`SPAN`] (from a task of its own), so it becomes
+    /// a notice too, and the logger's records (`nlds admin logs`) show where they have a gap.
+    fn report_losses(&mut self) {
+        let (dropped, failed) = (dropped(), failed());
+        let lost = dropped + failed;
+        if lost <= self.reported {
+            return;
+        }
+        let since = lost - self.reported;
+        self.reported = lost;
+        tokio::spawn(async move {
+            tracing::warn!(
+                lost = since,
+                dropped,
+                failed,
+                "{since} warning or error record(s) of this process were lost: the bus was \
+                 unreachable or the notice queue full (totals since the process started: \
+                 {dropped} dropped, {failed} refused by the bus); its standard error has them"
+            );
+        });
     }
 }

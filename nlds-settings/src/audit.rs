@@ -19,8 +19,9 @@ pub struct AuditConfig {
     pub scrub_sample: u64,
     /// Seconds a repair waits for an aggregate to be staged.
     pub stage_wait_secs: u64,
-    /// Where a member restored from an aggregate is verified before its upload (default: the
-    /// system's temporary directory).
+    /// Where a member restored from an aggregate is verified before its upload: `audit-spool`
+    /// under `[workers] work_dir` by default. Each audit process spools in a subdirectory it
+    /// holds locked; one that starts removes the subdirectories of dead processes.
     pub spool_dir: Option<PathBuf>,
 }
 

@@ -60,6 +60,15 @@ impl WorkerConfig {
             .unwrap_or_else(|| self.work_dir.join("spool"))
     }
 
+    /// Where the storage audit spools a member restored from an aggregate before it verifies and
+    /// uploads it: `[workers.audit] spool_dir`, or `audit-spool` under `work_dir`.
+    pub fn audit_spool_dir(&self) -> PathBuf {
+        self.audit
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| self.work_dir.join("audit-spool"))
+    }
+
     /// The POSIX checks in force (`posix_checks`, default `"user"`).
     pub fn posix_policy(&self) -> PosixPolicy {
         PosixPolicy {

@@ -87,27 +87,41 @@ pub async fn transfer_get(work_dir: &Path, policy: PosixPolicy) -> anyhow::Resul
 
 /// archive-get: removes dead processes' spool directories under `spool`; returns this process's.
 pub async fn archive_get(spool: &Path) -> anyhow::Result<ProcessDir> {
-    let base = spool.to_path_buf();
+    process_spool(
+        spool,
+        "archive-get's recall spool (workers.archive.spool_dir, workers.work_dir)",
+    )
+    .await
+}
+
+/// storage-audit: removes dead processes' spool directories under `spool`; returns this
+/// process's.
+pub async fn storage_audit(spool: &Path) -> anyhow::Result<ProcessDir> {
+    process_spool(
+        spool,
+        "the storage audit's spool (workers.audit.spool_dir, workers.work_dir)",
+    )
+    .await
+}
+
+/// Removes the spool directories of stopped processes under `base` and creates this process's
+/// (locked while it lives); `what` names the spool and its settings in messages.
+async fn process_spool(base: &Path, what: &'static str) -> anyhow::Result<ProcessDir> {
+    let base = base.to_path_buf();
     let b = base.clone();
     tokio::task::spawn_blocking(move || {
         match workdir::sweep(&b) {
             Ok(removed) => {
                 for p in removed {
-                    tracing::warn!(dir = %p.display(), "removed the recall spool of a stopped archive-get");
+                    tracing::warn!(dir = %p.display(), "removed {what} of a stopped process");
                 }
             }
-            Err(e) => tracing::warn!(dir = %b.display(), "cannot sweep the recall spool: {e}"),
+            Err(e) => tracing::warn!(dir = %b.display(), "cannot sweep {what}: {e}"),
         }
         ProcessDir::create(&b)
     })
     .await?
-    .with_context(|| {
-        format!(
-            "cannot create archive-get's spool under {} (workers.archive.spool_dir, \
-             workers.work_dir)",
-            base.display()
-        )
-    })
+    .with_context(|| format!("cannot create {what} under {}", base.display()))
 }
 
 /// archive-put: removes partial aggregates not written to for `stale_partial_secs`; returns

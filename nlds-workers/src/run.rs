@@ -120,9 +120,10 @@ impl Resources {
         );
         self.audit
             .get_or_try_init(|| async {
+                let spool = crate::debris::storage_audit(&cfg.audit_spool_dir()).await?;
                 let audit = crate::storage_audit::StorageAudit::new(db, s3, Some(cold))
                     .with_stage_wait(std::time::Duration::from_secs(cfg.audit.stage_wait_secs))
-                    .with_spool(cfg.audit.spool_dir.clone());
+                    .with_spool(spool);
                 Ok::<_, anyhow::Error>(Arc::new(crate::storage_audit::runner::AuditRunner::new(
                     audit,
                     cfg.audit.clone(),

@@ -20,7 +20,6 @@
 //!   aggregate to the cold store's `quarantine/<date>/<name>`), deleted only by
 //!   [`StorageAudit::purge_quarantine`].
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,8 +61,9 @@ pub struct StorageAudit {
     cold: Option<Arc<dyn ColdStore>>,
     /// How long a repair waits for an aggregate to come online after asking to stage it.
     stage_wait: Duration,
-    /// Where a member restored from an aggregate is spooled and verified before its upload.
-    spool: Option<PathBuf>,
+    /// Where a member restored from an aggregate is spooled and verified before its upload (this
+    /// process's locked directory; see [`crate::workdir`]).
+    spool: Option<Arc<crate::workdir::ProcessDir>>,
 }
 
 impl StorageAudit {
@@ -83,9 +83,10 @@ impl StorageAudit {
         self
     }
 
-    /// Where restored members are spooled (the system's temporary directory by default).
-    pub fn with_spool(mut self, dir: Option<PathBuf>) -> Self {
-        self.spool = dir;
+    /// Where restored members are spooled (without one, the system's temporary directory: for
+    /// tests only; the workers give `[workers.audit] spool_dir`).
+    pub fn with_spool(mut self, dir: crate::workdir::ProcessDir) -> Self {
+        self.spool = Some(Arc::new(dir));
         self
     }
 

@@ -37,7 +37,7 @@ impl StorageAudit {
             .is_some_and(|s| s.online);
         let mut body = self.online_read(store.as_ref(), &agg.name).await?;
         let spool = match &self.spool {
-            Some(dir) => tempfile::NamedTempFile::new_in(dir),
+            Some(dir) => tempfile::NamedTempFile::new_in(dir.path()),
             None => tempfile::NamedTempFile::new(),
         }
         .map_err(|e| format!("creating a spool file: {e}"))?;

@@ -65,9 +65,48 @@ pub async fn last_started(
         .map(|r| r.started))
 }
 
+/// Why a run has no outcome when its process died before it ended.
+pub const ABANDONED: &str =
+    "its storage-audit process stopped before the run ended (nothing renewed the run's lease)";
+
+/// Completes the runs that have no outcome if no process holds the audit's lease (`lease`, see
+/// [`super::runner::LEASE`]): the process that ran them stopped (a live run renews the lease
+/// every 30 s), so they will never end on their own. Returns how many.
+pub async fn close_abandoned(db: &impl ConnectionTrait, lease: &str) -> Result<u64, DbErr> {
+    let now = Utc::now();
+    let held = crate::db::policy_lease::Entity::find_by_id(lease.to_owned())
+        .one(db)
+        .await?
+        .is_some_and(|l| l.until > now);
+    if held {
+        return Ok(0);
+    }
+    let r = storage_audit::Entity::update_many()
+        .col_expr(
+            storage_audit::Column::Finished,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .col_expr(
+            storage_audit::Column::Error,
+            sea_orm::sea_query::Expr::value(ABANDONED),
+        )
+        .filter(storage_audit::Column::Finished.is_null())
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected)
+}
+
 /// The latest `limit` runs, newest first, as reports (a run still going, or one that stopped,
-/// shows its request, its start and, in `notes`, why it has no counts).
+/// shows its request, its start and, in `notes`, why it has no counts). Runs whose process died
+/// are completed first ([`close_abandoned`]).
 pub async fn recent(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<AuditReport>, DbErr> {
+    let closed = close_abandoned(db, super::runner::LEASE).await?;
+    if closed > 0 {
+        tracing::warn!(
+            runs = closed,
+            "storage audit runs whose process stopped are closed"
+        );
+    }
     let rows = storage_audit::Entity::find()
         .order_by_desc(storage_audit::Column::Id)
         .limit(limit)

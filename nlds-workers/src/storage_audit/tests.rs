@@ -419,3 +419,46 @@ async fn postgres_audit_finds_each_fault_and_repairs_it() {
     scenario(pg.db.clone(), "storage_audit_postgres").await;
     pg.drop_now().await;
 }
+
+/// A run whose process died keeps no lease: listing the runs closes it with the reason, while a
+/// run whose lease is renewed stays "running".
+async fn abandoned_runs(db: DatabaseConnection) {
+    use super::{runner::LEASE, store};
+    let req = AuditRequest::default();
+    let dead = store::started(&db, "operator", &req).await.unwrap();
+    // A live process holds the lease: its run is running.
+    crate::policy::lease::take(&db, LEASE, "host:1:live", 120)
+        .await
+        .unwrap()
+        .unwrap();
+    let runs = store::recent(&db, 10).await.unwrap();
+    assert_eq!(runs[0].id, Some(dead));
+    assert_eq!(runs[0].notes, vec!["running".to_owned()]);
+    // The lease runs out (the process was killed): the run is closed, with why.
+    crate::policy::lease::give_up(&db, LEASE, "host:1:live")
+        .await
+        .unwrap();
+    let runs = store::recent(&db, 10).await.unwrap();
+    assert_eq!(
+        runs[0].notes,
+        vec![format!("stopped: {}", store::ABANDONED)],
+        "{runs:?}"
+    );
+    assert!(runs[0].finished >= runs[0].started);
+    // Closed once: a later listing changes nothing.
+    assert_eq!(store::close_abandoned(&db, LEASE).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn sqlite_runs_of_a_dead_process_are_closed() {
+    abandoned_runs(testing::memory().await).await;
+}
+
+#[tokio::test]
+async fn postgres_runs_of_a_dead_process_are_closed() {
+    let Some(pg) = testing::postgres("storage_audit_abandoned").await else {
+        return;
+    };
+    abandoned_runs(pg.db.clone()).await;
+    pg.drop_now().await;
+}

@@ -249,4 +249,123 @@ mod tests {
             got[1].6
         );
     }
+
+    /// A bus that refuses every message while `down`, and keeps those it takes.
+    #[derive(Default)]
+    struct FlakyBus {
+        down: std::sync::atomic::AtomicBool,
+        taken: std::sync::Mutex<Vec<Envelope>>,
+    }
+
+    #[async_trait::async_trait]
+    impl nlds_bus::Bus for FlakyBus {
+        async fn publish(&self, _: RoutingKey, env: &Envelope) -> Result<(), nlds_bus::BusError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(nlds_bus::BusError::Unavailable("down".into()));
+            }
+            self.taken.lock().unwrap().push(env.clone());
+            Ok(())
+        }
+        async fn rpc(
+            &self,
+            _: RoutingKey,
+            _: &Envelope,
+            _: std::time::Duration,
+        ) -> Result<Envelope, nlds_bus::BusError> {
+            unreachable!("notices are published, never asked")
+        }
+        async fn consume(
+            &self,
+            _: nlds_core::Role,
+            _: std::sync::Arc<dyn nlds_bus::Handler>,
+            _: nlds_bus::ConsumeOptions,
+            _: tokio_util::sync::CancellationToken,
+        ) -> Result<(), nlds_bus::BusError> {
+            unreachable!("notices are published, never consumed")
+        }
+        async fn ready(&self) -> Result<(), nlds_bus::BusError> {
+            Ok(())
+        }
+        async fn publish_delayed(
+            &self,
+            _: RoutingKey,
+            _: &Envelope,
+            _: std::time::Duration,
+        ) -> Result<(), nlds_bus::BusError> {
+            unreachable!("notices are never delayed")
+        }
+        async fn consumers(&self, _: nlds_core::Role) -> Result<u32, nlds_bus::BusError> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn records_lost_while_the_bus_was_down_are_reported_once_it_is_back() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let subscriber = tracing_subscriber::registry().with(Forward::new("nlds-test"));
+        tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let bus = std::sync::Arc::new(FlakyBus::default());
+                bus.down.store(true, SeqCst);
+                let stop = tokio_util::sync::CancellationToken::new();
+                let publisher =
+                    tokio::spawn(nlds_bus::notices::install(bus.clone()).run(stop.clone()));
+                let before = nlds_bus::notices::failed();
+                for i in 0..3 {
+                    tracing::warn!("S3 unreachable, try {i}");
+                }
+                let settle = || tokio::time::sleep(std::time::Duration::from_millis(100));
+                settle().await;
+                assert!(bus.taken.lock().unwrap().is_empty());
+                assert!(nlds_bus::notices::failed() >= before + 3);
+                bus.down.store(false, SeqCst);
+                tracing::warn!("S3 is back");
+                settle().await;
+                let messages: Vec<String> = bus
+                    .taken
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|e| match &e.payload {
+                        Payload::Log { message, .. } => Some(message.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                assert!(
+                    messages[0].starts_with("S3 is back"),
+                    "the record that got through: {messages:?}"
+                );
+                let report = messages
+                    .iter()
+                    .find(|m| m.contains("were lost"))
+                    .unwrap_or_else(|| panic!("no report of the lost records: {messages:?}"));
+                // Three here (more only if another test of this process lost some meanwhile).
+                let lost: u64 = report
+                    .split("lost=")
+                    .nth(1)
+                    .and_then(|r| r.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("no count in {report}"));
+                assert!(lost >= 3, "{report}");
+                assert!(report.contains("refused by the bus"), "{report}");
+                // Reported once: another record brings no second report.
+                tracing::warn!("still fine");
+                settle().await;
+                let reports = bus
+                    .taken
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| matches!(&e.payload, Payload::Log { message, .. } if message.contains("were lost")))
+                    .count();
+                assert_eq!(reports, 1);
+                stop.cancel();
+                publisher.await.unwrap();
+            });
+        });
+    }
 }

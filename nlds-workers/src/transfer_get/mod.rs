@@ -669,7 +669,11 @@ fn make_link(
     let (dir, name) = lock(restorer).parent(path, to, (rec.uid, rec.gid))?;
     let ids = dest.owner.ids(rec.uid, rec.gid);
     let target = pathname::decode(target);
-    restore::make_link(path, &dir, &name, to, &target, ids, dest.overwrite)
+    let replace = restore::Replace {
+        overwrite: dest.overwrite,
+        journal: dest.journal.as_deref(),
+    };
+    restore::make_link(path, &dir, &name, to, &target, ids, replace)
 }
 
 /// Restores `rec`, a later path of a hard-linked inode, as a hard link to its first path
@@ -693,7 +697,10 @@ fn hard_link(
         (&dir, &name),
         to,
         rec.size,
-        dest.overwrite,
+        restore::Replace {
+            overwrite: dest.overwrite,
+            journal: dest.journal.as_deref(),
+        },
     )
 }
 

@@ -179,7 +179,12 @@ fn remove(e: &Entry, policy: PosixPolicy) -> Result<bool, String> {
         Err(Errno::NOENT) => return Ok(false),
         Err(e) => return Err(io::Error::from(e).to_string()),
     };
-    let ours = meta.is_file()
+    // A temporary file, or the temporary name (`*.link`) of a link made to replace another (a
+    // symbolic link, or a hard link: its inode has other names, and only this one goes). A
+    // symbolic link under any other name is not ours, even with the recorded inode number (a
+    // removed file's number is soon given again).
+    let is_link_temp = name.as_bytes().ends_with(b".link");
+    let ours = (meta.is_file() || (meta.is_symlink() && is_link_temp))
         && match e.inode {
             Some(inode) => (meta.dev, meta.ino) == inode,
             // Created by this process, which died before recording the inode: it still belongs

@@ -635,8 +635,43 @@ pub fn sync_dir(dir: &Dir) {
     }
 }
 
+/// How a link is restored over something else already at its place: only with `overwrite`, and
+/// then under a temporary name renamed over it, the name recorded in `journal` (if any) before
+/// it is created and its inode just after, so a restart removes it if this process dies there.
+#[derive(Clone, Copy, Default)]
+pub struct Replace<'a> {
+    pub overwrite: bool,
+    pub journal: Option<&'a super::journal::Journal>,
+}
+
+impl Replace<'_> {
+    fn intent(&self, path: &str, dir: &Dir, temp: &OsStr, shown: &Path) -> Result<(), FailedFile> {
+        match self.journal {
+            Some(j) => j
+                .intent(dir, temp)
+                .map_err(|e| io_failed(path, "cannot journal the temporary", shown, &e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the inode of `temp`, just created; on failure removes it.
+    fn created(&self, path: &str, dir: &Dir, temp: &OsStr, shown: &Path) -> Result<(), FailedFile> {
+        let Some(j) = self.journal else {
+            return Ok(());
+        };
+        let recorded = statat(dir.fd(), temp, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io::Error::from)
+            .and_then(|st| j.created(dir, temp, &Meta::of(&st)));
+        recorded.map_err(|e| {
+            let _ = rustix::fs::unlinkat(dir.fd(), temp, AtFlags::empty());
+            io_failed(path, "cannot journal the temporary", shown, &e)
+        })
+    }
+}
+
 /// Restores the symbolic link `name` of `dir` (`to`: its path) pointing to `target`, given to
-/// `ids`. An identical link is left alone; anything else is a conflict unless `overwrite`.
+/// `ids`. An identical link is left alone; anything else is a conflict unless
+/// `replace.overwrite`.
 pub fn make_link(
     path: &str,
     dir: &Dir,
@@ -644,13 +679,21 @@ pub fn make_link(
     to: &Path,
     target: &OsStr,
     ids: Option<(u32, u32)>,
-    overwrite: bool,
+    replace: Replace<'_>,
 ) -> Result<(), FailedFile> {
     let shown = to.display();
+    let overwrite = replace.overwrite;
     let create = |at: &OsStr, at_shown: &Path| -> Result<(), FailedFile> {
         nlds_hooks::pause(points::GET_BEFORE_LINK, at_shown);
+        let temporary = at != name;
+        if temporary {
+            replace.intent(path, dir, at, at_shown)?;
+        }
         rustix::fs::symlinkat(target, dir.fd(), at)
             .map_err(|e| io_failed(path, "cannot create the symbolic link", at_shown, &e.into()))?;
+        if temporary {
+            replace.created(path, dir, at, at_shown)?;
+        }
         if let Some((uid, gid)) = ids {
             give_link(dir, at, at_shown, uid, gid).map_err(|d| {
                 if at != name {
@@ -699,16 +742,17 @@ pub fn make_link(
 /// Restores `name` of `dir` (`to`: its path) as a hard link to the regular file `from` (a file
 /// of `size` bytes this restore just made), with `linkat` between the two directory handles
 /// (never following a link). What is there already: the same inode is fine; anything else is a
-/// conflict unless `overwrite` (then the link is made under a temporary name and renamed over
-/// it). Ok(false): `from` is not such a file any more.
+/// conflict unless `replace.overwrite` (then the link is made under a journalled temporary name
+/// and renamed over it). Ok(false): `from` is not such a file any more.
 pub fn hard_link(
     path: &str,
     from: (&Dir, &OsStr),
     at: (&Dir, &OsStr),
     to: &Path,
     size: u64,
-    overwrite: bool,
+    replace: Replace<'_>,
 ) -> Result<bool, FailedFile> {
+    let overwrite = replace.overwrite;
     let ((fdir, fname), (dir, name)) = (from, at);
     let source = match statat(fdir.fd(), fname, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => Meta::of(&st),
@@ -738,8 +782,11 @@ pub fn hard_link(
         }
         Ok(_) => {
             let temp = temp_name(name, "link");
+            let temp_shown = to.with_file_name(&temp);
+            replace.intent(path, dir, &temp, &temp_shown)?;
             rustix::fs::linkat(fdir.fd(), fname, dir.fd(), &temp, AtFlags::empty())
                 .map_err(|e| io_failed(path, "cannot create the hard link", to, &e.into()))?;
+            replace.created(path, dir, &temp, &temp_shown)?;
             if let Err(e) = rustix::fs::renameat(dir.fd(), &temp, dir.fd(), name) {
                 let _ = rustix::fs::unlinkat(dir.fd(), &temp, AtFlags::empty());
                 return Err(io_failed(path, "cannot replace", to, &e.into()));

@@ -281,7 +281,7 @@ fn every_restore_step_acts_on_the_handle_not_the_path() {
             &x.join("l"),
             std::ffi::OsStr::new("f"),
             Some((uid, gid)),
-            false,
+            restore::Replace::default(),
         )
         .unwrap();
         let m = std::fs::symlink_metadata(moved.join("l")).unwrap();

@@ -1,7 +1,9 @@
 //! Undoing a failed write: aborting a multipart upload or deleting a partly written object, also
-//! when the writing future is dropped.
+//! when the writing future is dropped; and, at start, aborting the uploads a killed process left.
 
-use super::{Client, ColdError, S3Error, status};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{Client, ColdError, ColdResult, S3Error, classify, status};
 
 /// Where a multipart upload failed: before CompleteMultipartUpload or in it.
 pub(super) enum Failure {
@@ -84,5 +86,124 @@ async fn undo(client: Client, bucket: String, key: String, upload_id: Option<Str
     };
     if let Some(e) = failed {
         tracing::warn!("cleaning up a failed cold write: {e}");
+    }
+}
+
+/// Aborts the multipart uploads under `prefix` of `bucket` that nothing has written to for
+/// `idle`: the last part uploaded (or, without parts or where the parts cannot be listed, the
+/// upload's start) is older. A killed
+/// archive-put leaves its upload unfinished, and S3 keeps the parts (invisible to listings of
+/// objects, billed) until it is completed or aborted; another archive-put still writing adds a
+/// part every few seconds, so it is left alone. Returns what was aborted.
+pub(super) async fn sweep_uploads(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    idle: Duration,
+) -> ColdResult<Vec<String>> {
+    let cutoff = SystemTime::now()
+        .checked_sub(idle)
+        .unwrap_or(UNIX_EPOCH)
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut uploads = Vec::new();
+    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+    loop {
+        let page = client
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_key_marker(key_marker.clone())
+            .set_upload_id_marker(id_marker.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                classify(
+                    format!("listing the unfinished uploads of s3://{bucket}/{prefix}"),
+                    &e,
+                )
+            })?;
+        for u in page.uploads() {
+            if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
+                uploads.push((
+                    key.to_owned(),
+                    id.to_owned(),
+                    u.initiated().map(|t| t.secs()),
+                ));
+            }
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        id_marker = page.next_upload_id_marker().map(str::to_owned);
+        if page.is_truncated() != Some(true) || (key_marker.is_none() && id_marker.is_none()) {
+            break;
+        }
+    }
+    let mut aborted = Vec::new();
+    for (key, id, initiated) in uploads {
+        let last = match last_part_written(client, bucket, &key, &id).await {
+            Ok(Some(t)) => Some(t),
+            Ok(None) => initiated,
+            // Completed or aborted meanwhile.
+            Err(e) if status(&e) == Some(404) => continue,
+            // A store whose ListParts cannot be read (moto answers with the wrong XML root):
+            // the upload's start is all there is to go by.
+            Err(e) => {
+                tracing::debug!(bucket, key, upload_id = %id, error = %e, "cannot list the parts of an upload");
+                initiated
+            }
+        };
+        // Unknown age: not stale.
+        if last.is_none_or(|t| t > cutoff) {
+            continue;
+        }
+        match client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(&key)
+            .upload_id(&id)
+            .send()
+            .await
+        {
+            Ok(_) => aborted.push(format!("s3://{bucket}/{key} (upload {id})")),
+            Err(e) if status(&e) == Some(404) => {}
+            Err(e) => {
+                return Err(classify(
+                    format!("aborting upload {id} of s3://{bucket}/{key}"),
+                    &e,
+                ));
+            }
+        }
+    }
+    Ok(aborted)
+}
+
+/// When the newest part of an upload was written (unix seconds); `None` without parts.
+async fn last_part_written(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<
+    Option<i64>,
+    aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::list_parts::ListPartsError>,
+> {
+    let mut newest = None;
+    let mut marker = None::<String>;
+    loop {
+        let page = client
+            .list_parts()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .set_part_number_marker(marker.clone())
+            .send()
+            .await?;
+        for p in page.parts() {
+            newest = newest.max(p.last_modified().map(|t| t.secs()));
+        }
+        marker = page.next_part_number_marker().map(str::to_owned);
+        if page.is_truncated() != Some(true) || marker.is_none() {
+            return Ok(newest);
+        }
     }
 }

@@ -503,6 +503,12 @@ impl ColdStore for GlacierStore {
         true
     }
 
+    /// The multipart uploads of aggregates under the prefix nobody has added a part to for
+    /// `idle` (a killed archive-put's): aborted.
+    async fn sweep_partials(&self, idle: std::time::Duration) -> ColdResult<Vec<String>> {
+        cleanup::sweep_uploads(&self.client, &self.bucket, &self.s.prefix, idle).await
+    }
+
     async fn list(&self) -> ColdResult<Option<Vec<(String, u64)>>> {
         let mut out = Vec::new();
         let mut pages = self

@@ -149,3 +149,61 @@ fn a_batch_that_ends_leaves_no_journal() {
     drop(j);
     assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
 }
+
+/// The temporary names of links made to replace others (`--overwrite`): a symbolic link, and a
+/// second name of a restored file, journalled as a killed process left them. The sweep removes
+/// those names (and only the names: the restored file keeps its own), but not a link the user
+/// put in place of one.
+#[test]
+fn the_sweep_removes_journalled_link_temporaries_and_nothing_in_their_place() {
+    let d = tempfile::tempdir().unwrap();
+    let work = ProcessDir::create(&d.path().join("work")).unwrap();
+    let t = d.path().join("t");
+    std::fs::create_dir(&t).unwrap();
+    let user = nix::unistd::User::from_uid(rustix::process::geteuid().as_raw().into())
+        .unwrap()
+        .unwrap()
+        .name;
+    let j = Journal::create(work.path(), &user).unwrap();
+    let dir = UserFs::service().open_dir(&t, 0).unwrap();
+    let record = |name: &str, make: &dyn Fn(&Path)| {
+        let at = t.join(name);
+        j.intent(&dir, OsStr::new(name)).unwrap();
+        make(&at);
+        let st = statat(dir.fd(), OsStr::new(name), AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        j.created(&dir, OsStr::new(name), &Meta::of(&st)).unwrap();
+        at
+    };
+    let soft = record(".l.nlds-000000000001.link", &|p| {
+        symlink("target", p).unwrap()
+    });
+    std::fs::write(t.join("restored"), b"data").unwrap();
+    let hard = record(".h.nlds-000000000002.link", &|p| {
+        std::fs::hard_link(t.join("restored"), p).unwrap()
+    });
+    let swapped = record(".s.nlds-000000000003.link", &|p| {
+        symlink("target", p).unwrap()
+    });
+    std::mem::forget(j);
+    drop(work);
+    // The user swaps one for a link of their own (another inode).
+    std::fs::remove_file(&swapped).unwrap();
+    std::fs::write(t.join("pad"), b"").unwrap(); // (so the inode number is not reused)
+    symlink("/etc/shadow", &swapped).unwrap();
+
+    let dead = orphans(&d.path().join("work")).unwrap();
+    let swept = sweep(&dead[0].path, PosixPolicy::default()).unwrap();
+    let mut removed = swept.removed.clone();
+    removed.sort();
+    let mut want = vec![soft.clone(), hard.clone()];
+    want.sort();
+    assert_eq!(removed, want, "kept: {:?}", swept.kept);
+    assert!(std::fs::symlink_metadata(&soft).is_err());
+    assert!(std::fs::symlink_metadata(&hard).is_err());
+    assert_eq!(std::fs::read(t.join("restored")).unwrap(), b"data");
+    assert_eq!(
+        std::fs::read_link(&swapped).unwrap(),
+        Path::new("/etc/shadow")
+    );
+    assert_eq!(swept.kept.len(), 1, "{:?}", swept.kept);
+}
