@@ -200,7 +200,8 @@ pub async fn handler(
             .with_versions(cfg.versions.clone())
             .with_policy(settings.policy.clone())
             .with_outbox(res.outbox.clone())
-            .with_unfinished_request_secs(cfg.index.unfinished_request_secs),
+            .with_unfinished_request_secs(cfg.index.unfinished_request_secs)
+            .with_backpressure(bus.clone()),
         ),
         Role::ArchivePut => {
             let cold = res.cold(cfg).await?;

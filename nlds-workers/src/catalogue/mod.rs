@@ -100,6 +100,9 @@ pub struct Catalogue {
     unfinished_request_secs: u64,
     /// `[workers.versions]`: how many versions of a path a put keeps.
     versions: VersionsConfig,
+    /// The in-process bus, when the catalogue shares it with the roles it feeds: a get part
+    /// waits for room on it before it is resolved ([`Catalogue::with_backpressure`]).
+    room: Option<std::sync::Arc<dyn nlds_bus::Bus>>,
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -107,6 +110,10 @@ type Result<T, E = Error> = std::result::Result<T, E>;
 #[async_trait]
 impl Handler for Catalogue {
     async fn handle(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
+        if let (Some(bus), Worker::CatalogGet, Action::Start) = (&self.room, key.worker, key.action)
+        {
+            nlds_bus::wait_for_room(bus.as_ref(), Some(nlds_core::Role::Catalogue)).await;
+        }
         let rpc = key.worker == Worker::Catalog;
         let result = db::retrying(|| self.dispatch(key, &env)).await;
         db::finish(key, &env, rpc, result)
@@ -128,7 +135,21 @@ impl Catalogue {
             policy: PolicyConfig::default(),
             unfinished_request_secs: 24 * 3600,
             versions: VersionsConfig::default(),
+            room: None,
         }
+    }
+
+    /// Makes a get part (`catalog-get.start`: up to a chunk of a getlist, 10,000 paths) wait
+    /// while the in-process `bus` holds more than [`nlds_bus::BACKLOG_LIMIT_BYTES`] queued for
+    /// the other roles. A part is small on the bus (its paths) but resolves into batches several
+    /// times larger (full records for transfer-get): without the wait, every part the outbox
+    /// relay let through while the backlog was low turned into batches at once, and the
+    /// embedded process held the whole list as queued JSON. Nothing the catalogue waits for
+    /// depends on the catalogue's own queue (excluded from the count), so the wait cannot
+    /// deadlock. A broker's queues hold no process memory: no wait there.
+    pub fn with_backpressure(mut self, bus: std::sync::Arc<dyn nlds_bus::Bus>) -> Self {
+        self.room = Some(bus);
+        self
     }
 
     /// `[workers.versions]`: how many versions of each path a put keeps (`keep`, 0: all).
