@@ -8,7 +8,6 @@
 //! eviction's deletion until the get has recalled and restored every file.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nlds_core::State;
@@ -17,28 +16,10 @@ use nlds_hooks::{control, points};
 use serde_json::json;
 
 use crate::archive::wait_archived;
-use crate::helpers::{Api, ServerProcess, make_tree, restored, shape, temp};
+use crate::helpers::{Api, ServerProcess, make_tree, restored, shape, stored_objects, temp};
 
 /// How long the server may take to reach the pause point.
 const REACH: Duration = Duration::from_secs(120);
-
-/// Every object key of the embedded S3 endpoint's bucket `nlds` (s3s-fs keeps an object as the
-/// file `objects/<bucket>/<key>`; names starting with a dot are its metadata).
-fn stored_objects(data: &Path) -> BTreeSet<String> {
-    let bucket = data.join("objects/nlds");
-    walkdir::WalkDir::new(&bucket)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| {
-            e.path()
-                .strip_prefix(&bucket)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect()
-}
 
 /// The warm keys the catalogue records for the files of `label`.
 async fn warm_keys(api: &Api, label: &str) -> BTreeSet<String> {

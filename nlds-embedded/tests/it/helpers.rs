@@ -6,7 +6,7 @@
     reason = "fixtures shared by many test modules; which of them a given build uses varies"
 )]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -209,6 +209,26 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status:\n{status}"))
+}
+
+/// Every object key the embedded S3 endpoint holds in the bucket `nlds` of data directory `data`
+/// (s3s-fs keeps an object as the file `objects/<bucket>/<key>`; names starting with a dot would
+/// be its metadata).
+pub fn stored_objects(data: &Path) -> BTreeSet<String> {
+    let bucket = data.join("objects/nlds");
+    walkdir::WalkDir::new(&bucket)
+        .follow_links(false)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| {
+            e.path()
+                .strip_prefix(&bucket)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
 }
 
 pub fn temp() -> tempfile::TempDir {

@@ -11,7 +11,7 @@ use nlds_core::State;
 use nlds_hooks::{control, points};
 use serde_json::json;
 
-use crate::helpers::{Api, ServerProcess, make_tree, restored, shape, temp};
+use crate::helpers::{Api, ServerProcess, make_tree, restored, shape, stored_objects, temp};
 
 /// How long the server may take to reach the pause point.
 const REACH: Duration = Duration::from_secs(120);
@@ -24,25 +24,6 @@ fn token(data: &Path) -> String {
         .and_then(|t| t.strip_suffix('"'))
         .unwrap()
         .to_owned()
-}
-
-/// Every object the embedded S3 endpoint holds in the bucket `nlds` (s3s-fs keeps an object as
-/// the file `objects/<bucket>/<key>`), by key.
-fn stored_objects(data: &Path) -> BTreeSet<String> {
-    let bucket = data.join("objects/nlds");
-    walkdir::WalkDir::new(&bucket)
-        .follow_links(false)
-        .into_iter()
-        .map(Result::unwrap)
-        .filter(|e| e.file_type().is_file())
-        .map(|e| {
-            e.path()
-                .strip_prefix(&bucket)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
