@@ -139,9 +139,29 @@ LOAD1=""
 IO_STALL=""
 # io_some_us: microseconds some task stalled on I/O since boot (/proc/pressure/io; empty if none).
 io_some_us() { awk '/^some/ { sub("total=", "", $5); print $5 }' /proc/pressure/io 2>/dev/null || true; }
+# settle: before each measured step, let the disk finish what earlier steps left it (dirty pages,
+# the discards of removed files): `sync`, then wait (at most SETTLE_MAX s) until the kernel's
+# dirty and write-back pages are below 16 MiB and no task has waited for I/O in the last 10 s
+# on average more than 1%. Without it a step pays for the write-back of the one before (the
+# small puts of one series took 5.6 s, then 11-14 s).
+SETTLE_MAX="${SETTLE_MAX:-60}"
+SETTLED_S=0
+settle() {
+    local t0 dirty stall
+    t0="$(now)"
+    sync
+    for _ in $(seq 1 "$((SETTLE_MAX * 2))"); do
+        dirty="$(awk '/^(Dirty|Writeback):/ { s += $2 } END { print s + 0 }' /proc/meminfo)"
+        stall="$(awk '/^some/ { sub("avg10=", "", $2); print $2 }' /proc/pressure/io 2>/dev/null || echo 0)"
+        if [ "$dirty" -lt 16384 ] && awk -v s="${stall:-0}" 'BEGIN { exit !(s < 1.0) }'; then break; fi
+        sleep 0.5
+    done
+    SETTLED_S="$(since "$t0")"
+}
 timed() {
     local name="$1" tf="$WORK/time/$1" t0 rc=0 io0 io1
     shift
+    settle
     # The machine's load when the step starts (1-minute average), and the share of the step's
     # wall time during which some task waited for I/O.
     LOAD1="$(awk '{ print $1 }' /proc/loadavg)"
@@ -200,7 +220,7 @@ check_tree() {
 # (the load and I/O stall of the last timed step are appended)
 record() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" "$LOAD1" "$IO_STALL" >>"$RESULTS"
-    log "$1 $2 run $3: $4 s, $7 (load $LOAD1, I/O stall ${IO_STALL:-?}%)"
+    log "$1 $2 run $3: $4 s, $7 (load $LOAD1, I/O stall ${IO_STALL:-?}%, settled in ${SETTLED_S} s)"
 }
 
 apt_install() {
@@ -379,6 +399,13 @@ nlds_workloads() {
             record "$mode" "$op $set" "$run" "$ELAPSED" "${NBYTES[$set]}" "${NFILES[$set]}" "$st" "$CLIENT_RSS_KB" "$sum"
             s3s_sample "$mode" "$op $set"
         done
+        # Each run starts from an empty bucket, as each of rclone's does (its bucket is removed
+        # after every run): a bucket that grows by 10,000 objects a run slows the endpoint's
+        # writes. The objects are removed on s3s-fs's disk, under the bucket's own directory; the
+        # holdings stay catalogued (nothing reads them again).
+        if [ -n "${NLDS_BUCKET:-}" ] && [ -d "$S3_ROOT/$NLDS_BUCKET" ]; then
+            find "$S3_ROOT/$NLDS_BUCKET" -mindepth 1 -delete
+        fi
       done
     done
     for entry in "${SVC[@]}"; do
@@ -488,7 +515,8 @@ mode_embedded() {
     for _ in $(seq 1 50); do [ -s "$dd/client.toml" ] && break; sleep 0.2; done
     [ -s "$dd/client.toml" ] || { log "embedded: $dd/client.toml not written"; record_failed_mode embedded "FAIL(no client.toml)"; stop_pids "$pid"; return 1; }
     SVC=("nlds-server embedded=$pid")
-    NLDS_CONFIG="$dd/client.toml" nlds_workloads embedded
+    NLDS_BUCKET="$([ "$EMB_S3" = "its own in-process s3s-fs" ] || echo nlds-emb)" \
+        NLDS_CONFIG="$dd/client.toml" nlds_workloads embedded
     stop_pids "$pid"
     contention embedded "$WORK/logs/embedded-server.log"
     rm -rf "${S3_ROOT:?}/nlds-emb" "$dd"
@@ -595,7 +623,7 @@ EOF
             return 1
         fi
     done
-    NLDS_URL="http://127.0.0.1:$DIST_PORT" NLDS_TOKEN="$token" nlds_workloads distributed
+    NLDS_BUCKET=nlds-dist NLDS_URL="http://127.0.0.1:$DIST_PORT" NLDS_TOKEN="$token" nlds_workloads distributed
     stop_svc
     contention distributed "$WORK"/logs/worker-*.log
     rm -rf "${S3_ROOT:?}/nlds-dist"

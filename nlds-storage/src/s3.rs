@@ -370,6 +370,53 @@ impl S3Clients {
     }
 }
 
+/// An unfinished multipart upload ([`unfinished_uploads`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub key: String,
+    pub upload_id: String,
+    /// When it was started (unix seconds), if the store says.
+    pub initiated: Option<i64>,
+}
+
+/// Every unfinished multipart upload of `bucket` under `prefix`, all pages of the listing. The
+/// SDK's error is returned as it is, for the caller to classify in its own terms.
+pub async fn unfinished_uploads(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<
+    Vec<Upload>,
+    SdkError<aws_sdk_s3::operation::list_multipart_uploads::ListMultipartUploadsError>,
+> {
+    let mut uploads = Vec::new();
+    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+    loop {
+        let page = client
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_key_marker(key_marker.take())
+            .set_upload_id_marker(id_marker.take())
+            .send()
+            .await?;
+        for u in page.uploads() {
+            if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
+                uploads.push(Upload {
+                    key: key.to_owned(),
+                    upload_id: id.to_owned(),
+                    initiated: u.initiated().map(|t| t.secs()),
+                });
+            }
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        id_marker = page.next_upload_id_marker().map(str::to_owned);
+        if page.is_truncated() != Some(true) || (key_marker.is_none() && id_marker.is_none()) {
+            return Ok(uploads);
+        }
+    }
+}
+
 /// Makes sure `bucket` exists, creating it if it is missing. A bucket we already own is fine.
 pub async fn ensure_bucket(client: &Client, bucket: &str) -> Result<(), S3Error> {
     match client.head_bucket().bucket(bucket).send().await {

@@ -34,8 +34,12 @@ use nlds_hooks::points;
 
 /// How often a relay looks for rows nobody woke it for (left by a crash, or by another process).
 pub const POLL: Duration = Duration::from_secs(5);
-/// Rows published per database transaction.
+/// Rows published per database transaction, at most.
 const BATCH: u64 = 100;
+/// Bytes of staged messages a relay loads at once, at most (but always one row): a chunked
+/// request stages a submission of 10,000 paths per part, about 0.7 MB each, and a hundred of
+/// them held at once (with their decoded copies) were tens of MiB of the embedded process's peak.
+const BATCH_BYTES: i64 = 2 << 20;
 
 /// Writes `env` for `key` to the outbox, inside the caller's database transaction `c`.
 pub async fn stage(c: &impl ConnectionTrait, key: RoutingKey, env: &Envelope) -> Result<(), DbErr> {
@@ -107,38 +111,37 @@ impl Relay {
     pub async fn drain(&self) -> anyhow::Result<usize> {
         let mut total = 0;
         loop {
-            let n = self.drain_batch().await?;
+            let (n, more) = self.drain_batch().await?;
             total += n;
-            if n < BATCH as usize {
+            if !more || n == 0 {
                 return Ok(total);
             }
         }
     }
 
-    async fn drain_batch(&self) -> anyhow::Result<usize> {
-        let rows = outbox::Entity::find()
-            .order_by_asc(outbox::Column::Id)
-            .limit(BATCH);
+    /// Publishes the next rows, in order, up to [`BATCH`] rows and [`BATCH_BYTES`] bytes: how
+    /// many were published, and whether more may be staged after them.
+    async fn drain_batch(&self) -> anyhow::Result<(usize, bool)> {
         if self.db.get_database_backend() != DatabaseBackend::Postgres {
             // SQLite: one process, one relay. Each row is forgotten as soon as its message is
             // confirmed, outside any long transaction (a read transaction held across the
             // publishes could not be turned into the write that forgets them).
-            let rows = rows.all(&self.db).await?;
+            let (ids, more) = next_ids(&self.db, false).await?;
+            let rows = load(&self.db, ids).await?;
             let (done, failed) = self.publish(&rows).await;
             self.forget(&self.db, &done).await?;
-            return failed.map_or(Ok(done.len()), Err);
+            return failed.map_or(Ok((done.len(), more)), Err);
         }
         // PostgreSQL: the rows taken stay locked until forgotten, so another process's relay
-        // skips them rather than publishing them too.
+        // skips them rather than publishing them too (the rows looked at but not taken are
+        // released at the commit).
         let txn = self.db.begin().await?;
-        let rows = rows
-            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-            .all(&txn)
-            .await?;
+        let (ids, more) = next_ids(&txn, true).await?;
+        let rows = load(&txn, ids).await?;
         let (done, failed) = self.publish(&rows).await;
         self.forget(&txn, &done).await?;
         txn.commit().await?;
-        failed.map_or(Ok(done.len()), Err)
+        failed.map_or(Ok((done.len(), more)), Err)
     }
 
     /// Publishes `rows` in order until one fails: the ids of those confirmed, and the failure.
@@ -180,6 +183,51 @@ impl Relay {
             .await?;
         Ok(())
     }
+}
+
+/// The ids of the next staged rows, in order: at most [`BATCH`] of them and, after the first,
+/// only while their messages add up to at most [`BATCH_BYTES`]; and whether rows are left after
+/// them. Only the ids and sizes are read here.
+/// With `lock` (PostgreSQL), the rows looked at are locked, and rows another relay holds are
+/// skipped.
+async fn next_ids(c: &impl ConnectionTrait, lock: bool) -> Result<(Vec<i64>, bool), DbErr> {
+    let mut q = outbox::Entity::find()
+        .select_only()
+        .column(outbox::Column::Id)
+        .column_as(
+            sea_orm::sea_query::Expr::cust("CAST(length(envelope) AS BIGINT)"),
+            "size",
+        )
+        .order_by_asc(outbox::Column::Id)
+        .limit(BATCH);
+    if lock {
+        q = q.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    let sizes: Vec<(i64, i64)> = q.into_tuple().all(c).await?;
+    let full = sizes.len() as u64 == BATCH;
+    let mut ids = Vec::with_capacity(sizes.len());
+    let mut bytes = 0i64;
+    for (id, size) in &sizes {
+        bytes = bytes.saturating_add(*size);
+        if !ids.is_empty() && bytes > BATCH_BYTES {
+            break;
+        }
+        ids.push(*id);
+    }
+    let more = full || ids.len() < sizes.len();
+    Ok((ids, more))
+}
+
+/// The rows `ids`, in order.
+async fn load(c: &impl ConnectionTrait, ids: Vec<i64>) -> Result<Vec<outbox::Model>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    outbox::Entity::find()
+        .filter(sea_orm::ColumnTrait::is_in(&outbox::Column::Id, ids))
+        .order_by_asc(outbox::Column::Id)
+        .all(c)
+        .await
 }
 
 /// The message a row holds.

@@ -136,6 +136,56 @@ async fn a_refused_publish_keeps_the_rest(db: DatabaseConnection) {
     assert_eq!(left(&db).await, 0);
 }
 
+/// Large staged messages are loaded a few at a time (at most [`BATCH_BYTES`] of them, but always
+/// one), and still all published, in order.
+async fn large_messages_are_loaded_a_few_at_a_time(db: DatabaseConnection) {
+    // Eight messages of about 0.9 MiB (a submission of 10,000 paths is about 0.7 MB).
+    let big = |n: usize| {
+        let mut env = message();
+        env.payload = Payload::PutRequest {
+            holding_id: 1,
+            paths: (0..n)
+                .map(|i| format!("/gws/project/run/{i:090}"))
+                .collect(),
+        };
+        env
+    };
+    let txn = db.begin().await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let env = big(9_000);
+        ids.push(env.transaction_id);
+        stage(&txn, key(), &env).await.unwrap();
+    }
+    txn.commit().await.unwrap();
+    let (first, more) = next_ids(&db, false).await.unwrap();
+    assert_eq!(
+        first.len(),
+        2,
+        "two of about 0.9 MiB fit in {BATCH_BYTES} bytes"
+    );
+    assert!(more);
+
+    // One message larger than the cap on its own is still taken.
+    let txn = db.begin().await.unwrap();
+    let huge = big(30_000);
+    stage(&txn, key(), &huge).await.unwrap();
+    txn.commit().await.unwrap();
+    ids.push(huge.transaction_id);
+
+    let bus = Arc::new(Recorder::default());
+    let relay = Outbox::new().relay(db.clone(), bus.clone());
+    assert_eq!(relay.drain().await.unwrap(), 9);
+    let got: Vec<Uuid> = bus.published.lock().unwrap().iter().map(|p| p.1).collect();
+    assert_eq!(got, ids, "every message published once, in order");
+    assert_eq!(left(&db).await, 0);
+}
+
+#[tokio::test]
+async fn sqlite_large_messages_are_loaded_a_few_at_a_time() {
+    large_messages_are_loaded_a_few_at_a_time(testing::memory().await).await;
+}
+
 #[tokio::test]
 async fn sqlite_publishes_in_order_once_committed() {
     publishes_in_order_once_committed(testing::memory().await).await;
@@ -153,6 +203,7 @@ async fn postgres_outbox() {
     };
     publishes_in_order_once_committed(pg.db.clone()).await;
     a_refused_publish_keeps_the_rest(pg.db.clone()).await;
+    large_messages_are_loaded_a_few_at_a_time(pg.db.clone()).await;
 
     // Three relays of three processes drain one table at once: every row is published exactly
     // once (rows one relay holds are skipped by the others).

@@ -36,7 +36,7 @@ use crate::config::TransferConfig;
 use crate::posix::{Ownership, PosixPolicy};
 use crate::userfs::UserFs;
 use crate::userfs::journal::Journal;
-use crate::userfs::restore::{self, Existing, Restorer, TempFile};
+use crate::userfs::restore::{self, DirSyncs, Existing, Restorer, TempFile};
 use crate::warm::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, system_time};
 use nlds_hooks::points;
 
@@ -113,6 +113,8 @@ struct Destination {
     owner: Ownership,
     /// The batch's journal of temporary files.
     journal: Option<Arc<Journal>>,
+    /// The directories the batch moved files into, fsynced once before it reports.
+    syncs: Arc<DirSyncs>,
 }
 
 impl Destination {
@@ -225,6 +227,7 @@ impl TransferGet {
             overwrite: *overwrite,
             owner,
             journal,
+            syncs: Arc::default(),
         };
         let restorer: Shared = Arc::new(Mutex::new(restorer));
 
@@ -358,6 +361,10 @@ impl TransferGet {
         if let Some(err) = batch.outage_error(&env, "download") {
             return Err(err);
         }
+
+        // The names of the files moved into place reach the disk: each directory once.
+        let syncs = dest.syncs.clone();
+        blocking(move || syncs.sync()).await;
 
         // 3. Links after the files, so a restored link never redirects a file of this batch.
         let (d, r) = (dest.clone(), restorer.clone());
@@ -603,6 +610,7 @@ impl TransferGet {
         // Owner, mtime, mode, fsync (on the file's descriptor), then into place (relative to
         // the directory's handle).
         let (mode, mtime, overwrite) = (rec.mode, rec.mtime_ns, dest.overwrite);
+        let syncs = dest.syncs.clone();
         let ids = dest.owner.ids(rec.uid, rec.gid);
         let p = path.clone();
         let attrs = rec.xattrs.clone();
@@ -620,7 +628,7 @@ impl TransferGet {
                 .map_err(|d| FailedFile::new(&p, d.code, d.reason));
             drop(file);
             let placed = finished.and_then(|()| {
-                temp.persist(&name, &to, overwrite)
+                temp.persist_deferred(&name, &to, overwrite, &syncs)
                     .map_err(|e| match e.kind() {
                         io::ErrorKind::AlreadyExists => FailedFile::new(
                             &p,
@@ -748,6 +756,7 @@ mod unit {
             overwrite: false,
             owner: Ownership::Process,
             journal: None,
+            syncs: Arc::default(),
         };
         assert_eq!(
             d.of("/data/a b/ü.nc").unwrap(),
@@ -764,6 +773,7 @@ mod unit {
             overwrite: false,
             owner: Ownership::Process,
             journal: None,
+            syncs: Arc::default(),
         };
         assert_eq!(d.of("/data/x").unwrap(), PathBuf::from("/data/x"));
         assert_eq!(d.of("data/x").unwrap_err().code, ErrorCode::BadRequest);

@@ -57,35 +57,16 @@ fn is_stale(initiated: Option<i64>, cutoff: i64) -> bool {
 /// Aborts the uploads of `bucket` under [`KEY_PREFIX`] initiated at or before `cutoff` (unix
 /// seconds).
 async fn sweep_bucket(client: &Client, bucket: &str, cutoff: i64) -> Result<Vec<Aborted>, S3Error> {
-    let mut stale = Vec::new();
-    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
-    loop {
-        let page = client
-            .list_multipart_uploads()
-            .bucket(bucket)
-            .prefix(KEY_PREFIX)
-            .set_key_marker(key_marker.clone())
-            .set_upload_id_marker(id_marker.clone())
-            .send()
+    let stale: Vec<(String, String)> =
+        nlds_storage::s3::unfinished_uploads(client, bucket, KEY_PREFIX)
             .await
             .map_err(|e| {
                 S3Error::from_sdk(format!("listing the unfinished uploads of {bucket}"), &e)
-            })?;
-        for u in page.uploads() {
-            let old = is_stale(u.initiated().map(|t| t.secs()), cutoff);
-            if let (true, Some(key), Some(id)) = (old, u.key(), u.upload_id()) {
-                stale.push((key.to_owned(), id.to_owned()));
-            }
-        }
-        if page.is_truncated() != Some(true) {
-            break;
-        }
-        key_marker = page.next_key_marker().map(str::to_owned);
-        id_marker = page.next_upload_id_marker().map(str::to_owned);
-        if key_marker.is_none() && id_marker.is_none() {
-            break;
-        }
-    }
+            })?
+            .into_iter()
+            .filter(|u| is_stale(u.initiated, cutoff))
+            .map(|u| (u.key, u.upload_id))
+            .collect();
     let mut aborted = Vec::new();
     for (key, upload_id) in stale {
         match client

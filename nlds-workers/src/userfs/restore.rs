@@ -578,10 +578,26 @@ impl TempFile {
         Ok(warnings)
     }
 
-    /// Moves the file to `name` of its directory. Without `overwrite`, never replaces something
-    /// that appeared there meanwhile (a hard link fails if the name exists); falls back to a
-    /// rename where the file system has no hard links.
+    /// Moves the file to `name` of its directory and fsyncs the directory. Without `overwrite`,
+    /// never replaces something that appeared there meanwhile (a hard link fails if the name
+    /// exists); falls back to a rename where the file system has no hard links.
     pub fn persist(&mut self, name: &OsStr, to: &Path, overwrite: bool) -> io::Result<()> {
+        let syncs = DirSyncs::default();
+        self.persist_deferred(name, to, overwrite, &syncs)?;
+        syncs.sync();
+        Ok(())
+    }
+
+    /// As [`TempFile::persist`], but the directory is only added to `syncs`, for the caller to
+    /// fsync once for all the files it moves into it ([`DirSyncs::sync`]) before it reports
+    /// them restored.
+    pub fn persist_deferred(
+        &mut self,
+        name: &OsStr,
+        to: &Path,
+        overwrite: bool,
+        syncs: &DirSyncs,
+    ) -> io::Result<()> {
         nlds_hooks::pause(points::GET_BEFORE_RENAME, to);
         let fd = self.dir.fd();
         if !overwrite {
@@ -589,7 +605,7 @@ impl TempFile {
                 Ok(()) => {
                     self.armed = false;
                     let _ = rustix::fs::unlinkat(fd, &self.name, AtFlags::empty());
-                    sync_dir(&self.dir);
+                    syncs.add(&self.dir);
                     return Ok(());
                 }
                 Err(Errno::EXIST) => return Err(io::ErrorKind::AlreadyExists.into()),
@@ -601,7 +617,7 @@ impl TempFile {
         }
         rustix::fs::renameat(fd, &self.name, fd, name)?;
         self.armed = false;
-        sync_dir(&self.dir);
+        syncs.add(&self.dir);
         Ok(())
     }
 
@@ -620,6 +636,39 @@ impl Drop for TempFile {
         if self.armed {
             let _ = rustix::fs::unlinkat(self.dir.fd(), &self.name, AtFlags::empty());
         }
+    }
+}
+
+/// The directories a batch moved restored files into, each to be fsynced once when the batch has
+/// moved them all, instead of once per file: a file's own data is fsynced before it is moved,
+/// and its name is on disk once its directory is. (Restoring 10,000 small files into 100
+/// directories fsynced a directory 10,000 times, each a journal commit on ext4.)
+#[derive(Debug, Default)]
+pub struct DirSyncs(std::sync::Mutex<HashMap<(u64, u64), Dir>>);
+
+impl DirSyncs {
+    /// Adds `dir` (once, by its device and inode).
+    pub fn add(&self, dir: &Dir) {
+        let meta = dir.meta();
+        self.lock()
+            .entry((meta.dev, meta.ino))
+            .or_insert_with(|| dir.clone());
+    }
+
+    /// fsyncs every directory added since the last call (best effort, like [`sync_dir`]), and
+    /// forgets them; returns how many.
+    pub fn sync(&self) -> usize {
+        let dirs: Vec<Dir> = self.lock().drain().map(|(_, d)| d).collect();
+        for d in &dirs {
+            sync_dir(d);
+        }
+        dirs.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, u64), Dir>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

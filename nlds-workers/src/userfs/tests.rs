@@ -491,3 +491,31 @@ fn existing_directories_are_finished_through_their_handle_or_left_alone() {
     );
     untouched(&secret);
 }
+
+/// The files a batch moves into place have their directories fsynced once each, when the batch
+/// asks, not once per file; every file is in place before that.
+#[test]
+fn directories_are_synced_once_for_all_the_files_moved_into_them() {
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("t");
+    for sub in ["a", "b"] {
+        std::fs::create_dir_all(t.join(sub)).unwrap();
+    }
+    let target = t.to_string_lossy().into_owned();
+    let fs = UserFs::new(PosixPolicy::SERVICE, "svc");
+    let mut r = Restorer::new(fs, Ownership::Process, Some(&target)).unwrap();
+    let syncs = restore::DirSyncs::default();
+    for path in ["/a/f1", "/a/f2", "/b/f3", "/a/f4"] {
+        let to = t.join(&path[1..]);
+        let (dir, name) = r.parent(path, &to, (0, 0)).unwrap();
+        let (mut temp, mut file) = TempFile::create(&dir, &name, &to, "part").unwrap();
+        file.write_all(path.as_bytes()).unwrap();
+        temp.finish(&file, None, 0o644, SystemTime::now(), (path, &[]))
+            .unwrap();
+        drop(file);
+        temp.persist_deferred(&name, &to, false, &syncs).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), path.as_bytes());
+    }
+    assert_eq!(syncs.sync(), 2, "a and b, once each");
+    assert_eq!(syncs.sync(), 0, "nothing left to sync");
+}

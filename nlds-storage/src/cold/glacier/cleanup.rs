@@ -106,40 +106,21 @@ pub(super) async fn sweep_uploads(
         .unwrap_or(UNIX_EPOCH)
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let mut uploads = Vec::new();
-    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
-    loop {
-        let page = client
-            .list_multipart_uploads()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_key_marker(key_marker.clone())
-            .set_upload_id_marker(id_marker.clone())
-            .send()
-            .await
-            .map_err(|e| {
-                classify(
-                    format!("listing the unfinished uploads of s3://{bucket}/{prefix}"),
-                    &e,
-                )
-            })?;
-        for u in page.uploads() {
-            if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
-                uploads.push((
-                    key.to_owned(),
-                    id.to_owned(),
-                    u.initiated().map(|t| t.secs()),
-                ));
-            }
-        }
-        key_marker = page.next_key_marker().map(str::to_owned);
-        id_marker = page.next_upload_id_marker().map(str::to_owned);
-        if page.is_truncated() != Some(true) || (key_marker.is_none() && id_marker.is_none()) {
-            break;
-        }
-    }
+    let uploads = crate::s3::unfinished_uploads(client, bucket, prefix)
+        .await
+        .map_err(|e| {
+            classify(
+                format!("listing the unfinished uploads of s3://{bucket}/{prefix}"),
+                &e,
+            )
+        })?;
     let mut aborted = Vec::new();
-    for (key, id, initiated) in uploads {
+    for crate::s3::Upload {
+        key,
+        upload_id: id,
+        initiated,
+    } in uploads
+    {
         let last = match last_part_written(client, bucket, &key, &id).await {
             Ok(Some(t)) => Some(t),
             Ok(None) => initiated,
