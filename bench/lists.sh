@@ -6,9 +6,10 @@
 #   N=1000000 bench/lists.sh           # the issue's 1,000,000 paths
 #   HEAPTRACK=1 bench/lists.sh         # the server under heaptrack, built with glibc's malloc
 #                                      # (feature system-allocator), which heaptrack hooks
+#   PROFILE=debug bench/lists.sh       # the debug build (what the tests run; no release build)
 #
 # Prints, per step, the elapsed time and the process's peak RSS (VmHWM), and writes a timeline
-# of its RssAnon / RssFile every 0.5 s to $WORK/rss.tsv (kept with KEEP=1).
+# of its RssAnon / RssFile (MiB) and threads every 0.5 s to $WORK/rss.tsv (kept with KEEP=1).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,7 +19,8 @@ PORT="${PORT:-8741}"
 BUILD="${BUILD:-1}"
 KEEP="${KEEP:-0}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN_DIR="${BIN_DIR:-$CARGO_TARGET_DIR/release}"
+PROFILE="${PROFILE:-release}"
+BIN_DIR="${BIN_DIR:-$CARGO_TARGET_DIR/$PROFILE}"
 WORK="$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/nlds-lists.XXXXXX")"
 while read -r v; do unset "$v"; done < <(compgen -e | grep '^NLDS_' || true)
 unset AWS_CA_BUNDLE
@@ -35,10 +37,11 @@ cleanup() {
 trap cleanup EXIT
 
 features=()
-[ "${HEAPTRACK:-0}" = 1 ] && features=(--features nlds-embedded/system-allocator)
+[ "$PROFILE" = release ] && features=(--release)
+[ "${HEAPTRACK:-0}" = 1 ] && features+=(--features nlds-embedded/system-allocator)
 if [ "$BUILD" = 1 ] || [ "${HEAPTRACK:-0}" = 1 ]; then
-    log "building (release${features[*]:+, ${features[*]}}) into $CARGO_TARGET_DIR"
-    (cd "$ROOT" && cargo build --release -p nlds-embedded -p nlds-cli "${features[@]}" >"$WORK/build.log" 2>&1) ||
+    log "building ($PROFILE${features[*]:+: ${features[*]}}) into $CARGO_TARGET_DIR"
+    (cd "$ROOT" && cargo build -p nlds-embedded -p nlds-cli "${features[@]}" >"$WORK/build.log" 2>&1) ||
         { tail -n 30 "$WORK/build.log" >&2; exit 1; }
 fi
 
@@ -59,7 +62,9 @@ EOF
 dd="$WORK/data"
 mkdir -p "$dd"
 runner=()
-[ "${HEAPTRACK:-0}" = 1 ] && runner=(heaptrack -o "$WORK/heaptrack")
+# MIMALLOC_PURGE_DELAY set: the server does not exec itself to set it (docs/MEMORY.md), which
+# would leave heaptrack recording only the first few milliseconds.
+[ "${HEAPTRACK:-0}" = 1 ] && runner=(env MIMALLOC_PURGE_DELAY=0 heaptrack -o "$WORK/heaptrack")
 (cd "$dd" && exec "${runner[@]}" "$BIN_DIR/nlds-server" embedded --data-dir "$dd" --listen "127.0.0.1:$PORT") \
     >"$WORK/server.log" 2>&1 &
 PID=$!
@@ -71,7 +76,8 @@ export NLDS_CONFIG="$dd/client.toml"
 
 rss() { awk -v k="$1" '$1 == k":" { print int($2 / 1024) }' "/proc/$SPID/status"; }
 (while kill -0 "$SPID" 2>/dev/null; do
-    printf '%s\t%s\t%s\n' "$(date +%s.%N)" "$(rss RssAnon)" "$(rss RssFile)"
+    printf '%s\t%s\t%s\t%s\n' "$(date +%s.%N)" "$(rss RssAnon)" "$(rss RssFile)" \
+        "$(awk '$1 == "Threads:" { print $2 }' "/proc/$SPID/status")"
     sleep 0.5
 done) >"$WORK/rss.tsv" 2>/dev/null &
 SAMPLER=$!

@@ -190,26 +190,59 @@ pub fn layout(members: &[Member]) -> ColdResult<Layout> {
 /// `target_bytes` and `max_members` members; a file of `target_bytes` or more goes alone.
 /// Returns the indices of each aggregate's members.
 pub fn pack(sizes: &[u64], target_bytes: u64, max_members: usize) -> Vec<Vec<usize>> {
-    let max_members = max_members.max(1);
-    let mut out = Vec::new();
-    let mut cur: Vec<usize> = Vec::new();
-    let mut bytes = 0u64;
-    for (i, &s) in sizes.iter().enumerate() {
-        if s >= target_bytes {
-            out.push(vec![i]);
-            continue;
-        }
-        if !cur.is_empty() && (bytes + s > target_bytes || cur.len() >= max_members) {
-            out.push(std::mem::take(&mut cur));
-            bytes = 0;
-        }
-        cur.push(i);
-        bytes += s;
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
+    let mut packer = Packer::new(target_bytes, max_members);
+    let mut out: Vec<Vec<usize>> = sizes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &s)| packer.push(i, s))
+        .collect();
+    out.extend(packer.finish());
     out
+}
+
+/// [`pack`] one file at a time, for a caller that reads the files in pages and must not hold
+/// them all: the same aggregates, each handed back as soon as it is closed.
+#[derive(Debug)]
+pub struct Packer<T> {
+    target_bytes: u64,
+    max_members: usize,
+    current: Vec<T>,
+    bytes: u64,
+}
+
+impl<T> Packer<T> {
+    pub fn new(target_bytes: u64, max_members: usize) -> Self {
+        Self {
+            target_bytes,
+            max_members: max_members.max(1),
+            current: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds the next file, of `size` bytes: the aggregate this closes, if any (the file alone
+    /// when it is of `target_bytes` or more; else the open aggregate when the file does not fit
+    /// in it, the file then starting the next one).
+    pub fn push(&mut self, file: T, size: u64) -> Option<Vec<T>> {
+        if size >= self.target_bytes {
+            return Some(vec![file]);
+        }
+        let full = !self.current.is_empty()
+            && (self.bytes + size > self.target_bytes || self.current.len() >= self.max_members);
+        let closed = full.then(|| {
+            self.bytes = 0;
+            std::mem::take(&mut self.current)
+        });
+        self.current.push(file);
+        self.bytes += size;
+        closed
+    }
+
+    /// The open aggregate, if it has members (the files are all pushed).
+    pub fn finish(&mut self) -> Option<Vec<T>> {
+        self.bytes = 0;
+        (!self.current.is_empty()).then(|| std::mem::take(&mut self.current))
+    }
 }
 
 /// Streams the aggregate of `members`: the returned reader yields the tar, member bodies read from
@@ -605,5 +638,34 @@ mod tests {
         );
         assert_eq!(pack(&[], 40, 3), Vec::<Vec<usize>>::new());
         assert_eq!(pack(&[1, 1, 1], 40, 0), vec![vec![0], vec![1], vec![2]]);
+    }
+
+    #[test]
+    fn a_packer_fed_one_file_at_a_time_closes_the_aggregates_pack_makes() {
+        let sizes = [10, 20, 100, 5, 5, 5, 30, 200, 39, 1, 1];
+        let mut packer = Packer::new(40, 3);
+        let mut closed = Vec::new();
+        for (i, &s) in sizes.iter().enumerate() {
+            // Each aggregate is handed back as soon as it is closed, before the rest is seen.
+            if let Some(g) = packer.push(i, s) {
+                assert!(g.iter().all(|&m| m <= i), "{g:?} at {i}");
+                closed.push(g);
+            }
+        }
+        closed.extend(packer.finish());
+        assert_eq!(closed, pack(&sizes, 40, 3));
+        assert_eq!(
+            closed,
+            vec![
+                vec![2],
+                vec![0, 1, 3],
+                vec![7],
+                vec![4, 5, 6],
+                vec![8, 9],
+                vec![10]
+            ]
+        );
+        // Nothing left once finished.
+        assert_eq!(packer.finish(), None);
     }
 }

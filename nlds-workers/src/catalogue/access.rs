@@ -32,6 +32,32 @@ pub(crate) fn get_requester(transaction_id: Uuid) -> String {
     format!("get:{transaction_id}")
 }
 
+/// Those of `file_ids` that `requester` holds no pin on (in their order). One statement per
+/// [`CHUNK`] ids.
+pub(crate) async fn not_pinned_by(
+    conn: &impl ConnectionTrait,
+    file_ids: &[i64],
+    requester: &str,
+) -> Result<Vec<i64>, DbErr> {
+    let mut pinned = HashSet::new();
+    for chunk in file_ids.chunks(CHUNK) {
+        let ids: Vec<i64> = pin::Entity::find()
+            .select_only()
+            .column(pin::Column::FileId)
+            .filter(pin::Column::Requester.eq(requester))
+            .filter(pin::Column::FileId.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        pinned.extend(ids);
+    }
+    Ok(file_ids
+        .iter()
+        .copied()
+        .filter(|id| !pinned.contains(id))
+        .collect())
+}
+
 /// Records an access of `file_ids` at `now`: their last access becomes `now` and their access
 /// count grows by one, and their holdings' last access becomes `now`. Two statements per
 /// [`CHUNK`] ids.

@@ -20,7 +20,7 @@ use super::{
     prefix_range, record, to_u64,
 };
 use super::{access, missing, versions};
-use crate::db::{bad_request, file, pin};
+use crate::db::{bad_request, file};
 
 impl Catalogue {
     /// The files a get of `paths` restores (the newest catalogued copy of each path, in path
@@ -312,8 +312,8 @@ impl Catalogue {
     /// Records an access of every file a get resolved (those it restores from the warm tier and
     /// those it waits for a recall of) and pins them warm for the get (requester
     /// `get:<transaction id>`) for `[policy] get_pin_secs`, in one database transaction with a
-    /// bounded number of statements (see [`access`]). A redelivered get finds its pins and
-    /// counts nothing again.
+    /// bounded number of statements (see [`access`]). A redelivered get (or part of a getlist)
+    /// finds its files pinned and counts them not again.
     async fn track_get(&self, env: &Envelope, ids: &[i64]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
@@ -321,19 +321,17 @@ impl Catalogue {
         let requester = access::get_requester(env.transaction_id);
         let now = Utc::now();
         let txn = self.db.begin().await?;
-        let counted = pin::Entity::find()
-            .filter(pin::Column::Requester.eq(&requester))
-            .one(&txn)
-            .await?
-            .is_some();
-        if !counted {
-            access::record(&txn, ids, now).await?;
+        // Per file, not per transaction: each part of a getlist (its paths came in chunks) is
+        // a message of the same transaction with files of its own.
+        let fresh = access::not_pinned_by(&txn, ids, &requester).await?;
+        if !fresh.is_empty() {
+            access::record(&txn, &fresh, now).await?;
             if self.policy.get_pin_secs > 0 {
                 let secs = i64::try_from(self.policy.get_pin_secs).unwrap_or(i64::MAX);
                 let until = TimeDelta::try_seconds(secs)
                     .and_then(|d| now.checked_add_signed(d))
                     .unwrap_or(DateTime::<Utc>::MAX_UTC);
-                access::pin(&txn, ids, &requester, until).await?;
+                access::pin(&txn, &fresh, &requester, until).await?;
             }
         }
         txn.commit().await?;

@@ -47,6 +47,12 @@ fn env(t: Uuid, payload: Payload) -> Envelope {
 }
 
 async fn get(cat: &Catalogue, t: Uuid, path: &str) {
+    let batches = get_part(cat, t, path).await;
+    assert!(batches > 2, "the get is split into {batches} batches");
+}
+
+/// A get of `path` for transaction `t`: how many batches it made.
+async fn get_part(cat: &Catalogue, t: Uuid, path: &str) -> usize {
     let payload = Payload::GetRequest {
         filter: HoldingFilter::default(),
         paths: vec![path.to_owned()],
@@ -61,12 +67,10 @@ async fn get(cat: &Catalogue, t: Uuid, path: &str) {
         )
         .await
         .unwrap();
-    let batches = out
-        .publish
+    out.publish
         .iter()
         .filter(|(k, _)| *k == RoutingKey::new(Worker::CatalogGet, Action::Complete))
-        .count();
-    assert!(batches > 2, "the get is split into {batches} batches");
+        .count()
 }
 
 async fn rpc(cat: &Catalogue, action: Action, payload: Payload) -> RpcReply {
@@ -256,6 +260,32 @@ async fn get_records_and_pins(db: DatabaseConnection) {
     assert!(ids[..10].iter().all(|id| !left.contains(id)));
     assert_eq!(unpin(&db, &r1, None).await.unwrap(), (N - 10) as u64);
     assert!(pinned(&db, &ids, Utc::now()).await.unwrap().is_empty());
+
+    // A getlist's later part (its paths came in another chunk) is another message of the same
+    // transaction: its own files are counted and pinned too, not taken for a redelivery.
+    let t3 = Uuid::new_v4();
+    get(&cat, t3, "/run").await;
+    assert!(files_of(&db, h).await.iter().all(|f| f.access_count == 3));
+    assert_eq!(get_part(&cat, t3, "/other").await, 1);
+    assert!(
+        files_of(&db, other)
+            .await
+            .iter()
+            .all(|f| f.access_count == 1),
+        "the second part's files are counted"
+    );
+    assert_eq!(pins_of(&db, &get_requester(t3)).await.len(), N + 2);
+    assert_eq!(pinned(&db, &other_ids, Utc::now()).await.unwrap().len(), 2);
+    // Either part redelivered counts nothing again.
+    get_part(&cat, t3, "/other").await;
+    get(&cat, t3, "/run").await;
+    assert!(
+        files_of(&db, other)
+            .await
+            .iter()
+            .all(|f| f.access_count == 1)
+    );
+    assert!(files_of(&db, h).await.iter().all(|f| f.access_count == 3));
 }
 
 /// `record` counts, `touch` (a recall restored the files) only moves the last access; both set

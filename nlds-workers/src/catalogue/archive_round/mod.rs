@@ -2,7 +2,9 @@
 //!
 //! `archive_next` picks what to archive: every file with a warm copy, no cold copy and no place
 //! in an aggregation, holding by holding, fairly (the holdings archived least recently first, a
-//! bounded number of aggregates each per round). It packs them ([`aggregate::pack`]), records
+//! bounded number of aggregates each per round). It reads each holding's eligible files a page at
+//! a time and packs them as they come ([`aggregate::Packer`]), so a round holds a page and the
+//! aggregate being filled, never a whole holding's files. It records
 //! each aggregation as `writing` with a lease and its members with their offsets, and sends one
 //! `archive-put.start` per aggregation. A file is in at most one aggregation (a unique index), so
 //! two rounds running at once never archive a file twice.
@@ -23,8 +25,8 @@ use nlds_core::{Action, Envelope, FailedFile, Payload, RoutingKey, Worker};
 use nlds_storage::cold::aggregate::{self, member_of};
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -36,6 +38,100 @@ pub use nlds_settings::ArchiveConfig;
 /// A recall not taken up by archive-get within this long is sent again by the next round.
 fn stale_recall() -> chrono::Duration {
     chrono::Duration::minutes(5)
+}
+
+/// Files a round reads at once from one holding.
+const PAGE: u64 = 1_000;
+
+/// What a round needs of an eligible file to pack it and name it in its aggregate.
+#[derive(Debug)]
+struct Candidate {
+    id: i64,
+    path: String,
+    size: i64,
+    mode: i64,
+    mtime_ns: i64,
+    uid: i64,
+    gid: i64,
+}
+
+/// A holding's eligible files in id order, a page at a time: all of them, or only those of a
+/// selection.
+struct Pages {
+    holding_id: i64,
+    /// The last id read (all of them).
+    after: i64,
+    /// The selection, sorted, and how much of it was read.
+    selection: Option<(Vec<i64>, usize)>,
+    done: bool,
+}
+
+impl Pages {
+    fn new(holding_id: i64, selection: Option<&[i64]>) -> Self {
+        let selection = selection.map(|ids| {
+            let mut ids = ids.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            (ids, 0)
+        });
+        let done = selection.as_ref().is_some_and(|(ids, _)| ids.is_empty());
+        Self {
+            holding_id,
+            after: 0,
+            selection,
+            done,
+        }
+    }
+
+    /// The next page (never empty), or `None` once every file was read.
+    async fn next(&mut self, c: &impl ConnectionTrait) -> Result<Option<Vec<Candidate>>> {
+        while !self.done {
+            let mut q = file::Entity::find()
+                .select_only()
+                .columns([
+                    file::Column::Id,
+                    file::Column::Path,
+                    file::Column::Size,
+                    file::Column::Mode,
+                    file::Column::MtimeNs,
+                    file::Column::Uid,
+                    file::Column::Gid,
+                ])
+                .filter(eligible())
+                .filter(file::Column::HoldingId.eq(self.holding_id))
+                .order_by_asc(file::Column::Id);
+            match &mut self.selection {
+                None => q = q.filter(file::Column::Id.gt(self.after)).limit(PAGE),
+                Some((ids, at)) => {
+                    let end = (*at + super::CHUNK).min(ids.len());
+                    q = q.filter(file::Column::Id.is_in(ids[*at..end].iter().copied()));
+                    *at = end;
+                    self.done = end == ids.len();
+                }
+            }
+            let rows: Vec<(i64, String, i64, i64, i64, i64, i64)> = q.into_tuple().all(c).await?;
+            if self.selection.is_none() && (rows.len() as u64) < PAGE {
+                self.done = true;
+            }
+            if let Some(last) = rows.last() {
+                self.after = last.0;
+                let page = rows
+                    .into_iter()
+                    .map(|(id, path, size, mode, mtime_ns, uid, gid)| Candidate {
+                        id,
+                        path,
+                        size,
+                        mode,
+                        mtime_ns,
+                        uid,
+                        gid,
+                    })
+                    .collect();
+                return Ok(Some(page));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// `a`'s messages, then `b`'s.
@@ -178,57 +274,54 @@ impl Catalogue {
             else {
                 continue;
             };
-            let files = match selection {
-                None => {
-                    let limit =
-                        (cfg.aggregate_members.max(1) * cfg.aggregates_per_holding.max(1)) as u64;
-                    file::Entity::find()
-                        .filter(eligible())
-                        .filter(file::Column::HoldingId.eq(holding_id))
-                        .order_by_asc(file::Column::Id)
-                        .limit(limit)
-                        .all(&self.db)
-                        .await?
-                }
-                Some(ids) => {
-                    let mut files = Vec::new();
-                    for chunk in ids.chunks(super::CHUNK) {
-                        files.extend(
-                            file::Entity::find()
-                                .filter(eligible())
-                                .filter(file::Column::HoldingId.eq(holding_id))
-                                .filter(file::Column::Id.is_in(chunk.iter().copied()))
-                                .all(&self.db)
-                                .await?,
-                        );
-                    }
-                    files.sort_by_key(|f| f.id);
-                    files
-                }
-            };
-            let sizes: Vec<u64> = files.iter().map(|f| to_u64(f.size)).collect();
-            let groups = aggregate::pack(&sizes, cfg.aggregate_bytes.max(1), cfg.aggregate_members);
             let per_holding = match selection {
                 None => cfg.aggregates_per_holding.max(1),
                 Some(_) => usize::MAX,
             };
-            for group in groups.into_iter().take(per_holding) {
-                let members: Vec<&file::Model> = group.iter().map(|&i| &files[i]).collect();
-                if let Some((key, job)) = self.lease(&h, &members).await? {
-                    if let Payload::ArchiveAggregate {
-                        aggregation_id,
-                        name,
-                        members,
-                        ..
-                    } = &job.payload
-                    {
-                        leased.push(LeasedAggregate {
-                            aggregation_id: *aggregation_id,
-                            name: name.clone(),
-                            file_ids: members.iter().map(|m| m.file_id).collect(),
-                        });
+            let mut packer =
+                aggregate::Packer::new(cfg.aggregate_bytes.max(1), cfg.aggregate_members);
+            let mut made = 0usize;
+            let mut pages = Pages::new(holding_id, selection);
+            // The holding's eligible files a page at a time, packed as they come: a round holds
+            // one page and the aggregate being filled, not every file it may archive (a holding
+            // of 40,000 files was 40,000 catalogue rows held at once).
+            'holding: loop {
+                let page = pages.next(&self.db).await?;
+                let last = page.is_none();
+                let closed: Vec<Vec<Candidate>> = match page {
+                    Some(page) => page
+                        .into_iter()
+                        .filter_map(|f| {
+                            let size = to_u64(f.size);
+                            packer.push(f, size)
+                        })
+                        .collect(),
+                    None => packer.finish().into_iter().collect(),
+                };
+                for group in closed {
+                    if made >= per_holding {
+                        break 'holding;
                     }
-                    out = out.and(key, job);
+                    made += 1;
+                    if let Some((key, job)) = self.lease(&h, &group).await? {
+                        if let Payload::ArchiveAggregate {
+                            aggregation_id,
+                            name,
+                            members,
+                            ..
+                        } = &job.payload
+                        {
+                            leased.push(LeasedAggregate {
+                                aggregation_id: *aggregation_id,
+                                name: name.clone(),
+                                file_ids: members.iter().map(|m| m.file_id).collect(),
+                            });
+                        }
+                        out = out.and(key, job);
+                    }
+                }
+                if last || made >= per_holding {
+                    break;
                 }
             }
         }
@@ -240,25 +333,31 @@ impl Catalogue {
     async fn lease(
         &self,
         h: &holding::Model,
-        files: &[&file::Model],
+        files: &[Candidate],
     ) -> Result<Option<(RoutingKey, Envelope)>> {
         let ids: Vec<i64> = files.iter().map(|f| f.id).collect();
-        let warm: HashMap<i64, location::Model> = location::Entity::find()
-            .filter(location::Column::FileId.is_in(ids.iter().copied()))
-            .filter(location::Column::Tier.eq(Tier::Warm))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|l| (l.file_id, l))
-            .collect();
-        let sums: HashMap<i64, String> = checksum::Entity::find()
-            .filter(checksum::Column::FileId.is_in(ids.iter().copied()))
-            .filter(checksum::Column::Algorithm.eq(BLAKE3))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|c| (c.file_id, c.value))
-            .collect();
+        let mut warm: HashMap<i64, location::Model> = HashMap::with_capacity(ids.len());
+        let mut sums: HashMap<i64, String> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(super::CHUNK) {
+            warm.extend(
+                location::Entity::find()
+                    .filter(location::Column::FileId.is_in(chunk.iter().copied()))
+                    .filter(location::Column::Tier.eq(Tier::Warm))
+                    .all(&self.db)
+                    .await?
+                    .into_iter()
+                    .map(|l| (l.file_id, l)),
+            );
+            sums.extend(
+                checksum::Entity::find()
+                    .filter(checksum::Column::FileId.is_in(chunk.iter().copied()))
+                    .filter(checksum::Column::Algorithm.eq(BLAKE3))
+                    .all(&self.db)
+                    .await?
+                    .into_iter()
+                    .map(|c| (c.file_id, c.value)),
+            );
+        }
         let mut members = Vec::with_capacity(files.len());
         let mut tar = Vec::with_capacity(files.len());
         for f in files {

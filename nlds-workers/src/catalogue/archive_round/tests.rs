@@ -221,3 +221,71 @@ async fn archive_rounds_lease_fairly_and_catalogue_only_stored_aggregates_postgr
     scenario(pg.db.clone()).await;
     pg.drop_now().await;
 }
+
+/// A holding of more eligible files than a round reads at once ([`PAGE`]): the aggregates span
+/// pages, hold the files in id order, and a later round goes on where the leases stopped.
+async fn pages(db: DatabaseConnection) {
+    const FILES: usize = 2 * PAGE as usize + 500;
+    let cfg = ArchiveConfig {
+        aggregate_bytes: 1 << 30,
+        aggregate_members: 600,
+        holdings_per_round: 1,
+        aggregates_per_holding: 3,
+        lease_secs: 3600,
+        ..Default::default()
+    };
+    let cat = Catalogue::new(db.clone(), 1000, 1 << 30).with_archive(cfg, "dir");
+    let (_, ids) = holding_with(&db, "many", &vec![1; FILES]).await;
+
+    let out = cat
+        .handle(key(Worker::CatalogArchiveNext), round())
+        .await
+        .unwrap();
+    let members: Vec<Vec<i64>> = jobs(&out)
+        .iter()
+        .map(|(.., m)| m.iter().map(|m| m.file_id).collect())
+        .collect();
+    // Three aggregates of 600: the second ends in the second page.
+    assert_eq!(
+        members,
+        vec![
+            ids[..600].to_vec(),
+            ids[600..1200].to_vec(),
+            ids[1200..1800].to_vec()
+        ]
+    );
+
+    // The next round: the rest, the last aggregate not full.
+    let out = cat
+        .handle(key(Worker::CatalogArchiveNext), round())
+        .await
+        .unwrap();
+    let members: Vec<Vec<i64>> = jobs(&out)
+        .iter()
+        .map(|(.., m)| m.iter().map(|m| m.file_id).collect())
+        .collect();
+    assert_eq!(
+        members,
+        vec![ids[1800..2400].to_vec(), ids[2400..].to_vec()]
+    );
+    // Nothing is left to archive.
+    let out = cat
+        .handle(key(Worker::CatalogArchiveNext), round())
+        .await
+        .unwrap();
+    assert!(jobs(&out).is_empty());
+}
+
+#[tokio::test]
+async fn a_round_reads_a_large_holding_a_page_at_a_time_sqlite() {
+    pages(testing::memory().await).await;
+}
+
+#[tokio::test]
+async fn a_round_reads_a_large_holding_a_page_at_a_time_postgres() {
+    let Some(pg) = testing::postgres("archive_pages").await else {
+        return;
+    };
+    pages(pg.db.clone()).await;
+    pg.drop_now().await;
+}
