@@ -328,7 +328,17 @@ impl Catalogue {
             .filter(recall_request::Column::RecallId.eq(r.id))
             .all(&txn)
             .await?;
-        recall::Entity::delete_by_id(r.id).exec(&txn).await?;
+        // The delete is the claim: two reports of the same recall handled at once (a worker
+        // killed mid-recall, its job and its delayed check both taken up by the next one) both
+        // read the requests, but only the one whose delete removed the row answers them; on
+        // PostgreSQL the other's delete waits for the first to commit and removes nothing.
+        // Without it both answered, and every file of the recall was restored twice (the
+        // second time failing as "exists and differs").
+        let claimed = recall::Entity::delete_by_id(r.id).exec(&txn).await?;
+        if claimed.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(Vec::new());
+        }
         txn.commit().await?;
         Ok(requests)
     }

@@ -1,7 +1,7 @@
 use super::*;
 use crate::db::{recall, testing};
 use nlds_bus::Handler;
-use nlds_core::message::HoldingFilter;
+use nlds_core::message::{HoldingFilter, RestoredFile};
 
 fn starts(out: &Outcome) -> usize {
     out.publish
@@ -147,4 +147,153 @@ fn evict_request(h: i64) -> Envelope {
         "rpc",
         Payload::Evict { holding_id: h },
     )
+}
+
+/// A recall of the first file of holding `h` (labelled `label`, every file of it archived and
+/// evicted) that a get waits for: its aggregation id.
+async fn a_waiting_recall(
+    db: &sea_orm::DatabaseConnection,
+    cat: &Catalogue,
+    h: i64,
+    label: &str,
+) -> i64 {
+    let round = Envelope::new(
+        Uuid::new_v4(),
+        "nlds",
+        "nlds",
+        ApiAction::ArchivePut,
+        "a",
+        Payload::ArchiveNext,
+    );
+    let out = cat
+        .handle(
+            RoutingKey::new(Worker::CatalogArchiveNext, Action::Start),
+            round,
+        )
+        .await
+        .unwrap();
+    let (_, job) = out.publish[0].clone();
+    let Payload::ArchiveAggregate {
+        aggregation_id,
+        name,
+        ..
+    } = &job.payload
+    else {
+        panic!("{:?}", job.payload)
+    };
+    let size = aggregation::Entity::find_by_id(*aggregation_id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+        .size;
+    cat.handle(
+        RoutingKey::new(Worker::CatalogArchiveUpdate, Action::Start),
+        job.reply(Payload::ArchiveStored {
+            aggregation_id: *aggregation_id,
+            name: name.clone(),
+            sums: AggregateSums {
+                size: to_u64(size),
+                adler32: 1,
+                crc32c: 2,
+                blake3: "b".into(),
+            },
+        }),
+    )
+    .await
+    .unwrap();
+    cat.evict(&evict_request(h), h).await.unwrap();
+    let get = Envelope::new(
+        Uuid::new_v4(),
+        "alice",
+        "climate",
+        ApiAction::Get,
+        "g",
+        Payload::GetRequest {
+            filter: HoldingFilter {
+                holding_id: Some(h),
+                ..Default::default()
+            },
+            paths: vec![format!("/{label}/f0")],
+            regex: false,
+            target: Some("/t".into()),
+            overwrite: false,
+        },
+    );
+    let out = cat
+        .handle(RoutingKey::new(Worker::CatalogGet, Action::Start), get)
+        .await
+        .unwrap();
+    assert_eq!(starts(&out), 1);
+    *aggregation_id
+}
+
+/// How many get batches an outcome resumes.
+fn resumed(out: &Outcome) -> usize {
+    out.publish
+        .iter()
+        .filter(|(k, _)| *k == RoutingKey::new(Worker::CatalogGet, Action::Complete))
+        .count()
+}
+
+/// Two reports that the same recall restored its files, handled at once (a worker killed
+/// mid-recall; its job and its delayed check both taken up by the next one): only one resumes
+/// the waiting get. The other report's claim is held open in a transaction of the test while the
+/// catalogue handles the second, as two catalogue consumers would interleave on PostgreSQL.
+#[tokio::test]
+async fn a_recall_reported_restored_twice_at_once_resumes_its_get_once() {
+    use sea_orm::TransactionTrait;
+    let Some(pg) = testing::postgres("recall_claim").await else {
+        return;
+    };
+    let db = pg.db.clone();
+    let cat = Catalogue::new(db.clone(), 1000, 1 << 30);
+    // Reports of recall `agg` of `file` while a transaction of the test holds the recall's row
+    // deleted: the outcome of the catalogue's report, once the test's transaction commits
+    // (`commit`: it claimed the recall first) or rolls back.
+    let race = |agg: i64, file: i64, commit: bool| {
+        let (db, cat) = (db.clone(), &cat);
+        async move {
+            let restored = vec![RestoredFile {
+                file_id: file,
+                object: ObjectRef {
+                    bucket: "b".into(),
+                    key: format!("k{file}"),
+                    tenancy: Default::default(),
+                },
+            }];
+            let other = db.begin().await.unwrap();
+            let taken = recall::Entity::delete_many()
+                .filter(recall::Column::AggregationId.eq(agg))
+                .exec(&other)
+                .await
+                .unwrap();
+            assert_eq!(taken.rows_affected, 1);
+            let (out, ()) = tokio::join!(cat.recall_restored(agg, &restored), async {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                if commit {
+                    other.commit().await.unwrap();
+                } else {
+                    other.rollback().await.unwrap();
+                }
+            });
+            resumed(&out.unwrap())
+        }
+    };
+
+    // The other report claimed the recall first: this one resumes nothing.
+    let (h, files) = testing::holding_with(&db, "w", &[5, 6]).await;
+    let agg = a_waiting_recall(&db, &cat, h, "w").await;
+    assert_eq!(
+        race(agg, files[0], true).await,
+        0,
+        "resumed by the other report only"
+    );
+
+    // The other report's claim came to nothing (its transaction failed): this one resumes the
+    // get.
+    let (h, files) = testing::holding_with(&db, "v", &[7, 8]).await;
+    let agg = a_waiting_recall(&db, &cat, h, "v").await;
+    assert_eq!(race(agg, files[0], false).await, 1);
+    pg.drop_now().await;
 }
