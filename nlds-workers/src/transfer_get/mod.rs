@@ -614,6 +614,7 @@ impl TransferGet {
         let ids = dest.owner.ids(rec.uid, rec.gid);
         let p = path.clone();
         let attrs = rec.xattrs.clone();
+        let size = rec.size;
         blocking(move || {
             let mut temp = temp;
             let finished = temp
@@ -627,18 +628,38 @@ impl TransferGet {
                 .map(|w| warn(warnings, w))
                 .map_err(|d| FailedFile::new(&p, d.code, d.reason));
             drop(file);
+            let mut persisted = false;
             let placed = finished.and_then(|()| {
-                temp.persist_deferred(&name, &to, overwrite, &syncs)
-                    .map_err(|e| match e.kind() {
-                        io::ErrorKind::AlreadyExists => FailedFile::new(
-                            &p,
-                            ErrorCode::Conflict,
-                            format!("{} exists and differs; use --overwrite", to.display()),
-                        ),
-                        _ => io_failed(&p, "cannot move into place", &to.display().to_string(), &e),
-                    })
+                match temp.persist_deferred(&name, &to, overwrite, &syncs) {
+                    Ok(()) => {
+                        persisted = true;
+                        Ok(())
+                    }
+                    // Something appeared there since it was looked at. The same content (another
+                    // get of the same file into the same place got there first: a get resumed
+                    // after a restart and run again, say) is as good as this copy.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        let differs = || {
+                            FailedFile::new(
+                                &p,
+                                ErrorCode::Conflict,
+                                format!("{} exists and differs; use --overwrite", to.display()),
+                            )
+                        };
+                        match restore::existing(&p, &dir, &name, &to, size, &expected, false) {
+                            Ok(Existing::Identical) => Ok(()),
+                            Ok(Existing::Download) | Err(_) => Err(differs()),
+                        }
+                    }
+                    Err(e) => Err(io_failed(
+                        &p,
+                        "cannot move into place",
+                        &to.display().to_string(),
+                        &e,
+                    )),
+                }
             });
-            if placed.is_err() {
+            if !persisted {
                 temp.discard();
             }
             placed
