@@ -17,56 +17,9 @@ async fn recalls_are_shared_and_resent_until_taken_up() {
     let db = testing::memory().await;
     let cat = Catalogue::new(db.clone(), 1000, 1 << 30);
     let (h, files) = crate::db::testing::holding_with(&db, "r", &[5, 6]).await;
-    let round = Envelope::new(
-        Uuid::new_v4(),
-        "nlds",
-        "nlds",
-        ApiAction::ArchivePut,
-        "a",
-        Payload::ArchiveNext,
-    );
-    let out = cat
-        .handle(
-            RoutingKey::new(Worker::CatalogArchiveNext, Action::Start),
-            round.clone(),
-        )
-        .await
-        .unwrap();
-    let (job_key, job) = out.publish[0].clone();
-    assert_eq!(job_key, RoutingKey::new(Worker::ArchivePut, Action::Start));
-    let Payload::ArchiveAggregate {
-        aggregation_id,
-        name,
-        ..
-    } = &job.payload
-    else {
-        panic!()
-    };
-    let size = aggregation::Entity::find_by_id(*aggregation_id)
-        .one(&db)
-        .await
-        .unwrap()
-        .unwrap()
-        .size;
-    cat.handle(
-        RoutingKey::new(Worker::CatalogArchiveUpdate, Action::Start),
-        job.reply(Payload::ArchiveStored {
-            aggregation_id: *aggregation_id,
-            name: name.clone(),
-            sums: AggregateSums {
-                size: to_u64(size),
-                adler32: 1,
-                crc32c: 2,
-                blake3: "b".into(),
-            },
-        }),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        cat.evict(&evict_request(h), h).await.unwrap().len(),
-        files.len()
-    );
+    let (job, aggregation_id, evicted) = archived_and_evicted(&db, &cat, h).await;
+    assert_eq!(evicted, files.len());
+    let round = archive_next();
 
     let get = |tid: Uuid| {
         Envelope::new(
@@ -127,7 +80,7 @@ async fn recalls_are_shared_and_resent_until_taken_up() {
     cat.handle(
         RoutingKey::new(Worker::CatalogArchiveUpdate, Action::Start),
         job.reply(Payload::RecallProgress {
-            aggregation_id: *aggregation_id,
+            aggregation_id,
             state: nlds_core::State::ArchivePreparing,
         }),
     )
@@ -135,6 +88,67 @@ async fn recalls_are_shared_and_resent_until_taken_up() {
     .unwrap();
     age(10).await;
     assert_eq!(starts(&cat.handle(next, round).await.unwrap()), 0);
+}
+
+/// A `catalog-archive-next.start` (one archive round).
+fn archive_next() -> Envelope {
+    Envelope::new(
+        Uuid::new_v4(),
+        "nlds",
+        "nlds",
+        ApiAction::ArchivePut,
+        "a",
+        Payload::ArchiveNext,
+    )
+}
+
+/// Archives every file of holding `h` (one aggregate, reported stored) and evicts their warm
+/// copies: the archive-put job, its aggregation id, and how many copies were evicted.
+async fn archived_and_evicted(
+    db: &sea_orm::DatabaseConnection,
+    cat: &Catalogue,
+    h: i64,
+) -> (Envelope, i64, usize) {
+    let out = cat
+        .handle(
+            RoutingKey::new(Worker::CatalogArchiveNext, Action::Start),
+            archive_next(),
+        )
+        .await
+        .unwrap();
+    let (job_key, job) = out.publish[0].clone();
+    assert_eq!(job_key, RoutingKey::new(Worker::ArchivePut, Action::Start));
+    let Payload::ArchiveAggregate {
+        aggregation_id,
+        name,
+        ..
+    } = job.payload.clone()
+    else {
+        panic!("{:?}", job.payload)
+    };
+    let size = aggregation::Entity::find_by_id(aggregation_id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+        .size;
+    cat.handle(
+        RoutingKey::new(Worker::CatalogArchiveUpdate, Action::Start),
+        job.reply(Payload::ArchiveStored {
+            aggregation_id,
+            name,
+            sums: AggregateSums {
+                size: to_u64(size),
+                adler32: 1,
+                crc32c: 2,
+                blake3: "b".into(),
+            },
+        }),
+    )
+    .await
+    .unwrap();
+    let evicted = cat.evict(&evict_request(h), h).await.unwrap().len();
+    (job, aggregation_id, evicted)
 }
 
 /// The `catalog.evict` request of an operator for holding `h`.
@@ -157,52 +171,7 @@ async fn a_waiting_recall(
     h: i64,
     label: &str,
 ) -> i64 {
-    let round = Envelope::new(
-        Uuid::new_v4(),
-        "nlds",
-        "nlds",
-        ApiAction::ArchivePut,
-        "a",
-        Payload::ArchiveNext,
-    );
-    let out = cat
-        .handle(
-            RoutingKey::new(Worker::CatalogArchiveNext, Action::Start),
-            round,
-        )
-        .await
-        .unwrap();
-    let (_, job) = out.publish[0].clone();
-    let Payload::ArchiveAggregate {
-        aggregation_id,
-        name,
-        ..
-    } = &job.payload
-    else {
-        panic!("{:?}", job.payload)
-    };
-    let size = aggregation::Entity::find_by_id(*aggregation_id)
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap()
-        .size;
-    cat.handle(
-        RoutingKey::new(Worker::CatalogArchiveUpdate, Action::Start),
-        job.reply(Payload::ArchiveStored {
-            aggregation_id: *aggregation_id,
-            name: name.clone(),
-            sums: AggregateSums {
-                size: to_u64(size),
-                adler32: 1,
-                crc32c: 2,
-                blake3: "b".into(),
-            },
-        }),
-    )
-    .await
-    .unwrap();
-    cat.evict(&evict_request(h), h).await.unwrap();
+    let (_, aggregation_id, _) = archived_and_evicted(db, cat, h).await;
     let get = Envelope::new(
         Uuid::new_v4(),
         "alice",
@@ -225,7 +194,7 @@ async fn a_waiting_recall(
         .await
         .unwrap();
     assert_eq!(starts(&out), 1);
-    *aggregation_id
+    aggregation_id
 }
 
 /// How many get batches an outcome resumes.

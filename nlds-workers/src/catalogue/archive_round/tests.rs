@@ -222,6 +222,14 @@ async fn archive_rounds_lease_fairly_and_catalogue_only_stored_aggregates_postgr
     pg.drop_now().await;
 }
 
+/// The file ids of each aggregate a round leased.
+fn leased_files(out: &Outcome) -> Vec<Vec<i64>> {
+    jobs(out)
+        .iter()
+        .map(|(.., m)| m.iter().map(|m| m.file_id).collect())
+        .collect()
+}
+
 /// A holding of more eligible files than a round reads at once ([`PAGE`]): the aggregates span
 /// pages, hold the files in id order, and a later round goes on where the leases stopped.
 async fn pages(db: DatabaseConnection) {
@@ -241,10 +249,7 @@ async fn pages(db: DatabaseConnection) {
         .handle(key(Worker::CatalogArchiveNext), round())
         .await
         .unwrap();
-    let members: Vec<Vec<i64>> = jobs(&out)
-        .iter()
-        .map(|(.., m)| m.iter().map(|m| m.file_id).collect())
-        .collect();
+    let members = leased_files(&out);
     // Three aggregates of 600: the second ends in the second page.
     assert_eq!(
         members,
@@ -260,10 +265,7 @@ async fn pages(db: DatabaseConnection) {
         .handle(key(Worker::CatalogArchiveNext), round())
         .await
         .unwrap();
-    let members: Vec<Vec<i64>> = jobs(&out)
-        .iter()
-        .map(|(.., m)| m.iter().map(|m| m.file_id).collect())
-        .collect();
+    let members = leased_files(&out);
     assert_eq!(
         members,
         vec![ids[1800..2400].to_vec(), ids[2400..].to_vec()]
