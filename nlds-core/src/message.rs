@@ -321,6 +321,14 @@ pub enum Payload {
         /// the batch's result so the monitor records both at once (no race between the two).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         failed: Vec<FailedFile>,
+        /// A get batch only: the directories of the same restore that entries of this batch are
+        /// in (at any depth) but that travel in another batch. transfer-get makes them if they
+        /// are missing and, once this batch wrote into them, gives them their recorded mode and
+        /// time again: a batch's writes change the time of a directory another batch already
+        /// finished (batches run in any order and at once). Not entries of the batch: never
+        /// counted as done or failed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        context: Vec<FileRecord>,
     },
     /// Files that failed at a step, each with its reason.
     Failed { files: Vec<FailedFile> },
@@ -708,6 +716,7 @@ mod tests {
             ApiAction::Put,
             "run42",
             Payload::Files {
+                context: Vec::new(),
                 failed: Vec::new(),
                 holding_id: Some(3),
                 files: vec![file()],

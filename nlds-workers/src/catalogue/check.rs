@@ -82,6 +82,7 @@ impl Catalogue {
             }));
         }
         let complete = env.reply(Payload::Files {
+            context: Vec::new(),
             failed,
             holding_id: Some(h),
             files: keep,

@@ -14,6 +14,7 @@ use nlds_core::{
 use sea_orm::sea_query::Order;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 
+use super::context::RestoreDirs;
 use super::store::{load_copies, load_transactions, scoped_files};
 use super::{
     CHUNK, Catalogue, Result, SCAN_PAGE, compile_set, dedup, has_selector, ingest_key, normalise,
@@ -233,8 +234,9 @@ impl Catalogue {
 
         let recalled: u64 = cold_only.values().map(|v| v.len() as u64).sum();
         let recalled_bytes: u64 = cold_only.values().flatten().map(|m| to_u64(m.size)).sum();
+        let dirs = RestoreDirs::of(&records);
         let (mut out, unrecallable) = self
-            .register_recalls(env, cold_only, target, overwrite)
+            .register_recalls(env, cold_only, target, overwrite, &dirs)
             .await?;
         failed.extend(unrecallable);
         let files_total = records.len() as u64 + recalled;
@@ -252,6 +254,7 @@ impl Catalogue {
             // Batches of the message's own sub-record: the request, or one part of a request
             // whose paths came in chunks.
             let sub = sub_id(env.sub_id, "get", i);
+            let context = dirs.context(batch.iter().map(|r| r.path.as_str()));
             if let Some(state) = split.batch {
                 out = out.and(
                     RoutingKey::new(Worker::MonitorPut, Action::Start),
@@ -279,6 +282,7 @@ impl Catalogue {
                         files: batch,
                         target: target.clone(),
                         overwrite,
+                        context,
                     },
                 ),
             );

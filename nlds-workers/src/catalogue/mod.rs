@@ -64,6 +64,7 @@ mod archive_round;
 mod authz;
 mod check;
 mod chunks;
+mod context;
 mod delete;
 mod get;
 mod guard;

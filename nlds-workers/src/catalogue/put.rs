@@ -285,6 +285,7 @@ impl Catalogue {
         let mut out = Outcome::publish(
             RoutingKey::new(Worker::CatalogPut, Action::Complete),
             env.reply(Payload::Files {
+                context: Vec::new(),
                 failed: failed.into_values().collect(),
                 holding_id: Some(h),
                 files: complete,
@@ -296,6 +297,7 @@ impl Catalogue {
             out = out.and(
                 RoutingKey::new(Worker::TransferDel, Action::Start),
                 env.reply(Payload::Files {
+                    context: Vec::new(),
                     failed: Vec::new(),
                     holding_id: Some(h),
                     files: to_delete,

@@ -73,6 +73,7 @@ async fn accept(
 
 fn files(h: i64, files: Vec<FileRecord>) -> Payload {
     Payload::Files {
+        context: Vec::new(),
         failed: Vec::new(),
         holding_id: Some(h),
         files,

@@ -31,6 +31,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::access::stage_waiter;
+use super::context::RestoreDirs;
 use super::guard::{Removal, guard_removals};
 use super::{BLAKE3, CHUNK, Catalogue, Result, load_copies, parse_uuid, record, to_u32, to_u64};
 use crate::db::{
@@ -103,6 +104,7 @@ impl Catalogue {
         by_aggregate: BTreeMap<String, Vec<file::Model>>,
         target: &Option<String>,
         overwrite: bool,
+        dirs: &RestoreDirs,
     ) -> Result<(Outcome, Vec<FailedFile>)> {
         let mut out = Outcome::none();
         let mut failed = Vec::new();
@@ -131,6 +133,8 @@ impl Catalogue {
                     target: target.clone(),
                     overwrite,
                     failed: Vec::new(),
+                    // What the recalled files' batch will need (see `resume`).
+                    context: dirs.context(files.iter().map(|m| m.path.as_str())),
                 },
             );
             let ids: Vec<i64> = files.iter().map(|m| m.id).collect();
@@ -463,11 +467,14 @@ impl Catalogue {
                     )),
                 }
             }
-            let (target, overwrite) = match &env.payload {
+            let (target, overwrite, context) = match &env.payload {
                 Payload::Files {
-                    target, overwrite, ..
-                } => (target.clone(), *overwrite),
-                _ => (None, false),
+                    target,
+                    overwrite,
+                    context,
+                    ..
+                } => (target.clone(), *overwrite, context.clone()),
+                _ => (None, false, Vec::new()),
             };
             out = out.and(
                 RoutingKey::new(Worker::CatalogGet, Action::Complete),
@@ -477,6 +484,7 @@ impl Catalogue {
                     target,
                     overwrite,
                     failed,
+                    context,
                 }),
             );
         }

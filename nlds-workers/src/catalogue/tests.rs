@@ -123,6 +123,7 @@ async fn holding(cat: &Catalogue, user: &str, group: &str, t: Uuid, label: &str)
 
 fn files_msg(h: i64, files: Vec<FileRecord>) -> Payload {
     Payload::Files {
+        context: Vec::new(),
         failed: Vec::new(),
         holding_id: Some(h),
         files,
@@ -538,6 +539,7 @@ async fn put_and_check(db: DatabaseConnection) {
                 CLIMATE,
                 t1,
                 Payload::Files {
+                    context: Vec::new(),
                     failed: Vec::new(),
                     holding_id: None,
                     files: vec![],
@@ -897,6 +899,16 @@ async fn get_batches(db: DatabaseConnection) {
             (sub_id(g, "get", 2), vec!["/data/dirx/c.nc".to_owned()]),
         ]
     );
+    // The restored directory a later batch writes into travels with it, to be given its
+    // recorded time again (/data/dirx has no record: nothing to give it).
+    let contexts: Vec<Vec<&str>> = batches
+        .iter()
+        .map(|e| match &e.payload {
+            Payload::Files { context, .. } => context.iter().map(|r| r.path.as_str()).collect(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(contexts, [vec![], vec!["/data/dir"], vec![]]);
     for b in &batches {
         match &b.payload {
             Payload::Files {

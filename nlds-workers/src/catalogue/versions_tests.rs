@@ -61,6 +61,7 @@ fn dir(path: &str, mtime_ns: i64) -> FileRecord {
 
 fn files(h: i64, files: Vec<FileRecord>) -> Payload {
     Payload::Files {
+        context: Vec::new(),
         failed: Vec::new(),
         holding_id: Some(h),
         files,

@@ -542,6 +542,7 @@ impl Emitter<'_> {
         let batch = self.env.with_sub(
             sub,
             Payload::Files {
+                context: Vec::new(),
                 failed: std::mem::take(&mut self.failed),
                 holding_id: Some(self.holding_id),
                 files,

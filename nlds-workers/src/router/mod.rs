@@ -249,6 +249,7 @@ mod tests {
 
     fn files(n: usize) -> Payload {
         Payload::Files {
+            context: Vec::new(),
             holding_id: Some(1),
             files: (0..n)
                 .map(|i| FileRecord {

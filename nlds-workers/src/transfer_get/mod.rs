@@ -157,6 +157,7 @@ impl TransferGet {
             files,
             target,
             overwrite,
+            context,
             ..
         } = &env.payload
         else {
@@ -260,6 +261,24 @@ impl TransferGet {
             }
             wanted = ok;
         }
+        // The restore's directories that entries of this batch are in but another batch
+        // restores: given their recorded mode and time again after this batch wrote into them.
+        let mut context_dirs = Vec::new();
+        for rec in context.iter().filter(|r| r.kind == PathKind::Directory) {
+            if let Ok(to) = dest.of(&rec.path) {
+                context_dirs.push((rec.clone(), to));
+            }
+        }
+        if let Ownership::Requester { .. } = owner {
+            let r = restorer.clone();
+            context_dirs = blocking(move || {
+                let mut r = lock(&r);
+                let checker = r.fs().checker();
+                context_dirs.retain(|(rec, _)| checker.may_restore(rec).is_ok());
+                context_dirs
+            })
+            .await;
+        }
         let mut dirs = Vec::new();
         let mut links = Vec::new();
         let mut regular = Vec::new();
@@ -271,19 +290,29 @@ impl TransferGet {
             }
         }
 
-        // 1. Directories first, so files land in them; their modes and times come last.
+        // 1. Directories first, so files land in them; their modes and times come last. Those
+        // of other batches first (in path order, parents first), as this batch's own are in them.
         let r = restorer.clone();
-        let (dirs, failed_dirs) = blocking(move || {
+        let (dirs, failed_dirs, context_dirs) = blocking(move || {
             let mut ok = Vec::new();
             let mut failed = Vec::new();
             let mut r = lock(&r);
+            let mut adopted = Vec::new();
+            for (rec, to) in context_dirs {
+                // A failure here is not this batch's: its entries in that directory fail with
+                // their own reasons, and the batch that restores it reports it.
+                match r.adopt_directory(&rec.path, &to, (rec.uid, rec.gid)) {
+                    Ok(existed) => adopted.push((rec, to, existed)),
+                    Err(f) => tracing::debug!(path = %f.path, "{}", f.reason),
+                }
+            }
             for (i, rec, to) in dirs {
-                match r.make_directory(&rec.path, &to, (rec.uid, rec.gid)) {
+                match r.adopt_directory(&rec.path, &to, (rec.uid, rec.gid)) {
                     Ok(existed) => ok.push((i, rec, to, existed)),
                     Err(f) => failed.push((i, f)),
                 }
             }
-            (ok, failed)
+            (ok, failed, adopted)
         })
         .await;
         for (i, f) in failed_dirs {
@@ -382,9 +411,15 @@ impl TransferGet {
             batch.add(i, step);
         }
 
-        // 4. Directory modes and times, now that nothing more is written into them.
+        // 4. Directory modes and times, now that nothing more is written into them: those of
+        // other batches again (deepest first: a parent may be made read-only), then its own.
         let (d, r, w) = (dest.clone(), restorer.clone(), warnings.clone());
         let dir_steps = blocking(move || {
+            for (rec, to, existed) in context_dirs.into_iter().rev() {
+                if let Err(f) = finish_directory(&d, &r, &rec, &to, existed, &w) {
+                    tracing::debug!(path = %f.path, "{}", f.reason);
+                }
+            }
             dirs.into_iter()
                 .map(|(i, rec, to, existed)| {
                     match finish_directory(&d, &r, &rec, &to, existed, &w) {

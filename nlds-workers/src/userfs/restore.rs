@@ -296,6 +296,49 @@ impl Restorer {
 
     /// The handle of the directory entry `to` (made by [`Restorer::make_directory`]) and whether
     /// it was there before.
+    /// A directory of this restore, of this batch or of another that restores entries in it
+    /// too (`Payload::Files::context`): made if missing, as [`Restorer::make_directory`] makes
+    /// it. One that was there already and belongs to whom this get restores for (who could
+    /// change its mode) takes this batch's entries whatever its mode says: another batch of the
+    /// same get may have given it its recorded mode already, read-only say. Its owner is given
+    /// write and search on it until [`finish_dir`] gives it its recorded mode again; someone
+    /// else's directory keeps the usual rules. Returns whether it was there.
+    pub fn adopt_directory(
+        &mut self,
+        path: &str,
+        to: &Path,
+        rec_ids: (u32, u32),
+    ) -> Result<bool, FailedFile> {
+        let existed = self.make_directory(path, to, rec_ids)?;
+        if !existed {
+            return Ok(false);
+        }
+        let Some(node) = self.nodes.get(to) else {
+            return Ok(true);
+        };
+        let owner = match self.owner.ids(rec_ids.0, rec_ids.1) {
+            Some((uid, _)) => uid,
+            None => rustix::process::geteuid().as_raw(),
+        };
+        let fd = openat(
+            node.dir.fd(),
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_failed(path, "cannot open", to, &e.into()))?;
+        let m = fstat(&fd).map_err(|e| io_failed(path, "cannot look at", to, &e))?;
+        if m.uid != owner || !m.same(node.dir.meta()) {
+            return Ok(true); // someone else's: the usual rules
+        }
+        if m.mode & 0o300 != 0o300 {
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode((m.mode & 0o7777) | 0o300))
+                .map_err(|e| io_failed(path, "cannot make writable", to, &e.into()))?;
+        }
+        self.writable.insert(to.to_path_buf(), Ok(()));
+        Ok(true)
+    }
+
     pub fn directory(&self, to: &Path) -> Option<(Dir, bool)> {
         self.nodes.get(to).map(|n| (n.dir.clone(), !n.created))
     }

@@ -135,6 +135,35 @@ impl Fixture {
         split(out, Worker::TransferGet, &env)
     }
 
+    /// [`Fixture::get`] of a batch that writes into `context`, directories another batch
+    /// restores.
+    async fn get_in(
+        &self,
+        files: &[FileRecord],
+        context: &[FileRecord],
+        target: &Path,
+    ) -> (Vec<FileRecord>, Vec<FailedFile>) {
+        let mut env = envelope(
+            self.tid,
+            ApiAction::Get,
+            files.to_vec(),
+            Some(target.display().to_string()),
+            false,
+        );
+        if let Payload::Files { context: c, .. } = &mut env.payload {
+            *c = context.to_vec();
+        }
+        let out = self
+            .get
+            .handle(
+                RoutingKey::new(Worker::TransferGet, Action::Start),
+                env.clone(),
+            )
+            .await
+            .unwrap();
+        split(out, Worker::TransferGet, &env)
+    }
+
     async fn object_bytes(&self, key: &str) -> Vec<u8> {
         let o = self
             .client
@@ -162,6 +191,7 @@ fn envelope(
         action,
         "job",
         Payload::Files {
+            context: Vec::new(),
             failed: Vec::new(),
             holding_id: Some(7),
             files,
@@ -195,8 +225,10 @@ fn split(
                     target,
                     overwrite,
                     failed: f,
+                    context,
                 },
             ) => {
+                assert!(context.is_empty(), "a put batch has no context");
                 failed = f;
                 let Payload::Files {
                     target: t,
@@ -428,6 +460,62 @@ async fn transfer_round_trip_of_files_links_and_directories() {
     let (again, failed) = fx.get(&done, Some(&target), false).await;
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(again.len(), 5);
+}
+
+/// A read-only directory whose files two batches restore, the second after the first gave the
+/// directory its recorded mode and time: the second writes into it all the same (as its owner
+/// could) and gives it its mode and time again, because the directory travels with it as
+/// context.
+#[tokio::test]
+async fn a_later_batch_gives_a_directory_its_mode_and_time_again() {
+    let Some(fx) = Fixture::new(
+        "a_later_batch_gives_a_directory_its_mode_and_time_again",
+        TransferConfig::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    let dir = fx.src("read-only");
+    let (a, b) = (fx.src("read-only/a"), fx.src("read-only/b"));
+    write(&a, b"first", 0o444, 1_600_000_000_000_000_001);
+    write(&b, b"second", 0o444, 1_600_000_000_000_000_002);
+    let dir_mtime = 1_400_000_000_000_000_000;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    std::fs::File::open(&dir)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(system_time(dir_mtime)))
+        .unwrap();
+    let (done, failed) = fx.put(vec![record(&dir), record(&a), record(&b)]).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let target = fx.restore_dir();
+    let restored_dir = restored(&target, &done[0].path);
+    let dir_now = || {
+        let m = std::fs::metadata(&restored_dir).unwrap();
+        (
+            m.mode() & 0o7777,
+            m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        )
+    };
+
+    let (got, failed) = fx.get_in(&done[..2], &[], &target).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(got.len(), 2);
+    assert_eq!(dir_now(), (0o555, dir_mtime), "the first batch finished it");
+
+    let (got, failed) = fx.get_in(&done[2..], &done[..1], &target).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(got, done[2..], "the context is not an entry of the batch");
+    assert_eq!(
+        std::fs::read(restored(&target, &done[2].path)).unwrap(),
+        b"second"
+    );
+    assert_eq!(
+        dir_now(),
+        (0o555, dir_mtime),
+        "the second finished it again"
+    );
+    assert!(leftovers(&target).is_empty(), "{:?}", leftovers(&target));
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 use super::*;
 use crate::db::{recall, testing};
 use nlds_bus::Handler;
+use nlds_core::PathKind;
 use nlds_core::message::{HoldingFilter, RestoredFile};
 
 fn starts(out: &Outcome) -> usize {
@@ -265,4 +266,84 @@ async fn a_recall_reported_restored_twice_at_once_resumes_its_get_once() {
     let agg = a_waiting_recall(&db, &cat, h, "v").await;
     assert_eq!(race(agg, files[0], false).await, 1);
     pg.drop_now().await;
+}
+
+/// The files of a get that waited for a recall are restored last, after the batch with their
+/// directory gave it its recorded time: their batch carries that directory (`context`), so
+/// transfer-get gives it its time again once it wrote into it.
+#[tokio::test]
+async fn a_resumed_get_carries_the_directories_its_files_are_in() {
+    let db = testing::memory().await;
+    let cat = Catalogue::new(db.clone(), 1000, 1 << 30);
+    let (h, files) = testing::holding_with(&db, "r", &[5, 6]).await;
+    let (_, agg, _) = archived_and_evicted(&db, &cat, h).await;
+    let f0 = crate::db::file::Entity::find_by_id(files[0])
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    crate::db::file::Entity::insert(crate::db::file::ActiveModel {
+        holding_id: sea_orm::Set(h),
+        transaction_id: sea_orm::Set(f0.transaction_id),
+        path: sea_orm::Set("/r".into()),
+        kind: sea_orm::Set(PathKind::Directory),
+        size: sea_orm::Set(0),
+        uid: sea_orm::Set(1),
+        gid: sea_orm::Set(1),
+        mode: sea_orm::Set(0o555),
+        mtime_ns: sea_orm::Set(1_600_000_000_000_000_000),
+        ..Default::default()
+    })
+    .exec(&db)
+    .await
+    .unwrap();
+    let get = Envelope::new(
+        Uuid::new_v4(),
+        "alice",
+        "climate",
+        ApiAction::Get,
+        "g",
+        Payload::GetRequest {
+            filter: HoldingFilter {
+                holding_id: Some(h),
+                ..Default::default()
+            },
+            paths: vec!["/r".into()],
+            regex: false,
+            target: Some("/t".into()),
+            overwrite: false,
+        },
+    );
+    let out = cat
+        .handle(RoutingKey::new(Worker::CatalogGet, Action::Start), get)
+        .await
+        .unwrap();
+    assert_eq!(starts(&out), 1, "the files wait for a recall");
+    let restored: Vec<RestoredFile> = files
+        .iter()
+        .map(|&file_id| RestoredFile {
+            file_id,
+            object: ObjectRef {
+                bucket: "b".into(),
+                key: format!("k{file_id}"),
+                tenancy: Default::default(),
+            },
+        })
+        .collect();
+    let out = cat.recall_restored(agg, &restored).await.unwrap();
+    let batches: Vec<_> = out
+        .publish
+        .iter()
+        .filter(|(k, _)| *k == RoutingKey::new(Worker::CatalogGet, Action::Complete))
+        .collect();
+    assert_eq!(batches.len(), 1);
+    let Payload::Files { files, context, .. } = &batches[0].1.payload else {
+        panic!("{:?}", batches[0].1.payload)
+    };
+    assert_eq!(files.len(), 2);
+    let context: Vec<(&str, u32, i64)> = context
+        .iter()
+        .map(|r| (r.path.as_str(), r.mode, r.mtime_ns))
+        .collect();
+    assert_eq!(context, [("/r", 0o555, 1_600_000_000_000_000_000)]);
 }

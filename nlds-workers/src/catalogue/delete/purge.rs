@@ -335,6 +335,7 @@ pub(crate) fn removal_messages(
                     out.push((
                         to.key(),
                         origin(Payload::Files {
+                            context: Vec::new(),
                             holding_id,
                             files: chunk.to_vec(),
                             target: None,

@@ -629,6 +629,7 @@ async fn the_last_verified_copy_is_never_removed(db: DatabaseConnection) {
         ApiAction::Put,
         "j",
         Payload::Files {
+            context: Vec::new(),
             holding_id: Some(h6),
             files: vec![rec],
             target: None,
