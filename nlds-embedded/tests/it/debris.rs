@@ -166,6 +166,76 @@ async fn killing_the_embedded_process_mid_download_leaves_no_part_file() {
     server.stop();
 }
 
+/// A file that appears at a get's destination while the get downloads it (another get of the
+/// same file into the same place got there first): the same content is accepted, the get
+/// completes and leaves no temporary; different content is a conflict naming the file, and the
+/// file that appeared is kept as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_appears_while_it_downloads_is_kept_and_compared() {
+    let data = temp();
+    let logs = temp();
+    let pause = temp();
+    let server = ServerProcess::start_with_env(
+        data.path(),
+        logs.path(),
+        None,
+        "warn",
+        &[(nlds_hooks::ENV, pause.path().as_os_str())],
+    )
+    .await;
+    let api = Api::new(&server.url, &token_of(data.path()));
+    let src = temp();
+    let file = src.path().join("raced.bin");
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &content).unwrap();
+    let put = api
+        .put_and_wait(json!({"paths": [&file], "label": "raced"}))
+        .await;
+    assert_eq!(put.state, State::Complete, "{put:#?}");
+
+    for (appears, accepted) in [(content.clone(), true), (b"someone else's".to_vec(), false)] {
+        let target = temp();
+        control::arm(pause.path(), points::GET_BEFORE_RENAME).unwrap();
+        let get = json!({"paths": [&file], "label": "raced", "target": target.path()});
+        let (s, r) = api.post("/api/v2/get", &get).await;
+        assert_eq!(s, 202, "{r}");
+        let tid = r["transaction_id"].as_str().unwrap().to_owned();
+        let dir = pause.path().to_owned();
+        let to = tokio::task::spawn_blocking(move || {
+            control::reached(&dir, points::GET_BEFORE_RENAME, Duration::from_secs(120))
+        })
+        .await
+        .unwrap()
+        .expect("transfer-get never got to moving the file into place");
+        assert_eq!(to, restored(target.path(), &file), "the destination");
+        std::fs::write(&to, &appears).unwrap();
+        control::release(pause.path(), points::GET_BEFORE_RENAME).unwrap();
+
+        let t = api.wait(&tid, Duration::from_secs(120)).await;
+        assert_eq!(temporaries(target.path()), Vec::<PathBuf>::new());
+        assert_eq!(
+            std::fs::read(&to).unwrap(),
+            appears,
+            "what appeared is kept"
+        );
+        let failed: Vec<_> = t.failed_files().collect();
+        if accepted {
+            assert_eq!(t.state, State::Complete, "{t:#?}");
+            assert!(failed.is_empty(), "{failed:#?}");
+        } else {
+            assert_ne!(t.state, State::Complete, "{t:#?}");
+            assert_eq!(failed.len(), 1, "{t:#?}");
+            assert!(
+                failed[0].reason.contains("exists and differs")
+                    && failed[0].reason.contains(&*to.to_string_lossy()),
+                "the reason names the file and the conflict: {:?}",
+                failed[0].reason
+            );
+        }
+    }
+    server.stop();
+}
+
 /// What killed archive-put and archive-get processes leave, made as a crash leaves it (a partial
 /// aggregate beside the aggregates on the `dir` store, a recall spool of a process that no
 /// longer holds its lock) before the embedded server starts: both are gone once it runs, the
