@@ -7,6 +7,7 @@
 #   HEAPTRACK=1 bench/lists.sh         # the server under heaptrack, built with glibc's malloc
 #                                      # (feature system-allocator), which heaptrack hooks
 #   PROFILE=debug bench/lists.sh       # the debug build (what the tests run; no release build)
+#   SERVER_ARGS="--set memory.file_threads=512" bench/lists.sh   # settings of the server
 #
 # Prints, per step, the elapsed time and the process's peak RSS (VmHWM), and writes a timeline
 # of its RssAnon / RssFile (MiB) and threads every 0.5 s to $WORK/rss.tsv (kept with KEEP=1).
@@ -60,12 +61,13 @@ with open(listfile, "w") as out:
 EOF
 
 dd="$WORK/data"
+read -r -a server_args <<<"${SERVER_ARGS:-}"
 mkdir -p "$dd"
 runner=()
 # MIMALLOC_PURGE_DELAY set: the server does not exec itself to set it (docs/MEMORY.md), which
 # would leave heaptrack recording only the first few milliseconds.
 [ "${HEAPTRACK:-0}" = 1 ] && runner=(env MIMALLOC_PURGE_DELAY=0 heaptrack -o "$WORK/heaptrack")
-(cd "$dd" && exec "${runner[@]}" "$BIN_DIR/nlds-server" embedded --data-dir "$dd" --listen "127.0.0.1:$PORT") \
+(cd "$dd" && exec "${runner[@]}" "$BIN_DIR/nlds-server" embedded --data-dir "$dd" --listen "127.0.0.1:$PORT" "${server_args[@]}") \
     >"$WORK/server.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 300); do [ -s "$dd/client.toml" ] && break; sleep 0.2; done

@@ -149,40 +149,69 @@ fn ensure_token(data: &Path) -> anyhow::Result<(PathBuf, String)> {
 }
 
 /// Serves the data directory's objects over S3 on loopback; returns the endpoint URL.
-async fn start_s3(
+///
+/// The endpoint runs on a runtime of its own (two worker threads, at most `file_threads`
+/// blocking threads for its file operations) on a thread of its own, until `shutdown`. s3s-fs
+/// does every file operation on its runtime's blocking pool; sharing the workers' pool, a
+/// transfer's blocking reader or writer could wait for a chunk the endpoint had no thread left to
+/// read or write, and the pool could not be bounded (docs/MEMORY.md).
+fn start_s3(
     root: &Path,
     access: &str,
     secret: &str,
+    file_threads: usize,
     shutdown: CancellationToken,
-) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<String> {
     std::fs::create_dir_all(root)?;
     let fs = s3s_fs::FileSystem::new(root)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e:?}", root.display()))?;
     let mut b = S3ServiceBuilder::new(fs);
     b.set_auth(SimpleAuth::from_single(access, secret));
     let service = b.build();
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let handle = tokio::spawn(async move {
-        let http =
-            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-        loop {
-            let (socket, _) = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
-            };
-            // Without TCP_NODELAY a small object's response waits for the client's delayed ACK
-            // (40 ms on Linux): GETs of small objects were capped at ~750/s by that alone.
-            let _ = socket.set_nodelay(true);
-            let conn = http
-                .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
-                .into_owned();
-            tokio::spawn(async move {
-                let _ = conn.await;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(file_threads.max(1))
+        .thread_name("s3-endpoint")
+        .enable_all()
+        .build()
+        .context("cannot start the embedded S3 endpoint's runtime")?;
+    std::thread::Builder::new()
+        .name("s3-endpoint".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the embedded S3 endpoint cannot listen");
+                        return;
+                    }
+                };
+                let http = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                loop {
+                    let (socket, _) = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
+                    };
+                    // Without TCP_NODELAY a small object's response waits for the client's
+                    // delayed ACK (40 ms on Linux): GETs of small objects were capped at ~750/s
+                    // by that alone.
+                    let _ = socket.set_nodelay(true);
+                    let conn = http
+                        .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
+                        .into_owned();
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
             });
-        }
-    });
-    Ok((format!("http://{addr}"), handle))
+        })
+        .context("cannot start the embedded S3 endpoint's thread")?;
+    Ok(format!("http://{addr}"))
 }
 
 impl Embedded {
@@ -219,13 +248,13 @@ impl Embedded {
                     write_private(&secret_path, &random_secret())?;
                 }
                 let secret = std::fs::read_to_string(&secret_path)?.trim().to_owned();
-                let (endpoint, _) = start_s3(
+                let endpoint = start_s3(
                     &data.join("objects"),
                     "nlds-embedded",
                     &secret,
+                    settings.memory.file_threads,
                     shutdown.clone(),
-                )
-                .await?;
+                )?;
                 let os = &mut settings.workers.object_store;
                 os.endpoint = endpoint.clone();
                 os.access_key = "nlds-embedded".into();

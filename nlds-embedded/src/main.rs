@@ -62,61 +62,67 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     nlds_workers::telemetry::init("nlds-server");
     let cli = Cli::parse();
-    let stop = run::shutdown_on_signals();
-    match cli.command {
-        Command::Serve { config, set } => {
-            let s = ServerSettings::load_cli(config.as_deref(), set).map_err(anyhow::Error::msg)?;
-            nlds_workers::memory::apply(&s.memory);
-            let bus = run::connect_bus(&s.bus).await?;
-            // The server's warnings and errors, for the logger.
-            tokio::spawn(nlds_bus::notices::install(bus.clone()).run(stop.clone()));
-            let state = AppState {
-                bus,
-                auth: nlds_server::auth::build(&s)?,
-                cfg: Arc::new(s.server.clone()),
-            };
-            let listener = tokio::net::TcpListener::bind(s.server.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", s.server.listen))?;
-            tracing::info!(url = %s.server.base_url(), "nlds-server listening");
-            axum::serve(listener.tap_io(nlds_server::app::nodelay), router(state))
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await?;
-            Ok(())
-        }
-        Command::Embedded {
-            data_dir,
-            listen,
-            config,
-            set,
-            external_s3,
-        } => {
-            let settings =
-                ServerSettings::load_cli(config.as_deref(), set).map_err(anyhow::Error::msg)?;
-            nlds_workers::memory::apply(&settings.memory);
-            let external = external_s3.then(|| settings.workers.object_store.clone());
-            let e = Embedded::start(EmbeddedOptions {
+    // Settings first: they shape the runtime (`[memory]`).
+    let (config, set) = match &cli.command {
+        Command::Serve { config, set } | Command::Embedded { config, set, .. } => (config, set),
+    };
+    let settings =
+        ServerSettings::load_cli(config.as_deref(), set.clone()).map_err(anyhow::Error::msg)?;
+    nlds_workers::memory::apply(&settings.memory);
+    let runtime = nlds_workers::memory::runtime(&settings.memory)?;
+    runtime.block_on(async move {
+        let stop = run::shutdown_on_signals();
+        match cli.command {
+            Command::Serve { .. } => serve(settings, stop).await,
+            Command::Embedded {
                 data_dir,
                 listen,
-                external_object_store: external,
-                settings,
-            })
-            .await?;
-            println!("nlds-rs embedded server running at {}", e.url);
-            println!("  data directory: {}", e.data_dir.display());
-            println!("  S3 endpoint:    {}", e.s3_endpoint);
-            // Never the token itself: terminals, screen shares and service logs keep this.
-            let client = e.data_dir.join("client.toml");
-            println!(
-                "  token:          in {} (mode 0600, readable by you only)",
-                client.display()
-            );
-            println!("use it with:  export NLDS_CONFIG={}", client.display());
-            e.run_until(stop).await
+                external_s3,
+                ..
+            } => {
+                let external = external_s3.then(|| settings.workers.object_store.clone());
+                let e = Embedded::start(EmbeddedOptions {
+                    data_dir,
+                    listen,
+                    external_object_store: external,
+                    settings,
+                })
+                .await?;
+                println!("nlds-rs embedded server running at {}", e.url);
+                println!("  data directory: {}", e.data_dir.display());
+                println!("  S3 endpoint:    {}", e.s3_endpoint);
+                // Never the token itself: terminals, screen shares and service logs keep this.
+                let client = e.data_dir.join("client.toml");
+                println!(
+                    "  token:          in {} (mode 0600, readable by you only)",
+                    client.display()
+                );
+                println!("use it with:  export NLDS_CONFIG={}", client.display());
+                e.run_until(stop).await
+            }
         }
-    }
+    })
+}
+
+/// `nlds-server serve`: the API against RabbitMQ.
+async fn serve(s: ServerSettings, stop: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+    let bus = run::connect_bus(&s.bus).await?;
+    // The server's warnings and errors, for the logger.
+    tokio::spawn(nlds_bus::notices::install(bus.clone()).run(stop.clone()));
+    let state = AppState {
+        bus,
+        auth: nlds_server::auth::build(&s)?,
+        cfg: Arc::new(s.server.clone()),
+    };
+    let listener = tokio::net::TcpListener::bind(s.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", s.server.listen))?;
+    tracing::info!(url = %s.server.base_url(), "nlds-server listening");
+    axum::serve(listener.tap_io(nlds_server::app::nodelay), router(state))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+    Ok(())
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `[memory]`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MemoryConfig {
     /// Whether the kernel may back this process's memory with transparent huge pages (2 MiB
@@ -22,4 +22,34 @@ pub struct MemoryConfig {
     /// with it set (same PID, arguments and environment); a `MIMALLOC_PURGE_DELAY` already in
     /// the environment wins over this setting.
     pub allocator_purge_delay_ms: u32,
+    /// Most one-shot file-system operations (open, stat, read or write of a small file, rename,
+    /// a directory's metadata) the workers of this process run at once, each on a thread of the
+    /// runtime's blocking pool; the embedded S3 endpoint gets as many threads of its own. Every
+    /// such thread keeps a stack and allocator pages of its own: with the pool free to grow, the
+    /// embedded process ran up to 209 threads during the putlist and getlist of 200,000 files
+    /// and peaked at 166 and 202 MiB; with 16, at 75-98 threads, 149-154 and 174-191 MiB
+    /// (BENCHMARKS.md, "Issue 14: bounded threads"). Streams of one
+    /// large file (a multipart upload's reader, a download's writer) are bounded by
+    /// `[workers.transfer] files_in_flight` instead. At least 1.
+    pub file_threads: usize,
+    /// Most threads of the process's blocking pool (tokio's `max_blocking_threads`, 512 by
+    /// default): the file operations above, a large file's reader (transfer-put) or writer
+    /// (transfer-get) each, the indexer's walks. Work beyond it waits for a thread; none of that
+    /// work waits for work queued behind it (the embedded S3 endpoint has threads of its own),
+    /// so a bound cannot deadlock. A bound on the thread count, not a saving: with
+    /// `file_threads` bounding the operations, the embedded process ran up to 75 threads during
+    /// the 200,000-file lists, 47 with this at 24, at the same peak (BENCHMARKS.md). 64 leaves
+    /// room for `files_in_flight` large files each way. At least 4.
+    pub blocking_threads: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            transparent_huge_pages: false,
+            allocator_purge_delay_ms: 0,
+            file_threads: 16,
+            blocking_threads: 64,
+        }
+    }
 }

@@ -48,23 +48,28 @@ fn targets() -> PossibleValuesParser {
     PossibleValuesParser::new(fixed.into_iter().chain(roles))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     nlds_workers::telemetry::init("nlds-workers");
     let cli = Cli::parse();
     // File < environment < flags, in one place: nlds-settings.
     let settings =
         Settings::load_cli(cli.config.as_deref(), cli.set).map_err(anyhow::Error::msg)?;
     nlds_workers::memory::apply(&settings.memory);
-    if cli.role == "migrate" {
+    let runtime = nlds_workers::memory::runtime(&settings.memory)?;
+    runtime.block_on(run_target(cli.role, settings))
+}
+
+/// Runs `role` (a role, `all`, or `migrate`) until a signal stops it.
+async fn run_target(role: String, settings: Settings) -> anyhow::Result<()> {
+    if role == "migrate" {
         nlds_workers::db::connect(&settings.workers.database_url).await?;
         println!("migrations applied to the catalogue database");
         return Ok(());
     }
-    let roles: Vec<Role> = if cli.role == "all" {
+    let roles: Vec<Role> = if role == "all" {
         run::all_roles()
     } else {
-        vec![cli.role.parse()?]
+        vec![role.parse()?]
     };
     let shutdown = run::shutdown_on_signals();
     let bus = run::connect_bus(&settings.bus).await?;

@@ -2,8 +2,10 @@
 //! bounded (see `nlds_settings::MemoryConfig` and BENCHMARKS.md, "Where the memory went").
 
 use std::os::unix::process::CommandExt;
+use std::sync::OnceLock;
 
 use nlds_settings::MemoryConfig;
+use tokio::sync::Semaphore;
 
 /// The variable mimalloc reads its purge delay from when the process starts.
 pub const PURGE_DELAY_ENV: &str = "MIMALLOC_PURGE_DELAY";
@@ -21,6 +23,28 @@ pub fn apply(cfg: &MemoryConfig) {
     if !cfg.transparent_huge_pages {
         disable_transparent_huge_pages();
     }
+    let _ = FILE_THREADS.set(Semaphore::new(cfg.file_threads.max(1)));
+}
+
+/// The process's async runtime: multi-threaded (a worker thread per core), its blocking pool
+/// bounded by `[memory] blocking_threads`. Built by `main` once [`apply`] ran, instead of
+/// `#[tokio::main]`, which cannot read settings first.
+pub fn runtime(cfg: &MemoryConfig) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(cfg.blocking_threads.max(4))
+        .build()
+}
+
+/// Permits for one-shot file-system operations on the blocking pool: `[memory] file_threads`
+/// once [`apply`] ran, its default before (tests, library users).
+static FILE_THREADS: OnceLock<Semaphore> = OnceLock::new();
+
+/// The semaphore [`crate::warm::blocking`] takes a permit of for each operation. A permit is
+/// held only while an operation runs, and no such operation waits for another task, so a
+/// bounded number of them cannot deadlock.
+pub(crate) fn file_threads() -> &'static Semaphore {
+    FILE_THREADS.get_or_init(|| Semaphore::new(MemoryConfig::default().file_threads))
 }
 
 /// `exec`s this program again with `MIMALLOC_PURGE_DELAY=ms`; returns only if that failed.

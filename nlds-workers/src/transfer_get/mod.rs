@@ -150,6 +150,10 @@ fn lock(r: &Shared) -> MutexGuard<'_, Restorer> {
     r.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Files at most this large are downloaded into memory and written by one file operation;
+/// larger ones stream to a writing thread of their own, chunk by chunk.
+const INLINE_MAX: u64 = 256 << 10;
+
 impl TransferGet {
     async fn get_batch(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
         let Payload::Files {
@@ -568,36 +572,71 @@ impl TransferGet {
             }
         };
         let temp_path = temp.path().to_path_buf();
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-        let writer = tokio::task::spawn_blocking(move || -> io::Result<(File, String)> {
-            nlds_hooks::pause(points::GET_TEMP_WRITING, &temp_path);
-            let mut hasher = blake3::Hasher::new();
-            let mut out = SparseWriter::new(file);
-            while let Some(chunk) = rx.blocking_recv() {
-                hasher.update(&chunk);
-                out.write_all(&chunk)?;
-            }
-            let file = out.finish()?;
-            Ok((file, hasher.finalize().to_hex().to_string()))
-        });
         let mut body = response.body;
         let mut stream_error = None;
-        loop {
-            match body.try_next().await {
-                Ok(Some(chunk)) => {
-                    if tx.send(chunk).await.is_err() {
-                        break; // the writer failed; its error is reported below
+        let written = if rec.size <= INLINE_MAX {
+            // A small file: its body in memory, then written by one file operation (no thread
+            // of its own waiting for chunks: a get of many small files ran one per file in
+            // flight, each with its stack and allocator pages).
+            let mut data = Vec::with_capacity(rec.size as usize);
+            loop {
+                match body.try_next().await {
+                    Ok(Some(chunk)) if data.len() + chunk.len() <= INLINE_MAX as usize => {
+                        data.extend_from_slice(&chunk);
+                    }
+                    // Larger than catalogued: it cannot match its checksum; the hash of what
+                    // came so far says so below.
+                    Ok(Some(_)) | Ok(None) => break,
+                    Err(e) => {
+                        stream_error = Some(e);
+                        break;
                     }
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    stream_error = Some(e);
-                    break;
+            }
+            if stream_error.is_some() {
+                Err(io::Error::other("the download broke off"))
+            } else {
+                blocking(move || -> io::Result<(File, String)> {
+                    nlds_hooks::pause(points::GET_TEMP_WRITING, &temp_path);
+                    let hash = blake3::hash(&data).to_hex().to_string();
+                    let mut out = SparseWriter::new(file);
+                    out.write_all(&data)?;
+                    Ok((out.finish()?, hash))
+                })
+                .await
+            }
+        } else {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+            let writer = tokio::task::spawn_blocking(move || -> io::Result<(File, String)> {
+                nlds_hooks::pause(points::GET_TEMP_WRITING, &temp_path);
+                let mut hasher = blake3::Hasher::new();
+                let mut out = SparseWriter::new(file);
+                while let Some(chunk) = rx.blocking_recv() {
+                    hasher.update(&chunk);
+                    out.write_all(&chunk)?;
+                }
+                let file = out.finish()?;
+                Ok((file, hasher.finalize().to_hex().to_string()))
+            });
+            loop {
+                match body.try_next().await {
+                    Ok(Some(chunk)) => {
+                        if tx.send(chunk).await.is_err() {
+                            break; // the writer failed; its error is reported below
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        stream_error = Some(e);
+                        break;
+                    }
                 }
             }
-        }
-        drop(tx);
-        let written = writer.await;
+            drop(tx);
+            writer
+                .await
+                .unwrap_or_else(|e| Err(io::Error::other(format!("the writing task failed: {e}"))))
+        };
         if let Some(e) = stream_error {
             // The connection broke mid-body: the store (or the network to it) is in trouble.
             outage.store(true, Ordering::Relaxed);
@@ -608,8 +647,8 @@ impl TransferGet {
             ));
         }
         let (file, actual) = match written {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
+            Ok(x) => x,
+            Err(e) => {
                 let f = io_failed(
                     &path,
                     "cannot write",
@@ -618,14 +657,6 @@ impl TransferGet {
                 );
                 blocking(move || temp.discard()).await;
                 return Step::Failed(f);
-            }
-            Err(e) => {
-                blocking(move || temp.discard()).await;
-                return Step::Failed(FailedFile::new(
-                    &path,
-                    ErrorCode::Internal,
-                    format!("writing {shown} failed: {e}"),
-                ));
             }
         };
         if actual != expected {

@@ -199,6 +199,7 @@ impl Batch {
         let files = self.done.into_iter().map(|(_, r)| r).collect();
         let failed = self.failed.into_iter().map(|(_, f)| f).collect();
         let complete = env.reply(Payload::Files {
+            context: Vec::new(),
             holding_id,
             files,
             target,
@@ -232,8 +233,14 @@ pub(crate) fn bad_payload(key: RoutingKey, env: &Envelope) -> HandlerError {
     )
 }
 
-/// Runs blocking file-system work off the async threads.
+/// Runs blocking file-system work off the async threads, at most `[memory] file_threads`
+/// operations at once (`f` must not wait for another task: a closure that did could hold every
+/// permit while waiting).
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let _permit = crate::memory::file_threads()
+        .acquire()
+        .await
+        .expect("the file-thread semaphore is never closed");
     match tokio::task::spawn_blocking(f).await {
         Ok(v) => v,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
