@@ -105,24 +105,28 @@ impl Catalogue {
         }
         if !regex {
             let exact: Vec<&str> = wanted.iter().map(|(_, n)| n.as_str()).collect();
-            let mut by_path: HashMap<String, Vec<file::Model>> = HashMap::new();
+            // The rows of the exact paths, in path order: each path's rows are found by binary
+            // search. (A map from each path to a vector of its rows held a vector of four rows'
+            // room per path: 17 MB for a getlist of 30,000 paths, the largest live allocation of
+            // the embedded process.)
+            let mut rows: Vec<file::Model> = Vec::new();
             for chunk in dedup(&exact).chunks(CHUNK) {
-                for m in scoped_files(&scope)
-                    .filter(versions::selected(&filter.versions))
-                    .filter(file::Column::Path.is_in(chunk.iter().copied()))
-                    .all(&self.db)
-                    .await?
-                {
-                    by_path.entry(m.path.clone()).or_default().push(m);
-                }
+                rows.extend(
+                    scoped_files(&scope)
+                        .filter(versions::selected(&filter.versions))
+                        .filter(file::Column::Path.is_in(chunk.iter().copied()))
+                        .all(&self.db)
+                        .await?,
+                );
             }
+            rows.sort_unstable_by(|a, b| a.path.cmp(&b.path));
             let mut found: HashMap<&str, bool> = HashMap::new();
             for norm in dedup(&exact) {
-                let hits = by_path.get(norm);
-                let mut any = hits.is_some_and(|h| !h.is_empty());
+                let hits = rows_of(&rows, norm);
+                let mut any = !hits.is_empty();
                 // Everything under the path, unless it names only plain files and links.
                 let directory =
-                    hits.is_none_or(|h| h.iter().any(|m| m.kind == PathKind::Directory));
+                    hits.is_empty() || hits.iter().any(|m| m.kind == PathKind::Directory);
                 if directory {
                     let (lo, hi) = prefix_range(norm);
                     let under = scoped_files(&scope)
@@ -142,7 +146,7 @@ impl Catalogue {
                     .filter(|(_, n)| !found.get(n.as_str()).copied().unwrap_or(false))
                     .map(|(p, n)| (*p, Some(n.as_str()))),
             );
-            matched.extend(by_path.into_values().flatten());
+            matched.extend(rows);
         }
 
         // Newest ingest wins per path.
@@ -347,6 +351,13 @@ impl Catalogue {
     pub(super) fn batches(&self, files: Vec<FileRecord>) -> Vec<Vec<FileRecord>> {
         batches(files, self.batch_files, self.batch_bytes)
     }
+}
+
+/// The rows of `path` among `rows` (sorted by path).
+fn rows_of<'a>(rows: &'a [file::Model], path: &str) -> &'a [file::Model] {
+    let lo = rows.partition_point(|m| m.path.as_str() < path);
+    let len = rows[lo..].partition_point(|m| m.path == path);
+    &rows[lo..lo + len]
 }
 
 /// Splits `files` (in order) into batches of at most `max_files` files and `max_bytes` bytes.
