@@ -116,22 +116,27 @@ fn token_of(data: &Path) -> String {
         .to_owned()
 }
 
+/// An embedded server on `data` whose workers pause at the points armed in `pause`, and its API
+/// as the data directory's user.
+async fn with_pause_points(data: &Path, logs: &Path, pause: &Path) -> (ServerProcess, Api) {
+    let server = ServerProcess::start_with_env(
+        data,
+        logs,
+        None,
+        "warn",
+        &[(nlds_hooks::ENV, pause.as_os_str())],
+    )
+    .await;
+    let api = Api::new(&server.url, &token_of(data));
+    (server, api)
+}
+
 /// Embedded: the whole process is killed (-9) while transfer-get writes a file; started again on
 /// the same data directory, it removes the `.part` file, and the get run again completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_embedded_process_mid_download_leaves_no_part_file() {
-    let data = temp();
-    let logs = temp();
-    let pause = temp();
-    let server = ServerProcess::start_with_env(
-        data.path(),
-        logs.path(),
-        None,
-        "warn",
-        &[(nlds_hooks::ENV, pause.path().as_os_str())],
-    )
-    .await;
-    let api = Api::new(&server.url, &token_of(data.path()));
+    let (data, logs, pause) = (temp(), temp(), temp());
+    let (server, api) = with_pause_points(data.path(), logs.path(), pause.path()).await;
     let src = temp();
     crate::helpers::make_tree(src.path(), 20, 1);
     let body = json!({"paths": [src.path()], "label": "debris"});
@@ -172,18 +177,8 @@ async fn killing_the_embedded_process_mid_download_leaves_no_part_file() {
 /// file that appeared is kept as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_that_appears_while_it_downloads_is_kept_and_compared() {
-    let data = temp();
-    let logs = temp();
-    let pause = temp();
-    let server = ServerProcess::start_with_env(
-        data.path(),
-        logs.path(),
-        None,
-        "warn",
-        &[(nlds_hooks::ENV, pause.path().as_os_str())],
-    )
-    .await;
-    let api = Api::new(&server.url, &token_of(data.path()));
+    let (data, logs, pause) = (temp(), temp(), temp());
+    let (server, api) = with_pause_points(data.path(), logs.path(), pause.path()).await;
     let src = temp();
     let file = src.path().join("raced.bin");
     let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();

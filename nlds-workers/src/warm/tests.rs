@@ -124,15 +124,7 @@ impl Fixture {
             target.map(|t| t.display().to_string()),
             overwrite,
         );
-        let out = self
-            .get
-            .handle(
-                RoutingKey::new(Worker::TransferGet, Action::Start),
-                env.clone(),
-            )
-            .await
-            .unwrap();
-        split(out, Worker::TransferGet, &env)
+        self.handle_get(env).await
     }
 
     /// [`Fixture::get`] of a batch that writes into `context`, directories another batch
@@ -153,6 +145,11 @@ impl Fixture {
         if let Payload::Files { context: c, .. } = &mut env.payload {
             *c = context.to_vec();
         }
+        self.handle_get(env).await
+    }
+
+    /// Hands `env` to transfer-get: what it restored and what failed.
+    async fn handle_get(&self, env: Envelope) -> (Vec<FileRecord>, Vec<FailedFile>) {
         let out = self
             .get
             .handle(

@@ -22,25 +22,7 @@ async fn recalls_are_shared_and_resent_until_taken_up() {
     assert_eq!(evicted, files.len());
     let round = archive_next();
 
-    let get = |tid: Uuid| {
-        Envelope::new(
-            tid,
-            "alice",
-            "climate",
-            ApiAction::Get,
-            "g",
-            Payload::GetRequest {
-                filter: HoldingFilter {
-                    holding_id: Some(h),
-                    ..Default::default()
-                },
-                paths: vec!["/r/f0".into()],
-                regex: false,
-                target: Some("/t".into()),
-                overwrite: false,
-            },
-        )
-    };
+    let get = |tid: Uuid| get_request(tid, h, "/r/f0");
     let key = RoutingKey::new(Worker::CatalogGet, Action::Start);
     let first = cat.handle(key, get(Uuid::new_v4())).await.unwrap();
     let second = cat.handle(key, get(Uuid::new_v4())).await.unwrap();
@@ -89,6 +71,27 @@ async fn recalls_are_shared_and_resent_until_taken_up() {
     .unwrap();
     age(10).await;
     assert_eq!(starts(&cat.handle(next, round).await.unwrap()), 0);
+}
+
+/// Alice's get of `path` from holding `h` into `/t`, as transaction `tid`.
+fn get_request(tid: Uuid, h: i64, path: &str) -> Envelope {
+    Envelope::new(
+        tid,
+        "alice",
+        "climate",
+        ApiAction::Get,
+        "g",
+        Payload::GetRequest {
+            filter: HoldingFilter {
+                holding_id: Some(h),
+                ..Default::default()
+            },
+            paths: vec![path.into()],
+            regex: false,
+            target: Some("/t".into()),
+            overwrite: false,
+        },
+    )
 }
 
 /// A `catalog-archive-next.start` (one archive round).
@@ -173,23 +176,7 @@ async fn a_waiting_recall(
     label: &str,
 ) -> i64 {
     let (_, aggregation_id, _) = archived_and_evicted(db, cat, h).await;
-    let get = Envelope::new(
-        Uuid::new_v4(),
-        "alice",
-        "climate",
-        ApiAction::Get,
-        "g",
-        Payload::GetRequest {
-            filter: HoldingFilter {
-                holding_id: Some(h),
-                ..Default::default()
-            },
-            paths: vec![format!("/{label}/f0")],
-            regex: false,
-            target: Some("/t".into()),
-            overwrite: false,
-        },
-    );
+    let get = get_request(Uuid::new_v4(), h, &format!("/{label}/f0"));
     let out = cat
         .handle(RoutingKey::new(Worker::CatalogGet, Action::Start), get)
         .await
@@ -297,23 +284,7 @@ async fn a_resumed_get_carries_the_directories_its_files_are_in() {
     .exec(&db)
     .await
     .unwrap();
-    let get = Envelope::new(
-        Uuid::new_v4(),
-        "alice",
-        "climate",
-        ApiAction::Get,
-        "g",
-        Payload::GetRequest {
-            filter: HoldingFilter {
-                holding_id: Some(h),
-                ..Default::default()
-            },
-            paths: vec!["/r".into()],
-            regex: false,
-            target: Some("/t".into()),
-            overwrite: false,
-        },
-    );
+    let get = get_request(Uuid::new_v4(), h, "/r");
     let out = cat
         .handle(RoutingKey::new(Worker::CatalogGet, Action::Start), get)
         .await
