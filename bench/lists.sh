@@ -4,8 +4,8 @@
 #
 #   bench/lists.sh                     # 200,000 files in 100 directories, release build
 #   N=1000000 bench/lists.sh           # the issue's 1,000,000 paths
-#   HEAPTRACK=1 bench/lists.sh         # the server under heaptrack, built with glibc's malloc
-#                                      # (feature system-allocator), which heaptrack hooks
+#   HEAPTRACK=1 bench/lists.sh         # the server under heaptrack (it hooks glibc's malloc,
+#                                      # the binaries' allocator)
 #   PROFILE=debug bench/lists.sh       # the debug build (what the tests run; no release build)
 #   SERVER_ARGS="--set memory.file_threads=512" bench/lists.sh   # settings of the server
 #
@@ -39,8 +39,7 @@ trap cleanup EXIT
 
 features=()
 [ "$PROFILE" = release ] && features=(--release)
-[ "${HEAPTRACK:-0}" = 1 ] && features+=(--features nlds-embedded/system-allocator)
-if [ "$BUILD" = 1 ] || [ "${HEAPTRACK:-0}" = 1 ]; then
+if [ "$BUILD" = 1 ]; then
     log "building ($PROFILE${features[*]:+: ${features[*]}}) into $CARGO_TARGET_DIR"
     (cd "$ROOT" && cargo build -p nlds-embedded -p nlds-cli "${features[@]}" >"$WORK/build.log" 2>&1) ||
         { tail -n 30 "$WORK/build.log" >&2; exit 1; }
@@ -64,9 +63,9 @@ dd="$WORK/data"
 read -r -a server_args <<<"${SERVER_ARGS:-}"
 mkdir -p "$dd"
 runner=()
-# MIMALLOC_PURGE_DELAY set: the server does not exec itself to set it (docs/MEMORY.md), which
-# would leave heaptrack recording only the first few milliseconds.
-[ "${HEAPTRACK:-0}" = 1 ] && runner=(env MIMALLOC_PURGE_DELAY=0 heaptrack -o "$WORK/heaptrack")
+# GLIBC_TUNABLES set: the server does not exec itself to set it (docs/MEMORY.md), which would
+# leave heaptrack recording only the first few milliseconds.
+[ "${HEAPTRACK:-0}" = 1 ] && runner=(env GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=1048576}" heaptrack -o "$WORK/heaptrack")
 (cd "$dd" && exec "${runner[@]}" "$BIN_DIR/nlds-server" embedded --data-dir "$dd" --listen "127.0.0.1:$PORT" "${server_args[@]}") \
     >"$WORK/server.log" 2>&1 &
 PID=$!

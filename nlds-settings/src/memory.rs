@@ -14,14 +14,22 @@ pub struct MemoryConfig {
     /// (the default) turns them off for the process (`prctl(PR_SET_THP_DISABLE)`), whatever the
     /// system-wide setting.
     pub transparent_huge_pages: bool,
-    /// Milliseconds the allocator (mimalloc) keeps memory freed by the program before it gives
-    /// it back to the system. mimalloc's own default, 1,000, kept the buffers of one burst of
-    /// downloads resident into the next: a get of 4 x 256 MiB peaked 28 MiB higher. 0 gives
-    /// freed pages back at once. mimalloc reads this before `main`, from the environment
-    /// (`MIMALLOC_PURGE_DELAY`), so a process started without that variable starts itself again
-    /// with it set (same PID, arguments and environment); a `MIMALLOC_PURGE_DELAY` already in
-    /// the environment wins over this setting.
-    pub allocator_purge_delay_ms: u32,
+    /// Most heaps ("arenas") glibc's allocator keeps for the process's threads. glibc's default
+    /// is eight per core: each thread that allocates while the others hold their heaps may get
+    /// a heap of its own, and freed memory stays in whichever heap it came from, so a process
+    /// whose blocking threads come and go holds many partly used heaps. With 2 the embedded
+    /// process peaked at 96 and 119 MiB during the putlist and getlist of 200,000 files,
+    /// against 153 and 174 MiB with mimalloc (BENCHMARKS.md, "Issue 14: two heaps"). glibc reads
+    /// it before `main`, from the environment (`GLIBC_TUNABLES`), so a process started without
+    /// that variable starts itself again in place (same PID, arguments and environment) with it
+    /// set; a `GLIBC_TUNABLES` already in the environment wins over this setting. At least 1.
+    pub malloc_arenas: u32,
+    /// Allocations of at least this many bytes get pages of their own from the system, given
+    /// back as soon as they are freed (glibc's `mmap_threshold`). Setting it also stops glibc
+    /// from raising the threshold after a large buffer was freed, which is what kept large
+    /// buffers in its heaps. 0: glibc's own (128 KiB, raised dynamically up to 32 MiB).
+    /// Applied with `malloc_arenas`.
+    pub malloc_mmap_threshold: u64,
     /// Most one-shot file-system operations (open, stat, read or write of a small file, rename,
     /// a directory's metadata) the workers of this process run at once, each on a thread of the
     /// runtime's blocking pool; the embedded S3 endpoint gets as many threads of its own. Every
@@ -47,7 +55,8 @@ impl Default for MemoryConfig {
     fn default() -> Self {
         Self {
             transparent_huge_pages: false,
-            allocator_purge_delay_ms: 0,
+            malloc_arenas: 2,
+            malloc_mmap_threshold: 1 << 20,
             file_threads: 16,
             blocking_threads: 64,
         }

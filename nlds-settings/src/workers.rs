@@ -153,7 +153,7 @@ impl Default for TransferConfig {
         Self {
             multipart_threshold: 16 << 20,
             part_size: 8 << 20,
-            files_in_flight: 32,
+            files_in_flight: 64,
             parts_in_flight: 4,
             // One multipart file at a time ((parts_in_flight + 2) x part_size): keeps a
             // transfer process under 100 MiB resident (BENCHMARKS.md, "Memory").

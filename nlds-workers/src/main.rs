@@ -8,17 +8,6 @@ use nlds_core::Role;
 use nlds_settings::{SetFlag, Settings};
 use nlds_workers::run;
 
-/// mimalloc instead of glibc's malloc: glibc keeps a heap per thread (arena) and, once a large
-/// buffer was freed, serves the next large ones from those heaps without returning them, so a
-/// transfer process grew to hundreds of MiB after a few GiB had passed through it; mimalloc
-/// returns freed pages to the system (see BENCHMARKS.md, "Memory").
-///
-/// The feature `system-allocator` keeps glibc's malloc instead, for heap profilers that hook it
-/// (`heaptrack`, `bench/lists.sh` with `HEAPTRACK=1`); never for production.
-#[cfg(not(feature = "system-allocator"))]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Runs nlds-rs worker roles.
 #[derive(Debug, Parser)]
 #[command(name = "nlds-workers", version)]

@@ -7,23 +7,35 @@ use std::sync::OnceLock;
 use nlds_settings::MemoryConfig;
 use tokio::sync::Semaphore;
 
-/// The variable mimalloc reads its purge delay from when the process starts.
-pub const PURGE_DELAY_ENV: &str = "MIMALLOC_PURGE_DELAY";
+/// The variable glibc reads its allocator's tunables from when the process starts.
+pub const TUNABLES_ENV: &str = "GLIBC_TUNABLES";
 
-/// Applies `cfg` to this process. Call it once, early in `main` of a program whose global
-/// allocator is mimalloc, before it prints or opens anything: if `MIMALLOC_PURGE_DELAY` is not in
-/// the environment, the program is started again in place (`exec`, same PID, arguments and
-/// environment) with it set to `allocator_purge_delay_ms`, because mimalloc reads its options
-/// only when the process starts. Returns when the process runs with the settings (or could not be
-/// started again: then with mimalloc's defaults, and a warning).
+/// Applies `cfg` to this process. Call it once, early in `main`, before it prints or opens
+/// anything: if `GLIBC_TUNABLES` is not in the environment, the program is started again in
+/// place (`exec`, same PID, arguments and environment) with it set from `malloc_arenas` and
+/// `malloc_mmap_threshold` ([`tunables`]), because glibc reads them only when the process
+/// starts. Returns when the process runs with the settings (or could not be started again: then
+/// with glibc's defaults, and a warning).
 pub fn apply(cfg: &MemoryConfig) {
-    if std::env::var_os(PURGE_DELAY_ENV).is_none() {
-        restart_with_purge_delay(cfg.allocator_purge_delay_ms);
+    if std::env::var_os(TUNABLES_ENV).is_none() {
+        restart_with(TUNABLES_ENV, &tunables(cfg));
     }
     if !cfg.transparent_huge_pages {
         disable_transparent_huge_pages();
     }
     let _ = FILE_THREADS.set(Semaphore::new(cfg.file_threads.max(1)));
+}
+
+/// The value of `GLIBC_TUNABLES` for `cfg`, e.g. `glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=1048576`.
+pub fn tunables(cfg: &MemoryConfig) -> String {
+    let mut t = format!("glibc.malloc.arena_max={}", cfg.malloc_arenas.max(1));
+    if cfg.malloc_mmap_threshold > 0 {
+        t.push_str(&format!(
+            ":glibc.malloc.mmap_threshold={}",
+            cfg.malloc_mmap_threshold
+        ));
+    }
+    t
 }
 
 /// The process's async runtime: multi-threaded (a worker thread per core), its blocking pool
@@ -47,27 +59,28 @@ pub(crate) fn file_threads() -> &'static Semaphore {
     FILE_THREADS.get_or_init(|| Semaphore::new(MemoryConfig::default().file_threads))
 }
 
-/// `exec`s this program again with `MIMALLOC_PURGE_DELAY=ms`; returns only if that failed.
-fn restart_with_purge_delay(ms: u32) {
+/// `exec`s this program again with `var=value` added to its environment; returns only if that
+/// failed.
+fn restart_with(var: &str, value: &str) {
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_default();
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot find this program to apply [memory] allocator_purge_delay_ms");
+            tracing::warn!(error = %e, "cannot find this program to apply [memory] malloc_arenas");
             return;
         }
     };
     let e = std::process::Command::new(&exe)
         .arg0(argv0)
         .args(args)
-        .env(PURGE_DELAY_ENV, ms.to_string())
+        .env(var, value)
         .exec();
     tracing::warn!(
         error = %e,
         program = %exe.display(),
-        "cannot start again with [memory] allocator_purge_delay_ms: running with mimalloc's \
-         default purge delay, resident memory may be higher"
+        "cannot start again with {var}={value} ([memory] malloc_arenas, malloc_mmap_threshold): \
+         running with glibc's allocator defaults, resident memory may be higher"
     );
 }
 
@@ -91,6 +104,18 @@ mod tests {
 
     // `apply` itself would start the test program again; the system tests check it on
     // `nlds-server` (tests/it/resources.rs).
+    #[test]
+    fn tunables_name_the_arenas_and_the_threshold_when_set() {
+        let mut cfg = MemoryConfig::default();
+        assert_eq!(
+            tunables(&cfg),
+            "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=1048576"
+        );
+        cfg.malloc_arenas = 0;
+        cfg.malloc_mmap_threshold = 0;
+        assert_eq!(tunables(&cfg), "glibc.malloc.arena_max=1");
+    }
+
     #[test]
     fn transparent_huge_pages_are_off_for_the_process() {
         disable_transparent_huge_pages();

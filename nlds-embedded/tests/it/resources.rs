@@ -51,15 +51,16 @@ async fn embedded_server_stays_within_its_memory_limit_and_meets_no_lock() {
     );
     assert!(n > 4000);
 
-    // It runs with [memory]'s defaults: started again with mimalloc's purge delay set, and no
-    // transparent huge pages.
+    // It runs with [memory]'s defaults: started again with glibc's allocator tuned (two heaps, a
+    // fixed mmap threshold), and no transparent huge pages.
     let pid = server.pid();
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     assert!(
         environ
             .split(|b| *b == 0)
-            .any(|v| v == b"MIMALLOC_PURGE_DELAY=0"),
-        "nlds-server runs without MIMALLOC_PURGE_DELAY=0"
+            // glibc splits the variable at each ':' in place once it has read it.
+            .any(|v| v.starts_with(b"GLIBC_TUNABLES=glibc.malloc.arena_max=2")),
+        "nlds-server runs without the GLIBC_TUNABLES of [memory]'s defaults"
     );
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let thp = status.lines().find(|l| l.starts_with("THP_enabled:"));
