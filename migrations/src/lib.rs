@@ -28,7 +28,9 @@
 //! * [`m20261205_000013_bus_queue`]: the queues of the embedded mode's in-process bus (owned by
 //!   the bus of the one embedded process);
 //! * [`m20261205_000015_storage_audit`]: the storage audit's runs, and an index of warm
-//!   locations by bucket and key for its pages (owned by the storage-audit role).
+//!   locations by bucket and key for its pages (owned by the storage-audit role);
+//! * [`m20261206_000018_retry_of`]: the transaction a transaction retries the failed files of
+//!   (owned by the monitor role).
 //!
 //! Every migration has a working `down`.
 
@@ -50,6 +52,7 @@ pub mod m20261205_000012_request_paths;
 pub mod m20261205_000013_bus_queue;
 pub mod m20261205_000015_storage_audit;
 pub mod m20261205_000017_holding_stat_paths;
+pub mod m20261206_000018_retry_of;
 
 /// All nlds-rs migrations, in order.
 pub struct Migrator;
@@ -73,6 +76,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000013_bus_queue::Migration),
             Box::new(m20261205_000015_storage_audit::Migration),
             Box::new(m20261205_000017_holding_stat_paths::Migration),
+            Box::new(m20261206_000018_retry_of::Migration),
         ]
     }
 }

@@ -15,13 +15,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use nlds_core::error::ErrorCode;
-use nlds_core::{Envelope, Role, RoutingKey};
+use nlds_core::{Change, Envelope, Role, RoutingKey};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub mod health;
 pub mod memory;
 pub mod notices;
 pub mod rabbit;
+mod rabbit_changes;
 mod runtime;
 mod store;
 
@@ -188,7 +190,27 @@ pub trait Bus: Send + Sync + 'static {
         let _ = except;
         None
     }
+
+    /// Tells every process watching this bus's changes ([`Bus::changes`]) that a transaction
+    /// changed. Best effort and quick: nothing is stored or retried, and no watcher is waited
+    /// for; a change nobody watches is dropped. The default (a bus that carries none) does
+    /// nothing.
+    async fn announce(&self, change: Change) -> Result<(), BusError> {
+        let _ = change;
+        Ok(())
+    }
+
+    /// The changes announced from now on by any process on this bus, or `None` if this bus
+    /// carries none. A receiver that falls behind by more than [`CHANGES_CAPACITY`] changes
+    /// gets [`broadcast::error::RecvError::Lagged`] and should then treat every transaction it
+    /// follows as changed.
+    async fn changes(&self) -> Result<Option<broadcast::Receiver<Change>>, BusError> {
+        Ok(None)
+    }
 }
+
+/// How many announced changes a process keeps for its slowest watcher (see [`Bus::changes`]).
+pub const CHANGES_CAPACITY: usize = 4096;
 
 /// How many bytes of queued messages an in-process bus may hold before a producer that runs
 /// ahead of its consumers waits ([`wait_for_room`]): enough for dozens of batches in flight.

@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use nlds_core::routing::roles_for;
-use nlds_core::{Envelope, Role, RoutingKey};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use nlds_core::{Change, Envelope, Role, RoutingKey};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{Disposition, process};
@@ -66,6 +66,8 @@ struct Inner {
     /// Dead letters of a bus without a store.
     dead: Mutex<Vec<DeadLetter>>,
     store: Option<Store>,
+    /// Announced changes, for this process's watchers ([`Bus::changes`]).
+    changes: broadcast::Sender<Change>,
 }
 
 /// A message to publish: its key, body, transaction and the queues it goes to.
@@ -167,6 +169,7 @@ impl MemoryBus {
                 queues,
                 dead: Mutex::new(Vec::new()),
                 store,
+                changes: broadcast::channel(crate::CHANGES_CAPACITY).0,
             }),
         }
     }
@@ -460,6 +463,16 @@ impl Bus for MemoryBus {
                 .map(|(_, q)| q.bytes.load(Ordering::Relaxed))
                 .sum(),
         )
+    }
+
+    async fn announce(&self, change: Change) -> Result<(), BusError> {
+        // No receiver is no error: nobody watches.
+        let _ = self.inner.changes.send(change);
+        Ok(())
+    }
+
+    async fn changes(&self) -> Result<Option<broadcast::Receiver<Change>>, BusError> {
+        Ok(Some(self.inner.changes.subscribe()))
     }
 
     async fn consumers(&self, role: Role) -> Result<u32, BusError> {

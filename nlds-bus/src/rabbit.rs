@@ -14,6 +14,8 @@
 //!   messages, each with its own `expiration`, dead-lettered back into `nlds` with its routing key
 //!   when it expires ([`Bus::publish_delayed`]; callers use one delay per purpose, so FIFO
 //!   expiry is exact).
+//! * `nlds.changes`: a durable fanout exchange for transaction changes (`rabbit_changes`), each
+//!   watching process reading them from an exclusive queue of its own.
 //! * RPC uses direct reply-to (`amq.rabbitmq.reply-to`) with a per-request expiration and a
 //!   caller-side timeout.
 //!
@@ -21,6 +23,7 @@
 //! back-off when the broker goes away.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,8 +37,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use nlds_core::routing::{EXCHANGE, roles_for};
-use nlds_core::{Envelope, Role, RoutingKey};
-use tokio::sync::{RwLock, Semaphore, oneshot};
+use nlds_core::{Change, Envelope, Role, RoutingKey};
+use tokio::sync::{RwLock, Semaphore, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -47,7 +50,7 @@ const DELAY: &str = "nlds.delay";
 const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 const ATTEMPT_HEADER: &str = "x-nlds-attempt";
 
-fn unavailable(e: impl std::fmt::Display) -> BusError {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(e.to_string())
 }
 
@@ -85,6 +88,14 @@ pub async fn declare_topology(ch: &Channel, retry: &RetryPolicy) -> Result<(), B
     ch.exchange_declare(
         DLX.into(),
         ExchangeKind::Direct,
+        durable,
+        FieldTable::default(),
+    )
+    .await
+    .map_err(unavailable)?;
+    ch.exchange_declare(
+        crate::rabbit_changes::CHANGES.into(),
+        ExchangeKind::Fanout,
         durable,
         FieldTable::default(),
     )
@@ -196,9 +207,9 @@ pub async fn declare_topology(ch: &Channel, retry: &RetryPolicy) -> Result<(), B
 }
 
 /// A connection plus a confirming publisher channel and the RPC reply channel.
-struct Link {
-    conn: Connection,
-    publisher: Channel,
+pub(crate) struct Link {
+    pub(crate) conn: Connection,
+    pub(crate) publisher: Channel,
     rpc: Channel,
 }
 
@@ -211,6 +222,10 @@ pub struct RabbitBus {
     retry: RetryPolicy,
     link: Arc<RwLock<Option<Arc<Link>>>>,
     pending: Pending,
+    /// Changes received for this process's watchers (`rabbit_changes`).
+    pub(crate) changes: broadcast::Sender<Change>,
+    /// Whether the subscription that feeds `changes` runs.
+    pub(crate) following_changes: Arc<AtomicBool>,
 }
 
 impl RabbitBus {
@@ -221,6 +236,8 @@ impl RabbitBus {
             retry,
             link: Arc::new(RwLock::new(None)),
             pending: Arc::new(Mutex::new(HashMap::new())),
+            changes: broadcast::channel(crate::CHANGES_CAPACITY).0,
+            following_changes: Arc::new(AtomicBool::new(false)),
         };
         bus.link().await?;
         Ok(bus)
@@ -233,7 +250,7 @@ impl RabbitBus {
     }
 
     /// The live link, reconnecting (and re-declaring) if the broker went away.
-    async fn link(&self) -> Result<Arc<Link>, BusError> {
+    pub(crate) async fn link(&self) -> Result<Arc<Link>, BusError> {
         if let Some(link) = self.link.read().await.as_ref()
             && link.conn.status().connected()
             && link.publisher.status().connected()
@@ -296,7 +313,7 @@ impl RabbitBus {
         Ok(link)
     }
 
-    async fn publish_raw(
+    pub(crate) async fn publish_raw(
         &self,
         ch: &Channel,
         exchange: &str,
@@ -693,6 +710,14 @@ impl Bus for RabbitBus {
             true,
         )
         .await
+    }
+
+    async fn announce(&self, change: Change) -> Result<(), BusError> {
+        self.announce_change(change).await
+    }
+
+    async fn changes(&self) -> Result<Option<broadcast::Receiver<Change>>, BusError> {
+        Ok(Some(self.subscribe_changes()))
     }
 
     async fn consumers(&self, role: Role) -> Result<u32, BusError> {

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result, code_for_status};
+use crate::live::{self, Stop};
 
 /// How often and how patiently a request is retried after a connection error or a 502/503/504.
 /// A 4xx (or any other answer) is never retried.
@@ -81,7 +82,9 @@ pub struct ClientOptions {
     /// How long [`Client::wait`] takes a 404 for "not recorded yet" (QUEUED) rather than an error:
     /// the monitor records a transaction shortly after the put or get was accepted.
     pub not_found_grace: Duration,
-    /// Consecutive transient failures [`Client::wait`] rides out before giving up.
+    /// Consecutive transient failures (the server or its broker away) [`Client::wait`] rides
+    /// out before giving up. By default there is no limit: a wait lasts through an outage until
+    /// its own timeout.
     pub wait_transient_failures: u32,
     /// Do not verify the server's TLS certificate (test servers with self-signed certificates).
     pub insecure: bool,
@@ -94,7 +97,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             not_found_grace: Duration::from_secs(30),
-            wait_transient_failures: 10,
+            wait_transient_failures: u32::MAX,
             insecure: false,
         }
     }
@@ -109,6 +112,9 @@ pub enum WaitProgress<'a> {
     Status(&'a TransactionStatus),
     /// A poll failed with a transient error; waiting goes on.
     Unreachable(&'a Error),
+    /// The live status stream could not be opened or broke: waiting goes on by polling every
+    /// this long (more after failed polls).
+    Polling(&'a Error, Duration),
 }
 
 /// [`Client::whoami_full`]: who the server takes the token's bearer to be, and when the token
@@ -153,6 +159,9 @@ pub struct Client {
     /// Most paths sent in one request: longer lists go in chunks ([`Client::with_chunk_paths`]).
     chunk_paths: usize,
 }
+
+/// The longest pause between two polls of [`Client::wait`] once the server stops answering.
+pub const MAX_POLL: Duration = Duration::from_secs(30);
 
 /// Most paths a put or get sends in one request by default; a longer list is sent in chunks of
 /// this many (well below the server's default `[server] max_paths` of 50,000, and about 1 MB of
@@ -648,6 +657,14 @@ impl Client {
             .await
     }
 
+    /// Puts the files finished put `transaction_id` failed again, into the same holding, as a
+    /// new transaction linked to the first (`retry_of` / `retried_by` in their statuses).
+    pub async fn retry(&self, transaction_id: Uuid) -> Result<Accepted> {
+        let path = format!("/transactions/{transaction_id}/retry");
+        self.send(Method::POST, &path, None::<&()>, None::<&()>)
+            .await
+    }
+
     /// One transaction's status; [`Error::Api`] with `not_found` if the server does not know it.
     pub async fn transaction(&self, transaction_id: Uuid) -> Result<TransactionStatus> {
         let path = format!("/transactions/{transaction_id}");
@@ -677,12 +694,18 @@ impl Client {
         })
     }
 
-    /// Polls a transaction every `poll` until its state is final (or failed) and returns that
-    /// status. `on_progress` is called after every poll. With a `timeout`, gives up with
+    /// Waits until a transaction's state is final (or failed) and returns that status.
+    /// `on_progress` is called with every status seen. With a `timeout`, gives up with
     /// [`Error::Timeout`] once it has passed.
     ///
-    /// A 404 within [`ClientOptions::not_found_grace`] of the start counts as QUEUED; transient
-    /// failures (connection errors, 502-504) are ridden out up to
+    /// It follows the transaction's live status (server-sent events), so it returns as soon as
+    /// the final state is stored. If the stream cannot be opened or breaks, it says so
+    /// ([`WaitProgress::Polling`]; not for a server without live status) and polls every `poll`
+    /// instead, backing off up to [`MAX_POLL`] while polls fail.
+    ///
+    /// A transaction the server does not know is an error at once ([`Error::Api`], not found).
+    /// While polling (a server without live status), a 404 within
+    /// [`ClientOptions::not_found_grace`] of the start counts as QUEUED; transient failures (connection errors, 502-504) are ridden out up to
     /// [`ClientOptions::wait_transient_failures`] polls in a row.
     pub async fn wait<F>(
         &self,
@@ -697,6 +720,41 @@ impl Client {
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
         let poll = poll.max(Duration::from_millis(10));
+        match self
+            .follow_events(transaction_id, deadline, &mut on_progress)
+            .await
+        {
+            Ok(status) => return Ok(status),
+            Err(Stop::Timeout) => return Err(Error::Timeout),
+            // An older server without live status: polling is the way, nothing to say.
+            Err(Stop::Broken { error, .. }) if live::unsupported(&error) => {}
+            // A server with live status records a transaction before it accepts it: one it
+            // does not know is unknown (or someone else's), not queued.
+            Err(Stop::Broken {
+                error:
+                    e @ Error::Api {
+                        code: ErrorCode::NotFound,
+                        ..
+                    },
+                opened: false,
+            }) => return Err(e),
+            Err(Stop::Broken { error, .. }) => on_progress(WaitProgress::Polling(&error, poll)),
+        }
+        self.poll_until_final(transaction_id, poll, start, deadline, on_progress)
+            .await
+    }
+
+    async fn poll_until_final<F>(
+        &self,
+        transaction_id: Uuid,
+        poll: Duration,
+        start: Instant,
+        deadline: Option<Instant>,
+        mut on_progress: F,
+    ) -> Result<TransactionStatus>
+    where
+        F: FnMut(WaitProgress<'_>),
+    {
         let mut transient = 0u32;
         loop {
             match self.transaction(transaction_id).await {
@@ -719,7 +777,11 @@ impl Client {
                 }
                 Err(e) => return Err(e),
             }
-            let mut pause = poll;
+            // Back off while the server does not answer.
+            let mut pause = poll
+                .checked_mul(2u32.pow(transient.min(8)))
+                .unwrap_or(MAX_POLL)
+                .min(MAX_POLL.max(poll));
             if let Some(deadline) = deadline {
                 let now = Instant::now();
                 if now >= deadline {
@@ -729,6 +791,27 @@ impl Client {
             }
             tokio::time::sleep(pause).await;
         }
+    }
+
+    /// Opens a long-lived `GET` of `path` (a server-sent event stream), bounded by `longest`
+    /// instead of the request timeout.
+    pub(crate) async fn open_stream(
+        &self,
+        path: &str,
+        longest: Duration,
+    ) -> Result<reqwest::Response> {
+        let token = match &self.source {
+            Some(source) => source.bearer(false).await?,
+            None => self.token.clone(),
+        };
+        self.http
+            .get(self.url(path))
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .timeout(longest.max(Duration::from_secs(1)))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(Error::Transport)
     }
 
     fn url(&self, path: &str) -> String {
@@ -878,7 +961,7 @@ fn base64url_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
+pub(crate) async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
     let status = resp.status();
     let url_path = resp.url().path().to_owned();
     let bytes = resp.bytes().await.map_err(Error::Transport)?;

@@ -26,6 +26,9 @@ pub enum Error {
     /// No server URL or no token is configured at all (a first run): the text says how to fix it.
     #[error("{0}")]
     NotConfigured(String),
+    /// The live status stream of a transaction could not be read or broke (the wait then polls).
+    #[error("{0}")]
+    Live(String),
     /// The transaction did not reach a final state in time.
     #[error("timed out waiting for the transaction to finish")]
     Timeout,
@@ -42,6 +45,7 @@ impl Error {
             Error::Api { code, .. } => *code,
             Error::Transport(_) => ErrorCode::Unavailable,
             Error::Decode(_) => ErrorCode::Internal,
+            Error::Live(_) => ErrorCode::Unavailable,
             Error::Config(_) | Error::NotConfigured(_) => ErrorCode::BadRequest,
             Error::Timeout => ErrorCode::Timeout,
             Error::Provider { code, .. } => *code,

@@ -14,6 +14,7 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod live;
 pub mod local;
 pub mod oauth;
 pub mod paths;

@@ -574,6 +574,12 @@ pub struct TransactionStatus {
     pub bytes_done: u64,
     pub warnings: Vec<String>,
     pub sub_records: Vec<SubRecordStatus>,
+    /// The transaction whose failed files this one retries (`nlds retry`), if it is a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<Uuid>,
+    /// The transactions that retried this one's failed files, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried_by: Vec<Uuid>,
 }
 
 impl TransactionStatus {

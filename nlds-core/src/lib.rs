@@ -11,6 +11,7 @@
 pub mod access;
 pub mod admin;
 pub mod api;
+pub mod change;
 #[cfg(feature = "db")]
 pub mod db;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod versions;
 pub mod workflow;
 
 pub use access::AccessRole;
+pub use change::Change;
 pub use error::ErrorCode;
 pub use files::{FailedFile, PathKind};
 pub use message::{Envelope, FileRecord, Payload};

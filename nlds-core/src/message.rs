@@ -343,6 +343,10 @@ pub enum Payload {
     /// the same user's, in the same group, for the same API action (a retry); else an error
     /// `conflict` that says nothing of whose it is. Records nothing.
     CheckTransactionId,
+    /// RPC `monitor.init` (API → monitor), once a retry was accepted: the envelope's transaction
+    /// resubmits the failed files of `retry_of` (`POST /api/v2/transactions/{id}/retry`), so
+    /// stat shows the link both ways. Answered [`RpcReply::Recorded`].
+    RetryOf { retry_of: Uuid },
     /// Router → monitor: a sub-record changes state.
     MonitorUpdate {
         state: State,

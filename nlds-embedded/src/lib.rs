@@ -330,6 +330,7 @@ impl Embedded {
             bus,
             auth: nlds_server::auth::build(&settings)?,
             cfg: Arc::new(settings.server.clone()),
+            live: Default::default(),
         };
         write_private(
             &data.join("client.toml"),

@@ -81,6 +81,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(audited(Meta, r!(routes::meta)))
         .routes(audited(Stat, r!(routes::stat)))
         .routes(audited(Stat, r!(routes::transaction)))
+        .routes(audited(Stat, r!(routes::events)))
+        .routes(audited(Put, r!(routes::retry)))
         .routes(audited(Stage, r!(routes::stage)))
         .routes(audited(
             Stage,
@@ -169,6 +171,7 @@ mod route_table_tests {
             bus: Arc::new(nlds_bus::memory::MemoryBus::new()),
             auth: Arc::new(StaticTokens::from_toml("").unwrap()),
             cfg: Arc::new(crate::config::ServerConfig::default()),
+            live: Default::default(),
         })
     }
 
@@ -311,6 +314,8 @@ mod route_table_tests {
             (Method::POST, "/api/v2/meta"),
             (Method::GET, "/api/v2/transactions"),
             (Method::GET, "/api/v2/transactions/{transaction_id}"),
+            (Method::GET, "/api/v2/transactions/{transaction_id}/events"),
+            (Method::POST, "/api/v2/transactions/{transaction_id}/retry"),
             (Method::GET, "/system/status/"),
             (Method::GET, "/system/status"),
             (Method::GET, "/system/status/{service}"),

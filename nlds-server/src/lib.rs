@@ -18,6 +18,7 @@ pub mod delete;
 pub mod error;
 pub mod extract;
 pub mod legacy;
+pub mod live;
 pub mod notes;
 pub mod openapi;
 pub mod routes;

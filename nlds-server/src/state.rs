@@ -18,6 +18,8 @@ pub struct AppState {
     pub bus: Arc<dyn Bus>,
     pub auth: Arc<dyn Authenticator>,
     pub cfg: Arc<ServerConfig>,
+    /// The transactions followed for live status ([`crate::live`]).
+    pub live: Arc<crate::live::Live>,
 }
 
 impl AppState {

@@ -20,6 +20,12 @@ pub struct ServerConfig {
     /// How long a policy dry run (`POST /api/v2/admin/policy/dry-run`) waits for the policy role:
     /// it evaluates the whole catalogue (about a minute for ten million files).
     pub policy_rpc_timeout_secs: u64,
+    /// Live status (`GET /api/v2/transactions/{id}/events`): a comment line is sent this often
+    /// while nothing changes, so proxies and clients see the stream is alive.
+    pub events_keepalive_secs: u64,
+    /// Live status: how often a followed transaction is read again even when no change was
+    /// announced (changes announced while the broker was away are missed).
+    pub events_refresh_secs: u64,
     /// Most paths in one request body: a put or get of `/api/1.0.0` or `/api/v2`, or one chunk
     /// of a put or get sent in chunks (`POST /api/v2/paths`).
     pub max_paths: usize,
@@ -44,6 +50,8 @@ impl Default for ServerConfig {
             tokens_file: PathBuf::from("tokens.toml"),
             rpc_timeout_secs: 30,
             policy_rpc_timeout_secs: 600,
+            events_keepalive_secs: 15,
+            events_refresh_secs: 10,
             max_paths: 50_000,
             max_request_paths: 10_000_000,
             max_body_bytes: 64 << 20,

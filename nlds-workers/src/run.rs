@@ -221,7 +221,7 @@ pub async fn handler(
             crate::debris::archive_get(&cfg.spool_dir()).await?,
         )),
         Role::Monitor | Role::MonitorRpc => {
-            Arc::new(crate::monitor::Monitor::new(res.db(cfg).await?))
+            Arc::new(crate::monitor::Monitor::new(res.db(cfg).await?).with_changes(bus.clone()))
         }
         Role::Policy => Arc::new(
             crate::policy::rpc::PolicyRpc::new(res.policy(cfg, &settings.policy, bus).await?)

@@ -148,6 +148,23 @@ fn once(prefetch: u16) -> ConsumeOptions {
     }
 }
 
+/// Closes every connection of `v`'s vhost, as a broker restart would.
+fn close_connections(v: &Vhost) {
+    let conns = rabbitmqctl(&[
+        "list_connections",
+        "-q",
+        "--no-table-headers",
+        "pid",
+        "vhost",
+    ]);
+    for line in conns.lines().filter(|l| l.ends_with(&v.name)) {
+        let pid = line.split_whitespace().next().unwrap();
+        let _ = Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "test restart"])
+            .output();
+    }
+}
+
 async fn count_in(url: &str, queue: &str) -> Vec<Vec<u8>> {
     let conn = Connection::connect(url, ConnectionProperties::default())
         .await
@@ -367,19 +384,7 @@ async fn publisher_and_consumers_reconnect_after_the_broker_drops_them() {
     eventually("first delivery", || calls.load(Ordering::SeqCst) >= 1).await;
 
     // Close every connection of this vhost, as a broker restart would.
-    let conns = rabbitmqctl(&[
-        "list_connections",
-        "-q",
-        "--no-table-headers",
-        "pid",
-        "vhost",
-    ]);
-    for line in conns.lines().filter(|l| l.ends_with(&v.name)) {
-        let pid = line.split_whitespace().next().unwrap();
-        let _ = Command::new("rabbitmqctl")
-            .args(["close_connection", pid, "test restart"])
-            .output();
-    }
+    close_connections(&v);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     bus.publish(RoutingKey::new(Worker::Route, Action::Put), &env(&["/2"]))
@@ -436,4 +441,90 @@ async fn delayed_messages_arrive_after_their_delay_from_the_broker() {
         .await,
         Err(BusError::Unroutable(_))
     ));
+}
+
+/// Transaction changes go to every watching process (each with its own exclusive queue), not to a
+/// work queue; a change nobody watches is no error; a watcher keeps receiving after the broker
+/// dropped its connection.
+#[tokio::test]
+async fn announced_changes_reach_every_watching_process_and_survive_a_reconnect() {
+    let Some(v) = Vhost::new() else { return };
+    let monitor = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
+    // Nobody watches yet: dropped quietly.
+    let early = nlds_core::Change {
+        transaction_id: Uuid::new_v4(),
+    };
+    monitor.announce(early).await.unwrap();
+
+    let (server_a, server_b) = (
+        RabbitBus::connect(&v.url, fast_retry()).await.unwrap(),
+        RabbitBus::connect(&v.url, fast_retry()).await.unwrap(),
+    );
+    let mut a = server_a
+        .changes()
+        .await
+        .unwrap()
+        .expect("RabbitMQ carries changes");
+    let mut b = server_b
+        .changes()
+        .await
+        .unwrap()
+        .expect("RabbitMQ carries changes");
+    // Each process declares its queue in the background: announce until both hear one.
+    let first = nlds_core::Change {
+        transaction_id: Uuid::new_v4(),
+    };
+    let heard = |rx: &mut tokio::sync::broadcast::Receiver<nlds_core::Change>| {
+        let mut got = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            got.push(c);
+        }
+        got
+    };
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        monitor.announce(first).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        got_a.extend(heard(&mut a));
+        got_b.extend(heard(&mut b));
+        if !got_a.is_empty() && !got_b.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        got_a.contains(&first) && got_b.contains(&first),
+        "{got_a:?} {got_b:?}"
+    );
+    assert!(
+        !got_a.contains(&early),
+        "a change before anyone watched was kept"
+    );
+
+    // Changes are no work: no role's queue holds one.
+    for role in Role::ALL {
+        assert!(
+            count_in(&v.url, &role.queue()).await.is_empty(),
+            "{} holds a change",
+            role.queue()
+        );
+    }
+
+    // Close every connection of this vhost; server A's watcher comes back by itself.
+    close_connections(&v);
+    let after = nlds_core::Change {
+        transaction_id: Uuid::new_v4(),
+    };
+    let mut got = Vec::new();
+    for _ in 0..200 {
+        let _ = monitor.announce(after).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        got.extend(heard(&mut a));
+        if got.contains(&after) {
+            break;
+        }
+    }
+    assert!(
+        got.contains(&after),
+        "no change after the reconnect: {got:?}"
+    );
 }

@@ -173,6 +173,9 @@ pub enum Command {
     Stat(StatArgs),
     /// Wait for a transaction to finish; the exit code tells how it ended.
     Wait(WaitArgs),
+    /// Put the files a finished put failed again, into the same holding, as a new transaction
+    /// linked to the first (stat shows the link both ways).
+    Retry(crate::commands::retry::RetryArgs),
     /// Make stored files warm (recalling those only on tape) and keep them so for a lifetime;
     /// or follow (--status), cancel (--cancel) or forget (--delete) a stage request.
     ///

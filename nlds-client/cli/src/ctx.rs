@@ -146,15 +146,42 @@ impl Failure {
         }
     }
 
-    /// The line(s) printed on standard error (without `--json`).
+    /// The line(s) printed on standard error (without `--json`): the error, and what to do
+    /// about it where that is known.
     pub fn human(&self) -> String {
-        match self {
+        let text = match self {
             Failure::Client(e @ (Error::Api { code, .. } | Error::Provider { code, .. })) => {
                 format!("error: {e} ({code})")
             }
             // A first run: not an error dump, just what to do.
             Failure::Client(e @ Error::NotConfigured(_)) => e.to_string(),
             other => format!("error: {}", other.message()),
+        };
+        match self.remedy() {
+            Some(hint) => format!("{text}\nhint: {hint}"),
+            None => text,
+        }
+    }
+
+    /// What to do next, for the failures whose message alone does not say.
+    fn remedy(&self) -> Option<&'static str> {
+        match self {
+            Failure::Client(Error::Transport(e)) if e.is_connect() => Some(
+                "is the server running, and is its address right? `nlds config show` shows the \
+                 url in use; `nlds init` sets it",
+            ),
+            Failure::Client(Error::Api {
+                code: ErrorCode::Unauthorized,
+                ..
+            }) => Some(
+                "the token is invalid or has expired: `nlds login` (OpenID Connect) or `nlds \
+                 init` (a static token) gets a new one",
+            ),
+            Failure::Client(Error::Api {
+                code: ErrorCode::Unavailable,
+                ..
+            }) => Some("the service is down or busy: try again in a minute"),
+            _ => None,
         }
     }
 
@@ -323,16 +350,26 @@ pub(crate) async fn wait_for(
     let mut last: Option<State> = None;
     let result = {
         let err = &mut *io.err;
-        client
-            .wait(id, w.poll, w.timeout, |p| {
-                if let WaitProgress::Status(s) = p {
-                    last = Some(s.state);
-                }
-                reporter.update(p, err);
-            })
-            .await
+        let waiting = client.wait(id, w.poll, w.timeout, |p| {
+            if let WaitProgress::Status(s) = p {
+                last = Some(s.state);
+            }
+            reporter.update(p, err);
+        });
+        // Ctrl-C stops the waiting, not the transaction: say how to follow it.
+        tokio::select! {
+            r = waiting => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
     };
     reporter.finish();
+    let Some(result) = result else {
+        let _ = writeln!(
+            io.err,
+            "interrupted: transaction {id} goes on without this command; follow it with `nlds wait {id}`"
+        );
+        return Ok(exit::INTERRUPTED);
+    };
     match result {
         Ok(status) => {
             if ctx.json {

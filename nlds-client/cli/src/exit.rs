@@ -13,6 +13,7 @@
 //! |   10 | [`COMPLETE_WITH_WARNINGS`] | with `--wait`: the transaction ended `COMPLETE_WITH_WARNINGS`          |
 //! |   11 | [`COMPLETE_WITH_ERRORS`]   | with `--wait`: the transaction ended `COMPLETE_WITH_ERRORS`            |
 //! |   12 | [`FAILED`]                 | with `--wait`: the transaction ended `FAILED`                          |
+//! |  130 | [`INTERRUPTED`]            | Ctrl-C while waiting (`--wait`, `wait`): the transaction goes on        |
 
 use nlds_core::{ErrorCode, State};
 
@@ -29,6 +30,7 @@ pub const TIMEOUT: u8 = 7;
 pub const COMPLETE_WITH_WARNINGS: u8 = 10;
 pub const COMPLETE_WITH_ERRORS: u8 = 11;
 pub const FAILED: u8 = 12;
+pub const INTERRUPTED: u8 = 130;
 
 /// The exit-code table as a string literal, for `concat!` (`nlds --help`).
 #[macro_export]
@@ -46,7 +48,8 @@ Exit codes:
    7  timeout (--wait --timeout passed, no answer within --request-timeout, or HTTP 504)
   10  ended COMPLETE_WITH_WARNINGS (--wait)
   11  ended COMPLETE_WITH_ERRORS (--wait)
-  12  ended FAILED (--wait)"
+  12  ended FAILED (--wait)
+ 130  interrupted (Ctrl-C) while waiting; the transaction goes on"
     };
 }
 
@@ -72,6 +75,7 @@ pub fn for_error(e: &Error) -> u8 {
         e @ Error::Transport(_) if e.is_request_timeout() => TIMEOUT,
         Error::Transport(_) => NETWORK,
         Error::Decode(_) => GENERIC,
+        Error::Live(_) => NETWORK,
         Error::Config(_) | Error::NotConfigured(_) => CONFIG,
         Error::Timeout => TIMEOUT,
         Error::Provider { code, .. } => match code {

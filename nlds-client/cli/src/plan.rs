@@ -36,6 +36,8 @@ pub enum Plan {
         failed_files: bool,
     },
     Wait(Uuid, WaitPlan),
+    /// `retry ID`: a put of the failed files of put ID.
+    Retry(Uuid, Option<WaitPlan>),
     Whoami,
     /// `del`, `dellist` (see `crate::delete`).
     Delete(DeleteRequest, Option<WaitPlan>),
@@ -60,7 +62,12 @@ impl Plan {
             Plan::Undelete(r) => r.group = group,
             Plan::Stage(p) => p.set_group(group),
             Plan::Explain(q) => q.group = group,
-            Plan::Wait(..) | Plan::Whoami | Plan::Purge(_) | Plan::Admin(_) | Plan::Quota(_) => {}
+            Plan::Wait(..)
+            | Plan::Retry(..)
+            | Plan::Whoami
+            | Plan::Purge(_)
+            | Plan::Admin(_)
+            | Plan::Quota(_) => {}
         }
     }
 }

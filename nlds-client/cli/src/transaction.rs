@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use nlds_core::State;
 use nlds_core::api::{Accepted, ApiAction, TransactionStatus};
+use uuid::Uuid;
 
 use crate::format::{INDENT, Zone, human_size, kv, opt, printable, state_name, time};
 
@@ -67,6 +68,13 @@ pub fn transaction_view(
     );
     if let Some(summary) = put_summary(t) {
         kv(&mut o, INDENT, "put", &summary);
+    }
+    if let Some(of) = t.retry_of {
+        kv(&mut o, INDENT, "retry of", &of.to_string());
+    }
+    if !t.retried_by.is_empty() {
+        let by: Vec<String> = t.retried_by.iter().map(Uuid::to_string).collect();
+        kv(&mut o, INDENT, "retried by", &by.join("\n"));
     }
     kv(
         &mut o,

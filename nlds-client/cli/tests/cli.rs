@@ -567,6 +567,8 @@ fn sample_transactions() -> Vec<TransactionStatus> {
         ],
         files_skipped: 0,
         files_new_versions: 0,
+        retry_of: None,
+        retried_by: Vec::new(),
     };
     let t2 = TransactionStatus {
         id: 42,
@@ -590,6 +592,8 @@ fn sample_transactions() -> Vec<TransactionStatus> {
         sub_records: vec![],
         files_skipped: 0,
         files_new_versions: 0,
+        retry_of: None,
+        retried_by: Vec::new(),
     };
     let mut t3 = t2.clone();
     t3.id = 1043;
@@ -1225,6 +1229,11 @@ async fn retries_give_up_after_the_policy() {
 async fn wait_treats_an_early_404_as_queued_and_stops_at_a_final_state() {
     let tid = uuid(0x41);
     let fake = fake_server(vec![
+        // A server without live status: waiting polls, and says nothing about it.
+        (
+            404,
+            err_body("not_found", "no such endpoint; see /api/v2/openapi.json"),
+        ),
         (404, err_body("not_found", "no such transaction")),
         (503, err_body("unavailable", "blip")),
         (200, status_body(tid, State::TransferPutting, 1)),
@@ -1247,13 +1256,7 @@ async fn wait_treats_an_early_404_as_queued_and_stops_at_a_final_state() {
             tid,
             Duration::from_millis(5),
             Some(Duration::from_secs(10)),
-            |p| {
-                events.push(match p {
-                    WaitProgress::Queued => "queued".to_owned(),
-                    WaitProgress::Status(s) => format!("{} {}", s.state, s.files_done),
-                    WaitProgress::Unreachable(e) => format!("unreachable {e}"),
-                })
-            },
+            |p| events.push(progress_text(p)),
         )
         .await
         .unwrap();
@@ -1268,10 +1271,99 @@ async fn wait_treats_an_early_404_as_queued_and_stops_at_a_final_state() {
             "COMPLETE 4"
         ]
     );
+    let seen = fake.seen();
+    assert_eq!(
+        seen[0].target,
+        "/api/v2/transactions/41414141-4141-4141-4141-414141414141/events"
+    );
     assert!(
-        fake.seen()
+        seen[1..]
             .iter()
             .all(|s| s.target == "/api/v2/transactions/41414141-4141-4141-4141-414141414141")
+    );
+}
+
+/// What a test records of one report of `Client::wait`.
+fn progress_text(p: WaitProgress<'_>) -> String {
+    match p {
+        WaitProgress::Queued => "queued".to_owned(),
+        WaitProgress::Status(s) => format!("{} {}", s.state, s.files_done),
+        WaitProgress::Unreachable(e) => format!("unreachable {e}"),
+        WaitProgress::Polling(e, poll) => format!("polling every {poll:?}: {e}"),
+    }
+}
+
+/// A server-sent event carrying `status` (what `GET .../events` streams).
+fn status_event(tid: Uuid, state: State, done: u64, id: u64) -> String {
+    format!(
+        "event: status\nid: {id}\ndata: {}\n\n",
+        status_body(tid, state, done)
+    )
+}
+
+#[tokio::test]
+async fn wait_follows_the_live_status_and_asks_nothing_else() {
+    let tid = uuid(0x43);
+    let stream = format!(
+        ": keep-alive\n\n{}{}",
+        status_event(tid, State::TransferPutting, 1, 10),
+        status_event(tid, State::Complete, 4, 11)
+    );
+    let fake = fake_server(vec![(200, stream)]).await;
+    let client = fast_client(&fake.url());
+    let mut seen_states = Vec::new();
+    // Polling every hour: only the live status can end this wait in time.
+    let status = client
+        .wait(
+            tid,
+            Duration::from_secs(3600),
+            Some(Duration::from_secs(30)),
+            |p| {
+                if let WaitProgress::Status(s) = p {
+                    seen_states.push(s.state);
+                }
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.state, State::Complete);
+    assert_eq!(seen_states, vec![State::TransferPutting, State::Complete]);
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].target,
+        "/api/v2/transactions/43434343-4343-4343-4343-434343434343/events"
+    );
+}
+
+#[tokio::test]
+async fn wait_says_when_the_live_status_breaks_and_polls_instead() {
+    let tid = uuid(0x44);
+    // The stream ends (the connection closes) before the final state.
+    let fake = fake_server(vec![
+        (200, status_event(tid, State::TransferPutting, 1, 10)),
+        (200, status_body(tid, State::Complete, 4)),
+    ])
+    .await;
+    let client = fast_client(&fake.url());
+    let mut events = Vec::new();
+    let status = client
+        .wait(
+            tid,
+            Duration::from_millis(10),
+            Some(Duration::from_secs(30)),
+            |p| events.push(progress_text(p)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.state, State::Complete);
+    assert_eq!(
+        events,
+        vec![
+            "TRANSFER_PUTTING 1".to_owned(),
+            "polling every 10ms: the live status stream ended before the final state".to_owned(),
+            "COMPLETE 4".to_owned(),
+        ]
     );
 }
 
@@ -1368,12 +1460,13 @@ fn server_env(fake: &Fake) -> Env {
 #[tokio::test]
 async fn cli_put_wait_reports_the_final_state_in_the_exit_code() {
     let tid = uuid(0x51);
-    let fake = fake_server(vec![
-        (202, accepted_body(tid, "put")),
-        (200, status_body(tid, State::TransferPutting, 2)),
-        (200, status_body(tid, State::CompleteWithErrors, 3)),
-    ])
-    .await;
+    // The live status: two events, the second final.
+    let stream = format!(
+        "{}{}",
+        status_event(tid, State::TransferPutting, 2, 1),
+        status_event(tid, State::CompleteWithErrors, 3, 2)
+    );
+    let fake = fake_server(vec![(202, accepted_body(tid, "put")), (200, stream)]).await;
     let env = server_env(&fake);
     let o = run_cli(
         &[
@@ -1443,8 +1536,9 @@ async fn cli_put_wait_reports_the_final_state_in_the_exit_code() {
     assert_eq!(body["label"], "run42");
     assert_eq!(body["job_label"], "job1");
     assert_eq!(body["group"], "climate");
-    assert_eq!(seen[1].target, format!("/api/v2/transactions/{tid}"));
-    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[1].target, format!("/api/v2/transactions/{tid}/events"));
+    assert_eq!(seen[1].header("accept"), Some("text/event-stream"));
+    assert_eq!(seen.len(), 2, "no poll: the live status ended the wait");
 }
 
 #[tokio::test]
@@ -2940,4 +3034,54 @@ fn put_and_putlist_name_a_tenancy_only_when_asked() {
         panic!("not a put")
     };
     assert_eq!(req.tenancy, None);
+}
+
+/// Ctrl-C while `--wait` waits stops the waiting, not the transaction: the command says which
+/// transaction goes on and how to follow it, and exits 130.
+#[tokio::test]
+async fn ctrl_c_while_waiting_names_the_transaction_and_how_to_follow_it() {
+    let tid = uuid(0x45);
+    // Accepted, then the live status never answers: the command waits.
+    let fake = fake_server(vec![
+        (202, accepted_body(tid, "put")),
+        (STALL, String::new()),
+    ])
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_nlds"))
+        .args(["put", &src.path().to_string_lossy(), "--wait"])
+        .env_clear()
+        .env("HOME", home.path())
+        .env("NLDS_URL", fake.url())
+        .env("NLDS_TOKEN", "tok-123")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the command is waiting (it asked for the live status).
+    let start = std::time::Instant::now();
+    while !fake.seen().iter().any(|s| s.target.ends_with("/events")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never started waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "interrupted: transaction {tid} goes on without this command; follow it with `nlds wait {tid}`"
+        )),
+        "{stderr}"
+    );
 }

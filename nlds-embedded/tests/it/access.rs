@@ -897,6 +897,7 @@ async fn admin_views_and_audit_in_distributed_mode() {
             rpc_timeout_secs: 30,
             ..Default::default()
         }),
+        live: Default::default(),
     };
     let s2 = stop.clone();
     tokio::spawn(async move {

@@ -159,6 +159,7 @@ pub async fn serve_api(
         bus,
         auth: Arc::new(auth),
         cfg: Arc::new(cfg),
+        live: Default::default(),
     };
     tokio::spawn(async move {
         axum::serve(listener, router(state))

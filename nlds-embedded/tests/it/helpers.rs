@@ -299,6 +299,32 @@ impl ServerProcess {
         Self::launch(data_dir, log_dir, None, rust_log, &[], sets).await
     }
 
+    /// [`ServerProcess::start`] with both extra environment variables and `--set` settings.
+    pub async fn start_with(
+        data_dir: &Path,
+        log_dir: &Path,
+        rust_log: &str,
+        envs: &[(&str, &std::ffi::OsStr)],
+        sets: &[&str],
+    ) -> Self {
+        Self::launch(data_dir, log_dir, None, rust_log, envs, sets).await
+    }
+
+    /// [`ServerProcess::start_with`] listening on `listen` (e.g. the address of a server started
+    /// before on the same data directory, to restart it where its clients look for it).
+    pub async fn start_at(
+        listen: &str,
+        data_dir: &Path,
+        log_dir: &Path,
+        rust_log: &str,
+        envs: &[(&str, &std::ffi::OsStr)],
+        sets: &[&str],
+    ) -> Self {
+        let mut with_listen = vec!["--listen", listen];
+        with_listen.extend_from_slice(sets);
+        Self::launch(data_dir, log_dir, None, rust_log, envs, &with_listen).await
+    }
+
     async fn launch(
         data_dir: &Path,
         log_dir: &Path,
@@ -311,16 +337,28 @@ impl ServerProcess {
         let stdout = log_dir.join("server.stdout");
         let stderr = log_dir.join("server.stderr");
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nlds-server"));
+        // `--listen ADDR` given among the settings replaces the free port.
+        let listen = sets
+            .iter()
+            .position(|s| *s == "--listen")
+            .and_then(|i| sets.get(i + 1))
+            .copied()
+            .unwrap_or("127.0.0.1:0");
         cmd.arg("embedded")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
             .arg(data_dir);
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
-        for set in sets {
-            cmd.args(["--set", set]);
+        let mut sets = sets.iter();
+        while let Some(set) = sets.next() {
+            if *set == "--listen" {
+                sets.next();
+            } else {
+                cmd.args(["--set", set]);
+            }
         }
         for var in [
             "NLDS_AMQP_URL",

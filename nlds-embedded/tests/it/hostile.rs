@@ -122,6 +122,7 @@ async fn start_api(settings: &Settings, tokens: &str, stop: CancellationToken) -
             listen: addr,
             ..Default::default()
         }),
+        live: Default::default(),
     };
     tokio::spawn(async move {
         axum::serve(listener, router(state))

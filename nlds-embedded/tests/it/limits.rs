@@ -388,6 +388,7 @@ async fn limits_status_page_hides_hosts_from_anonymous_callers_and_caches_pings(
         bus: bus.clone(),
         auth: Arc::new(auth),
         cfg: Arc::new(ServerConfig::default()),
+        live: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -474,6 +475,7 @@ async fn limits_provider_unavailable_does_not_name_the_provider() {
         bus: Arc::new(nlds_bus::memory::MemoryBus::new()),
         auth: Arc::new(auth),
         cfg: Arc::new(ServerConfig::default()),
+        live: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

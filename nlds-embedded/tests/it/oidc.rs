@@ -129,6 +129,7 @@ async fn serve(auth: Arc<OidcAuthenticator>) -> String {
         bus: Arc::new(nlds_bus::memory::MemoryBus::new()),
         auth,
         cfg: Arc::new(ServerConfig::default()),
+        live: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

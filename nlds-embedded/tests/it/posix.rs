@@ -145,6 +145,7 @@ async fn start(
             listen: addr,
             ..Default::default()
         }),
+        live: Default::default(),
     };
     tokio::spawn(async move {
         axum::serve(listener, router(state))

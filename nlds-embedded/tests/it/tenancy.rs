@@ -38,6 +38,7 @@ async fn start_server(settings: &nlds_workers::run::Settings, stop: Cancellation
         bus,
         auth: std::sync::Arc::new(auth),
         cfg: std::sync::Arc::new(cfg),
+        live: Default::default(),
     };
     tokio::spawn(async move {
         axum::serve(listener, router(state))

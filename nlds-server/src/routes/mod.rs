@@ -1,6 +1,7 @@
 //! Handlers of the native API (`/api/v2`).
 
 mod admin_ops;
+mod events;
 mod get;
 mod health;
 mod paths;
@@ -8,6 +9,7 @@ mod policy;
 mod put;
 mod quota;
 mod read;
+mod retry;
 mod stage;
 mod status;
 mod storage_audit;
@@ -32,6 +34,7 @@ use crate::extract::Caller;
 use crate::state::AppState;
 
 pub use admin_ops::{__path_admin_archive, __path_admin_evict, admin_archive, admin_evict};
+pub use events::{__path_events, events};
 pub use get::{__path_get, get, plan_get, submit_get};
 pub use health::{__path_healthz, __path_readyz, default_readiness, healthz, readyz};
 pub use paths::{__path_append_paths, append_paths};
@@ -45,6 +48,7 @@ pub use quota::{
     __path_admin_quota, __path_admin_set_quota, __path_quota, admin_quota, admin_set_quota, quota,
 };
 pub use read::{__path_find, __path_list, __path_meta, find, list, meta};
+pub use retry::{__path_retry, retry};
 pub use stage::{
     __path_archiveinfo, __path_release, __path_stage, __path_stage_cancel, __path_stage_delete,
     __path_stage_status, archiveinfo, release, stage, stage_cancel, stage_delete, stage_status,

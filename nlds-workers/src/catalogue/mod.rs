@@ -621,6 +621,7 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::Failed { .. } => "failed",
         Payload::MonitorInit { .. } => "monitor_init",
         Payload::CheckTransactionId => "check_transaction_id",
+        Payload::RetryOf { .. } => "retry_of",
         Payload::MonitorUpdate { .. } => "monitor_update",
         Payload::Warning { .. } => "warning",
         Payload::Log { .. } => "log",

@@ -18,6 +18,8 @@ pub struct Model {
     pub holding_id: Option<i64>,
     pub created: DateTimeUtc,
     pub updated: DateTimeUtc,
+    /// The transaction (id) whose failed files this one retries.
+    pub retry_of: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

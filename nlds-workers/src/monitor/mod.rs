@@ -6,16 +6,19 @@
 //! a sub-record from a final state back to a non-final one.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use nlds_bus::{Handler, HandlerError, Outcome};
+use nlds_bus::{Bus, Handler, HandlerError, Outcome};
 use nlds_core::api::{
     DEFAULT_LIMIT, MAX_LIMIT, SubRecordStatus, TransactionPage, TransactionStatus,
 };
 use nlds_core::message::{RpcReply, StatusFilter};
 use nlds_core::workflow::sub_record::{self as states, Tally};
-use nlds_core::{Action, Envelope, ErrorCode, FailedFile, Payload, RoutingKey, State, Worker};
+use nlds_core::{
+    Action, Change, Envelope, ErrorCode, FailedFile, Payload, RoutingKey, State, Worker,
+};
 use sea_orm::sea_query::{OnConflict, Order, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
@@ -41,6 +44,8 @@ const CHUNK: usize = 500;
 /// The monitor handler (roles `monitor` and `monitor-rpc`).
 pub struct Monitor {
     db: DatabaseConnection,
+    /// Where it announces each transaction it changed (live status), if anywhere.
+    changes: Option<Arc<dyn Bus>>,
 }
 
 #[async_trait]
@@ -48,13 +53,46 @@ impl Handler for Monitor {
     async fn handle(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
         let rpc = key.worker == Worker::Monitor;
         let result = db::retrying(|| self.dispatch(key, &env)).await;
+        if result.is_ok() && changes_status(&env.payload) {
+            self.announce(env.transaction_id).await;
+        }
         db::finish(key, &env, rpc, result)
     }
 }
 
+/// Whether storing `payload` changes a transaction's status (what live status streams).
+fn changes_status(payload: &Payload) -> bool {
+    matches!(
+        payload,
+        Payload::MonitorInit { .. } | Payload::MonitorUpdate { .. } | Payload::Warning { .. }
+    )
+}
+
 impl Monitor {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self { db, changes: None }
+    }
+
+    /// Announces on `bus` every transaction whose status it stored a change of
+    /// ([`Bus::announce`]), for the servers streaming live status.
+    pub fn with_changes(mut self, bus: Arc<dyn Bus>) -> Self {
+        self.changes = Some(bus);
+        self
+    }
+
+    /// Best effort: a change that cannot be announced is seen by watchers when they next look
+    /// (they look again now and then), so it never fails the update.
+    async fn announce(&self, transaction_id: Uuid) {
+        let Some(bus) = &self.changes else { return };
+        // Never holds the monitor up for long: it is the single writer of every status.
+        let announced = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            bus.announce(Change { transaction_id }),
+        )
+        .await;
+        if !matches!(announced, Ok(Ok(()))) {
+            tracing::debug!(%transaction_id, ?announced, "could not announce the change of a transaction");
+        }
     }
 
     async fn dispatch(&self, key: RoutingKey, env: &Envelope) -> Result<Outcome> {
@@ -100,6 +138,12 @@ impl Monitor {
                 self.warn(env, warnings).await?;
                 Ok(Outcome::none())
             }
+            (Worker::Monitor, Action::Init, Payload::RetryOf { retry_of }) => {
+                self.link_retry(env, *retry_of).await?;
+                Ok(Outcome::reply(
+                    env.reply(Payload::Reply(RpcReply::Recorded)),
+                ))
+            }
             (Worker::Monitor, Action::Stat, Payload::Stat { filter }) => {
                 let page = self.stat(env, filter).await?;
                 Ok(Outcome::reply(
@@ -118,6 +162,28 @@ impl Monitor {
             }
             _ => Err(bad_request(format!("the monitor does not handle {key}"))),
         }
+    }
+
+    /// Records that `env`'s transaction (the user's own, just accepted) retries the failed
+    /// files of `retry_of`.
+    async fn link_retry(&self, env: &Envelope, retry_of: Uuid) -> Result<()> {
+        use transaction_record::Column as C;
+        let linked = transaction_record::Entity::update_many()
+            .col_expr(
+                C::RetryOf,
+                sea_orm::sea_query::Expr::value(retry_of.to_string()),
+            )
+            .filter(C::TransactionId.eq(env.transaction_id.to_string()))
+            .filter(C::User.eq(&env.user))
+            .exec(&self.db)
+            .await?;
+        if linked.rows_affected == 0 {
+            return Err(bad_request(format!(
+                "transaction {} is not recorded: cannot link it to {retry_of}",
+                env.transaction_id
+            )));
+        }
+        Ok(())
     }
 
     /// `monitor-put.init`: creates the transaction record, or completes one an update created
@@ -498,6 +564,25 @@ async fn status(
                 .push(w.text);
         }
     }
+    // Retries of these transactions (each its own record, linked by `retry_of`), oldest first.
+    let mut retried_by: HashMap<String, Vec<Uuid>> = HashMap::new();
+    let tids: Vec<&str> = records.iter().map(|r| r.transaction_id.as_str()).collect();
+    for chunk in tids.chunks(CHUNK) {
+        let rows: Vec<(Option<String>, String)> = transaction_record::Entity::find()
+            .select_only()
+            .column(transaction_record::Column::RetryOf)
+            .column(transaction_record::Column::TransactionId)
+            .filter(transaction_record::Column::RetryOf.is_in(chunk.iter().copied()))
+            .order_by(transaction_record::Column::Id, Order::Asc)
+            .into_tuple()
+            .all(c)
+            .await?;
+        for (of, tid) in rows {
+            if let (Some(of), Ok(tid)) = (of, Uuid::parse_str(&tid)) {
+                retried_by.entry(of).or_default().push(tid);
+            }
+        }
+    }
     let sub_ids: Vec<i64> = subs.values().flatten().map(|s| s.id).collect();
     for chunk in sub_ids.chunks(CHUNK) {
         for f in failed_file::Entity::find()
@@ -574,6 +659,8 @@ async fn status(
             bytes_done: tally.bytes_done,
             warnings,
             sub_records,
+            retry_of: r.retry_of.as_deref().and_then(|t| Uuid::parse_str(t).ok()),
+            retried_by: retried_by.remove(&r.transaction_id).unwrap_or_default(),
         });
     }
     Ok(out)

@@ -14,6 +14,7 @@ pub mod man;
 pub mod meta;
 pub mod put;
 pub mod quota;
+pub mod retry;
 pub mod setup;
 pub mod stage;
 pub mod stat;

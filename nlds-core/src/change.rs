@@ -1,0 +1,13 @@
+//! A transaction changed: what the monitor announces after each update of a transaction it has
+//! stored, for the processes that stream live status (`GET
+//! /api/v2/transactions/{id}/events`). It names the transaction only: a watcher reads the status
+//! itself, with its caller's rights, so an announcement reveals nothing to anyone.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Transaction `transaction_id` has a new status (a state, counts, failures or warnings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub transaction_id: Uuid,
+}
