@@ -235,6 +235,33 @@ pub(crate) fn note(io: &mut Io<'_>, ctx: &Ctx, text: &str) {
     }
 }
 
+/// What a `list` or `find` query names, as people say it ("label run42, tag project:ice"), or
+/// `None` for a query that names nothing (a plain listing).
+///
+/// The one rule for "nothing matched" (`list`, `find`, in every output mode): a query that names
+/// something and matches nothing exits 5 (not found), saying what was asked; a plain listing that
+/// is empty is no error (exit 0). With `--json` the empty page is printed all the same.
+pub(crate) fn selection(q: &nlds_core::api::HoldingQuery) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(l) = &q.label {
+        parts.push(format!("label {l}"));
+    }
+    if let Some(id) = q.holding_id {
+        parts.push(format!("holding id {id}"));
+    }
+    if let Some(t) = &q.transaction_id {
+        parts.push(format!("transaction {t}"));
+    }
+    if let Some(t) = &q.tag {
+        parts.push(format!("tag {t}"));
+    }
+    if let Some(p) = &q.path {
+        let kind = if q.regex { "pattern" } else { "path" };
+        parts.push(format!("{kind} {p}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 pub(crate) fn more_note(io: &mut Io<'_>, ctx: &Ctx, shown: usize, total: u64, what: &str) {
     if total > shown as u64 {
         note(

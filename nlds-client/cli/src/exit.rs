@@ -7,7 +7,7 @@
 //! |    2 | [`USAGE`]                  | bad command line or input (unknown option, empty FILELIST, ...)        |
 //! |    3 | [`AUTH`]                   | the server refused the token or the action (HTTP 401 or 403)           |
 //! |    4 | [`CONFIG`]                 | nlds is not configured (no server URL or token) or misconfigured       |
-//! |    5 | [`NOT_FOUND`]              | the holding, transaction or file does not exist (HTTP 404); a dry run that would transfer or change nothing |
+//! |    5 | [`NOT_FOUND`]              | the holding, transaction or file does not exist (HTTP 404); a `list` or `find` naming something that matches nothing; a dry run that would transfer or change nothing |
 //! |    6 | [`NETWORK`]                | the server cannot be reached, or is unavailable (after retries)        |
 //! |    7 | [`TIMEOUT`]                | `--wait` gave up (`--timeout`), no answer within the request timeout, or HTTP 504 |
 //! |   10 | [`COMPLETE_WITH_WARNINGS`] | with `--wait`: the transaction ended `COMPLETE_WITH_WARNINGS`          |
@@ -43,7 +43,8 @@ Exit codes:
    2  usage error
    3  authentication or permission refused (HTTP 401/403)
    4  not configured (no server URL or token: run `nlds init`) or misconfigured
-   5  not found (HTTP 404), or a --dry-run that would transfer or change nothing
+   5  not found (HTTP 404), a list or find naming something that matches nothing,
+      or a --dry-run that would transfer or change nothing
    6  network error, server unreachable or unavailable
    7  timeout (--wait --timeout passed, no answer within --request-timeout, or HTTP 504)
   10  ended COMPLETE_WITH_WARNINGS (--wait)

@@ -3085,3 +3085,62 @@ async fn ctrl_c_while_waiting_names_the_transaction_and_how_to_follow_it() {
         "{stderr}"
     );
 }
+
+/// One rule for "nothing matched": `list` and `find` exit 5 when the query names something that
+/// matches nothing, in every output mode; a plain listing that is empty exits 0.
+#[tokio::test]
+async fn nothing_matched_exits_5_for_list_and_find_alike() {
+    let no_files = serde_json::json!({"files": [], "total": 0, "limit": 1000, "offset": 0});
+    let no_holdings = serde_json::json!({"holdings": [], "total": 0, "limit": 1000, "offset": 0});
+    let cases: Vec<(Vec<&str>, &serde_json::Value, u8, &str)> = vec![
+        (
+            vec!["find", "-x", "-p", "^/nowhere/"],
+            &no_files,
+            exit::NOT_FOUND,
+            "no file matches pattern ^/nowhere/",
+        ),
+        (
+            vec!["find", "-1", "-x", "-p", "^/nowhere/"],
+            &no_files,
+            exit::NOT_FOUND,
+            "no file matches pattern ^/nowhere/",
+        ),
+        (
+            vec!["-j", "find", "-x", "-p", "^/nowhere/"],
+            &no_files,
+            exit::NOT_FOUND,
+            "",
+        ),
+        (
+            vec!["find", "-p", "/nowhere/f.nc"],
+            &no_files,
+            exit::NOT_FOUND,
+            "no file /nowhere/f.nc found",
+        ),
+        (vec!["find"], &no_files, exit::OK, "No files found."),
+        (
+            vec!["list", "-t", "project:none"],
+            &no_holdings,
+            exit::NOT_FOUND,
+            "no holding matches tag project:none",
+        ),
+        (
+            vec!["-j", "list", "-t", "project:none"],
+            &no_holdings,
+            exit::NOT_FOUND,
+            "",
+        ),
+        (vec!["list"], &no_holdings, exit::OK, "No holdings found."),
+        (vec!["-j", "list"], &no_holdings, exit::OK, ""),
+    ];
+    for (args, body, code, said) in cases {
+        let fake = fake_server(vec![(200, body.to_string())]).await;
+        let o = run_cli(&args, &server_env(&fake)).await;
+        assert_eq!(o.code, code, "{args:?}: {}", o.err);
+        assert!(o.err.contains(said), "{args:?}: {}", o.err);
+        if args[0] == "-j" {
+            let page: serde_json::Value = serde_json::from_str(o.out.trim()).unwrap();
+            assert_eq!(&page, body, "{args:?}: --json prints the page all the same");
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 pub mod view;
 
-use crate::ctx::{Ctx, Io, more_note, note, print, print_json, print_raw};
+use crate::ctx::{Ctx, Io, more_note, note, print, print_json, print_raw, selection};
 use crate::exit;
 use nlds_client::client::Client;
 
@@ -101,9 +101,20 @@ pub async fn execute(
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
     let page = client.find(&query).await?;
+    let unmatched = (page.total == 0).then(|| selection(&query)).flatten();
     if ctx.json {
         print_json(io, &page)?;
-        return Ok(exit::OK);
+        return Ok(if unmatched.is_some() {
+            exit::NOT_FOUND
+        } else {
+            exit::OK
+        });
+    }
+    if let Some(asked) = unmatched {
+        return Err(match (&query.path, query.regex) {
+            (Some(p), false) => Failure::not_found(format!("no file {p} found")),
+            _ => Failure::not_found(format!("no file matches {asked}")),
+        });
     }
     if simple {
         print_raw(io, &view::simple_paths(&page.files, url));
@@ -112,9 +123,6 @@ pub async fn execute(
     } else {
         match page.files.as_slice() {
             [] => {
-                if let (Some(p), false) = (&query.path, query.regex) {
-                    return Err(Failure::not_found(format!("no file {p} found")));
-                }
                 note(io, ctx, "No files found.");
             }
             [one] => print(io, &view::file_view(one, url, ctx.zone)),

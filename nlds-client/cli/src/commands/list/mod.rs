@@ -2,7 +2,7 @@
 
 pub mod view;
 
-use crate::ctx::{Ctx, Io, more_note, note, print, print_json};
+use crate::ctx::{Ctx, Io, more_note, note, print, print_json, selection};
 use crate::exit;
 use nlds_client::client::Client;
 
@@ -70,9 +70,14 @@ pub async fn execute(
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
     let page = client.list(&q).await?;
+    let unmatched = (page.total == 0).then(|| selection(&q)).flatten();
     if ctx.json {
         print_json(io, &page)?;
-        return Ok(exit::OK);
+        return Ok(if unmatched.is_some() {
+            exit::NOT_FOUND
+        } else {
+            exit::OK
+        });
     }
     match page.holdings.as_slice() {
         [] => {
@@ -83,6 +88,9 @@ pub async fn execute(
                 return Err(Failure::not_found(format!(
                     "no holding holds transaction {t}"
                 )));
+            }
+            if let Some(asked) = unmatched {
+                return Err(Failure::not_found(format!("no holding matches {asked}")));
             }
             note(io, ctx, "No holdings found.");
         }
