@@ -157,7 +157,7 @@ impl Default for TransferConfig {
             parts_in_flight: 4,
             // One multipart file at a time ((parts_in_flight + 2) x part_size): keeps a
             // transfer process under 100 MiB resident (BENCHMARKS.md, "Memory").
-            memory_budget: 48 << 20,
+            memory_budget: 32 << 20,
             stale_upload_secs: 3600,
         }
     }
