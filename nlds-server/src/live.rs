@@ -43,6 +43,17 @@ pub struct Reader {
     pub role: AccessRole,
 }
 
+impl Reader {
+    /// The caller, acting in `group` with their role there.
+    pub fn of(caller: &crate::extract::Caller, group: &str) -> Self {
+        Self {
+            user: caller.0.user.clone(),
+            group: group.to_owned(),
+            role: caller.0.role_in(group),
+        }
+    }
+}
+
 /// The transactions this process follows (see the module documentation). One per server
 /// process, in [`AppState`].
 #[derive(Default)]

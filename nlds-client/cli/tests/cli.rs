@@ -1250,16 +1250,13 @@ async fn wait_treats_an_early_404_as_queued_and_stops_at_a_final_state() {
         },
     )
     .unwrap();
-    let mut events = Vec::new();
-    let status = client
-        .wait(
-            tid,
-            Duration::from_millis(5),
-            Some(Duration::from_secs(10)),
-            |p| events.push(progress_text(p)),
-        )
-        .await
-        .unwrap();
+    let (status, events) = wait_recording(
+        &client,
+        tid,
+        Duration::from_millis(5),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(status.state, State::Complete);
     assert_eq!(
         events,
@@ -1281,6 +1278,21 @@ async fn wait_treats_an_early_404_as_queued_and_stops_at_a_final_state() {
             .iter()
             .all(|s| s.target == "/api/v2/transactions/41414141-4141-4141-4141-414141414141")
     );
+}
+
+/// Waits for `tid` and returns its final status and what the wait reported, as text.
+async fn wait_recording(
+    client: &Client,
+    tid: Uuid,
+    poll: Duration,
+    timeout: Duration,
+) -> (nlds_core::api::TransactionStatus, Vec<String>) {
+    let mut events = Vec::new();
+    let status = client
+        .wait(tid, poll, Some(timeout), |p| events.push(progress_text(p)))
+        .await
+        .unwrap();
+    (status, events)
 }
 
 /// What a test records of one report of `Client::wait`.
@@ -1346,16 +1358,13 @@ async fn wait_says_when_the_live_status_breaks_and_polls_instead() {
     ])
     .await;
     let client = fast_client(&fake.url());
-    let mut events = Vec::new();
-    let status = client
-        .wait(
-            tid,
-            Duration::from_millis(10),
-            Some(Duration::from_secs(30)),
-            |p| events.push(progress_text(p)),
-        )
-        .await
-        .unwrap();
+    let (status, events) = wait_recording(
+        &client,
+        tid,
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(status.state, State::Complete);
     assert_eq!(
         events,

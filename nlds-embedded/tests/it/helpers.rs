@@ -307,7 +307,7 @@ impl ServerProcess {
         envs: &[(&str, &std::ffi::OsStr)],
         sets: &[&str],
     ) -> Self {
-        Self::launch(data_dir, log_dir, None, rust_log, envs, sets).await
+        Self::start_at("127.0.0.1:0", data_dir, log_dir, rust_log, envs, sets).await
     }
 
     /// [`ServerProcess::start_with`] listening on `listen` (e.g. the address of a server started

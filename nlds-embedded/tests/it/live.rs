@@ -135,8 +135,17 @@ pub async fn server(data: &Path, logs: &Path, pause: &Path) -> ServerProcess {
     .await
 }
 
-/// A put of three files that stops before transfer-put opens the first one: returns its id.
-async fn paused_put(url: &str, pause: &Path, src: &Path) -> String {
+/// A put of three files (`f0`, `f1`, `f2` in `src`) that stops before transfer-put opens the
+/// first one: returns its id.
+pub async fn paused_put(url: &str, pause: &Path, src: &Path) -> String {
+    paused_put_answer(url, pause, src).await["transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// [`paused_put`], returning the whole 202 answer.
+pub async fn paused_put_answer(url: &str, pause: &Path, src: &Path) -> Value {
     for i in 0..3 {
         std::fs::write(src.join(format!("f{i}")), format!("file {i}")).unwrap();
     }
@@ -157,7 +166,7 @@ async fn paused_put(url: &str, pause: &Path, src: &Path) -> String {
     .await
     .unwrap()
     .expect("transfer-put never reached its first file");
-    body["transaction_id"].as_str().unwrap().to_owned()
+    body
 }
 
 /// `monitor.stat` requests the process handled so far (from its log).

@@ -7,7 +7,7 @@ use nlds_hooks::{control, points};
 use serde_json::{Value, json};
 
 use crate::helpers::{Api, temp};
-use crate::live::{ALICE, CAROL, server};
+use crate::live::{ALICE, CAROL, paused_put_answer, server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retry_puts_only_the_failed_files_into_the_same_holding_and_is_linked() {
@@ -15,26 +15,9 @@ async fn a_retry_puts_only_the_failed_files_into_the_same_holding_and_is_linked(
     let server = server(data.path(), logs.path(), pause.path()).await;
     let alice = Api::new(&server.url, ALICE);
     let carol = Api::new(&server.url, CAROL);
-    for i in 0..3 {
-        std::fs::write(src.path().join(format!("f{i}")), format!("file {i}")).unwrap();
-    }
     // f1 vanishes after the put indexed it: that file fails, the others are stored.
-    control::arm(pause.path(), points::PUT_BEFORE_OPEN).unwrap();
-    let (code, accepted) = alice
-        .post(
-            "/api/v2/put",
-            &json!({"paths": [src.path()], "label": "retry"}),
-        )
-        .await;
-    assert_eq!(code, 202, "{accepted}");
+    let accepted = paused_put_answer(&server.url, pause.path(), src.path()).await;
     let first = accepted["transaction_id"].as_str().unwrap().to_owned();
-    let dir = pause.path().to_owned();
-    tokio::task::spawn_blocking(move || {
-        control::reached(&dir, points::PUT_BEFORE_OPEN, Duration::from_secs(60))
-    })
-    .await
-    .unwrap()
-    .expect("transfer-put never reached its first file");
     let gone = src.path().join("f1");
     std::fs::remove_file(&gone).unwrap();
 

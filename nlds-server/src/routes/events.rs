@@ -38,12 +38,7 @@ pub async fn events(
     >,
 > {
     let tid = parse_tid(&id)?;
-    let group = caller.group(None)?;
-    let who = Reader {
-        role: caller.0.role_in(&group),
-        user: caller.0.user.clone(),
-        group,
-    };
+    let who = Reader::of(&caller, &caller.group(None)?);
     let initial = live::fetch(&s, &who, tid).await?.ok_or_else(|| {
         ServerError::new(ErrorCode::NotFound, format!("transaction {tid} not found"))
     })?;

@@ -32,13 +32,7 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Accepted>)> {
     let tid = parse_tid(&id)?;
-    let group = caller.group(None)?;
-    let role = caller.0.role_in(&group);
-    let who = Reader {
-        user: caller.0.user.clone(),
-        group: group.clone(),
-        role,
-    };
+    let who = Reader::of(&caller, &caller.group(None)?);
     // Without `groupall`: only the caller's own transactions.
     let original = live::fetch(&s, &who, tid).await?.ok_or_else(|| {
         ServerError::new(ErrorCode::NotFound, format!("transaction {tid} not found"))
@@ -98,7 +92,7 @@ pub async fn retry(
         "rpc",
         Payload::RetryOf { retry_of: tid },
     )
-    .with_role(role);
+    .with_role(who.role);
     match s
         .rpc(RoutingKey::new(Worker::Monitor, Action::Init), link)
         .await?

@@ -145,19 +145,9 @@ pub async fn transaction(
     Path(id): Path<String>,
 ) -> Result<Json<TransactionStatus>> {
     let tid = parse_tid(&id)?;
-    let group = caller.group(None)?;
-    let filter = StatusFilter {
-        transaction_id: Some(tid),
-        limit: 1,
-        descending: true,
-        ..Default::default()
-    };
-    let role = caller.0.role_in(&group);
-    stat_rpc(&s, &caller.0.user, &group, role, filter)
+    let who = crate::live::Reader::of(&caller, &caller.group(None)?);
+    crate::live::fetch(&s, &who, tid)
         .await?
-        .transactions
-        .into_iter()
-        .next()
         .map(Json)
         .ok_or_else(|| {
             ServerError::new(ErrorCode::NotFound, format!("transaction {tid} not found"))
