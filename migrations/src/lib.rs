@@ -31,6 +31,7 @@
 //!   locations by bucket and key for its pages (owned by the storage-audit role);
 //! * [`m20261206_000018_retry_of`]: the transaction a transaction retries the failed files of
 //!   (owned by the monitor role).
+//! * [`m20261206_000019_cancel`]: who cancelled a transaction, and when (owned by the catalogue).
 //!
 //! Every migration has a working `down`.
 
@@ -53,6 +54,7 @@ pub mod m20261205_000013_bus_queue;
 pub mod m20261205_000015_storage_audit;
 pub mod m20261205_000017_holding_stat_paths;
 pub mod m20261206_000018_retry_of;
+pub mod m20261206_000019_cancel;
 
 /// All nlds-rs migrations, in order.
 pub struct Migrator;
@@ -77,6 +79,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000015_storage_audit::Migration),
             Box::new(m20261205_000017_holding_stat_paths::Migration),
             Box::new(m20261206_000018_retry_of::Migration),
+            Box::new(m20261206_000019_cancel::Migration),
         ]
     }
 }

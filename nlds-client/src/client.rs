@@ -665,6 +665,14 @@ impl Client {
             .await
     }
 
+    /// Cancels put or get `transaction_id`, which has not ended: it ends CANCELLED once the work
+    /// it had in flight has stopped ([`Client::wait`] follows it). `conflict` if it has ended.
+    pub async fn cancel(&self, transaction_id: Uuid) -> Result<nlds_core::api::CancelAccepted> {
+        let path = format!("/transactions/{transaction_id}/cancel");
+        self.send(Method::POST, &path, None::<&()>, None::<&()>)
+            .await
+    }
+
     /// One transaction's status; [`Error::Api`] with `not_found` if the server does not know it.
     pub async fn transaction(&self, transaction_id: Uuid) -> Result<TransactionStatus> {
         let path = format!("/transactions/{transaction_id}");

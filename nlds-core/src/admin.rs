@@ -109,6 +109,9 @@ pub struct AdminTransactionFilter {
     pub created_after: Option<DateTime<Utc>>,
     /// Not in a final state and last updated before this time.
     pub stalled_since: Option<DateTime<Utc>>,
+    /// This one transaction only.
+    #[serde(default)]
+    pub transaction_id: Option<Uuid>,
     pub limit: u64,
     pub offset: u64,
     pub descending: bool,
@@ -305,10 +308,12 @@ pub enum AuditAction {
     Release,
     /// Asked where copies of files are (archiveinfo).
     Locality,
+    /// Cancelled a put or get.
+    Cancel,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 13] = crate::variants();
+    pub const ALL: [AuditAction; 14] = crate::variants();
 
     pub const fn as_str(self) -> &'static str {
         self.into_str()
@@ -331,6 +336,7 @@ impl AuditAction {
                 | AuditAction::Purge
                 | AuditAction::Stage
                 | AuditAction::Release
+                | AuditAction::Cancel
         )
     }
 }

@@ -270,6 +270,22 @@ pub struct Accepted {
     pub label: Option<String>,
 }
 
+/// The answer to `POST /api/v2/transactions/{id}/cancel` (HTTP 202): the cancel is recorded;
+/// the transaction ends CANCELLED once the work it had in flight has stopped (follow it with
+/// `status_url` or its events).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CancelAccepted {
+    pub transaction_id: Uuid,
+    pub api_action: ApiAction,
+    /// Its state when the cancel was recorded.
+    pub state: crate::State,
+    /// `false` when an earlier cancel had been recorded already.
+    pub first: bool,
+    /// Batches that waited for a recall from tape, ended at once.
+    pub waiting_ended: u64,
+    pub status_url: String,
+}
+
 /// Query string of `GET /api/v2/holdings` and `GET /api/v2/files`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -6,8 +6,30 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Transaction `transaction_id` has a new status (a state, counts, failures or warnings).
+/// Transaction `transaction_id` has a new status (a state, counts, failures or warnings), or
+/// was just cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     pub transaction_id: Uuid,
+    /// The API recorded a cancel of it (docs/CANCEL.md): transfers stop moving its files.
+    #[serde(default)]
+    pub cancelled: bool,
+}
+
+impl Change {
+    /// `transaction_id` has a new status.
+    pub fn of(transaction_id: Uuid) -> Self {
+        Self {
+            transaction_id,
+            cancelled: false,
+        }
+    }
+
+    /// `transaction_id` was cancelled.
+    pub fn cancelled(transaction_id: Uuid) -> Self {
+        Self {
+            transaction_id,
+            cancelled: true,
+        }
+    }
 }

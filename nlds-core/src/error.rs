@@ -59,6 +59,9 @@ pub enum ErrorCode {
     /// sync level (see docs/VERSIONS.md). Travels with a batch's failed files and is counted as
     /// skipped, never as failed.
     Unchanged,
+    /// The transaction was cancelled before this file was done (`nlds cancel`): nothing of it
+    /// was stored or restored by this transaction.
+    Cancelled,
 }
 
 impl ErrorCode {
@@ -69,7 +72,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::PermissionDenied | ErrorCode::QuotaExceeded => 403,
             ErrorCode::NotFound => 404,
-            ErrorCode::Conflict | ErrorCode::Unchanged => 409,
+            ErrorCode::Conflict | ErrorCode::Unchanged | ErrorCode::Cancelled => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::ChecksumMismatch | ErrorCode::StorageError => 502,
             ErrorCode::Unavailable => 503,
@@ -145,6 +148,8 @@ mod tests {
             ErrorCode::Unavailable,
             ErrorCode::Internal,
             ErrorCode::QuotaExceeded,
+            ErrorCode::Unchanged,
+            ErrorCode::Cancelled,
         ];
         for c in all {
             assert_eq!(

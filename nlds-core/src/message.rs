@@ -347,6 +347,10 @@ pub enum Payload {
     /// resubmits the failed files of `retry_of` (`POST /api/v2/transactions/{id}/retry`), so
     /// stat shows the link both ways. Answered [`RpcReply::Recorded`].
     RetryOf { retry_of: Uuid },
+    /// API → catalogue (`catalog.cancel`): the envelope's transaction is cancelled by
+    /// `envelope.user` (its owner, a manager of its group or an operator, checked by the API).
+    /// Answered [`RpcReply::Cancelled`].
+    Cancel,
     /// Router → monitor: a sub-record changes state.
     MonitorUpdate {
         state: State,
@@ -576,6 +580,13 @@ pub enum RpcReply {
     Plan {
         files: Vec<crate::api::FileEntry>,
         missing: Vec<FailedFile>,
+    },
+    /// Answer to `catalog.cancel`: the cancel is recorded (`first`: by this request, not an
+    /// earlier one); `waiting` batches that waited for a recall were ended at once, the rest
+    /// end at their next step.
+    Cancelled {
+        first: bool,
+        waiting: u64,
     },
     /// Answer to `catalog.evict`: the warm copies dropped from the catalogue (their objects are
     /// to be deleted).

@@ -131,6 +131,8 @@ routing_part!(
         Reset,
         /// Policy: which rule applies to a file, and when it will move.
         Explain,
+        /// Catalogue: cancel a transaction (`POST /api/v2/transactions/{id}/cancel`).
+        Cancel,
     }
 );
 
@@ -412,6 +414,7 @@ mod tests {
             (Catalog, Quota),
             (Catalog, QuotaSet),
             (Catalog, Append),
+            (Catalog, Cancel),
             (Policy, Run),
             (Policy, DryRun),
             (Policy, Status),

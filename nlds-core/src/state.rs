@@ -51,13 +51,16 @@ pub enum State {
     Failed = 101,
     CompleteWithErrors = 102,
     CompleteWithWarnings = 103,
+    /// Not an NLDS state: the transaction was cancelled (`POST .../cancel`); the work it had
+    /// not done was dropped. `/api/1.0.0` shows it as FAILED with the reason "cancelled".
+    Cancelled = 104,
     Split = 110,
     Searching = 1000,
 }
 
 impl State {
     /// Every state, in numeric order.
-    pub const ALL: [State; 23] = crate::variants();
+    pub const ALL: [State; 24] = crate::variants();
 
     /// The NLDS number.
     pub const fn value(self) -> i32 {
@@ -82,6 +85,7 @@ impl State {
                 | State::Failed
                 | State::CompleteWithErrors
                 | State::CompleteWithWarnings
+                | State::Cancelled
                 | State::Split
         )
     }
@@ -151,7 +155,9 @@ pub struct Derived {
 /// * otherwise the minimum state over the sub-records, ignoring `SPLIT` parents;
 /// * if that minimum is `COMPLETE` and some sub-record `FAILED`: `COMPLETE_WITH_ERRORS`;
 /// * if every sub-record failed: `FAILED`;
-/// * if it is still `COMPLETE` and the transaction has warnings: `COMPLETE_WITH_WARNINGS`.
+/// * if it is still `COMPLETE` and the transaction has warnings: `COMPLETE_WITH_WARNINGS`;
+/// * once every sub-record is final, `CANCELLED` if any of them was cancelled (what was done
+///   before the cancel stays done, and is counted).
 pub fn derive(sub_states: &[State], has_warnings: bool) -> Derived {
     let live: Vec<State> = sub_states
         .iter()
@@ -167,6 +173,12 @@ pub fn derive(sub_states: &[State], has_warnings: bool) -> Derived {
     let complete = live.iter().filter(|s| **s == State::Complete).count();
     let failed = live.iter().filter(|s| s.is_failed()).count();
     let percent = (100 * complete).div_ceil(live.len()) as u8;
+    if live.contains(&State::Cancelled) && live.iter().all(|s| s.is_final() || s.is_failed()) {
+        return Derived {
+            state: State::Cancelled,
+            percent,
+        };
+    }
     let min = live
         .iter()
         .copied()
@@ -224,6 +236,7 @@ mod tests {
             (101, "FAILED"),
             (102, "COMPLETE_WITH_ERRORS"),
             (103, "COMPLETE_WITH_WARNINGS"),
+            (104, "CANCELLED"),
             (110, "SPLIT"),
             (1000, "SEARCHING"),
         ];
@@ -293,6 +306,23 @@ mod tests {
             }
         );
         assert_eq!(derive(&[CatalogRemoving], false).state, Failed);
+    }
+
+    #[test]
+    fn a_cancelled_transaction_ends_cancelled_once_nothing_runs() {
+        assert_eq!(
+            derive(&[Complete, Cancelled, Failed], false),
+            Derived {
+                state: Cancelled,
+                percent: 34
+            }
+        );
+        assert_eq!(derive(&[Cancelled], true).state, Cancelled);
+        // A batch still running keeps the transaction running.
+        assert_eq!(
+            derive(&[Cancelled, TransferPutting], false).state,
+            TransferPutting
+        );
     }
 
     #[test]

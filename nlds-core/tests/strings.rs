@@ -116,6 +116,7 @@ fn action() {
             "reload",
             "reset",
             "explain",
+            "cancel",
         ],
     );
     let err = "dance".parse::<Action>().unwrap_err();
@@ -173,6 +174,7 @@ fn state() {
             "FAILED",
             "COMPLETE_WITH_ERRORS",
             "COMPLETE_WITH_WARNINGS",
+            "CANCELLED",
             "SPLIT",
             "SEARCHING",
         ],
@@ -204,6 +206,7 @@ fn error_code() {
             "internal",
             "quota_exceeded",
             "unchanged",
+            "cancelled",
         ],
     );
     serde_round_trips(ErrorCode::ALL, ErrorCode::as_str);
@@ -281,7 +284,7 @@ fn audit_action() {
         AuditAction::as_str,
         &[
             "put", "get", "meta", "delete", "undelete", "purge", "list", "find", "stat", "admin",
-            "stage", "release", "locality",
+            "stage", "release", "locality", "cancel",
         ],
     );
     serde_round_trips(&AuditAction::ALL, AuditAction::as_str);

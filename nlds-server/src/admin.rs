@@ -137,6 +137,7 @@ pub fn transaction_filter(
         created_before,
         created_after,
         stalled_since: minutes_ago("stalled_minutes", q.stalled_minutes, now)?,
+        transaction_id: None,
         limit: limit(q.limit)?,
         offset: db_count("offset", q.offset.unwrap_or(0))?,
         descending: q.descending.unwrap_or(true),
@@ -206,6 +207,24 @@ async fn ask(s: &AppState, caller: &Caller, q: AdminQuery) -> Result<AdminAnswer
             ErrorCode::Internal,
             "unexpected reply to monitor.admin",
         )),
+    }
+}
+
+/// One transaction of any user, for an operator (`caller` is one: checked by the caller).
+pub(crate) async fn any_transaction(
+    s: &AppState,
+    caller: &Caller,
+    tid: Uuid,
+) -> Result<Option<nlds_core::api::TransactionStatus>> {
+    let filter = AdminTransactionFilter {
+        transaction_id: Some(tid),
+        limit: 1,
+        descending: true,
+        ..Default::default()
+    };
+    match ask(s, caller, AdminQuery::Transactions(filter)).await? {
+        AdminAnswer::Transactions(p) => Ok(p.transactions.into_iter().next()),
+        _ => Err(mismatch()),
     }
 }
 

@@ -83,6 +83,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(audited(Stat, r!(routes::transaction)))
         .routes(audited(Stat, r!(routes::events)))
         .routes(audited(Put, r!(routes::retry)))
+        .routes(audited(Cancel, r!(routes::cancel)))
         .routes(audited(Stage, r!(routes::stage)))
         .routes(audited(
             Stage,
@@ -316,6 +317,7 @@ mod route_table_tests {
             (Method::GET, "/api/v2/transactions/{transaction_id}"),
             (Method::GET, "/api/v2/transactions/{transaction_id}/events"),
             (Method::POST, "/api/v2/transactions/{transaction_id}/retry"),
+            (Method::POST, "/api/v2/transactions/{transaction_id}/cancel"),
             (Method::GET, "/system/status/"),
             (Method::GET, "/system/status"),
             (Method::GET, "/system/status/{service}"),

@@ -36,6 +36,7 @@
 pub mod archive_get;
 pub mod archive_put;
 pub mod audit;
+pub mod cancelled;
 pub mod catalogue;
 pub mod config;
 pub mod db;

@@ -50,6 +50,8 @@ pub struct Resources {
     policy: OnceCell<Arc<crate::policy::PolicyRunner>>,
     /// The storage audit's runner (its RPCs and the scheduled scrub share it).
     audit: OnceCell<Arc<crate::storage_audit::runner::AuditRunner>>,
+    /// The cancels this process heard of (its transfer roles stop moving their files).
+    cancelled: Arc<crate::cancelled::Cancelled>,
 }
 
 impl Resources {
@@ -175,7 +177,8 @@ pub async fn handler(
             crate::debris::transfer_put(&clients, cfg.transfer.stale_upload_secs).await;
             Arc::new(
                 crate::transfer_put::TransferPut::with_clients(clients, cfg.transfer.clone())
-                    .with_posix(cfg.posix_policy()),
+                    .with_posix(cfg.posix_policy())
+                    .with_cancelled(res.cancelled.clone()),
             )
         }
         Role::TransferGet => {
@@ -186,7 +189,8 @@ pub async fn handler(
                     cfg.transfer.clone(),
                 )
                 .with_posix(cfg.posix_policy())
-                .with_work_dir(work),
+                .with_work_dir(work)
+                .with_cancelled(res.cancelled.clone()),
             )
         }
         Role::Catalogue | Role::CatalogueRpc => Arc::new(
@@ -298,6 +302,14 @@ pub async fn run_roles_with(
         let stop = shutdown.clone();
         tasks.spawn(async move {
             relay.run(stop).await;
+            Ok(())
+        });
+    }
+    if roles.contains(&Role::TransferPut) || roles.contains(&Role::TransferGet) {
+        // Cancels announced from now on: the transfers stop moving those files.
+        let follow = res.cancelled.clone().follow(bus.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            follow.await;
             Ok(())
         });
     }

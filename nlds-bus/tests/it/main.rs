@@ -451,9 +451,7 @@ async fn announced_changes_reach_every_watching_process_and_survive_a_reconnect(
     let Some(v) = Vhost::new() else { return };
     let monitor = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
     // Nobody watches yet: dropped quietly.
-    let early = nlds_core::Change {
-        transaction_id: Uuid::new_v4(),
-    };
+    let early = nlds_core::Change::of(Uuid::new_v4());
     monitor.announce(early).await.unwrap();
 
     let (server_a, server_b) = (
@@ -471,9 +469,7 @@ async fn announced_changes_reach_every_watching_process_and_survive_a_reconnect(
         .unwrap()
         .expect("RabbitMQ carries changes");
     // Each process declares its queue in the background: announce until both hear one.
-    let first = nlds_core::Change {
-        transaction_id: Uuid::new_v4(),
-    };
+    let first = nlds_core::Change::of(Uuid::new_v4());
     let heard = |rx: &mut tokio::sync::broadcast::Receiver<nlds_core::Change>| {
         let mut got = Vec::new();
         while let Ok(c) = rx.try_recv() {
@@ -511,9 +507,7 @@ async fn announced_changes_reach_every_watching_process_and_survive_a_reconnect(
 
     // Close every connection of this vhost; server A's watcher comes back by itself.
     close_connections(&v);
-    let after = nlds_core::Change {
-        transaction_id: Uuid::new_v4(),
-    };
+    let after = nlds_core::Change::of(Uuid::new_v4());
     let mut got = Vec::new();
     for _ in 0..200 {
         let _ = monitor.announce(after).await;

@@ -29,6 +29,7 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
         Command::Stat(a) => crate::commands::stat::prepare(a)?,
         Command::Wait(a) => crate::commands::wait::prepare(a)?,
         Command::Retry(a) => crate::commands::retry::prepare(a),
+        Command::Cancel(a) => crate::commands::cancel::prepare(a),
         Command::Stage(a) => crate::commands::stage::prepare_stage(a, env)?,
         Command::Release(a) => crate::commands::stage::prepare_release(a, env)?,
         Command::Locality(a) => crate::commands::stage::prepare_locality(a, env)?,
@@ -172,6 +173,7 @@ pub async fn execute(
         }
         Plan::Wait(id, w) => wait_for(client, ctx, io, id, w).await,
         Plan::Retry(id, wait) => crate::commands::retry::execute(id, wait, client, ctx, io).await,
+        Plan::Cancel(id, wait) => crate::commands::cancel::execute(id, wait, client, ctx, io).await,
         Plan::Delete(req, wait) => {
             crate::commands::del::execute_delete(req, wait, client, ctx, io).await
         }

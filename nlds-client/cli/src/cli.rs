@@ -176,6 +176,10 @@ pub enum Command {
     /// Put the files a finished put failed again, into the same holding, as a new transaction
     /// linked to the first (stat shows the link both ways).
     Retry(crate::commands::retry::RetryArgs),
+    /// Cancel a put or get that has not ended: its running steps stop, objects uploaded but not
+    /// catalogued are removed, files already stored stay. It ends CANCELLED (exit 13 with
+    /// --wait).
+    Cancel(crate::commands::cancel::CancelArgs),
     /// Make stored files warm (recalling those only on tape) and keep them so for a lifetime;
     /// or follow (--status), cancel (--cancel) or forget (--delete) a stage request.
     ///

@@ -13,6 +13,7 @@
 //! |   10 | [`COMPLETE_WITH_WARNINGS`] | with `--wait`: the transaction ended `COMPLETE_WITH_WARNINGS`          |
 //! |   11 | [`COMPLETE_WITH_ERRORS`]   | with `--wait`: the transaction ended `COMPLETE_WITH_ERRORS`            |
 //! |   12 | [`FAILED`]                 | with `--wait`: the transaction ended `FAILED`                          |
+//! |   13 | [`CANCELLED`]              | with `--wait`: the transaction ended `CANCELLED` (`nlds cancel`)       |
 //! |  130 | [`INTERRUPTED`]            | Ctrl-C while waiting (`--wait`, `wait`): the transaction goes on        |
 
 use nlds_core::{ErrorCode, State};
@@ -30,6 +31,7 @@ pub const TIMEOUT: u8 = 7;
 pub const COMPLETE_WITH_WARNINGS: u8 = 10;
 pub const COMPLETE_WITH_ERRORS: u8 = 11;
 pub const FAILED: u8 = 12;
+pub const CANCELLED: u8 = 13;
 pub const INTERRUPTED: u8 = 130;
 
 /// The exit-code table as a string literal, for `concat!` (`nlds --help`).
@@ -50,6 +52,7 @@ Exit codes:
   10  ended COMPLETE_WITH_WARNINGS (--wait)
   11  ended COMPLETE_WITH_ERRORS (--wait)
   12  ended FAILED (--wait)
+  13  ended CANCELLED (--wait; `nlds cancel`)
  130  interrupted (Ctrl-C) while waiting; the transaction goes on"
     };
 }
@@ -92,6 +95,7 @@ pub fn for_state(state: State) -> u8 {
         State::Complete => OK,
         State::CompleteWithWarnings => COMPLETE_WITH_WARNINGS,
         State::CompleteWithErrors => COMPLETE_WITH_ERRORS,
+        State::Cancelled => CANCELLED,
         s if s.is_failed() => FAILED,
         _ => GENERIC,
     }

@@ -38,6 +38,8 @@ pub enum Plan {
     Wait(Uuid, WaitPlan),
     /// `retry ID`: a put of the failed files of put ID.
     Retry(Uuid, Option<WaitPlan>),
+    /// `cancel ID`.
+    Cancel(Uuid, Option<WaitPlan>),
     Whoami,
     /// `del`, `dellist` (see `crate::delete`).
     Delete(DeleteRequest, Option<WaitPlan>),
@@ -64,6 +66,7 @@ impl Plan {
             Plan::Explain(q) => q.group = group,
             Plan::Wait(..)
             | Plan::Retry(..)
+            | Plan::Cancel(..)
             | Plan::Whoami
             | Plan::Purge(_)
             | Plan::Admin(_)

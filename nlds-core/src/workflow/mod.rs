@@ -382,6 +382,13 @@ pub const fn gave_up() -> State {
     State::Failed
 }
 
+/// The state a sub-record ends in when the catalogue finds its transaction cancelled (at
+/// catalog-check, catalog-put or catalog-get, or waiting for a recall): CANCELLED, whatever step
+/// it was at. Its files travel as failed with [`crate::ErrorCode::Cancelled`].
+pub const fn cancelled() -> State {
+    State::Cancelled
+}
+
 /// How a delete went, as its workflow sees it: nothing deleted and something refused or not found
 /// is a failed delete ([`StepOutcome::Emptied`]).
 pub fn delete_outcome(plan: &crate::api::DeletePlan) -> StepOutcome {

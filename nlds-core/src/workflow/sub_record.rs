@@ -113,6 +113,7 @@ mod tests {
             State::Failed,
             State::CompleteWithErrors,
             State::CompleteWithWarnings,
+            State::Cancelled,
             State::Split,
         ];
         for current in State::ALL {
@@ -134,7 +135,8 @@ mod tests {
         use State::*;
         for s in State::ALL {
             let expected = match s {
-                Complete | Failed | CompleteWithErrors | CompleteWithWarnings | Split => None,
+                Complete | Failed | CompleteWithErrors | CompleteWithWarnings | Cancelled
+                | Split => None,
                 _ => Some(Failed),
             };
             assert_eq!(interrupted(s), expected, "{s}");

@@ -9,6 +9,7 @@ mod archive;
 mod authz;
 mod bad_input;
 mod batches;
+mod cancel;
 mod chaos;
 mod cli;
 mod competing;

@@ -58,6 +58,17 @@ pub(super) fn state_of(s: &str) -> LResult<TxState> {
     })
 }
 
+/// A sub-record's state as NLDS 1.0.x clients know states: they have no CANCELLED (an unknown
+/// state name crashes the published client), so a cancelled transaction shows every sub-record
+/// FAILED (the client derives FAILED; its cancelled files say "cancelled" in their reasons).
+fn legacy_state(transaction: TxState, sub: TxState) -> TxState {
+    if transaction == TxState::Cancelled || sub == TxState::Cancelled {
+        TxState::Failed
+    } else {
+        sub
+    }
+}
+
 /// A transaction as a `records[]` element. A batch that finished with some files failed is shown
 /// as two sub-records, one COMPLETE and one FAILED holding the failed files, so the client's own
 /// state derivation gives COMPLETE_WITH_ERRORS as ours does.
@@ -87,13 +98,14 @@ fn record_value(t: &TransactionStatus) -> Value {
                 "failed_files": failed_files,
             })
         };
-        if !failed.is_empty() && !sr.state.is_failed() {
-            subs.push(sub(sr.state, Vec::new()));
+        let state = legacy_state(t.state, sr.state);
+        if !failed.is_empty() && !state.is_failed() {
+            subs.push(sub(state, Vec::new()));
             let mut twin = sub(TxState::Failed, failed);
             twin["sub_id"] = json!(Uuid::new_v5(&sr.sub_id, b"failed-files").to_string());
             subs.push(twin);
         } else {
-            subs.push(sub(sr.state, failed));
+            subs.push(sub(state, failed));
         }
     }
     json!({
@@ -151,6 +163,11 @@ pub(super) async fn status(State(s): State<AppState>, a: Acting, body: Bytes) ->
         .iter()
         .map(|st| state_of(st))
         .collect::<LResult<Vec<_>>>()?;
+    // FAILED, as these clients see it, includes the cancelled (see `legacy_state`).
+    let mut selected = states.clone();
+    if selected.contains(&TxState::Failed) && !selected.contains(&TxState::Cancelled) {
+        selected.push(TxState::Cancelled);
+    }
     let api = api_actions(body.api_action.clone())?;
     let mut exclude = api_actions(body.exclude_api_action.clone())?;
     if !a.caller.admin && !api.contains(&ApiAction::ArchivePut) {
@@ -167,7 +184,7 @@ pub(super) async fn status(State(s): State<AppState>, a: Acting, body: Bytes) ->
         job_label_regex: p.bool("regex")?,
         api_actions: api,
         exclude_api_actions: exclude,
-        states: states.clone(),
+        states: selected,
         limit: p.limit()?,
         offset: 0,
         descending: p.bool("descending")?,

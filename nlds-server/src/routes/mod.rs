@@ -1,6 +1,7 @@
 //! Handlers of the native API (`/api/v2`).
 
 mod admin_ops;
+mod cancel;
 mod events;
 mod get;
 mod health;
@@ -34,6 +35,7 @@ use crate::extract::Caller;
 use crate::state::AppState;
 
 pub use admin_ops::{__path_admin_archive, __path_admin_evict, admin_archive, admin_evict};
+pub use cancel::{__path_cancel, cancel};
 pub use events::{__path_events, events};
 pub use get::{__path_get, get, plan_get, submit_get};
 pub use health::{__path_healthz, __path_readyz, default_readiness, healthz, readyz};

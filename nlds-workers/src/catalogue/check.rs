@@ -17,7 +17,7 @@ use sea_orm::{EntityTrait, TransactionTrait};
 
 use nlds_core::versions::Verdict;
 
-use super::{Catalogue, Result, quota, versions};
+use super::{Catalogue, Result, cancel, quota, versions};
 use crate::db::{bad_request, holding};
 
 impl Catalogue {
@@ -30,6 +30,11 @@ impl Catalogue {
         overwrite: bool,
     ) -> Result<Outcome> {
         let h = holding_id.ok_or_else(|| bad_request("catalog-check needs a holding id"))?;
+        if cancel::is_cancelled(&self.db, env, false).await? {
+            let paths = files.iter().map(|f| f.path.as_str());
+            let (k, e) = cancel::cancelled_update(env, cancel::cancelled_files(paths, "stored"));
+            return Ok(Outcome::publish(k, e));
+        }
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         let checksums = env.sync == Some(nlds_core::versions::SyncLevel::Checksum);
         let existing = versions::newest(&self.db, h, &paths, checksums).await?;

@@ -20,7 +20,7 @@ use super::{
     CHUNK, Catalogue, Result, SCAN_PAGE, compile_set, dedup, has_selector, ingest_key, normalise,
     prefix_range, record, to_u64,
 };
-use super::{access, missing, versions};
+use super::{access, cancel, missing, versions};
 use crate::db::{bad_request, file};
 
 impl Catalogue {
@@ -200,6 +200,11 @@ impl Catalogue {
         target: &Option<String>,
         overwrite: bool,
     ) -> Result<Outcome> {
+        if cancel::is_cancelled(&self.db, env, false).await? {
+            let names = paths.iter().map(String::as_str);
+            let (k, e) = cancel::cancelled_update(env, cancel::cancelled_files(names, "restored"));
+            return Ok(Outcome::publish(k, e));
+        }
         let (best, mut failed) = self.resolve_get(env, filter, paths, regex).await?;
         let ids: Vec<i64> = best.iter().map(|m| m.id).collect();
         self.track_get(env, &ids).await?;

@@ -62,6 +62,7 @@ const BLAKE3: &str = "blake3";
 pub(crate) mod access;
 mod archive_round;
 mod authz;
+mod cancel;
 mod check;
 mod chunks;
 mod context;
@@ -407,6 +408,9 @@ impl Catalogue {
             (Worker::Catalog, Action::Stage, Payload::Stage(q)) => {
                 Ok(reply(RpcReply::Stage(self.stage(env, q).await?)))
             }
+            (Worker::Catalog, Action::Cancel, Payload::Cancel) => {
+                Ok(reply(self.cancel(env).await?))
+            }
             (Worker::Catalog, Action::Quota, Payload::QuotaShow { groups }) => {
                 Ok(reply(self.quota_show(groups.as_deref()).await?))
             }
@@ -435,7 +439,8 @@ impl Catalogue {
                 | Action::Purge
                 | Action::Stage
                 | Action::Quota
-                | Action::QuotaSet,
+                | Action::QuotaSet
+                | Action::Cancel,
                 _,
             ) => Err(bad_request(format!(
                 "{key} does not take a {} payload",
@@ -622,6 +627,7 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::MonitorInit { .. } => "monitor_init",
         Payload::CheckTransactionId => "check_transaction_id",
         Payload::RetryOf { .. } => "retry_of",
+        Payload::Cancel => "cancel",
         Payload::MonitorUpdate { .. } => "monitor_update",
         Payload::Warning { .. } => "warning",
         Payload::Log { .. } => "log",

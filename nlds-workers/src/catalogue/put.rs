@@ -13,7 +13,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, Transacti
 
 use super::store::{add_locations, ensure_transaction, live_conflict};
 use super::{BLAKE3, CHUNK, Catalogue, Result, chunks_of, to_i64, to_u64};
-use super::{guard, quota, usage, versions};
+use super::{cancel, guard, quota, usage, versions};
 
 /// How often a put tries the next version number of a path that concurrent puts keep taking.
 const MAX_VERSION_ATTEMPTS: usize = 20;
@@ -38,6 +38,11 @@ impl Catalogue {
         )
         .await;
         let txn = self.db.begin().await?;
+        // Catalogued before a cancel, or not at all (the cancel waits for this lock).
+        if cancel::is_cancelled(&txn, env, true).await? {
+            txn.rollback().await?;
+            return self.cancelled_put(env, h, files).await;
+        }
         let tx = ensure_transaction(&txn, env.transaction_id, h).await?;
 
         // A path twice in one message is the same file: catalogue it once.

@@ -139,6 +139,17 @@ impl Catalogue {
             );
             let ids: Vec<i64> = files.iter().map(|m| m.id).collect();
             let txn = self.db.begin().await?;
+            // No batch starts waiting after a cancel ended the waiting ones.
+            if super::cancel::is_cancelled(&txn, env, true).await? {
+                txn.rollback().await?;
+                let names = files.iter().map(|m| m.path.as_str());
+                let (k, e) = super::cancel::cancelled_update(
+                    &waiting,
+                    super::cancel::cancelled_files(names, "recalled from tape"),
+                );
+                out = out.and(k, e);
+                continue;
+            }
             let created = join_recall(&txn, &agg, &sub.to_string(), &waiting, &ids).await?;
             txn.commit().await?;
             let bytes: u64 = files.iter().map(|m| to_u64(m.size)).sum();

@@ -60,6 +60,7 @@ pub(super) async fn claim(c: &impl ConnectionTrait, env: &Envelope) -> Result<bo
     let inserted = submission::Entity::insert(submission::ActiveModel {
         transaction_id: Set(env.transaction_id.to_string()),
         created: Set(Utc::now()),
+        ..Default::default()
     })
     .on_conflict_do_nothing_on([submission::Column::TransactionId])
     .exec_without_returning(c)

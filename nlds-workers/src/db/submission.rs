@@ -1,4 +1,5 @@
-//! `submission`: a put or get the catalogue accepted (its first messages staged in the outbox).
+//! `submission`: a put or get the catalogue accepted (its first messages staged in the outbox),
+//! and whether it was cancelled since.
 
 use sea_orm::entity::prelude::*;
 
@@ -8,6 +9,10 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub transaction_id: String,
     pub created: DateTimeUtc,
+    /// When the transaction was cancelled (`catalog.cancel`), if it was.
+    pub cancelled_at: Option<DateTimeUtc>,
+    /// Who cancelled it.
+    pub cancelled_by: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

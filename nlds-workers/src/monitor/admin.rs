@@ -83,6 +83,7 @@ impl Monitor {
         }
         let filter = StatusFilter {
             api_actions: f.api_actions.clone(),
+            transaction_id: f.transaction_id,
             states,
             limit: f.limit,
             offset: f.offset,

@@ -87,7 +87,7 @@ impl Monitor {
         // Never holds the monitor up for long: it is the single writer of every status.
         let announced = tokio::time::timeout(
             std::time::Duration::from_secs(1),
-            bus.announce(Change { transaction_id }),
+            bus.announce(Change::of(transaction_id)),
         )
         .await;
         if !matches!(announced, Ok(Ok(()))) {

@@ -81,6 +81,14 @@ fn all_unchanged(env: &Envelope) -> bool {
             && failed.iter().all(|f| f.code == ErrorCode::Unchanged))
 }
 
+/// A batch left empty because a transfer dropped every file of it when it heard its transaction
+/// was cancelled (docs/CANCEL.md): it ends cancelled, not failed.
+fn all_cancelled(env: &Envelope) -> bool {
+    matches!(&env.payload, Payload::Files { files, failed, .. }
+        if files.is_empty() && !failed.is_empty()
+            && failed.iter().all(|f| f.code == ErrorCode::Cancelled))
+}
+
 /// How the step that sent `env` went, as the workflow sees it.
 fn step_outcome(action: Action, env: &Envelope) -> StepOutcome {
     match action {
@@ -111,6 +119,10 @@ impl Router {
             let (k, e) = match effect {
                 Effect::Report(state) if outcome == StepOutcome::Failed => {
                     failed_update(step.key().worker, env, state)?
+                }
+                // A transfer dropped every file of the batch: its transaction was cancelled.
+                Effect::Report(_) if outcome == StepOutcome::Emptied && all_cancelled(env) => {
+                    monitor(env, workflow::cancelled())
                 }
                 Effect::Report(state) => monitor(env, state),
                 Effect::Send(to) => (to.key(), forward(env)),

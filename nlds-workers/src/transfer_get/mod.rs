@@ -55,6 +55,8 @@ pub struct TransferGet {
     posix: PosixPolicy,
     /// Where each batch journals the temporary files it creates (none: not journalled).
     work: Option<Arc<crate::workdir::ProcessDir>>,
+    /// The cancels this process heard of: their files are not restored.
+    cancelled: Arc<crate::cancelled::Cancelled>,
 }
 
 impl TransferGet {
@@ -71,7 +73,14 @@ impl TransferGet {
             store: Arc::new(Store::new(clients, cfg)),
             posix: PosixPolicy::SERVICE,
             work: None,
+            cancelled: Default::default(),
         }
+    }
+
+    /// Stops restoring the files of a transaction once `cancelled` heard it was cancelled.
+    pub fn with_cancelled(mut self, cancelled: Arc<crate::cancelled::Cancelled>) -> Self {
+        self.cancelled = cancelled;
+        self
     }
 
     /// Journals the temporary files of each batch in `work` (this process's work directory), so
@@ -337,12 +346,13 @@ impl TransferGet {
                 .is_some_and(|t| in_batch.contains_key(t))
         });
         let outage = AtomicBool::new(false);
+        let tid = env.transaction_id;
         let mut steps = stream::iter(regular)
             .map(|(i, rec, to)| {
                 let (outage, dest, r, w) = (&outage, &dest, restorer.clone(), warnings.clone());
                 async move {
                     let _slot = self.store.slot().await;
-                    (i, self.get_file(dest, r, rec, to, outage, w).await)
+                    (i, self.get_file(tid, dest, r, rec, to, outage, w).await)
                 }
                 .boxed()
             })
@@ -382,7 +392,7 @@ impl TransferGet {
                 let (outage, dest, r, w) = (&outage, &dest, restorer.clone(), warnings.clone());
                 async move {
                     let _slot = self.store.slot().await;
-                    (i, self.get_file(dest, r, rec, to, outage, w).await)
+                    (i, self.get_file(tid, dest, r, rec, to, outage, w).await)
                 }
                 .boxed()
             })
@@ -487,8 +497,13 @@ impl TransferGet {
         ))
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one file of a batch, with the batch's shared state"
+    )]
     async fn get_file(
         &self,
+        tid: uuid::Uuid,
         dest: &Destination,
         restorer: Shared,
         rec: FileRecord,
@@ -509,6 +524,13 @@ impl TransferGet {
         };
         if outage.load(Ordering::Relaxed) {
             return Step::NotStarted;
+        }
+        if self.cancelled.contains(tid) {
+            return Step::Failed(FailedFile::new(
+                &path,
+                ErrorCode::Cancelled,
+                format!("cancelled: {path} was not restored (its transaction was cancelled)"),
+            ));
         }
         let shown = to.display().to_string();
 

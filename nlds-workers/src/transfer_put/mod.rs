@@ -44,6 +44,8 @@ const MAX_PARTS: u64 = 10_000;
 pub struct TransferPut {
     store: SharedStore,
     posix: PosixPolicy,
+    /// The cancels this process heard of: their files are not uploaded.
+    cancelled: Arc<crate::cancelled::Cancelled>,
 }
 
 impl TransferPut {
@@ -59,7 +61,15 @@ impl TransferPut {
         Self {
             store: Arc::new(Store::new(clients, cfg)),
             posix: PosixPolicy::SERVICE,
+            cancelled: Default::default(),
         }
+    }
+
+    /// Stops uploading the files of a transaction once `cancelled` heard it was cancelled (the
+    /// rest of the batch goes on to the catalogue, which removes what was uploaded).
+    pub fn with_cancelled(mut self, cancelled: Arc<crate::cancelled::Cancelled>) -> Self {
+        self.cancelled = cancelled;
+        self
     }
 
     /// Checks that the requesting user may read each file (and search its parents) when it is
@@ -276,6 +286,16 @@ impl TransferPut {
             Ok(s) => s,
             Err(f) => return Step::Failed(f),
         };
+        if self.cancelled.contains(tid) {
+            return Step::Failed(FailedFile::new(
+                &rec.path,
+                ErrorCode::Cancelled,
+                format!(
+                    "cancelled: {} was not uploaded (its transaction was cancelled)",
+                    rec.path
+                ),
+            ));
+        }
         // The `checksum` sync level: a new version whose size matched arrives with the stored
         // blake3; the same content is skipped before anything is uploaded.
         if let Some(stored) = rec.blake3.take().filter(|_| rec.new_version) {

@@ -3,6 +3,7 @@
 //! `exit`), never `cli`, `app` or `render`, which dispatch to them or gather their views.
 
 pub mod admin;
+pub mod cancel;
 pub mod completions;
 pub mod del;
 pub mod explain;
