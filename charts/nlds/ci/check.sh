@@ -6,10 +6,13 @@
 #     against values.schema.json) and helm template, through Helm's Go library (PyPI
 #     helm-python-sdk); the TOML of the ConfigMap and Secret parsed, and every key of the
 #     settings files checked against nlds.example.toml (the keys the programs accept; sections
-#     the programs do not have yet, set through `settings`, are named, not checked);
+#     the programs do not have yet, set through `settings`, are named, not checked), and compared
+#     with ci/rendered/<case>/*.toml, which nlds-settings' test `chart` loads with the real loader;
 #     kubernetes-validate --strict on every built-in kind; the CRD kinds (ServiceMonitor,
 #     PrometheusRule, ScaledObject, TriggerAuthentication), which it does not know, against the
 #     small schemas of ci/crd-schemas.yaml (any other kind goes to kubernetes-validate, which refuses kinds it does not know); yamllint on the output;
+#   - every key of values.yaml has a `# --` comment, and README.md's values table is current
+#     (ci/values-table.py);
 #   - every ci/bad-values/*.yaml must FAIL (lint or render), with the message it names in its
 #     first line (`# expect: TEXT`).
 # Tools go to a throwaway venv (default /tmp/nlds-helmcheck-venv).
@@ -20,7 +23,8 @@ REPO="$(cd "$CHART/../.." && pwd)"
 VENV="${HELMCHECK_VENV:-/tmp/nlds-helmcheck-venv}"
 KUBE_VERSION="${KUBE_VERSION:-1.30.0}"
 
-if [ ! -x "$VENV/bin/kubernetes-validate" ] || ! "$VENV/bin/python" -c 'import jsonschema' 2>/dev/null; then
+if [ ! -x "$VENV/bin/kubernetes-validate" ] || [ ! -x "$VENV/bin/yamllint" ] ||
+    ! "$VENV/bin/python" -c 'import helm_python, jsonschema, yaml' 2>/dev/null; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q "helm-python-sdk==0.2.2" "kubernetes-validate==1.37.0" "yamllint>=1.35" \
         pyyaml "jsonschema>=4.17"
@@ -29,6 +33,9 @@ fi
 echo "== yamllint Chart.yaml values.yaml files/ ci/"
 "$VENV/bin/yamllint" -c "$CHART/.yamllint" "$CHART/Chart.yaml" "$CHART/values.yaml" "$CHART"/files/*.yaml \
     "$CHART"/ci/*.yaml "$CHART"/ci/bad-values/*.yaml
+
+echo "== values.yaml documented, README.md's values table current"
+"$VENV/bin/python" "$CHART/ci/values-table.py"
 
 echo "== values.schema.json"
 "$VENV/bin/python" - "$CHART" <<'PY'
@@ -120,6 +127,7 @@ for d in docs:
             parsed = tomllib.loads(text)
             if d["kind"] == "ConfigMap":
                 check("", parsed, key)
+                open(f"{out}/{key}", "w").write(text)
     (crds if d["apiVersion"].split("/")[0] in ("monitoring.coreos.com", "keda.sh") else builtin).append(d)
 
 # Kinds kubernetes-validate does not know: only these, each against its schema.
@@ -152,6 +160,19 @@ for vf in "" "$CHART"/ci/*-values.yaml; do
     render "$vf" "$OUT/$name"
     "$VENV/bin/kubernetes-validate" --strict --quiet -k "$KUBE_VERSION" "$OUT/$name/builtin.yaml"
     "$VENV/bin/yamllint" -d relaxed --no-warnings "$OUT/$name/builtin.yaml" "$OUT/$name/crds.yaml"
+    # The settings files as rendered, kept in ci/rendered/: nlds-settings' test `chart` loads them
+    # with the programs' own loader. UPDATE_RENDERED=1 rewrites them after a deliberate change.
+    for f in server.toml workers.toml; do
+        if [ "${UPDATE_RENDERED:-}" = 1 ]; then
+            mkdir -p "$CHART/ci/rendered/$name"
+            cp "$OUT/$name/$f" "$CHART/ci/rendered/$name/$f"
+        elif ! diff -u "$CHART/ci/rendered/$name/$f" "$OUT/$name/$f"; then
+            echo "ci/rendered/$name/$f is not what the chart renders: check the change, then run"
+            echo "UPDATE_RENDERED=1 charts/nlds/ci/check.sh (and cargo test -p nlds-settings --test chart)"
+            exit 1
+        fi
+    done
+    echo "  ci/rendered/$name/{server,workers}.toml match"
 done
 
 for vf in "$CHART"/ci/bad-values/*.yaml; do
