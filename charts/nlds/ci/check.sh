@@ -10,7 +10,7 @@
 #     with ci/rendered/<case>/*.toml, which nlds-settings' test `chart` loads with the real loader;
 #     kubernetes-validate --strict on every built-in kind; the CRD kinds (ServiceMonitor,
 #     PrometheusRule, ScaledObject, TriggerAuthentication), which it does not know, against the
-#     small schemas of ci/crd-schemas.yaml (any other kind goes to kubernetes-validate, which refuses kinds it does not know); yamllint on the output;
+#     small schemas of ci/crd-schemas.yaml (any other kind goes to kubernetes-validate, and check.sh fails when it knows no schema for it); yamllint on the output;
 #   - every key of values.yaml has a `# --` comment, and README.md's values table is current
 #     (ci/values-table.py);
 #   - every ci/bad-values/*.yaml must FAIL (lint or render), with the message it names in its
@@ -130,6 +130,7 @@ for d in docs:
                 check("", parsed, key)
                 open(f"{out}/{key}", "w").write(text)
     (crds if d["apiVersion"].split("/")[0] in ("monitoring.coreos.com", "keda.sh") else builtin).append(d)
+# kubernetes-validate only warns about a kind it has no schema for: check.sh fails on that.
 
 # Kinds kubernetes-validate does not know: only these, each against its schema.
 schemas = yaml.safe_load(open(f"{chart}/ci/crd-schemas.yaml"))
@@ -159,7 +160,14 @@ for vf in "" "$CHART"/ci/*-values.yaml; do
     echo "== $name: lint, render"
     mkdir -p "$OUT/$name"
     render "$vf" "$OUT/$name"
-    "$VENV/bin/kubernetes-validate" --strict --quiet -k "$KUBE_VERSION" "$OUT/$name/builtin.yaml"
+    # kubernetes-validate only warns about a kind it has no schema for: such a kind fails here.
+    "$VENV/bin/kubernetes-validate" --strict --quiet -k "$KUBE_VERSION" "$OUT/$name/builtin.yaml" \
+        2>&1 | tee "$OUT/$name/validate.log"
+    if grep -q "Couldn't find schema" "$OUT/$name/validate.log"; then
+        echo "a kind above is neither built in nor in ci/crd-schemas.yaml"
+        exit 1
+    fi
+    echo "  kubernetes-validate --strict: $(grep -c '^kind:' "$OUT/$name/builtin.yaml") objects valid"
     "$VENV/bin/yamllint" -d relaxed --no-warnings "$OUT/$name/rendered.yaml"
     # The settings files as rendered, kept in ci/rendered/: nlds-settings' test `chart` loads them
     # with the programs' own loader. UPDATE_RENDERED=1 rewrites them after a deliberate change.
