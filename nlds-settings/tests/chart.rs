@@ -95,4 +95,10 @@ fn the_full_values_reach_the_settings() {
     assert!(workers.policy.enabled);
     assert_eq!(workers.policy.rules.len(), 3);
     assert_eq!(workers.memory.malloc_arenas, 1);
+    let tenancy = workers
+        .workers
+        .object_store
+        .tenancy("s3.example.org")
+        .expect("the tenancy `settings` names");
+    assert_eq!(tenancy.bucket, "nlds-example");
 }
