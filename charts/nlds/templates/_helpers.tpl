@@ -120,17 +120,122 @@ Environment common to the server and worker containers.
 {{- end }}
 
 {{/*
+A TOML key: bare when it can be, else quoted (tenancy names like "s3.example.org").
+*/}}
+{{- define "nlds.tomlKey" -}}
+{{- if regexMatch "^[A-Za-z0-9_-]+$" . -}}{{ . }}{{- else -}}{{ . | toJson }}{{- end -}}
+{{- end -}}
+
+{{/*
 A value as TOML (inline tables and arrays): numbers without a fraction stay integers (Helm reads
 every YAML number as a float), strings and booleans through toJson (valid TOML for both).
 */}}
 {{- define "nlds.tomlValue" -}}
 {{- if kindIs "map" . -}}
-{ {{- $first := true -}}{{- range $k, $v := . -}}{{- if not $first }}, {{ end -}}{{- $first = false -}}{{ $k }} = {{ include "nlds.tomlValue" $v }}{{- end -}} }
+{ {{- $first := true -}}{{- range $k, $v := . -}}{{- if not $first }}, {{ end -}}{{- $first = false -}}{{ include "nlds.tomlKey" $k }} = {{ include "nlds.tomlValue" $v }}{{- end -}} }
 {{- else if kindIs "slice" . -}}
 [{{- range $i, $v := . -}}{{- if $i }}, {{ end -}}{{ include "nlds.tomlValue" $v }}{{- end -}}]
 {{- else if kindIs "float64" . -}}
 {{- if eq (floor .) . -}}{{ . | int64 }}{{- else -}}{{ . }}{{- end -}}
+{{- else if kindIs "invalid" . -}}
+{{- fail "a settings value is null: TOML has no null; leave the key out" -}}
 {{- else -}}
 {{ . | toJson }}
 {{- end -}}
+{{- end -}}
+
+{{/*
+A table as a TOML document: (dict "prefix" "workers" "table" $map). Its plain keys first, then each
+sub-table under its own [header], recursively; arrays (of tables too) are written inline.
+*/}}
+{{- define "nlds.toml" -}}
+{{- $prefix := .prefix -}}
+{{- range $k, $v := .table }}
+{{- if not (kindIs "map" $v) }}
+{{ include "nlds.tomlKey" $k }} = {{ include "nlds.tomlValue" $v }}
+{{- end }}
+{{- end }}
+{{- range $k, $v := .table }}
+{{- if kindIs "map" $v }}
+{{- $name := printf "%s%s" (ternary "" (printf "%s." $prefix) (eq $prefix "")) (include "nlds.tomlKey" $k) }}
+
+[{{ $name }}]
+{{- include "nlds.toml" (dict "prefix" $name "table" $v) }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Merges the map .src into the map .dst in place, recursively: a key of src wins, a map in both is
+merged (unlike sprig's merge, a false or 0 in src does win).
+*/}}
+{{- define "nlds.deepMerge" -}}
+{{- $dst := .dst -}}
+{{- range $k, $v := .src -}}
+{{- if and (kindIs "map" $v) (hasKey $dst $k) (kindIs "map" (index $dst $k)) -}}
+{{- include "nlds.deepMerge" (dict "dst" (index $dst $k) "src" $v) -}}
+{{- else -}}
+{{- $_ := set $dst $k (deepCopy $v) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Whether the server reads the OIDC client secret (and mounts `oidc-client-secret`): "true" or "".
+*/}}
+{{- define "nlds.oidcClientSecret" -}}
+{{- if and (eq .Values.auth.kind "oidc") (or .Values.auth.clientSecret (and .Values.existingSecret .Values.auth.oidc.client_id)) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Whether the server reads the OIDC HMAC secret (`oidc-hmac-secret`): "true" or "".
+*/}}
+{{- define "nlds.oidcHmacSecret" -}}
+{{- $hs := false -}}
+{{- range (.Values.auth.oidc.algorithms | default list) }}{{ if hasPrefix "HS" . }}{{ $hs = true }}{{ end }}{{ end -}}
+{{- if and (eq .Values.auth.kind "oidc") (or .Values.auth.hmacSecret (and .Values.existingSecret $hs)) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Whether the workers read the glacier bucket's secret key (`cold-secret-key`): "true" or "".
+*/}}
+{{- define "nlds.coldSecret" -}}
+{{- if and (eq .Values.cold.backend "s3-glacier") (or .Values.cold.glacierSecretKey .Values.existingSecret) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Whether a role runs: its `enabled` is not false.
+*/}}
+{{- define "nlds.roleEnabled" -}}
+{{- if and .w (ne (toString .w.enabled) "false") -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Checks across values that the schema cannot express; fails the rendering with what to change.
+*/}}
+{{- define "nlds.validate" -}}
+{{- $root := . -}}
+{{- range $role := list "archive-put" "archive-get" }}
+{{- if and (include "nlds.roleEnabled" (dict "w" (index $root.Values.workers $role))) (not $root.Values.cold.backend) }}
+{{- fail (printf "workers.%s is enabled but no cold tier is configured: set cold.backend (dir, xrootd or s3-glacier)" $role) }}
+{{- end }}
+{{- end }}
+{{- if and (eq .Values.cold.backend "dir") (not .Values.cold.volumeMounts) }}
+{{- if or (include "nlds.roleEnabled" (dict "w" (index .Values.workers "archive-put"))) (include "nlds.roleEnabled" (dict "w" (index .Values.workers "archive-get"))) }}
+{{- fail "cold.backend is dir: mount a volume shared by the cold roles at cold.dir.root (cold.volumes, cold.volumeMounts)" }}
+{{- end }}
+{{- end }}
+{{- if .Values.keda.enabled }}
+{{- if not .Values.keda.roles }}
+{{- fail "keda.enabled is true but keda.roles names no role to scale" }}
+{{- end }}
+{{- range $role, $k := .Values.keda.roles }}
+{{- if eq $role "monitor" }}
+{{- fail "keda.roles.monitor: the monitor is a single writer and must not be scaled" }}
+{{- end }}
+{{- if not (include "nlds.roleEnabled" (dict "w" (index $root.Values.workers $role))) }}
+{{- fail (printf "keda.roles.%s: the role is not enabled (workers.%s.enabled)" $role $role) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end -}}
