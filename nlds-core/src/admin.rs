@@ -305,10 +305,12 @@ pub enum AuditAction {
     Release,
     /// Asked where copies of files are (archiveinfo).
     Locality,
+    /// Read or changed the caller's notification channels.
+    Notify,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 13] = crate::variants();
+    pub const ALL: [AuditAction; 14] = crate::variants();
 
     pub const fn as_str(self) -> &'static str {
         self.into_str()
@@ -331,6 +333,7 @@ impl AuditAction {
                 | AuditAction::Purge
                 | AuditAction::Stage
                 | AuditAction::Release
+                | AuditAction::Notify
         )
     }
 }

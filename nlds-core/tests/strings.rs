@@ -103,6 +103,7 @@ fn action() {
             "quota",
             "quota-set",
             "admin",
+            "notify",
             "audit",
             "system-stat",
             "debug",
@@ -281,7 +282,7 @@ fn audit_action() {
         AuditAction::as_str,
         &[
             "put", "get", "meta", "delete", "undelete", "purge", "list", "find", "stat", "admin",
-            "stage", "release", "locality",
+            "stage", "release", "locality", "notify",
         ],
     );
     serde_round_trips(&AuditAction::ALL, AuditAction::as_str);
