@@ -312,9 +312,30 @@ pub async fn run_roles_with(
     if roles.contains(&Role::Monitor) {
         // Notifications: delivered apart from the monitor's handler, so a slow receiver never
         // holds up a state update (docs/NOTIFY.md).
-        let notifier = crate::notify::Notifier::new(res.db(cfg).await?, settings.notify.clone())
-            .context("cannot start notification delivery ([notify])")?
-            .with_bus(bus.clone());
+        let mut notifier =
+            crate::notify::Notifier::new(res.db(cfg).await?, settings.notify.clone())
+                .context("cannot start notification delivery ([notify])")?
+                .with_bus(bus.clone());
+        // Backends probed for operator alerts: the object store (a HeadBucket; its settings are
+        // every process's), the cold store only where this process runs an archive role (it
+        // alone has the store mounted or reachable).
+        let head_bucket = crate::ops::object_store_check_of(cfg.object_store.clone());
+        notifier = notifier.with_probe("object store", Arc::new(head_bucket));
+        if roles.contains(&Role::ArchivePut) || roles.contains(&Role::ArchiveGet) {
+            let cold = res.cold(cfg).await?;
+            notifier = notifier.with_probe(
+                "cold store",
+                Arc::new(move || {
+                    let cold = cold.clone();
+                    Box::pin(async move {
+                        cold.stat(PROBE_NAME)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    })
+                }),
+            );
+        }
         let stop = shutdown.clone();
         tasks.spawn(async move {
             notifier.run(stop).await;
@@ -368,6 +389,10 @@ pub async fn run_roles_with(
     }
     Ok(())
 }
+
+/// The aggregate name the cold-store probe looks up (never written: a reachable store answers
+/// that it does not exist).
+const PROBE_NAME: &str = "nlds-notify-probe";
 
 /// Every role.
 pub fn all_roles() -> Vec<Role> {

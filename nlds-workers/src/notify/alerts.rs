@@ -9,7 +9,9 @@
 //!   for `[notify] stalled_after_secs`;
 //! * `policy_breaker`: the policy's circuit breaker is open (`policy_lease`);
 //! * `dead_letters`: a role's dead-letter queue is not empty (RabbitMQ: `nlds.<role>.dead`,
-//!   asked of the bus; the in-process bus: its dead rows in `bus_message`).
+//!   asked of the bus; the in-process bus: its dead rows in `bus_message`);
+//! * `backend_unreachable`: a backend probe fails (the object store's `HeadBucket`; the cold
+//!   store's `stat` of a name that is never written, where this process runs an archive role).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +30,10 @@ use sea_orm::{
 use super::decide;
 use crate::db::{notify_alert, policy_lease, sub_record, transaction_record};
 
+/// A cheap probe of a backend: `Err` says why it cannot be reached.
+pub type Probe =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
 /// Most stalled transactions named per check (each its own alert).
 const STALLED_LIMIT: u64 = 100;
 
@@ -42,11 +48,21 @@ struct Seen {
 pub async fn check(
     db: &DatabaseConnection,
     bus: Option<&Arc<dyn Bus>>,
+    probes: &[(String, Probe)],
     cfg: &NotifyConfig,
 ) -> Result<(), DbErr> {
     let mut seen = stalled(db, cfg).await?;
     seen.extend(breaker(db).await?);
     seen.extend(dead_letters(db, bus).await?);
+    for (name, probe) in probes {
+        if let Err(why) = probe().await {
+            seen.push(Seen {
+                kind: "backend_unreachable",
+                subject: name.clone(),
+                message: format!("the {name} cannot be reached: {why}"),
+            });
+        }
+    }
     let now = Utc::now();
     let current: BTreeMap<String, Seen> = seen
         .into_iter()

@@ -37,6 +37,8 @@ pub struct Notifier {
     operator_secret: Option<String>,
     /// The bus, asked how many dead letters wait (operator alerts).
     bus: Option<Arc<dyn Bus>>,
+    /// The backends probed for operator alerts, by name.
+    probes: Vec<(String, alerts::Probe)>,
 }
 
 impl Notifier {
@@ -49,6 +51,7 @@ impl Notifier {
             smtp: email::relay(&cfg, timeout)?,
             operator_secret: cfg.operator_webhook_secret()?,
             bus: None,
+            probes: Vec::new(),
             db,
             cfg,
         })
@@ -60,6 +63,12 @@ impl Notifier {
         self
     }
 
+    /// Probes `probe` (named `name`, e.g. "object store") at each alert check.
+    pub fn with_probe(mut self, name: impl Into<String>, probe: alerts::Probe) -> Self {
+        self.probes.push((name.into(), probe));
+        self
+    }
+
     /// Delivers and checks until `stop`.
     pub async fn run(self, stop: CancellationToken) {
         let poll = Duration::from_millis(self.cfg.poll_ms.max(10));
@@ -68,7 +77,9 @@ impl Notifier {
         loop {
             if !check.is_zero() && last_check.is_none_or(|t| t.elapsed() >= check) {
                 last_check = Some(tokio::time::Instant::now());
-                if let Err(e) = alerts::check(&self.db, self.bus.as_ref(), &self.cfg).await {
+                if let Err(e) =
+                    alerts::check(&self.db, self.bus.as_ref(), &self.probes, &self.cfg).await
+                {
                     tracing::warn!(error = %e, "operator alert check failed; retrying");
                 }
             }

@@ -10,4 +10,5 @@ mod email;
 pub(crate) mod prefs;
 pub mod webhook;
 
+pub use alerts::Probe;
 pub use deliver::Notifier;
