@@ -461,3 +461,38 @@ async fn notify_stage_request_end_and_a_missing_file_fails_it() {
     assert_eq!(body["files_completed"], 1, "{body}");
     srv.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notify_operators_hear_a_policy_pass_end_signed_with_their_secret() {
+    let dir = temp();
+    let rx = receiver(0).await;
+    let secret_file = dir.path().join("ops-webhook-secret");
+    std::fs::write(&secret_file, "operators-own-secret\n").unwrap();
+    let srv = server(
+        dir.path(),
+        &[
+            format!("notify.operator_webhook={}", rx.url),
+            format!(
+                "notify.operator_webhook_secret_file={}",
+                secret_file.display()
+            ),
+            "policy.enabled=true".into(),
+            "policy.interval_secs=0".into(),
+        ],
+    )
+    .await;
+    let ops = Api::new(&srv.url, &srv.operator_token());
+    let (s, v) = ops.post("/api/v2/admin/policy/run", &json!({})).await;
+    assert_eq!(s, 202, "{v}");
+    let got = eventually(Duration::from_secs(60), "operator webhook", async || {
+        let g = rx.got.lock().unwrap().clone();
+        g.into_iter().find(|r| r.body.contains("policy_pass.ended"))
+    })
+    .await;
+    assert!(verify("operators-own-secret", &got), "{got:?}");
+    let body: Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(body["kind"], "manual", "{body}");
+    assert_eq!(body["outcome"], "completed", "{body}");
+    assert!(!srv.output().contains("operators-own-secret"));
+    srv.stop();
+}
