@@ -496,3 +496,80 @@ async fn notify_operators_hear_a_policy_pass_end_signed_with_their_secret() {
     assert!(!srv.output().contains("operators-own-secret"));
     srv.stop();
 }
+
+/// `nlds` (built beside the test binary by `--workspace`), configured by the environment only.
+fn nlds(srv: &ServerProcess, args: &[&str]) -> std::process::Output {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("nlds");
+    assert!(
+        bin.exists(),
+        "{} not built: run with --workspace",
+        bin.display()
+    );
+    std::process::Command::new(bin)
+        .args(args)
+        .env_remove("NLDS_CONFIG")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("NLDS_URL", &srv.url)
+        .env("NLDS_TOKEN", srv.operator_token())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notify_cli_sets_shows_and_clears() {
+    let dir = temp();
+    let rx = receiver(0).await;
+    let srv = server(dir.path(), &[]).await;
+    let text = |o: &std::process::Output| {
+        format!(
+            "exit {:?}\n{}{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let o = nlds(
+        &srv,
+        &[
+            "notify",
+            "set",
+            "--webhook",
+            &rx.url,
+            "--on",
+            "always",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let set: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let secret = set["webhook_secret"].as_str().unwrap().to_owned();
+    let o = nlds(&srv, &["notify", "show"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let shown = text(&o);
+    assert!(shown.contains("on:      always"), "{shown}");
+    assert!(shown.contains(&rx.url), "{shown}");
+    assert!(!shown.contains(&secret), "{shown}");
+    let o = nlds(&srv, &["notify", "show", "--secret"]);
+    assert!(text(&o).contains(&secret), "{}", text(&o));
+    let o = nlds(
+        &srv,
+        &["notify", "set", "--webhook", "http://example.org/x"],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("https://"), "{}", text(&o));
+    let o = nlds(&srv, &["notify", "clear"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("no notification channels"),
+        "{}",
+        text(&o)
+    );
+    let o = nlds(
+        &srv,
+        &["admin", "notifications", "--state", "dead", "--json"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    srv.stop();
+}
