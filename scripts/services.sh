@@ -23,7 +23,8 @@
 # NLDS_VENV (default $HOME/.cache/nlds-venv), NLDS_SVC_LOG_DIR,
 # NLDS_PYCLIENT_VENV (default $HOME/.cache/nlds-pyclient),
 # NLDS_CARGO_MACHETE_VERSION (default below),
-# NLDS_SCHEMATHESIS_VENV (default $HOME/.cache/nlds-schemathesis).
+# NLDS_SCHEMATHESIS_VENV (default $HOME/.cache/nlds-schemathesis),
+# NLDS_SMTP_VENV (default $HOME/.cache/nlds-smtp).
 set -euo pipefail
 
 TIMEOUT="${NLDS_SVC_TIMEOUT:-90}"
@@ -43,6 +44,9 @@ CARGO_MACHETE_VERSION="${NLDS_CARGO_MACHETE_VERSION:-0.9.2}"
 # The API fuzzer (scripts/fuzz-api.sh), in a venv of its own: it pins its own dependencies.
 SCHEMATHESIS_VERSION=4.32.5
 SCHEMATHESIS_VENV="${NLDS_SCHEMATHESIS_VENV:-$HOME/.cache/nlds-schemathesis}"
+# The SMTP sink of the notification tests (each test starts its own on a free port).
+AIOSMTPD_VERSION=1.4.6
+SMTP_VENV="${NLDS_SMTP_VENV:-$HOME/.cache/nlds-smtp}"
 
 # Local endpoints only: a global CA bundle must not leak into anything we start.
 unset AWS_CA_BUNDLE
@@ -281,6 +285,29 @@ ensure_pyclient_venv() {
     log "nlds-client: OK   $PYCLIENT_VENV/bin/nlds (nlds-client $have, installed)"
 }
 
+# ---------------------------------------------------------------- aiosmtpd (SMTP sink)
+ensure_aiosmtpd() {
+    local have=""
+    if [ -x "$SMTP_VENV/bin/python" ]; then
+        have="$("$SMTP_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("aiosmtpd"))' 2>/dev/null || true)"
+    fi
+    if [ "$have" = "$AIOSMTPD_VERSION" ]; then
+        log "aiosmtpd: OK   $SMTP_VENV/bin/python ($have, already installed)"
+        return
+    fi
+    log "aiosmtpd: installing aiosmtpd==$AIOSMTPD_VERSION into $SMTP_VENV (log: $LOG_DIR/aiosmtpd-install.log)"
+    if ! python3 -m venv "$SMTP_VENV" >>"$LOG_DIR/aiosmtpd-install.log" 2>&1; then
+        apt_install python3-venv python3-pip
+        python3 -m venv "$SMTP_VENV" >>"$LOG_DIR/aiosmtpd-install.log" 2>&1 ||
+            fail "aiosmtpd: cannot create venv $SMTP_VENV"
+    fi
+    "$SMTP_VENV/bin/pip" install -q "aiosmtpd==$AIOSMTPD_VERSION" >>"$LOG_DIR/aiosmtpd-install.log" 2>&1 ||
+        fail "aiosmtpd: pip install aiosmtpd==$AIOSMTPD_VERSION failed (see $LOG_DIR/aiosmtpd-install.log)"
+    "$SMTP_VENV/bin/python" -m aiosmtpd --version >>"$LOG_DIR/aiosmtpd-install.log" 2>&1 ||
+        fail "aiosmtpd: $SMTP_VENV/bin/python -m aiosmtpd --version fails (see $LOG_DIR/aiosmtpd-install.log)"
+    log "aiosmtpd: OK   $SMTP_VENV/bin/python (installed)"
+}
+
 # ---------------------------------------------------------------- schemathesis
 ensure_schemathesis() {
     local have=""
@@ -360,6 +387,7 @@ start_moto
 start_xrootd
 start_oidc
 ensure_pyclient_venv
+ensure_aiosmtpd
 ensure_schemathesis
 
 cat <<EOF
@@ -368,6 +396,7 @@ export NLDS_TEST_AMQP_URL='amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f'
 export NLDS_TEST_DATABASE_URL='postgres://postgres@127.0.0.1:$PG_PORT'
 export NLDS_TEST_S3_ENDPOINT='http://127.0.0.1:$MOTO_PORT'
 export NLDS_TEST_PYCLIENT='$PYCLIENT_VENV/bin/nlds'
+export NLDS_TEST_SMTP_PYTHON='$SMTP_VENV/bin/python'
 export NLDS_TEST_XROOTD_URL='$XROOTD_URL'
 export NLDS_TEST_OIDC_ISSUER='$OIDC_ISSUER'
 export NLDS_TEST_OIDC_SECRETS_DIR='${NLDS_OIDC_DIR:-$HOME/.cache/nlds-oidc}/secrets'

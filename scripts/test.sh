@@ -24,6 +24,11 @@ PYCLIENT_VENV="${NLDS_PYCLIENT_VENV:-$HOME/.cache/nlds-pyclient}"
 if [ -n "${NLDS_TEST_PYCLIENT:-}" ] || [ -x "$PYCLIENT_VENV/bin/nlds" ]; then
     export NLDS_TEST_PYCLIENT="${NLDS_TEST_PYCLIENT:-$PYCLIENT_VENV/bin/nlds}"
 fi
+# The SMTP sink of the notification tests (aiosmtpd), installed by scripts/services.sh.
+SMTP_VENV="${NLDS_SMTP_VENV:-$HOME/.cache/nlds-smtp}"
+if [ -n "${NLDS_TEST_SMTP_PYTHON:-}" ] || [ -x "$SMTP_VENV/bin/python" ]; then
+    export NLDS_TEST_SMTP_PYTHON="${NLDS_TEST_SMTP_PYTHON:-$SMTP_VENV/bin/python}"
+fi
 # The XRootD tape front end started by scripts/services.sh (scripts/xrootd.sh), if it answers.
 if [ -z "${NLDS_TEST_XROOTD_URL:-}" ]; then
     NLDS_TEST_XROOTD_URL="$(scripts/xrootd.sh url 2>/dev/null)" && export NLDS_TEST_XROOTD_URL || unset NLDS_TEST_XROOTD_URL

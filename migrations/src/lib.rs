@@ -30,8 +30,10 @@
 //! * [`m20261205_000015_storage_audit`]: the storage audit's runs, and an index of warm
 //!   locations by bucket and key for its pages (owned by the storage-audit role);
 //! * [`m20261206_000018_retry_of`]: the transaction a transaction retries the failed files of
-//!   (owned by the monitor role).
-//! * [`m20261206_000019_cancel`]: who cancelled a transaction, and when (owned by the catalogue).
+//!   (owned by the monitor role);
+//! * [`m20261206_000019_cancel`]: who cancelled a transaction, and when (owned by the catalogue);
+//! * [`m20261206_000020_notify`]: notification preferences, the notifications to deliver and the
+//!   open operator alerts, and a request's own wish to be notified (owned by the monitor role).
 //!
 //! Every migration has a working `down`.
 
@@ -55,6 +57,7 @@ pub mod m20261205_000015_storage_audit;
 pub mod m20261205_000017_holding_stat_paths;
 pub mod m20261206_000018_retry_of;
 pub mod m20261206_000019_cancel;
+pub mod m20261206_000020_notify;
 
 /// All nlds-rs migrations, in order.
 pub struct Migrator;
@@ -80,6 +83,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000017_holding_stat_paths::Migration),
             Box::new(m20261206_000018_retry_of::Migration),
             Box::new(m20261206_000019_cancel::Migration),
+            Box::new(m20261206_000020_notify::Migration),
         ]
     }
 }

@@ -181,6 +181,14 @@ pub trait Bus: Send + Sync + 'static {
     /// How many consumers `role`'s queue has now (for the system status page).
     async fn consumers(&self, role: Role) -> Result<u32, BusError>;
 
+    /// How many messages wait in `role`'s dead-letter queue (`nlds.<role>.dead`), for the
+    /// operators' alerts; `None`: this bus keeps its dead letters elsewhere (the in-process
+    /// bus: in its store's table, which the alert check reads).
+    async fn dead_letters(&self, role: Role) -> Result<Option<u64>, BusError> {
+        let _ = role;
+        Ok(None)
+    }
+
     /// The bytes of messages this process holds queued for its own consumers (all but
     /// `except`'s role): the in-process bus keeps its queues in memory, so a producer that can
     /// run far ahead of them (the indexer, the outbox relay) waits while this is high

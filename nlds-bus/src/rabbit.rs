@@ -738,4 +738,23 @@ impl Bus for RabbitBus {
         let _ = ch.close(200, "done".into()).await;
         Ok(q.consumer_count())
     }
+
+    async fn dead_letters(&self, role: Role) -> Result<Option<u64>, BusError> {
+        let link = self.link().await?;
+        // A channel of its own, as above; a passive declare answers the message count.
+        let ch = link.conn.create_channel().await.map_err(unavailable)?;
+        let q = ch
+            .queue_declare(
+                format!("{}.dead", role.queue()).as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let _ = ch.close(200, "done".into()).await;
+        Ok(Some(u64::from(q.message_count())))
+    }
 }

@@ -441,6 +441,51 @@ impl Client {
             .await
     }
 
+    /// The caller's notification channels (with `secret`, the webhook's signing secret too).
+    pub async fn notify_show(&self, secret: bool) -> Result<nlds_core::notify::NotifySettings> {
+        let query = secret.then_some([("secret", "true")]);
+        self.send(Method::GET, "/notify", query.as_ref(), None::<&()>)
+            .await
+    }
+
+    /// Sets the caller's notification channels; a new webhook's secret is in the answer.
+    pub async fn notify_set(
+        &self,
+        change: &nlds_core::notify::SetNotify,
+    ) -> Result<nlds_core::notify::NotifySettings> {
+        self.send(Method::PUT, "/notify", None::<&()>, Some(change))
+            .await
+    }
+
+    /// Removes the caller's notification channels.
+    pub async fn notify_clear(&self) -> Result<nlds_core::notify::NotifySettings> {
+        self.send(Method::DELETE, "/notify", None::<&()>, None::<&()>)
+            .await
+    }
+
+    /// Every notification in `state` (dead letters by default), newest first (service
+    /// operators only).
+    pub async fn admin_notifications(
+        &self,
+        state: Option<nlds_core::notify::Delivery>,
+        limit: Option<u64>,
+    ) -> Result<Vec<nlds_core::notify::NotificationSummary>> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(s) = state {
+            query.push(("state", s.to_string()));
+        }
+        if let Some(l) = limit {
+            query.push(("limit", l.to_string()));
+        }
+        self.send(
+            Method::GET,
+            "/admin/notifications",
+            Some(&query),
+            None::<&()>,
+        )
+        .await
+    }
+
     /// Every group's quota, or `group`'s (service operators only).
     pub async fn admin_quota(&self, group: Option<&str>) -> Result<nlds_core::quota::QuotaReport> {
         let query = group.map(|g| [("group", g)]);

@@ -310,10 +310,12 @@ pub enum AuditAction {
     Locality,
     /// Cancelled a put or get.
     Cancel,
+    /// Read or changed the caller's notification channels.
+    Notify,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 14] = crate::variants();
+    pub const ALL: [AuditAction; 15] = crate::variants();
 
     pub const fn as_str(self) -> &'static str {
         self.into_str()
@@ -337,6 +339,7 @@ impl AuditAction {
                 | AuditAction::Stage
                 | AuditAction::Release
                 | AuditAction::Cancel
+                | AuditAction::Notify
         )
     }
 }

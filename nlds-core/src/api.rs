@@ -138,6 +138,10 @@ pub struct PutRequest {
     /// the put would do with each (`PutPlan::verdicts`). Ignored by a put that runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entries: Vec<crate::versions::LocalEntry>,
+    /// Notify the caller's channels when this transaction ends, whatever `nlds notify set --on`
+    /// says (docs/NOTIFY.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notify: bool,
 }
 
 /// `POST /api/v2/get`: copy files back to POSIX disk.
@@ -183,6 +187,10 @@ pub struct GetRequest {
     /// How many chunks of paths were sent before this request (see [`PutRequest::parts`]).
     #[serde(default, skip_serializing_if = "crate::number::is_zero")]
     pub parts: u32,
+    /// Notify the caller's channels when this transaction ends, whatever `nlds notify set --on`
+    /// says (docs/NOTIFY.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notify: bool,
 }
 
 /// `POST /api/v2/paths`: one chunk of the paths of a put or get too long for one request. The
@@ -646,6 +654,10 @@ pub struct DeleteRequest {
     /// Delete every version of each path, not only the newest (docs/DELETE.md).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all_versions: bool,
+    /// Notify the caller's channels when this transaction ends, whatever `nlds notify set --on`
+    /// says (docs/NOTIFY.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notify: bool,
 }
 
 /// `POST /api/v2/undelete`: bring back deleted files or holdings within the retention period.

@@ -17,6 +17,7 @@ pub mod db;
 pub mod error;
 pub mod files;
 pub mod message;
+pub mod notify;
 pub mod number;
 pub mod pathname;
 pub mod pattern;

@@ -48,6 +48,10 @@ pub struct Envelope {
     /// path is a conflict (the 1.0.x semantics the legacy API keeps by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<crate::versions::SyncLevel>,
+    /// The request asked to be notified when it ends on its owner's channels, whatever the
+    /// owner's account says (docs/NOTIFY.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notify: bool,
     pub payload: Payload,
 }
 
@@ -77,6 +81,7 @@ impl Envelope {
             tenancy: None,
             chunks: 0,
             sync: None,
+            notify: false,
             payload,
         }
     }
@@ -90,6 +95,12 @@ impl Envelope {
     /// The same envelope, a put that compares stored paths at `sync` (`None`: conflicts).
     pub fn with_sync(mut self, sync: Option<crate::versions::SyncLevel>) -> Self {
         self.sync = sync;
+        self
+    }
+
+    /// The same envelope, asking (or not) to be notified when the transaction ends.
+    pub fn with_notify(mut self, notify: bool) -> Self {
+        self.notify = notify;
         self
     }
 
@@ -524,6 +535,10 @@ pub enum Payload {
     SystemStat,
     /// RPC `monitor.admin` (service operators, checked by the server): an admin query.
     Admin(crate::admin::AdminQuery),
+    /// RPC `monitor.notify`: the caller's notification channels (show, set, clear), or the
+    /// operators' list of undelivered notifications. Answered with [`RpcReply::Notify`] or
+    /// [`RpcReply::Notifications`].
+    Notify(crate::notify::NotifyRequest),
     /// RPC `catalog.stage`: stage, status, cancel, release or locality (answered with
     /// [`RpcReply::Stage`]).
     Stage(crate::stage::StageQuery),
@@ -615,6 +630,10 @@ pub enum RpcReply {
     },
     /// Answer to `monitor.admin`.
     Admin(crate::admin::AdminAnswer),
+    /// Answer to `monitor.notify` (show, set, clear).
+    Notify(crate::notify::NotifySettings),
+    /// Answer to `monitor.notify` (the operators' list).
+    Notifications(Vec<crate::notify::NotificationSummary>),
     /// Answer to `catalog.stage`.
     Stage(crate::stage::StageAnswer),
     /// Answer to `catalog.quota` and `catalog.quota-set`.

@@ -112,6 +112,8 @@ routing_part!(
         Quota,
         QuotaSet,
         Admin,
+        /// Monitor: a user's notification channels.
+        Notify,
         Audit,
         SystemStat,
         Debug,
@@ -406,6 +408,7 @@ mod tests {
             (Monitor, Stat),
             (Log, Error),
             (Monitor, Admin),
+            (Monitor, Notify),
             (Log, Audit),
             (ArchivePut, Del),
             (Catalog, Del),

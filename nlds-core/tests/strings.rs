@@ -103,6 +103,7 @@ fn action() {
             "quota",
             "quota-set",
             "admin",
+            "notify",
             "audit",
             "system-stat",
             "debug",
@@ -284,7 +285,7 @@ fn audit_action() {
         AuditAction::as_str,
         &[
             "put", "get", "meta", "delete", "undelete", "purge", "list", "find", "stat", "admin",
-            "stage", "release", "locality", "cancel",
+            "stage", "release", "locality", "cancel", "notify",
         ],
     );
     serde_round_trips(&AuditAction::ALL, AuditAction::as_str);

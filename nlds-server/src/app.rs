@@ -92,6 +92,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(audited(Stage, r!(routes::stage_cancel)))
         .routes(audited(Release, r!(routes::release)))
         .routes(audited(Locality, r!(routes::archiveinfo)))
+        .routes(audited(
+            Notify,
+            r!(
+                routes::notify_show,
+                routes::notify_set,
+                routes::notify_clear
+            ),
+        ))
+        .routes(audited(Admin, r!(routes::admin_notifications)))
         .merge(crate::legacy::routes())
 }
 

@@ -211,7 +211,8 @@ pub async fn submit_delete(
             dry_run: false,
         },
     )
-    .with_role(role);
+    .with_role(role)
+    .with_notify(req.notify);
     let plan = delete_rpc(s, env.clone(), Action::Del, "catalog.del").await?;
     // The holding a one-holding delete acted on names the transaction.
     let (holding_id, label) = plan.transaction_holding(req.holding_id, req.label);

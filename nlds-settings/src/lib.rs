@@ -30,6 +30,7 @@ pub mod audit;
 pub mod bus;
 pub mod cold;
 pub mod memory;
+pub mod notify;
 pub mod object_store;
 pub mod policy;
 pub mod server;
@@ -40,6 +41,7 @@ pub use bus::{BusConfig, BusKind};
 pub use cold::{ColdConfig, DirConfig, GlacierConfig, XrootdConfig};
 pub use figment;
 pub use memory::MemoryConfig;
+pub use notify::{NotifyConfig, SmtpTls};
 pub use object_store::{ObjectStoreConfig, REDACTED, TenancyConfig};
 pub use policy::{PolicyConfig, Watermark};
 pub use secrecy::{self, ExposeSecret, SecretString};
@@ -67,6 +69,8 @@ pub struct Settings {
     pub policy: PolicyConfig,
     /// `[memory]`: how a process keeps its resident memory bounded.
     pub memory: MemoryConfig,
+    /// `[notify]`: e-mail and webhook notifications, operator alerts.
+    pub notify: NotifyConfig,
     /// Where these settings were read from, so that a process can read them again (`nlds admin
     /// policy reload`, SIGHUP: see [`Settings::reread`]). Not a settings key.
     #[serde(skip)]

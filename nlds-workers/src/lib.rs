@@ -45,6 +45,7 @@ pub mod indexer;
 pub mod logger;
 pub mod memory;
 pub mod monitor;
+pub mod notify;
 pub mod ops;
 pub mod outbox;
 pub mod policy;

@@ -95,14 +95,20 @@ impl Resources {
     pub async fn policy(
         &self,
         cfg: &WorkerConfig,
-        policy: &nlds_settings::PolicyConfig,
+        settings: &Settings,
         bus: &Arc<dyn Bus>,
     ) -> anyhow::Result<Arc<crate::policy::PolicyRunner>> {
         let db = self.db(cfg).await?;
         self.policy
             .get_or_try_init(|| async {
-                crate::policy::PolicyRunner::from_config(db, bus.clone(), policy.clone())
-                    .map(Arc::new)
+                crate::policy::PolicyRunner::from_config(db, bus.clone(), settings.policy.clone())
+                    .map(|r| {
+                        Arc::new(
+                            r.with_operators(crate::notify::decide::Operators::of(
+                                &settings.notify,
+                            )),
+                        )
+                    })
                     .map_err(anyhow::Error::msg)
             })
             .await
@@ -224,11 +230,13 @@ pub async fn handler(
             &cfg.archive,
             crate::debris::archive_get(&cfg.spool_dir()).await?,
         )),
-        Role::Monitor | Role::MonitorRpc => {
-            Arc::new(crate::monitor::Monitor::new(res.db(cfg).await?).with_changes(bus.clone()))
-        }
+        Role::Monitor | Role::MonitorRpc => Arc::new(
+            crate::monitor::Monitor::new(res.db(cfg).await?)
+                .with_changes(bus.clone())
+                .with_allow_http(settings.notify.allow_http),
+        ),
         Role::Policy => Arc::new(
-            crate::policy::rpc::PolicyRpc::new(res.policy(cfg, &settings.policy, bus).await?)
+            crate::policy::rpc::PolicyRpc::new(res.policy(cfg, settings, bus).await?)
                 .with_settings(settings.clone()),
         ),
         Role::StorageAudit => Arc::new(crate::storage_audit::rpc::StorageAuditRpc::new(
@@ -313,6 +321,39 @@ pub async fn run_roles_with(
             Ok(())
         });
     }
+    if roles.contains(&Role::Monitor) {
+        // Notifications: delivered apart from the monitor's handler, so a slow receiver never
+        // holds up a state update (docs/NOTIFY.md).
+        let mut notifier =
+            crate::notify::Notifier::new(res.db(cfg).await?, settings.notify.clone())
+                .context("cannot start notification delivery ([notify])")?
+                .with_bus(bus.clone());
+        // Backends probed for operator alerts: the object store (a HeadBucket; its settings are
+        // every process's), the cold store only where this process runs an archive role (it
+        // alone has the store mounted or reachable).
+        let head_bucket = crate::ops::object_store_check_of(cfg.object_store.clone());
+        notifier = notifier.with_probe("object store", Arc::new(head_bucket));
+        if roles.contains(&Role::ArchivePut) || roles.contains(&Role::ArchiveGet) {
+            let cold = res.cold(cfg).await?;
+            notifier = notifier.with_probe(
+                "cold store",
+                Arc::new(move || {
+                    let cold = cold.clone();
+                    Box::pin(async move {
+                        cold.stat(PROBE_NAME)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    })
+                }),
+            );
+        }
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            notifier.run(stop).await;
+            Ok(())
+        });
+    }
     if roles.contains(&Role::ArchivePut) {
         let (bus, stop) = (bus.clone(), shutdown.clone());
         let every = std::time::Duration::from_secs(cfg.archive.interval_secs);
@@ -326,7 +367,7 @@ pub async fn run_roles_with(
     if roles.contains(&Role::Policy) && settings.policy.enabled {
         // Passes and watermark checks: every policy process runs the timer, the lease lets one
         // of them act.
-        let runner = res.policy(cfg, &settings.policy, &bus).await?;
+        let runner = res.policy(cfg, settings, &bus).await?;
         let stop = shutdown.clone();
         tasks.spawn(async move {
             tokio::select! {
@@ -347,7 +388,7 @@ pub async fn run_roles_with(
     }
     if roles.contains(&Role::Policy) {
         // Reloads: on SIGHUP, and when another policy process reloaded (policy::reload).
-        let runner = res.policy(cfg, &settings.policy, &bus).await?;
+        let runner = res.policy(cfg, settings, &bus).await?;
         let reloader = Arc::new(crate::policy::reload::Reloader::new(settings.clone()));
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -360,6 +401,10 @@ pub async fn run_roles_with(
     }
     Ok(())
 }
+
+/// The aggregate name the cold-store probe looks up (never written: a reachable store answers
+/// that it does not exist).
+const PROBE_NAME: &str = "nlds-notify-probe";
 
 /// Every role.
 pub fn all_roles() -> Vec<Role> {

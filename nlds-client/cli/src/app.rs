@@ -35,6 +35,7 @@ pub fn prepare(command: &Command, env: &Env, stdin: &mut dyn Read) -> Result<Pla
         Command::Locality(a) => crate::commands::stage::prepare_locality(a, env)?,
         Command::Whoami => Plan::Whoami,
         Command::Quota(a) => crate::commands::quota::prepare(a),
+        Command::Notify(c) => crate::commands::notify::prepare(c)?,
         Command::Del(a) => crate::commands::del::prepare_del(a, env)?,
         Command::Dellist(a) => crate::commands::del::prepare_dellist(a, env, stdin)?,
         Command::Undelete(a) => crate::commands::del::prepare_undelete(a, env)?,
@@ -184,5 +185,6 @@ pub async fn execute(
         Plan::Whoami => crate::commands::whoami::execute(client, ctx, io).await,
         Plan::Stage(p) => crate::commands::stage::execute(p, client, ctx, io).await,
         Plan::Quota(p) => crate::commands::quota::execute(p, client, ctx, io).await,
+        Plan::Notify(p) => crate::commands::notify::execute(p, client, ctx, io).await,
     }
 }

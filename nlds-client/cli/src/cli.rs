@@ -196,6 +196,9 @@ pub enum Command {
     Whoami,
     /// Your groups' quotas: usage, limits and what running puts reserved.
     Quota(crate::commands::quota::QuotaArgs),
+    /// Where you are notified when your transactions end (e-mail, webhook), and when.
+    #[command(subcommand)]
+    Notify(crate::commands::notify::NotifyCommand),
     /// Service operators only: every user's transactions, failed files, logs, the audit log, purge.
     #[command(subcommand)]
     Admin(crate::commands::admin::AdminCommand),

@@ -48,6 +48,8 @@ pub enum Plan {
     Admin(AdminPlan),
     /// `quota`, `admin quota ...`.
     Quota(crate::commands::quota::QuotaPlan),
+    /// `notify set|show|clear`.
+    Notify(crate::commands::notify::NotifyPlan),
     Explain(nlds_core::policy::ExplainQuery),
 }
 
@@ -70,7 +72,8 @@ impl Plan {
             | Plan::Whoami
             | Plan::Purge(_)
             | Plan::Admin(_)
-            | Plan::Quota(_) => {}
+            | Plan::Quota(_)
+            | Plan::Notify(_) => {}
         }
     }
 }

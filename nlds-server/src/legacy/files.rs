@@ -159,6 +159,7 @@ pub(super) async fn put_files(
         // (`[server] legacy_put_updates`: new versions at the mtime sync level).
         sync: None,
         entries: Vec::new(),
+        notify: false,
     };
     let sync = s.cfg.legacy_put_updates.then_some(SyncLevel::Mtime);
     let acc = routes::submit_put(&s, &a.user, &a.group, a.role(), req, sync).await?;
@@ -210,6 +211,7 @@ async fn submit_get(
         parts: 0,
         version: None,
         at: None,
+        notify: false,
     };
     let acc = routes::submit_get(s, &a.user, &a.group, a.role(), req).await?;
     let (msg, action) = if getlist {
@@ -310,6 +312,7 @@ pub(super) async fn delete_files(
         dry_run: false,
         // 1.0.x: a deleted path is gone (with `legacy_put_updates`, every version of it).
         all_versions: true,
+        notify: false,
     };
     let role = a.caller.role_in(&a.group);
     let (acc, _) = crate::delete::submit_delete(&s, &a.user, &a.group, role, req).await?;

@@ -146,7 +146,8 @@ pub async fn submit_get(
         },
     )
     .with_role(role)
-    .with_chunks(chunks);
+    .with_chunks(chunks)
+    .with_notify(req.notify);
     let env = Envelope {
         keep_owner: req.keep_owner,
         ..env

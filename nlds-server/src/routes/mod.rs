@@ -5,6 +5,7 @@ mod cancel;
 mod events;
 mod get;
 mod health;
+mod notify;
 mod paths;
 mod policy;
 mod put;
@@ -39,6 +40,10 @@ pub use cancel::{__path_cancel, cancel};
 pub use events::{__path_events, events};
 pub use get::{__path_get, get, plan_get, submit_get};
 pub use health::{__path_healthz, __path_readyz, default_readiness, healthz, readyz};
+pub use notify::{
+    __path_admin_notifications, __path_notify_clear, __path_notify_set, __path_notify_show,
+    admin_notifications, notify_clear, notify_set, notify_show,
+};
 pub use paths::{__path_append_paths, append_paths};
 pub use policy::{
     __path_explain, __path_policy_dry_run, __path_policy_reload, __path_policy_reset,

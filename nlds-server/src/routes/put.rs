@@ -96,7 +96,8 @@ pub async fn submit_put(
     .with_role(role)
     .with_tenancy(tenancy)
     .with_chunks(chunks)
-    .with_sync(sync);
+    .with_sync(sync)
+    .with_notify(req.notify);
     crate::notes::note_paths(&req.paths);
     nlds_hooks::pause_async(points::API_BEFORE_ACCEPT, Path::new(&tid.to_string())).await;
     let (holding_id, label) = match s

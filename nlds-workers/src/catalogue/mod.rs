@@ -656,6 +656,7 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::QuotaSet { .. } => "quota_set",
         Payload::ArchiveRemove { .. } => "archive_remove",
         Payload::Admin(_) => "admin",
+        Payload::Notify(_) => "notify",
         Payload::Stage(_) => "stage",
         Payload::Audit(_) => "audit",
         Payload::Policy => "policy",

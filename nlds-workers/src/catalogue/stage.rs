@@ -217,6 +217,8 @@ impl Catalogue {
         }
         access::pin(&txn, &warm, &requester, until(now, lifetime)).await?;
         access::record(&txn, &warm, now).await?;
+        // A request whose files were all warm (or failed) ends as it is made.
+        crate::notify::decide::stage_ended(&txn, stage_id).await?;
         let waiting = env.reply(Payload::Stage(StageQuery::Status { request_id }));
         let mut messages = Vec::new();
         for (agg, ids, job) in jobs {
@@ -398,14 +400,19 @@ impl Catalogue {
         stop_waiting(&txn, &requester, paths.is_none().then_some(()), &cancelled).await?;
         if forget {
             stage_request::Entity::delete_by_id(r.id).exec(&txn).await?;
-        } else if paths.is_none() {
-            stage_request::Entity::update(stage_request::ActiveModel {
-                id: Set(r.id),
-                cancelled: Set(Some(now)),
-                ..Default::default()
-            })
-            .exec(&txn)
-            .await?;
+        } else {
+            if paths.is_none() {
+                stage_request::Entity::update(stage_request::ActiveModel {
+                    id: Set(r.id),
+                    cancelled: Set(Some(now)),
+                    ..Default::default()
+                })
+                .exec(&txn)
+                .await?;
+            }
+            if !open.is_empty() {
+                crate::notify::decide::stage_ended(&txn, r.id).await?;
+            }
         }
         txn.commit().await?;
         Ok(StageChange {
@@ -573,6 +580,9 @@ impl Catalogue {
         )
         .await?;
         access::record(&txn, &warm, now).await?;
+        if !(done.is_empty() && lost.is_empty()) {
+            crate::notify::decide::stage_ended(&txn, r.id).await?;
+        }
         txn.commit().await?;
         Ok(())
     }
@@ -592,6 +602,9 @@ impl Catalogue {
             Utc::now(),
         )
         .await?;
+        if !open.is_empty() {
+            crate::notify::decide::stage_ended(&txn, stage_id).await?;
+        }
         txn.commit().await?;
         Ok(())
     }

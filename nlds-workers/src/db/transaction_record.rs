@@ -20,6 +20,8 @@ pub struct Model {
     pub updated: DateTimeUtc,
     /// The transaction (id) whose failed files this one retries.
     pub retry_of: Option<String>,
+    /// The request asked to be notified when it ends, whatever its owner's account says.
+    pub notify: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

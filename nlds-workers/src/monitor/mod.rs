@@ -46,6 +46,8 @@ pub struct Monitor {
     db: DatabaseConnection,
     /// Where it announces each transaction it changed (live status), if anywhere.
     changes: Option<Arc<dyn Bus>>,
+    /// `[notify] allow_http`: webhook URLs may be plain http to any host.
+    allow_http: bool,
 }
 
 #[async_trait]
@@ -70,7 +72,17 @@ fn changes_status(payload: &Payload) -> bool {
 
 impl Monitor {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db, changes: None }
+        Self {
+            db,
+            changes: None,
+            allow_http: false,
+        }
+    }
+
+    /// Checks webhook URLs with `[notify] allow_http`.
+    pub fn with_allow_http(mut self, allow_http: bool) -> Self {
+        self.allow_http = allow_http;
+        self
     }
 
     /// Announces on `bus` every transaction whose status it stored a change of
@@ -156,8 +168,16 @@ impl Monitor {
                     env.reply(Payload::Reply(RpcReply::Admin(answer))),
                 ))
             }
+            (Worker::Monitor, Action::Notify, Payload::Notify(req)) => {
+                use crate::notify::prefs::{Answer, answer};
+                let reply = match answer(&self.db, &env.user, self.allow_http, req).await? {
+                    Answer::Settings(s) => RpcReply::Notify(s),
+                    Answer::List(l) => RpcReply::Notifications(l),
+                };
+                Ok(Outcome::reply(env.reply(Payload::Reply(reply))))
+            }
             (Worker::MonitorPut, Action::Init | Action::Start, _)
-            | (Worker::Monitor, Action::Stat | Action::Init | Action::Admin, _) => {
+            | (Worker::Monitor, Action::Stat | Action::Init | Action::Admin | Action::Notify, _) => {
                 Err(bad_request(format!("{key} got the wrong kind of payload")))
             }
             _ => Err(bad_request(format!("the monitor does not handle {key}"))),
@@ -208,10 +228,15 @@ impl Monitor {
             .eq(excluded(C::User))
             .and(Expr::col((transaction_record::Entity, C::Group)).eq(excluded(C::Group)))
             .and(Expr::col((transaction_record::Entity, C::ApiAction)).eq(excluded(C::ApiAction)));
+        // A request's wish to be notified is kept once any of its messages carried it.
+        let mut columns = vec![C::JobLabel, C::Label, C::HoldingId, C::Updated];
+        if env.notify {
+            columns.push(C::Notify);
+        }
         let n = transaction_record::Entity::insert(model)
             .on_conflict(
                 OnConflict::column(C::TransactionId)
-                    .update_columns([C::JobLabel, C::Label, C::HoldingId, C::Updated])
+                    .update_columns(columns)
                     .action_and_where(same_owner)
                     .to_owned(),
             )
@@ -255,7 +280,7 @@ impl Monitor {
     ) -> Result<()> {
         let now = Utc::now();
         let txn = self.db.begin().await?;
-        let record = ensure_record(&txn, env).await?;
+        let mut record = ensure_record(&txn, env).await?;
         if record.user != env.user {
             // Never add to another user's transaction (the API refuses such ids; this is the
             // last line).
@@ -347,6 +372,30 @@ impl Monitor {
         // Files refused as not the user's or not permitted: audited with the update.
         admin::audit_refused_files(&txn, env, record.holding_id, failed).await?;
         add_warnings(&txn, record.id, warnings).await?;
+        if env.notify && !record.notify {
+            transaction_record::Entity::update_many()
+                .col_expr(
+                    transaction_record::Column::Notify,
+                    sea_orm::sea_query::Expr::value(true),
+                )
+                .filter(transaction_record::Column::Id.eq(record.id))
+                .exec(&txn)
+                .await?;
+            record.notify = true;
+        }
+        if state.is_final() {
+            // This update may have ended the transaction: decide its notifications in the
+            // same database transaction (docs/NOTIFY.md). Only owners with channels pay for
+            // deriving the state here.
+            if let Some(pref) = crate::notify::decide::channels_of(&txn, &record).await? {
+                let status = status(&txn, vec![record.clone()]).await?;
+                if let Some(s) = status.first()
+                    && crate::notify::decide::has_ended(s.state)
+                {
+                    crate::notify::decide::transaction_ended(&txn, &record, s, &pref).await?;
+                }
+            }
+        }
         transaction_record::Entity::update_many()
             .col_expr(
                 transaction_record::Column::Updated,
@@ -695,6 +744,7 @@ fn new_record(env: &Envelope) -> transaction_record::ActiveModel {
         holding_id: Set(None),
         created: Set(now),
         updated: Set(now),
+        notify: Set(env.notify),
         ..Default::default()
     }
 }

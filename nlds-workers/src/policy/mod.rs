@@ -57,6 +57,8 @@ pub struct PolicyRunner {
     pub(crate) archive_wait: Duration,
     /// One pass at a time in this process (the lease keeps other processes out).
     pub(crate) running: tokio::sync::Mutex<()>,
+    /// Who hears that a pass ended (`[notify]` operator channels).
+    pub(crate) operators: crate::notify::decide::Operators,
     /// Unit tests decide with a function instead of the policy.
     #[cfg(test)]
     pub(crate) decider: Option<tests::Decider>,
@@ -87,6 +89,7 @@ impl PolicyRunner {
             rpc_timeout: Duration::from_secs(120),
             archive_wait,
             running: tokio::sync::Mutex::new(()),
+            operators: Default::default(),
             #[cfg(test)]
             decider: None,
         }
@@ -104,6 +107,12 @@ impl PolicyRunner {
             format!("the policy is invalid ([policy]): {}", list.join("; "))
         })?;
         Ok(Self::new(db, bus, cfg, policy))
+    }
+
+    /// The same runner, telling `operators` when a pass ends (not a dry run).
+    pub fn with_operators(mut self, operators: crate::notify::decide::Operators) -> Self {
+        self.operators = operators;
+        self
     }
 
     /// The same runner, answering to `holder` (tests run two in one process).

@@ -9,7 +9,7 @@ use nlds_core::policy::{GroupTally, PassKind, PassOutcome, PassReport, RuleTally
 use nlds_policy::Action as RuleAction;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryOrder,
-    QuerySelect,
+    QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -275,7 +275,13 @@ pub async fn run(r: &PolicyRunner, kind: PassKind) -> Result<PassReport, RunnerE
     done.errors = Set(counts.errors as i64);
     done.breaker = Set(breaker);
     done.summary = Set(serde_json::to_string(&summary).unwrap_or_else(|_| "{}".into()));
-    let done = done.update(&r.db).await?;
+    // The end and the operators' notifications of it in one database transaction.
+    let txn = r.db.begin().await?;
+    let done = done.update(&txn).await?;
+    if !dry {
+        crate::notify::decide::policy_pass_ended(&txn, &r.operators, &done).await?;
+    }
+    txn.commit().await?;
     if !dry {
         lease::release(&r.db, &r.holder).await?;
     }

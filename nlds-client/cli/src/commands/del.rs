@@ -55,6 +55,11 @@ pub struct DelArgs {
     #[command(flatten)]
     pub dry_run: DryRun,
 
+    /// Notify your channels when this transaction ends, even if `nlds notify set --on failure`
+    /// says only failures (docs/NOTIFY.md).
+    #[arg(long)]
+    pub notify: bool,
+
     #[command(flatten)]
     pub wait: WaitOpts,
 }
@@ -89,6 +94,11 @@ pub struct DellistArgs {
 
     #[command(flatten)]
     pub dry_run: DryRun,
+
+    /// Notify your channels when this transaction ends, even if `nlds notify set --on failure`
+    /// says only failures (docs/NOTIFY.md).
+    #[arg(long)]
+    pub notify: bool,
 
     #[command(flatten)]
     pub wait: WaitOpts,
@@ -164,6 +174,7 @@ pub fn prepare_del(a: &DelArgs, env: &Env) -> Result<Plan, Failure> {
             group: None,
             dry_run: a.dry_run.dry_run,
             all_versions: a.all_versions,
+            notify: a.notify,
         },
         wait_plan(&a.wait),
     ))
@@ -184,6 +195,7 @@ pub fn prepare_dellist(a: &DellistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
             group: None,
             dry_run: a.dry_run.dry_run,
             all_versions: a.all_versions,
+            notify: a.notify,
         },
         wait_plan(&a.wait),
     ))

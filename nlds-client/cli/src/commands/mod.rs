@@ -13,6 +13,7 @@ pub mod list;
 pub mod login;
 pub mod man;
 pub mod meta;
+pub mod notify;
 pub mod put;
 pub mod quota;
 pub mod retry;

@@ -49,6 +49,9 @@ pub enum AdminCommand {
     /// The tiering policy: dry run, run a pass now, status, reload the rules, reset the breaker.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Notifications of every user and the operators' alerts in a state: dead letters (every
+    /// try failed) by default, or pending or sent.
+    Notifications(crate::commands::notify::AdminArgs),
 }
 
 /// The request of `nlds admin ...`.
@@ -56,6 +59,7 @@ pub fn prepare(c: &AdminCommand, now: DateTime<Utc>) -> Result<Plan, Failure> {
     Ok(Plan::Admin(match c {
         AdminCommand::Purge(a) => return Ok(crate::commands::del::prepare_purge(a)),
         AdminCommand::Quota(c) => return crate::commands::quota::prepare_admin(c),
+        AdminCommand::Notifications(a) => return crate::commands::notify::prepare_admin(a),
         AdminCommand::Transactions(a) => transactions::prepare(a),
         AdminCommand::Failed(a) => failed::prepare(a),
         AdminCommand::Logs(a) => logs::prepare(a, now)?,

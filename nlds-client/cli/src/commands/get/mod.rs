@@ -57,6 +57,11 @@ pub struct GetArgs {
     #[command(flatten)]
     pub dry_run: DryRun,
 
+    /// Notify your channels when this transaction ends, even if `nlds notify set --on failure`
+    /// says only failures (docs/NOTIFY.md).
+    #[arg(long)]
+    pub notify: bool,
+
     #[command(flatten)]
     pub wait: WaitOpts,
 }
@@ -96,6 +101,11 @@ pub struct GetlistArgs {
     #[command(flatten)]
     pub dry_run: DryRun,
 
+    /// Notify your channels when this transaction ends, even if `nlds notify set --on failure`
+    /// says only failures (docs/NOTIFY.md).
+    #[arg(long)]
+    pub notify: bool,
+
     #[command(flatten)]
     pub wait: WaitOpts,
 }
@@ -126,6 +136,7 @@ pub fn prepare_get(a: &GetArgs, env: &Env) -> Result<Plan, Failure> {
             parts: 0,
             version: a.versions.version,
             at: a.versions.at.clone(),
+            notify: a.notify,
         },
         wait_plan(&a.wait),
     ))
@@ -151,6 +162,7 @@ pub fn prepare_getlist(a: &GetlistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
             parts: 0,
             version: a.versions.version,
             at: a.versions.at.clone(),
+            notify: a.notify,
         },
         wait_plan(&a.wait),
     ))

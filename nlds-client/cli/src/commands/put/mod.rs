@@ -49,6 +49,11 @@ pub struct PutArgs {
     #[command(flatten)]
     pub dry_run: DryRun,
 
+    /// Notify your channels when this transaction ends, even if `nlds notify set --on failure`
+    /// says only failures (docs/NOTIFY.md).
+    #[arg(long)]
+    pub notify: bool,
+
     #[command(flatten)]
     pub wait: WaitOpts,
 }
@@ -83,6 +88,11 @@ pub struct PutlistArgs {
     #[command(flatten)]
     pub dry_run: DryRun,
 
+    /// Notify your channels when this transaction ends, even if `nlds notify set --on failure`
+    /// says only failures (docs/NOTIFY.md).
+    #[arg(long)]
+    pub notify: bool,
+
     #[command(flatten)]
     pub wait: WaitOpts,
 }
@@ -104,6 +114,7 @@ pub fn prepare_put(a: &PutArgs, env: &Env) -> Result<Plan, Failure> {
             parts: 0,
             sync: a.sync.sync,
             entries: Vec::new(),
+            notify: a.notify,
         },
         wait_plan(&a.wait),
     ))
@@ -126,6 +137,7 @@ pub fn prepare_putlist(a: &PutlistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
             parts: 0,
             sync: a.sync.sync,
             entries: Vec::new(),
+            notify: a.notify,
         },
         wait_plan(&a.wait),
     ))
