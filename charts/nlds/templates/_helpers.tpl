@@ -204,6 +204,21 @@ Whether the workers read the glacier bucket's secret key (`cold-secret-key`): "t
 {{- end -}}
 
 {{/*
+Whether the monitor reads the SMTP password (`smtp-password`): "true" or "". The password is read
+only with a relay and a login, so an existing Secret must hold it only then.
+*/}}
+{{- define "nlds.smtpPassword" -}}
+{{- if or .Values.notify.smtpPassword (and .Values.existingSecret .Values.notify.smtpHost .Values.notify.smtpUser) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Whether the monitor reads the operators' webhook signing secret (`operator-webhook-secret`): "true" or "".
+*/}}
+{{- define "nlds.operatorWebhookSecret" -}}
+{{- if or .Values.notify.operatorWebhookSecret (and .Values.existingSecret .Values.notify.operatorWebhook) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
 Whether a role runs: its `enabled` is not false.
 */}}
 {{- define "nlds.roleEnabled" -}}
@@ -224,6 +239,12 @@ Checks across values that the schema cannot express; fails the rendering with wh
 {{- if or (include "nlds.roleEnabled" (dict "w" (index .Values.workers "archive-put"))) (include "nlds.roleEnabled" (dict "w" (index .Values.workers "archive-get"))) }}
 {{- fail "cold.backend is dir: mount a volume shared by the cold roles at cold.dir.root (cold.volumes, cold.volumeMounts)" }}
 {{- end }}
+{{- end }}
+{{- if and .Values.notify.smtpPassword (not .Values.notify.smtpUser) }}
+{{- fail "notify.smtpPassword is set but notify.smtpUser is not: the relay's password goes with its login" }}
+{{- end }}
+{{- if and .Values.notify.operatorWebhookSecret (not .Values.notify.operatorWebhook) }}
+{{- fail "notify.operatorWebhookSecret is set but notify.operatorWebhook is not: it signs that webhook's deliveries" }}
 {{- end }}
 {{- if .Values.keda.enabled }}
 {{- if not .Values.keda.roles }}
