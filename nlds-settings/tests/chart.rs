@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use figment::Jail;
-use nlds_settings::{AuthKind, Settings};
+use nlds_settings::{AuthKind, Settings, SmtpTls};
 
 fn rendered() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/nlds/ci/rendered");
@@ -101,4 +101,31 @@ fn the_full_values_reach_the_settings() {
         .tenancy("s3.example.org")
         .expect("the tenancy `settings` names");
     assert_eq!(tenancy.bucket, "nlds-example");
+    // `notify`: [notify], its two secrets as files of the Secret (mounted in the monitor's pod).
+    let n = &workers.notify;
+    assert_eq!(n.smtp_host.as_deref(), Some("smtp.example.org"));
+    assert_eq!(n.smtp_port, 465);
+    assert_eq!(n.smtp_tls, SmtpTls::Tls);
+    assert_eq!(n.smtp_user.as_deref(), Some("nlds"));
+    assert_eq!(
+        n.smtp_password_file.as_deref(),
+        Some(Path::new("/etc/nlds/secret/smtp-password"))
+    );
+    assert!(n.smtp_password.is_none(), "never inline");
+    assert_eq!(n.from, "nlds@example.org");
+    assert!(n.allow_http);
+    assert_eq!(
+        (n.attempts, n.backoff_ms, n.backoff_max_ms),
+        (5, 10_000, 600_000)
+    );
+    assert_eq!((n.stalled_after_secs, n.alert_check_secs), (43_200, 120));
+    assert_eq!(n.operator_emails, ["ops@example.org", "oncall@example.org"]);
+    assert_eq!(
+        n.operator_webhook.as_deref(),
+        Some("https://ops.example.org/nlds")
+    );
+    assert_eq!(
+        n.operator_webhook_secret_file.as_deref(),
+        Some(Path::new("/etc/nlds/secret/operator-webhook-secret"))
+    );
 }
