@@ -35,7 +35,10 @@ use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+    PublisherConfirm,
+};
 use nlds_core::routing::{EXCHANGE, roles_for};
 use nlds_core::{Change, Envelope, Role, RoutingKey};
 use tokio::sync::{RwLock, Semaphore, broadcast, oneshot};
@@ -228,6 +231,24 @@ pub struct RabbitBus {
     pub(crate) following_changes: Arc<AtomicBool>,
 }
 
+/// How long a publish waits for the broker's confirm. A healthy broker confirms within
+/// milliseconds; a confirm that a broker restart swallowed never comes, and without a limit the
+/// handler waiting for it held its deliveries (unacknowledged) for good.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The broker's confirm of the message published as `key`, or `Unavailable` if it does not come
+/// within [`CONFIRM_TIMEOUT`] (the caller publishes again on a fresh link, or the delivery is
+/// retried: handlers are idempotent).
+async fn confirmed(key: &str, confirm: PublisherConfirm) -> Result<Confirmation, BusError> {
+    match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+        Ok(c) => c.map_err(unavailable),
+        Err(_) => Err(BusError::Unavailable(format!(
+            "the broker did not confirm {key} within {} s",
+            CONFIRM_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
 impl RabbitBus {
     /// Connects and declares the topology. `retry` fixes the delay queues.
     pub async fn connect(url: &str, retry: RetryPolicy) -> Result<Self, BusError> {
@@ -334,9 +355,8 @@ impl RabbitBus {
                 properties,
             )
             .await
-            .map_err(unavailable)?
-            .await
             .map_err(unavailable)?;
+        let confirm = confirmed(key, confirm).await?;
         if confirm.is_nack() {
             return Err(BusError::NotConfirmed(key.to_owned()));
         }
@@ -385,7 +405,7 @@ impl RabbitBus {
             confirms.push((key, confirm));
         }
         for (key, confirm) in confirms {
-            let confirm = confirm.await.map_err(unavailable)?;
+            let confirm = confirmed(&key, confirm).await?;
             if confirm.is_nack() {
                 return Err(BusError::NotConfirmed(key));
             }
