@@ -4,7 +4,7 @@
 //! passes through here in the answer to its owner.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use nlds_core::message::RpcReply;
 use nlds_core::notify::{Delivery, NotificationSummary, NotifyRequest, NotifySettings, SetNotify};
 use nlds_core::{Action, ErrorCode, Payload, RoutingKey, Worker};
@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::{rpc_env, unexpected};
 use crate::error::{Result, ServerError};
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::state::AppState;
 
 async fn ask(s: &AppState, caller: &Caller, req: NotifyRequest) -> Result<RpcReply> {
@@ -48,7 +48,7 @@ pub struct ShowQuery {
 pub async fn notify_show(
     State(s): State<AppState>,
     caller: Caller,
-    Query(q): Query<ShowQuery>,
+    ApiQuery(q): ApiQuery<ShowQuery>,
 ) -> Result<Json<NotifySettings>> {
     Ok(Json(
         settings(&s, &caller, NotifyRequest::Show { secret: q.secret }).await?,
@@ -108,7 +108,7 @@ fn dead() -> Delivery {
 pub async fn admin_notifications(
     State(s): State<AppState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<NotificationSummary>>> {
     if !caller.0.admin {
         return Err(ServerError::new(

@@ -2,7 +2,7 @@
 //! setting limits). The catalogue keeps quotas and usage (`catalog.quota`, `catalog.quota-set`).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use nlds_core::message::RpcReply;
 use nlds_core::quota::{QuotaReport, SetQuota};
 use nlds_core::{Action, ErrorCode, Payload, RoutingKey, Worker};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{rpc_env, unexpected};
 use crate::error::{Result, ServerError};
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::state::AppState;
 
 /// `?group=G`: one group instead of all.
@@ -56,7 +56,7 @@ fn operators_only(caller: &Caller) -> Result<()> {
 pub async fn quota(
     State(s): State<AppState>,
     caller: Caller,
-    Query(q): Query<QuotaQuery>,
+    ApiQuery(q): ApiQuery<QuotaQuery>,
 ) -> Result<Json<QuotaReport>> {
     let groups = match q.group.as_deref() {
         Some(g) => vec![caller.group(Some(g))?],
@@ -81,7 +81,7 @@ pub async fn quota(
 pub async fn admin_quota(
     State(s): State<AppState>,
     caller: Caller,
-    Query(q): Query<QuotaQuery>,
+    ApiQuery(q): ApiQuery<QuotaQuery>,
 ) -> Result<Json<QuotaReport>> {
     operators_only(&caller)?;
     let groups = q
