@@ -375,7 +375,10 @@ async fn cancel_a_recall(url: &str, operator: &str, target: &Path, db: &Database
         .post(&format!("/api/v2/transactions/{tid}/cancel"), &Value::Null)
         .await;
     assert_eq!(code, 202, "{body}");
-    assert_eq!(body["state"], "ARCHIVE_PREPARING", "{body}");
+    // Not ended (the get's directory may still be restored beside the batch waiting for tape,
+    // which then shows as the transaction's state), and its batch waiting for tape ended at once.
+    let at: State = serde_json::from_value(body["state"].clone()).unwrap();
+    assert!(!at.is_final(), "{body}");
     assert!(body["waiting_ended"].as_u64().unwrap() >= 1, "{body}");
     // Ends long before the stage would have.
     let t = ended(&alice, &tid).await;
