@@ -165,27 +165,7 @@ impl Catalogue {
         let failed = cancelled_files(files.iter().map(|f| f.path.as_str()), "catalogued");
         let (k, e) = cancelled_update(env, failed);
         let mut out = Outcome::publish(k, e);
-        let proposals = files
-            .iter()
-            .filter_map(|f| f.object.as_ref())
-            .map(|o| guard::Removal::Warm {
-                bucket: o.bucket.clone(),
-                key: o.key.clone(),
-            })
-            .collect();
-        let verdict = guard::guard_removals(&self.db, proposals).await?;
-        let to_delete: Vec<FileRecord> = files
-            .iter()
-            .filter(|f| {
-                f.object.as_ref().is_some_and(|o| {
-                    verdict.allowed.contains(&guard::Removal::Warm {
-                        bucket: o.bucket.clone(),
-                        key: o.key.clone(),
-                    })
-                })
-            })
-            .cloned()
-            .collect();
+        let to_delete = guard::removable_uploads(&self.db, files.to_vec()).await?;
         if !to_delete.is_empty() {
             out = out.and(
                 RoutingKey::new(Worker::TransferDel, Action::Start),

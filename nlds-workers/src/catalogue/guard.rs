@@ -35,6 +35,40 @@ pub(crate) struct Verdict {
     pub refused: Vec<(Removal, String)>,
 }
 
+/// The files of `files` whose uploaded warm object the last-copy guard lets go: an object
+/// another live file counts on stays (and so does its file's entry here). Used for objects a
+/// batch uploaded but will not catalogue (a conflict, a cancel).
+pub(crate) async fn removable_uploads(
+    c: &impl ConnectionTrait,
+    files: Vec<nlds_core::message::FileRecord>,
+) -> Result<Vec<nlds_core::message::FileRecord>> {
+    let warm = |o: &nlds_core::message::ObjectRef| Removal::Warm {
+        bucket: o.bucket.clone(),
+        key: o.key.clone(),
+    };
+    let proposals = files
+        .iter()
+        .filter_map(|f| f.object.as_ref())
+        .map(warm)
+        .collect::<Vec<_>>();
+    if proposals.is_empty() {
+        return Ok(Vec::new());
+    }
+    let allowed: HashSet<Removal> = guard_removals(c, proposals)
+        .await?
+        .allowed
+        .into_iter()
+        .collect();
+    Ok(files
+        .into_iter()
+        .filter(|f| {
+            f.object
+                .as_ref()
+                .is_some_and(|o| allowed.contains(&warm(o)))
+        })
+        .collect())
+}
+
 /// The last-copy guard: allows a removal only if every file that is not deleted and has a copy
 /// among the removed ones keeps at least one verified copy outside all of `proposals` taken
 /// together. Runs on `c` (the caller's database transaction, so what it checked is what the

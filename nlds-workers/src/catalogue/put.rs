@@ -258,25 +258,7 @@ impl Catalogue {
             }
         }
         // Never an object a live file still counts on (the last-copy guard decides).
-        if !to_delete.is_empty() {
-            let proposals = to_delete
-                .iter()
-                .filter_map(|f| f.object.as_ref())
-                .map(|o| guard::Removal::Warm {
-                    bucket: o.bucket.clone(),
-                    key: o.key.clone(),
-                })
-                .collect();
-            let verdict = guard::guard_removals(&self.db, proposals).await?;
-            to_delete.retain(|f| {
-                f.object.as_ref().is_some_and(|o| {
-                    verdict.allowed.contains(&guard::Removal::Warm {
-                        bucket: o.bucket.clone(),
-                        key: o.key.clone(),
-                    })
-                })
-            });
-        }
+        let to_delete = guard::removable_uploads(&self.db, to_delete).await?;
         let done: HashSet<&str> = done.into_iter().collect();
         let new_versions: HashSet<&str> = new_versions.into_iter().collect();
         let complete: Vec<FileRecord> = files
