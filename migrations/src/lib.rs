@@ -33,7 +33,9 @@
 //!   (owned by the monitor role);
 //! * [`m20261206_000019_cancel`]: who cancelled a transaction, and when (owned by the catalogue);
 //! * [`m20261206_000020_notify`]: notification preferences, the notifications to deliver and the
-//!   open operator alerts, and a request's own wish to be notified (owned by the monitor role).
+//!   open operator alerts, and a request's own wish to be notified (owned by the monitor role);
+//! * [`m20261206_000021_waiting`]: the last retry of a batch, for why it waits (owned by the
+//!   monitor role).
 //!
 //! Every migration has a working `down`.
 
@@ -58,6 +60,7 @@ pub mod m20261205_000017_holding_stat_paths;
 pub mod m20261206_000018_retry_of;
 pub mod m20261206_000019_cancel;
 pub mod m20261206_000020_notify;
+pub mod m20261206_000021_waiting;
 
 /// All nlds-rs migrations, in order.
 pub struct Migrator;
@@ -84,6 +87,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000018_retry_of::Migration),
             Box::new(m20261206_000019_cancel::Migration),
             Box::new(m20261206_000020_notify::Migration),
+            Box::new(m20261206_000021_waiting::Migration),
         ]
     }
 }

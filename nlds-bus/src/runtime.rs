@@ -203,10 +203,19 @@ fn retry_note(
         err.code,
         &err.message,
     );
+    let retry = nlds_core::waiting::Retrying {
+        step: key.worker.as_str().to_owned(),
+        retry: attempt,
+        of: u32::try_from(retry.delays.len()).unwrap_or(u32::MAX),
+        next_try: at,
+        code: err.code,
+        error: nlds_core::workflow::retry_note::clip(&err.message),
+    };
     Some((
         RoutingKey::new(Worker::MonitorPut, Action::Start),
         env.reply(Payload::Warning {
             warnings: vec![note],
+            retry: Some(retry),
         }),
     ))
 }
@@ -406,7 +415,7 @@ mod tests {
             (note.transaction_id, note.sub_id, note.user.as_str()),
             (env.transaction_id, env.sub_id, "u")
         );
-        let Payload::Warning { warnings } = &note.payload else {
+        let Payload::Warning { warnings, retry } = &note.payload else {
             panic!("{note:?}")
         };
         assert!(
@@ -414,6 +423,19 @@ mod tests {
                 && warnings[0].ends_with("(transfer-put): unavailable: S3 down"),
             "{warnings:?}"
         );
+        // The same retry in fields, for the batch's "why it waits".
+        let retry = retry.as_ref().expect("the retry in fields");
+        assert_eq!(
+            (
+                retry.step.as_str(),
+                retry.retry,
+                retry.of,
+                retry.code,
+                retry.error.as_str()
+            ),
+            ("transfer-put", 2, 2, ErrorCode::Unavailable, "S3 down")
+        );
+        assert!(retry.next_try > chrono::Utc::now() + Duration::from_secs(5));
         // The monitor, the logger and the RPCs have no step of a transaction to report.
         for k in [
             "nlds-api.monitor-put.start",

@@ -40,6 +40,9 @@ pub struct AdminTransactionQuery {
     pub newer_than_minutes: Option<u64>,
     /// "No progress for N minutes": not in a final state, and not updated for this long.
     pub stalled_minutes: Option<u64>,
+    /// Comma-separated reasons an unfinished batch waits: queued, retrying, tape, cancelled
+    /// (docs/WAITING.md).
+    pub waiting: Option<String>,
     pub limit: Option<u64>,
     pub offset: Option<u64>,
     /// Newest first (the default).
@@ -109,6 +112,9 @@ pub struct AdminTransactionFilter {
     pub created_after: Option<DateTime<Utc>>,
     /// Not in a final state and last updated before this time.
     pub stalled_since: Option<DateTime<Utc>>,
+    /// With an unfinished batch waiting for one of these reasons.
+    #[serde(default)]
+    pub waiting: Vec<crate::waiting::WaitingReason>,
     /// This one transaction only.
     #[serde(default)]
     pub transaction_id: Option<Uuid>,

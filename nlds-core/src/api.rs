@@ -566,6 +566,9 @@ pub struct SubRecordStatus {
     /// Of `files`, how many a put stored as new versions of paths the holding had.
     #[serde(default)]
     pub new_versions: u64,
+    /// Why it has not moved yet, if it is not final (docs/WAITING.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<crate::waiting::Waiting>,
 }
 
 /// The state of one transaction.

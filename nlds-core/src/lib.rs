@@ -28,6 +28,7 @@ pub mod stage;
 pub mod state;
 pub mod storage_audit;
 pub mod versions;
+pub mod waiting;
 pub mod workflow;
 
 pub use access::AccessRole;

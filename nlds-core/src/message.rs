@@ -375,8 +375,13 @@ pub enum Payload {
     },
     /// Bus runtime → monitor (`monitor-put.start`): a step of the transaction is being retried
     /// after a transient fault. The warnings are added to the transaction (each text once);
-    /// no sub-record changes.
-    Warning { warnings: Vec<String> },
+    /// `retry`, the same retry in fields, is kept on the batch's sub-record until its state
+    /// changes (what `nlds stat` shows as why it waits).
+    Warning {
+        warnings: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry: Option<crate::waiting::Retrying>,
+    },
     /// Any role → logger.
     Log {
         service: String,

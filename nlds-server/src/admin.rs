@@ -13,6 +13,7 @@ use nlds_core::admin::{
 use nlds_core::api::{ApiAction, DEFAULT_LIMIT, MAX_LIMIT, TransactionPage};
 use nlds_core::message::RpcReply;
 use nlds_core::number::db_count;
+use nlds_core::waiting::WaitingReason;
 use nlds_core::{Action, ErrorCode, Payload, RoutingKey, State as TxState, Worker};
 use uuid::Uuid;
 
@@ -115,6 +116,12 @@ pub fn transaction_filter(
         "put, putlist, get, getlist, archive-put, archive-get",
         ApiAction::parse,
     )?;
+    let waiting = list(
+        q.waiting.as_deref(),
+        "a waiting reason",
+        "queued, retrying, tape, cancelled",
+        |s| s.parse::<WaitingReason>().ok(),
+    )?;
     let created_before = minutes_ago("older_than_minutes", q.older_than_minutes, now)?;
     let created_after = minutes_ago("newer_than_minutes", q.newer_than_minutes, now)?;
     if let (Some(b), Some(a)) = (created_before, created_after)
@@ -137,6 +144,7 @@ pub fn transaction_filter(
         created_before,
         created_after,
         stalled_since: minutes_ago("stalled_minutes", q.stalled_minutes, now)?,
+        waiting,
         transaction_id: None,
         limit: limit(q.limit)?,
         offset: db_count("offset", q.offset.unwrap_or(0))?,

@@ -105,6 +105,9 @@ impl Reporter {
                     if s.files_failed > 0 {
                         msg.push_str(&format!("  {} failed", s.files_failed));
                     }
+                    if let Some(note) = crate::transaction::waiting_note(s) {
+                        msg.push_str(&format!("  {note}"));
+                    }
                     bar.set_message(msg);
                 }
                 WaitProgress::Unreachable(e) => {

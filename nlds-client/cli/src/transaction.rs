@@ -56,6 +56,9 @@ pub fn transaction_view(
     };
     kv(&mut o, INDENT, "warnings", &warnings);
     kv(&mut o, INDENT, "last update", &time(&t.updated, zone));
+    if let Some(why) = waiting_summary(t, zone) {
+        kv(&mut o, INDENT, "waiting", &why);
+    }
     kv(&mut o, INDENT, "complete", &format!("{}%", t.percent));
     kv(
         &mut o,
@@ -106,6 +109,9 @@ pub fn transaction_view(
             kv(&mut o, ind, "last update", &time(&s.last_updated, zone));
             kv(&mut o, ind, "files", &s.files.to_string());
             kv(&mut o, ind, "size", &human_size(s.bytes));
+            if let Some(w) = &s.waiting {
+                kv(&mut o, ind, "waiting", &w.describe(|t| time(t, zone)));
+            }
         }
     }
     if errors {
@@ -123,6 +129,74 @@ pub fn transaction_view(
         }
     }
     o
+}
+
+/// Why the unfinished batches of `t` wait, one line per distinct reason with the number of
+/// batches it holds (`2 batches: waiting for the tape stage of aggregate ...`); `None` when none
+/// waits.
+pub fn waiting_summary(t: &TransactionStatus, zone: Zone) -> Option<String> {
+    let mut lines: Vec<(String, usize)> = Vec::new();
+    for w in t.sub_records.iter().filter_map(|s| s.waiting.as_ref()) {
+        let text = w.describe(|t| time(t, zone));
+        match lines.iter_mut().find(|(l, _)| *l == text) {
+            Some((_, n)) => *n += 1,
+            None => lines.push((text, 1)),
+        }
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    let one = lines.len() == 1 && lines[0].1 == 1;
+    Some(
+        lines
+            .into_iter()
+            .map(|(text, n)| match (one, n) {
+                (true, _) => text,
+                (false, 1) => format!("1 batch: {text}"),
+                (false, n) => format!("{n} batches: {text}"),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// The most telling reason a batch of `t` waits, short, for a progress line: a cancel, a retry
+/// or a tape stage (a batch merely queued for its next step says nothing new).
+pub fn waiting_note(t: &TransactionStatus) -> Option<String> {
+    use nlds_core::waiting::Waiting;
+    let rank = |w: &Waiting| match w {
+        Waiting::Cancelled { .. } => 3,
+        Waiting::Retrying(_) => 2,
+        Waiting::Tape { .. } => 1,
+        Waiting::Queued { .. } => 0,
+    };
+    let w = t
+        .sub_records
+        .iter()
+        .filter_map(|s| s.waiting.as_ref())
+        .max_by_key(|w| rank(w))?;
+    match w {
+        Waiting::Queued { .. } => None,
+        Waiting::Cancelled { .. } => Some("cancelled, ending".to_owned()),
+        Waiting::Retrying(r) => Some(format!(
+            "retry {} of {} of {} at {} after {}",
+            r.retry,
+            r.of,
+            r.step,
+            r.next_try.format("%H:%M:%SZ"),
+            r.code.as_str()
+        )),
+        Waiting::Tape {
+            aggregate, staging, ..
+        } => Some(format!(
+            "waiting for tape ({aggregate}, {})",
+            if *staging {
+                "staging"
+            } else {
+                "queued for a slot"
+            }
+        )),
+    }
 }
 
 /// What a put did with paths its holding already had (docs/VERSIONS.md), e.g. `2 new, 3 new
@@ -154,6 +228,9 @@ pub fn progress_line(t: &TransactionStatus) -> String {
     );
     if t.files_failed > 0 {
         let _ = write!(line, ", {} failed", t.files_failed);
+    }
+    if let Some(note) = waiting_note(t) {
+        let _ = write!(line, ", {note}");
     }
     line
 }

@@ -537,6 +537,7 @@ fn sample_transactions() -> Vec<TransactionStatus> {
                 failed_files: vec![],
                 skipped_files: Vec::new(),
                 new_versions: 0,
+                waiting: None,
             },
             SubRecordStatus {
                 id: 2,
@@ -548,6 +549,7 @@ fn sample_transactions() -> Vec<TransactionStatus> {
                 failed_files: vec![],
                 skipped_files: Vec::new(),
                 new_versions: 0,
+                waiting: None,
             },
             SubRecordStatus {
                 id: 3,
@@ -563,6 +565,7 @@ fn sample_transactions() -> Vec<TransactionStatus> {
                 )],
                 skipped_files: Vec::new(),
                 new_versions: 0,
+                waiting: None,
             },
         ],
         files_skipped: 0,
@@ -719,6 +722,55 @@ fn golden_stat_outputs() {
         render::progress_line(&txs[0]),
         "11111111-1111-1111-1111-111111111111: COMPLETE_WITH_ERRORS files 3/4, 2.5 MiB/3.0 MiB, 1 failed"
     );
+}
+
+#[test]
+fn stat_and_progress_say_why_batches_wait() {
+    use nlds_core::waiting::{Retrying, Waiting};
+    let mut t = sample_transactions().remove(0);
+    t.state = State::ArchiveGetting;
+    let tape = Waiting::Tape {
+        aggregate: "nlds.agg1.tar".into(),
+        since: ts("2026-05-01T10:01:00Z"),
+        staging: true,
+    };
+    t.sub_records[0].state = State::ArchivePreparing;
+    t.sub_records[0].waiting = Some(tape.clone());
+    t.sub_records[1].state = State::ArchivePreparing;
+    t.sub_records[1].waiting = Some(tape);
+    t.sub_records[2].state = State::TransferGetting;
+    t.sub_records[2].waiting = Some(Waiting::Retrying(Retrying {
+        step: "transfer-get".into(),
+        retry: 2,
+        of: 4,
+        next_try: ts("2026-05-01T10:06:00Z"),
+        code: ErrorCode::Unavailable,
+        error: "cannot reach S3".into(),
+    }));
+    let view = render::transaction_view(&t, false, false, Zone::Utc);
+    assert!(
+        view.contains(
+            "2 batches: waiting for the tape stage of aggregate nlds.agg1.tar (staging since 2026-05-01T10:01:00+00:00)"
+        ) && view.contains(
+            "1 batch: retry 2 of 4 of transfer-get at 2026-05-01T10:06:00+00:00"
+        ) && view.contains("after unavailable: cannot reach S3"),
+        "{view}"
+    );
+    let subs = render::transaction_view(&t, true, false, Zone::Utc);
+    assert_eq!(
+        subs.matches("waiting for the tape stage").count(),
+        3,
+        "{subs}"
+    );
+    // The progress line names the most telling: the retry.
+    let line = render::progress_line(&t);
+    assert!(
+        line.ends_with(", retry 2 of 4 of transfer-get at 10:06:00Z after unavailable"),
+        "{line}"
+    );
+    // Nothing waiting, nothing said.
+    let done = &sample_transactions()[0];
+    assert!(!render::transaction_view(done, true, false, Zone::Utc).contains("waiting"));
 }
 
 #[test]

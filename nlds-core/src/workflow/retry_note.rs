@@ -24,6 +24,16 @@ pub fn retry_note(
     code: ErrorCode,
     message: &str,
 ) -> String {
+    let message = clip(message);
+    format!(
+        "{PREFIX}{retry} of {of} at {} ({step}): {}: {message}",
+        at.format("%H:%M:%SZ"),
+        code.as_str()
+    )
+}
+
+/// `message` on one line and at most [`MESSAGE_MAX`] bytes (then ending in `…`).
+pub fn clip(message: &str) -> String {
     let mut message = message.replace('\n', " ");
     if message.len() > MESSAGE_MAX {
         let mut end = MESSAGE_MAX;
@@ -33,11 +43,7 @@ pub fn retry_note(
         message.truncate(end);
         message.push('…');
     }
-    format!(
-        "{PREFIX}{retry} of {of} at {} ({step}): {}: {message}",
-        at.format("%H:%M:%SZ"),
-        code.as_str()
-    )
+    message
 }
 
 /// Is `warning` a [`retry_note`]?

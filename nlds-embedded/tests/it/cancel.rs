@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::Cli;
 use crate::distributed::{Services, bucket_keys, serve_api, spawn_role, start_roles, wait_removed};
 use crate::helpers::{Api, ServerProcess, stored_objects, temp};
+use crate::waiting;
 
 const ALICE: &str = "cancel-alice-token-0123456789ab";
 /// Another member of alice's group, no manager.
@@ -94,6 +95,24 @@ async fn cancel_a_put(
     reached(pause, point).await;
     let path = format!("/api/v2/transactions/{tid}/cancel");
 
+    // Held at a step: it waits for that step (docs/WAITING.md), and the admin view says so.
+    let operator = Api::new(url, ROOT);
+    let queued = waiting::until_waiting(&alice, &tid, "queued").await;
+    assert!(
+        queued["step"].as_str().is_some_and(|s| !s.is_empty()) && queued["since"].is_string(),
+        "{label}: {queued}"
+    );
+    assert!(
+        waiting::admin_waiting(&operator, "queued")
+            .await
+            .contains(&tid)
+    );
+    assert!(
+        !waiting::admin_waiting(&operator, "cancelled")
+            .await
+            .contains(&tid)
+    );
+
     // Neither a plain member of the group nor someone of another group may cancel it, or learn
     // that it exists.
     for other in [BOB, CAROL] {
@@ -110,6 +129,19 @@ async fn cancel_a_put(
     // Again: recorded already, nothing changes.
     let (code, again) = alice.post(&path, &Value::Null).await;
     assert_eq!((code, &again["first"]), (202, &json!(false)), "{again}");
+    // Still held: every batch that has not ended now waits to end as cancelled.
+    let cancelled = waiting::until_waiting(&alice, &tid, "cancelled").await;
+    assert!(cancelled["since"].is_string(), "{cancelled}");
+    assert!(
+        waiting::admin_waiting(&operator, "cancelled")
+            .await
+            .contains(&tid)
+    );
+    assert!(
+        !waiting::admin_waiting(&operator, "queued")
+            .await
+            .contains(&tid)
+    );
 
     control::release(pause, point).unwrap();
     let t = ended(&alice, &tid).await;
@@ -139,6 +171,10 @@ async fn cancel_a_put(
     let (code, files) = alice.get(&format!("/api/v2/files?label={label}")).await;
     let listed = files["files"].as_array().map_or(0, |f| f.len());
     assert!(code == 404 || listed == 0, "{label}: {code} {files}");
+
+    // Ended: nothing waits any more.
+    let (_, left) = waiting::reasons(&alice, &tid).await;
+    assert!(left.is_empty(), "{label}: {left:?}");
 
     // Ended: a cancel now is a 409 that names how it ended.
     let (code, body) = alice.post(&path, &Value::Null).await;
@@ -371,6 +407,25 @@ async fn cancel_a_recall(url: &str, operator: &str, target: &Path, db: &Database
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // It says so: the aggregate it waits for, since when (docs/WAITING.md); so does the admin
+    // view.
+    let (t, reasons) = waiting::reasons(&alice, &tid).await;
+    let tape: Vec<_> = reasons.iter().filter(|w| w["reason"] == "tape").collect();
+    assert!(
+        !tape.is_empty()
+            && tape.iter().all(|w| {
+                w["aggregate"].as_str().is_some_and(|a| !a.is_empty())
+                    && w["since"].is_string()
+                    && w["staging"].is_boolean()
+            }),
+        "{t:#}"
+    );
+    assert!(waiting::admin_waiting(&root, "tape").await.contains(&tid));
+    assert!(
+        !waiting::admin_waiting(&root, "retrying")
+            .await
+            .contains(&tid)
+    );
     let (code, body) = alice
         .post(&format!("/api/v2/transactions/{tid}/cancel"), &Value::Null)
         .await;

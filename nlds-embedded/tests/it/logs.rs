@@ -408,11 +408,45 @@ async fn an_s3_outage_reaches_the_logs_and_the_transaction_and_readyz() {
     };
     assert!(note.starts_with("retry 1 of 4 at "), "{note}");
     assert!(note.contains("unavailable"), "the error's kind: {note}");
+    // Its batch waits for that retry, in fields (docs/WAITING.md), and the admin view says so.
+    let retrying = crate::waiting::until_waiting(&alice, &tid, "retrying").await;
+    assert_eq!(
+        (
+            &retrying["step"],
+            &retrying["retry"],
+            &retrying["of"],
+            &retrying["code"]
+        ),
+        (
+            &json!("transfer-put"),
+            &json!(1),
+            &json!(4),
+            &json!("unavailable")
+        ),
+        "{retrying}"
+    );
+    assert!(retrying["next_try"].is_string(), "{retrying}");
+    let operator = Api::new(&d.url, ADMIN);
+    assert!(
+        crate::waiting::admin_waiting(&operator, "retrying")
+            .await
+            .contains(&tid)
+    );
+    assert!(
+        !crate::waiting::admin_waiting(&operator, "queued")
+            .await
+            .contains(&tid)
+    );
     let (code, out, err) = nlds(&d.url, ALICE, &["stat", "-n", &tid]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("retry 1 of 4 at "),
         "nlds stat shows the warning: {out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("waiting") && l.contains("retry 1 of 4 of transfer-put at ")),
+        "nlds stat shows why it waits: {out}"
     );
 
     // S3 comes back: the put completes; the warning stays as history without degrading the state.
@@ -420,6 +454,7 @@ async fn an_s3_outage_reaches_the_logs_and_the_transaction_and_readyz() {
     let t = alice.wait(&tid, Duration::from_secs(120)).await;
     assert_eq!(t.state, State::Complete, "{t:#?}");
     assert!(t.warnings.iter().any(|w| w == &note), "{t:#?}");
+    assert!(t.sub_records.iter().all(|s| s.waiting.is_none()), "{t:#?}");
     readyz_until(&d.ops, 200, "S3 is back").await;
 
     // The operator finds the outage's records with `nlds admin logs`.

@@ -44,3 +44,4 @@ mod streaming;
 mod tape_recall;
 mod tenancy;
 mod versions;
+mod waiting;

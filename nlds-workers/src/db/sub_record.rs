@@ -17,6 +17,9 @@ pub struct Model {
     pub last_updated: DateTimeUtc,
     /// Of `files`, the new versions of paths their holding had (a put).
     pub versions: i64,
+    /// The last retry the bus runtime reported for this batch (JSON of
+    /// `nlds_core::waiting::Retrying`), until its state changes.
+    pub retrying: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -64,6 +64,9 @@ impl Monitor {
         if let Some(t) = f.created_after {
             cond = cond.add(C::Created.gte(t));
         }
+        if !f.waiting.is_empty() {
+            cond = cond.add(super::waiting::condition(&f.waiting));
+        }
         let mut states = f.states.clone();
         if let Some(t) = f.stalled_since {
             cond = cond.add(C::Updated.lt(t));

@@ -32,6 +32,7 @@ use crate::db::{
 };
 
 mod admin;
+mod waiting;
 mod warnings;
 
 use warnings::add_warnings;
@@ -146,8 +147,8 @@ impl Monitor {
                 self.update(env, *state, counts, failed, warnings).await?;
                 Ok(Outcome::none())
             }
-            (Worker::MonitorPut, Action::Start, Payload::Warning { warnings }) => {
-                self.warn(env, warnings).await?;
+            (Worker::MonitorPut, Action::Start, Payload::Warning { warnings, retry }) => {
+                self.warn(env, warnings, retry.as_ref()).await?;
                 Ok(Outcome::none())
             }
             (Worker::Monitor, Action::Init, Payload::RetryOf { retry_of }) => {
@@ -319,19 +320,28 @@ impl Monitor {
                 }
             }
         };
+        // Whether this update changes what the transaction's status shows: a late update that
+        // changes nothing must not move its `updated` time, the id of its live-status events.
+        let mut changed = false;
         let sub = match sub {
             // Just created with this update's values.
-            None => find()
-                .one(&txn)
-                .await?
-                .ok_or_else(|| internal(format!("sub-record {sid} cannot be read back")))?,
+            None => {
+                changed = true;
+                find()
+                    .one(&txn)
+                    .await?
+                    .ok_or_else(|| internal(format!("sub-record {sid} cannot be read back")))?
+            }
             Some(s) => {
                 let current = s.state;
                 if let Some(state) = states::record(current, state) {
+                    changed = true;
                     let mut change = sub_record::ActiveModel {
                         id: Set(s.id),
                         state: Set(state),
                         last_updated: Set(now),
+                        // A retry is over once the batch moved on.
+                        retrying: Set(None),
                         ..Default::default()
                     };
                     // Updates that carry no counts (a state change only) keep the counts; a
@@ -361,17 +371,19 @@ impl Monitor {
             ..Default::default()
         });
         for chunk in chunks(failed_rows) {
-            failed_file::Entity::insert_many(chunk)
-                .on_conflict_do_nothing_on([
-                    failed_file::Column::SubRecordId,
-                    failed_file::Column::Path,
-                ])
-                .exec_without_returning(&txn)
-                .await?;
+            changed |= inserted(
+                failed_file::Entity::insert_many(chunk)
+                    .on_conflict_do_nothing_on([
+                        failed_file::Column::SubRecordId,
+                        failed_file::Column::Path,
+                    ])
+                    .exec_without_returning(&txn)
+                    .await?,
+            ) > 0;
         }
         // Files refused as not the user's or not permitted: audited with the update.
         admin::audit_refused_files(&txn, env, record.holding_id, failed).await?;
-        add_warnings(&txn, record.id, warnings).await?;
+        changed |= add_warnings(&txn, record.id, warnings).await? > 0;
         if env.notify && !record.notify {
             transaction_record::Entity::update_many()
                 .col_expr(
@@ -382,6 +394,7 @@ impl Monitor {
                 .exec(&txn)
                 .await?;
             record.notify = true;
+            changed = true;
         }
         if state.is_final() {
             // This update may have ended the transaction: decide its notifications in the
@@ -396,14 +409,16 @@ impl Monitor {
                 }
             }
         }
-        transaction_record::Entity::update_many()
-            .col_expr(
-                transaction_record::Column::Updated,
-                sea_orm::sea_query::Expr::value(now),
-            )
-            .filter(transaction_record::Column::Id.eq(record.id))
-            .exec(&txn)
-            .await?;
+        if changed {
+            transaction_record::Entity::update_many()
+                .col_expr(
+                    transaction_record::Column::Updated,
+                    sea_orm::sea_query::Expr::value(now),
+                )
+                .filter(transaction_record::Column::Id.eq(record.id))
+                .exec(&txn)
+                .await?;
+        }
         txn.commit().await?;
         Ok(())
     }
@@ -583,6 +598,14 @@ struct Counts {
     versions: u64,
 }
 
+/// How many rows an insert that skips conflicting ones added.
+fn inserted(r: sea_orm::TryInsertResult<u64>) -> u64 {
+    match r {
+        sea_orm::TryInsertResult::Inserted(n) => n,
+        _ => 0,
+    }
+}
+
 /// The full status of transaction records, in their order.
 async fn status(
     c: &impl ConnectionTrait,
@@ -647,6 +670,19 @@ async fn status(
             });
         }
     }
+    // Why the unfinished sub-records wait (nothing to look up when all are final).
+    let unfinished: Vec<&sub_record::Model> = subs
+        .values()
+        .flatten()
+        .filter(|s| !s.state.is_final())
+        .collect();
+    let waiting_ids: HashSet<i64> = unfinished.iter().map(|s| s.transaction_record_id).collect();
+    let waiting_tids: Vec<&str> = records
+        .iter()
+        .filter(|r| waiting_ids.contains(&r.id))
+        .map(|r| r.transaction_id.as_str())
+        .collect();
+    let reasons = waiting::Reasons::of(c, &waiting_tids, &unfinished).await?;
     let mut out = Vec::with_capacity(records.len());
     for r in records {
         let warnings = warnings.remove(&r.id).unwrap_or_default();
@@ -654,6 +690,7 @@ async fn status(
         let mut tally = Tally::default();
         let (mut files_skipped, mut files_new_versions) = (0, 0);
         for s in subs.remove(&r.id).unwrap_or_default() {
+            let waiting = reasons.why(&r.transaction_id, &s);
             let state = s.state;
             // Files a put skipped as unchanged travel with the failed ones; they are no failure.
             let (skipped_files, failed_files): (Vec<FailedFile>, Vec<FailedFile>) = failed
@@ -678,6 +715,7 @@ async fn status(
                 failed_files,
                 skipped_files,
                 new_versions,
+                waiting,
             });
         }
         // A retry note is history: the step it is about went on (warnings::counts).

@@ -3,6 +3,7 @@ use crate::db::testing;
 use nlds_core::ErrorCode;
 use nlds_core::api::ApiAction;
 use nlds_core::message::sub_id;
+use nlds_core::waiting::{Retrying, Waiting};
 
 const ALICE: &str = "alice";
 const BOB: &str = "bob";
@@ -770,18 +771,38 @@ async fn retry_notes_are_history_that_does_not_degrade_a_completed_transaction()
         ErrorCode::Unavailable,
         "S3 down",
     );
+    // Before the retry, the batch waits in transfer-put's queue.
+    let s = &stat(&m, ALICE, CLIMATE, StatusFilter::default())
+        .await
+        .transactions[0];
+    assert!(
+        matches!(&s.sub_records[0].waiting, Some(Waiting::Queued { step, .. }) if step == "transfer-put"),
+        "{s:#?}"
+    );
+    let retry = Retrying {
+        step: "transfer-put".into(),
+        retry: 1,
+        of: 4,
+        next_try: Utc::now(),
+        code: ErrorCode::Unavailable,
+        error: "S3 down".into(),
+    };
     let warn = |env: &Envelope| {
         (
             RoutingKey::new(Worker::MonitorPut, Action::Start),
             env.reply(Payload::Warning {
                 warnings: vec![note.clone()],
+                retry: Some(retry.clone()),
             }),
         )
     };
+    // The note comes with the envelope of the batch whose step failed.
+    let mut batch = t.env.clone();
+    batch.sub_id = t.sub(0);
     for _ in 0..2 {
-        send(&m, warn(&t.env)).await;
+        send(&m, warn(&batch)).await;
     }
-    let mut bobs = t.env.clone();
+    let mut bobs = batch.clone();
     bobs.user = BOB.into();
     send(&m, warn(&bobs)).await;
     send(
@@ -803,12 +824,30 @@ async fn retry_notes_are_history_that_does_not_degrade_a_completed_transaction()
         (State::TransferPutting, vec![note.clone()])
     );
     assert_eq!(s.sub_records.len(), 1);
+    // The batch now waits for the retry (bob's note changed nothing of alice's).
+    assert_eq!(
+        s.sub_records[0].waiting,
+        Some(Waiting::Retrying(retry.clone()))
+    );
 
     send(&m, t.update(t.sub(0), State::Complete, 1, 10, &[], &[])).await;
     let s = &stat(&m, ALICE, CLIMATE, StatusFilter::default())
         .await
         .transactions[0];
-    assert_eq!((s.state, s.warnings.clone()), (State::Complete, vec![note]));
+    assert_eq!(
+        (s.state, s.warnings.clone()),
+        (State::Complete, vec![note.clone()])
+    );
+    // Ended: it waits for nothing, and a late retry report changes nothing.
+    assert_eq!(s.sub_records[0].waiting, None);
+    send(&m, warn(&batch)).await;
+    let s = &stat(&m, ALICE, CLIMATE, StatusFilter::default())
+        .await
+        .transactions[0];
+    assert_eq!(
+        (s.state, &s.sub_records[0].waiting),
+        (State::Complete, &None)
+    );
 
     // Any other warning still makes it COMPLETE_WITH_WARNINGS.
     send(

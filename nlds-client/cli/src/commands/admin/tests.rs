@@ -46,6 +46,7 @@ fn queries_from_options() {
         older_than: None,
         newer_than: Some(std::time::Duration::from_secs(1800)),
         stalled: Some(std::time::Duration::from_secs(600)),
+        waiting: vec!["tape".into(), "retrying".into()],
         paging: Paging {
             limit: Some(5),
             offset: Some(10),
@@ -62,6 +63,7 @@ fn queries_from_options() {
     };
     assert_eq!(q.user.as_deref(), Some("alice"));
     assert_eq!(q.state.as_deref(), Some("FAILED,COMPLETE"));
+    assert_eq!(q.waiting.as_deref(), Some("tape,retrying"));
     assert_eq!(q.api_action.as_deref(), Some("put"));
     assert_eq!(
         (q.newer_than_minutes, q.stalled_minutes),

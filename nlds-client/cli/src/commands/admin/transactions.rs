@@ -1,9 +1,11 @@
 //! `nlds admin transactions`: every user's transactions, filtered.
 
+use clap::builder::PossibleValuesParser;
 use clap::{ArgAction, Args};
 use nlds_core::State;
 use nlds_core::admin::AdminTransactionQuery;
 use nlds_core::api::{ApiAction, TransactionPage};
+use nlds_core::waiting::WaitingReason;
 
 use super::options::{Paging, join, minutes, more};
 use crate::args::{Order, parse_api_action, parse_state};
@@ -43,6 +45,11 @@ pub struct TransactionsArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub stalled: Option<std::time::Duration>,
 
+    /// Only transactions with a batch waiting for this reason (queued, retrying, tape,
+    /// cancelled); repeatable.
+    #[arg(long, value_name = "REASON", value_parser = PossibleValuesParser::new(WaitingReason::ALL.map(<&'static str>::from)), action = ArgAction::Append, value_delimiter = ',')]
+    pub waiting: Vec<String>,
+
     #[command(flatten)]
     pub paging: Paging,
 
@@ -59,6 +66,7 @@ pub(super) fn prepare(a: &TransactionsArgs) -> AdminPlan {
         older_than_minutes: minutes(a.older_than),
         newer_than_minutes: minutes(a.newer_than),
         stalled_minutes: minutes(a.stalled),
+        waiting: join(&a.waiting),
         limit: a.paging.limit,
         offset: a.paging.offset,
         descending: a.order.descending(),
@@ -90,8 +98,25 @@ pub(super) async fn execute(
     Ok(())
 }
 
+/// Why the unfinished batches of `t` wait, the distinct reasons in order of first appearance
+/// (`tape,retrying`); empty when none waits.
+fn waiting_reasons(t: &nlds_core::api::TransactionStatus) -> String {
+    let mut reasons: Vec<String> = Vec::new();
+    for r in t
+        .sub_records
+        .iter()
+        .filter_map(|s| s.waiting.as_ref())
+        .map(|w| w.reason().to_string())
+    {
+        if !reasons.contains(&r) {
+            reasons.push(r);
+        }
+    }
+    reasons.join(",")
+}
+
 /// Every user's transactions: user, group, id, action, job label, label, done, state, started,
-/// last update, transaction id.
+/// last update, why it waits, transaction id.
 pub fn transactions_table(p: &TransactionPage, zone: Zone, width: Option<usize>) -> String {
     use Align::*;
     use Fit::*;
@@ -110,6 +135,7 @@ pub fn transactions_table(p: &TransactionPage, zone: Zone, width: Option<usize>)
                 state_name(t.state).to_owned(),
                 time(&t.created, zone),
                 time(&t.updated, zone),
+                waiting_reasons(t),
                 t.transaction_id.to_string(),
             ]
         })
@@ -126,6 +152,7 @@ pub fn transactions_table(p: &TransactionPage, zone: Zone, width: Option<usize>)
             col("state", Left, Keep),
             col("started", Left, Keep),
             col("last update", Left, Keep),
+            col("waiting", Left, End),
             col("transaction", Left, Keep),
         ],
         &rows,
