@@ -434,6 +434,25 @@ impl Client {
             .await
     }
 
+    /// Starts an archive round now (service operators only); answers the round's id.
+    pub async fn admin_archive(&self) -> Result<nlds_core::api::ArchiveRequested> {
+        self.send(
+            Method::POST,
+            "/admin/archive",
+            None::<&()>,
+            Some(&serde_json::json!({})),
+        )
+        .await
+    }
+
+    /// Drops the warm copies of holding `holding_id`'s files that have a verified cold copy
+    /// (service operators only).
+    pub async fn admin_evict(&self, holding_id: i64) -> Result<nlds_core::api::Evicted> {
+        let req = nlds_core::api::EvictRequest { holding_id };
+        self.send(Method::POST, "/admin/evict", None::<&()>, Some(&req))
+            .await
+    }
+
     /// The quotas of the caller's groups (or of `group`): limits, usage, reserved.
     pub async fn quota(&self, group: Option<&str>) -> Result<nlds_core::quota::QuotaReport> {
         let query = group.map(|g| [("group", g)]);

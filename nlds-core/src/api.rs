@@ -744,6 +744,28 @@ impl DeletePlan {
     }
 }
 
+/// `POST /api/v2/admin/evict`: drop the warm copies of a holding's files that have a verified
+/// cold copy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EvictRequest {
+    pub holding_id: i64,
+}
+
+/// What an eviction dropped: the warm copies of `files` files (`bytes` bytes) of the holding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Evicted {
+    pub holding_id: i64,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// `POST /api/v2/admin/archive` accepted: the archive round `round` (its workflow's transaction
+/// id) was requested; the catalogue plans it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ArchiveRequested {
+    pub round: Uuid,
+}
+
 /// `POST /api/v2/admin/purge`: purge soft-deleted files now, whatever their retention.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct PurgeRequest {

@@ -81,6 +81,10 @@ impl Plan {
 /// One admin query, ready to send.
 #[derive(Debug, Clone)]
 pub enum AdminPlan {
+    /// `admin archive`.
+    Archive,
+    /// `admin evict HOLDING_ID`.
+    Evict(i64),
     Transactions(AdminTransactionQuery),
     Failed(Uuid, PageQuery),
     Logs(LogQuery),

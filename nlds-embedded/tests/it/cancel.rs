@@ -368,25 +368,42 @@ async fn cancel_a_recall(url: &str, operator: &str, target: &Path, db: &Database
         .put_and_wait(json!({"paths": [src.path()], "label": "taped"}))
         .await;
     assert_eq!(put.state, State::Complete, "{put:#?}");
-    let (code, body) = root.post("/api/v2/admin/archive", &json!({})).await;
-    assert_eq!(code, 202, "{body}");
+    // The operator archives and evicts it with `nlds admin` (alice may not).
+    let home = temp();
+    let cwd = home.path().join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let as_cli = |token: &str| Cli {
+        url: url.to_owned(),
+        token: token.to_owned(),
+        cwd: cwd.clone(),
+    };
+    let holding = put.holding_id.unwrap().to_string();
+    for args in [&["admin", "archive"][..], &["admin", "evict", &holding]] {
+        let (code, said) = as_cli(ALICE).fails(args);
+        assert!(
+            code != 0 && said.contains("is not a service operator"),
+            "{args:?}: {code} {said}"
+        );
+    }
+    let operator = as_cli(operator);
+    let said = operator.ok(&["admin", "archive"]);
+    assert!(said.starts_with("archive round "), "{said}");
     let start = Instant::now();
     loop {
-        let (code, body) = root
-            .post(
-                "/api/v2/admin/evict",
-                &json!({"holding_id": put.holding_id}),
-            )
-            .await;
-        if code == 200 && body["files"].as_u64() == Some(3) {
+        let out = operator.ok(&["--json", "admin", "evict", &holding]);
+        let evicted: nlds_core::api::Evicted = serde_json::from_str(&out).unwrap();
+        if evicted.files == 3 {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "never archived: {body}"
+            "never archived: {out}"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // Evicted already: nothing more to drop, and it says so.
+    let said = operator.ok(&["admin", "evict", &holding]);
+    assert!(said.contains("no warm copy to drop"), "{said}");
     let (code, r) = alice
         .post(
             "/api/v2/get",

@@ -1,6 +1,6 @@
 //! `nlds admin ...`: the sysadmin's view (service operators only): transactions of every user,
-//! the failed files of any transaction, the records the logger collected, the audit log, and
-//! purging deleted files. Tables are laid out like the other commands' (they fit the terminal);
+//! the failed files of any transaction, the records the logger collected, the audit log,
+//! archiving and evicting now, and purging deleted files. Tables are laid out like the other commands' (they fit the terminal);
 //! `--json` prints the server's page.
 
 mod audit;
@@ -11,6 +11,7 @@ pub mod policy;
 pub mod storage;
 #[cfg(test)]
 mod tests;
+mod tiers;
 mod transactions;
 
 use chrono::{DateTime, Utc};
@@ -41,6 +42,12 @@ pub enum AdminCommand {
     /// The audit log: who put, got, changed or deleted what, and every refused attempt;
     /// `nlds admin audit storage`: the catalogue against what the stores hold (scrub, repair).
     Audit(AuditArgs),
+    /// Start an archive round now: files due for tape are aggregated and written to the cold
+    /// store (the policy's passes do this on their own schedule).
+    Archive,
+    /// Drop a holding's warm copies that have a verified cold copy (the policy evicts by age
+    /// and access on its own).
+    Evict(tiers::EvictArgs),
     /// Purge deleted files now, whatever their retention period (of one holding, or all).
     Purge(crate::commands::del::PurgeArgs),
     /// Quotas per group: set limits, show every group's usage.
@@ -60,6 +67,8 @@ pub fn prepare(c: &AdminCommand, now: DateTime<Utc>) -> Result<Plan, Failure> {
         AdminCommand::Purge(a) => return Ok(crate::commands::del::prepare_purge(a)),
         AdminCommand::Quota(c) => return crate::commands::quota::prepare_admin(c),
         AdminCommand::Notifications(a) => return crate::commands::notify::prepare_admin(a),
+        AdminCommand::Archive => AdminPlan::Archive,
+        AdminCommand::Evict(a) => tiers::prepare_evict(a),
         AdminCommand::Transactions(a) => transactions::prepare(a),
         AdminCommand::Failed(a) => failed::prepare(a),
         AdminCommand::Logs(a) => logs::prepare(a, now)?,
@@ -76,6 +85,8 @@ pub async fn execute(
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
     match plan {
+        AdminPlan::Archive => tiers::archive(client, ctx, io).await?,
+        AdminPlan::Evict(holding_id) => tiers::evict(holding_id, client, ctx, io).await?,
         AdminPlan::Transactions(q) => transactions::execute(q, client, ctx, io).await?,
         AdminPlan::Failed(tid, q) => failed::execute(tid, q, client, ctx, io).await?,
         AdminPlan::Logs(q) => logs::execute(q, client, ctx, io).await?,
