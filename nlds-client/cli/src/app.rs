@@ -142,13 +142,15 @@ pub async fn execute(
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
     match plan {
-        Plan::Put(req, _) if req.dry_run => {
+        Plan::Put(req, ..) if req.dry_run => {
             crate::commands::put::dry_run(req, client, ctx, io).await
         }
         Plan::Get(req, _) if req.dry_run => {
             crate::commands::get::dry_run(req, client, ctx, io).await
         }
-        Plan::Put(req, wait) => crate::commands::put::execute(req, wait, client, ctx, io).await,
+        Plan::Put(req, wait, check) => {
+            crate::commands::put::execute(req, wait, check, client, ctx, io).await
+        }
         Plan::Get(req, wait) => crate::commands::get::execute(req, wait, client, ctx, io).await,
         Plan::List(q) => crate::commands::list::execute(q, client, ctx, io).await,
         Plan::Find { query, simple, url } => {

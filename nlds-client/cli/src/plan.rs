@@ -20,7 +20,8 @@ pub struct WaitPlan {
 #[derive(Debug, Clone)]
 pub enum Plan {
     Stage(crate::commands::stage::StagePlan),
-    Put(PutRequest, Option<WaitPlan>),
+    /// `put`, `putlist`; the flag: check the local paths before submitting (not `--no-check`).
+    Put(PutRequest, Option<WaitPlan>, bool),
     Get(GetRequest, Option<WaitPlan>),
     List(HoldingQuery),
     Find {
@@ -57,7 +58,7 @@ impl Plan {
     /// Sets the group of every request that has one.
     pub fn set_group(&mut self, group: Option<String>) {
         match self {
-            Plan::Put(r, _) => r.group = group,
+            Plan::Put(r, ..) => r.group = group,
             Plan::Get(r, _) => r.group = group,
             Plan::List(q) | Plan::Find { query: q, .. } => q.group = group,
             Plan::Meta(r) => r.group = group,

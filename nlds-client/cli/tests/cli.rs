@@ -321,7 +321,7 @@ fn repeated_tags_merge_and_values_keep_spaces_colons_and_escaped_commas() {
         &env,
     )
     .unwrap();
-    let Plan::Put(req, None) = p else {
+    let Plan::Put(req, None, _) = p else {
         panic!("{p:?}")
     };
     assert_eq!(
@@ -468,7 +468,7 @@ fn putlist_filelist_parsing() {
     .unwrap();
     let cwd_s = cwd.to_str().unwrap().to_owned();
     let env = env_in(&cwd_s);
-    let Plan::Put(req, _) = plan(&["putlist", "files.txt"], &env).unwrap() else {
+    let Plan::Put(req, ..) = plan(&["putlist", "files.txt"], &env).unwrap() else {
         panic!()
     };
     let parent = dir.path().to_str().unwrap();
@@ -1539,6 +1539,7 @@ async fn cli_put_wait_reports_the_final_state_in_the_exit_code() {
             "-t",
             r"site:RAL\, UK",
             "run42/f.nc",
+            "--no-check",
             "--wait",
             "--poll",
             "5ms",
@@ -1699,7 +1700,7 @@ async fn cli_errors_are_plain_or_json_with_their_exit_codes() {
         ],
         "/",
     );
-    let o = run_cli(&["put", "/f"], &env).await;
+    let o = run_cli(&["put", "/f", "--no-check"], &env).await;
     assert_eq!(o.code, exit::NETWORK, "{}", o.err);
     assert!(
         o.err.starts_with("error: cannot talk to the NLDS server"),
@@ -2136,7 +2137,7 @@ fn new_commands_and_options_parse() {
         panic!()
     };
     assert!(req.overwrite && req.dry_run);
-    let Plan::Put(req, None) = plan(&["put", "--dry-run", "f"], &env).unwrap() else {
+    let Plan::Put(req, None, _) = plan(&["put", "--dry-run", "f"], &env).unwrap() else {
         panic!()
     };
     assert!(req.dry_run);
@@ -3085,13 +3086,13 @@ fn put_and_putlist_name_a_tenancy_only_when_asked() {
         &["put", "--tenancy", "b", "f.nc"][..],
         &["putlist", "--tenancy", "b", "-"][..],
     ] {
-        let Plan::Put(req, _) = plan_with_stdin(args, &env, "f.nc\n").unwrap() else {
+        let Plan::Put(req, ..) = plan_with_stdin(args, &env, "f.nc\n").unwrap() else {
             panic!("{args:?}: not a put")
         };
         assert_eq!(req.tenancy.as_deref(), Some("b"), "{args:?}");
         assert_eq!(req.paths, ["/data/f.nc"], "{args:?}");
     }
-    let Plan::Put(req, _) = plan(&["put", "f.nc"], &env).unwrap() else {
+    let Plan::Put(req, ..) = plan(&["put", "f.nc"], &env).unwrap() else {
         panic!("not a put")
     };
     assert_eq!(req.tenancy, None);

@@ -580,6 +580,46 @@ async fn cli_dry_runs_no_clobber_stdin_lists_and_narrow_tables() {
     let out = cli.run(&["put", &missing, "--dry-run"]);
     assert_code(&["put", "missing", "--dry-run"], &out, 5);
     assert!(stdout(&out).contains("no such file or directory (path_missing)"));
+    // A real put of a path that is not here is refused before anything is sent: no holding.
+    let args = ["put", &missing, "-l", "typo"];
+    let out = cli.run(&args);
+    assert_code(&args, &out, 5);
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("nothing to put: {missing} does not exist here"))
+            && said.contains("--no-check"),
+        "{said}"
+    );
+    assert_eq!(count_json("typo"), 0, "no holding for a refused put");
+    // With --no-check it goes to the server, which says the same per file.
+    let args = [
+        "put",
+        &missing,
+        "-l",
+        "typo",
+        "--no-check",
+        "--wait",
+        "--poll",
+        "100ms",
+    ];
+    let out = cli.run(&args);
+    assert_code(&args, &out, 12);
+    // A putlist with some paths here: a note names the others, the rest is stored.
+    let list = src.path().join("some-missing.txt");
+    std::fs::write(&list, format!("{r}/a.txt\n{missing}\n")).unwrap();
+    let list = s(&list);
+    let args = [
+        "putlist", &list, "-l", "partly", "--wait", "--poll", "100ms",
+    ];
+    let out = cli.run(&args);
+    assert_code(&args, &out, 11);
+    assert!(
+        stderr(&out).contains(&format!(
+            "1 of 2 paths do not exist here and will fail: {missing}"
+        )),
+        "{}",
+        explain(&args, &out)
+    );
 
     // The real put, with tags holding spaces, `:` and `,`.
     cli.ok(&[

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::args::{DryRun, HoldingSel, SyncArg, WaitOpts};
 use crate::ctx::{Env, Failure, abs, all_tags, read_filelist, wait_plan};
+use crate::format::printable;
 use crate::plan::{Plan, WaitPlan};
 
 #[derive(Debug, Clone, Args)]
@@ -53,6 +54,12 @@ pub struct PutArgs {
     /// says only failures (docs/NOTIFY.md).
     #[arg(long)]
     pub notify: bool,
+
+    /// Do not check the paths here before submitting: they are paths only the server sees
+    /// (without it, a put of paths none of which exists here is refused before anything is
+    /// sent).
+    #[arg(long)]
+    pub no_check: bool,
 
     #[command(flatten)]
     pub wait: WaitOpts,
@@ -93,6 +100,12 @@ pub struct PutlistArgs {
     #[arg(long)]
     pub notify: bool,
 
+    /// Do not check the paths here before submitting: they are paths only the server sees
+    /// (without it, a put of paths none of which exists here is refused before anything is
+    /// sent).
+    #[arg(long)]
+    pub no_check: bool,
+
     #[command(flatten)]
     pub wait: WaitOpts,
 }
@@ -117,6 +130,7 @@ pub fn prepare_put(a: &PutArgs, env: &Env) -> Result<Plan, Failure> {
             notify: a.notify,
         },
         wait_plan(&a.wait),
+        !a.no_check,
     ))
 }
 
@@ -140,6 +154,7 @@ pub fn prepare_putlist(a: &PutlistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
             notify: a.notify,
         },
         wait_plan(&a.wait),
+        !a.no_check,
     ))
 }
 
@@ -149,29 +164,78 @@ pub fn prepare_putlist(a: &PutlistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
 pub async fn execute(
     mut req: PutRequest,
     wait: Option<WaitPlan>,
+    check: bool,
     client: &Client,
     ctx: &Ctx,
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
-    if req.size_hint.is_none() {
-        req.size_hint = Some(size_hint(&req.paths).await?);
+    if check && req.size_hint.is_none() {
+        let scan = scan(&req.paths).await?;
+        check_local(&scan, ctx, io)?;
+        req.size_hint = Some(SizeHint {
+            bytes: scan.total.bytes,
+            files: scan.total.entries(),
+        });
     }
     let id = req.transaction_id;
     let accepted = client.put(&req).await.map_err(|e| submit_failure(e, id))?;
     after_submit(client, ctx, io, accepted, wait).await
 }
 
-/// What a put of `paths` will store: the bytes of its regular files and its entries, walked
-/// locally like the indexer walks them (lstat, symlinks not followed).
-pub async fn size_hint(paths: &[String]) -> Result<SizeHint, Failure> {
+/// What a put of `paths` will store, walked locally like the indexer walks them (lstat,
+/// symlinks not followed): the size hint it carries, and the paths that are not here.
+pub async fn scan(paths: &[String]) -> Result<local::LocalScan, Failure> {
     let paths = paths.to_vec();
-    let scan = tokio::task::spawn_blocking(move || local::scan(&paths))
+    Ok(tokio::task::spawn_blocking(move || local::scan(&paths))
         .await
-        .map_err(|e| Error::Decode(format!("the local scan failed: {e}")))?;
-    Ok(SizeHint {
-        bytes: scan.total.bytes,
-        files: scan.total.entries(),
-    })
+        .map_err(|e| Error::Decode(format!("the local scan failed: {e}")))?)
+}
+
+/// How many missing paths a refusal or a note names.
+const NAMED: usize = 5;
+
+/// The local check of a put: refused (exit code 5, nothing sent) when none of its paths exists
+/// here, so no empty holding is made for a typo; a note names the missing ones when only some
+/// are (the server then fails those files, each with its reason).
+pub fn check_local(scan: &local::LocalScan, ctx: &Ctx, io: &mut Io<'_>) -> Result<(), Failure> {
+    let missing: Vec<&str> = scan
+        .paths
+        .iter()
+        .filter(|p| p.kind == local::ScanKind::Missing)
+        .map(|p| p.path.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let named = missing
+        .iter()
+        .take(NAMED)
+        .map(|p| printable(p))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = missing.len().saturating_sub(NAMED);
+    let named = if more > 0 {
+        format!("{named} and {more} more")
+    } else {
+        named
+    };
+    if missing.len() == scan.paths.len() {
+        return Err(Failure::not_found(format!(
+            "nothing to put: {named} {} not exist here; check the path, or add --no-check if it \
+             is a path only the server sees",
+            if missing.len() == 1 { "does" } else { "do" }
+        )));
+    }
+    note(
+        io,
+        ctx,
+        &format!(
+            "{} of {} paths do not exist here and will fail: {named}",
+            missing.len(),
+            scan.paths.len()
+        ),
+    );
+    Ok(())
 }
 
 /// `nlds put --dry-run`: what the put would store, and what the local disk says.
