@@ -73,7 +73,11 @@ pub(crate) async fn process(
     let key: RoutingKey = match key.parse() {
         Ok(k) => k,
         Err(e) => {
-            count(role, &Disposition::DeadLetter(Vec::new(), String::new()), None);
+            count(
+                role,
+                &Disposition::DeadLetter(Vec::new(), String::new()),
+                None,
+            );
             return Disposition::DeadLetter(Vec::new(), format!("bad routing key: {e}"));
         }
     };
@@ -392,13 +396,30 @@ mod tests {
         let before = retries_scheduled();
         for attempt in 1..=2 {
             assert!(matches!(
-                process(&h, nlds_core::Role::Indexer, "nlds-api.index.start", &data, attempt, &policy()).await,
+                process(
+                    &h,
+                    nlds_core::Role::Indexer,
+                    "nlds-api.index.start",
+                    &data,
+                    attempt,
+                    &policy()
+                )
+                .await,
                 Disposition::Retry(_)
             ));
         }
         // Counted for the benchmark (other tests may retry at the same time: at least these).
         assert!(retries_scheduled() >= before + 2);
-        match process(&h, nlds_core::Role::Indexer, "nlds-api.index.start", &data, 3, &policy()).await {
+        match process(
+            &h,
+            nlds_core::Role::Indexer,
+            "nlds-api.index.start",
+            &data,
+            3,
+            &policy(),
+        )
+        .await
+        {
             Disposition::DeadLetter(publish, reason) => {
                 assert!(reason.contains("gave up after 3 attempts"), "{reason}");
                 let (key, env) = &publish[0];
@@ -451,7 +472,16 @@ mod tests {
     async fn panics_and_permanent_errors_dead_letter_with_a_reason() {
         let h = H(|| panic!("boom"));
         let data = env().to_json();
-        match process(&h, nlds_core::Role::Indexer, "nlds-api.transfer-put.start", &data, 1, &policy()).await {
+        match process(
+            &h,
+            nlds_core::Role::Indexer,
+            "nlds-api.transfer-put.start",
+            &data,
+            1,
+            &policy(),
+        )
+        .await
+        {
             Disposition::DeadLetter(publish, reason) => {
                 assert!(reason.contains("panicked: boom"), "{reason}");
                 assert_eq!(publish[0].0.to_string(), "nlds-api.transfer-put.failed");
@@ -466,7 +496,16 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(&env().to_json()).unwrap();
         v["payload"] = serde_json::json!({"kind": "nonsense"});
         let data = serde_json::to_vec(&v).unwrap();
-        match process(&h, nlds_core::Role::Indexer, "nlds-api.index.start", &data, 1, &policy()).await {
+        match process(
+            &h,
+            nlds_core::Role::Indexer,
+            "nlds-api.index.start",
+            &data,
+            1,
+            &policy(),
+        )
+        .await
+        {
             Disposition::DeadLetter(publish, reason) => {
                 assert!(
                     reason.starts_with("malformed message on nlds-api.index.start"),
@@ -476,7 +515,16 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match process(&h, nlds_core::Role::Indexer, "nlds-api.index.start", b"{not json", 1, &policy()).await {
+        match process(
+            &h,
+            nlds_core::Role::Indexer,
+            "nlds-api.index.start",
+            b"{not json",
+            1,
+            &policy(),
+        )
+        .await
+        {
             Disposition::DeadLetter(publish, _) => assert!(publish.is_empty()),
             other => panic!("{other:?}"),
         }

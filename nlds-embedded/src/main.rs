@@ -120,6 +120,9 @@ async fn serve(s: ServerSettings, stop: tokio_util::sync::CancellationToken) -> 
             }
         });
     }
+    // Every role's queue, read from the broker when scraped: the server outlives any role's
+    // processes, so a queue left without consumers still shows (docs/METRICS.md).
+    let _queues = nlds_bus::metrics::export_queue_depths(state.bus.clone(), nlds_core::Role::ALL);
     let listener = tokio::net::TcpListener::bind(s.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", s.server.listen))?;

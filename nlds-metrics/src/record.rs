@@ -29,7 +29,10 @@ impl Delivery {
 pub fn delivery(role: &'static str, outcome: Delivery, took: Option<Duration>) {
     let m = metrics();
     m.deliveries
-        .get_or_create(&[("role", role.to_owned()), ("outcome", outcome.as_str().to_owned())])
+        .get_or_create(&[
+            ("role", role.to_owned()),
+            ("outcome", outcome.as_str().to_owned()),
+        ])
         .inc();
     if let Some(took) = took {
         m.step_seconds
@@ -42,9 +45,11 @@ pub fn delivery(role: &'static str, outcome: Delivery, took: Option<Duration>) {
 /// increase over them is defined before its first retry or dead letter.
 pub fn consuming(role: &'static str) {
     for outcome in [Delivery::Acked, Delivery::Retried, Delivery::DeadLettered] {
-        metrics()
-            .deliveries
-            .get_or_create(&[("role", role.to_owned()), ("outcome", outcome.as_str().to_owned())]);
+        let labels = [
+            ("role", role.to_owned()),
+            ("outcome", outcome.as_str().to_owned()),
+        ];
+        drop(metrics().deliveries.get_or_create(&labels));
     }
 }
 

@@ -89,7 +89,11 @@ mod tests {
             record::queue("nlds.test", 7, Some(1));
         });
         // A family shows once it has a series: one of each.
-        record::delivery("router", record::Delivery::Acked, Some(Duration::from_millis(3)));
+        record::delivery(
+            "router",
+            record::Delivery::Acked,
+            Some(Duration::from_millis(3)),
+        );
         record::transaction_started("put");
         record::transaction_ended("put", "COMPLETE");
         record::moved(Tier::Warm, Operation::Put, 1, 10);

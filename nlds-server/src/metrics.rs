@@ -85,9 +85,14 @@ mod tests {
         );
         assert!(text.contains("method=\"other\""), "{text}");
         assert!(
-            text.contains("nlds_http_request_duration_seconds_count{route=\"/things/{id}\",method=\"GET\"}"),
+            text.contains(
+                "nlds_http_request_duration_seconds_count{route=\"/things/{id}\",method=\"GET\"}"
+            ),
             "{text}"
         );
-        assert!(!text.contains("secret-name") && !text.contains("BREW"), "{text}");
+        assert!(
+            !text.contains("secret-name") && !text.contains("BREW"),
+            "{text}"
+        );
     }
 }

@@ -254,7 +254,10 @@ mod tests {
             name: "agg".into(),
             sums,
         });
-        let out = Outcome::publish(RoutingKey::new(Worker::ArchivePut, Action::Complete), stored);
+        let out = Outcome::publish(
+            RoutingKey::new(Worker::ArchivePut, Action::Complete),
+            stored,
+        );
         let aggregate = Payload::ArchiveAggregate {
             aggregation_id: 1,
             name: "agg".into(),
