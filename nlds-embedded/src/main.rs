@@ -112,13 +112,7 @@ async fn serve(s: ServerSettings, stop: tokio_util::sync::CancellationToken) -> 
     };
     if let Some(addr) = s.metrics.listen {
         // The API's metrics, apart from the API listener (docs/METRICS.md).
-        let (bound, serve) = nlds_workers::ops::serve_metrics(addr, stop.clone()).await?;
-        tracing::info!(addr = %bound, "metrics listener: /metrics");
-        tokio::spawn(async move {
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "the metrics listener stopped");
-            }
-        });
+        nlds_workers::ops::spawn_metrics(addr, stop.clone()).await?;
     }
     // Every role's queue, read from the broker when scraped: the server outlives any role's
     // processes, so a queue left without consumers still shows (docs/METRICS.md).

@@ -132,6 +132,22 @@ pub async fn metrics() -> impl axum::response::IntoResponse {
     )
 }
 
+/// [`serve_metrics`] on a task of its own, which logs the listener's failure; returns the bound
+/// address (the `nlds-workers` and `nlds-server serve` processes).
+pub async fn spawn_metrics(
+    addr: SocketAddr,
+    stop: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let (bound, serve) = serve_metrics(addr, stop).await?;
+    tracing::info!(addr = %bound, "metrics listener: /metrics");
+    tokio::spawn(async move {
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
+    Ok(bound)
+}
+
 /// Binds `addr` (`[metrics] listen`) and serves `GET /metrics` alone until `stop`; returns the
 /// bound address and the task.
 pub async fn serve_metrics(
