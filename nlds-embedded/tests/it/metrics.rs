@@ -473,3 +473,119 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_exported() {
     assert!(!scrape.contains(&e.token));
     e.stop().await.unwrap();
 }
+
+/// The value of the series `series` (name and labels, as exported) in a scrape of `url`.
+async fn scraped(url: &str, series: &str) -> Option<f64> {
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Polls the scrape of `url` until `series` has the value `want`.
+async fn expect_scraped(url: &str, series: &str, want: f64) {
+    let start = Instant::now();
+    loop {
+        let got = scraped(url, series).await;
+        if got == Some(want) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{series}: {got:?}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_archive_and_a_recall_count_in_the_cold_tier_metrics() {
+    let data = temp();
+    let mut settings = ServerSettings::default();
+    settings.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+    settings.workers.archive.interval_secs = 0;
+    settings.workers.archive.aggregate_bytes = 1 << 20;
+    settings.workers.archive.recall_poll_secs = 1;
+    settings.workers.cold.dir_mut().stage_delay_ms = 500;
+    settings.policy.get_pin_secs = 0;
+    let e = Embedded::start(EmbeddedOptions {
+        data_dir: data.path().to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        external_object_store: None,
+        settings,
+    })
+    .await
+    .unwrap();
+    let metrics = e.metrics_url.clone().unwrap();
+    let api = Api::new(&e.url, &e.token);
+    let (src, bytes) = files(6);
+    let put = api
+        .put_and_wait(json!({"paths": [src.path()], "label": "cold"}))
+        .await;
+    assert_eq!(put.state, State::Complete, "{put:#?}");
+    assert_eq!(
+        scraped(
+            &metrics,
+            r#"nlds_files_moved_total{tier="cold",operation="put"}"#
+        )
+        .await,
+        None,
+        "nothing archived yet"
+    );
+
+    // A round writes the six files into one aggregate.
+    let (s, b) = api.post("/api/v2/admin/archive", &json!({})).await;
+    assert_eq!(s, 202, "{b}");
+    expect_scraped(
+        &metrics,
+        r#"nlds_files_moved_total{tier="cold",operation="put"}"#,
+        6.0,
+    )
+    .await;
+    let aggregate = scraped(
+        &metrics,
+        r#"nlds_bytes_moved_total{tier="cold",operation="put"}"#,
+    )
+    .await
+    .expect("the aggregate's bytes");
+    assert!(aggregate > bytes as f64, "a tar holds its members and more");
+
+    // Evicted from the warm tier, then got: recalled from the cold tier and restored.
+    let (s, b) = api
+        .post(
+            "/api/v2/admin/evict",
+            &json!({"holding_id": put.holding_id.unwrap()}),
+        )
+        .await;
+    assert_eq!((s, b["files"].as_u64()), (200, Some(6)), "{b}");
+    let target = temp();
+    let got = api
+        .get_and_wait(json!({"paths": [src.path()], "label": "cold", "target": target.path()}))
+        .await;
+    assert_eq!(got.state, State::Complete, "{got:#?}");
+    for (series, want) in [
+        (
+            r#"nlds_files_moved_total{tier="cold",operation="get"}"#,
+            6.0,
+        ),
+        (
+            r#"nlds_bytes_moved_total{tier="cold",operation="get"}"#,
+            bytes as f64,
+        ),
+        (
+            r#"nlds_files_moved_total{tier="warm",operation="get"}"#,
+            6.0,
+        ),
+        (r#"nlds_recall_wait_seconds_count"#, 1.0),
+    ] {
+        expect_scraped(&metrics, series, want).await;
+    }
+    assert!(
+        scraped(
+            &metrics,
+            r#"nlds_last_success_timestamp_seconds{tier="cold",operation="get"}"#
+        )
+        .await
+        .is_some_and(|t| t > 1.0e9)
+    );
+    e.stop().await.unwrap();
+}
