@@ -135,10 +135,14 @@ pub fn policy_pass(outcome: &str) {
         .inc();
 }
 
+/// A group's quota: its byte limit per tier (`warm`, `cold`), unlimited ones left out.
+pub type Quota = (String, Vec<(&'static str, u64)>);
+
 /// The usage as read now: `(group, tier, bytes, files)` rows, of which the `keep` largest groups
-/// (by bytes over all tiers) are exported by name and the rest summed as `(other)`. Replaces
-/// what was exported before (a group that stored nothing any more disappears).
-pub fn usage(rows: &[(String, String, u64, u64)], keep: usize) {
+/// (by bytes over all tiers) are exported by name and the rest summed as `(other)`; and the byte
+/// limits (`quotas`) of the groups exported by name. Replaces what was exported before (a group
+/// that stored nothing any more disappears).
+pub fn usage(rows: &[(String, String, u64, u64)], quotas: &[Quota], keep: usize) {
     use std::collections::{BTreeMap, HashSet};
     let mut per_group: BTreeMap<&str, u64> = BTreeMap::new();
     for (g, _, b, _) in rows {
@@ -161,10 +165,17 @@ pub fn usage(rows: &[(String, String, u64, u64)], keep: usize) {
     let m = metrics();
     m.usage_bytes.clear();
     m.usage_files.clear();
+    m.quota_bytes.clear();
     for ((group, tier), (b, f)) in sums {
         let l = [("group", group), ("tier", tier)];
         m.usage_bytes.get_or_create(&l).set(to_i64(b));
         m.usage_files.get_or_create(&l).set(to_i64(f));
+    }
+    for (group, limits) in quotas.iter().filter(|(g, _)| named.contains(g.as_str())) {
+        for (tier, limit) in limits {
+            let l = [("group", group.clone()), ("tier", (*tier).to_owned())];
+            m.quota_bytes.get_or_create(&l).set(to_i64(*limit));
+        }
     }
 }
 
@@ -211,6 +222,10 @@ mod tests {
     #[test]
     fn usage_names_the_largest_groups_and_sums_the_rest() {
         let row = |g: &str, t: &str, b, f| (g.to_owned(), t.to_owned(), b, f);
+        let quotas = [
+            ("big".to_owned(), vec![("warm", 1000)]),
+            ("small".to_owned(), vec![("warm", 10)]),
+        ];
         usage(
             &[
                 row("big", "warm", 100, 1),
@@ -219,6 +234,7 @@ mod tests {
                 row("small", "warm", 5, 3),
                 row("tiny", "warm", 1, 4),
             ],
+            &quotas,
             2,
         );
         let text = crate::render();
@@ -228,12 +244,15 @@ mod tests {
             "nlds_usage_bytes{group=\"mid\",tier=\"warm\"} 80",
             "nlds_usage_bytes{group=\"(other)\",tier=\"warm\"} 6",
             "nlds_usage_files{group=\"(other)\",tier=\"warm\"} 7",
+            "nlds_quota_bytes{group=\"big\",tier=\"warm\"} 1000",
         ] {
             assert!(text.contains(want), "{want} missing:\n{text}");
         }
         assert!(!text.contains("group=\"small\""), "{text}");
+        // A group not named has no quota series either.
+        assert!(!text.contains("nlds_quota_bytes{group=\"small\""), "{text}");
         // Read again without the big group: it is gone, not left at its old value.
-        usage(&[row("mid", "warm", 80, 2)], 2);
+        usage(&[row("mid", "warm", 80, 2)], &quotas, 2);
         assert!(!crate::render().contains("group=\"big\""));
     }
 

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub usage_bytes: Family<Labels<2>, Gauge>,
     /// `nlds_usage_files{group,tier}`: files stored, likewise.
     pub usage_files: Family<Labels<2>, Gauge>,
+    /// `nlds_quota_bytes{group,tier}`: the byte limit of a group exported by name in the usage,
+    /// where it has one (docs/QUOTAS.md).
+    pub quota_bytes: Family<Labels<2>, Gauge>,
     /// `nlds_http_requests_total{route,method,status}`: API requests by route template.
     pub http_requests: Family<Labels<3>, Counter>,
     /// `nlds_http_request_duration_seconds{route,method}`: their latency.
@@ -81,6 +84,7 @@ pub const NAMES: &[&str] = &[
     "nlds_policy_passes_total",
     "nlds_usage_bytes",
     "nlds_usage_files",
+    "nlds_quota_bytes",
     "nlds_http_requests_total",
     "nlds_http_request_duration_seconds",
     "nlds_ready",
@@ -113,6 +117,7 @@ static REGISTERED: LazyLock<(Registry, Metrics)> = LazyLock::new(|| {
         policy_passes: Family::default(),
         usage_bytes: Family::default(),
         usage_files: Family::default(),
+        quota_bytes: Family::default(),
         http_requests: Family::default(),
         http_seconds: Family::new_with_constructor(http_histogram),
         ready: Gauge::default(),
@@ -184,6 +189,11 @@ static REGISTERED: LazyLock<(Registry, Metrics)> = LazyLock::new(|| {
         "nlds_usage_files",
         "Files stored per group and tier when scraped (the largest groups; the rest as (other))",
         m.usage_files.clone(),
+    );
+    r.register(
+        "nlds_quota_bytes",
+        "Byte limit per group and tier of the groups named in nlds_usage_bytes, where they have one",
+        m.quota_bytes.clone(),
     );
     r.register(
         "nlds_http_requests",

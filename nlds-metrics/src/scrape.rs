@@ -99,7 +99,11 @@ mod tests {
         record::moved(Tier::Warm, Operation::Put, 1, 10);
         record::recall_waited(Duration::from_secs(60));
         record::policy_pass("completed");
-        record::usage(&[("g".into(), "warm".into(), 10, 1)], 5);
+        record::usage(
+            &[("g".into(), "warm".into(), 10, 1)],
+            &[("g".into(), vec![("warm", 100)])],
+            5,
+        );
         record::http("/x", "GET", 200, Duration::from_millis(1));
         record::readiness([("bus", true)]);
         let text = scrape().await;

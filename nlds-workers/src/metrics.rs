@@ -120,22 +120,36 @@ impl Handler for Counted {
 }
 
 /// Exports the usage per group and tier (`usage`, kept by the catalogue in the same database
-/// transactions as the copies), read at every scrape until the registration is dropped: the
-/// `keep` largest groups by name, the rest as `(other)` ([`nlds_metrics::record::usage`]).
+/// transactions as the copies) and the byte limits (`quota`), read at every scrape until the
+/// registration is dropped: the `keep` largest groups by name, the rest as `(other)`
+/// ([`nlds_metrics::record::usage`]).
 pub fn export_usage(db: DatabaseConnection, keep: usize) -> Registration {
     nlds_metrics::on_scrape(move || {
         let db = db.clone();
         async move {
-            match crate::db::usage::Entity::find().all(&db).await {
-                Ok(rows) => {
-                    let rows: Vec<_> = rows
+            let read = async {
+                let usage = crate::db::usage::Entity::find().all(&db).await?;
+                let quotas = crate::db::quota::Entity::find().all(&db).await?;
+                Ok::<_, sea_orm::DbErr>((usage, quotas))
+            };
+            match read.await {
+                Ok((usage, quotas)) => {
+                    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+                    let rows: Vec<_> = usage
                         .into_iter()
-                        .map(|r| {
-                            let n = |v: i64| u64::try_from(v).unwrap_or(0);
-                            (r.group, r.tier, n(r.bytes), n(r.files))
+                        .map(|r| (r.group, r.tier, n(r.bytes), n(r.files)))
+                        .collect();
+                    let quotas: Vec<_> = quotas
+                        .into_iter()
+                        .map(|q| {
+                            let limits = [("warm", q.warm_bytes), ("cold", q.cold_bytes)]
+                                .into_iter()
+                                .filter_map(|(t, l)| Some((t, n(l?))))
+                                .collect();
+                            (q.group, limits)
                         })
                         .collect();
-                    nlds_metrics::record::usage(&rows, keep);
+                    nlds_metrics::record::usage(&rows, &quotas, keep);
                 }
                 // The database's absence shows in nlds_backend_up{backend="database"}.
                 Err(e) => tracing::debug!(error = %e, "cannot read the usage"),

@@ -437,7 +437,20 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_exported() {
     let data = temp();
     let e = start_embedded(data.path()).await;
     let (src, _) = files(3);
-    put(&Api::new(&e.url, &e.token), src.path()).await;
+    let api = Api::new(&e.url, &e.token);
+    put(&api, src.path()).await;
+    // A quota for the put's group (the embedded user's), so that its limit is exported too.
+    let (s, me) = api.get("/api/v2/whoami").await;
+    assert_eq!(s, 200, "{me}");
+    let group = me["groups"][0].as_str().unwrap().to_owned();
+    let set = reqwest::Client::new()
+        .put(format!("{}/api/v2/admin/quota/{group}", e.url))
+        .bearer_auth(&e.token)
+        .json(&json!({"warm_bytes": 1_000_000}))
+        .send()
+        .await
+        .unwrap();
+    assert!(set.status().is_success(), "{:?}", set.text().await);
     let scrape = reqwest::get(e.metrics_url.clone().unwrap())
         .await
         .unwrap()
@@ -468,6 +481,12 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_exported() {
             nlds_metrics::NAMES
         );
     }
+    assert!(
+        scrape.contains(&format!(
+            "nlds_quota_bytes{{group=\"{group}\",tier=\"warm\"}} 1000000"
+        )),
+        "{scrape}"
+    );
     // Nothing of the put's paths or tokens is in a label.
     assert!(!scrape.contains(&*src.path().to_string_lossy()), "{scrape}");
     assert!(!scrape.contains(&e.token));
