@@ -110,6 +110,10 @@ command -v psql >/dev/null 2>&1 || need_pkgs+=(postgresql-client)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     apt_install "${need_pkgs[@]}"
 fi
+# Prometheus and promtool: the metrics tests start one on loopback (nlds-embedded tests/it/
+# metrics.rs) and the chart's alert rules are checked and unit-tested with promtool
+# (charts/nlds/ci/check.sh). Not started as a service (policy-rc.d above).
+command -v promtool >/dev/null 2>&1 || apt_install prometheus
 
 # ---------------------------------------------------------------- RabbitMQ
 start_rabbitmq() {

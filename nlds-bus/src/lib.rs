@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod health;
 pub mod memory;
+pub mod metrics;
 pub mod notices;
 pub mod rabbit;
 mod rabbit_changes;
@@ -142,6 +143,17 @@ impl Default for ConsumeOptions {
     }
 }
 
+/// A queue's depth as read now ([`Bus::queue_depth`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Messages waiting (the in-process bus: waiting or being handled).
+    pub messages: u64,
+    pub consumers: u32,
+    /// Messages in the dead-letter queue `nlds.<role>.dead`; `None`: this bus keeps its dead
+    /// letters elsewhere (the in-process bus: in its store's table).
+    pub dead: Option<u64>,
+}
+
 /// A message bus.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
@@ -180,6 +192,14 @@ pub trait Bus: Send + Sync + 'static {
 
     /// How many consumers `role`'s queue has now (for the system status page).
     async fn consumers(&self, role: Role) -> Result<u32, BusError>;
+
+    /// How many messages wait in `role`'s queue (and its dead-letter queue) and how many
+    /// consumers it has, now (for the metrics, [`metrics::export_queue_depths`]); `None`: this
+    /// bus cannot tell.
+    async fn queue_depth(&self, role: Role) -> Result<Option<QueueDepth>, BusError> {
+        let _ = role;
+        Ok(None)
+    }
 
     /// How many messages wait in `role`'s dead-letter queue (`nlds.<role>.dead`), for the
     /// operators' alerts; `None`: this bus keeps its dead letters elsewhere (the in-process

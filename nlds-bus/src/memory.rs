@@ -44,6 +44,8 @@ struct Queue {
     consumers: std::sync::atomic::AtomicU32,
     /// Bytes of the messages queued or being handled ([`Bus::backlog_bytes`]).
     bytes: AtomicU64,
+    /// Messages queued or being handled ([`Bus::queue_depth`]).
+    messages: AtomicU64,
 }
 
 /// A message that was dead-lettered, kept for inspection.
@@ -160,6 +162,7 @@ impl MemoryBus {
                         rx: Mutex::new(Some(rx)),
                         consumers: std::sync::atomic::AtomicU32::new(0),
                         bytes: AtomicU64::new(0),
+                        messages: AtomicU64::new(0),
                     },
                 )
             })
@@ -192,6 +195,7 @@ impl MemoryBus {
         let q = &self.inner.queues[&role];
         q.bytes
             .fetch_add(delivery.data.len() as u64, Ordering::Relaxed);
+        q.messages.fetch_add(1, Ordering::Relaxed);
         q.tx.send(delivery)
             .map_err(|_| BusError::Unavailable("in-process bus closed".into()))
     }
@@ -418,12 +422,13 @@ impl Bus for MemoryBus {
                 let size = delivery.data.len() as u64;
                 let counted = bus.clone();
                 let _handled = scopeguard(move || {
-                    counted.inner.queues[&role]
-                        .bytes
-                        .fetch_sub(size, Ordering::Relaxed);
+                    let q = &counted.inner.queues[&role];
+                    q.bytes.fetch_sub(size, Ordering::Relaxed);
+                    q.messages.fetch_sub(1, Ordering::Relaxed);
                 });
                 let disposition = process(
                     handler.as_ref(),
+                    role,
                     &delivery.key,
                     &delivery.data,
                     delivery.attempt,
@@ -479,6 +484,15 @@ impl Bus for MemoryBus {
         Ok(self.inner.queues[&role]
             .consumers
             .load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    async fn queue_depth(&self, role: Role) -> Result<Option<crate::QueueDepth>, BusError> {
+        let q = &self.inner.queues[&role];
+        Ok(Some(crate::QueueDepth {
+            messages: q.messages.load(Ordering::Relaxed),
+            consumers: q.consumers.load(Ordering::SeqCst),
+            dead: None,
+        }))
     }
 }
 

@@ -523,7 +523,7 @@ impl RabbitBus {
                 _ => None,
             })
             .unwrap_or(1);
-        let disposition = process(handler, &key, &delivery.data, attempt, retry).await;
+        let disposition = process(handler, role, &key, &delivery.data, attempt, retry).await;
         let result = match disposition {
             Disposition::Done(outcome) => {
                 let outcome = *outcome;
@@ -757,6 +757,34 @@ impl Bus for RabbitBus {
             .map_err(unavailable)?;
         let _ = ch.close(200, "done".into()).await;
         Ok(q.consumer_count())
+    }
+
+    async fn queue_depth(&self, role: Role) -> Result<Option<crate::QueueDepth>, BusError> {
+        let link = self.link().await?;
+        // A channel of its own, as above: passive declares answer the counts.
+        let ch = link.conn.create_channel().await.map_err(unavailable)?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let q = ch
+            .queue_declare(role.queue().as_str().into(), passive, FieldTable::default())
+            .await
+            .map_err(unavailable)?;
+        let dead = ch
+            .queue_declare(
+                format!("{}.dead", role.queue()).as_str().into(),
+                passive,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let _ = ch.close(200, "done".into()).await;
+        Ok(Some(crate::QueueDepth {
+            messages: u64::from(q.message_count()),
+            consumers: q.consumer_count(),
+            dead: Some(u64::from(dead.message_count())),
+        }))
     }
 
     async fn dead_letters(&self, role: Role) -> Result<Option<u64>, BusError> {

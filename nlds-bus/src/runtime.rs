@@ -64,6 +64,7 @@ pub(crate) enum Disposition {
 /// Processes one delivery. `attempt` is 1 for a first delivery.
 pub(crate) async fn process(
     handler: &dyn Handler,
+    role: nlds_core::Role,
     key: &str,
     data: &[u8],
     attempt: u32,
@@ -71,16 +72,25 @@ pub(crate) async fn process(
 ) -> Disposition {
     let key: RoutingKey = match key.parse() {
         Ok(k) => k,
-        Err(e) => return Disposition::DeadLetter(Vec::new(), format!("bad routing key: {e}")),
+        Err(e) => {
+            count(
+                role,
+                &Disposition::DeadLetter(Vec::new(), String::new()),
+                None,
+            );
+            return Disposition::DeadLetter(Vec::new(), format!("bad routing key: {e}"));
+        }
     };
     let env: Envelope = match serde_json::from_slice(data) {
         Ok(env) => env,
         Err(e) => {
             let reason = format!("malformed message on {key}: {e}");
-            return Disposition::DeadLetter(
+            let d = Disposition::DeadLetter(
                 failure_for_raw(data, &reason).into_iter().collect(),
                 reason,
             );
+            count(role, &d, None);
+            return d;
         }
     };
     if key.action == nlds_core::Action::SystemStat {
@@ -129,7 +139,20 @@ pub(crate) async fn process(
         duration_ms = started.elapsed().as_millis() as u64,
         "handled"
     );
+    count(role, &disposition, Some(started.elapsed()));
     disposition
+}
+
+/// Counts a delivery of `role`'s queue (`nlds_deliveries_total`) and the time its handler took
+/// (`nlds_step_duration_seconds`), when it ran. Health pings are not counted.
+fn count(role: nlds_core::Role, d: &Disposition, took: Option<Duration>) {
+    use nlds_metrics::record::Delivery;
+    let outcome = match d {
+        Disposition::Done(_) => Delivery::Acked,
+        Disposition::Retry(_) => Delivery::Retried,
+        Disposition::DeadLetter(..) => Delivery::DeadLettered,
+    };
+    nlds_metrics::record::delivery(role.as_str(), outcome, took);
 }
 
 /// What becomes of a delivery after its handler's `result`.
@@ -382,13 +405,30 @@ mod tests {
         let before = retries_scheduled();
         for attempt in 1..=2 {
             assert!(matches!(
-                process(&h, "nlds-api.index.start", &data, attempt, &policy()).await,
+                process(
+                    &h,
+                    nlds_core::Role::Indexer,
+                    "nlds-api.index.start",
+                    &data,
+                    attempt,
+                    &policy()
+                )
+                .await,
                 Disposition::Retry(_)
             ));
         }
         // Counted for the benchmark (other tests may retry at the same time: at least these).
         assert!(retries_scheduled() >= before + 2);
-        match process(&h, "nlds-api.index.start", &data, 3, &policy()).await {
+        match process(
+            &h,
+            nlds_core::Role::Indexer,
+            "nlds-api.index.start",
+            &data,
+            3,
+            &policy(),
+        )
+        .await
+        {
             Disposition::DeadLetter(publish, reason) => {
                 assert!(reason.contains("gave up after 3 attempts"), "{reason}");
                 let (key, env) = &publish[0];
@@ -454,7 +494,16 @@ mod tests {
     async fn panics_and_permanent_errors_dead_letter_with_a_reason() {
         let h = H(|| panic!("boom"));
         let data = env().to_json();
-        match process(&h, "nlds-api.transfer-put.start", &data, 1, &policy()).await {
+        match process(
+            &h,
+            nlds_core::Role::Indexer,
+            "nlds-api.transfer-put.start",
+            &data,
+            1,
+            &policy(),
+        )
+        .await
+        {
             Disposition::DeadLetter(publish, reason) => {
                 assert!(reason.contains("panicked: boom"), "{reason}");
                 assert_eq!(publish[0].0.to_string(), "nlds-api.transfer-put.failed");
@@ -469,7 +518,16 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(&env().to_json()).unwrap();
         v["payload"] = serde_json::json!({"kind": "nonsense"});
         let data = serde_json::to_vec(&v).unwrap();
-        match process(&h, "nlds-api.index.start", &data, 1, &policy()).await {
+        match process(
+            &h,
+            nlds_core::Role::Indexer,
+            "nlds-api.index.start",
+            &data,
+            1,
+            &policy(),
+        )
+        .await
+        {
             Disposition::DeadLetter(publish, reason) => {
                 assert!(
                     reason.starts_with("malformed message on nlds-api.index.start"),
@@ -479,12 +537,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match process(&h, "nlds-api.index.start", b"{not json", 1, &policy()).await {
+        match process(
+            &h,
+            nlds_core::Role::Indexer,
+            "nlds-api.index.start",
+            b"{not json",
+            1,
+            &policy(),
+        )
+        .await
+        {
             Disposition::DeadLetter(publish, _) => assert!(publish.is_empty()),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            process(&h, "garbage", b"{}", 1, &policy()).await,
+            process(&h, nlds_core::Role::Indexer, "garbage", b"{}", 1, &policy()).await,
             Disposition::DeadLetter(..)
         ));
     }

@@ -54,6 +54,8 @@ pub struct EmbeddedOptions {
 /// A running embedded instance.
 pub struct Embedded {
     pub url: String,
+    /// `http://<addr>/metrics` when `[metrics] listen` is set (docs/METRICS.md).
+    pub metrics_url: Option<String>,
     pub token: String,
     pub s3_endpoint: String,
     pub data_dir: PathBuf,
@@ -337,6 +339,17 @@ impl Embedded {
             &format!("url = \"{url}\"\ntoken = \"{token}\"\n"),
         )?;
         let app = nlds_server::router_with(state, ready);
+        // Everything the process exports (the API's and every role's metrics), on a listener
+        // of its own.
+        let metrics_url = match settings.metrics.listen {
+            Some(addr) => {
+                let (bound, serve) =
+                    nlds_workers::ops::serve_metrics(addr, shutdown.clone()).await?;
+                tasks.spawn(serve);
+                Some(format!("http://{bound}/metrics"))
+            }
+            None => None,
+        };
         let stop = shutdown.clone();
         tasks.spawn(async move {
             axum::serve(listener.tap_io(nodelay), app)
@@ -346,6 +359,7 @@ impl Embedded {
         });
         Ok(Self {
             url,
+            metrics_url,
             token,
             s3_endpoint,
             data_dir: data,

@@ -83,6 +83,9 @@ fn main() -> anyhow::Result<()> {
                 println!("nlds-rs embedded server running at {}", e.url);
                 println!("  data directory: {}", e.data_dir.display());
                 println!("  S3 endpoint:    {}", e.s3_endpoint);
+                if let Some(m) = &e.metrics_url {
+                    println!("  metrics:        {m}");
+                }
                 // Never the token itself: terminals, screen shares and service logs keep this.
                 let client = e.data_dir.join("client.toml");
                 println!(
@@ -107,6 +110,13 @@ async fn serve(s: ServerSettings, stop: tokio_util::sync::CancellationToken) -> 
         cfg: Arc::new(s.server.clone()),
         live: Default::default(),
     };
+    if let Some(addr) = s.metrics.listen {
+        // The API's metrics, apart from the API listener (docs/METRICS.md).
+        nlds_workers::ops::spawn_metrics(addr, stop.clone()).await?;
+    }
+    // Every role's queue, read from the broker when scraped: the server outlives any role's
+    // processes, so a queue left without consumers still shows (docs/METRICS.md).
+    let _queues = nlds_bus::metrics::export_queue_depths(state.bus.clone(), nlds_core::Role::ALL);
     let listener = tokio::net::TcpListener::bind(s.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", s.server.listen))?;

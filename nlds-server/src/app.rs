@@ -153,6 +153,13 @@ pub fn router_with(state: AppState, ready: nlds_bus::health::Readiness) -> Route
                 },
             ),
         )
+        // Requests by route template and status (docs/METRICS.md).
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        // nlds_ready and nlds_backend_up from the same checks as /readyz, exported while this
+        // router lives.
+        .layer(axum::Extension(std::sync::Arc::new(
+            nlds_bus::metrics::export_readiness(ready.clone()),
+        )))
         .layer(axum::Extension(ready))
         .with_state(state)
 }

@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod legacy;
 pub mod live;
+pub mod metrics;
 pub mod notes;
 pub mod openapi;
 pub mod routes;

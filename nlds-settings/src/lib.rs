@@ -14,7 +14,7 @@
 //! and what is wrong. Secrets are [`SecretString`]s: `Debug` prints them redacted and they are
 //! never serialized back out.
 //!
-//! Sections later issues add (`policy`, `quota`, `notify`, `metrics`, ...) become fields of
+//! Sections later issues add (`policy`, `quota`, `notify`, ...) become fields of
 //! [`Settings`] with `#[serde(default)]`, a table in `nlds.example.toml`, and nothing else: the
 //! environment and flags layers cover them without further code. Unknown top-level sections are
 //! ignored, so one file can carry sections other programs read.
@@ -30,6 +30,7 @@ pub mod audit;
 pub mod bus;
 pub mod cold;
 pub mod memory;
+pub mod metrics;
 pub mod notify;
 pub mod object_store;
 pub mod policy;
@@ -41,6 +42,7 @@ pub use bus::{BusConfig, BusKind};
 pub use cold::{ColdConfig, DirConfig, GlacierConfig, XrootdConfig};
 pub use figment;
 pub use memory::MemoryConfig;
+pub use metrics::MetricsConfig;
 pub use notify::{NotifyConfig, SmtpTls};
 pub use object_store::{ObjectStoreConfig, REDACTED, TenancyConfig};
 pub use policy::{PolicyConfig, Watermark};
@@ -71,6 +73,8 @@ pub struct Settings {
     pub memory: MemoryConfig,
     /// `[notify]`: e-mail and webhook notifications, operator alerts.
     pub notify: NotifyConfig,
+    /// `[metrics]`: each process's Prometheus endpoint.
+    pub metrics: MetricsConfig,
     /// Where these settings were read from, so that a process can read them again (`nlds admin
     /// policy reload`, SIGHUP: see [`Settings::reread`]). Not a settings key.
     #[serde(skip)]

@@ -87,6 +87,14 @@ fn the_full_values_reach_the_settings() {
         Some(Path::new("/etc/nlds/secret/oidc-client-secret"))
     );
     let workers = load(&dir.join("workers.toml"));
+    // `metrics`: every process answers /metrics on the pods' `metrics` port.
+    for s in [&server, &workers] {
+        assert_eq!(
+            s.metrics.listen.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:9464")
+        );
+        assert_eq!(s.metrics.usage_groups, 50);
+    }
     assert_eq!(workers.workers.cold.backend(), "s3-glacier");
     assert_eq!(workers.workers.versions.keep, 3);
     assert_eq!(workers.workers.delete.retention_secs, 86400);

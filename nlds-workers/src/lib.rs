@@ -44,6 +44,7 @@ pub mod debris;
 pub mod indexer;
 pub mod logger;
 pub mod memory;
+pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod ops;

@@ -62,6 +62,9 @@ async fn run_target(role: String, settings: Settings) -> anyhow::Result<()> {
     };
     let shutdown = run::shutdown_on_signals();
     let bus = run::connect_bus(&settings.bus).await?;
+    if let Some(addr) = settings.metrics.listen {
+        nlds_workers::ops::spawn_metrics(addr, shutdown.clone()).await?;
+    }
     let result = run::run_roles(bus, &roles, &settings, shutdown).await;
     // Zero in a healthy run; `bench/run.sh` reports these from the log.
     tracing::info!(

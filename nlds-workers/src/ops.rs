@@ -2,7 +2,9 @@
 //! process is up) and `GET /readyz` (what its roles depend on answers: the broker always, the
 //! database for the roles that keep state, the object store for the roles that move data), each
 //! check cheap (a `SELECT 1`, a `HeadBucket`) and cached for a few seconds
-//! ([`nlds_bus::health`]). 200 when ready, else 503 with each check's answer.
+//! ([`nlds_bus::health`]). 200 when ready, else 503 with each check's answer. `GET /metrics`:
+//! the process's metrics in the Prometheus text format (docs/METRICS.md), also served alone on
+//! `[metrics] listen` by [`serve_metrics`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -118,7 +120,52 @@ pub fn router(readiness: Readiness) -> Router {
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(readiness)
+}
+
+/// `GET /metrics`: every metric of the process, after its refreshers ran.
+pub async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, nlds_metrics::CONTENT_TYPE)],
+        nlds_metrics::scrape().await,
+    )
+}
+
+/// [`serve_metrics`] on a task of its own, which logs the listener's failure; returns the bound
+/// address (the `nlds-workers` and `nlds-server serve` processes).
+pub async fn spawn_metrics(
+    addr: SocketAddr,
+    stop: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let (bound, serve) = serve_metrics(addr, stop).await?;
+    tracing::info!(addr = %bound, "metrics listener: /metrics");
+    tokio::spawn(async move {
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
+    Ok(bound)
+}
+
+/// Binds `addr` (`[metrics] listen`) and serves `GET /metrics` alone until `stop`; returns the
+/// bound address and the task.
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    stop: CancellationToken,
+) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (metrics.listen)"))?;
+    let bound = listener.local_addr()?;
+    let app = Router::new().route("/metrics", get(metrics));
+    let run = async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context("the metrics listener failed")
+    };
+    Ok((bound, run))
 }
 
 async fn readyz(State(r): State<Readiness>) -> (StatusCode, Json<Report>) {
@@ -141,7 +188,10 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {addr} (workers.ops_listen)"))?;
     let bound = listener.local_addr()?;
+    // nlds_ready and nlds_backend_up, from the same checks, while the listener runs.
+    let exported = nlds_bus::metrics::export_readiness(readiness.clone());
     let run = async move {
+        let _exported = exported;
         axum::serve(listener, router(readiness))
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await

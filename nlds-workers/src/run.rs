@@ -275,10 +275,21 @@ pub async fn run_roles_with(
             Ok(())
         });
     }
+    // What this process exports when scraped (docs/METRICS.md), until it stops: its roles'
+    // queues, and the usage per group where the catalogue runs.
+    let mut exported = vec![nlds_bus::metrics::export_queue_depths(bus.clone(), roles)];
+    if roles.contains(&Role::Catalogue) {
+        exported.push(crate::metrics::export_usage(
+            res.db(cfg).await?,
+            settings.metrics.usage_groups,
+        ));
+    }
     for &role in roles {
         let h = handler(role, settings, &res, &bus)
             .await
             .with_context(|| format!("cannot start role {role}"))?;
+        let h = crate::metrics::Counted::wrap(role, h);
+        nlds_metrics::record::consuming(role.as_str());
         let opts = ConsumeOptions {
             // The monitor applies updates in queue order, so a state never overtakes the
             // updates causally before it (run one monitor consumer: it is the single writer).
@@ -300,7 +311,7 @@ pub async fn run_roles_with(
     if let Some(addr) = cfg.ops_listen {
         let ready = crate::ops::readiness(roles, bus.clone(), cfg, &res).await?;
         let (bound, serve) = crate::ops::serve(addr, ready, shutdown.clone()).await?;
-        tracing::info!(addr = %bound, "operations listener: /healthz, /readyz");
+        tracing::info!(addr = %bound, "operations listener: /healthz, /readyz, /metrics");
         tasks.spawn(serve);
     }
     if roles.contains(&Role::Catalogue) || roles.contains(&Role::CatalogueRpc) {
@@ -399,6 +410,7 @@ pub async fn run_roles_with(
     while let Some(r) = tasks.join_next().await {
         r.context("role task crashed")??;
     }
+    drop(exported);
     Ok(())
 }
 

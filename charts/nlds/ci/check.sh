@@ -14,7 +14,10 @@
 #   - every key of values.yaml has a `# --` comment, and README.md's values table is current
 #     (ci/values-table.py);
 #   - every ci/bad-values/*.yaml must FAIL (lint or render), with the message it names in its
-#     first line (`# expect: TEXT`).
+#     first line (`# expect: TEXT`);
+#   - files/alerts.yaml: `promtool check rules` and `promtool test rules ci/alerts-test.yaml`;
+#     files/dashboard.json: every query parses (`promtool check rules` over them as recording
+#     rules) (Debian package prometheus, which scripts/services.sh installs).
 # Tools go to a throwaway venv (default /tmp/nlds-helmcheck-venv).
 set -euo pipefail
 
@@ -65,6 +68,43 @@ PY
 
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
+
+echo "== files/alerts.yaml: promtool check rules, promtool test rules (ci/alerts-test.yaml)"
+if ! command -v promtool >/dev/null 2>&1; then
+    # Debian package `prometheus`, which scripts/services.sh installs.
+    if [ -n "${CI:-}" ] || [ "${NLDS_TEST_ALLOW_SKIP:-}" != 1 ]; then
+        echo "promtool is missing: run scripts/services.sh (or apt-get install prometheus)"
+        exit 1
+    fi
+    echo "  SKIPPED: promtool is missing (NLDS_TEST_ALLOW_SKIP=1)"
+else
+    mkdir -p "$OUT/rules"
+    # The chart puts the file's rules in one group of its PrometheusRule: the same here.
+    "$VENV/bin/python" - "$CHART/files/alerts.yaml" "$OUT/rules/nlds-rules.yaml" <<'PY'
+import sys, yaml
+rules = yaml.safe_load(open(sys.argv[1]))["rules"]
+yaml.safe_dump({"groups": [{"name": "nlds", "rules": rules}]}, open(sys.argv[2], "w"), sort_keys=False)
+PY
+    cp "$CHART/ci/alerts-test.yaml" "$OUT/rules/"
+    promtool check rules "$OUT/rules/nlds-rules.yaml"
+    (cd "$OUT/rules" && promtool test rules alerts-test.yaml)
+    echo "== files/dashboard.json: every query parses (promtool check rules, as recording rules)"
+    "$VENV/bin/python" - "$CHART/files/dashboard.json" "$OUT/rules/dashboard-rules.yaml" <<'PY'
+import json, sys, yaml
+dash = json.load(open(sys.argv[1]))
+# Grafana's variables, as Grafana would fill them in.
+fill = {"$__rate_interval": "5m", "$__range": "6h", "$namespace": ".*"}
+rules = []
+for p in dash["panels"]:
+    for t in p["targets"]:
+        expr = t["expr"]
+        for k, v in fill.items():
+            expr = expr.replace(k, v)
+        rules.append({"record": f"dashboard:panel{p['id']}:{t['refId']}", "expr": expr})
+yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, open(sys.argv[2], "w"), sort_keys=False)
+PY
+    promtool check rules "$OUT/rules/dashboard-rules.yaml"
+fi
 
 # render VALUES_FILE OUT_DIR: lint, render, TOML checks; writes OUT_DIR/builtin.yaml and crds.yaml.
 render() {

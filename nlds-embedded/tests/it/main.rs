@@ -25,6 +25,7 @@ mod legacy;
 mod limits;
 mod live;
 mod logs;
+mod metrics;
 mod notify;
 mod oidc;
 mod parsers;

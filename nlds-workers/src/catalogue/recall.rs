@@ -329,15 +329,19 @@ impl Catalogue {
         Ok(out)
     }
 
-    /// The waiting requests of an aggregation's recall, removed with it.
-    async fn take_requests(&self, aggregation_id: i64) -> Result<Vec<recall_request::Model>> {
+    /// The waiting requests of an aggregation's recall, removed with it, and when the recall
+    /// was (last) sent to archive-get.
+    async fn take_requests(
+        &self,
+        aggregation_id: i64,
+    ) -> Result<(Vec<recall_request::Model>, Option<chrono::DateTime<Utc>>)> {
         let txn = self.db.begin().await?;
         let Some(r) = recall::Entity::find()
             .filter(recall::Column::AggregationId.eq(aggregation_id))
             .one(&txn)
             .await?
         else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
         let requests = recall_request::Entity::find()
             .filter(recall_request::Column::RecallId.eq(r.id))
@@ -352,10 +356,10 @@ impl Catalogue {
         let claimed = recall::Entity::delete_by_id(r.id).exec(&txn).await?;
         if claimed.rows_affected == 0 {
             txn.rollback().await?;
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         txn.commit().await?;
-        Ok(requests)
+        Ok((requests, Some(r.created)))
     }
 
     /// `RecallProgress`: archive-get has taken the recall up; every waiting batch moves to the
@@ -439,7 +443,13 @@ impl Catalogue {
         // Warm again: not the least recently accessed (the get that asked for them counted).
         super::access::touch(&self.db, &ids, Utc::now()).await?;
         let mut out = Outcome::none();
-        for req in self.take_requests(aggregation_id).await? {
+        let (requests, sent) = self.take_requests(aggregation_id).await?;
+        if let Some(sent) = sent {
+            // nlds_recall_wait_seconds: from the recall's (last) start to its files being warm.
+            let waited = (Utc::now() - sent).to_std().unwrap_or_default();
+            nlds_metrics::record::recall_waited(waited);
+        }
+        for req in requests {
             if stage_waiter(&req.sub_id).is_some() {
                 self.stage_restored(&req).await?;
                 continue;
@@ -522,7 +532,7 @@ impl Catalogue {
         let code = reasons.first().map_or(ErrorCode::StorageError, |f| f.code);
         tracing::warn!(aggregation = %agg.name, %reason, "recall failed");
         let mut out = Outcome::none();
-        for req in self.take_requests(agg.id).await? {
+        for req in self.take_requests(agg.id).await?.0 {
             if stage_waiter(&req.sub_id).is_some() {
                 self.stage_failed(&req, &reason).await?;
                 continue;

@@ -224,6 +224,15 @@ impl Monitor {
         model.label = Set(label);
         model.holding_id = Set(holding_id);
         model.updated = Set(now);
+        // Inserted here or not (exactly one of two concurrent inits inserts): counted once as
+        // started (`nlds_transactions_started_total`) once the update below succeeded.
+        let fresh = matches!(
+            transaction_record::Entity::insert(model.clone())
+                .on_conflict_do_nothing_on([C::TransactionId])
+                .exec_without_returning(&self.db)
+                .await?,
+            sea_orm::TryInsertResult::Inserted(n) if n > 0
+        );
         let excluded = |c: C| Expr::col((Alias::new("excluded"), c));
         let same_owner = Expr::col((transaction_record::Entity, C::User))
             .eq(excluded(C::User))
@@ -248,6 +257,9 @@ impl Monitor {
                 group = %env.group, api_action = %env.action,
                 "refused: the transaction id is another user's, group's or action's");
             return Err(id_in_use(env));
+        }
+        if fresh {
+            nlds_metrics::record::transaction_started(env.action.as_str());
         }
         Ok(())
     }
@@ -295,6 +307,8 @@ impl Monitor {
                 .filter(sub_record::Column::TransactionRecordId.eq(record.id))
                 .filter(sub_record::Column::SubId.eq(sid.as_str()))
         };
+        // Whether this update made a sub-record final (it may have ended the transaction).
+        let mut became_final = false;
         let sub = match find().one(&txn).await? {
             Some(s) => Some(s),
             None => {
@@ -315,7 +329,10 @@ impl Monitor {
                 .exec_without_returning(&txn)
                 .await?;
                 match inserted {
-                    sea_orm::TryInsertResult::Inserted(n) if n > 0 => None,
+                    sea_orm::TryInsertResult::Inserted(n) if n > 0 => {
+                        became_final = state.is_final();
+                        None
+                    }
                     _ => find().one(&txn).await?,
                 }
             }
@@ -336,6 +353,7 @@ impl Monitor {
                 let current = s.state;
                 if let Some(state) = states::record(current, state) {
                     changed = true;
+                    became_final = state.is_final() && !current.is_final();
                     let mut change = sub_record::ActiveModel {
                         id: Set(s.id),
                         state: Set(state),
@@ -409,6 +427,11 @@ impl Monitor {
                 }
             }
         }
+        let ended = if became_final {
+            ended_state(&txn, &record).await?
+        } else {
+            None
+        };
         if changed {
             transaction_record::Entity::update_many()
                 .col_expr(
@@ -420,6 +443,9 @@ impl Monitor {
                 .await?;
         }
         txn.commit().await?;
+        if let Some(state) = ended {
+            nlds_metrics::record::transaction_ended(record.api_action.as_str(), state.name());
+        }
         Ok(())
     }
 
@@ -770,6 +796,32 @@ fn id_in_use(env: &Envelope) -> Error {
 }
 
 /// A transaction record from the envelope's identity (no label or holding yet).
+/// The final state of `record`'s transaction if it has ended (every sub-record final, and the
+/// derived state one that ends it), for `nlds_transactions_ended_total`. Asked only by an update
+/// that made a sub-record final: one count of the sub-records still open, and the derivation
+/// only when none is.
+async fn ended_state(
+    c: &impl ConnectionTrait,
+    record: &transaction_record::Model,
+) -> Result<Option<State>> {
+    use sea_orm::PaginatorTrait as _;
+    let open = sub_record::Entity::find()
+        .filter(sub_record::Column::TransactionRecordId.eq(record.id))
+        .filter(
+            sub_record::Column::State.is_not_in(State::ALL.into_iter().filter(|s| s.is_final())),
+        )
+        .count(c)
+        .await?;
+    if open > 0 {
+        return Ok(None);
+    }
+    let status = status(c, vec![record.clone()]).await?;
+    Ok(status
+        .first()
+        .map(|s| s.state)
+        .filter(|s| crate::notify::decide::has_ended(*s)))
+}
+
 fn new_record(env: &Envelope) -> transaction_record::ActiveModel {
     let now = Utc::now();
     transaction_record::ActiveModel {
@@ -800,10 +852,15 @@ async fn ensure_record(
     if let Some(r) = find().one(c).await? {
         return Ok(r);
     }
-    transaction_record::Entity::insert(new_record(env))
+    let inserted = transaction_record::Entity::insert(new_record(env))
         .on_conflict_do_nothing_on([transaction_record::Column::TransactionId])
         .exec_without_returning(c)
         .await?;
+    if matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+        // An update overtook the init. (Counted before the update's commit: should the update
+        // roll back, its redelivery counts the transaction again.)
+        nlds_metrics::record::transaction_started(env.action.as_str());
+    }
     find()
         .one(c)
         .await?

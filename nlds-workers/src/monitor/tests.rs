@@ -860,3 +860,52 @@ async fn retry_notes_are_history_that_does_not_degrade_a_completed_transaction()
         .transactions[0];
     assert_eq!(s.state, State::CompleteWithWarnings);
 }
+
+/// `nlds_transactions_started_total` / `nlds_transactions_ended_total` of `action` (and `state`).
+fn counted(action: &str, state: Option<&str>) -> u64 {
+    let m = nlds_metrics::metrics();
+    match state {
+        None => m
+            .transactions_started
+            .get_or_create(&[("action", action.to_owned())])
+            .get(),
+        Some(s) => m
+            .transactions_ended
+            .get_or_create(&[("action", action.to_owned()), ("state", s.to_owned())])
+            .get(),
+    }
+}
+
+#[tokio::test]
+async fn a_transaction_is_counted_as_started_once_and_as_ended_once_when_its_last_batch_ends() {
+    let m = Monitor::new(testing::memory().await);
+    let (started, ended) = (counted("put", None), counted("put", Some("COMPLETE")));
+    let t = Tx::new(50, ALICE, CLIMATE, ApiAction::Put, "count");
+    // The catalogue's init and the API's: one transaction.
+    send(&m, t.init(None, None)).await;
+    send(&m, t.init(None, None)).await;
+    assert_eq!(counted("put", None), started + 1);
+    send(
+        &m,
+        t.update(t.sub(0), State::TransferPutting, 1, 1, &[], &[]),
+    )
+    .await;
+    send(&m, t.update(t.sub(1), State::Complete, 1, 1, &[], &[])).await;
+    assert_eq!(
+        counted("put", Some("COMPLETE")),
+        ended,
+        "a batch is still open"
+    );
+    send(&m, t.update(t.sub(0), State::Complete, 1, 1, &[], &[])).await;
+    assert_eq!(counted("put", Some("COMPLETE")), ended + 1);
+    // A redelivered final update ends nothing again.
+    send(&m, t.update(t.sub(0), State::Complete, 1, 1, &[], &[])).await;
+    assert_eq!(counted("put", Some("COMPLETE")), ended + 1);
+
+    // An update that overtakes the init creates the record: counted then, not by the init.
+    let started = counted("get", None);
+    let g = Tx::new(51, ALICE, CLIMATE, ApiAction::Get, "count");
+    send(&m, g.update(g.sub(0), State::Routing, 0, 0, &[], &[])).await;
+    send(&m, g.init(None, None)).await;
+    assert_eq!(counted("get", None), started + 1);
+}

@@ -283,6 +283,8 @@ pub async fn run(r: &PolicyRunner, kind: PassKind) -> Result<PassReport, RunnerE
     }
     txn.commit().await?;
     if !dry {
+        // Passes that may act (not dry runs): nlds_policy_passes_total{outcome}.
+        nlds_metrics::record::policy_pass(&outcome.to_string());
         lease::release(&r.db, &r.holder).await?;
     }
     Ok(report(done)?)

@@ -756,8 +756,17 @@ async fn the_breaker_opens_when_the_cold_store_fails_and_only_a_new_run_or_reset
         },
     );
     let r = runner(&w, c, decide("archive-all", RuleAction::Archive));
+    // nlds_policy_passes_total{outcome}, counted as each pass ends.
+    let passes = |outcome: &str| {
+        nlds_metrics::metrics()
+            .policy_passes
+            .get_or_create(&[("outcome", outcome.to_owned())])
+            .get()
+    };
+    let (opened, completed) = (passes("breaker_open"), passes("completed"));
     let report = r.pass(PassKind::Manual).await.unwrap();
     assert_eq!(report.outcome, PassOutcome::BreakerOpen, "{report:?}");
+    assert_eq!(passes("breaker_open"), opened + 1);
     let why = report.breaker.clone().unwrap();
     assert!(
         why.starts_with("8 of 8 archive actions failed: aggregate "),
@@ -782,6 +791,10 @@ async fn the_breaker_opens_when_the_cold_store_fails_and_only_a_new_run_or_reset
     assert_eq!(report.outcome, PassOutcome::Completed, "{report:?}");
     assert_eq!(report.archived_files, 8);
     assert_eq!(r.status(1).await.unwrap().breaker, None);
+    assert_eq!(
+        (passes("breaker_open"), passes("completed")),
+        (opened + 1, completed + 1)
+    );
 }
 
 #[tokio::test]
