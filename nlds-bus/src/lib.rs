@@ -25,6 +25,7 @@ pub mod notices;
 pub mod rabbit;
 mod rabbit_changes;
 mod runtime;
+pub mod shutdown;
 mod store;
 
 #[cfg(test)]
@@ -131,6 +132,9 @@ pub struct ConsumeOptions {
     /// Deliveries handled at once by this consumer.
     pub prefetch: u16,
     pub retry: RetryPolicy,
+    /// Once `shutdown` is cancelled, how long the deliveries in hand may run on before they are
+    /// abandoned (their handler's future dropped) and returned to the queue.
+    pub grace: Duration,
 }
 
 impl Default for ConsumeOptions {
@@ -138,9 +142,14 @@ impl Default for ConsumeOptions {
         Self {
             prefetch: 4,
             retry: RetryPolicy::default(),
+            grace: Duration::from_secs(20),
         }
     }
 }
+
+/// How long a stopping consumer waits, after the grace, for the deliveries it abandoned to be
+/// returned and their clean-up ([`shutdown::spawn_cleanup`]) to end.
+pub const ABANDON_LIMIT: Duration = Duration::from_secs(5);
 
 /// A message bus.
 #[async_trait]
@@ -157,7 +166,10 @@ pub trait Bus: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<Envelope, BusError>;
 
-    /// Consumes `role`'s queue with `handler` until `shutdown` is cancelled.
+    /// Consumes `role`'s queue with `handler` until `shutdown` is cancelled, then stops taking
+    /// deliveries, lets those in hand finish for at most `options.grace`, abandons the rest
+    /// (their handler's future is dropped, so its guards clean up) and returns them to the
+    /// queue, and returns once they are settled (at most [`ABANDON_LIMIT`] more).
     async fn consume(
         &self,
         role: Role,

@@ -390,7 +390,7 @@ impl Bus for MemoryBus {
             .and_then(|mut r| r.take())
             .ok_or_else(|| BusError::Unavailable(format!("{role} is already consumed")))?;
         let slots = Arc::new(Semaphore::new(options.prefetch.max(1) as usize));
-        let retry = Arc::new(options.retry);
+        let retry = Arc::new(options.retry.clone());
         let queue = &self.inner.queues[&role];
         queue
             .consumers
@@ -400,17 +400,27 @@ impl Bus for MemoryBus {
                 .consumers
                 .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
+        // Cancelled when the grace after `shutdown` ran out: the deliveries still in hand are
+        // abandoned; a stored one stays stored (unacknowledged), so it is delivered again when
+        // the process starts again, and an RPC's caller hears that its request was dropped.
+        let abandon = CancellationToken::new();
         loop {
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 d = rx.recv() => match d { Some(d) => d, None => break },
             };
-            let Ok(permit) = slots.clone().acquire_owned().await else {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p,
+                // Still stored (if it was): the next start delivers it again.
+                _ = shutdown.cancelled() => break,
+            };
+            let Ok(permit) = permit else {
                 break;
             };
             let bus = self.clone();
             let handler = handler.clone();
             let retry = retry.clone();
+            let abandon = abandon.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 // The delivery leaves the backlog when it has been handled (a retry is queued
@@ -422,17 +432,25 @@ impl Bus for MemoryBus {
                         .bytes
                         .fetch_sub(size, Ordering::Relaxed);
                 });
-                let disposition = process(
-                    handler.as_ref(),
-                    &delivery.key,
-                    &delivery.data,
-                    delivery.attempt,
-                    &retry,
-                )
-                .await;
-                bus.settle(role, delivery, disposition).await;
+                let handled = async {
+                    let disposition = process(
+                        handler.as_ref(),
+                        &delivery.key,
+                        &delivery.data,
+                        delivery.attempt,
+                        &retry,
+                    )
+                    .await;
+                    bus.settle(role, delivery, disposition).await;
+                };
+                tokio::select! {
+                    biased;
+                    () = handled => {}
+                    _ = abandon.cancelled() => {}
+                }
             });
         }
+        crate::shutdown::drain(role, &slots, &options, &abandon).await;
         Ok(())
     }
 
@@ -565,6 +583,7 @@ mod tests {
             retry: crate::RetryPolicy {
                 delays: vec![Duration::from_millis(5); 3],
             },
+            ..Default::default()
         };
         for (role, h) in [
             (Role::Router, Arc::new(Relay) as Arc<dyn Handler>),

@@ -288,6 +288,7 @@ pub async fn run_roles_with(
                 bus_cfg.consumer_prefetch()
             },
             retry: retry_policy(bus_cfg),
+            grace: bus_cfg.shutdown_grace(),
         };
         let (bus, stop) = (bus.clone(), shutdown.clone());
         tasks.spawn(async move {
@@ -411,7 +412,13 @@ pub fn all_roles() -> Vec<Role> {
     Role::ALL.to_vec()
 }
 
-/// A token cancelled on SIGINT or SIGTERM.
+/// How long a stopping process waits, once its roles have stopped, for threads still busy with
+/// work it abandoned, before it exits.
+pub const EXIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A token cancelled on SIGINT or SIGTERM: the process stops taking deliveries, lets those in
+/// hand finish within `[bus] shutdown_grace_secs`, returns the rest to their queues and exits
+/// (0, unless something failed).
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
