@@ -36,6 +36,7 @@ mod quota;
 mod resources;
 mod restart;
 mod retry;
+mod rolling;
 mod secrets;
 mod signing_s3;
 mod stage;
