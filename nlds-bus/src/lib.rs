@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use nlds_core::error::ErrorCode;
+use nlds_core::heartbeat::Heartbeat;
 use nlds_core::{Change, Envelope, Role, RoutingKey};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +32,7 @@ mod store;
 #[cfg(test)]
 mod durable_tests;
 
-pub use runtime::{RetryPolicy, failure_for, retries_scheduled};
+pub use runtime::{RetryPolicy, failure_for, hostname, retries_scheduled};
 pub use store::transactions_in_flight;
 
 /// What a handler wants done after it handled a message. The bus publishes every message (and the
@@ -225,6 +226,26 @@ pub trait Bus: Send + Sync + 'static {
     /// gets [`broadcast::error::RecvError::Lagged`] and should then treat every transaction it
     /// follows as changed.
     async fn changes(&self) -> Result<Option<broadcast::Receiver<Change>>, BusError> {
+        Ok(None)
+    }
+
+    /// Tells every process watching heartbeats ([`Bus::heartbeats`]) that this process is alive
+    /// (transient, best effort, like [`Bus::announce`]). The default does nothing.
+    async fn beat(&self, heartbeat: &Heartbeat) -> Result<(), BusError> {
+        let _ = heartbeat;
+        Ok(())
+    }
+
+    /// The heartbeats sent from now on by any process on this bus, or `None` if this bus
+    /// carries none.
+    async fn heartbeats(&self) -> Result<Option<broadcast::Receiver<Heartbeat>>, BusError> {
+        Ok(None)
+    }
+
+    /// How many messages wait in `role`'s queue (for the status page); `None`: this bus cannot
+    /// tell.
+    async fn queue_depth(&self, role: Role) -> Result<Option<u64>, BusError> {
+        let _ = role;
         Ok(None)
     }
 }

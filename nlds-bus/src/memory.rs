@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use nlds_core::heartbeat::Heartbeat;
 use nlds_core::routing::roles_for;
 use nlds_core::{Change, Envelope, Role, RoutingKey};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
@@ -68,6 +69,8 @@ struct Inner {
     store: Option<Store>,
     /// Announced changes, for this process's watchers ([`Bus::changes`]).
     changes: broadcast::Sender<Change>,
+    /// Heartbeats, for this process's status page ([`Bus::heartbeats`]).
+    heartbeats: broadcast::Sender<Heartbeat>,
 }
 
 /// A message to publish: its key, body, transaction and the queues it goes to.
@@ -170,6 +173,7 @@ impl MemoryBus {
                 dead: Mutex::new(Vec::new()),
                 store,
                 changes: broadcast::channel(crate::CHANGES_CAPACITY).0,
+                heartbeats: broadcast::channel(crate::CHANGES_CAPACITY).0,
             }),
         }
     }
@@ -491,6 +495,15 @@ impl Bus for MemoryBus {
 
     async fn changes(&self) -> Result<Option<broadcast::Receiver<Change>>, BusError> {
         Ok(Some(self.inner.changes.subscribe()))
+    }
+
+    async fn beat(&self, heartbeat: &Heartbeat) -> Result<(), BusError> {
+        let _ = self.inner.heartbeats.send(heartbeat.clone());
+        Ok(())
+    }
+
+    async fn heartbeats(&self) -> Result<Option<broadcast::Receiver<Heartbeat>>, BusError> {
+        Ok(Some(self.inner.heartbeats.subscribe()))
     }
 
     async fn consumers(&self, role: Role) -> Result<u32, BusError> {

@@ -40,6 +40,7 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
     PublisherConfirm,
 };
+use nlds_core::heartbeat::Heartbeat;
 use nlds_core::routing::{EXCHANGE, roles_for};
 use nlds_core::{Change, Envelope, Role, RoutingKey};
 use tokio::sync::{RwLock, Semaphore, broadcast, oneshot};
@@ -228,7 +229,9 @@ pub struct RabbitBus {
     pending: Pending,
     /// Changes received for this process's watchers (`rabbit_changes`).
     pub(crate) changes: broadcast::Sender<Change>,
-    /// Whether the subscription that feeds `changes` runs.
+    /// Heartbeats received for this process's status page (`rabbit_changes`).
+    pub(crate) heartbeats: broadcast::Sender<Heartbeat>,
+    /// Whether the subscription that feeds `changes` and `heartbeats` runs.
     pub(crate) following_changes: Arc<AtomicBool>,
 }
 
@@ -259,6 +262,7 @@ impl RabbitBus {
             link: Arc::new(RwLock::new(None)),
             pending: Arc::new(Mutex::new(HashMap::new())),
             changes: broadcast::channel(crate::CHANGES_CAPACITY).0,
+            heartbeats: broadcast::channel(crate::CHANGES_CAPACITY).0,
             following_changes: Arc::new(AtomicBool::new(false)),
         };
         bus.link().await?;
@@ -777,6 +781,33 @@ impl Bus for RabbitBus {
 
     async fn changes(&self) -> Result<Option<broadcast::Receiver<Change>>, BusError> {
         Ok(Some(self.subscribe_changes()))
+    }
+
+    async fn beat(&self, heartbeat: &Heartbeat) -> Result<(), BusError> {
+        self.announce_heartbeat(heartbeat).await
+    }
+
+    async fn heartbeats(&self) -> Result<Option<broadcast::Receiver<Heartbeat>>, BusError> {
+        Ok(Some(self.subscribe_heartbeats()))
+    }
+
+    async fn queue_depth(&self, role: Role) -> Result<Option<u64>, BusError> {
+        let link = self.link().await?;
+        // A channel of its own, as in `consumers`; a passive declare answers the count.
+        let ch = link.conn.create_channel().await.map_err(unavailable)?;
+        let q = ch
+            .queue_declare(
+                role.queue().as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let _ = ch.close(200, "done".into()).await;
+        Ok(Some(u64::from(q.message_count())))
     }
 
     async fn consumers(&self, role: Role) -> Result<u32, BusError> {

@@ -16,6 +16,7 @@ pub mod change;
 pub mod db;
 pub mod error;
 pub mod files;
+pub mod heartbeat;
 pub mod message;
 pub mod notify;
 pub mod number;

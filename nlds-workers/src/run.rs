@@ -304,6 +304,21 @@ pub async fn run_roles_with(
         tracing::info!(addr = %bound, "operations listener: /healthz, /readyz");
         tasks.spawn(serve);
     }
+    {
+        // This process's heartbeat, for the status page: its roles and its checks, the cold
+        // store's too where it runs an archive role.
+        let mut checks = crate::ops::readiness(roles, bus.clone(), cfg, &res).await?;
+        if roles.contains(&Role::ArchivePut) || roles.contains(&Role::ArchiveGet) {
+            let cold = res.cold(cfg).await?;
+            checks = checks.with("cold_store", crate::heartbeat::cold_store_check(cold));
+        }
+        let (bus, roles, stop) = (bus.clone(), roles.to_vec(), shutdown.clone());
+        let every = std::time::Duration::from_secs(cfg.heartbeat_secs);
+        tasks.spawn(async move {
+            crate::heartbeat::run(bus, &roles, every, checks, stop).await;
+            Ok(())
+        });
+    }
     if roles.contains(&Role::Catalogue) || roles.contains(&Role::CatalogueRpc) {
         // One relay per process publishes what the catalogue staged (and, at start, what a
         // crash left staged).
