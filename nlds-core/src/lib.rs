@@ -28,6 +28,7 @@ pub mod routing;
 pub mod stage;
 pub mod state;
 pub mod storage_audit;
+pub mod system_status;
 pub mod versions;
 pub mod workflow;
 

@@ -40,6 +40,7 @@ mod rolling;
 mod secrets;
 mod signing_s3;
 mod stage;
+mod status_page;
 mod storage_audit_cli;
 mod streaming;
 mod tape_recall;
