@@ -168,9 +168,9 @@ pub fn render(st: &SystemStatus) -> String {
             p.enabled
         );
         if let Some(b) = &p.breaker {
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<tr><td>circuit breaker</td><td class=\"red\">open: {}</td></tr>\n",
+                "<tr><td>circuit breaker</td><td class=\"red\">open: {}</td></tr>",
                 escape(b)
             );
         }

@@ -86,6 +86,7 @@ fn registry(bus: &Arc<dyn Bus>) -> Arc<Registry> {
                 return;
             }
         };
+        drop(bus);
         loop {
             let hb = match rx.recv().await {
                 Ok(hb) => hb,
