@@ -186,7 +186,7 @@ async fn the_status_page_shows_every_role_and_turns_a_stopped_one_red_in_a_brows
     // Anonymous: no host or process id on the page.
     let host = nlds_bus::hostname();
     assert!(
-        !dom.contains(&format!("{host} pid")) && !dom.contains(&indexer.id().to_string()),
+        !dom.contains(&format!("{host} pid")) && !dom.contains(&format!("pid {}", indexer.id())),
         "the anonymous page shows processes:\n{dom}"
     );
 
