@@ -100,7 +100,11 @@ fn consume(bus: &MemoryBus, act: Act, retry: RetryPolicy) -> (Seen, Cancellation
         b.consume(
             Role::Router,
             Arc::new(h),
-            ConsumeOptions { prefetch: 4, retry },
+            ConsumeOptions {
+                prefetch: 4,
+                retry,
+                ..Default::default()
+            },
             s,
         )
         .await

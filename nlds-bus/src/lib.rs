@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use nlds_core::error::ErrorCode;
+use nlds_core::heartbeat::Heartbeat;
 use nlds_core::{Change, Envelope, Role, RoutingKey};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -26,12 +27,13 @@ pub mod notices;
 pub mod rabbit;
 mod rabbit_changes;
 mod runtime;
+pub mod shutdown;
 mod store;
 
 #[cfg(test)]
 mod durable_tests;
 
-pub use runtime::{RetryPolicy, failure_for, retries_scheduled};
+pub use runtime::{RetryPolicy, failure_for, hostname, retries_scheduled};
 pub use store::transactions_in_flight;
 
 /// What a handler wants done after it handled a message. The bus publishes every message (and the
@@ -132,6 +134,9 @@ pub struct ConsumeOptions {
     /// Deliveries handled at once by this consumer.
     pub prefetch: u16,
     pub retry: RetryPolicy,
+    /// Once `shutdown` is cancelled, how long the deliveries in hand may run on before they are
+    /// abandoned (their handler's future dropped) and returned to the queue.
+    pub grace: Duration,
 }
 
 impl Default for ConsumeOptions {
@@ -139,6 +144,7 @@ impl Default for ConsumeOptions {
         Self {
             prefetch: 4,
             retry: RetryPolicy::default(),
+            grace: Duration::from_secs(20),
         }
     }
 }
@@ -153,6 +159,10 @@ pub struct QueueDepth {
     /// letters elsewhere (the in-process bus: in its store's table).
     pub dead: Option<u64>,
 }
+
+/// How long a stopping consumer waits, after the grace, for the deliveries it abandoned to be
+/// returned and their clean-up ([`shutdown::spawn_cleanup`]) to end.
+pub const ABANDON_LIMIT: Duration = Duration::from_secs(5);
 
 /// A message bus.
 #[async_trait]
@@ -169,7 +179,10 @@ pub trait Bus: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<Envelope, BusError>;
 
-    /// Consumes `role`'s queue with `handler` until `shutdown` is cancelled.
+    /// Consumes `role`'s queue with `handler` until `shutdown` is cancelled, then stops taking
+    /// deliveries, lets those in hand finish for at most `options.grace`, abandons the rest
+    /// (their handler's future is dropped, so its guards clean up) and returns them to the
+    /// queue, and returns once they are settled (at most [`ABANDON_LIMIT`] more).
     async fn consume(
         &self,
         role: Role,
@@ -233,6 +246,19 @@ pub trait Bus: Send + Sync + 'static {
     /// gets [`broadcast::error::RecvError::Lagged`] and should then treat every transaction it
     /// follows as changed.
     async fn changes(&self) -> Result<Option<broadcast::Receiver<Change>>, BusError> {
+        Ok(None)
+    }
+
+    /// Tells every process watching heartbeats ([`Bus::heartbeats`]) that this process is alive
+    /// (transient, best effort, like [`Bus::announce`]). The default does nothing.
+    async fn beat(&self, heartbeat: &Heartbeat) -> Result<(), BusError> {
+        let _ = heartbeat;
+        Ok(())
+    }
+
+    /// The heartbeats sent from now on by any process on this bus, or `None` if this bus
+    /// carries none.
+    async fn heartbeats(&self) -> Result<Option<broadcast::Receiver<Heartbeat>>, BusError> {
         Ok(None)
     }
 }

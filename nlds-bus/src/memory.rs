@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use nlds_core::heartbeat::Heartbeat;
 use nlds_core::routing::roles_for;
 use nlds_core::{Change, Envelope, Role, RoutingKey};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
@@ -70,6 +71,8 @@ struct Inner {
     store: Option<Store>,
     /// Announced changes, for this process's watchers ([`Bus::changes`]).
     changes: broadcast::Sender<Change>,
+    /// Heartbeats, for this process's status page ([`Bus::heartbeats`]).
+    heartbeats: broadcast::Sender<Heartbeat>,
 }
 
 /// A message to publish: its key, body, transaction and the queues it goes to.
@@ -173,6 +176,7 @@ impl MemoryBus {
                 dead: Mutex::new(Vec::new()),
                 store,
                 changes: broadcast::channel(crate::CHANGES_CAPACITY).0,
+                heartbeats: broadcast::channel(crate::CHANGES_CAPACITY).0,
             }),
         }
     }
@@ -394,7 +398,7 @@ impl Bus for MemoryBus {
             .and_then(|mut r| r.take())
             .ok_or_else(|| BusError::Unavailable(format!("{role} is already consumed")))?;
         let slots = Arc::new(Semaphore::new(options.prefetch.max(1) as usize));
-        let retry = Arc::new(options.retry);
+        let retry = Arc::new(options.retry.clone());
         let queue = &self.inner.queues[&role];
         queue
             .consumers
@@ -404,17 +408,27 @@ impl Bus for MemoryBus {
                 .consumers
                 .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
+        // Cancelled when the grace after `shutdown` ran out: the deliveries still in hand are
+        // abandoned; a stored one stays stored (unacknowledged), so it is delivered again when
+        // the process starts again, and an RPC's caller hears that its request was dropped.
+        let abandon = CancellationToken::new();
         loop {
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 d = rx.recv() => match d { Some(d) => d, None => break },
             };
-            let Ok(permit) = slots.clone().acquire_owned().await else {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p,
+                // Still stored (if it was): the next start delivers it again.
+                _ = shutdown.cancelled() => break,
+            };
+            let Ok(permit) = permit else {
                 break;
             };
             let bus = self.clone();
             let handler = handler.clone();
             let retry = retry.clone();
+            let abandon = abandon.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 // The delivery leaves the backlog when it has been handled (a retry is queued
@@ -426,18 +440,26 @@ impl Bus for MemoryBus {
                     q.bytes.fetch_sub(size, Ordering::Relaxed);
                     q.messages.fetch_sub(1, Ordering::Relaxed);
                 });
-                let disposition = process(
-                    handler.as_ref(),
-                    role,
-                    &delivery.key,
-                    &delivery.data,
-                    delivery.attempt,
-                    &retry,
-                )
-                .await;
-                bus.settle(role, delivery, disposition).await;
+                let handled = async {
+                    let disposition = process(
+                        handler.as_ref(),
+                        role,
+                        &delivery.key,
+                        &delivery.data,
+                        delivery.attempt,
+                        &retry,
+                    )
+                    .await;
+                    bus.settle(role, delivery, disposition).await;
+                };
+                tokio::select! {
+                    biased;
+                    () = handled => {}
+                    _ = abandon.cancelled() => {}
+                }
             });
         }
+        crate::shutdown::drain(role, &slots, &options, &abandon).await;
         Ok(())
     }
 
@@ -478,6 +500,15 @@ impl Bus for MemoryBus {
 
     async fn changes(&self) -> Result<Option<broadcast::Receiver<Change>>, BusError> {
         Ok(Some(self.inner.changes.subscribe()))
+    }
+
+    async fn beat(&self, heartbeat: &Heartbeat) -> Result<(), BusError> {
+        let _ = self.inner.heartbeats.send(heartbeat.clone());
+        Ok(())
+    }
+
+    async fn heartbeats(&self) -> Result<Option<broadcast::Receiver<Heartbeat>>, BusError> {
+        Ok(Some(self.inner.heartbeats.subscribe()))
     }
 
     async fn consumers(&self, role: Role) -> Result<u32, BusError> {
@@ -579,6 +610,7 @@ mod tests {
             retry: crate::RetryPolicy {
                 delays: vec![Duration::from_millis(5); 3],
             },
+            ..Default::default()
         };
         for (role, h) in [
             (Role::Router, Arc::new(Relay) as Arc<dyn Handler>),

@@ -31,14 +31,16 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
     PublisherConfirm,
 };
+use nlds_core::heartbeat::Heartbeat;
 use nlds_core::routing::{EXCHANGE, roles_for};
 use nlds_core::{Change, Envelope, Role, RoutingKey};
 use tokio::sync::{RwLock, Semaphore, broadcast, oneshot};
@@ -227,7 +229,9 @@ pub struct RabbitBus {
     pending: Pending,
     /// Changes received for this process's watchers (`rabbit_changes`).
     pub(crate) changes: broadcast::Sender<Change>,
-    /// Whether the subscription that feeds `changes` runs.
+    /// Heartbeats received for this process's status page (`rabbit_changes`).
+    pub(crate) heartbeats: broadcast::Sender<Heartbeat>,
+    /// Whether the subscription that feeds `changes` and `heartbeats` runs.
     pub(crate) following_changes: Arc<AtomicBool>,
 }
 
@@ -258,6 +262,7 @@ impl RabbitBus {
             link: Arc::new(RwLock::new(None)),
             pending: Arc::new(Mutex::new(HashMap::new())),
             changes: broadcast::channel(crate::CHANGES_CAPACITY).0,
+            heartbeats: broadcast::channel(crate::CHANGES_CAPACITY).0,
             following_changes: Arc::new(AtomicBool::new(false)),
         };
         bus.link().await?;
@@ -461,10 +466,11 @@ impl RabbitBus {
         ch.basic_qos(options.prefetch.max(1), BasicQosOptions::default())
             .await
             .map_err(unavailable)?;
+        let tag = format!("{role}-{}", Uuid::new_v4());
         let mut consumer = ch
             .basic_consume(
                 role.queue().as_str().into(),
-                format!("{role}-{}", Uuid::new_v4()).as_str().into(),
+                tag.as_str().into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
@@ -473,6 +479,9 @@ impl RabbitBus {
         tracing::info!(%role, queue = %role.queue(), prefetch = options.prefetch, "consuming");
         let slots = Arc::new(Semaphore::new(options.prefetch.max(1) as usize));
         let retry = Arc::new(options.retry.clone());
+        // Cancelled when the grace after `shutdown` ran out: the deliveries still in hand are
+        // abandoned and returned to the queue.
+        let abandon = CancellationToken::new();
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -483,22 +492,43 @@ impl RabbitBus {
                 Some(Err(e)) => return Err(unavailable(e)),
                 None => return Err(BusError::Unavailable("consumer cancelled".into())),
             };
-            let Ok(permit) = slots.clone().acquire_owned().await else {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p,
+                _ = shutdown.cancelled() => {
+                    requeue(&delivery.acker).await;
+                    break;
+                }
+            };
+            let Ok(permit) = permit else {
                 break;
             };
             let bus = self.clone();
             let handler = handler.clone();
             let retry = retry.clone();
             let rpc_channel = ch.clone();
+            let abandon = abandon.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                bus.handle_delivery(role, handler.as_ref(), &retry, delivery, &rpc_channel)
-                    .await;
+                let acker = delivery.acker.clone();
+                tokio::select! {
+                    biased;
+                    () = bus.handle_delivery(role, handler.as_ref(), &retry, delivery, &rpc_channel) => {}
+                    // The handler's future is dropped here (its guards clean up); a delivery
+                    // already settled is left as it is (the acker is used).
+                    _ = abandon.cancelled() => requeue(&acker).await,
+                }
             });
         }
-        // Let in-flight deliveries finish (bounded), then close; unacked ones are redelivered.
-        let all = options.prefetch.max(1) as u32;
-        let _ = tokio::time::timeout(Duration::from_secs(8), slots.acquire_many(all)).await;
+        // Stop the broker sending more; what it sent and nobody took goes back to the queue
+        // when the channel closes.
+        if let Err(e) = ch
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await
+        {
+            tracing::warn!(%role, error = %e, "cannot cancel the consumer; closing its channel");
+        }
+        crate::shutdown::drain(role, &slots, options, &abandon).await;
+        let _ = ch.close(200, "shutdown".into()).await;
         let _ = conn.close(200, "shutdown".into()).await;
         Ok(())
     }
@@ -626,6 +656,19 @@ impl RabbitBus {
     }
 }
 
+/// Returns a delivery to its queue (for another consumer, or this one's next start).
+async fn requeue(acker: &lapin::Acker) {
+    let requeued = acker
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await;
+    if let Err(e) = requeued {
+        tracing::warn!(error = %e, "cannot return a delivery; the broker will when the channel closes");
+    }
+}
+
 #[async_trait]
 impl Bus for RabbitBus {
     async fn publish(&self, key: RoutingKey, env: &Envelope) -> Result<(), BusError> {
@@ -738,6 +781,14 @@ impl Bus for RabbitBus {
 
     async fn changes(&self) -> Result<Option<broadcast::Receiver<Change>>, BusError> {
         Ok(Some(self.subscribe_changes()))
+    }
+
+    async fn beat(&self, heartbeat: &Heartbeat) -> Result<(), BusError> {
+        self.announce_heartbeat(heartbeat).await
+    }
+
+    async fn heartbeats(&self) -> Result<Option<broadcast::Receiver<Heartbeat>>, BusError> {
+        Ok(Some(self.subscribe_heartbeats()))
     }
 
     async fn consumers(&self, role: Role) -> Result<u32, BusError> {

@@ -1,4 +1,6 @@
-//! Transaction changes over RabbitMQ ([`Bus::announce`], [`Bus::changes`]).
+//! Transaction changes over RabbitMQ ([`Bus::announce`], [`Bus::changes`]), and processes'
+//! heartbeats ([`Bus::beat`], [`Bus::heartbeats`]) on the same exchange, told apart by their
+//! routing key ([`HEARTBEAT_KEY`]; fanout ignores it for routing).
 //!
 //! A change is published to the fanout exchange `nlds.changes`, transient and not mandatory: a
 //! change matters only to a process watching now. Each watching process receives them on a
@@ -10,6 +12,8 @@
 //!
 //! [`Bus::announce`]: crate::Bus::announce
 //! [`Bus::changes`]: crate::Bus::changes
+//! [`Bus::beat`]: crate::Bus::beat
+//! [`Bus::heartbeats`]: crate::Bus::heartbeats
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -19,6 +23,7 @@ use lapin::BasicProperties;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use nlds_core::Change;
+use nlds_core::heartbeat::Heartbeat;
 use tokio::sync::broadcast;
 
 use crate::BusError;
@@ -26,6 +31,8 @@ use crate::rabbit::{RabbitBus, unavailable};
 
 /// The fanout exchange changes are announced on.
 pub(crate) const CHANGES: &str = "nlds.changes";
+/// The routing key heartbeats are published with.
+const HEARTBEAT_KEY: &str = "heartbeat";
 /// Most changes a watching process's queue holds (the oldest are dropped beyond).
 const QUEUE_MAX: i64 = 10_000;
 /// How long a change waits in a watching process's queue at most.
@@ -42,14 +49,36 @@ impl RabbitBus {
             .await
     }
 
+    pub(crate) async fn announce_heartbeat(&self, hb: &Heartbeat) -> Result<(), BusError> {
+        let link = self.link().await?;
+        let data = serde_json::to_vec(hb).map_err(|e| BusError::Decode(e.to_string()))?;
+        let props = BasicProperties::default()
+            .with_delivery_mode(1)
+            .with_content_type("application/json".into());
+        self.publish_raw(&link.publisher, CHANGES, HEARTBEAT_KEY, &data, props, false)
+            .await
+    }
+
     /// A receiver of the changes; the first call starts the process's one subscription.
     pub(crate) fn subscribe_changes(&self) -> broadcast::Receiver<Change> {
         let rx = self.changes.subscribe();
+        self.follow();
+        rx
+    }
+
+    /// A receiver of the heartbeats (through the same subscription as the changes).
+    pub(crate) fn subscribe_heartbeats(&self) -> broadcast::Receiver<Heartbeat> {
+        let rx = self.heartbeats.subscribe();
+        self.follow();
+        rx
+    }
+
+    /// Starts the process's one subscription, the first time.
+    fn follow(&self) {
         if !self.following_changes.swap(true, Ordering::SeqCst) {
             let bus = self.clone();
             tokio::spawn(async move { bus.follow_changes().await });
         }
-        rx
     }
 
     /// Receives changes for this process for as long as it runs, through broker outages.
@@ -111,6 +140,13 @@ impl RabbitBus {
         tracing::debug!(queue = %name, "live status: receiving changes");
         while let Some(d) = deliveries.next().await {
             let d = d.map_err(unavailable)?;
+            if d.routing_key.as_str() == HEARTBEAT_KEY {
+                if let Ok(hb) = serde_json::from_slice::<Heartbeat>(&d.data) {
+                    // No receiver is no error: no status page is watched here.
+                    drop(self.heartbeats.send(hb));
+                }
+                continue;
+            }
             match serde_json::from_slice::<Change>(&d.data) {
                 // No receiver is no error: nobody watches now.
                 Ok(c) => drop(self.changes.send(c)),

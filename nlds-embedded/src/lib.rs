@@ -40,6 +40,31 @@ use nlds_server::AppState;
 use nlds_server::ServerSettings;
 use nlds_server::app::nodelay;
 
+/// Serves the API on `listener` until `stop`, then stops accepting connections and lets the
+/// open requests finish for at most `grace` (`[bus] shutdown_grace_secs`): live status streams
+/// never finish by themselves, so whatever is still open then is closed (clients reconnect).
+pub async fn serve_api(
+    listener: TcpListener,
+    app: axum::Router,
+    stop: CancellationToken,
+    grace: std::time::Duration,
+) -> anyhow::Result<()> {
+    let stopped = stop.clone();
+    let serve = axum::serve(listener.tap_io(nodelay), app)
+        .with_graceful_shutdown(async move { stopped.cancelled().await })
+        .into_future();
+    tokio::select! {
+        r = serve => r.context("API server failed"),
+        () = async {
+            stop.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "stopping: requests still open after the grace are closed");
+            Ok(())
+        }
+    }
+}
+
 /// What an embedded instance needs to start.
 #[derive(Debug, Clone)]
 pub struct EmbeddedOptions {
@@ -350,13 +375,8 @@ impl Embedded {
             }
             None => None,
         };
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            axum::serve(listener.tap_io(nodelay), app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-                .context("API server failed")
-        });
+        let (stop, grace) = (shutdown.clone(), settings.bus.shutdown_grace());
+        tasks.spawn(serve_api(listener, app, stop, grace));
         Ok(Self {
             url,
             metrics_url,

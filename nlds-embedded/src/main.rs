@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use nlds_embedded::{Embedded, EmbeddedOptions};
 use nlds_server::{AppState, ServerSettings, router};
@@ -62,7 +61,7 @@ fn main() -> anyhow::Result<()> {
         ServerSettings::load_cli(config.as_deref(), set.clone()).map_err(anyhow::Error::msg)?;
     nlds_workers::memory::apply(&settings.memory);
     let runtime = nlds_workers::memory::runtime(&settings.memory)?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let stop = run::shutdown_on_signals();
         match cli.command {
             Command::Serve { .. } => serve(settings, stop).await,
@@ -96,7 +95,10 @@ fn main() -> anyhow::Result<()> {
                 e.run_until(stop).await
             }
         }
-    })
+    });
+    // Threads still busy with abandoned work do not hold the exit up.
+    runtime.shutdown_timeout(run::EXIT_LIMIT);
+    result
 }
 
 /// `nlds-server serve`: the API against RabbitMQ.
@@ -121,8 +123,5 @@ async fn serve(s: ServerSettings, stop: tokio_util::sync::CancellationToken) -> 
         .await
         .with_context(|| format!("cannot listen on {}", s.server.listen))?;
     tracing::info!(url = %s.server.base_url(), "nlds-server listening");
-    axum::serve(listener.tap_io(nlds_server::app::nodelay), router(state))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await?;
-    Ok(())
+    nlds_embedded::serve_api(listener, router(state), stop, s.bus.shutdown_grace()).await
 }

@@ -48,6 +48,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .routes(r!(routes::healthz))
         .routes(r!(routes::readyz))
+        .routes(r!(crate::system_status::status_json))
+        .routes(r!(crate::system_status::status_page))
         .routes(r!(openapi_json))
         .routes(r!(routes::whoami))
         .routes(audited(Admin, r!(routes::admin_archive)))
@@ -130,6 +132,8 @@ pub fn router(state: AppState) -> Router {
 
 /// [`router`] with the checks `/readyz` runs (the embedded mode adds its object store).
 pub fn router_with(state: AppState, ready: nlds_bus::health::Readiness) -> Router {
+    // The status page knows the processes from their heartbeats, heard from now on.
+    crate::system_status::watch(&state.bus);
     let limit = state.cfg.max_body_bytes;
     let (table, _doc) = routes().split_for_parts();
     table

@@ -24,6 +24,8 @@ pub mod notes;
 pub mod openapi;
 pub mod routes;
 pub mod state;
+pub mod status_html;
+pub mod system_status;
 
 pub use app::{router, router_with};
 pub use config::{ServerConfig, ServerSettings};

@@ -29,7 +29,17 @@ pub struct BusConfig {
     pub memory_prefetch: u16,
     /// Back-off delays of transient-fault retries, in milliseconds (their count bounds the attempts).
     pub retry_delays_ms: Vec<u64>,
+    /// How long a process that is asked to stop (SIGTERM, SIGINT) lets the deliveries in hand
+    /// finish, after it stopped taking new ones; those still running then are abandoned (their
+    /// clean-up runs) and returned to their queue for another consumer. The API server gives
+    /// its open requests the same time. Keep it below Kubernetes' `terminationGracePeriodSeconds`
+    /// by at least [`SHUTDOWN_MARGIN_SECS`] (the chart refuses less).
+    pub shutdown_grace_secs: u64,
 }
+
+/// What a stopping process may take beyond `[bus] shutdown_grace_secs`: returning abandoned
+/// deliveries to their queues, their clean-up (aborting uploads) and closing its connections.
+pub const SHUTDOWN_MARGIN_SECS: u64 = 10;
 
 impl Default for BusConfig {
     fn default() -> Self {
@@ -39,6 +49,7 @@ impl Default for BusConfig {
             prefetch: 8,
             memory_prefetch: 2,
             retry_delays_ms: vec![2_000, 10_000, 60_000, 300_000],
+            shutdown_grace_secs: 20,
         }
     }
 }
@@ -51,6 +62,11 @@ impl BusConfig {
             BusKind::Memory => self.memory_prefetch,
             BusKind::Rabbitmq => self.prefetch,
         }
+    }
+
+    /// How long the deliveries in hand may run on once the process is asked to stop.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 
     /// The back-off delays of transient-fault retries.

@@ -48,6 +48,9 @@ pub struct WorkerConfig {
     /// none (the default: a port per process is the operator's choice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ops_listen: Option<std::net::SocketAddr>,
+    /// Seconds between two heartbeats of each worker process (its roles, host, pid and checks,
+    /// for the status page `/status`); a process is shown gone after 3 without one.
+    pub heartbeat_secs: u64,
 }
 
 impl WorkerConfig {
@@ -95,6 +98,7 @@ impl Default for WorkerConfig {
             posix_checks: None,
             posix_root_override: false,
             ops_listen: None,
+            heartbeat_secs: 10,
         }
     }
 }

@@ -41,6 +41,7 @@ pub mod catalogue;
 pub mod config;
 pub mod db;
 pub mod debris;
+pub mod heartbeat;
 pub mod indexer;
 pub mod logger;
 pub mod memory;

@@ -45,7 +45,11 @@ fn main() -> anyhow::Result<()> {
         Settings::load_cli(cli.config.as_deref(), cli.set).map_err(anyhow::Error::msg)?;
     nlds_workers::memory::apply(&settings.memory);
     let runtime = nlds_workers::memory::runtime(&settings.memory)?;
-    runtime.block_on(run_target(cli.role, settings))
+    let result = runtime.block_on(run_target(cli.role, settings));
+    // A blocking thread still running (a file being read for a delivery that was abandoned and
+    // returned to its queue) does not hold the exit up.
+    runtime.shutdown_timeout(run::EXIT_LIMIT);
+    result
 }
 
 /// Runs `role` (a role, `all`, or `migrate`) until a signal stops it.

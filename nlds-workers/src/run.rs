@@ -299,6 +299,7 @@ pub async fn run_roles_with(
                 bus_cfg.consumer_prefetch()
             },
             retry: retry_policy(bus_cfg),
+            grace: bus_cfg.shutdown_grace(),
         };
         let (bus, stop) = (bus.clone(), shutdown.clone());
         tasks.spawn(async move {
@@ -313,6 +314,21 @@ pub async fn run_roles_with(
         let (bound, serve) = crate::ops::serve(addr, ready, shutdown.clone()).await?;
         tracing::info!(addr = %bound, "operations listener: /healthz, /readyz, /metrics");
         tasks.spawn(serve);
+    }
+    {
+        // This process's heartbeat, for the status page: its roles and its checks, the cold
+        // store's too where it runs an archive role.
+        let mut checks = crate::ops::readiness(roles, bus.clone(), cfg, &res).await?;
+        if roles.contains(&Role::ArchivePut) || roles.contains(&Role::ArchiveGet) {
+            let cold = res.cold(cfg).await?;
+            checks = checks.with("cold_store", crate::heartbeat::cold_store_check(cold));
+        }
+        let (bus, roles, stop) = (bus.clone(), roles.to_vec(), shutdown.clone());
+        let every = std::time::Duration::from_secs(cfg.heartbeat_secs);
+        tasks.spawn(async move {
+            crate::heartbeat::run(bus, &roles, every, checks, stop).await;
+            Ok(())
+        });
     }
     if roles.contains(&Role::Catalogue) || roles.contains(&Role::CatalogueRpc) {
         // One relay per process publishes what the catalogue staged (and, at start, what a
@@ -423,7 +439,13 @@ pub fn all_roles() -> Vec<Role> {
     Role::ALL.to_vec()
 }
 
-/// A token cancelled on SIGINT or SIGTERM.
+/// How long a stopping process waits, once its roles have stopped, for threads still busy with
+/// work it abandoned, before it exits.
+pub const EXIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A token cancelled on SIGINT or SIGTERM: the process stops taking deliveries, lets those in
+/// hand finish within `[bus] shutdown_grace_secs`, returns the rest to their queues and exits
+/// (0, unless something failed).
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();

@@ -240,6 +240,17 @@ Checks across values that the schema cannot express; fails the rendering with wh
 {{- fail "cold.backend is dir: mount a volume shared by the cold roles at cold.dir.root (cold.volumes, cold.volumeMounts)" }}
 {{- end }}
 {{- end }}
+{{- /* A pod must outlive its shutdown: the grace, then up to 10 s to return what was abandoned. */}}
+{{- $least := add (int .Values.bus.shutdownGraceSecs) 10 }}
+{{- if lt (int .Values.server.terminationGracePeriodSeconds) $least }}
+{{- fail (printf "server.terminationGracePeriodSeconds must be at least bus.shutdownGraceSecs + 10 (%d)" $least) }}
+{{- end }}
+{{- range $role, $w := .Values.workers }}
+{{- $t := default $root.Values.workerDefaults.terminationGracePeriodSeconds $w.terminationGracePeriodSeconds }}
+{{- if lt (int $t) $least }}
+{{- fail (printf "the terminationGracePeriodSeconds of workers.%s must be at least bus.shutdownGraceSecs + 10 (%d)" $role $least) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.notify.smtpPassword (not .Values.notify.smtpUser) }}
 {{- fail "notify.smtpPassword is set but notify.smtpUser is not: the relay's password goes with its login" }}
 {{- end }}

@@ -145,6 +145,7 @@ fn once(prefetch: u16) -> ConsumeOptions {
     ConsumeOptions {
         prefetch,
         retry: fast_retry(),
+        ..Default::default()
     }
 }
 
@@ -521,4 +522,123 @@ async fn announced_changes_reach_every_watching_process_and_survive_a_reconnect(
         got.contains(&after),
         "no change after the reconnect: {got:?}"
     );
+}
+
+/// Holds `/quick` until `release`, holds `/slow` for good (until its future is dropped, which a
+/// guard records and follows with a clean-up task), forwards the rest to `index.start`.
+struct Held {
+    started: Arc<std::sync::Mutex<Vec<String>>>,
+    release: Arc<tokio::sync::Notify>,
+    dropped: Arc<std::sync::atomic::AtomicBool>,
+    cleaned: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Sets `dropped` and spawns the clean-up that sets `cleaned`, when the slow handler's future
+/// is dropped.
+struct OnDrop(
+    Arc<std::sync::atomic::AtomicBool>,
+    Arc<std::sync::atomic::AtomicBool>,
+);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+        let cleaned = self.1.clone();
+        nlds_bus::shutdown::spawn_cleanup(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            cleaned.store(true, Ordering::SeqCst);
+        });
+    }
+}
+
+#[async_trait]
+impl Handler for Held {
+    async fn handle(&self, _: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
+        let Payload::PutRequest { paths, .. } = &env.payload else {
+            unreachable!()
+        };
+        let path = paths[0].clone();
+        self.started.lock().unwrap().push(path.clone());
+        match path.as_str() {
+            "/quick" => self.release.notified().await,
+            "/slow" => {
+                let _guard = OnDrop(self.dropped.clone(), self.cleaned.clone());
+                std::future::pending::<()>().await;
+            }
+            _ => {}
+        }
+        Ok(Outcome::publish(
+            RoutingKey::new(Worker::Index, Action::Start),
+            env,
+        ))
+    }
+}
+
+/// A consumer told to stop takes nothing more, lets a delivery in hand that ends within the
+/// grace finish (acknowledged, its follow-up published), abandons the one that does not (its
+/// handler's future dropped, the clean-up it spawned waited for) and returns it to the queue,
+/// with the message it never took.
+#[tokio::test]
+async fn a_stopping_consumer_finishes_what_ends_within_the_grace_and_returns_the_rest() {
+    let Some(v) = Vhost::new() else { return };
+    let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
+    let h = Arc::new(Held {
+        started: Default::default(),
+        release: Default::default(),
+        dropped: Default::default(),
+        cleaned: Default::default(),
+    });
+    let stop = CancellationToken::new();
+    let opts = ConsumeOptions {
+        prefetch: 2,
+        retry: fast_retry(),
+        grace: Duration::from_secs(5),
+    };
+    let consumer = {
+        let (b, s, h) = (bus.clone(), stop.clone(), h.clone() as Arc<dyn Handler>);
+        tokio::spawn(async move { b.consume(Role::Router, h, opts, s).await })
+    };
+    let key = RoutingKey::new(Worker::Route, Action::Putlist);
+    for p in ["/quick", "/slow", "/later"] {
+        bus.publish(key, &env(&[p])).await.unwrap();
+    }
+    eventually("both deliveries in hand", || {
+        h.started.lock().unwrap().len() >= 2
+    })
+    .await;
+    stop.cancel();
+    h.release.notify_one();
+    consumer.await.unwrap().unwrap();
+
+    assert_eq!(
+        *h.started.lock().unwrap(),
+        ["/quick", "/slow"],
+        "nothing more was taken once the consumer was full and then stopping"
+    );
+    let forwarded = count_in(&v.url, "nlds.indexer").await;
+    assert_eq!(forwarded.len(), 1, "the quick delivery finished");
+    let got: Envelope = serde_json::from_slice(&forwarded[0]).unwrap();
+    assert_eq!(got.payload, env(&["/quick"]).payload);
+    assert!(
+        h.dropped.load(Ordering::SeqCst),
+        "the slow handler was dropped"
+    );
+    assert!(
+        h.cleaned.load(Ordering::SeqCst),
+        "the consumer returned before its abandoned handler's clean-up ended"
+    );
+    let mut left: Vec<String> = count_in(&v.url, "nlds.router")
+        .await
+        .iter()
+        .map(|d| {
+            let e: Envelope = serde_json::from_slice(d).unwrap();
+            match e.payload {
+                Payload::PutRequest { paths, .. } => paths[0].clone(),
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    left.sort();
+    assert_eq!(left, ["/later", "/slow"], "returned to the queue");
+    assert!(count_in(&v.url, "nlds.router.dead").await.is_empty());
 }

@@ -438,6 +438,27 @@ impl ServerProcess {
         s
     }
 
+    /// SIGTERM, then waits at most `limit` for the server to exit (panics if it does not, after
+    /// killing it); returns how it exited.
+    pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > limit {
+                self.kill();
+                panic!(
+                    "nlds-server embedded did not exit within {limit:?} of SIGTERM:\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stops the server as an operator would (SIGTERM, so it flushes its logs), killing it if
     /// it has not exited within 10 s.
     pub fn stop(mut self) {

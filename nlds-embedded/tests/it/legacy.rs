@@ -555,6 +555,26 @@ async fn system_status_pings_the_consumers_over_rabbitmq() {
         ),
         "{page}"
     );
+    // The cold tier's services are answered by their roles (they showed RED while running).
+    let page = http
+        .get(format!(
+            "{url}/system/status/?microservice=archive_put&microservice=archive_get"
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for service in ["archive_put", "archive_get"] {
+        assert!(
+            page.contains(&format!(
+                "<td>{service}</td><td class=\"green\">GREEN</td><td>All 1 consumers online</td>"
+            )),
+            "{page}"
+        );
+    }
     let r = http
         .get(format!("{url}/system/status/bogus?time-limit=9"))
         .send()

@@ -1,7 +1,9 @@
 //! The embedded server (`nlds-server embedded`, a child process) killed with SIGKILL in the middle
 //! of a put, and started again on the same data directory: its in-process bus kept its queues in
 //! `nlds.db`, so the put resumes where it stopped and completes; nothing is failed, catalogued
-//! twice or left in the bucket unreferenced.
+//! twice or left in the bucket unreferenced. And the same server stopped with SIGTERM while a
+//! handler is held past the shutdown grace: it exits 0 within its deadline, and the delivery it
+//! abandoned is handled when it starts again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -150,5 +152,91 @@ async fn an_embedded_server_killed_mid_put_resumes_the_put_when_it_starts_again(
         referenced,
         "the second put stored no object"
     );
+    server.stop();
+}
+
+/// SIGTERM while the catalogue holds a put's batch (paused past `[bus] shutdown_grace_secs`):
+/// the embedded process abandons that delivery (it stays stored, unacknowledged), exits 0 within
+/// the grace plus its margin, and started again completes the put with every entry catalogued
+/// once and the bucket holding exactly the catalogued objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_embedded_server_stopped_mid_put_exits_0_and_resumes_what_it_abandoned() {
+    let (data, logs, pause, src) = (temp(), temp(), temp(), temp());
+    let root = src.path().join("stopped tree");
+    std::fs::create_dir(&root).unwrap();
+    make_tree(&root, 200, 0);
+    let grace = 2;
+    let config = data.path().join("nlds.toml");
+    std::fs::write(
+        &config,
+        format!("[bus]\nshutdown_grace_secs = {grace}\n[workers.index]\nbatch_files = 40\n"),
+    )
+    .unwrap();
+    control::arm(pause.path(), points::CATALOG_BEFORE_PUT).unwrap();
+    let mut server = ServerProcess::start_with_env(
+        data.path(),
+        &logs.path().join("first"),
+        Some(config.as_path()),
+        "info",
+        &[(nlds_hooks::ENV, pause.path().as_os_str())],
+    )
+    .await;
+    let token = token(data.path());
+    let api = Api::new(&server.url, &token);
+    let (s, r) = api
+        .post("/api/v2/put", &json!({"paths": [root], "label": "stopped"}))
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let tid = r["transaction_id"].as_str().unwrap().to_owned();
+    let held = tokio::task::spawn_blocking({
+        let dir = pause.path().to_owned();
+        move || control::reached(&dir, points::CATALOG_BEFORE_PUT, REACH)
+    })
+    .await
+    .unwrap();
+    assert_eq!(held.as_deref(), Some(Path::new(&tid)));
+
+    // The held batch never finishes: the process must give it up, not wait for it.
+    let limit = Duration::from_secs(grace + nlds_settings::bus::SHUTDOWN_MARGIN_SECS);
+    let status = server.terminate(limit);
+    assert!(status.success(), "exit {status}:\n{}", server.output());
+    assert!(
+        server
+            .output()
+            .contains("deliveries still in hand after the grace are abandoned"),
+        "nothing was abandoned:\n{}",
+        server.output()
+    );
+
+    let server = ServerProcess::start(
+        data.path(),
+        &logs.path().join("second"),
+        Some(config.as_path()),
+        "info",
+    )
+    .await;
+    let api = Api::new(&server.url, &token);
+    let put = api.wait(&tid, Duration::from_secs(300)).await;
+    assert_eq!(put.state, State::Complete, "{put:#?}");
+    assert_eq!(put.files_failed, 0, "{put:#?}");
+    let entries = shape(&root).len() + 1;
+    assert_eq!(put.files_done, entries as u64, "{put:#?}");
+    let (s, files) = api.get("/api/v2/files?label=stopped&limit=10000").await;
+    assert_eq!(s, 200, "{files}");
+    let mut catalogued: BTreeMap<String, u64> = BTreeMap::new();
+    let mut referenced = BTreeSet::new();
+    for f in files["files"].as_array().unwrap() {
+        *catalogued
+            .entry(f["path"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+        for l in f["locations"].as_array().into_iter().flatten() {
+            if l["tier"] == "warm" {
+                referenced.insert(l["key"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(catalogued.len(), entries, "{catalogued:?}");
+    assert!(catalogued.values().all(|n| *n == 1), "{catalogued:?}");
+    assert_eq!(stored_objects(data.path()), referenced);
     server.stop();
 }

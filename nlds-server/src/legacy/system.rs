@@ -22,6 +22,8 @@ pub fn service_roles(name: &str) -> Option<&'static [Role]> {
         "get_transfer" => &[Role::TransferGet],
         "put_transfer" => &[Role::TransferPut],
         "logger" => &[Role::Logger],
+        "archive_get" => &[Role::ArchiveGet],
+        "archive_put" => &[Role::ArchivePut],
         _ => return None,
     })
 }
@@ -133,7 +135,6 @@ async fn probe_now(s: &AppState, name: &str, limit: std::time::Duration) -> Serv
         pid: Vec::new(),
         hostname: Vec::new(),
     };
-    // Services of the cold tier have no roles yet: nothing runs, so they report RED.
     let roles = service_roles(name).unwrap_or(&[]);
     for &role in roles {
         let n = s.bus.consumers(role).await.unwrap_or(0);

@@ -272,10 +272,9 @@ impl AbortGuard {
 
 impl Drop for AbortGuard {
     fn drop(&mut self) {
-        if let Some((client, bucket, key, id)) = self.upload.take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(abort_upload(client, bucket, key, id));
+        if let Some((client, bucket, key, id)) = self.upload.take() {
+            // Counted, so a process that stops waits for it (nlds_bus::shutdown).
+            nlds_bus::shutdown::spawn_cleanup(abort_upload(client, bucket, key, id));
         }
     }
 }

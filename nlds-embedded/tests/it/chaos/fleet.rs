@@ -1,10 +1,11 @@
 //! The distributed deployment under test, one process per role (`nlds-workers ROLE`) plus the API
 //! server (`nlds-server serve`), each with its output in a file, so any of them can be killed with
-//! SIGKILL and started again as a supervisor would.
+//! SIGKILL and started again as a supervisor would, or stopped with SIGTERM as a rolling restart
+//! does.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nlds_core::Role;
@@ -36,6 +37,17 @@ fn spawn(cmd: &mut Command, log: &Path) -> Child {
         .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
 
+fn spawn_server(config: &Path, logs: &Path) -> Child {
+    spawn(
+        Command::new(env!("CARGO_BIN_EXE_nlds-server")).args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+        ]),
+        &logs.join("server.log"),
+    )
+}
+
 impl Fleet {
     /// Applies the migrations, then starts the API server on `port` and every role.
     pub async fn start(config: &Path, logs: &Path, port: u16) -> Self {
@@ -45,14 +57,7 @@ impl Fleet {
             .status()
             .unwrap();
         assert!(status.success(), "nlds-workers migrate");
-        let server = spawn(
-            Command::new(env!("CARGO_BIN_EXE_nlds-server")).args([
-                "serve",
-                "--config",
-                config.to_str().unwrap(),
-            ]),
-            &logs.join("server.log"),
-        );
+        let server = spawn_server(config, logs);
         let mut fleet = Self {
             config: config.to_owned(),
             logs: logs.to_owned(),
@@ -81,6 +86,44 @@ impl Fleet {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         fleet
+    }
+
+    /// SIGTERM to `role`'s process (`None`: the API server), as Kubernetes stops a pod; waits at
+    /// most `limit` for it to exit (else panics), starts a new one and returns how it exited.
+    pub fn stop_and_restart(&mut self, role: Option<Role>, limit: Duration) -> ExitStatus {
+        let name = role.map_or("server", |r| r.as_str());
+        let child = match role {
+            Some(r) => self.roles.get_mut(&r).unwrap(),
+            None => &mut self.server,
+        };
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "{name} had already exited ({status}) before it was stopped:\n{}",
+                self.log(name)
+            );
+        }
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{name} did not exit within {limit:?} of SIGTERM:\n{}",
+                    self.log(name)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        match role {
+            Some(r) => self.start_role(r),
+            None => self.server = spawn_server(&self.config, &self.logs),
+        }
+        status
     }
 
     fn start_role(&mut self, role: Role) {

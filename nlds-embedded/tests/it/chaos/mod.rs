@@ -13,8 +13,8 @@
 //! `NLDS_CHAOS_OUTAGE_SECS` (8), `NLDS_CHAOS_ROUNDS` (1: how many times the whole kill sequence
 //! runs), `NLDS_CHAOS_SEED` (random kill order when set).
 
-mod fleet;
-mod services;
+pub mod fleet;
+pub mod services;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -54,10 +54,9 @@ impl Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if let Some((client, bucket, key, upload_id)) = self.armed.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(undo(client, bucket, key, upload_id));
+        if let Some((client, bucket, key, upload_id)) = self.armed.take() {
+            // Counted, so a process that stops waits for it (nlds_bus::shutdown).
+            nlds_bus::shutdown::spawn_cleanup(undo(client, bucket, key, upload_id));
         }
     }
 }
