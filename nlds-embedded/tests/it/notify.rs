@@ -14,6 +14,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use nlds_hooks::{control, points};
+
 use crate::helpers::{Api, ServerProcess, make_tree, temp};
 
 /// What the receiver got: the signature and timestamp headers and the body.
@@ -90,6 +92,15 @@ fn verify(secret: &str, r: &Received) -> bool {
 
 /// The embedded server with fast notification settings plus `extra`.
 async fn server(data: &Path, extra: &[String]) -> ServerProcess {
+    server_with(data, &[], extra).await
+}
+
+/// [`server`] with extra environment variables (the pause directory).
+async fn server_with(
+    data: &Path,
+    envs: &[(&str, &std::ffi::OsStr)],
+    extra: &[String],
+) -> ServerProcess {
     let mut sets: Vec<String> = [
         "notify.poll_ms=100",
         "notify.backoff_ms=200",
@@ -102,7 +113,7 @@ async fn server(data: &Path, extra: &[String]) -> ServerProcess {
     .collect();
     sets.extend_from_slice(extra);
     let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
-    ServerProcess::start_with_sets(&data.join("data"), &data.join("logs"), "info", &sets).await
+    ServerProcess::start_with(&data.join("data"), &data.join("logs"), "info", envs, &sets).await
 }
 
 async fn put_of(api: &Api, root: &Path) -> String {
@@ -493,6 +504,89 @@ async fn notify_operators_hear_a_policy_pass_end_signed_with_their_secret() {
     let body: Value = serde_json::from_str(&got.body).unwrap();
     assert_eq!(body["kind"], "manual", "{body}");
     assert_eq!(body["outcome"], "completed", "{body}");
+    assert!(!srv.output().contains("operators-own-secret"));
+    srv.stop();
+}
+
+/// Operators are alerted when a transaction stalls (here: held at transfer-put longer than
+/// `stalled_after_secs`), on their webhook, signed with their secret, once per episode however
+/// many checks see it; another stalled transaction is an alert of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notify_operators_are_alerted_once_per_stalled_transaction() {
+    let (dir, pause) = (temp(), temp());
+    let rx = receiver(0).await;
+    let secret_file = dir.path().join("ops-webhook-secret");
+    std::fs::write(&secret_file, "operators-own-secret\n").unwrap();
+    let srv = server_with(
+        dir.path(),
+        &[(nlds_hooks::ENV, pause.path().as_os_str())],
+        &[
+            format!("notify.operator_webhook={}", rx.url),
+            format!(
+                "notify.operator_webhook_secret_file={}",
+                secret_file.display()
+            ),
+            "notify.stalled_after_secs=1".into(),
+            "notify.alert_check_secs=1".into(),
+        ],
+    )
+    .await;
+    let api = Api::new(&srv.url, &srv.operator_token());
+    let alerts_for = |tid: &str| -> Vec<Received> {
+        rx.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                let b: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+                b["kind"] == "stalled_transaction" && b["subject"] == tid
+            })
+            .cloned()
+            .collect()
+    };
+    let mut tids = Vec::new();
+    for n in 0..2 {
+        let root = dir.path().join(format!("stalls-{n}"));
+        make_tree(&root, 2, 0);
+        control::arm(pause.path(), points::PUT_BEFORE_OPEN).unwrap();
+        let (s, r) = api
+            .post(
+                "/api/v2/put",
+                &json!({"paths": [root], "label": format!("stalls-{n}")}),
+            )
+            .await;
+        assert_eq!(s, 202, "{r}");
+        let tid = r["transaction_id"].as_str().unwrap().to_owned();
+        let dir_ = pause.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            control::reached(&dir_, points::PUT_BEFORE_OPEN, Duration::from_secs(60))
+        })
+        .await
+        .unwrap()
+        .expect("the put reaches transfer-put");
+        let got = eventually(Duration::from_secs(60), "the stalled alert", async || {
+            alerts_for(&tid).into_iter().next()
+        })
+        .await;
+        assert!(verify("operators-own-secret", &got), "{got:?}");
+        let body: Value = serde_json::from_str(&got.body).unwrap();
+        assert_eq!(body["event"], "alert.opened", "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(&tid),
+            "the message names the transaction: {body}"
+        );
+        // Seen by several more checks while it stays stalled: still one alert.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(alerts_for(&tid).len(), 1, "one alert per episode");
+        control::release(pause.path(), points::PUT_BEFORE_OPEN).unwrap();
+        let t = api.wait(&tid, Duration::from_secs(60)).await;
+        assert_eq!(t.state, nlds_core::State::Complete, "{t:?}");
+        tids.push(tid);
+    }
+    // Each stalled transaction was told once; nothing else was alerted about them.
+    for tid in &tids {
+        assert_eq!(alerts_for(tid).len(), 1, "{tid}");
+    }
     assert!(!srv.output().contains("operators-own-secret"));
     srv.stop();
 }
