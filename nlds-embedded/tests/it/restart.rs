@@ -28,35 +28,33 @@ fn token(data: &Path) -> String {
         .to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_embedded_server_killed_mid_put_resumes_the_put_when_it_starts_again() {
-    let (data, logs, pause, src, tgt) = (temp(), temp(), temp(), temp(), temp());
-    let root = src.path().join("crash tree");
-    std::fs::create_dir(&root).unwrap();
-    make_tree(&root, 300, 0);
-    // Batches of 40 files: some are catalogued before the kill, some are held or not done yet.
-    let config = data.path().join("nlds.toml");
-    std::fs::write(&config, "[workers.index]\nbatch_files = 40\n").unwrap();
-    control::arm(pause.path(), points::CATALOG_BEFORE_PUT).unwrap();
+/// The embedded server on `data` with `config`, and a put of `root` labelled `label` held at
+/// catalog-put (a batch uploaded, not catalogued): the server, its API and the put's id.
+async fn held_put(
+    data: &Path,
+    logs: &Path,
+    pause: &Path,
+    config: &Path,
+    root: &Path,
+    label: &str,
+) -> (ServerProcess, Api, String) {
+    control::arm(pause, points::CATALOG_BEFORE_PUT).unwrap();
     let server = ServerProcess::start_with_env(
-        data.path(),
-        &logs.path().join("first"),
-        Some(config.as_path()),
+        data,
+        &logs.join("first"),
+        Some(config),
         "info",
-        &[(nlds_hooks::ENV, pause.path().as_os_str())],
+        &[(nlds_hooks::ENV, pause.as_os_str())],
     )
     .await;
-    let token = token(data.path());
-    let api = Api::new(&server.url, &token);
+    let api = Api::new(&server.url, &token(data));
     let (s, r) = api
-        .post("/api/v2/put", &json!({"paths": [root], "label": "crash"}))
+        .post("/api/v2/put", &json!({"paths": [root], "label": label}))
         .await;
     assert_eq!(s, 202, "{r}");
     let tid = r["transaction_id"].as_str().unwrap().to_owned();
-
-    // A batch is uploaded and held before the catalogue records it: the put is in flight.
     let held = tokio::task::spawn_blocking({
-        let dir = pause.path().to_owned();
+        let dir = pause.to_owned();
         move || control::reached(&dir, points::CATALOG_BEFORE_PUT, REACH)
     })
     .await
@@ -66,6 +64,28 @@ async fn an_embedded_server_killed_mid_put_resumes_the_put_when_it_starts_again(
         Some(Path::new(&tid)),
         "the server never held a batch of the put between upload and catalogue"
     );
+    (server, api, tid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_embedded_server_killed_mid_put_resumes_the_put_when_it_starts_again() {
+    let (data, logs, pause, src, tgt) = (temp(), temp(), temp(), temp(), temp());
+    let root = src.path().join("crash tree");
+    std::fs::create_dir(&root).unwrap();
+    make_tree(&root, 300, 0);
+    // Batches of 40 files: some are catalogued before the kill, some are held or not done yet.
+    let config = data.path().join("nlds.toml");
+    std::fs::write(&config, "[workers.index]\nbatch_files = 40\n").unwrap();
+    // A batch is uploaded and held before the catalogue records it: the put is in flight.
+    let (server, api, tid) = held_put(
+        data.path(),
+        logs.path(),
+        pause.path(),
+        &config,
+        &root,
+        "crash",
+    )
+    .await;
     let (_, t) = api.get(&format!("/api/v2/transactions/{tid}")).await;
     let state: State = serde_json::from_value(t["state"].clone()).unwrap();
     assert!(!state.is_final() && !state.is_failed(), "{t}");
@@ -79,7 +99,7 @@ async fn an_embedded_server_killed_mid_put_resumes_the_put_when_it_starts_again(
         "info",
     )
     .await;
-    let api = Api::new(&server.url, &token);
+    let api = Api::new(&server.url, &api.token);
     let put = api.wait(&tid, Duration::from_secs(300)).await;
     assert_eq!(
         put.state,
@@ -172,29 +192,15 @@ async fn an_embedded_server_stopped_mid_put_exits_0_and_resumes_what_it_abandone
         format!("[bus]\nshutdown_grace_secs = {grace}\n[workers.index]\nbatch_files = 40\n"),
     )
     .unwrap();
-    control::arm(pause.path(), points::CATALOG_BEFORE_PUT).unwrap();
-    let mut server = ServerProcess::start_with_env(
+    let (mut server, api, tid) = held_put(
         data.path(),
-        &logs.path().join("first"),
-        Some(config.as_path()),
-        "info",
-        &[(nlds_hooks::ENV, pause.path().as_os_str())],
+        logs.path(),
+        pause.path(),
+        &config,
+        &root,
+        "stopped",
     )
     .await;
-    let token = token(data.path());
-    let api = Api::new(&server.url, &token);
-    let (s, r) = api
-        .post("/api/v2/put", &json!({"paths": [root], "label": "stopped"}))
-        .await;
-    assert_eq!(s, 202, "{r}");
-    let tid = r["transaction_id"].as_str().unwrap().to_owned();
-    let held = tokio::task::spawn_blocking({
-        let dir = pause.path().to_owned();
-        move || control::reached(&dir, points::CATALOG_BEFORE_PUT, REACH)
-    })
-    .await
-    .unwrap();
-    assert_eq!(held.as_deref(), Some(Path::new(&tid)));
 
     // The held batch never finishes: the process must give it up, not wait for it.
     let limit = Duration::from_secs(grace + nlds_settings::bus::SHUTDOWN_MARGIN_SECS);
@@ -215,7 +221,7 @@ async fn an_embedded_server_stopped_mid_put_exits_0_and_resumes_what_it_abandone
         "info",
     )
     .await;
-    let api = Api::new(&server.url, &token);
+    let api = Api::new(&server.url, &api.token);
     let put = api.wait(&tid, Duration::from_secs(300)).await;
     assert_eq!(put.state, State::Complete, "{put:#?}");
     assert_eq!(put.files_failed, 0, "{put:#?}");
