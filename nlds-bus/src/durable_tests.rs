@@ -306,3 +306,60 @@ async fn follow_ups_and_the_acknowledgement_are_stored_together() {
     );
     stop.cancel();
 }
+
+/// A drained role's consumer stops and starts again in the same process (`nlds admin drain`,
+/// then `resume`): the queue is consumed again, and a delivery abandoned when it stopped (its
+/// handler outlived the grace) is delivered again then, not only at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stopped_and_started_again_gets_what_it_abandoned_and_what_came_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir.path().join("nlds.db")).await;
+    let bus = MemoryBus::durable(db.clone()).await.unwrap();
+    let (first, second) = (env(), env());
+    bus.publish(ROUTE_PUT, &first).await.unwrap();
+    let seen = Seen::default();
+    let stop = CancellationToken::new();
+    let stopped = {
+        let (b, h, s) = (bus.clone(), Probe(seen.clone(), Act::Hang), stop.clone());
+        tokio::spawn(async move {
+            b.consume(
+                Role::Router,
+                Arc::new(h),
+                ConsumeOptions {
+                    grace: Duration::from_millis(100),
+                    ..Default::default()
+                },
+                s,
+            )
+            .await
+        })
+    };
+    wait_for(&seen, 1, Duration::from_secs(5)).await;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("the consumer stops after its grace")
+        .unwrap()
+        .unwrap();
+    assert_eq!(bus.consumers(Role::Router).await.unwrap(), 0);
+    bus.publish(ROUTE_PUT, &second).await.unwrap();
+    let (again, stop) = consume(&bus, Act::Ok, RetryPolicy::default());
+    wait_for(&again, 2, Duration::from_secs(5)).await;
+    let mut got: Vec<Uuid> = again.lock().unwrap().iter().map(|(t, _)| *t).collect();
+    got.sort();
+    let mut want = vec![first.transaction_id, second.transaction_id];
+    want.sort();
+    assert_eq!(
+        got, want,
+        "the abandoned delivery and the new one, once each"
+    );
+    let start = Instant::now();
+    while rows(&db).await > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "never acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+}

@@ -413,17 +413,17 @@ impl Bus for MemoryBus {
         // the process starts again, and an RPC's caller hears that its request was dropped.
         let abandon = CancellationToken::new();
         loop {
-            let delivery = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                d = rx.recv() => match d { Some(d) => d, None => break },
-            };
+            // A slot first, then a delivery: a stopping consumer never holds one it cannot take.
             let permit = tokio::select! {
                 p = slots.clone().acquire_owned() => p,
-                // Still stored (if it was): the next start delivers it again.
                 _ = shutdown.cancelled() => break,
             };
             let Ok(permit) = permit else {
                 break;
+            };
+            let delivery = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                d = rx.recv() => match d { Some(d) => d, None => break },
             };
             let bus = self.clone();
             let handler = handler.clone();
@@ -440,6 +440,16 @@ impl Bus for MemoryBus {
                     q.bytes.fetch_sub(size, Ordering::Relaxed);
                     q.messages.fetch_sub(1, Ordering::Relaxed);
                 });
+                // What queues a stored delivery again if it is abandoned: it is still stored
+                // (unacknowledged), and a consumer of this process (this one started again
+                // after a drain) takes it; at process exit the next start does.
+                let again = delivery.id.map(|id| Delivery {
+                    id: Some(id),
+                    key: delivery.key.clone(),
+                    data: delivery.data.clone(),
+                    attempt: delivery.attempt,
+                    reply_to: None,
+                });
                 let handled = async {
                     let disposition = process(
                         handler.as_ref(),
@@ -455,11 +465,19 @@ impl Bus for MemoryBus {
                 tokio::select! {
                     biased;
                     () = handled => {}
-                    _ = abandon.cancelled() => {}
+                    _ = abandon.cancelled() => {
+                        if let Some(again) = again {
+                            let _ = bus.enqueue(role, again);
+                        }
+                    }
                 }
             });
         }
         crate::shutdown::drain(role, &slots, &options, &abandon).await;
+        // The queue can be consumed again (a drained role resumed).
+        if let Ok(mut slot) = self.inner.queues[&role].rx.lock() {
+            *slot = Some(rx);
+        }
         Ok(())
     }
 

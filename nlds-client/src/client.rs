@@ -453,6 +453,35 @@ impl Client {
             .await
     }
 
+    /// The roles drained for maintenance now (service operators only).
+    pub async fn admin_drains(&self) -> Result<nlds_core::drain::Drains> {
+        self.send(Method::GET, "/admin/drains", None::<&()>, None::<&()>)
+            .await
+    }
+
+    /// Drains `role`: its processes finish what they have in hand and take no new work until
+    /// [`Client::admin_resume`] (service operators only); answers the roles drained now.
+    pub async fn admin_drain(
+        &self,
+        role: nlds_core::Role,
+        reason: Option<&str>,
+    ) -> Result<nlds_core::drain::Drains> {
+        let body = nlds_core::drain::DrainBody {
+            reason: reason.map(str::to_owned),
+        };
+        let path = format!("/admin/drains/{}", role.as_str());
+        self.send(Method::POST, &path, None::<&()>, Some(&body))
+            .await
+    }
+
+    /// Lets a drained `role` take work again (service operators only); answers the roles
+    /// drained now.
+    pub async fn admin_resume(&self, role: nlds_core::Role) -> Result<nlds_core::drain::Drains> {
+        let path = format!("/admin/drains/{}", role.as_str());
+        self.send(Method::DELETE, &path, None::<&()>, None::<&()>)
+            .await
+    }
+
     /// The quotas of the caller's groups (or of `group`): limits, usage, reserved.
     pub async fn quota(&self, group: Option<&str>) -> Result<nlds_core::quota::QuotaReport> {
         let query = group.map(|g| [("group", g)]);

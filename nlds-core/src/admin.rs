@@ -163,6 +163,8 @@ pub enum AdminQuery {
     },
     Logs(LogFilter),
     Audit(AuditFilter),
+    /// The drained roles: list, drain, resume ([`crate::drain`]).
+    Drains(crate::drain::DrainRequest),
 }
 
 /// The answer to an [`AdminQuery`].
@@ -173,6 +175,7 @@ pub enum AdminAnswer {
     FailedFiles(FailedFilePage),
     Logs(LogPage),
     Audit(AuditPage),
+    Drains(crate::drain::Drains),
 }
 
 // -------------------------------------------------------------------------------------------

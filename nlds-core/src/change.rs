@@ -14,6 +14,10 @@ pub struct Change {
     /// The API recorded a cancel of it (docs/CANCEL.md): transfers stop moving its files.
     #[serde(default)]
     pub cancelled: bool,
+    /// Not a transaction's change: the drained roles changed (`transaction_id` is nil), and
+    /// every worker process asks the monitor which roles are drained now ([`crate::drain`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drains: bool,
 }
 
 impl Change {
@@ -22,6 +26,7 @@ impl Change {
         Self {
             transaction_id,
             cancelled: false,
+            drains: false,
         }
     }
 
@@ -30,6 +35,16 @@ impl Change {
         Self {
             transaction_id,
             cancelled: true,
+            drains: false,
+        }
+    }
+
+    /// The drained roles changed.
+    pub fn drains() -> Self {
+        Self {
+            transaction_id: Uuid::nil(),
+            cancelled: false,
+            drains: true,
         }
     }
 }

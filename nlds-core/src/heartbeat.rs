@@ -29,6 +29,10 @@ pub struct Heartbeat {
     /// failed.
     #[serde(default)]
     pub checks: BTreeMap<String, String>,
+    /// Those of its roles it does not consume now because an operator drained them
+    /// ([`crate::drain`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drained: Vec<String>,
 }
 
 impl Heartbeat {
@@ -57,6 +61,7 @@ mod tests {
             sent,
             interval_secs: 10,
             checks: BTreeMap::new(),
+            drained: Vec::new(),
         };
         assert!(hb.alive_at(sent + chrono::Duration::seconds(29)));
         assert!(!hb.alive_at(sent + chrono::Duration::seconds(30)));

@@ -14,6 +14,7 @@ pub mod api;
 pub mod change;
 #[cfg(feature = "db")]
 pub mod db;
+pub mod drain;
 pub mod error;
 pub mod files;
 pub mod heartbeat;

@@ -64,6 +64,10 @@ pub struct SystemStatus {
 pub struct RoleStatus {
     pub role: String,
     pub health: Health,
+    /// An operator drained it for maintenance: its live processes take no new work
+    /// (`nlds admin drain ROLE`; its messages wait in its queue).
+    #[serde(default)]
+    pub drained: bool,
     /// Live processes running it (operators).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<Vec<ProcessStatus>>,

@@ -34,7 +34,14 @@ pub struct Retrying {
 pub enum Waiting {
     /// Queued for (or being worked on by) `step`, the one its state names, since `since` (its
     /// last update). The position in the queue is not known: a broker does not tell it.
-    Queued { step: String, since: DateTime<Utc> },
+    Queued {
+        step: String,
+        since: DateTime<Utc>,
+        /// The step's role is drained for maintenance ([`crate::drain`]): it takes no work until
+        /// an operator resumes it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drained: Option<crate::drain::RoleDrain>,
+    },
     /// A step failed on a transient fault and is tried again (see [`Retrying`]).
     Retrying(Retrying),
     /// A get batch waiting for the cold store to stage `aggregate`, requested at `since`;
@@ -91,12 +98,32 @@ impl Waiting {
     /// X (staging since T)", "retry 2 of 4 of transfer-put at T after unavailable: ...".
     pub fn describe(&self, time: impl Fn(&DateTime<Utc>) -> String) -> String {
         match self {
-            Waiting::Queued { step, since } => {
+            Waiting::Queued {
+                step,
+                since,
+                drained: None,
+            } => {
                 format!(
                     "queued for {step} (or being worked on) since {}",
                     time(since)
                 )
             }
+            Waiting::Queued {
+                step,
+                since,
+                drained: Some(d),
+            } => format!(
+                "queued for {step} since {}; {} is drained for maintenance (since {} by {}{}) and \
+                 takes no work until an operator resumes it",
+                time(since),
+                d.role,
+                time(&d.since),
+                d.by,
+                d.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
             Waiting::Retrying(r) => format!(
                 "retry {} of {} of {} at {} after {}: {}",
                 r.retry,
@@ -130,6 +157,21 @@ impl std::fmt::Display for Waiting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)))
     }
+}
+
+/// The role that does `step` (a name [`step_of`] gives).
+pub fn role_of_step(step: &str) -> Option<crate::Role> {
+    use crate::Role;
+    Some(match step {
+        "router" => Role::Router,
+        "index" => Role::Indexer,
+        "catalog" => Role::Catalogue,
+        "transfer-put" => Role::TransferPut,
+        "transfer-get" => Role::TransferGet,
+        "archive-put" => Role::ArchivePut,
+        "archive-get" => Role::ArchiveGet,
+        _ => return None,
+    })
 }
 
 /// The step a batch in `state` waits for; `None` for final states.
@@ -213,5 +255,50 @@ mod tests {
             WaitingReason::Tape
         );
         assert!("stuck".parse::<WaitingReason>().is_err());
+    }
+
+    #[test]
+    fn every_step_is_done_by_a_role_that_can_be_drained() {
+        for s in State::ALL {
+            if let Some(step) = step_of(s) {
+                let role = role_of_step(step).unwrap_or_else(|| panic!("{step}"));
+                assert!(crate::drain::check_drainable(role).is_ok(), "{step}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_queued_for_a_drained_role_says_so() {
+        let t = at("2026-12-06T12:01:07Z");
+        let mut q = Waiting::Queued {
+            step: "transfer-put".into(),
+            since: t,
+            drained: None,
+        };
+        assert!(
+            !serde_json::to_value(&q)
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .contains_key("drained")
+        );
+        if let Waiting::Queued { drained, .. } = &mut q {
+            *drained = Some(crate::drain::RoleDrain {
+                role: "transfer-put".into(),
+                since: t,
+                by: "op".into(),
+                reason: Some("disk swap".into()),
+            });
+        }
+        assert_eq!(q.reason(), WaitingReason::Queued);
+        assert_eq!(
+            q.to_string(),
+            "queued for transfer-put since 2026-12-06T12:01:07Z; transfer-put is drained for \
+             maintenance (since 2026-12-06T12:01:07Z by op: disk swap) and takes no work until \
+             an operator resumes it"
+        );
+        let json = serde_json::to_value(&q).unwrap();
+        assert_eq!(json["drained"]["by"], "op");
+        assert_eq!(serde_json::from_value::<Waiting>(json).unwrap(), q);
     }
 }

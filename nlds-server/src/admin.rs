@@ -202,7 +202,7 @@ pub fn audit_filter(q: &AuditQuery) -> Result<AuditFilter> {
     })
 }
 
-async fn ask(s: &AppState, caller: &Caller, q: AdminQuery) -> Result<AdminAnswer> {
+pub(crate) async fn ask(s: &AppState, caller: &Caller, q: AdminQuery) -> Result<AdminAnswer> {
     let group = caller.0.groups.first().cloned().unwrap_or_default();
     let env = crate::routes::rpc_env_as(&caller.0.user, &group, Payload::Admin(q))
         .with_role(caller.0.role_in(&group));
@@ -236,7 +236,7 @@ pub(crate) async fn any_transaction(
     }
 }
 
-fn mismatch() -> ServerError {
+pub(crate) fn mismatch() -> ServerError {
     ServerError::new(ErrorCode::Internal, "monitor.admin answered another query")
 }
 

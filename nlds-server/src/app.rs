@@ -67,6 +67,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(audited(Admin, r!(crate::admin::failed_files)))
         .routes(audited(Admin, r!(crate::admin::logs)))
         .routes(audited(Admin, r!(crate::admin::audit)))
+        .routes(audited(Admin, r!(crate::drains::list_drains)))
+        .routes(audited(
+            Admin,
+            r!(crate::drains::drain_role, crate::drains::resume_role),
+        ))
         .routes(audited(
             Admin,
             r!(routes::storage_audit_run, routes::storage_audit_runs),

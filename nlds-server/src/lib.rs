@@ -15,6 +15,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod delete;
+pub mod drains;
 pub mod error;
 pub mod extract;
 pub mod legacy;

@@ -1,5 +1,5 @@
 //! The HTML of `GET /status`: built here from [`SystemStatus`], every value escaped, no script.
-//! Each role's row carries `data-role` and `data-health` and each backend's `data-component`,
+//! Each role's row carries `data-role`, `data-health` and `data-drained`, each backend's `data-component`,
 //! so tools (and the tests) can read the page without parsing its text.
 
 use std::fmt::Write;
@@ -63,13 +63,24 @@ pub fn render(st: &SystemStatus) -> String {
     }
     h.push_str("</tr>\n");
     for r in &st.roles {
+        // A drained role is up but takes no work: said in its status cell and its row.
+        let status = if r.drained {
+            format!(
+                "<td class=\"{}\">{}, drained</td>",
+                r.health.colour(),
+                word(r.health)
+            )
+        } else {
+            cell(r.health)
+        };
         let _ = write!(
             h,
-            "<tr data-role=\"{}\" data-health=\"{}\"><td>{}</td>{}",
+            "<tr data-drained=\"{}\" data-role=\"{}\" data-health=\"{}\"><td>{}</td>{}",
+            r.drained,
             escape(&r.role),
             word(r.health),
             escape(&r.role),
-            cell(r.health)
+            status
         );
         if st.detailed {
             let procs = r
@@ -210,6 +221,7 @@ mod tests {
                 RoleStatus {
                     role: "indexer".into(),
                     health: Health::Up,
+                    drained: true,
                     processes: detailed.then(|| {
                         vec![ProcessStatus {
                             instance: uuid::Uuid::nil(),
@@ -226,6 +238,7 @@ mod tests {
                 RoleStatus {
                     role: "router".into(),
                     health: Health::Down,
+                    drained: false,
                     processes: None,
                     queue_depth: None,
                     consumers: None,
@@ -251,9 +264,11 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt; pid 7"));
         assert!(page.contains("bucket &quot;x&quot; &amp; &lt;y&gt;"));
         assert!(page.contains(
-            "<tr data-role=\"router\" data-health=\"down\"><td>router</td><td class=\"red\">down</td>"
+            "<tr data-drained=\"false\" data-role=\"router\" data-health=\"down\"><td>router</td><td class=\"red\">down</td>"
         ));
-        assert!(page.contains("data-role=\"indexer\" data-health=\"up\""));
+        assert!(page.contains(
+            "<tr data-drained=\"true\" data-role=\"indexer\" data-health=\"up\"><td>indexer</td><td class=\"green\">up, drained</td>"
+        ));
     }
 
     #[test]

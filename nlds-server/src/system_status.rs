@@ -229,6 +229,9 @@ pub async fn status(s: &AppState, who: Option<&Identity>) -> SystemStatus {
             RoleStatus {
                 role: role.as_str().to_owned(),
                 health,
+                drained: procs
+                    .iter()
+                    .any(|h| h.drained.iter().any(|r| r == role.as_str())),
                 processes: detailed.then(|| {
                     procs
                         .iter()

@@ -19,6 +19,7 @@ pub async fn run(
     roles: &[Role],
     every: Duration,
     checks: Readiness,
+    drained: Arc<crate::drain::Drained>,
     stop: CancellationToken,
 ) {
     let mut hb = Heartbeat {
@@ -30,6 +31,7 @@ pub async fn run(
         sent: chrono::Utc::now(),
         interval_secs: every.as_secs().max(1),
         checks: Default::default(),
+        drained: Vec::new(),
     };
     let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -39,6 +41,11 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         hb.checks = checks.report().await.checks;
+        hb.drained = drained
+            .of(roles)
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect();
         hb.sent = chrono::Utc::now();
         if let Err(e) = bus.beat(&hb).await {
             tracing::debug!(error = %e, "cannot send this process's heartbeat");

@@ -27,6 +27,7 @@
 //! | [`warm`] | what the two transfer roles share: tenancy clients, part buffers, batch outcomes |
 //! | [`userfs`], [`posix`] | file-system work on behalf of users, POSIX permission checks |
 //! | [`recovery`] | failing transactions left unfinished by a stopped process |
+//! | [`drain`] | the roles drained for maintenance as this process knows them; consuming only while not drained |
 //! | [`debris`], [`workdir`] | removing at start what killed processes left (multipart uploads, temporary files, partial aggregates, spools); each process's locked scratch directory |
 //! | [`hooks`] | test pause points |
 //! | [`config`] | the `[workers]` settings, re-exported from `nlds-settings` |
@@ -41,6 +42,7 @@ pub mod catalogue;
 pub mod config;
 pub mod db;
 pub mod debris;
+pub mod drain;
 pub mod heartbeat;
 pub mod indexer;
 pub mod logger;

@@ -52,6 +52,8 @@ pub struct Resources {
     audit: OnceCell<Arc<crate::storage_audit::runner::AuditRunner>>,
     /// The cancels this process heard of (its transfer roles stop moving their files).
     cancelled: Arc<crate::cancelled::Cancelled>,
+    /// The roles drained for maintenance, as this process knows them (its consumers honour it).
+    drained: Arc<crate::drain::Drained>,
 }
 
 impl Resources {
@@ -301,13 +303,24 @@ pub async fn run_roles_with(
             retry: retry_policy(bus_cfg),
             grace: bus_cfg.shutdown_grace(),
         };
-        let (bus, stop) = (bus.clone(), shutdown.clone());
+        let (bus, stop, drained) = (bus.clone(), shutdown.clone(), res.drained.clone());
         tasks.spawn(async move {
-            bus.consume(role, h, opts, stop)
+            drained
+                .consume(bus, role, h, opts, stop)
                 .await
                 .with_context(|| format!("role {role} stopped"))
         });
         tracing::info!(%role, "role started");
+    }
+    {
+        // The drained roles: asked of the monitor at start, on every announcement of a change,
+        // and every heartbeat interval (crate::drain).
+        let (bus, stop, drained) = (bus.clone(), shutdown.clone(), res.drained.clone());
+        let every = std::time::Duration::from_secs(cfg.heartbeat_secs);
+        tasks.spawn(async move {
+            drained.follow(bus, every, stop).await;
+            Ok(())
+        });
     }
     if let Some(addr) = cfg.ops_listen {
         let ready = crate::ops::readiness(roles, bus.clone(), cfg, &res).await?;
@@ -325,8 +338,9 @@ pub async fn run_roles_with(
         }
         let (bus, roles, stop) = (bus.clone(), roles.to_vec(), shutdown.clone());
         let every = std::time::Duration::from_secs(cfg.heartbeat_secs);
+        let drained = res.drained.clone();
         tasks.spawn(async move {
-            crate::heartbeat::run(bus, &roles, every, checks, stop).await;
+            crate::heartbeat::run(bus, &roles, every, checks, drained, stop).await;
             Ok(())
         });
     }

@@ -92,4 +92,6 @@ pub enum AdminPlan {
     Audit(AuditQuery),
     Policy(crate::commands::admin::policy::PolicyPlan),
     Storage(crate::commands::admin::storage::StoragePlan),
+    /// `admin drain|resume|drains`.
+    Drains(crate::commands::admin::drains::DrainPlan),
 }

@@ -16,6 +16,7 @@ mod competing;
 mod debris;
 mod delete;
 mod distributed;
+mod drain;
 mod embedded;
 mod evict_race;
 mod faithful;

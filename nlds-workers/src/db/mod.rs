@@ -36,6 +36,7 @@ pub mod quota_reservation;
 pub mod recall;
 pub mod recall_request;
 pub mod request_paths;
+pub mod role_drain;
 pub mod stage_file;
 pub mod stage_request;
 pub mod storage_audit;

@@ -45,6 +45,7 @@ impl Monitor {
             }
             AdminQuery::Logs(f) => AdminAnswer::Logs(audit::query_logs(&self.db, f).await?),
             AdminQuery::Audit(f) => AdminAnswer::Audit(audit::query_audit(&self.db, f).await?),
+            AdminQuery::Drains(r) => AdminAnswer::Drains(self.drains(r).await?),
         })
     }
 

@@ -30,6 +30,7 @@ use crate::db::{
 };
 
 mod admin;
+mod drains;
 mod status;
 mod waiting;
 mod warnings;

@@ -1,7 +1,8 @@
 //! Why each unfinished sub-record of a page of transactions waits ([`nlds_core::waiting`]),
 //! worked out when the status is read, so it is never stale.
 //!
-//! Besides its own tables, the monitor reads (never writes) three of the catalogue's: the
+//! Besides its own tables (and `role_drain`: a batch queued for a drained role says so), the
+//! monitor reads (never writes) three of the catalogue's: the
 //! transaction's cancel (`submission`) and the recall a get batch joined (`recall_request`,
 //! `recall`, `aggregation`). All live in the one database; asking the catalogue over the bus for
 //! each status read would cost a round trip per page and could only be older.
@@ -10,11 +11,14 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use nlds_core::State;
-use nlds_core::waiting::{Retrying, Waiting, WaitingReason, step_of};
+use nlds_core::drain::RoleDrain;
+use nlds_core::waiting::{Retrying, Waiting, WaitingReason, role_of_step, step_of};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use super::{CHUNK, Result};
-use crate::db::{aggregation, recall, recall_request, sub_record, submission, transaction_record};
+use crate::db::{
+    aggregation, recall, recall_request, role_drain, sub_record, submission, transaction_record,
+};
 
 /// The reasons of one page, looked up once for all its unfinished sub-records.
 #[derive(Default)]
@@ -23,6 +27,8 @@ pub(super) struct Reasons {
     cancelled: HashMap<String, DateTime<Utc>>,
     /// The recall each get batch (by sub id) waits for.
     tape: HashMap<String, Waiting>,
+    /// The roles drained for maintenance.
+    drains: nlds_core::drain::Drains,
 }
 
 impl Reasons {
@@ -37,6 +43,12 @@ impl Reasons {
         if subs.is_empty() {
             return Ok(out);
         }
+        out.drains.drained = role_drain::Entity::find()
+            .all(c)
+            .await?
+            .into_iter()
+            .map(RoleDrain::from)
+            .collect();
         for chunk in tids.chunks(CHUNK) {
             let rows: Vec<(String, Option<DateTime<Utc>>)> = submission::Entity::find()
                 .select_only()
@@ -135,6 +147,7 @@ impl Reasons {
         Some(Waiting::Queued {
             step: step.to_owned(),
             since: sub.last_updated,
+            drained: role_of_step(step).and_then(|r| self.drains.of(r)).cloned(),
         })
     }
 }

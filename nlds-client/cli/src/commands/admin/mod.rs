@@ -1,9 +1,10 @@
 //! `nlds admin ...`: the sysadmin's view (service operators only): transactions of every user,
 //! the failed files of any transaction, the records the logger collected, the audit log,
-//! archiving and evicting now, and purging deleted files. Tables are laid out like the other commands' (they fit the terminal);
+//! archiving and evicting now, purging deleted files, and draining roles for maintenance. Tables are laid out like the other commands' (they fit the terminal);
 //! `--json` prints the server's page.
 
 mod audit;
+pub mod drains;
 mod failed;
 mod logs;
 mod options;
@@ -59,6 +60,13 @@ pub enum AdminCommand {
     /// Notifications of every user and the operators' alerts in a state: dead letters (every
     /// try failed) by default, or pending or sent.
     Notifications(crate::commands::notify::AdminArgs),
+    /// Stop a role taking new work, for maintenance: its processes finish what they have in
+    /// hand, its messages wait in its queue (also across restarts) until `nlds admin resume`.
+    Drain(drains::DrainArgs),
+    /// Let a drained role take work again.
+    Resume(drains::ResumeArgs),
+    /// The roles drained now: since when, by whom and why.
+    Drains,
 }
 
 /// The request of `nlds admin ...`.
@@ -68,6 +76,9 @@ pub fn prepare(c: &AdminCommand, now: DateTime<Utc>) -> Result<Plan, Failure> {
         AdminCommand::Quota(c) => return crate::commands::quota::prepare_admin(c),
         AdminCommand::Notifications(a) => return crate::commands::notify::prepare_admin(a),
         AdminCommand::Archive => AdminPlan::Archive,
+        AdminCommand::Drain(a) => drains::prepare_drain(a)?,
+        AdminCommand::Resume(a) => drains::prepare_resume(a)?,
+        AdminCommand::Drains => AdminPlan::Drains(drains::DrainPlan::List),
         AdminCommand::Evict(a) => tiers::prepare_evict(a),
         AdminCommand::Transactions(a) => transactions::prepare(a),
         AdminCommand::Failed(a) => failed::prepare(a),
@@ -86,6 +97,7 @@ pub async fn execute(
 ) -> Result<u8, Failure> {
     match plan {
         AdminPlan::Archive => tiers::archive(client, ctx, io).await?,
+        AdminPlan::Drains(p) => drains::execute(p, client, ctx, io).await?,
         AdminPlan::Evict(holding_id) => tiers::evict(holding_id, client, ctx, io).await?,
         AdminPlan::Transactions(q) => transactions::execute(q, client, ctx, io).await?,
         AdminPlan::Failed(tid, q) => failed::execute(tid, q, client, ctx, io).await?,
