@@ -20,21 +20,21 @@ use crate::helpers::{Api, ServerProcess, make_tree, temp};
 
 /// What the receiver got: the signature and timestamp headers and the body.
 #[derive(Debug, Clone)]
-struct Received {
-    signature: String,
-    timestamp: String,
-    body: String,
+pub(crate) struct Received {
+    pub signature: String,
+    pub timestamp: String,
+    pub body: String,
 }
 
 /// A webhook receiver on a free loopback port that answers 500 to its first `failures`
 /// deliveries (all of them with `usize::MAX`) and 200 after.
-struct Receiver {
-    url: String,
-    got: Arc<Mutex<Vec<Received>>>,
-    calls: Arc<AtomicUsize>,
+pub(crate) struct Receiver {
+    pub url: String,
+    pub got: Arc<Mutex<Vec<Received>>>,
+    pub calls: Arc<AtomicUsize>,
 }
 
-async fn receiver(failures: usize) -> Receiver {
+pub(crate) async fn receiver(failures: usize) -> Receiver {
     let got: Arc<Mutex<Vec<Received>>> = Arc::default();
     let calls: Arc<AtomicUsize> = Arc::default();
     let (g, c) = (got.clone(), calls.clone());
@@ -83,7 +83,7 @@ async fn blackhole() -> String {
 }
 
 /// The test's own check of a delivery: `sha256=<hex HMAC-SHA256(secret, "<ts>.<body>")>`.
-fn verify(secret: &str, r: &Received) -> bool {
+pub(crate) fn verify(secret: &str, r: &Received) -> bool {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{}.{}", r.timestamp, r.body).as_bytes());
     let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
@@ -96,7 +96,7 @@ async fn server(data: &Path, extra: &[String]) -> ServerProcess {
 }
 
 /// [`server`] with extra environment variables (the pause directory).
-async fn server_with(
+pub(crate) async fn server_with(
     data: &Path,
     envs: &[(&str, &std::ffi::OsStr)],
     extra: &[String],
@@ -139,7 +139,7 @@ async fn put_notify(api: &Api, body: Value) -> (u16, Value) {
 }
 
 /// Polls `check` every 100 ms for at most `limit`.
-async fn eventually<T>(
+pub(crate) async fn eventually<T>(
     limit: Duration,
     what: &str,
     mut check: impl AsyncFnMut() -> Option<T>,
@@ -276,7 +276,7 @@ async fn notify_webhook_becomes_a_dead_letter_after_the_last_try() {
 }
 
 /// The SMTP sink's Python (aiosmtpd), from `NLDS_TEST_SMTP_PYTHON`.
-fn smtp_python() -> Option<PathBuf> {
+pub(crate) fn smtp_python() -> Option<PathBuf> {
     let python = PathBuf::from(crate::helpers::service("NLDS_TEST_SMTP_PYTHON")?);
     assert!(
         python.is_file(),
@@ -287,8 +287,8 @@ fn smtp_python() -> Option<PathBuf> {
 }
 
 /// aiosmtpd on a free port, storing each message in the Maildir `maildir`; killed on drop.
-struct SmtpSink {
-    port: u16,
+pub(crate) struct SmtpSink {
+    pub port: u16,
     child: std::process::Child,
 }
 
@@ -299,7 +299,7 @@ impl Drop for SmtpSink {
     }
 }
 
-async fn smtp_sink(python: &Path, maildir: &Path) -> SmtpSink {
+pub(crate) async fn smtp_sink(python: &Path, maildir: &Path) -> SmtpSink {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
