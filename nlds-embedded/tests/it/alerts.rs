@@ -1,7 +1,7 @@
 //! Operator alerts (docs/NOTIFY.md, "Operators") end to end, besides the stalled transaction
 //! (tests/it/notify.rs): dead letters (the embedded bus's dead rows, and RabbitMQ's
-//! `nlds.<role>.dead`), the policy's circuit breaker (also by e-mail, to the SMTP sink) and the
-//! object store unreachable. Each is sent to the operators' webhook signed with their secret,
+//! `nlds.<role>.dead`), the policy's circuit breaker (also by e-mail, to the SMTP sink), and the
+//! object store and the cold store (XRootD) unreachable (a relay in front of each is cut). Each is sent to the operators' webhook signed with their secret,
 //! once per episode however many checks see it (`alert_check_secs = 1`), and an episode that
 //! closed (its `notify_alert` row gone) and comes back is sent again. No timing asserts: every
 //! wait is for a condition, with a deadline.
@@ -425,6 +425,51 @@ impl Relay {
     }
 }
 
+/// Cuts `relay` twice: each outage of the backend `subject` is one alert however many checks see
+/// it, its message saying what cannot be reached; back, its episode closes (the row is deleted).
+async fn two_outages(rx: &Receiver, db: &DatabaseConnection, relay: &Relay, subject: &str) {
+    let ours = |s: &str| s == subject;
+    let key = format!("backend_unreachable:{subject}");
+    // The monitor has migrated the database (its table of episodes answers).
+    eventually(
+        Duration::from_secs(120),
+        "the monitor's tables",
+        async || {
+            db.query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT key FROM notify_alert",
+            ))
+            .await
+            .ok()
+        },
+    )
+    .await;
+    // Reachable: checks run and nothing is alerted.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(alerts(rx, "backend_unreachable", ours).is_empty());
+    assert!(!open_episodes(db).await.contains(&key));
+    for outage in 1..=2 {
+        relay.set(false);
+        let alert = nth_alert(rx, outage, "backend_unreachable", ours).await;
+        assert!(
+            alert["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("the {subject} cannot be reached")),
+            "{alert}"
+        );
+        assert_eq!(
+            after_more_checks(rx, "backend_unreachable", ours).await,
+            outage,
+            "one alert per outage"
+        );
+        assert!(open_episodes(db).await.contains(&key));
+        relay.set(true);
+        episode_closes(db, &key).await;
+    }
+    assert_eq!(alerts(rx, "backend_unreachable", ours).len(), 2);
+}
+
 /// The object store stops answering (a relay in front of the S3 endpoint is cut): one alert
 /// naming it, however many checks see it; reachable again, the episode closes (its row is
 /// deleted); a later outage is alerted again.
@@ -446,33 +491,43 @@ async fn alerts_object_store_unreachable_once_per_outage_and_again_after_it_came
     let stop = CancellationToken::new();
     start_roles(&settings, vec![Role::Monitor], stop.clone());
     let db = Database::connect(&svc.database_url).await.unwrap();
-    let object_store = |s: &str| s == "object store";
-    const KEY: &str = "backend_unreachable:object store";
+    two_outages(&rx, &db, &relay, "object store").await;
+    stop.cancel();
+}
 
-    // Reachable: checks run (the bucket is made by the first) and nothing is alerted.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(alerts(&rx, "backend_unreachable", object_store).is_empty());
-    assert!(!open_episodes(&db).await.contains(&KEY.to_owned()));
-
-    for outage in 1..=2 {
-        relay.set(false);
-        let alert = nth_alert(&rx, outage, "backend_unreachable", object_store).await;
-        assert!(
-            alert["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("the object store cannot be reached"),
-            "{alert}"
-        );
-        assert_eq!(
-            after_more_checks(&rx, "backend_unreachable", object_store).await,
-            outage,
-            "one alert per outage"
-        );
-        assert!(open_episodes(&db).await.contains(&KEY.to_owned()));
-        relay.set(true);
-        episode_closes(&db, KEY).await;
-    }
-    assert_eq!(alerts(&rx, "backend_unreachable", object_store).len(), 2);
+/// The cold store (XRootD, the tape front end) stops answering where the monitor's process also
+/// runs an archive role (the only processes that reach it): alerted once per outage, closed
+/// when it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alerts_cold_store_unreachable_where_an_archive_role_runs() {
+    let Some(xrootd) = crate::helpers::service("NLDS_TEST_XROOTD_URL") else {
+        return;
+    };
+    let Some(svc) = Services::new().await else {
+        return;
+    };
+    // root://host:port//path: the relay stands in for host:port.
+    let rest = xrootd.strip_prefix("root://").expect("a root:// URL");
+    let (hostport, path) = rest.split_once("//").expect("root://host:port//path");
+    let relay = Relay::start(hostport.to_owned()).await;
+    let dir = temp();
+    let rx = receiver(0).await;
+    let mut settings = with_operators(svc.settings(), &rx, &dir.path().join("ops-secret"));
+    let x = settings.workers.cold.xrootd_mut();
+    x.url = format!(
+        "root://{}//{}/alerts-{}",
+        relay.url.trim_start_matches("http://"),
+        path.trim_end_matches('/'),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    x.timeout_secs = 2;
+    let stop = CancellationToken::new();
+    start_roles(
+        &settings,
+        vec![Role::Monitor, Role::ArchiveGet],
+        stop.clone(),
+    );
+    let db = Database::connect(&svc.database_url).await.unwrap();
+    two_outages(&rx, &db, &relay, "cold store").await;
     stop.cancel();
 }
