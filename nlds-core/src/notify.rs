@@ -107,6 +107,9 @@ pub struct SetNotify {
     pub webhook: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on: Option<NotifyOn>,
+    /// A new signing secret for the webhook that is set (the old one stops working at once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotate_secret: bool,
 }
 
 /// What `monitor.notify` is asked.
@@ -115,7 +118,8 @@ pub struct SetNotify {
 pub enum NotifyRequest {
     /// The caller's channels; with `secret`, the webhook's signing secret too.
     Show { secret: bool },
-    /// Changes the caller's channels (a new webhook URL gets a new secret, in the answer).
+    /// Changes the caller's channels (a new webhook URL, or `rotate_secret`, gets a new
+    /// secret: the answer says so, and the API server shows it).
     Set(SetNotify),
     /// Removes the caller's channels (pending notifications are still delivered).
     Clear,
@@ -130,10 +134,22 @@ pub struct NotifySettings {
     pub email: Option<String>,
     pub webhook: Option<String>,
     pub on: NotifyOn,
-    /// The webhook's signing secret: only in the answer to the `PUT` that set a new webhook, or
-    /// to a `GET` with `secret=true`.
+    /// The webhook's signing secret: only in the answer to the `PUT` that set a new webhook (or
+    /// rotated its secret), or to a `GET` with `secret=true`. Derived by the API server
+    /// ([`webhook_secret`]); never in a message of the bus.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,
+    /// Which secret signs the webhook: the non-secret input it is derived from (with the
+    /// operators' key, which never leaves the servers), changed by a new URL or a rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_nonce: Option<String>,
+    /// This answer made a new secret (a new webhook URL or a rotation): the API server shows it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub webhook_secret_new: bool,
+    /// The webhook is signed with a secret an earlier version stored, which is not shown again
+    /// (`nlds notify set --rotate-secret` replaces it with one that can be shown).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub webhook_secret_legacy: bool,
     /// The caller's most recent dead letters (newest first).
     #[serde(default)]
     pub dead_letters: Vec<NotificationSummary>,
@@ -242,6 +258,55 @@ pub const SIGNATURE_HEADER: &str = "X-NLDS-Signature";
 /// The header carrying the Unix time (seconds) the signature covers.
 pub const TIMESTAMP_HEADER: &str = "X-NLDS-Timestamp";
 
+/// The fewest bytes a webhook key (`[notify] webhook_key_file`) may hold.
+pub const WEBHOOK_KEY_MIN_BYTES: usize = 32;
+
+/// The key that users' webhook secrets are derived from (`[notify] webhook_key_file`), read by
+/// the API server (which shows a secret to its owner) and the delivery task (which signs with
+/// it). Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct WebhookKey(Vec<u8>);
+
+impl std::fmt::Debug for WebhookKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookKey(<redacted>)")
+    }
+}
+
+impl WebhookKey {
+    /// A key of `bytes`; fewer than [`WEBHOOK_KEY_MIN_BYTES`] is refused (the error says how many).
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, String> {
+        let bytes = bytes.into();
+        if bytes.len() < WEBHOOK_KEY_MIN_BYTES {
+            return Err(format!(
+                "the webhook key holds {} bytes: at least {WEBHOOK_KEY_MIN_BYTES} are needed \
+                 (e.g. `openssl rand -hex 32`)",
+                bytes.len()
+            ));
+        }
+        Ok(Self(bytes))
+    }
+
+    /// The signing secret of `user`'s webhook with `nonce` ([`webhook_secret`]).
+    pub fn secret_for(&self, user: &str, nonce: &str) -> String {
+        webhook_secret(&self.0, user, nonce)
+    }
+}
+
+/// A user's webhook signing secret: the hex HMAC-SHA256, under `key`, of `webhook`, the user
+/// and the user's nonce (each ended by a NUL byte). The same on the API server and in the
+/// delivery task, so the secret is never stored nor sent between them.
+pub fn webhook_secret(key: &[u8], user: &str, nonce: &str) -> String {
+    use hmac::{Hmac, Mac};
+    // HMAC takes a key of any length.
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+    for part in [b"webhook".as_slice(), user.as_bytes(), nonce.as_bytes()] {
+        mac.update(part);
+        mac.update(b"\0");
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// Why a webhook URL is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadWebhook {
@@ -304,6 +369,26 @@ fn is_loopback(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_secrets_are_derived_per_user_and_nonce() {
+        let key = WebhookKey::new(vec![7u8; 32]).unwrap();
+        let s = key.secret_for("alice", "n1");
+        assert_eq!(s.len(), 64);
+        assert_eq!(s, key.secret_for("alice", "n1"), "the same on every side");
+        assert_ne!(s, key.secret_for("alice", "n2"));
+        assert_ne!(s, key.secret_for("bob", "n1"));
+        // The separators keep (user, nonce) pairs apart.
+        assert_ne!(key.secret_for("ab", "c"), key.secret_for("a", "bc"));
+        let other = WebhookKey::new(vec![8u8; 32]).unwrap();
+        assert_ne!(s, other.secret_for("alice", "n1"));
+        assert!(
+            WebhookKey::new(vec![1u8; 31])
+                .unwrap_err()
+                .contains("31 bytes")
+        );
+        assert!(!format!("{key:?}").contains('7'));
+    }
 
     #[test]
     fn webhook_urls_are_checked() {

@@ -9,6 +9,8 @@
 //! DATA/tokens.toml    bearer tokens (generated on first start, mode 0600)
 //! DATA/client.toml    url + token for the CLI (NLDS_CONFIG=DATA/client.toml)
 //! DATA/s3.secret      the embedded S3 endpoint's secret key (mode 0600)
+//! DATA/webhook.key    the key users' webhook secrets are derived from, unless `[notify]
+//!                     webhook_key_file` names one (made on first start, mode 0600)
 //! ```
 //!
 //! The data directory holds everyone's stored bytes: it is private to the account that runs the
@@ -143,6 +145,26 @@ fn random_secret() -> String {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     )
+}
+
+/// The key users' webhook secrets are derived from (`[notify] webhook_key_file`), if set; the
+/// error names the file and what is wrong.
+pub fn webhook_key(
+    cfg: &nlds_settings::NotifyConfig,
+) -> anyhow::Result<Option<nlds_core::notify::WebhookKey>> {
+    let Some(text) = cfg.webhook_key()? else {
+        return Ok(None);
+    };
+    let key = nlds_core::notify::WebhookKey::new(text).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}: [notify] webhook_key_file {}",
+            cfg.webhook_key_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        )
+    })?;
+    Ok(Some(key))
 }
 
 /// Reads the first token of the tokens file, creating the file with a new token if missing.
@@ -291,6 +313,16 @@ impl Embedded {
                 endpoint
             }
         };
+        // Users' webhook secrets are derived from this key, by the API and by the monitor's
+        // delivery task alike (docs/NOTIFY.md).
+        if settings.notify.webhook_key_file.is_none() {
+            let key_path = data.join("webhook.key");
+            if !key_path.exists() {
+                write_private(&key_path, &random_secret())?;
+            }
+            settings.notify.webhook_key_file = Some(key_path);
+        }
+        let webhook_key = webhook_key(&settings.notify)?;
         settings.workers.database_url =
             format!("sqlite://{}?mode=rwc", data.join("nlds.db").display());
         settings.workers.log_dir = data.join("logs");
@@ -358,6 +390,7 @@ impl Embedded {
             auth: nlds_server::auth::build(&settings)?,
             cfg: Arc::new(settings.server.clone()),
             live: Default::default(),
+            webhook_key,
         };
         write_private(
             &data.join("client.toml"),

@@ -111,6 +111,7 @@ async fn serve(s: ServerSettings, stop: tokio_util::sync::CancellationToken) -> 
         auth: nlds_server::auth::build(&s)?,
         cfg: Arc::new(s.server.clone()),
         live: Default::default(),
+        webhook_key: nlds_embedded::webhook_key(&s.notify)?,
     };
     if let Some(addr) = s.metrics.listen {
         // The API's metrics, apart from the API listener (docs/METRICS.md).

@@ -198,6 +198,7 @@ mod route_table_tests {
             auth: Arc::new(StaticTokens::from_toml("").unwrap()),
             cfg: Arc::new(crate::config::ServerConfig::default()),
             live: Default::default(),
+            webhook_key: None,
         })
     }
 

@@ -20,6 +20,10 @@ pub struct AppState {
     pub cfg: Arc<ServerConfig>,
     /// The transactions followed for live status ([`crate::live`]).
     pub live: Arc<crate::live::Live>,
+    /// The key users' webhook secrets are derived from (`[notify] webhook_key_file`): the
+    /// server shows a user their secret without it crossing the bus; `None`: webhooks cannot be
+    /// set.
+    pub webhook_key: Option<nlds_core::notify::WebhookKey>,
 }
 
 impl AppState {

@@ -45,6 +45,13 @@ pub struct NotifyConfig {
     pub operator_emails: Vec<String>,
     pub operator_webhook: Option<String>,
     pub operator_webhook_secret_file: Option<PathBuf>,
+    /// The key users' webhook signing secrets are derived from (at least 32 bytes; its
+    /// whitespace-trimmed content is the key), read by the API server, which shows a user their
+    /// secret, and by the processes that deliver notifications (the monitor's), which sign with
+    /// it: the secrets are never stored nor sent over the bus. The embedded mode makes one in
+    /// its data directory (`webhook.key`, mode 0600) unless this is set. Unset in the
+    /// distributed mode: users cannot set webhooks. Changing it changes every user's secret.
+    pub webhook_key_file: Option<PathBuf>,
     /// Inline form of `smtp_password_file` (tests and development only).
     #[serde(skip_serializing)]
     pub smtp_password: Option<SecretString>,
@@ -83,6 +90,7 @@ impl Default for NotifyConfig {
             operator_emails: Vec::new(),
             operator_webhook: None,
             operator_webhook_secret_file: None,
+            webhook_key_file: None,
             smtp_password: None,
         }
     }
@@ -104,6 +112,15 @@ impl NotifyConfig {
         self.operator_webhook_secret_file
             .as_ref()
             .map(|p| read_trimmed(p, "operator webhook secret"))
+            .transpose()
+    }
+
+    /// The key users' webhook secrets are derived from (`webhook_key_file`, trimmed), if
+    /// set; the error names the file.
+    pub fn webhook_key(&self) -> std::io::Result<Option<String>> {
+        self.webhook_key_file
+            .as_ref()
+            .map(|p| read_trimmed(p, "webhook key"))
             .transpose()
     }
 

@@ -219,6 +219,14 @@ Whether the monitor reads the operators' webhook signing secret (`operator-webho
 {{- end -}}
 
 {{/*
+Whether the API servers and the monitor read the key users' webhook secrets are derived from
+(`webhook-key`): "true" or "".
+*/}}
+{{- define "nlds.webhookKey" -}}
+{{- if or .Values.notify.webhookKey (and .Values.existingSecret .Values.notify.webhookKeyInExistingSecret) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
 Whether a role runs: its `enabled` is not false.
 */}}
 {{- define "nlds.roleEnabled" -}}
@@ -256,6 +264,9 @@ Checks across values that the schema cannot express; fails the rendering with wh
 {{- end }}
 {{- if and .Values.notify.operatorWebhookSecret (not .Values.notify.operatorWebhook) }}
 {{- fail "notify.operatorWebhookSecret is set but notify.operatorWebhook is not: it signs that webhook's deliveries" }}
+{{- end }}
+{{- if and .Values.notify.webhookKey (lt (len (toString .Values.notify.webhookKey)) 32) }}
+{{- fail "notify.webhookKey holds fewer than 32 bytes: make one with `openssl rand -hex 32`" }}
 {{- end }}
 {{- if .Values.keda.enabled }}
 {{- if not .Values.keda.roles }}

@@ -898,6 +898,7 @@ async fn admin_views_and_audit_in_distributed_mode() {
             ..Default::default()
         }),
         live: Default::default(),
+        webhook_key: None,
     };
     let s2 = stop.clone();
     tokio::spawn(async move {

@@ -160,6 +160,7 @@ pub async fn serve_api(
         auth: Arc::new(auth),
         cfg: Arc::new(cfg),
         live: Default::default(),
+        webhook_key: None,
     };
     tokio::spawn(async move {
         axum::serve(listener, router(state))

@@ -123,6 +123,7 @@ async fn start_api(settings: &Settings, tokens: &str, stop: CancellationToken) -
             ..Default::default()
         }),
         live: Default::default(),
+        webhook_key: None,
     };
     tokio::spawn(async move {
         axum::serve(listener, router(state))

@@ -389,6 +389,7 @@ async fn limits_status_page_hides_hosts_from_anonymous_callers_and_caches_pings(
         auth: Arc::new(auth),
         cfg: Arc::new(ServerConfig::default()),
         live: Default::default(),
+        webhook_key: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -476,6 +477,7 @@ async fn limits_provider_unavailable_does_not_name_the_provider() {
         auth: Arc::new(auth),
         cfg: Arc::new(ServerConfig::default()),
         live: Default::default(),
+        webhook_key: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -5,6 +5,7 @@
 mod acceptance;
 mod access;
 mod access_tracking;
+mod alerts;
 mod archive;
 mod authz;
 mod bad_input;

@@ -20,21 +20,21 @@ use crate::helpers::{Api, ServerProcess, make_tree, temp};
 
 /// What the receiver got: the signature and timestamp headers and the body.
 #[derive(Debug, Clone)]
-struct Received {
-    signature: String,
-    timestamp: String,
-    body: String,
+pub(crate) struct Received {
+    pub signature: String,
+    pub timestamp: String,
+    pub body: String,
 }
 
 /// A webhook receiver on a free loopback port that answers 500 to its first `failures`
 /// deliveries (all of them with `usize::MAX`) and 200 after.
-struct Receiver {
-    url: String,
-    got: Arc<Mutex<Vec<Received>>>,
-    calls: Arc<AtomicUsize>,
+pub(crate) struct Receiver {
+    pub url: String,
+    pub got: Arc<Mutex<Vec<Received>>>,
+    pub calls: Arc<AtomicUsize>,
 }
 
-async fn receiver(failures: usize) -> Receiver {
+pub(crate) async fn receiver(failures: usize) -> Receiver {
     let got: Arc<Mutex<Vec<Received>>> = Arc::default();
     let calls: Arc<AtomicUsize> = Arc::default();
     let (g, c) = (got.clone(), calls.clone());
@@ -83,7 +83,7 @@ async fn blackhole() -> String {
 }
 
 /// The test's own check of a delivery: `sha256=<hex HMAC-SHA256(secret, "<ts>.<body>")>`.
-fn verify(secret: &str, r: &Received) -> bool {
+pub(crate) fn verify(secret: &str, r: &Received) -> bool {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{}.{}", r.timestamp, r.body).as_bytes());
     let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
@@ -96,7 +96,7 @@ async fn server(data: &Path, extra: &[String]) -> ServerProcess {
 }
 
 /// [`server`] with extra environment variables (the pause directory).
-async fn server_with(
+pub(crate) async fn server_with(
     data: &Path,
     envs: &[(&str, &std::ffi::OsStr)],
     extra: &[String],
@@ -139,7 +139,7 @@ async fn put_notify(api: &Api, body: Value) -> (u16, Value) {
 }
 
 /// Polls `check` every 100 ms for at most `limit`.
-async fn eventually<T>(
+pub(crate) async fn eventually<T>(
     limit: Duration,
     what: &str,
     mut check: impl AsyncFnMut() -> Option<T>,
@@ -276,7 +276,7 @@ async fn notify_webhook_becomes_a_dead_letter_after_the_last_try() {
 }
 
 /// The SMTP sink's Python (aiosmtpd), from `NLDS_TEST_SMTP_PYTHON`.
-fn smtp_python() -> Option<PathBuf> {
+pub(crate) fn smtp_python() -> Option<PathBuf> {
     let python = PathBuf::from(crate::helpers::service("NLDS_TEST_SMTP_PYTHON")?);
     assert!(
         python.is_file(),
@@ -287,8 +287,8 @@ fn smtp_python() -> Option<PathBuf> {
 }
 
 /// aiosmtpd on a free port, storing each message in the Maildir `maildir`; killed on drop.
-struct SmtpSink {
-    port: u16,
+pub(crate) struct SmtpSink {
+    pub port: u16,
     child: std::process::Child,
 }
 
@@ -299,7 +299,7 @@ impl Drop for SmtpSink {
     }
 }
 
-async fn smtp_sink(python: &Path, maildir: &Path) -> SmtpSink {
+pub(crate) async fn smtp_sink(python: &Path, maildir: &Path) -> SmtpSink {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -647,6 +647,15 @@ async fn notify_cli_sets_shows_and_clears() {
     assert!(!shown.contains(&secret), "{shown}");
     let o = nlds(&srv, &["notify", "show", "--secret"]);
     assert!(text(&o).contains(&secret), "{}", text(&o));
+    // A rotation: a new secret, shown at once and by `show --secret`; the old one is gone.
+    let o = nlds(&srv, &["notify", "set", "--rotate-secret", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rotated: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rotated = rotated["webhook_secret"].as_str().unwrap().to_owned();
+    assert_ne!(rotated, secret);
+    let o = nlds(&srv, &["notify", "show", "--secret"]);
+    assert!(text(&o).contains(&rotated), "{}", text(&o));
+    assert!(!text(&o).contains(&secret), "{}", text(&o));
     let o = nlds(
         &srv,
         &["notify", "set", "--webhook", "http://example.org/x"],
@@ -665,5 +674,107 @@ async fn notify_cli_sets_shows_and_clears() {
         &["admin", "notifications", "--state", "dead", "--json"],
     );
     assert!(o.status.success(), "{}", text(&o));
+    srv.stop();
+}
+
+/// Secrets stored by earlier versions (before secrets were derived): the delivery task still
+/// signs with the stored secret, so a receiver that verifies loses nothing; it is never shown
+/// again (the answer says so); `rotate_secret` replaces it with a derived secret, shown, which
+/// signs from then on. The embedded key file is private (0600).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notify_a_legacy_stored_secret_signs_until_its_owner_rotates() {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = temp();
+    let rx = receiver(0).await;
+    let srv = server(dir.path(), &[]).await;
+    let key = dir.path().join("data").join("webhook.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+    let api = Api::new(&srv.url, &srv.operator_token());
+    let (s, v) = put_notify(&api, json!({"webhook": rx.url, "on": "always"})).await;
+    assert_eq!(s, 200, "{v}");
+    let derived = v["webhook_secret"].as_str().unwrap().to_owned();
+    srv.stop();
+
+    // What an earlier version left: a stored secret and no nonce.
+    let legacy = format!("{}", uuid::Uuid::new_v4().simple());
+    let db = Database::connect(format!(
+        "sqlite://{}?mode=rw",
+        dir.path().join("data").join("nlds.db").display()
+    ))
+    .await
+    .unwrap();
+    let changed = db
+        .execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "UPDATE notify_pref SET webhook_secret = ?, webhook_nonce = NULL",
+            [legacy.clone().into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(changed.rows_affected(), 1);
+    db.close().await.unwrap();
+
+    let srv = server(dir.path(), &[]).await;
+    let api = Api::new(&srv.url, &srv.operator_token());
+    let (_, shown) = api.get("/api/v2/notify?secret=true").await;
+    assert!(
+        shown.get("webhook_secret").is_none(),
+        "never shown: {shown}"
+    );
+    assert_eq!(shown["webhook_secret_legacy"], true, "{shown}");
+    let first = temp();
+    let tid = put_of(&api, first.path()).await;
+    let got = eventually(Duration::from_secs(30), "a delivery", async || {
+        rx.got
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.body.contains(&tid))
+            .cloned()
+    })
+    .await;
+    assert!(
+        verify(&legacy, &got),
+        "signed with the stored secret: {got:?}"
+    );
+    assert!(!verify(&derived, &got));
+
+    let (s, v) = put_notify(&api, json!({"rotate_secret": true})).await;
+    assert_eq!(s, 200, "{v}");
+    let rotated = v["webhook_secret"]
+        .as_str()
+        .expect("the new secret")
+        .to_owned();
+    assert_eq!(rotated.len(), 64);
+    assert_ne!(rotated, legacy);
+    assert_ne!(rotated, derived, "a new nonce: a new secret");
+    assert!(v.get("webhook_secret_legacy").is_none(), "{v}");
+    let (_, shown) = api.get("/api/v2/notify?secret=true").await;
+    assert_eq!(shown["webhook_secret"], rotated.as_str(), "{shown}");
+    let second = temp();
+    let tid2 = put_of(&api, second.path()).await;
+    let got = eventually(Duration::from_secs(30), "a delivery", async || {
+        rx.got
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.body.contains(&tid2))
+            .cloned()
+    })
+    .await;
+    assert!(
+        verify(&rotated, &got),
+        "signed with the rotated secret: {got:?}"
+    );
+    assert!(!verify(&legacy, &got));
+    // Nothing to rotate without a webhook.
+    let (s, v) = put_notify(&api, json!({"webhook": "", "rotate_secret": true})).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v.to_string().contains("no webhook"), "{v}");
+    assert!(!srv.output().contains(&legacy));
+    assert!(!srv.output().contains(&rotated));
     srv.stop();
 }

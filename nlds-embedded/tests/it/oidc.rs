@@ -130,6 +130,7 @@ async fn serve(auth: Arc<OidcAuthenticator>) -> String {
         auth,
         cfg: Arc::new(ServerConfig::default()),
         live: Default::default(),
+        webhook_key: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -146,6 +146,7 @@ async fn start(
             ..Default::default()
         }),
         live: Default::default(),
+        webhook_key: None,
     };
     tokio::spawn(async move {
         axum::serve(listener, router(state))

@@ -1,10 +1,13 @@
 //! Secrets never leak: a full put and get in distributed mode (the `nlds-server` and
 //! `nlds-workers` binaries over RabbitMQ, PostgreSQL and S3) with unique random secrets: the S3
 //! secret key (read from a `*_FILE` mount), the object-store keys an old client sends on
-//! `/api/1.0.0`, and the bearer token. Every message published on the test's vhost (a tap queue
-//! on the exchange, and RabbitMQ's firehose for everything else, RPC replies included), every
-//! log line of the server and the workers (debug level), the logger's files, every HTTP answer
-//! and the catalogue database are searched for them.
+//! `/api/1.0.0`, the bearer token, the key users' webhook secrets are derived from, and a
+//! user's webhook signing secret (which the API server shows its owner, `nlds notify show
+//! --secret` included, and the monitor signs with: each derives it, so it never crosses the
+//! bus). Every message published on the test's vhost (a tap queue on the exchange, and
+//! RabbitMQ's firehose for everything else, RPC replies included), every log line of the server
+//! and the workers (debug level), the logger's files, every HTTP answer (but the webhook
+//! secret's own, to its owner) and the catalogue database are searched for them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -105,7 +108,9 @@ async fn no_secret_reaches_the_broker_the_logs_or_an_answer() {
     let legacy_secret = random("legacysecret");
     let token = random("token");
     let tenancy_secret = random("tenancysecret");
-    let secrets = [
+    let webhook_key = random("webhookkey");
+    let mut secrets = vec![
+        ("the webhook key", webhook_key.as_str()),
         ("the S3 secret key", s3_secret.as_str()),
         ("tenancy b's S3 secret key", tenancy_secret.as_str()),
         ("the legacy access_key", legacy_access.as_str()),
@@ -137,6 +142,12 @@ async fn no_secret_reaches_the_broker_the_logs_or_an_answer() {
             ..Default::default()
         },
     );
+    // The key users' webhook secrets are derived from, in a file both processes read.
+    let key_file = dir.path().join("webhook.key");
+    std::fs::write(&key_file, format!("{webhook_key}\n")).unwrap();
+    settings.notify.webhook_key_file = Some(key_file);
+    settings.notify.poll_ms = 100;
+    settings.notify.webhook_timeout_secs = 5;
     let log_dir = dir.path().join("logger");
     settings.workers.log_dir = log_dir.clone();
     let port = {
@@ -171,6 +182,7 @@ async fn no_secret_reaches_the_broker_the_logs_or_an_answer() {
         &secret_file,
     );
     let url = format!("http://127.0.0.1:{port}");
+    let mut answers = Vec::new();
     let api = Api::new(&url, &token);
     let mut up = false;
     for _ in 0..300 {
@@ -216,13 +228,41 @@ async fn no_secret_reaches_the_broker_the_logs_or_an_answer() {
         .unwrap();
     }
 
+    // A webhook, set while the tap listens: the answer (the HTTP one, to its owner) shows the
+    // secret; the monitor's RPC answer carries only the nonce.
+    let rx = crate::notify::receiver(0).await;
+    let r = api
+        .http
+        .put(format!("{url}/api/v2/notify"))
+        .bearer_auth(&token)
+        .json(&json!({"webhook": rx.url, "on": "always"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let set: serde_json::Value = r.json().await.unwrap();
+    let webhook_secret = set["webhook_secret"]
+        .as_str()
+        .expect("a new webhook's secret")
+        .to_owned();
+    assert_eq!(webhook_secret.len(), 64, "{set}");
+    let nonce = set["webhook_nonce"].as_str().unwrap().to_owned();
+    assert!(!webhook_secret.contains(&nonce));
+    let (_, shown) = api.get("/api/v2/notify?secret=true").await;
+    assert_eq!(shown["webhook_secret"], webhook_secret.as_str(), "{shown}");
+    let (_, plain) = api.get("/api/v2/notify").await;
+    assert!(plain.get("webhook_secret").is_none(), "{plain}");
+    answers.push(plain.to_string());
+    let cli = crate::policy_cli::nlds(&url, &token, &["notify", "show", "--secret"]);
+    let cli = crate::policy_cli::text(&cli);
+    assert!(cli.contains(&webhook_secret), "{cli}");
+
     // A put and a get through the legacy API, the way the Python client sends them: object-store
     // keys in the query string.
     let src = temp();
     let file = src.path().join("data.nc");
     std::fs::write(&file, b"payload of the secrets test").unwrap();
     let target = temp();
-    let mut answers = Vec::new();
     let legacy = |path: &str, tid: &str, extra: &str| {
         format!(
             "{url}/api/1.0.0/{path}?transaction_id={tid}&user=alice&group=climate\
@@ -242,6 +282,26 @@ async fn no_secret_reaches_the_broker_the_logs_or_an_answer() {
     answers.push(r.text().await.unwrap());
     let t = api.wait(&put_tid, Duration::from_secs(300)).await;
     assert_eq!(t.state, State::Complete, "{t:#?}");
+    // Its end reaches the webhook, signed with the secret the API showed.
+    let mut delivered = None;
+    for _ in 0..600 {
+        delivered = rx
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.body.contains(&put_tid))
+            .cloned();
+        if delivered.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let delivered = delivered.expect("the put's end is delivered to the webhook");
+    assert!(
+        crate::notify::verify(&webhook_secret, &delivered),
+        "the delivery verifies with the secret shown: {delivered:?}"
+    );
 
     let get_tid = uuid::Uuid::new_v4().to_string();
     let r = api
@@ -376,6 +436,11 @@ async fn no_secret_reaches_the_broker_the_logs_or_an_answer() {
     drop(workers_proc);
 
     // The tap saw the whole put and get, so finding nothing below means something.
+    assert!(
+        firehose.iter().any(|(_, _, body)| body.contains(&nonce)),
+        "the firehose saw the monitor's notify answer (its nonce)"
+    );
+    secrets.push(("the webhook signing secret", webhook_secret.as_str()));
     let keys: Vec<&str> = tap.iter().map(|(k, _, _)| k.as_str()).collect();
     for expected in [
         "nlds-api.route.put",
@@ -438,7 +503,7 @@ async fn no_secret_reaches_the_broker_the_logs_or_an_answer() {
 
     let mut leaks = Vec::new();
     for (where_, text) in &haystacks {
-        for (what, secret) in secrets {
+        for &(what, secret) in &secrets {
             if text.contains(secret) {
                 let at = text.find(secret).unwrap();
                 let from = at.saturating_sub(200);

@@ -39,6 +39,7 @@ async fn start_server(settings: &nlds_workers::run::Settings, stop: Cancellation
         auth: std::sync::Arc::new(auth),
         cfg: std::sync::Arc::new(cfg),
         live: Default::default(),
+        webhook_key: None,
     };
     tokio::spawn(async move {
         axum::serve(listener, router(state))

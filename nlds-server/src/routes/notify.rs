@@ -1,7 +1,8 @@
 //! `/api/v2/notify`: the caller's notification channels (docs/NOTIFY.md), and
 //! `/api/v2/admin/notifications`: notifications that could not be delivered, for operators. The
-//! monitor keeps them (`monitor.notify`); the webhook's signing secret is made there and only
-//! passes through here in the answer to its owner.
+//! monitor keeps them (`monitor.notify`) with a non-secret nonce per webhook; the webhook's
+//! signing secret is derived here from that nonce under `[notify] webhook_key_file` (as the
+//! delivery task derives it to sign), so it never crosses the bus.
 
 use axum::Json;
 use axum::extract::State;
@@ -25,10 +26,36 @@ async fn ask(s: &AppState, caller: &Caller, req: NotifyRequest) -> Result<RpcRep
 }
 
 async fn settings(s: &AppState, caller: &Caller, req: NotifyRequest) -> Result<NotifySettings> {
-    match ask(s, caller, req).await? {
-        RpcReply::Notify(n) => Ok(n),
-        _ => Err(unexpected("monitor.notify")),
+    let asked = matches!(req, NotifyRequest::Show { secret: true });
+    if let NotifyRequest::Set(change) = &req
+        && (change.rotate_secret
+            || change
+                .webhook
+                .as_deref()
+                .is_some_and(|w| !w.trim().is_empty()))
+        && s.webhook_key.is_none()
+    {
+        return Err(no_key());
     }
+    let mut n = match ask(s, caller, req).await? {
+        RpcReply::Notify(n) => n,
+        _ => return Err(unexpected("monitor.notify")),
+    };
+    if (asked || n.webhook_secret_new)
+        && let Some(nonce) = &n.webhook_nonce
+    {
+        let key = s.webhook_key.as_ref().ok_or_else(no_key)?;
+        n.webhook_secret = Some(key.secret_for(&caller.0.user, nonce));
+    }
+    Ok(n)
+}
+
+fn no_key() -> ServerError {
+    ServerError::new(
+        ErrorCode::Unavailable,
+        "webhooks cannot be signed: this server has no [notify] webhook_key_file (ask the \
+         operators to set it on the API servers and the monitor)",
+    )
 }
 
 /// `?secret=true`: include the webhook's signing secret.
@@ -56,10 +83,11 @@ pub async fn notify_show(
 }
 
 /// `PUT /api/v2/notify`: sets the caller's channels (an absent field is kept, an empty one
-/// removed). A new webhook URL gets a new signing secret, in this answer only.
+/// removed). A new webhook URL (or `rotate_secret`) gets a new signing secret, in this answer.
 #[utoipa::path(put, path = "/api/v2/notify", request_body = SetNotify,
     responses((status = 200, body = NotifySettings, description = "the caller's channels after the change"),
-        (status = 400, body = nlds_core::error::ErrorBody, description = "an address or URL that is refused, or nothing to set")),
+        (status = 400, body = nlds_core::error::ErrorBody, description = "an address or URL that is refused, or nothing to set"),
+        (status = 503, body = nlds_core::error::ErrorBody, description = "a webhook, but no [notify] webhook_key_file to derive its secret")),
     security(("bearer" = [])))]
 pub async fn notify_set(
     State(s): State<AppState>,

@@ -10,8 +10,12 @@ pub struct Model {
     pub user: String,
     pub email: Option<String>,
     pub webhook_url: Option<String>,
-    /// The webhook's signing secret (made by the server; shown to its owner only on request).
+    /// A signing secret an earlier version made and stored: still used to sign while
+    /// `webhook_nonce` is null (the owner has not rotated since), never shown again.
     pub webhook_secret: Option<String>,
+    /// The non-secret input the webhook's secret is derived from (with `[notify]
+    /// webhook_key_file`); new with each new URL or rotation.
+    pub webhook_nonce: Option<String>,
     pub on: NotifyOn,
     pub updated: DateTimeUtc,
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use nlds_bus::Bus;
-use nlds_core::notify::{Channel, Delivery};
+use nlds_core::notify::{Channel, Delivery, WebhookKey};
 use nlds_settings::NotifyConfig;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
@@ -35,6 +35,8 @@ pub struct Notifier {
     smtp: Option<email::Relay>,
     /// The operators' webhook secret (`[notify] operator_webhook_secret_file`).
     operator_secret: Option<String>,
+    /// The key users' webhook secrets are derived from (`[notify] webhook_key_file`).
+    webhook_key: Option<WebhookKey>,
     /// The bus, asked how many dead letters wait (operator alerts).
     bus: Option<Arc<dyn Bus>>,
     /// The backends probed for operator alerts, by name.
@@ -43,10 +45,23 @@ pub struct Notifier {
 
 impl Notifier {
     /// A delivery task over `db` with `cfg`; fails on settings it cannot use (an SMTP host
-    /// that is not a name, a secret file that cannot be read).
+    /// that is not a name, a secret or key file that cannot be read, a key too short).
     pub fn new(db: DatabaseConnection, cfg: NotifyConfig) -> anyhow::Result<Self> {
         let timeout = Duration::from_secs(cfg.webhook_timeout_secs.max(1));
+        let webhook_key = match cfg.webhook_key()? {
+            Some(k) => Some(WebhookKey::new(k).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}: [notify] webhook_key_file {}",
+                    cfg.webhook_key_file
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                )
+            })?),
+            None => None,
+        };
         Ok(Self {
+            webhook_key,
             http: webhook::client(timeout)?,
             smtp: email::relay(&cfg, timeout)?,
             operator_secret: cfg.operator_webhook_secret()?,
@@ -158,16 +173,24 @@ impl Notifier {
         }
     }
 
-    /// The signing secret of `user`'s webhook (read at each delivery, so a new one counts at
-    /// once); a user without one gets unsigned deliveries refused.
+    /// The signing secret of `user`'s webhook, derived from the nonce read at each delivery (so
+    /// a rotation counts at once) under `[notify] webhook_key_file`; a secret an earlier version
+    /// stored while its owner has not rotated. Never unsigned: without either, the delivery fails.
     async fn secret_of(&self, user: &str) -> Result<Option<String>, String> {
         let pref = notify_pref::Entity::find_by_id(user.to_owned())
             .one(&self.db)
             .await
-            .map_err(|e| format!("cannot read the webhook secret: {e}"))?;
-        match pref.and_then(|p| p.webhook_secret) {
-            Some(s) => Ok(Some(s)),
-            None => Err("the webhook was removed: nothing to sign with".into()),
+            .map_err(|e| format!("cannot read the webhook's nonce: {e}"))?;
+        let Some(pref) = pref.filter(|p| p.webhook_url.is_some()) else {
+            return Err("the webhook was removed: nothing to sign with".into());
+        };
+        match (pref.webhook_nonce, pref.webhook_secret) {
+            (Some(nonce), _) => match &self.webhook_key {
+                Some(key) => Ok(Some(key.secret_for(user, &nonce))),
+                None => Err("no [notify] webhook_key_file on this process: cannot sign".into()),
+            },
+            (None, Some(legacy)) => Ok(Some(legacy)),
+            (None, None) => Err("the webhook has no secret to sign with".into()),
         }
     }
 

@@ -1,7 +1,10 @@
 //! `monitor.notify`: a user's channels (show, set, clear) and the operators' list of
-//! notifications. The webhook's signing secret is made here, stored with the channel, and
-//! answered only to its owner's own request (the answer to the `PUT` that set a new webhook, or
-//! a show that asks for it); it is never logged or put in a stored message.
+//! notifications. A webhook's signing secret is neither made nor answered here: a new URL (or a
+//! rotation) stores a new random nonce, which is not secret, and the API server and the delivery
+//! task each derive the secret from it under `[notify] webhook_key_file`
+//! ([`nlds_core::notify::webhook_secret`]), so no secret crosses the bus. A secret stored by an
+//! earlier version (`webhook_secret`) is still used to sign until its owner rotates it, and is
+//! never answered.
 
 use chrono::Utc;
 use nlds_core::notify::{
@@ -33,7 +36,8 @@ pub async fn answer(
     req: &NotifyRequest,
 ) -> Result<Answer, OpError> {
     match req {
-        NotifyRequest::Show { secret } => Ok(Answer::Settings(show(db, user, *secret).await?)),
+        // Whether to show the secret is the API server's to decide: it derives it.
+        NotifyRequest::Show { .. } => Ok(Answer::Settings(show(db, user, false).await?)),
         NotifyRequest::Set(change) => {
             Ok(Answer::Settings(set(db, user, change, allow_http).await?))
         }
@@ -49,17 +53,23 @@ pub async fn answer(
     }
 }
 
-async fn show(c: &impl ConnectionTrait, user: &str, secret: bool) -> Result<NotifySettings, DbErr> {
+/// `user`'s channels; `fresh`: the answer made a new secret (for the server to show).
+async fn show(c: &impl ConnectionTrait, user: &str, fresh: bool) -> Result<NotifySettings, DbErr> {
     let pref = notify_pref::Entity::find_by_id(user.to_owned())
         .one(c)
         .await?;
     let dead_letters = list(c, Some(user), Delivery::Dead, OWN_DEAD_LETTERS).await?;
     Ok(match pref {
         Some(p) => NotifySettings {
+            webhook_secret_new: fresh && p.webhook_nonce.is_some(),
+            webhook_secret_legacy: p.webhook_url.is_some()
+                && p.webhook_nonce.is_none()
+                && p.webhook_secret.is_some(),
+            webhook_nonce: p.webhook_nonce.filter(|_| p.webhook_url.is_some()),
             email: p.email,
             webhook: p.webhook_url,
             on: p.on,
-            webhook_secret: p.webhook_secret.filter(|_| secret),
+            webhook_secret: None,
             dead_letters,
         },
         None => NotifySettings {
@@ -85,9 +95,10 @@ async fn set(
     if let Some(w) = webhook.filter(|w| !w.is_empty()) {
         check_webhook_url(w, allow_http).map_err(|e| bad_request(e.to_string()))?;
     }
-    if email.is_none() && webhook.is_none() && change.on.is_none() {
+    if email.is_none() && webhook.is_none() && change.on.is_none() && !change.rotate_secret {
         return Err(bad_request(
-            "nothing to set: give an e-mail address, a webhook URL or when to notify",
+            "nothing to set: give an e-mail address, a webhook URL, when to notify or a secret \
+             rotation",
         ));
     }
     let txn = db.begin().await?;
@@ -101,18 +112,28 @@ async fn set(
     };
     let old_webhook = old.as_ref().and_then(|o| o.webhook_url.clone());
     let webhook_url = keep(webhook, old_webhook.clone());
-    // A new URL gets a new secret, shown in this answer only.
-    let fresh = webhook_url.is_some() && webhook_url != old_webhook;
-    let secret = match (&webhook_url, fresh) {
-        (None, _) => None,
-        (Some(_), true) => Some(hex::encode(rand::random::<[u8; 32]>())),
-        (Some(_), false) => old.as_ref().and_then(|o| o.webhook_secret.clone()),
+    if change.rotate_secret && webhook_url.is_none() {
+        return Err(bad_request(
+            "no webhook to rotate the secret of: set one with --webhook URL",
+        ));
+    }
+    // A new URL or a rotation gets a new nonce (so a new secret, which the server shows in this
+    // answer), and drops a secret an earlier version stored.
+    let fresh = webhook_url.is_some() && (webhook_url != old_webhook || change.rotate_secret);
+    let (nonce, legacy) = match (&webhook_url, fresh) {
+        (None, _) => (None, None),
+        (Some(_), true) => (Some(hex::encode(rand::random::<[u8; 16]>())), None),
+        (Some(_), false) => (
+            old.as_ref().and_then(|o| o.webhook_nonce.clone()),
+            old.as_ref().and_then(|o| o.webhook_secret.clone()),
+        ),
     };
     let model = notify_pref::ActiveModel {
         user: Set(user.to_owned()),
         email: Set(keep(email, old.as_ref().and_then(|o| o.email.clone()))),
         webhook_url: Set(webhook_url),
-        webhook_secret: Set(secret),
+        webhook_secret: Set(legacy),
+        webhook_nonce: Set(nonce),
         on: Set(change
             .on
             .or(old.as_ref().map(|o| o.on))
@@ -126,6 +147,7 @@ async fn set(
                     notify_pref::Column::Email,
                     notify_pref::Column::WebhookUrl,
                     notify_pref::Column::WebhookSecret,
+                    notify_pref::Column::WebhookNonce,
                     notify_pref::Column::On,
                     notify_pref::Column::Updated,
                 ])

@@ -15,7 +15,8 @@ use crate::plan::Plan;
 pub enum NotifyCommand {
     /// Set where you are notified when your transactions end, and when: `--email ADDR`,
     /// `--webhook URL` (https, or http to loopback), `--on failure|always`. A channel not given
-    /// is kept; an empty value ("") removes it. A new webhook prints its signing secret once.
+    /// is kept; an empty value ("") removes it. A new webhook (or `--rotate-secret`) prints its
+    /// signing secret.
     Set(SetArgs),
     /// Your channels, when they are used, and notifications that could not be delivered.
     Show(ShowArgs),
@@ -34,6 +35,9 @@ pub struct SetArgs {
     /// When: only when a transaction fails (the default), or whenever one ends.
     #[arg(long, value_enum, value_name = "WHEN")]
     pub on: Option<On>,
+    /// Make a new signing secret for your webhook (the old one stops working at once).
+    #[arg(long)]
+    pub rotate_secret: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -96,9 +100,9 @@ pub fn prepare_admin(a: &AdminArgs) -> Result<Plan, Failure> {
 pub fn prepare(c: &NotifyCommand) -> Result<Plan, Failure> {
     Ok(Plan::Notify(match c {
         NotifyCommand::Set(a) => {
-            if a.email.is_none() && a.webhook.is_none() && a.on.is_none() {
+            if a.email.is_none() && a.webhook.is_none() && a.on.is_none() && !a.rotate_secret {
                 return Err(Failure::usage(
-                    "give at least one of --email, --webhook or --on",
+                    "give at least one of --email, --webhook, --on or --rotate-secret",
                 ));
             }
             NotifyPlan::Set(SetNotify {
@@ -108,6 +112,7 @@ pub fn prepare(c: &NotifyCommand) -> Result<Plan, Failure> {
                     On::Failure => NotifyOn::Failure,
                     On::Always => NotifyOn::Always,
                 }),
+                rotate_secret: a.rotate_secret,
             })
         }
         NotifyCommand::Show(a) => NotifyPlan::Show { secret: a.secret },
@@ -183,6 +188,12 @@ pub fn view(s: &NotifySettings) -> String {
             "webhook signing secret: {secret}\n  (verify X-NLDS-Signature with it; `nlds notify \
              show --secret` shows it again)\n"
         ));
+    } else if s.webhook_secret_legacy {
+        o.push_str(
+            "webhook signing secret: the one shown when you set this webhook (kept from an \
+             earlier version, never shown again); `nlds notify set --rotate-secret` makes a new \
+             one that `nlds notify show --secret` can show\n",
+        );
     }
     if !s.dead_letters.is_empty() {
         o.push_str("not delivered:\n");
@@ -211,12 +222,22 @@ mod tests {
             webhook: Some("https://h.example.org/x".into()),
             on: NotifyOn::Always,
             webhook_secret: Some("s3cr3t".into()),
-            dead_letters: vec![],
+            ..Default::default()
         };
         let v = view(&s);
         assert!(v.contains("on:      always"), "{v}");
         assert!(v.contains("email:   a@b.org"), "{v}");
         assert!(v.contains("webhook signing secret: s3cr3t"), "{v}");
         assert!(view(&NotifySettings::default()).contains("no notification channels"));
+        let legacy = NotifySettings {
+            webhook: Some("https://h.example.org/x".into()),
+            webhook_secret_legacy: true,
+            ..Default::default()
+        };
+        assert!(
+            view(&legacy).contains("--rotate-secret"),
+            "{}",
+            view(&legacy)
+        );
     }
 }
