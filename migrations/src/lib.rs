@@ -35,7 +35,9 @@
 //! * [`m20261206_000020_notify`]: notification preferences, the notifications to deliver and the
 //!   open operator alerts, and a request's own wish to be notified (owned by the monitor role);
 //! * [`m20261206_000021_waiting`]: the last retry of a batch, for why it waits (owned by the
-//!   monitor role).
+//!   monitor role);
+//! * [`m20261207_000022_progress`]: the bytes moved of a batch still being transferred, for live
+//!   progress (owned by the monitor role).
 //!
 //! Every migration has a working `down`.
 
@@ -61,6 +63,7 @@ pub mod m20261206_000018_retry_of;
 pub mod m20261206_000019_cancel;
 pub mod m20261206_000020_notify;
 pub mod m20261206_000021_waiting;
+pub mod m20261207_000022_progress;
 
 /// All nlds-rs migrations, in order.
 pub struct Migrator;
@@ -88,6 +91,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000019_cancel::Migration),
             Box::new(m20261206_000020_notify::Migration),
             Box::new(m20261206_000021_waiting::Migration),
+            Box::new(m20261207_000022_progress::Migration),
         ]
     }
 }
