@@ -589,9 +589,14 @@ pub struct TransactionStatus {
     #[serde(default)]
     pub holding_id: Option<i64>,
     pub state: State,
+    /// How far it is: bytes done of `bytes_total` when it has bytes to move, otherwise files
+    /// done of `files_total` (rounded down), the share of complete batches while nothing is
+    /// counted yet (docs/LIVE.md, "Progress").
     pub percent: u8,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+    /// Files (and symbolic links) of the transaction; the directories a put records are not
+    /// counted.
     pub files_total: u64,
     pub files_done: u64,
     pub files_failed: u64,
