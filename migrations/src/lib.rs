@@ -36,6 +36,8 @@
 //!   open operator alerts, and a request's own wish to be notified (owned by the monitor role);
 //! * [`m20261206_000021_waiting`]: the last retry of a batch, for why it waits (owned by the
 //!   monitor role);
+//! * [`m20261207_000022_progress`]: the bytes moved of a batch still being transferred, for live
+//!   progress (owned by the monitor role);
 //! * [`m20261207_000023_webhook_nonce`]: the non-secret input a user's webhook secret is derived
 //!   from (owned by the monitor role);
 //! * [`m20261207_000025_role_drain`]: the roles drained for maintenance (owned by the monitor
@@ -65,6 +67,7 @@ pub mod m20261206_000018_retry_of;
 pub mod m20261206_000019_cancel;
 pub mod m20261206_000020_notify;
 pub mod m20261206_000021_waiting;
+pub mod m20261207_000022_progress;
 pub mod m20261207_000023_webhook_nonce;
 pub mod m20261207_000025_role_drain;
 
@@ -94,6 +97,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000019_cancel::Migration),
             Box::new(m20261206_000020_notify::Migration),
             Box::new(m20261206_000021_waiting::Migration),
+            Box::new(m20261207_000022_progress::Migration),
             Box::new(m20261207_000023_webhook_nonce::Migration),
             Box::new(m20261207_000025_role_drain::Migration),
         ]

@@ -569,6 +569,10 @@ pub struct SubRecordStatus {
     /// Why it has not moved yet, if it is not final (docs/WAITING.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<crate::waiting::Waiting>,
+    /// Of `bytes`, how many its transfer reported moved while it is still in flight (counted in
+    /// the transaction's `bytes_done`; 0 once it is final). docs/LIVE.md.
+    #[serde(default, skip_serializing_if = "crate::number::is_zero")]
+    pub bytes_moving: u64,
 }
 
 /// The state of one transaction.
@@ -585,9 +589,14 @@ pub struct TransactionStatus {
     #[serde(default)]
     pub holding_id: Option<i64>,
     pub state: State,
+    /// How far it is: bytes done of `bytes_total` when it has bytes to move, otherwise files
+    /// done of `files_total` (rounded down), the share of complete batches while nothing is
+    /// counted yet (docs/LIVE.md, "Progress").
     pub percent: u8,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+    /// Files (and symbolic links) of the transaction; the directories a put records are not
+    /// counted.
     pub files_total: u64,
     pub files_done: u64,
     pub files_failed: u64,
@@ -598,6 +607,8 @@ pub struct TransactionStatus {
     #[serde(default)]
     pub files_new_versions: u64,
     pub bytes_total: u64,
+    /// The bytes of complete batches, and those the transfer of each batch still in flight
+    /// reported moved so far (docs/LIVE.md).
     pub bytes_done: u64,
     pub warnings: Vec<String>,
     pub sub_records: Vec<SubRecordStatus>,

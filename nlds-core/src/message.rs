@@ -189,6 +189,21 @@ pub struct FileRecord {
     pub xattrs: Vec<Xattr>,
 }
 
+impl FileRecord {
+    /// Whether the record counts as a file in a transaction's progress (`files_total`,
+    /// `files_done`): everything but directories, which travel only so that empty directories
+    /// and directory modes are restored, and which users did not count.
+    pub fn counts_as_file(&self) -> bool {
+        self.kind != PathKind::Directory
+    }
+}
+
+/// How many of `records` count as files in a transaction's progress
+/// ([`FileRecord::counts_as_file`]).
+pub fn file_count(records: &[FileRecord]) -> u64 {
+    records.iter().filter(|r| r.counts_as_file()).count() as u64
+}
+
 /// An extended attribute of a file or directory. POSIX ACLs are the `system.posix_acl_access`
 /// and `system.posix_acl_default` attributes (their value is the kernel's binary form).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -382,6 +397,11 @@ pub enum Payload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry: Option<crate::waiting::Retrying>,
     },
+    /// Transfer role → monitor (`monitor-put.progress`, a notice: best effort, never retried):
+    /// `bytes` of the batch (`sub_id`) were moved so far while it is still being uploaded or
+    /// restored. The monitor shows them as done until the batch is final; a report that comes
+    /// after that, or one of fewer bytes than already reported, changes nothing.
+    Progress { bytes: u64 },
     /// Any role → logger.
     Log {
         service: String,
@@ -790,6 +810,10 @@ mod tests {
             },
         );
         insta::assert_json_snapshot!("monitor_update", round_trip(&e));
+        insta::assert_json_snapshot!(
+            "progress",
+            round_trip(&e.reply(Payload::Progress { bytes: 5 << 20 }))
+        );
         let e = e.reply(Payload::Failed {
             files: vec![failed],
         });

@@ -149,6 +149,9 @@ routing_part!(
         Explain,
         /// Catalogue: cancel a transaction (`POST /api/v2/transactions/{id}/cancel`).
         Cancel,
+        /// Monitor (`monitor-put.progress`): the bytes a transfer role moved so far of a batch
+        /// it is still transferring (best effort, see [`crate::Payload::Progress`]).
+        Progress,
     }
 );
 
@@ -418,6 +421,7 @@ mod tests {
             (TransferDel, Start),
             (MonitorPut, Init),
             (MonitorPut, Start),
+            (MonitorPut, Progress),
             (Catalog, List),
             (Monitor, Stat),
             (Log, Error),

@@ -118,6 +118,7 @@ fn action() {
             "reset",
             "explain",
             "cancel",
+            "progress",
         ],
     );
     let err = "dance".parse::<Action>().unwrap_err();

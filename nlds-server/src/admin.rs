@@ -374,6 +374,39 @@ mod tests {
         assert!(e.contains("offset"), "{e}");
     }
 
+    /// `?waiting=bogus` is a 400 that names every reason accepted, and every reason is accepted.
+    #[test]
+    fn an_unknown_waiting_reason_is_refused_naming_the_accepted_ones() {
+        let now = Utc::now();
+        let e = transaction_filter(
+            &AdminTransactionQuery {
+                waiting: Some("tape,bogus".into()),
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(e.0.code.http_status(), 400);
+        assert!(
+            e.0.message.contains("\"bogus\" is not a waiting reason"),
+            "{}",
+            e.0.message
+        );
+        for r in WaitingReason::ALL {
+            assert!(e.0.message.contains(&r.to_string()), "{r}: {}", e.0.message);
+        }
+        let all = WaitingReason::ALL.map(|r| r.to_string()).join(",");
+        let f = transaction_filter(
+            &AdminTransactionQuery {
+                waiting: Some(all),
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!(f.waiting, WaitingReason::ALL);
+    }
+
     #[test]
     fn log_and_audit_filters_are_checked() {
         let f = log_filter(&LogQuery {

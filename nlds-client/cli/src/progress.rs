@@ -22,8 +22,57 @@ enum Mode {
 /// The bar before the transaction's size is known: a spinner, no bar (a bar of length 0 would
 /// show full).
 const SPINNER: &str = "{spinner} {elapsed_precise} {wide_msg}";
-/// The bar once it is: files done of all, then bytes, rate and ETA in the message.
-const BAR: &str = "{spinner} {elapsed_precise} [{bar:20}] {pos}/{len} files  {wide_msg}";
+/// The bar once it is: how far (bytes, or files when there are no bytes to move), then files,
+/// bytes, rate and ETA in the message.
+const BAR: &str = "{spinner} {elapsed_precise} [{bar:20}] {wide_msg}";
+
+/// How far a transaction is, as the bar shows it: bytes done of its bytes when it has bytes to
+/// move (so one big file of many small ones moves the bar as it moves), files done of its files
+/// otherwise; `None` while nothing is counted yet (queued, indexing), when a bar would show full.
+pub(crate) fn measure(s: &TransactionStatus) -> Option<(u64, u64)> {
+    let (done, total) = if s.bytes_total > 0 {
+        (s.bytes_done, s.bytes_total)
+    } else {
+        (s.files_done, s.files_total)
+    };
+    (total > 0).then_some((done.min(total), total))
+}
+
+/// The percentage of [`measure`], rounded down: 100 only when all is done.
+pub(crate) fn percent(s: &TransactionStatus) -> Option<u64> {
+    measure(s).map(|(done, total)| (u128::from(done) * 100 / u128::from(total)) as u64)
+}
+
+/// The message beside the bar: the percentage, files and bytes done of all, the rate and time
+/// left, the state and what is wrong or waited for.
+pub(crate) fn bar_message(s: &TransactionStatus, speed: Option<(f64, Duration)>) -> String {
+    let mut msg = String::new();
+    if let Some(p) = percent(s) {
+        msg.push_str(&format!("{p:>3}%  "));
+    }
+    msg.push_str(&format!(
+        "{}/{} files  {}/{}",
+        s.files_done,
+        s.files_total,
+        human_size(s.bytes_done),
+        human_size(s.bytes_total)
+    ));
+    if let Some((rate, eta)) = speed {
+        msg.push_str(&format!(
+            "  {}/s  ETA {}",
+            human_size(rate as u64),
+            short_duration(eta)
+        ));
+    }
+    msg.push_str(&format!("  {}", state_name(s.state)));
+    if s.files_failed > 0 {
+        msg.push_str(&format!("  {} failed", s.files_failed));
+    }
+    if let Some(note) = crate::transaction::waiting_note(s) {
+        msg.push_str(&format!("  {note}"));
+    }
+    msg
+}
 
 /// Receives [`WaitProgress`] reports and shows them.
 pub struct Reporter {
@@ -84,31 +133,15 @@ impl Reporter {
             Mode::Bar(bar) => match p {
                 WaitProgress::Queued => bar.set_message("QUEUED"),
                 WaitProgress::Status(s) => {
-                    if s.files_total > 0 && !self.sized {
-                        bar.set_style(style(BAR));
-                        self.sized = true;
+                    if let Some((done, total)) = measure(s) {
+                        if !self.sized {
+                            bar.set_style(style(BAR));
+                            self.sized = true;
+                        }
+                        bar.set_length(total);
+                        bar.set_position(done);
                     }
-                    if s.files_total > 0 {
-                        bar.set_length(s.files_total);
-                        bar.set_position(s.files_done.min(s.files_total));
-                    }
-                    let mut msg =
-                        format!("{}/{}", human_size(s.bytes_done), human_size(s.bytes_total));
-                    if let Some((rate, eta)) = speed {
-                        msg.push_str(&format!(
-                            "  {}/s  ETA {}",
-                            human_size(rate as u64),
-                            short_duration(eta)
-                        ));
-                    }
-                    msg.push_str(&format!("  {}", state_name(s.state)));
-                    if s.files_failed > 0 {
-                        msg.push_str(&format!("  {} failed", s.files_failed));
-                    }
-                    if let Some(note) = crate::transaction::waiting_note(s) {
-                        msg.push_str(&format!("  {note}"));
-                    }
-                    bar.set_message(msg);
+                    bar.set_message(bar_message(s, speed));
                 }
                 WaitProgress::Unreachable(e) => {
                     bar.set_message(format!("server unreachable, still waiting ({e})"))
@@ -188,5 +221,69 @@ fn format_poll(d: Duration) -> String {
 impl Drop for Reporter {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A put of `files_total` files of `bytes_total` bytes with `files_done` and `bytes_done`.
+    fn put(state: &str, files: (u64, u64), bytes: (u64, u64)) -> TransactionStatus {
+        serde_json::from_value(serde_json::json!({
+            "id": 1,
+            "transaction_id": "11111111-1111-1111-1111-111111111111",
+            "user": "alice",
+            "group": "climate",
+            "api_action": "put",
+            "job_label": "j",
+            "state": state,
+            // What a server deriving it per batch says (1 of 2 batches done): not shown.
+            "percent": 50,
+            "created": "2026-05-01T10:00:00Z",
+            "updated": "2026-05-01T10:00:05Z",
+            "files_done": files.0,
+            "files_total": files.1,
+            "files_failed": 0,
+            "bytes_done": bytes.0,
+            "bytes_total": bytes.1,
+            "warnings": [],
+            "sub_records": []
+        }))
+        .unwrap()
+    }
+
+    /// 1 file of 308 done, one batch of two: the bar is at 0 %, not 50 %, and says 1/308 files.
+    #[test]
+    fn one_file_of_308_is_not_half_way() {
+        let s = put("TRANSFER_PUTTING", (1, 308), (1 << 20, 308 << 20));
+        assert_eq!(measure(&s), Some((1 << 20, 308 << 20)));
+        assert_eq!(percent(&s), Some(0));
+        let msg = bar_message(&s, None);
+        assert!(
+            msg.starts_with("  0%  1/308 files  1.0 MiB/308.0 MiB  TRANSFER_PUTTING"),
+            "{msg}"
+        );
+        // Half the bytes moved (some of them of a batch still in flight): half way, whatever
+        // the files say.
+        let s = put("TRANSFER_PUTTING", (1, 308), (154 << 20, 308 << 20));
+        assert_eq!(percent(&s), Some(50));
+        assert!(bar_message(&s, None).starts_with(" 50%  1/308 files"));
+        // All done: 100.
+        let s = put("COMPLETE", (308, 308), (308 << 20, 308 << 20));
+        assert_eq!(percent(&s), Some(100));
+    }
+
+    /// Nothing counted yet (`0/0 files QUEUED`): no bar, so it cannot start full.
+    #[test]
+    fn a_queued_transaction_has_no_bar() {
+        let s = put("ROUTING", (0, 0), (0, 0));
+        assert_eq!(measure(&s), None);
+        assert_eq!(percent(&s), None);
+        assert!(bar_message(&s, None).starts_with("0/0 files  0 B/0 B  ROUTING"));
+        // Empty files only: the bar counts files.
+        let s = put("TRANSFER_PUTTING", (1, 4), (0, 0));
+        assert_eq!(measure(&s), Some((1, 4)));
+        assert_eq!(percent(&s), Some(25));
     }
 }

@@ -538,6 +538,7 @@ fn sample_transactions() -> Vec<TransactionStatus> {
                 skipped_files: Vec::new(),
                 new_versions: 0,
                 waiting: None,
+                bytes_moving: 0,
             },
             SubRecordStatus {
                 id: 2,
@@ -550,6 +551,7 @@ fn sample_transactions() -> Vec<TransactionStatus> {
                 skipped_files: Vec::new(),
                 new_versions: 0,
                 waiting: None,
+                bytes_moving: 0,
             },
             SubRecordStatus {
                 id: 3,
@@ -566,6 +568,7 @@ fn sample_transactions() -> Vec<TransactionStatus> {
                 skipped_files: Vec::new(),
                 new_versions: 0,
                 waiting: None,
+                bytes_moving: 0,
             },
         ],
         files_skipped: 0,

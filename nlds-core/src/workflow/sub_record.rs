@@ -84,9 +84,36 @@ impl Tally {
         self.add_state(state, failed_files > 0);
     }
 
-    /// The transaction's state and progress (see [`derive()`]).
+    /// Counts `moving` bytes of a sub-record in `state` with `bytes` bytes as done: the bytes a
+    /// transfer role reported moved of a batch it is still transferring. Only while the batch
+    /// is not final (a final one counts by its state alone), and never more than its `bytes`.
+    pub fn add_moving(&mut self, state: State, bytes: u64, moving: u64) {
+        if !state.is_final() && !state.is_failed() && !stands_for_batches(state) {
+            self.bytes_done += moving.min(bytes);
+        }
+    }
+
+    /// The transaction's state and the share of its sub-records that are complete (see
+    /// [`derive()`]).
     pub fn derive(&self, has_warnings: bool) -> Derived {
         derive(&self.states, has_warnings)
+    }
+
+    /// How far the transaction is, in percent, from its counts: bytes done of its bytes when it
+    /// has bytes to move, otherwise files done of its files; rounded down, so 100 means all
+    /// done. `None` while nothing is counted yet (its sub-records' share, [`Tally::derive`],
+    /// is all there is).
+    pub fn percent(&self) -> Option<u8> {
+        let (done, total) = if self.bytes_total > 0 {
+            (self.bytes_done, self.bytes_total)
+        } else {
+            (self.files_done, self.files_total)
+        };
+        if total == 0 {
+            return None;
+        }
+        let p = u128::from(done.min(total)) * 100 / u128::from(total);
+        Some(u8::try_from(p).unwrap_or(100))
     }
 }
 
@@ -206,5 +233,49 @@ mod tests {
         t.add(State::Complete, 1, 1, 1);
         assert_eq!(t.derive(false).state, State::CompleteWithErrors);
         assert_eq!(Tally::default().derive(true).state, State::Searching);
+    }
+
+    /// Bytes reported moved count while a batch is in flight, within its bytes, and never for
+    /// a final (or parent) sub-record, whose state alone says what is done.
+    #[test]
+    fn moving_bytes_count_as_done_only_while_a_batch_is_in_flight() {
+        use State::*;
+        for s in State::ALL {
+            let mut t = Tally::default();
+            t.add(s, 10, 100, 0);
+            let before = t.bytes_done;
+            t.add_moving(s, 100, 40);
+            let in_flight = !s.is_final() && !s.is_failed() && s != Split;
+            assert_eq!(t.bytes_done, before + if in_flight { 40 } else { 0 }, "{s}");
+        }
+        let mut t = Tally::default();
+        t.add(TransferPutting, 10, 100, 0);
+        t.add_moving(TransferPutting, 100, 250);
+        assert_eq!(t.bytes_done, 100, "capped at the batch's bytes");
+    }
+
+    /// 1 file of 308 done, in two batches: about 0 %, not the 50 % of one batch of two.
+    #[test]
+    fn the_percentage_counts_bytes_then_files_not_batches() {
+        let mut t = Tally::default();
+        t.add(State::Complete, 1, 1 << 20, 0);
+        t.add(State::TransferPutting, 307, 307 << 20, 0);
+        assert_eq!(t.derive(false).percent, 50, "what batches alone would say");
+        assert_eq!(t.percent(), Some(0));
+        t.add_moving(State::TransferPutting, 307 << 20, 153 << 20);
+        assert_eq!(t.percent(), Some(50), "154 MiB of 308 MiB");
+        // Empty files only: files done of files.
+        let mut t = Tally::default();
+        t.add(State::Complete, 1, 0, 0);
+        t.add(State::TransferPutting, 3, 0, 0);
+        assert_eq!(t.percent(), Some(25));
+        // Nothing counted yet (queued, indexing): no percentage from counts.
+        let mut t = Tally::default();
+        t.add(State::Indexing, 0, 0, 0);
+        assert_eq!(t.percent(), None);
+        // All done: 100, never more.
+        let mut t = Tally::default();
+        t.add(State::Complete, 308, 308 << 20, 0);
+        assert_eq!(t.percent(), Some(100));
     }
 }

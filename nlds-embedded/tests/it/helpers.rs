@@ -135,6 +135,15 @@ impl Api {
 /// What a tree looks like: relative path -> (kind, mode, content hash or link target).
 pub type Shape = BTreeMap<String, (char, u32, String)>;
 
+/// How many entries under `root` count as files in a transaction's progress: all but
+/// directories (kept to restore empty directories and modes, not counted as files).
+pub fn file_entries(root: &Path) -> u64 {
+    shape(root)
+        .values()
+        .filter(|(kind, _, _)| *kind != 'd')
+        .count() as u64
+}
+
 pub fn shape(root: &Path) -> Shape {
     let mut out = Shape::new();
     for e in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {

@@ -39,13 +39,18 @@ enum Frame {
 }
 
 /// One open `text/event-stream` response.
-struct Stream {
+pub(crate) struct Stream {
     resp: reqwest::Response,
     buf: String,
 }
 
 impl Stream {
-    async fn open(url: &str, token: &str, tid: &str, last_id: Option<i64>) -> (u16, Self) {
+    pub(crate) async fn open(
+        url: &str,
+        token: &str,
+        tid: &str,
+        last_id: Option<i64>,
+    ) -> (u16, Self) {
         let mut req = reqwest::Client::new()
             .get(format!("{url}/api/v2/transactions/{tid}/events"))
             .bearer_auth(token)
@@ -109,7 +114,7 @@ impl Stream {
     }
 
     /// The next event (skipping keep-alives); `None` at the end of the stream.
-    async fn next_event(&mut self, within: Duration) -> Option<(i64, Value)> {
+    pub(crate) async fn next_event(&mut self, within: Duration) -> Option<(i64, Value)> {
         loop {
             match self.next(within).await {
                 Frame::Comment => continue,

@@ -34,6 +34,7 @@ mod parsers;
 mod policy;
 mod policy_cli;
 mod posix;
+mod progress;
 mod python_client;
 mod quota;
 mod resources;

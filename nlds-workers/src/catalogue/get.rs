@@ -271,7 +271,8 @@ impl Catalogue {
                         sub,
                         Payload::MonitorUpdate {
                             state,
-                            files: batch.len() as u64,
+                            // Directories travel for their restore only.
+                            files: nlds_core::message::file_count(&batch),
                             bytes: batch.iter().map(|r| r.size).sum(),
                             failed: Vec::new(),
                             warnings: Vec::new(),

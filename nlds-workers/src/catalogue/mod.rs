@@ -630,6 +630,7 @@ fn payload_kind(p: &Payload) -> &'static str {
         Payload::Cancel => "cancel",
         Payload::MonitorUpdate { .. } => "monitor_update",
         Payload::Warning { .. } => "warning",
+        Payload::Progress { .. } => "progress",
         Payload::Log { .. } => "log",
         Payload::SetupHolding { .. } => "setup_holding",
         Payload::AppendPaths { .. } => "append_paths",

@@ -20,6 +20,9 @@ pub struct Model {
     /// The last retry the bus runtime reported for this batch (JSON of
     /// `nlds_core::waiting::Retrying`), until its state changes.
     pub retrying: Option<String>,
+    /// The bytes a transfer role reported moved of this batch while it is still being uploaded
+    /// or restored (`monitor-put.progress`); 0 once the batch is final.
+    pub bytes_moving: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

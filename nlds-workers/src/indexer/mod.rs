@@ -529,7 +529,8 @@ impl Emitter<'_> {
                 sub,
                 Payload::MonitorUpdate {
                     state,
-                    files: files.len() as u64,
+                    // Directories travel for their restore only: not files to users.
+                    files: nlds_core::message::file_count(&files),
                     bytes,
                     failed: Vec::new(),
                     warnings: Vec::new(),

@@ -1,7 +1,8 @@
 //! The monitor role: the state of every transaction and its sub-records.
 //!
 //! `monitor-put.init` upserts the transaction record, `monitor-put.start` upserts a sub-record
-//! (creating the transaction record if the update overtook the init), and the RPC `monitor.stat`
+//! (creating the transaction record if the update overtook the init), `monitor-put.progress`
+//! stores the bytes a transfer moved of a batch in flight (best effort), and the RPC `monitor.stat`
 //! answers a page of transactions with their derived states. Updates are idempotent and never move
 //! a sub-record from a final state back to a non-final one.
 
@@ -31,6 +32,7 @@ use crate::db::{
 
 mod admin;
 mod drains;
+mod progress;
 mod status;
 mod waiting;
 mod warnings;
@@ -56,6 +58,10 @@ pub struct Monitor {
 #[async_trait]
 impl Handler for Monitor {
     async fn handle(&self, key: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
+        if (key.worker, key.action) == (Worker::MonitorPut, Action::Progress) {
+            // Best effort: stored or dropped, never retried (monitor/progress.rs).
+            return Ok(self.progress(&env).await);
+        }
         let rpc = key.worker == Worker::Monitor;
         let result = db::retrying(|| self.dispatch(key, &env)).await;
         if result.is_ok() && changes_status(&env.payload) {
@@ -364,6 +370,10 @@ impl Monitor {
                         retrying: Set(None),
                         ..Default::default()
                     };
+                    if state.is_final() {
+                        // Its state says what is done now (monitor/progress.rs).
+                        change.bytes_moving = Set(0);
+                    }
                     // Updates that carry no counts (a state change only) keep the counts; a
                     // batch that skipped files as unchanged reports its counts, zero included.
                     let skipped = failed.iter().any(|f| f.code == ErrorCode::Unchanged);

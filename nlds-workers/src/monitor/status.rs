@@ -1,6 +1,7 @@
 //! A transaction's full status as `monitor.stat` and the admin view answer it: its record, its
 //! sub-records with their failed and skipped files and why each unfinished one waits, its
-//! warnings, the retries linked to it, and the state and percentage derived from them.
+//! warnings, the retries linked to it, and the state and percentage derived from them (the
+//! percentage from the bytes and files done, the bytes a transfer is moving included).
 
 use std::collections::{HashMap, HashSet};
 
@@ -108,6 +109,8 @@ pub(super) async fn status(
                 .partition(|f| f.code == ErrorCode::Unchanged);
             let (files, bytes) = (to_u64(s.files), to_u64(s.bytes));
             tally.add(state, files, bytes, failed_files.len() as u64);
+            // Bytes a transfer role reported moved of a batch still in flight.
+            tally.add_moving(state, bytes, to_u64(s.bytes_moving));
             files_skipped += skipped_files.len() as u64;
             let new_versions = to_u64(s.versions);
             if state == State::Complete {
@@ -124,6 +127,11 @@ pub(super) async fn status(
                 skipped_files,
                 new_versions,
                 waiting,
+                bytes_moving: if state.is_final() {
+                    0
+                } else {
+                    to_u64(s.bytes_moving).min(bytes)
+                },
             });
         }
         // A retry note is history: the step it is about went on (warnings::counts).
@@ -142,7 +150,7 @@ pub(super) async fn status(
             label: r.label,
             holding_id: r.holding_id,
             state: derived.state,
-            percent: derived.percent,
+            percent: tally.percent().unwrap_or(derived.percent),
             created: r.created,
             updated: r.updated,
             files_total: tally.files_total,

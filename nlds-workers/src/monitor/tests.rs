@@ -1,7 +1,7 @@
 use super::*;
 use crate::db::testing;
 use nlds_core::ErrorCode;
-use nlds_core::api::ApiAction;
+use nlds_core::api::{ApiAction, TransactionStatus};
 use nlds_core::message::sub_id;
 use nlds_core::waiting::{Retrying, Waiting};
 
@@ -221,7 +221,8 @@ async fn upserts(db: DatabaseConnection) {
     let page = stat(&m, ALICE, CLIMATE, StatusFilter::default()).await;
     assert_eq!(page.total, 1);
     let s = &page.transactions[0];
-    assert_eq!((s.state, s.percent), (State::CompleteWithErrors, 50));
+    // The percentage counts bytes (all 1000 done), not batches (1 of 2 complete).
+    assert_eq!((s.state, s.percent), (State::CompleteWithErrors, 100));
     assert_eq!(s.warnings, ["slow disk", "retry"]);
     assert_eq!((s.files_total, s.files_done, s.files_failed), (13, 10, 3));
     assert_eq!((s.bytes_total, s.bytes_done), (1000, 1000));
@@ -319,9 +320,10 @@ async fn stat_filters(db: DatabaseConnection) {
         states,
         [
             ("complete".to_owned(), State::Complete, 100),
-            ("errors".to_owned(), State::CompleteWithErrors, 50),
+            // Bytes done of bytes: all 40 (the failed file has none), 10 of 30.
+            ("errors".to_owned(), State::CompleteWithErrors, 100),
             ("failed".to_owned(), State::Failed, 0),
-            ("running".to_owned(), State::TransferPutting, 50),
+            ("running".to_owned(), State::TransferPutting, 33),
             ("queued".to_owned(), State::Searching, 0),
             ("warned".to_owned(), State::CompleteWithWarnings, 100),
         ]
@@ -908,4 +910,156 @@ async fn a_transaction_is_counted_as_started_once_and_as_ended_once_when_its_las
     send(&m, g.update(g.sub(0), State::Routing, 0, 0, &[], &[])).await;
     send(&m, g.init(None, None)).await;
     assert_eq!(counted("get", None), started + 1);
+}
+
+/// A progress report of `bytes` moved of `t`'s batch `sub`.
+fn progress(t: &Tx, sub: Uuid, bytes: u64) -> (RoutingKey, Envelope) {
+    (
+        RoutingKey::new(Worker::MonitorPut, Action::Progress),
+        t.env.with_sub(sub, Payload::Progress { bytes }),
+    )
+}
+
+/// The status of `t` (alice's) and its `updated` time.
+async fn status_of(m: &Monitor, t: &Tx) -> TransactionStatus {
+    let filter = StatusFilter {
+        transaction_id: Some(t.env.transaction_id),
+        ..Default::default()
+    };
+    stat(m, ALICE, CLIMATE, filter).await.transactions.remove(0)
+}
+
+/// Announcements received so far.
+fn announced(rx: &mut tokio::sync::broadcast::Receiver<Change>) -> usize {
+    let mut n = 0;
+    while rx.try_recv().is_ok() {
+        n += 1;
+    }
+    n
+}
+
+/// `monitor-put.progress`: the bytes of a batch in flight are stored, counted as done and
+/// announced; a late, smaller, unknown or other user's report changes nothing (no announcement,
+/// no new event id); the batch's final state clears them, and a report after it is ignored.
+async fn progress_reports(db: DatabaseConnection) {
+    use nlds_bus::memory::MemoryBus;
+    let bus = Arc::new(MemoryBus::new());
+    let mut rx = bus
+        .changes()
+        .await
+        .unwrap()
+        .expect("the memory bus announces");
+    let m = Monitor::new(db.clone()).with_changes(bus.clone());
+    let t = Tx::new(60, ALICE, CLIMATE, ApiAction::Put, "progress");
+    send(&m, t.init(None, None)).await;
+    send(
+        &m,
+        t.update(t.sub(0), State::TransferPutting, 2, 100, &[], &[]),
+    )
+    .await;
+    send(
+        &m,
+        t.update(t.sub(1), State::TransferPutting, 2, 300, &[], &[]),
+    )
+    .await;
+    announced(&mut rx);
+    let before = status_of(&m, &t).await;
+    assert_eq!((before.bytes_done, before.bytes_total), (0, 400));
+
+    // Stored, counted as done (files are not: none is done yet), announced, new event id.
+    send(&m, progress(&t, t.sub(1), 120)).await;
+    let s = status_of(&m, &t).await;
+    assert_eq!((s.bytes_done, s.bytes_total, s.files_done), (120, 400, 0));
+    assert_eq!(s.percent, 30, "bytes done of bytes");
+    assert_eq!(s.sub_records[1].bytes_moving, 120);
+    assert_eq!(s.state, State::TransferPutting);
+    assert!(s.updated > before.updated);
+    assert_eq!(announced(&mut rx), 1);
+
+    // Late (no more than stored), of another user, of an unknown transaction or batch:
+    // nothing stored, nothing announced, the event id stays.
+    send(&m, progress(&t, t.sub(1), 80)).await;
+    send(&m, progress(&t, t.sub(1), 120)).await;
+    let bob = Tx::new(60, BOB, CLIMATE, ApiAction::Put, "progress");
+    send(&m, progress(&bob, t.sub(1), 200)).await;
+    let unknown = Tx::new(61, ALICE, CLIMATE, ApiAction::Put, "progress");
+    send(&m, progress(&unknown, unknown.sub(0), 200)).await;
+    send(&m, progress(&t, t.sub(7), 200)).await;
+    let same = status_of(&m, &t).await;
+    assert_eq!((same.bytes_done, same.updated), (120, s.updated));
+    assert_eq!(announced(&mut rx), 0);
+    assert_eq!(
+        transaction_record::Entity::find().count(&db).await.unwrap(),
+        1,
+        "a report creates no transaction"
+    );
+
+    // More than the batch has: counted up to its bytes.
+    send(&m, progress(&t, t.sub(1), 1000)).await;
+    assert_eq!(status_of(&m, &t).await.bytes_done, 300);
+    assert_eq!(announced(&mut rx), 1);
+
+    // A batch moving on (not final) keeps what it moved; its final state clears it.
+    send(
+        &m,
+        t.update(t.sub(1), State::CatalogPutting, 2, 300, &[], &[]),
+    )
+    .await;
+    assert_eq!(status_of(&m, &t).await.bytes_done, 300);
+    send(&m, t.update(t.sub(1), State::Complete, 2, 300, &[], &[])).await;
+    let stored = sub_record::Entity::find()
+        .filter(sub_record::Column::SubId.eq(t.sub(1).to_string()))
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.bytes_moving, 0, "cleared at the final state");
+    let s = status_of(&m, &t).await;
+    assert_eq!((s.bytes_done, s.files_done), (300, 2));
+    assert_eq!(s.sub_records[1].bytes_moving, 0);
+    announced(&mut rx);
+
+    // After the final state: ignored (never moves a finished batch, never announced).
+    send(&m, progress(&t, t.sub(1), 2000)).await;
+    let after = status_of(&m, &t).await;
+    assert_eq!((after.bytes_done, after.updated), (300, s.updated));
+    assert_eq!(announced(&mut rx), 0);
+
+    // The whole transaction ended: a late report of any batch is no new event.
+    send(&m, progress(&t, t.sub(0), 50)).await;
+    assert_eq!(announced(&mut rx), 1, "batch 0 is still in flight");
+    send(&m, t.update(t.sub(0), State::Complete, 2, 100, &[], &[])).await;
+    let end = status_of(&m, &t).await;
+    assert_eq!(end.state, State::Complete);
+    assert_eq!(
+        (end.bytes_done, end.bytes_total, end.percent),
+        (400, 400, 100)
+    );
+    announced(&mut rx);
+    for sub in [t.sub(0), t.sub(1)] {
+        send(&m, progress(&t, sub, 5000)).await;
+    }
+    assert_eq!(status_of(&m, &t).await.updated, end.updated);
+    assert_eq!(announced(&mut rx), 0, "the final event is never re-sent");
+
+    // A report that cannot be stored (no database) is dropped, not an error to retry.
+    let out = Monitor::new(sea_orm::Database::connect("sqlite::memory:").await.unwrap())
+        .handle(progress(&t, t.sub(0), 1).0, progress(&t, t.sub(0), 1).1)
+        .await
+        .expect("best effort: never an error");
+    assert!(out.publish.is_empty() && out.reply.is_none());
+}
+
+#[tokio::test]
+async fn progress_reports_sqlite() {
+    progress_reports(testing::memory().await).await;
+}
+
+#[tokio::test]
+async fn progress_reports_postgres() {
+    let Some(p) = testing::postgres("monitor_progress").await else {
+        return;
+    };
+    progress_reports(p.db.clone()).await;
+    p.drop_now().await;
 }

@@ -19,8 +19,9 @@ fn key(worker: Worker, action: Action) -> RoutingKey {
 /// sent it (recorded together, so a final state never overtakes its failures).
 pub fn monitor(env: &Envelope, state: State) -> (RoutingKey, Envelope) {
     let (files, bytes, failed, versions) = match &env.payload {
+        // Directories travel for their restore only: not files to users.
         Payload::Files { files, failed, .. } => (
-            files.len() as u64,
+            nlds_core::message::file_count(files),
             files.iter().map(|f| f.size).sum::<u64>(),
             failed.clone(),
             files.iter().filter(|f| f.new_version).count() as u64,

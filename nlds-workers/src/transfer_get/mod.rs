@@ -37,7 +37,9 @@ use crate::posix::{Ownership, PosixPolicy};
 use crate::userfs::UserFs;
 use crate::userfs::journal::Journal;
 use crate::userfs::restore::{self, DirSyncs, Existing, Restorer, TempFile};
-use crate::warm::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed, system_time};
+use crate::warm::{
+    Batch, Moving, SharedStore, Step, Store, bad_payload, blocking, io_failed, system_time,
+};
 use nlds_hooks::points;
 
 mod sparse;
@@ -124,6 +126,8 @@ struct Destination {
     journal: Option<Arc<Journal>>,
     /// The directories the batch moved files into, fsynced once before it reports.
     syncs: Arc<DirSyncs>,
+    /// The bytes downloaded so far, reported while the batch is in flight.
+    moving: Moving,
 }
 
 impl Destination {
@@ -242,6 +246,7 @@ impl TransferGet {
             owner,
             journal,
             syncs: Arc::default(),
+            moving: Moving::start(&env),
         };
         let restorer: Shared = Arc::new(Mutex::new(restorer));
 
@@ -604,6 +609,7 @@ impl TransferGet {
             loop {
                 match body.try_next().await {
                     Ok(Some(chunk)) if data.len() + chunk.len() <= INLINE_MAX as usize => {
+                        dest.moving.add(chunk.len() as u64);
                         data.extend_from_slice(&chunk);
                     }
                     // Larger than catalogued: it cannot match its checksum; the hash of what
@@ -643,9 +649,11 @@ impl TransferGet {
             loop {
                 match body.try_next().await {
                     Ok(Some(chunk)) => {
+                        let len = chunk.len() as u64;
                         if tx.send(chunk).await.is_err() {
                             break; // the writer failed; its error is reported below
                         }
+                        dest.moving.add(len);
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -866,6 +874,7 @@ mod unit {
             owner: Ownership::Process,
             journal: None,
             syncs: Arc::default(),
+            moving: Moving::quiet(),
         };
         assert_eq!(
             d.of("/data/a b/ü.nc").unwrap(),
@@ -883,6 +892,7 @@ mod unit {
             owner: Ownership::Process,
             journal: None,
             syncs: Arc::default(),
+            moving: Moving::quiet(),
         };
         assert_eq!(d.of("/data/x").unwrap(), PathBuf::from("/data/x"));
         assert_eq!(d.of("data/x").unwrap_err().code, ErrorCode::BadRequest);

@@ -27,7 +27,7 @@ use crate::config::TransferConfig;
 use crate::posix::PosixPolicy;
 use crate::userfs::read::{self, OpenError, Opened};
 use crate::userfs::{Denial, Dir, Links, Meta, UserFs, components};
-use crate::warm::{Batch, SharedStore, Step, Store, bad_payload, blocking, io_failed};
+use crate::warm::{Batch, Moving, SharedStore, Step, Store, bad_payload, blocking, io_failed};
 use nlds_hooks::points;
 
 mod multipart;
@@ -182,6 +182,8 @@ impl TransferPut {
                 ));
             }
         };
+        // The bytes stored so far, reported while the batch is in flight.
+        let moving = Moving::start(&env);
         let fs = Arc::new(Mutex::new(PutFs {
             fs: UserFs::new(self.posix, &env.user),
             parents: HashMap::new(),
@@ -194,10 +196,10 @@ impl TransferPut {
             .partition(|(_, r)| is_hard_link(r));
         let mut steps = stream::iter(primaries)
             .map(|(i, rec)| {
-                let (outage, fs) = (&outage, fs.clone());
+                let (outage, fs, moving) = (&outage, fs.clone(), &moving);
                 async move {
                     let _slot = self.store.slot().await;
-                    (i, self.put_one(t, tid, rec, fs, outage).await)
+                    (i, self.put_one(t, tid, rec, fs, outage, moving).await)
                 }
                 .boxed()
             })
@@ -215,7 +217,7 @@ impl TransferPut {
         let stored = &stored;
         let mut steps = stream::iter(links)
             .map(|(i, rec)| {
-                let (outage, fs) = (&outage, fs.clone());
+                let (outage, fs, moving) = (&outage, fs.clone(), &moving);
                 async move {
                     let _slot = self.store.slot().await;
                     let shared = match rec.link_target.as_ref().and_then(|t| stored.get(t)) {
@@ -224,7 +226,7 @@ impl TransferPut {
                     };
                     let step = match shared {
                         Some(step) => step,
-                        None => self.put_one(t, tid, rec, fs, outage).await,
+                        None => self.put_one(t, tid, rec, fs, outage, moving).await,
                     };
                     (i, step)
                 }
@@ -274,6 +276,7 @@ impl TransferPut {
         mut rec: FileRecord,
         fs: Arc<Mutex<PutFs>>,
         outage: &AtomicBool,
+        moving: &Moving,
     ) -> Step {
         if rec.kind != PathKind::File {
             return Step::Done(rec);
@@ -333,10 +336,10 @@ impl TransferPut {
         };
         let _buffers = self.store.reserve(need).await;
         let result = if single {
-            self.put_single(t, source.file, &source.meta, &key, &rec.path)
+            self.put_single(t, source.file, &source.meta, &key, &rec.path, moving)
                 .await
         } else {
-            self.put_multipart(t, source.file, &source.meta, &key, &rec.path)
+            self.put_multipart(t, source.file, &source.meta, &key, &rec.path, moving)
                 .await
         };
         match result {
@@ -374,6 +377,7 @@ impl TransferPut {
         meta: &Meta,
         key: &str,
         path: &str,
+        moving: &Moving,
     ) -> Result<ReadResult, UploadError> {
         let before = Version::of(meta);
         let chunk = chunk_size(self.store.cfg.part_size);
@@ -394,6 +398,7 @@ impl TransferPut {
         req.send().await.map_err(|e| {
             S3Error::from_sdk(format!("uploading {path} to {}/{key}", t.bucket), &e)
         })?;
+        moving.add(read.len);
         Ok(read)
     }
 

@@ -17,7 +17,7 @@ use super::{
     ReadResult, TransferPut, UploadError, Version, check_unchanged, part_size, read_parts,
 };
 use crate::userfs::Meta;
-use crate::warm::io_failed;
+use crate::warm::{Moving, io_failed};
 
 impl TransferPut {
     /// A multipart upload, aborted on any failure.
@@ -28,6 +28,7 @@ impl TransferPut {
         meta: &Meta,
         key: &str,
         path: &str,
+        moving: &Moving,
     ) -> Result<ReadResult, UploadError> {
         let mut req = t
             .client
@@ -62,7 +63,7 @@ impl TransferPut {
             )),
         };
         match self
-            .upload_parts(t, file, meta, key, &upload_id, path)
+            .upload_parts(t, file, meta, key, &upload_id, path, moving)
             .await
         {
             Ok(read) => {
@@ -76,6 +77,10 @@ impl TransferPut {
         }
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one upload of a batch, with the batch's progress"
+    )]
     pub(super) async fn upload_parts(
         &self,
         t: &Tenant,
@@ -84,6 +89,7 @@ impl TransferPut {
         key: &str,
         upload_id: &str,
         path: &str,
+        moving: &Moving,
     ) -> Result<ReadResult, UploadError> {
         let store = &self.store;
         let before = Version::of(meta);
@@ -96,7 +102,7 @@ impl TransferPut {
         let mut uploads =
             stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) })
                 .map(|(number, data)| {
-                    self.upload_part(t, key, upload_id, path, number, data)
+                    self.upload_part(t, key, upload_id, path, number, data, moving)
                         .boxed()
                 })
                 .buffer_unordered(store.parts_in_flight())
@@ -207,6 +213,10 @@ impl TransferPut {
         }
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one part of an upload, with the batch's progress"
+    )]
     pub(super) async fn upload_part(
         &self,
         t: &Tenant,
@@ -215,7 +225,9 @@ impl TransferPut {
         path: &str,
         number: i32,
         data: Bytes,
+        moving: &Moving,
     ) -> Result<CompletedPart, S3Error> {
+        let len = data.len() as u64;
         let out = t
             .client
             .upload_part()
@@ -233,6 +245,9 @@ impl TransferPut {
                     &e,
                 )
             })?;
+        // Stored: counted as moved (a part of an upload that fails after all is counted too,
+        // until the batch's final state clears the count).
+        moving.add(len);
         if number == 1 {
             // A multipart upload is provably in flight: created, one part stored, not completed.
             nlds_hooks::pause_async(points::PUT_PART_UPLOADED, std::path::Path::new(key)).await;

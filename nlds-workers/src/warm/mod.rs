@@ -1,6 +1,7 @@
 //! What the two warm-tier transfer roles share: [`crate::transfer_put`] (POSIX -> S3, and deleting
 //! objects) and [`crate::transfer_get`] (S3 -> POSIX) hold their tenancy clients and tuning in a
-//! [`Store`], take part buffers from one [`BufferPool`] and sum a batch up with [`Batch`].
+//! [`Store`], take part buffers from one [`BufferPool`], sum a batch up with [`Batch`] and report
+//! the bytes of a batch in flight with [`Moving`].
 //!
 //! * Files are streamed: a file is read once, in chunks of at most the part size, and its blake3
 //!   is computed from the same bytes that are uploaded. Small files (below
@@ -28,6 +29,9 @@ use nlds_core::{Action, Envelope, ErrorCode, FailedFile, FileRecord, Payload, Ro
 use nlds_storage::s3::{S3Clients, S3Error};
 
 use crate::config::TransferConfig;
+
+pub mod progress;
+pub use progress::Moving;
 
 #[cfg(test)]
 mod tests;
