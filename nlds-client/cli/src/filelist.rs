@@ -1,0 +1,185 @@
+//! FILELISTs (`putlist`, `getlist`, `dellist`): `prepare` reads the first chunk
+//! ([`read_first`]), which is all of a list of one chunk, so a bad or empty list is a usage error
+//! found before anything is sent; the rest ([`FilelistRest`]) is read as it is sent, one chunk at
+//! a time (`nlds_client::filelist`), so a list of millions of paths is never held whole.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+
+use nlds_client::client::CHUNK_PATHS;
+use nlds_client::filelist::{FilelistError, FilelistReader};
+
+use crate::ctx::{Env, Failure};
+
+/// How much of the FILELIST is read at a time (bytes).
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Most paths in one chunk of a FILELIST (and one request): `$NLDS_CHUNK_PATHS` when set to a
+/// positive number, else [`CHUNK_PATHS`].
+pub fn chunk_paths(env: &Env) -> usize {
+    env.var("NLDS_CHUNK_PATHS")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(CHUNK_PATHS)
+}
+
+/// The rest of a FILELIST longer than one chunk: where it goes on, to be read while the request
+/// is sent.
+#[derive(Debug, Clone)]
+pub struct FilelistRest {
+    /// As given on the command line (`-` for standard input).
+    name: String,
+    source: Source,
+    /// Lines read before it.
+    lines: u64,
+    chunk: usize,
+    cwd: PathBuf,
+    home: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    /// This file, from this byte.
+    File { path: PathBuf, offset: u64 },
+    /// What was read ahead from standard input (at most [`READ_BUFFER`] bytes), then the rest of
+    /// it.
+    Stdin { read_ahead: Vec<u8> },
+}
+
+/// The usage error of a FILELIST that cannot be read.
+fn failure(name: &str, e: FilelistError) -> Failure {
+    let what = if name == "-" {
+        "FILELIST from standard input".to_owned()
+    } else {
+        format!("FILELIST {name}")
+    };
+    Failure::usage(match e {
+        FilelistError::Empty => e.to_string(),
+        FilelistError::Path { line, message } => format!("{what}, line {line}: {message}"),
+        FilelistError::Read { line, error } => {
+            format!("cannot read {what} (at line {line}): {error}")
+        }
+    })
+}
+
+fn open_failure(name: &str, e: std::io::Error) -> Failure {
+    Failure::usage(if name == "-" {
+        format!("cannot read FILELIST from standard input: {e}")
+    } else {
+        format!("cannot read FILELIST {name}: {e}")
+    })
+}
+
+/// Reads the first chunk of FILELIST `name` (`-`: standard input) of at most `chunk` paths, and
+/// says where the rest is if there is more.
+pub fn read_first(
+    name: &str,
+    env: &Env,
+    stdin: &mut dyn Read,
+    chunk: usize,
+) -> Result<(Vec<String>, Option<FilelistRest>), Failure> {
+    let home = env.home();
+    let rest = |source, lines| FilelistRest {
+        name: name.to_owned(),
+        source,
+        lines,
+        chunk,
+        cwd: env.cwd.clone(),
+        home: home.clone(),
+    };
+    if name == "-" {
+        let src = BufReader::with_capacity(READ_BUFFER, stdin);
+        let mut reader = FilelistReader::new(src, &env.cwd, home.as_deref(), chunk);
+        let first = reader.next_chunk().map_err(|e| failure(name, e))?;
+        let first = first.ok_or_else(|| failure(name, FilelistError::Empty))?;
+        if reader.is_done() {
+            return Ok((first, None));
+        }
+        let lines = reader.lines();
+        let mut src = reader.into_inner();
+        let ahead = src.fill_buf().map_err(|e| open_failure(name, e))?;
+        if ahead.is_empty() {
+            return Ok((first, None));
+        }
+        let read_ahead = ahead.to_vec();
+        return Ok((first, Some(rest(Source::Stdin { read_ahead }, lines))));
+    }
+    let path = env.cwd.join(name);
+    let file = std::fs::File::open(&path).map_err(|e| open_failure(name, e))?;
+    let src = BufReader::with_capacity(READ_BUFFER, file);
+    let mut reader = FilelistReader::new(src, &env.cwd, home.as_deref(), chunk);
+    let first = reader.next_chunk().map_err(|e| failure(name, e))?;
+    let first = first.ok_or_else(|| failure(name, FilelistError::Empty))?;
+    if reader.is_done() {
+        return Ok((first, None));
+    }
+    let (lines, offset) = (reader.lines(), reader.offset());
+    if reader
+        .into_inner()
+        .fill_buf()
+        .map_err(|e| open_failure(name, e))?
+        .is_empty()
+    {
+        return Ok((first, None));
+    }
+    Ok((first, Some(rest(Source::File { path, offset }, lines))))
+}
+
+/// Reads all of FILELIST `name`, duplicates dropped over the whole list (for `dellist`, and the
+/// dry runs, which show every path).
+pub fn read_whole(name: &str, env: &Env, stdin: &mut dyn Read) -> Result<Vec<String>, Failure> {
+    let (mut paths, rest) = read_first(name, env, stdin, usize::MAX)?;
+    if let Some(rest) = rest {
+        rest.append_to(&mut paths, stdin)?;
+    }
+    Ok(paths)
+}
+
+/// The chunks of the rest of a FILELIST.
+pub type RestReader<'a> = FilelistReader<Box<dyn BufRead + 'a>>;
+
+impl FilelistRest {
+    /// Opens the rest of the list; `stdin` is read for `-`.
+    pub fn open<'a>(&self, stdin: &'a mut dyn Read) -> Result<RestReader<'a>, Failure> {
+        let src: Box<dyn BufRead + 'a> = match &self.source {
+            Source::File { path, offset } => {
+                let mut file =
+                    std::fs::File::open(path).map_err(|e| open_failure(&self.name, e))?;
+                file.seek(SeekFrom::Start(*offset))
+                    .map_err(|e| open_failure(&self.name, e))?;
+                Box::new(BufReader::with_capacity(READ_BUFFER, file))
+            }
+            Source::Stdin { read_ahead } => Box::new(BufReader::with_capacity(
+                READ_BUFFER,
+                std::io::Cursor::new(read_ahead.clone()).chain(stdin),
+            )),
+        };
+        Ok(FilelistReader::resume(
+            src,
+            &self.cwd,
+            self.home.as_deref(),
+            self.chunk,
+            self.lines,
+        ))
+    }
+
+    /// The next chunk of `reader`, or `None` at the end of the list.
+    pub fn next(&self, reader: &mut RestReader<'_>) -> Result<Option<Vec<String>>, Failure> {
+        reader.next_chunk().map_err(|e| failure(&self.name, e))
+    }
+
+    /// Reads all of the rest onto `paths`, dropping the paths already there.
+    pub fn append_to(&self, paths: &mut Vec<String>, stdin: &mut dyn Read) -> Result<(), Failure> {
+        let mut seen: HashSet<String> = paths.iter().cloned().collect();
+        let mut reader = self.open(stdin)?;
+        while let Some(chunk) = self.next(&mut reader)? {
+            for p in chunk {
+                if seen.insert(p.clone()) {
+                    paths.push(p);
+                }
+            }
+        }
+        Ok(())
+    }
+}
