@@ -69,7 +69,8 @@ pub struct PutArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PutlistArgs {
     /// A file with one path per line (`-` for standard input). Blank lines are skipped, relative
-    /// paths are made absolute against the current directory, duplicates are dropped.
+    /// paths are made absolute against the current directory, duplicates are dropped (within each
+    /// chunk of a long list: the server records a path once).
     #[arg(value_name = "FILELIST")]
     pub filelist: String,
 
