@@ -4,8 +4,10 @@
 //! a time (`nlds_client::filelist`), so a list of millions of paths is never held whole.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use nlds_client::client::CHUNK_PATHS;
 use nlds_client::filelist::{FilelistError, FilelistReader};
@@ -24,27 +26,21 @@ pub fn chunk_paths(env: &Env) -> usize {
         .unwrap_or(CHUNK_PATHS)
 }
 
-/// The rest of a FILELIST longer than one chunk: where it goes on, to be read while the request
-/// is sent.
+/// The rest of a FILELIST longer than one chunk, to be read while the request is sent: what was
+/// read ahead of the first chunk (at most [`READ_BUFFER`] bytes), then the rest of the open file
+/// or of standard input (never opened again: a FILELIST may be a pipe, `<(find ...)`).
 #[derive(Debug, Clone)]
 pub struct FilelistRest {
     /// As given on the command line (`-` for standard input).
     name: String,
-    source: Source,
+    read_ahead: Vec<u8>,
+    /// The open FILELIST; `None`: standard input.
+    file: Option<Arc<File>>,
     /// Lines read before it.
     lines: u64,
     chunk: usize,
     cwd: PathBuf,
     home: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone)]
-enum Source {
-    /// This file, from this byte.
-    File { path: PathBuf, offset: u64 },
-    /// What was read ahead from standard input (at most [`READ_BUFFER`] bytes), then the rest of
-    /// it.
-    Stdin { read_ahead: Vec<u8> },
 }
 
 /// The usage error of a FILELIST that cannot be read.
@@ -79,51 +75,43 @@ pub fn read_first(
     stdin: &mut dyn Read,
     chunk: usize,
 ) -> Result<(Vec<String>, Option<FilelistRest>), Failure> {
-    let home = env.home();
-    let rest = |source, lines| FilelistRest {
-        name: name.to_owned(),
-        source,
-        lines,
-        chunk,
-        cwd: env.cwd.clone(),
-        home: home.clone(),
+    let file = if name == "-" {
+        None
+    } else {
+        let f = File::open(env.cwd.join(name)).map_err(|e| open_failure(name, e))?;
+        Some(Arc::new(f))
     };
-    if name == "-" {
-        let src = BufReader::with_capacity(READ_BUFFER, stdin);
-        let mut reader = FilelistReader::new(src, &env.cwd, home.as_deref(), chunk);
-        let first = reader.next_chunk().map_err(|e| failure(name, e))?;
-        let first = first.ok_or_else(|| failure(name, FilelistError::Empty))?;
-        if reader.is_done() {
-            return Ok((first, None));
-        }
-        let lines = reader.lines();
-        let mut src = reader.into_inner();
-        let ahead = src.fill_buf().map_err(|e| open_failure(name, e))?;
-        if ahead.is_empty() {
-            return Ok((first, None));
-        }
-        let read_ahead = ahead.to_vec();
-        return Ok((first, Some(rest(Source::Stdin { read_ahead }, lines))));
-    }
-    let path = env.cwd.join(name);
-    let file = std::fs::File::open(&path).map_err(|e| open_failure(name, e))?;
-    let src = BufReader::with_capacity(READ_BUFFER, file);
+    let src: Box<dyn Read + '_> = match &file {
+        Some(f) => Box::new(&**f),
+        None => Box::new(stdin),
+    };
+    let home = env.home();
+    let src = BufReader::with_capacity(READ_BUFFER, src);
     let mut reader = FilelistReader::new(src, &env.cwd, home.as_deref(), chunk);
     let first = reader.next_chunk().map_err(|e| failure(name, e))?;
     let first = first.ok_or_else(|| failure(name, FilelistError::Empty))?;
     if reader.is_done() {
         return Ok((first, None));
     }
-    let (lines, offset) = (reader.lines(), reader.offset());
-    if reader
-        .into_inner()
-        .fill_buf()
-        .map_err(|e| open_failure(name, e))?
-        .is_empty()
-    {
+    let lines = reader.lines();
+    let mut src = reader.into_inner();
+    let read_ahead = src.fill_buf().map_err(|e| open_failure(name, e))?.to_vec();
+    if read_ahead.is_empty() {
         return Ok((first, None));
     }
-    Ok((first, Some(rest(Source::File { path, offset }, lines))))
+    drop(src);
+    Ok((
+        first,
+        Some(FilelistRest {
+            name: name.to_owned(),
+            read_ahead,
+            file,
+            lines,
+            chunk,
+            cwd: env.cwd.clone(),
+            home,
+        }),
+    ))
 }
 
 /// Reads all of FILELIST `name`, duplicates dropped over the whole list (for `dellist`, and the
@@ -140,28 +128,17 @@ pub fn read_whole(name: &str, env: &Env, stdin: &mut dyn Read) -> Result<Vec<Str
 pub type RestReader<'a> = FilelistReader<Box<dyn BufRead + 'a>>;
 
 impl FilelistRest {
-    /// Opens the rest of the list; `stdin` is read for `-`.
-    pub fn open<'a>(&self, stdin: &'a mut dyn Read) -> Result<RestReader<'a>, Failure> {
-        let src: Box<dyn BufRead + 'a> = match &self.source {
-            Source::File { path, offset } => {
-                let mut file =
-                    std::fs::File::open(path).map_err(|e| open_failure(&self.name, e))?;
-                file.seek(SeekFrom::Start(*offset))
-                    .map_err(|e| open_failure(&self.name, e))?;
-                Box::new(BufReader::with_capacity(READ_BUFFER, file))
-            }
-            Source::Stdin { read_ahead } => Box::new(BufReader::with_capacity(
-                READ_BUFFER,
-                std::io::Cursor::new(read_ahead.clone()).chain(stdin),
-            )),
+    /// The rest of the list, to read; `stdin` is read for `-`.
+    pub fn open<'a>(&'a self, stdin: &'a mut dyn Read) -> RestReader<'a> {
+        let rest: Box<dyn Read + 'a> = match &self.file {
+            Some(f) => Box::new(&**f),
+            None => Box::new(stdin),
         };
-        Ok(FilelistReader::resume(
-            src,
-            &self.cwd,
-            self.home.as_deref(),
-            self.chunk,
-            self.lines,
-        ))
+        let src: Box<dyn BufRead + 'a> = Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            std::io::Cursor::new(self.read_ahead.as_slice()).chain(rest),
+        ));
+        FilelistReader::resume(src, &self.cwd, self.home.as_deref(), self.chunk, self.lines)
     }
 
     /// The next chunk of `reader`, or `None` at the end of the list.
@@ -172,7 +149,7 @@ impl FilelistRest {
     /// Reads all of the rest onto `paths`, dropping the paths already there.
     pub fn append_to(&self, paths: &mut Vec<String>, stdin: &mut dyn Read) -> Result<(), Failure> {
         let mut seen: HashSet<String> = paths.iter().cloned().collect();
-        let mut reader = self.open(stdin)?;
+        let mut reader = self.open(stdin);
         while let Some(chunk) = self.next(&mut reader)? {
             for p in chunk {
                 if seen.insert(p.clone()) {

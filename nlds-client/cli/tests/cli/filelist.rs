@@ -195,3 +195,42 @@ async fn the_local_check_adds_up_over_the_chunks() {
     assert_eq!(seen[2].1["parts"], 2);
     assert_eq!(seen[2].1["size_hint"], json!({"bytes": 12, "files": 3}));
 }
+
+/// A FILELIST that is a pipe (`nlds putlist <(find ...)`): read once, never opened again, so
+/// what was read ahead of the first chunk is sent too.
+#[tokio::test]
+async fn a_filelist_that_is_a_pipe_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("list");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let list: String = (0..7).map(|i| format!("/p/f{i}\n")).collect();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, list).unwrap())
+    };
+    let tid = uuid(0x76);
+    let fake = fake_server(vec![
+        (200, stored(1, 2)),
+        (200, stored(2, 4)),
+        (200, stored(3, 6)),
+        (202, accepted_body(tid, "putlist")),
+    ])
+    .await;
+    let env = chunked_env(&fake, "2", dir.path().to_str().unwrap());
+    let o = run_cli_stdin(&["putlist", "list", "--no-check"], &env, "").await;
+    writer.join().unwrap();
+    assert_eq!(o.code, 0, "{}", o.err);
+    let seen = requests(&fake);
+    let sent: Vec<Value> = seen
+        .iter()
+        .flat_map(|(_, b)| b["paths"].as_array().unwrap().clone())
+        .collect();
+    let want: Vec<Value> = (0..7).map(|i| json!(format!("/p/f{i}"))).collect();
+    assert_eq!(sent, want, "{seen:?}");
+    assert_eq!(seen[3].0, "/api/v2/put");
+    assert_eq!(seen[3].1["parts"], 3);
+}

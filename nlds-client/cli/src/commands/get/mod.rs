@@ -188,7 +188,7 @@ pub async fn execute(
         None => client.get(&req).await,
         Some(rest) => {
             let mut stream = client.path_stream(tid, ApiAction::Getlist, req.group.clone());
-            let mut reader = rest.open(io.stdin)?;
+            let mut reader = rest.open(io.stdin);
             stream
                 .push(std::mem::take(&mut req.paths))
                 .await

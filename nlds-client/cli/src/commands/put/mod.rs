@@ -209,7 +209,7 @@ async fn execute_streamed(
     let mut local = LocalCheck::default();
     let mut stream = client.path_stream(tid, ApiAction::Putlist, req.group.clone());
     {
-        let mut reader = rest.open(io.stdin)?;
+        let mut reader = rest.open(io.stdin);
         let mut chunk = std::mem::take(&mut req.paths);
         loop {
             if check {
