@@ -32,12 +32,13 @@ const PEAK_RSS_MIB: u64 = 220;
 
 /// Peak resident memory the `nlds` CLI may reach for the putlist and the getlist of that test, in
 /// MiB. It reads its FILELIST a chunk at a time as it sends it, so its peak does not grow with
-/// the list: this debug CLI peaked at 25-26 MiB (putlist) and 22 MiB (getlist) of 60,000 paths here
-/// and at 24-27 MiB for a putlist of 60,000 files and 23-24 MiB for a putlist or getlist of
-/// 1,000,000 paths against an embedded server (2026-12-06, BENCHMARKS.md "Issue 14: the CLI
+/// the list: this debug CLI peaked at 25-26 MiB (putlist) and 22 MiB (getlist) of 60,000 paths
+/// here, and at 24-27 MiB for a putlist of 60,000 files and 23-24 MiB for a putlist or getlist
+/// of 1,000,000 paths against an embedded server (2026-12-06, BENCHMARKS.md "Issue 14: the CLI
 /// streams its FILELIST"). The CLI before, which held the list (read whole, parsed, copied into
-/// the request, scanned), peaked at 42 MiB for the same 60,000 files and 224 MiB for 1,000,000
-/// paths. The guard sits between: 25% over the streaming peak, below the held list's.
+/// the request, scanned), peaked at 42 MiB for 60,000 files (of shorter paths than these) and
+/// 224 MiB for 1,000,000 paths. The guard sits between: 25% over the streaming peak, below the
+/// held list's.
 const CLI_PEAK_RSS_MIB: u64 = 34;
 
 /// How many files the test puts and gets back.
