@@ -9,7 +9,8 @@
 #   PROFILE=debug bench/lists.sh       # the debug build (what the tests run; no release build)
 #   SERVER_ARGS="--set memory.file_threads=512" bench/lists.sh   # settings of the server
 #
-# Prints, per step, the elapsed time and the process's peak RSS (VmHWM), and writes a timeline
+# Prints, per step, the elapsed time, the process's peak RSS (VmHWM) and the CLI's (its maximum
+# resident set as /usr/bin/time reports it; issue 14: the CLI streams its FILELIST), and writes a timeline
 # of its RssAnon / RssFile (MiB) and threads every 0.5 s to $WORK/rss.tsv (kept with KEEP=1).
 set -euo pipefail
 
@@ -83,14 +84,19 @@ rss() { awk -v k="$1" '$1 == k":" { print int($2 / 1024) }' "/proc/$SPID/status"
 done) >"$WORK/rss.tsv" 2>/dev/null &
 SAMPLER=$!
 
+# The CLI's own peak, when /usr/bin/time is there (it is not the shell's `time`).
+timer=()
+[ -x /usr/bin/time ] && timer=(/usr/bin/time -f %M -o "$WORK/cli.kib")
 step() { # NAME CMD...
-    local name="$1" t0
+    local name="$1" t0 cli="-"
     shift
     echo 5 >"/proc/$SPID/clear_refs" 2>/dev/null || true
+    rm -f "$WORK/cli.kib"
     t0="$(date +%s.%N)"
-    "$@" >"$WORK/$name.log" 2>&1 || { log "$name failed:"; tail -n 20 "$WORK/$name.log" >&2; exit 1; }
-    printf '%-8s %7.1f s   peak RSS %4d MiB (now anon %d, file %d MiB)\n' "$name" \
-        "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" "$(rss VmHWM)" "$(rss RssAnon)" "$(rss RssFile)"
+    "${timer[@]}" "$@" >"$WORK/$name.log" 2>&1 || { log "$name failed:"; tail -n 20 "$WORK/$name.log" >&2; exit 1; }
+    [ -s "$WORK/cli.kib" ] && cli="$(($(tail -n 1 "$WORK/cli.kib") / 1024))"
+    printf '%-8s %7.1f s   peak RSS %4d MiB (now anon %d, file %d MiB)   CLI peak %s MiB\n' "$name" \
+        "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" "$(rss VmHWM)" "$(rss RssAnon)" "$(rss RssFile)" "$cli"
 }
 log "idle: anon $(rss RssAnon) MiB, file $(rss RssFile) MiB"
 step putlist "$BIN_DIR/nlds" putlist "$WORK/list" -l lists --wait --poll 500ms

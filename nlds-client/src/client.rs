@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result, code_for_status};
 use crate::live::{self, Stop};
+use crate::path_stream::PathStream;
 
 /// How often and how patiently a request is retried after a connection error or a 502/503/504.
 /// A 4xx (or any other answer) is never retried.
@@ -252,47 +253,51 @@ impl Client {
     /// Starts a put. A `transaction_id` is generated when the request has none, so the request
     /// can be retried without starting a second transaction. A list of more paths than one
     /// request carries ([`CHUNK_PATHS`]) is sent in chunks first (`POST /api/v2/paths`), and the
-    /// put names them.
+    /// put names them. A list read as it streams is sent with [`Client::path_stream`].
     pub async fn put(&self, req: &PutRequest) -> Result<Accepted> {
         let mut req = req.clone();
         let tid = *req.transaction_id.get_or_insert_with(Uuid::new_v4);
         if req.parts == 0 && req.paths.len() > self.chunk_paths {
             let paths = std::mem::take(&mut req.paths);
-            let group = req.group.clone();
-            (req.parts, req.paths) = self
-                .send_chunks(tid, ApiAction::Putlist, group, paths)
-                .await?;
+            let mut stream = self.path_stream(tid, ApiAction::Putlist, req.group.clone());
+            for chunk in paths.chunks(self.chunk_paths) {
+                stream.push(chunk.to_vec()).await?;
+            }
+            return stream.put(req).await;
         }
-        self.send(Method::POST, "/put", None::<&()>, Some(&req))
+        self.post_put(&req).await
+    }
+
+    /// `POST /api/v2/put` of `req` as it is.
+    pub(crate) async fn post_put(&self, req: &PutRequest) -> Result<Accepted> {
+        self.send(Method::POST, "/put", None::<&()>, Some(req))
             .await
     }
 
-    /// Sends `paths` but the last chunk as chunks of request `tid` (`action`: putlist or
-    /// getlist); returns how many were sent, and the last chunk, which the request carries.
-    async fn send_chunks(
+    /// `POST /api/v2/get` of `req` as it is.
+    pub(crate) async fn post_get(&self, req: &GetRequest) -> Result<Accepted> {
+        self.send(Method::POST, "/get", None::<&()>, Some(req))
+            .await
+    }
+
+    /// The paths of the put or get `tid` (`action`: putlist or getlist, in `group`), sent as
+    /// they are read: each chunk [`PathStream::push`]ed is sent as the next part (`POST
+    /// /api/v2/paths`) once the one after it comes, and the last is carried by the request
+    /// itself ([`PathStream::put`], [`PathStream::get`]), which names how many parts came before.
+    /// Nothing is sent for a list of one chunk but the request. No more than two chunks are held
+    /// at a time, however long the list.
+    pub fn path_stream(
         &self,
         tid: Uuid,
         action: ApiAction,
         group: Option<String>,
-        paths: Vec<String>,
-    ) -> Result<(u32, Vec<String>)> {
-        let mut parts = 0u32;
-        let mut rest = paths.into_iter().peekable();
-        loop {
-            let chunk: Vec<String> = rest.by_ref().take(self.chunk_paths).collect();
-            if rest.peek().is_none() {
-                return Ok((parts, chunk));
-            }
-            self.send_chunk(&PathChunk {
-                transaction_id: tid,
-                api_action: action,
-                part: parts,
-                paths: chunk,
-                group: group.clone(),
-            })
-            .await?;
-            parts += 1;
-        }
+    ) -> PathStream<'_> {
+        PathStream::new(self, tid, action, group)
+    }
+
+    /// Most paths sent in one request ([`Client::with_chunk_paths`]).
+    pub fn chunk_paths(&self) -> usize {
+        self.chunk_paths
     }
 
     /// Stores one chunk of the paths of a put or get (`POST /api/v2/paths`); sending it again
@@ -365,13 +370,13 @@ impl Client {
         let tid = *req.transaction_id.get_or_insert_with(Uuid::new_v4);
         if req.parts == 0 && req.paths.len() > self.chunk_paths {
             let paths = std::mem::take(&mut req.paths);
-            let group = req.group.clone();
-            (req.parts, req.paths) = self
-                .send_chunks(tid, ApiAction::Getlist, group, paths)
-                .await?;
+            let mut stream = self.path_stream(tid, ApiAction::Getlist, req.group.clone());
+            for chunk in paths.chunks(self.chunk_paths) {
+                stream.push(chunk.to_vec()).await?;
+            }
+            return stream.get(req).await;
         }
-        self.send(Method::POST, "/get", None::<&()>, Some(&req))
-            .await
+        self.post_get(&req).await
     }
 
     /// Lists holdings.

@@ -9,6 +9,8 @@ use std::path::{Component, Path, PathBuf};
 
 use nlds_core::pathname;
 
+use crate::filelist::{FilelistError, FilelistReader};
+
 /// Makes `p` absolute against `cwd`, expanding a leading `~` with `home`, and removes `.`, `..`
 /// and repeated or trailing slashes without touching the file system. The result is encoded
 /// with `nlds_core::pathname::encode`.
@@ -41,27 +43,16 @@ pub fn absolutize(p: impl AsRef<OsStr>, cwd: &Path, home: Option<&Path>) -> Resu
 /// Parses a FILELIST (bytes: names need not be UTF-8): one path per line, surrounding
 /// whitespace trimmed, blank lines skipped, each path made absolute with [`absolutize`],
 /// duplicates (after that) dropped keeping the first. An empty list is an error. (A name with a
-/// newline in it cannot be listed; put or get its directory.)
+/// newline in it cannot be listed; put or get its directory.) The whole list in memory: a long
+/// one is read as it streams by [`crate::filelist::FilelistReader`], by the same rules.
 pub fn parse_filelist(text: &[u8], cwd: &Path, home: Option<&Path>) -> Result<Vec<String>, String> {
-    let mut seen = std::collections::HashSet::new();
-    let mut paths = Vec::new();
-    for line in text.split(|b| *b == b'\n') {
-        let line: &[u8] = match std::str::from_utf8(line) {
-            Ok(s) => s.trim().as_bytes(),
-            Err(_) => line.trim_ascii(),
-        };
-        if line.is_empty() {
-            continue;
-        }
-        let abs = absolutize(OsStr::from_bytes(line), cwd, home)?;
-        if seen.insert(abs.clone()) {
-            paths.push(abs);
-        }
+    let mut reader = FilelistReader::new(text, cwd, home, usize::MAX);
+    match reader.next_chunk() {
+        Ok(Some(paths)) => Ok(paths),
+        Ok(None) => Err(FilelistError::Empty.to_string()),
+        Err(FilelistError::Path { message, .. }) => Err(message),
+        Err(e) => Err(e.to_string()),
     }
-    if paths.is_empty() {
-        return Err("FILELIST contains no paths".into());
-    }
-    Ok(paths)
 }
 
 #[cfg(test)]

@@ -123,7 +123,8 @@ async fn run_inner(cli: Cli, env: &Env, io: &mut Io<'_>) -> Result<u8, Failure> 
         &settings.url,
         settings.token.expose(),
         settings.client_options(),
-    )?;
+    )?
+    .with_chunk_paths(crate::filelist::chunk_paths(env));
     if let Some(session) = oauth_session {
         client = client.with_token_source(session);
     }
@@ -142,16 +143,24 @@ pub async fn execute(
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
     match plan {
-        Plan::Put(req, ..) if req.dry_run => {
+        Plan::Put(mut req, _, _, rest) if req.dry_run => {
+            if let Some(rest) = rest {
+                rest.append_to(&mut req.paths, io.stdin)?;
+            }
             crate::commands::put::dry_run(req, client, ctx, io).await
         }
-        Plan::Get(req, _) if req.dry_run => {
+        Plan::Get(mut req, _, rest) if req.dry_run => {
+            if let Some(rest) = rest {
+                rest.append_to(&mut req.paths, io.stdin)?;
+            }
             crate::commands::get::dry_run(req, client, ctx, io).await
         }
-        Plan::Put(req, wait, check) => {
-            crate::commands::put::execute(req, wait, check, client, ctx, io).await
+        Plan::Put(req, wait, check, rest) => {
+            crate::commands::put::execute(req, wait, check, rest, client, ctx, io).await
         }
-        Plan::Get(req, wait) => crate::commands::get::execute(req, wait, client, ctx, io).await,
+        Plan::Get(req, wait, rest) => {
+            crate::commands::get::execute(req, wait, rest, client, ctx, io).await
+        }
         Plan::List(q) => crate::commands::list::execute(q, client, ctx, io).await,
         Plan::Find { query, simple, url } => {
             crate::commands::find::execute(query, simple, url, client, ctx, io).await

@@ -141,7 +141,8 @@ pub enum Command {
     ///
     /// Blank lines are skipped, relative paths are made absolute against the current directory,
     /// duplicates are dropped: `nlds stat -n ID -F | nlds putlist - -l LABEL` retries the failed
-    /// files of a put.
+    /// files of a put. A list of any length is read and sent a chunk at a time (10,000 paths,
+    /// or `$NLDS_CHUNK_PATHS`), never held whole.
     Putlist(PutlistArgs),
     /// Get a file back from the store.
     Get(GetArgs),

@@ -19,7 +19,7 @@ use crate::progress::Reporter;
 use crate::transaction;
 use nlds_client::client::{Client, WaitProgress};
 use nlds_client::error::Error;
-use nlds_client::paths::{absolutize, parse_filelist};
+use nlds_client::paths::absolutize;
 use nlds_client::tags;
 
 /// The process environment as the CLI sees it; tests build their own.
@@ -299,25 +299,6 @@ pub(crate) fn abs(p: impl AsRef<std::ffi::OsStr>, env: &Env) -> Result<String, F
     absolutize(p, &env.cwd, env.home().as_deref()).map_err(Failure::usage)
 }
 
-pub(crate) fn read_filelist(
-    name: &str,
-    env: &Env,
-    stdin: &mut dyn Read,
-) -> Result<Vec<String>, Failure> {
-    let text = if name == "-" {
-        let mut s = Vec::new();
-        stdin.read_to_end(&mut s).map_err(|e| {
-            Failure::usage(format!("cannot read FILELIST from standard input: {e}"))
-        })?;
-        s
-    } else {
-        let path = env.cwd.join(name);
-        std::fs::read(&path)
-            .map_err(|e| Failure::usage(format!("cannot read FILELIST {name}: {e}")))?
-    };
-    parse_filelist(&text, &env.cwd, env.home().as_deref()).map_err(Failure::usage)
-}
-
 /// A put or get whose answer never came may still have been accepted: say how to check.
 pub(crate) fn submit_failure(e: Error, id: Option<Uuid>) -> Failure {
     match (&e, id) {
@@ -329,6 +310,19 @@ pub(crate) fn submit_failure(e: Error, id: Option<Uuid>) -> Failure {
             ),
         },
         _ => Failure::Client(e),
+    }
+}
+
+/// A chunk of the paths of a long FILELIST that could not be sent (`part`, from 0): the
+/// transaction did not start. Says its id, and that the parts sent go unused.
+pub(crate) fn chunk_failure(e: Error, id: Uuid, part: u32) -> Failure {
+    Failure::Local {
+        exit: exit::for_error(&e),
+        code: e.code(),
+        message: format!(
+            "{e}
+sending part {part} of the paths of transaction {id} failed: the transaction              did not start (the parts sent are deleted by the server unused); run the command              again"
+        ),
     }
 }
 

@@ -8,10 +8,11 @@
 //! formatting views share (times, sizes, tables that fit the terminal), [`transaction`] how a
 //! submitted transaction is shown (by `stat`, `wait` and `--wait`), and [`render`] re-exports
 //! every view for golden tests. [`args`] are the argument groups commands share, [`plan`] what a
-//! command sends and [`ctx`] what every command runs with.
+//! command sends and [`ctx`] what every command runs with; [`filelist`] reads FILELISTs, the
+//! rest of a long one as it is sent.
 //!
 //! Imports go one way: `app`/`cli` dispatch to `commands`; commands use `args`, `ctx`, `plan`,
-//! `format`, `transaction` and `exit`; nothing imports `render`.
+//! `filelist`, `format`, `transaction` and `exit`; nothing imports `render`.
 
 pub mod app;
 #[macro_use]
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod commands;
 pub mod ctx;
 pub mod exit;
+pub mod filelist;
 pub mod format;
 pub mod plan;
 pub mod progress;

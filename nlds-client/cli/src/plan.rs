@@ -9,6 +9,8 @@ use nlds_core::api::{
 };
 use uuid::Uuid;
 
+use crate::filelist::FilelistRest;
+
 /// How long and how often to wait.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WaitPlan {
@@ -20,9 +22,12 @@ pub struct WaitPlan {
 #[derive(Debug, Clone)]
 pub enum Plan {
     Stage(crate::commands::stage::StagePlan),
-    /// `put`, `putlist`; the flag: check the local paths before submitting (not `--no-check`).
-    Put(PutRequest, Option<WaitPlan>, bool),
-    Get(GetRequest, Option<WaitPlan>),
+    /// `put`, `putlist`; the flag: check the local paths before submitting (not `--no-check`);
+    /// the rest of a FILELIST longer than one chunk, read as it is sent (the request holds the
+    /// first chunk).
+    Put(PutRequest, Option<WaitPlan>, bool, Option<FilelistRest>),
+    /// `get`, `getlist`; the rest of the FILELIST as for `Put`.
+    Get(GetRequest, Option<WaitPlan>, Option<FilelistRest>),
     List(HoldingQuery),
     Find {
         query: HoldingQuery,
@@ -59,7 +64,7 @@ impl Plan {
     pub fn set_group(&mut self, group: Option<String>) {
         match self {
             Plan::Put(r, ..) => r.group = group,
-            Plan::Get(r, _) => r.group = group,
+            Plan::Get(r, ..) => r.group = group,
             Plan::List(q) | Plan::Find { query: q, .. } => q.group = group,
             Plan::Meta(r) => r.group = group,
             Plan::Stat { query, .. } => query.group = group,

@@ -321,7 +321,7 @@ fn repeated_tags_merge_and_values_keep_spaces_colons_and_escaped_commas() {
         &env,
     )
     .unwrap();
-    let Plan::Put(req, None, _) = p else {
+    let Plan::Put(req, None, _, _) = p else {
         panic!("{p:?}")
     };
     assert_eq!(
@@ -353,7 +353,7 @@ fn repeated_tags_merge_and_values_keep_spaces_colons_and_escaped_commas() {
 #[test]
 fn requests_built_from_options() {
     let env = env_in("/gws/proj");
-    let Plan::Get(req, Some(w)) = plan(
+    let Plan::Get(req, Some(w), _) = plan(
         &[
             "get",
             "-x",
@@ -379,7 +379,7 @@ fn requests_built_from_options() {
         (Duration::from_secs(2), Some(Duration::from_secs(3600)))
     );
 
-    let Plan::Get(req, None) = plan(&["get", "../other/./f.nc"], &env).unwrap() else {
+    let Plan::Get(req, None, _) = plan(&["get", "../other/./f.nc"], &env).unwrap() else {
         panic!()
     };
     assert_eq!(req.paths, vec!["/gws/other/f.nc"]);
@@ -483,7 +483,8 @@ fn putlist_filelist_parsing() {
     );
 
     // `-` reads standard input; getlist parses the same way.
-    let Plan::Get(req, _) = plan_with_stdin(&["getlist", "-"], &env, "b\n\na\nb\n").unwrap() else {
+    let Plan::Get(req, ..) = plan_with_stdin(&["getlist", "-"], &env, "b\n\na\nb\n").unwrap()
+    else {
         panic!()
     };
     assert_eq!(req.paths, vec![format!("{cwd_s}/b"), format!("{cwd_s}/a")]);
@@ -2128,11 +2129,11 @@ fn new_commands_and_options_parse() {
     );
 
     let env = env_in("/gws/proj");
-    let Plan::Get(req, None) = plan(&["get", "--no-clobber", "f"], &env).unwrap() else {
+    let Plan::Get(req, None, _) = plan(&["get", "--no-clobber", "f"], &env).unwrap() else {
         panic!()
     };
     assert!(!req.overwrite && !req.dry_run);
-    let Plan::Get(req, None) = plan(&["getlist", "--overwrite", "--dry-run", "-"], &env)
+    let Plan::Get(req, None, _) = plan(&["getlist", "--overwrite", "--dry-run", "-"], &env)
         .map_err(|e| e.message())
         .or_else(|_| plan_with_stdin(&["getlist", "--overwrite", "--dry-run", "-"], &env, "a\n"))
         .unwrap()
@@ -2140,7 +2141,7 @@ fn new_commands_and_options_parse() {
         panic!()
     };
     assert!(req.overwrite && req.dry_run);
-    let Plan::Put(req, None, _) = plan(&["put", "--dry-run", "f"], &env).unwrap() else {
+    let Plan::Put(req, None, _, _) = plan(&["put", "--dry-run", "f"], &env).unwrap() else {
         panic!()
     };
     assert!(req.dry_run);
@@ -3081,6 +3082,9 @@ fn percent_decode(s: &str) -> String {
 // OAuth2 login against the real provider.
 #[path = "cli/oauth.rs"]
 mod oauth;
+
+#[path = "cli/filelist.rs"]
+mod filelist;
 
 #[test]
 fn put_and_putlist_name_a_tenancy_only_when_asked() {

@@ -1,7 +1,8 @@
 //! Requests of any size: a putlist and a getlist of a very long list through the real `nlds`
 //! CLI against the embedded process, run as its own process so that its peak resident memory
-//! can be read from /proc (`VmHWM`); and the chunked request protocol and its safety cap over
-//! HTTP.
+//! can be read from /proc (`VmHWM`), and the CLI's too (it reads the FILELIST as it sends it);
+//! a FILELIST on standard input sent in chunks; and the chunked request protocol and its safety
+//! cap over HTTP.
 //!
 //! The list is 60,000 empty files by default: the CI-sized form of a 1,000,000-path putlist, six
 //! chunks of the client's 10,000 paths and more than the server's 50,000-path cap on one request,
@@ -28,6 +29,17 @@ use crate::helpers::{Api, ServerProcess, restored, temp};
 /// which about 66 MiB are the debug executable's own pages; the guard is that get peak with about
 /// 25% for run-to-run variance. Lower it as the peak comes down; never raise it.
 const PEAK_RSS_MIB: u64 = 220;
+
+/// Peak resident memory the `nlds` CLI may reach for the putlist and the getlist of that test, in
+/// MiB. It reads its FILELIST a chunk at a time as it sends it, so its peak does not grow with
+/// the list: this debug CLI peaked at 25-26 MiB (putlist) and 22 MiB (getlist) of 60,000 paths
+/// here, and at 24-27 MiB for a putlist of 60,000 files and 23-24 MiB for a putlist or getlist
+/// of 1,000,000 paths against an embedded server (2026-12-06, BENCHMARKS.md "Issue 14: the CLI
+/// streams its FILELIST"). The CLI before, which held the list (read whole, parsed, copied into
+/// the request, scanned), peaked at 42 MiB for 60,000 files (of shorter paths than these) and
+/// 224 MiB for 1,000,000 paths. The guard sits between: 25% over the streaming peak, below the
+/// held list's.
+const CLI_PEAK_RSS_MIB: u64 = 34;
 
 /// How many files the test puts and gets back.
 fn count() -> usize {
@@ -57,19 +69,21 @@ async fn server(base: &Path, sets: &[&str]) -> (ServerProcess, String) {
     (server, token)
 }
 
-/// Runs the `nlds` CLI against `server` in `cwd`; it must succeed.
-fn nlds(server: &ServerProcess, token: &str, cwd: &Path, args: &[&str]) -> Output {
-    let out = Command::new(nlds_bin())
-        .args(args)
+/// The `nlds` CLI against `server` in `cwd`.
+fn nlds_command(server: &ServerProcess, token: &str, cwd: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(nlds_bin());
+    cmd.args(args)
         .current_dir(cwd)
         .env_remove("NLDS_CONFIG")
         .env_remove("NLDS_GROUP")
+        .env_remove("NLDS_CHUNK_PATHS")
         .env("NLDS_URL", &server.url)
         .env("NLDS_TOKEN", token)
-        .env("HOME", cwd)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .env("HOME", cwd);
+    cmd
+}
+
+fn assert_ok(args: &[&str], out: &Output) {
     assert!(
         out.status.success(),
         "nlds {args:?} exited {:?}\nstdout: {}\nstderr: {}",
@@ -77,7 +91,57 @@ fn nlds(server: &ServerProcess, token: &str, cwd: &Path, args: &[&str]) -> Outpu
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs the `nlds` CLI against `server` in `cwd`; it must succeed.
+fn nlds(server: &ServerProcess, token: &str, cwd: &Path, args: &[&str]) -> Output {
+    let out = nlds_command(server, token, cwd, args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_ok(args, &out);
     out
+}
+
+/// Runs the `nlds` CLI as [`nlds`] does, reading its peak resident memory (`VmHWM`) from /proc
+/// every 20 ms while it runs; returns its output and that peak in KiB. Its output goes to files
+/// in `cwd` (a pipe left unread could stall it).
+fn nlds_peak(server: &ServerProcess, token: &str, cwd: &Path, args: &[&str]) -> (Output, u64) {
+    let (out_path, err_path) = (cwd.join("nlds.stdout"), cwd.join("nlds.stderr"));
+    let mut child = nlds_command(server, token, cwd, args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    let status = loop {
+        // Read before asking whether it ended: a process that has ended has no VmHWM.
+        if let Some(kib) = vm_hwm_kib(child.id()) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = Output {
+        status,
+        stdout: std::fs::read(&out_path).unwrap(),
+        stderr: std::fs::read(&err_path).unwrap(),
+    };
+    assert_ok(args, &out);
+    assert!(peak > 0, "no VmHWM read for nlds {args:?}");
+    (out, peak)
+}
+
+/// `VmHWM` of process `pid` in KiB, if it is still running.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Creates `n` empty files in 100 directories under `root`; returns a FILELIST naming each.
@@ -127,7 +191,7 @@ async fn putlist_and_getlist_of_a_long_list_in_bounded_memory() {
     let api = Api::new(&server.url, &token);
     let list_s = list.to_string_lossy().into_owned();
 
-    nlds(
+    let (_, put_cli) = nlds_peak(
         &server,
         &token,
         base.path(),
@@ -145,7 +209,7 @@ async fn putlist_and_getlist_of_a_long_list_in_bounded_memory() {
     let target = base.path().join("restore");
     std::fs::create_dir(&target).unwrap();
     let target_s = target.to_string_lossy().into_owned();
-    nlds(
+    let (_, get_cli) = nlds_peak(
         &server,
         &token,
         base.path(),
@@ -161,16 +225,122 @@ async fn putlist_and_getlist_of_a_long_list_in_bounded_memory() {
     assert_eq!(files_under(&restored(&target, &src)), n);
 
     eprintln!(
-        "{n} files: peak RSS of the embedded process {} MiB after the put, {} MiB after the get",
+        "{n} files: peak RSS of the embedded process {} MiB after the put, {} MiB after the get; \
+         of the CLI {} MiB for the putlist, {} MiB for the getlist",
         put_peak / 1024,
-        get_peak / 1024
+        get_peak / 1024,
+        put_cli / 1024,
+        get_cli / 1024
     );
+    // The CLI reads the FILELIST as it sends it: the same peak whatever the list's length.
+    for (what, peak) in [("putlist", put_cli), ("getlist", get_cli)] {
+        assert!(
+            peak <= CLI_PEAK_RSS_MIB * 1024,
+            "the nlds CLI reached {} MiB for a {what} of {n} paths; the limit is \
+             {CLI_PEAK_RSS_MIB} MiB (is the FILELIST held whole again?)",
+            peak / 1024
+        );
+    }
     assert!(
         get_peak <= PEAK_RSS_MIB * 1024,
         "the embedded process reached {} MiB (put: {} MiB) for {n} files; the limit is \
          {PEAK_RSS_MIB} MiB",
         get_peak / 1024,
         put_peak / 1024
+    );
+}
+
+/// Runs the `nlds` CLI with `input` on its standard input and chunks of `chunk` paths; returns
+/// its output (whatever its exit code).
+fn nlds_stdin(
+    server: &ServerProcess,
+    token: &str,
+    cwd: &Path,
+    chunk: usize,
+    args: &[&str],
+    input: &[u8],
+) -> Output {
+    let mut child = nlds_command(server, token, cwd, args)
+        .env("NLDS_CHUNK_PATHS", chunk.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // Written by a thread of its own: the CLI sends chunks (and may answer) while it reads.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+/// A putlist from standard input (`-`) of more paths than one chunk (chunks of 40 paths for
+/// 250 files: six sent before the put, which carries the last ten) stores every file in one
+/// transaction, and a getlist of the same list from standard input restores every one. A list
+/// from standard input none of whose paths is here is refused (exit 5) after its last chunk
+/// and before the put: no transaction, no holding.
+#[tokio::test]
+async fn putlist_and_getlist_from_standard_input_in_chunks() {
+    const FILES: usize = 250;
+    const CHUNK: usize = 40;
+    let base = temp();
+    let list = std::fs::read(empty_files(base.path(), FILES)).unwrap();
+    let (server, token) = server(base.path(), &[]).await;
+    let api = Api::new(&server.url, &token);
+
+    let args = ["putlist", "-", "-l", "piped", "--wait", "--poll", "200ms"];
+    let out = nlds_stdin(&server, &token, base.path(), CHUNK, &args, &list);
+    assert_ok(&args, &out);
+    let put = newest(&api, ApiAction::Putlist).await;
+    assert_eq!(put.state, State::Complete, "{put:#?}");
+    assert_eq!(put.files_done, FILES as u64);
+    let (s, holdings) = api.get("/api/v2/holdings?label=piped").await;
+    assert_eq!(s, 200, "{holdings}");
+    assert_eq!(
+        holdings["holdings"].as_array().unwrap().len(),
+        1,
+        "{holdings}"
+    );
+    assert_eq!(holdings["holdings"][0]["files"], FILES, "{holdings}");
+
+    let target = base.path().join("restore");
+    std::fs::create_dir(&target).unwrap();
+    let target_s = target.to_string_lossy().into_owned();
+    let args = [
+        "getlist", "-", "-l", "piped", "--target", &target_s, "--wait", "--poll", "200ms",
+    ];
+    let out = nlds_stdin(&server, &token, base.path(), CHUNK, &args, &list);
+    assert_ok(&args, &out);
+    let got = newest(&api, ApiAction::Getlist).await;
+    assert_eq!(got.state, State::Complete, "{got:#?}");
+    assert_eq!(got.files_done, FILES as u64);
+    let src = base.path().join("src");
+    assert_eq!(files_under(&restored(&target, &src)), FILES);
+
+    // None of 100 paths here: two chunks go, the last one and the put do not.
+    let gone: String = (0..100)
+        .map(|i| format!("{}/gone/f{i}\n", base.path().display()))
+        .collect();
+    let args = ["putlist", "-", "-l", "typo"];
+    let out = nlds_stdin(&server, &token, base.path(), CHUNK, &args, gone.as_bytes());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{said}");
+    assert!(
+        said.contains("and 95 more do not exist here") && said.contains("--no-check"),
+        "{said}"
+    );
+    let (s, holdings) = api.get("/api/v2/holdings?label=typo").await;
+    assert!(
+        s == 404 || holdings["holdings"].as_array().is_some_and(Vec::is_empty),
+        "no holding for a refused putlist: {s} {holdings}"
+    );
+    assert_eq!(
+        newest(&api, ApiAction::Putlist).await.transaction_id,
+        put.transaction_id
     );
 }
 

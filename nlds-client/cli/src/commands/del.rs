@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::args::{DryRun, HoldingSel, WaitOpts};
 use crate::ctx::{
-    Ctx, Env, Failure, Io, abs, after_submit, all_tags, note, print, print_json, read_filelist,
-    submit_failure, wait_plan,
+    Ctx, Env, Failure, Io, abs, after_submit, all_tags, note, print, print_json, submit_failure,
+    wait_plan,
 };
 use crate::exit;
 use crate::format::printable;
@@ -185,7 +185,7 @@ pub fn prepare_dellist(a: &DellistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
     Ok(Plan::Delete(
         DeleteRequest {
             transaction_id: Some(Uuid::new_v4()),
-            paths: read_filelist(&a.filelist, env, stdin)?,
+            paths: crate::filelist::read_whole(&a.filelist, env, stdin)?,
             label: a.holding.label.clone(),
             holding_id: a.holding.holding_id,
             tags: all_tags(&a.holding),

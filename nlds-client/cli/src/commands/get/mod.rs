@@ -2,7 +2,7 @@
 
 pub mod view;
 
-use crate::ctx::{Ctx, Io, after_submit, note, print, print_json, submit_failure};
+use crate::ctx::{Ctx, Io, after_submit, chunk_failure, note, print, print_json, submit_failure};
 use crate::exit;
 use nlds_client::client::Client;
 use nlds_client::error::Error;
@@ -11,11 +11,12 @@ use nlds_client::local;
 use std::io::Read;
 
 use clap::Args;
-use nlds_core::api::GetRequest;
+use nlds_core::api::{ApiAction, GetRequest};
 use uuid::Uuid;
 
 use crate::args::{Clobber, DryRun, HoldingSel, VersionArgs, WaitOpts};
-use crate::ctx::{Env, Failure, abs, all_tags, read_filelist, target_dir, wait_plan};
+use crate::ctx::{Env, Failure, abs, all_tags, target_dir, wait_plan};
+use crate::filelist::{FilelistRest, chunk_paths, read_first};
 use crate::plan::{Plan, WaitPlan};
 
 #[derive(Debug, Clone, Args)]
@@ -139,15 +140,18 @@ pub fn prepare_get(a: &GetArgs, env: &Env) -> Result<Plan, Failure> {
             notify: a.notify,
         },
         wait_plan(&a.wait),
+        None,
     ))
 }
 
-/// The request of `nlds getlist`.
+/// The request of `nlds getlist`: its paths are the FILELIST's first chunk, the rest is read as
+/// it is sent.
 pub fn prepare_getlist(a: &GetlistArgs, env: &Env, stdin: &mut dyn Read) -> Result<Plan, Failure> {
+    let (paths, rest) = read_first(&a.filelist, env, stdin, chunk_paths(env))?;
     Ok(Plan::Get(
         GetRequest {
             transaction_id: Some(Uuid::new_v4()),
-            paths: read_filelist(&a.filelist, env, stdin)?,
+            paths,
             label: a.holding.label.clone(),
             holding_id: a.holding.holding_id,
             tags: all_tags(&a.holding),
@@ -165,19 +169,41 @@ pub fn prepare_getlist(a: &GetlistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
             notify: a.notify,
         },
         wait_plan(&a.wait),
+        rest,
     ))
 }
 
-/// Sends the request and shows the answer; returns the exit code.
+/// Sends the request and shows the answer; returns the exit code. The `rest` of a long FILELIST
+/// is read and sent a chunk at a time before the request, which carries the last chunk.
 pub async fn execute(
-    req: GetRequest,
+    mut req: GetRequest,
     wait: Option<WaitPlan>,
+    rest: Option<FilelistRest>,
     client: &Client,
     ctx: &Ctx,
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
-    let id = req.transaction_id;
-    let accepted = client.get(&req).await.map_err(|e| submit_failure(e, id))?;
+    let tid = *req.transaction_id.get_or_insert_with(Uuid::new_v4);
+    let accepted = match rest {
+        None => client.get(&req).await,
+        Some(rest) => {
+            let mut stream = client.path_stream(tid, ApiAction::Getlist, req.group.clone());
+            let mut reader = rest.open(io.stdin);
+            stream
+                .push(std::mem::take(&mut req.paths))
+                .await
+                .map_err(|e| chunk_failure(e, tid, 0))?;
+            while let Some(chunk) = rest.next(&mut reader)? {
+                let part = stream.parts();
+                stream
+                    .push(chunk)
+                    .await
+                    .map_err(|e| chunk_failure(e, tid, part))?;
+            }
+            stream.get(req).await
+        }
+    };
+    let accepted = accepted.map_err(|e| submit_failure(e, Some(tid)))?;
     after_submit(client, ctx, io, accepted, wait).await
 }
 

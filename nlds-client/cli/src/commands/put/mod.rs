@@ -2,7 +2,7 @@
 
 pub mod view;
 
-use crate::ctx::{Ctx, Io, after_submit, note, print, print_json, submit_failure};
+use crate::ctx::{Ctx, Io, after_submit, chunk_failure, note, print, print_json, submit_failure};
 use crate::exit;
 use nlds_client::client::Client;
 use nlds_client::error::Error;
@@ -11,13 +11,14 @@ use nlds_client::local;
 use std::io::Read;
 
 use clap::Args;
-use nlds_core::api::{HoldingQuery, PutRequest};
+use nlds_core::api::{ApiAction, HoldingQuery, PutRequest};
 use nlds_core::quota::SizeHint;
 use nlds_core::versions::{SyncLevel, Verdict};
 use uuid::Uuid;
 
 use crate::args::{DryRun, HoldingSel, SyncArg, WaitOpts};
-use crate::ctx::{Env, Failure, abs, all_tags, read_filelist, wait_plan};
+use crate::ctx::{Env, Failure, abs, all_tags, wait_plan};
+use crate::filelist::{FilelistRest, chunk_paths, read_first};
 use crate::format::printable;
 use crate::plan::{Plan, WaitPlan};
 
@@ -68,7 +69,8 @@ pub struct PutArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PutlistArgs {
     /// A file with one path per line (`-` for standard input). Blank lines are skipped, relative
-    /// paths are made absolute against the current directory, duplicates are dropped.
+    /// paths are made absolute against the current directory, duplicates are dropped (within each
+    /// chunk of a long list: the server records a path once).
     #[arg(value_name = "FILELIST")]
     pub filelist: String,
 
@@ -131,15 +133,18 @@ pub fn prepare_put(a: &PutArgs, env: &Env) -> Result<Plan, Failure> {
         },
         wait_plan(&a.wait),
         !a.no_check,
+        None,
     ))
 }
 
-/// The request of `nlds putlist`.
+/// The request of `nlds putlist`: its paths are the FILELIST's first chunk, the rest is read as
+/// it is sent.
 pub fn prepare_putlist(a: &PutlistArgs, env: &Env, stdin: &mut dyn Read) -> Result<Plan, Failure> {
+    let (paths, rest) = read_first(&a.filelist, env, stdin, chunk_paths(env))?;
     Ok(Plan::Put(
         PutRequest {
             transaction_id: Some(Uuid::new_v4()),
-            paths: read_filelist(&a.filelist, env, stdin)?,
+            paths,
             label: a.holding.label.clone(),
             holding_id: a.holding.holding_id,
             tags: all_tags(&a.holding),
@@ -155,30 +160,80 @@ pub fn prepare_putlist(a: &PutlistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
         },
         wait_plan(&a.wait),
         !a.no_check,
+        rest,
     ))
 }
 
 /// Sends the request and shows the answer; returns the exit code. The request carries what the
-/// put will store, measured here first ([`size_hint`]), so a put past the group's quota is
-/// refused before anything is stored.
+/// put will store, measured here first ([`scan`]), so a put past the group's quota is refused
+/// before anything is stored. The `rest` of a long FILELIST is read, checked and sent a chunk at
+/// a time ([`execute_streamed`]).
 pub async fn execute(
     mut req: PutRequest,
     wait: Option<WaitPlan>,
     check: bool,
+    rest: Option<FilelistRest>,
     client: &Client,
     ctx: &Ctx,
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
+    if let Some(rest) = rest {
+        return execute_streamed(req, wait, check, rest, client, ctx, io).await;
+    }
     if check && req.size_hint.is_none() {
-        let scan = scan(&req.paths).await?;
-        check_local(&scan, ctx, io)?;
-        req.size_hint = Some(SizeHint {
-            bytes: scan.total.bytes,
-            files: scan.total.entries(),
-        });
+        let mut local = LocalCheck::default();
+        local.add(&scan(&req.paths).await?);
+        local.verdict(0, ctx, io)?;
+        req.size_hint = Some(local.size_hint());
     }
     let id = req.transaction_id;
     let accepted = client.put(&req).await.map_err(|e| submit_failure(e, id))?;
+    after_submit(client, ctx, io, accepted, wait).await
+}
+
+/// A putlist of a FILELIST longer than one chunk: each chunk is checked here (unless
+/// `--no-check`) and sent in turn (`nlds_client::PathStream`), never the whole list in memory;
+/// the put itself, with the last chunk and the size hint of them all, is sent only when the
+/// list has been read, so a list none of whose paths exists here still starts nothing (the
+/// parts already sent are deleted by the server unused: docs/PROTOCOL.md, "Chunked requests").
+async fn execute_streamed(
+    mut req: PutRequest,
+    wait: Option<WaitPlan>,
+    check: bool,
+    rest: FilelistRest,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let tid = *req.transaction_id.get_or_insert_with(Uuid::new_v4);
+    let mut local = LocalCheck::default();
+    let mut stream = client.path_stream(tid, ApiAction::Putlist, req.group.clone());
+    {
+        let mut reader = rest.open(io.stdin);
+        let mut chunk = std::mem::take(&mut req.paths);
+        loop {
+            if check {
+                local.add(&scan(&chunk).await?);
+            }
+            let part = stream.parts();
+            stream
+                .push(chunk)
+                .await
+                .map_err(|e| chunk_failure(e, tid, part))?;
+            match rest.next(&mut reader)? {
+                Some(next) => chunk = next,
+                None => break,
+            }
+        }
+    }
+    if check && req.size_hint.is_none() {
+        local.verdict(stream.parts(), ctx, io)?;
+        req.size_hint = Some(local.size_hint());
+    }
+    let accepted = stream
+        .put(req)
+        .await
+        .map_err(|e| submit_failure(e, Some(tid)))?;
     after_submit(client, ctx, io, accepted, wait).await
 }
 
@@ -194,48 +249,87 @@ pub async fn scan(paths: &[String]) -> Result<local::LocalScan, Failure> {
 /// How many missing paths a refusal or a note names.
 const NAMED: usize = 5;
 
-/// The local check of a put: refused (exit code 5, nothing sent) when none of its paths exists
-/// here, so no empty holding is made for a typo; a note names the missing ones when only some
-/// are (the server then fails those files, each with its reason).
-pub fn check_local(scan: &local::LocalScan, ctx: &Ctx, io: &mut Io<'_>) -> Result<(), Failure> {
-    let missing: Vec<&str> = scan
-        .paths
-        .iter()
-        .filter(|p| p.kind == local::ScanKind::Missing)
-        .map(|p| p.path.as_str())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
+/// The local check of a put, added up scan by scan (a chunk of a FILELIST at a time): how many
+/// paths, which are missing (the first [`NAMED`] by name, the rest counted), and what would be
+/// stored. An entry reached from paths in two chunks is counted in each (the size hint is a
+/// hint: the server's quota check allows for it).
+#[derive(Debug, Default)]
+pub struct LocalCheck {
+    paths: u64,
+    missing: u64,
+    named: Vec<String>,
+    bytes: u64,
+    files: u64,
+}
+
+impl LocalCheck {
+    /// Adds the scan of some of the put's paths.
+    pub fn add(&mut self, scan: &local::LocalScan) {
+        self.paths += scan.paths.len() as u64;
+        for p in &scan.paths {
+            if p.kind == local::ScanKind::Missing {
+                self.missing += 1;
+                if self.named.len() < NAMED {
+                    self.named.push(p.path.clone());
+                }
+            }
+        }
+        self.bytes += scan.total.bytes;
+        self.files += scan.total.entries();
     }
-    let named = missing
-        .iter()
-        .take(NAMED)
-        .map(|p| printable(p))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let more = missing.len().saturating_sub(NAMED);
-    let named = if more > 0 {
-        format!("{named} and {more} more")
-    } else {
-        named
-    };
-    if missing.len() == scan.paths.len() {
-        return Err(Failure::not_found(format!(
-            "nothing to put: {named} {} not exist here; check the path, or add --no-check if it \
-             is a path only the server sees",
-            if missing.len() == 1 { "does" } else { "do" }
-        )));
+
+    /// What the put will store, as its request says it.
+    pub fn size_hint(&self) -> SizeHint {
+        SizeHint {
+            bytes: self.bytes,
+            files: self.files,
+        }
     }
-    note(
-        io,
-        ctx,
-        &format!(
-            "{} of {} paths do not exist here and will fail: {named}",
-            missing.len(),
-            scan.paths.len()
-        ),
-    );
-    Ok(())
+
+    /// Refused (exit code 5, the put not sent) when none of the paths exists here, so no empty
+    /// holding is made for a typo; a note names the missing ones when only some are (the server
+    /// then fails those files, each with its reason). `parts`: chunks of the list already sent.
+    pub fn verdict(&self, parts: u32, ctx: &Ctx, io: &mut Io<'_>) -> Result<(), Failure> {
+        if self.missing == 0 {
+            return Ok(());
+        }
+        let named = self
+            .named
+            .iter()
+            .map(|p| printable(p))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = self.missing.saturating_sub(self.named.len() as u64);
+        let named = if more > 0 {
+            format!("{named} and {more} more")
+        } else {
+            named
+        };
+        if self.missing == self.paths {
+            let sent = if parts > 0 {
+                format!(
+                    " (the {parts} part(s) of the list already sent start nothing and are \
+                     deleted by the server)"
+                )
+            } else {
+                String::new()
+            };
+            return Err(Failure::not_found(format!(
+                "nothing to put: {named} {} not exist here; check the path, or add --no-check if \
+                 it is a path only the server sees{sent}",
+                if self.missing == 1 { "does" } else { "do" }
+            )));
+        }
+        note(
+            io,
+            ctx,
+            &format!(
+                "{} of {} paths do not exist here and will fail: {named}",
+                self.missing, self.paths
+            ),
+        );
+        Ok(())
+    }
 }
 
 /// `nlds put --dry-run`: what the put would store, and what the local disk says.
