@@ -6,6 +6,7 @@
 #   RUNS=2 SMALL_N=1000 LARGE_N=2 LARGE_MB=64 bench/run.sh   # quick run
 #   MODES="rclone embedded" BUILD=0 bench/run.sh
 #   BENCH_APPEND=BENCHMARKS.md bench/run.sh       # also append the markdown
+#   MODES=distributed WAIT_RUNS=20 DIST_WORKLOADS=0 bench/run.sh   # bench/wait.sh, distributed
 #
 # Everything listens on 127.0.0.1 only. Every process started here is stopped
 # on exit (trap EXIT); the RabbitMQ vhost and PostgreSQL database created for
@@ -26,6 +27,8 @@ DIST_WORKERS="${DIST_WORKERS:-roles}" # roles: one process per role; all: `nlds-
 BUILD="${BUILD:-1}"                  # 0: use the binaries already in $BIN_DIR
 VERIFY="${VERIFY:-1}"                # compare what came back with what went in
 KEEP="${KEEP:-0}"                    # 1: keep the work dir, vhost and database
+WAIT_RUNS="${WAIT_RUNS:-0}"          # >0: also run bench/wait.sh that many times against the distributed system
+DIST_WORKLOADS="${DIST_WORKLOADS:-1}" # 0: the distributed mode runs bench/wait.sh only (with WAIT_RUNS)
 S3_PORT="${S3_PORT:-8014}"
 EMB_PORT="${EMB_PORT:-8731}"
 DIST_PORT="${DIST_PORT:-8732}"
@@ -623,7 +626,14 @@ EOF
             return 1
         fi
     done
-    NLDS_BUCKET=nlds-dist NLDS_URL="http://127.0.0.1:$DIST_PORT" NLDS_TOKEN="$token" nlds_workloads distributed
+    if [ "$WAIT_RUNS" -gt 0 ]; then
+        # How soon `--wait` returns in distributed mode (issue 16): the same script as on the
+        # embedded default, against this system.
+        NLDS_URL="http://127.0.0.1:$DIST_PORT" NLDS_TOKEN="$token" RUNS="$WAIT_RUNS" BUILD=0 \
+            BIN_DIR="$BIN_DIR" "$ROOT/bench/wait.sh" || log "distributed: bench/wait.sh failed"
+    fi
+    [ "$DIST_WORKLOADS" = 0 ] ||
+        NLDS_BUCKET=nlds-dist NLDS_URL="http://127.0.0.1:$DIST_PORT" NLDS_TOKEN="$token" nlds_workloads distributed
     stop_svc
     contention distributed "$WORK"/logs/worker-*.log
     rm -rf "${S3_ROOT:?}/nlds-dist"

@@ -3,7 +3,8 @@
 //! again; messages for a drained role wait in its queue meanwhile (docs/ADMIN.md, "Draining a
 //! role").
 //!
-//! The drained roles are recorded by the monitor (`monitor.admin`, [`DrainRequest`]), so a drain
+//! Only the roles that take queued work can be drained ([`check_drainable`]). The drained roles
+//! are recorded by the monitor (`monitor.admin`, [`DrainRequest`]), so a drain
 //! outlasts restarts of the role's processes and of the monitor; every worker process learns of
 //! a change from an announcement on the changes fanout ([`crate::Change::drains`]) and asks the
 //! monitor again now and then, in case it missed one.
@@ -14,18 +15,18 @@ use utoipa::ToSchema;
 
 use crate::Role;
 
-/// The role that answers drain and resume (the monitor's RPCs): it cannot be drained itself.
-pub const UNDRAINABLE: Role = Role::MonitorRpc;
-
 /// Longest reason kept with a drain (longer ones are refused).
 pub const REASON_MAX: usize = 500;
 
-/// Why `role` cannot be drained, if it cannot.
+/// Why `role` cannot be drained, if it cannot: only the roles that take queued work can. A role
+/// that answers requests (`catalogue-rpc`, `monitor-rpc`, `policy`, `storage-audit`) has no
+/// work to hold back: draining it would only make those requests time out (and `monitor-rpc`
+/// answers drain and resume themselves).
 pub fn check_drainable(role: Role) -> Result<(), String> {
-    if role == UNDRAINABLE {
+    if role.is_rpc() {
         return Err(format!(
-            "{role} cannot be drained: it answers drain and resume themselves (stop its \
-             processes instead)"
+            "{role} cannot be drained: it answers requests rather than taking queued work, so \
+             draining it would only make them time out (stop its processes instead)"
         ));
     }
     Ok(())
@@ -106,12 +107,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_role_but_the_monitors_rpc_can_be_drained() {
+    fn the_roles_that_take_queued_work_can_be_drained_and_those_answering_requests_cannot() {
         for &r in Role::ALL {
-            assert_eq!(check_drainable(r).is_ok(), r != Role::MonitorRpc, "{r}");
+            assert_eq!(check_drainable(r).is_ok(), !r.is_rpc(), "{r}");
         }
-        let why = check_drainable(Role::MonitorRpc).unwrap_err();
-        assert!(why.contains("monitor-rpc"), "{why}");
+        for r in [
+            Role::MonitorRpc,
+            Role::CatalogueRpc,
+            Role::Policy,
+            Role::StorageAudit,
+        ] {
+            let why = check_drainable(r).unwrap_err();
+            assert!(
+                why.contains(r.as_str()) && why.contains("answers requests"),
+                "{why}"
+            );
+        }
+        assert!(check_drainable(Role::TransferPut).is_ok());
     }
 
     #[test]

@@ -147,25 +147,8 @@ fn random_secret() -> String {
     )
 }
 
-/// The key users' webhook secrets are derived from (`[notify] webhook_key_file`), if set; the
-/// error names the file and what is wrong.
-pub fn webhook_key(
-    cfg: &nlds_settings::NotifyConfig,
-) -> anyhow::Result<Option<nlds_core::notify::WebhookKey>> {
-    let Some(text) = cfg.webhook_key()? else {
-        return Ok(None);
-    };
-    let key = nlds_core::notify::WebhookKey::new(text).map_err(|e| {
-        anyhow::anyhow!(
-            "{e}: [notify] webhook_key_file {}",
-            cfg.webhook_key_file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        )
-    })?;
-    Ok(Some(key))
-}
+/// The key users' webhook secrets are derived from (`[notify] webhook_key_file`), if set.
+pub use nlds_workers::notify::webhook_key;
 
 /// Reads the first token of the tokens file, creating the file with a new token if missing.
 fn ensure_token(data: &Path) -> anyhow::Result<(PathBuf, String)> {

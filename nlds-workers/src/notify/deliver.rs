@@ -48,18 +48,7 @@ impl Notifier {
     /// that is not a name, a secret or key file that cannot be read, a key too short).
     pub fn new(db: DatabaseConnection, cfg: NotifyConfig) -> anyhow::Result<Self> {
         let timeout = Duration::from_secs(cfg.webhook_timeout_secs.max(1));
-        let webhook_key = match cfg.webhook_key()? {
-            Some(k) => Some(WebhookKey::new(k).map_err(|e| {
-                anyhow::anyhow!(
-                    "{e}: [notify] webhook_key_file {}",
-                    cfg.webhook_key_file
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default()
-                )
-            })?),
-            None => None,
-        };
+        let webhook_key = super::webhook_key(&cfg)?;
         Ok(Self {
             webhook_key,
             http: webhook::client(timeout)?,

@@ -97,13 +97,25 @@ impl DirStore {
         self.requests.join(name)
     }
 
-    /// The size of the cold copy, or `None` if there is no aggregate `name`.
+    /// The size of the cold copy, or `None` if there is no aggregate `name`. A store whose tape
+    /// directory is gone (unmounted, removed, replaced by a file) is unavailable, not empty: the
+    /// operators' `backend_unreachable` alert and the archive's retries rely on that.
     async fn tape_size(&self, name: &str) -> ColdResult<Option<u64>> {
         let path = self.tape_path(name);
         match fs::metadata(&path).await {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
             Ok(_) => Ok(None), // a directory of aggregates, not an aggregate
-            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) if is_missing(&e) => match fs::metadata(&self.tape).await {
+                Ok(m) if m.is_dir() => Ok(None),
+                Ok(_) => Err(ColdError::Unavailable(format!(
+                    "the cold store's directory {} is not a directory",
+                    self.tape.display()
+                ))),
+                Err(e) => Err(ColdError::Unavailable(format!(
+                    "the cold store's directory {} cannot be read (unmounted or removed?): {e}",
+                    self.tape.display()
+                ))),
+            },
             Err(e) => Err(io_error(format_args!("stat {}", path.display()), e)),
         }
     }

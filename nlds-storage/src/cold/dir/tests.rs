@@ -609,3 +609,25 @@ async fn partials_of_a_dead_writer_are_swept_and_nothing_else() {
     assert_eq!(files_under(&root), ["tape/h/done.tar"]);
     assert!(s.sweep_partials(Duration::ZERO).await.unwrap().is_empty());
 }
+
+/// A store whose tape directory is gone (an unmounted or removed file system) is unavailable,
+/// not empty: the operators' alert probe and the archive's retries see an error, never "no such
+/// aggregate".
+#[tokio::test]
+async fn a_store_whose_directory_is_gone_is_unavailable_not_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("lib");
+    let s = store(&root, 0);
+    assert!(s.stat("h1/none.tar").await.unwrap().is_none());
+    std::fs::rename(&root, tmp.path().join("away")).unwrap();
+    let gone = s.stat("h1/none.tar").await.unwrap_err();
+    assert!(matches!(gone, ColdError::Unavailable(_)), "{gone:?}");
+    assert!(gone.to_string().contains("tape"), "{gone}");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("tape"), "not a directory").unwrap();
+    let file = s.stat("none.tar").await.unwrap_err();
+    assert!(file.to_string().contains("not a directory"), "{file}");
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::rename(tmp.path().join("away"), &root).unwrap();
+    assert!(s.stat("h1/none.tar").await.unwrap().is_none());
+}
