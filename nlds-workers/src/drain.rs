@@ -80,8 +80,18 @@ impl Drained {
             .collect()
     }
 
-    /// Asks the monitor which roles are drained now.
+    /// Asks the monitor which roles are drained now. Not while `monitor-rpc` has no consumer: a
+    /// request nobody takes would expire in its queue, and RabbitMQ dead-letters expired
+    /// messages (a monitor restart would fill `nlds.monitor-rpc.dead` with asks).
     pub async fn ask(bus: &dyn Bus) -> Result<Drains, String> {
+        if bus
+            .consumers(Role::MonitorRpc)
+            .await
+            .map_err(|e| e.to_string())?
+            == 0
+        {
+            return Err("monitor-rpc has no consumer now".into());
+        }
         let env = Envelope::new(
             Uuid::new_v4(),
             "nlds",
@@ -121,18 +131,22 @@ impl Drained {
                 None
             }
         };
-        let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+        let every = every.max(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first_retry = Duration::from_millis(250);
         loop {
             match Self::ask(bus.as_ref()).await {
                 Ok(d) => self.set(&d),
                 Err(e) => tracing::debug!("cannot ask which roles are drained: {e}"),
             }
-            // Until the first answer, ask again soon.
+            // Until the first answer, ask again soon (backing off to the tick).
             let retry_soon = self.known.borrow().is_none();
+            let soon = first_retry;
+            first_retry = (first_retry * 2).min(every);
             let next = async {
                 if retry_soon {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(soon).await;
                     return;
                 }
                 match &mut changes {
