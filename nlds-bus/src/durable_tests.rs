@@ -93,23 +93,30 @@ type Seen = Arc<Mutex<Vec<(Uuid, Instant)>>>;
 
 /// Consumes the router's queue with a [`Probe`]; returns what it sees and the token that stops it.
 fn consume(bus: &MemoryBus, act: Act, retry: RetryPolicy) -> (Seen, CancellationToken) {
+    let options = ConsumeOptions {
+        prefetch: 4,
+        retry,
+        ..Default::default()
+    };
+    let (seen, stop, _) = consume_with(bus, act, options);
+    (seen, stop)
+}
+
+/// [`consume`] with `options`; also returns the consumer's task, which ends once it stopped.
+fn consume_with(
+    bus: &MemoryBus,
+    act: Act,
+    options: ConsumeOptions,
+) -> (
+    Seen,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), crate::BusError>>,
+) {
     let seen = Seen::default();
     let stop = CancellationToken::new();
     let (b, h, s) = (bus.clone(), Probe(seen.clone(), act), stop.clone());
-    tokio::spawn(async move {
-        b.consume(
-            Role::Router,
-            Arc::new(h),
-            ConsumeOptions {
-                prefetch: 4,
-                retry,
-                ..Default::default()
-            },
-            s,
-        )
-        .await
-    });
-    (seen, stop)
+    let task = tokio::spawn(async move { b.consume(Role::Router, Arc::new(h), options, s).await });
+    (seen, stop, task)
 }
 
 async fn wait_for(seen: &Seen, n: usize, within: Duration) {
@@ -317,23 +324,14 @@ async fn a_consumer_stopped_and_started_again_gets_what_it_abandoned_and_what_ca
     let bus = MemoryBus::durable(db.clone()).await.unwrap();
     let (first, second) = (env(), env());
     bus.publish(ROUTE_PUT, &first).await.unwrap();
-    let seen = Seen::default();
-    let stop = CancellationToken::new();
-    let stopped = {
-        let (b, h, s) = (bus.clone(), Probe(seen.clone(), Act::Hang), stop.clone());
-        tokio::spawn(async move {
-            b.consume(
-                Role::Router,
-                Arc::new(h),
-                ConsumeOptions {
-                    grace: Duration::from_millis(100),
-                    ..Default::default()
-                },
-                s,
-            )
-            .await
-        })
-    };
+    let (seen, stop, stopped) = consume_with(
+        &bus,
+        Act::Hang,
+        ConsumeOptions {
+            grace: Duration::from_millis(100),
+            ..Default::default()
+        },
+    );
     wait_for(&seen, 1, Duration::from_secs(5)).await;
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), stopped)

@@ -66,13 +66,9 @@ impl Monitor {
             .into_iter()
             .map(RoleDrain::from)
             .collect();
-        if changed && let Some(bus) = &self.changes {
+        if changed {
             // Best effort: a process that misses it asks again within its heartbeat interval.
-            if let Err(e) = bus.announce(Change::drains()).await {
-                tracing::warn!(
-                    "cannot announce a drain (processes see it when they next ask): {e}"
-                );
-            }
+            self.announce_change(Change::drains()).await;
         }
         Ok(Drains { drained })
     }

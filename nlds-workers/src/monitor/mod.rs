@@ -104,15 +104,17 @@ impl Monitor {
     /// Best effort: a change that cannot be announced is seen by watchers when they next look
     /// (they look again now and then), so it never fails the update.
     async fn announce(&self, transaction_id: Uuid) {
+        self.announce_change(Change::of(transaction_id)).await;
+    }
+
+    /// Announces `change` on the bus, if the monitor has one; best effort (see [`Self::announce`]).
+    async fn announce_change(&self, change: Change) {
         let Some(bus) = &self.changes else { return };
         // Never holds the monitor up for long: it is the single writer of every status.
-        let announced = tokio::time::timeout(
-            std::time::Duration::from_secs(1),
-            bus.announce(Change::of(transaction_id)),
-        )
-        .await;
+        let announced =
+            tokio::time::timeout(std::time::Duration::from_secs(1), bus.announce(change)).await;
         if !matches!(announced, Ok(Ok(()))) {
-            tracing::debug!(%transaction_id, ?announced, "could not announce the change of a transaction");
+            tracing::debug!(?change, ?announced, "could not announce a change");
         }
     }
 
