@@ -24,7 +24,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt, stream};
+use futures::{FutureExt, StreamExt};
 use nlds_bus::{Handler, HandlerError, Outcome};
 use nlds_core::{
     Action, Envelope, ErrorCode, FailedFile, FileRecord, PathKind, Payload, RoutingKey, Worker,
@@ -352,11 +352,13 @@ impl TransferGet {
         });
         let outage = AtomicBool::new(false);
         let tid = env.transaction_id;
-        let mut steps = stream::iter(regular)
-            .map(|(i, rec, to)| {
+        let mut steps = self
+            .store
+            .in_turn(regular)
+            .map(|((i, rec, to), slot)| {
                 let (outage, dest, r, w) = (&outage, &dest, restorer.clone(), warnings.clone());
                 async move {
-                    let _slot = self.store.slot().await;
+                    let _slot = slot;
                     (i, self.get_file(tid, dest, r, rec, to, outage, w).await)
                 }
                 .boxed()
@@ -392,11 +394,13 @@ impl TransferGet {
                 None => downloads.push((i, rec, to)),
             }
         }
-        let mut steps = stream::iter(downloads)
-            .map(|(i, rec, to)| {
+        let mut steps = self
+            .store
+            .in_turn(downloads)
+            .map(|((i, rec, to), slot)| {
                 let (outage, dest, r, w) = (&outage, &dest, restorer.clone(), warnings.clone());
                 async move {
-                    let _slot = self.store.slot().await;
+                    let _slot = slot;
                     (i, self.get_file(tid, dest, r, rec, to, outage, w).await)
                 }
                 .boxed()

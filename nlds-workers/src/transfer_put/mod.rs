@@ -194,11 +194,13 @@ impl TransferPut {
             .cloned()
             .enumerate()
             .partition(|(_, r)| is_hard_link(r));
-        let mut steps = stream::iter(primaries)
-            .map(|(i, rec)| {
+        let mut steps = self
+            .store
+            .in_turn(primaries)
+            .map(|((i, rec), slot)| {
                 let (outage, fs, moving) = (&outage, fs.clone(), &moving);
                 async move {
-                    let _slot = self.store.slot().await;
+                    let _slot = slot;
                     (i, self.put_one(t, tid, rec, fs, outage, moving).await)
                 }
                 .boxed()
@@ -215,11 +217,13 @@ impl TransferPut {
             .map(|(_, r)| (r.path.clone(), r.clone()))
             .collect();
         let stored = &stored;
-        let mut steps = stream::iter(links)
-            .map(|(i, rec)| {
+        let mut steps = self
+            .store
+            .in_turn(links)
+            .map(|((i, rec), slot)| {
                 let (outage, fs, moving) = (&outage, fs.clone(), &moving);
                 async move {
-                    let _slot = self.store.slot().await;
+                    let _slot = slot;
                     let shared = match rec.link_target.as_ref().and_then(|t| stored.get(t)) {
                         Some(first) => put_hard_link(&fs, &rec, first).await,
                         None => None,

@@ -32,6 +32,7 @@ use crate::config::TransferConfig;
 
 pub mod progress;
 pub use progress::Moving;
+mod turn;
 
 #[cfg(test)]
 mod tests;
@@ -46,7 +47,9 @@ pub(crate) struct Store {
     /// Part buffers, reused.
     pub(crate) parts: Arc<BufferPool>,
     /// Files in flight over all the batches this role handles ([`TransferConfig::files_in_flight`]).
-    slots: tokio::sync::Semaphore,
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Whose turn it is to take slots: one batch at a time, in the order they started (`turn`).
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Part buffers kept for reuse. Allocating and freeing a multi-MiB buffer per part makes the
@@ -119,13 +122,9 @@ impl Store {
             cfg,
             budget: tokio::sync::Semaphore::new(kib),
             parts: Arc::new(BufferPool::new(keep)),
-            slots: tokio::sync::Semaphore::new(slots),
+            slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+            turn: Arc::new(tokio::sync::Mutex::new(())),
         }
-    }
-
-    /// Waits for a slot to transfer one file in (held until the permit is dropped).
-    pub(crate) async fn slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        self.slots.acquire().await.ok()
     }
 
     /// Waits until `bytes` of buffer may be held (a request above the whole budget takes it all).

@@ -60,6 +60,18 @@ fn small_parts() -> TransferConfig {
     }
 }
 
+/// A store of `slots` files in flight whose client points nowhere (it transfers nothing).
+pub(crate) async fn test_store(slots: usize) -> super::Store {
+    let client = s3::client(&store_config("http://127.0.0.1:9", "nowhere"))
+        .await
+        .unwrap();
+    let cfg = TransferConfig {
+        files_in_flight: slots,
+        ..Default::default()
+    };
+    super::Store::new(S3Clients::single(client, "nowhere"), cfg)
+}
+
 struct Fixture {
     client: Client,
     bucket: String,
