@@ -375,6 +375,15 @@ pub const fn part_queued() -> State {
     State::Routing
 }
 
+/// The state each part of a delete in chunks is recorded in, with its counts and the paths it
+/// failed, as the catalogue deletes it: CATALOG_DELETING (not final). Every part is given the
+/// delete's one end state ([`next`] after [`Step::CatalogDelete`], on the outcome of the whole
+/// delete) only once the last part is done, in the same database transaction, so a delete in
+/// parts ends as the same delete in one body would.
+pub const fn part_deleting() -> State {
+    State::CatalogDeleting
+}
+
 /// The state a message's sub-record ends in when the bus gave up on it (its handler failed it
 /// for good, or it does not decode) and no workflow step sequences its failure: FAILED, with the
 /// files it failed.
