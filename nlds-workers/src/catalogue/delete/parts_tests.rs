@@ -162,9 +162,9 @@ async fn parts_delete_exactly_the_listed_paths_once(db: DatabaseConnection) {
     assert_eq!(
         updates,
         [
-            (sub(0), State::CatalogDeleting, 2, 1),
-            (sub(1), State::CatalogDeleting, 3, 0),
-            (sub(2), State::CatalogDeleting, 1, 0),
+            (sub(0), State::Routing, 2, 1),
+            (sub(1), State::Routing, 3, 0),
+            (sub(2), State::Routing, 1, 0),
             (sub(0), State::Complete, 0, 0),
             (sub(1), State::Complete, 0, 0),
             (sub(2), State::Complete, 0, 0),
