@@ -280,10 +280,11 @@ impl Client {
             .await
     }
 
-    /// The paths of the put or get `tid` (`action`: putlist or getlist, in `group`), sent as
-    /// they are read: each chunk [`PathStream::push`]ed is sent as the next part (`POST
-    /// /api/v2/paths`) once the one after it comes, and the last is carried by the request
-    /// itself ([`PathStream::put`], [`PathStream::get`]), which names how many parts came before.
+    /// The paths of the put, get or delete `tid` (`action`: putlist, getlist or dellist, in
+    /// `group`), sent as they are read: each chunk [`PathStream::push`]ed is sent as the next
+    /// part (`POST /api/v2/paths`) once the one after it comes, and the last is carried by the
+    /// request itself ([`PathStream::put`], [`PathStream::get`], [`PathStream::delete`]), which
+    /// names how many parts came before.
     /// Nothing is sent for a list of one chunk but the request. No more than two chunks are held
     /// at a time, however long the list.
     pub fn path_stream(
@@ -399,12 +400,29 @@ impl Client {
     }
 
     /// Deletes files or whole holdings (soft: undeletable within the retention period); see
-    /// [`Client::put`] about the `transaction_id`.
+    /// [`Client::put`] about the `transaction_id` and long lists (more paths than
+    /// [`Client::chunk_paths`], not regular expressions, are sent in chunks first).
     pub async fn delete(&self, req: &nlds_core::api::DeleteRequest) -> Result<Accepted> {
         let mut req = req.clone();
         req.dry_run = false;
-        req.transaction_id.get_or_insert_with(Uuid::new_v4);
-        self.send(Method::POST, "/delete", None::<&()>, Some(&req))
+        let tid = *req.transaction_id.get_or_insert_with(Uuid::new_v4);
+        if req.parts == 0 && !req.regex && req.paths.len() > self.chunk_paths {
+            let paths = std::mem::take(&mut req.paths);
+            let mut stream = self.path_stream(tid, ApiAction::Dellist, req.group.clone());
+            for chunk in paths.chunks(self.chunk_paths) {
+                stream.push(chunk.to_vec()).await?;
+            }
+            return stream.delete(req).await;
+        }
+        self.post_delete(&req).await
+    }
+
+    /// `POST /api/v2/delete` of `req` as it is.
+    pub(crate) async fn post_delete(
+        &self,
+        req: &nlds_core::api::DeleteRequest,
+    ) -> Result<Accepted> {
+        self.send(Method::POST, "/delete", None::<&()>, Some(req))
             .await
     }
 

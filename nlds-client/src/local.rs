@@ -89,6 +89,14 @@ impl LocalScan {
     pub fn found(&self) -> usize {
         self.paths.iter().filter(|p| p.kind.is_found()).count()
     }
+
+    /// Adds the scan of more paths (the next chunk of a FILELIST): its paths and problems after
+    /// these, its totals to these (an entry reached from both counts twice).
+    pub fn join(&mut self, other: LocalScan) {
+        self.paths.extend(other.paths);
+        self.total.add(&other.total);
+        self.problems.extend(other.problems);
+    }
 }
 
 fn io_problem(path: &str, what: &str, e: &io::Error) -> FailedFile {

@@ -1,14 +1,14 @@
-//! A put or get whose paths are sent as they are read ([`Client::path_stream`]): the chunk
+//! A put, get or delete whose paths are sent as they are read ([`Client::path_stream`]): the chunk
 //! protocol of docs/PROTOCOL.md ("Chunked requests") driven one chunk at a time, so that a list
 //! of any length is never held whole.
 
-use nlds_core::api::{Accepted, ApiAction, GetRequest, PathChunk, PutRequest};
+use nlds_core::api::{Accepted, ApiAction, DeleteRequest, GetRequest, PathChunk, PutRequest};
 use uuid::Uuid;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
 
-/// The paths of one put or get, being sent: see [`Client::path_stream`].
+/// The paths of one put, get or delete, being sent: see [`Client::path_stream`].
 #[derive(Debug)]
 pub struct PathStream<'c> {
     client: &'c Client,
@@ -106,5 +106,17 @@ impl<'c> PathStream<'c> {
         req.parts = parts;
         req.paths = last;
         client.post_get(&req).await
+    }
+
+    /// Starts the delete, as [`PathStream::put`] does the put (never a dry run: a dry run is
+    /// asked chunk by chunk, [`Client::delete_plan`]).
+    pub async fn delete(self, mut req: DeleteRequest) -> Result<Accepted> {
+        let client = self.client;
+        let (tid, parts, last) = self.finish(ApiAction::Dellist)?;
+        req.transaction_id = Some(tid);
+        req.parts = parts;
+        req.paths = last;
+        req.dry_run = false;
+        client.post_delete(&req).await
     }
 }

@@ -193,14 +193,14 @@ pub struct GetRequest {
     pub notify: bool,
 }
 
-/// `POST /api/v2/paths`: one chunk of the paths of a put or get too long for one request. The
-/// chunks `0, 1, ...` are sent under the request's `transaction_id` first; the put or get itself
-/// follows with `parts` (how many were sent) and the last chunk. Sending a chunk again replaces
+/// `POST /api/v2/paths`: one chunk of the paths of a put, get or delete too long for one request.
+/// The chunks `0, 1, ...` are sent under the request's `transaction_id` first; the put, get or
+/// delete itself follows with `parts` (how many were sent) and the last chunk. Sending a chunk again replaces
 /// it. Chunks of a request that never starts are deleted after a while (docs/PROTOCOL.md).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PathChunk {
     pub transaction_id: Uuid,
-    /// `putlist` or `getlist`: the request the chunk belongs to.
+    /// `putlist`, `getlist` or `dellist`: the request the chunk belongs to.
     pub api_action: ApiAction,
     /// The chunk's number, from 0.
     pub part: u32,
@@ -672,6 +672,11 @@ pub struct DeleteRequest {
     /// says (docs/NOTIFY.md).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub notify: bool,
+    /// How many chunks of paths were sent before this request under its `transaction_id`
+    /// (`POST /api/v2/paths` with `api_action: dellist`); its own `paths` are the last chunk
+    /// (may be empty then). Not with `dry_run` or `regex` (docs/PROTOCOL.md, "Chunked requests").
+    #[serde(default, skip_serializing_if = "crate::number::is_zero")]
+    pub parts: u32,
 }
 
 /// `POST /api/v2/undelete`: bring back deleted files or holdings within the retention period.

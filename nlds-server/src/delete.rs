@@ -104,6 +104,12 @@ pub async fn delete(
     let group = caller.group(req.group.as_deref())?;
     let role = caller.0.role_in(&group);
     if req.dry_run {
+        if req.parts > 0 {
+            return Err(ServerError::bad_request(
+                "a dry run is not sent in chunks: ask the dry run of each chunk of paths on its \
+                 own (docs/PROTOCOL.md, \"Chunked requests\")",
+            ));
+        }
         let plan = plan_delete(&s, &caller.0.user, &group, role, req).await?;
         return Ok((StatusCode::OK, Json(plan)).into_response());
     }
@@ -152,6 +158,36 @@ pub async fn plan_delete(
     delete_rpc(s, env, Action::Del, "catalog.del").await
 }
 
+/// Checks a delete whose paths were sent in chunks (`parts` of them before it): it names its
+/// transaction id, and takes paths, not regular expressions; its own paths (the last chunk, may
+/// be empty) are checked as a chunk's are.
+fn check_chunked(req: &DeleteRequest, max: usize) -> Result<()> {
+    if req.transaction_id.is_none() {
+        return Err(ServerError::bad_request(
+            "a delete whose paths were sent in chunks (parts) must name their transaction_id",
+        ));
+    }
+    if req.regex {
+        return Err(ServerError::bad_request(
+            "a delete in chunks takes paths, not regular expressions",
+        ));
+    }
+    if !req.paths.is_empty() {
+        validate_paths(&req.paths, max, false)?;
+    }
+    Ok(())
+}
+
+/// How long the catalogue may take over a delete of `chunks` chunks besides its own paths: the
+/// RPC timeout for each, as each is at most one request's paths.
+fn delete_timeout(rpc_timeout_secs: u64, chunks: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(
+        rpc_timeout_secs
+            .max(1)
+            .saturating_mul(u64::from(chunks) + 1),
+    )
+}
+
 /// The API action of a delete of `paths` (none: whole holdings).
 pub(crate) fn delete_action(paths: &[String], regex: bool) -> ApiAction {
     if paths.len() > 1 || regex {
@@ -170,15 +206,19 @@ pub async fn submit_delete(
     role: AccessRole,
     req: DeleteRequest,
 ) -> Result<(Accepted, DeletePlan)> {
-    selector(
-        &req.paths,
-        req.regex,
-        req.holding_id,
-        &req.label,
-        &req.tags,
-        s.cfg.max_paths,
-        "delete",
-    )?;
+    if req.parts > 0 {
+        check_chunked(&req, s.cfg.max_paths)?;
+    } else {
+        selector(
+            &req.paths,
+            req.regex,
+            req.holding_id,
+            &req.label,
+            &req.tags,
+            s.cfg.max_paths,
+            "delete",
+        )?;
+    }
     let tid = req.transaction_id.unwrap_or_else(Uuid::new_v4);
     let job_label = match req.job_label.as_deref().map(str::trim) {
         Some(l) if !l.is_empty() => {
@@ -191,7 +231,11 @@ pub async fn submit_delete(
         }
         _ => tid.to_string()[..8].to_owned(),
     };
-    let action = delete_action(&req.paths, req.regex);
+    let action = if req.parts > 0 {
+        ApiAction::Dellist
+    } else {
+        delete_action(&req.paths, req.regex)
+    };
     if req.transaction_id.is_some() {
         crate::routes::check_transaction_id(s, user, group, action, tid).await?;
     }
@@ -212,8 +256,26 @@ pub async fn submit_delete(
         },
     )
     .with_role(role)
-    .with_notify(req.notify);
-    let plan = delete_rpc(s, env.clone(), Action::Del, "catalog.del").await?;
+    .with_notify(req.notify)
+    // A delete in chunks: the catalogue reads the caller's chunks 0..parts of the transaction,
+    // then the request's own paths (docs/PROTOCOL.md, "Chunked requests").
+    .with_chunks(req.parts);
+    let plan = if req.parts > 0 {
+        let timeout = delete_timeout(s.cfg.rpc_timeout_secs, req.parts);
+        match s
+            .rpc_within(
+                RoutingKey::new(Worker::Catalog, Action::Del),
+                env.clone(),
+                timeout,
+            )
+            .await?
+        {
+            RpcReply::Deleted(plan) => plan,
+            _ => return Err(unexpected("catalog.del")),
+        }
+    } else {
+        delete_rpc(s, env.clone(), Action::Del, "catalog.del").await?
+    };
     // The holding a one-holding delete acted on names the transaction.
     let (holding_id, label) = plan.transaction_holding(req.holding_id, req.label);
     let init = env.reply(Payload::MonitorInit {
@@ -314,4 +376,58 @@ pub async fn admin_purge(
         objects = summary.objects, aggregates = summary.aggregates.len(),
         deferred = summary.deferred, refused = summary.refused.len(), "purged");
     Ok(Json(summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunked(paths: &[&str]) -> DeleteRequest {
+        DeleteRequest {
+            transaction_id: Some(Uuid::new_v4()),
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            parts: 2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_delete_in_chunks_names_its_transaction_and_takes_plain_paths() {
+        assert!(check_chunked(&chunked(&["/a", "/b"]), 10).is_ok());
+        // The last chunk may be empty: every path came in the chunks.
+        assert!(check_chunked(&chunked(&[]), 10).is_ok());
+        let no_id = DeleteRequest {
+            transaction_id: None,
+            ..chunked(&["/a"])
+        };
+        assert!(
+            check_chunked(&no_id, 10)
+                .unwrap_err()
+                .0
+                .message
+                .contains("must name their transaction_id")
+        );
+        let regex = DeleteRequest {
+            regex: true,
+            ..chunked(&["/a.*"])
+        };
+        assert!(
+            check_chunked(&regex, 10)
+                .unwrap_err()
+                .0
+                .message
+                .contains("not regular expressions")
+        );
+        // Its own paths are checked as one request's: absolute, at most max_paths.
+        assert!(check_chunked(&chunked(&["relative"]), 10).is_err());
+        assert!(check_chunked(&chunked(&["/a", "/b", "/c"]), 2).is_err());
+    }
+
+    #[test]
+    fn a_delete_in_chunks_may_take_the_rpc_timeout_per_chunk() {
+        assert_eq!(delete_timeout(30, 1).as_secs(), 60);
+        assert_eq!(delete_timeout(30, 99).as_secs(), 3000);
+        assert_eq!(delete_timeout(0, 0).as_secs(), 1);
+        assert_eq!(delete_timeout(u64::MAX, 3).as_secs(), u64::MAX);
+    }
 }

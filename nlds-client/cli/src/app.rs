@@ -143,17 +143,11 @@ pub async fn execute(
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
     match plan {
-        Plan::Put(mut req, _, _, rest) if req.dry_run => {
-            if let Some(rest) = rest {
-                rest.append_to(&mut req.paths, io.stdin)?;
-            }
-            crate::commands::put::dry_run(req, client, ctx, io).await
+        Plan::Put(req, _, _, rest) if req.dry_run => {
+            crate::commands::put::dry_run(req, rest, client, ctx, io).await
         }
-        Plan::Get(mut req, _, rest) if req.dry_run => {
-            if let Some(rest) = rest {
-                rest.append_to(&mut req.paths, io.stdin)?;
-            }
-            crate::commands::get::dry_run(req, client, ctx, io).await
+        Plan::Get(req, _, rest) if req.dry_run => {
+            crate::commands::get::dry_run(req, rest, client, ctx, io).await
         }
         Plan::Put(req, wait, check, rest) => {
             crate::commands::put::execute(req, wait, check, rest, client, ctx, io).await
@@ -186,8 +180,8 @@ pub async fn execute(
         Plan::Wait(id, w) => wait_for(client, ctx, io, id, w).await,
         Plan::Retry(id, wait) => crate::commands::retry::execute(id, wait, client, ctx, io).await,
         Plan::Cancel(id, wait) => crate::commands::cancel::execute(id, wait, client, ctx, io).await,
-        Plan::Delete(req, wait) => {
-            crate::commands::del::execute_delete(req, wait, client, ctx, io).await
+        Plan::Delete(req, wait, rest) => {
+            crate::commands::del::execute_delete(req, wait, rest, client, ctx, io).await
         }
         Plan::Undelete(req) => crate::commands::del::execute_undelete(req, client, ctx, io).await,
         Plan::Purge(req) => crate::commands::del::execute_purge(req, client, ctx, io).await,

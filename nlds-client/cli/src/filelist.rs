@@ -1,9 +1,10 @@
-//! FILELISTs (`putlist`, `getlist`, `dellist`): `prepare` reads the first chunk
-//! ([`read_first`]), which is all of a list of one chunk, so a bad or empty list is a usage error
-//! found before anything is sent; the rest ([`FilelistRest`]) is read as it is sent, one chunk at
-//! a time (`nlds_client::filelist`), so a list of millions of paths is never held whole.
+//! FILELISTs (`putlist`, `getlist`, `dellist`, and their dry runs): `prepare` reads the first
+//! chunk ([`read_first`]), which is all of a list of one chunk, so a bad or empty list is a usage
+//! error found before anything is sent; the rest ([`FilelistRest`]) is read as it is sent (or
+//! asked about, for a dry run), one chunk at a time (`nlds_client::filelist`), so a list of
+//! millions of paths is never held whole. A bad line in the rest is the same usage error, found
+//! before the request naming the chunks is sent: nothing is put, got or deleted.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -114,16 +115,6 @@ pub fn read_first(
     ))
 }
 
-/// Reads all of FILELIST `name`, duplicates dropped over the whole list (for `dellist`, and the
-/// dry runs, which show every path).
-pub fn read_whole(name: &str, env: &Env, stdin: &mut dyn Read) -> Result<Vec<String>, Failure> {
-    let (mut paths, rest) = read_first(name, env, stdin, usize::MAX)?;
-    if let Some(rest) = rest {
-        rest.append_to(&mut paths, stdin)?;
-    }
-    Ok(paths)
-}
-
 /// The chunks of the rest of a FILELIST.
 pub type RestReader<'a> = FilelistReader<Box<dyn BufRead + 'a>>;
 
@@ -144,19 +135,5 @@ impl FilelistRest {
     /// The next chunk of `reader`, or `None` at the end of the list.
     pub fn next(&self, reader: &mut RestReader<'_>) -> Result<Option<Vec<String>>, Failure> {
         reader.next_chunk().map_err(|e| failure(&self.name, e))
-    }
-
-    /// Reads all of the rest onto `paths`, dropping the paths already there.
-    pub fn append_to(&self, paths: &mut Vec<String>, stdin: &mut dyn Read) -> Result<(), Failure> {
-        let mut seen: HashSet<String> = paths.iter().cloned().collect();
-        let mut reader = self.open(stdin);
-        while let Some(chunk) = self.next(&mut reader)? {
-            for p in chunk {
-                if seen.insert(p.clone()) {
-                    paths.push(p);
-                }
-            }
-        }
-        Ok(())
     }
 }

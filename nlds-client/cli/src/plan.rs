@@ -47,8 +47,8 @@ pub enum Plan {
     /// `cancel ID`.
     Cancel(Uuid, Option<WaitPlan>),
     Whoami,
-    /// `del`, `dellist` (see `crate::delete`).
-    Delete(DeleteRequest, Option<WaitPlan>),
+    /// `del`, `dellist` (see `crate::commands::del`); the rest of the FILELIST as for `Put`.
+    Delete(DeleteRequest, Option<WaitPlan>, Option<FilelistRest>),
     Undelete(UndeleteRequest),
     Purge(PurgeRequest),
     Admin(AdminPlan),
@@ -68,7 +68,7 @@ impl Plan {
             Plan::List(q) | Plan::Find { query: q, .. } => q.group = group,
             Plan::Meta(r) => r.group = group,
             Plan::Stat { query, .. } => query.group = group,
-            Plan::Delete(r, _) => r.group = group,
+            Plan::Delete(r, ..) => r.group = group,
             Plan::Undelete(r) => r.group = group,
             Plan::Stage(p) => p.set_group(group),
             Plan::Explain(q) => q.group = group,

@@ -375,6 +375,16 @@ pub const fn part_queued() -> State {
     State::Routing
 }
 
+/// The state each part of a delete in chunks is recorded in, with its counts and the paths it
+/// failed, as the catalogue deletes it: ROUTING, as a later part of a chunked put is registered
+/// ([`part_queued`]): neither final nor a failure (CATALOG_DELETING would count as failed in
+/// [`crate::state::derive`]). Every part is given the delete's one end state ([`next`] after
+/// [`Step::CatalogDelete`], on the outcome of the whole delete) once the last part is done, in
+/// the same database transaction, so a delete in parts ends as the same delete in one body would.
+pub const fn part_deleting() -> State {
+    part_queued()
+}
+
 /// The state a message's sub-record ends in when the bus gave up on it (its handler failed it
 /// for good, or it does not decode) and no workflow step sequences its failure: FAILED, with the
 /// files it failed.

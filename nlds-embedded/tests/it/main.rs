@@ -16,6 +16,7 @@ mod cli;
 mod competing;
 mod debris;
 mod delete;
+mod dellist;
 mod distributed;
 mod drain;
 mod embedded;

@@ -39,7 +39,7 @@ const PEAK_RSS_MIB: u64 = 220;
 /// the request, scanned), peaked at 42 MiB for 60,000 files (of shorter paths than these) and
 /// 224 MiB for 1,000,000 paths. The guard sits between: 25% over the streaming peak, below the
 /// held list's.
-const CLI_PEAK_RSS_MIB: u64 = 34;
+pub(crate) const CLI_PEAK_RSS_MIB: u64 = 34;
 
 /// How many files the test puts and gets back.
 fn count() -> usize {
@@ -70,7 +70,12 @@ async fn server(base: &Path, sets: &[&str]) -> (ServerProcess, String) {
 }
 
 /// The `nlds` CLI against `server` in `cwd`.
-fn nlds_command(server: &ServerProcess, token: &str, cwd: &Path, args: &[&str]) -> Command {
+pub(crate) fn nlds_command(
+    server: &ServerProcess,
+    token: &str,
+    cwd: &Path,
+    args: &[&str],
+) -> Command {
     let mut cmd = Command::new(nlds_bin());
     cmd.args(args)
         .current_dir(cwd)
@@ -83,7 +88,7 @@ fn nlds_command(server: &ServerProcess, token: &str, cwd: &Path, args: &[&str]) 
     cmd
 }
 
-fn assert_ok(args: &[&str], out: &Output) {
+pub(crate) fn assert_ok(args: &[&str], out: &Output) {
     assert!(
         out.status.success(),
         "nlds {args:?} exited {:?}\nstdout: {}\nstderr: {}",
@@ -107,8 +112,16 @@ fn nlds(server: &ServerProcess, token: &str, cwd: &Path, args: &[&str]) -> Outpu
 /// every 20 ms while it runs; returns its output and that peak in KiB. Its output goes to files
 /// in `cwd` (a pipe left unread could stall it).
 fn nlds_peak(server: &ServerProcess, token: &str, cwd: &Path, args: &[&str]) -> (Output, u64) {
+    let (out, peak) = peak_of(nlds_command(server, token, cwd, args), cwd);
+    assert_ok(args, &out);
+    (out, peak)
+}
+
+/// Runs `cmd` (the `nlds` CLI) as [`nlds_peak`] does, whatever its exit code: its output and
+/// its peak resident memory in KiB.
+pub(crate) fn peak_of(mut cmd: Command, cwd: &Path) -> (Output, u64) {
     let (out_path, err_path) = (cwd.join("nlds.stdout"), cwd.join("nlds.stderr"));
-    let mut child = nlds_command(server, token, cwd, args)
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap())
@@ -130,8 +143,7 @@ fn nlds_peak(server: &ServerProcess, token: &str, cwd: &Path, args: &[&str]) -> 
         stdout: std::fs::read(&out_path).unwrap(),
         stderr: std::fs::read(&err_path).unwrap(),
     };
-    assert_ok(args, &out);
-    assert!(peak > 0, "no VmHWM read for nlds {args:?}");
+    assert!(peak > 0, "no VmHWM read for {cmd:?}");
     (out, peak)
 }
 

@@ -313,6 +313,8 @@ pub(super) async fn delete_files(
         // 1.0.x: a deleted path is gone (with `legacy_put_updates`, every version of it).
         all_versions: true,
         notify: false,
+        // 1.0.x sends every list in one body.
+        parts: 0,
     };
     let role = a.caller.role_in(&a.group);
     let (acc, _) = crate::delete::submit_delete(&s, &a.user, &a.group, role, req).await?;

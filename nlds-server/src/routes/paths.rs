@@ -1,4 +1,4 @@
-//! `/api/v2/paths`: one chunk of the paths of a put or get too long for one request. The API
+//! `/api/v2/paths`: one chunk of the paths of a put, get or delete too long for one request. The API
 //! only checks the chunk and forwards it to the catalogue (`catalog.append`), which stores it
 //! until the request that names it starts (see docs/PROTOCOL.md, "Chunked requests").
 
@@ -13,8 +13,9 @@ use crate::error::{Result, ServerError};
 use crate::extract::{ApiJson, Caller};
 use crate::state::AppState;
 
-/// `POST /api/v2/paths`: stores one chunk of a putlist or getlist (sending a chunk again
-/// replaces it); the put or get itself follows with `parts` and its `transaction_id`.
+/// `POST /api/v2/paths`: stores one chunk of a putlist, getlist or dellist (sending a chunk
+/// again replaces it); the put, get or delete itself follows with `parts` and its
+/// `transaction_id`.
 #[utoipa::path(post, path = "/api/v2/paths", request_body = PathChunk,
     responses((status = 200, body = ChunkStored, description = "the chunk is stored"), (status = 400, body = nlds_core::error::ErrorBody, description = "invalid chunk"), (status = 409, body = nlds_core::error::ErrorBody, description = "the transaction id is in use or has started"), (status = 413, body = nlds_core::error::ErrorBody, description = "the chunk or the request lists too many paths")), security(("bearer" = [])))]
 pub async fn append_paths(
@@ -28,9 +29,11 @@ pub async fn append_paths(
         ApiAction::Putlist => false,
         // A get's paths may be regular expressions; the request says so when it starts.
         ApiAction::Getlist => true,
+        // A delete in chunks takes paths only (docs/PROTOCOL.md, "Chunked requests").
+        ApiAction::Dellist => false,
         other => {
             return Err(ServerError::bad_request(format!(
-                "api_action must be putlist or getlist for a chunk of paths, not {}",
+                "api_action must be putlist, getlist or dellist for a chunk of paths, not {}",
                 other.as_str()
             )));
         }

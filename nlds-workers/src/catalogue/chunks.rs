@@ -1,8 +1,9 @@
-//! Puts and gets whose paths come in chunks: `catalog.append` stores each chunk durably (table
-//! `request_paths`, one row per chunk); the request itself (`catalog.setup`, `catalog.get`)
-//! names how many chunks it has ([`Envelope::chunks`]), and when it is accepted the catalogue
-//! stages one submission per chunk in its outbox and deletes the chunks, in the acceptance's
-//! database transaction. No message, and no process, ever holds the whole list: each chunk is
+//! Puts, gets and deletes whose paths come in chunks: `catalog.append` stores each chunk durably
+//! (table `request_paths`, one row per chunk); the request itself (`catalog.setup`,
+//! `catalog.get`, `catalog.del`) names how many chunks it has ([`Envelope::chunks`]). When a put
+//! or get is accepted the catalogue stages one submission per chunk in its outbox and deletes the
+//! chunks, in the acceptance's database transaction; a delete reads them one at a time as it
+//! deletes ([`own_chunks`], [`read_chunk`]; `delete/parts.rs`). No message, and no process, ever holds the whole list: each chunk is
 //! read, staged and dropped in turn.
 //!
 //! Each chunk is a part of the transaction with a sub-record of its own
@@ -31,9 +32,9 @@ use crate::outbox;
 /// The request a chunk may belong to.
 fn chunked_action(action: ApiAction) -> Result<()> {
     match action {
-        ApiAction::Putlist | ApiAction::Getlist => Ok(()),
+        ApiAction::Putlist | ApiAction::Getlist | ApiAction::Dellist => Ok(()),
         other => Err(bad_request(format!(
-            "paths come in chunks only for putlist and getlist, not {}",
+            "paths come in chunks only for putlist, getlist and dellist, not {}",
             other.as_str()
         ))),
     }
@@ -258,7 +259,57 @@ pub(super) async fn stage_chunked(
     delete_chunks(txn, &tid).await
 }
 
-async fn delete_chunks(c: &impl ConnectionTrait, tid: &str) -> Result<()> {
+/// Checks that chunks `0..env.chunks` of `env`'s transaction are all stored, each of them
+/// `env.user`'s in `env.group` for `env.action`. Anything else (a chunk missing, or chunks of
+/// another user, group or action under that id) is the same not found, naming nothing but the
+/// transaction id the caller gave, so a caller learns nothing of anyone else's chunks.
+pub(super) async fn own_chunks(txn: &DatabaseTransaction, env: &Envelope) -> Result<()> {
+    chunked_action(env.action)?;
+    let tid = env.transaction_id.to_string();
+    let chunks = i64::from(env.chunks);
+    let own: Vec<i64> = request_paths::Entity::find()
+        .select_only()
+        .column(request_paths::Column::Part)
+        .filter(request_paths::Column::TransactionId.eq(&tid))
+        .filter(request_paths::Column::User.eq(&env.user))
+        .filter(request_paths::Column::Group.eq(&env.group))
+        .filter(request_paths::Column::ApiAction.eq(env.action.as_str()))
+        .filter(request_paths::Column::Part.lt(chunks))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    if own.len() as i64 != chunks {
+        return Err(nlds_core::error::ApiError::not_found(format!(
+            "transaction {tid} names {chunks} chunks of paths, of which {} of yours are stored: \
+             send every chunk (POST /api/v2/paths, api_action {}, parts 0 to {}) before the \
+             request; chunks of a request that does not start are deleted after a while",
+            own.len(),
+            env.action.as_str(),
+            chunks - 1
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// The paths of chunk `part` of transaction `tid` (checked by [`own_chunks`] first).
+pub(super) async fn read_chunk(
+    txn: &DatabaseTransaction,
+    tid: &str,
+    part: u32,
+) -> Result<Vec<String>> {
+    let row = request_paths::Entity::find_by_id((tid.to_owned(), i64::from(part)))
+        .one(txn)
+        .await?
+        .ok_or_else(|| internal(format!("chunk {part} of {tid} vanished")))?;
+    serde_json::from_str(&row.paths).map_err(|e| {
+        internal(format!(
+            "chunk {part} of transaction {tid} is not a list of paths: {e}"
+        ))
+    })
+}
+
+pub(super) async fn delete_chunks(c: &impl ConnectionTrait, tid: &str) -> Result<()> {
     request_paths::Entity::delete_many()
         .filter(request_paths::Column::TransactionId.eq(tid))
         .exec(c)

@@ -4,15 +4,16 @@
 use std::io::Read;
 
 use clap::Args;
-use nlds_core::api::{DeletePlan, DeleteRequest, PurgeRequest, UndeleteRequest};
+use nlds_core::api::{ApiAction, DeletePlan, DeleteRequest, PurgeRequest, UndeleteRequest};
 use uuid::Uuid;
 
 use crate::args::{DryRun, HoldingSel, WaitOpts};
 use crate::ctx::{
-    Ctx, Env, Failure, Io, abs, after_submit, all_tags, note, print, print_json, submit_failure,
-    wait_plan,
+    Ctx, Env, Failure, Io, abs, after_submit, all_tags, chunk_failure, note, print, print_json,
+    submit_failure, wait_plan,
 };
 use crate::exit;
+use crate::filelist::{FilelistRest, chunk_paths, read_first};
 use crate::format::printable;
 use crate::plan::Plan;
 use nlds_client::client::Client;
@@ -175,17 +176,21 @@ pub fn prepare_del(a: &DelArgs, env: &Env) -> Result<Plan, Failure> {
             dry_run: a.dry_run.dry_run,
             all_versions: a.all_versions,
             notify: a.notify,
+            parts: 0,
         },
         wait_plan(&a.wait),
+        None,
     ))
 }
 
-/// The request of `nlds dellist`.
+/// The request of `nlds dellist`: its paths are the FILELIST's first chunk, the rest is read as
+/// it is sent (or, for a dry run, asked about a chunk at a time).
 pub fn prepare_dellist(a: &DellistArgs, env: &Env, stdin: &mut dyn Read) -> Result<Plan, Failure> {
+    let (paths, rest) = read_first(&a.filelist, env, stdin, chunk_paths(env))?;
     Ok(Plan::Delete(
         DeleteRequest {
             transaction_id: Some(Uuid::new_v4()),
-            paths: crate::filelist::read_whole(&a.filelist, env, stdin)?,
+            paths,
             label: a.holding.label.clone(),
             holding_id: a.holding.holding_id,
             tags: all_tags(&a.holding),
@@ -196,8 +201,10 @@ pub fn prepare_dellist(a: &DellistArgs, env: &Env, stdin: &mut dyn Read) -> Resu
             dry_run: a.dry_run.dry_run,
             all_versions: a.all_versions,
             notify: a.notify,
+            parts: 0,
         },
         wait_plan(&a.wait),
+        rest,
     ))
 }
 
@@ -232,6 +239,20 @@ pub fn prepare_purge(a: &PurgeArgs) -> Plan {
 
 /// A delete or undelete plan as text: the holdings, every file, what failed and why.
 pub fn plan_view(plan: &DeletePlan, verb: &str) -> String {
+    let mut out = plan_lines(plan, verb);
+    out.push_str(&plan_total(
+        plan.files_total,
+        plan.bytes_total,
+        plan.dry_run,
+        plan.undelete_until,
+        verb,
+    ));
+    out
+}
+
+/// The lines of [`plan_view`] before its total: the holdings, every file, what failed and why
+/// (one chunk's, of a dry run asked chunk by chunk).
+fn plan_lines(plan: &DeletePlan, verb: &str) -> String {
     let mut out = String::new();
     let would = if plan.dry_run { "would be " } else { "" };
     for h in &plan.holdings {
@@ -255,11 +276,20 @@ pub fn plan_view(plan: &DeletePlan, verb: &str) -> String {
             printable(&f.reason)
         ));
     }
-    out.push_str(&format!(
-        "{} file(s), {} bytes {would}{verb}",
-        plan.files_total, plan.bytes_total
-    ));
-    if let Some(t) = plan.undelete_until {
+    out
+}
+
+/// The last line of [`plan_view`]: how many files and bytes, and until when they can come back.
+fn plan_total(
+    files_total: u64,
+    bytes_total: u64,
+    dry_run: bool,
+    undelete_until: Option<chrono::DateTime<chrono::Utc>>,
+    verb: &str,
+) -> String {
+    let would = if dry_run { "would be " } else { "" };
+    let mut out = format!("{files_total} file(s), {bytes_total} bytes {would}{verb}");
+    if let Some(t) = undelete_until {
         out.push_str(&format!(
             "; `nlds undelete` can bring them back until {}",
             t.to_rfc3339()
@@ -269,14 +299,23 @@ pub fn plan_view(plan: &DeletePlan, verb: &str) -> String {
     out
 }
 
-/// Runs `del`/`dellist` (or its dry run).
+/// Runs `del`/`dellist` (or its dry run). The `rest` of a FILELIST longer than one chunk is read
+/// a chunk at a time: the chunks are sent first and the delete names them
+/// ([`execute_streamed`]), or a dry run is asked chunk by chunk ([`dry_run_streamed`]).
 pub async fn execute_delete(
     req: DeleteRequest,
     wait: Option<crate::plan::WaitPlan>,
+    rest: Option<FilelistRest>,
     client: &Client,
     ctx: &Ctx,
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
+    if let Some(rest) = rest {
+        if req.dry_run {
+            return dry_run_streamed(req, rest, client, ctx, io).await;
+        }
+        return execute_streamed(req, wait, rest, client, ctx, io).await;
+    }
     if req.dry_run {
         let plan = client.delete_plan(&req).await?;
         if ctx.json {
@@ -299,6 +338,121 @@ pub async fn execute_delete(
         .await
         .map_err(|e| submit_failure(e, id))?;
     after_submit(client, ctx, io, accepted, wait).await
+}
+
+/// A dellist of a FILELIST longer than one chunk: each chunk is sent in turn
+/// (`nlds_client::PathStream`), never the whole list in memory, and the delete naming them is
+/// sent once the list has been read, so a bad line anywhere in it deletes nothing (the chunks
+/// already sent are deleted by the server unused: docs/PROTOCOL.md, "Chunked requests").
+async fn execute_streamed(
+    mut req: DeleteRequest,
+    wait: Option<crate::plan::WaitPlan>,
+    rest: FilelistRest,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let tid = *req.transaction_id.get_or_insert_with(Uuid::new_v4);
+    let mut stream = client.path_stream(tid, ApiAction::Dellist, req.group.clone());
+    {
+        let mut reader = rest.open(io.stdin);
+        let mut chunk = std::mem::take(&mut req.paths);
+        loop {
+            let part = stream.parts();
+            stream
+                .push(chunk)
+                .await
+                .map_err(|e| chunk_failure(e, tid, part))?;
+            match rest.next(&mut reader)? {
+                Some(next) => chunk = next,
+                None => break,
+            }
+        }
+    }
+    let accepted = stream
+        .delete(req)
+        .await
+        .map_err(|e| submit_failure(e, Some(tid)))?;
+    after_submit(client, ctx, io, accepted, wait).await
+}
+
+/// The dry run of a dellist longer than one chunk, asked chunk by chunk (each a dry run of its
+/// own, under the same transaction id): the text is printed as the answers come (each chunk's
+/// holdings, files and failures, then the total of them all), so nothing but the sums is held;
+/// `--json` prints one document, the answers joined. A path listed in two chunks is counted in
+/// each.
+async fn dry_run_streamed(
+    mut req: DeleteRequest,
+    rest: FilelistRest,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let first = std::mem::take(&mut req.paths);
+    let mut joined = DeletePlan {
+        holdings: Vec::new(),
+        files: Vec::new(),
+        files_total: 0,
+        bytes_total: 0,
+        failed: Vec::new(),
+        undelete_until: None,
+        dry_run: true,
+    };
+    // Only the joined answer's counts (text), or all of it (JSON).
+    let mut all_paths = Vec::new();
+    let (mut any_files, mut any_holdings) = (false, false);
+    {
+        let mut reader = rest.open(io.stdin);
+        let mut chunk = first;
+        loop {
+            let ask = DeleteRequest {
+                paths: chunk,
+                ..req.clone()
+            };
+            let plan = client.delete_plan(&ask).await?;
+            any_files |= !plan.files.is_empty();
+            any_holdings |= !plan.holdings.is_empty();
+            joined.files_total += plan.files_total;
+            joined.bytes_total += plan.bytes_total;
+            joined.undelete_until = joined.undelete_until.or(plan.undelete_until);
+            joined.dry_run = plan.dry_run;
+            if ctx.json {
+                all_paths.extend(ask.paths);
+                joined.holdings.extend(plan.holdings);
+                joined.files.extend(plan.files);
+                joined.failed.extend(plan.failed);
+            } else {
+                let _ = io.out.write_all(plan_lines(&plan, "deleted").as_bytes());
+            }
+            match rest.next(&mut reader)? {
+                Some(next) => chunk = next,
+                None => break,
+            }
+        }
+    }
+    if ctx.json {
+        req.paths = all_paths;
+        print_json(
+            io,
+            &serde_json::json!({"dry_run": true, "request": req, "plan": joined}),
+        )?;
+    } else {
+        print(
+            io,
+            &plan_total(
+                joined.files_total,
+                joined.bytes_total,
+                joined.dry_run,
+                joined.undelete_until,
+                "deleted",
+            ),
+        );
+    }
+    if !any_files && !any_holdings {
+        note(io, ctx, "error: nothing would be deleted");
+        return Ok(exit::NOT_FOUND);
+    }
+    Ok(exit::OK)
 }
 
 /// Runs `undelete`.

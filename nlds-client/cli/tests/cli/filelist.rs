@@ -234,3 +234,128 @@ async fn a_filelist_that_is_a_pipe_is_read_once() {
     assert_eq!(seen[3].0, "/api/v2/put");
     assert_eq!(seen[3].1["parts"], 3);
 }
+
+/// A dellist longer than one chunk: the chunks go first (`api_action` dellist), the delete
+/// names them and carries the last; a bad line in a later chunk is a usage error naming its
+/// line, and no delete is sent.
+#[tokio::test]
+async fn dellist_is_sent_a_chunk_at_a_time_and_a_bad_later_line_deletes_nothing() {
+    let tid = uuid(0x77);
+    let fake = fake_server(vec![
+        (200, stored(1, 2)),
+        (200, stored(2, 4)),
+        (202, accepted_body(tid, "dellist")),
+    ])
+    .await;
+    let env = chunked_env(&fake, "2", "/gws/climate");
+    let o = run_cli_stdin(
+        &["dellist", "-", "-l", "run42", "--all-versions"],
+        &env,
+        "a\nb\nc\n/d\ne\n",
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    let seen = requests(&fake);
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let id = seen[2].1["transaction_id"].clone();
+    for (k, want) in [
+        (0, json!(["/gws/climate/a", "/gws/climate/b"])),
+        (1, json!(["/gws/climate/c", "/d"])),
+    ] {
+        assert_eq!(seen[k].0, "/api/v2/paths");
+        assert_eq!(seen[k].1["api_action"], "dellist");
+        assert_eq!(seen[k].1["part"], k);
+        assert_eq!(seen[k].1["transaction_id"], id);
+        assert_eq!(seen[k].1["paths"], want);
+    }
+    assert_eq!(seen[2].0, "/api/v2/delete");
+    assert_eq!(seen[2].1["parts"], 2);
+    assert_eq!(seen[2].1["paths"], json!(["/gws/climate/e"]));
+    assert_eq!(seen[2].1["label"], "run42");
+    assert_eq!(seen[2].1["all_versions"], true);
+    assert_eq!(seen[2].1["dry_run"], false);
+
+    // A bad line (a name with a character nlds reserves) in the third chunk: no delete is sent.
+    let fake = fake_server(vec![(200, stored(1, 2)), (200, stored(2, 4))]).await;
+    let env = chunked_env(&fake, "2", "/gws/climate");
+    let o = run_cli_stdin(&["dellist", "-"], &env, "/a\n/b\n/c\n/d\n/x/\u{10FE80}\n").await;
+    assert_eq!(o.code, exit::USAGE, "{}", o.err);
+    assert!(
+        o.err.contains("FILELIST from standard input, line 5") && o.err.contains("reserves"),
+        "{}",
+        o.err
+    );
+    let seen = requests(&fake);
+    assert!(
+        seen.iter().all(|(t, _)| t == "/api/v2/paths"),
+        "no delete: {seen:?}"
+    );
+}
+
+fn delete_plan(files: &[(&str, u64)], failed: &[&str]) -> String {
+    json!({
+        "holdings": [],
+        "files": files.iter().map(|(p, n)| json!({"path": p, "holding_id": 7, "label": "run42", "user": "alice", "size": n})).collect::<Vec<_>>(),
+        "files_total": files.len(),
+        "bytes_total": files.iter().map(|(_, n)| n).sum::<u64>(),
+        "failed": failed.iter().map(|p| json!({"path": p, "code": "not_found", "reason": format!("{p} is in none of the holdings you can delete from")})).collect::<Vec<_>>(),
+        "undelete_until": "2026-12-14T00:00:00Z",
+        "dry_run": true,
+    })
+    .to_string()
+}
+
+/// The dry run of a dellist longer than one chunk is asked chunk by chunk (no request carries
+/// more than one chunk, none is stored) and prints every chunk's lines and the total of them
+/// all; with `--json`, one document of the joined answers.
+#[tokio::test]
+async fn a_dellist_dry_run_is_asked_chunk_by_chunk_and_added_up() {
+    let answers = || {
+        vec![
+            (200, delete_plan(&[("/a", 1), ("/b", 2)], &[])),
+            (200, delete_plan(&[("/c", 4)], &["/gone"])),
+            (200, delete_plan(&[("/e", 8)], &[])),
+        ]
+    };
+    let fake = fake_server(answers()).await;
+    let env = chunked_env(&fake, "2", "/gws/climate");
+    let o = run_cli_stdin(
+        &["dellist", "-", "--dry-run"],
+        &env,
+        "/a\n/b\n/c\n/gone\n/e\n",
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    let seen = requests(&fake);
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.iter().all(|(t, b)| t == "/api/v2/delete"
+        && b["dry_run"] == true
+        && b["paths"].as_array().unwrap().len() <= 2
+        && b.get("parts").is_none()));
+    assert_eq!(
+        o.out,
+        "would be deleted: /a (holding 7, 1 bytes)\n\
+         would be deleted: /b (holding 7, 2 bytes)\n\
+         would be deleted: /c (holding 7, 4 bytes)\n\
+         not deleted: /gone (/gone is in none of the holdings you can delete from)\n\
+         would be deleted: /e (holding 7, 8 bytes)\n\
+         4 file(s), 15 bytes would be deleted; `nlds undelete` can bring them back until \
+         2026-12-14T00:00:00+00:00\n"
+    );
+
+    let fake = fake_server(answers()).await;
+    let env = chunked_env(&fake, "2", "/gws/climate");
+    let o = run_cli_stdin(
+        &["--json", "dellist", "-", "--dry-run"],
+        &env,
+        "/a\n/b\n/c\n/gone\n/e\n",
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.err);
+    let v: Value = serde_json::from_str(&o.out).unwrap();
+    assert_eq!(v["plan"]["files_total"], 4);
+    assert_eq!(v["plan"]["bytes_total"], 15);
+    assert_eq!(v["plan"]["files"].as_array().unwrap().len(), 4);
+    assert_eq!(v["plan"]["failed"][0]["path"], "/gone");
+    assert_eq!(v["request"]["paths"].as_array().unwrap().len(), 5);
+}

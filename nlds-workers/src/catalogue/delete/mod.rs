@@ -3,7 +3,8 @@
 //!
 //! **Soft delete** (`catalog.del`): the selected files (or whole holdings) are marked deleted in
 //! one database transaction (`deleted_at`, `deleted_by`, `delete_transaction`); from then on no
-//! list, find, get, meta or put sees them. Who may delete what is decided here from the caller's
+//! list, find, get, meta or put sees them. A delete whose paths came in chunks is deleted part by
+//! part in that one database transaction (`parts.rs`). Who may delete what is decided here from the caller's
 //! role in the group (`Envelope::role`, set by the server): a USER deletes only their own
 //! holdings' files, a DEPUTY or MANAGER anything in the group, an ADMIN anything.
 //!
@@ -43,6 +44,7 @@ use super::{
 };
 use crate::db::{file, holding};
 
+mod parts;
 mod purge;
 
 pub use nlds_settings::DeleteConfig;
@@ -153,6 +155,11 @@ impl Catalogue {
         regex: bool,
         dry_run: bool,
     ) -> Result<DeletePlan> {
+        if env.chunks > 0 {
+            return self
+                .delete_in_parts(env, filter, paths, regex, dry_run)
+                .await;
+        }
         check_selection(
             filter,
             paths,

@@ -210,13 +210,35 @@ pub async fn execute(
 /// `nlds get --dry-run`: what the get would restore, and where.
 /// `get --dry-run` / `getlist --dry-run`: asks the server what would be restored and looks at
 /// each destination. Exits [`exit::NOT_FOUND`] when nothing would be restored.
+///
+/// The `rest` of a FILELIST longer than one chunk is asked about a chunk at a time (each a dry run
+/// of its own, so no request carries more than one chunk), and the answers are joined: every
+/// file and missing path in order, the totals added up (a path listed in two chunks counts in
+/// each), the first answer's target.
 pub async fn dry_run(
-    req: GetRequest,
+    mut req: GetRequest,
+    rest: Option<FilelistRest>,
     client: &Client,
     ctx: &Ctx,
     io: &mut Io<'_>,
 ) -> Result<u8, Failure> {
-    let plan = client.get_plan(&req).await?;
+    let mut plan = client.get_plan(&req).await?;
+    if let Some(rest) = rest {
+        let mut reader = rest.open(io.stdin);
+        while let Some(chunk) = rest.next(&mut reader)? {
+            let ask = GetRequest {
+                paths: chunk,
+                ..req.clone()
+            };
+            let more = client.get_plan(&ask).await?;
+            req.paths.extend(ask.paths);
+            plan.files.extend(more.files);
+            plan.missing.extend(more.missing);
+            plan.files_total += more.files_total;
+            plan.bytes_total += more.bytes_total;
+            plan.target = plan.target.or(more.target);
+        }
+    }
     let (files, target, overwrite) = (
         plan.files.clone(),
         plan.target.clone().or_else(|| req.target.clone()),

@@ -332,28 +332,56 @@ impl LocalCheck {
     }
 }
 
-/// `nlds put --dry-run`: what the put would store, and what the local disk says.
-/// `put --dry-run` / `putlist --dry-run`: walks the local paths, asks the server which holding
-/// would be used, and prints both. Exits [`exit::NOT_FOUND`] when nothing would be put.
-pub async fn dry_run(
-    req: PutRequest,
+/// What the local disk says of the paths of `req` (one chunk), and what the server says the put
+/// would do with each entry (new, changed, unchanged) by the same classification as the put's
+/// check.
+async fn plan_chunk(
+    req: &PutRequest,
     client: &Client,
-    ctx: &Ctx,
-    io: &mut Io<'_>,
-) -> Result<u8, Failure> {
+) -> Result<(local::LocalScan, nlds_core::api::PutPlan), Failure> {
     let paths = req.paths.clone();
     let hash = req.sync == Some(SyncLevel::Checksum);
     let (scan, entries) =
         tokio::task::spawn_blocking(move || (local::scan(&paths), local::entries(&paths, hash)))
             .await
             .map_err(|e| Error::Decode(format!("the local scan failed: {e}")))?;
-    // The server says what the put would do with each entry (new, changed, unchanged), by the
-    // same classification as the put's check.
     let ask = PutRequest {
         entries,
         ..req.clone()
     };
-    let plan = client.put_plan(&ask).await?;
+    Ok((scan, client.put_plan(&ask).await?))
+}
+
+/// `nlds put --dry-run`: what the put would store, and what the local disk says.
+/// `put --dry-run` / `putlist --dry-run`: walks the local paths, asks the server which holding
+/// would be used, and prints both. Exits [`exit::NOT_FOUND`] when nothing would be put.
+///
+/// The `rest` of a FILELIST longer than one chunk is walked and asked about a chunk at a time
+/// (each a dry run of its own under the same transaction id, so a new holding's label is the
+/// same), and the answers joined: the first chunk's holding, every path, verdict and problem in
+/// order, the local totals added up (an entry reached from paths in two chunks counts in each).
+pub async fn dry_run(
+    mut req: PutRequest,
+    rest: Option<FilelistRest>,
+    client: &Client,
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    req.transaction_id.get_or_insert_with(Uuid::new_v4);
+    let (mut scan, mut plan) = plan_chunk(&req, client).await?;
+    if let Some(rest) = rest {
+        let mut reader = rest.open(io.stdin);
+        while let Some(chunk) = rest.next(&mut reader)? {
+            let ask = PutRequest {
+                paths: chunk,
+                ..req.clone()
+            };
+            let (more_scan, more) = plan_chunk(&ask, client).await?;
+            req.paths.extend(ask.paths);
+            scan.join(more_scan);
+            plan.verdicts.extend(more.verdicts);
+        }
+    }
     // A server that does not classify (an older one): an existing holding's entries would fail.
     let already = match (&plan.holding, local::stored_paths_regex(&scan)) {
         (Some(h), Some(re)) if plan.verdicts.is_empty() => {
