@@ -47,11 +47,12 @@ use crate::outbox;
 pub(crate) const SHOWN: usize = 100;
 
 /// SQL: no version of the same path in the same holding newer than this `file` row is live, or
-/// was deleted by the delete `tid` (the transaction being applied). `tid` is written into the
+/// was deleted by the delete `tid` (the transaction being applied); as the highest such version
+/// against this row's, for the reason `versions::NO_NEWER` gives. `tid` is written into the
 /// statement: it is a UUID as `Uuid` displays it (hex digits and dashes only), never user text.
 fn no_newer_before(tid: uuid::Uuid) -> SimpleExpr {
     Expr::cust(format!(
-        r#"NOT EXISTS (SELECT 1 FROM "file" AS "newer" WHERE "newer"."holding_id" = "file"."holding_id" AND "newer"."path" = "file"."path" AND "newer"."version" > "file"."version" AND ("newer"."deleted_at" IS NULL OR "newer"."delete_transaction" = '{tid}'))"#
+        r#"COALESCE((SELECT MAX("newer"."version") FROM "file" AS "newer" WHERE "newer"."holding_id" = "file"."holding_id" AND "newer"."path" = "file"."path" AND ("newer"."deleted_at" IS NULL OR "newer"."delete_transaction" = '{tid}')), 0) <= "file"."version""#
     ))
 }
 
