@@ -13,7 +13,8 @@
 //! * Up to `files_in_flight` files are transferred at once by each role, over all the batches it
 //!   handles at once (the bus hands a role up to `prefetch` of them): each file takes a slot of
 //!   the role's [`Store`]. Every file in flight holds a connection, a blocking thread and its
-//!   buffers, so this bounds the role's memory whatever the prefetch.
+//!   buffers, so this bounds the role's memory whatever the prefetch. The batches take the slots
+//!   in turn, in the order they started (`warm/turn.rs`), so they finish one after another.
 //! * Per-file problems (a vanished source, a permission, a checksum mismatch, a conflict) become
 //!   [`FailedFile`]s; an object store that is down or overloaded (connection failures, timeouts,
 //!   5xx, throttling) makes the whole batch a transient [`HandlerError`], so the bus retries it
