@@ -70,13 +70,19 @@ struct Put {
 }
 
 /// Submits a request, retrying while the deployment cannot accept it (broker or database down):
-/// what a client does. Returns the transaction id.
+/// what a client does, under one transaction id of its choosing, so that a retry after an answer
+/// lost on its way (the catalogue accepted the put, then the broker went down) finds the
+/// transaction instead of starting a second one. Returns the transaction id.
 async fn submit(api: &Api, path: &str, body: &Value) -> String {
+    let tid = uuid::Uuid::new_v4().to_string();
+    let mut body = body.clone();
+    body["transaction_id"] = json!(tid);
     let start = Instant::now();
     loop {
-        let (s, r) = api.post(path, body).await;
+        let (s, r) = api.post(path, &body).await;
         if s == 202 {
-            return r["transaction_id"].as_str().unwrap().to_owned();
+            assert_eq!(r["transaction_id"], json!(tid), "{r}");
+            return tid;
         }
         assert!(
             s >= 500 || s == 0,
@@ -301,9 +307,25 @@ async fn faults_lose_nothing_and_leave_nothing_behind() {
     let os = &settings.workers.object_store;
     let s3c = nlds_storage::s3::client(os).await.unwrap();
     let stored: BTreeSet<String> = bucket_keys(os, "").await.into_iter().collect();
-    assert_eq!(
-        stored, catalogued_keys,
-        "objects in the bucket = objects the catalogue references (no orphan, no duplicate)"
+    let orphans: Vec<&String> = stored.difference(&catalogued_keys).collect();
+    let missing: Vec<&String> = catalogued_keys.difference(&stored).collect();
+    // Which transactions the strays belong to (a key is `<prefix>/<transaction>/<hash>`).
+    let mut strays = BTreeMap::new();
+    for key in orphans.iter().chain(&missing) {
+        let tid = key.split('/').nth(1).unwrap_or_default().to_owned();
+        if let std::collections::btree_map::Entry::Vacant(e) = strays.entry(tid) {
+            let (_, t) = api.get(&format!("/api/v2/transactions/{}", e.key())).await;
+            e.insert(format!("{} {}", t["state"], t["label"]));
+        }
+    }
+    assert!(
+        orphans.is_empty() && missing.is_empty(),
+        "objects in the bucket = objects the catalogue references: {} orphan(s) {orphans:?}, \
+         {} catalogued but not stored {missing:?}; their transactions {strays:?}; the puts: {:?}\n{}",
+        orphans.len(),
+        missing.len(),
+        puts.iter().map(|p| (&p.label, &p.tid)).collect::<Vec<_>>(),
+        fleet.log("catalogue")
     );
     assert_eq!(stored.len(), total);
 
@@ -408,10 +430,10 @@ async fn faults_lose_nothing_and_leave_nothing_behind() {
         if busy.is_empty() {
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "messages left in queues (dead letters included): {busy:?}"
-        );
+        if start.elapsed() > Duration::from_secs(30) {
+            let dead = rabbit.dead_letters(&busy).await;
+            panic!("messages left in queues (dead letters included): {busy:?}\n{dead:#?}");
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     // The storage audit agrees: every catalogued copy is in storage, whole, and nothing else is.

@@ -149,6 +149,48 @@ impl Rabbit {
     }
 }
 
+impl Rabbit {
+    /// What the dead-letter queues among `busy` (lines of [`Rabbit::busy_queues`]) hold: each
+    /// message's routing key, its properties (the `x-death` header says why and from where it
+    /// was dead-lettered) and the start of its body; the messages are put back.
+    pub async fn dead_letters(&self, busy: &[String]) -> Vec<String> {
+        use lapin::options::{BasicGetOptions, BasicNackOptions};
+        let conn = lapin::Connection::connect(&self.url(), Default::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let mut out = Vec::new();
+        for queue in busy.iter().filter_map(|l| l.split_whitespace().next()) {
+            if !queue.ends_with(".dead") {
+                continue;
+            }
+            let mut got = Vec::new();
+            while let Some(m) = ch
+                .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+                .await
+                .unwrap()
+            {
+                let body = String::from_utf8_lossy(&m.delivery.data);
+                out.push(format!(
+                    "{queue}: {} {:?} {}",
+                    m.delivery.routing_key,
+                    m.delivery.properties,
+                    body.chars().take(300).collect::<String>()
+                ));
+                got.push(m.delivery.delivery_tag);
+            }
+            for tag in got {
+                let requeue = BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                };
+                ch.basic_nack(tag, requeue).await.unwrap();
+            }
+        }
+        out
+    }
+}
+
 impl Drop for Rabbit {
     fn drop(&mut self) {
         let _ = Command::new("rabbitmqctl")
