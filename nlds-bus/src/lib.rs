@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod notices;
 pub mod rabbit;
 mod rabbit_changes;
+mod rpc_deadline;
 mod runtime;
 pub mod shutdown;
 mod store;

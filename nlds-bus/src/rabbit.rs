@@ -16,8 +16,9 @@
 //!   expiry is exact).
 //! * `nlds.changes`: a durable fanout exchange for transaction changes (`rabbit_changes`), each
 //!   watching process reading them from an exclusive queue of its own.
-//! * RPC uses direct reply-to (`amq.rabbitmq.reply-to`) with a per-request expiration and a
-//!   caller-side timeout.
+//! * RPC uses direct reply-to (`amq.rabbitmq.reply-to`) with a caller-side timeout; the request
+//!   carries the time its caller gives up, and a consumer acks a request received after it
+//!   unhandled ([`crate::rpc_deadline`]: an `expiration` would dead-letter it).
 //!
 //! Consumers ack a delivery only after every follow-up message is confirmed, and reconnect with
 //! back-off when the broker goes away.
@@ -542,6 +543,14 @@ impl RabbitBus {
         channel: &Channel,
     ) {
         let key = delivery.routing_key.to_string();
+        if let Some(late) = crate::rpc_deadline::overdue(delivery.properties.headers().as_ref()) {
+            tracing::info!(%key, late_ms = late.as_millis() as u64, queue = %role.queue(),
+                "an RPC request whose caller gave up: dropped unhandled");
+            if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+                tracing::warn!(error = %e, "ack failed; the broker will redeliver");
+            }
+            return;
+        }
         let attempt = delivery
             .properties
             .headers()
@@ -695,7 +704,8 @@ impl Bus for RabbitBus {
             .with_content_type("application/json".into())
             .with_reply_to(REPLY_TO.into())
             .with_correlation_id(ShortString::from(id.as_str()))
-            .with_expiration(timeout.as_millis().to_string().as_str().into());
+            // A deadline, not an `expiration`: an expired request would be dead-lettered.
+            .with_headers(crate::rpc_deadline::stamp(timeout));
         let sent = self
             .publish_raw(
                 &link.rpc,

@@ -368,6 +368,69 @@ async fn rpc_answers_and_times_out_instead_of_hanging() {
     stop.cancel();
 }
 
+/// Records the first path of each request it answers.
+#[derive(Default)]
+struct Seen(std::sync::Mutex<Vec<String>>);
+#[async_trait]
+impl Handler for Seen {
+    async fn handle(&self, _: RoutingKey, env: Envelope) -> Result<Outcome, HandlerError> {
+        if let Payload::PutRequest { paths, .. } = &env.payload {
+            self.0.lock().unwrap().extend(paths.first().cloned());
+        }
+        Ok(Outcome::reply(env))
+    }
+}
+
+/// A request that waited in its queue past its caller's timeout (no consumer then) is dropped
+/// unhandled by the consumer that comes later, and is not dead-lettered either: its caller gave
+/// up, so nothing is left for anyone to do (an AMQP expiration would have put it in
+/// `nlds.catalog-rpc.dead`).
+#[tokio::test]
+async fn an_rpc_request_its_caller_gave_up_on_is_dropped_not_dead_lettered() {
+    let Some(v) = Vhost::new() else { return };
+    let bus = RabbitBus::connect(&v.url, fast_retry()).await.unwrap();
+    let key = RoutingKey::new(Worker::Catalog, Action::List);
+    let err = bus
+        .rpc(key, &env(&["/stale"]), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BusError::Timeout(..)), "{err}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = Arc::new(Seen::default());
+    let stop = spawn_consumer(
+        &bus,
+        Role::CatalogueRpc,
+        seen.clone(),
+        ConsumeOptions::default(),
+    );
+    let mut answered = false;
+    for _ in 0..20 {
+        match bus
+            .rpc(key, &env(&["/fresh"]), Duration::from_secs(2))
+            .await
+        {
+            Ok(_) => {
+                answered = true;
+                break;
+            }
+            Err(BusError::Timeout(..)) => continue, // the consumer may not be attached yet
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert!(answered, "a fresh request is answered");
+    let seen = seen.0.lock().unwrap().clone();
+    assert!(seen.contains(&"/fresh".to_owned()), "{seen:?}");
+    assert!(
+        !seen.contains(&"/stale".to_owned()),
+        "the stale request was handled: {seen:?}"
+    );
+    stop.cancel();
+    let queue = Role::CatalogueRpc.queue();
+    assert!(count_in(&v.url, &queue).await.is_empty(), "left in {queue}");
+    let dead = count_in(&v.url, &format!("{queue}.dead")).await;
+    assert!(dead.is_empty(), "dead-lettered: {} message(s)", dead.len());
+}
+
 #[tokio::test]
 async fn publisher_and_consumers_reconnect_after_the_broker_drops_them() {
     let Some(v) = Vhost::new() else { return };
