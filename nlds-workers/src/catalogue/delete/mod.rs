@@ -687,12 +687,11 @@ async fn select_files(
             q.filter(super::versions::selected(versions))
         }
     };
-    let mut matched: BTreeMap<i64, file::Model> = BTreeMap::new();
-    let mut unmatched = Vec::new();
     if ids.is_empty() {
         return Ok((Vec::new(), paths.to_vec()));
     }
-    if regex {
+    let mut matched: BTreeMap<i64, file::Model> = BTreeMap::new();
+    let unmatched = if regex {
         let set = compile_set(paths).await?;
         let mut hit = vec![false; set.len()];
         let mut last = 0i64;
@@ -719,45 +718,74 @@ async fn select_files(
                 break;
             }
         }
-        unmatched.extend(
-            paths
-                .iter()
-                .zip(hit)
-                .filter(|(_, h)| !h)
-                .map(|(p, _)| p.clone()),
-        );
+        paths
+            .iter()
+            .zip(hit)
+            .filter(|(_, h)| !h)
+            .map(|(p, _)| p.clone())
+            .collect()
     } else {
-        for p in paths {
-            let norm = normalise(p);
-            let exact = base()
-                .filter(file::Column::Path.eq(norm.as_str()))
-                .all(c)
-                .await?;
-            let directory = exact.is_empty() || exact.iter().any(|m| m.kind == PathKind::Directory);
-            let mut any = !exact.is_empty();
-            for m in exact {
-                matched.insert(m.id, m);
-            }
-            if directory {
-                let (lo, hi) = prefix_range(&norm);
-                for m in base()
-                    .filter(file::Column::Path.gt(lo))
-                    .filter(file::Column::Path.lt(hi))
-                    .all(c)
-                    .await?
-                {
-                    any = true;
-                    matched.insert(m.id, m);
-                }
-            }
-            if !any {
-                unmatched.push(p.clone());
-            }
+        select_by_path(c, base, paths, &mut matched).await?
+    };
+    Ok((in_path_order(matched), unmatched))
+}
+
+/// Adds to `matched` the files of `base()` (a query of the candidate files) that `paths` select:
+/// a path's own files, looked up [`CHUNK`] paths at a time, and everything under it when it names
+/// a directory or no file at all. Returns the paths that select nothing. A path given twice (`/a`
+/// and `/a/`) finds its files twice, and they are kept once.
+async fn select_by_path<F>(
+    c: &DatabaseTransaction,
+    base: F,
+    paths: &[String],
+    matched: &mut BTreeMap<i64, file::Model>,
+) -> Result<Vec<String>>
+where
+    F: Fn() -> sea_orm::Select<file::Entity>,
+{
+    let norms: Vec<String> = paths.iter().map(|p| normalise(p)).collect();
+    let mut exact: HashMap<String, Vec<file::Model>> = HashMap::new();
+    for batch in norms.chunks(CHUNK) {
+        for m in base()
+            .filter(file::Column::Path.is_in(batch.iter().map(String::as_str)))
+            .all(c)
+            .await?
+        {
+            exact.entry(m.path.clone()).or_default().push(m);
         }
     }
+    let mut unmatched = Vec::new();
+    for (p, norm) in paths.iter().zip(&norms) {
+        let hits = exact.get(norm).cloned().unwrap_or_default();
+        let directory = hits.is_empty() || hits.iter().any(|m| m.kind == PathKind::Directory);
+        let mut any = !hits.is_empty();
+        for m in hits {
+            matched.insert(m.id, m);
+        }
+        if directory {
+            let (lo, hi) = prefix_range(norm);
+            for m in base()
+                .filter(file::Column::Path.gt(lo))
+                .filter(file::Column::Path.lt(hi))
+                .all(c)
+                .await?
+            {
+                any = true;
+                matched.insert(m.id, m);
+            }
+        }
+        if !any {
+            unmatched.push(p.clone());
+        }
+    }
+    Ok(unmatched)
+}
+
+/// The files of `matched` by holding, then path.
+fn in_path_order(matched: BTreeMap<i64, file::Model>) -> Vec<file::Model> {
     let mut files: Vec<file::Model> = matched.into_values().collect();
     files.sort_by(|a, b| (a.holding_id, &a.path).cmp(&(b.holding_id, &b.path)));
-    Ok((files, unmatched))
+    files
 }
 
 /// `604800` → `7 days`.

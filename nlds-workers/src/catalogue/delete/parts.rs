@@ -27,18 +27,18 @@ use nlds_core::api::{DeletePlan, DeletedFile};
 use nlds_core::message::HoldingFilter;
 use nlds_core::versions::VersionSelect;
 use nlds_core::workflow::{self, Effect, Step, Workflow};
-use nlds_core::{Action, Envelope, ErrorCode, FailedFile, PathKind, Payload, RoutingKey, Worker};
+use nlds_core::{Action, Envelope, ErrorCode, FailedFile, Payload, RoutingKey, Worker};
 use sea_orm::sea_query::{Expr, ExprTrait, SimpleExpr};
 use sea_orm::{
     ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
 };
 
-use super::{Retention, deleted_file, forbidden, mark_files, may_delete};
-use crate::catalogue::chunks::{delete_chunks, own_chunks, read_chunk};
-use crate::catalogue::{
-    CHUNK, Catalogue, Result, bad_request, holding_file_in, normalise, prefix_range, to_u64,
+use super::{
+    Retention, deleted_file, forbidden, in_path_order, mark_files, may_delete, select_by_path,
 };
+use crate::catalogue::chunks::{delete_chunks, own_chunks, read_chunk};
+use crate::catalogue::{Catalogue, Result, bad_request, holding_file_in, to_u64};
 use crate::db::{file, holding};
 use crate::outbox;
 
@@ -302,9 +302,8 @@ fn ended(
 }
 
 /// The live files of holdings `ids` that one part's `paths` select, as `select_files` does for
-/// a delete in one body (an exact path, and everything under a directory path), counting as live
-/// the files the delete `tid` itself deleted in an earlier part; and the paths that select
-/// nothing. Exact paths are looked up [`CHUNK`] at a time.
+/// a delete in one body ([`select_by_path`]), counting as live the files the delete `tid` itself
+/// deleted in an earlier part; and the paths that select nothing.
 async fn select_part(
     c: &DatabaseTransaction,
     ids: &[i64],
@@ -332,46 +331,9 @@ async fn select_part(
             .filter(live.clone())
             .filter(version.clone())
     };
-    let mut exact: HashMap<String, Vec<file::Model>> = HashMap::new();
-    let norms: Vec<String> = paths.iter().map(|p| normalise(p)).collect();
-    for batch in norms.chunks(CHUNK) {
-        for m in base()
-            .filter(file::Column::Path.is_in(batch.iter().map(String::as_str)))
-            .all(c)
-            .await?
-        {
-            exact.entry(m.path.clone()).or_default().push(m);
-        }
-    }
-    let mut matched: BTreeMap<i64, file::Model> = BTreeMap::new();
-    let mut unmatched = Vec::new();
-    for (p, norm) in paths.iter().zip(&norms) {
-        // A path given twice (`/a` and `/a/`) finds its files twice, and keeps them once.
-        let hits = exact.get(norm).cloned().unwrap_or_default();
-        let directory = hits.is_empty() || hits.iter().any(|m| m.kind == PathKind::Directory);
-        let mut any = !hits.is_empty();
-        for m in hits {
-            matched.insert(m.id, m);
-        }
-        if directory {
-            let (lo, hi) = prefix_range(norm);
-            for m in base()
-                .filter(file::Column::Path.gt(lo))
-                .filter(file::Column::Path.lt(hi))
-                .all(c)
-                .await?
-            {
-                any = true;
-                matched.insert(m.id, m);
-            }
-        }
-        if !any {
-            unmatched.push(p.clone());
-        }
-    }
-    let mut files: Vec<file::Model> = matched.into_values().collect();
-    files.sort_by(|a, b| (a.holding_id, &a.path).cmp(&(b.holding_id, &b.path)));
-    Ok((files, unmatched))
+    let mut matched = BTreeMap::new();
+    let unmatched = select_by_path(c, base, paths, &mut matched).await?;
+    Ok((in_path_order(matched), unmatched))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::db::testing::{self, holding_with};
 use nlds_bus::Handler;
 use nlds_core::api::ApiAction;
 use nlds_core::message::RpcReply;
-use nlds_core::{AccessRole, State};
+use nlds_core::{AccessRole, PathKind, State};
 use sea_orm::{ActiveValue::Set, DatabaseConnection};
 use uuid::Uuid;
 
