@@ -75,7 +75,17 @@ echo "[test] NLDS_TEST_ALLOW_SKIP=${NLDS_TEST_ALLOW_SKIP:-(unset: a missing serv
 rc=0
 if cargo nextest --version >/dev/null 2>&1; then
     echo "[test] cargo nextest run ${scope[*]} --no-fail-fast $*"
-    cargo nextest run "${scope[@]}" --no-fail-fast "$@" || rc=$?
+    # nextest's report also goes to a file, for the slowest tests at the end (the ones
+    # .config/nextest.toml starts first).
+    NEXTEST_OUT="$(mktemp -t nlds-test-out.XXXXXX)"
+    trap 'rm -f "$NLDS_TEST_SKIP_LOG" "$NEXTEST_OUT"' EXIT
+    set +e
+    cargo nextest run "${scope[@]}" --no-fail-fast "$@" 2>&1 | tee "$NEXTEST_OUT"
+    rc=${PIPESTATUS[0]}
+    set -e
+    echo "[test] the slowest tests:"
+    grep -E '^ +(PASS|FAIL) \[ *[0-9.]+s\]' "$NEXTEST_OUT" | sed -E 's/^ +//' \
+        | sort -t'[' -k2 -rn | head -n 8 | sed 's/^/[test]   /' || true
 else
     echo "[test] cargo-nextest not found; cargo test ${scope[*]} --all-targets --no-fail-fast $*"
     cargo test "${scope[@]}" --all-targets --no-fail-fast "$@" || rc=$?
