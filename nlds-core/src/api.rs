@@ -727,7 +727,9 @@ pub struct DeletedFile {
 pub struct DeletePlan {
     /// Holdings deleted (undeleted) whole.
     pub holdings: Vec<DeletedHolding>,
-    /// Every file deleted (undeleted).
+    /// The files deleted (undeleted): every one, except in the answer of a delete whose paths
+    /// came in chunks (`parts`), which lists the first file deleted in each holding
+    /// (`files_total` and `bytes_total` count them all; docs/PROTOCOL.md).
     pub files: Vec<DeletedFile>,
     pub files_total: u64,
     pub bytes_total: u64,

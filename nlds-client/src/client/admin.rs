@@ -1,4 +1,4 @@
-//! Service operators' methods (`/admin/...`: drains, quotas, logs, audits, policy) and `explain`.
+//! Service operators' methods (`/admin/...`: drains, quotas, logs, audits, policy).
 
 use nlds_core::api::TransactionPage;
 use reqwest::Method;
@@ -233,15 +233,6 @@ impl Client {
             Some(&serde_json::json!({})),
         )
         .await
-    }
-
-    /// Where one of the caller's files is, which policy rule applies and when it will move.
-    pub async fn explain(
-        &self,
-        query: &nlds_core::policy::ExplainQuery,
-    ) -> Result<nlds_core::policy::Explanation> {
-        self.send(Method::GET, "/explain", Some(query), None::<&()>)
-            .await
     }
 }
 

@@ -1,4 +1,5 @@
-//! Listing holdings, finding files, and changing holdings' labels and tags.
+//! Listing holdings, finding files, changing holdings' labels and tags, and explaining where a
+//! file is and where the policy will move it.
 
 use nlds_core::api::{FilePage, HoldingPage, HoldingQuery, MetaRequest, MetaResponse};
 use reqwest::Method;
@@ -23,6 +24,15 @@ impl Client {
     /// says what would change and changes nothing.
     pub async fn meta(&self, req: &MetaRequest) -> Result<MetaResponse> {
         self.send(Method::POST, "/meta", None::<&()>, Some(req))
+            .await
+    }
+
+    /// Where one of the caller's files is, which policy rule applies and when it will move.
+    pub async fn explain(
+        &self,
+        query: &nlds_core::policy::ExplainQuery,
+    ) -> Result<nlds_core::policy::Explanation> {
+        self.send(Method::GET, "/explain", Some(query), None::<&()>)
             .await
     }
 }
