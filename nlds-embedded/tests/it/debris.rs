@@ -1,6 +1,8 @@
-//! Nothing left behind: what a killed process leaves (a `.part` file in the user's restore
-//! target, a recall spool, a partial aggregate) is removed when the role starts again, and the
-//! work still completes. The multipart uploads of a killed transfer-put: `distributed.rs`.
+//! Nothing left behind: what a killed process leaves (a `.part` file of an overwriting get in the
+//! user's restore target, a recall spool, a partial aggregate) is removed when the role starts
+//! again, and the work still completes; a get that replaces nothing writes unnamed files, so a
+//! kill leaves nothing in the target at all. The multipart uploads of a killed transfer-put:
+//! `distributed.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,8 +36,10 @@ async fn until(what: &str, limit: Duration, mut gone: impl FnMut() -> bool) {
     }
 }
 
-/// Waits for the transfer-get to pause while writing its temporary file; returns that file.
-async fn paused_download(pause: &Path) -> PathBuf {
+/// Waits for the transfer-get to pause while writing a file; returns the path the pause names:
+/// the `.part` file being written (`named`: a get that may overwrite), or else the destination,
+/// which has no name yet.
+async fn paused_download(pause: &Path, named: bool) -> PathBuf {
     let dir = pause.to_owned();
     let part = tokio::task::spawn_blocking(move || {
         control::reached(&dir, points::GET_TEMP_WRITING, Duration::from_secs(120))
@@ -43,14 +47,25 @@ async fn paused_download(pause: &Path) -> PathBuf {
     .await
     .unwrap()
     .expect("transfer-get never started writing a file");
-    assert!(part.to_string_lossy().ends_with(".part"), "{part:?}");
-    assert!(part.is_file(), "{part:?} is being written");
+    if named {
+        assert!(part.to_string_lossy().ends_with(".part"), "{part:?}");
+        assert!(part.is_file(), "{part:?} is being written");
+    } else {
+        assert!(!part.to_string_lossy().contains(".nlds-"), "{part:?}");
+        assert!(!part.exists(), "{part:?} has no name while it is written");
+        assert_eq!(
+            temporaries(part.parent().unwrap()),
+            Vec::<PathBuf>::new(),
+            "no temporary name in the target"
+        );
+    }
     part
 }
 
-/// Distributed: transfer-get (the real binary) is killed (-9) while it writes a file of a get;
-/// its `.part` file stays in the target. Started again, it removes it (its journal named it) and
-/// the get completes, byte for byte, with no temporary left.
+/// Distributed: transfer-get (the real binary) is killed (-9) while it writes a file of a get
+/// that may overwrite (so the file is written under a temporary name, recorded in the batch's
+/// journal); its `.part` file stays in the target. Started again, it removes it (its journal
+/// named it) and the get completes, byte for byte, with no temporary left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_transfer_get_mid_download_leaves_no_part_file() {
     let Some(svc) = Services::new().await else {
@@ -82,12 +97,13 @@ async fn killing_transfer_get_mid_download_leaves_no_part_file() {
     let (s, r) = api
         .post(
             "/api/v2/get",
-            &json!({"paths": [src.path()], "label": "debris", "target": target.path()}),
+            &json!({"paths": [src.path()], "label": "debris", "target": target.path(),
+                    "overwrite": true}),
         )
         .await;
     assert_eq!(s, 202, "{r}");
     let tid = r["transaction_id"].as_str().unwrap().to_owned();
-    let part = paused_download(pause.path()).await;
+    let part = paused_download(pause.path(), true).await;
     child.kill().unwrap(); // SIGKILL, mid-download
     child.wait().unwrap();
     assert!(part.is_file(), "the killed process's {part:?} is there");
@@ -131,44 +147,63 @@ async fn with_pause_points(data: &Path, logs: &Path, pause: &Path) -> (ServerPro
     (server, api)
 }
 
-/// Embedded: the whole process is killed (-9) while transfer-get writes a file; started again on
-/// the same data directory, it removes the `.part` file, and the get run again completes.
+/// Embedded: the whole process is killed (-9) while transfer-get writes a file of a get that
+/// replaces nothing, so the file has no name yet: nothing of it is in the target, before or after
+/// the kill; started again on the same data directory, the get run again completes. With
+/// `overwrite` (a named temporary), the restarted process removes the `.part` file it left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_embedded_process_mid_download_leaves_no_part_file() {
-    let (data, logs, pause) = (temp(), temp(), temp());
-    let (server, api) = with_pause_points(data.path(), logs.path(), pause.path()).await;
+    let (data, logs) = (temp(), temp());
+    // A pause directory per kill: a killed process leaves its pause marked as reached.
+    let pauses = [temp(), temp()];
+    let (server, api) = with_pause_points(data.path(), logs.path(), pauses[0].path()).await;
     let src = temp();
     crate::helpers::make_tree(src.path(), 20, 1);
     let body = json!({"paths": [src.path()], "label": "debris"});
     let put = api.put_and_wait(body).await;
     assert_eq!(put.state, State::Complete, "{put:#?}");
 
-    control::arm(pause.path(), points::GET_TEMP_WRITING).unwrap();
-    let target = temp();
-    let get = json!({"paths": [src.path()], "label": "debris", "target": target.path()});
-    let (s, r) = api.post("/api/v2/get", &get).await;
-    assert_eq!(s, 202, "{r}");
-    let part = paused_download(pause.path()).await;
-    drop(server); // SIGKILL
-    assert!(part.is_file(), "the killed process's {part:?} is there");
+    let mut running = Some((server, api));
+    for (overwrite, pause) in [false, true].into_iter().zip(&pauses) {
+        let (server, api) = match running.take() {
+            Some(first) => first,
+            None => with_pause_points(data.path(), logs.path(), pause.path()).await,
+        };
+        control::arm(pause.path(), points::GET_TEMP_WRITING).unwrap();
+        let target = temp();
+        let get = json!({"paths": [src.path()], "label": "debris", "target": target.path(),
+                         "overwrite": overwrite});
+        let (s, r) = api.post("/api/v2/get", &get).await;
+        assert_eq!(s, 202, "{r}");
+        let part = paused_download(pause.path(), overwrite).await;
+        drop(server); // SIGKILL
+        if overwrite {
+            assert!(part.is_file(), "the killed process's {part:?} is there");
+        } else {
+            assert!(!part.exists(), "{part:?}");
+            assert_eq!(temporaries(target.path()), Vec::<PathBuf>::new());
+        }
 
-    let server = ServerProcess::start(data.path(), logs.path(), None, "warn").await;
-    let p = part.clone();
-    until(
-        &format!("{part:?} still there"),
-        Duration::from_secs(60),
-        || !p.exists(),
-    )
-    .await;
-    let api = Api::new(&server.url, &token_of(data.path()));
-    let again = api.get_and_wait(get).await;
-    assert_eq!(again.state, State::Complete, "{again:#?}");
-    assert_eq!(temporaries(target.path()), Vec::<PathBuf>::new());
-    assert_eq!(
-        shape(&restored(target.path(), src.path())),
-        shape(src.path())
-    );
-    server.stop();
+        let again = ServerProcess::start(data.path(), logs.path(), None, "warn").await;
+        let p = part.clone();
+        if overwrite {
+            until(
+                &format!("{part:?} still there"),
+                Duration::from_secs(60),
+                || !p.exists(),
+            )
+            .await;
+        }
+        let a = Api::new(&again.url, &token_of(data.path()));
+        let done = a.get_and_wait(get).await;
+        assert_eq!(done.state, State::Complete, "{done:#?}");
+        assert_eq!(temporaries(target.path()), Vec::<PathBuf>::new());
+        assert_eq!(
+            shape(&restored(target.path(), src.path())),
+            shape(src.path())
+        );
+        again.stop();
+    }
 }
 
 /// A file that appears at a get's destination while the get downloads it (another get of the

@@ -36,7 +36,8 @@ use crate::config::TransferConfig;
 use crate::posix::{Ownership, PosixPolicy};
 use crate::userfs::UserFs;
 use crate::userfs::journal::Journal;
-use crate::userfs::restore::{self, DirSyncs, Existing, Restorer, TempFile};
+use crate::userfs::restore::{self, DirSyncs, Existing, Restorer};
+use crate::userfs::temp_file::TempFile;
 use crate::warm::{
     Batch, Moving, SharedStore, Step, Store, bad_payload, blocking, io_failed, system_time,
 };
@@ -593,9 +594,17 @@ impl TransferGet {
             }
         };
 
-        // Download into a temporary file next to the destination, hashing what is written.
+        // Download into a file next to the destination, hashing what is written: unnamed until
+        // it is linked into place, unless it may replace a file there (userfs/temp_file.rs).
         let (d, n, t, j) = (dir.clone(), name.clone(), to.clone(), dest.journal.clone());
-        let created = blocking(move || TempFile::create_recorded(&d, &n, &t, "part", j.as_deref()));
+        let overwrite = dest.overwrite;
+        let created = blocking(move || {
+            if overwrite {
+                TempFile::create_recorded(&d, &n, &t, "part", j.as_deref())
+            } else {
+                TempFile::create_unnamed(&d, &n, &t, "part", j.as_deref())
+            }
+        });
         let (temp, file) = match created.await {
             Ok(x) => x,
             Err(e) => {
@@ -910,7 +919,7 @@ mod unit {
     #[test]
     fn temporary_names_are_hidden_and_bounded() {
         let long = "é".repeat(127); // 254 bytes
-        let temp = restore::temp_name(std::ffi::OsStr::new(&long), "part");
+        let temp = crate::userfs::temp_file::temp_name(std::ffi::OsStr::new(&long), "part");
         let name = temp.to_str().unwrap();
         assert!(name.starts_with(".é"), "{name}");
         assert!(name.ends_with(".part"), "{name}");

@@ -37,6 +37,7 @@ pub mod journal;
 pub mod read;
 pub mod resolve;
 pub mod restore;
+pub mod temp_file;
 #[cfg(test)]
 mod tests;
 pub mod xattr;

@@ -3,10 +3,11 @@
 //! A [`Restorer`] holds a handle on every directory of one batch (the target, the directories
 //! found on the way, those it created), keyed by destination path. Directories it creates are
 //! made with `mkdirat(parent, name, 0700)`, opened `O_RDONLY|O_DIRECTORY|O_NOFOLLOW` from the
-//! parent's handle and given away with `fchown` on that descriptor. Files are written to a
-//! temporary name created `O_CREAT|O_EXCL|O_NOFOLLOW` in the directory handle, finished with
-//! `fchown`/`futimens`/`fchmod`/`fsync` on their own descriptor and moved into place with
-//! `linkat`/`renameat` relative to the handle. Below a target no symbolic link is followed.
+//! parent's handle and given away with `fchown` on that descriptor. Files are written unnamed
+//! (`O_TMPFILE`) or under a temporary name created `O_CREAT|O_EXCL|O_NOFOLLOW` in the directory
+//! handle ([`super::temp_file`]), finished with `fchown`/`futimens`/`fchmod`/`fsync` on their own
+//! descriptor and moved into place with `linkat`/`renameat` relative to the handle. Below a target
+//! no symbolic link is followed.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -21,6 +22,7 @@ use nlds_core::{ErrorCode, FailedFile};
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, Uid, openat, statat};
 use rustix::io::Errno;
 
+use super::temp_file::temp_name;
 use super::{Denial, Dir, Links, Meta, UserFs, components, fstat, is_plain_name};
 use crate::posix::{Ownership, SEARCH, WRITE};
 use nlds_hooks::points;
@@ -523,163 +525,6 @@ fn hash_at(dir: &Dir, name: &OsStr, size: u64) -> Option<String> {
     let mut hasher = blake3::Hasher::new();
     hasher.update_reader(File::from(fd)).ok()?;
     Some(hasher.finalize().to_hex().to_string())
-}
-
-/// A temporary file `.<name>.nlds-<random>.<suffix>` in a directory handle, removed (through
-/// the handle) unless it was moved into place.
-pub struct TempFile {
-    dir: Dir,
-    name: OsString,
-    /// Its path, for messages and pause points.
-    shown: PathBuf,
-    armed: bool,
-}
-
-/// `.<name>.nlds-<random>.<suffix>`, within NAME_MAX whatever the name.
-pub fn temp_name(name: &OsStr, suffix: &str) -> OsString {
-    let name = name.to_string_lossy();
-    let mut end = name.len().min(200);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    OsString::from(format!(".{}.nlds-{}.{suffix}", &name[..end], &random[..12]))
-}
-
-impl TempFile {
-    /// Creates a temporary file for `to` (named `name` in `dir`), mode 0600.
-    pub fn create(dir: &Dir, name: &OsStr, to: &Path, suffix: &str) -> io::Result<(Self, File)> {
-        Self::create_recorded(dir, name, to, suffix, None)
-    }
-
-    /// [`TempFile::create`], its name recorded in `journal` before it is created and its inode
-    /// just after (so a restart removes it if this process dies: [`super::journal`]).
-    pub fn create_recorded(
-        dir: &Dir,
-        name: &OsStr,
-        to: &Path,
-        suffix: &str,
-        journal: Option<&super::journal::Journal>,
-    ) -> io::Result<(Self, File)> {
-        let temp = temp_name(name, suffix);
-        if let Some(j) = journal {
-            j.intent(dir, &temp)?;
-        }
-        let fd = openat(
-            dir.fd(),
-            &temp,
-            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )?;
-        if let Some(j) = journal {
-            let recorded = fstat(&fd).and_then(|m| j.created(dir, &temp, &m));
-            if let Err(e) = recorded {
-                let _ = rustix::fs::unlinkat(dir.fd(), &temp, AtFlags::empty());
-                return Err(e);
-            }
-        }
-        let shown = to.with_file_name(&temp);
-        Ok((
-            Self {
-                dir: dir.clone(),
-                name: temp,
-                shown,
-                armed: true,
-            },
-            File::from(fd),
-        ))
-    }
-
-    /// Its path (for messages).
-    pub fn path(&self) -> &Path {
-        &self.shown
-    }
-
-    /// Gives the written file to `ids`, sets its extended attributes (`path`: the file's
-    /// path, named in the warnings of those that cannot be set), modification time and mode
-    /// and fsyncs it, all on its descriptor. The warnings are returned.
-    pub fn finish(
-        &self,
-        file: &File,
-        ids: Option<(u32, u32)>,
-        mode: u32,
-        mtime: std::time::SystemTime,
-        (path, xattrs): (&str, &[Xattr]),
-    ) -> Result<Vec<String>, Denial> {
-        nlds_hooks::pause(points::GET_BEFORE_OWNER, &self.shown);
-        if let Some((uid, gid)) = ids {
-            // Before the mode: a change of owner clears setuid/setgid bits.
-            rustix::fs::fchown(file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-                .map_err(|e| ownership_failed(&self.shown, uid, gid, &e.into()))?;
-        }
-        // Before the mode: an ACL sets the group bits, the mode then sets its mask.
-        let warnings = super::xattr::apply(file, path, xattrs);
-        file.set_times(FileTimes::new().set_modified(mtime))
-            .and_then(|()| Ok(rustix::fs::fchmod(file, Mode::from_raw_mode(mode))?))
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Denial::io("finish", &self.shown, &e))?;
-        Ok(warnings)
-    }
-
-    /// Moves the file to `name` of its directory and fsyncs the directory. Without `overwrite`,
-    /// never replaces something that appeared there meanwhile (a hard link fails if the name
-    /// exists); falls back to a rename where the file system has no hard links.
-    pub fn persist(&mut self, name: &OsStr, to: &Path, overwrite: bool) -> io::Result<()> {
-        let syncs = DirSyncs::default();
-        self.persist_deferred(name, to, overwrite, &syncs)?;
-        syncs.sync();
-        Ok(())
-    }
-
-    /// As [`TempFile::persist`], but the directory is only added to `syncs`, for the caller to
-    /// fsync once for all the files it moves into it ([`DirSyncs::sync`]) before it reports
-    /// them restored.
-    pub fn persist_deferred(
-        &mut self,
-        name: &OsStr,
-        to: &Path,
-        overwrite: bool,
-        syncs: &DirSyncs,
-    ) -> io::Result<()> {
-        nlds_hooks::pause(points::GET_BEFORE_RENAME, to);
-        let fd = self.dir.fd();
-        if !overwrite {
-            match rustix::fs::linkat(fd, &self.name, fd, name, AtFlags::empty()) {
-                Ok(()) => {
-                    self.armed = false;
-                    let _ = rustix::fs::unlinkat(fd, &self.name, AtFlags::empty());
-                    syncs.add(&self.dir);
-                    return Ok(());
-                }
-                Err(Errno::EXIST) => return Err(io::ErrorKind::AlreadyExists.into()),
-                Err(_) if statat(fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok() => {
-                    return Err(io::ErrorKind::AlreadyExists.into());
-                }
-                Err(_) => {}
-            }
-        }
-        rustix::fs::renameat(fd, &self.name, fd, name)?;
-        self.armed = false;
-        syncs.add(&self.dir);
-        Ok(())
-    }
-
-    /// Removes the temporary file after a failure (blocking: a pause point).
-    pub fn discard(mut self) {
-        if self.armed {
-            nlds_hooks::pause(points::GET_BEFORE_UNLINK, &self.shown);
-            let _ = rustix::fs::unlinkat(self.dir.fd(), &self.name, AtFlags::empty());
-            self.armed = false;
-        }
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = rustix::fs::unlinkat(self.dir.fd(), &self.name, AtFlags::empty());
-        }
-    }
 }
 
 /// The directories a batch moved restored files into, each to be fsynced once when the batch has

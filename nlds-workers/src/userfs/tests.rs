@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 use nlds_core::ErrorCode;
 
 use super::read::{self, OpenError};
-use super::restore::{self, Restorer, TempFile};
+use super::restore::{self, Restorer};
+use super::temp_file::TempFile;
 use super::*;
 use crate::posix::{Ownership, PosixPolicy, READ, SEARCH, WRITE};
 
@@ -518,4 +519,71 @@ fn directories_are_synced_once_for_all_the_files_moved_into_them() {
     }
     assert_eq!(syncs.sync(), 2, "a and b, once each");
     assert_eq!(syncs.sync(), 0, "nothing left to sync");
+}
+
+/// A file of a restore that replaces nothing has no name in its directory while it is written
+/// (`O_TMPFILE`), gets its final name whole (owner, mode, time, content) when it is moved into
+/// place, is refused a name that appeared meanwhile (the file there kept as it was), and leaves
+/// nothing when it is given up or its process is killed (its last descriptor closes).
+#[test]
+fn an_unnamed_file_appears_only_whole_and_leaves_nothing_when_given_up() {
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("t");
+    std::fs::create_dir_all(&t).unwrap();
+    let target = t.to_string_lossy().into_owned();
+    let fs = UserFs::new(PosixPolicy::SERVICE, "svc");
+    let mut r = Restorer::new(fs, Ownership::Process, Some(&target)).unwrap();
+    let entries = || std::fs::read_dir(&t).unwrap().count();
+
+    // Written, finished and linked into place.
+    let to = t.join("f");
+    let (dir, name) = r.parent("/f", &to, (0, 0)).unwrap();
+    let (mut temp, mut file) = TempFile::create_unnamed(&dir, &name, &to, "part", None).unwrap();
+    assert!(temp.is_unnamed(), "this file system has O_TMPFILE");
+    assert_eq!(temp.path(), to, "messages name the destination");
+    file.write_all(b"restored").unwrap();
+    assert_eq!(entries(), 0, "nothing in the directory while it is written");
+    let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    temp.finish(&file, None, 0o640, mtime, ("/f", &[])).unwrap();
+    drop(file);
+    assert_eq!(entries(), 0, "nor once it is finished");
+    temp.persist(&name, &to, false).unwrap();
+    assert_eq!(std::fs::read(&to).unwrap(), b"restored");
+    let m = std::fs::metadata(&to).unwrap();
+    assert_eq!(
+        (m.mode() & 0o7777, m.mtime(), m.nlink()),
+        (0o640, 1_600_000_000, 1)
+    );
+    drop(temp);
+    assert_eq!(entries(), 1, "the file only");
+
+    // A name that appeared meanwhile is not replaced.
+    let (mut temp, mut file) = TempFile::create_unnamed(&dir, &name, &to, "part", None).unwrap();
+    file.write_all(b"other").unwrap();
+    drop(file);
+    let err = temp.persist(&name, &to, false).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+    assert!(
+        temp.persist(&name, &to, true).is_err(),
+        "an unnamed file never replaces one"
+    );
+    temp.discard();
+    assert_eq!(std::fs::read(&to).unwrap(), b"restored", "kept as it was");
+
+    // Given up, or forgotten as a killed process forgets it: nothing is left.
+    let g = t.join("g");
+    let (temp, mut file) =
+        TempFile::create_unnamed(&dir, OsStr::new("g"), &g, "part", None).unwrap();
+    file.write_all(b"partial").unwrap();
+    drop(file);
+    temp.discard();
+    let (temp, file) = TempFile::create_unnamed(&dir, OsStr::new("g"), &g, "part", None).unwrap();
+    std::mem::forget(temp);
+    drop(file);
+    assert_eq!(
+        entries(),
+        1,
+        "f only: {:?}",
+        std::fs::read_dir(&t).unwrap().collect::<Vec<_>>()
+    );
 }

@@ -5,7 +5,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
 use super::*;
 use crate::posix::SEARCH;
-use crate::userfs::restore::TempFile;
+use crate::userfs::temp_file::TempFile;
 use crate::workdir::{ProcessDir, orphans};
 
 fn own(p: &Path, uid: u32, gid: u32, mode: u32) {
