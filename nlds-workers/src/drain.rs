@@ -80,9 +80,10 @@ impl Drained {
             .collect()
     }
 
-    /// Asks the monitor which roles are drained now. Not while `monitor-rpc` has no consumer: a
-    /// request nobody takes would expire in its queue, and RabbitMQ dead-letters expired
-    /// messages (a monitor restart would fill `nlds.monitor-rpc.dead` with asks).
+    /// Asks the monitor which roles are drained now. Not while `monitor-rpc` has no consumer:
+    /// every process asks now and then, and during a monitor restart the asks would wait in its
+    /// queue only to be dropped unanswered when it is back (their callers gave up; the bus's
+    /// RPC deadline).
     pub async fn ask(bus: &dyn Bus) -> Result<Drains, String> {
         if bus
             .consumers(Role::MonitorRpc)
