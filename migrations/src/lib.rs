@@ -41,7 +41,10 @@
 //! * [`m20261207_000023_webhook_nonce`]: the non-secret input a user's webhook secret is derived
 //!   from (owned by the monitor role);
 //! * [`m20261207_000025_role_drain`]: the roles drained for maintenance (owned by the monitor
-//!   role).
+//!   role);
+//! * [`m20261207_000026_stat_path_insert_at_scale`]: the PostgreSQL trigger function that counts
+//!   a holding's paths, made linear in the size of the inserting statement (owned by the
+//!   catalogue role).
 //!
 //! Every migration has a working `down`.
 
@@ -70,6 +73,7 @@ pub mod m20261206_000021_waiting;
 pub mod m20261207_000022_progress;
 pub mod m20261207_000023_webhook_nonce;
 pub mod m20261207_000025_role_drain;
+pub mod m20261207_000026_stat_path_insert_at_scale;
 
 /// All nlds-rs migrations, in order.
 pub struct Migrator;
@@ -100,6 +104,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000022_progress::Migration),
             Box::new(m20261207_000023_webhook_nonce::Migration),
             Box::new(m20261207_000025_role_drain::Migration),
+            Box::new(m20261207_000026_stat_path_insert_at_scale::Migration),
         ]
     }
 }
