@@ -270,3 +270,17 @@ impl Drop for TempFile {
         }
     }
 }
+
+#[cfg(test)]
+mod unit {
+    #[test]
+    fn temporary_names_are_hidden_and_bounded() {
+        let long = "é".repeat(127); // 254 bytes
+        let temp = super::temp_name(std::ffi::OsStr::new(&long), "part");
+        let name = temp.to_str().unwrap();
+        assert!(name.starts_with(".é"), "{name}");
+        assert!(name.ends_with(".part"), "{name}");
+        assert!(name.contains(".nlds-"), "{name}");
+        assert!(name.len() <= 255, "{}", name.len());
+    }
+}
