@@ -25,7 +25,6 @@ pub mod memory;
 pub mod metrics;
 pub mod notices;
 pub mod rabbit;
-mod rabbit_changes;
 mod rpc_deadline;
 mod runtime;
 pub mod shutdown;

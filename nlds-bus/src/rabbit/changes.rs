@@ -26,8 +26,8 @@ use nlds_core::Change;
 use nlds_core::heartbeat::Heartbeat;
 use tokio::sync::broadcast;
 
+use super::{RabbitBus, unavailable};
 use crate::BusError;
-use crate::rabbit::{RabbitBus, unavailable};
 
 /// The fanout exchange changes are announced on.
 pub(crate) const CHANGES: &str = "nlds.changes";

@@ -14,7 +14,7 @@
 //!   messages, each with its own `expiration`, dead-lettered back into `nlds` with its routing key
 //!   when it expires ([`Bus::publish_delayed`]; callers use one delay per purpose, so FIFO
 //!   expiry is exact).
-//! * `nlds.changes`: a durable fanout exchange for transaction changes (`rabbit_changes`), each
+//! * `nlds.changes`: a durable fanout exchange for transaction changes ([`changes`]), each
 //!   watching process reading them from an exclusive queue of its own.
 //! * RPC uses direct reply-to (`amq.rabbitmq.reply-to`) with a caller-side timeout; the request
 //!   carries the time its caller gives up, and a consumer acks a request received after it
@@ -33,13 +33,11 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
-    PublisherConfirm,
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm,
 };
 use nlds_core::heartbeat::Heartbeat;
 use nlds_core::routing::{EXCHANGE, roles_for};
@@ -49,168 +47,13 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::runtime::{Disposition, process};
+
+mod changes;
+mod topology;
 use crate::{Bus, BusError, ConsumeOptions, Handler, RetryPolicy};
-
-const DLX: &str = "nlds.dlx";
-const DELAY: &str = "nlds.delay";
-const REPLY_TO: &str = "amq.rabbitmq.reply-to";
-const ATTEMPT_HEADER: &str = "x-nlds-attempt";
-
-pub(crate) fn unavailable(e: impl std::fmt::Display) -> BusError {
-    BusError::Unavailable(e.to_string())
-}
-
-fn retry_exchange(delay: Duration) -> String {
-    format!("nlds.retry.{}", delay.as_millis())
-}
-
-/// Persistent JSON with the delivery attempt in a header.
-fn message_properties(attempt: u32) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    headers.insert(
-        ATTEMPT_HEADER.into(),
-        AMQPValue::LongLongInt(attempt as i64),
-    );
-    BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_headers(headers)
-}
-
-/// Declares the whole topology on `ch`. Safe to call repeatedly and from every process.
-pub async fn declare_topology(ch: &Channel, retry: &RetryPolicy) -> Result<(), BusError> {
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    ch.exchange_declare(
-        EXCHANGE.into(),
-        ExchangeKind::Topic,
-        durable,
-        FieldTable::default(),
-    )
-    .await
-    .map_err(unavailable)?;
-    ch.exchange_declare(
-        DLX.into(),
-        ExchangeKind::Direct,
-        durable,
-        FieldTable::default(),
-    )
-    .await
-    .map_err(unavailable)?;
-    ch.exchange_declare(
-        crate::rabbit_changes::CHANGES.into(),
-        ExchangeKind::Fanout,
-        durable,
-        FieldTable::default(),
-    )
-    .await
-    .map_err(unavailable)?;
-    for role in Role::ALL.iter().copied() {
-        let queue = role.queue();
-        let dead = format!("{queue}.dead");
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(DLX.into()),
-        );
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(dead.as_str().into()),
-        );
-        ch.queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), args)
-            .await
-            .map_err(unavailable)?;
-        for pattern in role.bindings() {
-            ch.queue_bind(
-                queue.as_str().into(),
-                EXCHANGE.into(),
-                (*pattern).into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
-        }
-        ch.queue_declare(
-            dead.as_str().into(),
-            QueueDeclareOptions::durable(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(unavailable)?;
-        ch.queue_bind(
-            dead.as_str().into(),
-            DLX.into(),
-            dead.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(unavailable)?;
-    }
-    {
-        ch.exchange_declare(
-            DELAY.into(),
-            ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(unavailable)?;
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(EXCHANGE.into()),
-        );
-        ch.queue_declare(DELAY.into(), QueueDeclareOptions::durable(), args)
-            .await
-            .map_err(unavailable)?;
-        ch.queue_bind(
-            DELAY.into(),
-            DELAY.into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(unavailable)?;
-    }
-    for delay in &retry.delays {
-        let name = retry_exchange(*delay);
-        ch.exchange_declare(
-            name.as_str().into(),
-            ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(unavailable)?;
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-message-ttl".into(),
-            AMQPValue::LongLongInt(delay.as_millis() as i64),
-        );
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(EXCHANGE.into()),
-        );
-        ch.queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), args)
-            .await
-            .map_err(unavailable)?;
-        ch.queue_bind(
-            name.as_str().into(),
-            name.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(unavailable)?;
-    }
-    Ok(())
-}
+pub use topology::declare_topology;
+pub(crate) use topology::unavailable;
+use topology::{ATTEMPT_HEADER, DELAY, REPLY_TO, message_properties, retry_exchange};
 
 /// A connection plus a confirming publisher channel and the RPC reply channel.
 pub(crate) struct Link {
@@ -228,9 +71,9 @@ pub struct RabbitBus {
     retry: RetryPolicy,
     link: Arc<RwLock<Option<Arc<Link>>>>,
     pending: Pending,
-    /// Changes received for this process's watchers (`rabbit_changes`).
+    /// Changes received for this process's watchers ([`changes`]).
     pub(crate) changes: broadcast::Sender<Change>,
-    /// Heartbeats received for this process's status page (`rabbit_changes`).
+    /// Heartbeats received for this process's status page ([`changes`]).
     pub(crate) heartbeats: broadcast::Sender<Heartbeat>,
     /// Whether the subscription that feeds `changes` and `heartbeats` runs.
     pub(crate) following_changes: Arc<AtomicBool>,
