@@ -302,6 +302,29 @@ pub struct HoldingFilter {
     pub versions: crate::versions::VersionSelect,
 }
 
+impl HoldingFilter {
+    /// Whether the filter names one holding (by id, or by a label that is not a regex).
+    pub fn names_holding(&self) -> bool {
+        self.holding_id.is_some() || (self.label.is_some() && !self.label_regex)
+    }
+
+    /// The error for a named holding the caller cannot see: one text whether it is in another
+    /// group, belongs to a user whose holdings the caller may not read, or does not exist at
+    /// all, so an answer never tells them apart.
+    pub fn not_visible(&self) -> ApiError {
+        ApiError::new(
+            crate::error::ErrorCode::NotFound,
+            match (&self.holding_id, &self.label) {
+                (Some(id), _) => format!("holding {id} not found among the holdings you can see"),
+                (None, Some(l)) => {
+                    format!("no holding labelled {l:?} among the holdings you can see")
+                }
+                _ => "holding not found".into(),
+            },
+        )
+    }
+}
+
 /// Selects transactions for stat.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatusFilter {
@@ -443,6 +466,11 @@ pub enum Payload {
         /// never catalogued directories).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         files_only: bool,
+        /// A holding the filter names ([`HoldingFilter::names_holding`]) that the caller cannot
+        /// see is a not-found error ([`HoldingFilter::not_visible`]), not an empty page
+        /// (`/api/v2/files`; `/api/1.0.0` answers an empty find its own way).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        named_must_exist: bool,
     },
     /// RPC: change a holding's label or tags.
     ChangeMeta {

@@ -273,6 +273,7 @@ pub(super) async fn find(State(s): State<AppState>, a: Acting) -> LResult<Respon
             path,
             path_regex,
             files_only: true,
+            named_must_exist: false,
         },
     );
     match s

@@ -260,18 +260,8 @@ pub(super) async fn check_holding(
     }
 }
 
-/// The 404 for a named holding (id or label) the caller cannot see: one text whether it exists
-/// in another group, belongs to a user whose holdings the caller may not read, or does not
-/// exist at all, so an answer never tells them apart.
+/// The 404 for a named holding (id or label) the caller cannot see
+/// ([`HoldingFilter::not_visible`]).
 pub(super) fn not_visible(filter: &HoldingFilter) -> ServerError {
-    ServerError::new(
-        ErrorCode::NotFound,
-        match (&filter.holding_id, &filter.label) {
-            (Some(id), _) => format!("holding {id} not found among the holdings you can see"),
-            (None, Some(l)) => {
-                format!("no holding labelled {l:?} among the holdings you can see")
-            }
-            _ => "holding not found".into(),
-        },
-    )
+    filter.not_visible().into()
 }

@@ -6,7 +6,7 @@ use nlds_core::api::{FilePage, HoldingPage, HoldingQuery, MAX_LIMIT, MetaRequest
 use nlds_core::message::{HoldingFilter, RpcReply};
 use nlds_core::{Action, Payload, RoutingKey, Worker};
 
-use super::put::{check_holding, not_visible};
+use super::put::not_visible;
 use super::{filter_from, rpc_env, unexpected};
 use crate::error::{Result, ServerError};
 use crate::extract::{ApiJson, ApiQuery, Caller};
@@ -21,7 +21,7 @@ pub async fn list(
 ) -> Result<Json<HoldingPage>> {
     let group = caller.group(q.group.as_deref())?;
     let filter = filter_from(&q)?;
-    let named = filter.holding_id.is_some() || (filter.label.is_some() && !filter.label_regex);
+    let named = filter.names_holding();
     let env = rpc_env(
         &caller,
         &group,
@@ -54,11 +54,7 @@ pub async fn find(
         nlds_core::pattern::check(&[p], "path")?;
     }
     // A named holding the caller cannot see is not found (as on `GET /api/v2/holdings`), the
-    // same whether it is another group's or does not exist.
-    if filter.holding_id.is_some() || (filter.label.is_some() && !filter.label_regex) {
-        let role = caller.0.role_in(&group);
-        check_holding(&s, &caller.0.user, &group, role, &filter).await?;
-    }
+    // same whether it is another group's or does not exist: the catalogue answers so.
     let env = rpc_env(
         &caller,
         &group,
@@ -67,6 +63,7 @@ pub async fn find(
             path: q.path.clone().filter(|p| !p.is_empty()),
             path_regex: q.regex,
             files_only: false,
+            named_must_exist: true,
         },
     );
     match s

@@ -34,6 +34,24 @@ impl Catalogue {
         self.scope(env, &widened, false).await
     }
 
+    /// Whether the caller sees a live holding `filter` selects (an empty find of a named
+    /// holding asks, to tell "no such file" from "no such holding").
+    pub(super) async fn sees_holding(
+        &self,
+        env: &Envelope,
+        filter: &HoldingFilter,
+    ) -> Result<bool> {
+        let scope = self.scope(env, filter, false).await?;
+        Ok(holding::Entity::find()
+            .select_only()
+            .column(holding::Column::Id)
+            .filter(scope)
+            .into_tuple::<i64>()
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
     // ---------------------------------------------------------------------------------------
     // Holding selection
 

@@ -276,11 +276,21 @@ impl Catalogue {
                     path,
                     path_regex,
                     files_only,
+                    named_must_exist,
                 },
-            ) => Ok(reply(RpcReply::Files(
-                self.find(env, filter, path.as_deref(), *path_regex, *files_only)
-                    .await?,
-            ))),
+            ) => {
+                let page = self
+                    .find(env, filter, path.as_deref(), *path_regex, *files_only)
+                    .await?;
+                if *named_must_exist
+                    && page.files.is_empty()
+                    && filter.names_holding()
+                    && !self.sees_holding(env, filter).await?
+                {
+                    return Err(filter.not_visible().into());
+                }
+                Ok(reply(RpcReply::Files(page)))
+            }
             (
                 Worker::Catalog,
                 Action::Meta,

@@ -34,14 +34,15 @@ impl Catalogue {
         let (limit, offset) = page(filter)?;
         let order = order(filter);
         let query = holding::Entity::find().filter(scope);
-        let total = query.clone().count(&self.db).await?;
-        let rows = query
+        let mut rows = query
+            .clone()
             .order_by(holding::Column::Created, order.clone())
             .order_by(holding::Column::Id, order)
-            .limit(limit)
+            .limit(limit + 1)
             .offset(offset)
             .all(&self.db)
             .await?;
+        let total = page_total(&mut rows, limit, offset, query, &self.db).await?;
         let ids: Vec<i64> = rows.iter().map(|h| h.id).collect();
         let mut tags = load_tags(&self.db, &ids).await?;
         let mut transactions: HashMap<i64, Vec<Uuid>> = HashMap::new();
@@ -151,8 +152,13 @@ impl Catalogue {
         let query = find_select(scope, order, path, path_regex, files_only, &filter.versions);
         let (total, models) = match re {
             None => {
-                let total = query.clone().count(&self.db).await?;
-                let models = query.limit(limit).offset(offset).all(&self.db).await?;
+                let mut models = query
+                    .clone()
+                    .limit(limit + 1)
+                    .offset(offset)
+                    .all(&self.db)
+                    .await?;
+                let total = page_total(&mut models, limit, offset, query, &self.db).await?;
                 (total, models)
             }
             Some(re) => {
@@ -201,16 +207,23 @@ impl Catalogue {
         let ids: Vec<i64> = models.iter().map(|m| m.id).collect();
         let holding_ids = dedup(&models.iter().map(|m| m.holding_id).collect::<Vec<_>>());
         let tx_ids = dedup(&models.iter().map(|m| m.transaction_id).collect::<Vec<_>>());
-        let holdings: HashMap<i64, holding::Model> = holding::Entity::find()
-            .filter(holding::Column::Id.is_in(holding_ids))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|h| (h.id, h))
-            .collect();
-        let txs = load_transactions(&self.db, &tx_ids).await?;
-        let (mut locations, mut checksums) = load_copies(&self.db, &ids).await?;
-        let recalling = self.recalling_files().await?;
+        // Independent lookups, at once on the pool's connections.
+        let (holdings, txs, (mut locations, mut checksums), recalling) = futures::try_join!(
+            async {
+                let rows = holding::Entity::find()
+                    .filter(holding::Column::Id.is_in(holding_ids))
+                    .all(&self.db)
+                    .await?;
+                Ok::<_, super::Error>(
+                    rows.into_iter()
+                        .map(|h| (h.id, h))
+                        .collect::<HashMap<i64, holding::Model>>(),
+                )
+            },
+            load_transactions(&self.db, &tx_ids),
+            load_copies(&self.db, &ids),
+            self.recalling_files(),
+        )?;
         let mut out = Vec::with_capacity(models.len());
         for m in models {
             let h = holdings.get(&m.holding_id).ok_or_else(|| {
@@ -396,6 +409,30 @@ impl Catalogue {
             dry_run,
         })
     }
+}
+
+/// The total of a page fetched with one row more than `limit` (which is dropped): without a
+/// `COUNT` when the page is the last one (fewer rows than asked for, the common case of an
+/// exact path or a holding's first page), with one otherwise. A page past the end (no row at a
+/// non-zero offset) counts too, to report the real total.
+async fn page_total<E, M>(
+    rows: &mut Vec<M>,
+    limit: u64,
+    offset: u64,
+    query: sea_orm::Select<E>,
+    db: &sea_orm::DatabaseConnection,
+) -> Result<u64>
+where
+    E: EntityTrait<Model = M>,
+    M: sea_orm::FromQueryResult + Sized + Send + Sync,
+{
+    let fetched = rows.len() as u64;
+    if fetched > limit {
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    } else if fetched > 0 || offset == 0 {
+        return Ok(offset + fetched);
+    }
+    Ok(query.count(db).await?)
 }
 
 /// The statement of `catalog.find`: the files of the holdings in `scope` at `path` (exact, or a

@@ -323,8 +323,14 @@ impl Catalogue {
     /// Files a get is waiting to recall now (shown as recalling by find and list).
     pub(super) async fn recalling_files(&self) -> Result<std::collections::HashSet<i64>> {
         let mut out = std::collections::HashSet::new();
-        for r in recall_request::Entity::find().all(&self.db).await? {
-            out.extend(serde_json::from_str::<Vec<i64>>(&r.file_ids).unwrap_or_default());
+        let lists: Vec<String> = recall_request::Entity::find()
+            .select_only()
+            .column(recall_request::Column::FileIds)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        for ids in lists {
+            out.extend(serde_json::from_str::<Vec<i64>>(&ids).unwrap_or_default());
         }
         Ok(out)
     }

@@ -184,13 +184,19 @@ pub(super) async fn load_tags(c: &impl ConnectionTrait, ids: &[i64]) -> Result<H
     Ok(out)
 }
 
-/// Locations and blake3 checksums of files, by file id.
+/// Locations and blake3 checksums of files, by file id (the two queries at once on a pool).
 pub(super) async fn load_copies(
     c: &impl ConnectionTrait,
     ids: &[i64],
 ) -> Result<(HashMap<i64, Vec<location::Model>>, HashMap<i64, String>)> {
+    futures::try_join!(load_locations(c, ids), load_checksums(c, ids))
+}
+
+async fn load_locations(
+    c: &impl ConnectionTrait,
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<location::Model>>> {
     let mut locations: HashMap<i64, Vec<location::Model>> = HashMap::new();
-    let mut checksums = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
         for l in location::Entity::find()
             .filter(location::Column::FileId.is_in(chunk.iter().copied()))
@@ -199,6 +205,13 @@ pub(super) async fn load_copies(
         {
             locations.entry(l.file_id).or_default().push(l);
         }
+    }
+    Ok(locations)
+}
+
+async fn load_checksums(c: &impl ConnectionTrait, ids: &[i64]) -> Result<HashMap<i64, String>> {
+    let mut checksums = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
         for s in checksum::Entity::find()
             .filter(checksum::Column::FileId.is_in(chunk.iter().copied()))
             .filter(checksum::Column::Algorithm.eq(BLAKE3))
@@ -208,7 +221,7 @@ pub(super) async fn load_copies(
             checksums.insert(s.file_id, s.value);
         }
     }
-    Ok((locations, checksums))
+    Ok(checksums)
 }
 
 /// Records copies; a file's existing copy on the same tier is kept (idempotent).

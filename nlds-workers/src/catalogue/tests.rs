@@ -1082,6 +1082,7 @@ async fn list_find_meta(db: DatabaseConnection) {
                 path: path.map(str::to_owned),
                 path_regex,
                 files_only: false,
+                named_must_exist: false,
             },
         )
     };
@@ -1109,6 +1110,63 @@ async fn list_find_meta(db: DatabaseConnection) {
         DateTime::from_timestamp_nanos(1_700_000_000_123_456_789)
     );
     assert_eq!(f.blake3.as_deref(), Some("b3:/data/dir/a.nc"));
+    // `/api/v2` (named_must_exist): a named holding the caller cannot see is not found, in one
+    // text for another group's and for none at all; an empty find in a visible one is a page.
+    let named = |filter: HoldingFilter, path: &str| {
+        e(
+            ALICE,
+            CLIMATE,
+            Payload::FindFiles {
+                filter,
+                path: Some(path.to_owned()),
+                path_regex: false,
+                files_only: false,
+                named_must_exist: true,
+            },
+        )
+    };
+    for (filter, want) in [
+        (
+            HoldingFilter {
+                holding_id: Some(hc),
+                ..get_filter()
+            },
+            format!("holding {hc} not found among the holdings you can see"),
+        ),
+        (
+            HoldingFilter {
+                holding_id: Some(999_999),
+                ..get_filter()
+            },
+            "holding 999999 not found among the holdings you can see".to_owned(),
+        ),
+        (
+            HoldingFilter {
+                label: Some("carols".into()),
+                ..get_filter()
+            },
+            r#"no holding labelled "carols" among the holdings you can see"#.to_owned(),
+        ),
+    ] {
+        let err = api_error(rpc(&cat, Action::Find, named(filter, "/data/dir/a.nc")).await);
+        assert_eq!((err.code, err.message), (ErrorCode::NotFound, want));
+    }
+    let RpcReply::Files(empty) = rpc(
+        &cat,
+        Action::Find,
+        named(
+            HoldingFilter {
+                holding_id: Some(h1),
+                ..get_filter()
+            },
+            "/no/such/file",
+        ),
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert_eq!((empty.total, empty.files.len()), (0, 0));
     assert_eq!(
         f.locations,
         [FileLocation {
@@ -1125,7 +1183,8 @@ async fn list_find_meta(db: DatabaseConnection) {
         descending: true,
         ..get_filter()
     };
-    let RpcReply::Files(page) = rpc(&cat, Action::Find, find(paged, None, false)).await else {
+    let RpcReply::Files(page) = rpc(&cat, Action::Find, find(paged.clone(), None, false)).await
+    else {
         panic!()
     };
     assert_eq!(
@@ -1134,6 +1193,17 @@ async fn list_find_meta(db: DatabaseConnection) {
     );
     // Newest first: t2's two files, then t1's seven by descending id.
     assert!(page.files.iter().all(|f| f.holding_id == h1));
+    // The total without a count (the last page, full or not) and with one (past the end).
+    for (offset, want) in [(6, (9, 3)), (7, (9, 2)), (20, (9, 0))] {
+        let filter = HoldingFilter {
+            offset,
+            ..paged.clone()
+        };
+        let RpcReply::Files(page) = rpc(&cat, Action::Find, find(filter, None, false)).await else {
+            panic!()
+        };
+        assert_eq!((page.total, page.files.len()), want, "offset {offset}");
+    }
     let RpcReply::Files(page) = rpc(
         &cat,
         Action::Find,
@@ -1174,6 +1244,7 @@ async fn list_find_meta(db: DatabaseConnection) {
                 path: Some(pattern.to_owned()),
                 path_regex: true,
                 files_only,
+                named_must_exist: false,
             },
         );
         async move {

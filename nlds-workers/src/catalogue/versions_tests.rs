@@ -127,6 +127,7 @@ async fn find(cat: &Catalogue, h: i64, path: &str, versions: VersionSelect) -> V
         path: Some(path.into()),
         path_regex: false,
         files_only: false,
+        named_must_exist: false,
     };
     match rpc(cat, Action::Find, env(tid(99), None, q)).await {
         RpcReply::Files(page) => {

@@ -53,6 +53,7 @@ pub async fn explain(
         path: Some(path.to_owned()),
         path_regex: false,
         files_only: false,
+        named_must_exist: false,
     });
     let key = RoutingKey::new(Worker::Catalog, Action::Find);
     let reply = r

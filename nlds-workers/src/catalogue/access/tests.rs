@@ -213,6 +213,7 @@ async fn get_records_and_pins(db: DatabaseConnection) {
             path: Some(files[0].path.clone()),
             path_regex: false,
             files_only: false,
+            named_must_exist: false,
         },
     )
     .await;

@@ -86,6 +86,7 @@ async fn visible(cat: &Catalogue, user: &str) -> Vec<String> {
         path: None,
         path_regex: false,
         files_only: false,
+        named_must_exist: false,
     };
     match rpc(cat, Action::Find, env_as(user, G, AccessRole::User, p)).await {
         RpcReply::Files(FilePage { files, .. }) => {
