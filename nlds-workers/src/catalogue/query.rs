@@ -44,68 +44,18 @@ impl Catalogue {
             .await?;
         let total = page_total(&mut rows, limit, offset, query, &self.db).await?;
         let ids: Vec<i64> = rows.iter().map(|h| h.id).collect();
-        let mut tags = load_tags(&self.db, &ids).await?;
-        let mut transactions: HashMap<i64, Vec<Uuid>> = HashMap::new();
-        let mut stats: HashMap<i64, (u64, u64)> = HashMap::new();
-        let mut tiers: HashMap<i64, (u64, u64)> = HashMap::new();
-        for chunk in ids.chunks(CHUNK) {
-            for t in transaction::Entity::find()
-                .filter(transaction::Column::HoldingId.is_in(chunk.iter().copied()))
-                .order_by(transaction::Column::IngestTime, Order::Asc)
-                .order_by(transaction::Column::Id, Order::Asc)
-                .all(&self.db)
-                .await?
-            {
-                transactions
-                    .entry(t.holding_id)
-                    .or_default()
-                    .push(parse_uuid(
-                        "transaction",
-                        "transaction_id",
-                        &t.transaction_id,
-                    )?);
-            }
-            // The counts the triggers keep (`holding_stat`): four numbers a holding, not a
-            // count over every file and copy of the page.
-            for st in holding_stat::Entity::find()
-                .filter(holding_stat::Column::HoldingId.is_in(chunk.iter().copied()))
-                .all(&self.db)
-                .await?
-            {
-                // Files: each path once (its newest version); bytes: every live version, old
-                // ones included (they take space and count in quotas until deleted).
-                stats.insert(st.holding_id, (to_u64(st.paths), to_u64(st.bytes)));
-                tiers.insert(
-                    st.holding_id,
-                    (to_u64(st.warm_files), to_u64(st.cold_files)),
-                );
-            }
-        }
-        let recalling = self.recalling_files().await?;
-        let recalling_by_holding: HashMap<i64, u64> = if recalling.is_empty() {
-            HashMap::new()
-        } else {
-            let mut m = HashMap::new();
-            let ids: Vec<i64> = recalling.iter().copied().collect();
-            for chunk in ids.chunks(CHUNK) {
-                for (h,) in file::Entity::find()
-                    .select_only()
-                    .column(file::Column::HoldingId)
-                    .filter(file::Column::Id.is_in(chunk.iter().copied()))
-                    .into_tuple::<(i64,)>()
-                    .all(&self.db)
-                    .await?
-                {
-                    *m.entry(h).or_insert(0) += 1;
-                }
-            }
-            m
-        };
+        // Independent lookups, at once on the pool's connections.
+        let (mut tags, mut transactions, counts, recalling_by_holding) = futures::try_join!(
+            load_tags(&self.db, &ids),
+            self.holding_transactions(&ids),
+            self.holding_counts(&ids),
+            self.recalling_by_holding(),
+        )?;
         let holdings = rows
             .into_iter()
             .map(|h| {
-                let (files, bytes) = stats.get(&h.id).copied().unwrap_or_default();
-                let (warm_files, cold_files) = tiers.get(&h.id).copied().unwrap_or_default();
+                let [files, bytes, warm_files, cold_files] =
+                    counts.get(&h.id).copied().unwrap_or_default();
                 HoldingSummary {
                     warm_files,
                     cold_files,
@@ -129,6 +79,71 @@ impl Catalogue {
             limit,
             offset,
         })
+    }
+
+    /// The transactions of each holding, oldest first.
+    async fn holding_transactions(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<Uuid>>> {
+        let mut transactions: HashMap<i64, Vec<Uuid>> = HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            for t in transaction::Entity::find()
+                .filter(transaction::Column::HoldingId.is_in(chunk.iter().copied()))
+                .order_by(transaction::Column::IngestTime, Order::Asc)
+                .order_by(transaction::Column::Id, Order::Asc)
+                .all(&self.db)
+                .await?
+            {
+                transactions
+                    .entry(t.holding_id)
+                    .or_default()
+                    .push(parse_uuid(
+                        "transaction",
+                        "transaction_id",
+                        &t.transaction_id,
+                    )?);
+            }
+        }
+        Ok(transactions)
+    }
+
+    /// The counts the triggers keep (`holding_stat`), four numbers a holding instead of a count
+    /// over every file and copy: files (each path once, its newest version), bytes (every live
+    /// version, old ones included: they take space and count in quotas until deleted), files
+    /// with a warm copy and files with a cold one.
+    async fn holding_counts(&self, ids: &[i64]) -> Result<HashMap<i64, [u64; 4]>> {
+        let mut counts = HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            for st in holding_stat::Entity::find()
+                .filter(holding_stat::Column::HoldingId.is_in(chunk.iter().copied()))
+                .all(&self.db)
+                .await?
+            {
+                counts.insert(
+                    st.holding_id,
+                    [st.paths, st.bytes, st.warm_files, st.cold_files].map(to_u64),
+                );
+            }
+        }
+        Ok(counts)
+    }
+
+    /// How many files of each holding a get is waiting to recall now.
+    async fn recalling_by_holding(&self) -> Result<HashMap<i64, u64>> {
+        let recalling = self.recalling_files().await?;
+        let mut m = HashMap::new();
+        let ids: Vec<i64> = recalling.into_iter().collect();
+        for chunk in ids.chunks(CHUNK) {
+            for (h,) in file::Entity::find()
+                .select_only()
+                .column(file::Column::HoldingId)
+                .filter(file::Column::Id.is_in(chunk.iter().copied()))
+                .into_tuple::<(i64,)>()
+                .all(&self.db)
+                .await?
+            {
+                *m.entry(h).or_insert(0) += 1;
+            }
+        }
+        Ok(m)
     }
 
     // ---------------------------------------------------------------------------------------
