@@ -138,10 +138,12 @@ pub struct TransferConfig {
     /// hands it up to `[bus] prefetch` batches): every file in flight holds a connection, a
     /// blocking thread and buffers, so this, not the prefetch, bounds the role's memory.
     pub files_in_flight: usize,
-    /// Parts in flight per multipart file.
+    /// Parts in flight per multipart file, at most: fewer when the file's buffers would not fit
+    /// in `memory_budget`.
     pub parts_in_flight: usize,
     /// Most bytes of upload buffers one process holds at once (small files are read whole; a
-    /// multipart file holds `(parts_in_flight + 2) * part_size`). Bounds memory whatever the batch.
+    /// multipart file holds `(parts + 2) * part_size`, with as many parts in flight as fit, at
+    /// least one). Bounds memory whatever the batch.
     pub memory_budget: u64,
     /// At start, transfer-put aborts the multipart uploads under its prefix (`tx/`) that were
     /// initiated longer ago than this (a process killed mid-upload leaves them, and S3 keeps
@@ -159,7 +161,7 @@ impl Default for TransferConfig {
             part_size: 8 << 20,
             files_in_flight: 64,
             parts_in_flight: 4,
-            // One multipart file at a time ((parts_in_flight + 2) x part_size): keeps a
+            // One multipart file at a time, two 8 MiB parts in flight (four buffers): keeps a
             // transfer process under 100 MiB resident (BENCHMARKS.md, "Memory").
             memory_budget: 32 << 20,
             stale_upload_secs: 3600,

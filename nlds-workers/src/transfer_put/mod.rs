@@ -335,8 +335,8 @@ impl TransferPut {
         let need = if single {
             size
         } else {
-            (self.store.parts_in_flight() as u64 + 2)
-                * part_size(self.store.cfg.part_size, size) as u64
+            let part = part_size(self.store.cfg.part_size, size);
+            (self.store.parts_in_flight(part) as u64 + 2) * part as u64
         };
         let _buffers = self.store.reserve(need).await;
         let result = if single {

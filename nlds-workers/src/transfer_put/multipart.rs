@@ -105,7 +105,7 @@ impl TransferPut {
                     self.upload_part(t, key, upload_id, path, number, data, moving)
                         .boxed()
                 })
-                .buffer_unordered(store.parts_in_flight())
+                .buffer_unordered(store.parts_in_flight(part_size))
                 .boxed();
         let mut parts = Vec::new();
         let mut failure = None;

@@ -5,8 +5,9 @@
 //!
 //! * Files are streamed: a file is read once, in chunks of at most the part size, and its blake3
 //!   is computed from the same bytes that are uploaded. Small files (below
-//!   `multipart_threshold`) go in one PutObject, larger ones in a multipart upload with
-//!   `parts_in_flight` parts in flight; a failed multipart upload is aborted.
+//!   `multipart_threshold`) go in one PutObject, larger ones in a multipart upload with up to
+//!   `parts_in_flight` parts in flight (as many as `memory_budget` holds with the part waiting
+//!   and the one being read); a failed multipart upload is aborted.
 //! * Downloads go to a temporary file next to the destination, are verified against the
 //!   catalogue's blake3, get their mode and mtime, are fsynced and only then renamed into place,
 //!   all through handles ([`crate::userfs`]); uploads open each file through its parent's handle.
@@ -138,9 +139,20 @@ impl Store {
     pub(crate) fn files_in_flight(&self) -> usize {
         self.cfg.files_in_flight.max(1)
     }
-    pub(crate) fn parts_in_flight(&self) -> usize {
-        self.cfg.parts_in_flight.max(1)
+    /// Parts in flight for a multipart file of `part_size` parts: `parts_in_flight`, fewer if
+    /// its buffers (those in flight, the one waiting and the one being read) would not fit in
+    /// `memory_budget`, never fewer than one.
+    pub(crate) fn parts_in_flight(&self, part_size: usize) -> usize {
+        parts_within(self.cfg.memory_budget, part_size, self.cfg.parts_in_flight)
     }
+}
+
+/// Parts in flight (at most `configured`, at least one) whose buffers, with the part waiting
+/// and the one being read, fit in `budget` bytes.
+fn parts_within(budget: u64, part_size: usize, configured: usize) -> usize {
+    let buffers = budget / (part_size.max(1) as u64);
+    let fit = usize::try_from(buffers.saturating_sub(2)).unwrap_or(usize::MAX);
+    configured.max(1).min(fit.max(1))
 }
 
 /// The outcome of one path of a batch.
@@ -267,6 +279,22 @@ pub(crate) type SharedStore = Arc<Store>;
 #[cfg(test)]
 mod pool_tests {
     use super::*;
+
+    #[test]
+    fn a_multipart_file_keeps_its_buffers_within_the_budget() {
+        const MIB: usize = 1 << 20;
+        // The defaults: 32 MiB, 8 MiB parts: four buffers, two parts in flight.
+        assert_eq!(parts_within(32 << 20, 8 * MIB, 4), 2);
+        // A budget with room for all of them.
+        assert_eq!(parts_within(48 << 20, 8 * MIB, 4), 4);
+        assert_eq!(parts_within(1 << 30, 8 * MIB, 4), 4);
+        // Small parts: as configured.
+        assert_eq!(parts_within(32 << 20, 5 * MIB, 3), 3);
+        // Parts grown for a huge file (S3's 10,000 parts): one, never none.
+        assert_eq!(parts_within(32 << 20, 16 * MIB, 4), 1);
+        assert_eq!(parts_within(32 << 20, 64 * MIB, 4), 1);
+        assert_eq!(parts_within(32 << 20, 8 * MIB, 0), 1);
+    }
 
     #[test]
     fn part_buffers_return_to_the_pool_when_the_last_reference_drops() {
