@@ -12,7 +12,11 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use tokio::io::{AsyncRead, ReadBuf};
 use uuid::Uuid;
 
-use super::checksums::composite_crc32c;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use tokio::io::AsyncReadExt;
+
+use super::checksums::{Reported, Written, check_reported, composite_crc32c, encode_crc};
 use super::*;
 
 const ENDPOINT_VAR: &str = "NLDS_TEST_S3_ENDPOINT";
