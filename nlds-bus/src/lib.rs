@@ -164,6 +164,27 @@ pub struct QueueDepth {
 /// returned and their clean-up ([`shutdown::spawn_cleanup`]) to end.
 pub const ABANDON_LIMIT: Duration = Duration::from_secs(5);
 
+/// An RPC's reply ([`Bus::rpc_answer`]).
+#[derive(Debug)]
+pub enum RpcAnswer {
+    /// As a value (the in-process bus passes values).
+    Decoded(Box<Envelope>),
+    /// As the JSON received, not decoded yet ([`RpcAnswer::decode`]).
+    Encoded(Vec<u8>),
+}
+
+impl RpcAnswer {
+    /// The reply as a value.
+    pub fn decode(self) -> Result<Envelope, BusError> {
+        match self {
+            RpcAnswer::Decoded(env) => Ok(*env),
+            RpcAnswer::Encoded(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| BusError::Decode(e.to_string()))
+            }
+        }
+    }
+}
+
 /// A message bus.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
@@ -178,6 +199,19 @@ pub trait Bus: Send + Sync + 'static {
         env: &Envelope,
         timeout: Duration,
     ) -> Result<Envelope, BusError>;
+
+    /// [`Bus::rpc`], the reply left as the bytes received where this bus received bytes (a
+    /// broker's): the API forwards a large page without decoding it ([`nlds_core::raw_page`]).
+    async fn rpc_answer(
+        &self,
+        key: RoutingKey,
+        env: &Envelope,
+        timeout: Duration,
+    ) -> Result<RpcAnswer, BusError> {
+        self.rpc(key, env, timeout)
+            .await
+            .map(|e| RpcAnswer::Decoded(Box::new(e)))
+    }
 
     /// Consumes `role`'s queue with `handler` until `shutdown` is cancelled, then stops taking
     /// deliveries, lets those in hand finish for at most `options.grace`, abandons the rest

@@ -25,6 +25,7 @@ pub mod pathname;
 pub mod pattern;
 pub mod policy;
 pub mod quota;
+pub mod raw_page;
 pub mod routing;
 pub mod stage;
 pub mod state;

@@ -121,6 +121,13 @@ pub fn observe_request(key: RoutingKey, env: &Envelope) {
     });
 }
 
+/// Notes the total of the page an RPC of this request answered with, forwarded undecoded.
+pub fn observe_total(total: u64) {
+    if total == 0 {
+        with(|n| n.empty = true);
+    }
+}
+
 /// Notes what an RPC of this request answered.
 pub fn observe_reply(reply: &RpcReply) {
     with(|n| match reply {

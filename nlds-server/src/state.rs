@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nlds_bus::Bus;
+use axum::response::{IntoResponse, Response};
+use nlds_bus::{Bus, RpcAnswer};
 use nlds_core::message::RpcReply;
+use nlds_core::raw_page::{PageKind, RawPage};
 use nlds_core::{Envelope, ErrorCode, Payload, RoutingKey};
 
 use crate::auth::Authenticator;
@@ -42,6 +44,33 @@ impl AppState {
     ) -> Result<RpcReply> {
         crate::notes::observe_request(key, &env);
         let reply = self.bus.rpc(key, &env, timeout).await?;
+        Self::reply_of(key, reply)
+    }
+
+    /// Sends an RPC answered with a page of kind `kind` and returns the page as the JSON the
+    /// worker wrote, without decoding its items where the bus delivered bytes (RabbitMQ); any
+    /// other reply (an error, or the in-process bus's values) as [`AppState::rpc`] does.
+    pub async fn rpc_page(&self, key: RoutingKey, env: Envelope, kind: PageKind) -> Result<Page> {
+        let timeout = Duration::from_secs(self.cfg.rpc_timeout_secs.max(1));
+        crate::notes::observe_request(key, &env);
+        let reply = match self.bus.rpc_answer(key, &env, timeout).await? {
+            RpcAnswer::Encoded(bytes) => {
+                if let Some(page) = RawPage::of(&bytes, kind) {
+                    crate::notes::observe_total(page.total);
+                    return Ok(Page::Json {
+                        total: page.total,
+                        json: page.to_json(),
+                    });
+                }
+                RpcAnswer::Encoded(bytes).decode()?
+            }
+            RpcAnswer::Decoded(env) => *env,
+        };
+        Self::reply_of(key, reply).map(|r| Page::Reply(Box::new(r)))
+    }
+
+    /// The typed reply of an RPC's answer (an error reply becomes the API error).
+    fn reply_of(key: RoutingKey, reply: Envelope) -> Result<RpcReply> {
         if let Payload::Reply(r) = &reply.payload {
             crate::notes::observe_reply(r);
         }
@@ -54,4 +83,24 @@ impl AppState {
             )),
         }
     }
+}
+
+/// A page an RPC answered with ([`AppState::rpc_page`]).
+pub enum Page {
+    /// The page's JSON as the worker wrote it, and its total.
+    Json { total: u64, json: Vec<u8> },
+    /// The decoded reply.
+    Reply(Box<RpcReply>),
+}
+
+/// A 200 response of JSON already encoded.
+pub fn json_response(json: Vec<u8>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response()
 }

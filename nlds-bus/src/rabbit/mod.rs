@@ -50,7 +50,7 @@ use crate::runtime::{Disposition, process};
 
 mod changes;
 mod topology;
-use crate::{Bus, BusError, ConsumeOptions, Handler, RetryPolicy};
+use crate::{Bus, BusError, ConsumeOptions, Handler, RetryPolicy, RpcAnswer};
 pub use topology::declare_topology;
 pub(crate) use topology::unavailable;
 use topology::{ATTEMPT_HEADER, DELAY, REPLY_TO, message_properties, retry_exchange};
@@ -534,6 +534,15 @@ impl Bus for RabbitBus {
         env: &Envelope,
         timeout: Duration,
     ) -> Result<Envelope, BusError> {
+        self.rpc_answer(key, env, timeout).await?.decode()
+    }
+
+    async fn rpc_answer(
+        &self,
+        key: RoutingKey,
+        env: &Envelope,
+        timeout: Duration,
+    ) -> Result<RpcAnswer, BusError> {
         if roles_for(&key).len() != 1 {
             return Err(BusError::Unroutable(key.to_string()));
         }
@@ -569,8 +578,7 @@ impl Bus for RabbitBus {
         if let Ok(mut p) = self.pending.lock() {
             p.remove(&id);
         }
-        let data = answer?;
-        serde_json::from_slice(&data).map_err(|e| BusError::Decode(e.to_string()))
+        answer.map(RpcAnswer::Encoded)
     }
 
     async fn consume(

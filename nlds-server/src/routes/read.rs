@@ -2,15 +2,17 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use nlds_core::api::{FilePage, HoldingPage, HoldingQuery, MAX_LIMIT, MetaRequest, MetaResponse};
 use nlds_core::message::{HoldingFilter, RpcReply};
+use nlds_core::raw_page::PageKind;
 use nlds_core::{Action, Payload, RoutingKey, Worker};
 
 use super::put::not_visible;
 use super::{filter_from, rpc_env, unexpected};
 use crate::error::{Result, ServerError};
 use crate::extract::{ApiJson, ApiQuery, Caller};
-use crate::state::AppState;
+use crate::state::{AppState, Page, json_response};
 
 /// `GET /api/v2/holdings`: list holdings.
 #[utoipa::path(get, path = "/api/v2/holdings", params(HoldingQuery), responses((status = 200, body = HoldingPage, description = "the holdings visible to the caller")), security(("bearer" = [])))]
@@ -18,7 +20,7 @@ pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<HoldingQuery>,
-) -> Result<Json<HoldingPage>> {
+) -> Result<Response> {
     let group = caller.group(q.group.as_deref())?;
     let filter = filter_from(&q)?;
     let named = filter.names_holding();
@@ -29,13 +31,15 @@ pub async fn list(
             filter: filter.clone(),
         },
     );
-    match s
-        .rpc(RoutingKey::new(Worker::Catalog, Action::List), env)
-        .await?
-    {
-        RpcReply::Holdings(page) if named && page.total == 0 => Err(not_visible(&filter)),
-        RpcReply::Holdings(page) => Ok(Json(page)),
-        _ => Err(unexpected("catalog.list")),
+    let key = RoutingKey::new(Worker::Catalog, Action::List);
+    match s.rpc_page(key, env, PageKind::Holdings).await? {
+        Page::Json { total: 0, .. } if named => Err(not_visible(&filter)),
+        Page::Json { json, .. } => Ok(json_response(json)),
+        Page::Reply(r) => match *r {
+            RpcReply::Holdings(page) if named && page.total == 0 => Err(not_visible(&filter)),
+            RpcReply::Holdings(page) => Ok(Json(page).into_response()),
+            _ => Err(unexpected("catalog.list")),
+        },
     }
 }
 
@@ -45,7 +49,7 @@ pub async fn find(
     State(s): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<HoldingQuery>,
-) -> Result<Json<FilePage>> {
+) -> Result<Response> {
     let group = caller.group(q.group.as_deref())?;
     let filter = filter_from(&q)?;
     if q.regex
@@ -66,12 +70,13 @@ pub async fn find(
             named_must_exist: true,
         },
     );
-    match s
-        .rpc(RoutingKey::new(Worker::Catalog, Action::Find), env)
-        .await?
-    {
-        RpcReply::Files(page) => Ok(Json(page)),
-        _ => Err(unexpected("catalog.find")),
+    let key = RoutingKey::new(Worker::Catalog, Action::Find);
+    match s.rpc_page(key, env, PageKind::Files).await? {
+        Page::Json { json, .. } => Ok(json_response(json)),
+        Page::Reply(r) => match *r {
+            RpcReply::Files(page) => Ok(Json(page).into_response()),
+            _ => Err(unexpected("catalog.find")),
+        },
     }
 }
 
