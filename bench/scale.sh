@@ -6,6 +6,7 @@
 #   FILES=1000000 bench/scale.sh           # quick run
 #   KEEP=1 bench/scale.sh                  # keep the database (its name is printed) ...
 #   DB=nlds_scale_x SKIP_LOAD=1 bench/scale.sh   # ... and measure it again, e.g. other binaries
+#   QUERIES=label HOLD=600 ... bench/scale.sh     # one query, then keep the API up to profile it
 #
 # Everything listens on 127.0.0.1 only. Every process started here is stopped on exit; the
 # PostgreSQL database and the RabbitMQ vhost created here are dropped unless KEEP=1.
@@ -26,6 +27,8 @@ KEEP="${KEEP:-0}"                # 1: keep the database and the vhost
 SKIP_LOAD="${SKIP_LOAD:-0}"      # 1: DB already holds a catalogue made by this script
 MIN_FREE_GB="${MIN_FREE_GB:-15}" # refuse to load if the disk would fall below this
 MEASURE="${MEASURE:-1}"          # 0: load only (with KEEP=1, to measure later with SKIP_LOAD=1)
+QUERIES="${QUERIES:-exact list stat label prefix}" # the queries measured, in this order
+HOLD="${HOLD:-0}"                # seconds to keep the API up after measuring (to profile it)
 PORT="${PORT:-8741}"
 AMQP_HOSTPORT="${AMQP_HOSTPORT:-127.0.0.1:5672}"
 PG_HOSTPORT="${PG_HOSTPORT:-127.0.0.1:5432}"
@@ -272,7 +275,7 @@ log "measuring $REQUESTS requests per query over $MEASURE_USERS users"
 # One warm-up pass per query: the first requests pay for cold caches and connections.
 REQUESTS_SAVED="$REQUESTS"
 REQUESTS="$MEASURE_USERS"
-for q in exact list stat label prefix; do measure "$q" >/dev/null; done
+for q in $QUERIES; do measure "$q" >/dev/null; done
 REQUESTS="$REQUESTS_SAVED"
 {
     echo "### Catalogue at scale: $FILES files, $HOLDINGS holdings, $USERS users ($STAMP)"
@@ -281,7 +284,7 @@ REQUESTS="$REQUESTS_SAVED"
     echo
     echo "| query | requests | p50 ms | p99 ms | max ms | errors | target p99 |"
     echo "|---|---:|---:|---:|---:|---:|---|"
-    for q in exact list stat label prefix; do
+    for q in $QUERIES; do
         read -r cnt p50 p99 max errs < <(measure "$q")
         case "$q" in
         exact) name="find by exact path"; target="5" ;;
@@ -294,4 +297,8 @@ REQUESTS="$REQUESTS_SAVED"
     done
 } | tee "$BENCH_OUT"
 log "results in $BENCH_OUT"
+if [ "$HOLD" -gt 0 ]; then
+    log "the API stays up at $BASE for $HOLD s (token scale-u0001-$STAMP)"
+    sleep "$HOLD"
+fi
 if [ "$KEEP" = 1 ]; then log "kept database $DB and vhost $VHOST"; fi
