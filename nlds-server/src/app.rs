@@ -150,9 +150,9 @@ pub fn router_with(state: AppState, ready: nlds_bus::health::Readiness) -> Route
         ))
         .layer(DefaultBodyLimit::max(limit))
         // The span names the path only: a query string may hold a legacy client's
-        // `secret_key`, which must never reach a log.
-        // Each response's latency in microseconds at debug level
-        // (`RUST_LOG=tower_http::trace::on_response=debug`; bench/scale.sh reads it).
+        // `secret_key`, which must never reach a log. Each response's latency is logged in
+        // microseconds at debug level (`RUST_LOG=tower_http::trace::on_response=debug`;
+        // bench/scale.sh reads it).
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(|req: &axum::http::Request<axum::body::Body>| {

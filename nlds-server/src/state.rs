@@ -47,9 +47,10 @@ impl AppState {
         Self::reply_of(key, reply)
     }
 
-    /// Sends an RPC answered with a page of kind `kind` and returns the page as the JSON the
-    /// worker wrote, without decoding its items where the bus delivered bytes (RabbitMQ); any
-    /// other reply (an error, or the in-process bus's values) as [`AppState::rpc`] does.
+    /// Sends an RPC answered with a page of kind `kind` and returns the page's JSON: as the
+    /// worker wrote it, without decoding its items, where the bus delivered bytes (RabbitMQ);
+    /// encoded here from the decoded reply otherwise (the in-process bus's values). Any other
+    /// reply (an error) is decoded and becomes the API error, as with [`AppState::rpc`].
     pub async fn rpc_page(&self, key: RoutingKey, env: Envelope, kind: PageKind) -> Result<Page> {
         let timeout = Duration::from_secs(self.cfg.rpc_timeout_secs.max(1));
         crate::notes::observe_request(key, &env);
@@ -57,7 +58,7 @@ impl AppState {
             RpcAnswer::Encoded(bytes) => {
                 if let Some(page) = RawPage::of(&bytes, kind) {
                     crate::notes::observe_total(page.total);
-                    return Ok(Page::Json {
+                    return Ok(Page {
                         total: page.total,
                         json: page.to_json(),
                     });
@@ -66,7 +67,26 @@ impl AppState {
             }
             RpcAnswer::Decoded(env) => *env,
         };
-        Self::reply_of(key, reply).map(|r| Page::Reply(Box::new(r)))
+        let encoded = match (kind, Self::reply_of(key, reply)?) {
+            (PageKind::Files, RpcReply::Files(p)) => (p.total, serde_json::to_vec(&p)),
+            (PageKind::Holdings, RpcReply::Holdings(p)) => (p.total, serde_json::to_vec(&p)),
+            (PageKind::Transactions, RpcReply::Transactions(p)) => {
+                (p.total, serde_json::to_vec(&p))
+            }
+            _ => {
+                return Err(ServerError::new(
+                    ErrorCode::Internal,
+                    format!("unexpected reply to {key}"),
+                ));
+            }
+        };
+        match encoded {
+            (total, Ok(json)) => Ok(Page { total, json }),
+            (_, Err(e)) => Err(ServerError::new(
+                ErrorCode::Internal,
+                format!("cannot encode the reply to {key}: {e}"),
+            )),
+        }
     }
 
     /// The typed reply of an RPC's answer (an error reply becomes the API error).
@@ -85,22 +105,21 @@ impl AppState {
     }
 }
 
-/// A page an RPC answered with ([`AppState::rpc_page`]).
-pub enum Page {
-    /// The page's JSON as the worker wrote it, and its total.
-    Json { total: u64, json: Vec<u8> },
-    /// The decoded reply.
-    Reply(Box<RpcReply>),
+/// A page an RPC answered with ([`AppState::rpc_page`]): its total and its JSON.
+pub struct Page {
+    pub total: u64,
+    json: Vec<u8>,
 }
 
-/// A 200 response of JSON already encoded.
-pub fn json_response(json: Vec<u8>) -> Response {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/json"),
-        )],
-        json,
-    )
-        .into_response()
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            self.json,
+        )
+            .into_response()
+    }
 }

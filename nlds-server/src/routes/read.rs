@@ -2,7 +2,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
 use nlds_core::api::{FilePage, HoldingPage, HoldingQuery, MAX_LIMIT, MetaRequest, MetaResponse};
 use nlds_core::message::{HoldingFilter, RpcReply};
 use nlds_core::raw_page::PageKind;
@@ -12,7 +11,7 @@ use super::put::not_visible;
 use super::{filter_from, rpc_env, unexpected};
 use crate::error::{Result, ServerError};
 use crate::extract::{ApiJson, ApiQuery, Caller};
-use crate::state::{AppState, Page, json_response};
+use crate::state::{AppState, Page};
 
 /// `GET /api/v2/holdings`: list holdings.
 #[utoipa::path(get, path = "/api/v2/holdings", params(HoldingQuery), responses((status = 200, body = HoldingPage, description = "the holdings visible to the caller")), security(("bearer" = [])))]
@@ -20,7 +19,7 @@ pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<HoldingQuery>,
-) -> Result<Response> {
+) -> Result<Page> {
     let group = caller.group(q.group.as_deref())?;
     let filter = filter_from(&q)?;
     let named = filter.names_holding();
@@ -32,15 +31,11 @@ pub async fn list(
         },
     );
     let key = RoutingKey::new(Worker::Catalog, Action::List);
-    match s.rpc_page(key, env, PageKind::Holdings).await? {
-        Page::Json { total: 0, .. } if named => Err(not_visible(&filter)),
-        Page::Json { json, .. } => Ok(json_response(json)),
-        Page::Reply(r) => match *r {
-            RpcReply::Holdings(page) if named && page.total == 0 => Err(not_visible(&filter)),
-            RpcReply::Holdings(page) => Ok(Json(page).into_response()),
-            _ => Err(unexpected("catalog.list")),
-        },
+    let page = s.rpc_page(key, env, PageKind::Holdings).await?;
+    if named && page.total == 0 {
+        return Err(not_visible(&filter));
     }
+    Ok(page)
 }
 
 /// `GET /api/v2/files`: find files.
@@ -49,7 +44,7 @@ pub async fn find(
     State(s): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<HoldingQuery>,
-) -> Result<Response> {
+) -> Result<Page> {
     let group = caller.group(q.group.as_deref())?;
     let filter = filter_from(&q)?;
     if q.regex
@@ -71,13 +66,7 @@ pub async fn find(
         },
     );
     let key = RoutingKey::new(Worker::Catalog, Action::Find);
-    match s.rpc_page(key, env, PageKind::Files).await? {
-        Page::Json { json, .. } => Ok(json_response(json)),
-        Page::Reply(r) => match *r {
-            RpcReply::Files(page) => Ok(Json(page).into_response()),
-            _ => Err(unexpected("catalog.find")),
-        },
-    }
+    s.rpc_page(key, env, PageKind::Files).await
 }
 
 /// `POST /api/v2/meta`: change a holding's label or tags.

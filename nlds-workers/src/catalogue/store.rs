@@ -219,9 +219,8 @@ async fn load_checksums(c: &impl ConnectionTrait, ids: &[i64]) -> Result<HashMap
     Ok(checksums)
 }
 
-// A page of 1,000 files is two chunks: [`load_locations`] and [`load_checksums`] look up two
-// at a time on the pool, one round trip instead of two.
-
+/// The copies of `ids` (one chunk). [`load_locations`] and [`load_checksums`] look up two
+/// chunks at a time on the pool: a page of 1,000 files takes one round trip, not two.
 async fn locations_of(c: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<location::Model>> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -232,6 +231,7 @@ async fn locations_of(c: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<locat
         .await?)
 }
 
+/// The blake3 checksums of `ids` (one chunk).
 async fn checksums_of(c: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<checksum::Model>> {
     if ids.is_empty() {
         return Ok(Vec::new());
