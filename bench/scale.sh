@@ -59,6 +59,13 @@ trap cleanup EXIT
 [ $((FILES % HOLDINGS)) -eq 0 ] || die "FILES ($FILES) must be a multiple of HOLDINGS ($HOLDINGS)"
 [ $((HOLDINGS % USERS)) -eq 0 ] || die "HOLDINGS ($HOLDINGS) must be a multiple of USERS ($USERS)"
 [ "$MEASURE_USERS" -le "$USERS" ] || die "MEASURE_USERS must be at most USERS"
+for q in $QUERIES; do
+    case "$q" in
+    exact | list | stat | label | prefix) ;;
+    *) die "QUERIES: unknown query '$q' (known: exact list stat label prefix)" ;;
+    esac
+done
+[[ "$HOLD" =~ ^[0-9]+$ ]] || die "HOLD must be a number of seconds, not '$HOLD'"
 PER_HOLDING=$((FILES / HOLDINGS))
 
 # ---------------------------------------------------------------- binaries
