@@ -24,6 +24,7 @@ use super::{
     CHUNK, Catalogue, Result, compile, dedup, has_selector, order, page, parse_uuid, to_u32,
     to_u64, validate_label, validate_tag,
 };
+use crate::db::positional::ByPosition;
 use crate::db::{
     self, bad_request, conflict, file, holding, holding_stat, internal, tag, transaction,
 };
@@ -167,12 +168,16 @@ impl Catalogue {
         let query = find_select(scope, order, path, path_regex, files_only, &filter.versions);
         let (total, models) = match re {
             None => {
-                let mut models = query
+                let mut models: Vec<file::Model> = query
                     .clone()
                     .limit(limit + 1)
                     .offset(offset)
+                    .into_model::<ByPosition<file::Model>>()
                     .all(&self.db)
-                    .await?;
+                    .await?
+                    .into_iter()
+                    .map(|r| r.0)
+                    .collect();
                 let total = page_total(&mut models, limit, offset, query, &self.db).await?;
                 (total, models)
             }
@@ -197,10 +202,11 @@ impl Catalogue {
                     .collect();
                 let mut by_id: HashMap<i64, file::Model> = file::Entity::find()
                     .filter(file::Column::Id.is_in(page.iter().copied()))
+                    .into_model::<ByPosition<file::Model>>()
                     .all(&self.db)
                     .await?
                     .into_iter()
-                    .map(|m| (m.id, m))
+                    .map(|ByPosition(m)| (m.id, m))
                     .collect();
                 (
                     total,

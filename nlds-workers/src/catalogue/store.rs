@@ -13,6 +13,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{BLAKE3, CHUNK, Result, chunks_of};
+use crate::db::positional::ByPosition;
 use crate::db::{checksum, conflict, file, holding, internal, location, tag, transaction};
 
 /// Files of the holdings selected by `scope`.
@@ -225,10 +226,12 @@ async fn locations_of(c: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<locat
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(location::Entity::find()
+    let rows = location::Entity::find()
         .filter(location::Column::FileId.is_in(ids.iter().copied()))
+        .into_model::<ByPosition<location::Model>>()
         .all(c)
-        .await?)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
 /// The blake3 checksums of `ids` (one chunk).
@@ -236,11 +239,13 @@ async fn checksums_of(c: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<check
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(checksum::Entity::find()
+    let rows = checksum::Entity::find()
         .filter(checksum::Column::FileId.is_in(ids.iter().copied()))
         .filter(checksum::Column::Algorithm.eq(BLAKE3))
+        .into_model::<ByPosition<checksum::Model>>()
         .all(c)
-        .await?)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
 /// Records copies; a file's existing copy on the same tier is kept (idempotent).

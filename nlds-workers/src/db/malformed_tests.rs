@@ -9,6 +9,7 @@ use nlds_core::{AccessRole, ErrorCode, State};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait};
 use uuid::Uuid;
 
+use super::positional::ByPosition;
 use super::{aggregation, failed_file, file, location, sub_record, testing, transaction_record};
 use crate::audit::{self, LogLine};
 
@@ -64,6 +65,15 @@ async fn malformed_values_are_errors(db: &DatabaseConnection) {
     names(
         file::Entity::find().all(db).await.unwrap_err(),
         &["PathKind", "\"socket\""],
+    );
+    // Read by position (the find's decoder): the same, and the column's name.
+    names(
+        file::Entity::find()
+            .into_model::<ByPosition<file::Model>>()
+            .all(db)
+            .await
+            .unwrap_err(),
+        &["PathKind", "\"socket\"", "file.kind"],
     );
     sql(db, "UPDATE aggregation SET state = 'lost'").await;
     names(

@@ -31,6 +31,7 @@ pub mod outbox;
 pub mod pin;
 pub mod policy_lease;
 pub mod policy_pass;
+pub mod positional;
 pub mod quota;
 pub mod quota_reservation;
 pub mod recall;
