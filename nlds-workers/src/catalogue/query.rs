@@ -24,9 +24,9 @@ use super::{
     CHUNK, Catalogue, Result, compile, dedup, has_selector, order, page, parse_uuid, to_u32,
     to_u64, validate_label, validate_tag,
 };
-use crate::db::positional::ByPosition;
 use crate::db::{
-    self, bad_request, conflict, file, holding, holding_stat, internal, tag, transaction,
+    self, bad_request, conflict, file, holding, holding_stat, internal, positional, tag,
+    transaction,
 };
 
 impl Catalogue {
@@ -168,16 +168,8 @@ impl Catalogue {
         let query = find_select(scope, order, path, path_regex, files_only, &filter.versions);
         let (total, models) = match re {
             None => {
-                let mut models: Vec<file::Model> = query
-                    .clone()
-                    .limit(limit + 1)
-                    .offset(offset)
-                    .into_model::<ByPosition<file::Model>>()
-                    .all(&self.db)
-                    .await?
-                    .into_iter()
-                    .map(|r| r.0)
-                    .collect();
+                let page = query.clone().limit(limit + 1).offset(offset);
+                let mut models = positional::all(page, &self.db).await?;
                 let total = page_total(&mut models, limit, offset, query, &self.db).await?;
                 (total, models)
             }
@@ -200,13 +192,12 @@ impl Catalogue {
                     .skip(usize::try_from(offset).unwrap_or(usize::MAX))
                     .take(usize::try_from(limit).unwrap_or(usize::MAX))
                     .collect();
-                let mut by_id: HashMap<i64, file::Model> = file::Entity::find()
-                    .filter(file::Column::Id.is_in(page.iter().copied()))
-                    .into_model::<ByPosition<file::Model>>()
-                    .all(&self.db)
+                let rows =
+                    file::Entity::find().filter(file::Column::Id.is_in(page.iter().copied()));
+                let mut by_id: HashMap<i64, file::Model> = positional::all(rows, &self.db)
                     .await?
                     .into_iter()
-                    .map(|ByPosition(m)| (m.id, m))
+                    .map(|m| (m.id, m))
                     .collect();
                 (
                     total,

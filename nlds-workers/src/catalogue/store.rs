@@ -13,8 +13,9 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{BLAKE3, CHUNK, Result, chunks_of};
-use crate::db::positional::ByPosition;
-use crate::db::{checksum, conflict, file, holding, internal, location, tag, transaction};
+use crate::db::{
+    checksum, conflict, file, holding, internal, location, positional, tag, transaction,
+};
 
 /// Files of the holdings selected by `scope`.
 pub(super) fn scoped_files(scope: &Condition) -> sea_orm::Select<file::Entity> {
@@ -226,12 +227,9 @@ async fn locations_of(c: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<locat
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = location::Entity::find()
-        .filter(location::Column::FileId.is_in(ids.iter().copied()))
-        .into_model::<ByPosition<location::Model>>()
-        .all(c)
-        .await?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
+    let select =
+        location::Entity::find().filter(location::Column::FileId.is_in(ids.iter().copied()));
+    Ok(positional::all(select, c).await?)
 }
 
 /// The blake3 checksums of `ids` (one chunk).
@@ -239,13 +237,10 @@ async fn checksums_of(c: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<check
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = checksum::Entity::find()
+    let select = checksum::Entity::find()
         .filter(checksum::Column::FileId.is_in(ids.iter().copied()))
-        .filter(checksum::Column::Algorithm.eq(BLAKE3))
-        .into_model::<ByPosition<checksum::Model>>()
-        .all(c)
-        .await?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
+        .filter(checksum::Column::Algorithm.eq(BLAKE3));
+    Ok(positional::all(select, c).await?)
 }
 
 /// Records copies; a file's existing copy on the same tier is kept (idempotent).

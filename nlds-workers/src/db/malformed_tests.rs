@@ -9,8 +9,9 @@ use nlds_core::{AccessRole, ErrorCode, State};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait};
 use uuid::Uuid;
 
-use super::positional::ByPosition;
-use super::{aggregation, failed_file, file, location, sub_record, testing, transaction_record};
+use super::{
+    aggregation, failed_file, file, location, positional, sub_record, testing, transaction_record,
+};
 use crate::audit::{self, LogLine};
 
 async fn sql(db: &DatabaseConnection, statement: &str) {
@@ -68,11 +69,7 @@ async fn malformed_values_are_errors(db: &DatabaseConnection) {
     );
     // Read by position (the find's decoder): the same, and the column's name.
     names(
-        file::Entity::find()
-            .into_model::<ByPosition<file::Model>>()
-            .all(db)
-            .await
-            .unwrap_err(),
+        positional::all(file::Entity::find(), db).await.unwrap_err(),
         &["PathKind", "\"socket\"", "file.kind"],
     );
     sql(db, "UPDATE aggregation SET state = 'lost'").await;

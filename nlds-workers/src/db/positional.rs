@@ -5,10 +5,13 @@
 //! files with their copies and checksums, that was about a fifth of the catalogue's CPU time
 //! (BENCHMARKS.md, "Rows decoded by position"). A `Select<E>` that adds no column of its own
 //! reads `E::Column::iter()` in order, the order of `Model`'s fields, so [`ByPosition`] reads
-//! the row's columns in that order instead. Use it only on such a select (`into_model`); the
+//! the row's columns in that order instead. Use it only on such a select ([`all`]); the
 //! tests below hold it equal to the derived decoder on SQLite and PostgreSQL.
 
-use sea_orm::{DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryResult, TryGetable};
+use sea_orm::{
+    ConnectionTrait, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryResult,
+    Select, TryGetable,
+};
 
 use super::{checksum, file, location};
 
@@ -16,19 +19,19 @@ use super::{checksum, file, location};
 #[derive(Debug, PartialEq, Eq)]
 pub struct ByPosition<M>(pub M);
 
-/// Column `i` of `res`, a column of entity `E`; an error names the table and the column as the
-/// derived decoder's does, and the value that did not decode.
-fn at<E: EntityTrait, T: TryGetable>(res: &QueryResult, i: usize) -> Result<T, DbErr> {
-    res.try_get_by_index(i).map_err(|e| {
-        let column = E::Column::iter().nth(i).map_or("?", |c| c.as_str());
-        DbErr::Type(format!(
-            "{}.{column} (column {i}): {e}",
-            E::default().table_name()
-        ))
-    })
+/// The rows of `select`, which reads `E`'s columns only, decoded by position.
+pub async fn all<E>(select: Select<E>, c: &impl ConnectionTrait) -> Result<Vec<E::Model>, DbErr>
+where
+    E: EntityTrait,
+    ByPosition<E::Model>: FromQueryResult,
+{
+    let rows = select.into_model::<ByPosition<E::Model>>().all(c).await?;
+    Ok(rows.into_iter().map(|ByPosition(m)| m).collect())
 }
 
-/// Reads the columns of `E` one after the other: `next()` is the next column's value.
+/// Reads the columns of `E` one after the other: `next()` is the next column's value, and an
+/// error names the table and the column, as the derived decoder's does, with the value that did
+/// not decode.
 struct Columns<'a, E> {
     res: &'a QueryResult,
     i: usize,
@@ -47,65 +50,66 @@ impl<'a, E: EntityTrait> Columns<'a, E> {
     fn next<T: TryGetable>(&mut self) -> Result<T, DbErr> {
         let i = self.i;
         self.i += 1;
-        at::<E, T>(self.res, i)
+        self.res.try_get_by_index(i).map_err(|e| {
+            let column = E::Column::iter().nth(i).map_or("?", |c| c.as_str());
+            DbErr::Type(format!(
+                "{}.{column} (column {i}): {e}",
+                E::default().table_name()
+            ))
+        })
     }
 }
 
-// The fields below are in each `Model`'s declaration order (struct expressions evaluate their
-// fields in the order written).
-
-impl FromQueryResult for ByPosition<file::Model> {
-    fn from_query_result(res: &QueryResult, _prefix: &str) -> Result<Self, DbErr> {
-        let mut c = Columns::<file::Entity>::of(res);
-        Ok(Self(file::Model {
-            id: c.next()?,
-            holding_id: c.next()?,
-            transaction_id: c.next()?,
-            path: c.next()?,
-            kind: c.next()?,
-            link_target: c.next()?,
-            size: c.next()?,
-            uid: c.next()?,
-            gid: c.next()?,
-            mode: c.next()?,
-            mtime_ns: c.next()?,
-            version: c.next()?,
-            deleted_at: c.next()?,
-            deleted_by: c.next()?,
-            delete_transaction: c.next()?,
-            last_access: c.next()?,
-            access_count: c.next()?,
-            xattrs: c.next()?,
-        }))
-    }
+/// `FromQueryResult` for `ByPosition<$table::Model>`, its fields listed in the model's
+/// declaration order (a struct expression evaluates its fields in the order written).
+macro_rules! by_position {
+    ($table:ident { $($field:ident),+ $(,)? }) => {
+        impl FromQueryResult for ByPosition<$table::Model> {
+            fn from_query_result(res: &QueryResult, _prefix: &str) -> Result<Self, DbErr> {
+                let mut c = Columns::<$table::Entity>::of(res);
+                Ok(Self($table::Model { $($field: c.next()?),+ }))
+            }
+        }
+    };
 }
 
-impl FromQueryResult for ByPosition<location::Model> {
-    fn from_query_result(res: &QueryResult, _prefix: &str) -> Result<Self, DbErr> {
-        let mut c = Columns::<location::Entity>::of(res);
-        Ok(Self(location::Model {
-            id: c.next()?,
-            file_id: c.next()?,
-            tier: c.next()?,
-            bucket: c.next()?,
-            key: c.next()?,
-            created: c.next()?,
-            tenancy: c.next()?,
-        }))
-    }
-}
+by_position!(file {
+    id,
+    holding_id,
+    transaction_id,
+    path,
+    kind,
+    link_target,
+    size,
+    uid,
+    gid,
+    mode,
+    mtime_ns,
+    version,
+    deleted_at,
+    deleted_by,
+    delete_transaction,
+    last_access,
+    access_count,
+    xattrs,
+});
 
-impl FromQueryResult for ByPosition<checksum::Model> {
-    fn from_query_result(res: &QueryResult, _prefix: &str) -> Result<Self, DbErr> {
-        let mut c = Columns::<checksum::Entity>::of(res);
-        Ok(Self(checksum::Model {
-            id: c.next()?,
-            file_id: c.next()?,
-            algorithm: c.next()?,
-            value: c.next()?,
-        }))
-    }
-}
+by_position!(location {
+    id,
+    file_id,
+    tier,
+    bucket,
+    key,
+    created,
+    tenancy,
+});
+
+by_position!(checksum {
+    id,
+    file_id,
+    algorithm,
+    value,
+});
 
 #[cfg(test)]
 mod tests {
@@ -164,54 +168,29 @@ mod tests {
             .filter(file::Column::HoldingId.eq(h))
             .order_by_asc(file::Column::Id);
         let by_name = files.clone().all(db).await.unwrap();
-        let by_position: Vec<file::Model> = files
-            .into_model::<ByPosition<file::Model>>()
-            .all(db)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.0)
-            .collect();
+        let by_position = all(files, db).await.unwrap();
         assert_eq!(by_name.len(), 2);
         assert_eq!(by_position, by_name);
         let locs = location::Entity::find()
             .filter(location::Column::FileId.is_in(ids.clone()))
             .order_by_asc(location::Column::Id);
         let by_name = locs.clone().all(db).await.unwrap();
-        let by_position: Vec<_> = locs
-            .into_model::<ByPosition<location::Model>>()
-            .all(db)
-            .await
-            .unwrap();
+        let by_position = all(locs, db).await.unwrap();
         assert_eq!(by_name.len(), 4);
-        assert_eq!(
-            by_position.into_iter().map(|r| r.0).collect::<Vec<_>>(),
-            by_name
-        );
+        assert_eq!(by_position, by_name);
         let sums = checksum::Entity::find()
             .filter(checksum::Column::FileId.is_in(ids.clone()))
             .order_by_asc(checksum::Column::Id);
         let by_name = sums.clone().all(db).await.unwrap();
-        let by_position: Vec<_> = sums
-            .into_model::<ByPosition<checksum::Model>>()
-            .all(db)
-            .await
-            .unwrap();
+        let by_position = all(sums, db).await.unwrap();
         assert_eq!(by_name.len(), 2);
-        assert_eq!(
-            by_position.into_iter().map(|r| r.0).collect::<Vec<_>>(),
-            by_name
-        );
+        assert_eq!(by_position, by_name);
 
         // A select that reads other columns is not what it decodes: an error, not a wrong row.
-        let err = file::Entity::find()
+        let path_only = file::Entity::find()
             .select_only()
-            .column(file::Column::Path)
-            .into_model::<ByPosition<file::Model>>()
-            .all(db)
-            .await
-            .unwrap_err()
-            .to_string();
+            .column(file::Column::Path);
+        let err = all(path_only, db).await.unwrap_err().to_string();
         assert!(err.contains("file.id (column 0)"), "{err}");
     }
 
