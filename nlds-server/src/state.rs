@@ -67,26 +67,22 @@ impl AppState {
             }
             RpcAnswer::Decoded(env) => *env,
         };
-        let encoded = match (kind, Self::reply_of(key, reply)?) {
+        let (total, json) = match (kind, Self::reply_of(key, reply)?) {
             (PageKind::Files, RpcReply::Files(p)) => (p.total, serde_json::to_vec(&p)),
             (PageKind::Holdings, RpcReply::Holdings(p)) => (p.total, serde_json::to_vec(&p)),
             (PageKind::Transactions, RpcReply::Transactions(p)) => {
                 (p.total, serde_json::to_vec(&p))
             }
             _ => {
-                return Err(ServerError::new(
-                    ErrorCode::Internal,
-                    format!("unexpected reply to {key}"),
-                ));
+                let text = format!("unexpected reply to {key}");
+                return Err(ServerError::new(ErrorCode::Internal, text));
             }
         };
-        match encoded {
-            (total, Ok(json)) => Ok(Page { total, json }),
-            (_, Err(e)) => Err(ServerError::new(
-                ErrorCode::Internal,
-                format!("cannot encode the reply to {key}: {e}"),
-            )),
-        }
+        let json = json.map_err(|e| {
+            let text = format!("cannot encode the reply to {key}: {e}");
+            ServerError::new(ErrorCode::Internal, text)
+        })?;
+        Ok(Page { total, json })
     }
 
     /// The typed reply of an RPC's answer (an error reply becomes the API error).
