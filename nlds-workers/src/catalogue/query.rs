@@ -21,8 +21,8 @@ use uuid::Uuid;
 use super::authz::may_change;
 use super::store::{find_query, load_copies, load_tags, load_transactions};
 use super::{
-    CHUNK, Catalogue, Result, compile, dedup, has_selector, order, page, parse_uuid, to_u32,
-    to_u64, validate_label, validate_tag,
+    Catalogue, Result, compile, dedup, has_selector, ids, order, page, parse_uuid, to_u32, to_u64,
+    validate_label, validate_tag,
 };
 use crate::db::{
     self, bad_request, conflict, file, holding, holding_stat, internal, positional, tag,
@@ -84,10 +84,11 @@ impl Catalogue {
 
     /// The transactions of each holding, oldest first.
     async fn holding_transactions(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<Uuid>>> {
+        let backend = self.db.get_database_backend();
         let mut transactions: HashMap<i64, Vec<Uuid>> = HashMap::new();
-        for chunk in ids.chunks(CHUNK) {
+        for part in ids::parts(backend, ids) {
             for t in transaction::Entity::find()
-                .filter(transaction::Column::HoldingId.is_in(chunk.iter().copied()))
+                .filter(ids::any_of(backend, transaction::Column::HoldingId, part))
                 .order_by(transaction::Column::IngestTime, Order::Asc)
                 .order_by(transaction::Column::Id, Order::Asc)
                 .all(&self.db)
@@ -111,10 +112,11 @@ impl Catalogue {
     /// version, old ones included: they take space and count in quotas until deleted), files
     /// with a warm copy and files with a cold one.
     async fn holding_counts(&self, ids: &[i64]) -> Result<HashMap<i64, [u64; 4]>> {
+        let backend = self.db.get_database_backend();
         let mut counts = HashMap::new();
-        for chunk in ids.chunks(CHUNK) {
+        for part in ids::parts(backend, ids) {
             for st in holding_stat::Entity::find()
-                .filter(holding_stat::Column::HoldingId.is_in(chunk.iter().copied()))
+                .filter(ids::any_of(backend, holding_stat::Column::HoldingId, part))
                 .all(&self.db)
                 .await?
             {
@@ -131,12 +133,13 @@ impl Catalogue {
     async fn recalling_by_holding(&self) -> Result<HashMap<i64, u64>> {
         let recalling = self.recalling_files().await?;
         let mut m = HashMap::new();
-        let ids: Vec<i64> = recalling.into_iter().collect();
-        for chunk in ids.chunks(CHUNK) {
+        let files: Vec<i64> = recalling.into_iter().collect();
+        let backend = self.db.get_database_backend();
+        for part in ids::parts(backend, &files) {
             for (h,) in file::Entity::find()
                 .select_only()
                 .column(file::Column::HoldingId)
-                .filter(file::Column::Id.is_in(chunk.iter().copied()))
+                .filter(ids::any_of(backend, file::Column::Id, part))
                 .into_tuple::<(i64,)>()
                 .all(&self.db)
                 .await?
@@ -192,13 +195,18 @@ impl Catalogue {
                     .skip(usize::try_from(offset).unwrap_or(usize::MAX))
                     .take(usize::try_from(limit).unwrap_or(usize::MAX))
                     .collect();
-                let rows =
-                    file::Entity::find().filter(file::Column::Id.is_in(page.iter().copied()));
-                let mut by_id: HashMap<i64, file::Model> = positional::all(rows, &self.db)
-                    .await?
-                    .into_iter()
-                    .map(|m| (m.id, m))
-                    .collect();
+                let backend = self.db.get_database_backend();
+                let mut by_id: HashMap<i64, file::Model> = HashMap::with_capacity(page.len());
+                for part in ids::parts(backend, &page) {
+                    let rows =
+                        file::Entity::find().filter(ids::any_of(backend, file::Column::Id, part));
+                    by_id.extend(
+                        positional::all(rows, &self.db)
+                            .await?
+                            .into_iter()
+                            .map(|m| (m.id, m)),
+                    );
+                }
                 (
                     total,
                     page.iter().filter_map(|id| by_id.remove(id)).collect(),
@@ -222,15 +230,18 @@ impl Catalogue {
         // Independent lookups, at once on the pool's connections.
         let (holdings, txs, (mut locations, mut checksums), recalling) = futures::try_join!(
             async {
-                let rows = holding::Entity::find()
-                    .filter(holding::Column::Id.is_in(holding_ids))
-                    .all(&self.db)
-                    .await?;
-                Ok::<_, super::Error>(
-                    rows.into_iter()
-                        .map(|h| (h.id, h))
-                        .collect::<HashMap<i64, holding::Model>>(),
-                )
+                let backend = self.db.get_database_backend();
+                let mut rows = HashMap::with_capacity(holding_ids.len());
+                for part in ids::parts(backend, &holding_ids) {
+                    for h in holding::Entity::find()
+                        .filter(ids::any_of(backend, holding::Column::Id, part))
+                        .all(&self.db)
+                        .await?
+                    {
+                        rows.insert(h.id, h);
+                    }
+                }
+                Ok::<_, super::Error>(rows)
             },
             load_transactions(&self.db, &tx_ids),
             load_copies(&self.db, &ids),

@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{BLAKE3, CHUNK, Result, chunks_of};
+use super::{BLAKE3, Result, chunks_of, ids};
 use crate::db::{
     checksum, conflict, file, holding, internal, location, positional, tag, transaction,
 };
@@ -159,10 +159,11 @@ pub(super) async fn load_transactions(
     c: &impl ConnectionTrait,
     ids: &[i64],
 ) -> Result<HashMap<i64, transaction::Model>> {
+    let backend = c.get_database_backend();
     let mut out = HashMap::new();
-    for chunk in ids.chunks(CHUNK) {
+    for part in ids::parts(backend, ids) {
         for t in transaction::Entity::find()
-            .filter(transaction::Column::Id.is_in(chunk.iter().copied()))
+            .filter(ids::any_of(backend, transaction::Column::Id, part))
             .all(c)
             .await?
         {
@@ -173,10 +174,11 @@ pub(super) async fn load_transactions(
 }
 
 pub(super) async fn load_tags(c: &impl ConnectionTrait, ids: &[i64]) -> Result<HashMap<i64, Tags>> {
+    let backend = c.get_database_backend();
     let mut out: HashMap<i64, Tags> = HashMap::new();
-    for chunk in ids.chunks(CHUNK) {
+    for part in ids::parts(backend, ids) {
         for t in tag::Entity::find()
-            .filter(tag::Column::HoldingId.is_in(chunk.iter().copied()))
+            .filter(ids::any_of(backend, tag::Column::HoldingId, part))
             .all(c)
             .await?
         {
@@ -198,11 +200,12 @@ async fn load_locations(
     c: &impl ConnectionTrait,
     ids: &[i64],
 ) -> Result<HashMap<i64, Vec<location::Model>>> {
+    let backend = c.get_database_backend();
     let mut locations: HashMap<i64, Vec<location::Model>> = HashMap::new();
-    for pair in ids.chunks(2 * CHUNK) {
-        let (a, b) = pair.split_at(pair.len().min(CHUNK));
-        let (a, b) = futures::try_join!(locations_of(c, a), locations_of(c, b))?;
-        for l in a.into_iter().chain(b) {
+    for part in ids::parts(backend, ids) {
+        let select =
+            location::Entity::find().filter(ids::any_of(backend, location::Column::FileId, part));
+        for l in positional::all(select, c).await? {
             locations.entry(l.file_id).or_default().push(l);
         }
     }
@@ -210,37 +213,17 @@ async fn load_locations(
 }
 
 async fn load_checksums(c: &impl ConnectionTrait, ids: &[i64]) -> Result<HashMap<i64, String>> {
+    let backend = c.get_database_backend();
     let mut checksums = HashMap::new();
-    for pair in ids.chunks(2 * CHUNK) {
-        let (a, b) = pair.split_at(pair.len().min(CHUNK));
-        let (a, b) = futures::try_join!(checksums_of(c, a), checksums_of(c, b))?;
-        for s in a.into_iter().chain(b) {
+    for part in ids::parts(backend, ids) {
+        let select = checksum::Entity::find()
+            .filter(ids::any_of(backend, checksum::Column::FileId, part))
+            .filter(checksum::Column::Algorithm.eq(BLAKE3));
+        for s in positional::all(select, c).await? {
             checksums.insert(s.file_id, s.value);
         }
     }
     Ok(checksums)
-}
-
-/// The copies of `ids` (one chunk). [`load_locations`] and [`load_checksums`] look up two
-/// chunks at a time on the pool: a page of 1,000 files takes one round trip, not two.
-async fn locations_of(c: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<location::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let select =
-        location::Entity::find().filter(location::Column::FileId.is_in(ids.iter().copied()));
-    Ok(positional::all(select, c).await?)
-}
-
-/// The blake3 checksums of `ids` (one chunk).
-async fn checksums_of(c: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<checksum::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let select = checksum::Entity::find()
-        .filter(checksum::Column::FileId.is_in(ids.iter().copied()))
-        .filter(checksum::Column::Algorithm.eq(BLAKE3));
-    Ok(positional::all(select, c).await?)
 }
 
 /// Records copies; a file's existing copy on the same tier is kept (idempotent).

@@ -1488,12 +1488,91 @@ async fn list_find_meta(db: DatabaseConnection) {
     );
 }
 
+/// Pages of more than [`CHUNK`] rows, whose lookups take several `IN` lists on SQLite and one
+/// array on PostgreSQL (`ids`): every file of a find gets its own checksum and copy, whether the
+/// page is read in order or fetched by id after a regex, and every holding of a list its own
+/// tags and transaction.
+async fn pages_beyond_a_chunk(db: DatabaseConnection) {
+    let cat = Catalogue::new(db.clone(), 1000, 1 << 30);
+    let e = |p: Payload| env(ALICE, CLIMATE, tid(90), p);
+    let n = 2 * CHUNK + 1;
+    let h = holding(&cat, ALICE, CLIMATE, tid(91), "big").await;
+    let files: Vec<FileRecord> = (0..n)
+        .map(|i| file_rec(&format!("/big/f{i:05}"), i as u64))
+        .collect();
+    put(&cat, ALICE, CLIMATE, tid(91), h, files).await;
+    for (path, path_regex) in [(None, false), (Some("^/big/f0"), true)] {
+        let filter = HoldingFilter {
+            holding_id: Some(h),
+            limit: n as u64,
+            ..get_filter()
+        };
+        let find = Payload::FindFiles {
+            filter,
+            path: path.map(str::to_owned),
+            path_regex,
+            files_only: false,
+            named_must_exist: false,
+        };
+        let RpcReply::Files(page) = rpc(&cat, Action::Find, e(find)).await else {
+            panic!("not a page of files")
+        };
+        assert_eq!((page.total, page.files.len()), (n as u64, n), "{path:?}");
+        let distinct: HashSet<&str> = page.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(distinct.len(), n, "{path:?}");
+        for f in &page.files {
+            assert_eq!(f.blake3, Some(format!("b3:{}", f.path)), "{path:?}");
+            let keys: Vec<&str> = f.locations.iter().map(|l| l.key.as_str()).collect();
+            assert_eq!(keys, [format!("obj{}", f.path)], "{path:?}");
+            assert_eq!(f.size, f.path[7..].parse::<u64>().unwrap(), "{path:?}");
+        }
+    }
+
+    let mut want = HashMap::new();
+    for i in 0..=CHUNK as u128 {
+        let label = format!("h{i:04}");
+        let tags = [("name", label.as_str())];
+        match setup_as(
+            &cat,
+            BOB,
+            CLIMATE,
+            tid(1_000 + i),
+            Some(&label),
+            None,
+            &tags,
+        )
+        .await
+        {
+            RpcReply::Holding { id, .. } => want.insert(id, (label, tid(1_000 + i))),
+            other => panic!("setup failed: {other:?}"),
+        };
+    }
+    let list = Payload::ListHoldings {
+        filter: HoldingFilter {
+            limit: CHUNK as u64 + 1,
+            ..get_filter()
+        },
+    };
+    let page = match rpc(&cat, Action::List, env(BOB, CLIMATE, tid(92), list)).await {
+        RpcReply::Holdings(p) => p,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(page.holdings.len(), CHUNK + 1);
+    for s in &page.holdings {
+        let (label, t) = &want[&s.id];
+        assert_eq!(&s.label, label);
+        assert_eq!(s.tags.get("name"), Some(label));
+        assert_eq!(s.transactions, [*t]);
+    }
+}
+
 async fn run_all(db: impl AsyncFn() -> DatabaseConnection) {
     setup_rules(db().await).await;
     put_and_check(db().await).await;
     get_resolution(db().await).await;
     get_batches(db().await).await;
     list_find_meta(db().await).await;
+    pages_beyond_a_chunk(db().await).await;
 }
 
 #[tokio::test]
@@ -1519,6 +1598,11 @@ async fn get_batches_sqlite() {
 #[tokio::test]
 async fn list_find_meta_sqlite() {
     list_find_meta(testing::memory().await).await;
+}
+
+#[tokio::test]
+async fn pages_beyond_a_chunk_sqlite() {
+    pages_beyond_a_chunk(testing::memory().await).await;
 }
 
 /// `catalog.meta` by role: a USER changes only their own holdings, a MANAGER (or DEPUTY)
@@ -1674,7 +1758,7 @@ async fn meta_changes_follow_the_callers_role() {
 #[tokio::test]
 async fn catalogue_postgres() {
     let mut dbs = Vec::new();
-    for i in 0..5 {
+    for i in 0..6 {
         match testing::postgres(&format!("catalogue{i}")).await {
             Some(pg) => dbs.push(pg),
             None => return,
