@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Tags;
+use super::{Tags, timestamp};
 use crate::files::PathKind;
 
 /// Query string of `GET /api/v2/holdings` and `GET /api/v2/files`.
@@ -129,12 +129,14 @@ pub struct FileEntry {
     pub uid: u32,
     pub gid: u32,
     pub mode: u32,
+    #[serde(serialize_with = "timestamp::write")]
     pub mtime: DateTime<Utc>,
     pub holding_id: i64,
     pub label: String,
     pub user: String,
     pub group: String,
     pub transaction_id: Uuid,
+    #[serde(serialize_with = "timestamp::write")]
     pub ingest_time: DateTime<Utc>,
     /// The version of its path (1 for the first put of it).
     #[serde(default = "first_version")]
@@ -146,7 +148,7 @@ pub struct FileEntry {
     #[serde(default)]
     pub recalling: bool,
     /// When a get, recall or stage last resolved it (`None`: never).
-    #[serde(default)]
+    #[serde(default, serialize_with = "timestamp::write_option")]
     pub last_access: Option<DateTime<Utc>>,
     /// How many gets and stages resolved it.
     #[serde(default)]

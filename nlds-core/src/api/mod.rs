@@ -11,6 +11,7 @@ use crate::files::FailedFile;
 
 mod delete;
 mod holdings;
+mod timestamp;
 mod transactions;
 pub use delete::*;
 pub use holdings::*;
