@@ -17,7 +17,7 @@
 //! | `query` | `catalog.list`, `catalog.find`, `catalog.meta` |
 //! | `authz` | which holdings a request selects, who may change them |
 //! | `store` | database queries and writes the handlers share |
-//! | `ids` | a set of row ids in a read's `WHERE`: one array on PostgreSQL, `IN` lists on SQLite |
+//! | `id_set` | a set of row ids in a read's `WHERE`: one array on PostgreSQL, `IN` lists on SQLite |
 //! | `guard` | the last-copy guard every background removal goes through |
 //! | `delete` | delete, undelete, purge (`delete::purge`) |
 //! | `archive_round` | archive rounds: packing files into aggregates, recording them stored |
@@ -70,7 +70,7 @@ mod context;
 mod delete;
 mod get;
 mod guard;
-mod ids;
+mod id_set;
 mod missing;
 mod put;
 mod query;

@@ -21,8 +21,8 @@ use uuid::Uuid;
 use super::authz::may_change;
 use super::store::{find_query, load_copies, load_tags, load_transactions};
 use super::{
-    Catalogue, Result, compile, dedup, has_selector, ids, order, page, parse_uuid, to_u32, to_u64,
-    validate_label, validate_tag,
+    Catalogue, Result, compile, dedup, has_selector, id_set, order, page, parse_uuid, to_u32,
+    to_u64, validate_label, validate_tag,
 };
 use crate::db::{
     self, bad_request, conflict, file, holding, holding_stat, internal, positional, tag,
@@ -86,9 +86,13 @@ impl Catalogue {
     async fn holding_transactions(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<Uuid>>> {
         let backend = self.db.get_database_backend();
         let mut transactions: HashMap<i64, Vec<Uuid>> = HashMap::new();
-        for part in ids::parts(backend, ids) {
+        for part in id_set::parts(backend, ids) {
             for t in transaction::Entity::find()
-                .filter(ids::any_of(backend, transaction::Column::HoldingId, part))
+                .filter(id_set::any_of(
+                    backend,
+                    transaction::Column::HoldingId,
+                    part,
+                ))
                 .order_by(transaction::Column::IngestTime, Order::Asc)
                 .order_by(transaction::Column::Id, Order::Asc)
                 .all(&self.db)
@@ -114,9 +118,13 @@ impl Catalogue {
     async fn holding_counts(&self, ids: &[i64]) -> Result<HashMap<i64, [u64; 4]>> {
         let backend = self.db.get_database_backend();
         let mut counts = HashMap::new();
-        for part in ids::parts(backend, ids) {
+        for part in id_set::parts(backend, ids) {
             for st in holding_stat::Entity::find()
-                .filter(ids::any_of(backend, holding_stat::Column::HoldingId, part))
+                .filter(id_set::any_of(
+                    backend,
+                    holding_stat::Column::HoldingId,
+                    part,
+                ))
                 .all(&self.db)
                 .await?
             {
@@ -135,11 +143,11 @@ impl Catalogue {
         let mut m = HashMap::new();
         let files: Vec<i64> = recalling.into_iter().collect();
         let backend = self.db.get_database_backend();
-        for part in ids::parts(backend, &files) {
+        for part in id_set::parts(backend, &files) {
             for (h,) in file::Entity::find()
                 .select_only()
                 .column(file::Column::HoldingId)
-                .filter(ids::any_of(backend, file::Column::Id, part))
+                .filter(id_set::any_of(backend, file::Column::Id, part))
                 .into_tuple::<(i64,)>()
                 .all(&self.db)
                 .await?
@@ -197,9 +205,12 @@ impl Catalogue {
                     .collect();
                 let backend = self.db.get_database_backend();
                 let mut by_id: HashMap<i64, file::Model> = HashMap::with_capacity(page.len());
-                for part in ids::parts(backend, &page) {
-                    let rows =
-                        file::Entity::find().filter(ids::any_of(backend, file::Column::Id, part));
+                for part in id_set::parts(backend, &page) {
+                    let rows = file::Entity::find().filter(id_set::any_of(
+                        backend,
+                        file::Column::Id,
+                        part,
+                    ));
                     by_id.extend(
                         positional::all(rows, &self.db)
                             .await?
@@ -232,9 +243,9 @@ impl Catalogue {
             async {
                 let backend = self.db.get_database_backend();
                 let mut rows = HashMap::with_capacity(holding_ids.len());
-                for part in ids::parts(backend, &holding_ids) {
+                for part in id_set::parts(backend, &holding_ids) {
                     for h in holding::Entity::find()
-                        .filter(ids::any_of(backend, holding::Column::Id, part))
+                        .filter(id_set::any_of(backend, holding::Column::Id, part))
                         .all(&self.db)
                         .await?
                     {

@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{BLAKE3, Result, chunks_of, ids};
+use super::{BLAKE3, Result, chunks_of, id_set};
 use crate::db::{
     checksum, conflict, file, holding, internal, location, positional, tag, transaction,
 };
@@ -161,9 +161,9 @@ pub(super) async fn load_transactions(
 ) -> Result<HashMap<i64, transaction::Model>> {
     let backend = c.get_database_backend();
     let mut out = HashMap::new();
-    for part in ids::parts(backend, ids) {
+    for part in id_set::parts(backend, ids) {
         for t in transaction::Entity::find()
-            .filter(ids::any_of(backend, transaction::Column::Id, part))
+            .filter(id_set::any_of(backend, transaction::Column::Id, part))
             .all(c)
             .await?
         {
@@ -176,9 +176,9 @@ pub(super) async fn load_transactions(
 pub(super) async fn load_tags(c: &impl ConnectionTrait, ids: &[i64]) -> Result<HashMap<i64, Tags>> {
     let backend = c.get_database_backend();
     let mut out: HashMap<i64, Tags> = HashMap::new();
-    for part in ids::parts(backend, ids) {
+    for part in id_set::parts(backend, ids) {
         for t in tag::Entity::find()
-            .filter(ids::any_of(backend, tag::Column::HoldingId, part))
+            .filter(id_set::any_of(backend, tag::Column::HoldingId, part))
             .all(c)
             .await?
         {
@@ -202,9 +202,12 @@ async fn load_locations(
 ) -> Result<HashMap<i64, Vec<location::Model>>> {
     let backend = c.get_database_backend();
     let mut locations: HashMap<i64, Vec<location::Model>> = HashMap::new();
-    for part in ids::parts(backend, ids) {
-        let select =
-            location::Entity::find().filter(ids::any_of(backend, location::Column::FileId, part));
+    for part in id_set::parts(backend, ids) {
+        let select = location::Entity::find().filter(id_set::any_of(
+            backend,
+            location::Column::FileId,
+            part,
+        ));
         for l in positional::all(select, c).await? {
             locations.entry(l.file_id).or_default().push(l);
         }
@@ -215,9 +218,9 @@ async fn load_locations(
 async fn load_checksums(c: &impl ConnectionTrait, ids: &[i64]) -> Result<HashMap<i64, String>> {
     let backend = c.get_database_backend();
     let mut checksums = HashMap::new();
-    for part in ids::parts(backend, ids) {
+    for part in id_set::parts(backend, ids) {
         let select = checksum::Entity::find()
-            .filter(ids::any_of(backend, checksum::Column::FileId, part))
+            .filter(id_set::any_of(backend, checksum::Column::FileId, part))
             .filter(checksum::Column::Algorithm.eq(BLAKE3));
         for s in positional::all(select, c).await? {
             checksums.insert(s.file_id, s.value);

@@ -1489,7 +1489,7 @@ async fn list_find_meta(db: DatabaseConnection) {
 }
 
 /// Pages of more than [`CHUNK`] rows, whose lookups take several `IN` lists on SQLite and one
-/// array on PostgreSQL (`ids`): every file of a find gets its own checksum and copy, whether the
+/// array on PostgreSQL (`id_set`): every file of a find gets its own checksum and copy, whether the
 /// page is read in order or fetched by id after a regex, and every holding of a list its own
 /// tags and transaction.
 async fn pages_beyond_a_chunk(db: DatabaseConnection) {
