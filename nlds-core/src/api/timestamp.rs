@@ -2,7 +2,7 @@
 //! chrono's `Serialize` writes them (RFC 3339, UTC as `Z`, the fraction in 0, 3, 6 or 9 digits as
 //! needed), but formatted once into a string: chrono's own goes through `collect_str`, which
 //! sends each piece of the text through serde_json's escaping writer. A page of 1,000 files has
-//! about 3,000 timestamps; that path took about 6 % of the catalogue's CPU for a label's first
+//! 2,000 to 3,000 timestamps; that path took 9 % of the catalogue's instructions for a label's first
 //! page (BENCHMARKS.md, "ids as one array"). Reading them back is chrono's, unchanged.
 
 use chrono::{DateTime, SecondsFormat, Utc};
