@@ -19,7 +19,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::authz::may_change;
-use super::store::{find_query, load_copies, load_tags, load_transactions};
+use super::store::{find_query, load_copies, load_holdings, load_tags, load_transactions};
 use super::{
     Catalogue, Result, compile, dedup, has_selector, id_set, order, page, parse_uuid, to_u32,
     to_u64, validate_label, validate_tag,
@@ -240,20 +240,7 @@ impl Catalogue {
         let tx_ids = dedup(&models.iter().map(|m| m.transaction_id).collect::<Vec<_>>());
         // Independent lookups, at once on the pool's connections.
         let (holdings, txs, (mut locations, mut checksums), recalling) = futures::try_join!(
-            async {
-                let backend = self.db.get_database_backend();
-                let mut rows = HashMap::with_capacity(holding_ids.len());
-                for part in id_set::parts(backend, &holding_ids) {
-                    for h in holding::Entity::find()
-                        .filter(id_set::any_of(backend, holding::Column::Id, part))
-                        .all(&self.db)
-                        .await?
-                    {
-                        rows.insert(h.id, h);
-                    }
-                }
-                Ok::<_, super::Error>(rows)
-            },
+            load_holdings(&self.db, &holding_ids),
             load_transactions(&self.db, &tx_ids),
             load_copies(&self.db, &ids),
             self.recalling_files(),

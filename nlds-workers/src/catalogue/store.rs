@@ -155,6 +155,26 @@ pub(super) async fn ensure_transaction(
     Ok(t)
 }
 
+/// The `holding` rows of `ids`, by id.
+pub(super) async fn load_holdings(
+    c: &impl ConnectionTrait,
+    ids: &[i64],
+) -> Result<HashMap<i64, holding::Model>> {
+    let backend = c.get_database_backend();
+    let mut out = HashMap::with_capacity(ids.len());
+    for part in id_set::parts(backend, ids) {
+        for h in holding::Entity::find()
+            .filter(id_set::any_of(backend, holding::Column::Id, part))
+            .all(c)
+            .await?
+        {
+            out.insert(h.id, h);
+        }
+    }
+    Ok(out)
+}
+
+/// The `transaction` rows of `ids`, by id.
 pub(super) async fn load_transactions(
     c: &impl ConnectionTrait,
     ids: &[i64],
