@@ -16,7 +16,6 @@ use uuid::Uuid;
 use super::Catalogue;
 use super::query::find_select;
 use crate::db::{holding, holding_stat, testing, transaction_record};
-use nlds_core::versions::VersionSelect;
 
 async fn exec(db: &DatabaseConnection, sql: &str) {
     db.execute_unprepared(sql)
@@ -173,6 +172,31 @@ async fn plan(db: &DatabaseConnection, stmt: Statement) -> Vec<(String, String)>
     out
 }
 
+/// How many times the statement, run (`EXPLAIN ANALYZE`), looked for a newer version of a row
+/// (the loops of its scans of `file` as `newer`).
+async fn probes(db: &DatabaseConnection, stmt: Statement) -> u64 {
+    fn loops(plan: &Value) -> u64 {
+        let own = if plan["Alias"] == "newer" {
+            plan["Actual Loops"].as_u64().unwrap_or_default()
+        } else {
+            0
+        };
+        own + plan["Plans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(loops)
+            .sum::<u64>()
+    }
+    let explain = Statement {
+        sql: format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", stmt.sql),
+        ..stmt
+    };
+    let row = db.query_one_raw(explain).await.unwrap().unwrap();
+    let json: Value = row.try_get("", "QUERY PLAN").unwrap();
+    loops(&json[0]["Plan"])
+}
+
 /// What a plan must not do: scan a catalogue table whole, or sort what an index gives in order.
 fn assert_indexed(what: &str, plan: &[(String, String)], no_sort: bool) {
     let tables = [
@@ -244,36 +268,22 @@ async fn read_queries_use_their_indexes_on_postgres() {
         .scope(&env, &HoldingFilter::default(), false)
         .await
         .unwrap();
+    let all = HoldingFilter::default();
     let exact = find_select(
         scope.clone(),
-        Order::Asc,
+        &all,
         Some("/gws/u7/run-7/d3/f35"),
         false,
         true,
-        &VersionSelect::Newest,
     );
     assert_indexed("exact path", &plan(&db, pg_stmt(exact)).await, false);
 
     // catalog.find of a directory: an anchored regex is an index range of the path.
-    let prefix = find_select(
-        scope.clone(),
-        Order::Asc,
-        Some("^/gws/u7/run-7/d3/"),
-        true,
-        true,
-        &VersionSelect::Newest,
-    );
+    let prefix = find_select(scope.clone(), &all, Some("^/gws/u7/run-7/d3/"), true, true);
     let p = plan(&db, pg_stmt(prefix)).await;
     assert_indexed("directory prefix", &p, false);
     // An unanchored regex scans the user's files: the same check sees the difference.
-    let unanchored = find_select(
-        scope,
-        Order::Asc,
-        Some("/gws/u7/run-7/d3/"),
-        true,
-        true,
-        &VersionSelect::Newest,
-    );
+    let unanchored = find_select(scope, &all, Some("/gws/u7/run-7/d3/"), true, true);
     let u = plan(&db, pg_stmt(unanchored)).await;
     assert_ne!(p, u, "the anchored regex narrows nothing");
 
@@ -283,13 +293,24 @@ async fn read_queries_use_their_indexes_on_postgres() {
         ..Default::default()
     };
     let scope = cat.scope(&env, &label, false).await.unwrap();
-    let first =
-        find_select(scope, Order::Asc, None, false, true, &VersionSelect::Newest).limit(1000);
+    let first = find_select(scope, &label, None, false, true).limit(1000);
     assert_indexed(
         "first page of a label",
-        &plan(&db, pg_stmt(first)).await,
+        &plan(&db, pg_stmt(first.clone())).await,
         false,
     );
+    // The holding has one version of each path: no row is probed for a newer version. With a
+    // second version of one path, every row is (the 100 files and the new version).
+    assert_eq!(probes(&db, pg_stmt(first.clone())).await, 0);
+    exec(
+        &db,
+        r#"INSERT INTO "file" (holding_id, transaction_id, path, kind, size, uid, gid, mode,
+               mtime_ns, access_count, version)
+           SELECT holding_id, transaction_id, path, kind, size, uid, gid, mode, mtime_ns, 0, 2
+             FROM "file" WHERE holding_id = 7 AND path = '/gws/u7/run-7/d3/f35'"#,
+    )
+    .await;
+    assert_eq!(probes(&db, pg_stmt(first)).await, 101);
 
     // catalog.list: the page of holdings (a user's few, sorted), then their counts.
     let scope = cat

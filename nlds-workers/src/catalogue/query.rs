@@ -171,12 +171,11 @@ impl Catalogue {
     ) -> Result<FilePage> {
         let scope = self.scope(env, filter, false).await?;
         let (limit, offset) = page(filter)?;
-        let order = order(filter);
         let re = match (path, path_regex) {
             (Some(p), true) => Some(compile(p).await?),
             _ => None,
         };
-        let query = find_select(scope, order, path, path_regex, files_only, &filter.versions);
+        let query = find_select(scope, filter, path, path_regex, files_only);
         let (total, models) = match re {
             None => {
                 let page = query.clone().limit(limit + 1).offset(offset);
@@ -458,18 +457,18 @@ where
 
 /// The statement of `catalog.find`: the files of the holdings in `scope` at `path` (exact, or a
 /// regex the caller applies to the rows; one anchored at a literal, `^/dir/...`, is narrowed to
-/// that literal's index range here), of the versions `versions` selects (the newest live one by
-/// default: an anti-join on the live `(holding_id, path, version)` index), in ingest order. The
-/// plan guard (`plan_tests.rs`) explains this very statement.
+/// that literal's index range here), of the versions `filter` selects (the newest live one by
+/// default: [`super::versions::selected_in`]), in ingest order (`filter.descending`: newest
+/// first). The plan guard (`plan_tests.rs`) explains this very statement.
 pub(super) fn find_select(
     scope: sea_orm::Condition,
-    order: Order,
+    filter: &HoldingFilter,
     path: Option<&str>,
     path_regex: bool,
     files_only: bool,
-    versions: &nlds_core::versions::VersionSelect,
 ) -> sea_orm::Select<file::Entity> {
-    let mut query = find_query(scope, order).filter(super::versions::selected(versions));
+    let versions = super::versions::selected_in(&filter.versions, &scope, filter.names_holding());
+    let mut query = find_query(scope, order(filter)).filter(versions);
     match (path, path_regex) {
         (Some(p), false) => query = query.filter(file::Column::Path.eq(p)),
         (Some(p), true) => {

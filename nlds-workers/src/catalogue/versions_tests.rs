@@ -79,6 +79,11 @@ async fn rpc(cat: &Catalogue, action: Action, e: Envelope) -> RpcReply {
 }
 
 async fn holding(cat: &Catalogue, t: Uuid) -> i64 {
+    holding_of(cat, t, ALICE).await
+}
+
+/// `user`'s holding labelled `data`.
+async fn holding_of(cat: &Catalogue, t: Uuid, user: &str) -> i64 {
     let setup = Payload::SetupHolding {
         label: Some("data".into()),
         holding_id: None,
@@ -86,7 +91,8 @@ async fn holding(cat: &Catalogue, t: Uuid) -> i64 {
         paths: Vec::new(),
         size_hint: None,
     };
-    match rpc(cat, Action::Setup, env(t, None, setup)).await {
+    let e = Envelope::new(t, user, CLIMATE, ApiAction::Put, "job", setup);
+    match rpc(cat, Action::Setup, e).await {
         RpcReply::Holding { id, .. } => id,
         other => panic!("setup failed: {other:?}"),
     }
@@ -122,6 +128,11 @@ async fn find(cat: &Catalogue, h: i64, path: &str, versions: VersionSelect) -> V
         versions,
         ..Default::default()
     };
+    find_in(cat, ALICE, filter, path).await
+}
+
+/// The files at `path` of the holdings `filter` selects for `user`, by version.
+async fn find_in(cat: &Catalogue, user: &str, filter: HoldingFilter, path: &str) -> Vec<FileEntry> {
     let q = Payload::FindFiles {
         filter,
         path: Some(path.into()),
@@ -129,7 +140,8 @@ async fn find(cat: &Catalogue, h: i64, path: &str, versions: VersionSelect) -> V
         files_only: false,
         named_must_exist: false,
     };
-    match rpc(cat, Action::Find, env(tid(99), None, q)).await {
+    let e = Envelope::new(tid(99), user, CLIMATE, ApiAction::Put, "job", q);
+    match rpc(cat, Action::Find, e).await {
         RpcReply::Files(page) => {
             let mut v = page.files;
             v.sort_by_key(|f| f.version);
@@ -361,6 +373,38 @@ async fn scenario(db: DatabaseConnection) {
     let mut by: Vec<Uuid> = all[2..].iter().map(|f| f.transaction_id).collect();
     by.sort();
     assert_eq!(by, [t3, t4]);
+
+    // A find naming a label two holdings of the group have (alice's, with four versions of the
+    // path, and bob's, with one): the newest of each. The newer-version probe is skipped only
+    // when no holding the find names holds two versions of a path (bob's alone).
+    let t9 = tid(9);
+    let h2 = holding_of(&cat, t9, "bob").await;
+    let (stored, _) = step(
+        &cat,
+        Worker::CatalogPut,
+        t9,
+        Some(SyncLevel::Mtime),
+        h2,
+        vec![rec(t9, "/d/b", 10, 100)],
+    )
+    .await;
+    assert_eq!(stored.len(), 1);
+    let data = HoldingFilter {
+        label: Some("data".into()),
+        groupall: true,
+        ..Default::default()
+    };
+    let newest: Vec<(i64, u32)> = find_in(&cat, ALICE, data.clone(), "/d/b")
+        .await
+        .iter()
+        .map(|f| (f.holding_id, f.version))
+        .collect();
+    assert_eq!(newest, [(h2, 1), (h, 4)]);
+    let own = HoldingFilter {
+        groupall: false,
+        ..data
+    };
+    assert_eq!(numbers(&find_in(&cat, "bob", own, "/d/b").await), [1]);
 
     // Delete takes the newest only: the one before becomes the newest; undeleted, it is back.
     let del = |versions, dry_run| Payload::Delete {
