@@ -26,7 +26,7 @@ use super::{
 };
 use crate::db::{
     self, bad_request, conflict, file, holding, holding_stat, internal, positional, tag,
-    transaction,
+    transaction, untraced,
 };
 
 impl Catalogue {
@@ -179,18 +179,24 @@ impl Catalogue {
         let (total, models) = match re {
             None => {
                 let page = query.clone().limit(limit + 1).offset(offset);
-                let mut models = positional::all(page, &self.db).await?;
+                let db = self.db.clone();
+                let mut models =
+                    untraced::read(async move { positional::all(page, &db).await }).await?;
                 let total = page_total(&mut models, limit, offset, query, &self.db).await?;
                 (total, models)
             }
             Some(re) => {
-                let all: Vec<(i64, String)> = query
-                    .select_only()
-                    .column(file::Column::Id)
-                    .column(file::Column::Path)
-                    .into_tuple()
-                    .all(&self.db)
-                    .await?;
+                let db = self.db.clone();
+                let all: Vec<(i64, String)> = untraced::read(async move {
+                    query
+                        .select_only()
+                        .column(file::Column::Id)
+                        .column(file::Column::Path)
+                        .into_tuple()
+                        .all(&db)
+                        .await
+                })
+                .await?;
                 let hits: Vec<i64> = all
                     .into_iter()
                     .filter(|(_, p)| re.is_match(p))
@@ -210,12 +216,9 @@ impl Catalogue {
                         file::Column::Id,
                         part,
                     ));
-                    by_id.extend(
-                        positional::all(rows, &self.db)
-                            .await?
-                            .into_iter()
-                            .map(|m| (m.id, m)),
-                    );
+                    let db = self.db.clone();
+                    let rows = untraced::read(async move { positional::all(rows, &db).await });
+                    by_id.extend(rows.await?.into_iter().map(|m| (m.id, m)));
                 }
                 (
                     total,
@@ -237,13 +240,18 @@ impl Catalogue {
         let ids: Vec<i64> = models.iter().map(|m| m.id).collect();
         let holding_ids = dedup(&models.iter().map(|m| m.holding_id).collect::<Vec<_>>());
         let tx_ids = dedup(&models.iter().map(|m| m.transaction_id).collect::<Vec<_>>());
-        // Independent lookups, at once on the pool's connections.
-        let (holdings, txs, (mut locations, mut checksums), recalling) = futures::try_join!(
-            load_holdings(&self.db, &holding_ids),
-            load_transactions(&self.db, &tx_ids),
-            load_copies(&self.db, &ids),
-            self.recalling_files(),
-        )?;
+        // Independent lookups, at once on the pool's connections; those of a row per file
+        // outside the message's span (`db::untraced`).
+        let db = self.db.clone();
+        let per_file = untraced::read(async move {
+            futures::try_join!(
+                load_holdings(&db, &holding_ids),
+                load_transactions(&db, &tx_ids),
+                load_copies(&db, &ids),
+            )
+        });
+        let ((holdings, txs, (mut locations, mut checksums)), recalling) =
+            futures::try_join!(per_file, self.recalling_files())?;
         let mut out = Vec::with_capacity(models.len());
         for m in models {
             let h = holdings.get(&m.holding_id).ok_or_else(|| {

@@ -46,6 +46,7 @@ pub mod submission;
 pub mod tag;
 pub mod transaction;
 pub mod transaction_record;
+pub mod untraced;
 pub mod usage;
 pub mod warning;
 
