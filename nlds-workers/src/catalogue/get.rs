@@ -46,6 +46,7 @@ impl Catalogue {
             ));
         }
         let scope = self.scope(env, filter, false).await?;
+        let named = filter.names_holding();
 
         // Every catalogued file that matches, and which requested paths matched anything.
         let mut matched: Vec<file::Model> = Vec::new();
@@ -62,7 +63,7 @@ impl Catalogue {
             let mut last = 0i64;
             loop {
                 let page: Vec<(i64, String)> = scoped_files(&scope)
-                    .filter(versions::selected(&filter.versions))
+                    .filter(versions::selected_in(&filter.versions, &scope, named))
                     .select_only()
                     .column(file::Column::Id)
                     .column(file::Column::Path)
@@ -113,7 +114,7 @@ impl Catalogue {
             for chunk in dedup(&exact).chunks(CHUNK) {
                 rows.extend(
                     scoped_files(&scope)
-                        .filter(versions::selected(&filter.versions))
+                        .filter(versions::selected_in(&filter.versions, &scope, named))
                         .filter(file::Column::Path.is_in(chunk.iter().copied()))
                         .all(&self.db)
                         .await?,
@@ -130,7 +131,7 @@ impl Catalogue {
                 if directory {
                     let (lo, hi) = prefix_range(norm);
                     let under = scoped_files(&scope)
-                        .filter(versions::selected(&filter.versions))
+                        .filter(versions::selected_in(&filter.versions, &scope, named))
                         .filter(file::Column::Path.gt(lo))
                         .filter(file::Column::Path.lt(hi))
                         .all(&self.db)

@@ -40,9 +40,9 @@ pub(super) fn selected(sel: &VersionSelect) -> SimpleExpr {
     }
 }
 
-/// The condition (on `file`) a find's version selection adds to the files of the holdings in
-/// `scope`: as [`selected`], except that when the find names its holding (`named`: by id or
-/// label), the newest live version of each path skips the newer-version probe of every row if
+/// The condition (on `file`) the version selection of a find or get adds to the files of the
+/// holdings in `scope`: as [`selected`], except that when the read names its holding (`named`:
+/// by id or label), the newest live version of each path skips the newer-version probe of every row if
 /// no holding in the scope holds two live versions of a path.
 ///
 /// That is when each of them has as many live versions as paths with one (`holding_stat.files
@@ -51,8 +51,8 @@ pub(super) fn selected(sel: &VersionSelect) -> SimpleExpr {
 /// evaluate it once per statement, in the statement's snapshot, and the probe only runs when
 /// it is false. A label's first 1,000 files of 10,000,000 spent about a third of PostgreSQL's
 /// time in the probe (BENCHMARKS.md). Joining `holding_stat` row by row instead made
-/// PostgreSQL hash all of it (measured; the plan guard catches that plan). A find over all of
-/// a user's holdings keeps the probe: it reads few rows of many holdings, where checking every
+/// PostgreSQL hash all of it (measured; the plan guard catches that plan). A read of all of a
+/// user's holdings keeps the probe: it reads few rows of many holdings, where checking every
 /// holding would cost more than the probes it saves.
 pub(super) fn selected_in(
     sel: &VersionSelect,
