@@ -28,7 +28,7 @@
 //! | `versions` | versions of a path: the newest, the next number, read selection, pruning |
 //! | `quota` | quotas: limits, reservations of running puts, `catalog.quota(-set)` |
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -465,7 +465,7 @@ impl Catalogue {
 
 /// The order of a path's copies: newer ingest first wins.
 fn ingest_key(
-    txs: &HashMap<i64, transaction::Model>,
+    txs: &store::ById<transaction::Model>,
     m: &file::Model,
 ) -> (Option<DateTime<Utc>>, i64) {
     (

@@ -35,14 +35,13 @@ impl Catalogue {
         let (limit, offset) = page(filter)?;
         let order = order(filter);
         let query = holding::Entity::find().filter(scope);
-        let mut rows = query
+        let page = query
             .clone()
             .order_by(holding::Column::Created, order.clone())
             .order_by(holding::Column::Id, order)
             .limit(limit + 1)
-            .offset(offset)
-            .all(&self.db)
-            .await?;
+            .offset(offset);
+        let mut rows = positional::all(page, &self.db).await?;
         let total = page_total(&mut rows, limit, offset, query, &self.db).await?;
         let ids: Vec<i64> = rows.iter().map(|h| h.id).collect();
         // Independent lookups, at once on the pool's connections.
@@ -87,17 +86,15 @@ impl Catalogue {
         let backend = self.db.get_database_backend();
         let mut transactions: HashMap<i64, Vec<Uuid>> = HashMap::new();
         for part in id_set::parts(backend, ids) {
-            for t in transaction::Entity::find()
+            let select = transaction::Entity::find()
                 .filter(id_set::any_of(
                     backend,
                     transaction::Column::HoldingId,
                     part,
                 ))
                 .order_by(transaction::Column::IngestTime, Order::Asc)
-                .order_by(transaction::Column::Id, Order::Asc)
-                .all(&self.db)
-                .await?
-            {
+                .order_by(transaction::Column::Id, Order::Asc);
+            for t in positional::all(select, &self.db).await? {
                 transactions
                     .entry(t.holding_id)
                     .or_default()
@@ -119,15 +116,12 @@ impl Catalogue {
         let backend = self.db.get_database_backend();
         let mut counts = HashMap::new();
         for part in id_set::parts(backend, ids) {
-            for st in holding_stat::Entity::find()
-                .filter(id_set::any_of(
-                    backend,
-                    holding_stat::Column::HoldingId,
-                    part,
-                ))
-                .all(&self.db)
-                .await?
-            {
+            let select = holding_stat::Entity::find().filter(id_set::any_of(
+                backend,
+                holding_stat::Column::HoldingId,
+                part,
+            ));
+            for st in positional::all(select, &self.db).await? {
                 counts.insert(
                     st.holding_id,
                     [st.paths, st.bytes, st.warm_files, st.cold_files].map(to_u64),

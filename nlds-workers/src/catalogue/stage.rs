@@ -236,7 +236,7 @@ impl Catalogue {
     /// The stored aggregations the cold copies in `locations` are in, by name.
     async fn stored_aggregations(
         &self,
-        locations: &HashMap<i64, Vec<location::Model>>,
+        locations: &super::store::ById<Vec<location::Model>>,
     ) -> Result<HashMap<String, aggregation::Model>> {
         let names: Vec<String> = locations
             .values()

@@ -155,19 +155,27 @@ pub(super) async fn ensure_transaction(
     Ok(t)
 }
 
+/// Rows of a page's lookups by the id of their file, holding or transaction. Hashed with Fx, not
+/// SipHash: the keys are the database's own ids, not values a caller chooses, so resistance to
+/// chosen keys buys nothing, and SipHash took 4 % of a label page's instructions (BENCHMARKS.md).
+pub(super) type ById<V> = HashMap<i64, V, rustc_hash::FxBuildHasher>;
+
+/// An empty [`ById`] with room for `n` keys.
+fn by_id<V>(n: usize) -> ById<V> {
+    HashMap::with_capacity_and_hasher(n, rustc_hash::FxBuildHasher)
+}
+
 /// The `holding` rows of `ids`, by id.
 pub(super) async fn load_holdings(
     c: &impl ConnectionTrait,
     ids: &[i64],
-) -> Result<HashMap<i64, holding::Model>> {
+) -> Result<ById<holding::Model>> {
     let backend = c.get_database_backend();
-    let mut out = HashMap::with_capacity(ids.len());
+    let mut out = by_id(ids.len());
     for part in id_set::parts(backend, ids) {
-        for h in holding::Entity::find()
-            .filter(id_set::any_of(backend, holding::Column::Id, part))
-            .all(c)
-            .await?
-        {
+        let select =
+            holding::Entity::find().filter(id_set::any_of(backend, holding::Column::Id, part));
+        for h in positional::all(select, c).await? {
             out.insert(h.id, h);
         }
     }
@@ -178,15 +186,16 @@ pub(super) async fn load_holdings(
 pub(super) async fn load_transactions(
     c: &impl ConnectionTrait,
     ids: &[i64],
-) -> Result<HashMap<i64, transaction::Model>> {
+) -> Result<ById<transaction::Model>> {
     let backend = c.get_database_backend();
-    let mut out = HashMap::new();
+    let mut out = by_id(ids.len());
     for part in id_set::parts(backend, ids) {
-        for t in transaction::Entity::find()
-            .filter(id_set::any_of(backend, transaction::Column::Id, part))
-            .all(c)
-            .await?
-        {
+        let select = transaction::Entity::find().filter(id_set::any_of(
+            backend,
+            transaction::Column::Id,
+            part,
+        ));
+        for t in positional::all(select, c).await? {
             out.insert(t.id, t);
         }
     }
@@ -197,11 +206,9 @@ pub(super) async fn load_tags(c: &impl ConnectionTrait, ids: &[i64]) -> Result<H
     let backend = c.get_database_backend();
     let mut out: HashMap<i64, Tags> = HashMap::new();
     for part in id_set::parts(backend, ids) {
-        for t in tag::Entity::find()
-            .filter(id_set::any_of(backend, tag::Column::HoldingId, part))
-            .all(c)
-            .await?
-        {
+        let select =
+            tag::Entity::find().filter(id_set::any_of(backend, tag::Column::HoldingId, part));
+        for t in positional::all(select, c).await? {
             out.entry(t.holding_id).or_default().insert(t.key, t.value);
         }
     }
@@ -212,16 +219,16 @@ pub(super) async fn load_tags(c: &impl ConnectionTrait, ids: &[i64]) -> Result<H
 pub(super) async fn load_copies(
     c: &impl ConnectionTrait,
     ids: &[i64],
-) -> Result<(HashMap<i64, Vec<location::Model>>, HashMap<i64, String>)> {
+) -> Result<(ById<Vec<location::Model>>, ById<String>)> {
     futures::try_join!(load_locations(c, ids), load_checksums(c, ids))
 }
 
 async fn load_locations(
     c: &impl ConnectionTrait,
     ids: &[i64],
-) -> Result<HashMap<i64, Vec<location::Model>>> {
+) -> Result<ById<Vec<location::Model>>> {
     let backend = c.get_database_backend();
-    let mut locations: HashMap<i64, Vec<location::Model>> = HashMap::new();
+    let mut locations: ById<Vec<location::Model>> = by_id(ids.len());
     for part in id_set::parts(backend, ids) {
         let select = location::Entity::find().filter(id_set::any_of(
             backend,
@@ -235,9 +242,9 @@ async fn load_locations(
     Ok(locations)
 }
 
-async fn load_checksums(c: &impl ConnectionTrait, ids: &[i64]) -> Result<HashMap<i64, String>> {
+async fn load_checksums(c: &impl ConnectionTrait, ids: &[i64]) -> Result<ById<String>> {
     let backend = c.get_database_backend();
-    let mut checksums = HashMap::new();
+    let mut checksums = by_id(ids.len());
     for part in id_set::parts(backend, ids) {
         let select = checksum::Entity::find()
             .filter(id_set::any_of(backend, checksum::Column::FileId, part))

@@ -9,6 +9,7 @@ use nlds_core::message::{ObjectRef, sub_id};
 use nlds_core::{ErrorCode, FailedFile, State};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use sea_orm::{DbBackend, QueryTrait, Statement};
+use std::collections::HashMap;
 
 const ALICE: &str = "alice";
 const BOB: &str = "bob";
