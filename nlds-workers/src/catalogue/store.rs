@@ -7,8 +7,8 @@ use chrono::Utc;
 use nlds_core::api::Tags;
 use sea_orm::sea_query::{Expr, OnConflict, Order};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter,
-    QueryOrder, QuerySelect, RelationTrait, TryInsertResult,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult,
+    JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Select, TryInsertResult,
 };
 use uuid::Uuid;
 
@@ -165,20 +165,41 @@ fn by_id<V>(n: usize) -> ById<V> {
     HashMap::with_capacity_and_hasher(n, rustc_hash::FxBuildHasher)
 }
 
+/// Each row of `select` (which reads `E`'s columns only) whose `col` is one of `ids`, decoded by
+/// position and handed to `each`: one statement on PostgreSQL, one per [`CHUNK`](super::CHUNK)
+/// ids on SQLite ([`id_set::parts`]).
+async fn each_row_in<E>(
+    c: &impl ConnectionTrait,
+    select: Select<E>,
+    col: E::Column,
+    ids: &[i64],
+    mut each: impl FnMut(E::Model),
+) -> Result<()>
+where
+    E: EntityTrait,
+    positional::ByPosition<E::Model>: FromQueryResult,
+{
+    let backend = c.get_database_backend();
+    for part in id_set::parts(backend, ids) {
+        let part = select.clone().filter(id_set::any_of(backend, col, part));
+        positional::all(part, c)
+            .await?
+            .into_iter()
+            .for_each(&mut each);
+    }
+    Ok(())
+}
+
 /// The `holding` rows of `ids`, by id.
 pub(super) async fn load_holdings(
     c: &impl ConnectionTrait,
     ids: &[i64],
 ) -> Result<ById<holding::Model>> {
-    let backend = c.get_database_backend();
     let mut out = by_id(ids.len());
-    for part in id_set::parts(backend, ids) {
-        let select =
-            holding::Entity::find().filter(id_set::any_of(backend, holding::Column::Id, part));
-        for h in positional::all(select, c).await? {
-            out.insert(h.id, h);
-        }
-    }
+    each_row_in(c, holding::Entity::find(), holding::Column::Id, ids, |h| {
+        out.insert(h.id, h);
+    })
+    .await?;
     Ok(out)
 }
 
@@ -187,31 +208,22 @@ pub(super) async fn load_transactions(
     c: &impl ConnectionTrait,
     ids: &[i64],
 ) -> Result<ById<transaction::Model>> {
-    let backend = c.get_database_backend();
     let mut out = by_id(ids.len());
-    for part in id_set::parts(backend, ids) {
-        let select = transaction::Entity::find().filter(id_set::any_of(
-            backend,
-            transaction::Column::Id,
-            part,
-        ));
-        for t in positional::all(select, c).await? {
-            out.insert(t.id, t);
-        }
-    }
+    let select = transaction::Entity::find();
+    each_row_in(c, select, transaction::Column::Id, ids, |t| {
+        out.insert(t.id, t);
+    })
+    .await?;
     Ok(out)
 }
 
+/// The tags of the holdings `ids`, by holding id.
 pub(super) async fn load_tags(c: &impl ConnectionTrait, ids: &[i64]) -> Result<HashMap<i64, Tags>> {
-    let backend = c.get_database_backend();
     let mut out: HashMap<i64, Tags> = HashMap::new();
-    for part in id_set::parts(backend, ids) {
-        let select =
-            tag::Entity::find().filter(id_set::any_of(backend, tag::Column::HoldingId, part));
-        for t in positional::all(select, c).await? {
-            out.entry(t.holding_id).or_default().insert(t.key, t.value);
-        }
-    }
+    each_row_in(c, tag::Entity::find(), tag::Column::HoldingId, ids, |t| {
+        out.entry(t.holding_id).or_default().insert(t.key, t.value);
+    })
+    .await?;
     Ok(out)
 }
 
@@ -227,33 +239,23 @@ async fn load_locations(
     c: &impl ConnectionTrait,
     ids: &[i64],
 ) -> Result<ById<Vec<location::Model>>> {
-    let backend = c.get_database_backend();
-    let mut locations: ById<Vec<location::Model>> = by_id(ids.len());
-    for part in id_set::parts(backend, ids) {
-        let select = location::Entity::find().filter(id_set::any_of(
-            backend,
-            location::Column::FileId,
-            part,
-        ));
-        for l in positional::all(select, c).await? {
-            locations.entry(l.file_id).or_default().push(l);
-        }
-    }
-    Ok(locations)
+    let mut out: ById<Vec<location::Model>> = by_id(ids.len());
+    let select = location::Entity::find();
+    each_row_in(c, select, location::Column::FileId, ids, |l| {
+        out.entry(l.file_id).or_default().push(l);
+    })
+    .await?;
+    Ok(out)
 }
 
 async fn load_checksums(c: &impl ConnectionTrait, ids: &[i64]) -> Result<ById<String>> {
-    let backend = c.get_database_backend();
-    let mut checksums = by_id(ids.len());
-    for part in id_set::parts(backend, ids) {
-        let select = checksum::Entity::find()
-            .filter(id_set::any_of(backend, checksum::Column::FileId, part))
-            .filter(checksum::Column::Algorithm.eq(BLAKE3));
-        for s in positional::all(select, c).await? {
-            checksums.insert(s.file_id, s.value);
-        }
-    }
-    Ok(checksums)
+    let mut out = by_id(ids.len());
+    let select = checksum::Entity::find().filter(checksum::Column::Algorithm.eq(BLAKE3));
+    each_row_in(c, select, checksum::Column::FileId, ids, |s| {
+        out.insert(s.file_id, s.value);
+    })
+    .await?;
+    Ok(out)
 }
 
 /// Records copies; a file's existing copy on the same tier is kept (idempotent).
