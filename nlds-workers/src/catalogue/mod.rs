@@ -14,7 +14,8 @@
 //! | `setup` | `catalog.setup`: the holding and transaction of a put |
 //! | `check`, `put` | `catalog-check.start`, `catalog-put.start` |
 //! | `get` | `catalog-get.start`, `catalog.plan`: which copies a get restores, in batches |
-//! | `query` | `catalog.list`, `catalog.find`, `catalog.meta` |
+//! | `list` | `catalog.list`: a page of holdings with their counts, tags and transactions, one statement |
+//! | `query` | `catalog.find`, `catalog.meta` |
 //! | `authz` | which holdings a request selects, who may change them |
 //! | `store` | database queries and writes the handlers share |
 //! | `id_set` | a set of row ids in a read's `WHERE`: one array on PostgreSQL, `IN` lists on SQLite |
@@ -71,6 +72,7 @@ mod delete;
 mod get;
 mod guard;
 mod id_set;
+mod list;
 mod missing;
 mod put;
 mod query;
@@ -692,5 +694,7 @@ mod quota_tests;
 
 #[cfg(test)]
 mod chunks_tests;
+#[cfg(test)]
+mod list_tests;
 #[cfg(test)]
 mod versions_tests;

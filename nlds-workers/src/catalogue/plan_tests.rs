@@ -14,8 +14,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::Catalogue;
+use super::list::list_select;
 use super::query::find_select;
-use crate::db::{holding, holding_stat, testing, transaction_record};
+use crate::db::{holding_stat, testing, transaction_record};
 
 async fn exec(db: &DatabaseConnection, sql: &str) {
     db.execute_unprepared(sql)
@@ -207,6 +208,7 @@ fn assert_indexed(what: &str, plan: &[(String, String)], no_sort: bool) {
         "checksum",
         "holding_stat",
         "transaction_record",
+        "tag",
     ];
     for (kind, on) in plan {
         assert!(
@@ -217,7 +219,7 @@ fn assert_indexed(what: &str, plan: &[(String, String)], no_sort: bool) {
     }
 }
 
-/// 50 users, 1,000 holdings of 100 files (10 directories each), 2 transactions each.
+/// 50 users, 1,000 holdings of 100 files (10 directories each), 2 transactions and a tag each.
 const SEED: &str = r#"
 INSERT INTO holding (id, label, "user", "group", created)
   SELECT h, format('run-%s', h), format('u%s', h % 50), format('g%s', h % 5),
@@ -240,6 +242,8 @@ INSERT INTO "file" (holding_id, transaction_id, path, kind, size, uid, gid, mode
 INSERT INTO location (file_id, tier, bucket, key, created)
   SELECT id, 'warm', 'b', md5(id::text), timestamptz '2026-01-02 00:00:00+00' FROM "file";
 INSERT INTO checksum (file_id, algorithm, value) SELECT id, 'blake3', md5(id::text) FROM "file";
+INSERT INTO tag (holding_id, key, value) SELECT h, 'project', format('p%s', h % 7)
+    FROM generate_series(1, 1000) AS h;
 ANALYZE;
 "#;
 
@@ -312,22 +316,18 @@ async fn read_queries_use_their_indexes_on_postgres() {
     .await;
     assert_eq!(probes(&db, pg_stmt(first)).await, 101);
 
-    // catalog.list: the page of holdings (a user's few, sorted), then their counts.
+    // catalog.list: the page of holdings (a user's few, sorted), with their counts, tags and
+    // transactions probed by index for the page's rows only.
     let scope = cat
         .scope(&env, &HoldingFilter::default(), false)
         .await
         .unwrap();
-    let page = holding::Entity::find()
-        .filter(scope)
-        .order_by(holding::Column::Created, Order::Asc)
-        .order_by(holding::Column::Id, Order::Asc)
-        .limit(1000)
-        .build(DbBackend::Postgres);
-    assert_indexed("list of holdings", &plan(&db, page).await, false);
-    let counts = holding_stat::Entity::find()
-        .filter(holding_stat::Column::HoldingId.is_in([7_i64, 57, 107]))
-        .build(DbBackend::Postgres);
-    assert_indexed("holding counts", &plan(&db, counts).await, false);
+    let page = list_select(scope, Order::Asc, 1001, 0, DbBackend::Postgres);
+    assert_indexed(
+        "list of holdings",
+        &plan(&db, page.build(DbBackend::Postgres)).await,
+        false,
+    );
 
     // monitor.stat: a user's last 10 transactions, read from the end of the index; without it,
     // the guard sees the sort.

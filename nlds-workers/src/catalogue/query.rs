@@ -1,12 +1,10 @@
-//! `catalog.list`, `catalog.find` and `catalog.meta`: listing holdings, finding files, changing
-//! labels and tags.
+//! `catalog.find` and `catalog.meta`: finding files, changing labels and tags.
 
 use std::collections::HashMap;
 
 use chrono::DateTime;
 use nlds_core::api::{
-    FileEntry, FileLocation, FilePage, HoldingMeta, HoldingPage, HoldingSummary, MetaChange,
-    MetaResponse, Tags, Tier,
+    FileEntry, FileLocation, FilePage, HoldingMeta, MetaChange, MetaResponse, Tags, Tier,
 };
 use nlds_core::error::ApiError;
 use nlds_core::message::HoldingFilter;
@@ -16,7 +14,6 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
 };
-use uuid::Uuid;
 
 use super::authz::may_change;
 use super::store::{find_query, load_copies, load_holdings, load_tags, load_transactions};
@@ -24,134 +21,9 @@ use super::{
     Catalogue, Result, compile, dedup, has_selector, id_set, order, page, parse_uuid, to_u32,
     to_u64, validate_label, validate_tag,
 };
-use crate::db::{
-    self, bad_request, conflict, file, holding, holding_stat, internal, positional, tag,
-    transaction, untraced,
-};
+use crate::db::{self, bad_request, conflict, file, holding, internal, positional, tag, untraced};
 
 impl Catalogue {
-    pub(super) async fn list(&self, env: &Envelope, filter: &HoldingFilter) -> Result<HoldingPage> {
-        let scope = self.scope(env, filter, false).await?;
-        let (limit, offset) = page(filter)?;
-        let order = order(filter);
-        let query = holding::Entity::find().filter(scope);
-        let page = query
-            .clone()
-            .order_by(holding::Column::Created, order.clone())
-            .order_by(holding::Column::Id, order)
-            .limit(limit + 1)
-            .offset(offset);
-        let mut rows = positional::all(page, &self.db).await?;
-        let total = page_total(&mut rows, limit, offset, query, &self.db).await?;
-        let ids: Vec<i64> = rows.iter().map(|h| h.id).collect();
-        // Independent lookups, at once on the pool's connections.
-        let (mut tags, mut transactions, counts, recalling_by_holding) = futures::try_join!(
-            load_tags(&self.db, &ids),
-            self.holding_transactions(&ids),
-            self.holding_counts(&ids),
-            self.recalling_by_holding(),
-        )?;
-        let holdings = rows
-            .into_iter()
-            .map(|h| {
-                let [files, bytes, warm_files, cold_files] =
-                    counts.get(&h.id).copied().unwrap_or_default();
-                HoldingSummary {
-                    warm_files,
-                    cold_files,
-                    recalling_files: recalling_by_holding.get(&h.id).copied().unwrap_or(0),
-                    tags: tags.remove(&h.id).unwrap_or_default(),
-                    transactions: transactions.remove(&h.id).unwrap_or_default(),
-                    id: h.id,
-                    label: h.label,
-                    user: h.user,
-                    group: h.group,
-                    created: h.created,
-                    files,
-                    bytes,
-                    last_access: h.last_access,
-                }
-            })
-            .collect();
-        Ok(HoldingPage {
-            holdings,
-            total,
-            limit,
-            offset,
-        })
-    }
-
-    /// The transactions of each holding, oldest first.
-    async fn holding_transactions(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<Uuid>>> {
-        let backend = self.db.get_database_backend();
-        let mut transactions: HashMap<i64, Vec<Uuid>> = HashMap::new();
-        for part in id_set::parts(backend, ids) {
-            let select = transaction::Entity::find()
-                .filter(id_set::any_of(
-                    backend,
-                    transaction::Column::HoldingId,
-                    part,
-                ))
-                .order_by(transaction::Column::IngestTime, Order::Asc)
-                .order_by(transaction::Column::Id, Order::Asc);
-            for t in positional::all(select, &self.db).await? {
-                transactions
-                    .entry(t.holding_id)
-                    .or_default()
-                    .push(parse_uuid(
-                        "transaction",
-                        "transaction_id",
-                        &t.transaction_id,
-                    )?);
-            }
-        }
-        Ok(transactions)
-    }
-
-    /// The counts the triggers keep (`holding_stat`), four numbers a holding instead of a count
-    /// over every file and copy: files (each path once, its newest version), bytes (every live
-    /// version, old ones included: they take space and count in quotas until deleted), files
-    /// with a warm copy and files with a cold one.
-    async fn holding_counts(&self, ids: &[i64]) -> Result<HashMap<i64, [u64; 4]>> {
-        let backend = self.db.get_database_backend();
-        let mut counts = HashMap::new();
-        for part in id_set::parts(backend, ids) {
-            let select = holding_stat::Entity::find().filter(id_set::any_of(
-                backend,
-                holding_stat::Column::HoldingId,
-                part,
-            ));
-            for st in positional::all(select, &self.db).await? {
-                counts.insert(
-                    st.holding_id,
-                    [st.paths, st.bytes, st.warm_files, st.cold_files].map(to_u64),
-                );
-            }
-        }
-        Ok(counts)
-    }
-
-    /// How many files of each holding a get is waiting to recall now.
-    async fn recalling_by_holding(&self) -> Result<HashMap<i64, u64>> {
-        let recalling = self.recalling_files().await?;
-        let mut m = HashMap::new();
-        let files: Vec<i64> = recalling.into_iter().collect();
-        let backend = self.db.get_database_backend();
-        for part in id_set::parts(backend, &files) {
-            for (h,) in file::Entity::find()
-                .select_only()
-                .column(file::Column::HoldingId)
-                .filter(id_set::any_of(backend, file::Column::Id, part))
-                .into_tuple::<(i64,)>()
-                .all(&self.db)
-                .await?
-            {
-                *m.entry(h).or_insert(0) += 1;
-            }
-        }
-        Ok(m)
-    }
-
     // ---------------------------------------------------------------------------------------
     // catalog.find
 
@@ -437,16 +309,16 @@ impl Catalogue {
 /// `COUNT` when the page is the last one (fewer rows than asked for, the common case of an
 /// exact path or a holding's first page), with one otherwise. A page past the end (no row at a
 /// non-zero offset) counts too, to report the real total.
-async fn page_total<E, M>(
-    rows: &mut Vec<M>,
+pub(super) async fn page_total<E, R>(
+    rows: &mut Vec<R>,
     limit: u64,
     offset: u64,
     query: sea_orm::Select<E>,
     db: &sea_orm::DatabaseConnection,
 ) -> Result<u64>
 where
-    E: EntityTrait<Model = M>,
-    M: sea_orm::FromQueryResult + Sized + Send + Sync,
+    E: EntityTrait,
+    E::Model: Sync,
 {
     let fetched = rows.len() as u64;
     if fetched > limit {
