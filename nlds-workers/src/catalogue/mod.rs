@@ -16,6 +16,7 @@
 //! | `get` | `catalog-get.start`, `catalog.plan`: which copies a get restores, in batches |
 //! | `list` | `catalog.list`: a page of holdings with their counts, tags and transactions, one statement |
 //! | `query` | `catalog.find`, `catalog.meta` |
+//! | `entries` | the API view of file rows: with their holding and transaction, copies, checksum |
 //! | `authz` | which holdings a request selects, who may change them |
 //! | `store` | database queries and writes the handlers share |
 //! | `id_set` | a set of row ids in a read's `WHERE`: one array on PostgreSQL, `IN` lists on SQLite |
@@ -69,6 +70,7 @@ mod check;
 mod chunks;
 mod context;
 mod delete;
+mod entries;
 mod get;
 mod guard;
 mod id_set;

@@ -2,26 +2,23 @@
 
 use std::collections::HashMap;
 
-use chrono::DateTime;
-use nlds_core::api::{
-    FileEntry, FileLocation, FilePage, HoldingMeta, MetaChange, MetaResponse, Tags, Tier,
-};
+use nlds_core::api::{FilePage, HoldingMeta, MetaChange, MetaResponse, Tags};
 use nlds_core::error::ApiError;
 use nlds_core::message::HoldingFilter;
 use nlds_core::{Envelope, PathKind};
 use sea_orm::sea_query::{OnConflict, Order};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait, TransactionTrait,
 };
 
 use super::authz::may_change;
-use super::store::{find_query, load_copies, load_holdings, load_tags, load_transactions};
+use super::entries::{FindRow, with_owner};
+use super::store::{find_query, load_tags};
 use super::{
-    Catalogue, Result, compile, dedup, has_selector, id_set, order, page, parse_uuid, to_u32,
-    to_u64, validate_label, validate_tag,
+    Catalogue, Result, compile, has_selector, id_set, order, page, validate_label, validate_tag,
 };
-use crate::db::{self, bad_request, conflict, file, holding, internal, positional, tag, untraced};
+use crate::db::{self, bad_request, conflict, file, holding, tag, untraced};
 
 impl Catalogue {
     // ---------------------------------------------------------------------------------------
@@ -42,14 +39,15 @@ impl Catalogue {
             _ => None,
         };
         let query = find_select(scope, filter, path, path_regex, files_only);
-        let (total, models) = match re {
+        let (total, rows) = match re {
             None => {
-                let page = query.clone().limit(limit + 1).offset(offset);
+                let page = with_owner(query.clone()).limit(limit + 1).offset(offset);
                 let db = self.db.clone();
-                let mut models =
-                    untraced::read(async move { positional::all(page, &db).await }).await?;
-                let total = page_total(&mut models, limit, offset, query, &self.db).await?;
-                (total, models)
+                let mut rows =
+                    untraced::read(async move { page.into_model::<FindRow>().all(&db).await })
+                        .await?;
+                let total = page_total(&mut rows, limit, offset, query, &self.db).await?;
+                (total, rows)
             }
             Some(re) => {
                 let db = self.db.clone();
@@ -75,16 +73,18 @@ impl Catalogue {
                     .take(usize::try_from(limit).unwrap_or(usize::MAX))
                     .collect();
                 let backend = self.db.get_database_backend();
-                let mut by_id: HashMap<i64, file::Model> = HashMap::with_capacity(page.len());
+                let mut by_id: HashMap<i64, FindRow> = HashMap::with_capacity(page.len());
                 for part in id_set::parts(backend, &page) {
-                    let rows = file::Entity::find().filter(id_set::any_of(
-                        backend,
-                        file::Column::Id,
-                        part,
-                    ));
+                    let rows = with_owner(
+                        file::Entity::find()
+                            .join(JoinType::InnerJoin, file::Relation::Holding.def())
+                            .join(JoinType::InnerJoin, file::Relation::Transaction.def())
+                            .filter(id_set::any_of(backend, file::Column::Id, part)),
+                    );
                     let db = self.db.clone();
-                    let rows = untraced::read(async move { positional::all(rows, &db).await });
-                    by_id.extend(rows.await?.into_iter().map(|m| (m.id, m)));
+                    let rows =
+                        untraced::read(async move { rows.into_model::<FindRow>().all(&db).await });
+                    by_id.extend(rows.await?.into_iter().map(|r| (r.file.id, r)));
                 }
                 (
                     total,
@@ -92,79 +92,13 @@ impl Catalogue {
                 )
             }
         };
-        let files = self.entries(models).await?;
+        let files = self.entries_of(rows).await?;
         Ok(FilePage {
             files,
             total,
             limit,
             offset,
         })
-    }
-
-    /// The API view of file rows, in their order.
-    pub(super) async fn entries(&self, models: Vec<file::Model>) -> Result<Vec<FileEntry>> {
-        let ids: Vec<i64> = models.iter().map(|m| m.id).collect();
-        let holding_ids = dedup(&models.iter().map(|m| m.holding_id).collect::<Vec<_>>());
-        let tx_ids = dedup(&models.iter().map(|m| m.transaction_id).collect::<Vec<_>>());
-        // Independent lookups, at once on the pool's connections; those of a row per file
-        // outside the message's span (`db::untraced`).
-        let db = self.db.clone();
-        let per_file = untraced::read(async move {
-            futures::try_join!(
-                load_holdings(&db, &holding_ids),
-                load_transactions(&db, &tx_ids),
-                load_copies(&db, &ids),
-            )
-        });
-        let ((holdings, txs, (mut locations, mut checksums)), recalling) =
-            futures::try_join!(per_file, self.recalling_files())?;
-        let mut out = Vec::with_capacity(models.len());
-        for m in models {
-            let h = holdings.get(&m.holding_id).ok_or_else(|| {
-                internal(format!("holding {} of {} vanished", m.holding_id, m.path))
-            })?;
-            let t = txs.get(&m.transaction_id).ok_or_else(|| {
-                internal(format!(
-                    "transaction {} of {} vanished",
-                    m.transaction_id, m.path
-                ))
-            })?;
-            let mut locs: Vec<FileLocation> = locations
-                .remove(&m.id)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|l| FileLocation {
-                    tier: l.tier,
-                    bucket: l.bucket,
-                    key: l.key,
-                })
-                .collect();
-            locs.sort_by_key(|l| l.tier == Tier::Cold);
-            out.push(FileEntry {
-                kind: m.kind,
-                link_target: m.link_target,
-                size: to_u64(m.size),
-                uid: to_u32(m.uid),
-                gid: to_u32(m.gid),
-                mode: to_u32(m.mode),
-                mtime: DateTime::from_timestamp_nanos(m.mtime_ns),
-                holding_id: h.id,
-                label: h.label.clone(),
-                user: h.user.clone(),
-                group: h.group.clone(),
-                transaction_id: parse_uuid("transaction", "transaction_id", &t.transaction_id)?,
-                ingest_time: t.ingest_time,
-                blake3: checksums.remove(&m.id),
-                recalling: recalling.contains(&m.id),
-                last_access: m.last_access,
-                access_count: to_u64(m.access_count),
-                locations: locs,
-                xattrs: shown_xattrs(m.xattrs.as_deref()),
-                path: m.path,
-                version: u32::try_from(m.version).unwrap_or(1),
-            });
-        }
-        Ok(out)
     }
 
     // ---------------------------------------------------------------------------------------
@@ -359,19 +293,4 @@ pub(super) fn find_select(
         query = query.filter(file::Column::Kind.ne(PathKind::Directory));
     }
     query
-}
-
-/// The extended attributes of a file's `xattrs` column as `find` shows them (an attribute whose
-/// value is not valid base64 is shown with an empty value and its stored text).
-fn shown_xattrs(column: Option<&str>) -> Vec<nlds_core::api::FileXattr> {
-    use base64::Engine as _;
-    super::xattrs_of(column)
-        .into_iter()
-        .map(|x| {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(&x.value)
-                .unwrap_or_default();
-            nlds_core::api::FileXattr::new(x.name, &bytes, x.value)
-        })
-        .collect()
 }
