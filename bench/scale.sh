@@ -196,14 +196,17 @@ database_url = "$DB_URL"
 log_dir = "$WORK/worker-logs"
 EOF
 mkdir -p "$WORK/worker-logs"
+declare -A ROLE_PID
 for role in catalogue-rpc monitor-rpc; do
     "$BIN_DIR/nlds-workers" "$role" --config "$WORK/workers.toml" >"$WORK/logs/$role.log" 2>&1 &
     PIDS+=($!)
+    ROLE_PID[$role]=$!
 done
 # The server logs each response's latency (microseconds, at debug): the server-side figures.
 RUST_LOG="info,tower_http::trace::on_response=debug" \
     "$BIN_DIR/nlds-server" serve --config "$WORK/server.toml" >"$WORK/logs/server.log" 2>&1 &
 PIDS+=($!)
+ROLE_PID[server]=$!
 for _ in $(seq 1 300); do
     curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/readyz" 2>/dev/null && break
     sleep 0.2
@@ -244,14 +247,42 @@ url_for() {
         ;;
     esac
 }
-# QUERY -> one line "count p50_ms p99_ms max_ms errors server_p50_ms server_p99_ms" (errors: not
-# 200; the first three as curl saw them, from sending the request to its last byte; the server's
-# from its log, from the request read to the response written).
+# CPU time (user and system, clock ticks) of each process that serves a request: the catalogue,
+# the monitor and the server, every PostgreSQL process and RabbitMQ's. One "name ticks" line each;
+# a process that exits in between is left out.
+TICK_HZ=$(getconf CLK_TCK)
+cpu_ticks() {
+    local name pid
+    for name in catalogue-rpc monitor-rpc server; do
+        pid=${ROLE_PID[$name]}
+        awk -v n="$name" '{ print n, $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || true
+    done
+    for pid in $(pgrep -u postgres postgres || true); do
+        awk '{ print "postgres", $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || true
+    done
+    for pid in $(pgrep beam.smp || true); do
+        awk '{ print "rabbitmq", $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || true
+    done
+}
+# BEFORE AFTER REQUESTS -> "catalogue server postgres rabbitmq": CPU ms per request of each.
+cpu_per_request() {
+    awk -v hz="$TICK_HZ" -v n="$3" '
+        FNR == NR { t[$1] -= $2; next } { t[$1] += $2 }
+        END { printf "%.2f %.2f %.2f %.2f\n", t["catalogue-rpc"] * 1000 / hz / n,
+              t["server"] * 1000 / hz / n, t["postgres"] * 1000 / hz / n,
+              t["rabbitmq"] * 1000 / hz / n }' "$1" "$2"
+}
+# QUERY -> one line "count p50_ms p99_ms max_ms errors server_p50_ms server_p99_ms cpu..." (errors:
+# not 200; the first three as curl saw them, from sending the request to its last byte; the
+# server's from its log, from the request read to the response written; then the CPU ms per
+# request of the catalogue, the server, PostgreSQL and RabbitMQ, from /proc, which a busy
+# neighbour on a shared VM disturbs far less than the latencies).
 measure() {
     local q="$1" per=$((REQUESTS / MEASURE_USERS)) ui n cfg out="$WORK/times-$q"
     local logged
     logged=$(wc -l <"$WORK/logs/server.log")
     : >"$out"
+    cpu_ticks >"$WORK/cpu-before"
     for ui in $(seq 1 "$MEASURE_USERS"); do
         cfg="$WORK/curl-$q-$ui"
         {
@@ -263,6 +294,7 @@ measure() {
         } >"$cfg"
         curl -sS -K "$cfg" >>"$out"
     done
+    cpu_ticks >"$WORK/cpu-after"
     local errors server
     errors=$(awk '$1 != 200 { e++ } END { print e + 0 }' "$out")
     sleep 0.2 # the last response's log line
@@ -272,11 +304,14 @@ measure() {
             if (NR == 0) { print "- -"; exit }
             printf "%.2f %.2f\n", t[int((NR - 1) * 0.50) + 1], t[int((NR - 1) * 0.99) + 1]
         }')
-    awk '{ print $2 * 1000 }' "$out" | sort -n | awk -v errors="$errors" -v server="$server" '
+    local cpu
+    cpu=$(cpu_per_request "$WORK/cpu-before" "$WORK/cpu-after" "$(wc -l <"$out")")
+    awk '{ print $2 * 1000 }' "$out" | sort -n |
+        awk -v errors="$errors" -v server="$server" -v cpu="$cpu" '
         { t[NR] = $1 }
         END {
             p50 = t[int((NR - 1) * 0.50) + 1]; p99 = t[int((NR - 1) * 0.99) + 1]
-            printf "%d %.2f %.2f %.2f %d %s\n", NR, p50, p99, t[NR], errors, server
+            printf "%d %.2f %.2f %.2f %d %s %s\n", NR, p50, p99, t[NR], errors, server, cpu
         }'
 }
 
@@ -301,12 +336,12 @@ REQUESTS="$REQUESTS_SAVED"
 {
     echo "### Catalogue at scale: $FILES files, $HOLDINGS holdings, $USERS users ($STAMP)"
     echo
-    echo "PostgreSQL $("${PSQL[@]}" -d postgres -c 'show server_version'), distributed API (nlds-server serve + nlds-workers catalogue-rpc, monitor-rpc); milliseconds per request over one kept-alive connection: as curl saw them (sending the request to its last byte) and as the server logged them (reading the request to writing the response)."
+    echo "PostgreSQL $("${PSQL[@]}" -d postgres -c 'show server_version'), distributed API (nlds-server serve + nlds-workers catalogue-rpc, monitor-rpc); milliseconds per request over one kept-alive connection: as curl saw them (sending the request to its last byte) and as the server logged them (reading the request to writing the response); then the CPU time each process spent per request, from /proc (PostgreSQL: all its processes)."
     echo
-    echo "| query | requests | p50 ms | p99 ms | max ms | errors | server p50 ms | server p99 ms | target p99 |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    echo "| query | requests | p50 ms | p99 ms | max ms | errors | server p50 ms | server p99 ms | target p99 | CPU ms: catalogue | server | PostgreSQL | RabbitMQ |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
     for q in $QUERIES; do
-        read -r cnt p50 p99 max errs sp50 sp99 < <(measure "$q")
+        read -r cnt p50 p99 max errs sp50 sp99 ccat csrv cpg cmq < <(measure "$q")
         case "$q" in
         exact) name="find by exact path"; target="5" ;;
         list) name="list a user's holdings ($HOLDINGS_PER_USER)"; target="5" ;;
@@ -314,7 +349,7 @@ REQUESTS="$REQUESTS_SAVED"
         label) name="find the first 1,000 files of a label"; target="20" ;;
         prefix) name="find a directory prefix ($FILES_PER_DIR files)"; target="" ;;
         esac
-        echo "| $name | $cnt | $p50 | $p99 | $max | $errs | $sp50 | $sp99 | $target |"
+        echo "| $name | $cnt | $p50 | $p99 | $max | $errs | $sp50 | $sp99 | $target | $ccat | $csrv | $cpg | $cmq |"
     done
 } | tee "$BENCH_OUT"
 log "results in $BENCH_OUT"
