@@ -264,18 +264,20 @@ cpu_ticks() {
         awk '{ print "rabbitmq", $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || true
     done
 }
-# BEFORE AFTER REQUESTS -> "catalogue server postgres rabbitmq": CPU ms per request of each.
+# BEFORE AFTER REQUESTS -> "catalogue monitor server postgres rabbitmq": CPU ms per request.
 cpu_per_request() {
     awk -v hz="$TICK_HZ" -v n="$3" '
         FNR == NR { t[$1] -= $2; next } { t[$1] += $2 }
-        END { printf "%.2f %.2f %.2f %.2f\n", t["catalogue-rpc"] * 1000 / hz / n,
-              t["server"] * 1000 / hz / n, t["postgres"] * 1000 / hz / n,
-              t["rabbitmq"] * 1000 / hz / n }' "$1" "$2"
+        END {
+            f = 1000 / hz / n
+            printf "%.2f %.2f %.2f %.2f %.2f\n", t["catalogue-rpc"] * f, t["monitor-rpc"] * f,
+                t["server"] * f, t["postgres"] * f, t["rabbitmq"] * f
+        }' "$1" "$2"
 }
 # QUERY -> one line "count p50_ms p99_ms max_ms errors server_p50_ms server_p99_ms cpu..." (errors:
 # not 200; the first three as curl saw them, from sending the request to its last byte; the
 # server's from its log, from the request read to the response written; then the CPU ms per
-# request of the catalogue, the server, PostgreSQL and RabbitMQ, from /proc, which a busy
+# request of the catalogue, the monitor, the server, PostgreSQL and RabbitMQ, from /proc, which a busy
 # neighbour on a shared VM disturbs far less than the latencies).
 measure() {
     local q="$1" per=$((REQUESTS / MEASURE_USERS)) ui n cfg out="$WORK/times-$q"
@@ -338,10 +340,10 @@ REQUESTS="$REQUESTS_SAVED"
     echo
     echo "PostgreSQL $("${PSQL[@]}" -d postgres -c 'show server_version'), distributed API (nlds-server serve + nlds-workers catalogue-rpc, monitor-rpc); milliseconds per request over one kept-alive connection: as curl saw them (sending the request to its last byte) and as the server logged them (reading the request to writing the response); then the CPU time each process spent per request, from /proc (PostgreSQL: all its processes)."
     echo
-    echo "| query | requests | p50 ms | p99 ms | max ms | errors | server p50 ms | server p99 ms | target p99 | CPU ms: catalogue | server | PostgreSQL | RabbitMQ |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+    echo "| query | requests | p50 ms | p99 ms | max ms | errors | server p50 ms | server p99 ms | target p99 | CPU ms: catalogue | monitor | server | PostgreSQL | RabbitMQ |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
     for q in $QUERIES; do
-        read -r cnt p50 p99 max errs sp50 sp99 ccat csrv cpg cmq < <(measure "$q")
+        read -r cnt p50 p99 max errs sp50 sp99 ccat cmon csrv cpg cmq < <(measure "$q")
         case "$q" in
         exact) name="find by exact path"; target="5" ;;
         list) name="list a user's holdings ($HOLDINGS_PER_USER)"; target="5" ;;
@@ -349,7 +351,7 @@ REQUESTS="$REQUESTS_SAVED"
         label) name="find the first 1,000 files of a label"; target="20" ;;
         prefix) name="find a directory prefix ($FILES_PER_DIR files)"; target="" ;;
         esac
-        echo "| $name | $cnt | $p50 | $p99 | $max | $errs | $sp50 | $sp99 | $target | $ccat | $csrv | $cpg | $cmq |"
+        echo "| $name | $cnt | $p50 | $p99 | $max | $errs | $sp50 | $sp99 | $target | $ccat | $cmon | $csrv | $cpg | $cmq |"
     done
 } | tee "$BENCH_OUT"
 log "results in $BENCH_OUT"
