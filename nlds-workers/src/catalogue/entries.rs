@@ -8,12 +8,12 @@
 //! statements per request").
 
 use chrono::{DateTime, Utc};
-use nlds_core::api::{FileEntry, FileLocation, Tier};
+use nlds_core::api::{FileEntry, Tier};
 use sea_orm::{
     DbErr, FromQueryResult, Iterable, QueryResult, QuerySelect, Select, sea_query::Expr,
 };
 
-use super::store::{load_copies, load_holdings, load_transactions};
+use super::store::{load_holdings, load_shown_copies, load_transactions};
 use super::{Catalogue, Result, dedup, parse_uuid, to_u32, to_u64};
 use crate::db::positional::ByPosition;
 use crate::db::{file, holding, internal, transaction, untraced};
@@ -123,22 +123,13 @@ impl Catalogue {
     pub(super) async fn entries_of(&self, rows: Vec<FindRow>) -> Result<Vec<FileEntry>> {
         let ids: Vec<i64> = rows.iter().map(|r| r.file.id).collect();
         let db = self.db.clone();
-        let copies = untraced::read(async move { load_copies(&db, &ids).await });
+        let copies = untraced::read(async move { load_shown_copies(&db, &ids).await });
         let ((mut locations, mut checksums), recalling) =
             futures::try_join!(copies, self.recalling_files())?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let m = r.file;
-            let mut locs: Vec<FileLocation> = locations
-                .remove(&m.id)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|l| FileLocation {
-                    tier: l.tier,
-                    bucket: l.bucket,
-                    key: l.key,
-                })
-                .collect();
+            let mut locs = locations.remove(&m.id).unwrap_or_default();
             locs.sort_by_key(|l| l.tier == Tier::Cold);
             out.push(FileEntry {
                 kind: m.kind,
@@ -192,15 +183,41 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::db::testing;
+    use crate::db::{checksum, location, testing};
+    use nlds_core::api::FileLocation;
 
     /// Alice's and bob's holdings in one group, found together: every entry carries its own
     /// holding's label and owner and its own transaction, read in the page's statement (plain
     /// and regex finds) or by id (a get's plan), the same either way.
     async fn scenario(db: DatabaseConnection) {
         let cat = Catalogue::new(db.clone(), 1000, 1 << 30);
-        let (a, _) = testing::holding_with(&db, "alpha", &[1, 2]).await;
+        let (a, alpha_files) = testing::holding_with(&db, "alpha", &[1, 2]).await;
         let (b, _) = testing::holding_with(&db, "beta", &[3]).await;
+        // alpha's first file: a cold copy besides its warm one (shown after it, as every cold one),
+        // its blake3 checksum and another algorithm's, which no entry shows.
+        let f0 = alpha_files[0];
+        location::Entity::insert(location::ActiveModel {
+            file_id: Set(f0),
+            tier: Set(Tier::Cold),
+            bucket: Set("tape".into()),
+            key: Set("agg/7".into()),
+            created: Set(chrono::Utc::now()),
+            ..Default::default()
+        })
+        .exec(&db)
+        .await
+        .unwrap();
+        for (algorithm, value) in [("md5", "not shown"), (super::super::BLAKE3, "b3-of-f0")] {
+            checksum::Entity::insert(checksum::ActiveModel {
+                file_id: Set(f0),
+                algorithm: Set(algorithm.into()),
+                value: Set(value.into()),
+                ..Default::default()
+            })
+            .exec(&db)
+            .await
+            .unwrap();
+        }
         let mut bob: holding::ActiveModel = holding::Entity::find_by_id(b)
             .one(&db)
             .await
@@ -241,6 +258,23 @@ mod tests {
                 );
                 assert_eq!(f.transaction_id.to_string(), t.transaction_id, "{f:?}");
                 assert_eq!(f.ingest_time, t.ingest_time, "{f:?}");
+                let i = f.path.rsplit('f').next().unwrap();
+                let mut copies = vec![FileLocation {
+                    tier: Tier::Warm,
+                    bucket: "nlds".into(),
+                    key: format!("tx/{label}/{i}"),
+                }];
+                if f.path == "/alpha/f0" {
+                    copies.push(FileLocation {
+                        tier: Tier::Cold,
+                        bucket: "tape".into(),
+                        key: "agg/7".into(),
+                    });
+                    assert_eq!(f.blake3.as_deref(), Some("b3-of-f0"));
+                } else {
+                    assert_eq!(f.blake3, None, "{f:?}");
+                }
+                assert_eq!(f.locations, copies, "{f:?}");
                 seen.push((f.path.as_str(), f.holding_id, f.user.as_str()));
             }
             seen.sort();
