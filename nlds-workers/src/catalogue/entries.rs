@@ -31,27 +31,31 @@ pub(super) struct FindRow {
 /// `select` (of `file` joined with its `holding` and `transaction`, reading `file`'s columns
 /// only) with the columns of a [`FindRow`] after them.
 pub(super) fn with_owner(select: Select<file::Entity>) -> Select<file::Entity> {
-    select
-        .expr_as(
+    let columns = [
+        (
             Expr::col((holding::Entity, holding::Column::Label)),
             "owner_label",
-        )
-        .expr_as(
+        ),
+        (
             Expr::col((holding::Entity, holding::Column::User)),
             "owner_user",
-        )
-        .expr_as(
+        ),
+        (
             Expr::col((holding::Entity, holding::Column::Group)),
             "owner_group",
-        )
-        .expr_as(
+        ),
+        (
             Expr::col((transaction::Entity, transaction::Column::TransactionId)),
             "owner_transaction",
-        )
-        .expr_as(
+        ),
+        (
             Expr::col((transaction::Entity, transaction::Column::IngestTime)),
             "owner_ingest_time",
-        )
+        ),
+    ];
+    columns.into_iter().fold(select, |select, (column, alias)| {
+        select.expr_as(column, alias)
+    })
 }
 
 impl FromQueryResult for FindRow {
