@@ -8,13 +8,13 @@ use nlds_core::message::HoldingFilter;
 use nlds_core::{Envelope, PathKind};
 use sea_orm::sea_query::{OnConflict, Order};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, RelationTrait, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 
 use super::authz::may_change;
 use super::entries::{FindRow, with_owner};
-use super::store::{find_query, load_tags};
+use super::store::{files_with_owners, find_query, load_tags};
 use super::{
     Catalogue, Result, compile, has_selector, id_set, order, page, validate_label, validate_tag,
 };
@@ -75,12 +75,11 @@ impl Catalogue {
                 let backend = self.db.get_database_backend();
                 let mut by_id: HashMap<i64, FindRow> = HashMap::with_capacity(page.len());
                 for part in id_set::parts(backend, &page) {
-                    let rows = with_owner(
-                        file::Entity::find()
-                            .join(JoinType::InnerJoin, file::Relation::Holding.def())
-                            .join(JoinType::InnerJoin, file::Relation::Transaction.def())
-                            .filter(id_set::any_of(backend, file::Column::Id, part)),
-                    );
+                    let rows = with_owner(files_with_owners().filter(id_set::any_of(
+                        backend,
+                        file::Column::Id,
+                        part,
+                    )));
                     let db = self.db.clone();
                     let rows =
                         untraced::read(async move { rows.into_model::<FindRow>().all(&db).await });

@@ -26,11 +26,16 @@ pub(super) fn scoped_files(scope: &Condition) -> sea_orm::Select<file::Entity> {
         .filter(file::Column::DeletedAt.is_null())
 }
 
-/// Files of the holdings selected by `scope`, ordered by ingest time (then id).
-pub(super) fn find_query(scope: Condition, order: Order) -> sea_orm::Select<file::Entity> {
+/// Files joined with their holding and transaction (reading `file`'s columns only).
+pub(super) fn files_with_owners() -> sea_orm::Select<file::Entity> {
     file::Entity::find()
         .join(JoinType::InnerJoin, file::Relation::Holding.def())
         .join(JoinType::InnerJoin, file::Relation::Transaction.def())
+}
+
+/// Files of the holdings selected by `scope`, ordered by ingest time (then id).
+pub(super) fn find_query(scope: Condition, order: Order) -> sea_orm::Select<file::Entity> {
+    files_with_owners()
         .filter(scope)
         .filter(file::Column::DeletedAt.is_null())
         .order_by(transaction::Column::IngestTime, order.clone())
